@@ -1,0 +1,213 @@
+"""The agent runtime: ``coffee-team agent run NAME`` is every program's command.
+
+One loop does everything in turn, so a hung handler also stops the heartbeat (which is how the
+watchdog can tell it is hung): heartbeat → periodic run → claim one task → run it → mark it →
+otherwise wait on the queue. SIGTERM stops claiming, lets the current task finish until the
+grace period runs out, then requeues it. Whatever this process held in progress is requeued
+on the way out, so nothing it claimed is ever lost.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from . import handlers
+from .handlers import HandlerContext, HandlerError, Interrupted
+from .layout import atomic_write_private, ensure_data_dirs
+from .singleton import AgentLock, ParentWatch, die_with_parent
+from .team import AgentSpec, Team
+
+IDLE_WAIT_CAP = 1.0  # seconds; bounds how late a dead parent is noticed without PDEATHSIG
+
+
+def log(agent: str, message: str) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    print(f"{stamp} {agent}: {message}", file=sys.stderr, flush=True)
+
+
+def make_runner(team: Team, spec: AgentSpec):
+    if spec.command:
+        return handlers.CommandRunner(spec.command, cwd=str(team.root))
+    ref = spec.handler or "coffee_team.demo:handle"
+    return handlers.CallableRunner(handlers.load_callable(ref))
+
+
+def task_dict(task: Any) -> dict[str, Any]:
+    fields = ("id", "sender", "recipient", "type", "content", "priority", "attempts")
+    return {f: getattr(task, f, None) for f in fields}
+
+
+class Agent:
+    def __init__(self, team: Team, name: str, queue=None, clock=time.time):
+        self.team = team
+        self.spec = team.agent(name)
+        self.name = name
+        self.clock = clock
+        self.queue = queue
+        self.runner = make_runner(team, self.spec)
+        self.status_path = team.status_dir / f"{name}_status.json"
+        self.started_at = clock()
+        self.state = "starting"
+        self.current: dict[str, Any] | None = None
+        self.counts = {"tasks_completed": 0, "tasks_failed": 0, "tasks_requeued": 0,
+                       "periodic_runs": 0}
+        self.stopping = False
+        self.parent = ParentWatch()
+        self.supervised = bool(os.environ.get("SUPERVISOR_ENABLED"))
+
+    # --- signals -------------------------------------------------------------------------
+    def _on_stop_signal(self, signum, frame) -> None:
+        parent_gone = self.supervised and not self.parent.parent_alive()
+        first = not self.stopping
+        self.stopping = True
+        if self.state != "working" or parent_gone:
+            # Idle (or orphaned): leave the wait at once instead of at its next timeout.
+            raise Interrupted("stop", "parent died" if parent_gone else "stop requested")
+        if first:
+            grace = max(1.0, self.team.settings.stop_wait_seconds - 2.0)
+            remaining = signal.getitimer(signal.ITIMER_REAL)[0]
+            if remaining == 0 or remaining > grace:
+                signal.signal(signal.SIGALRM, self._abandon)
+                signal.setitimer(signal.ITIMER_REAL, grace)
+
+    def _abandon(self, signum, frame) -> None:
+        raise Interrupted("stop", "grace period over")
+
+    # --- status ----------------------------------------------------------------------------
+    def write_status(self) -> None:
+        now = self.clock()
+        status = {"agent": self.name, "pid": os.getpid(), "state": self.state,
+                  "started_at": self.started_at, "last_heartbeat": now,
+                  "current_task": self.current, **self.counts}
+        atomic_write_private(self.status_path, json.dumps(status, indent=1) + "\n")
+
+    # --- work ------------------------------------------------------------------------------
+    def _context(self) -> HandlerContext:
+        return HandlerContext(agent=self.name, options=dict(self.spec.options),
+                              auto_approve=self.spec.auto_approve)
+
+    def _run_handler(self, task: dict) -> tuple[Any, list[dict]]:
+        ctx = self._context()
+        self.state = "working"
+        self.current = {"id": task["id"], "type": task["type"], "started_at": self.clock()}
+        try:
+            with handlers.time_limit(self.spec.timeout_seconds):
+                result = self.runner(task, ctx)
+            result, sends = handlers.split_follow_ups(result)
+            return result, ctx.outbox + sends
+        finally:
+            self.state = "stopping" if self.stopping else "idle"
+            self.current = None
+
+    def _send_follow_ups(self, sends: list[dict]) -> None:
+        for msg in sends:
+            try:
+                self.queue.send(sender=self.name, recipient=msg.get("recipient"),
+                                type=msg.get("type"), content=msg.get("content"),
+                                priority=msg.get("priority", 5))
+            except Exception as exc:  # a bad follow-up must not lose the task's own result
+                log(self.name, f"follow-up {msg.get('type')!r} not sent: {exc}")
+
+    def process(self, task: Any) -> None:
+        data = task_dict(task)
+        try:
+            result, sends = self._run_handler(data)
+        except Interrupted as exc:
+            if exc.reason == "stop":
+                raise
+            self._fail(data, str(exc))
+            return
+        except HandlerError as exc:
+            self._fail(data, str(exc))
+            return
+        self._send_follow_ups(sends)
+        self.queue.mark_completed(data["id"], result)
+        self.counts["tasks_completed"] += 1
+
+    def _fail(self, data: dict, error: str) -> None:
+        log(self.name, f"task {data['id']} ({data['type']}) failed: {error}")
+        self.queue.mark_failed(data["id"], error)
+        self.counts["tasks_failed"] += 1
+
+    def periodic(self) -> None:
+        task = {"id": None, "sender": "scheduler", "recipient": self.name, "type": "periodic",
+                "content": None, "priority": 5, "attempts": 1}
+        try:
+            _, sends = self._run_handler(task)
+        except (HandlerError, Interrupted) as exc:
+            if isinstance(exc, Interrupted) and exc.reason == "stop":
+                raise
+            log(self.name, f"periodic run failed: {exc}")
+            return
+        self.counts["periodic_runs"] += 1
+        self._send_follow_ups(sends)
+
+    def loop(self) -> None:
+        s = self.team.settings
+        next_heartbeat = next_periodic = self.clock()
+        while not self.stopping:
+            if self.supervised and not self.parent.parent_alive():
+                log(self.name, "supervisord is gone; exiting")
+                return
+            now = self.clock()
+            if now >= next_heartbeat:
+                self.write_status()
+                next_heartbeat = now + s.heartbeat_interval
+            if now >= next_periodic:
+                self.periodic()
+                next_periodic = self.clock() + self.spec.check_interval
+                continue
+            tasks = self.queue.claim(self.name, 1)
+            if tasks:
+                self.process(tasks[0])
+                continue
+            self.state = "idle"
+            timeout = min(next_heartbeat, next_periodic) - self.clock()
+            self.queue.wait(self.name, max(0.0, min(timeout, IDLE_WAIT_CAP)))
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_stop_signal)
+        try:
+            self.loop()
+        except Interrupted as exc:
+            log(self.name, f"stopping: {exc}")
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)
+            self.runner.kill()
+            self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        self.state = "stopped"
+        try:
+            requeued = self.queue.requeue_agent(self.name)
+            if requeued:
+                self.counts["tasks_requeued"] += requeued
+                log(self.name, f"requeued {requeued} unfinished task(s)")
+        finally:
+            self.write_status()
+
+
+def run_agent(team: Team, name: str) -> int:
+    """Entry point of ``coffee-team agent run``: lock, open the queue, loop, clean up."""
+    from .queue import MessageQueue
+
+    spec = team.agent(name)
+    if os.environ.get("SUPERVISOR_ENABLED"):
+        die_with_parent(signal.SIGTERM)
+    ensure_data_dirs(team)
+    with AgentLock(team.status_dir / f"{spec.name}.lock"):
+        queue = MessageQueue.from_team(team)
+        try:
+            agent = Agent(team, spec.name, queue=queue)
+            log(spec.name, f"started (PID {os.getpid()}, priority {spec.priority})")
+            return agent.run()
+        finally:
+            queue.close()

@@ -1,0 +1,257 @@
+"""``coffee-team``: thin commands over the library. User errors are one line and a non-zero exit:
+2 for a bad team file, 3 when supervisord is not running, 1 otherwise."""
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from . import client, layout
+from .client import SupervisorDown
+from .team import Team, TeamError, load_team
+
+
+class UserError(click.ClickException):
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Context:
+    def __init__(self, team_path: str, conf: str | None):
+        self.team_path = team_path
+        self.conf = conf
+        self._team: Team | None = None
+
+    @property
+    def team(self) -> Team:
+        if self._team is None:
+            try:
+                self._team = load_team(self.team_path)
+            except TeamError as exc:
+                raise UserError(str(exc), exit_code=2) from None
+        return self._team
+
+    @property
+    def endpoint(self) -> client.Endpoint:
+        try:
+            return client.endpoint_for(self.team, self.conf)
+        except SupervisorDown as exc:
+            raise UserError(str(exc), exit_code=3) from None
+
+    def rpc(self, method: str, *args, timeout: float | None = 30.0):
+        try:
+            return client.call(self.endpoint, method, *args, timeout=timeout)
+        except SupervisorDown as exc:
+            raise UserError(f"{exc}; start the team with `coffee-team start`",
+                            exit_code=3) from None
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--team", "team_path", default="data/team.yaml", envvar="COFFEE_TEAM",
+              show_default=True, help="Team file (its directory's parent is the project root).")
+@click.option("-c", "--conf", default=None, help="supervisord config to reach the server by.")
+@click.pass_context
+def main(ctx: click.Context, team_path: str, conf: str | None) -> None:
+    """Run a team of AI agents as supervised processes."""
+    ctx.obj = Context(team_path, conf)
+
+
+def parse_agents(team: Team, agents: str | None) -> tuple[str, ...]:
+    if not agents:
+        return ()
+    names = tuple(a.strip() for a in agents.split(",") if a.strip())
+    unknown = [n for n in names if n not in team.names]
+    if unknown:
+        raise UserError(f"unknown agent(s) {', '.join(unknown)} (known: {', '.join(team.names)})",
+                        exit_code=2)
+    return names
+
+
+def echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+# --- config ----------------------------------------------------------------------------------
+
+@main.command("gen-config")
+@click.option("--check", is_flag=True, help="Exit 1 if the generated config on disk is stale.")
+@pass_ctx
+def gen_config(ctx: Context, check: bool) -> None:
+    """Regenerate supervisord.conf.d/ from the team file."""
+    team = ctx.team
+    if check:
+        diff = layout.diff_config(team)
+        if not diff.clean:
+            files = ", ".join([*diff.changed, *(f"{n} (no longer in the team)" for n in diff.stale)])
+            raise UserError(f"{team.conf_dir}: stale generated config: {files}; "
+                            f"run `coffee-team gen-config`")
+        click.echo(f"{team.conf_dir}: up to date ({len(team.agents)} agents)")
+        return
+    layout.ensure_data_dirs(team)
+    diff = layout.write_config(team)
+    if diff.clean:
+        click.echo(f"{team.conf_dir}: already up to date")
+    for name in diff.changed:
+        click.echo(f"wrote {team.conf_dir / name}")
+    for name in diff.stale:
+        click.echo(f"removed {team.conf_dir / name}")
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+def wait_running(ctx: Context, names: tuple[str, ...], timeout: float) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        infos = {i["name"]: i for i in ctx.rpc("supervisor.getAllProcessInfo")}
+        states = {n: infos.get(n, {}).get("statename", "UNKNOWN") for n in names}
+        failed = [n for n, s in states.items() if s in ("FATAL", "EXITED")]
+        if failed:
+            raise UserError(f"agent(s) failed to start: {', '.join(failed)}; "
+                            f"see `coffee-team logs {failed[0]}` or data/logs/{failed[0]}.log")
+        if all(s == "RUNNING" for s in states.values()):
+            return list(infos.values())
+        if time.monotonic() > deadline:
+            waiting = [f"{n} ({s})" for n, s in states.items() if s != "RUNNING"]
+            raise UserError(f"timed out after {timeout:g}s waiting for {', '.join(waiting)}")
+        time.sleep(0.1)
+
+
+def start_in_priority_order(ctx: Context, names: tuple[str, ...]) -> None:
+    team = ctx.team
+    infos = {i["name"]: i for i in ctx.rpc("supervisor.getAllProcessInfo")}
+    todo = [team.agent(n) for n in names
+            if infos.get(n, {}).get("statename") not in ("RUNNING", "STARTING")]
+    for priority in sorted({a.priority for a in todo}):
+        group = tuple(a.name for a in todo if a.priority == priority)
+        for name in group:
+            ctx.rpc("supervisor.startProcess", name, False)
+        wait_running(ctx, group, timeout=team.settings.start_seconds + 30)
+
+
+@main.command()
+@click.option("--agents", help="Comma-separated agents to start (default: the whole team).")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for RUNNING.")
+@pass_ctx
+def start(ctx: Context, agents: str | None, timeout: float) -> None:
+    """Boot supervisord if needed, start agents in priority order, wait, print the status."""
+    team = ctx.team
+    names = parse_agents(team, agents) or team.names
+    diff = layout.diff_config(team)
+    if not diff.clean:
+        raise UserError(f"{team.conf_dir}: generated config is stale "
+                        f"({', '.join(diff.changed + diff.stale)}); run `coffee-team gen-config`")
+    layout.ensure_data_dirs(team)
+    endpoint = ctx.endpoint
+    if not client.is_running(endpoint):
+        try:
+            client.boot(team, endpoint, launch=parse_agents(team, agents))
+        except SupervisorDown as exc:
+            raise UserError(str(exc)) from None
+        wait_running(ctx, names, timeout)
+    else:
+        start_in_priority_order(ctx, names)
+    _print_status(ctx, as_json=False)
+
+
+@main.command()
+@click.option("--agents", help="Comma-separated agents to stop (default: the team and supervisord).")
+@pass_ctx
+def stop(ctx: Context, agents: str | None) -> None:
+    """Stop agents, or with no --agents the whole team and supervisord."""
+    names = parse_agents(ctx.team, agents)
+    if names:
+        for name in names:
+            info = ctx.rpc("supervisor.getProcessInfo", name)
+            if info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
+                ctx.rpc("supervisor.stopProcess", name, True)
+            click.echo(f"{name}: stopped")
+        return
+    pid = ctx.rpc("supervisor.getPID")
+    ctx.rpc("supervisor.shutdown")
+    if not _wait_gone(pid, timeout=ctx.team.settings.stop_wait_seconds + 15):
+        raise UserError(f"supervisord (PID {pid}) still running after shutdown request")
+    click.echo(f"team stopped (supervisord PID {pid} exited)")
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    import psutil
+    try:
+        psutil.Process(pid).wait(timeout)
+        return True
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.TimeoutExpired:
+        return False
+
+
+@main.command()
+@click.argument("agent")
+@pass_ctx
+def restart(ctx: Context, agent: str) -> None:
+    """Stop (if running) and start one agent; clears a give-up."""
+    (name,) = parse_agents(ctx.team, agent)
+    info = ctx.rpc("supervisor.getProcessInfo", name)
+    if info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
+        ctx.rpc("supervisor.stopProcess", name, True)
+    ctx.rpc("supervisor.startProcess", name, False)
+    wait_running(ctx, (name,), timeout=ctx.team.settings.start_seconds + 30)
+    click.echo(f"{name}: restarted")
+
+
+# --- status ----------------------------------------------------------------------------------
+
+def _print_status(ctx: Context, as_json: bool) -> None:
+    from . import status
+    infos = ctx.rpc("supervisor.getAllProcessInfo")
+    pid = ctx.rpc("supervisor.getPID")
+    data = status.collect(ctx.team, infos, pid)
+    if as_json:
+        echo_json(data)
+    else:
+        click.echo(status.render(data))
+
+
+@main.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def status_cmd(ctx: Context, as_json: bool) -> None:
+    """Show every agent's state, PID, uptime, CPU, RAM and heartbeat."""
+    _print_status(ctx, as_json)
+
+
+@main.command()
+@pass_ctx
+def doctor(ctx: Context) -> None:
+    """Run the startup checks; one line per check, exit 1 on any failure."""
+    from .doctor import run_checks
+    results = run_checks(ctx.team_path, ctx.conf)
+    for ok, name, detail in results:
+        click.echo(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+    if not all(ok for ok, _, _ in results):
+        raise SystemExit(1)
+
+
+# --- agent runtime ---------------------------------------------------------------------------
+
+@main.group()
+def agent() -> None:
+    """Agent processes (what supervisord runs)."""
+
+
+@agent.command("run")
+@click.argument("name")
+@pass_ctx
+def agent_run(ctx: Context, name: str) -> None:
+    """Run agent NAME in the foreground (the program command of each agent)."""
+    from .agent import run_agent
+    from .singleton import AgentAlreadyRunningError
+    (name,) = parse_agents(ctx.team, name)
+    try:
+        raise SystemExit(run_agent(ctx.team, name))
+    except AgentAlreadyRunningError as exc:
+        raise UserError(f"AgentAlreadyRunningError: {exc}") from None

@@ -1,0 +1,122 @@
+"""Talking to a running supervisord over its XML-RPC API, and booting one."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from .team import Team
+
+
+class SupervisorDown(Exception):
+    """supervisord does not answer at the URL we tried."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    username: str | None = None
+    password: str | None = None
+
+    def proxy(self, timeout: float | None = None) -> xmlrpc.client.ServerProxy:
+        transport = SupervisorTransport(self.username, self.password, self.url)
+        if timeout is not None:
+            transport.timeout = timeout
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def endpoint_for(team: Team, conf: str | None = None) -> Endpoint:
+    """Where to reach supervisord: ``SUPERVISOR_SERVER_URL``, then ``--conf``, then the team's
+    own socket (so it works from any working directory)."""
+    url = os.environ.get("SUPERVISOR_SERVER_URL")
+    if url:
+        return Endpoint(url, os.environ.get("SUPERVISOR_USERNAME"),
+                        os.environ.get("SUPERVISOR_PASSWORD"))
+    if conf:
+        return _endpoint_from_conf(conf)
+    return Endpoint("unix://" + str(team.run_dir / "supervisor.sock"))
+
+
+def _endpoint_from_conf(conf: str) -> Endpoint:
+    from supervisor.options import ClientOptions
+    options = ClientOptions()
+    options.stderr = open(os.devnull, "w")
+    try:
+        options.realize(args=["-c", conf], doc="")
+    except SystemExit:
+        raise SupervisorDown(f"{conf}: cannot read the [supervisorctl] section") from None
+    return Endpoint(options.serverurl, options.username, options.password)
+
+
+def call(endpoint: Endpoint, method: str, *args, timeout: float | None = 30.0):
+    """One RPC call; connection failures become ``SupervisorDown``."""
+    target = endpoint.proxy(timeout)
+    for part in method.split("."):
+        target = getattr(target, part)
+    try:
+        return target(*args)
+    except (OSError, socket.error) as exc:
+        raise SupervisorDown(f"supervisord is not running (no answer at {endpoint.url}: "
+                             f"{exc.strerror or exc})") from None
+    except xmlrpc.client.ProtocolError as exc:
+        if exc.errcode == 401:
+            raise SupervisorDown(f"{endpoint.url}: wrong username or password") from None
+        raise
+
+
+def is_running(endpoint: Endpoint, shutdown_wait: float = 30.0, clock=time.monotonic) -> bool:
+    """True if supervisord answers; one that is shutting down is waited for, then False."""
+    deadline = clock() + shutdown_wait
+    while True:
+        try:
+            return call(endpoint, "supervisor.getState", timeout=5)["statename"] == "RUNNING"
+        except SupervisorDown:
+            return False
+        except xmlrpc.client.Fault as exc:
+            if "SHUTDOWN_STATE" not in exc.faultString or clock() > deadline:
+                raise SupervisorDown(f"supervisord at {endpoint.url}: {exc.faultString}") from None
+            time.sleep(0.1)
+
+
+def supervisord_binary() -> str:
+    beside = Path(sys.executable).parent / "supervisord"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("supervisord")
+    if not found:
+        raise SupervisorDown("supervisord not found; install the project (pip install -e .)")
+    return found
+
+
+def boot(team: Team, endpoint: Endpoint, launch: tuple[str, ...] = (),
+         timeout: float = 20.0, clock=time.monotonic) -> None:
+    """Start supervisord on the generated config (it daemonizes) and wait until it answers.
+
+    ``launch`` limits which agents the watchdog launches at boot (empty = all).
+    """
+    env = dict(os.environ)
+    env.pop("SUPERVISOR_SERVER_URL", None)
+    if launch:
+        env["COFFEE_LAUNCH_AGENTS"] = ",".join(launch)
+    else:
+        env.pop("COFFEE_LAUNCH_AGENTS", None)
+    result = subprocess.run([supervisord_binary(), "-c", str(team.conf_file)], env=env,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise SupervisorDown(f"supervisord failed to start: {detail[-1] if detail else result.returncode}")
+    deadline = clock() + timeout
+    while clock() < deadline:
+        if is_running(endpoint):
+            return
+        time.sleep(0.1)
+    raise SupervisorDown(f"supervisord did not answer within {timeout:g}s; "
+                         f"see {team.log_dir / 'supervisord.log'}")

@@ -1,0 +1,74 @@
+"""``coffee-team doctor``: the seed's startup checks, each a (ok, name, detail) line."""
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Callable
+
+from . import client, layout
+from .team import Team, TeamError, load_team
+
+Check = tuple[bool, str, str]
+
+
+def _check_dirs(team: Team) -> Check:
+    try:
+        layout.ensure_data_dirs(team)
+    except OSError as exc:
+        return False, "data directories", f"cannot create {exc.filename}: {exc.strerror}"
+    for directory in (team.status_dir, team.run_dir, team.log_dir):
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return False, "data directories", f"{directory} is not writable"
+    return True, "data directories", f"{team.data_dir} writable (mode 0700)"
+
+
+def _check_database(team: Team) -> Check:
+    from .queue import MessageQueue
+    try:
+        with MessageQueue.from_team(team) as queue:
+            stats = queue.stats()
+    except Exception as exc:  # any failure here is what the check reports
+        return False, "database", f"{team.database_url}: {type(exc).__name__}: {exc}"
+    return True, "database", f"{team.database_url} opens ({len(stats)} recipients queued)"
+
+
+def _check_config(team: Team) -> Check:
+    diff = layout.diff_config(team)
+    if diff.clean:
+        return True, "generated config", f"{team.conf_dir} up to date"
+    return False, "generated config", (f"stale: {', '.join(diff.changed + diff.stale)}; "
+                                       f"run `coffee-team gen-config`")
+
+
+def _check_supervisord(team: Team, conf: str | None) -> Check:
+    endpoint = client.endpoint_for(team, conf)
+    if client.is_running(endpoint):
+        return True, "supervisord", f"RUNNING at {endpoint.url}"
+    return False, "supervisord", f"not reachable at {endpoint.url}; run `coffee-team start`"
+
+
+def _check_branch(team: Team) -> Check:
+    wanted = team.settings.require_branch
+    try:
+        branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=team.root,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, "git branch", f"cannot run git: {exc}"
+    if branch == wanted:
+        return True, "git branch", f"on {wanted} (CFR-013)"
+    return False, "git branch", f"on {branch or 'no branch'}, team requires {wanted} (CFR-013)"
+
+
+def run_checks(team_path: str, conf: str | None = None) -> list[Check]:
+    try:
+        team = load_team(team_path)
+    except TeamError as exc:
+        return [(False, "team file", str(exc))]
+    results: list[Check] = [(True, "team file", f"{team.path}: {len(team.agents)} agents valid")]
+    checks: list[Callable[[], Check]] = [
+        lambda: _check_dirs(team), lambda: _check_database(team),
+        lambda: _check_config(team), lambda: _check_supervisord(team, conf)]
+    if team.settings.require_branch:
+        checks.append(lambda: _check_branch(team))
+    results += [check() for check in checks]
+    return results

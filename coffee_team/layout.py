@@ -1,0 +1,83 @@
+"""The project's directories and the generated config on disk (the I/O edge of confgen)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import confgen
+from .team import Team
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def ensure_data_dirs(team: Team) -> None:
+    """Create data/, its run, log and status dirs, private to the owner (even if they exist)."""
+    for directory in (team.data_dir, team.run_dir, team.log_dir, team.status_dir,
+                      Path(team.wake_dir)):
+        directory.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        os.chmod(directory, PRIVATE_DIR)
+
+
+@dataclass(frozen=True)
+class ConfigDiff:
+    changed: tuple[str, ...]   # files whose text differs or that are missing
+    stale: tuple[str, ...]     # generated files on disk that the team no longer has
+
+    @property
+    def clean(self) -> bool:
+        return not self.changed and not self.stale
+
+
+def _generated_on_disk(conf_dir: Path) -> set[str]:
+    if not conf_dir.is_dir():
+        return set()
+    return {p.name for p in conf_dir.glob("agent-*.conf")} | (
+        {confgen.MAIN_FILE} if (conf_dir / confgen.MAIN_FILE).exists() else set())
+
+
+def diff_config(team: Team) -> ConfigDiff:
+    wanted = confgen.render(team)
+    changed = []
+    for name, text in sorted(wanted.items()):
+        path = team.conf_dir / name
+        try:
+            current = path.read_text(encoding="utf-8")
+        except (FileNotFoundError, UnicodeDecodeError):
+            current = None
+        if current != text:
+            changed.append(name)
+    stale = sorted(_generated_on_disk(team.conf_dir) - set(wanted))
+    return ConfigDiff(tuple(changed), tuple(stale))
+
+
+def write_config(team: Team) -> ConfigDiff:
+    """Bring ``supervisord.conf.d/`` in line with the team; returns what had to change."""
+    diff = diff_config(team)
+    team.conf_dir.mkdir(parents=True, exist_ok=True)
+    wanted = confgen.render(team)
+    for name in diff.changed:
+        path = team.conf_dir / name
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(wanted[name], encoding="utf-8")
+        os.replace(tmp, path)
+    for name in diff.stale:
+        (team.conf_dir / name).unlink()
+    return diff
+
+
+def atomic_write_private(path: Path, text: str) -> None:
+    """Write ``text`` so readers see the old or the new file, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

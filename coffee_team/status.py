@@ -1,0 +1,115 @@
+"""The team's status: supervisor's process table joined with psutil figures and heartbeats."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import psutil
+
+from .team import Team
+
+
+def process_tree_usage(pid: int, now: float) -> tuple[float, float]:
+    """(average CPU % since start, RSS MB) of a process and all its descendants.
+
+    The CPU figure is cumulative CPU time over lifetime, so one call suffices (no sampling sleep).
+    """
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.Error:
+        return 0.0, 0.0
+    cpu_seconds, rss = 0.0, 0
+    for proc in procs:
+        try:
+            with proc.oneshot():
+                times = proc.cpu_times()
+                cpu_seconds += times.user + times.system
+                rss += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    try:
+        lifetime = max(now - root.create_time(), 1e-3)
+    except psutil.Error:
+        lifetime = 1.0
+    return round(100.0 * cpu_seconds / lifetime, 1), round(rss / 2**20, 1)
+
+
+def heartbeat_age(team: Team, name: str, now: float) -> float | None:
+    try:
+        data = json.loads((team.status_dir / f"{name}_status.json").read_text())
+        return round(max(0.0, now - float(data["last_heartbeat"])), 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
+            extra: dict[str, dict[str, Any]] | None = None, now: float | None = None) -> dict:
+    """Build the ``status --json`` object from ``supervisor.getAllProcessInfo()``."""
+    now = time.time() if now is None else now
+    by_name = {info["name"]: info for info in infos}
+    agents = []
+    for spec in sorted(team.agents, key=lambda a: (a.priority, a.name)):
+        info = by_name.get(spec.name, {})
+        state = info.get("statename", "UNKNOWN")
+        pid = info.get("pid", 0) or 0
+        running = state == "RUNNING" and pid > 0
+        cpu, rss = process_tree_usage(pid, now) if running else (0.0, 0.0)
+        row = {
+            "name": spec.name, "state": state, "pid": pid, "priority": spec.priority,
+            "uptime_seconds": round(now - info["start"], 1) if running else 0,
+            "cpu_percent": cpu, "rss_mb": rss,
+            "heartbeat_age_seconds": heartbeat_age(team, spec.name, now),
+            "description": info.get("description", ""),
+        }
+        row.update((extra or {}).get(spec.name, {}))
+        agents.append(row)
+    try:
+        uptime = now - psutil.Process(supervisord_pid).create_time()
+    except psutil.Error:
+        uptime = 0.0
+    return {
+        "uptime_seconds": round(uptime, 1),
+        "agents_running": sum(1 for a in agents if a["state"] == "RUNNING"),
+        "agents_total": len(agents),
+        "supervisord_pid": supervisord_pid,
+        "agents": agents,
+    }
+
+
+def human_duration(seconds: float, long: bool = False) -> str:
+    minutes, _ = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if long:
+        parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
+        words = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n]
+        return " ".join(words) if words else f"{int(seconds)} seconds"
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {int(seconds) % 60}s"
+
+
+def render(status: dict) -> str:
+    """The seed's status format."""
+    lines = ["Orchestrator Status:",
+             f"  Uptime: {human_duration(status['uptime_seconds'], long=True)}",
+             f"  Agents Running: {status['agents_running']}/{status['agents_total']}",
+             "", "Agent Health:"]
+    for a in status["agents"]:
+        if a["state"] == "RUNNING":
+            detail = (f"PID {a['pid']}, uptime {human_duration(a['uptime_seconds'])}, "
+                      f"CPU {a['cpu_percent']}%, RAM {a['rss_mb']:.0f}MB")
+            if a["heartbeat_age_seconds"] is not None:
+                detail += f", heartbeat {a['heartbeat_age_seconds']:.0f}s ago"
+        else:
+            detail = a["description"] or "not running"
+        if a.get("restarts"):
+            detail += f", restarts {a['restarts']}"
+        if a.get("given_up"):
+            detail += ", GIVEN UP (coffee-team restart " + a["name"] + ")"
+        lines.append(f"  {a['name']}: {a['state']} ({detail})")
+    return "\n".join(lines)
