@@ -1,0 +1,125 @@
+"""The foundation under a real supervisord: boot, launch order, singleton, heartbeats,
+status, stop, and kill -9 of supervisord leaving no orphans."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import BIN, boot_supervisord, supervisord_pid, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def agent_pids(project) -> dict[str, int]:
+    return {i["name"]: i["pid"] for i in project.rpc().supervisor.getAllProcessInfo()
+            if i["name"] in project.team.names and i["pid"]}
+
+
+def test_plain_supervisord_boots_team_in_priority_order(running_team):
+    team = running_team.team
+    started = {}
+    for name in team.names:
+        status = json.loads((team.status_dir / f"{name}_status.json").read_text())
+        started[name] = status["started_at"]
+    by_priority: dict[int, list[float]] = {}
+    for spec in team.agents:
+        by_priority.setdefault(spec.priority, []).append(started[spec.name])
+    priorities = sorted(by_priority)
+    for earlier, later in zip(priorities, priorities[1:]):
+        # a group is spawned only once the previous one is RUNNING (startsecs=1 later)
+        gap = min(by_priority[later]) - max(by_priority[earlier])
+        assert gap >= 0.9, f"priority {later} spawned {gap:.2f}s after priority {earlier}"
+
+    out = subprocess.run([str(BIN / "supervisorctl"), "-c", str(running_team.conf), "status"],
+                         capture_output=True, text=True, timeout=30).stdout
+    for name in team.names:
+        assert any(line.split()[:2] == [name, "RUNNING"] for line in out.splitlines()), out
+
+
+def test_second_instance_is_refused_with_pid(running_team):
+    pid = agent_pids(running_team)["architect"]
+    result = running_team.cli("agent", "run", "architect", timeout=30)
+    assert result.returncode == 1
+    assert "AgentAlreadyRunningError" in result.stderr
+    assert f"PID {pid}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_heartbeat_files_are_rewritten(running_team):
+    path = running_team.team.status_dir / "code_developer_status.json"
+    first = json.loads(path.read_text())["last_heartbeat"]
+    wait_until(lambda: json.loads(path.read_text())["last_heartbeat"] > first, 5,
+               message="a newer heartbeat")
+    status = json.loads(path.read_text())
+    assert status["pid"] == agent_pids(running_team)["code_developer"]
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_status_text_and_json(running_team):
+    text = running_team.cli("status", check=True).stdout
+    assert text.startswith("Orchestrator Status:")
+    assert "Agents Running: 6/6" in text
+    assert "architect: RUNNING (PID" in text
+
+    data = json.loads(running_team.cli("status", "--json", check=True).stdout)
+    assert data["agents_running"] == data["agents_total"] == 6
+    row = {a["name"]: a for a in data["agents"]}["code_developer"]
+    for key in ("name", "state", "pid", "priority", "uptime_seconds", "cpu_percent", "rss_mb",
+                "heartbeat_age_seconds"):
+        assert key in row
+    assert row["state"] == "RUNNING" and row["priority"] == 2 and row["rss_mb"] > 5
+    assert row["heartbeat_age_seconds"] is not None and row["heartbeat_age_seconds"] < 3
+
+
+def test_stop_agents_then_whole_team_leaves_nothing(running_team):
+    running_team.cli("stop", "--agents", "assistant,code_searcher", check=True)
+    infos = running_team.wait_states({"assistant": "STOPPED", "code_searcher": "STOPPED",
+                                      "architect": "RUNNING"})
+    assert infos["code_developer"]["statename"] == "RUNNING"
+
+    running_team.cli("restart", "architect", check=True)
+    running_team.wait_states({"architect": "RUNNING"})
+
+    running_team.cli("stop", check=True)
+    assert running_team.processes() == []
+    result = running_team.cli("status")
+    assert result.returncode == 3
+    assert "not running" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_kill_9_supervisord_leaves_no_orphans(running_team):
+    pids = agent_pids(running_team)
+    assert len(pids) == 6
+    os.kill(supervisord_pid(running_team), signal.SIGKILL)
+    t0 = time.monotonic()
+
+    def all_gone():
+        return not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+                       for p in pids.values())
+    wait_until(all_gone, 5, message="every agent to exit after supervisord died")
+    elapsed = time.monotonic() - t0
+    print(f"agents gone {elapsed:.2f}s after kill -9 of supervisord")
+    for name in pids:
+        lock = running_team.team.status_dir / f"{name}.lock"
+        with open(lock, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
+
+
+def test_start_cli_boots_only_named_agents(project):
+    project.write_team()
+    result = project.cli("start", "--agents", "architect,project_manager", check=True)
+    assert "Orchestrator Status:" in result.stdout
+    infos = project.wait_states({"architect": "RUNNING", "project_manager": "RUNNING"})
+    time.sleep(1.5)  # give a wrongly launched agent the time to show up
+    infos = {i["name"]: i for i in project.rpc().supervisor.getAllProcessInfo()}
+    assert infos["code_developer"]["statename"] == "STOPPED"
+    # start again with the server up: starts the rest in priority order
+    project.cli("start", check=True)
+    project.wait_states("RUNNING")
