@@ -206,8 +206,12 @@ def run_agent(team: Team, name: str) -> int:
     with AgentLock(team.status_dir / f"{spec.name}.lock"):
         queue = MessageQueue.from_team(team)
         try:
+            # Holding the lock proves no other instance runs: whatever is still in progress
+            # under our name was orphaned by a predecessor that died.
+            orphans = queue.requeue_agent(spec.name)
             agent = Agent(team, spec.name, queue=queue)
-            log(spec.name, f"started (PID {os.getpid()}, priority {spec.priority})")
+            log(spec.name, f"started (PID {os.getpid()}, priority {spec.priority}"
+                           f"{f', requeued {orphans} orphaned task(s)' if orphans else ''})")
             return agent.run()
         finally:
             queue.close()

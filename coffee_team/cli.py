@@ -121,8 +121,20 @@ def wait_running(ctx: Context, names: tuple[str, ...], timeout: float) -> list[d
         time.sleep(0.1)
 
 
+def forget_restarts(ctx: Context, names: tuple[str, ...], give_ups: bool) -> None:
+    """A human start/restart clears a give-up; a human stop cancels a pending backoff restart."""
+    from .queue import MessageQueue
+    with MessageQueue.from_team(ctx.team) as queue:
+        for name in names:
+            if give_ups:
+                queue.save_restart_state(name, attempts=0, given_up=False, next_restart_at=None)
+            else:
+                queue.save_restart_state(name, next_restart_at=None)
+
+
 def start_in_priority_order(ctx: Context, names: tuple[str, ...]) -> None:
     team = ctx.team
+    forget_restarts(ctx, names, give_ups=True)
     infos = {i["name"]: i for i in ctx.rpc("supervisor.getAllProcessInfo")}
     todo = [team.agent(n) for n in names
             if infos.get(n, {}).get("statename") not in ("RUNNING", "STARTING")]
@@ -148,6 +160,7 @@ def start(ctx: Context, agents: str | None, timeout: float) -> None:
     layout.ensure_data_dirs(team)
     endpoint = ctx.endpoint
     if not client.is_running(endpoint):
+        forget_restarts(ctx, names, give_ups=True)
         try:
             client.boot(team, endpoint, launch=parse_agents(team, agents))
         except SupervisorDown as exc:
@@ -165,6 +178,7 @@ def stop(ctx: Context, agents: str | None) -> None:
     """Stop agents, or with no --agents the whole team and supervisord."""
     names = parse_agents(ctx.team, agents)
     if names:
+        forget_restarts(ctx, names, give_ups=False)
         for name in names:
             info = ctx.rpc("supervisor.getProcessInfo", name)
             if info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
@@ -195,6 +209,7 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 def restart(ctx: Context, agent: str) -> None:
     """Stop (if running) and start one agent; clears a give-up."""
     (name,) = parse_agents(ctx.team, agent)
+    forget_restarts(ctx, (name,), give_ups=True)
     info = ctx.rpc("supervisor.getProcessInfo", name)
     if info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
         ctx.rpc("supervisor.stopProcess", name, True)

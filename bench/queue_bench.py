@@ -1,0 +1,315 @@
+"""Throughput and latency of coffee_team.queue.MessageQueue vs plain sqlite3.
+
+    python bench/queue_bench.py [--n 5000] [--repeat 3] [--json bench/results/queue.json]
+
+Every implementation runs in this process (or its children) on fresh database
+files in the same directory, so the disk and Python are the same.  The plain
+sqlite3 baseline is the minimum a SQLite queue must do: WAL,
+synchronous=NORMAL, the same core columns and claim index, and claim via one
+UPDATE ... RETURNING inside BEGIN IMMEDIATE.  huey's SqliteStorage is added
+when huey is importable (pip install -e .[bench]).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from coffee_team.queue import MessageQueue  # noqa: E402
+
+try:
+    from huey.storage import SqliteStorage
+except ImportError:  # optional baseline
+    SqliteStorage = None
+
+AGENT = "worker"
+BATCH = 100
+ctx = multiprocessing.get_context("spawn")
+
+
+class Project:
+    name = "coffee_team"
+
+    def __init__(self, path: str, n: int):
+        self.q = MessageQueue(path, max_queue_size=n + 1, wake_dir=path + ".w")
+
+    def send(self, content):
+        self.q.send("bench", AGENT, "job", content)
+
+    def send_many(self, contents):
+        self.q.send_many([{"sender": "bench", "recipient": AGENT, "type": "job", "content": c}
+                          for c in contents])
+
+    def take(self):
+        """Claim one task and complete it; return its content or None."""
+        tasks = self.q.claim(AGENT)
+        if not tasks:
+            return None
+        self.q.mark_completed(tasks[0].id)
+        return tasks[0].content
+
+    def idle(self):
+        self.q.wait(AGENT, 0.5)
+
+    def close(self):
+        self.q.close()
+
+
+class PlainSqlite:
+    name = "sqlite3"
+    schema = """
+        CREATE TABLE IF NOT EXISTS tasks (id INTEGER PRIMARY KEY, sender TEXT, recipient TEXT,
+            type TEXT, content TEXT, priority INTEGER, status TEXT, claimed_by TEXT,
+            claimed_at REAL, created_at REAL, completed_at REAL);
+        CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (recipient, status, priority, id);
+    """
+    insert = ("INSERT INTO tasks (sender, recipient, type, content, priority, status, created_at)"
+              " VALUES ('bench', ?, 'job', ?, 5, 'pending', ?)")
+
+    def __init__(self, path: str, n: int):
+        self.conn = sqlite3.connect(path, isolation_level=None, timeout=5)
+        self.conn.execute("PRAGMA journal_mode=wal")
+        self.conn.execute("PRAGMA synchronous=normal")
+        self.conn.executescript(self.schema)
+
+    def send(self, content):
+        self.conn.execute(self.insert, (AGENT, json.dumps(content), time.time()))
+
+    def send_many(self, contents):
+        now = time.time()
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.executemany(self.insert, [(AGENT, json.dumps(c), now) for c in contents])
+        self.conn.execute("COMMIT")
+
+    def take(self):
+        now = time.time()
+        self.conn.execute("BEGIN IMMEDIATE")
+        row = self.conn.execute(
+            "UPDATE tasks SET status='in_progress', claimed_by=?, claimed_at=? WHERE id IN"
+            " (SELECT id FROM tasks WHERE recipient=? AND status='pending'"
+            " ORDER BY priority, id LIMIT 1) RETURNING id, content", (AGENT, now, AGENT)).fetchone()
+        self.conn.execute("COMMIT")
+        if row is None:
+            return None
+        self.conn.execute("UPDATE tasks SET status='completed', completed_at=? WHERE id=?"
+                          " AND status='in_progress'", (time.time(), row[0]))
+        return json.loads(row[1])
+
+    def idle(self):
+        time.sleep(0.001)
+
+    def close(self):
+        self.conn.close()
+
+
+class Huey:
+    name = "huey"
+
+    def __init__(self, path: str, n: int):
+        self.s = SqliteStorage(name="bench", filename=path)
+        self.s.conn.execute("PRAGMA synchronous=normal")  # same durability as the others
+
+    def send(self, content):
+        self.s.enqueue(json.dumps(content).encode())
+
+    def send_many(self, contents):  # huey has no batch enqueue
+        for c in contents:
+            self.send(c)
+
+    def take(self):
+        data = self.s.dequeue()  # huey deletes on dequeue: there is no completion step
+        return None if data is None else json.loads(bytes(data))
+
+    def idle(self):
+        time.sleep(0.001)
+
+    def close(self):
+        self.s.close()
+
+
+IMPLS = {cls.name: cls for cls in (Project, PlainSqlite, Huey if SqliteStorage else None) if cls}
+
+
+# -- scenarios: each returns elapsed seconds for n messages -----------------
+def enqueue(impl, n):
+    t = time.perf_counter()
+    for i in range(n):
+        impl.send(i)
+    return time.perf_counter() - t
+
+
+def batch_enqueue(impl, n):
+    t = time.perf_counter()
+    for start in range(0, n, BATCH):
+        impl.send_many(list(range(start, min(n, start + BATCH))))
+    return time.perf_counter() - t
+
+
+def drain(impl, n):
+    batch_enqueue(impl, n)
+    t = time.perf_counter()
+    done = 0
+    while impl.take() is not None:
+        done += 1
+    assert done == n, (done, n)
+    return time.perf_counter() - t
+
+
+def full_cycle(impl, n):
+    t = time.perf_counter()
+    for i in range(n):
+        impl.send(i)
+        assert impl.take() == i
+    return time.perf_counter() - t
+
+
+def _consumer(kind, path, n, stop_file, out_file):
+    impl = IMPLS[kind](path, n)
+    done = 0
+    while True:
+        if impl.take() is not None:
+            done += 1
+        elif os.path.exists(stop_file):
+            break
+        else:
+            impl.idle()
+    impl.close()
+    with open(out_file, "w") as f:
+        f.write(str(done))
+
+
+def one_producer_two_consumers(impl, n, kind, path):
+    stop, outs = path + ".stop", [path + f".c{i}" for i in range(2)]
+    consumers = [ctx.Process(target=_consumer, args=(kind, path, n, stop, o)) for o in outs]
+    for c in consumers:
+        c.start()
+    time.sleep(0.5)  # let the children import and connect before timing
+    t = time.perf_counter()
+    for i in range(n):
+        impl.send(i)
+    while impl_pending(kind, path):
+        time.sleep(0.001)
+    open(stop, "w").close()
+    for c in consumers:
+        c.join()
+    elapsed = time.perf_counter() - t
+    assert sum(int(open(o).read()) for o in outs) == n
+    return elapsed
+
+
+def impl_pending(kind, path) -> bool:
+    conn = sqlite3.connect(path, timeout=5)
+    try:
+        if kind == "huey":
+            return conn.execute("SELECT COUNT(*) FROM task").fetchone()[0] > 0
+        return conn.execute("SELECT COUNT(*) FROM tasks WHERE status != 'completed'").fetchone()[0] > 0
+    finally:
+        conn.close()
+
+
+def _latency_consumer(kind, path, count, out_file):
+    impl = IMPLS[kind](path, count)
+    lat = []
+    while len(lat) < count:
+        content = impl.take()
+        if content is None:
+            impl.idle()
+        else:
+            lat.append((time.time() - content) * 1000)
+    impl.close()
+    with open(out_file, "w") as f:
+        json.dump(lat, f)
+
+
+def latency(kind, path, count=200):
+    """send -> claim latency across processes, one message every 10 ms."""
+    impl = IMPLS[kind](path, count)
+    out = path + ".lat"
+    consumer = ctx.Process(target=_latency_consumer, args=(kind, path, count, out))
+    consumer.start()
+    time.sleep(0.5)
+    for _ in range(count):
+        impl.send(time.time())
+        time.sleep(0.01)
+    consumer.join(60)
+    impl.close()
+    lat = sorted(json.load(open(out)))
+    return {"p50_ms": round(lat[len(lat) // 2], 3), "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 3),
+            "max_ms": round(lat[-1], 3)}
+
+
+SCENARIOS = {"enqueue": enqueue, "batch enqueue": batch_enqueue, "drain": drain,
+             "full cycle": full_cycle, "1 producer + 2 consumers": one_producer_two_consumers}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", default=None, help="write results here")
+    parser.add_argument("--dir", default=None, help="where the databases go (default: a temp dir)")
+    parser.add_argument("--only", action="append", choices=list(SCENARIOS) + ["latency"],
+                        help="run just this scenario (repeatable)")
+    args = parser.parse_args(argv)
+    root = tempfile.mkdtemp(prefix="qb", dir=args.dir)
+    results = {"n": args.n, "repeat": args.repeat, "sqlite_version": sqlite3.sqlite_version,
+               "throughput": {}, "latency": {}}
+    try:
+        run = 0
+        for scenario, fn in SCENARIOS.items():
+            if args.only and scenario not in args.only:
+                continue
+            for kind, cls in IMPLS.items():
+                rates = []
+                for _ in range(args.repeat):
+                    run += 1
+                    path = os.path.join(root, f"{run}.db")
+                    impl = cls(path, args.n)
+                    extra = (kind, path) if fn is one_producer_two_consumers else ()
+                    rates.append(args.n / fn(impl, args.n, *extra))
+                    impl.close()
+                results["throughput"].setdefault(scenario, {})[kind] = {
+                    "min": min(rates), "median": statistics.median(rates), "max": max(rates)}
+        for kind in IMPLS if not args.only or "latency" in args.only else ():
+            run += 1
+            results["latency"][kind] = latency(kind, os.path.join(root, f"{run}.db"))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print_table(results)
+    if SqliteStorage is None:
+        print("\nhuey not installed: its baseline was skipped (pip install -e .[bench]).")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+def print_table(results):
+    kinds = list(IMPLS)
+    print(f"n={results['n']} repeat={results['repeat']} sqlite {results['sqlite_version']}\n")
+    print("| scenario | impl | msgs/s min | median | max | vs sqlite3 |")
+    print("|---|---|---:|---:|---:|---:|")
+    for scenario, by_kind in results["throughput"].items():
+        base = by_kind["sqlite3"]["median"]
+        for kind in kinds:
+            r = by_kind[kind]
+            print(f"| {scenario} | {kind} | {r['min']:,.0f} | {r['median']:,.0f} | {r['max']:,.0f}"
+                  f" | {r['median'] / base:.2f}x |")
+    print("\n| send->claim latency (1 msg/10 ms, other process) | p50 ms | p99 ms | max ms |")
+    print("|---|---:|---:|---:|")
+    for kind, lat in results["latency"].items():
+        print(f"| {kind} | {lat['p50_ms']} | {lat['p99_ms']} | {lat['max_ms']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""Open the coffee-team database and keep every SQL-dialect difference here.
+
+``open_database()`` turns a URL or path into a configured peewee database;
+``migrate()`` creates the schema; ``backend_for()`` wraps a database in the
+tiny interface the queue needs (huey style), so SQLite and PostgreSQL share
+one MessageQueue implementation and one test-suite.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+import zlib
+from typing import Any, Iterator, Optional, Sequence
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import peewee
+
+from coffee_team.models import ALL_MODELS, SCHEMA_VERSION
+
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+DEFAULT_CACHE_SIZE_KIB = 16 * 1024
+
+# bind_ctx() rebinds model classes process-wide; serialise it.
+_BIND_LOCK = threading.Lock()
+# Arbitrary but stable key for pg_advisory_xact_lock during migrations.
+_PG_MIGRATE_LOCK_KEY = zlib.crc32(b"coffee-team:migrate")
+
+
+class DatabaseUrlError(ValueError):
+    """The database URL or path cannot be used; one-line message."""
+
+
+def open_database(
+    url_or_path: str,
+    *,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    cache_size_kib: int = DEFAULT_CACHE_SIZE_KIB,
+) -> peewee.Database:
+    """Return an (unconnected) peewee database for a URL or a file path.
+
+    ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a bare path give
+    a SqliteDatabase in WAL mode; ``postgresql://user@host:port/db?opt=v``
+    gives a PostgresqlDatabase (query options are passed to psycopg2).
+    """
+    text = str(url_or_path)
+    if text.startswith(("postgresql://", "postgres://")):
+        return _open_postgres(text)
+    if text.startswith("sqlite:"):
+        if not text.startswith("sqlite:///"):
+            raise DatabaseUrlError(
+                f"bad SQLite URL {text!r}; use sqlite:///relative.db or sqlite:////abs.db"
+            )
+        text = unquote(text[len("sqlite:///"):])
+    elif "://" in text:
+        raise DatabaseUrlError(
+            f"unsupported database URL {text!r}; use sqlite:///path or postgresql://..."
+        )
+    if not text:
+        raise DatabaseUrlError("empty database path")
+    return _open_sqlite(text, busy_timeout_ms, cache_size_kib)
+
+
+def _open_sqlite(path: str, busy_timeout_ms: int, cache_size_kib: int) -> peewee.SqliteDatabase:
+    if path != ":memory:":
+        path = os.path.abspath(os.path.expanduser(path))
+        _prepare_private_file(path)
+        _ensure_wal(path, busy_timeout_ms / 1000.0)
+    pragmas = [
+        ("busy_timeout", int(busy_timeout_ms)),
+        ("synchronous", "normal"),  # WAL + NORMAL: durable across app crashes
+        ("foreign_keys", 1),
+        ("cache_size", -int(cache_size_kib)),
+    ]
+    return peewee.SqliteDatabase(path, pragmas=pragmas, timeout=busy_timeout_ms / 1000.0)
+
+
+def _prepare_private_file(path: str) -> None:
+    """Create parent dirs 0700 and the db file 0600 (WAL/SHM inherit it)."""
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_uid == os.getuid():
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _ensure_wal(path: str, timeout: float) -> None:
+    """Switch the file to WAL once; the mode persists in the file.
+
+    The switch needs an exclusive lock and SQLite reports SQLITE_BUSY at
+    once, without its busy handler, when several processes open a new
+    database together -- so retry here instead of on every connection.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = sqlite3.connect(path, timeout=timeout)
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = wal")
+                return
+            finally:
+                conn.close()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _open_postgres(url: str) -> peewee.PostgresqlDatabase:
+    parts = urlsplit(url)
+    dbname = unquote(parts.path.lstrip("/"))
+    if not dbname:
+        raise DatabaseUrlError(f"PostgreSQL URL {url!r} names no database")
+    params: dict[str, Any] = dict(parse_qsl(parts.query))
+    if parts.username:
+        params["user"] = unquote(parts.username)
+    if parts.password:
+        params["password"] = unquote(parts.password)
+    if parts.hostname:
+        params["host"] = parts.hostname
+    if parts.port:
+        params["port"] = parts.port
+    return peewee.PostgresqlDatabase(dbname, **params)
+
+
+def is_postgres(db: peewee.Database) -> bool:
+    return isinstance(db, peewee.PostgresqlDatabase)
+
+
+def migrate(db: peewee.Database) -> int:
+    """Create or upgrade the schema; idempotent and safe across processes.
+
+    The common case (already current) is one read.  Otherwise the work runs
+    under a database-wide write lock (SQLite BEGIN IMMEDIATE, PostgreSQL
+    advisory lock) and re-checks, so concurrent callers do it exactly once.
+    """
+    if _current_version(db) >= SCHEMA_VERSION:
+        return SCHEMA_VERSION
+    with _BIND_LOCK, db.bind_ctx(ALL_MODELS):
+        with backend_for(db).write_transaction():
+            if is_postgres(db):
+                db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_MIGRATE_LOCK_KEY,))
+            if _current_version(db) < SCHEMA_VERSION:
+                db.create_tables(ALL_MODELS, safe=True)
+                db.execute_sql(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)"
+                    .replace("%s", db.param),
+                    (SCHEMA_VERSION, time.time()),
+                )
+    return SCHEMA_VERSION
+
+
+def _current_version(db: peewee.Database) -> int:
+    if "schema_version" not in db.get_tables():
+        return 0
+    row = db.execute_sql("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+class SqlBackend:
+    """The SQL a MessageQueue needs, written once with ``?`` placeholders."""
+
+    # Pending only (expired leases are released to pending first): equality
+    # on (recipient, status) lets the claim index deliver rows already in
+    # priority, id order; an OR on status would scan the whole recipient.
+    # {lock} is where PostgreSQL adds SKIP LOCKED.
+    _CLAIM_SQL = (
+        "UPDATE tasks SET status = 'in_progress', claimed_by = ?, claimed_at = ?,"
+        " lease_expires_at = ?, attempts = attempts + 1"
+        " WHERE id IN (SELECT id FROM tasks WHERE recipient = ? AND status = 'pending'"
+        " ORDER BY priority, id LIMIT ?{lock})"
+        " RETURNING id, sender, recipient, type, content, priority, attempts,"
+        " created_at, lease_expires_at"
+    )
+    _claim_lock = ""
+
+    def __init__(self, db: peewee.Database):
+        self.db = db
+        self.claim_sql = self.sql(self._CLAIM_SQL.format(lock=self._claim_lock))
+
+    def sql(self, statement: str) -> str:
+        return statement
+
+    def execute(self, statement: str, params: Sequence[Any] = ()):
+        return self.run(self.sql(statement), params)
+
+    def run(self, prepared: str, params: Sequence[Any] = ()):
+        """Execute SQL that already went through sql()."""
+        return self.db.execute_sql(prepared, params)
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return list(self.execute(statement, params).fetchall())
+
+    def fetchone(self, statement: str, params: Sequence[Any] = ()) -> Optional[tuple]:
+        return self.execute(statement, params).fetchone()
+
+    def fetchdicts(self, statement: str, params: Sequence[Any] = ()) -> list[dict]:
+        cursor = self.execute(statement, params)
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def insert(self, statement: str, params: Sequence[Any]) -> int:
+        """Run an INSERT ... RETURNING id and return the id."""
+        return self.execute(statement + " RETURNING id", params).fetchone()[0]
+
+    def write_transaction(self):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+
+
+class SqliteBackend(SqlBackend):
+    """Hot path talks to the sqlite3 connection directly: peewee's cursor
+    and transaction bookkeeping cost more than the statements themselves."""
+
+    def run(self, prepared: str, params: Sequence[Any] = ()):
+        with _wrap_db_errors:
+            return self.db.connection().execute(prepared, params)
+
+    def write_transaction(self):
+        # IMMEDIATE takes the write lock up front: no deadlock-prone upgrade
+        # from a read lock, and busy_timeout governs the wait.
+        if self.db.transaction_depth():  # inside a caller's peewee atomic()
+            return self.db.atomic("IMMEDIATE")
+        return _ImmediateTransaction(self.db.connection())
+
+
+_wrap_db_errors = getattr(peewee, "__exception_wrapper__")  # sqlite3 -> peewee errors
+
+
+class _ImmediateTransaction:
+    __slots__ = ("conn",)
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __enter__(self):
+        with _wrap_db_errors:
+            self.conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        with _wrap_db_errors:
+            if exc_type is None:
+                try:
+                    self.conn.execute("COMMIT")
+                    return
+                except BaseException:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+
+
+class PostgresBackend(SqlBackend):
+    # Concurrent claimers skip each other's rows instead of queueing up.
+    _claim_lock = " FOR UPDATE SKIP LOCKED"
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("%", "%%").replace("?", "%s")
+
+    def write_transaction(self):
+        return self.db.atomic()
+
+
+def backend_for(db: peewee.Database) -> SqlBackend:
+    return PostgresBackend(db) if is_postgres(db) else SqliteBackend(db)
+
+
+@contextlib.contextmanager
+def connected(db: peewee.Database) -> Iterator[peewee.Database]:
+    """Connect for the duration of a block unless already connected."""
+    opened = db.connect(reuse_if_open=True)
+    try:
+        yield db
+    finally:
+        if opened:
+            db.close()

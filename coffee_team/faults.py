@@ -1,0 +1,46 @@
+"""Fault-injection handlers for tests, chaos runs and benchmarks.
+
+Set ``handler: coffee_team.faults:<name>`` and the knobs in the agent's ``options``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from .handlers import HandlerContext
+
+
+def crash(task: dict, ctx: HandlerContext) -> Any:
+    """Periodic run: wait ``crash_after`` seconds, then die with exit code ``exit_code``."""
+    if task["type"] == "periodic":
+        time.sleep(float(ctx.options.get("crash_after", 1.5)))
+        os._exit(int(ctx.options.get("exit_code", 1)))
+    return {"ack": task["type"]}
+
+
+def hang(task: dict, ctx: HandlerContext) -> Any:
+    """Periodic run: block the main loop (no heartbeats) for ``hang_seconds``."""
+    if task["type"] == "periodic":
+        time.sleep(float(ctx.options.get("hang_seconds", 3600)))
+    return None
+
+
+def hog_memory(task: dict, ctx: HandlerContext) -> Any:
+    """Periodic run: allocate ``megabytes`` MB and keep it."""
+    if task["type"] == "periodic":
+        hog_memory.ballast = bytearray(int(ctx.options.get("megabytes", 300)) * 2**20)
+        for i in range(0, len(hog_memory.ballast), 4096):
+            hog_memory.ballast[i] = 1
+    return None
+
+
+def record(task: dict, ctx: HandlerContext) -> Any:
+    """Append ``<task id>\\n`` to ``options.record_file`` (side-effect counting), sleep
+    ``work_seconds``."""
+    if task["type"] == "periodic":
+        return None
+    time.sleep(float(ctx.options.get("work_seconds", 0.0)))
+    with open(ctx.options["record_file"], "a") as f:
+        f.write(f"{task['id']}\n")
+    return {"done": task["id"]}

@@ -1,0 +1,156 @@
+"""Peewee models: the single source of truth for the coffee-team schema.
+
+Models bind to ``database_proxy`` (playhouse style).  A process that talks to
+exactly one database may call ``database_proxy.initialize(db)`` and use the
+models directly; code that may hold several databases at once (tests, the
+queue) binds them temporarily with ``db.bind_ctx(ALL_MODELS)`` instead.
+
+All timestamps are epoch seconds as 8-byte floats: trivially comparable in
+SQL, clock-injectable in tests and XML-RPC friendly.  DoubleField, not
+FloatField: on PostgreSQL FloatField is 4-byte REAL, ~2 minutes coarse.
+"""
+from __future__ import annotations
+
+from peewee import (
+    SQL,
+    AutoField,
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DoubleField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+database_proxy = DatabaseProxy()
+
+SCHEMA_VERSION = 1
+
+TASK_STATUSES = ("pending", "in_progress", "completed", "failed")
+NOTIFICATION_LEVELS = ("INFO", "WARNING", "CRITICAL")
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class Task(BaseModel):
+    id = AutoField()
+    sender = CharField(max_length=100)
+    recipient = CharField(max_length=100)
+    type = CharField(max_length=100)
+    content = TextField(default="null")  # JSON document
+    # 0 (most urgent) .. 9; claims are served ORDER BY priority, id.
+    priority = IntegerField(default=5)
+    created_at = DoubleField()
+    completed_at = DoubleField(null=True)  # set for completed *and* failed
+    status = CharField(
+        max_length=20,
+        default="pending",
+        constraints=[SQL("CHECK (status IN ('pending', 'in_progress', "
+                         "'completed', 'failed'))")],
+    )
+    claimed_by = CharField(max_length=100, null=True)
+    claimed_at = DoubleField(null=True)
+    lease_expires_at = DoubleField(null=True)
+    attempts = IntegerField(default=0)
+    dedupe_key = CharField(max_length=200, null=True)
+    error = TextField(null=True)
+    result = TextField(null=True)  # JSON document
+
+    class Meta:
+        table_name = "tasks"
+        indexes = (
+            (("created_at",), False),
+            # Covers the claim sub-select: equality on recipient/status, then
+            # already in ORDER BY priority, id order -> no sort, no table hit.
+            # Its (recipient, status) prefix serves every per-recipient status
+            # query, so a separate (recipient, status) index would only add
+            # write cost to every state change.
+            (("recipient", "status", "priority", "id"), False),
+        )
+
+
+# At most one live task per (recipient, dedupe_key): a safety net under the
+# check-then-insert in send(), which alone is racy on PostgreSQL.
+Task.add_index(
+    Task.index(
+        Task.recipient,
+        Task.dedupe_key,
+        unique=True,
+        where=SQL("dedupe_key IS NOT NULL AND status IN ('pending', 'in_progress')"),
+        name="tasks_live_dedupe_key",
+    )
+)
+
+
+class Metric(BaseModel):
+    id = AutoField()
+    agent = CharField(max_length=100)
+    task_type = CharField(max_length=100)
+    duration_ms = DoubleField()
+    timestamp = DoubleField()
+
+    class Meta:
+        table_name = "metrics"
+        indexes = (
+            (("agent", "task_type"), False),
+            (("timestamp",), False),
+        )
+
+
+class Event(BaseModel):
+    id = AutoField()
+    ts = DoubleField()
+    agent = CharField(max_length=100, null=True)
+    kind = TextField()
+    detail = TextField(default="{}")  # JSON document
+
+    class Meta:
+        table_name = "events"
+        indexes = ((("agent", "id"), False),)
+
+
+class Notification(BaseModel):
+    id = AutoField()
+    created_at = DoubleField()
+    level = CharField(
+        max_length=10,
+        constraints=[SQL("CHECK (level IN ('INFO', 'WARNING', 'CRITICAL'))")],
+    )
+    agent = CharField(max_length=100, null=True)
+    title = TextField()
+    message = TextField()
+    # Background agents are silent (CFR-009): stored for the UI, never set.
+    sound = BooleanField(default=False)
+    acknowledged = BooleanField(default=False)
+
+    class Meta:
+        table_name = "notifications"
+
+
+class RestartState(BaseModel):
+    agent = CharField(max_length=100, primary_key=True)
+    attempts = IntegerField(default=0)
+    next_restart_at = DoubleField(null=True)
+    given_up = BooleanField(default=False)
+    running_since = DoubleField(null=True)
+    last_crash_at = DoubleField(null=True)
+    hang_restart = BooleanField(default=False)
+
+    class Meta:
+        table_name = "restart_state"
+
+
+class SchemaVersion(BaseModel):
+    version = IntegerField(primary_key=True)
+    applied_at = DoubleField()
+
+    class Meta:
+        table_name = "schema_version"
+
+
+ALL_MODELS = (Task, Metric, Event, Notification, RestartState, SchemaVersion)

@@ -1,0 +1,447 @@
+"""The watchdog's pure rules, checked at their exact boundaries (no clocks, no sleeps)."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventlisteners.policy import (
+    Decision,
+    RestartPolicy,
+    RestartState,
+    backoff_delay,
+    due_restarts,
+    heartbeat_status,
+    is_crash,
+    launch_groups,
+    next_wakeup,
+    on_cleared,
+    on_exit,
+    on_fatal,
+    on_running,
+    resource_findings,
+    should_warn,
+)
+
+T0 = 1_700_000_000.0
+EPS = 1e-6
+
+
+def crash_after_uptime(state, started_at, uptime, policy):
+    """The agent reaches RUNNING at ``started_at`` and crashes ``uptime`` seconds later."""
+    return on_exit(on_running(state, started_at), started_at + uptime, policy)
+
+
+# --- backoff_delay -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("base, expected", [(1, [1, 2, 4, 8]), (60, [60, 120, 240, 480])])
+def test_backoff_doubles_from_base(base, expected):
+    assert [backoff_delay(attempt, base) for attempt in range(4)] == expected
+
+
+@pytest.mark.parametrize("attempt", [-1, 1.5, True, "1"])
+def test_backoff_rejects_bad_attempt(attempt):
+    with pytest.raises(ValueError):
+        backoff_delay(attempt, 60)
+
+
+@pytest.mark.parametrize("base", [-1, float("inf"), float("nan")])
+def test_backoff_rejects_bad_base(base):
+    with pytest.raises(ValueError):
+        backoff_delay(0, base)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"base_delay": -1}, {"max_attempts": -1}, {"max_attempts": 1.5}, {"reset_after": float("nan")}]
+)
+def test_policy_rejects_nonsense(kwargs):
+    with pytest.raises(ValueError):
+        RestartPolicy(**kwargs)
+
+
+def test_decision_rejects_unknown_kind():
+    with pytest.raises(ValueError):
+        Decision("reboot")
+
+
+# --- on_running / on_exit ------------------------------------------------------------------
+
+def test_on_running_remembers_start_and_clears_pending_restart():
+    state = on_running(RestartState(attempts=2, next_restart_at=T0 + 5), T0)
+    assert state == RestartState(attempts=2, next_restart_at=None, running_since=T0)
+
+
+@pytest.mark.parametrize("base", [1.0, 60.0])
+def test_restarts_are_scheduled_at_1x_2x_4x_base_then_give_up(base):
+    policy = RestartPolicy(base_delay=base, max_attempts=3, reset_after=600)
+    state, now = RestartState(), T0
+    for attempt, multiple in enumerate([1, 2, 4], start=1):
+        state, decision = crash_after_uptime(state, now, 10, policy)
+        crash_time = now + 10
+        assert decision == Decision("restart", delay=base * multiple, due_at=crash_time + base * multiple, attempt=attempt)
+        assert state.attempts == attempt
+        assert state.next_restart_at == crash_time + base * multiple
+        assert state.last_crash_at == crash_time
+        assert state.running_since is None
+        assert not state.given_up
+        now = state.next_restart_at
+    state, decision = crash_after_uptime(state, now, 10, policy)
+    assert decision == Decision("give_up", attempt=3)
+    assert state.given_up and state.next_restart_at is None and state.attempts == 3
+
+
+@pytest.mark.parametrize("max_attempts", [0, 1, 2, 5])
+def test_gives_up_exactly_after_max_attempts_restarts(max_attempts):
+    policy = RestartPolicy(base_delay=1, max_attempts=max_attempts, reset_after=600)
+    state, kinds = RestartState(), []
+    for crash in range(max_attempts + 2):
+        state, decision = on_exit(state, T0 + crash * 1000, policy)
+        kinds.append(decision.kind)
+    assert kinds == ["restart"] * max_attempts + ["give_up", "ignore"]
+
+
+def test_given_up_state_is_left_alone_by_further_exits():
+    given_up = RestartState(attempts=3, given_up=True, last_crash_at=T0)
+    state, decision = on_exit(given_up, T0 + 50, RestartPolicy())
+    assert state is given_up
+    assert decision == Decision("ignore", attempt=3)
+
+
+def test_exit_without_running_event_still_counts():
+    # e.g. the watchdog restarted itself and never saw RUNNING: no uptime means no reset.
+    state, decision = on_exit(RestartState(attempts=2), T0, RestartPolicy(base_delay=60))
+    assert decision.kind == "restart" and decision.delay == 240 and state.attempts == 3
+
+
+@pytest.mark.parametrize(
+    "uptime, resets",
+    [(600 - EPS, False), (600.0, True), (600 + EPS, True), (0.0, False), (10_000.0, True)],
+)
+def test_attempts_reset_after_running_reset_after_seconds(uptime, resets):
+    policy = RestartPolicy(base_delay=60, max_attempts=3, reset_after=600)
+    exhausted = RestartState(attempts=3, last_crash_at=T0 - 1)
+    state, decision = crash_after_uptime(exhausted, T0, uptime, policy)
+    if resets:
+        assert decision == Decision("restart", delay=60, due_at=T0 + uptime + 60, attempt=1)
+        assert state.attempts == 1
+    else:
+        assert decision.kind == "give_up"
+
+
+def test_reset_applies_to_a_partially_used_budget_too():
+    policy = RestartPolicy(base_delay=60, max_attempts=3, reset_after=600)
+    state, decision = crash_after_uptime(RestartState(attempts=2), T0, 600, policy)
+    assert decision.delay == 60 and state.attempts == 1
+
+
+def test_clock_going_backwards_does_not_reset():
+    policy = RestartPolicy(max_attempts=3, reset_after=600)
+    state, decision = on_exit(RestartState(attempts=3, running_since=T0), T0 - 10_000, policy)
+    assert decision.kind == "give_up"
+
+
+# --- on_fatal / on_cleared -----------------------------------------------------------------
+
+def test_fatal_gives_up_without_backoff():
+    running = on_running(RestartState(attempts=1), T0)
+    state, decision = on_fatal(running, T0 + 5, RestartPolicy())
+    assert decision == Decision("give_up", attempt=1)
+    assert state == RestartState(attempts=1, given_up=True, last_crash_at=T0 + 5)
+
+
+def test_fatal_gives_up_even_with_budget_left_and_cancels_pending_restart():
+    state, decision = on_fatal(RestartState(attempts=0, next_restart_at=T0 + 60), T0, RestartPolicy())
+    assert decision.kind == "give_up" and state.given_up and state.next_restart_at is None
+
+
+def test_fatal_on_given_up_agent_is_ignored():
+    given_up = RestartState(attempts=3, given_up=True)
+    assert on_fatal(given_up, T0, RestartPolicy()) == (given_up, Decision("ignore", attempt=3))
+
+
+def test_cleared_restores_the_full_budget():
+    policy = RestartPolicy(base_delay=60, max_attempts=3)
+    given_up = RestartState(attempts=3, given_up=True, last_crash_at=T0, running_since=None)
+    cleared = on_cleared(given_up)
+    assert cleared == RestartState(attempts=0, given_up=False, next_restart_at=None, last_crash_at=T0)
+    _, decision = on_exit(cleared, T0 + 1, policy)
+    assert decision == Decision("restart", delay=60, due_at=T0 + 61, attempt=1)
+
+
+def test_cleared_cancels_a_pending_backoff_restart():
+    assert on_cleared(RestartState(attempts=1, next_restart_at=T0)).next_restart_at is None
+
+
+# --- persistence ---------------------------------------------------------------------------
+
+def test_state_round_trips_through_db_columns():
+    state = RestartState(attempts=2, next_restart_at=T0 + 1.5, given_up=True, running_since=T0, last_crash_at=T0 + 1)
+    row = state.to_dict()
+    assert set(row) == {"attempts", "next_restart_at", "given_up", "running_since", "last_crash_at"}
+    assert RestartState.from_dict(row) == state
+
+
+def test_from_dict_coerces_sqlite_types_and_ignores_extra_columns():
+    row = {"agent": "barista", "attempts": 1, "given_up": 0, "next_restart_at": 1700000060, "running_since": None}
+    assert RestartState.from_dict(row) == RestartState(attempts=1, next_restart_at=1700000060.0)
+    assert RestartState.from_dict({}) == RestartState()
+    assert RestartState.from_dict({"given_up": 1}).given_up is True
+
+
+# --- due_restarts / next_wakeup ------------------------------------------------------------
+
+STATES = {
+    "late": RestartState(attempts=1, next_restart_at=T0 - 10),
+    "now": RestartState(attempts=1, next_restart_at=T0),
+    "also_late": RestartState(attempts=1, next_restart_at=T0 - 10),
+    "earliest": RestartState(attempts=1, next_restart_at=T0 - 30),
+    "future": RestartState(attempts=1, next_restart_at=T0 + 0.5),
+    "given_up": RestartState(attempts=3, next_restart_at=T0 - 100, given_up=True),
+    "running": RestartState(running_since=T0 - 5),
+}
+
+
+def test_due_restarts_sorted_by_due_time_then_name():
+    assert due_restarts(STATES, T0) == ["earliest", "also_late", "late", "now"]
+
+
+def test_due_restarts_boundary():
+    single = {"a": RestartState(next_restart_at=T0)}
+    assert due_restarts(single, T0 - EPS) == []
+    assert due_restarts(single, T0) == ["a"]
+
+
+def test_next_wakeup_is_time_to_earliest_pending_restart():
+    future_only = {k: v for k, v in STATES.items() if k in {"future", "running", "given_up"}}
+    assert next_wakeup(future_only, T0) == pytest.approx(0.5)
+    assert next_wakeup(STATES, T0) == 0.0  # overdue restarts mean "wake now", never negative
+    assert next_wakeup({"running": STATES["running"], "given_up": STATES["given_up"]}, T0) is None
+    assert next_wakeup({}, T0) is None
+
+
+# --- heartbeats ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "age, status",
+    [
+        (-5, "fresh"),  # heartbeat stamped slightly in the future: clock skew, not a problem
+        (0, "fresh"),
+        (30, "fresh"),
+        (30 + EPS, "stale"),
+        (60, "stale"),
+        (60 + EPS, "hung"),
+        (10_000, "hung"),
+    ],
+)
+def test_heartbeat_status_boundaries(age, status):
+    assert heartbeat_status(T0 - age, T0, stale_after=30) == status
+
+
+def test_heartbeat_never_seen_is_missing():
+    assert heartbeat_status(None, T0, 30) == "missing"
+
+
+@pytest.mark.parametrize("stale_after", [0, -1, float("inf"), float("nan")])
+def test_heartbeat_rejects_bad_stale_after(stale_after):
+    with pytest.raises(ValueError):
+        heartbeat_status(T0, T0, stale_after)
+
+
+@pytest.mark.parametrize(
+    "previous, new, warn",
+    [
+        (None, "fresh", False),
+        (None, "stale", True),
+        (None, "missing", True),
+        (None, "hung", True),
+        ("fresh", "fresh", False),
+        ("fresh", "stale", True),
+        ("fresh", "missing", True),
+        ("fresh", "hung", True),
+        ("stale", "stale", False),
+        ("stale", "hung", True),  # escalation is news
+        ("stale", "missing", False),
+        ("stale", "fresh", False),
+        ("hung", "hung", False),
+        ("hung", "stale", False),
+        ("hung", "fresh", False),
+        ("missing", "missing", False),
+        ("missing", "stale", False),
+        ("missing", "hung", True),
+    ],
+)
+def test_should_warn_on_entering_or_escalating_an_episode(previous, new, warn):
+    assert should_warn(previous, new) is warn
+
+
+def test_warns_once_per_stale_episode():
+    statuses = ["fresh", "stale", "stale", "stale", "fresh", "fresh", "stale", "hung", "hung", "fresh"]
+    previous, warnings = None, []
+    for index, status in enumerate(statuses):
+        if should_warn(previous, status):
+            warnings.append(index)
+        previous = status
+    assert warnings == [1, 6, 7]
+
+
+def test_should_warn_rejects_unknown_status():
+    with pytest.raises(ValueError):
+        should_warn("fresh", "sleepy")
+
+
+# --- resources -----------------------------------------------------------------------------
+
+def test_resource_findings_quiet_when_under_thresholds():
+    assert resource_findings(80.0, 256.0) == ([], 0, False)
+
+
+def test_resource_findings_format():
+    warnings, _, _ = resource_findings(87.34, 312.4)
+    assert warnings == ["high CPU usage (87.3%)", "high memory usage (312MB)"]
+
+
+def test_resource_thresholds_are_configurable():
+    assert resource_findings(50.0, 100.0, cpu_threshold=40, rss_threshold=99)[0] == [
+        "high CPU usage (50.0%)",
+        "high memory usage (100MB)",
+    ]
+
+
+def test_memory_limit_needs_two_checks_in_a_row():
+    limit = {"memory_limit_mb": 300}
+    _, streak, due = resource_findings(1.0, 301.0, **limit)
+    assert (streak, due) == (1, False)
+    _, streak, due = resource_findings(1.0, 299.0, over_limit_streak=streak, **limit)
+    assert (streak, due) == (0, False)  # a dip below the limit breaks the streak
+    _, streak, due = resource_findings(1.0, 301.0, over_limit_streak=streak, **limit)
+    _, streak, due = resource_findings(1.0, 301.0, over_limit_streak=streak, **limit)
+    assert due is True
+    assert streak == 0  # the restart consumes the streak: no second restart for this episode
+
+
+def test_memory_limit_boundary_is_strictly_over():
+    assert resource_findings(1.0, 300.0, memory_limit_mb=300, over_limit_streak=1)[1:] == (0, False)
+
+
+def test_no_memory_limit_means_no_streak():
+    assert resource_findings(1.0, 10_000.0, over_limit_streak=5)[1:] == (0, False)
+
+
+def test_memory_limit_must_be_positive():
+    with pytest.raises(ValueError):
+        resource_findings(1.0, 1.0, memory_limit_mb=0)
+
+
+# --- is_crash ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "from_state, expected, stopping, to_state, crash",
+    [
+        ("RUNNING", False, False, "EXITED", True),
+        ("RUNNING", True, False, "EXITED", False),  # exit code listed in exitcodes
+        ("RUNNING", False, True, "EXITED", False),  # our own restart/stop
+        ("RUNNING", False, False, "PROCESS_STATE_EXITED", True),
+        ("STARTING", False, False, "BACKOFF", True),
+        ("STARTING", False, True, "BACKOFF", False),
+        ("RUNNING", True, False, "STOPPING", False),
+        ("STOPPING", False, False, "STOPPED", False),
+        ("STOPPING", False, False, "PROCESS_STATE_STOPPED", False),
+        ("STARTING", False, False, "RUNNING", False),
+        ("BACKOFF", False, False, "FATAL", False),  # FATAL goes through on_fatal
+    ],
+)
+def test_is_crash(from_state, expected, stopping, to_state, crash):
+    assert is_crash(from_state, expected, stopping, to_state=to_state) is crash
+
+
+def test_is_crash_defaults_to_exited_event():
+    assert is_crash("RUNNING", False, False) is True
+    assert is_crash("RUNNING", True, False) is False
+
+
+# --- launch_groups -------------------------------------------------------------------------
+
+def test_launch_groups_by_ascending_priority_names_sorted():
+    priorities = {"waiter": 10, "barista": 1, "cashier": 5, "roaster": 1, "baker": 5, "manager": 999}
+    assert launch_groups(priorities) == [["barista", "roaster"], ["baker", "cashier"], ["waiter"], ["manager"]]
+
+
+def test_launch_groups_edge_cases():
+    assert launch_groups({}) == []
+    assert launch_groups({"solo": -3}) == [["solo"]]
+
+
+# --- properties ----------------------------------------------------------------------------
+
+policies = st.builds(
+    RestartPolicy,
+    base_delay=st.floats(min_value=0.001, max_value=3600),
+    max_attempts=st.integers(min_value=0, max_value=8),
+    reset_after=st.floats(min_value=1, max_value=86_400),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(policy=policies, uptime_fractions=st.lists(st.floats(min_value=0, max_value=0.999), max_size=20))
+def test_short_lived_crashes_never_exceed_max_attempts(policy, uptime_fractions):
+    """Without a long enough run, restarts are bounded and their delays never shrink."""
+    state, now, delays = RestartState(), T0, []
+    for fraction in uptime_fractions:
+        state, decision = crash_after_uptime(state, now, fraction * policy.reset_after, policy)
+        if decision.kind == "restart":
+            delays.append(decision.delay)
+            assert decision.due_at == state.next_restart_at
+            now = decision.due_at
+        else:
+            assert state.given_up
+    assert len(delays) <= policy.max_attempts
+    assert delays == sorted(delays)
+    if len(uptime_fractions) > policy.max_attempts:
+        assert state.given_up
+
+
+@settings(max_examples=200, deadline=None)
+@given(policy=policies, extra=st.floats(min_value=0, max_value=1e6))
+def test_a_long_run_always_buys_a_first_restart(policy, extra):
+    if policy.max_attempts == 0:
+        return
+    exhausted = RestartState(attempts=policy.max_attempts)
+    # Start at 0 so the uptime is exact: this property is about the rule, not float rounding.
+    _, decision = crash_after_uptime(exhausted, 0.0, policy.reset_after + extra, policy)
+    assert decision.kind == "restart" and decision.attempt == 1 and decision.delay == policy.base_delay
+
+
+optional_times = st.none() | st.floats(min_value=0, max_value=2e9)
+states = st.builds(
+    RestartState,
+    attempts=st.integers(min_value=0, max_value=100),
+    next_restart_at=optional_times,
+    given_up=st.booleans(),
+    running_since=optional_times,
+    last_crash_at=optional_times,
+)
+
+
+@given(states)
+def test_round_trip_property(state):
+    assert RestartState.from_dict(state.to_dict()) == state
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=5), states, max_size=8), st.floats(min_value=0, max_value=2e9))
+def test_next_wakeup_agrees_with_due_restarts(states_by_name, now):
+    wait = next_wakeup(states_by_name, now)
+    due = due_restarts(states_by_name, now)
+    if wait is None:
+        assert due == []
+    else:
+        assert wait >= 0
+        assert bool(due) == (wait == 0)
+
+
+@given(st.floats(min_value=-1e6, max_value=1e6), st.floats(min_value=0, max_value=1e6), st.floats(min_value=0.01, max_value=1e4))
+def test_heartbeat_status_only_worsens_with_age(last_heartbeat, extra_age, stale_after):
+    rank = {"fresh": 0, "stale": 1, "hung": 2}
+    now = last_heartbeat + 1
+    earlier = heartbeat_status(last_heartbeat, now, stale_after)
+    later = heartbeat_status(last_heartbeat, now + extra_age, stale_after)
+    assert rank[later] >= rank[earlier]

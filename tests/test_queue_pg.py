@@ -1,0 +1,40 @@
+"""The shared queue contract against PostgreSQL.
+
+Runs only when COFFEE_TEST_PG_URL is set, e.g.
+postgresql://postgres@127.0.0.1:5432/test; each test gets its own schema.
+"""
+import os
+import shutil
+import uuid
+from urllib.parse import quote
+
+import pytest
+
+from tests.queue_contract import QueueContract
+
+PG_URL = os.environ.get("COFFEE_TEST_PG_URL")
+
+pytestmark = pytest.mark.skipif(not PG_URL, reason="set COFFEE_TEST_PG_URL to run PostgreSQL tests")
+
+
+def _admin(sql: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(PG_URL)
+    try:
+        conn.autocommit = True
+        conn.cursor().execute(sql)
+    finally:
+        conn.close()
+
+
+class TestPostgresQueue(QueueContract):
+    def database_url(self) -> str:
+        self._schema = "ct_" + uuid.uuid4().hex[:12]
+        _admin(f"CREATE SCHEMA {self._schema}")
+        sep = "&" if "?" in PG_URL else "?"
+        return f"{PG_URL}{sep}options={quote('-csearch_path=' + self._schema)}"
+
+    def cleanup_database(self) -> None:
+        shutil.rmtree(self.wake_dir, ignore_errors=True)
+        _admin(f"DROP SCHEMA IF EXISTS {self._schema} CASCADE")

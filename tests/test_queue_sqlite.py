@@ -1,0 +1,41 @@
+"""The shared queue contract against SQLite, plus SQLite-only file checks."""
+import os
+import shutil
+import tempfile
+
+from coffee_team.db import open_database
+from tests.queue_contract import QueueContract
+
+
+class TestSqliteQueue(QueueContract):
+    def database_url(self) -> str:
+        self._tmp = tempfile.mkdtemp(prefix="ctq")
+        return os.path.join(self._tmp, "db", "queue.db")
+
+    def cleanup_database(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        shutil.rmtree(self.wake_dir, ignore_errors=True)
+
+    def test_database_file_is_private_and_in_wal_mode(self):
+        q = self.make_queue()
+        assert os.stat(self.url).st_mode & 0o777 == 0o600
+        assert os.stat(os.path.dirname(self.url)).st_mode & 0o777 == 0o700
+        assert q.backend.fetchone("PRAGMA journal_mode")[0] == "wal"
+        assert q.backend.fetchone("PRAGMA synchronous")[0] == 1
+        assert q.backend.fetchone("PRAGMA foreign_keys")[0] == 1
+        assert q.backend.fetchone("PRAGMA busy_timeout")[0] == 5000
+
+    def test_sqlite_url_forms(self):
+        db = open_database("sqlite:///" + self.url, busy_timeout_ms=1234)
+        assert db.database == self.url  # sqlite:////abs/path -> /abs/path
+        db.connect()
+        assert db.execute_sql("PRAGMA busy_timeout").fetchone()[0] == 1234
+        db.close()
+
+    def test_claim_uses_the_covering_index(self):
+        q = self.make_queue()
+        plan = q.backend.fetchall(
+            "EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE recipient = 'a' AND status = 'pending'"
+            " ORDER BY priority, id LIMIT 1")
+        detail = " ".join(str(r[-1]) for r in plan)
+        assert "COVERING INDEX" in detail and "TEMP B-TREE" not in detail

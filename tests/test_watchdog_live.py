@@ -1,0 +1,99 @@
+"""The watchdog under a real supervisord with restart_backoff: 1."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from coffee_team.queue import MessageQueue
+from tests.conftest import boot_supervisord, demo_agents, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def crashing_team(project, **team):
+    agents = demo_agents()
+    agents["code_searcher"] = {"priority": 4, "check_interval": 3600,
+                               "handler": "coffee_team.faults:crash",
+                               "options": {"crash_after": 1.5}}
+    project.write_team(agents, **team)
+
+
+def events(project, agent, kind=None):
+    with MessageQueue.from_team(project.team) as q:
+        rows = q.events(agent=agent, limit=1000)
+    return [e for e in rows if kind is None or e["kind"] == kind]
+
+
+def status_of(queue, task_id):
+    return {t["id"]: t["status"] for t in queue.list_tasks(limit=10000)}[task_id]
+
+
+def test_crash_loop_backs_off_1_2_4_then_gives_up_once(project):
+    crashing_team(project)
+    boot_supervisord(project)
+    wait_until(lambda: events(project, "code_searcher", "given_up"), 40, 0.2, "give-up")
+    crashes = [e["ts"] for e in events(project, "code_searcher", "crash")]
+    restarts = [e["ts"] for e in events(project, "code_searcher", "restarted")]
+    delays = [round(r - c, 2) for c, r in zip(crashes, restarts)]
+    print(f"restart delays {delays} (schedule 1, 2, 4)")
+    assert len(restarts) == 3
+    for delay, due in zip(delays, (1, 2, 4)):
+        assert abs(delay - due) <= 1.0, delays
+    with MessageQueue.from_team(project.team) as q:
+        critical = [n for n in q.notifications() if n["level"] == "CRITICAL"]
+        assert len(critical) == 1 and critical[0]["agent"] == "code_searcher"
+        assert critical[0]["sound"] is False
+        failed = q.get_messages("project_manager", "pending") + \
+            q.list_tasks(agent="project_manager", limit=1000)
+        assert any(t["type"] == "agent_failed" for t in failed)
+    # the others carry on
+    infos = {i["name"]: i["statename"] for i in project.rpc().supervisor.getAllProcessInfo()}
+    assert infos["code_searcher"] == "EXITED"
+    assert all(infos[n] == "RUNNING" for n in project.team.names if n != "code_searcher")
+    # a human restart clears the give-up
+    result = project.cli("status", "--json", check=True)
+    assert '"code_searcher"' in result.stdout
+
+
+def test_killed_agent_task_is_requeued_and_completed_once(project, tmp_path):
+    record = tmp_path / "done.txt"
+    agents = demo_agents()
+    agents["code_developer"] = {"priority": 2, "check_interval": 3600,
+                                "handler": "coffee_team.faults:record",
+                                "options": {"record_file": str(record), "work_seconds": 3}}
+    project.write_team(agents)
+    boot_supervisord(project)
+    project.wait_states("RUNNING", timeout=40)
+    with MessageQueue.from_team(project.team) as q:
+        task_id = q.send("architect", "code_developer", "implement_priority", {"n": 1})
+        wait_until(lambda: status_of(q, task_id) == "in_progress", 10,
+                   message="the task to be claimed")
+        pid = project.rpc().supervisor.getProcessInfo("code_developer")["pid"]
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_until(lambda: status_of(q, task_id) != "in_progress", 10,
+                   interval=0.01, message="the task to be requeued")
+        print(f"task claimable again {time.monotonic() - killed_at:.2f}s after kill -9")
+        wait_until(lambda: status_of(q, task_id) == "completed", 30, 0.2, "the task to complete")
+    assert record.read_text().split().count(str(task_id)) == 1  # done exactly once
+
+
+def test_listener_killed_during_backoff_still_restarts_on_time(project):
+    crashing_team(project, restart_backoff=4.0, max_restart_attempts=5)
+    boot_supervisord(project)
+    wait_until(lambda: events(project, "code_searcher", "restart_scheduled"), 30, 0.1,
+               "a scheduled restart")
+    scheduled = events(project, "code_searcher", "restart_scheduled")[0]
+    os.kill(project.rpc().supervisor.getProcessInfo("watchdog")["pid"], signal.SIGKILL)
+    wait_until(lambda: events(project, "code_searcher", "restarted"), 15, 0.1, "the restart")
+    restarted = events(project, "code_searcher", "restarted")[0]
+    lateness = restarted["ts"] - scheduled["detail"]["due_at"]
+    print(f"restart {lateness:+.2f}s from its due time across a listener kill -9")
+    assert -0.1 <= lateness <= 1.5
+    wait_until(lambda: len(events(project, "code_searcher", "crash")) >= 2, 20, 0.1,
+               "the second crash")
+    second = events(project, "code_searcher", "crash")[1]
+    assert second["detail"]["attempt"] == 2  # the count survived the listener's death
