@@ -270,3 +270,5 @@ def agent_run(ctx: Context, name: str) -> None:
         raise SystemExit(run_agent(ctx.team, name))
     except AgentAlreadyRunningError as exc:
         raise UserError(f"AgentAlreadyRunningError: {exc}") from None
+
+from . import cli_data  # noqa: E402,F401  (registers the data commands on main)

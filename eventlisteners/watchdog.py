@@ -27,6 +27,7 @@ from eventlisteners.protocol import Event, ListenerProtocol, MalformedEvent
 
 LAUNCH_POLL = 0.05     # seconds between state checks while a priority group starts
 MAX_IDLE_WAIT = 1.0    # wake at least this often so a due restart is at most ~1 s late
+CLEANUP_EVERY = 3600.0  # seconds between removals of finished tasks older than the retention
 GONE = ("EXITED", "STOPPED", "FATAL", "BACKOFF")
 
 
@@ -52,6 +53,7 @@ class Watchdog:
         self.over_limit: dict[str, int] = {}
         self.memory_restart: set[str] = set()
         self.next_health_check = clock() + s.health_check_interval
+        self.next_cleanup = clock()
 
     def log(self, message: str) -> None:
         self.protocol.log(message)
@@ -255,10 +257,18 @@ class Watchdog:
             self.memory_restart.add(spec.name)
             self.rpc.supervisor.stopProcess(spec.name, False)
 
+    def cleanup(self) -> None:
+        self.next_cleanup = self.clock() + CLEANUP_EVERY
+        removed = self.queue.cleanup(self.team.settings.cleanup_interval_hours * 3600)
+        if removed:
+            self.log(f"cleanup: removed {removed} finished task(s)")
+
     def on_timer(self) -> None:
         self.restart_due()
         if self.clock() >= self.next_health_check:
             self.health_check()
+        if self.clock() >= self.next_cleanup:
+            self.cleanup()
 
     # --- the protocol loop -----------------------------------------------------------------
     def handle(self, event: Event) -> None:

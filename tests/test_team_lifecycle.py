@@ -123,3 +123,22 @@ def test_start_cli_boots_only_named_agents(project):
     # start again with the server up: starts the rest in priority order
     project.cli("start", check=True)
     project.wait_states("RUNNING")
+
+
+def test_demo_chain_flows_end_to_end(running_team):
+    """architect → spec_created → code_developer → needs_verification → project_manager;
+    assistant → bug_report → project_manager; project_manager → all."""
+    from coffee_team.queue import MessageQueue
+    wanted = {("architect", "code_developer", "spec_created"),
+              ("code_developer", "project_manager", "needs_verification"),
+              ("assistant", "project_manager", "bug_report"),
+              ("project_manager", "ux_design_expert", "roadmap_updated")}
+    with MessageQueue.from_team(running_team.team) as q:
+        def done():
+            seen = {(t["sender"], t["recipient"], t["type"])
+                    for t in q.list_tasks(status="completed", limit=1000)}
+            return wanted <= seen
+        wait_until(done, 20, 0.2, "the demo chain to complete")
+        assert q.agent_performance(1)
+    out = running_team.cli("metrics", check=True).stdout
+    assert "needs_verification" in out

@@ -1,0 +1,263 @@
+"""``coffee-team`` commands over the team's database: send, queue, metrics, cleanup,
+notifications, history, trace. They work whether or not supervisord is running."""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+
+import click
+
+from .cli import Context, UserError, echo_json, main, pass_ctx
+from .status import human_duration
+
+LIFECYCLE_KINDS = ("launched", "running", "exited", "crash", "restart_scheduled", "restarted",
+                   "given_up", "backoff", "stopped", "start_failed", "stale", "missing", "hung",
+                   "high_cpu", "high_memory", "memory_limit", "requeued")
+
+
+@contextmanager
+def open_queue(ctx: Context, create: bool = False):
+    """The team's queue; reading commands refuse to invent an empty database."""
+    from pathlib import Path
+
+    from .queue import MessageQueue, QueueError
+    url = ctx.team.database_url
+    if not create and "://" not in url and not Path(url).exists():
+        raise UserError(f"{url}: database not found (it is created when the team starts: "
+                        f"coffee-team start; or check team.database_path)")
+    try:
+        queue = MessageQueue.from_team(ctx.team)
+    except QueueError as exc:
+        raise UserError(f"{ctx.team.database_url}: {exc}") from None
+    except Exception as exc:  # sqlite3/peewee errors: a corrupt or unreadable database
+        raise UserError(f"{ctx.team.database_url}: cannot open the database "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                        ) from None
+    try:
+        yield queue
+    except QueueError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        queue.close()
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+# --- messages --------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("recipient")
+@click.argument("type")
+@click.option("--content", default=None, help="Task content as JSON (object, list, string…).")
+@click.option("--priority", default=5, show_default=True, type=int,
+              help="0 (most urgent) to 9.")
+@click.option("--from", "sender", default="cli", show_default=True, help="Sender name.")
+@click.option("--dedupe-key", default=None, help="Return the existing task if one with this "
+                                                  "key is pending or in progress.")
+@pass_ctx
+def send(ctx: Context, recipient: str, type: str, content: str | None, priority: int,
+         sender: str, dedupe_key: str | None) -> None:
+    """Send a task to RECIPIENT (an agent, 'all' for a broadcast, or '-' to route by TYPE)."""
+    try:
+        payload = json.loads(content) if content is not None else None
+    except ValueError as exc:
+        raise UserError(f"--content is not valid JSON: {exc}", exit_code=2) from None
+    with open_queue(ctx, create=True) as queue:
+        if recipient == "all":
+            ids = queue.send_all(sender, type, payload, priority=priority)
+        else:
+            ids = [queue.send(sender, None if recipient == "-" else recipient, type, payload,
+                              priority=priority, dedupe_key=dedupe_key)]
+    click.echo(" ".join(str(i) for i in ids))
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def queue(click_ctx: click.Context, as_json: bool) -> None:
+    """Task counts per recipient and status, and the oldest pending age."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx: Context = click_ctx.obj
+    with open_queue(ctx) as q:
+        stats = q.stats()
+    if as_json:
+        echo_json(stats)
+        return
+    if not stats:
+        click.echo("queue is empty")
+        return
+    click.echo(f"{'recipient':<20} {'pending':>8} {'working':>8} {'done':>8} {'failed':>8}  "
+               f"oldest pending")
+    for name, row in sorted(stats.items()):
+        age = row.get("oldest_pending_age_s")
+        click.echo(f"{name:<20} {row['pending']:>8} {row['in_progress']:>8} "
+                   f"{row['completed']:>8} {row['failed']:>8}  "
+                   f"{human_duration(age) if age is not None else '-'}")
+
+
+@queue.command("list")
+@click.option("--status", type=click.Choice(["pending", "in_progress", "completed", "failed"]))
+@click.option("--agent", help="Only tasks for this recipient.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@pass_ctx
+def queue_list(ctx: Context, status: str | None, agent: str | None, limit: int,
+               as_json: bool) -> None:
+    """List tasks, newest first."""
+    if agent and agent not in ctx.team.names:
+        _unknown_agent(ctx, agent)
+    with open_queue(ctx) as q:
+        tasks = q.list_tasks(status=status, agent=agent, limit=limit)
+    if as_json:
+        echo_json(tasks)
+        return
+    for t in tasks:
+        took = (f"{(t['completed_at'] - t['claimed_at']) * 1000:.0f}ms"
+                if t.get("completed_at") and t.get("claimed_at") else "")
+        click.echo(f"{t['id']:>6} {t['status']:<11} p{t['priority']} {t['sender']}→"
+                   f"{t['recipient']} {t['type']} {took} {t.get('error') or ''}".rstrip())
+
+
+def _unknown_agent(ctx: Context, agent: str):
+    raise UserError(f"unknown agent {agent!r} (known: {', '.join(ctx.team.names)})", exit_code=2)
+
+
+@main.command()
+@click.option("--days", default=7.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def metrics(ctx: Context, days: float, as_json: bool) -> None:
+    """Bottlenecks (slowest task types) and agent performance."""
+    with open_queue(ctx) as q:
+        data = {"days": days, "bottlenecks": q.bottlenecks(days),
+                "agent_performance": q.agent_performance(days)}
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"Bottlenecks (last {days:g} days, slowest first):")
+    for row in data["bottlenecks"]:
+        click.echo(f"  {row['task_type']:<24} avg {row['avg_ms']:>9.1f} ms  ({row['count']} tasks)")
+    click.echo("Agent performance:")
+    for row in data["agent_performance"]:
+        click.echo(f"  {row['agent']:<24} {row['count']:>6} tasks  avg {row['avg_ms']:>9.1f} ms")
+
+
+@main.command()
+@click.option("--older-than-hours", type=click.FloatRange(min=0), default=None,
+              help="Default: the team's cleanup_interval_hours.")
+@pass_ctx
+def cleanup(ctx: Context, older_than_hours: float | None) -> None:
+    """Remove completed and failed tasks older than cleanup_interval_hours."""
+    hours = ctx.team.settings.cleanup_interval_hours if older_than_hours is None \
+        else older_than_hours
+    with open_queue(ctx) as q:
+        removed = q.cleanup(hours * 3600)
+    click.echo(f"removed {removed} finished task(s) older than {hours:g}h")
+
+
+# --- watchdog records ------------------------------------------------------------------------
+
+@main.command()
+@click.option("--ack", "ack_id", type=int, default=None, help="Acknowledge notification ID.")
+@click.option("--ack-all", is_flag=True, help="Acknowledge every notification.")
+@click.option("--all", "show_all", is_flag=True, help="Include acknowledged ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@pass_ctx
+def notifications(ctx: Context, ack_id: int | None, ack_all: bool, show_all: bool,
+                  as_json: bool) -> None:
+    """The watchdog's notifications (always silent: sound is False, seed CFR-009)."""
+    with open_queue(ctx) as q:
+        if ack_id is not None:
+            if not q.ack_notification(ack_id):
+                raise UserError(f"no unacknowledged notification {ack_id}")
+            click.echo(f"acknowledged {ack_id}")
+            return
+        if ack_all:
+            pending = q.notifications(unacked_only=True)
+            for n in pending:
+                q.ack_notification(n["id"])
+            click.echo(f"acknowledged {len(pending)}")
+            return
+        rows = q.notifications(unacked_only=not show_all)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no notifications")
+    for n in rows:
+        click.echo(f"{n['id']:>5} {_when(n['created_at'])} {n['level']:<8} {n['title']}")
+
+
+def history_summary(events: list[dict]) -> dict[str, dict]:
+    summary: dict[str, dict] = {}
+    for e in events:
+        row = summary.setdefault(e["agent"] or "-", {"crashes": 0, "restarts": 0,
+                                                     "given_up": False, "last_crash": None})
+        if e["kind"] == "crash":
+            row["crashes"] += 1
+            row["last_crash"] = e["detail"].get("reason")
+        elif e["kind"] == "restarted":
+            row["restarts"] += 1
+        elif e["kind"] == "given_up":
+            row["given_up"] = True
+    return summary
+
+
+def _exit_detail(e: dict) -> str:
+    d = e["detail"]
+    return ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("due_at",))
+
+
+@main.command()
+@click.argument("agent", required=False)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def history(ctx: Context, agent: str | None, limit: int, as_json: bool) -> None:
+    """Lifecycle history: why an agent crashed, its restarts, who exceeded max restarts."""
+    if agent and agent not in ctx.team.names:
+        _unknown_agent(ctx, agent)
+    with open_queue(ctx) as q:
+        events = q.events(agent=agent, limit=10**7)
+    summary = history_summary(events)
+    recent = events[-limit:]
+    if as_json:
+        echo_json({"summary": summary, "events": recent})
+        return
+    for e in recent:
+        click.echo(f"{_when(e['ts'])} {e['agent'] or '-':<18} {e['kind']:<18} {_exit_detail(e)}")
+    if summary:
+        click.echo("")
+    for name, row in sorted(summary.items()):
+        line = f"{name}: {row['crashes']} crash(es), {row['restarts']} restart(s)"
+        if row["last_crash"]:
+            line += f", last crash: {row['last_crash']}"
+        if row["given_up"]:
+            line += ", GIVEN UP (exceeded max restarts)"
+        click.echo(line)
+
+
+@main.command()
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, writable=True))
+@click.option("--format", "fmt", type=click.Choice(["chrome", "events"]), default="chrome",
+              show_default=True, help="chrome: trace-event JSON for Perfetto / "
+                                      "chrome://tracing; events: the seed's trace events.")
+@click.option("--limit", default=100000, show_default=True, type=click.IntRange(1, 10**7),
+              help="Most recent tasks to include.")
+@pass_ctx
+def trace(ctx: Context, out_path: str, fmt: str, limit: int) -> None:
+    """Write the team's timeline: agent lifetimes, restarts, tasks and their durations."""
+    from . import tracing
+    with open_queue(ctx) as q:
+        events = q.events(limit=10**7)
+        tasks = q.list_tasks(limit=limit)
+    data = tracing.chrome_trace(events, tasks) if fmt == "chrome" \
+        else tracing.seed_trace(events, tasks)
+    with open(out_path, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    count = len(data["traceEvents"]) if fmt == "chrome" else len(data["events"])
+    click.echo(f"wrote {count} trace events to {out_path}")
