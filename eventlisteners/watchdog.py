@@ -86,12 +86,13 @@ class Watchdog:
         return groups
 
     def _start(self, name: str, kind: str, **detail: Any) -> bool:
+        """startProcess(name, wait=False). False only for a failure worth retrying later."""
         try:
             self.rpc.supervisor.startProcess(name, False)
         except Exception as exc:  # ALREADY_STARTED, SPAWN_ERROR…: log and carry on with the team
             self.log(f"start {name} failed: {exc}")
             self.event(name, "start_failed", error=str(exc))
-            return False
+            return any(final in str(exc) for final in ("ALREADY_STARTED", "BAD_NAME"))
         self.log(f"{kind} {name}")
         self.event(name, kind, **detail)
         return True
@@ -101,8 +102,12 @@ class Watchdog:
         pending = set(group)
         while pending and self.clock() < deadline:
             for name in sorted(pending):
-                state = self.rpc.supervisor.getProcessInfo(name)["statename"]
-                if state in ("RUNNING", "FATAL", "EXITED", "STOPPED"):
+                try:
+                    state = self.rpc.supervisor.getProcessInfo(name)["statename"]
+                except Exception as exc:  # e.g. BAD_NAME: team file changed without a reload
+                    self.log(f"launch: cannot read the state of {name}: {exc}")
+                    state = "UNKNOWN"
+                if state in ("RUNNING", "FATAL", "EXITED", "STOPPED", "UNKNOWN"):
                     pending.discard(name)
             if pending:
                 self.sleep(LAUNCH_POLL)
@@ -144,10 +149,13 @@ class Watchdog:
 
     def requeue(self, name: str) -> None:
         # A fresh instance requeues its own orphans at start; don't touch a live one's work.
-        info = self.rpc.supervisor.getProcessInfo(name)
-        if info["statename"] in ("RUNNING", "STARTING"):
+        try:
+            if self.rpc.supervisor.getProcessInfo(name)["statename"] in ("RUNNING", "STARTING"):
+                return
+            count = self.queue.requeue_agent(name)
+        except Exception as exc:  # the crash itself must still be handled; leases are the net
+            self.log(f"requeue of {name} failed: {type(exc).__name__}: {exc}")
             return
-        count = self.queue.requeue_agent(name)
         if count:
             self.log(f"requeued {count} task(s) of {name}")
             self.event(name, "requeued", count=count)
@@ -190,8 +198,10 @@ class Watchdog:
         for name in policy.due_restarts(states, now):
             due_at = states[name].next_restart_at
             self.save(name, replace(states[name], next_restart_at=None))
-            self._start(name, "restarted", attempt=states[name].attempts,
-                        late_by=round(now - due_at, 3))
+            if not self._start(name, "restarted", attempt=states[name].attempts,
+                               late_by=round(now - due_at, 3)):
+                # supervisord did not answer: try again shortly rather than leave it dead
+                self.save(name, replace(states[name], next_restart_at=now + MAX_IDLE_WAIT))
 
     def seconds_to_next_timer(self) -> float:
         now = self.clock()
@@ -231,10 +241,13 @@ class Watchdog:
             self.event(spec.name, status, age=None if last is None else round(now - last, 1))
         if status == policy.HUNG and spec.restart_on_hang:
             self.log(f"{spec.name} hung; stopping it to restart through the backoff path")
-            self.event(spec.name, "hung")
             self.queue.save_restart_state(spec.name, hang_restart=True)
+            try:
+                self.rpc.supervisor.stopProcess(spec.name, False)
+            except Exception:
+                self.queue.save_restart_state(spec.name, hang_restart=False)
+                raise
             self.heartbeat_seen.pop(spec.name, None)
-            self.rpc.supervisor.stopProcess(spec.name, False)
 
     def _check_resources(self, spec, pid: int) -> None:
         usage = self.sampler.sample(pid)
@@ -288,7 +301,12 @@ class Watchdog:
         while True:
             self._guarded("timers", self.on_timer)
             try:
-                event = self.protocol.read_event(timeout=self.seconds_to_next_timer())
+                timeout = self.seconds_to_next_timer()
+            except Exception as exc:  # e.g. database is locked: fall back to the idle cadence
+                self.log(f"error computing the next timer: {type(exc).__name__}: {exc}")
+                timeout = MAX_IDLE_WAIT
+            try:
+                event = self.protocol.read_event(timeout=timeout)
             except EOFError:
                 self.log("stdin closed (supervisord is shutting down); exiting")
                 return 0

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import BIN, boot_supervisord, supervisord_pid, wait_until
+from tests.conftest import BIN, boot_supervisord, demo_agents, supervisord_pid, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -142,3 +142,28 @@ def test_demo_chain_flows_end_to_end(running_team):
         assert q.agent_performance(1)
     out = running_team.cli("metrics", check=True).stdout
     assert "needs_verification" in out
+
+
+def test_graceful_stop_requeues_a_task_it_cannot_finish(project, tmp_path):
+    from coffee_team.queue import MessageQueue
+    agents = demo_agents()
+    agents["code_developer"] = {"priority": 2, "check_interval": 3600,
+                                "handler": "coffee_team.faults:record",
+                                "options": {"record_file": str(tmp_path / "r"),
+                                            "work_seconds": 30}}
+    project.write_team(agents, stop_wait_seconds=4)
+    boot_supervisord(project)
+    project.wait_states("RUNNING", timeout=40)
+    with MessageQueue.from_team(project.team) as q:
+        q.send("cli", "code_developer", "implement_priority", priority=0)
+        working = wait_until(lambda: q.list_tasks(status="in_progress", agent="code_developer"),
+                             10, message="a 30-second task to be claimed")
+        task_id = working[0]["id"]
+        t0 = time.monotonic()
+        project.cli("stop", "--agents", "code_developer", check=True)
+        took = time.monotonic() - t0
+        info = project.rpc().supervisor.getProcessInfo("code_developer")
+        assert info["statename"] == "STOPPED" and info["exitstatus"] == 0, info
+        assert took < 4, f"stop took {took:.1f}s (stopwaitsecs 4: it was killed, not graceful)"
+        task = [t for t in q.list_tasks(limit=100) if t["id"] == task_id][0]
+        assert task["status"] == "pending" and not task["claimed_by"]
