@@ -22,6 +22,21 @@ from .singleton import AgentLock, ParentWatch, die_with_parent
 from .team import AgentSpec, Team
 
 IDLE_WAIT_CAP = 1.0  # seconds; bounds how late a dead parent is noticed without PDEATHSIG
+DB_RETRY_MAX = 5.0   # seconds; the longest pause between retries while the database is unusable
+
+
+def database_errors() -> tuple[type[BaseException], ...]:
+    """Errors meaning "the database is unusable right now" (locked, read-only, gone)."""
+    import sqlite3
+
+    import peewee
+    errors: list[type[BaseException]] = [sqlite3.Error, peewee.PeeweeException]
+    try:
+        import psycopg2
+        errors.append(psycopg2.Error)
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 def log(agent: str, message: str) -> None:
@@ -58,6 +73,8 @@ class Agent:
         self.stopping = False
         self.parent = ParentWatch()
         self.supervised = bool(os.environ.get("SUPERVISOR_ENABLED"))
+        self.db_errors = database_errors()
+        self.trouble: set[str] = set()  # what is failing now, so each episode is logged once
 
     # --- signals -------------------------------------------------------------------------
     def _on_stop_signal(self, signum, frame) -> None:
@@ -83,7 +100,38 @@ class Agent:
         status = {"agent": self.name, "pid": os.getpid(), "state": self.state,
                   "started_at": self.started_at, "last_heartbeat": now,
                   "current_task": self.current, **self.counts}
-        atomic_write_private(self.status_path, json.dumps(status, indent=1) + "\n")
+        try:
+            atomic_write_private(self.status_path, json.dumps(status, indent=1) + "\n")
+        except OSError as exc:  # an unwritable status dir must not stop the work
+            self._trouble("status", f"cannot write {self.status_path}: {exc.strerror or exc}")
+            return
+        self._recovered("status")
+
+    def _trouble(self, what: str, message: str) -> None:
+        if what not in self.trouble:
+            self.trouble.add(what)
+            log(self.name, f"{message}; retrying")
+
+    def _recovered(self, what: str) -> None:
+        if what in self.trouble:
+            self.trouble.discard(what)
+            log(self.name, f"{what} recovered")
+
+    def durable(self, operation, *args, **kwargs):
+        """Run a queue operation, retrying with backoff while the database is unusable
+        (locked by another process, read-only, missing) instead of crashing the agent."""
+        delay = 0.1
+        while True:
+            try:
+                result = operation(*args, **kwargs)
+            except self.db_errors as exc:
+                self._trouble("database", f"database unavailable: {type(exc).__name__}: "
+                                          f"{str(exc).splitlines()[0] if str(exc) else ''}")
+                time.sleep(delay)
+                delay = min(delay * 2, DB_RETRY_MAX)
+                continue
+            self._recovered("database")
+            return result
 
     # --- work ------------------------------------------------------------------------------
     def _context(self) -> HandlerContext:
@@ -106,9 +154,9 @@ class Agent:
     def _send_follow_ups(self, sends: list[dict]) -> None:
         for msg in sends:
             try:
-                self.queue.send(sender=self.name, recipient=msg.get("recipient"),
-                                type=msg.get("type"), content=msg.get("content"),
-                                priority=msg.get("priority", 5))
+                self.durable(self.queue.send, sender=self.name, recipient=msg.get("recipient"),
+                             type=msg.get("type"), content=msg.get("content"),
+                             priority=msg.get("priority", 5))
             except Exception as exc:  # a bad follow-up must not lose the task's own result
                 log(self.name, f"follow-up {msg.get('type')!r} not sent: {exc}")
 
@@ -125,12 +173,12 @@ class Agent:
             self._fail(data, str(exc))
             return
         self._send_follow_ups(sends)
-        self.queue.mark_completed(data["id"], result)
+        self.durable(self.queue.mark_completed, data["id"], result)
         self.counts["tasks_completed"] += 1
 
     def _fail(self, data: dict, error: str) -> None:
         log(self.name, f"task {data['id']} ({data['type']}) failed: {error}")
-        self.queue.mark_failed(data["id"], error)
+        self.durable(self.queue.mark_failed, data["id"], error)
         self.counts["tasks_failed"] += 1
 
     def periodic(self) -> None:
@@ -161,13 +209,13 @@ class Agent:
                 self.periodic()
                 next_periodic = self.clock() + self.spec.check_interval
                 continue
-            tasks = self.queue.claim(self.name, 1)
+            tasks = self.durable(self.queue.claim, self.name, 1)
             if tasks:
                 self.process(tasks[0])
                 continue
             self.state = "idle"
             timeout = min(next_heartbeat, next_periodic) - self.clock()
-            self.queue.wait(self.name, max(0.0, min(timeout, IDLE_WAIT_CAP)))
+            self.durable(self.queue.wait, self.name, max(0.0, min(timeout, IDLE_WAIT_CAP)))
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -188,11 +236,13 @@ class Agent:
         self.state = "stopped"
         try:
             requeued = self.queue.requeue_agent(self.name)
-            if requeued:
-                self.counts["tasks_requeued"] += requeued
-                log(self.name, f"requeued {requeued} unfinished task(s)")
-        finally:
-            self.write_status()
+        except self.db_errors as exc:  # the next instance (or the watchdog) requeues them
+            log(self.name, f"could not requeue unfinished tasks: {exc}")
+            requeued = 0
+        if requeued:
+            self.counts["tasks_requeued"] += requeued
+            log(self.name, f"requeued {requeued} unfinished task(s)")
+        self.write_status()
 
 
 def run_agent(team: Team, name: str) -> int:
@@ -204,12 +254,12 @@ def run_agent(team: Team, name: str) -> int:
         die_with_parent(signal.SIGTERM)
     ensure_data_dirs(team)
     with AgentLock(team.status_dir / f"{spec.name}.lock"):
-        queue = MessageQueue.from_team(team)
+        agent = Agent(team, spec.name)
+        queue = agent.queue = agent.durable(MessageQueue.from_team, team)
         try:
             # Holding the lock proves no other instance runs: whatever is still in progress
             # under our name was orphaned by a predecessor that died.
-            orphans = queue.requeue_agent(spec.name)
-            agent = Agent(team, spec.name, queue=queue)
+            orphans = agent.durable(queue.requeue_agent, spec.name)
             log(spec.name, f"started (PID {os.getpid()}, priority {spec.priority}"
                            f"{f', requeued {orphans} orphaned task(s)' if orphans else ''})")
             return agent.run()
