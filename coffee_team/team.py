@@ -19,6 +19,7 @@ AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 HANDLER_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 TASK_TYPE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+HERE_MACRO = "%(here)s"
 # supervisor's INI parser treats ';' or '#' after whitespace as the start of a comment.
 INI_COMMENT = re.compile(r"\s[;#]")
 MAX_INT = 2**31 - 1
@@ -34,6 +35,7 @@ class HttpSettings:
     username: str
     password_env: str
     host: str = "127.0.0.1"
+    allow_remote: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,9 @@ def _integer(lo: int = 0, hi: int = MAX_INT) -> Callable[[Any], int]:
 
 def _positive_number(hi: float = 10**9) -> Callable[[Any], float]:
     def check(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise _Invalid(f"a positive number of seconds, got {_describe(v)}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                or (isinstance(v, int) and abs(v) > hi) or not math.isfinite(v):
+            raise _Invalid(f"a positive number up to {hi:g}, got {_describe(v)}")
         if not 0 < v <= hi:
             raise _Invalid(f"a positive number up to {hi:g}, got {v}")
         return float(v)
@@ -175,6 +178,9 @@ def _ini_text(v: Any, what: str = "a string") -> str:
         raise _Invalid(f"{what}, got {_describe(v)}")
     if "\n" in v or "\r" in v or "\x00" in v:
         raise _Invalid(f"{what} on one line, without NUL, got {_describe(v)}")
+    if HERE_MACRO in v:
+        raise _Invalid(f"{what} without {HERE_MACRO} (supervisor expands it everywhere), "
+                       f"got {_describe(v)}")
     return v
 
 
@@ -186,7 +192,7 @@ def _path_text(v: Any) -> str:
 
 
 def _handler(v: Any) -> str:
-    if not isinstance(v, str) or not HANDLER_REF.match(v):
+    if not isinstance(v, str) or not HANDLER_REF.fullmatch(v):
         raise _Invalid(f"'package.module:function', got {_describe(v)}")
     return v
 
@@ -201,7 +207,7 @@ def _task_types(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list):
         raise _Invalid(f"a list of task types, got {_describe(v)}")
     for t in v:
-        if not isinstance(t, str) or not TASK_TYPE.match(t):
+        if not isinstance(t, str) or not TASK_TYPE.fullmatch(t):
             raise _Invalid(f"task types made of letters, digits, '_', '.', '-', got {_describe(t)}")
     return tuple(v)
 
@@ -211,13 +217,13 @@ def _environment(v: Any) -> tuple[tuple[str, str], ...]:
         raise _Invalid(f"a mapping of NAME: value, got {_describe(v)}")
     pairs = []
     for key, value in v.items():
-        if not isinstance(key, str) or not ENV_KEY.match(key):
+        if not isinstance(key, str) or not ENV_KEY.fullmatch(key):
             raise _Invalid(f"variable names like MY_VAR, got {_describe(key)}")
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise _Invalid(f"a string value for {key}, got {_describe(value)}")
         text = str(value)
         # supervisor's environment= parser cannot escape these; refuse rather than mangle.
-        if any(c in text for c in '"\n\r\x00') or text[:1] == "'" or text[-1:] == "'" \
+        if HERE_MACRO in text or any(c in text for c in '"\n\r\x00') or text[:1] == "'" or text[-1:] == "'" \
                 or INI_COMMENT.search(text):
             raise _Invalid(f"a value for {key} without '\"', newlines, leading/trailing \"'\" "
                            f"or ' ;'/' #', got {_describe(text)}")
@@ -268,25 +274,68 @@ AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "options": _options,
 }
 
+HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
+USER_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and 127.0.0.0/8 (what [inet_http_server] may bind without allow_remote)."""
+    import ipaddress
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.IPv4Address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _http_host(v: Any) -> str:
+    # supervisor's inet server is IPv4 only and reads "host:port": no IPv6 literals, no '*'.
+    if not isinstance(v, str) or not HOST_NAME.fullmatch(v):
+        raise _Invalid(f"an IPv4 address or host name such as 127.0.0.1, got {_describe(v)}")
+    return v
+
+
+def _env_name(v: Any) -> str:
+    if not isinstance(v, str) or not ENV_KEY.fullmatch(v):
+        raise _Invalid(f"the name of an environment variable like COFFEE_RPC_PASSWORD, "
+                       f"got {_describe(v)}")
+    return v
+
+
+def _user_name(v: Any) -> str:
+    # HTTP basic auth splits at the first ':'; keep names plain.
+    if not isinstance(v, str) or not USER_NAME.fullmatch(v):
+        raise _Invalid(f"a user name of letters, digits and '_.@+-', got {_describe(v)}")
+    return v
+
+
 HTTP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "port": _integer(1, 65535),
-    "username": lambda v: _ini_text(v, "a user name"),
-    "password_env": lambda v: _ini_text(v, "the name of an environment variable"),
-    "host": lambda v: _ini_text(v, "a host address"),
+    "username": _user_name,
+    "password_env": _env_name,
+    "host": _http_host,
+    "allow_remote": _boolean,
 }
 
 
+def _key(key: Any) -> str:
+    """A key as it may appear in a one-line message."""
+    return key if isinstance(key, str) and key.isprintable() and key.strip() == key and key \
+        else _describe(key)
+
+
 def _fields(mapping: Any, schema: Mapping[str, Callable[[Any], Any]], where: str,
-            source: str) -> dict[str, Any]:
+            source: str, also_allowed: tuple[str, ...] = ()) -> dict[str, Any]:
     if mapping is None:
         return {}
     if not isinstance(mapping, dict):
         raise TeamError(f"{source}: {where}: expected a mapping, got {_describe(mapping)}")
     cleaned = {}
     for key, value in mapping.items():
-        path = f"{where}.{key}" if where else str(key)
+        path = f"{where}.{_key(key)}" if where else _key(key)
         if key not in schema:
-            allowed = ", ".join(sorted(schema))
+            allowed = ", ".join(sorted([*schema, *also_allowed]))
             raise TeamError(f"{source}: {path}: unknown key (allowed: {allowed})")
         try:
             cleaned[key] = schema[key](value)
@@ -300,26 +349,32 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
     if not isinstance(document, dict):
         raise TeamError(f"{source}: expected a mapping with 'team:' and 'agents:' at the top")
     _fields(document, {"team": lambda v: v, "agents": lambda v: v}, "", source)
-    team_doc = document.get("team") or {}
+    team_doc = document.get("team")
+    team_doc = {} if team_doc is None else team_doc
     http_doc = None
     if isinstance(team_doc, dict):
         team_doc = dict(team_doc)
         http_doc = team_doc.pop("http", None)
-    settings = TeamSettings(**_fields(team_doc, TEAM_FIELDS, "team", source))
+    settings = TeamSettings(**_fields(team_doc, TEAM_FIELDS, "team", source, ("http",)))
     if http_doc is not None:
         http = _fields(http_doc, HTTP_FIELDS, "team.http", source)
         missing = {"port", "username", "password_env"} - set(http)
         if missing:
             raise TeamError(f"{source}: team.http: missing {', '.join(sorted(missing))}")
-        settings = TeamSettings(**{**settings.__dict__, "http": HttpSettings(**http)})
+        http_settings = HttpSettings(**http)
+        if not http_settings.allow_remote and not is_loopback(http_settings.host):
+            raise TeamError(f"{source}: team.http.host: {http_settings.host!r} is not a loopback "
+                            f"address; the XML-RPC API controls every agent, so set "
+                            f"allow_remote: true to expose it on purpose")
+        settings = TeamSettings(**{**settings.__dict__, "http": http_settings})
     agents_doc = document.get("agents")
     if not isinstance(agents_doc, dict) or not agents_doc:
         raise TeamError(f"{source}: agents: expected a mapping of agent names to settings "
                         f"with at least one agent")
     agents = []
     for name, agent_doc in agents_doc.items():
-        if not isinstance(name, str) or not AGENT_NAME.match(name):
-            raise TeamError(f"{source}: agents.{name}: bad agent name (allowed: lowercase "
+        if not isinstance(name, str) or not AGENT_NAME.fullmatch(name):
+            raise TeamError(f"{source}: agents.{_key(name)}: bad agent name (allowed: lowercase "
                             f"letters, digits, '_' and '-', at most 64, starting with a "
                             f"letter or digit)")
         values = _fields(agent_doc, AGENT_FIELDS, f"agents.{name}", source)
@@ -344,8 +399,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
     seen = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # '<<: *anchor' values may be overridden by explicit keys
         key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
+        try:
+            duplicate = key in seen
+        except TypeError:
+            raise TeamError(f"line {key_node.start_mark.line + 1}: a key must be a plain "
+                            f"value, not a list or mapping") from None
+        if duplicate:
             raise TeamError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
         seen.add(key)
     return loader.construct_mapping(node, deep)
