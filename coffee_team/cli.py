@@ -220,11 +220,39 @@ def restart(ctx: Context, agent: str) -> None:
 
 # --- status ----------------------------------------------------------------------------------
 
-def _print_status(ctx: Context, as_json: bool) -> None:
+def _team_status(ctx: Context) -> dict:
+    """coffee.getTeamStatus when supervisord serves it; otherwise supervisor.* + the queue."""
+    import xmlrpc.client
+
     from . import status
+    try:
+        data = ctx.rpc("coffee.getTeamStatus")
+    except xmlrpc.client.Fault as exc:
+        if exc.faultCode != 1:  # UNKNOWN_METHOD: a supervisord started from an older config
+            raise UserError(f"coffee.getTeamStatus: {exc.faultString}") from None
+    else:
+        for agent in data["agents"]:  # XML-RPC leaves out what is unset
+            agent.setdefault("heartbeat_age_seconds", None)
+        return data
     infos = ctx.rpc("supervisor.getAllProcessInfo")
     pid = ctx.rpc("supervisor.getPID")
-    data = status.collect(ctx.team, infos, pid)
+    return status.collect(ctx.team, infos, pid, extra=_restart_extras(ctx))
+
+
+def _restart_extras(ctx: Context) -> dict:
+    from .queue import MessageQueue
+    try:
+        with MessageQueue.from_team(ctx.team) as queue:
+            states = {name: queue.restart_state(name) for name in ctx.team.names}
+    except Exception:  # status must still show supervisor's view without the database
+        return {}
+    return {name: {"restarts": int(s["attempts"] or 0), "given_up": bool(s["given_up"])}
+            for name, s in states.items()}
+
+
+def _print_status(ctx: Context, as_json: bool) -> None:
+    from . import status
+    data = _team_status(ctx)
     if as_json:
         echo_json(data)
     else:
@@ -232,11 +260,75 @@ def _print_status(ctx: Context, as_json: bool) -> None:
 
 
 @main.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (with --watch: "
+                                                       "one JSON object per line).")
+@click.option("--watch", is_flag=True, help="Refresh in place until Ctrl+C.")
+@click.option("-n", "--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds between refreshes with --watch.")
 @pass_ctx
-def status_cmd(ctx: Context, as_json: bool) -> None:
-    """Show every agent's state, PID, uptime, CPU, RAM and heartbeat."""
-    _print_status(ctx, as_json)
+def status_cmd(ctx: Context, as_json: bool, watch: bool, interval: float) -> None:
+    """Show every agent's state, PID, uptime, CPU, RAM, heartbeat, restarts and give-ups."""
+    if not watch:
+        _print_status(ctx, as_json)
+        return
+    from . import status
+    try:
+        while True:
+            data = _team_status(ctx)
+            if as_json:
+                click.echo(json.dumps(data, sort_keys=True))
+            else:
+                stamp = time.strftime("%H:%M:%S")
+                # home the cursor and clear the screen: one screen, redrawn in place
+                click.echo("\x1b[H\x1b[2J" + status.render(data) +
+                           f"\n\n{stamp}, every {interval:g}s; Ctrl+C to quit", nl=True)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command("logs")
+@click.argument("agent")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until Ctrl+C.")
+@click.option("--bytes", "length", default=16384, show_default=True,
+              type=click.IntRange(min=1, max=2**30), help="How much of the end of the log to show.")
+@click.option("--interval", default=0.5, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between polls with -f.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {agent, offset, overflow, text} objects (one per line with -f).")
+@pass_ctx
+def logs(ctx: Context, agent: str, follow: bool, length: int, interval: float,
+         as_json: bool) -> None:
+    """Show AGENT's log (stdout and stderr) through supervisor's XML-RPC log API."""
+    import xmlrpc.client
+    (name,) = parse_agents(ctx.team, agent)
+    try:
+        text, offset, overflow = ctx.rpc("supervisor.tailProcessStdoutLog", name, 0, length)
+    except xmlrpc.client.Fault as exc:
+        raise UserError(f"{name}: cannot read the log: {exc.faultString}") from None
+
+    def emit(chunk: str, overflow: bool) -> None:
+        if as_json:
+            click.echo(json.dumps({"agent": name, "offset": offset, "overflow": overflow,
+                                   "text": chunk}, sort_keys=True))
+        elif chunk:
+            click.echo(chunk, nl=False)
+
+    emit(text, overflow)
+    if not follow:
+        return
+    try:
+        while True:
+            time.sleep(interval)
+            try:
+                text, offset, overflow = ctx.rpc("supervisor.tailProcessStdoutLog", name,
+                                                 offset, 65536)
+            except xmlrpc.client.Fault as exc:
+                raise UserError(f"{name}: cannot read the log: {exc.faultString}") from None
+            if text:
+                emit(text, overflow)
+    except KeyboardInterrupt:
+        pass
 
 
 @main.command()

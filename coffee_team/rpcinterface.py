@@ -1,0 +1,553 @@
+"""The ``coffee.*`` XML-RPC namespace, served by supervisord itself next to ``supervisor.*``.
+
+Registered by the generated config::
+
+    [rpcinterface:coffee]
+    supervisor.rpcinterface_factory=coffee_team.rpcinterface:make_coffee_rpcinterface
+    team=%(here)s/../data/team.yaml
+
+Every method runs inside supervisord's single-threaded select loop, so none may block: the
+queue database is opened once per interface with a 200 ms busy timeout, each call is one or a
+few short SQLite statements, and ``restartAgent`` waits for a stop through supervisor's
+deferred-callback mechanism (``NOT_DONE_YET``) instead of sleeping.
+
+Bad input never escapes as a traceback (which supervisor would answer with HTTP 500): it
+becomes an XML-RPC Fault with supervisor's fault codes (``Faults.BAD_ARGUMENTS``,
+``Faults.BAD_NAME``, ``Faults.INCORRECT_PARAMETERS``, ``Faults.FAILED``…) and a one-line
+message. Return values are XML-RPC safe: no ``None`` (the key is left out, or ``''`` inside
+an array), no integer outside ±2³¹, times as epoch floats, strings without XML-illegal
+control characters.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import json
+import math
+import re
+import time
+from typing import Any, Callable
+
+from supervisor.http import NOT_DONE_YET
+from supervisor.rpcinterface import SupervisorNamespaceRPCInterface
+from supervisor.states import RUNNING_STATES, STOPPED_STATES, SupervisorStates
+from supervisor.xmlrpc import Faults, RPCError
+
+API_VERSION = "1.0"
+BUSY_TIMEOUT_MS = 200
+MAX_LIMIT = 1000
+MAX_CONTENT_DEPTH = 64
+MAX_DAYS = 3650
+MAXINT = 2**31 - 1
+MININT = -(2**31)
+# Event kinds that make up an agent's restart history (written by the watchdog and by us).
+RESTART_KINDS = ("launched", "running", "exited", "backoff", "stopped", "crash",
+                 "restart_scheduled", "restarted", "given_up", "hung", "memory_limit",
+                 "start_failed", "manual_restart")
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+class _Unset:
+    """Marks a value to leave out of a struct (XML-RPC has no None)."""
+
+
+def xmlrpc_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` made marshallable by xmlrpc.client without ``allow_none``.
+
+    ``None`` inside a struct drops the key and becomes ``''`` inside an array; integers outside
+    the 32-bit range become floats; NaN/inf become strings; anything nested deeper than
+    ``MAX_CONTENT_DEPTH`` (or of an unknown type) becomes its JSON/str text.
+    """
+    if value is None:
+        return _Unset
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if MININT <= value <= MAXINT else float(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return _XML_ILLEGAL.sub("\ufffd", value)
+    if depth >= MAX_CONTENT_DEPTH:
+        return xmlrpc_safe(json.dumps(value, default=str), 0)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            item = xmlrpc_safe(item, depth + 1)
+            if item is not _Unset:
+                out[_XML_ILLEGAL.sub("\ufffd", str(key))] = item
+        return out
+    if isinstance(value, (list, tuple)):
+        items = (xmlrpc_safe(item, depth + 1) for item in value)
+        return ["" if item is _Unset else item for item in items]
+    return xmlrpc_safe(str(value), depth)
+
+
+def _nesting_depth(value: Any, limit: int) -> int:
+    """Depth of nested lists/dicts, counting iteratively (no recursion) and stopping at limit."""
+    stack, deepest = [(value, 1)], 0
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _rpc(func: Callable) -> Callable:
+    """Make a method an RPC endpoint: arity checked with a clear message, SHUTDOWN_STATE
+    refused like supervisor does, unexpected exceptions turned into Faults (never HTTP 500),
+    and the result made XML-RPC safe."""
+    signature = inspect.signature(func)
+    params = [p for p in signature.parameters.values() if p.name != "self"]
+    required = sum(1 for p in params if p.default is inspect.Parameter.empty)
+    names = ", ".join(p.name for p in params)
+    arity = str(required) if required == len(params) else f"{required} to {len(params)}"
+
+    @functools.wraps(func)
+    def method(self, *args):
+        if not required <= len(args) <= len(params):
+            raise RPCError(Faults.INCORRECT_PARAMETERS,
+                           f"coffee.{func.__name__}({names}) takes {arity} argument(s), "
+                           f"got {len(args)}")
+        self._update(func.__name__)
+        try:
+            result = func(self, *args)
+        except RPCError as exc:
+            exc.text = _one_line(exc.text)
+            raise
+        except Exception as exc:
+            fault = self._fault(func.__name__, exc)
+            fault.text = _one_line(fault.text)
+            raise fault from None
+        if callable(result):
+            return result  # deferred: the callback does its own checks
+        result = xmlrpc_safe(result)
+        return "" if result is _Unset else result
+
+    return method
+
+
+class CoffeeNamespaceRPCInterface:
+    """``coffee.*``: the team's queue, journal and status for automation."""
+
+    def __init__(self, supervisord, team_path: str):
+        self.supervisord = supervisord
+        self.team_path = team_path
+        self.team = None
+        self.team_error = ""
+        self._queue = None
+        self._supervisor = SupervisorNamespaceRPCInterface(supervisord)
+        try:
+            from coffee_team.team import load_team
+            self.team = load_team(team_path)
+        except Exception as exc:  # keep supervisord (and supervisor.*) serving
+            self.team_error = str(exc)
+
+    # --- seams and plumbing ----------------------------------------------------------------
+
+    def _now(self) -> float:
+        return time.time()
+
+    def _update(self, text: str) -> None:
+        self.update_text = text
+        mood = self.supervisord.options.mood
+        if isinstance(mood, int) and mood < SupervisorStates.RUNNING:
+            raise RPCError(Faults.SHUTDOWN_STATE)
+        if self.team is None:
+            raise RPCError(Faults.FAILED, f"coffee.* unavailable: {self.team_error}")
+
+    def _log(self, message: str) -> None:
+        try:
+            self.supervisord.options.logger.warn(f"coffee rpc: {message}")
+        except Exception:
+            pass
+
+    def _queue_(self):
+        """The MessageQueue, opened on first use (after supervisord daemonized)."""
+        if self._queue is None:
+            from coffee_team.db import open_database
+            from coffee_team.queue import MessageQueue
+            team = self.team
+            database = open_database(team.database_url, busy_timeout_ms=BUSY_TIMEOUT_MS)
+            self._queue = MessageQueue(
+                database, agents=team.names,
+                handles={a.name: tuple(a.handles) for a in team.agents},
+                max_queue_size=team.settings.max_queue_size,
+                wake_dir=team.wake_dir, clock=self._now)
+        return self._queue
+
+    def _fault(self, method: str, exc: Exception) -> RPCError:
+        from coffee_team.journal import ContentError
+        from coffee_team.queue import QueueFullError, UnroutableError
+        if isinstance(exc, UnroutableError):
+            return RPCError(Faults.BAD_NAME, str(exc))
+        if isinstance(exc, QueueFullError):
+            return RPCError(Faults.FAILED, f"queue full: {exc}")
+        if isinstance(exc, ContentError):
+            return RPCError(Faults.BAD_ARGUMENTS, str(exc))
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "locked" in text or "busy" in text:
+            return RPCError(Faults.FAILED, f"database busy ({text}); retry the call")
+        self._log(f"{method} failed: {type(exc).__name__}: {text}")
+        return RPCError(Faults.FAILED, f"{type(exc).__name__}: {text}")
+
+    def _agent(self, name: Any) -> str:
+        if not isinstance(name, str):
+            raise RPCError(Faults.BAD_ARGUMENTS, f"agent name must be a string, got {_kind(name)}")
+        if name not in self.team.names:
+            raise RPCError(Faults.BAD_NAME, f"unknown agent {_short(name)} "
+                                            f"(known: {', '.join(self.team.names)})")
+        return name
+
+    def _process(self, name: str):
+        group = self.supervisord.process_groups.get(name)
+        process = group.processes.get(name) if group is not None else None
+        if process is None:
+            raise RPCError(Faults.BAD_NAME, f"{name} is not a supervisord program "
+                                            f"(regenerate the config and reread)")
+        return process
+
+    # --- methods ---------------------------------------------------------------------------
+
+    @_rpc
+    def getAPIVersion(self):
+        """ Return the version of the coffee.* API
+
+        @return string version id
+        """
+        return API_VERSION
+
+    @_rpc
+    def getTeamStatus(self):
+        """ Return everything `coffee-team status --json` shows
+
+        Agents are ordered by priority. Keys of an agent struct: name, state, pid, priority,
+        uptime_seconds, cpu_percent, rss_mb, heartbeat_age_seconds (left out when the agent
+        never wrote a heartbeat), last_heartbeat, current_task (struct: id, type, started_at;
+        left out when idle), restarts (crash restarts counted by the watchdog), given_up,
+        next_restart_at (left out unless a backoff restart is pending), description.
+
+        @return struct status  uptime_seconds, agents_running, agents_total,
+                               supervisord_pid, now, agents (array of structs)
+        """
+        from coffee_team import status
+        now = self._now()
+        infos = self._supervisor.getAllProcessInfo()
+        pid = self.supervisord.options.get_pid()
+        extras = self._extras(now)
+        with _one_process_scan():
+            data = status.collect(self.team, infos, pid, extra=extras, now=now)
+        data["now"] = now
+        return data
+
+    def _extras(self, now: float) -> dict[str, dict[str, Any]]:
+        queue = self._queue_()
+        extras = {}
+        for name in self.team.names:
+            state = queue.restart_state(name)
+            beat = _read_heartbeat(self.team, name)
+            extras[name] = {
+                "restarts": int(state["attempts"] or 0),
+                "given_up": bool(state["given_up"]),
+                "next_restart_at": state["next_restart_at"],
+                "last_heartbeat": beat.get("last_heartbeat"),
+                "current_task": beat.get("current_task"),
+            }
+        return extras
+
+    @_rpc
+    def sendMessage(self, sender, recipient, type, content, priority=5, dedupe_key=""):
+        """ Enqueue one task (same routing, dedupe and backpressure as MessageQueue.send)
+
+        @param string sender     Who sends it (1-100 characters)
+        @param string recipient  An agent name, 'all' (broadcast), or '' to route by type
+        @param string type       The task type (1-100 characters)
+        @param struct content    A struct/array, or a string holding a JSON document (max 1 MB)
+        @param int priority      0 (most urgent) to 9; default 5
+        @param string dedupe_key Optional: a live task with the same key is not duplicated
+        @return int id           The task id (the first one for a broadcast)
+        """
+        for value, what in ((sender, "sender"), (recipient, "recipient"), (type, "type"),
+                            (dedupe_key, "dedupe_key")):
+            if not isinstance(value, str):
+                raise RPCError(Faults.BAD_ARGUMENTS, f"{what} must be a string, got {_kind(value)}")
+        if recipient and recipient != "all":
+            self._agent(recipient)
+        from coffee_team.queue import MAX_CONTENT_BYTES
+        if isinstance(content, str):
+            if len(content) > MAX_CONTENT_BYTES:
+                raise RPCError(Faults.BAD_ARGUMENTS, f"content is {len(content)} characters; "
+                                                     f"the limit is {MAX_CONTENT_BYTES}")
+            try:
+                content = json.loads(content)
+            except (ValueError, RecursionError) as exc:
+                raise RPCError(Faults.BAD_ARGUMENTS,
+                               f"content string is not valid JSON: {exc}") from None
+        elif not isinstance(content, (dict, list, int, float, bool)):
+            raise RPCError(Faults.BAD_ARGUMENTS,
+                           f"content must be a struct, an array or a JSON string, got {_kind(content)}")
+        if _nesting_depth(content, MAX_CONTENT_DEPTH) > MAX_CONTENT_DEPTH:
+            raise RPCError(Faults.BAD_ARGUMENTS,
+                           f"content is nested more than {MAX_CONTENT_DEPTH} levels deep")
+        return self._queue_().send(sender, recipient or None, type, content,
+                                   priority=priority, dedupe_key=dedupe_key or None)
+
+    @_rpc
+    def getQueueStats(self):
+        """ Return task counts per agent
+
+        @return struct stats  {agent: {pending, in_progress, completed, failed,
+                              oldest_pending_age_s (left out when nothing is pending)}}
+        """
+        stats = self._queue_().stats()
+        empty = {"pending": 0, "in_progress": 0, "completed": 0, "failed": 0}
+        return {name: stats.get(name, dict(empty)) for name in (*self.team.names, *stats)}
+
+    @_rpc
+    def listTasks(self, filter={}):
+        """ List tasks, newest first
+
+        Task structs hold id, sender, recipient, type, priority, status, attempts, created_at,
+        completed_at, claimed_by, claimed_at, lease_expires_at, dedupe_key, error (each left
+        out when unset), content_json and result_json (the JSON text of content / result).
+
+        @param struct filter  Optional keys: status (pending, in_progress, completed, failed),
+                              agent (the recipient), limit (1-1000, default 100)
+        @return array tasks   An array of task structs
+        """
+        from coffee_team.models import TASK_STATUSES
+        if not isinstance(filter, dict):
+            raise RPCError(Faults.BAD_ARGUMENTS, f"filter must be a struct, got {_kind(filter)}")
+        unknown = sorted(set(filter) - {"status", "agent", "limit"})
+        if unknown:
+            raise RPCError(Faults.BAD_ARGUMENTS, f"unknown filter key(s) "
+                                                 f"{', '.join(map(_short, unknown))} "
+                                                 f"(allowed: status, agent, limit)")
+        status = filter.get("status") or None
+        if status is not None and status not in TASK_STATUSES:
+            raise RPCError(Faults.BAD_ARGUMENTS, f"status must be one of "
+                                                 f"{', '.join(TASK_STATUSES)}, got {_short(status)}")
+        agent = filter.get("agent") or None
+        if agent is not None:
+            self._agent(agent)
+        limit = _limit(filter.get("limit", 100))
+        tasks = self._queue_().list_tasks(status=status, agent=agent, limit=limit)
+        for task in tasks:
+            task["content_json"] = json.dumps(task.pop("content"))
+            result = task.pop("result")
+            if result is not None:
+                task["result_json"] = json.dumps(result)
+        return tasks
+
+    @_rpc
+    def getRestartHistory(self, agent, limit=50):
+        """ Return an agent's restart state and its recent lifecycle events, newest first
+
+        @param string agent  The agent name
+        @param int limit     At most this many events (1-1000, default 50)
+        @return struct history  agent, restarts, given_up, next_restart_at (left out unless
+                                pending), last_crash_at, running_since, events (array of
+                                {id, ts, agent, kind, detail})
+        """
+        name = self._agent(agent)
+        limit = _limit(limit)
+        queue = self._queue_()
+        marks = ", ".join("?" * len(RESTART_KINDS))
+        events = queue.backend.fetchdicts(
+            "SELECT id, ts, agent, kind, detail FROM events WHERE agent = ?"
+            f" AND kind IN ({marks}) ORDER BY id DESC LIMIT ?", [name, *RESTART_KINDS, limit])
+        for event in events:
+            event["detail"] = json.loads(event["detail"] or "{}")
+        state = queue.restart_state(name)
+        return {"agent": name, "restarts": state["attempts"], "given_up": state["given_up"],
+                "next_restart_at": state["next_restart_at"],
+                "last_crash_at": state["last_crash_at"],
+                "running_since": state["running_since"], "events": events}
+
+    @_rpc
+    def getEvents(self, since_id=0, limit=100):
+        """ Return journal events with an id above since_id, oldest first
+
+        @param int since_id  Last id already seen (0 for the beginning)
+        @param int limit     At most this many (1-1000, default 100)
+        @return array events An array of {id, ts, agent, kind, detail} structs
+        """
+        return self._queue_().events(since_id=_id(since_id, "since_id"), limit=_limit(limit))
+
+    @_rpc
+    def getNotifications(self, since_id=0, limit=MAX_LIMIT):
+        """ Return notifications with an id above since_id, oldest first
+
+        @param int since_id  Last id already seen (0 for the beginning)
+        @param int limit     At most this many (1-1000, default 1000)
+        @return array notifications  {id, created_at, level, agent, title, message, sound,
+                                      acknowledged} structs
+        """
+        rows = self._queue_().backend.fetchdicts(
+            "SELECT id, created_at, level, agent, title, message, sound, acknowledged"
+            " FROM notifications WHERE id > ? ORDER BY id LIMIT ?",
+            (_id(since_id, "since_id"), _limit(limit)))
+        for row in rows:
+            row["sound"] = bool(row["sound"])
+            row["acknowledged"] = bool(row["acknowledged"])
+        return rows
+
+    @_rpc
+    def ackNotification(self, id):
+        """ Acknowledge one notification
+
+        @param int id          The notification id
+        @return boolean result True if acknowledged now, False if it already was
+        """
+        queue = self._queue_()
+        notification_id = _id(id, "id")
+        if queue.ack_notification(notification_id):
+            return True
+        if not queue.backend.fetchone("SELECT 1 FROM notifications WHERE id = ?",
+                                      (notification_id,)):
+            raise RPCError(Faults.BAD_ARGUMENTS, f"no notification with id {notification_id}")
+        return False
+
+    @_rpc
+    def getMetrics(self, days=7):
+        """ Return task timing over the last days
+
+        @param double days   Window in days (0 < days <= 3650, default 7)
+        @return struct metrics  days, bottlenecks (the 10 slowest task types: task_type,
+                                count, avg_ms, max_ms) and agents (agent, count, avg_ms)
+        """
+        if isinstance(days, bool) or not isinstance(days, (int, float)) \
+                or not math.isfinite(days) or not 0 < days <= MAX_DAYS:
+            raise RPCError(Faults.BAD_ARGUMENTS,
+                           f"days must be a number above 0 and at most {MAX_DAYS}, got {_short(days)}")
+        queue = self._queue_()
+        return {"days": float(days), "bottlenecks": queue.bottlenecks(days),
+                "agents": queue.agent_performance(days)}
+
+    @_rpc
+    def restartAgent(self, name):
+        """ Clear an agent's give-up and (re)start it: stop first if it runs
+
+        Returns once the stop finished and the start was issued (the agent then goes through
+        STARTING; follow it with supervisor.getProcessInfo). Never blocks supervisord: the
+        stop is awaited with a deferred callback.
+
+        @param string name      The agent name
+        @return boolean result  Always True unless error
+        """
+        name = self._agent(name)
+        process = self._process(name)
+        queue = self._queue_()
+        queue.save_restart_state(name, attempts=0, given_up=False, next_restart_at=None)
+        queue.record_event(name, "manual_restart", source="xmlrpc",
+                           from_state=_state_name(process.get_state()))
+        if process.get_state() in RUNNING_STATES:
+            self._supervisor.stopProcess(name, False)
+        if process.get_state() in STOPPED_STATES:
+            return self._start(name)
+        deadline = self._now() + float(getattr(process.config, "stopwaitsecs", 10)) + 5
+
+        def onwait():
+            process.stop_report()
+            if process.get_state() in STOPPED_STATES:
+                return self._start(name)
+            if self._now() > deadline:
+                raise RPCError(Faults.FAILED, f"{name} did not stop in time; state "
+                                              f"{_state_name(process.get_state())}")
+            return NOT_DONE_YET
+
+        onwait.delay = 0.05
+        onwait.rpcinterface = self
+        return onwait
+
+    def _start(self, name: str) -> bool:
+        try:
+            self._supervisor.startProcess(name, False)
+        except RPCError as exc:
+            if exc.code != Faults.ALREADY_STARTED:
+                raise
+        return True
+
+
+@contextlib.contextmanager
+def _one_process_scan():
+    """Let every ``Process.children()`` in the block share one scan of /proc.
+
+    status.collect walks each agent's process tree; psutil rebuilds the whole system's
+    pid → ppid map for every walk (~3 ms per agent with 100 processes, far more on a busy
+    host), all of it inside supervisord's select loop. One scan per call is enough.
+    """
+    import psutil
+    original = getattr(psutil, "_ppid_map", None)
+    if original is None:  # another psutil layout: just do the slower thing
+        yield
+        return
+    cache: list = []
+
+    def shared():
+        if not cache:
+            cache.append(original())
+        return cache[0]
+
+    psutil._ppid_map = shared
+    try:
+        yield
+    finally:
+        psutil._ppid_map = original
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """Fault messages stay short: an echoed 2 MB argument must not come back 2 MB."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _read_heartbeat(team, name: str) -> dict:
+    try:
+        data = json.loads((team.status_dir / f"{name}_status.json").read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _state_name(state: int) -> str:
+    from supervisor.states import getProcessStateDescription
+    return getProcessStateDescription(state) or str(state)
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "an int", float: "a double", str: "a string",
+             dict: "a struct", list: "an array"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _limit(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise RPCError(Faults.BAD_ARGUMENTS,
+                       f"limit must be an int from 1 to {MAX_LIMIT}, got {_short(value)}")
+    return value
+
+
+def _id(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAXINT:
+        raise RPCError(Faults.BAD_ARGUMENTS,
+                       f"{what} must be an int from 0 to {MAXINT}, got {_short(value)}")
+    return value
+
+
+def make_coffee_rpcinterface(supervisord, **config):
+    """Factory named by ``[rpcinterface:coffee]``; ``team=`` is the team file's path."""
+    team_path = config.get("team")
+    if not team_path:
+        raise ValueError("[rpcinterface:coffee] needs team=PATH (the team file)")
+    return CoffeeNamespaceRPCInterface(supervisord, team_path)

@@ -1,0 +1,201 @@
+"""team.http: an [inet_http_server] on loopback whose password comes from the environment."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import xmlrpc.client
+from pathlib import Path
+
+import pytest
+import yaml
+
+from coffee_team import confgen
+from coffee_team.team import TeamError, load_team, parse_team
+from supervisor.xmlrpc import SupervisorTransport
+from tests.conftest import BIN, FAST_TEAM, Project, _shutdown, boot_supervisord, demo_agents
+
+pytestmark = pytest.mark.slow
+
+PASSWORD_ENV = "COFFEE_TEST_RPC_PASSWORD"
+PASSWORD = "s3cret-Tr0ub4dor&3"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_proxy(port: int, username: str | None, password: str | None):
+    """The standard library client over HTTP with basic auth (supervisor's transport)."""
+    transport = SupervisorTransport(username, password, f"http://127.0.0.1:{port}")
+    return xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}", transport=transport)
+
+
+def plain_http_proxy(port: int, credentials: str = ""):
+    """Only the standard library: http://user:password@host:port/RPC2."""
+    return xmlrpc.client.ServerProxy(f"http://{credentials}127.0.0.1:{port}/RPC2")
+
+
+@pytest.fixture(scope="module")
+def http_team():
+    """One supervisord for the module, booted with the password only in its environment."""
+    project = Project(Path(tempfile.mkdtemp(prefix="ct-", dir="/tmp")))
+    try:
+        port = free_port()
+        project.write_team(http={"port": port, "username": "automation",
+                                 "password_env": PASSWORD_ENV})
+        boot_supervisord(project, env={PASSWORD_ENV: PASSWORD})
+        project.wait_states("RUNNING", timeout=40)
+        project.port = port
+        yield project
+    finally:
+        _shutdown(project)
+        shutil.rmtree(project.root, ignore_errors=True)
+
+
+def test_both_namespaces_over_http_with_credentials(http_team):
+    port = http_team.port
+    for rpc in (http_proxy(port, "automation", PASSWORD),
+                plain_http_proxy(port, f"automation:{PASSWORD}@")):
+        assert rpc.supervisor.getState()["statename"] == "RUNNING"
+        assert rpc.coffee.getAPIVersion()
+        status = rpc.coffee.getTeamStatus()
+        assert status["agents_running"] == len(http_team.team.names)
+        task = rpc.coffee.sendMessage("http", "architect", "ping", '{"over": "http"}', 4)
+        assert any(t["id"] == task for t in rpc.coffee.listTasks({"agent": "architect"}))
+        assert isinstance(rpc.coffee.getQueueStats(), dict)
+        assert isinstance(rpc.coffee.getEvents(0, 10), list)
+        assert isinstance(rpc.coffee.getNotifications(0), list)
+        assert rpc.coffee.getRestartHistory("architect", 5)["agent"] == "architect"
+        assert "bottlenecks" in rpc.coffee.getMetrics(1)
+        with pytest.raises(xmlrpc.client.Fault):
+            rpc.coffee.ackNotification(12345)
+    rpc = http_proxy(port, "automation", PASSWORD)
+    assert rpc.coffee.restartAgent("assistant") is True
+    http_team.wait_states({"assistant": "RUNNING"}, 20)
+
+
+@pytest.mark.parametrize("username,password", [(None, None), ("automation", "wrong"),
+                                               ("intruder", PASSWORD), ("automation", "")])
+def test_without_the_right_credentials_it_is_401(http_team, username, password):
+    for method in ("supervisor.getState", "coffee.getTeamStatus", "coffee.sendMessage"):
+        rpc = http_proxy(http_team.port, username, password)
+        target = rpc
+        for part in method.split("."):
+            target = getattr(target, part)
+        with pytest.raises(xmlrpc.client.ProtocolError) as info:
+            target("x", "architect", "ping", {}, 5) if method.endswith("sendMessage") else target()
+        assert info.value.errcode == 401
+    # nothing was enqueued and the server still answers
+    rpc = http_proxy(http_team.port, "automation", PASSWORD)
+    assert not [t for t in rpc.coffee.listTasks({"limit": 1000}) if t["sender"] == "x"]
+    assert rpc.supervisor.getState()["statename"] == "RUNNING"
+
+
+def test_unix_socket_stays_private_and_answers_without_password(http_team):
+    sock = http_team.root / "data" / "run" / "supervisor.sock"
+    assert oct(os.stat(sock).st_mode & 0o777) == oct(0o700)
+    assert http_team.rpc().coffee.getAPIVersion()
+
+
+def test_http_binds_loopback_only(http_team):
+    listening = [c for c in __import__("psutil").net_connections("tcp")
+                 if c.laddr and c.laddr.port == http_team.port and c.status == "LISTEN"]
+    assert listening and all(c.laddr.ip == "127.0.0.1" for c in listening)
+
+
+def test_password_is_never_written_to_a_file(http_team):
+    rpc = http_proxy(http_team.port, "automation", PASSWORD)
+    rpc.coffee.getTeamStatus()
+    needle = PASSWORD.encode()
+    for path in http_team.root.rglob("*"):
+        if path.is_file() and not path.is_socket():
+            assert needle not in path.read_bytes(), path
+    conf = (http_team.root / "supervisord.conf.d" / "supervisord.conf").read_text()
+    assert f"password=%(ENV_{PASSWORD_ENV})s" in conf
+    assert "port=127.0.0.1:" in conf
+
+
+def test_cli_over_http(http_team):
+    env = {"SUPERVISOR_SERVER_URL": f"http://127.0.0.1:{http_team.port}",
+           "SUPERVISOR_USERNAME": "automation", "SUPERVISOR_PASSWORD": PASSWORD}
+    data = json.loads(http_team.cli("status", "--json", env=env, check=True).stdout)
+    assert data["agents_running"] == len(http_team.team.names)
+    wrong = http_team.cli("status", env={**env, "SUPERVISOR_PASSWORD": "nope"})
+    assert wrong.returncode == 3 and "wrong username or password" in wrong.stderr
+
+
+def test_supervisord_refuses_to_start_without_the_password_variable(project):
+    project.write_team(http={"port": free_port(), "username": "automation",
+                             "password_env": "COFFEE_TEST_UNSET_PASSWORD"})
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith("SUPERVISOR_") and k != "COFFEE_TEST_UNSET_PASSWORD"}
+    result = subprocess.run([str(BIN / "supervisord"), "-c", str(project.conf)], env=environ,
+                            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode != 0
+    assert "ENV_COFFEE_TEST_UNSET_PASSWORD" in result.stderr + result.stdout
+
+
+# --- validation (no supervisord) -----------------------------------------------------------
+
+def team_doc(**http):
+    return {"team": {**FAST_TEAM, "http": http}, "agents": demo_agents()}
+
+
+GOOD = {"port": 9001, "username": "automation", "password_env": PASSWORD_ENV}
+
+
+@pytest.mark.parametrize("http,message", [
+    ({**GOOD, "host": "0.0.0.0"}, "not a loopback address"),
+    ({**GOOD, "host": "192.168.1.10"}, "allow_remote: true"),
+    ({**GOOD, "host": "example.com"}, "not a loopback address"),
+    ({**GOOD, "host": "*"}, "IPv4 address or host name"),
+    ({**GOOD, "host": "::1"}, "IPv4 address or host name"),
+    ({**GOOD, "host": "127.0.0.1 ;x"}, "IPv4 address or host name"),
+    ({"port": 9001, "username": "automation"}, "missing password_env"),
+    ({"port": 9001, "password_env": PASSWORD_ENV}, "missing username"),
+    ({**GOOD, "password_env": "not a name"}, "environment variable"),
+    ({**GOOD, "password_env": "X)s%(Y"}, "environment variable"),
+    ({**GOOD, "username": "a:b"}, "user name"),
+    ({**GOOD, "port": 0}, "integer from 1 to 65535"),
+    ({**GOOD, "password": "inline"}, "unknown key"),
+    ({**GOOD, "allow_remote": "yes"}, "true or false"),
+])
+def test_bad_http_settings_are_one_line_team_errors(http, message):
+    with pytest.raises(TeamError) as info:
+        parse_team(team_doc(**http), "team.yaml")
+    text = str(info.value)
+    assert message in text and "\n" not in text and text.startswith("team.yaml: team.http")
+
+
+def test_remote_host_needs_allow_remote_and_loopback_names_are_fine():
+    for host in ("127.0.0.1", "127.0.0.2", "localhost"):
+        team = parse_team(team_doc(**GOOD, host=host), "team.yaml")
+        assert f"port={host}:9001" in confgen.main_config(team)
+    team = parse_team(team_doc(**GOOD, host="0.0.0.0", allow_remote=True), "team.yaml")
+    assert "port=0.0.0.0:9001" in confgen.main_config(team)
+
+
+def test_gen_config_refuses_a_remote_host(project):
+    project.write_team()
+    doc = yaml.safe_load(project.team_file.read_text())
+    doc["team"]["http"] = {**GOOD, "host": "10.0.0.1"}
+    project.team_file.write_text(yaml.safe_dump(doc))
+    result = project.cli("gen-config")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "not a loopback address" in result.stderr
+    assert "inet_http_server" not in project.conf.read_text()
+
+
+def test_generated_config_registers_coffee_next_to_supervisor(project):
+    project.write_team()
+    conf = project.conf.read_text()
+    assert "[rpcinterface:coffee]\nsupervisor.rpcinterface_factory=" \
+           "coffee_team.rpcinterface:make_coffee_rpcinterface\nteam=%(here)s/../data/team.yaml" in conf
+    assert "[inet_http_server]" not in conf  # only the 0700 unix socket by default
+    assert load_team(project.team_file).settings.http is None
