@@ -7,11 +7,11 @@ import socket
 import subprocess
 import sys
 import time
+import base64
+import http.client
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
-
-from supervisor.xmlrpc import SupervisorTransport
 
 from .team import Team
 
@@ -27,10 +27,45 @@ class Endpoint:
     password: str | None = None
 
     def proxy(self, timeout: float | None = None) -> xmlrpc.client.ServerProxy:
-        transport = SupervisorTransport(self.username, self.password, self.url)
-        if timeout is not None:
-            transport.timeout = timeout
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        transport = _Transport(self, timeout)
+        if self.url.startswith("unix://"):
+            return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=transport)
+        return xmlrpc.client.ServerProxy(self.url.rstrip("/") + "/RPC2", transport=transport)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.timeout is not None:
+            self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+class _Transport(xmlrpc.client.Transport):
+    """HTTP or a unix socket, with basic auth; a few lines instead of importing supervisor's
+    client stack, which roughly halves ``coffee-team status`` start-up time."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float | None):
+        super().__init__()
+        self.endpoint = endpoint
+        self.timeout = timeout
+
+    def make_connection(self, host):
+        if self.endpoint.url.startswith("unix://"):
+            return _UnixConnection(self.endpoint.url[len("unix://"):], self.timeout)
+        conn = super().make_connection(host)
+        conn.timeout = self.timeout
+        return conn
+
+    def send_headers(self, connection, headers):
+        if self.endpoint.username is not None:
+            token = f"{self.endpoint.username}:{self.endpoint.password or ''}".encode()
+            headers = [*headers, ("Authorization", "Basic " + base64.b64encode(token).decode())]
+        super().send_headers(connection, headers)
 
 
 def endpoint_for(team: Team, conf: str | None = None) -> Endpoint:

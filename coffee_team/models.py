@@ -63,8 +63,9 @@ class Task(BaseModel):
 
     class Meta:
         table_name = "tasks"
+        # Indexes cost every write, so only what a hot query uses (no
+        # created_at index: nothing filters or sorts on it).
         indexes = (
-            (("created_at",), False),
             # Covers the claim sub-select: equality on recipient/status, then
             # already in ORDER BY priority, id order -> no sort, no table hit.
             # Its (recipient, status) prefix serves every per-recipient status
@@ -87,6 +88,25 @@ Task.add_index(
 )
 
 
+class QueueDepth(BaseModel):
+    """Per recipient, an upper bound on its pending tasks: backpressure is one
+    O(1) upsert instead of counting rows.
+
+    MessageQueue raises it, in the same transaction, on every change that
+    puts tasks into 'pending' (send, lease release, requeue).  Claims leave it
+    alone so they write nothing extra; when a send would push it past
+    max_queue_size the rows are counted (capped) and the bound reset to the
+    truth.  Exact across processes; on PostgreSQL the row lock makes
+    concurrent senders to one recipient check the limit one at a time.
+    Anything else that moves a task back to 'pending' must raise it too.
+    """
+    recipient = CharField(max_length=100, primary_key=True)
+    pending_bound = IntegerField(default=0)
+
+    class Meta:
+        table_name = "queue_depth"
+
+
 class Metric(BaseModel):
     id = AutoField()
     agent = CharField(max_length=100)
@@ -96,10 +116,9 @@ class Metric(BaseModel):
 
     class Meta:
         table_name = "metrics"
-        indexes = (
-            (("agent", "task_type"), False),
-            (("timestamp",), False),
-        )
+        # Both analytics queries filter on timestamp first; an (agent,
+        # task_type) index would only slow the insert on every completion.
+        indexes = ((("timestamp",), False),)
 
 
 class Event(BaseModel):
@@ -153,4 +172,4 @@ class SchemaVersion(BaseModel):
         table_name = "schema_version"
 
 
-ALL_MODELS = (Task, Metric, Event, Notification, RestartState, SchemaVersion)
+ALL_MODELS = (Task, QueueDepth, Metric, Event, Notification, RestartState, SchemaVersion)

@@ -5,8 +5,6 @@ import json
 import time
 from typing import Any
 
-import psutil
-
 from .team import Team
 
 
@@ -15,6 +13,7 @@ def process_tree_usage(pid: int, now: float) -> tuple[float, float]:
 
     The CPU figure is cumulative CPU time over lifetime, so one call suffices (no sampling sleep).
     """
+    import psutil
     try:
         root = psutil.Process(pid)
         procs = [root] + root.children(recursive=True)
@@ -65,6 +64,7 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         }
         row.update((extra or {}).get(spec.name, {}))
         agents.append(row)
+    import psutil
     try:
         uptime = now - psutil.Process(supervisord_pid).create_time()
     except psutil.Error:

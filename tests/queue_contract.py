@@ -512,7 +512,8 @@ class QueueContract:
 
     # -- properties ---------------------------------------------------------
     @settings(max_examples=25, deadline=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])
+              suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                     HealthCheck.differing_executors])  # one per backend class
     @given(st.lists(st.tuples(st.integers(0, 9), st.integers(1, 4)), min_size=1, max_size=30))
     def test_claims_drain_in_priority_fifo_order_exactly_once(self, plan):
         # One queue per test; a fresh recipient per example keeps examples apart.
