@@ -151,14 +151,25 @@ class Agent:
             self.state = "stopping" if self.stopping else "idle"
             self.current = None
 
+    def _messages(self, sends: list[dict]) -> list[dict]:
+        return [{"priority": 5, **msg, "sender": self.name} for msg in sends]
+
     def _send_follow_ups(self, sends: list[dict]) -> None:
-        for msg in sends:
-            try:
-                self.durable(self.queue.send, sender=self.name, recipient=msg.get("recipient"),
-                             type=msg.get("type"), content=msg.get("content"),
-                             priority=msg.get("priority", 5))
-            except Exception as exc:  # a bad follow-up must not lose the task's own result
-                log(self.name, f"follow-up {msg.get('type')!r} not sent: {exc}")
+        from .queue import QueueError
+        try:
+            self.durable(self.queue.send_many, self._messages(sends))
+        except QueueError as exc:  # a bad follow-up is the handler's bug: log it, carry on
+            log(self.name, f"follow-up messages not sent: {exc}")
+
+    def _complete(self, task_id: int, result: Any, sends: list[dict]) -> None:
+        """Mark done and enqueue the follow-ups in one transaction (never sent twice)."""
+        from .queue import QueueError
+        try:
+            self.durable(self.queue.mark_completed, task_id, result,
+                         follow_ups=self._messages(sends))
+        except QueueError as exc:
+            log(self.name, f"task {task_id}: follow-up messages not sent: {exc}")
+            self.durable(self.queue.mark_completed, task_id, result)
 
     def process(self, task: Any) -> None:
         data = task_dict(task)
@@ -172,8 +183,7 @@ class Agent:
         except HandlerError as exc:
             self._fail(data, str(exc))
             return
-        self._send_follow_ups(sends)
-        self.durable(self.queue.mark_completed, data["id"], result)
+        self._complete(data["id"], result, sends)
         self.counts["tasks_completed"] += 1
 
     def _fail(self, data: dict, error: str) -> None:

@@ -176,6 +176,10 @@ class MessageQueue(JournalMixin, ReportingMixin):
         Each message is a dict of send()'s arguments.  Returns one id per
         resulting task (a broadcast contributes one per agent).
         """
+        return self._enqueue(self._prepare_messages(messages))
+
+    def _prepare_messages(self, messages: Iterable[Mapping[str, Any]]) -> list[tuple]:
+        """Validate and route messages into rows, before any transaction starts."""
         rows: list[tuple] = []
         routes: dict[tuple, tuple] = {}  # validated once per distinct (sender, recipient, type)
         now, add = self.clock(), self._add_rows
@@ -186,7 +190,7 @@ class MessageQueue(JournalMixin, ReportingMixin):
             get = message.get
             add(rows, routes, now, get("sender"), get("recipient"), get("type"),
                 get("content"), get("priority", 5), get("dedupe_key"))
-        return self._enqueue(rows)
+        return rows
 
     def _add_rows(self, rows: list, routes: dict, now: float, sender: Any, recipient: Any,
                   task_type: Any, content: Any, priority: Any, dedupe_key: Any) -> None:
@@ -219,26 +223,32 @@ class MessageQueue(JournalMixin, ReportingMixin):
     def _enqueue(self, rows: list[tuple]) -> list[int]:
         if not rows:
             return []
-        backend = self.backend
-        with backend.write_transaction():
-            if any(row[6] is not None for row in rows):
-                ids, fresh, duplicate_of = self._resolve_dedupe(rows)
-                new_rows = [rows[i] for i in fresh]
-            else:
-                new_rows, fresh = rows, None
-            if new_rows:
-                self._reserve(new_rows)
-                new_ids = self._insert_rows(new_rows)
-            if fresh is None:
-                ids = new_ids
-            else:
-                for i, new_id in zip(fresh, new_ids if new_rows else ()):
-                    ids[i] = new_id
-                for i, first in duplicate_of.items():  # same key twice in this batch
-                    ids[i] = ids[first]
-        if self._wake and new_rows:
-            self._wake.notify({row[1] for row in new_rows})
+        with self.backend.write_transaction():
+            ids, new_rows = self._enqueue_locked(rows)
+        self._wake_recipients(new_rows)
         return ids
+
+    def _enqueue_locked(self, rows: list[tuple]) -> tuple[list[int], list[tuple]]:
+        """Insert prepared rows inside the caller's write transaction: (ids, rows inserted)."""
+        if any(row[6] is not None for row in rows):
+            ids, fresh, duplicate_of = self._resolve_dedupe(rows)
+            new_rows = [rows[i] for i in fresh]
+        else:
+            new_rows, fresh = rows, None
+        if new_rows:
+            self._reserve(new_rows)
+            new_ids = self._insert_rows(new_rows)
+        if fresh is None:
+            return new_ids, new_rows
+        for i, new_id in zip(fresh, new_ids if new_rows else ()):
+            ids[i] = new_id
+        for i, first in duplicate_of.items():  # same key twice in this batch
+            ids[i] = ids[first]
+        return ids, new_rows
+
+    def _wake_recipients(self, rows: list[tuple]) -> None:
+        if self._wake and rows:
+            self._wake.notify({row[1] for row in rows})
 
     def _resolve_dedupe(self, rows: list[tuple]) -> tuple[list, list[int], dict[int, int]]:
         """Ids of rows whose dedupe_key is live (None elsewhere), the indexes to
@@ -335,15 +345,22 @@ class MessageQueue(JournalMixin, ReportingMixin):
             tasks.sort(key=lambda t: (t.priority, t.id))
         return tasks
 
-    def mark_completed(self, task_id: int, result: Any = None, *, agent: Optional[str] = None) -> bool:
-        """Complete an in-progress task (optionally only if ``agent`` holds it)."""
-        return self._finish(task_id, "completed", result=_encode_json(result, "result"), agent=agent)
+    def mark_completed(self, task_id: int, result: Any = None, *, agent: Optional[str] = None,
+                       follow_ups: Iterable[Mapping[str, Any]] = ()) -> bool:
+        """Complete an in-progress task (optionally only if ``agent`` holds it).
+
+        ``follow_ups`` (dicts of send()'s arguments) are enqueued in the same transaction, so
+        a task's messages exist if and only if it completed: a crash can never send them twice.
+        """
+        return self._finish(task_id, "completed", result=_encode_json(result, "result"),
+                            agent=agent, follow_ups=self._prepare_messages(follow_ups))
 
     def mark_failed(self, task_id: int, error: str, *, agent: Optional[str] = None) -> bool:
         return self._finish(task_id, "failed", error=str(error), agent=agent)
 
     def _finish(self, task_id: int, status: str, *, result: Optional[str] = None,
-                error: Optional[str] = None, agent: Optional[str] = None) -> bool:
+                error: Optional[str] = None, agent: Optional[str] = None,
+                follow_ups: list[tuple] = ()) -> bool:
         now, backend = self.clock(), self.backend
         if agent is None:
             sql, params = self._sql["finish"], (status, now, result, error, task_id)
@@ -355,6 +372,8 @@ class MessageQueue(JournalMixin, ReportingMixin):
                 return False
             backend.run(self._sql["add_metric"],
                         (row[0], row[1], max(0.0, (now - row[2]) * 1000.0), now))
+            _, sent = self._enqueue_locked(follow_ups) if follow_ups else ((), ())
+        self._wake_recipients(list(sent))
         return True
 
     def requeue_agent(self, agent: str) -> int:

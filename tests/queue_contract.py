@@ -510,6 +510,30 @@ class QueueContract:
         with pytest.raises(ContentError, match="unknown restart_state field"):
             q.save_restart_state("alice", colour="red")
 
+    # -- follow-ups are atomic with completion ----------------------------------
+    def test_follow_ups_are_sent_with_the_completion_and_only_then(self):
+        q = self.make_queue()
+        q.send("cli", "alice", "work")
+        task = q.claim("alice")[0]
+        assert q.mark_completed(task.id, {"ok": 1}, follow_ups=[
+            {"sender": "alice", "recipient": "bob", "type": "next", "content": {"from": task.id}}])
+        [follow] = q.get_messages("bob")
+        assert follow["content"] == {"from": task.id} and follow["sender"] == "alice"
+        # completing again (a stale worker) fails and sends nothing
+        assert not q.mark_completed(task.id, follow_ups=[
+            {"sender": "alice", "recipient": "bob", "type": "next"}])
+        assert len(q.get_messages("bob")) == 1
+
+    def test_invalid_follow_up_changes_nothing(self):
+        q = self.make_queue()
+        q.send("cli", "alice", "work")
+        task = q.claim("alice")[0]
+        with pytest.raises(ContentError):
+            q.mark_completed(task.id, follow_ups=[{"sender": "alice", "recipient": "bob",
+                                                   "type": "next", "content": {1, 2}}])
+        assert [t["status"] for t in q.list_tasks(agent="alice")] == ["in_progress"]
+        assert q.get_messages("bob") == []
+
     # -- properties ---------------------------------------------------------
     @settings(max_examples=25, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture,
