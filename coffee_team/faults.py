@@ -44,3 +44,16 @@ def record(task: dict, ctx: HandlerContext) -> Any:
     with open(ctx.options["record_file"], "a") as f:
         f.write(f"{task['id']}\n")
     return {"done": task["id"]}
+
+
+def relay(task: dict, ctx: HandlerContext) -> Any:
+    """A chaos workload: a "work" task appends its id to ``options.record_file`` (an outside
+    effect, at least once) and answers with an "ack" follow-up to its own agent (sent with the
+    completion, so exactly once); an "ack" just completes."""
+    if task["type"] != "work":
+        return None
+    with open(ctx.options["record_file"], "a") as f:
+        f.write(f"{task['id']}\n")
+    time.sleep(float(ctx.options.get("work_seconds", 0.0)))
+    ctx.send(ctx.agent, "ack", {"source": task["id"]})
+    return {"done": task["id"]}

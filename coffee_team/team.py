@@ -63,6 +63,7 @@ class TeamSettings:
     max_restart_attempts: int = 3
     restart_backoff: float = 60.0
     restart_reset_after: float = 600.0
+    restart_backoff_max: float = 3600.0
     max_queue_size: int = 1000
     cleanup_interval_hours: float = 24.0
     heartbeat_interval: float = 30.0
@@ -76,10 +77,20 @@ class TeamSettings:
 
 
 @dataclass(frozen=True)
+class HostSpec:
+    """One supervisord of a team spread over several hosts (``hosts:`` in the team file)."""
+    name: str
+    url: str  # unix:///path/supervisor.sock or http://host:port
+    username: str | None = None
+    password_env: str | None = None
+
+
+@dataclass(frozen=True)
 class Team:
     settings: TeamSettings
     agents: tuple[AgentSpec, ...]
     path: Path = field(default=Path("data/team.yaml"))
+    hosts: tuple[HostSpec, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -115,10 +126,18 @@ class Team:
 
     @property
     def database_url(self) -> str:
+        """``postgresql://...`` as written; SQLite (a bare path or ``sqlite:///path``) as an
+        absolute path, relative paths taken from the project root."""
         db = self.settings.database_path
-        if "://" in db:
+        if db.startswith(PG_SCHEMES):
             return db
+        if db.startswith("sqlite:///"):
+            db = db[len("sqlite:///"):]
         return str(self.resolve(db))
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.settings.database_path.startswith(PG_SCHEMES)
 
     @property
     def wake_dir(self) -> str:
@@ -191,6 +210,28 @@ def _path_text(v: Any) -> str:
     return v
 
 
+PG_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _database_path(v: Any) -> str:
+    v = _path_text(v)
+    if v.startswith(PG_SCHEMES):
+        rest = v.split("://", 1)[1].split("?", 1)[0]
+        if "/" not in rest or not rest.split("/", 1)[1]:
+            raise _Invalid(f"a PostgreSQL URL naming a database, like "
+                           f"postgresql://user@host/dbname, got {_describe(v)}")
+        return v
+    if v.startswith("sqlite:"):
+        if not v.startswith("sqlite:///") or len(v) == len("sqlite:///"):
+            raise _Invalid(f"sqlite:///relative/path.db or sqlite:////absolute/path.db, "
+                           f"got {_describe(v)}")
+        return v
+    if "://" in v:
+        raise _Invalid(f"a path, sqlite:///path or postgresql://user@host/db "
+                       f"(unsupported scheme {v.split('://', 1)[0]!r}), got {_describe(v)}")
+    return v
+
+
 def _handler(v: Any) -> str:
     if not isinstance(v, str) or not HANDLER_REF.fullmatch(v):
         raise _Invalid(f"'package.module:function', got {_describe(v)}")
@@ -242,11 +283,12 @@ def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 TEAM_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "database_path": _path_text,
+    "database_path": _database_path,
     "health_check_interval": _positive_number(),
     "max_restart_attempts": _integer(0, 1000),
     "restart_backoff": _positive_number(10**6),
     "restart_reset_after": _positive_number(),
+    "restart_backoff_max": _positive_number(10**6),
     "max_queue_size": _integer(1, 10**9),
     "cleanup_interval_hours": _positive_number(10**6),
     "heartbeat_interval": _positive_number(),
@@ -310,6 +352,36 @@ def _user_name(v: Any) -> str:
     return v
 
 
+def _host_url(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"(unix://\S+|https?://[^\s/]+/?)", v):
+        raise _Invalid(f"unix:///path/to/supervisor.sock or http://host:port, got {_describe(v)}")
+    return v
+
+
+HOST_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "name": lambda v: _ini_text(v, "a host name"),
+    "url": _host_url,
+    "username": _user_name,
+    "password_env": _env_name,
+}
+
+
+def _hosts(doc: Any, source: str) -> tuple[HostSpec, ...]:
+    if not isinstance(doc, list) or not doc:
+        raise TeamError(f"{source}: hosts: expected a list of {{name, url}} mappings, "
+                        f"got {_describe(doc)}")
+    hosts: list[HostSpec] = []
+    for i, item in enumerate(doc):
+        values = _fields(item, HOST_FIELDS, f"hosts[{i}]", source)
+        missing = {"name", "url"} - set(values)
+        if missing:
+            raise TeamError(f"{source}: hosts[{i}]: missing {', '.join(sorted(missing))}")
+        if any(h.name == values["name"] for h in hosts):
+            raise TeamError(f"{source}: hosts[{i}].name: duplicate host {values['name']!r}")
+        hosts.append(HostSpec(**values))
+    return tuple(hosts)
+
+
 HTTP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "port": _integer(1, 65535),
     "username": _user_name,
@@ -348,7 +420,8 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
     """Validate an already-parsed YAML document into a ``Team`` (pure: no file access)."""
     if not isinstance(document, dict):
         raise TeamError(f"{source}: expected a mapping with 'team:' and 'agents:' at the top")
-    _fields(document, {"team": lambda v: v, "agents": lambda v: v}, "", source)
+    _fields(document, {"team": lambda v: v, "agents": lambda v: v, "hosts": lambda v: v},
+            "", source)
     team_doc = document.get("team")
     team_doc = {} if team_doc is None else team_doc
     http_doc = None
@@ -382,7 +455,8 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
             raise TeamError(f"{source}: agents.{name}: set either 'handler' or 'command', not both")
         agents.append(AgentSpec(name=name, **values))
     _check_timing(settings, source)
-    return Team(settings=settings, agents=tuple(agents), path=path or Path(source))
+    hosts = _hosts(document["hosts"], source) if "hosts" in document else ()
+    return Team(settings=settings, agents=tuple(agents), path=path or Path(source), hosts=hosts)
 
 
 def _check_timing(settings: TeamSettings, source: str) -> None:

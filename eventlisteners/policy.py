@@ -29,6 +29,7 @@ class RestartPolicy:
     base_delay: float = 60.0
     max_attempts: int = 3
     reset_after: float = 600.0
+    max_delay: float = math.inf  # cap for teams that allow many restarts
 
     def __post_init__(self) -> None:
         _require_finite_non_negative("base_delay", self.base_delay)
@@ -109,7 +110,7 @@ def on_exit(state: RestartState, now: float, policy: RestartPolicy) -> Transitio
     if attempts >= policy.max_attempts:
         gave_up = replace(crashed, attempts=attempts, given_up=True, next_restart_at=None)
         return gave_up, Decision(GIVE_UP, attempt=attempts)
-    delay = backoff_delay(attempts, policy.base_delay)
+    delay = min(backoff_delay(attempts, policy.base_delay), policy.max_delay)
     due_at = now + delay
     scheduled = replace(crashed, attempts=attempts + 1, next_restart_at=due_at)
     return scheduled, Decision(RESTART, delay=delay, due_at=due_at, attempt=attempts + 1)

@@ -46,7 +46,8 @@ class Watchdog:
         s = team.settings
         self.policy = policy.RestartPolicy(base_delay=s.restart_backoff,
                                            max_attempts=s.max_restart_attempts,
-                                           reset_after=s.restart_reset_after)
+                                           reset_after=s.restart_reset_after,
+                                           max_delay=s.restart_backoff_max)
         self.names = set(team.names)
         self.sampler = TreeSampler()
         self.heartbeat_seen: dict[str, str] = {}

@@ -445,3 +445,14 @@ def test_heartbeat_status_only_worsens_with_age(last_heartbeat, extra_age, stale
     earlier = heartbeat_status(last_heartbeat, now, stale_after)
     later = heartbeat_status(last_heartbeat, now + extra_age, stale_after)
     assert rank[later] >= rank[earlier]
+
+
+def test_max_delay_caps_the_exponential_schedule():
+    from eventlisteners import policy
+    policy_ = policy.RestartPolicy(base_delay=1.0, max_attempts=10, reset_after=600.0,
+                                   max_delay=5.0)
+    state, delays = policy.RestartState(), []
+    for i in range(8):
+        state, decision = policy.on_exit(state, 100.0 + i, policy_)
+        delays.append(decision.delay)
+    assert delays == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0, 5.0]
