@@ -18,6 +18,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 
+from coffee_team.journal import QueueError
+
+from coffee_team.journal import QueueError
 from coffee_team.models import ALL_MODELS, SCHEMA_VERSION
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -29,7 +32,7 @@ _BIND_LOCK = threading.Lock()
 _PG_MIGRATE_LOCK_KEY = zlib.crc32(b"coffee-team:migrate")
 
 
-class DatabaseUrlError(ValueError):
+class DatabaseUrlError(QueueError, ValueError):
     """The database URL or path cannot be used; one-line message."""
 
 
@@ -130,6 +133,12 @@ def _open_postgres(url: str) -> peewee.PostgresqlDatabase:
     return peewee.PostgresqlDatabase(dbname, **params)
 
 
+def pg_connect(db: peewee.PostgresqlDatabase, **extra: Any):
+    """A new psycopg2 connection to ``db`` outside peewee (LISTEN, advisory locks)."""
+    import psycopg2
+    return psycopg2.connect(dbname=db.database, **{**db.connect_params, **extra})
+
+
 def is_postgres(db: peewee.Database) -> bool:
     return isinstance(db, peewee.PostgresqlDatabase)
 
@@ -162,8 +171,17 @@ def migrate(db: peewee.Database) -> int:
     return SCHEMA_VERSION
 
 
+class SchemaTooNew(QueueError):
+    """The database was written by a newer coffee-team; refuse rather than corrupt it."""
+
+
 def _is_current(tables: list[str], db: peewee.Database) -> bool:
-    return "queue_depth" in tables and _current_version(db, tables) >= SCHEMA_VERSION
+    version = _current_version(db, tables)
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(f"database schema version {version} is newer than this coffee-team "
+                           f"supports ({SCHEMA_VERSION}); upgrade coffee-team "
+                           f"(pip install -U -e .) or point team.database_path elsewhere")
+    return "queue_depth" in tables and version >= SCHEMA_VERSION
 
 
 def _add_queue_depth(db: peewee.Database) -> None:
@@ -353,14 +371,63 @@ class _ImmediateTransaction:
 
 
 class PostgresBackend(SqlBackend):
+    """Connection loss (server restart, pg_terminate_backend, network) raises a peewee
+    OperationalError/InterfaceError once; the dead connection is then dropped so the next
+    statement reconnects (callers such as Agent.durable retry with backoff).  A transaction
+    cut off that way was rolled back by the server, so a retry never applies it twice."""
+
     # Concurrent claimers skip each other's rows instead of queueing up.
     _claim_lock = " FOR UPDATE SKIP LOCKED"
 
     def sql(self, statement: str) -> str:
         return statement.replace("%", "%%").replace("?", "%s")
 
+    def run(self, prepared: str, params: Sequence[Any] = ()):
+        try:
+            return self.db.execute_sql(prepared, params)
+        except peewee.PeeweeException:
+            self.drop_if_dead()
+            raise
+
     def write_transaction(self):
-        return self.db.atomic()
+        return _PgTransaction(self)
+
+    def drop_if_dead(self) -> bool:
+        """Forget a connection the server closed (outside a transaction); True if dropped."""
+        state = self.db._state
+        conn = state.conn
+        if conn is None or not conn.closed or self.db.in_transaction():
+            return False
+        with contextlib.suppress(Exception):
+            conn.close()
+        self.db.dispose()  # state reset: the next statement connects afresh
+        return True
+
+
+class _PgTransaction:
+    __slots__ = ("backend", "atomic")
+
+    def __init__(self, backend: PostgresBackend):
+        self.backend = backend
+        self.atomic = backend.db.atomic()
+
+    def __enter__(self):
+        try:
+            return self.atomic.__enter__()
+        except peewee.PeeweeException:
+            self.backend.drop_if_dead()
+            raise
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            return self.atomic.__exit__(exc_type, exc, tb)
+        except peewee.PeeweeException:
+            if self.backend.drop_if_dead() and exc is not None:
+                return False  # the ROLLBACK failed on the dead connection: report the cause
+            raise
+        finally:
+            if exc is not None:
+                self.backend.drop_if_dead()
 
 
 def backend_for(db: peewee.Database) -> SqlBackend:

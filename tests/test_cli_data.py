@@ -129,3 +129,14 @@ def test_cleanup_removes_only_old_finished_tasks(proj):
     assert "removed 1" in run(proj, "cleanup", "--older-than-hours", "0").output
     with MessageQueue.from_team(proj.team) as q:
         assert [t["type"] for t in q.list_tasks()] == ["b"]
+
+
+def test_database_from_a_newer_version_is_refused(proj):
+    run(proj, "send", "architect", "warmup")
+    import sqlite3
+    db = sqlite3.connect(proj.team.database_url)
+    db.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 0)")
+    db.commit()
+    db.close()
+    line = one_line_error(run(proj, "queue"), 1)
+    assert "schema version 99 is newer" in line
