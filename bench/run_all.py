@@ -1,0 +1,282 @@
+"""Every benchmark in one command, side by side: bench/results/latest.json + latest.md.
+
+    python bench/run_all.py [--quick] [--skip-queue] [--only SCENARIO ...]
+
+Runs bench/queue_bench.py and bench/lifecycle_bench.py as subprocesses (each writes its own
+JSON), draws bench/results/lifecycle.png with bench/plot.py, then builds one table: what,
+result min/median/max, baseline, ratio, target, met? A target is judged on the median of the
+runs; min and max are shown next to it. A step that fails is reported in the table and the
+exit code is 1; the other steps still run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+PY = sys.executable
+
+
+def run(step: str, cmd: list[str]) -> dict:
+    print(f"\n### {step}: {' '.join(cmd)}", file=sys.stderr, flush=True)
+    t0 = time.time()
+    rc = subprocess.run(cmd, cwd=BENCH.parent, stdin=subprocess.DEVNULL).returncode
+    return {"step": step, "returncode": rc, "seconds": round(time.time() - t0, 1)}
+
+
+def load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def fmt(s: dict | None, unit: str = "", digits: int = 3, scale: float = 1.0) -> str:
+    if not s or s.get("median") is None:
+        return "–"
+    f = lambda v: f"{v * scale:.{digits}f}"  # noqa: E731
+    return f"{f(s['min'])} / **{f(s['median'])}** / {f(s['max'])}{unit}"
+
+
+def med(s: dict | None):
+    return None if not s else s.get("median")
+
+
+def row(what, result, baseline="–", ratio=None, target="–", met=None, note=""):
+    return {"what": what, "result": result, "baseline": baseline,
+            "ratio": None if ratio is None else round(ratio, 2), "target": target,
+            "met": met, "note": note}
+
+
+def lifecycle_rows(lc: dict) -> list[dict]:
+    sc = lc.get("scenarios", {})
+    rows = []
+    for name, data in sc.items():
+        if "error" in data:
+            rows.append(row(f"{name} (lifecycle)", "FAILED", note=data["error"], met=False))
+    r = sc.get("restart", {})
+    if "lateness_s" in r:
+        lat = r["lateness_s"]
+        rows.append(row("crash → restart lateness vs due time (backoff 1 s; s)", fmt(lat, " s"),
+                        "due time", None, "≤ 1 s", lat["median"] <= 1.0,
+                        f"{lat['n']} restarts over {r['runs']} boots; worst {lat['max']:.3f} s"))
+        for k, s in r.get("delays_vs_schedule", {}).items():
+            e = r.get("delays_from_exit_vs_schedule", {}).get(k)
+            rows.append(row(f"crash → restarted delay, schedule {k} s", fmt(s, " s"),
+                            f"{k} s", med(s) / float(k), "–", None,
+                            f"from the process exit in supervisord.log: {fmt(e, ' s')}"
+                            if e else ""))
+        if r.get("exit_to_watchdog_s"):
+            rows.append(row("process exit (supervisord.log) → watchdog's crash event (s)",
+                            fmt(r["exit_to_watchdog_s"], " s")))
+    q = sc.get("requeue", {})
+    if "pending_again_s" in q:
+        s = q["pending_again_s"]
+        rows.append(row("kill -9 of a busy agent → task pending again (s)", fmt(s, " s"), "–",
+                        None, "≤ 2 s", s["median"] <= 2.0,
+                        f"{q['kills']} kills, {q['requeued_by_watchdog']} requeued by the "
+                        f"watchdog; worst {s['max']:.3f} s"))
+    c = sc.get("idle_cpu", {})
+    if "over_baseline_percent" in c:
+        over = c["over_baseline_percent"]
+        base = c["baseline_percent_of_core"]
+        rows.append(row(f"idle CPU, demo team + watchdog ({c['window_s']:g} s; % of a core)",
+                        fmt(c["team_percent_of_core"], " %"), fmt(base, " %"),
+                        None, "≤ baseline + 1 %", over["median"] <= 1.0,
+                        f"above baseline: {fmt(over, ' %')}"))
+    st = sc.get("status", {})
+    if "coffee_team_status_s" in st:
+        rows.append(row(f"`coffee-team status` wall time, {st['agents']} agents (s)",
+                        fmt(st["coffee_team_status_s"], " s"), fmt(st["supervisorctl_status_s"], " s"),
+                        st["ratio_of_medians"], "≤ 1.5×", st["ratio_of_medians"] <= 1.5,
+                        f"{st['runs']} runs each, interleaved; baseline `supervisorctl status`"))
+    s = sc.get("scale", {})
+    if "boot_s" in s:
+        n = s["agents"]
+        rows.append(row(f"boot {n} agents to RUNNING, 10 priority groups, staggered (s)",
+                        fmt(s["boot_s"], " s", 2), fmt(s["baseline_boot_s"], " s", 2),
+                        s["boot_ratio"], "≤ 15 s", med(s["boot_s"]) <= 15.0,
+                        "baseline: plain supervisord, same commands, autostart=true, unstaggered"))
+        rows.append(row(f"`coffee-team status` at {n} agents (s)", fmt(s["status_s"], " s"),
+                        fmt(s["supervisorctl_s"], " s"), s["status_ratio"], "≤ 1.5×",
+                        s["status_ratio"] <= 1.5, "baseline `supervisorctl status`"))
+        rows.append(row(f"XML-RPC coffee.getTeamStatus at {n} agents (s)",
+                        fmt(s.get("rpc_getTeamStatus_s"), " s", 4),
+                        fmt(s["rpc_getAllProcessInfo_s"], " s", 4),
+                        med(s.get("rpc_getTeamStatus_s")) / med(s["rpc_getAllProcessInfo_s"])
+                        if med(s.get("rpc_getTeamStatus_s")) else None,
+                        note="baseline supervisor.getAllProcessInfo; both block supervisord's loop"))
+        rows.append(row(f"broadcast (send_all) drained by all {n} agents (s)",
+                        fmt(s["broadcast_drain_s"], " s")))
+        rows.append(row(f"10 of {n} agents kill -9'd at once: restarted by the watchdog",
+                        fmt(s["crash10_restarted"], "/10", 0), "10", None, "10/10",
+                        (s["crash10_restarted"]["min"] or 0) >= 10,
+                        f"all RUNNING again after {fmt(s['crash10_all_running_s'], ' s', 2)}; "
+                        f"lateness {fmt(s['crash10_lateness_s'], ' s')}"))
+        rows.append(row(f"idle CPU at {n} agents (% of a core)", fmt(s["idle_cpu_percent"], " %", 2),
+                        note=f"watchdog {fmt(s['idle_cpu_watchdog_percent'], ' %', 2)}, "
+                             f"supervisord {fmt(s['idle_cpu_supervisord_percent'], ' %', 2)}, "
+                             f"agents {fmt(s['idle_cpu_agents_percent'], ' %', 2)}"))
+        rows.append(row(f"supervisord open fds at {n} agents", fmt(s["supervisord_fds"], "", 0),
+                        note="minfds=1024 in the generated config"))
+        rows.append(row(f"graceful shutdown rate at {n} agents (agents/s)",
+                        fmt(s["shutdown_agents_per_s"], "", 2),
+                        fmt(s["baseline_shutdown_agents_per_s"], "", 2),
+                        med(s["shutdown_agents_per_s"]) / med(s["baseline_shutdown_agents_per_s"])
+                        if med(s["baseline_shutdown_agents_per_s"]) else None,
+                        note=f"first 10 s of supervisor.shutdown(); groups stop one after "
+                             f"another, each reaped on a ≤ 1 s loop pass: ≈ "
+                             f"{n / med(s['shutdown_agents_per_s']):.0f} s for {n} agents"
+                        if med(s["shutdown_agents_per_s"]) else ""))
+    m = sc.get("rss", {})
+    if "agent_rss_mb" in m:
+        rows.append(row("RSS per idle agent (MB)", fmt(m["agent_rss_mb"], " MB", 1),
+                        fmt(m["bare_python_rss_mb"], " MB", 1), m["ratio_of_medians"], "≤ 30 MB",
+                        m["agent_rss_mb"]["median"] <= 30.0,
+                        f"USS {fmt(m['agent_uss_mb'], ' MB', 1)} (bare python "
+                        f"{fmt(m['bare_python_uss_mb'], ' MB', 1)})"))
+    cons = sc.get("consumers", {})
+    for k, s in cons.get("tasks_per_second", {}).items():
+        rows.append(row(f"queue drain with {k} consumer process(es) (tasks/s)", fmt(s, "", 0),
+                        note=f"{cons['tasks']} tasks, claim(1) + mark_completed"))
+    return rows
+
+
+def queue_rows(q: dict) -> list[dict]:
+    rows = []
+    for what, impls in q.get("throughput", {}).items():
+        ours = impls.get("coffee_team")
+        base = impls.get("sqlite3")
+        if not ours:
+            continue
+        ratio = med(ours) / med(base) if base and med(base) else None
+        extra = f"huey {fmt(impls['huey'], '', 0)}" if impls.get("huey") else ""
+        rows.append(row(f"queue {what} (tasks/s)", fmt(ours, "", 0), fmt(base, "", 0), ratio,
+                        note=("baseline plain sqlite3; " + extra).strip("; ")))
+    lat = q.get("latency", {})
+    ours, base = lat.get("coffee_team"), lat.get("sqlite3")
+    if isinstance(ours, dict) and "p50_ms" in ours:
+        show = lambda d: (f"p50 **{d['p50_ms']:.3f}** / p99 {d['p99_ms']:.3f} / "  # noqa: E731
+                          f"max {d['max_ms']:.3f} ms")
+        rows.append(row("queue send → claim latency across processes (ms)", show(ours),
+                        show(base) if isinstance(base, dict) and "p50_ms" in base else "–",
+                        ours["p50_ms"] / base["p50_ms"] if isinstance(base, dict)
+                        and base.get("p50_ms") else None,
+                        note="percentiles of one message every 10 ms (queue_bench.py)"))
+    return rows
+
+
+def markdown(doc: dict) -> str:
+    out = [f"# Benchmarks ({doc['generated_at']}{', --quick' if doc['quick'] else ''})", "",
+           f"{doc['machine']['cores']} cores, Python {doc['machine']['python']}, SQLite "
+           f"{doc['machine']['sqlite']}. Results are min / **median** / max over the runs; "
+           f"targets are judged on the median.", "",
+           "| what | result (min / median / max) | baseline | ratio | target | met? |",
+           "|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        met = {True: "yes", False: "**NO**", None: "–"}[r["met"]]
+        ratio = "–" if r["ratio"] is None else f"{r['ratio']:g}×"
+        what = r["what"] + (f"<br><sub>{r['note']}</sub>" if r["note"] else "")
+        out.append(f"| {what} | {r['result']} | {r['baseline']} | {ratio} | {r['target']} | {met} |")
+    findings = doc.get("findings") or []
+    if findings:
+        out += ["", "## Scaling findings (logs at the largest team)", ""]
+        out += [f"- {f}" for f in findings]
+    failed = [s for s in doc["steps"] if s["returncode"] != 0]
+    if failed:
+        out += ["", "## Failed steps", ""] + [f"- {s['step']}: exit {s['returncode']}" for s in failed]
+    out += ["", "Raw samples: `latest.json`; plot: `lifecycle.png` "
+                "(`python bench/plot.py`).", ""]
+    return "\n".join(out)
+
+
+def scale_findings(lc: dict) -> list[str]:
+    s = lc.get("scenarios", {}).get("scale", {})
+    out = []
+    n = s.get("agents")
+    if n and med(s.get("supervisord_fds")):
+        per = med(s["supervisord_fds"]) / n
+        out.append(f"fds: supervisord holds {med(s['supervisord_fds']):.0f} fds at {n} agents "
+                   f"(≈ {per:.1f} per agent): where only the 1024 that minfds=1024 asks for are allowed, spawning "
+                   f"fails from ≈ {1024 / per:.0f} agents")
+    if n and med(s.get("shutdown_agents_per_s")):
+        out.append(f"shutdown: {med(s['shutdown_agents_per_s']):.2f} agents/s ⇒ ≈ "
+                   f"{n / med(s['shutdown_agents_per_s']):.0f} s to stop {n} agents; "
+                   f"`coffee-team stop` waits stop_wait_seconds + 15 s and then reports failure")
+    if n and med(s.get("rpc_getTeamStatus_s")):
+        out.append(f"status: coffee.getTeamStatus takes {1000 * med(s['rpc_getTeamStatus_s']):.0f} ms "
+                   f"at {n} agents (≈ {1000 * med(s['rpc_getTeamStatus_s']) / n:.2f} ms per agent), "
+                   f"all of it inside supervisord's single-threaded loop")
+    if n and med(s.get("idle_cpu_watchdog_percent")):
+        out.append(f"idle CPU: the watchdog uses {med(s['idle_cpu_watchdog_percent']):.1f} % of a "
+                   f"core at {n} agents (linear in the team size), the agents "
+                   f"{med(s['idle_cpu_agents_percent']):.1f} % together")
+    for f in s.get("findings", []):
+        if isinstance(f, str):
+            out.append(f)
+            continue
+        bad = {k: v for k, v in f.items() if k != "run" and v}
+        out.append(f"run {f.get('run')}: " + (", ".join(f"{k} = {v}" for k, v in bad.items())
+                                              if bad else "no buffer overflow, no 'database is "
+                                              "locked', no watchdog errors, no fd errors"))
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs, shorter windows")
+    parser.add_argument("--skip-queue", action="store_true", help="keep the last queue.json")
+    parser.add_argument("--only", action="append", default=[],
+                        help="lifecycle scenario(s) to rerun (the others keep their last results)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: rebuild latest.json/latest.md (and the plot) from "
+                             "the results already in bench/results/")
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    steps = []
+    if args.report_only:
+        steps.append(run("plot", [PY, str(BENCH / "plot.py")]))
+        return report(steps, load(RESULTS / "lifecycle.json").get("scenarios", {})
+                      .get("restart", {}).get("quick", False))
+    if not args.skip_queue and not args.only:
+        n, repeat = ("1000", "2") if args.quick else ("5000", "3")
+        steps.append(run("queue", [PY, str(BENCH / "queue_bench.py"), "--n", n, "--repeat",
+                                   repeat, "--json", str(RESULTS / "queue.json")]))
+    cmd = [PY, str(BENCH / "lifecycle_bench.py"), "--json", str(RESULTS / "lifecycle.json")]
+    cmd += ["--quick"] if args.quick else []
+    for name in args.only:
+        cmd += ["--only", name]
+    steps.append(run("lifecycle", cmd))
+    steps.append(run("plot", [PY, str(BENCH / "plot.py")]))
+    return report(steps, args.quick)
+
+
+def report(steps: list[dict], quick: bool) -> int:
+    queue, lc = load(RESULTS / "queue.json"), load(RESULTS / "lifecycle.json")
+    doc = {
+        "generated_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "quick": quick,
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
+                    "sqlite": sqlite3.sqlite_version, "platform": platform.platform()},
+        "steps": steps,
+        "rows": lifecycle_rows(lc) + queue_rows(queue),
+        "findings": scale_findings(lc),
+        "queue": queue,
+        "lifecycle": lc,
+    }
+    (RESULTS / "latest.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (RESULTS / "latest.md").write_text(markdown(doc))
+    print((RESULTS / "latest.md").read_text())
+    return 0 if all(s["returncode"] == 0 for s in steps) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
