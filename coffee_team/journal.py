@@ -163,6 +163,19 @@ class JournalMixin:
             return cursor.rowcount > 0
 
     # -- restart state --------------------------------------------------
+    def restart_states(self, agents: Sequence[str]) -> dict[str, dict]:
+        """Every agent's restart state in one query (agents without a row get the defaults)."""
+        columns = ", ".join(RESTART_FIELDS)
+        rows = {row["agent"]: row for row in self.backend.fetchdicts(
+            f"SELECT agent, {columns} FROM restart_state", ())}
+        states = {}
+        for agent in agents:
+            state = rows.get(agent) or {"agent": agent, **RESTART_FIELDS}
+            for name in _BOOL_FIELDS:
+                state[name] = bool(state[name])
+            states[agent] = state
+        return states
+
     def restart_state(self, agent: str) -> dict:
         columns = ", ".join(RESTART_FIELDS)
         rows = self.backend.fetchdicts(

@@ -20,7 +20,6 @@ control characters.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import json
@@ -240,25 +239,16 @@ class CoffeeNamespaceRPCInterface:
         infos = self._supervisor.getAllProcessInfo()
         pid = self.supervisord.options.get_pid()
         extras = self._extras(now)
-        with _one_process_scan():
-            data = status.collect(self.team, infos, pid, extra=extras, now=now)
+        data = status.collect(self.team, infos, pid, extra=extras, now=now)
         data["now"] = now
         return data
 
     def _extras(self, now: float) -> dict[str, dict[str, Any]]:
-        queue = self._queue_()
-        extras = {}
-        for name in self.team.names:
-            state = queue.restart_state(name)
-            beat = _read_heartbeat(self.team, name)
-            extras[name] = {
-                "restarts": int(state["attempts"] or 0),
-                "given_up": bool(state["given_up"]),
-                "next_restart_at": state["next_restart_at"],
-                "last_heartbeat": beat.get("last_heartbeat"),
-                "current_task": beat.get("current_task"),
-            }
-        return extras
+        states = self._queue_().restart_states(self.team.names)
+        return {name: {"restarts": int(state["attempts"] or 0),
+                       "given_up": bool(state["given_up"]),
+                       "next_restart_at": state["next_restart_at"]}
+                for name, state in states.items()}
 
     @_rpc
     def sendMessage(self, sender, recipient, type, content, priority=5, dedupe_key=""):
@@ -474,45 +464,10 @@ class CoffeeNamespaceRPCInterface:
         return True
 
 
-@contextlib.contextmanager
-def _one_process_scan():
-    """Let every ``Process.children()`` in the block share one scan of /proc.
-
-    status.collect walks each agent's process tree; psutil rebuilds the whole system's
-    pid → ppid map for every walk (~3 ms per agent with 100 processes, far more on a busy
-    host), all of it inside supervisord's select loop. One scan per call is enough.
-    """
-    import psutil
-    original = getattr(psutil, "_ppid_map", None)
-    if original is None:  # another psutil layout: just do the slower thing
-        yield
-        return
-    cache: list = []
-
-    def shared():
-        if not cache:
-            cache.append(original())
-        return cache[0]
-
-    psutil._ppid_map = shared
-    try:
-        yield
-    finally:
-        psutil._ppid_map = original
-
-
 def _one_line(text: str, limit: int = 300) -> str:
     """Fault messages stay short: an echoed 2 MB argument must not come back 2 MB."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _read_heartbeat(team, name: str) -> dict:
-    try:
-        data = json.loads((team.status_dir / f"{name}_status.json").read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def _state_name(state: int) -> str:

@@ -8,39 +8,49 @@ from typing import Any
 from .team import Team
 
 
-def process_tree_usage(pid: int, now: float) -> tuple[float, float]:
+def children_by_parent() -> dict[int, list[int]]:
+    """One scan of the process table: parent pid → child pids (for every agent's tree)."""
+    import psutil
+    children: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        children.setdefault(proc.info["ppid"], []).append(proc.pid)
+    return children
+
+
+def process_tree_usage(pid: int, now: float,
+                       children: dict[int, list[int]]) -> tuple[float, float]:
     """(average CPU % since start, RSS MB) of a process and all its descendants.
 
     The CPU figure is cumulative CPU time over lifetime, so one call suffices (no sampling sleep).
     """
     import psutil
-    try:
-        root = psutil.Process(pid)
-        procs = [root] + root.children(recursive=True)
-    except psutil.Error:
-        return 0.0, 0.0
-    cpu_seconds, rss = 0.0, 0
-    for proc in procs:
+    tree, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        tree.append(current)
+        stack.extend(children.get(current, ()))
+    cpu_seconds, rss, lifetime = 0.0, 0, 1.0
+    for member in tree:
         try:
+            proc = psutil.Process(member)
             with proc.oneshot():
                 times = proc.cpu_times()
                 cpu_seconds += times.user + times.system
                 rss += proc.memory_info().rss
+                if member == pid:
+                    lifetime = max(now - proc.create_time(), 1e-3)
         except psutil.Error:
             continue
-    try:
-        lifetime = max(now - root.create_time(), 1e-3)
-    except psutil.Error:
-        lifetime = 1.0
     return round(100.0 * cpu_seconds / lifetime, 1), round(rss / 2**20, 1)
 
 
-def heartbeat_age(team: Team, name: str, now: float) -> float | None:
+def read_heartbeat(team: Team, name: str) -> dict[str, Any]:
+    """The agent's status file, or {} when it is missing or unreadable."""
     try:
         data = json.loads((team.status_dir / f"{name}_status.json").read_text())
-        return round(max(0.0, now - float(data["last_heartbeat"])), 1)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
@@ -48,18 +58,25 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
     """Build the ``status --json`` object from ``supervisor.getAllProcessInfo()``."""
     now = time.time() if now is None else now
     by_name = {info["name"]: info for info in infos}
+    children = children_by_parent()
     agents = []
     for spec in sorted(team.agents, key=lambda a: (a.priority, a.name)):
         info = by_name.get(spec.name, {})
         state = info.get("statename", "UNKNOWN")
         pid = info.get("pid", 0) or 0
         running = state == "RUNNING" and pid > 0
-        cpu, rss = process_tree_usage(pid, now) if running else (0.0, 0.0)
+        cpu, rss = process_tree_usage(pid, now, children) if running else (0.0, 0.0)
+        beat = read_heartbeat(team, spec.name)
+        try:
+            last = float(beat["last_heartbeat"])
+        except (KeyError, TypeError, ValueError):
+            last = None
         row = {
             "name": spec.name, "state": state, "pid": pid, "priority": spec.priority,
             "uptime_seconds": round(now - info["start"], 1) if running else 0,
             "cpu_percent": cpu, "rss_mb": rss,
-            "heartbeat_age_seconds": heartbeat_age(team, spec.name, now),
+            "heartbeat_age_seconds": None if last is None else round(max(0.0, now - last), 1),
+            "last_heartbeat": last, "current_task": beat.get("current_task"),
             "description": info.get("description", ""),
         }
         row.update((extra or {}).get(spec.name, {}))

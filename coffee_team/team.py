@@ -10,6 +10,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -92,7 +93,7 @@ class Team:
     path: Path = field(default=Path("data/team.yaml"))
     hosts: tuple[HostSpec, ...] = ()
 
-    @property
+    @cached_property
     def root(self) -> Path:
         return self.path.resolve().parent.parent
 
