@@ -18,7 +18,7 @@ from typing import Any
 from . import handlers
 from .handlers import HandlerContext, HandlerError, Interrupted
 from .layout import atomic_write_private, ensure_data_dirs
-from .singleton import AgentLock, ParentWatch, die_with_parent
+from .singleton import AgentLock, ParentWatch, PgAgentLock, die_with_parent
 from .team import AgentSpec, Team
 
 IDLE_WAIT_CAP = 1.0  # seconds; bounds how late a dead parent is noticed without PDEATHSIG
@@ -255,6 +255,25 @@ class Agent:
         self.write_status()
 
 
+def agent_lock(team: Team, name: str):
+    """The singleton lock: a file lock on one host; on PostgreSQL an advisory lock, which holds
+    across every host sharing the database.  Losing the lock's connection is survived by
+    re-taking the lock (PgAgentLock's keeper thread); if another instance got it meanwhile this
+    process exits at once, leaving the queue to the new holder."""
+    if getattr(team, "is_postgres", False):
+        lock = PgAgentLock(team.database_url, name, log=lambda message: log(name, message))
+        delay = 0.1
+        while True:  # a database that is briefly down must not turn into a FATAL program
+            try:
+                return lock.acquire()
+            except database_errors() as exc:
+                log(name, f"cannot take the advisory lock yet: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}; retrying")
+                time.sleep(delay)
+                delay = min(delay * 2, DB_RETRY_MAX)
+    return AgentLock(team.status_dir / f"{name}.lock")
+
+
 def run_agent(team: Team, name: str) -> int:
     """Entry point of ``coffee-team agent run``: lock, open the queue, loop, clean up."""
     from .queue import MessageQueue
@@ -263,7 +282,7 @@ def run_agent(team: Team, name: str) -> int:
     if os.environ.get("SUPERVISOR_ENABLED"):
         die_with_parent(signal.SIGTERM)
     ensure_data_dirs(team)
-    with AgentLock(team.status_dir / f"{spec.name}.lock"):
+    with agent_lock(team, spec.name):
         agent = Agent(team, spec.name)
         queue = agent.queue = agent.durable(MessageQueue.from_team, team)
         try:
@@ -275,3 +294,27 @@ def run_agent(team: Team, name: str) -> int:
             return agent.run()
         finally:
             queue.close()
+
+
+def main(team_path: str, name: str) -> int:
+    """``coffee-team --team PATH agent run NAME`` without the CLI's imports (the agents' RSS).
+
+    User errors are one line on stderr: exit 2 for a bad team file or name, 1 if the agent
+    already runs.
+    """
+    from .singleton import AgentAlreadyRunningError
+    from .team import TeamError, load_team
+    try:
+        team = load_team(team_path)
+        team.agent(name)
+    except TeamError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    if not team.database_url.startswith("postgres"):
+        # peewee imports psycopg2 just to probe for it: ~10 MB in every agent that never needs it
+        sys.modules.setdefault("psycopg2", None)
+    try:
+        return run_agent(team, name)
+    except AgentAlreadyRunningError as exc:
+        print(f"Error: AgentAlreadyRunningError: {exc}", file=sys.stderr)
+        return 1

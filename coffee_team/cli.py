@@ -186,6 +186,9 @@ def stop(ctx: Context, agents: str | None) -> None:
             click.echo(f"{name}: stopped")
         return
     pid = ctx.rpc("supervisor.getPID")
+    # Signal every agent at once: supervisord's own shutdown stops one group per loop pass
+    # (about a second each), which takes minutes for a large team.
+    ctx.rpc("supervisor.stopAllProcesses", False)
     ctx.rpc("supervisor.shutdown")
     if not _wait_gone(pid, timeout=ctx.team.settings.stop_wait_seconds + 15):
         raise UserError(f"supervisord (PID {pid}) still running after shutdown request")
@@ -243,7 +246,7 @@ def _restart_extras(ctx: Context) -> dict:
     from .queue import MessageQueue
     try:
         with MessageQueue.from_team(ctx.team) as queue:
-            states = {name: queue.restart_state(name) for name in ctx.team.names}
+            states = queue.restart_states(ctx.team.names)
     except Exception:  # status must still show supervisor's view without the database
         return {}
     return {name: {"restarts": int(s["attempts"] or 0), "given_up": bool(s["given_up"])}
@@ -265,26 +268,57 @@ def _print_status(ctx: Context, as_json: bool) -> None:
 @click.option("--watch", is_flag=True, help="Refresh in place until Ctrl+C.")
 @click.option("-n", "--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between refreshes with --watch.")
+@click.option("--hosts", "hosts_option", default=None, metavar="URL[,URL...]",
+              help="One table over several hosts' supervisords (unix:// or http:// URLs, "
+                   "optionally name=URL); default: the team file's hosts: list, if any.")
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds to wait for each host with --hosts.")
 @pass_ctx
-def status_cmd(ctx: Context, as_json: bool, watch: bool, interval: float) -> None:
+def status_cmd(ctx: Context, as_json: bool, watch: bool, interval: float,
+               hosts_option: str | None, timeout: float) -> None:
     """Show every agent's state, PID, uptime, CPU, RAM, heartbeat, restarts and give-ups."""
-    if not watch:
-        _print_status(ctx, as_json)
-        return
     from . import status
+    render, fetch = status.render, lambda: _team_status(ctx)
+    host_list = _status_hosts(ctx, hosts_option)
+    if host_list:
+        from . import hosts
+        render = hosts.render
+
+        def fetch():
+            data = hosts.collect(host_list, timeout=timeout)
+            if not data["hosts_reachable"] and not watch:
+                (click.echo(json.dumps(data, indent=2, sort_keys=True)) if as_json
+                 else click.echo(hosts.render(data)))
+                raise UserError("no host reachable", exit_code=3)
+            return data
+    if not watch:
+        data = fetch()
+        click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else render(data))
+        return
     try:
         while True:
-            data = _team_status(ctx)
+            data = fetch()
             if as_json:
                 click.echo(json.dumps(data, sort_keys=True))
             else:
                 stamp = time.strftime("%H:%M:%S")
                 # home the cursor and clear the screen: one screen, redrawn in place
-                click.echo("\x1b[H\x1b[2J" + status.render(data) +
+                click.echo("\x1b[H\x1b[2J" + render(data) +
                            f"\n\n{stamp}, every {interval:g}s; Ctrl+C to quit", nl=True)
             time.sleep(interval)
     except KeyboardInterrupt:
         pass
+
+
+def _status_hosts(ctx: Context, hosts_option: str | None):
+    """Hosts for a multi-host status: --hosts, else the team file's hosts: (if it has one)."""
+    from . import hosts
+    if hosts_option:
+        try:
+            return hosts.parse_hosts_option(hosts_option)
+        except TeamError as exc:
+            raise UserError(str(exc), exit_code=2) from None
+    return ctx.team.hosts
 
 
 @main.command("logs")
@@ -355,12 +389,7 @@ def agent() -> None:
 @pass_ctx
 def agent_run(ctx: Context, name: str) -> None:
     """Run agent NAME in the foreground (the program command of each agent)."""
-    from .agent import run_agent
-    from .singleton import AgentAlreadyRunningError
-    (name,) = parse_agents(ctx.team, name)
-    try:
-        raise SystemExit(run_agent(ctx.team, name))
-    except AgentAlreadyRunningError as exc:
-        raise UserError(f"AgentAlreadyRunningError: {exc}") from None
+    from .agent import main as agent_main
+    raise SystemExit(agent_main(ctx.team_path, name))
 
 from . import cli_data  # noqa: E402,F401  (registers the data commands on main)

@@ -8,7 +8,9 @@ per-recipient counter in models.QueueDepth, kept in the same transactions.
 
 Idle agents block in ``wait()`` on a unix datagram socket (coffee_team.wake)
 that ``send()`` pokes after commit, so hand-over takes milliseconds without
-polling.
+polling.  On PostgreSQL they LISTEN instead and every write transaction that
+adds pending work NOTIFYs the recipients' channels (delivered at commit), so
+agents on other hosts wake just as fast.
 """
 from __future__ import annotations
 
@@ -22,10 +24,10 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import peewee
 
-from coffee_team.db import backend_for, migrate, open_database
+from coffee_team.db import backend_for, is_postgres, migrate, open_database, pg_connect
 from coffee_team.journal import ContentError, JournalMixin, QueueError, ReportingMixin
 from coffee_team.routing import RoutingError, resolve_recipients
-from coffee_team.wake import WakeSockets, drain
+from coffee_team.wake import PgWake, WakeSockets, drain
 
 __all__ = [
     "MessageQueue", "ClaimedTask", "QueueError", "QueueFullError",
@@ -128,7 +130,13 @@ class MessageQueue(JournalMixin, ReportingMixin):
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
         self.clock = clock
-        self._wake = WakeSockets(wake_dir) if wake_dir else None
+        if is_postgres(self.db):  # LISTEN/NOTIFY reaches every host; wake_dir is not needed
+            self._wake = PgWake(lambda: pg_connect(self.db),
+                                WakeSockets(wake_dir) if wake_dir else None)
+            self._tx_wake = PgWake.notify_in_transaction
+        else:
+            self._wake = WakeSockets(wake_dir) if wake_dir else None
+            self._tx_wake = None
         self._sql = self.backend.queue_sql  # placeholders translated once, not per call
         self._insert_sql: dict[int, str] = {}  # rows per statement -> SQL
 
@@ -238,6 +246,8 @@ class MessageQueue(JournalMixin, ReportingMixin):
         if new_rows:
             self._reserve(new_rows)
             new_ids = self._insert_rows(new_rows)
+            if self._tx_wake:
+                self._tx_wake(self.backend, {row[1] for row in new_rows})
         if fresh is None:
             return new_ids, new_rows
         for i, new_id in zip(fresh, new_ids if new_rows else ()):
@@ -391,6 +401,8 @@ class MessageQueue(JournalMixin, ReportingMixin):
                 counts[recipient] = counts.get(recipient, 0) + 1
             for recipient in sorted(counts):
                 self.backend.run(self._sql["add_pending"], (recipient, counts[recipient])).fetchone()
+            if counts and self._tx_wake:
+                self._tx_wake(self.backend, counts)
         if requeued and self._wake:
             self._wake.notify(counts)
         return len(requeued)

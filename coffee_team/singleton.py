@@ -80,3 +80,178 @@ class ParentWatch:
 
     def parent_alive(self) -> bool:
         return os.getppid() == self.parent
+
+
+# --- PostgreSQL: one instance per agent across every host ---------------------------------
+
+class PgAgentLock:
+    """``pg_try_advisory_lock`` on a stable 64-bit hash of (schema, agent name), held by a
+    dedicated connection for the agent's lifetime: agents of one team on several hosts share
+    the database, so this is what keeps a name single across hosts (a file lock cannot).
+
+    The connection's ``application_name`` carries the holder's host and PID, so a refused
+    second instance names them.  PostgreSQL drops the lock with its connection; a keeper
+    thread selects on that connection (TCP keepalives catch silent network loss) and, when
+    it breaks, reconnects with backoff and takes the lock again.  If another instance took
+    it in the meantime, ``on_taken(message)`` runs: by default this process exits at once
+    (status 75) without touching the queue, since the new holder already requeued our tasks.
+    """
+
+    KEEPALIVE = dict(keepalives=1, keepalives_idle=10, keepalives_interval=3,
+                     keepalives_count=3, connect_timeout=10)
+
+    def __init__(self, url: str, name: str, on_taken=None, log=None, retry_max: float = 5.0):
+        self.url = url
+        self.name = name
+        self.on_taken = on_taken or _exit_taken
+        self.log = log or (lambda message: None)
+        self.retry_max = retry_max
+        self.conn = None
+        self.key: int | None = None
+        self.reacquired = 0  # times the lock was re-taken after a lost connection
+        self._stop = None
+        self._thread = None
+
+    # --- lock ---
+    def _connect(self):
+        import socket
+
+        from .db import open_database, pg_connect
+        app = f"coffee-team {self.name} pid {os.getpid()} on {socket.gethostname()}"
+        conn = pg_connect(open_database(self.url), application_name=app[:63], **self.KEEPALIVE)
+        conn.autocommit = True
+        return conn
+
+    @staticmethod
+    def lock_key(schema: str, name: str) -> int:
+        import hashlib
+        digest = hashlib.blake2b(f"coffee-team:agent:{schema}:{name}".encode(),
+                                 digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    def _try_lock(self, conn) -> bool:
+        cur = conn.cursor()
+        if self.key is None:
+            cur.execute("SELECT current_schema()")
+            self.key = self.lock_key(cur.fetchone()[0] or "", self.name)
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
+        return bool(cur.fetchone()[0])
+
+    def holder(self, conn) -> str:
+        """'PID 123 on host h, since ...' of the session holding our key, as far as known."""
+        import re
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l"
+            " JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+            " AND l.classid::bigint = %s AND l.objid::bigint = %s"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            ((self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF))
+        row = cur.fetchone()
+        if row is None:
+            return "unknown holder"
+        app, addr, since = row
+        found = re.search(r" pid (\d+) on (\S+)$", app or "")
+        where = f"PID {found.group(1)} on host {found.group(2)}" if found else \
+            f"session {app or '?'} from {addr or 'local socket'}"
+        return f"{where}, started {since:%Y-%m-%d %H:%M:%S}" if since else where
+
+    def acquire(self) -> "PgAgentLock":
+        conn = self._connect()
+        try:
+            if not self._try_lock(conn):
+                holder = self.holder(conn)
+                raise AgentAlreadyRunningError(
+                    f"agent {self.name} is already running ({holder}; PostgreSQL advisory "
+                    f"lock); stop it there first (coffee-team stop --agents {self.name})")
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+        import threading
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name=f"lock-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    # --- keeper ---
+    def _alive(self) -> bool:
+        import select
+        try:
+            if select.select([self.conn], [], [], 0)[0]:
+                from .wake import pg_poll
+                pg_poll(self.conn)  # raises once the server closed the connection
+            return not self.conn.closed
+        except Exception:
+            return False
+
+    def _keep(self) -> None:
+        import select
+        while not self._stop.is_set():
+            try:
+                readable = select.select([self.conn], [], [], 1.0)[0]
+            except (OSError, ValueError):
+                readable = True
+            if self._stop.is_set():
+                return
+            if readable and not self._alive():
+                self._reacquire()
+
+    def _reacquire(self) -> None:
+        self.log("advisory lock connection lost; reconnecting to take the lock again")
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+        delay = 0.1
+        while not self._stop.is_set():
+            try:
+                conn = self._connect()
+            except Exception as exc:
+                self.log(f"lock reconnect failed ({type(exc).__name__}); retrying in {delay:.1f}s")
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.retry_max)
+                continue
+            try:
+                got = self._try_lock(conn)
+                holder = None if got else self.holder(conn)
+            except Exception:
+                conn.close()
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.retry_max)
+                continue
+            if got:
+                self.conn = conn
+                self.reacquired += 1
+                self.log("advisory lock taken again")
+                return
+            conn.close()
+            self.on_taken(f"agent {self.name}: lost its lock while disconnected; now held by "
+                          f"{holder}; exiting")
+            self._stop.set()
+            return
+
+    def release(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        if self._thread is not None and self._thread is not __import__("threading").current_thread():
+            self._thread.join(timeout=3)
+        if self.conn is not None:
+            try:
+                self.conn.close()  # closing the session drops the advisory lock
+            except Exception:
+                pass
+            self.conn = None
+
+    def __enter__(self) -> "PgAgentLock":
+        return self if self.conn is not None else self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _exit_taken(message: str) -> None:
+    import sys
+    print(message, file=sys.stderr, flush=True)
+    os._exit(75)

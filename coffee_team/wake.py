@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import threading
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 _UNIX_PATH_MAX = 107
 
 
-def drain(sock: socket.socket) -> None:
-    """Discard every queued poke (non-blocking socket)."""
+def drain(sock) -> None:
+    """Discard every queued poke (non-blocking socket, or a PgListener)."""
+    if not isinstance(sock, socket.socket):
+        sock.drain()
+        return
     try:
         while True:
             sock.recv(64)
@@ -118,3 +122,138 @@ def _socket_is_live(path: str) -> bool:
         return False
     finally:
         probe.close()
+
+
+# --- PostgreSQL: LISTEN/NOTIFY ------------------------------------------------------------
+
+def pg_channel(agent: str) -> str:
+    """The NOTIFY channel of one recipient: a stable, always-valid identifier (agent names
+    may be 100 characters; channels are at most 63)."""
+    import hashlib
+    return "coffee_wake_" + hashlib.blake2b(agent.encode(), digest_size=10).hexdigest()
+
+
+def pg_poll(conn) -> None:
+    """Read what the server sent.  A terminated session first shows up as a FATAL notice
+    and only the next read raises, so keep reading while the socket stays readable."""
+    for _ in range(4):
+        conn.poll()
+        if not select.select([conn], [], [], 0)[0]:
+            return
+
+
+class PgListener:
+    """A dedicated autocommit connection that LISTENs on one recipient's channel.
+
+    ``fileno()`` is the socket to select() on; ``drain()`` consumes the notifications (and
+    raises psycopg2.OperationalError once the server closed the connection: the owner then
+    drops us and the next ``listener()`` call reconnects)."""
+
+    def __init__(self, connect, agent: str):
+        self.conn = connect()
+        self.conn.autocommit = True
+        self.conn.cursor().execute(f'LISTEN "{pg_channel(agent)}"')
+
+    def fileno(self) -> int:
+        return self.conn.fileno()
+
+    def drain(self) -> None:
+        pg_poll(self.conn)
+        self.conn.notifies.clear()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.conn.closed)
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+
+class PgWake:
+    """Wake-ups through LISTEN/NOTIFY, so agents on several hosts wake each other.
+
+    Senders call ``notify_in_transaction()`` inside their write transaction: PostgreSQL
+    delivers the notification at COMMIT (never for a rollback) and folds duplicates, so a
+    waiter can neither miss a committed task nor wake for one that was not written.  A waiter
+    LISTENs on its own connection before it checks the database, then select()s on it.
+    Notifications are hints (the waiter re-checks), so another team sharing the database
+    under a different schema costs at most a spurious wake-up.
+    """
+
+    def __init__(self, connect, local: Optional[WakeSockets] = None):
+        self._connect = connect  # () -> new psycopg2 connection
+        # With a wake_dir, same-host senders also poke the unix socket after commit (no
+        # database round trip in the hand-over) and a waiter selects on both.
+        self.local = local
+        self._listeners: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def notify_in_transaction(backend, agents: Iterable[str]) -> None:
+        channels = sorted({pg_channel(a) for a in agents})
+        if len(channels) == 1:
+            backend.run("SELECT pg_notify(%s, '')", channels).fetchone()
+        elif channels:
+            backend.run("SELECT pg_notify(c, '') FROM unnest(%s::text[]) AS c",
+                        (channels,)).fetchall()
+
+    def notify(self, agents: Iterable[str]) -> None:
+        # NOTIFY went out inside the transaction; this is the same-host shortcut only.
+        if self.local is not None:
+            self.local.notify(agents)
+
+    def listener(self, agent: str):
+        with self._lock:
+            listener = self._listeners.get(agent)
+            if listener is not None and listener.closed:
+                listener.close()
+                listener = None
+            if listener is None:
+                listener = PgListener(self._connect, agent)
+                sock = self.local.listener(agent) if self.local is not None else None
+                if sock is not None and hasattr(select, "epoll"):
+                    listener = _EitherListener(listener, sock)
+                self._listeners[agent] = listener
+            return listener
+
+    def drop(self, agent: str) -> None:
+        with self._lock:
+            listener = self._listeners.pop(agent, None)
+        if listener is not None:
+            listener.close()
+
+    def close(self) -> None:
+        with self._lock:
+            listeners, self._listeners = list(self._listeners.values()), {}
+        for listener in listeners:
+            listener.close()
+        if self.local is not None:
+            self.local.close()
+
+
+class _EitherListener:
+    """One fd (an epoll) that is readable when the unix socket or the LISTEN connection is."""
+
+    def __init__(self, pg: PgListener, sock: socket.socket):
+        self.pg, self.sock = pg, sock
+        self.poller = select.epoll()
+        self.poller.register(pg.fileno(), select.EPOLLIN)
+        self.poller.register(sock.fileno(), select.EPOLLIN)
+
+    def fileno(self) -> int:
+        return self.poller.fileno()
+
+    def drain(self) -> None:
+        drain(self.sock)
+        self.pg.drain()
+
+    @property
+    def closed(self) -> bool:
+        return self.pg.closed
+
+    def close(self) -> None:  # the socket belongs to the WakeSockets
+        self.poller.close()
+        self.pg.close()
