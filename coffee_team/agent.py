@@ -74,6 +74,7 @@ class Agent:
         self.parent = ParentWatch()
         self.supervised = bool(os.environ.get("SUPERVISOR_ENABLED"))
         self.db_errors = database_errors()
+        self.in_database = False
         self.trouble: set[str] = set()  # what is failing now, so each episode is logged once
 
     # --- signals -------------------------------------------------------------------------
@@ -81,6 +82,8 @@ class Agent:
         parent_gone = self.supervised and not self.parent.parent_alive()
         first = not self.stopping
         self.stopping = True
+        if self.in_database:
+            return  # never cut a transaction in half: durable() stops at its next safe point
         if self.state != "working" or parent_gone:
             # Idle (or orphaned): leave the wait at once instead of at its next timeout.
             raise Interrupted("stop", "parent died" if parent_gone else "stop requested")
@@ -92,14 +95,15 @@ class Agent:
                 signal.setitimer(signal.ITIMER_REAL, grace)
 
     def _abandon(self, signum, frame) -> None:
-        raise Interrupted("stop", "grace period over")
+        if not self.in_database:  # otherwise the loop ends right after the write
+            raise Interrupted("stop", "grace period over")
 
     # --- status ----------------------------------------------------------------------------
     def write_status(self) -> None:
         now = self.clock()
         status = {"agent": self.name, "pid": os.getpid(), "state": self.state,
                   "started_at": self.started_at, "last_heartbeat": now,
-                  "current_task": self.current, **self.counts}
+                  "current_task": self.current, "trouble": sorted(self.trouble), **self.counts}
         try:
             atomic_write_private(self.status_path, json.dumps(status, indent=1) + "\n")
         except OSError as exc:  # an unwritable status dir must not stop the work
@@ -117,19 +121,30 @@ class Agent:
             self.trouble.discard(what)
             log(self.name, f"{what} recovered")
 
-    def durable(self, operation, *args, **kwargs):
+    def durable(self, operation, *args, interruptible: bool = False, **kwargs):
         """Run a queue operation, retrying with backoff while the database is unusable
-        (locked by another process, read-only, missing) instead of crashing the agent."""
+        (locked by another process, read-only, missing) instead of crashing the agent.
+
+        Unless ``interruptible``, a stop signal waits for the operation to finish: raising
+        from a signal handler mid-transaction would leave the transaction open.
+        """
         delay = 0.1
         while True:
+            self.in_database = not interruptible
             try:
                 result = operation(*args, **kwargs)
             except self.db_errors as exc:
                 self._trouble("database", f"database unavailable: {type(exc).__name__}: "
                                           f"{str(exc).splitlines()[0] if str(exc) else ''}")
+                self.in_database = False
+                if self.stopping:
+                    raise Interrupted("stop", "stop requested while the database was unusable")
+                self.write_status()  # still alive: waiting for the database is not a hang
                 time.sleep(delay)
                 delay = min(delay * 2, DB_RETRY_MAX)
                 continue
+            finally:
+                self.in_database = False
             self._recovered("database")
             return result
 
@@ -220,12 +235,15 @@ class Agent:
                 next_periodic = self.clock() + self.spec.check_interval
                 continue
             tasks = self.durable(self.queue.claim, self.name, 1)
+            if tasks and self.stopping:
+                break  # the stop came during the claim: _shutdown requeues the task
             if tasks:
                 self.process(tasks[0])
                 continue
             self.state = "idle"
             timeout = min(next_heartbeat, next_periodic) - self.clock()
-            self.durable(self.queue.wait, self.name, max(0.0, min(timeout, IDLE_WAIT_CAP)))
+            self.durable(self.queue.wait, self.name, max(0.0, min(timeout, IDLE_WAIT_CAP)),
+                         interruptible=True)
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):

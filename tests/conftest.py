@@ -170,3 +170,22 @@ def boot_supervisord(project: Project, env: dict | None = None) -> None:
 def supervisord_pid(project: Project) -> int:
     return int((project.root / "data" / "run" / "supervisord.pid").read_text())
 
+
+
+@pytest.fixture
+def reliability():
+    """Record one row of the reliability table (RELIABILITY.md) when the report runs.
+
+    ``bench/reliability.py`` sets COFFEE_RELIABILITY_OUT and renders the rows it collects.
+    """
+    import json
+
+    def record(scenario: str, load: str, faults: str, lost: int, duplicated: str,
+               recovery: str) -> None:
+        out = os.environ.get("COFFEE_RELIABILITY_OUT")
+        if out:
+            with open(out, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"scenario": scenario, "load": load, "faults": faults,
+                                    "lost": lost, "duplicated": duplicated,
+                                    "recovery": recovery}) + "\n")
+    return record

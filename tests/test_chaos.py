@@ -35,7 +35,7 @@ def running_pids(rpc) -> dict[str, int]:
             if i["name"] in WORKERS and i["statename"] == "RUNNING" and i["pid"]}
 
 
-def test_chaos_kills_under_load_lose_nothing(project, tmp_path):
+def test_chaos_kills_under_load_lose_nothing(project, tmp_path, reliability):
     chaos_team(project, tmp_path)
     boot_supervisord(project)
     project.wait_states("RUNNING", timeout=40)
@@ -107,6 +107,13 @@ def test_chaos_kills_under_load_lose_nothing(project, tmp_path):
                     and e["ts"] >= killed_at]
         if requeued:
             stuck.append(min(requeued) - killed_at)
+    lost = len(set(ids) - {i for i, t in work.items() if t["status"] == "completed"})
+    reliability("chaos under load", f"{TASKS} tasks + {TASKS} follow-ups, 4 agents, "
+                f"{2 * TASKS / elapsed:.0f} tasks/s", f"{len(kills)} × SIGKILL, "
+                f"{freezes} × SIGSTOP/SIGCONT", lost,
+                f"0 completions, 0 follow-ups; {repeated} outside effects re-run",
+                f"killed agent's task claimable again ≤ {max(stuck, default=0):.2f}s; "
+                f"{len(restarts)}/{len(kills)} restarts")
     print(f"\nchaos: {TASKS} tasks (+{TASKS} follow-ups) in {elapsed:.1f}s = "
           f"{2 * TASKS / elapsed:.0f} tasks/s; kills {len(kills)}, freezes {freezes}, "
           f"restarts {len(restarts)}; lost 0, completed twice 0, outside effects repeated "

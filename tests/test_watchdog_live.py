@@ -31,7 +31,7 @@ def status_of(queue, task_id):
     return {t["id"]: t["status"] for t in queue.list_tasks(limit=10000)}[task_id]
 
 
-def test_crash_loop_backs_off_1_2_4_then_gives_up_once(project):
+def test_crash_loop_backs_off_1_2_4_then_gives_up_once(project, reliability):
     crashing_team(project)
     boot_supervisord(project)
     wait_until(lambda: events(project, "code_searcher", "given_up"), 40, 0.2, "give-up")
@@ -39,6 +39,9 @@ def test_crash_loop_backs_off_1_2_4_then_gives_up_once(project):
     restarts = [e["ts"] for e in events(project, "code_searcher", "restarted")]
     delays = [round(r - c, 2) for c, r in zip(crashes, restarts)]
     print(f"restart delays {delays} (schedule 1, 2, 4)")
+    reliability("crash loop", "demo team, 1 agent exits 1 after RUNNING", "4 crashes",
+                0, "0", f"restarts after {', '.join(f'{d:g}' for d in delays)}s "
+                f"(1/2/4 × 1s), then 1 CRITICAL give-up")
     assert len(restarts) == 3
     for delay, due in zip(delays, (1, 2, 4)):
         assert abs(delay - due) <= 1.0, delays
@@ -58,7 +61,7 @@ def test_crash_loop_backs_off_1_2_4_then_gives_up_once(project):
     assert '"code_searcher"' in result.stdout
 
 
-def test_killed_agent_task_is_requeued_and_completed_once(project, tmp_path):
+def test_killed_agent_task_is_requeued_and_completed_once(project, tmp_path, reliability):
     record = tmp_path / "done.txt"
     agents = demo_agents()
     agents["code_developer"] = {"priority": 2, "check_interval": 3600,
@@ -76,12 +79,15 @@ def test_killed_agent_task_is_requeued_and_completed_once(project, tmp_path):
         killed_at = time.monotonic()
         wait_until(lambda: status_of(q, task_id) != "in_progress", 10,
                    interval=0.01, message="the task to be requeued")
-        print(f"task claimable again {time.monotonic() - killed_at:.2f}s after kill -9")
+        claimable = time.monotonic() - killed_at
+        print(f"task claimable again {claimable:.2f}s after kill -9")
         wait_until(lambda: status_of(q, task_id) == "completed", 30, 0.2, "the task to complete")
     assert record.read_text().split().count(str(task_id)) == 1  # done exactly once
+    reliability("agent killed -9 holding a task", "1 task of 3 s", "kill -9 of the agent", 0,
+                "0", f"task claimable again {claimable:.2f}s after the kill")
 
 
-def test_listener_killed_during_backoff_still_restarts_on_time(project):
+def test_listener_killed_during_backoff_still_restarts_on_time(project, reliability):
     crashing_team(project, restart_backoff=4.0, max_restart_attempts=5)
     boot_supervisord(project)
     wait_until(lambda: events(project, "code_searcher", "restart_scheduled"), 30, 0.1,
@@ -97,3 +103,6 @@ def test_listener_killed_during_backoff_still_restarts_on_time(project):
                "the second crash")
     second = events(project, "code_searcher", "crash")[1]
     assert second["detail"]["attempt"] == 2  # the count survived the listener's death
+    reliability("listener killed -9 during a backoff", "demo team, 1 crashing agent",
+                "kill -9 of the watchdog", 0, "0",
+                f"restart {lateness:+.2f}s from its due time; count kept")
