@@ -278,9 +278,10 @@ def status_cmd(ctx: Context, as_json: bool, watch: bool, interval: float,
                hosts_option: str | None, timeout: float) -> None:
     """Show every agent's state, PID, uptime, CPU, RAM, heartbeat, restarts and give-ups."""
     from . import status
-    render, fetch = status.render, lambda: _team_status(ctx)
     host_list = _status_hosts(ctx, hosts_option)
-    if host_list:
+    if not host_list:
+        render, fetch = status.render, lambda: _team_status(ctx)
+    else:
         from . import hosts
         render = hosts.render
 

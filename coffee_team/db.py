@@ -19,8 +19,6 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import peewee
 
 from coffee_team.journal import QueueError
-
-from coffee_team.journal import QueueError
 from coffee_team.models import ALL_MODELS, SCHEMA_VERSION
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000

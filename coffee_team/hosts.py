@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
 from . import client
-from .team import HostSpec, TeamError, _host_url, _Invalid
+from .schema import Invalid, host_url
+from .team import HostSpec, TeamError
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -28,8 +29,8 @@ def parse_hosts_option(text: str) -> tuple[HostSpec, ...]:
         if not sep or "://" in name:
             name, url = item, item
         try:
-            _host_url(url)
-        except _Invalid as exc:
+            host_url(url)
+        except Invalid as exc:
             raise TeamError(f"--hosts: {item!r}: expected {exc}") from None
         if any(h.name == name for h in hosts):
             raise TeamError(f"--hosts: duplicate host {name!r}")

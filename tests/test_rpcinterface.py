@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from coffee_team import rpcinterface
-from coffee_team.queue import MAX_CONTENT_BYTES
 from supervisor.xmlrpc import Faults, SupervisorTransport
 from tests.conftest import BIN, Project, _shutdown, boot_supervisord, demo_agents, wait_until
 

@@ -1,0 +1,239 @@
+"""What a team file may hold: one checker per field, each returning the cleaned value or
+raising ``Invalid`` with what is allowed (team.py adds the file and the key path).
+
+Pure: no file access. Values that reach supervisor's INI are refused here when supervisor's
+parser could not carry them (newlines, '%(here)s', ' ;'/' #' comments, unquotable quotes).
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Callable
+
+AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+HANDLER_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+TASK_TYPE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+HERE_MACRO = "%(here)s"
+# supervisor's INI parser treats ';' or '#' after whitespace as the start of a comment.
+INI_COMMENT = re.compile(r"\s[;#]")
+MAX_INT = 2**31 - 1
+
+
+class Invalid(Exception):
+    """A field value outside what is allowed; ``str()`` says what is."""
+
+
+def describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _integer(lo: int = 0, hi: int = MAX_INT) -> Callable[[Any], int]:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise Invalid(f"an integer from {lo} to {hi}, got {describe(v)}")
+        if not lo <= v <= hi:
+            raise Invalid(f"an integer from {lo} to {hi}, got {v}")
+        return v
+    return check
+
+
+def _positive_number(hi: float = 10**9) -> Callable[[Any], float]:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                or (isinstance(v, int) and abs(v) > hi) or not math.isfinite(v):
+            raise Invalid(f"a positive number up to {hi:g}, got {describe(v)}")
+        if not 0 < v <= hi:
+            raise Invalid(f"a positive number up to {hi:g}, got {v}")
+        return float(v)
+    return check
+
+
+def _boolean(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise Invalid(f"true or false, got {describe(v)}")
+    return v
+
+
+def _ini_text(v: Any, what: str = "a string") -> str:
+    if not isinstance(v, str) or not v:
+        raise Invalid(f"{what}, got {describe(v)}")
+    if "\n" in v or "\r" in v or "\x00" in v:
+        raise Invalid(f"{what} on one line, without NUL, got {describe(v)}")
+    if HERE_MACRO in v:
+        raise Invalid(f"{what} without {HERE_MACRO} (supervisor expands it everywhere), "
+                       f"got {describe(v)}")
+    return v
+
+
+def _path_text(v: Any) -> str:
+    v = _ini_text(v, "a path")
+    if INI_COMMENT.search(v):
+        raise Invalid(f"a path without ' ;' or ' #' (supervisor reads them as comments), got {describe(v)}")
+    return v
+
+
+PG_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _database_path(v: Any) -> str:
+    v = _path_text(v)
+    if v.startswith(PG_SCHEMES):
+        rest = v.split("://", 1)[1].split("?", 1)[0]
+        if "/" not in rest or not rest.split("/", 1)[1]:
+            raise Invalid(f"a PostgreSQL URL naming a database, like "
+                           f"postgresql://user@host/dbname, got {describe(v)}")
+        return v
+    if v.startswith("sqlite:"):
+        if not v.startswith("sqlite:///") or len(v) == len("sqlite:///"):
+            raise Invalid(f"sqlite:///relative/path.db or sqlite:////absolute/path.db, "
+                           f"got {describe(v)}")
+        return v
+    if "://" in v:
+        raise Invalid(f"a path, sqlite:///path or postgresql://user@host/db "
+                       f"(unsupported scheme {v.split('://', 1)[0]!r}), got {describe(v)}")
+    return v
+
+
+def _handler(v: Any) -> str:
+    if not isinstance(v, str) or not HANDLER_REF.fullmatch(v):
+        raise Invalid(f"'package.module:function', got {describe(v)}")
+    return v
+
+
+def _command(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not v:
+        raise Invalid(f"a non-empty list of arguments, e.g. [python3, worker.py], got {describe(v)}")
+    return tuple(_ini_text(a, "each argument a non-empty string") for a in v)
+
+
+def _task_types(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list):
+        raise Invalid(f"a list of task types, got {describe(v)}")
+    for t in v:
+        if not isinstance(t, str) or not TASK_TYPE.fullmatch(t):
+            raise Invalid(f"task types made of letters, digits, '_', '.', '-', got {describe(t)}")
+    return tuple(v)
+
+
+def _environment(v: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(v, dict):
+        raise Invalid(f"a mapping of NAME: value, got {describe(v)}")
+    pairs = []
+    for key, value in v.items():
+        if not isinstance(key, str) or not ENV_KEY.fullmatch(key):
+            raise Invalid(f"variable names like MY_VAR, got {describe(key)}")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise Invalid(f"a string value for {key}, got {describe(value)}")
+        text = str(value)
+        # supervisor's environment= parser cannot escape these; refuse rather than mangle.
+        if HERE_MACRO in text or any(c in text for c in '"\n\r\x00') or text[:1] == "'" or text[-1:] == "'" \
+                or INI_COMMENT.search(text):
+            raise Invalid(f"a value for {key} without '\"', newlines, leading/trailing \"'\" "
+                           f"or ' ;'/' #', got {describe(text)}")
+        pairs.append((key, text))
+    return tuple(pairs)
+
+
+def _options(v: Any) -> tuple[tuple[str, Any], ...]:
+    if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+        raise Invalid(f"a mapping of option names to values, got {describe(v)}")
+    return tuple(sorted(v.items()))
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda v: None if v is None else check(v)
+
+
+TEAM_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "database_path": _database_path,
+    "health_check_interval": _positive_number(),
+    "max_restart_attempts": _integer(0, 1000),
+    "restart_backoff": _positive_number(10**6),
+    "restart_reset_after": _positive_number(),
+    "restart_backoff_max": _positive_number(10**6),
+    "max_queue_size": _integer(1, 10**9),
+    "cleanup_interval_hours": _positive_number(10**6),
+    "heartbeat_interval": _positive_number(),
+    "heartbeat_stale_after": _positive_number(),
+    "start_seconds": _integer(0, 3600),
+    "start_retries": _integer(0, 1000),
+    "stop_wait_seconds": _integer(1, 3600),
+    "python": _path_text,
+    "require_branch": _optional(lambda v: _ini_text(v, "a git branch name")),
+}
+
+AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "priority": _integer(0, 999),
+    "check_interval": _positive_number(),
+    "auto_approve": _boolean,
+    "timeout_seconds": _positive_number(),
+    "memory_limit_mb": _optional(_integer(1, 10**7)),
+    "handler": _handler,
+    "command": _command,
+    "handles": _task_types,
+    "environment": _environment,
+    "restart_on_hang": _boolean,
+    "cpu_warn_percent": _positive_number(10**5),
+    "rss_warn_mb": _positive_number(10**7),
+    "options": _options,
+}
+
+HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
+USER_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and 127.0.0.0/8 (what [inet_http_server] may bind without allow_remote)."""
+    import ipaddress
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.IPv4Address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _http_host(v: Any) -> str:
+    # supervisor's inet server is IPv4 only and reads "host:port": no IPv6 literals, no '*'.
+    if not isinstance(v, str) or not HOST_NAME.fullmatch(v):
+        raise Invalid(f"an IPv4 address or host name such as 127.0.0.1, got {describe(v)}")
+    return v
+
+
+def _env_name(v: Any) -> str:
+    if not isinstance(v, str) or not ENV_KEY.fullmatch(v):
+        raise Invalid(f"the name of an environment variable like COFFEE_RPC_PASSWORD, "
+                       f"got {describe(v)}")
+    return v
+
+
+def _user_name(v: Any) -> str:
+    # HTTP basic auth splits at the first ':'; keep names plain.
+    if not isinstance(v, str) or not USER_NAME.fullmatch(v):
+        raise Invalid(f"a user name of letters, digits and '_.@+-', got {describe(v)}")
+    return v
+
+
+def host_url(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"(unix://\S+|https?://[^\s/]+/?)", v):
+        raise Invalid(f"unix:///path/to/supervisor.sock or http://host:port, got {describe(v)}")
+    return v
+
+
+HOST_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "name": lambda v: _ini_text(v, "a host name"),
+    "url": host_url,
+    "username": _user_name,
+    "password_env": _env_name,
+}
+
+
+HTTP_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "port": _integer(1, 65535),
+    "username": _user_name,
+    "password_env": _env_name,
+    "host": _http_host,
+    "allow_remote": _boolean,
+}
