@@ -336,3 +336,6 @@ def main(team_path: str, name: str) -> int:
     except AgentAlreadyRunningError as exc:
         print(f"Error: AgentAlreadyRunningError: {exc}", file=sys.stderr)
         return 1
+    except HandlerError as exc:  # e.g. the team file names a handler that does not import
+        print(f"Error: {team.path}: agents.{name}.handler: {exc}", file=sys.stderr)
+        return 2

@@ -61,3 +61,15 @@ def test_data_directories_are_private(tmp_path):
     path = team.status_dir / "x.json"
     layout.atomic_write_private(path, json.dumps({}))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_unloadable_handler_is_one_line_not_a_traceback(tmp_path, capsys):
+    from coffee_team import agent
+    project = Project(tmp_path)
+    agents = demo_agents()
+    agents["architect"]["handler"] = "no_such_module:handle"
+    project.write_team(agents)
+    code = agent.main(str(project.team_file), "architect")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "agents.architect.handler: cannot load handler 'no_such_module:handle'" in err[0]
