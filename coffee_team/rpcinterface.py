@@ -28,6 +28,7 @@ import re
 import time
 from typing import Any, Callable
 
+from supervisor import events
 from supervisor.http import NOT_DONE_YET
 from supervisor.rpcinterface import SupervisorNamespaceRPCInterface
 from supervisor.states import RUNNING_STATES, STOPPED_STATES, SupervisorStates
@@ -131,6 +132,12 @@ def _rpc(func: Callable) -> Callable:
     return method
 
 
+# Leaving RUNNING by any door: crashed, stopped (perhaps SIGKILLed after stopwaitsecs), died
+# while starting.
+REQUEUE_ON = (events.ProcessStateExitedEvent, events.ProcessStateStoppedEvent,
+              events.ProcessStateBackoffEvent)
+
+
 class CoffeeNamespaceRPCInterface:
     """``coffee.*``: the team's queue, journal and status for automation."""
 
@@ -146,6 +153,29 @@ class CoffeeNamespaceRPCInterface:
             self.team = load_team(team_path)
         except Exception as exc:  # keep supervisord (and supervisor.*) serving
             self.team_error = str(exc)
+        if self.team is not None:
+            events.subscribe(events.ProcessStateEvent, self._on_process_state)
+
+    def _on_process_state(self, event) -> None:
+        """Requeue a dead agent's tasks the moment supervisord reaps it.
+
+        This runs inside supervisord's loop right when the exit is seen; the watchdog hears of
+        it only on a later pass (up to seconds later), and its requeue stays as the fallback.
+        No new instance can start before this returns, so nothing live is requeued.
+        """
+        if not isinstance(event, REQUEUE_ON):
+            return
+        name = "?"
+        try:
+            name, group = event.process.config.name, event.process.group
+            if name not in self.team.names or group is None or group.config.name != name:
+                return
+            queue = self._queue_()
+            count = queue.requeue_agent(name)
+            if count:
+                queue.record_event(name, "requeued", count=count, by="supervisord")
+        except Exception as exc:  # must never break supervisord's state machine
+            self.supervisord.options.logger.warn(f"coffee: requeue of {name} failed: {exc}")
 
     # --- seams and plumbing ----------------------------------------------------------------
 
