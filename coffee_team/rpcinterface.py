@@ -24,7 +24,9 @@ import functools
 import inspect
 import json
 import math
+import os
 import re
+import signal
 import time
 from typing import Any, Callable
 
@@ -530,9 +532,39 @@ def _id(value: Any, what: str) -> int:
     return value
 
 
+def _wake_on_signals() -> None:
+    """Make a SIGCHLD end supervisord's poll() at once.
+
+    supervisord reaps children only when poll() returns, and a signal alone does not end it
+    (PEP 475 retries the call), so a death whose pipes closed just before the child became a
+    zombie is reaped up to a second late. Python's wakeup fd turns every signal into a byte on
+    a pipe whose read end sits in supervisord's socket map, so poll() returns and it reaps.
+    """
+    from supervisor.medusa import asyncore_25 as asyncore
+
+    if signal.set_wakeup_fd(-1) != -1:  # someone else uses it: leave it alone
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end)
+
+    class SignalWakeup(asyncore.file_dispatcher):
+        def writable(self):
+            return False
+
+        def handle_read(self):
+            try:
+                os.read(read_end, 4096)
+            except OSError:
+                pass
+
+    SignalWakeup(read_end)
+
+
 def make_coffee_rpcinterface(supervisord, **config):
     """Factory named by ``[rpcinterface:coffee]``; ``team=`` is the team file's path."""
     team_path = config.get("team")
     if not team_path:
         raise ValueError("[rpcinterface:coffee] needs team=PATH (the team file)")
+    _wake_on_signals()
     return CoffeeNamespaceRPCInterface(supervisord, team_path)
