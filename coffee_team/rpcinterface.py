@@ -25,7 +25,6 @@ import inspect
 import json
 import math
 import os
-import re
 import signal
 import time
 from typing import Any, Callable
@@ -36,70 +35,17 @@ from supervisor.rpcinterface import SupervisorNamespaceRPCInterface
 from supervisor.states import RUNNING_STATES, STOPPED_STATES, SupervisorStates
 from supervisor.xmlrpc import Faults, RPCError
 
+from coffee_team.rpcvalues import (MAX_CONTENT_DEPTH, MAX_LIMIT, Unset, check_id,
+                                   check_limit, kind_of, nesting_depth, one_line, short,
+                                   xmlrpc_safe)
+
 API_VERSION = "1.0"
 BUSY_TIMEOUT_MS = 200
-MAX_LIMIT = 1000
-MAX_CONTENT_DEPTH = 64
 MAX_DAYS = 3650
-MAXINT = 2**31 - 1
-MININT = -(2**31)
 # Event kinds that make up an agent's restart history (written by the watchdog and by us).
 RESTART_KINDS = ("launched", "running", "exited", "backoff", "stopped", "crash",
                  "restart_scheduled", "restarted", "given_up", "hung", "memory_limit",
                  "start_failed", "manual_restart")
-_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-class _Unset:
-    """Marks a value to leave out of a struct (XML-RPC has no None)."""
-
-
-def xmlrpc_safe(value: Any, depth: int = 0) -> Any:
-    """``value`` made marshallable by xmlrpc.client without ``allow_none``.
-
-    ``None`` inside a struct drops the key and becomes ``''`` inside an array; integers outside
-    the 32-bit range become floats; NaN/inf become strings; anything nested deeper than
-    ``MAX_CONTENT_DEPTH`` (or of an unknown type) becomes its JSON/str text.
-    """
-    if value is None:
-        return _Unset
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value if MININT <= value <= MAXINT else float(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, str):
-        return _XML_ILLEGAL.sub("\ufffd", value)
-    if depth >= MAX_CONTENT_DEPTH:
-        return xmlrpc_safe(json.dumps(value, default=str), 0)
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            item = xmlrpc_safe(item, depth + 1)
-            if item is not _Unset:
-                out[_XML_ILLEGAL.sub("\ufffd", str(key))] = item
-        return out
-    if isinstance(value, (list, tuple)):
-        items = (xmlrpc_safe(item, depth + 1) for item in value)
-        return ["" if item is _Unset else item for item in items]
-    return xmlrpc_safe(str(value), depth)
-
-
-def _nesting_depth(value: Any, limit: int) -> int:
-    """Depth of nested lists/dicts, counting iteratively (no recursion) and stopping at limit."""
-    stack, deepest = [(value, 1)], 0
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list, tuple)):
-            deepest = max(deepest, depth)
-            if deepest > limit:
-                return deepest
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
 def _rpc(func: Callable) -> Callable:
     """Make a method an RPC endpoint: arity checked with a clear message, SHUTDOWN_STATE
     refused like supervisor does, unexpected exceptions turned into Faults (never HTTP 500),
@@ -120,16 +66,16 @@ def _rpc(func: Callable) -> Callable:
         try:
             result = func(self, *args)
         except RPCError as exc:
-            exc.text = _one_line(exc.text)
+            exc.text = one_line(exc.text)
             raise
         except Exception as exc:
             fault = self._fault(func.__name__, exc)
-            fault.text = _one_line(fault.text)
+            fault.text = one_line(fault.text)
             raise fault from None
         if callable(result):
             return result  # deferred: the callback does its own checks
         result = xmlrpc_safe(result)
-        return "" if result is _Unset else result
+        return "" if result is Unset else result
 
     return method
 
@@ -229,9 +175,9 @@ class CoffeeNamespaceRPCInterface:
 
     def _agent(self, name: Any) -> str:
         if not isinstance(name, str):
-            raise RPCError(Faults.BAD_ARGUMENTS, f"agent name must be a string, got {_kind(name)}")
+            raise RPCError(Faults.BAD_ARGUMENTS, f"agent name must be a string, got {kind_of(name)}")
         if name not in self.team.names:
-            raise RPCError(Faults.BAD_NAME, f"unknown agent {_short(name)} "
+            raise RPCError(Faults.BAD_NAME, f"unknown agent {short(name)} "
                                             f"(known: {', '.join(self.team.names)})")
         return name
 
@@ -297,7 +243,7 @@ class CoffeeNamespaceRPCInterface:
         for value, what in ((sender, "sender"), (recipient, "recipient"), (type, "type"),
                             (dedupe_key, "dedupe_key")):
             if not isinstance(value, str):
-                raise RPCError(Faults.BAD_ARGUMENTS, f"{what} must be a string, got {_kind(value)}")
+                raise RPCError(Faults.BAD_ARGUMENTS, f"{what} must be a string, got {kind_of(value)}")
         if recipient and recipient != "all":
             self._agent(recipient)
         from coffee_team.queue import MAX_CONTENT_BYTES
@@ -312,8 +258,8 @@ class CoffeeNamespaceRPCInterface:
                                f"content string is not valid JSON: {exc}") from None
         elif not isinstance(content, (dict, list, int, float, bool)):
             raise RPCError(Faults.BAD_ARGUMENTS,
-                           f"content must be a struct, an array or a JSON string, got {_kind(content)}")
-        if _nesting_depth(content, MAX_CONTENT_DEPTH) > MAX_CONTENT_DEPTH:
+                           f"content must be a struct, an array or a JSON string, got {kind_of(content)}")
+        if nesting_depth(content, MAX_CONTENT_DEPTH) > MAX_CONTENT_DEPTH:
             raise RPCError(Faults.BAD_ARGUMENTS,
                            f"content is nested more than {MAX_CONTENT_DEPTH} levels deep")
         return self._queue_().send(sender, recipient or None, type, content,
@@ -344,20 +290,20 @@ class CoffeeNamespaceRPCInterface:
         """
         from coffee_team.models import TASK_STATUSES
         if not isinstance(filter, dict):
-            raise RPCError(Faults.BAD_ARGUMENTS, f"filter must be a struct, got {_kind(filter)}")
+            raise RPCError(Faults.BAD_ARGUMENTS, f"filter must be a struct, got {kind_of(filter)}")
         unknown = sorted(set(filter) - {"status", "agent", "limit"})
         if unknown:
             raise RPCError(Faults.BAD_ARGUMENTS, f"unknown filter key(s) "
-                                                 f"{', '.join(map(_short, unknown))} "
+                                                 f"{', '.join(map(short, unknown))} "
                                                  f"(allowed: status, agent, limit)")
         status = filter.get("status") or None
         if status is not None and status not in TASK_STATUSES:
             raise RPCError(Faults.BAD_ARGUMENTS, f"status must be one of "
-                                                 f"{', '.join(TASK_STATUSES)}, got {_short(status)}")
+                                                 f"{', '.join(TASK_STATUSES)}, got {short(status)}")
         agent = filter.get("agent") or None
         if agent is not None:
             self._agent(agent)
-        limit = _limit(filter.get("limit", 100))
+        limit = check_limit(filter.get("limit", 100))
         tasks = self._queue_().list_tasks(status=status, agent=agent, limit=limit)
         for task in tasks:
             task["content_json"] = json.dumps(task.pop("content"))
@@ -377,7 +323,7 @@ class CoffeeNamespaceRPCInterface:
                                 {id, ts, agent, kind, detail})
         """
         name = self._agent(agent)
-        limit = _limit(limit)
+        limit = check_limit(limit)
         queue = self._queue_()
         marks = ", ".join("?" * len(RESTART_KINDS))
         events = queue.backend.fetchdicts(
@@ -399,7 +345,7 @@ class CoffeeNamespaceRPCInterface:
         @param int limit     At most this many (1-1000, default 100)
         @return array events An array of {id, ts, agent, kind, detail} structs
         """
-        return self._queue_().events(since_id=_id(since_id, "since_id"), limit=_limit(limit))
+        return self._queue_().events(since_id=check_id(since_id, "since_id"), limit=check_limit(limit))
 
     @_rpc
     def getNotifications(self, since_id=0, limit=MAX_LIMIT):
@@ -413,7 +359,7 @@ class CoffeeNamespaceRPCInterface:
         rows = self._queue_().backend.fetchdicts(
             "SELECT id, created_at, level, agent, title, message, sound, acknowledged"
             " FROM notifications WHERE id > ? ORDER BY id LIMIT ?",
-            (_id(since_id, "since_id"), _limit(limit)))
+            (check_id(since_id, "since_id"), check_limit(limit)))
         for row in rows:
             row["sound"] = bool(row["sound"])
             row["acknowledged"] = bool(row["acknowledged"])
@@ -427,7 +373,7 @@ class CoffeeNamespaceRPCInterface:
         @return boolean result True if acknowledged now, False if it already was
         """
         queue = self._queue_()
-        notification_id = _id(id, "id")
+        notification_id = check_id(id, "id")
         if queue.ack_notification(notification_id):
             return True
         if not queue.backend.fetchone("SELECT 1 FROM notifications WHERE id = ?",
@@ -446,7 +392,7 @@ class CoffeeNamespaceRPCInterface:
         if isinstance(days, bool) or not isinstance(days, (int, float)) \
                 or not math.isfinite(days) or not 0 < days <= MAX_DAYS:
             raise RPCError(Faults.BAD_ARGUMENTS,
-                           f"days must be a number above 0 and at most {MAX_DAYS}, got {_short(days)}")
+                           f"days must be a number above 0 and at most {MAX_DAYS}, got {short(days)}")
         queue = self._queue_()
         return {"days": float(days), "bottlenecks": queue.bottlenecks(days),
                 "agents": queue.agent_performance(days)}
@@ -496,40 +442,9 @@ class CoffeeNamespaceRPCInterface:
         return True
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    """Fault messages stay short: an echoed 2 MB argument must not come back 2 MB."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def _state_name(state: int) -> str:
     from supervisor.states import getProcessStateDescription
     return getProcessStateDescription(state) or str(state)
-
-
-def _kind(value: Any) -> str:
-    names = {bool: "a boolean", int: "an int", float: "a double", str: "a string",
-             dict: "a struct", list: "an array"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _limit(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
-        raise RPCError(Faults.BAD_ARGUMENTS,
-                       f"limit must be an int from 1 to {MAX_LIMIT}, got {_short(value)}")
-    return value
-
-
-def _id(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAXINT:
-        raise RPCError(Faults.BAD_ARGUMENTS,
-                       f"{what} must be an int from 0 to {MAXINT}, got {_short(value)}")
-    return value
 
 
 def _wake_on_signals() -> None:

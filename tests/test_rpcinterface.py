@@ -446,5 +446,5 @@ def test_xmlrpc_safe_unit():
         node.append([])
         node = node[0]
     xmlrpc.client.dumps((safe(deep),), methodresponse=True)  # marshallable
-    assert rpcinterface._nesting_depth(deep, 64) == 65
-    assert rpcinterface._nesting_depth({"a": [1, {"b": 2}]}, 64) == 3
+    assert rpcinterface.nesting_depth(deep, 64) == 65
+    assert rpcinterface.nesting_depth({"a": [1, {"b": 2}]}, 64) == 3

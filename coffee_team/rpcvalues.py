@@ -1,0 +1,97 @@
+"""Values across the XML-RPC boundary: what may go out (no None, 32-bit ints, no XML-illegal
+characters) and the checks on what comes in, each failing as a one-line fault."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from supervisor.xmlrpc import Faults, RPCError
+
+MAX_LIMIT = 1000
+MAX_CONTENT_DEPTH = 64
+MAXINT = 2**31 - 1
+MININT = -(2**31)
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+class Unset:
+    """Marks a value to leave out of a struct (XML-RPC has no None)."""
+
+
+def xmlrpc_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` made marshallable by xmlrpc.client without ``allow_none``.
+
+    ``None`` inside a struct drops the key and becomes ``''`` inside an array; integers outside
+    the 32-bit range become floats; NaN/inf become strings; anything nested deeper than
+    ``MAX_CONTENT_DEPTH`` (or of an unknown type) becomes its JSON/str text.
+    """
+    if value is None:
+        return Unset
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if MININT <= value <= MAXINT else float(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return _XML_ILLEGAL.sub("\ufffd", value)
+    if depth >= MAX_CONTENT_DEPTH:
+        return xmlrpc_safe(json.dumps(value, default=str), 0)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            item = xmlrpc_safe(item, depth + 1)
+            if item is not Unset:
+                out[_XML_ILLEGAL.sub("\ufffd", str(key))] = item
+        return out
+    if isinstance(value, (list, tuple)):
+        items = (xmlrpc_safe(item, depth + 1) for item in value)
+        return ["" if item is Unset else item for item in items]
+    return xmlrpc_safe(str(value), depth)
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """Depth of nested lists/dicts, counting iteratively (no recursion) and stopping at limit."""
+    stack, deepest = [(value, 1)], 0
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Fault messages stay short: an echoed 2 MB argument must not come back 2 MB."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def kind_of(value: Any) -> str:
+    names = {bool: "a boolean", int: "an int", float: "a double", str: "a string",
+             dict: "a struct", list: "an array"}
+    return names.get(type(value), type(value).__name__)
+
+
+def short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_limit(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise RPCError(Faults.BAD_ARGUMENTS,
+                       f"limit must be an int from 1 to {MAX_LIMIT}, got {short(value)}")
+    return value
+
+
+def check_id(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAXINT:
+        raise RPCError(Faults.BAD_ARGUMENTS,
+                       f"{what} must be an int from 0 to {MAXINT}, got {short(value)}")
+    return value
