@@ -195,31 +195,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _http_host(v: Any) -> str:
-    # supervisor's inet server is IPv4 only and reads "host:port": no IPv6 literals, no '*'.
-    if not isinstance(v, str) or not HOST_NAME.fullmatch(v):
-        raise Invalid(f"an IPv4 address or host name such as 127.0.0.1, got {describe(v)}")
-    return v
+def _matching(pattern: re.Pattern[str], allowed: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or not pattern.fullmatch(v):
+            raise Invalid(f"{allowed}, got {describe(v)}")
+        return v
+    return check
 
 
-def _env_name(v: Any) -> str:
-    if not isinstance(v, str) or not ENV_KEY.fullmatch(v):
-        raise Invalid(f"the name of an environment variable like COFFEE_RPC_PASSWORD, "
-                       f"got {describe(v)}")
-    return v
-
-
-def _user_name(v: Any) -> str:
-    # HTTP basic auth splits at the first ':'; keep names plain.
-    if not isinstance(v, str) or not USER_NAME.fullmatch(v):
-        raise Invalid(f"a user name of letters, digits and '_.@+-', got {describe(v)}")
-    return v
-
-
-def host_url(v: Any) -> str:
-    if not isinstance(v, str) or not re.fullmatch(r"(unix://\S+|https?://[^\s/]+/?)", v):
-        raise Invalid(f"unix:///path/to/supervisor.sock or http://host:port, got {describe(v)}")
-    return v
+# supervisor's inet server is IPv4 only and reads "host:port": no IPv6 literals, no '*'.
+_http_host = _matching(HOST_NAME, "an IPv4 address or host name such as 127.0.0.1")
+_env_name = _matching(ENV_KEY, "the name of an environment variable like COFFEE_RPC_PASSWORD")
+# HTTP basic auth splits at the first ':'; keep names plain.
+_user_name = _matching(USER_NAME, "a user name of letters, digits and '_.@+-'")
+host_url = _matching(re.compile(r"unix://\S+|https?://[^\s/]+/?"),
+                     "unix:///path/to/supervisor.sock or http://host:port")
 
 
 HOST_FIELDS: dict[str, Callable[[Any], Any]] = {
