@@ -95,6 +95,7 @@ class CoffeeNamespaceRPCInterface:
         self.team = None
         self.team_error = ""
         self._queue = None
+        self._stopping = False
         self._supervisor = SupervisorNamespaceRPCInterface(supervisord)
         try:
             from coffee_team.team import load_team
@@ -103,6 +104,19 @@ class CoffeeNamespaceRPCInterface:
             self.team_error = str(exc)
         if self.team is not None:
             events.subscribe(events.ProcessStateEvent, self._on_process_state)
+            events.subscribe(events.SupervisorStoppingEvent, self._on_supervisor_stopping)
+
+    def _on_supervisor_stopping(self, event) -> None:
+        """Close the database before supervisord shuts down or reloads: a reload closes every
+        descriptor of the old generation, and SQLite must not lose its files (and locks) from
+        under an open connection. Agents and the watchdog requeue their own work meanwhile."""
+        self._stopping = True
+        queue, self._queue = self._queue, None
+        if queue is not None:
+            try:
+                queue.close()
+            except Exception as exc:  # must never break supervisord's shutdown
+                self.supervisord.options.logger.warn(f"coffee: closing the queue: {exc}")
 
     def _on_process_state(self, event) -> None:
         """Requeue a dead agent's tasks the moment supervisord reaps it.
@@ -111,7 +125,7 @@ class CoffeeNamespaceRPCInterface:
         it only on a later pass (up to seconds later), and its requeue stays as the fallback.
         No new instance can start before this returns, so nothing live is requeued.
         """
-        if not isinstance(event, REQUEUE_ON):
+        if self._stopping or not isinstance(event, REQUEUE_ON):
             return
         name = "?"
         try:
@@ -146,6 +160,8 @@ class CoffeeNamespaceRPCInterface:
 
     def _queue_(self):
         """The MessageQueue, opened on first use (after supervisord daemonized)."""
+        if self._stopping:
+            raise RPCError(Faults.SHUTDOWN_STATE, "supervisord is shutting down")
         if self._queue is None:
             from coffee_team.db import open_database
             from coffee_team.queue import MessageQueue
@@ -447,6 +463,9 @@ def _state_name(state: int) -> str:
     return getProcessStateDescription(state) or str(state)
 
 
+_signal_wakeup = None  # this process's SignalWakeup dispatcher, replaced at each (re)load
+
+
 def _wake_on_signals() -> None:
     """Make a SIGCHLD end supervisord's poll() at once.
 
@@ -454,16 +473,21 @@ def _wake_on_signals() -> None:
     (PEP 475 retries the call), so a death whose pipes closed just before the child became a
     zombie is reaped up to a second late. Python's wakeup fd turns every signal into a byte on
     a pipe whose read end sits in supervisord's socket map, so poll() returns and it reaps.
+    A reload (SIGHUP) closes our descriptors and builds the interfaces again: the stale
+    dispatcher is dropped from the map (only if the slot is still ours) and a new pipe made.
     """
+    global _signal_wakeup
     from supervisor.medusa import asyncore_25 as asyncore
 
-    if signal.set_wakeup_fd(-1) != -1:  # someone else uses it: leave it alone
-        return
+    stale = _signal_wakeup
+    if stale is not None and asyncore.socket_map.get(stale.fd) is stale:
+        del asyncore.socket_map[stale.fd]
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
-    signal.set_wakeup_fd(write_end)
 
     class SignalWakeup(asyncore.file_dispatcher):
+        fd = read_end
+
         def writable(self):
             return False
 
@@ -473,7 +497,8 @@ def _wake_on_signals() -> None:
             except OSError:
                 pass
 
-    SignalWakeup(read_end)
+    _signal_wakeup = SignalWakeup(read_end)
+    signal.set_wakeup_fd(write_end)
 
 
 def make_coffee_rpcinterface(supervisord, **config):

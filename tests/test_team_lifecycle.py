@@ -12,6 +12,7 @@ import time
 import psutil
 import pytest
 
+from coffee_team import client
 from tests.conftest import BIN, boot_supervisord, demo_agents, supervisord_pid, wait_until
 
 pytestmark = pytest.mark.slow
@@ -167,3 +168,28 @@ def test_graceful_stop_requeues_a_task_it_cannot_finish(project, tmp_path):
         assert took < 4, f"stop took {took:.1f}s (stopwaitsecs 4: it was killed, not graceful)"
         task = [t for t in q.list_tasks(limit=100) if t["id"] == task_id][0]
         assert task["status"] == "pending" and not task["claimed_by"]
+
+
+def test_reload_relaunches_the_team_and_requeue_still_works(running_team):
+    from coffee_team.queue import MessageQueue
+    for _ in range(2):
+        subprocess.run([str(BIN / "supervisorctl"), "-c", str(running_team.conf), "reload"],
+                       check=True, capture_output=True, timeout=30)
+
+        def answering():  # short timeouts: a call caught in the restart must not hang
+            proxy = client.endpoint_for(running_team.team).proxy(timeout=2)
+            try:
+                return proxy.supervisor.getState()["statename"] == "RUNNING"
+            except Exception:
+                return False
+        wait_until(answering, 30, 0.1, "supervisord to come back from reload")
+        running_team.wait_states("RUNNING", timeout=40)  # the watchdog relaunched the team
+    assert running_team.rpc().coffee.getAPIVersion()
+    pid = agent_pids(running_team)["code_developer"]
+    with MessageQueue.from_team(running_team.team) as q:
+        q.send("cli", "code_developer", "implement_priority")
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not q.list_tasks(status="in_progress", agent="code_developer"), 10,
+                   0.02, "the dead agent's work to be requeued")
+    log = (running_team.root / "data" / "logs" / "supervisord.log").read_text()
+    assert "Traceback" not in log and "coffee: requeue" not in log
