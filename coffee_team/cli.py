@@ -244,13 +244,12 @@ def _team_status(ctx: Context) -> dict:
 
 def _restart_extras(ctx: Context) -> dict:
     from .queue import MessageQueue
+    from .status import restart_columns
     try:
         with MessageQueue.from_team(ctx.team) as queue:
-            states = queue.restart_states(ctx.team.names)
+            return restart_columns(queue.restart_states(ctx.team.names))
     except Exception:  # status must still show supervisor's view without the database
         return {}
-    return {name: {"restarts": int(s["attempts"] or 0), "given_up": bool(s["given_up"])}
-            for name, s in states.items()}
 
 
 def _print_status(ctx: Context, as_json: bool) -> None:

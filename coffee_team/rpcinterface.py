@@ -238,11 +238,8 @@ class CoffeeNamespaceRPCInterface:
         return data
 
     def _extras(self, now: float) -> dict[str, dict[str, Any]]:
-        states = self._queue_().restart_states(self.team.names)
-        return {name: {"restarts": int(state["attempts"] or 0),
-                       "given_up": bool(state["given_up"]),
-                       "next_restart_at": state["next_restart_at"]}
-                for name, state in states.items()}
+        from coffee_team.status import restart_columns
+        return restart_columns(self._queue_().restart_states(self.team.names))
 
     @_rpc
     def sendMessage(self, sender, recipient, type, content, priority=5, dedupe_key=""):

@@ -53,6 +53,13 @@ def read_heartbeat(team: Team, name: str) -> dict[str, Any]:
         return {}
 
 
+def restart_columns(states: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The watchdog's restart bookkeeping as status columns, from ``queue.restart_states()``."""
+    return {name: {"restarts": int(state["attempts"] or 0), "given_up": bool(state["given_up"]),
+                   "next_restart_at": state["next_restart_at"]}
+            for name, state in states.items()}
+
+
 def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
             extra: dict[str, dict[str, Any]] | None = None, now: float | None = None) -> dict:
     """Build the ``status --json`` object from ``supervisor.getAllProcessInfo()``."""
