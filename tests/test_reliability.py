@@ -50,7 +50,9 @@ def assert_no_crash(project):
 
 def test_write_lock_held_by_another_process_delays_but_loses_nothing(project, tmp_path,
                                                                   reliability):
-    workers = recording_team(project, tmp_path, work_seconds=0.2)
+    # A write can wait out the 5 s busy timeout between heartbeats; only a heartbeat silent
+    # past 2 × stale_after counts as hung, so keep that above the wait (production: 300 s).
+    workers = recording_team(project, tmp_path, work_seconds=0.2, heartbeat_stale_after=10)
     boot_supervisord(project)
     project.wait_states("RUNNING", timeout=40)
     with MessageQueue.from_team(project.team) as q:
