@@ -257,7 +257,7 @@ def role(p: psutil.Process) -> str:
     cmd = " ".join(argv)
     if any(os.path.basename(a) == "supervisord" for a in argv[:2]):
         return "supervisord"
-    if "eventlisteners.watchdog" in cmd:
+    if "coffee_team.watchdog.listener" in cmd:
         return "watchdog"
     if "agent run" in cmd:
         return "agent"

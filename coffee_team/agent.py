@@ -16,7 +16,8 @@ import time
 from typing import Any
 
 from . import handlers
-from .handlers import HandlerContext, HandlerError, Interrupted
+from .errors import AgentAlreadyRunningError, HandlerError, QueueError, TeamError
+from .handlers import HandlerContext, Interrupted
 from .layout import atomic_write_private, ensure_data_dirs
 from .singleton import AgentLock, ParentWatch, PgAgentLock, die_with_parent
 from .team import AgentSpec, Team
@@ -170,7 +171,6 @@ class Agent:
         return [{"priority": 5, **msg, "sender": self.name} for msg in sends]
 
     def _send_follow_ups(self, sends: list[dict]) -> None:
-        from .queue import QueueError
         try:
             self.durable(self.queue.send_many, self._messages(sends))
         except QueueError as exc:  # a bad follow-up is the handler's bug: log it, carry on
@@ -178,7 +178,6 @@ class Agent:
 
     def _complete(self, task_id: int, result: Any, sends: list[dict]) -> None:
         """Mark done and enqueue the follow-ups in one transaction (never sent twice)."""
-        from .queue import QueueError
         try:
             self.durable(self.queue.mark_completed, task_id, result,
                          follow_ups=self._messages(sends))
@@ -320,8 +319,7 @@ def main(team_path: str, name: str) -> int:
     User errors are one line on stderr: exit 2 for a bad team file or name, 1 if the agent
     already runs.
     """
-    from .singleton import AgentAlreadyRunningError
-    from .team import TeamError, load_team
+    from .team import load_team
     try:
         team = load_team(team_path)
         team.agent(name)

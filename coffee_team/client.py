@@ -13,11 +13,8 @@ import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import SupervisorDown
 from .team import Team
-
-
-class SupervisorDown(Exception):
-    """supervisord does not answer at the URL we tried."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import subprocess
 from typing import Callable
 
 from . import client, layout
-from .team import Team, TeamError, load_team
+from .errors import TeamError
+from .team import Team, load_team
 
 Check = tuple[bool, str, str]
 

@@ -16,11 +16,8 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .errors import HandlerError
 from .singleton import die_with_parent
-
-
-class HandlerError(Exception):
-    """The handler failed; ``str()`` is stored as the task's error."""
 
 
 class Interrupted(BaseException):

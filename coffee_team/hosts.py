@@ -13,7 +13,8 @@ from typing import Any, Iterable
 
 from . import client
 from .schema import Invalid, host_url
-from .team import HostSpec, TeamError
+from .errors import TeamError
+from .team import HostSpec
 
 DEFAULT_TIMEOUT = 5.0
 

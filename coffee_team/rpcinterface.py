@@ -163,7 +163,7 @@ class CoffeeNamespaceRPCInterface:
         if self._stopping:
             raise RPCError(Faults.SHUTDOWN_STATE, "supervisord is shutting down")
         if self._queue is None:
-            from coffee_team.db import open_database
+            from coffee_team.queue.db import open_database
             from coffee_team.queue import MessageQueue
             team = self.team
             database = open_database(team.database_url, busy_timeout_ms=BUSY_TIMEOUT_MS)
@@ -175,7 +175,7 @@ class CoffeeNamespaceRPCInterface:
         return self._queue
 
     def _fault(self, method: str, exc: Exception) -> RPCError:
-        from coffee_team.journal import ContentError
+        from coffee_team.errors import ContentError
         from coffee_team.queue import QueueFullError, UnroutableError
         if isinstance(exc, UnroutableError):
             return RPCError(Faults.BAD_NAME, str(exc))
@@ -301,7 +301,7 @@ class CoffeeNamespaceRPCInterface:
                               agent (the recipient), limit (1-1000, default 100)
         @return array tasks   An array of task structs
         """
-        from coffee_team.models import TASK_STATUSES
+        from coffee_team.queue.models import TASK_STATUSES
         if not isinstance(filter, dict):
             raise RPCError(Faults.BAD_ARGUMENTS, f"filter must be a struct, got {kind_of(filter)}")
         unknown = sorted(set(filter) - {"status", "agent", "limit"})

@@ -12,11 +12,9 @@ import signal
 import time
 from pathlib import Path
 
+from .errors import AgentAlreadyRunningError
+
 PR_SET_PDEATHSIG = 1
-
-
-class AgentAlreadyRunningError(Exception):
-    """Another process holds this agent's lock; ``str()`` names its PID and start time."""
 
 
 class AgentLock:
@@ -116,7 +114,7 @@ class PgAgentLock:
     def _connect(self):
         import socket
 
-        from .db import open_database, pg_connect
+        from .queue.db import open_database, pg_connect
         app = f"coffee-team {self.name} pid {os.getpid()} on {socket.gethostname()}"
         conn = pg_connect(open_database(self.url), application_name=app[:63], **self.KEEPALIVE)
         conn.autocommit = True
@@ -180,7 +178,7 @@ class PgAgentLock:
         import select
         try:
             if select.select([self.conn], [], [], 0)[0]:
-                from .wake import pg_poll
+                from .queue.wake import pg_poll
                 pg_poll(self.conn)  # raises once the server closed the connection
             return not self.conn.closed
         except Exception:

@@ -17,10 +17,7 @@ import yaml
 from .schema import (AGENT_FIELDS, AGENT_NAME, HOST_FIELDS, HTTP_FIELDS, PG_SCHEMES, TEAM_FIELDS,
                      Invalid, describe, is_loopback)
 from .schema import INI_COMMENT  # noqa: F401  (re-exported for callers of team.py)
-
-class TeamError(Exception):
-    """A user error in the team file; ``str()`` is the one line to show."""
-
+from .errors import TeamError
 
 @dataclass(frozen=True)
 class HttpSettings:

@@ -14,8 +14,8 @@ from supervisor import events as sv_events
 from supervisor.process import EventListenerPool
 from supervisor.xmlrpc import Faults, getFaultDescription
 
-from eventlisteners.health import Usage
-from eventlisteners.protocol import Event, ListenerProtocol
+from coffee_team.watchdog.health import Usage
+from coffee_team.watchdog.protocol import Event, ListenerProtocol
 
 T0 = 1_700_000_000.0
 

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from coffee_team import layout
-from coffee_team.handlers import CommandRunner, HandlerContext, HandlerError, Interrupted, time_limit
+from coffee_team.errors import HandlerError
+from coffee_team.handlers import CommandRunner, HandlerContext, Interrupted, time_limit
 from tests.conftest import Project, demo_agents
 
 ECHO = [sys.executable, "-c",

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from coffee_team import confgen
-from coffee_team.team import TeamError, load_team, parse_team
+from coffee_team.errors import TeamError
+from coffee_team.team import load_team, parse_team
 from supervisor.xmlrpc import SupervisorTransport
 from tests.conftest import BIN, FAST_TEAM, Project, _shutdown, boot_supervisord, demo_agents
 

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import yaml
 
-from coffee_team.db import DatabaseUrlError, open_database
+from coffee_team.errors import DatabaseUrlError, QueueError, TeamError
+from coffee_team.queue.db import open_database
 from coffee_team.hosts import parse_hosts_option
-from coffee_team.journal import QueueError
-from coffee_team.team import TeamError, parse_team
+from coffee_team.team import parse_team
 from tests.conftest import BIN, Project, _shutdown, boot_supervisord, wait_until
 
 PG_URL = os.environ.get("COFFEE_TEST_PG_URL")
@@ -172,7 +172,8 @@ def test_queue_and_listener_reconnect_after_connection_loss(pg_db):
 
 @needs_pg
 def test_advisory_lock_is_single_across_connections_and_retaken(pg_db):
-    from coffee_team.singleton import AgentAlreadyRunningError, PgAgentLock
+    from coffee_team.errors import AgentAlreadyRunningError
+    from coffee_team.singleton import PgAgentLock
     url, name = pg_db
     taken = []
     first = PgAgentLock(url, "lock_probe", on_taken=taken.append).acquire()

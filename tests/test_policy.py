@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlisteners.policy import (
+from coffee_team.watchdog.policy import (
     Decision,
     RestartPolicy,
     RestartState,
@@ -448,7 +448,7 @@ def test_heartbeat_status_only_worsens_with_age(last_heartbeat, extra_age, stale
 
 
 def test_max_delay_caps_the_exponential_schedule():
-    from eventlisteners import policy
+    from coffee_team.watchdog import policy
     policy_ = policy.RestartPolicy(base_delay=1.0, max_attempts=10, reset_after=600.0,
                                    max_delay=5.0)
     state, delays = policy.RestartState(), []

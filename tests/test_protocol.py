@@ -15,7 +15,7 @@ from supervisor import events
 from supervisor.process import EventListenerPool
 from supervisor.states import ProcessStates
 
-from eventlisteners.protocol import MAX_HEADER_LINE, Event, ListenerProtocol, MalformedEvent
+from coffee_team.watchdog.protocol import MAX_HEADER_LINE, Event, ListenerProtocol, MalformedEvent
 
 QUICK = 1.0  # generous upper bound for "returned promptly" on a loaded CI machine
 

@@ -3,7 +3,7 @@ import os
 import shutil
 import tempfile
 
-from coffee_team.db import open_database
+from coffee_team.queue.db import open_database
 from tests.queue_contract import QueueContract
 
 

@@ -2,7 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coffee_team.routing import BROADCAST, RoutingError, resolve_recipients
+from coffee_team.errors import RoutingError
+from coffee_team.queue.routing import BROADCAST, resolve_recipients
 
 AGENTS = ("architect", "code_developer", "reviewer")
 HANDLES = {"architect": ("design",), "code_developer": ("implement", "fix"),

@@ -417,8 +417,8 @@ def test_readme_automation_example_runs(team):
 
 
 def test_status_falls_back_to_supervisor_when_coffee_is_missing(team, monkeypatch):
-    from coffee_team import cli
-    ctx = cli.Context(str(team.team_file), None)
+    from coffee_team.cli import base, lifecycle
+    ctx = base.Context(str(team.team_file), None)
     real = ctx.rpc
     calls = []
 
@@ -429,7 +429,7 @@ def test_status_falls_back_to_supervisor_when_coffee_is_missing(team, monkeypatc
         return real(method, *args, **kwargs)
 
     monkeypatch.setattr(ctx, "rpc", old_supervisord)
-    data = cli._team_status(ctx)
+    data = lifecycle._team_status(ctx)
     assert calls[0] == "coffee.getTeamStatus" and "supervisor.getAllProcessInfo" in calls
     assert "now" not in data and data["agents_total"] == len(team.team.names)
     assert all("restarts" in a and "given_up" in a for a in data["agents"])

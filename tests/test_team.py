@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coffee_team.team import AgentSpec, HttpSettings, Team, TeamError, TeamSettings, load_team, \
-    parse_team
+from coffee_team.errors import TeamError
+from coffee_team.team import AgentSpec, HttpSettings, Team, TeamSettings, load_team, parse_team
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "data" / "team.yaml"

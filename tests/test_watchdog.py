@@ -20,10 +20,10 @@ from supervisor.xmlrpc import Faults
 
 from coffee_team.queue import MessageQueue
 from coffee_team.team import parse_team
-from eventlisteners import watchdog as watchdog_module
-from eventlisteners.health import Usage
-from eventlisteners.protocol import ListenerProtocol
-from eventlisteners.watchdog import Watchdog
+from coffee_team.watchdog import listener as watchdog_module
+from coffee_team.watchdog.health import Usage
+from coffee_team.watchdog.protocol import ListenerProtocol
+from coffee_team.watchdog.listener import Watchdog
 from tests import fakes
 from tests.fakes import FakeClock, FakeSampler, FakeSupervisor
 

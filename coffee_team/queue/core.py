@@ -6,7 +6,7 @@ never get the same task.  Priorities are ints 0..9, lower is more urgent;
 equal priorities are served first-in first-out.  Backpressure reads the
 per-recipient counter in models.QueueDepth, kept in the same transactions.
 
-Idle agents block in ``wait()`` on a unix datagram socket (coffee_team.wake)
+Idle agents block in ``wait()`` on a unix datagram socket (coffee_team.queue.wake)
 that ``send()`` pokes after commit, so hand-over takes milliseconds without
 polling.  On PostgreSQL they LISTEN instead and every write transaction that
 adds pending work NOTIFYs the recipients' channels (delivered at commit), so
@@ -24,29 +24,18 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import peewee
 
-from coffee_team.db import backend_for, is_postgres, migrate, open_database, pg_connect
-from coffee_team.journal import ContentError, JournalMixin, QueueError, ReportingMixin
-from coffee_team.routing import RoutingError, resolve_recipients
-from coffee_team.wake import PgWake, WakeSockets, drain
-
-__all__ = [
-    "MessageQueue", "ClaimedTask", "QueueError", "QueueFullError",
-    "ContentError", "UnroutableError",
-]
+from coffee_team.queue.db import backend_for, is_postgres, migrate, open_database, pg_connect
+from coffee_team.errors import ContentError, QueueError, QueueFullError, RoutingError, UnroutableError
+from coffee_team.queue.journal import JournalMixin
+from coffee_team.queue.reporting import ReportingMixin
+from coffee_team.queue.routing import resolve_recipients
+from coffee_team.queue.wake import PgWake, WakeSockets, drain
 
 MAX_CONTENT_BYTES = 1024 * 1024
 MAX_NAME_CHARS = 100
 MAX_DEDUPE_KEY_CHARS = 200
 PRIORITY_RANGE = range(0, 10)
 _INSERT_CHUNK_ROWS = 500  # 7 params/row stays far below SQLite's 32766 limit
-
-
-class QueueFullError(QueueError):
-    """A recipient already has max_queue_size pending tasks (backpressure)."""
-
-
-class UnroutableError(QueueError, RoutingError):
-    """No (known) agent can receive the task."""
 
 
 @dataclass(frozen=True)

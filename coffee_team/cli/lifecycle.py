@@ -1,5 +1,4 @@
-"""``coffee-team``: thin commands over the library. User errors are one line and a non-zero exit:
-2 for a bad team file, 3 when supervisord is not running, 1 otherwise."""
+"""Lifecycle commands: gen-config, start, stop, restart, status, logs, doctor, agent run."""
 from __future__ import annotations
 
 import json
@@ -7,73 +6,9 @@ import time
 
 import click
 
-from . import client, layout
-from .client import SupervisorDown
-from .team import Team, TeamError, load_team
-
-
-class UserError(click.ClickException):
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class Context:
-    def __init__(self, team_path: str, conf: str | None):
-        self.team_path = team_path
-        self.conf = conf
-        self._team: Team | None = None
-
-    @property
-    def team(self) -> Team:
-        if self._team is None:
-            try:
-                self._team = load_team(self.team_path)
-            except TeamError as exc:
-                raise UserError(str(exc), exit_code=2) from None
-        return self._team
-
-    @property
-    def endpoint(self) -> client.Endpoint:
-        try:
-            return client.endpoint_for(self.team, self.conf)
-        except SupervisorDown as exc:
-            raise UserError(str(exc), exit_code=3) from None
-
-    def rpc(self, method: str, *args, timeout: float | None = 30.0):
-        try:
-            return client.call(self.endpoint, method, *args, timeout=timeout)
-        except SupervisorDown as exc:
-            raise UserError(f"{exc}; start the team with `coffee-team start`",
-                            exit_code=3) from None
-
-
-pass_ctx = click.make_pass_decorator(Context)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--team", "team_path", default="data/team.yaml", envvar="COFFEE_TEAM",
-              show_default=True, help="Team file (its directory's parent is the project root).")
-@click.option("-c", "--conf", default=None, help="supervisord config to reach the server by.")
-@click.pass_context
-def main(ctx: click.Context, team_path: str, conf: str | None) -> None:
-    """Run a team of AI agents as supervised processes."""
-    ctx.obj = Context(team_path, conf)
-
-
-def parse_agents(team: Team, agents: str | None) -> tuple[str, ...]:
-    if not agents:
-        return ()
-    names = tuple(a.strip() for a in agents.split(",") if a.strip())
-    unknown = [n for n in names if n not in team.names]
-    if unknown:
-        raise UserError(f"unknown agent(s) {', '.join(unknown)} (known: {', '.join(team.names)})",
-                        exit_code=2)
-    return names
-
-
-def echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+from .. import client, layout
+from ..errors import SupervisorDown, TeamError
+from .base import Context, UserError, echo_json, main, parse_agents, pass_ctx
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -123,7 +58,7 @@ def wait_running(ctx: Context, names: tuple[str, ...], timeout: float) -> list[d
 
 def forget_restarts(ctx: Context, names: tuple[str, ...], give_ups: bool) -> None:
     """A human start/restart clears a give-up; a human stop cancels a pending backoff restart."""
-    from .queue import MessageQueue
+    from ..queue import MessageQueue
     with MessageQueue.from_team(ctx.team) as queue:
         for name in names:
             if give_ups:
@@ -227,7 +162,7 @@ def _team_status(ctx: Context) -> dict:
     """coffee.getTeamStatus when supervisord serves it; otherwise supervisor.* + the queue."""
     import xmlrpc.client
 
-    from . import status
+    from .. import status
     try:
         data = ctx.rpc("coffee.getTeamStatus")
     except xmlrpc.client.Fault as exc:
@@ -243,8 +178,8 @@ def _team_status(ctx: Context) -> dict:
 
 
 def _restart_extras(ctx: Context) -> dict:
-    from .queue import MessageQueue
-    from .status import restart_columns
+    from ..queue import MessageQueue
+    from ..status import restart_columns
     try:
         with MessageQueue.from_team(ctx.team) as queue:
             return restart_columns(queue.restart_states(ctx.team.names))
@@ -253,7 +188,7 @@ def _restart_extras(ctx: Context) -> dict:
 
 
 def _print_status(ctx: Context, as_json: bool) -> None:
-    from . import status
+    from .. import status
     data = _team_status(ctx)
     if as_json:
         echo_json(data)
@@ -276,12 +211,12 @@ def _print_status(ctx: Context, as_json: bool) -> None:
 def status_cmd(ctx: Context, as_json: bool, watch: bool, interval: float,
                hosts_option: str | None, timeout: float) -> None:
     """Show every agent's state, PID, uptime, CPU, RAM, heartbeat, restarts and give-ups."""
-    from . import status
+    from .. import status
     host_list = _status_hosts(ctx, hosts_option)
     if not host_list:
         render, fetch = status.render, lambda: _team_status(ctx)
     else:
-        from . import hosts
+        from .. import hosts
         render = hosts.render
 
         def fetch():
@@ -312,7 +247,7 @@ def status_cmd(ctx: Context, as_json: bool, watch: bool, interval: float,
 
 def _status_hosts(ctx: Context, hosts_option: str | None):
     """Hosts for a multi-host status: --hosts, else the team file's hosts: (if it has one)."""
-    from . import hosts
+    from .. import hosts
     if hosts_option:
         try:
             return hosts.parse_hosts_option(hosts_option)
@@ -369,7 +304,7 @@ def logs(ctx: Context, agent: str, follow: bool, length: int, interval: float,
 @pass_ctx
 def doctor(ctx: Context) -> None:
     """Run the startup checks; one line per check, exit 1 on any failure."""
-    from .doctor import run_checks
+    from ..doctor import run_checks
     results = run_checks(ctx.team_path, ctx.conf)
     for ok, name, detail in results:
         click.echo(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
@@ -389,7 +324,10 @@ def agent() -> None:
 @pass_ctx
 def agent_run(ctx: Context, name: str) -> None:
     """Run agent NAME in the foreground (the program command of each agent)."""
-    from .agent import main as agent_main
-    raise SystemExit(agent_main(ctx.team_path, name))
+    import os
+    import sys
+    # The same process supervisord runs (python -m coffee_team ... agent run), without the
+    # CLI in memory: the agent runtime is its own layer.
+    argv = [sys.executable, "-m", "coffee_team", "--team", ctx.team_path, "agent", "run", name]
+    os.execv(sys.executable, argv)
 
-from . import cli_data  # noqa: E402,F401  (registers the data commands on main)

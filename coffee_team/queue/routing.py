@@ -4,12 +4,10 @@ from __future__ import annotations
 import re
 from typing import Mapping, Optional, Sequence
 
+from coffee_team.errors import RoutingError
+
 BROADCAST = "all"
 AGENT_NAME_RE = re.compile(r"[a-z0-9_-]+")
-
-
-class RoutingError(ValueError):
-    """A task cannot be routed; the message is one line meant for the user."""
 
 
 def resolve_recipients(

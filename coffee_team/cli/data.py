@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 import click
 
-from .cli import Context, UserError, echo_json, main, pass_ctx
-from .status import human_duration
+from ..status import human_duration
+from .base import Context, UserError, echo_json, main, pass_ctx
 
 LIFECYCLE_KINDS = ("launched", "running", "exited", "crash", "restart_scheduled", "restarted",
                    "given_up", "backoff", "stopped", "start_failed", "stale", "missing", "hung",
@@ -21,7 +21,7 @@ def open_queue(ctx: Context, create: bool = False):
     """The team's queue; reading commands refuse to invent an empty database."""
     from pathlib import Path
 
-    from .queue import MessageQueue, QueueError
+    from ..queue import MessageQueue, QueueError
     url = ctx.team.database_url
     if not create and "://" not in url and not Path(url).exists():
         raise UserError(f"{url}: database not found (it is created when the team starts: "
@@ -251,7 +251,7 @@ def history(ctx: Context, agent: str | None, limit: int, as_json: bool) -> None:
 @pass_ctx
 def trace(ctx: Context, out_path: str, fmt: str, limit: int) -> None:
     """Write the team's timeline: agent lifetimes, restarts, tasks and their durations."""
-    from . import tracing
+    from .. import tracing
     with open_queue(ctx) as q:
         events = q.events(limit=10**7)
         tasks = q.list_tasks(limit=limit)

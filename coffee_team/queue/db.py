@@ -18,8 +18,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 
-from coffee_team.journal import QueueError
-from coffee_team.models import ALL_MODELS, SCHEMA_VERSION
+from coffee_team.errors import DatabaseUrlError, QueueError, SchemaTooNew
+from coffee_team.queue.models import ALL_MODELS, SCHEMA_VERSION
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 DEFAULT_CACHE_SIZE_KIB = 16 * 1024
@@ -28,10 +28,6 @@ DEFAULT_CACHE_SIZE_KIB = 16 * 1024
 _BIND_LOCK = threading.Lock()
 # Arbitrary but stable key for pg_advisory_xact_lock during migrations.
 _PG_MIGRATE_LOCK_KEY = zlib.crc32(b"coffee-team:migrate")
-
-
-class DatabaseUrlError(QueueError, ValueError):
-    """The database URL or path cannot be used; one-line message."""
 
 
 def open_database(
@@ -167,10 +163,6 @@ def migrate(db: peewee.Database) -> int:
                         (SCHEMA_VERSION, time.time()),
                     )
     return SCHEMA_VERSION
-
-
-class SchemaTooNew(QueueError):
-    """The database was written by a newer coffee-team; refuse rather than corrupt it."""
 
 
 def _is_current(tables: list[str], db: peewee.Database) -> bool:

@@ -1,0 +1,77 @@
+"""The ``coffee-team`` group, its context and the helpers every command shares.
+
+Commands are thin over the library. User errors are one line and a non-zero exit: 2 for bad
+input or a bad team file, 3 when supervisord is not running, 1 otherwise."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from .. import client
+from ..errors import SupervisorDown, TeamError
+from ..team import Team, load_team
+
+
+class UserError(click.ClickException):
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Context:
+    def __init__(self, team_path: str, conf: str | None):
+        self.team_path = team_path
+        self.conf = conf
+        self._team: Team | None = None
+
+    @property
+    def team(self) -> Team:
+        if self._team is None:
+            try:
+                self._team = load_team(self.team_path)
+            except TeamError as exc:
+                raise UserError(str(exc), exit_code=2) from None
+        return self._team
+
+    @property
+    def endpoint(self) -> client.Endpoint:
+        try:
+            return client.endpoint_for(self.team, self.conf)
+        except SupervisorDown as exc:
+            raise UserError(str(exc), exit_code=3) from None
+
+    def rpc(self, method: str, *args, timeout: float | None = 30.0):
+        try:
+            return client.call(self.endpoint, method, *args, timeout=timeout)
+        except SupervisorDown as exc:
+            raise UserError(f"{exc}; start the team with `coffee-team start`",
+                            exit_code=3) from None
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--team", "team_path", default="data/team.yaml", envvar="COFFEE_TEAM",
+              show_default=True, help="Team file (its directory's parent is the project root).")
+@click.option("-c", "--conf", default=None, help="supervisord config to reach the server by.")
+@click.pass_context
+def main(ctx: click.Context, team_path: str, conf: str | None) -> None:
+    """Run a team of AI agents as supervised processes."""
+    ctx.obj = Context(team_path, conf)
+
+
+def parse_agents(team: Team, agents: str | None) -> tuple[str, ...]:
+    if not agents:
+        return ()
+    names = tuple(a.strip() for a in agents.split(",") if a.strip())
+    unknown = [n for n in names if n not in team.names]
+    if unknown:
+        raise UserError(f"unknown agent(s) {', '.join(unknown)} (known: {', '.join(team.names)})",
+                        exit_code=2)
+    return names
+
+
+def echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))

@@ -1,0 +1,55 @@
+"""Every error a user can cause, in one place (as huey's ``exceptions.py``).
+
+Each one's ``str()`` is one line meant for the person who caused it: what went wrong, where,
+and how to fix it. Callers at the edges (CLI, XML-RPC, the agent's main) turn a
+``CoffeeError`` into an exit code or a fault and never show a traceback for one.
+"""
+from __future__ import annotations
+
+
+class CoffeeError(Exception):
+    """Base of every coffee-team error meant for a person; ``str()`` is one line."""
+
+
+class TeamError(CoffeeError):
+    """A user error in the team file."""
+
+
+class SupervisorDown(CoffeeError):
+    """supervisord does not answer at the URL we tried."""
+
+
+class AgentAlreadyRunningError(CoffeeError):
+    """Another process holds this agent's lock; ``str()`` names its PID and start time."""
+
+
+class HandlerError(CoffeeError):
+    """The handler failed; ``str()`` is stored as the task's error."""
+
+
+class QueueError(CoffeeError):
+    """Base of every user-facing queue error."""
+
+
+class ContentError(QueueError):
+    """A task, result or notification is malformed; nothing was written."""
+
+
+class QueueFullError(QueueError):
+    """A recipient already has max_queue_size pending tasks (backpressure)."""
+
+
+class RoutingError(QueueError, ValueError):
+    """A task cannot be routed."""
+
+
+class UnroutableError(RoutingError):
+    """No (known) agent can receive the task."""
+
+
+class DatabaseUrlError(QueueError, ValueError):
+    """The database URL or path cannot be used."""
+
+
+class SchemaTooNew(QueueError):
+    """The database was written by a newer coffee-team; refuse rather than corrupt it."""

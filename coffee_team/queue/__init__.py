@@ -1,0 +1,15 @@
+"""The queue database: the only package that writes SQL or names a database driver.
+
+``core`` moves tasks (send, claim, complete, requeue, wait), ``journal`` keeps events,
+notifications and restart state, ``reporting`` reads listings and stats, ``routing`` resolves
+recipients, ``wake`` wakes idle agents, ``db`` opens a database and holds every dialect
+difference, ``models`` declares the schema.
+"""
+from coffee_team.errors import (ContentError, QueueError, QueueFullError, RoutingError,
+                                UnroutableError)
+from coffee_team.queue.core import MAX_CONTENT_BYTES, ClaimedTask, MessageQueue
+
+__all__ = [
+    "MessageQueue", "ClaimedTask", "QueueError", "QueueFullError", "ContentError",
+    "RoutingError", "UnroutableError", "MAX_CONTENT_BYTES",
+]

@@ -1,0 +1,356 @@
+"""The watchdog event listener: ``[eventlistener:watchdog]`` in the generated config.
+
+- launches the team in priority order when supervisord reaches RUNNING (supervisor alone would
+  spawn every program in the same millisecond);
+- restarts crashed agents after ``restart_backoff × 2ⁿ`` and gives up after
+  ``max_restart_attempts`` with one silent CRITICAL notification (supervisor alone respawns
+  instantly forever);
+- requeues a dead agent's tasks at once; checks heartbeats and CPU/RSS of each process tree.
+
+Restart state lives in the database, so killing the listener or supervisord keeps pending
+backoffs and counts. stdin/stdout/the RPC proxy/the queue are injected (superlance style);
+logging goes to stderr only, because stdout is the protocol. The listener never stops itself.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from dataclasses import replace
+from typing import Any, Callable
+
+from coffee_team.watchdog import policy
+from coffee_team.watchdog.health import TreeSampler, read_heartbeat
+from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEvent
+
+LAUNCH_POLL = 0.05     # seconds between state checks while a priority group starts
+MAX_IDLE_WAIT = 1.0    # wake at least this often so a due restart is at most ~1 s late
+CLEANUP_EVERY = 3600.0  # seconds between removals of finished tasks older than the retention
+GONE = ("EXITED", "STOPPED", "FATAL", "BACKOFF")
+
+
+class Watchdog:
+    def __init__(self, team, protocol: ListenerProtocol, rpc: Any, queue: Any,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep,
+                 launch_only: tuple[str, ...] = ()):
+        self.team = team
+        self.protocol = protocol
+        self.rpc = rpc
+        self.queue = queue
+        self.clock = clock
+        self.sleep = sleep
+        self.launch_only = launch_only
+        s = team.settings
+        self.policy = policy.RestartPolicy(base_delay=s.restart_backoff,
+                                           max_attempts=s.max_restart_attempts,
+                                           reset_after=s.restart_reset_after,
+                                           max_delay=s.restart_backoff_max)
+        self.names = set(team.names)
+        self.sampler = TreeSampler()
+        self.heartbeat_seen: dict[str, str] = {}
+        self.over_limit: dict[str, int] = {}
+        self.memory_restart: set[str] = set()
+        self.next_health_check = clock() + s.health_check_interval
+        self.next_cleanup = clock()
+
+    def log(self, message: str) -> None:
+        self.protocol.log(message)
+
+    # --- restart state (the database is the source of truth) ------------------------------
+    def state(self, name: str) -> policy.RestartState:
+        return policy.RestartState.from_dict(self.queue.restart_state(name))
+
+    def states(self) -> dict[str, policy.RestartState]:
+        """Every agent's restart state in one query (the timers read it every second)."""
+        return {name: policy.RestartState.from_dict(row)
+                for name, row in self.queue.restart_states(sorted(self.names)).items()}
+
+    def save(self, name: str, state: policy.RestartState) -> None:
+        self.queue.save_restart_state(name, **state.to_dict())
+
+    def event(self, name: str | None, kind: str, **detail: Any) -> None:
+        self.queue.record_event(name, kind, **detail)
+
+    # --- launch ----------------------------------------------------------------------------
+    def launch_team(self) -> list[list[str]]:
+        """Start agents group by group: a group starts once the previous one is RUNNING.
+
+        Given-up agents and agents waiting for a backoff restart are left to those paths.
+        """
+        states = self.states()
+        wanted = [a for a in self.team.agents
+                  if (not self.launch_only or a.name in self.launch_only)
+                  and not states[a.name].given_up and states[a.name].next_restart_at is None]
+        groups = policy.launch_groups({a.name: a.priority for a in wanted})
+        for group in groups:
+            for name in group:
+                self._start(name, "launched")
+            self._wait_running(group)
+        return groups
+
+    def _start(self, name: str, kind: str, **detail: Any) -> bool:
+        """startProcess(name, wait=False). False only for a failure worth retrying later."""
+        try:
+            self.rpc.supervisor.startProcess(name, False)
+        except Exception as exc:  # ALREADY_STARTED, SPAWN_ERROR…: log and carry on with the team
+            self.log(f"start {name} failed: {exc}")
+            self.event(name, "start_failed", error=str(exc))
+            return any(final in str(exc) for final in ("ALREADY_STARTED", "BAD_NAME"))
+        self.log(f"{kind} {name}")
+        self.event(name, kind, **detail)
+        return True
+
+    def _wait_running(self, group: list[str]) -> None:
+        deadline = self.clock() + self.team.settings.start_seconds + 15
+        pending = set(group)
+        while pending and self.clock() < deadline:
+            for name in sorted(pending):
+                try:
+                    state = self.rpc.supervisor.getProcessInfo(name)["statename"]
+                except Exception as exc:  # e.g. BAD_NAME: team file changed without a reload
+                    self.log(f"launch: cannot read the state of {name}: {exc}")
+                    state = "UNKNOWN"
+                if state in ("RUNNING", "FATAL", "EXITED", "STOPPED", "UNKNOWN"):
+                    pending.discard(name)
+            if pending:
+                self.sleep(LAUNCH_POLL)
+        if pending:
+            self.log(f"launch: not RUNNING after the start window: {', '.join(sorted(pending))}")
+
+    # --- process state events --------------------------------------------------------------
+    def on_process_state(self, event: Event) -> None:
+        payload = event.payload_headers
+        name = payload.get("processname", "")
+        if name not in self.names or payload.get("groupname", name) != name:
+            return
+        new_state = event.eventname.removeprefix("PROCESS_STATE_")
+        now = self.clock()
+        if new_state == "RUNNING":
+            self.save(name, policy.on_running(self.state(name), now))
+            self.event(name, "running", pid=int(payload.get("pid", 0) or 0))
+            return
+        if new_state not in GONE:
+            return
+        if new_state != "BACKOFF":
+            self.requeue(name)
+        if new_state == "EXITED":
+            expected = payload.get("expected") == "1"
+            self.event(name, "exited", expected=expected, from_state=payload.get("from_state"),
+                       pid=int(payload.get("pid", 0) or 0))
+            if policy.is_crash(payload.get("from_state", ""), expected, False):
+                self.crashed(name, now, reason="exited unexpectedly")
+        elif new_state == "STOPPED":
+            self.event(name, "stopped")
+            self.after_stop(name, now)
+        elif new_state == "FATAL":
+            state, decision = policy.on_fatal(self.state(name), now, self.policy)
+            self.save(name, state)
+            if decision.kind == policy.GIVE_UP:
+                self.give_up(name, "could not start (supervisor FATAL: startretries exhausted)")
+        else:
+            self.event(name, "backoff")  # early exit: supervisor retries up to startretries
+
+    def requeue(self, name: str) -> None:
+        # A fresh instance requeues its own orphans at start; don't touch a live one's work.
+        try:
+            if self.rpc.supervisor.getProcessInfo(name)["statename"] in ("RUNNING", "STARTING"):
+                return
+            count = self.queue.requeue_agent(name)
+        except Exception as exc:  # the crash itself must still be handled; leases are the net
+            self.log(f"requeue of {name} failed: {type(exc).__name__}: {exc}")
+            return
+        if count:
+            self.log(f"requeued {count} task(s) of {name}")
+            self.event(name, "requeued", count=count)
+
+    def after_stop(self, name: str, now: float) -> None:
+        """A stop we asked for ourselves (hung agent, memory limit) continues here."""
+        if self.queue.restart_state(name).get("hang_restart"):
+            self.queue.save_restart_state(name, hang_restart=False)
+            self.crashed(name, now, reason="hung (heartbeat stopped)")
+        elif name in self.memory_restart:
+            self.memory_restart.discard(name)
+            self._start(name, "restarted", reason="memory_limit")
+
+    def crashed(self, name: str, now: float, reason: str) -> None:
+        state, decision = policy.on_exit(self.state(name), now, self.policy)
+        self.save(name, state)
+        self.event(name, "crash", reason=reason, attempt=decision.attempt)
+        if decision.kind == policy.RESTART:
+            self.log(f"{name} {reason}; restart {decision.attempt} in {decision.delay:g}s")
+            self.event(name, "restart_scheduled", delay=decision.delay, due_at=decision.due_at,
+                       attempt=decision.attempt)
+        elif decision.kind == policy.GIVE_UP:
+            self.give_up(name, f"{reason}; reached max restarts ({self.policy.max_attempts})")
+
+    def give_up(self, name: str, why: str) -> None:
+        self.log(f"🚨 {name} given up: {why}")
+        self.event(name, "given_up", reason=why)
+        self.queue.notify("CRITICAL", name, f"{name} given up", f"{name}: {why} - NOT restarting")
+        if name != "project_manager" and "project_manager" in self.names:
+            try:
+                self.queue.send("watchdog", "project_manager", "agent_failed",
+                                {"agent": name, "reason": why}, priority=1)
+            except Exception as exc:  # e.g. project_manager's queue is full: the notification stands
+                self.log(f"agent_failed message not sent: {exc}")
+
+    # --- timers ----------------------------------------------------------------------------
+    def restart_due(self) -> None:
+        now = self.clock()
+        states = self.states()
+        for name in policy.due_restarts(states, now):
+            due_at = states[name].next_restart_at
+            self.save(name, replace(states[name], next_restart_at=None))
+            if not self._start(name, "restarted", attempt=states[name].attempts,
+                               late_by=round(now - due_at, 3)):
+                # supervisord did not answer: try again shortly rather than leave it dead
+                self.save(name, replace(states[name], next_restart_at=now + MAX_IDLE_WAIT))
+
+    def seconds_to_next_timer(self) -> float:
+        now = self.clock()
+        states = self.states()
+        waits = [self.next_health_check - now, MAX_IDLE_WAIT]
+        restart = policy.next_wakeup(states, now)
+        if restart is not None:
+            waits.append(restart)
+        return max(0.0, min(waits))
+
+    def health_check(self) -> None:
+        now = self.clock()
+        self.next_health_check = now + self.team.settings.health_check_interval
+        infos = {i["name"]: i for i in self.rpc.supervisor.getAllProcessInfo()}
+        for spec in self.team.agents:
+            info = infos.get(spec.name)
+            if not info or info["statename"] != "RUNNING":
+                self.heartbeat_seen.pop(spec.name, None)
+                continue
+            self._check_heartbeat(spec, now)
+            self._check_resources(spec, info["pid"])
+
+    def _check_heartbeat(self, spec, now: float) -> None:
+        stale_after = self.team.settings.heartbeat_stale_after
+        last = read_heartbeat(self.team.status_dir, spec.name)
+        status = policy.heartbeat_status(last, now, stale_after)
+        previous = self.heartbeat_seen.get(spec.name)
+        self.heartbeat_seen[spec.name] = status
+        if policy.should_warn(previous, status):
+            if status == policy.MISSING:
+                self.queue.notify("WARNING", spec.name, f"❌ {spec.name} status file not found",
+                                  f"❌ {spec.name} status file not found")
+            else:
+                age = now - last
+                title = f"⚠️ {spec.name} heartbeat stale ({age:.0f}s old)"
+                self.queue.notify("WARNING", spec.name, title, title)
+            self.event(spec.name, status, age=None if last is None else round(now - last, 1))
+        if status == policy.HUNG and spec.restart_on_hang:
+            self.log(f"{spec.name} hung; stopping it to restart through the backoff path")
+            self.queue.save_restart_state(spec.name, hang_restart=True)
+            try:
+                self.rpc.supervisor.stopProcess(spec.name, False)
+            except Exception:
+                self.queue.save_restart_state(spec.name, hang_restart=False)
+                raise
+            self.heartbeat_seen.pop(spec.name, None)
+
+    def _check_resources(self, spec, pid: int) -> None:
+        usage = self.sampler.sample(pid)
+        if usage is None:
+            return
+        warnings, streak, restart = policy.resource_findings(
+            usage.cpu_percent, usage.rss_mb, cpu_threshold=spec.cpu_warn_percent,
+            rss_threshold=spec.rss_warn_mb, memory_limit_mb=spec.memory_limit_mb,
+            over_limit_streak=self.over_limit.get(spec.name, 0))
+        self.over_limit[spec.name] = streak
+        for warning in warnings:
+            kind = "high_cpu" if "CPU" in warning else "high_memory"
+            self.event(spec.name, kind, cpu_percent=usage.cpu_percent, rss_mb=usage.rss_mb)
+            self.queue.notify("WARNING", spec.name, f"⚠️ {spec.name} {warning}",
+                              f"⚠️ {spec.name} {warning}")
+        if restart:
+            self.log(f"{spec.name} over memory_limit_mb ({usage.rss_mb:.0f}MB); restarting")
+            self.event(spec.name, "memory_limit", rss_mb=usage.rss_mb,
+                       limit_mb=spec.memory_limit_mb)
+            self.memory_restart.add(spec.name)
+            self.rpc.supervisor.stopProcess(spec.name, False)
+
+    def cleanup(self) -> None:
+        self.next_cleanup = self.clock() + CLEANUP_EVERY
+        removed = self.queue.cleanup(self.team.settings.cleanup_interval_hours * 3600)
+        if removed:
+            self.log(f"cleanup: removed {removed} finished task(s)")
+
+    def on_timer(self) -> None:
+        self.restart_due()
+        if self.clock() >= self.next_health_check:
+            self.health_check()
+        if self.clock() >= self.next_cleanup:
+            self.cleanup()
+
+    # --- the protocol loop -----------------------------------------------------------------
+    def handle(self, event: Event) -> None:
+        if event.eventname == "SUPERVISOR_STATE_CHANGE_RUNNING":
+            self.launch_team()
+        elif event.eventname.startswith("PROCESS_STATE_"):
+            self.on_process_state(event)
+
+    def _guarded(self, what: str, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except Exception as exc:  # a locked database or an RPC hiccup must not kill the watchdog
+            self.log(f"error in {what}: {type(exc).__name__}: {exc}")
+
+    def run(self) -> int:
+        self.protocol.ready()
+        while True:
+            self._guarded("timers", self.on_timer)
+            try:
+                timeout = self.seconds_to_next_timer()
+            except Exception as exc:  # e.g. database is locked: fall back to the idle cadence
+                self.log(f"error computing the next timer: {type(exc).__name__}: {exc}")
+                timeout = MAX_IDLE_WAIT
+            try:
+                event = self.protocol.read_event(timeout=timeout)
+            except EOFError:
+                self.log("stdin closed (supervisord is shutting down); exiting")
+                return 0
+            except MalformedEvent as exc:
+                self.log(f"malformed event ignored: {exc}")
+                self.protocol.fail()
+                self.protocol.ready()
+                continue
+            if event is None:
+                continue  # still READY: a timeout is not an answer to supervisord
+            self._guarded(event.eventname, lambda: self.handle(event))
+            self.protocol.ok()
+            self.protocol.ready()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from supervisor import childutils
+
+    from coffee_team.queue import MessageQueue
+    from coffee_team.errors import TeamError
+    from coffee_team.team import load_team
+
+    parser = argparse.ArgumentParser(prog="watchdog")
+    parser.add_argument("--team", default="data/team.yaml")
+    args = parser.parse_args(argv)
+    protocol = ListenerProtocol.for_supervisor()
+    try:
+        team = load_team(args.team)
+    except TeamError as exc:
+        protocol.log(f"cannot start: {exc}")
+        return 2
+    # supervisord stops us with SIGTERM at shutdown: exit quietly, not "terminated by SIGTERM".
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    launch_only = tuple(n for n in os.environ.get("COFFEE_LAUNCH_AGENTS", "").split(",") if n)
+    rpc = childutils.getRPCInterface(os.environ)
+    with MessageQueue.from_team(team) as queue:
+        return Watchdog(team, protocol, rpc, queue, launch_only=launch_only).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
