@@ -11,10 +11,20 @@ import base64
 import http.client
 import xmlrpc.client
 from dataclasses import dataclass
+from typing import Callable, Iterable
 from pathlib import Path
 
 from .errors import SupervisorDown
 from .team import Team
+
+
+class Faults:
+    """The codes of supervisor.xmlrpc.Faults the CLI decides on (importing supervisor's module
+    costs the CLI ~50 ms; tests check these match)."""
+
+    UNKNOWN_METHOD = 1
+    SHUTDOWN_STATE = 6
+    BAD_NAME = 10
 
 
 @dataclass(frozen=True)
@@ -113,9 +123,32 @@ def is_running(endpoint: Endpoint, shutdown_wait: float = 30.0, clock=time.monot
         except SupervisorDown:
             return False
         except xmlrpc.client.Fault as exc:
-            if "SHUTDOWN_STATE" not in exc.faultString or clock() > deadline:
+            if exc.faultCode != Faults.SHUTDOWN_STATE or clock() > deadline:
                 raise SupervisorDown(f"supervisord at {endpoint.url}: {exc.faultString}") from None
             time.sleep(0.1)
+
+
+# A start is over when the program runs or has failed; STOPPED means "not started yet" (at
+# boot the watchdog launches agents group by group after supervisord is up).
+START_FAILED = ("FATAL", "EXITED", "UNKNOWN")
+
+
+def wait_started(process_infos: Callable[[], Iterable[dict]], names: Iterable[str],
+                 timeout: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep,
+                 interval: float = 0.1) -> dict[str, str]:
+    """Poll ``process_infos`` (supervisor.getAllProcessInfo) until every name is RUNNING or
+    failed to start, or ``timeout`` passed; return each name's last state (UNKNOWN: not a
+    program). The caller decides what a failure or a timeout means to it."""
+    names = tuple(names)
+    deadline = clock() + timeout
+    while True:
+        infos = {info["name"]: info["statename"] for info in process_infos()}
+        states = {name: infos.get(name, "UNKNOWN") for name in names}
+        settled = all(s == "RUNNING" or s in START_FAILED for s in states.values())
+        if settled or clock() >= deadline:
+            return states
+        sleep(interval)
 
 
 def supervisord_binary() -> str:

@@ -15,6 +15,10 @@ class TeamError(CoffeeError):
     """A user error in the team file."""
 
 
+class UnknownAgentError(TeamError):
+    """A name that is not an agent of the team."""
+
+
 class SupervisorDown(CoffeeError):
     """supervisord does not answer at the URL we tried."""
 

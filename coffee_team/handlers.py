@@ -57,7 +57,7 @@ def load_callable(ref: str) -> Callable[..., Any]:
 
 @contextlib.contextmanager
 def time_limit(seconds: float):
-    """Raise HandlerTimeout in the main thread after ``seconds`` (pure-Python handlers)."""
+    """Raise ``Interrupted("timeout")`` in the main thread after ``seconds`` (Python handlers)."""
     def expire(signum, frame):
         raise Interrupted("timeout", f"timed out after {seconds:g}s")
     previous = signal.signal(signal.SIGALRM, expire)

@@ -35,6 +35,9 @@ from supervisor.rpcinterface import SupervisorNamespaceRPCInterface
 from supervisor.states import RUNNING_STATES, STOPPED_STATES, SupervisorStates
 from supervisor.xmlrpc import Faults, RPCError
 
+from coffee_team import events as kinds
+from coffee_team.errors import UnknownAgentError
+from coffee_team.watchdog import policy
 from coffee_team.rpcvalues import (MAX_CONTENT_DEPTH, MAX_LIMIT, Unset, check_id,
                                    check_limit, kind_of, nesting_depth, one_line, short,
                                    xmlrpc_safe)
@@ -42,10 +45,6 @@ from coffee_team.rpcvalues import (MAX_CONTENT_DEPTH, MAX_LIMIT, Unset, check_id
 API_VERSION = "1.0"
 BUSY_TIMEOUT_MS = 200
 MAX_DAYS = 3650
-# Event kinds that make up an agent's restart history (written by the watchdog and by us).
-RESTART_KINDS = ("launched", "running", "exited", "backoff", "stopped", "crash",
-                 "restart_scheduled", "restarted", "given_up", "hung", "memory_limit",
-                 "start_failed", "manual_restart")
 def _rpc(func: Callable) -> Callable:
     """Make a method an RPC endpoint: arity checked with a clear message, SHUTDOWN_STATE
     refused like supervisor does, unexpected exceptions turned into Faults (never HTTP 500),
@@ -135,7 +134,7 @@ class CoffeeNamespaceRPCInterface:
             queue = self._queue_()
             count = queue.requeue_agent(name)
             if count:
-                queue.record_event(name, "requeued", count=count, by="supervisord")
+                queue.record_event(name, kinds.REQUEUED, count=count, by="supervisord")
         except Exception as exc:  # must never break supervisord's state machine
             self.supervisord.options.logger.warn(f"coffee: requeue of {name} failed: {exc}")
 
@@ -192,9 +191,10 @@ class CoffeeNamespaceRPCInterface:
     def _agent(self, name: Any) -> str:
         if not isinstance(name, str):
             raise RPCError(Faults.BAD_ARGUMENTS, f"agent name must be a string, got {kind_of(name)}")
-        if name not in self.team.names:
-            raise RPCError(Faults.BAD_NAME, f"unknown agent {short(name)} "
-                                            f"(known: {', '.join(self.team.names)})")
+        try:
+            self.team.require(name)
+        except UnknownAgentError as exc:
+            raise RPCError(Faults.BAD_NAME, str(exc)) from None
         return name
 
     def _process(self, name: str):
@@ -232,12 +232,12 @@ class CoffeeNamespaceRPCInterface:
         now = self._now()
         infos = self._supervisor.getAllProcessInfo()
         pid = self.supervisord.options.get_pid()
-        extras = self._extras(now)
+        extras = self._extras()
         data = status.collect(self.team, infos, pid, extra=extras, now=now)
         data["now"] = now
         return data
 
-    def _extras(self, now: float) -> dict[str, dict[str, Any]]:
+    def _extras(self) -> dict[str, dict[str, Any]]:
         from coffee_team.status import restart_columns
         return restart_columns(self._queue_().restart_states(self.team.names))
 
@@ -338,10 +338,10 @@ class CoffeeNamespaceRPCInterface:
         name = self._agent(agent)
         limit = check_limit(limit)
         queue = self._queue_()
-        marks = ", ".join("?" * len(RESTART_KINDS))
+        marks = ", ".join("?" * len(kinds.RESTART_HISTORY))
         events = queue.backend.fetchdicts(
             "SELECT id, ts, agent, kind, detail FROM events WHERE agent = ?"
-            f" AND kind IN ({marks}) ORDER BY id DESC LIMIT ?", [name, *RESTART_KINDS, limit])
+            f" AND kind IN ({marks}) ORDER BY id DESC LIMIT ?", [name, *kinds.RESTART_HISTORY, limit])
         for event in events:
             event["detail"] = json.loads(event["detail"] or "{}")
         state = queue.restart_state(name)
@@ -424,8 +424,9 @@ class CoffeeNamespaceRPCInterface:
         name = self._agent(name)
         process = self._process(name)
         queue = self._queue_()
-        queue.save_restart_state(name, attempts=0, given_up=False, next_restart_at=None)
-        queue.record_event(name, "manual_restart", source="xmlrpc",
+        state = policy.RestartState.from_dict(queue.restart_state(name))
+        queue.save_restart_state(name, **policy.on_cleared(state).to_dict())
+        queue.record_event(name, kinds.MANUAL_RESTART, source="xmlrpc",
                            from_state=_state_name(process.get_state()))
         if process.get_state() in RUNNING_STATES:
             self._supervisor.stopProcess(name, False)

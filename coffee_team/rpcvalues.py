@@ -9,6 +9,8 @@ from typing import Any
 
 from supervisor.xmlrpc import Faults, RPCError
 
+from coffee_team.schema import describe as short
+
 MAX_LIMIT = 1000
 MAX_CONTENT_DEPTH = 64
 MAXINT = 2**31 - 1
@@ -76,11 +78,6 @@ def kind_of(value: Any) -> str:
     names = {bool: "a boolean", int: "an int", float: "a double", str: "a string",
              dict: "a struct", list: "an array"}
     return names.get(type(value), type(value).__name__)
-
-
-def short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_limit(value: Any) -> int:

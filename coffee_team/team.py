@@ -17,7 +17,7 @@ import yaml
 from .schema import (AGENT_FIELDS, AGENT_NAME, HOST_FIELDS, HTTP_FIELDS, PG_SCHEMES, TEAM_FIELDS,
                      Invalid, describe, is_loopback)
 from .schema import INI_COMMENT  # noqa: F401  (re-exported for callers of team.py)
-from .errors import TeamError
+from .errors import TeamError, UnknownAgentError
 
 @dataclass(frozen=True)
 class HttpSettings:
@@ -26,6 +26,16 @@ class HttpSettings:
     password_env: str
     host: str = "127.0.0.1"
     allow_remote: bool = False
+
+
+def check_http(http: HttpSettings, source: str) -> None:
+    """Refuse an XML-RPC server that would be open: it controls every agent."""
+    if not http.username or not http.password_env:
+        raise TeamError(f"{source}: team.http: username and password_env are required")
+    if not http.allow_remote and not is_loopback(http.host):
+        raise TeamError(f"{source}: team.http.host: {http.host!r} is not a loopback address; "
+                        f"the XML-RPC API controls every agent, so set allow_remote: true to "
+                        f"expose it on purpose")
 
 
 @dataclass(frozen=True)
@@ -134,10 +144,16 @@ class Team:
         return str(self.run_dir / "wake")
 
     def agent(self, name: str) -> AgentSpec:
-        for spec in self.agents:
-            if spec.name == name:
-                return spec
-        raise TeamError(f"{self.path}: no agent named {name!r} (known: {', '.join(self.names)})")
+        self.require(name)
+        return next(spec for spec in self.agents if spec.name == name)
+
+    def require(self, *names: str) -> tuple[str, ...]:
+        """The names, if each is an agent of this team (the one place that says which are not)."""
+        unknown = [str(n)[:60] for n in names if n not in self.names]
+        if unknown:
+            raise UnknownAgentError(f"{self.path}: unknown agent(s) {', '.join(unknown)} "
+                                    f"(known: {', '.join(self.names)})")
+        return names
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -204,10 +220,7 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
         if missing:
             raise TeamError(f"{source}: team.http: missing {', '.join(sorted(missing))}")
         http_settings = HttpSettings(**http)
-        if not http_settings.allow_remote and not is_loopback(http_settings.host):
-            raise TeamError(f"{source}: team.http.host: {http_settings.host!r} is not a loopback "
-                            f"address; the XML-RPC API controls every agent, so set "
-                            f"allow_remote: true to expose it on purpose")
+        check_http(http_settings, source)
         settings = TeamSettings(**{**settings.__dict__, "http": http_settings})
     agents_doc = document.get("agents")
     if not isinstance(agents_doc, dict) or not agents_doc:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from . import events as kinds
+
 US = 1_000_000
-INSTANT_KINDS = {"crash", "restarted", "restart_scheduled", "given_up", "stale", "missing",
-                 "hung", "high_cpu", "high_memory", "memory_limit", "requeued"}
-END_KINDS = {"exited", "stopped", "backoff"}
 
 
 def _us(ts: float) -> int:
@@ -35,14 +34,14 @@ def chrome_trace(events: Iterable[dict], tasks: Iterable[dict]) -> dict[str, Any
     running_since: dict[str, float] = {}
     for e in sorted(events, key=lambda e: e["id"]):
         agent, kind = e["agent"], e["kind"]
-        if kind == "running":
+        if kind == kinds.RUNNING:
             running_since[agent] = e["ts"]
-        elif kind in END_KINDS and agent in running_since:
+        elif kind in kinds.LIFETIME_ENDS and agent in running_since:
             start = running_since.pop(agent)
             out.append({"ph": "X", "cat": "lifetime", "name": f"{agent} RUNNING", "pid": 1,
                         "tid": tid(agent), "ts": _us(start), "dur": _us(e["ts"] - start),
                         "args": {"ended_by": kind, **e["detail"]}})
-        if kind in INSTANT_KINDS:
+        if kind in kinds.INSTANTS:
             out.append({"ph": "i", "s": "t", "cat": "lifecycle", "name": kind, "pid": 1,
                         "tid": tid(agent), "ts": _us(e["ts"]), "args": e["detail"]})
     for t in tasks:
@@ -58,8 +57,9 @@ def chrome_trace(events: Iterable[dict], tasks: Iterable[dict]) -> dict[str, Any
     return {"traceEvents": out, "displayTimeUnit": "ms"}
 
 
-SEED_KINDS = {"launched": "agent_launched", "restarted": "agent_restart",
-              "stale": "health_check", "missing": "health_check", "hung": "health_check"}
+SEED_KINDS = {kinds.LAUNCHED: "agent_launched", kinds.RESTARTED: "agent_restart",
+              kinds.STALE: "health_check", kinds.MISSING: "health_check",
+              kinds.HUNG: "health_check"}
 
 
 def seed_trace(events: Iterable[dict], tasks: Iterable[dict]) -> dict[str, Any]:

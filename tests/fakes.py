@@ -160,9 +160,6 @@ class FakeSampler:
         self.sampled.append(pid)
         return self.usage.get(pid, self.default)
 
-    def forget(self, pid: int) -> None:
-        self.usage.pop(pid, None)
-
 
 # --- event envelopes -----------------------------------------------------------------------
 _POOL = SimpleNamespace(config=SimpleNamespace(

@@ -188,3 +188,11 @@ def test_doctor_with_a_bad_team_file(tmp_path):
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         f"FAIL team file: {path}: team file not found (create it, or pass --team PATH)"]
+
+
+def test_client_fault_codes_match_supervisor():
+    from supervisor.xmlrpc import Faults
+
+    from coffee_team import client
+    mirrored = {k: v for k, v in vars(client.Faults).items() if k.isupper()}
+    assert mirrored and all(getattr(Faults, k) == v for k, v in mirrored.items())

@@ -18,7 +18,12 @@ from coffee_team.watchdog.policy import (
     on_cleared,
     on_exit,
     on_fatal,
+    on_hang,
+    on_restart_issued,
+    on_restart_unanswered,
     on_running,
+    on_stop_requested,
+    on_stopped,
     resource_findings,
     should_warn,
 )
@@ -175,9 +180,11 @@ def test_cleared_cancels_a_pending_backoff_restart():
 # --- persistence ---------------------------------------------------------------------------
 
 def test_state_round_trips_through_db_columns():
-    state = RestartState(attempts=2, next_restart_at=T0 + 1.5, given_up=True, running_since=T0, last_crash_at=T0 + 1)
+    state = RestartState(attempts=2, next_restart_at=T0 + 1.5, given_up=True, running_since=T0,
+                         last_crash_at=T0 + 1, hang_restart=True)
     row = state.to_dict()
-    assert set(row) == {"attempts", "next_restart_at", "given_up", "running_since", "last_crash_at"}
+    assert set(row) == {"attempts", "next_restart_at", "given_up", "running_since", "last_crash_at",
+                        "hang_restart"}
     assert RestartState.from_dict(row) == state
 
 
@@ -297,11 +304,13 @@ def test_resource_findings_quiet_when_under_thresholds():
 
 def test_resource_findings_format():
     warnings, _, _ = resource_findings(87.34, 312.4)
-    assert warnings == ["high CPU usage (87.3%)", "high memory usage (312MB)"]
+    assert [(w.kind, w.text) for w in warnings] == [
+        ("high_cpu", "high CPU usage (87.3%)"), ("high_memory", "high memory usage (312MB)")]
 
 
 def test_resource_thresholds_are_configurable():
-    assert resource_findings(50.0, 100.0, cpu_threshold=40, rss_threshold=99)[0] == [
+    assert [w.text for w in resource_findings(50.0, 100.0, cpu_threshold=40,
+                                              rss_threshold=99)[0]] == [
         "high CPU usage (50.0%)",
         "high memory usage (100MB)",
     ]
@@ -456,3 +465,27 @@ def test_max_delay_caps_the_exponential_schedule():
         state, decision = policy.on_exit(state, 100.0 + i, policy_)
         delays.append(decision.delay)
     assert delays == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0, 5.0]
+
+
+def test_restart_state_fields_are_the_schema_columns():
+    from dataclasses import fields
+
+    from coffee_team.queue.journal import RESTART_FIELDS
+    declared = {f.name: f.default for f in fields(RestartState)}
+    assert declared == RESTART_FIELDS
+
+
+def test_hang_stop_is_a_crash_and_a_requested_stop_is_not():
+    policy = RestartPolicy(base_delay=10, max_attempts=3)
+    assert on_stopped(RestartState(running_since=T0), T0 + 5, policy) is None
+    state, decision = on_stopped(on_hang(RestartState(running_since=T0)), T0 + 5, policy)
+    assert decision.kind == "restart" and decision.due_at == T0 + 15
+    assert state.hang_restart is False and state.attempts == 1
+
+
+def test_human_decisions_clear_the_backoff():
+    pending = RestartState(attempts=2, next_restart_at=T0 + 40, given_up=False)
+    assert on_stop_requested(pending) == RestartState(attempts=2)
+    assert on_cleared(RestartState(attempts=3, given_up=True)) == RestartState()
+    assert on_restart_issued(pending).next_restart_at is None
+    assert on_restart_unanswered(pending, T0 + 1).next_restart_at == T0 + 1

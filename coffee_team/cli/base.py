@@ -66,11 +66,10 @@ def parse_agents(team: Team, agents: str | None) -> tuple[str, ...]:
     if not agents:
         return ()
     names = tuple(a.strip() for a in agents.split(",") if a.strip())
-    unknown = [n for n in names if n not in team.names]
-    if unknown:
-        raise UserError(f"unknown agent(s) {', '.join(unknown)} (known: {', '.join(team.names)})",
-                        exit_code=2)
-    return names
+    try:
+        return team.require(*names)
+    except TeamError as exc:
+        raise UserError(str(exc), exit_code=2) from None
 
 
 def echo_json(data) -> None:

@@ -8,12 +8,10 @@ from contextlib import contextmanager
 
 import click
 
+from .. import events as kinds
 from ..status import human_duration
-from .base import Context, UserError, echo_json, main, pass_ctx
+from .base import Context, UserError, echo_json, main, parse_agents, pass_ctx
 
-LIFECYCLE_KINDS = ("launched", "running", "exited", "crash", "restart_scheduled", "restarted",
-                   "given_up", "backoff", "stopped", "start_failed", "stale", "missing", "hung",
-                   "high_cpu", "high_memory", "memory_limit", "requeued")
 
 
 @contextmanager
@@ -108,8 +106,7 @@ def queue(click_ctx: click.Context, as_json: bool) -> None:
 def queue_list(ctx: Context, status: str | None, agent: str | None, limit: int,
                as_json: bool) -> None:
     """List tasks, newest first."""
-    if agent and agent not in ctx.team.names:
-        _unknown_agent(ctx, agent)
+    parse_agents(ctx.team, agent)
     with open_queue(ctx) as q:
         tasks = q.list_tasks(status=status, agent=agent, limit=limit)
     if as_json:
@@ -120,10 +117,6 @@ def queue_list(ctx: Context, status: str | None, agent: str | None, limit: int,
                 if t.get("completed_at") and t.get("claimed_at") else "")
         click.echo(f"{t['id']:>6} {t['status']:<11} p{t['priority']} {t['sender']}→"
                    f"{t['recipient']} {t['type']} {took} {t.get('error') or ''}".rstrip())
-
-
-def _unknown_agent(ctx: Context, agent: str):
-    raise UserError(f"unknown agent {agent!r} (known: {', '.join(ctx.team.names)})", exit_code=2)
 
 
 @main.command()
@@ -197,12 +190,12 @@ def history_summary(events: list[dict]) -> dict[str, dict]:
     for e in events:
         row = summary.setdefault(e["agent"] or "-", {"crashes": 0, "restarts": 0,
                                                      "given_up": False, "last_crash": None})
-        if e["kind"] == "crash":
+        if e["kind"] == kinds.CRASH:
             row["crashes"] += 1
             row["last_crash"] = e["detail"].get("reason")
-        elif e["kind"] == "restarted":
+        elif e["kind"] == kinds.RESTARTED:
             row["restarts"] += 1
-        elif e["kind"] == "given_up":
+        elif e["kind"] == kinds.GIVEN_UP:
             row["given_up"] = True
     return summary
 
@@ -219,8 +212,7 @@ def _exit_detail(e: dict) -> str:
 @pass_ctx
 def history(ctx: Context, agent: str | None, limit: int, as_json: bool) -> None:
     """Lifecycle history: why an agent crashed, its restarts, who exceeded max restarts."""
-    if agent and agent not in ctx.team.names:
-        _unknown_agent(ctx, agent)
+    parse_agents(ctx.team, agent)
     with open_queue(ctx) as q:
         events = q.events(agent=agent, limit=10**7)
     summary = history_summary(events)

@@ -7,6 +7,7 @@ import time
 import click
 
 from .. import client, layout
+from ..client import Faults
 from ..errors import SupervisorDown, TeamError
 from .base import Context, UserError, echo_json, main, parse_agents, pass_ctx
 
@@ -39,32 +40,26 @@ def gen_config(ctx: Context, check: bool) -> None:
 
 # --- lifecycle -------------------------------------------------------------------------------
 
-def wait_running(ctx: Context, names: tuple[str, ...], timeout: float) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        infos = {i["name"]: i for i in ctx.rpc("supervisor.getAllProcessInfo")}
-        states = {n: infos.get(n, {}).get("statename", "UNKNOWN") for n in names}
-        failed = [n for n, s in states.items() if s in ("FATAL", "EXITED")]
-        if failed:
-            raise UserError(f"agent(s) failed to start: {', '.join(failed)}; "
-                            f"see `coffee-team logs {failed[0]}` or data/logs/{failed[0]}.log")
-        if all(s == "RUNNING" for s in states.values()):
-            return list(infos.values())
-        if time.monotonic() > deadline:
-            waiting = [f"{n} ({s})" for n, s in states.items() if s != "RUNNING"]
-            raise UserError(f"timed out after {timeout:g}s waiting for {', '.join(waiting)}")
-        time.sleep(0.1)
+def wait_running(ctx: Context, names: tuple[str, ...], timeout: float) -> None:
+    states = client.wait_started(lambda: ctx.rpc("supervisor.getAllProcessInfo"), names, timeout)
+    failed = [n for n, s in states.items() if s in client.START_FAILED]
+    if failed:
+        raise UserError(f"agent(s) failed to start: {', '.join(failed)}; "
+                        f"see `coffee-team logs {failed[0]}` or data/logs/{failed[0]}.log")
+    waiting = [f"{n} ({s})" for n, s in states.items() if s != "RUNNING"]
+    if waiting:
+        raise UserError(f"timed out after {timeout:g}s waiting for {', '.join(waiting)}")
 
 
 def forget_restarts(ctx: Context, names: tuple[str, ...], give_ups: bool) -> None:
     """A human start/restart clears a give-up; a human stop cancels a pending backoff restart."""
     from ..queue import MessageQueue
+    from ..watchdog import policy
+    rule = policy.on_cleared if give_ups else policy.on_stop_requested
     with MessageQueue.from_team(ctx.team) as queue:
         for name in names:
-            if give_ups:
-                queue.save_restart_state(name, attempts=0, given_up=False, next_restart_at=None)
-            else:
-                queue.save_restart_state(name, next_restart_at=None)
+            state = policy.RestartState.from_dict(queue.restart_state(name))
+            queue.save_restart_state(name, **rule(state).to_dict())
 
 
 def start_in_priority_order(ctx: Context, names: tuple[str, ...]) -> None:
@@ -166,7 +161,7 @@ def _team_status(ctx: Context) -> dict:
     try:
         data = ctx.rpc("coffee.getTeamStatus")
     except xmlrpc.client.Fault as exc:
-        if exc.faultCode != 1:  # UNKNOWN_METHOD: a supervisord started from an older config
+        if exc.faultCode != Faults.UNKNOWN_METHOD:  # a supervisord started from an older config
             raise UserError(f"coffee.getTeamStatus: {exc.faultString}") from None
     else:
         for agent in data["agents"]:  # XML-RPC leaves out what is unset

@@ -8,18 +8,16 @@ from __future__ import annotations
 import json
 from typing import Any, Optional, Sequence
 
-from coffee_team.errors import ContentError
-from coffee_team.queue.models import NOTIFICATION_LEVELS
+from peewee import BooleanField
 
-RESTART_FIELDS = {
-    "attempts": 0,
-    "next_restart_at": None,
-    "given_up": False,
-    "running_since": None,
-    "last_crash_at": None,
-    "hang_restart": False,
-}
-_BOOL_FIELDS = ("given_up", "hang_restart")
+from coffee_team.errors import ContentError
+from coffee_team.queue.models import NOTIFICATION_LEVELS, RestartState
+
+# The restart_state columns and their defaults, as the schema declares them.
+RESTART_FIELDS = {name: field.default for name, field in RestartState._meta.fields.items()
+                  if name != "agent"}
+_BOOL_FIELDS = tuple(name for name, field in RestartState._meta.fields.items()
+                     if isinstance(field, BooleanField))
 
 
 class JournalMixin:

@@ -55,6 +55,3 @@ class TreeSampler:
                 continue
         self._trees[pid] = current
         return Usage(round(cpu, 1), round(rss / 2**20, 1))
-
-    def forget(self, pid: int) -> None:
-        self._trees.pop(pid, None)

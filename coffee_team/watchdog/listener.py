@@ -18,9 +18,12 @@ import os
 import signal
 import sys
 import time
-from dataclasses import replace
 from typing import Any, Callable
 
+from supervisor.xmlrpc import Faults
+
+from coffee_team import client
+from coffee_team import events as kinds
 from coffee_team.watchdog import policy
 from coffee_team.watchdog.health import TreeSampler, read_heartbeat
 from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEvent
@@ -87,7 +90,7 @@ class Watchdog:
         groups = policy.launch_groups({a.name: a.priority for a in wanted})
         for group in groups:
             for name in group:
-                self._start(name, "launched")
+                self._start(name, kinds.LAUNCHED)
             self._wait_running(group)
         return groups
 
@@ -97,28 +100,20 @@ class Watchdog:
             self.rpc.supervisor.startProcess(name, False)
         except Exception as exc:  # ALREADY_STARTED, SPAWN_ERROR…: log and carry on with the team
             self.log(f"start {name} failed: {exc}")
-            self.event(name, "start_failed", error=str(exc))
-            return any(final in str(exc) for final in ("ALREADY_STARTED", "BAD_NAME"))
+            self.event(name, kinds.START_FAILED, error=str(exc))
+            return getattr(exc, "faultCode", None) in (Faults.ALREADY_STARTED, Faults.BAD_NAME)
         self.log(f"{kind} {name}")
         self.event(name, kind, **detail)
         return True
 
     def _wait_running(self, group: list[str]) -> None:
-        deadline = self.clock() + self.team.settings.start_seconds + 15
-        pending = set(group)
-        while pending and self.clock() < deadline:
-            for name in sorted(pending):
-                try:
-                    state = self.rpc.supervisor.getProcessInfo(name)["statename"]
-                except Exception as exc:  # e.g. BAD_NAME: team file changed without a reload
-                    self.log(f"launch: cannot read the state of {name}: {exc}")
-                    state = "UNKNOWN"
-                if state in ("RUNNING", "FATAL", "EXITED", "STOPPED", "UNKNOWN"):
-                    pending.discard(name)
-            if pending:
-                self.sleep(LAUNCH_POLL)
+        states = client.wait_started(self.rpc.supervisor.getAllProcessInfo, group,
+                                     self.team.settings.start_seconds + 15, clock=self.clock,
+                                     sleep=self.sleep, interval=LAUNCH_POLL)
+        pending = sorted(n for n, s in states.items()
+                         if s != "RUNNING" and s not in client.START_FAILED)
         if pending:
-            self.log(f"launch: not RUNNING after the start window: {', '.join(sorted(pending))}")
+            self.log(f"launch: not RUNNING after the start window: {', '.join(pending)}")
 
     # --- process state events --------------------------------------------------------------
     def on_process_state(self, event: Event) -> None:
@@ -130,7 +125,7 @@ class Watchdog:
         now = self.clock()
         if new_state == "RUNNING":
             self.save(name, policy.on_running(self.state(name), now))
-            self.event(name, "running", pid=int(payload.get("pid", 0) or 0))
+            self.event(name, kinds.RUNNING, pid=int(payload.get("pid", 0) or 0))
             return
         if new_state not in GONE:
             return
@@ -138,12 +133,12 @@ class Watchdog:
             self.requeue(name)
         if new_state == "EXITED":
             expected = payload.get("expected") == "1"
-            self.event(name, "exited", expected=expected, from_state=payload.get("from_state"),
+            self.event(name, kinds.EXITED, expected=expected, from_state=payload.get("from_state"),
                        pid=int(payload.get("pid", 0) or 0))
             if policy.is_crash(payload.get("from_state", ""), expected, False):
                 self.crashed(name, now, reason="exited unexpectedly")
         elif new_state == "STOPPED":
-            self.event(name, "stopped")
+            self.event(name, kinds.STOPPED)
             self.after_stop(name, now)
         elif new_state == "FATAL":
             state, decision = policy.on_fatal(self.state(name), now, self.policy)
@@ -151,7 +146,7 @@ class Watchdog:
             if decision.kind == policy.GIVE_UP:
                 self.give_up(name, "could not start (supervisor FATAL: startretries exhausted)")
         else:
-            self.event(name, "backoff")  # early exit: supervisor retries up to startretries
+            self.event(name, kinds.BACKOFF)  # early exit: supervisor retries up to startretries
 
     def requeue(self, name: str) -> None:
         # A fresh instance requeues its own orphans at start; don't touch a live one's work.
@@ -164,31 +159,34 @@ class Watchdog:
             return
         if count:
             self.log(f"requeued {count} task(s) of {name}")
-            self.event(name, "requeued", count=count)
+            self.event(name, kinds.REQUEUED, count=count)
 
     def after_stop(self, name: str, now: float) -> None:
         """A stop we asked for ourselves (hung agent, memory limit) continues here."""
-        if self.queue.restart_state(name).get("hang_restart"):
-            self.queue.save_restart_state(name, hang_restart=False)
-            self.crashed(name, now, reason="hung (heartbeat stopped)")
+        transition = policy.on_stopped(self.state(name), now, self.policy)
+        if transition is not None:
+            self.decided(name, *transition, reason="hung (heartbeat stopped)")
         elif name in self.memory_restart:
             self.memory_restart.discard(name)
-            self._start(name, "restarted", reason="memory_limit")
+            self._start(name, kinds.RESTARTED, reason=kinds.MEMORY_LIMIT)
 
     def crashed(self, name: str, now: float, reason: str) -> None:
-        state, decision = policy.on_exit(self.state(name), now, self.policy)
+        self.decided(name, *policy.on_exit(self.state(name), now, self.policy), reason=reason)
+
+    def decided(self, name: str, state: policy.RestartState, decision: policy.Decision,
+                reason: str) -> None:
         self.save(name, state)
-        self.event(name, "crash", reason=reason, attempt=decision.attempt)
+        self.event(name, kinds.CRASH, reason=reason, attempt=decision.attempt)
         if decision.kind == policy.RESTART:
             self.log(f"{name} {reason}; restart {decision.attempt} in {decision.delay:g}s")
-            self.event(name, "restart_scheduled", delay=decision.delay, due_at=decision.due_at,
+            self.event(name, kinds.RESTART_SCHEDULED, delay=decision.delay, due_at=decision.due_at,
                        attempt=decision.attempt)
         elif decision.kind == policy.GIVE_UP:
             self.give_up(name, f"{reason}; reached max restarts ({self.policy.max_attempts})")
 
     def give_up(self, name: str, why: str) -> None:
         self.log(f"🚨 {name} given up: {why}")
-        self.event(name, "given_up", reason=why)
+        self.event(name, kinds.GIVEN_UP, reason=why)
         self.queue.notify("CRITICAL", name, f"{name} given up", f"{name}: {why} - NOT restarting")
         if name != "project_manager" and "project_manager" in self.names:
             try:
@@ -203,11 +201,11 @@ class Watchdog:
         states = self.states()
         for name in policy.due_restarts(states, now):
             due_at = states[name].next_restart_at
-            self.save(name, replace(states[name], next_restart_at=None))
-            if not self._start(name, "restarted", attempt=states[name].attempts,
+            self.save(name, policy.on_restart_issued(states[name]))
+            if not self._start(name, kinds.RESTARTED, attempt=states[name].attempts,
                                late_by=round(now - due_at, 3)):
                 # supervisord did not answer: try again shortly rather than leave it dead
-                self.save(name, replace(states[name], next_restart_at=now + MAX_IDLE_WAIT))
+                self.save(name, policy.on_restart_unanswered(states[name], now + MAX_IDLE_WAIT))
 
     def seconds_to_next_timer(self) -> float:
         now = self.clock()
@@ -247,11 +245,12 @@ class Watchdog:
             self.event(spec.name, status, age=None if last is None else round(now - last, 1))
         if status == policy.HUNG and spec.restart_on_hang:
             self.log(f"{spec.name} hung; stopping it to restart through the backoff path")
-            self.queue.save_restart_state(spec.name, hang_restart=True)
+            before = self.state(spec.name)
+            self.save(spec.name, policy.on_hang(before))
             try:
                 self.rpc.supervisor.stopProcess(spec.name, False)
             except Exception:
-                self.queue.save_restart_state(spec.name, hang_restart=False)
+                self.save(spec.name, before)
                 raise
             self.heartbeat_seen.pop(spec.name, None)
 
@@ -265,13 +264,12 @@ class Watchdog:
             over_limit_streak=self.over_limit.get(spec.name, 0))
         self.over_limit[spec.name] = streak
         for warning in warnings:
-            kind = "high_cpu" if "CPU" in warning else "high_memory"
-            self.event(spec.name, kind, cpu_percent=usage.cpu_percent, rss_mb=usage.rss_mb)
-            self.queue.notify("WARNING", spec.name, f"⚠️ {spec.name} {warning}",
-                              f"⚠️ {spec.name} {warning}")
+            self.event(spec.name, warning.kind, cpu_percent=usage.cpu_percent, rss_mb=usage.rss_mb)
+            self.queue.notify("WARNING", spec.name, f"⚠️ {spec.name} {warning.text}",
+                              f"⚠️ {spec.name} {warning.text}")
         if restart:
             self.log(f"{spec.name} over memory_limit_mb ({usage.rss_mb:.0f}MB); restarting")
-            self.event(spec.name, "memory_limit", rss_mb=usage.rss_mb,
+            self.event(spec.name, kinds.MEMORY_LIMIT, rss_mb=usage.rss_mb,
                        limit_mb=spec.memory_limit_mb)
             self.memory_restart.add(spec.name)
             self.rpc.supervisor.stopProcess(spec.name, False)

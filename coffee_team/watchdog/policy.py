@@ -10,12 +10,16 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
+from coffee_team import events as kinds
+
 RESTART = "restart"
 GIVE_UP = "give_up"
 IGNORE = "ignore"
 DECISION_KINDS = frozenset({RESTART, GIVE_UP, IGNORE})
 
-FRESH, STALE, HUNG, MISSING = "fresh", "stale", "hung", "missing"
+FRESH = "fresh"
+# The unhealthy statuses double as the event kinds the watchdog records for them.
+STALE, HUNG, MISSING = kinds.STALE, kinds.HUNG, kinds.MISSING
 HEARTBEAT_STATUSES = frozenset({FRESH, STALE, HUNG, MISSING})
 # A hung agent is worse than a stale one, so stale -> hung warns again; missing ranks with stale
 # because an agent that never reported is as suspicious as one that stopped reporting.
@@ -40,13 +44,16 @@ class RestartPolicy:
 
 @dataclass(frozen=True)
 class RestartState:
-    """Per-agent restart bookkeeping; field names double as the DB column names."""
+    """Per-agent restart bookkeeping; field names double as the DB column names
+    (``restart_state`` in coffee_team.queue.models; a test keeps the two in step)."""
 
     attempts: int = 0
     next_restart_at: float | None = None
     given_up: bool = False
     running_since: float | None = None
     last_crash_at: float | None = None
+    # The watchdog stopped a hung agent itself: its STOPPED counts as a crash.
+    hang_restart: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +70,7 @@ class RestartState:
             given_up=bool(row.get("given_up") or False),
             running_since=_optional_float(row.get("running_since")),
             last_crash_at=_optional_float(row.get("last_crash_at")),
+            hang_restart=bool(row.get("hang_restart") or False),
         )
 
 
@@ -106,7 +114,7 @@ def on_exit(state: RestartState, now: float, policy: RestartPolicy) -> Transitio
     if state.given_up:
         return state, Decision(IGNORE, attempt=state.attempts)
     attempts = 0 if _ran_long_enough(state, now, policy) else state.attempts
-    crashed = replace(state, running_since=None, last_crash_at=now)
+    crashed = replace(state, running_since=None, last_crash_at=now, hang_restart=False)
     if attempts >= policy.max_attempts:
         gave_up = replace(crashed, attempts=attempts, given_up=True, next_restart_at=None)
         return gave_up, Decision(GIVE_UP, attempt=attempts)
@@ -133,6 +141,35 @@ def on_fatal(state: RestartState, now: float, policy: RestartPolicy) -> Transiti
 def on_cleared(state: RestartState) -> RestartState:
     """The user ran ``coffee-team restart``/``start``: a human decision outranks the backoff."""
     return replace(state, attempts=0, given_up=False, next_restart_at=None)
+
+
+def on_stop_requested(state: RestartState) -> RestartState:
+    """The user stopped the agent: a pending backoff restart must not bring it back."""
+    return replace(state, next_restart_at=None)
+
+
+def on_hang(state: RestartState) -> RestartState:
+    """The watchdog is about to stop a hung agent: remember why, so the STOPPED that follows
+    goes through the crash path (``on_stopped``)."""
+    return replace(state, hang_restart=True)
+
+
+def on_stopped(state: RestartState, now: float, policy: RestartPolicy) -> Transition | None:
+    """The agent reached STOPPED: a crash if the watchdog stopped it for hanging, else None
+    (a requested stop changes nothing)."""
+    if not state.hang_restart:
+        return None
+    return on_exit(state, now, policy)
+
+
+def on_restart_issued(state: RestartState) -> RestartState:
+    """The due restart was handed to supervisord."""
+    return replace(state, next_restart_at=None)
+
+
+def on_restart_unanswered(state: RestartState, retry_at: float) -> RestartState:
+    """supervisord did not take the restart: keep it pending and try again at ``retry_at``."""
+    return replace(state, next_restart_at=retry_at)
 
 
 def due_restarts(states: Mapping[str, RestartState], now: float) -> list[str]:
@@ -170,6 +207,14 @@ def should_warn(previous_status: str | None, new_status: str) -> bool:
     return _severity(new_status) > previous
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One resource warning: ``kind`` is its event kind, ``text`` the words for a person."""
+
+    kind: str
+    text: str
+
+
 def resource_findings(
     cpu_percent: float,
     rss_mb: float,
@@ -178,7 +223,7 @@ def resource_findings(
     rss_threshold: float = 256,
     memory_limit_mb: float | None = None,
     over_limit_streak: int = 0,
-) -> tuple[list[str], int, bool]:
+) -> tuple[list[Finding], int, bool]:
     """Return (warnings, streak to pass next time, graceful memory-limit restart due).
 
     A single RSS spike over the limit is tolerated; two checks in a row trigger the restart.
@@ -187,9 +232,9 @@ def resource_findings(
     """
     warnings = []
     if cpu_percent > cpu_threshold:
-        warnings.append(f"high CPU usage ({cpu_percent:.1f}%)")
+        warnings.append(Finding(kinds.HIGH_CPU, f"high CPU usage ({cpu_percent:.1f}%)"))
     if rss_mb > rss_threshold:
-        warnings.append(f"high memory usage ({rss_mb:.0f}MB)")
+        warnings.append(Finding(kinds.HIGH_MEMORY, f"high memory usage ({rss_mb:.0f}MB)"))
     if memory_limit_mb is None:
         return warnings, 0, False
     if not memory_limit_mb > 0:

@@ -1,0 +1,42 @@
+"""The kinds of rows in the events journal: one name each, and the sets views are built from.
+
+Written by the watchdog, the agent runtime and the ``coffee`` rpcinterface; read by
+``coffee-team history``/``trace``, ``coffee.getRestartHistory`` and the tests. Plain strings
+(stored as they are in the ``events.kind`` column), grouped here so a new kind is added once.
+"""
+from __future__ import annotations
+
+# The process lifecycle, as supervisord reports it to the watchdog.
+LAUNCHED = "launched"              # started in priority order at boot
+RUNNING = "running"
+EXITED = "exited"
+BACKOFF = "backoff"                # died while starting; supervisord retries
+STOPPED = "stopped"
+START_FAILED = "start_failed"
+
+# The watchdog's restart decisions.
+CRASH = "crash"
+RESTART_SCHEDULED = "restart_scheduled"
+RESTARTED = "restarted"
+GIVEN_UP = "given_up"
+MANUAL_RESTART = "manual_restart"  # coffee.restartAgent / coffee-team restart
+
+# Health findings.
+STALE = "stale"
+MISSING = "missing"
+HUNG = "hung"
+HIGH_CPU = "high_cpu"
+HIGH_MEMORY = "high_memory"
+MEMORY_LIMIT = "memory_limit"
+
+# The queue.
+REQUEUED = "requeued"              # a dead agent's in-progress tasks went back to pending
+
+# What an agent's restart history shows (coffee.getRestartHistory, coffee-team history).
+RESTART_HISTORY = (LAUNCHED, RUNNING, EXITED, BACKOFF, STOPPED, CRASH, RESTART_SCHEDULED,
+                   RESTARTED, GIVEN_UP, HUNG, MEMORY_LIMIT, START_FAILED, MANUAL_RESTART)
+# Ends of a RUNNING span on a timeline.
+LIFETIME_ENDS = frozenset({EXITED, STOPPED, BACKOFF})
+# Points on a timeline.
+INSTANTS = frozenset({CRASH, RESTARTED, RESTART_SCHEDULED, GIVEN_UP, STALE, MISSING, HUNG,
+                      HIGH_CPU, HIGH_MEMORY, MEMORY_LIMIT, REQUEUED})
