@@ -161,6 +161,17 @@ def supervisord_binary() -> str:
     return found
 
 
+def startup_error(output: str, returncode: int) -> str:
+    """The line of supervisord's output that says why it did not start (not its closing "For
+    help, use ..." line), without the list of every environment variable it may append."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    reason = next((line for line in lines if line.startswith("Error:")), None) or \
+        next((line for line in lines if not line.startswith("For help")), None)
+    if reason is None:
+        return f"exit status {returncode}"
+    return reason.removeprefix("Error: ").split(" Available names:")[0]
+
+
 def boot(team: Team, endpoint: Endpoint, launch: tuple[str, ...] = (),
          timeout: float = 20.0, clock=time.monotonic) -> None:
     """Start supervisord on the generated config (it daemonizes) and wait until it answers.
@@ -176,8 +187,8 @@ def boot(team: Team, endpoint: Endpoint, launch: tuple[str, ...] = (),
     result = subprocess.run([supervisord_binary(), "-c", str(team.conf_file)], env=env,
                             stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        raise SupervisorDown(f"supervisord failed to start: {detail[-1] if detail else result.returncode}")
+        raise SupervisorDown(f"supervisord failed to start: "
+                             f"{startup_error(result.stderr + result.stdout, result.returncode)}")
     deadline = clock() + timeout
     while clock() < deadline:
         if is_running(endpoint):

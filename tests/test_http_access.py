@@ -200,3 +200,27 @@ def test_generated_config_registers_coffee_next_to_supervisor(project):
            "coffee_team.rpcinterface:make_coffee_rpcinterface\nteam=%(here)s/../data/team.yaml" in conf
     assert "[inet_http_server]" not in conf  # only the 0700 unix socket by default
     assert load_team(project.team_file).settings.http is None
+
+
+def test_start_without_the_password_variable_says_which_one(project):
+    project.write_team(http={"port": free_port(), "username": "automation",
+                             "password_env": "COFFEE_TEST_UNSET_PASSWORD"})
+    result = project.cli("start")
+    assert result.returncode == 2, result.stderr
+    assert "COFFEE_TEST_UNSET_PASSWORD is not set" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("output, reason", [
+    ("Error: Another program is already listening on a port that one of our HTTP servers is "
+     "configured to use.  Shut this program down first before starting supervisord.\n"
+     "For help, use /x/supervisord -h\n", "Another program is already listening"),
+    ("Error: Format string '%(ENV_X)s' for 'inet_http_server.password' contains names ('ENV_X') "
+     "which cannot be expanded. Available names: ENV_HOME, ENV_PATH\nFor help, use x -h\n",
+     "contains names ('ENV_X') which cannot be expanded."),
+    ("", "exit status 2"),
+])
+def test_supervisord_startup_error_is_its_reason_line(output, reason):
+    from coffee_team.client import startup_error
+    line = startup_error(output, 2)
+    assert reason in line and "For help" not in line and "ENV_HOME" not in line

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import click
@@ -90,6 +91,7 @@ def start(ctx: Context, agents: str | None, timeout: float) -> None:
     layout.ensure_data_dirs(team)
     endpoint = ctx.endpoint
     if not client.is_running(endpoint):
+        _require_password_env(team)
         forget_restarts(ctx, names, give_ups=True)
         try:
             client.boot(team, endpoint, launch=parse_agents(team, agents))
@@ -99,6 +101,14 @@ def start(ctx: Context, agents: str | None, timeout: float) -> None:
     else:
         start_in_priority_order(ctx, names)
     _print_status(ctx, as_json=False)
+
+
+def _require_password_env(team) -> None:
+    http = team.settings.http
+    if http is not None and http.password_env not in os.environ:
+        raise UserError(f"{team.path}: team.http.password_env: the environment variable "
+                        f"{http.password_env} is not set; export it before `coffee-team start` "
+                        f"(supervisord reads the XML-RPC password from it)", exit_code=2)
 
 
 @main.command()
