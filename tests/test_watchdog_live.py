@@ -106,3 +106,29 @@ def test_listener_killed_during_backoff_still_restarts_on_time(project, reliabil
     reliability("listener killed -9 during a backoff", "demo team, 1 crashing agent",
                 "kill -9 of the watchdog", 0, "0",
                 f"restart {lateness:+.2f}s from its due time; count kept")
+
+
+def test_damaged_database_at_boot_is_waited_out_then_the_team_launches(project, reliability):
+    project.write_team()
+    database = project.root / "data" / "orchestrator.db"
+    database.write_bytes(b"this is not a database\n" * 100)
+    boot_supervisord(project)
+    rpc = project.rpc()
+    first = wait_until(lambda: rpc.supervisor.getProcessInfo("watchdog")["pid"], 10,
+                       message="the watchdog to run")
+    time.sleep(5)  # long enough for several retries (1, 2, 4 s) and for a crash loop to show
+    info = rpc.supervisor.getProcessInfo("watchdog")
+    assert (info["statename"], info["pid"]) == ("RUNNING", first)  # never crashed
+    assert all(i["statename"] == "STOPPED" for i in rpc.supervisor.getAllProcessInfo()
+               if i["name"] != "watchdog")
+    log = (project.root / "data" / "logs" / "watchdog.log").read_text()
+    assert log.count("cannot start yet") == 1 and "Traceback" not in log
+
+    database.unlink()  # the user restores (here: removes) the damaged file
+    started = time.monotonic()
+    project.wait_states({n: "RUNNING" for n in project.team.names}, timeout=30)
+    assert rpc.supervisor.getProcessInfo("watchdog")["pid"] == first
+    reliability("damaged database at boot", "team of 6, database file overwritten",
+                "file is not a database for 5 s", 0, "0",
+                f"watchdog kept its PID; team RUNNING {time.monotonic() - started:.1f} s after "
+                f"the file was fixed")

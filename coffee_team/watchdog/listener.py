@@ -300,8 +300,13 @@ class Watchdog:
         except Exception as exc:  # a locked database or an RPC hiccup must not kill the watchdog
             self.log(f"error in {what}: {type(exc).__name__}: {exc}")
 
-    def run(self) -> int:
-        self.protocol.ready()
+    def run(self, launch: bool = False, already_ready: bool = False) -> int:
+        """Serve supervisord's events until it closes our stdin. ``launch``: supervisord
+        reported RUNNING before we could work (see startup.py), so launch the team now."""
+        if not already_ready:
+            self.protocol.ready()
+        if launch:
+            self._guarded("launch", self.launch_team)
         while True:
             self._guarded("timers", self.on_timer)
             try:
@@ -330,24 +335,31 @@ def main(argv: list[str] | None = None) -> int:
     from supervisor import childutils
 
     from coffee_team.queue import MessageQueue
-    from coffee_team.errors import TeamError
     from coffee_team.team import load_team
+    from coffee_team.watchdog.startup import open_patiently
 
     parser = argparse.ArgumentParser(prog="watchdog")
     parser.add_argument("--team", default="data/team.yaml")
     args = parser.parse_args(argv)
     protocol = ListenerProtocol.for_supervisor()
-    try:
-        team = load_team(args.team)
-    except TeamError as exc:
-        protocol.log(f"cannot start: {exc}")
-        return 2
     # supervisord stops us with SIGTERM at shutdown: exit quietly, not "terminated by SIGTERM".
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+
+    def open_all():
+        team = load_team(args.team)
+        return team, MessageQueue.from_team(team)
+
+    opened = open_patiently(open_all, protocol)
+    if opened is None:
+        return 0
+    team, queue = opened.value
+    if opened.waited:
+        protocol.log("started: the team file and the database open now")
     launch_only = tuple(n for n in os.environ.get("COFFEE_LAUNCH_AGENTS", "").split(",") if n)
     rpc = childutils.getRPCInterface(os.environ)
-    with MessageQueue.from_team(team) as queue:
-        return Watchdog(team, protocol, rpc, queue, launch_only=launch_only).run()
+    with queue:
+        watchdog = Watchdog(team, protocol, rpc, queue, launch_only=launch_only)
+        return watchdog.run(launch=opened.supervisor_running, already_ready=opened.waited)
 
 
 if __name__ == "__main__":
