@@ -187,7 +187,7 @@ def _is_current(tables: list[str], db: peewee.Database) -> bool:
     return "queue_depth" in tables and version >= SCHEMA_VERSION
 
 
-def _add_queue_depth(backend: "SqlBackend") -> None:
+def _add_queue_depth(backend: SqlBackend) -> None:
     """Bring a version-1 database made before the queue_depth counter up to
     date: fill the counter and drop the indexes the model no longer has."""
     for index in ("tasks_created_at", "tasks_recipient_status", "metrics_agent_task_type"):
