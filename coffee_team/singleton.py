@@ -84,8 +84,9 @@ class ParentWatch:
 
 class PgAgentLock:
     """A PostgreSQL advisory lock on a stable 64-bit hash of (schema, agent name), held by a
-    dedicated session (queue.locks.AdvisoryLockSession) for the agent's lifetime: agents of one team on several hosts share
-    the database, so this is what keeps a name single across hosts (a file lock cannot).
+    dedicated session (queue.locks.AdvisoryLockSession) for the agent's lifetime: agents of
+    one team on several hosts share the database, so this is what keeps a name single across
+    hosts (a file lock cannot).
 
     The connection's ``application_name`` carries the holder's host and PID, so a refused
     second instance names them.  PostgreSQL drops the lock with its connection; a keeper

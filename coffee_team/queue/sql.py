@@ -211,4 +211,4 @@ def listen(channel: str) -> str:
 def named() -> dict[str, str]:
     """{NAME: statement} of every named statement above (not the builders)."""
     return {name: text for name, text in globals().items()
-            if name.isupper() and isinstance(text, str)}
+            if name.isupper() and not name.startswith("_") and isinstance(text, str)}
