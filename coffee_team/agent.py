@@ -26,20 +26,6 @@ IDLE_WAIT_CAP = 1.0  # seconds; bounds how late a dead parent is noticed without
 DB_RETRY_MAX = 5.0   # seconds; the longest pause between retries while the database is unusable
 
 
-def database_errors() -> tuple[type[BaseException], ...]:
-    """Errors meaning "the database is unusable right now" (locked, read-only, gone)."""
-    import sqlite3
-
-    import peewee
-    errors: list[type[BaseException]] = [sqlite3.Error, peewee.PeeweeException]
-    try:
-        import psycopg2
-        errors.append(psycopg2.Error)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
 def log(agent: str, message: str) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     print(f"{stamp} {agent}: {message}", file=sys.stderr, flush=True)
@@ -74,6 +60,7 @@ class Agent:
         self.stopping = False
         self.parent = ParentWatch()
         self.supervised = bool(os.environ.get("SUPERVISOR_ENABLED"))
+        from .queue.db import database_errors  # not at import: main() may block psycopg2 first
         self.db_errors = database_errors()
         self.in_database = False
         self.trouble: set[str] = set()  # what is failing now, so each episode is logged once
@@ -278,6 +265,7 @@ def agent_lock(team: Team, name: str):
     re-taking the lock (PgAgentLock's keeper thread); if another instance got it meanwhile this
     process exits at once, leaving the queue to the new holder."""
     if getattr(team, "is_postgres", False):
+        from .queue.db import database_errors
         lock = PgAgentLock(team.database_url, name, log=lambda message: log(name, message))
         delay = 0.1
         while True:  # a database that is briefly down must not turn into a FATAL program

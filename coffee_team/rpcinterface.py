@@ -338,12 +338,7 @@ class CoffeeNamespaceRPCInterface:
         name = self._agent(agent)
         limit = check_limit(limit)
         queue = self._queue_()
-        marks = ", ".join("?" * len(kinds.RESTART_HISTORY))
-        events = queue.backend.fetchdicts(
-            "SELECT id, ts, agent, kind, detail FROM events WHERE agent = ?"
-            f" AND kind IN ({marks}) ORDER BY id DESC LIMIT ?", [name, *kinds.RESTART_HISTORY, limit])
-        for event in events:
-            event["detail"] = json.loads(event["detail"] or "{}")
+        events = queue.recent_events(name, kinds.RESTART_HISTORY, limit)
         state = queue.restart_state(name)
         return {"agent": name, "restarts": state["attempts"], "given_up": state["given_up"],
                 "next_restart_at": state["next_restart_at"],
@@ -369,14 +364,8 @@ class CoffeeNamespaceRPCInterface:
         @return array notifications  {id, created_at, level, agent, title, message, sound,
                                       acknowledged} structs
         """
-        rows = self._queue_().backend.fetchdicts(
-            "SELECT id, created_at, level, agent, title, message, sound, acknowledged"
-            " FROM notifications WHERE id > ? ORDER BY id LIMIT ?",
-            (check_id(since_id, "since_id"), check_limit(limit)))
-        for row in rows:
-            row["sound"] = bool(row["sound"])
-            row["acknowledged"] = bool(row["acknowledged"])
-        return rows
+        return self._queue_().notifications(since_id=check_id(since_id, "since_id"),
+                                            limit=check_limit(limit))
 
     @_rpc
     def ackNotification(self, id):
@@ -389,8 +378,7 @@ class CoffeeNamespaceRPCInterface:
         notification_id = check_id(id, "id")
         if queue.ack_notification(notification_id):
             return True
-        if not queue.backend.fetchone("SELECT 1 FROM notifications WHERE id = ?",
-                                      (notification_id,)):
+        if not queue.notification_exists(notification_id):
             raise RPCError(Faults.BAD_ARGUMENTS, f"no notification with id {notification_id}")
         return False
 

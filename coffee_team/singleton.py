@@ -83,9 +83,10 @@ class ParentWatch:
 # --- PostgreSQL: one instance per agent across every host ---------------------------------
 
 class PgAgentLock:
-    """``pg_try_advisory_lock`` on a stable 64-bit hash of (schema, agent name), held by a
-    dedicated connection for the agent's lifetime: agents of one team on several hosts share
-    the database, so this is what keeps a name single across hosts (a file lock cannot).
+    """A PostgreSQL advisory lock on a stable 64-bit hash of (schema, agent name), held by a
+    dedicated session (queue.locks.AdvisoryLockSession) for the agent's lifetime: agents of
+    one team on several hosts share the database, so this is what keeps a name single across
+    hosts (a file lock cannot).
 
     The connection's ``application_name`` carries the holder's host and PID, so a refused
     second instance names them.  PostgreSQL drops the lock with its connection; a keeper
@@ -95,16 +96,13 @@ class PgAgentLock:
     (status 75) without touching the queue, since the new holder already requeued our tasks.
     """
 
-    KEEPALIVE = dict(keepalives=1, keepalives_idle=10, keepalives_interval=3,
-                     keepalives_count=3, connect_timeout=10)
-
     def __init__(self, url: str, name: str, on_taken=None, log=None, retry_max: float = 5.0):
         self.url = url
         self.name = name
         self.on_taken = on_taken or _exit_taken
         self.log = log or (lambda message: None)
         self.retry_max = retry_max
-        self.conn = None
+        self.session = None
         self.key: int | None = None
         self.reacquired = 0  # times the lock was re-taken after a lost connection
         self._stop = None
@@ -114,11 +112,9 @@ class PgAgentLock:
     def _connect(self):
         import socket
 
-        from .queue.db import open_database, pg_connect
+        from .queue.locks import AdvisoryLockSession
         app = f"coffee-team {self.name} pid {os.getpid()} on {socket.gethostname()}"
-        conn = pg_connect(open_database(self.url), application_name=app[:63], **self.KEEPALIVE)
-        conn.autocommit = True
-        return conn
+        return AdvisoryLockSession(self.url, application_name=app[:63])
 
     @staticmethod
     def lock_key(schema: str, name: str) -> int:
@@ -127,26 +123,15 @@ class PgAgentLock:
                                  digest_size=8).digest()
         return int.from_bytes(digest, "big", signed=True)
 
-    def _try_lock(self, conn) -> bool:
-        cur = conn.cursor()
+    def _try_lock(self, session) -> bool:
         if self.key is None:
-            cur.execute("SELECT current_schema()")
-            self.key = self.lock_key(cur.fetchone()[0] or "", self.name)
-        cur.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
-        return bool(cur.fetchone()[0])
+            self.key = self.lock_key(session.current_schema(), self.name)
+        return session.try_lock(self.key)
 
-    def holder(self, conn) -> str:
+    def holder(self, session) -> str:
         """'PID 123 on host h, since ...' of the session holding our key, as far as known."""
         import re
-        cur = conn.cursor()
-        cur.execute(
-            "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l"
-            " JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
-            " AND l.classid::bigint = %s AND l.objid::bigint = %s"
-            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            ((self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF))
-        row = cur.fetchone()
+        row = session.holder(self.key)
         if row is None:
             return "unknown holder"
         app, addr, since = row
@@ -156,17 +141,17 @@ class PgAgentLock:
         return f"{where}, started {since:%Y-%m-%d %H:%M:%S}" if since else where
 
     def acquire(self) -> "PgAgentLock":
-        conn = self._connect()
+        session = self._connect()
         try:
-            if not self._try_lock(conn):
-                holder = self.holder(conn)
+            if not self._try_lock(session):
+                holder = self.holder(session)
                 raise AgentAlreadyRunningError(
                     f"agent {self.name} is already running ({holder}; PostgreSQL advisory "
                     f"lock); stop it there first (coffee-team stop --agents {self.name})")
         except BaseException:
-            conn.close()
+            session.close()
             raise
-        self.conn = conn
+        self.session = session
         import threading
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._keep, name=f"lock-{self.name}", daemon=True)
@@ -174,57 +159,44 @@ class PgAgentLock:
         return self
 
     # --- keeper ---
-    def _alive(self) -> bool:
-        import select
-        try:
-            if select.select([self.conn], [], [], 0)[0]:
-                from .queue.wake import pg_poll
-                pg_poll(self.conn)  # raises once the server closed the connection
-            return not self.conn.closed
-        except Exception:
-            return False
-
     def _keep(self) -> None:
         import select
         while not self._stop.is_set():
             try:
-                readable = select.select([self.conn], [], [], 1.0)[0]
+                readable = select.select([self.session], [], [], 1.0)[0]
             except (OSError, ValueError):
                 readable = True
             if self._stop.is_set():
                 return
-            if readable and not self._alive():
+            if readable and not self.session.alive():
                 self._reacquire()
 
     def _reacquire(self) -> None:
         self.log("advisory lock connection lost; reconnecting to take the lock again")
-        try:
-            self.conn.close()
-        except Exception:
-            pass
+        self.session.close()
         delay = 0.1
         while not self._stop.is_set():
             try:
-                conn = self._connect()
+                session = self._connect()
             except Exception as exc:
                 self.log(f"lock reconnect failed ({type(exc).__name__}); retrying in {delay:.1f}s")
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.retry_max)
                 continue
             try:
-                got = self._try_lock(conn)
-                holder = None if got else self.holder(conn)
+                got = self._try_lock(session)
+                holder = None if got else self.holder(session)
             except Exception:
-                conn.close()
+                session.close()
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.retry_max)
                 continue
             if got:
-                self.conn = conn
+                self.session = session
                 self.reacquired += 1
                 self.log("advisory lock taken again")
                 return
-            conn.close()
+            session.close()
             self.on_taken(f"agent {self.name}: lost its lock while disconnected; now held by "
                           f"{holder}; exiting")
             self._stop.set()
@@ -235,15 +207,12 @@ class PgAgentLock:
             self._stop.set()
         if self._thread is not None and self._thread is not __import__("threading").current_thread():
             self._thread.join(timeout=3)
-        if self.conn is not None:
-            try:
-                self.conn.close()  # closing the session drops the advisory lock
-            except Exception:
-                pass
-            self.conn = None
+        if self.session is not None:
+            self.session.close()  # closing the session drops the advisory lock
+            self.session = None
 
     def __enter__(self) -> "PgAgentLock":
-        return self if self.conn is not None else self.acquire()
+        return self if self.session is not None else self.acquire()
 
     def __exit__(self, *exc) -> None:
         self.release()

@@ -495,8 +495,22 @@ class QueueContract:
         assert q.ack_notification(n1) is True and q.ack_notification(n1) is False
         assert [n["id"] for n in q.notifications(unacked_only=True)] == [n2]
         assert [n["id"] for n in q.notifications(since_id=n1)] == [n2]
+        assert [n["id"] for n in q.notifications(limit=1)] == [n1]
+        assert [n["id"] for n in q.notifications(unacked_only=True, limit=1)] == [n2]
+        assert q.notification_exists(n1) and not q.notification_exists(n2 + 1)
         with pytest.raises(ContentError, match="level"):
             q.notify("LOUD", None, "x", "y")
+
+    def test_recent_events_of_kinds_newest_first(self):
+        q = self.make_queue()
+        crash = q.record_event("alice", "crash", code=1)
+        q.record_event("alice", "heartbeat")
+        q.record_event("bob", "crash")
+        restart = q.record_event("alice", "restarted")
+        events = q.recent_events("alice", ("crash", "restarted"), limit=10)
+        assert [(e["id"], e["kind"]) for e in events] == [(restart, "restarted"), (crash, "crash")]
+        assert events[1]["detail"] == {"code": 1}
+        assert [e["id"] for e in q.recent_events("alice", ("crash", "restarted"), 1)] == [restart]
 
     def test_restart_state(self):
         q = self.make_queue()

@@ -20,7 +20,6 @@ import re
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVERS = {"sqlite3", "psycopg2", "peewee", "playhouse"}
@@ -94,8 +93,6 @@ def violations() -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="#12 in progress: SQL still in rpcinterface and singleton, "
-                                       "database drivers named in agent")
 def test_imports_follow_the_layers():
     assert violations() == []
 

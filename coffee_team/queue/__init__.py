@@ -2,8 +2,9 @@
 
 ``core`` moves tasks (send, claim, complete, requeue, wait), ``journal`` keeps events,
 notifications and restart state, ``reporting`` reads listings and stats, ``routing`` resolves
-recipients, ``wake`` wakes idle agents, ``db`` opens a database and holds every dialect
-difference, ``models`` declares the schema.
+recipients, ``wake`` wakes idle agents, ``locks`` holds PostgreSQL advisory locks (one
+instance per agent), ``sql`` names every statement, ``db`` opens a database and holds every
+dialect difference, ``models`` declares the schema.
 """
 from coffee_team.errors import (ContentError, QueueError, QueueFullError, RoutingError,
                                 UnroutableError)

@@ -52,6 +52,8 @@ class ClaimedTask:
 
 
 _MESSAGE_FIELDS = frozenset(("sender", "recipient", "type", "content", "priority", "dedupe_key"))
+# Positions in a message row: _add_rows builds sql.insert_tasks' 7 parameters.
+_RECIPIENT, _DEDUPE_KEY = 1, 6
 
 
 def _json_encoder() -> Callable[[Any], str]:
@@ -126,8 +128,7 @@ class MessageQueue(JournalMixin, ReportingMixin):
         else:
             self._wake = WakeSockets(wake_dir) if wake_dir else None
             self._tx_wake = None
-        self._sql = self.backend.queue_sql  # placeholders translated once, not per call
-        self._insert_sql: dict[int, str] = {}  # rows per statement -> SQL
+        self._sql = self.backend.prepared  # the sql module's statements, translated once
 
     @classmethod
     def from_team(cls, team, **overrides) -> "MessageQueue":
@@ -227,7 +228,7 @@ class MessageQueue(JournalMixin, ReportingMixin):
 
     def _enqueue_locked(self, rows: list[tuple]) -> tuple[list[int], list[tuple]]:
         """Insert prepared rows inside the caller's write transaction: (ids, rows inserted)."""
-        if any(row[6] is not None for row in rows):
+        if any(row[_DEDUPE_KEY] is not None for row in rows):
             ids, fresh, duplicate_of = self._resolve_dedupe(rows)
             new_rows = [rows[i] for i in fresh]
         else:
@@ -236,7 +237,7 @@ class MessageQueue(JournalMixin, ReportingMixin):
             self._reserve(new_rows)
             new_ids = self._insert_rows(new_rows)
             if self._tx_wake:
-                self._tx_wake(self.backend, {row[1] for row in new_rows})
+                self._tx_wake(self.backend, {row[_RECIPIENT] for row in new_rows})
         if fresh is None:
             return new_ids, new_rows
         for i, new_id in zip(fresh, new_ids if new_rows else ()):
@@ -247,7 +248,7 @@ class MessageQueue(JournalMixin, ReportingMixin):
 
     def _wake_recipients(self, rows: list[tuple]) -> None:
         if self._wake and rows:
-            self._wake.notify({row[1] for row in rows})
+            self._wake.notify({row[_RECIPIENT] for row in rows})
 
     def _resolve_dedupe(self, rows: list[tuple]) -> tuple[list, list[int], dict[int, int]]:
         """Ids of rows whose dedupe_key is live (None elsewhere), the indexes to
@@ -256,9 +257,9 @@ class MessageQueue(JournalMixin, ReportingMixin):
         fresh: list[int] = []
         first_seen: dict[tuple, int] = {}
         duplicate_of: dict[int, int] = {}
-        find = self._sql["live_dedupe"]
+        find = self._sql.LIVE_DEDUPE
         for i, row in enumerate(rows):
-            recipient, dedupe_key = row[1], row[6]
+            recipient, dedupe_key = row[_RECIPIENT], row[_DEDUPE_KEY]
             if dedupe_key is not None:
                 if (recipient, dedupe_key) in first_seen:
                     duplicate_of[i] = first_seen[(recipient, dedupe_key)]
@@ -266,7 +267,7 @@ class MessageQueue(JournalMixin, ReportingMixin):
                 first_seen[(recipient, dedupe_key)] = i
                 existing = self.backend.run(find, (recipient, dedupe_key)).fetchone()
                 if existing:
-                    ids[i] = existing[0]
+                    (ids[i],) = existing  # the live task's id
                     continue
             fresh.append(i)
         return ids, fresh, duplicate_of
@@ -274,16 +275,17 @@ class MessageQueue(JournalMixin, ReportingMixin):
     def _reserve(self, rows: list[tuple]) -> None:
         """Raise the recipients' pending bounds by the rows, or raise QueueFullError."""
         if len(rows) == 1:
-            incoming = {rows[0][1]: 1}
+            incoming = {rows[0][_RECIPIENT]: 1}
         else:
             incoming = {}
             for row in rows:
-                incoming[row[1]] = incoming.get(row[1], 0) + 1
-        add_pending = self._sql["add_pending"]
+                recipient = row[_RECIPIENT]
+                incoming[recipient] = incoming.get(recipient, 0) + 1
+        add_pending = self._sql.ADD_PENDING
         # Sorted: concurrent batches lock counter rows in one order (no PostgreSQL deadlock).
         for recipient in sorted(incoming):
             count = incoming[recipient]
-            bound = self.backend.run(add_pending, (recipient, count)).fetchone()[0]
+            (bound,) = self.backend.run(add_pending, (recipient, count)).fetchone()
             if bound > self.max_queue_size:
                 self._recount(recipient, count)
 
@@ -291,25 +293,19 @@ class MessageQueue(JournalMixin, ReportingMixin):
         """The bound says full: count the pending rows (capped at max_queue_size
         + 1 index steps) and either refuse or reset the bound to the truth.
         Sends to this recipient wait on our counter row, so none slips in."""
-        pending = self.backend.run(self._sql["count_pending"],
-                                   (recipient, self.max_queue_size + 1)).fetchone()[0]
+        (pending,) = self.backend.run(self._sql.COUNT_PENDING,
+                                      (recipient, self.max_queue_size + 1)).fetchone()
         if pending + count > self.max_queue_size:
             raise QueueFullError(
                 f"{recipient} has {pending} pending tasks (max_queue_size "
                 f"{self.max_queue_size}); refusing {count} more")
-        self.backend.run(self._sql["set_pending"], (pending + count, recipient))
+        self.backend.run(self._sql.SET_PENDING, (pending + count, recipient))
 
     def _insert_rows(self, rows: list[tuple]) -> list[int]:
         ids: list[int] = []
         for start in range(0, len(rows), _INSERT_CHUNK_ROWS):
             chunk = rows[start:start + _INSERT_CHUNK_ROWS]
-            sql = self._insert_sql.get(len(chunk))
-            if sql is None:
-                sql = self._insert_sql[len(chunk)] = self.backend.sql(
-                    "INSERT INTO tasks (sender, recipient, type, content, priority, created_at,"
-                    " dedupe_key, status, attempts) VALUES "
-                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?, 'pending', 0)"] * len(chunk)))
-            ids += self.backend.insert_rows(sql, list(chain.from_iterable(chunk)), len(chunk))
+            ids += self.backend.insert_tasks(list(chain.from_iterable(chunk)), len(chunk))
         return ids
 
     # -- consume ---------------------------------------------------------
@@ -319,27 +315,31 @@ class MessageQueue(JournalMixin, ReportingMixin):
         Tasks whose lease expired are re-claimable; once they used up
         max_attempts they are marked failed instead (never silently dropped).
         """
-        now, backend, attempts = self.clock(), self.backend, self.max_attempts
+        now, backend, max_attempts = self.clock(), self.backend, self.max_attempts
         # Read first, outside the write lock (a SQLite writer that finds it
         # taken sleeps >= 1 ms): an idle agent takes no lock, and the lease
         # release runs only if a lease had expired.  A lease that expires
         # just after this read is released by the next claim instead.
-        pending, expired = backend.run(self._sql["work"], (agent, agent, now)).fetchone()
+        pending, expired = backend.run(self._sql.WORK_AVAILABLE, (agent, agent, now)).fetchone()
         if not (pending or expired):
             return []
         with backend.write_transaction():
             if expired:
-                released = backend.run(self._sql["release_expired"], (
-                    attempts, attempts, attempts, now, attempts, agent, now)).fetchall()
+                released = backend.run(self._sql.RELEASE_EXPIRED, (
+                    max_attempts, max_attempts, max_attempts, now, max_attempts, agent, now)
+                ).fetchall()
                 # Claims leave queue_depth alone (an upper bound); releases raise it.
                 back = sum(1 for (status,) in released if status == "pending")
                 if back:
-                    backend.run(self._sql["add_pending"], (agent, back)).fetchone()
-            rows = backend.run(self._sql["claim"], (
+                    backend.run(self._sql.ADD_PENDING, (agent, back)).fetchone()
+            rows = backend.run(self._sql.CLAIM, (
                 agent, now, now + self.lease_seconds, agent, limit)).fetchall()
         loads = json.loads
-        tasks = [ClaimedTask(r[0], r[1], r[2], r[3], loads(r[4]), r[5], r[6], r[7], r[8])
-                 for r in rows]
+        # sql.CLAIM returns ClaimedTask's fields in order; only the content needs decoding.
+        tasks = [ClaimedTask(task_id, sender, recipient, task_type, loads(content), priority,
+                             attempts, created_at, lease_expires_at)
+                 for (task_id, sender, recipient, task_type, content, priority, attempts,
+                      created_at, lease_expires_at) in rows]
         if len(tasks) > 1:
             tasks.sort(key=lambda t: (t.priority, t.id))
         return tasks
@@ -362,15 +362,16 @@ class MessageQueue(JournalMixin, ReportingMixin):
                 follow_ups: list[tuple] = ()) -> bool:
         now, backend = self.clock(), self.backend
         if agent is None:
-            sql, params = self._sql["finish"], (status, now, result, error, task_id)
+            finish, params = self._sql.FINISH, (status, now, result, error, task_id)
         else:
-            sql, params = self._sql["finish_by"], (status, now, result, error, task_id, agent)
+            finish, params = self._sql.FINISH_BY, (status, now, result, error, task_id, agent)
         with backend.write_transaction():
-            row = backend.run(sql, params).fetchone()
+            row = backend.run(finish, params).fetchone()
             if row is None:
                 return False
-            backend.run(self._sql["add_metric"],
-                        (row[0], row[1], max(0.0, (now - row[2]) * 1000.0), now))
+            claimed_by, task_type, claimed_at = row
+            backend.run(self._sql.ADD_METRIC, (claimed_by, task_type,
+                                               max(0.0, (now - claimed_at) * 1000.0), now))
             _, sent = self._enqueue_locked(follow_ups) if follow_ups else ((), ())
         self._wake_recipients(list(sent))
         return True
@@ -383,13 +384,13 @@ class MessageQueue(JournalMixin, ReportingMixin):
         """
         now = self.clock()
         with self.backend.write_transaction():
-            self.backend.run(self._sql["fail_held"], (now, agent, self.max_attempts))
-            requeued = self.backend.run(self._sql["requeue_held"], (agent,)).fetchall()
+            self.backend.run(self._sql.FAIL_HELD, (now, agent, self.max_attempts))
+            requeued = self.backend.run(self._sql.REQUEUE_HELD, (agent,)).fetchall()
             counts: dict[str, int] = {}
             for (recipient,) in requeued:
                 counts[recipient] = counts.get(recipient, 0) + 1
             for recipient in sorted(counts):
-                self.backend.run(self._sql["add_pending"], (recipient, counts[recipient])).fetchone()
+                self.backend.run(self._sql.ADD_PENDING, (recipient, counts[recipient])).fetchone()
             if counts and self._tx_wake:
                 self._tx_wake(self.backend, counts)
         if requeued and self._wake:
@@ -398,7 +399,7 @@ class MessageQueue(JournalMixin, ReportingMixin):
 
     def has_work(self, agent: str) -> bool:
         """Pending tasks, or held ones whose lease expired."""
-        return any(self.backend.run(self._sql["work"], (agent, agent, self.clock())).fetchone())
+        return any(self.backend.run(self._sql.WORK_AVAILABLE, (agent, agent, self.clock())).fetchone())
 
     def wait(self, agent: str, timeout: float) -> bool:
         """Block until ``agent`` may have work (True) or ``timeout`` passes (False)."""

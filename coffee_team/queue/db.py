@@ -3,7 +3,8 @@
 ``open_database()`` turns a URL or path into a configured peewee database;
 ``migrate()`` creates the schema; ``backend_for()`` wraps a database in the
 tiny interface the queue needs (huey style), so SQLite and PostgreSQL share
-one MessageQueue implementation and one test-suite.
+one MessageQueue implementation and one test-suite.  The statements
+themselves are named in ``sql``; the backends only translate them.
 """
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import sqlite3
 import threading
 import time
 import zlib
-from typing import Any, Iterator, Optional, Sequence
+from types import SimpleNamespace
+from typing import Any, Optional, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 
 from coffee_team.errors import DatabaseUrlError, QueueError, SchemaTooNew
+from coffee_team.queue import sql
 from coffee_team.queue.models import ALL_MODELS, SCHEMA_VERSION
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -99,8 +102,8 @@ def _ensure_wal(path: str, timeout: float) -> None:
         try:
             conn = sqlite3.connect(path, timeout=timeout)
             try:
-                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    conn.execute("PRAGMA journal_mode = wal")
+                if conn.execute(sql.SQLITE_JOURNAL_MODE).fetchone()[0] != "wal":
+                    conn.execute(sql.SQLITE_USE_WAL)
                 return
             finally:
                 conn.close()
@@ -133,6 +136,19 @@ def pg_connect(db: peewee.PostgresqlDatabase, **extra: Any):
     return psycopg2.connect(dbname=db.database, **{**db.connect_params, **extra})
 
 
+def database_errors() -> tuple[type[BaseException], ...]:
+    """Errors meaning "the database is unusable right now" (locked, read-only, gone).
+
+    psycopg2 only if importable: an SQLite agent blocks its import to save memory."""
+    errors: list[type[BaseException]] = [sqlite3.Error, peewee.PeeweeException]
+    try:
+        import psycopg2
+        errors.append(psycopg2.Error)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def is_postgres(db: peewee.Database) -> bool:
     return isinstance(db, peewee.PostgresqlDatabase)
 
@@ -146,22 +162,19 @@ def migrate(db: peewee.Database) -> int:
     """
     if _is_current(db.get_tables(), db):
         return SCHEMA_VERSION
+    backend = backend_for(db)
     with _BIND_LOCK, db.bind_ctx(ALL_MODELS):
-        with backend_for(db).write_transaction():
+        with backend.write_transaction():
             if is_postgres(db):
-                db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_MIGRATE_LOCK_KEY,))
+                backend.execute(sql.PG_MIGRATE_LOCK, (_PG_MIGRATE_LOCK_KEY,))
             tables = db.get_tables()
             if not _is_current(tables, db):
                 version = _current_version(db, tables)
                 db.create_tables(ALL_MODELS, safe=True)
                 if "tasks" in tables and "queue_depth" not in tables:
-                    _add_queue_depth(db)
+                    _add_queue_depth(backend)
                 if version < SCHEMA_VERSION:
-                    db.execute_sql(
-                        "INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)"
-                        .replace("%s", db.param),
-                        (SCHEMA_VERSION, time.time()),
-                    )
+                    backend.execute(sql.RECORD_SCHEMA_VERSION, (SCHEMA_VERSION, time.time()))
     return SCHEMA_VERSION
 
 
@@ -174,91 +187,36 @@ def _is_current(tables: list[str], db: peewee.Database) -> bool:
     return "queue_depth" in tables and version >= SCHEMA_VERSION
 
 
-def _add_queue_depth(db: peewee.Database) -> None:
+def _add_queue_depth(backend: SqlBackend) -> None:
     """Bring a version-1 database made before the queue_depth counter up to
     date: fill the counter and drop the indexes the model no longer has."""
     for index in ("tasks_created_at", "tasks_recipient_status", "metrics_agent_task_type"):
-        db.execute_sql(f"DROP INDEX IF EXISTS {index}")
-    db.execute_sql("INSERT INTO queue_depth (recipient, pending_bound) SELECT recipient, COUNT(*)"
-                   " FROM tasks WHERE status = 'pending' GROUP BY recipient")
+        backend.execute(sql.drop_index(index))
+    backend.execute(sql.FILL_QUEUE_DEPTH)
 
 
 def _current_version(db: peewee.Database, tables: list[str]) -> int:
     if "schema_version" not in tables:
         return 0
-    row = db.execute_sql("SELECT MAX(version) FROM schema_version").fetchone()
+    row = db.execute_sql(sql.SCHEMA_VERSION).fetchone()
     return int(row[0] or 0)
 
 
-# Every statement MessageQueue runs on the hot path, with ``?`` placeholders
-# and {lock} where PostgreSQL adds SKIP LOCKED; SqlBackend.queue_sql holds
-# them translated for its dialect.
-QUEUE_SQL = {
-    # Pending only (expired leases are released to pending first): equality
-    # on (recipient, status) lets the claim index deliver rows already in
-    # priority, id order; an OR on status would scan the whole recipient.
-    "claim": "UPDATE tasks SET status = 'in_progress', claimed_by = ?, claimed_at = ?,"
-             " lease_expires_at = ?, attempts = attempts + 1"
-             " WHERE id IN (SELECT id FROM tasks WHERE recipient = ? AND status = 'pending'"
-             " ORDER BY priority, id LIMIT ?{lock})"
-             " RETURNING id, sender, recipient, type, content, priority, attempts,"
-             " created_at, lease_expires_at",
-    # Expired leases go back to pending, or fail once out of attempts.
-    "release_expired": (
-        "UPDATE tasks SET lease_expires_at = NULL,"
-        " status = CASE WHEN attempts >= ? THEN 'failed' ELSE 'pending' END,"
-        " error = CASE WHEN attempts >= ?"
-        " THEN 'lease expired after ' || CAST(attempts AS TEXT) || ' attempts' ELSE error END,"
-        " completed_at = CASE WHEN attempts >= ? THEN ? ELSE completed_at END,"
-        " claimed_by = CASE WHEN attempts >= ? THEN claimed_by ELSE NULL END"
-        " WHERE recipient = ? AND status = 'in_progress' AND lease_expires_at < ?"
-        " RETURNING status"),
-    # (any pending, any lease expired): each EXISTS is one index probe (an OR
-    # on status would scan the recipient's tasks).
-    "work": "SELECT EXISTS (SELECT 1 FROM tasks WHERE recipient = ? AND status = 'pending'),"
-            " EXISTS (SELECT 1 FROM tasks WHERE recipient = ? AND status = 'in_progress'"
-            " AND lease_expires_at < ?)",
-    "finish": "UPDATE tasks SET status = ?, completed_at = ?, result = ?, error = ?,"
-              " lease_expires_at = NULL WHERE id = ? AND status = 'in_progress'"
-              " RETURNING claimed_by, type, claimed_at",
-    "finish_by": "UPDATE tasks SET status = ?, completed_at = ?, result = ?, error = ?,"
-                 " lease_expires_at = NULL WHERE id = ? AND status = 'in_progress'"
-                 " AND claimed_by = ? RETURNING claimed_by, type, claimed_at",
-    "add_metric": "INSERT INTO metrics (agent, task_type, duration_ms, timestamp)"
-                  " VALUES (?, ?, ?, ?)",
-    "fail_held": "UPDATE tasks SET status = 'failed', completed_at = ?, lease_expires_at = NULL,"
-                 " error = 'agent restarted after ' || CAST(attempts AS TEXT) || ' attempts'"
-                 " WHERE claimed_by = ? AND status = 'in_progress' AND attempts >= ?",
-    "requeue_held": "UPDATE tasks SET status = 'pending', claimed_by = NULL, claimed_at = NULL,"
-                    " lease_expires_at = NULL WHERE claimed_by = ? AND status = 'in_progress'"
-                    " RETURNING recipient",
-    # Backpressure (models.QueueDepth): n more tasks may be pending (send,
-    # release, requeue); returns the new bound.
-    "add_pending": "INSERT INTO queue_depth (recipient, pending_bound) VALUES (?, ?)"
-                   " ON CONFLICT (recipient) DO UPDATE"
-                   " SET pending_bound = queue_depth.pending_bound + excluded.pending_bound"
-                   " RETURNING pending_bound",
-    "set_pending": "UPDATE queue_depth SET pending_bound = ? WHERE recipient = ?",
-    # The truth, capped: at most max_queue_size + 1 index steps.
-    "count_pending": "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE recipient = ?"
-                     " AND status = 'pending' LIMIT ?) AS p",
-    "live_dedupe": "SELECT id FROM tasks WHERE recipient = ? AND dedupe_key = ?"
-                   " AND status IN ('pending', 'in_progress') LIMIT 1",
-}
-
-
 class SqlBackend:
-    """The SQL a MessageQueue needs, written once with ``?`` placeholders."""
+    """Runs the statements of ``sql`` (written with ``?`` placeholders) in one dialect."""
 
-    _claim_lock = ""
+    _claim_lock = ""  # what sql.CLAIM's {lock} becomes
 
     def __init__(self, db: peewee.Database):
         self.db = db
-        self.queue_sql = {name: self.sql(text.replace("{lock}", self._claim_lock))
-                          for name, text in QUEUE_SQL.items()}
-        self.claim_sql = self.queue_sql["claim"]
+        # Every named statement, translated once: the hot path runs these with run().
+        self.prepared = SimpleNamespace(**{name: self.sql(text.replace("{lock}", self._claim_lock))
+                                           for name, text in sql.named().items()})
+        self._insert_sql: dict[tuple[int, bool], str] = {}  # (rows, returning_ids) -> insert
 
-    def sql(self, statement: str) -> str:
+    @staticmethod
+    def sql(statement: str) -> str:
+        """``statement`` in this dialect's placeholder style."""
         return statement
 
     def execute(self, statement: str, params: Sequence[Any] = ()):
@@ -281,14 +239,22 @@ class SqlBackend:
 
     def insert(self, statement: str, params: Sequence[Any]) -> int:
         """Run an INSERT ... RETURNING id and return the id."""
-        return self.execute(statement + " RETURNING id", params).fetchone()[0]
+        (new_id,) = self.execute(statement, params).fetchone()
+        return new_id
 
-    def insert_rows(self, prepared: str, params: Sequence[Any], count: int) -> list[int]:
-        """Run a prepared multi-row ``INSERT INTO tasks ... VALUES ...`` (no
-        RETURNING) inside a write transaction; return the ids in row order."""
-        cursor = self.run(prepared + " RETURNING id", params)
+    def insert_tasks(self, params: Sequence[Any], count: int) -> list[int]:
+        """Insert ``count`` pending tasks (sql.insert_tasks' parameters, row after row)
+        inside a write transaction; return the ids in row order."""
+        cursor = self.run(self._insert_statement(count, returning_ids=True), params)
         # RETURNING order is unspecified; ids ascend in insertion order.
-        return sorted(r[0] for r in cursor.fetchall())
+        return sorted(new_id for (new_id,) in cursor.fetchall())
+
+    def _insert_statement(self, count: int, *, returning_ids: bool) -> str:
+        statement = self._insert_sql.get((count, returning_ids))
+        if statement is None:
+            statement = self._insert_sql[count, returning_ids] = self.sql(
+                sql.insert_tasks(count, returning_ids=returning_ids))
+        return statement
 
     def write_transaction(self):
         raise NotImplementedError
@@ -309,16 +275,17 @@ class SqliteBackend(SqlBackend):
             with _wrap_db_errors:  # re-raised as the matching peewee error
                 raise
 
-    def insert_rows(self, prepared: str, params: Sequence[Any], count: int) -> list[int]:
+    def insert_tasks(self, params: Sequence[Any], count: int) -> list[int]:
+        insert = self._insert_statement(count, returning_ids=False)
         if count == 1:
-            return [self.run(prepared, params).lastrowid]
+            return [self.run(insert, params).lastrowid]
         # Under the write lock, rowids of a table without AUTOINCREMENT are
         # MAX(rowid) + 1, + 2, ... (SQLite goes random only past 2**63 - 1), so
         # one index seek replaces RETURNING, ~20% of a bulk insert's cost.
-        top = self.run("SELECT MAX(rowid) FROM tasks").fetchone()[0] or 0
+        top = self.run(self.prepared.SQLITE_LAST_TASK_ROWID).fetchone()[0] or 0
         if top + count >= _MAX_ROWID:  # pragma: no cover - 9.2e18 tasks later
-            return super().insert_rows(prepared, params, count)
-        last = self.run(prepared, params).lastrowid
+            return super().insert_tasks(params, count)
+        last = self.run(insert, params).lastrowid
         if last != top + count:  # pragma: no cover - would be an SQLite change
             raise peewee.DatabaseError(f"tasks ids not contiguous: {top} + {count} != {last}")
         return list(range(top + 1, last + 1))
@@ -343,21 +310,21 @@ class _ImmediateTransaction:
 
     def __enter__(self):
         with _wrap_db_errors:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute(sql.SQLITE_BEGIN_IMMEDIATE)
         return self
 
     def __exit__(self, exc_type, exc, tb):
         with _wrap_db_errors:
             if exc_type is None:
                 try:
-                    self.conn.execute("COMMIT")
+                    self.conn.execute(sql.SQLITE_COMMIT)
                     return
                 except BaseException:
                     if self.conn.in_transaction:
-                        self.conn.execute("ROLLBACK")
+                        self.conn.execute(sql.SQLITE_ROLLBACK)
                     raise
             if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+                self.conn.execute(sql.SQLITE_ROLLBACK)
 
 
 class PostgresBackend(SqlBackend):
@@ -369,7 +336,8 @@ class PostgresBackend(SqlBackend):
     # Concurrent claimers skip each other's rows instead of queueing up.
     _claim_lock = " FOR UPDATE SKIP LOCKED"
 
-    def sql(self, statement: str) -> str:
+    @staticmethod
+    def sql(statement: str) -> str:
         return statement.replace("%", "%%").replace("?", "%s")
 
     def run(self, prepared: str, params: Sequence[Any] = ()):
@@ -423,13 +391,3 @@ class _PgTransaction:
 def backend_for(db: peewee.Database) -> SqlBackend:
     return PostgresBackend(db) if is_postgres(db) else SqliteBackend(db)
 
-
-@contextlib.contextmanager
-def connected(db: peewee.Database) -> Iterator[peewee.Database]:
-    """Connect for the duration of a block unless already connected."""
-    opened = db.connect(reuse_if_open=True)
-    try:
-        yield db
-    finally:
-        if opened:
-            db.close()

@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 from peewee import BooleanField
 
 from coffee_team.errors import ContentError
+from coffee_team.queue import sql
 from coffee_team.queue.models import NOTIFICATION_LEVELS, RestartState
 
 # The restart_state columns and their defaults, as the schema declares them.
@@ -18,6 +19,27 @@ RESTART_FIELDS = {name: field.default for name, field in RestartState._meta.fiel
                   if name != "agent"}
 _BOOL_FIELDS = tuple(name for name, field in RestartState._meta.fields.items()
                      if isinstance(field, BooleanField))
+_ALL_RESTART_STATES = sql.restart_states(RESTART_FIELDS, one_agent=False)
+_ONE_RESTART_STATE = sql.restart_states(RESTART_FIELDS, one_agent=True)
+
+
+def _restart_state(agent: str, row: Optional[dict]) -> dict:
+    """A restart_state row (or the defaults without one) with real bools: SQLite has none."""
+    state = row or {"agent": agent, **RESTART_FIELDS}
+    for name in _BOOL_FIELDS:
+        state[name] = bool(state[name])
+    return state
+
+
+def _notification(row: dict) -> dict:
+    row["sound"] = bool(row["sound"])
+    row["acknowledged"] = bool(row["acknowledged"])
+    return row
+
+
+def _event(row: dict) -> dict:
+    row["detail"] = json.loads(row["detail"] or "{}")
+    return row
 
 
 class JournalMixin:
@@ -30,21 +52,23 @@ class JournalMixin:
             raise ContentError("event kind must be a non-empty string")
         with self.backend.write_transaction():
             return self.backend.insert(
-                "INSERT INTO events (ts, agent, kind, detail) VALUES (?, ?, ?, ?)",
+                sql.INSERT_EVENT,
                 (self.clock(), agent, kind, json.dumps(detail, default=str)),
             )
 
     def events(self, since_id: int = 0, agent: Optional[str] = None,
                limit: int = 100) -> list[dict]:
-        sql = "SELECT id, ts, agent, kind, detail FROM events WHERE id > ?"
-        params: list[Any] = [since_id]
-        if agent is not None:
-            sql += " AND agent = ?"
-            params.append(agent)
-        rows = self.backend.fetchdicts(sql + " ORDER BY id LIMIT ?", params + [limit])
-        for row in rows:
-            row["detail"] = json.loads(row["detail"] or "{}")
-        return rows
+        if agent is None:
+            rows = self.backend.fetchdicts(sql.EVENTS_SINCE, (since_id, limit))
+        else:
+            rows = self.backend.fetchdicts(sql.AGENT_EVENTS_SINCE, (since_id, agent, limit))
+        return [_event(row) for row in rows]
+
+    def recent_events(self, agent: str, kinds: Sequence[str], limit: int) -> list[dict]:
+        """``agent``'s latest events of the given kinds, newest first."""
+        rows = self.backend.fetchdicts(sql.recent_events_of_kinds(len(kinds)),
+                                       (agent, *kinds, limit))
+        return [_event(row) for row in rows]
 
     # -- notifications --------------------------------------------------
     def notify(self, level: str, agent: Optional[str], title: str, message: str) -> int:
@@ -55,54 +79,38 @@ class JournalMixin:
         # sound is always False: background agents are silent (CFR-009).
         with self.backend.write_transaction():
             return self.backend.insert(
-                "INSERT INTO notifications (created_at, level, agent, title, message,"
-                " sound, acknowledged) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                sql.INSERT_NOTIFICATION,
                 (self.clock(), level, agent, title, message, False, False),
             )
 
-    def notifications(self, since_id: int = 0, unacked_only: bool = False) -> list[dict]:
-        sql = ("SELECT id, created_at, level, agent, title, message, sound, acknowledged"
-               " FROM notifications WHERE id > ?")
+    def notifications(self, since_id: int = 0, unacked_only: bool = False,
+                      limit: Optional[int] = None) -> list[dict]:
+        """Oldest first; every one after ``since_id`` unless ``limit`` is given."""
+        limit = sql.NO_LIMIT if limit is None else limit
         if unacked_only:
-            sql += " AND acknowledged = ?"
-        params = (since_id, False) if unacked_only else (since_id,)
-        rows = self.backend.fetchdicts(sql + " ORDER BY id", params)
-        for row in rows:
-            row["sound"] = bool(row["sound"])
-            row["acknowledged"] = bool(row["acknowledged"])
-        return rows
+            rows = self.backend.fetchdicts(sql.UNACKED_NOTIFICATIONS_SINCE,
+                                           (since_id, False, limit))
+        else:
+            rows = self.backend.fetchdicts(sql.NOTIFICATIONS_SINCE, (since_id, limit))
+        return [_notification(row) for row in rows]
+
+    def notification_exists(self, notification_id: int) -> bool:
+        return self.backend.fetchone(sql.NOTIFICATION_EXISTS, (notification_id,)) is not None
 
     def ack_notification(self, notification_id: int) -> bool:
         with self.backend.write_transaction():
-            cursor = self.backend.execute(
-                "UPDATE notifications SET acknowledged = ? WHERE id = ? AND acknowledged = ?",
-                (True, notification_id, False),
-            )
+            cursor = self.backend.execute(sql.ACK_NOTIFICATION, (True, notification_id, False))
             return cursor.rowcount > 0
 
     # -- restart state --------------------------------------------------
     def restart_states(self, agents: Sequence[str]) -> dict[str, dict]:
         """Every agent's restart state in one query (agents without a row get the defaults)."""
-        columns = ", ".join(RESTART_FIELDS)
-        rows = {row["agent"]: row for row in self.backend.fetchdicts(
-            f"SELECT agent, {columns} FROM restart_state", ())}
-        states = {}
-        for agent in agents:
-            state = rows.get(agent) or {"agent": agent, **RESTART_FIELDS}
-            for name in _BOOL_FIELDS:
-                state[name] = bool(state[name])
-            states[agent] = state
-        return states
+        rows = {row["agent"]: row for row in self.backend.fetchdicts(_ALL_RESTART_STATES)}
+        return {agent: _restart_state(agent, rows.get(agent)) for agent in agents}
 
     def restart_state(self, agent: str) -> dict:
-        columns = ", ".join(RESTART_FIELDS)
-        rows = self.backend.fetchdicts(
-            f"SELECT agent, {columns} FROM restart_state WHERE agent = ?", (agent,)
-        )
-        state = rows[0] if rows else {"agent": agent, **RESTART_FIELDS}
-        for name in _BOOL_FIELDS:
-            state[name] = bool(state[name])
-        return state
+        rows = self.backend.fetchdicts(_ONE_RESTART_STATE, (agent,))
+        return _restart_state(agent, rows[0] if rows else None)
 
     def save_restart_state(self, agent: str, **fields: Any) -> dict:
         unknown = sorted(set(fields) - set(RESTART_FIELDS))
@@ -111,17 +119,9 @@ class JournalMixin:
                 f"unknown restart_state field(s) {', '.join(unknown)}; "
                 f"known: {', '.join(RESTART_FIELDS)}"
             )
-        # Insert every column (peewee defaults are Python-side only), but on
-        # conflict overwrite just the fields given.
         names = list(RESTART_FIELDS)
         values = [fields.get(n, RESTART_FIELDS[n]) for n in names]
         values = [bool(v) if n in _BOOL_FIELDS else v for n, v in zip(names, values)]
-        updates = ", ".join(f"{n} = excluded.{n}" for n in fields) or "agent = excluded.agent"
         with self.backend.write_transaction():
-            self.backend.execute(
-                f"INSERT INTO restart_state (agent, {', '.join(names)})"
-                f" VALUES (?{', ?' * len(names)})"
-                f" ON CONFLICT (agent) DO UPDATE SET {updates}",
-                [agent, *values],
-            )
+            self.backend.execute(sql.save_restart_state(names, fields), [agent, *values])
         return self.restart_state(agent)

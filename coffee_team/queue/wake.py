@@ -14,6 +14,8 @@ import socket
 import threading
 from typing import Any, Iterable, Optional
 
+from coffee_team.queue import sql
+
 _UNIX_PATH_MAX = 107
 
 
@@ -152,7 +154,7 @@ class PgListener:
     def __init__(self, connect, agent: str):
         self.conn = connect()
         self.conn.autocommit = True
-        self.conn.cursor().execute(f'LISTEN "{pg_channel(agent)}"')
+        self.conn.cursor().execute(sql.listen(pg_channel(agent)))
 
     def fileno(self) -> int:
         return self.conn.fileno()
@@ -195,10 +197,9 @@ class PgWake:
     def notify_in_transaction(backend, agents: Iterable[str]) -> None:
         channels = sorted({pg_channel(a) for a in agents})
         if len(channels) == 1:
-            backend.run("SELECT pg_notify(%s, '')", channels).fetchone()
+            backend.run(backend.prepared.PG_NOTIFY_ONE, channels).fetchone()
         elif channels:
-            backend.run("SELECT pg_notify(c, '') FROM unnest(%s::text[]) AS c",
-                        (channels,)).fetchall()
+            backend.run(backend.prepared.PG_NOTIFY_MANY, (channels,)).fetchall()
 
     def notify(self, agents: Iterable[str]) -> None:
         # NOTIFY went out inside the transaction; this is the same-host shortcut only.
@@ -218,12 +219,6 @@ class PgWake:
                     listener = _EitherListener(listener, sock)
                 self._listeners[agent] = listener
             return listener
-
-    def drop(self, agent: str) -> None:
-        with self._lock:
-            listener = self._listeners.pop(agent, None)
-        if listener is not None:
-            listener.close()
 
     def close(self) -> None:
         with self._lock:

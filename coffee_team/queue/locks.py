@@ -1,0 +1,78 @@
+"""PostgreSQL advisory locks held by a dedicated session (as huey's storage owns its
+LISTEN/NOTIFY): the connection and its SQL live here; ``coffee_team.singleton.PgAgentLock``
+keeps the policy (which key, a keeper thread, reconnecting with backoff)."""
+from __future__ import annotations
+
+import select
+from datetime import datetime
+from typing import NamedTuple, Optional
+
+from coffee_team.queue import sql
+from coffee_team.queue.db import PostgresBackend, open_database, pg_connect
+from coffee_team.queue.wake import pg_poll
+
+# TCP keepalives: a silently lost network (no FIN, no RST) breaks the session within ~20 s,
+# so the keeper notices a lock that PostgreSQL may have dropped.
+KEEPALIVE = dict(keepalives=1, keepalives_idle=10, keepalives_interval=3, keepalives_count=3,
+                 connect_timeout=10)
+
+_TRY_LOCK = PostgresBackend.sql(sql.PG_TRY_ADVISORY_LOCK)
+_HOLDER = PostgresBackend.sql(sql.PG_ADVISORY_LOCK_HOLDER)
+
+
+class LockHolder(NamedTuple):
+    """The session holding a key, as pg_stat_activity shows it."""
+    application_name: Optional[str]
+    client_addr: Optional[str]  # None: a local (unix) socket
+    backend_start: Optional[datetime]
+
+
+class AdvisoryLockSession:
+    """An autocommit connection for session-level advisory locks: PostgreSQL releases them
+    when the connection ends, however it ends (crash, kill -9, lost network).
+
+    ``fileno()`` is the connection's socket, to select() on: it turns readable when the
+    server sends something, e.g. the notice that it terminated the session."""
+
+    def __init__(self, url: str, application_name: str):
+        self.conn = pg_connect(open_database(url), application_name=application_name,
+                               **KEEPALIVE)
+        self.conn.autocommit = True
+
+    def fileno(self) -> int:
+        return self.conn.fileno()
+
+    def _fetchone(self, statement: str, params: tuple = ()) -> Optional[tuple]:
+        cursor = self.conn.cursor()
+        cursor.execute(statement, params or None)
+        return cursor.fetchone()
+
+    def current_schema(self) -> str:
+        (schema,) = self._fetchone(sql.PG_CURRENT_SCHEMA)
+        return schema or ""
+
+    def try_lock(self, key: int) -> bool:
+        """Take the bigint ``key`` for this session unless another session holds it."""
+        (taken,) = self._fetchone(_TRY_LOCK, (key,))
+        return bool(taken)
+
+    def holder(self, key: int) -> Optional[LockHolder]:
+        """Who holds ``key`` in this database, or None if nobody (any more)."""
+        # pg_locks shows a bigint key as two unsigned 32-bit halves.
+        row = self._fetchone(_HOLDER, ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF))
+        return LockHolder(*row) if row is not None else None
+
+    def alive(self) -> bool:
+        """False once the server closed the session; never blocks."""
+        try:
+            if select.select([self.conn], [], [], 0)[0]:
+                pg_poll(self.conn)  # raises once the server closed the connection
+            return not self.conn.closed
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        try:
+            self.conn.close()  # ending the session drops its advisory locks
+        except Exception:
+            pass

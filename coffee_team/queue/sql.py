@@ -1,0 +1,214 @@
+"""Every SQL statement coffee-team runs, each under a name (as procrastinate's ``sql/``).
+
+All are written once with ``?`` placeholders; ``db.SqlBackend`` translates them for its
+dialect (PostgreSQL: ``%s``) and adds ``{lock}`` where only PostgreSQL has a clause.  The
+backend prepares every UPPER_CASE statement here once into ``backend.prepared`` (same names)
+for the hot path; other callers pass these constants to ``backend.execute``/``fetchdicts``.
+A few statements depend on their arguments' shape (how many rows, which columns): the
+functions at the end build them.  ``PG_`` statements run on PostgreSQL only, ``SQLITE_``
+statements on SQLite only.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+# LIMIT ? with this returns every row: SQLite refuses LIMIT NULL and PostgreSQL a negative
+# LIMIT, but both take the largest bigint.
+NO_LIMIT = 2 ** 63 - 1
+
+# --- moving tasks (core.py): the hot path --------------------------------------------------
+
+# Pending only (expired leases are released to pending first): equality on (recipient,
+# status) lets the claim index deliver rows already in priority, id order; an OR on status
+# would scan the whole recipient.  The RETURNING columns are ClaimedTask's fields, in order.
+CLAIM = (
+    "UPDATE tasks SET status = 'in_progress', claimed_by = ?, claimed_at = ?,"
+    " lease_expires_at = ?, attempts = attempts + 1"
+    " WHERE id IN (SELECT id FROM tasks WHERE recipient = ? AND status = 'pending'"
+    " ORDER BY priority, id LIMIT ?{lock})"
+    " RETURNING id, sender, recipient, type, content, priority, attempts,"
+    " created_at, lease_expires_at")
+# Expired leases go back to pending, or fail once out of attempts.
+RELEASE_EXPIRED = (
+    "UPDATE tasks SET lease_expires_at = NULL,"
+    " status = CASE WHEN attempts >= ? THEN 'failed' ELSE 'pending' END,"
+    " error = CASE WHEN attempts >= ?"
+    " THEN 'lease expired after ' || CAST(attempts AS TEXT) || ' attempts' ELSE error END,"
+    " completed_at = CASE WHEN attempts >= ? THEN ? ELSE completed_at END,"
+    " claimed_by = CASE WHEN attempts >= ? THEN claimed_by ELSE NULL END"
+    " WHERE recipient = ? AND status = 'in_progress' AND lease_expires_at < ?"
+    " RETURNING status")
+# (any pending, any lease expired): each EXISTS is one index probe (an OR on status would
+# scan the recipient's tasks).
+WORK_AVAILABLE = (
+    "SELECT EXISTS (SELECT 1 FROM tasks WHERE recipient = ? AND status = 'pending'),"
+    " EXISTS (SELECT 1 FROM tasks WHERE recipient = ? AND status = 'in_progress'"
+    " AND lease_expires_at < ?)")
+FINISH = (
+    "UPDATE tasks SET status = ?, completed_at = ?, result = ?, error = ?,"
+    " lease_expires_at = NULL WHERE id = ? AND status = 'in_progress'"
+    " RETURNING claimed_by, type, claimed_at")
+# FINISH, only if the given agent still holds the task.
+FINISH_BY = (
+    "UPDATE tasks SET status = ?, completed_at = ?, result = ?, error = ?,"
+    " lease_expires_at = NULL WHERE id = ? AND status = 'in_progress'"
+    " AND claimed_by = ? RETURNING claimed_by, type, claimed_at")
+ADD_METRIC = "INSERT INTO metrics (agent, task_type, duration_ms, timestamp) VALUES (?, ?, ?, ?)"
+# A restarted agent's tasks that used up their attempts fail; REQUEUE_HELD then puts the
+# rest back to pending.
+FAIL_HELD = (
+    "UPDATE tasks SET status = 'failed', completed_at = ?, lease_expires_at = NULL,"
+    " error = 'agent restarted after ' || CAST(attempts AS TEXT) || ' attempts'"
+    " WHERE claimed_by = ? AND status = 'in_progress' AND attempts >= ?")
+REQUEUE_HELD = (
+    "UPDATE tasks SET status = 'pending', claimed_by = NULL, claimed_at = NULL,"
+    " lease_expires_at = NULL WHERE claimed_by = ? AND status = 'in_progress'"
+    " RETURNING recipient")
+# Backpressure (models.QueueDepth): n more tasks may be pending (send, release, requeue);
+# returns the new bound.
+ADD_PENDING = (
+    "INSERT INTO queue_depth (recipient, pending_bound) VALUES (?, ?)"
+    " ON CONFLICT (recipient) DO UPDATE"
+    " SET pending_bound = queue_depth.pending_bound + excluded.pending_bound"
+    " RETURNING pending_bound")
+SET_PENDING = "UPDATE queue_depth SET pending_bound = ? WHERE recipient = ?"
+# The truth, capped: at most max_queue_size + 1 index steps.
+COUNT_PENDING = (
+    "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE recipient = ?"
+    " AND status = 'pending' LIMIT ?) AS p")
+LIVE_DEDUPE = (
+    "SELECT id FROM tasks WHERE recipient = ? AND dedupe_key = ?"
+    " AND status IN ('pending', 'in_progress') LIMIT 1")
+
+# --- wake-ups (wake.py) ---------------------------------------------------------------------
+
+# Sent inside the write transaction: PostgreSQL delivers at COMMIT and folds duplicates.
+PG_NOTIFY_ONE = "SELECT pg_notify(?, '')"
+PG_NOTIFY_MANY = "SELECT pg_notify(c, '') FROM unnest(?::text[]) AS c"
+
+# --- journal (journal.py) -------------------------------------------------------------------
+
+INSERT_EVENT = "INSERT INTO events (ts, agent, kind, detail) VALUES (?, ?, ?, ?) RETURNING id"
+EVENTS_SINCE = "SELECT id, ts, agent, kind, detail FROM events WHERE id > ? ORDER BY id LIMIT ?"
+AGENT_EVENTS_SINCE = (
+    "SELECT id, ts, agent, kind, detail FROM events WHERE id > ? AND agent = ?"
+    " ORDER BY id LIMIT ?")
+INSERT_NOTIFICATION = (
+    "INSERT INTO notifications (created_at, level, agent, title, message, sound,"
+    " acknowledged) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id")
+NOTIFICATIONS_SINCE = (
+    "SELECT id, created_at, level, agent, title, message, sound, acknowledged"
+    " FROM notifications WHERE id > ? ORDER BY id LIMIT ?")
+UNACKED_NOTIFICATIONS_SINCE = (
+    "SELECT id, created_at, level, agent, title, message, sound, acknowledged"
+    " FROM notifications WHERE id > ? AND acknowledged = ? ORDER BY id LIMIT ?")
+NOTIFICATION_EXISTS = "SELECT 1 FROM notifications WHERE id = ?"
+# Parameters (True, id, False): the row count tells whether this call acknowledged it.
+ACK_NOTIFICATION = "UPDATE notifications SET acknowledged = ? WHERE id = ? AND acknowledged = ?"
+
+# --- reporting (reporting.py) ---------------------------------------------------------------
+
+_TASK_COLUMNS = ("id, sender, recipient, type, content, priority, created_at, completed_at,"
+                 " status, claimed_by, claimed_at, lease_expires_at, attempts, dedupe_key,"
+                 " error, result")
+TASKS_OF_RECIPIENT = (
+    f"SELECT {_TASK_COLUMNS} FROM tasks WHERE recipient = ? AND status = ?"
+    " ORDER BY priority, id")
+TASK_COUNTS = ("SELECT recipient, status, COUNT(*), MIN(created_at) FROM tasks"
+               " GROUP BY recipient, status")
+DELETE_FINISHED_BEFORE = (
+    "DELETE FROM tasks WHERE status IN ('completed', 'failed') AND completed_at < ?")
+SLOWEST_TASK_TYPES = (
+    "SELECT task_type, COUNT(*) AS count, AVG(duration_ms) AS avg_ms,"
+    " MAX(duration_ms) AS max_ms FROM metrics WHERE timestamp >= ?"
+    " GROUP BY task_type ORDER BY avg_ms DESC LIMIT 10")
+AGENT_PERFORMANCE = (
+    "SELECT agent, COUNT(*) AS count, AVG(duration_ms) AS avg_ms FROM metrics"
+    " WHERE timestamp >= ? GROUP BY agent ORDER BY agent")
+
+# --- schema (db.py) -------------------------------------------------------------------------
+
+SCHEMA_VERSION = "SELECT MAX(version) FROM schema_version"
+RECORD_SCHEMA_VERSION = "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"
+# Serialises concurrent migrations (SQLite has BEGIN IMMEDIATE for that); ends with the
+# transaction.
+PG_MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(?)"
+# A version-1 database made before the queue_depth counter: fill the counter.
+FILL_QUEUE_DEPTH = ("INSERT INTO queue_depth (recipient, pending_bound) SELECT recipient,"
+                    " COUNT(*) FROM tasks WHERE status = 'pending' GROUP BY recipient")
+SQLITE_JOURNAL_MODE = "PRAGMA journal_mode"
+SQLITE_USE_WAL = "PRAGMA journal_mode = wal"
+# IMMEDIATE takes the write lock up front: no deadlock-prone upgrade from a read lock.
+SQLITE_BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
+SQLITE_COMMIT = "COMMIT"
+SQLITE_ROLLBACK = "ROLLBACK"
+SQLITE_LAST_TASK_ROWID = "SELECT MAX(rowid) FROM tasks"
+
+# --- agent locks (locks.py), on a dedicated PostgreSQL session ------------------------------
+
+PG_CURRENT_SCHEMA = "SELECT current_schema()"
+PG_TRY_ADVISORY_LOCK = "SELECT pg_try_advisory_lock(?)"
+# Who holds a bigint advisory key (PostgreSQL stores it as two 32-bit halves, objsubid 1),
+# in this database: the session's application_name, address and start time.
+PG_ADVISORY_LOCK_HOLDER = (
+    "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l"
+    " JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+    " AND l.classid::bigint = ? AND l.objid::bigint = ?"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+
+
+# --- statements shaped by their arguments ---------------------------------------------------
+
+def insert_tasks(rows: int, *, returning_ids: bool) -> str:
+    """A multi-row insert of pending tasks, 7 parameters a row (see core._add_rows); without
+    RETURNING where the backend knows the ids anyway (SQLite)."""
+    return ("INSERT INTO tasks (sender, recipient, type, content, priority, created_at,"
+            " dedupe_key, status, attempts) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, 'pending', 0)"] * rows)
+            + (" RETURNING id" if returning_ids else ""))
+
+
+def list_tasks(by_status: bool, by_recipient: bool) -> str:
+    """Tasks newest first, filtered by the given equalities (status, then recipient), LIMIT ?.
+    Separate statements, not ``? IS NULL OR ...``: SQLite plans before it sees the values."""
+    clauses = [c for c, on in (("status = ?", by_status), ("recipient = ?", by_recipient)) if on]
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    return f"SELECT {_TASK_COLUMNS} FROM tasks{where} ORDER BY id DESC LIMIT ?"
+
+
+def recent_events_of_kinds(kinds: int) -> str:
+    """One agent's events of any of ``kinds`` kinds, newest first, LIMIT ?."""
+    marks = ", ".join("?" * kinds)
+    return ("SELECT id, ts, agent, kind, detail FROM events WHERE agent = ?"
+            f" AND kind IN ({marks}) ORDER BY id DESC LIMIT ?")
+
+
+def restart_states(fields: Iterable[str], *, one_agent: bool) -> str:
+    """Restart-state rows (agent, then ``fields``): every agent's, or one's (agent = ?)."""
+    where = " WHERE agent = ?" if one_agent else ""
+    return f"SELECT agent, {', '.join(fields)} FROM restart_state{where}"
+
+
+def save_restart_state(fields: Iterable[str], updated: Iterable[str]) -> str:
+    """Insert agent + every field (peewee defaults are Python-side only), but on conflict
+    overwrite just ``updated``; field names come from journal.RESTART_FIELDS, never input."""
+    names = list(fields)
+    updates = ", ".join(f"{n} = excluded.{n}" for n in updated) or "agent = excluded.agent"
+    return (f"INSERT INTO restart_state (agent, {', '.join(names)}) VALUES (?{', ?' * len(names)})"
+            f" ON CONFLICT (agent) DO UPDATE SET {updates}")
+
+
+def drop_index(name: str) -> str:
+    return f"DROP INDEX IF EXISTS {name}"
+
+
+def listen(channel: str) -> str:
+    """LISTEN takes no parameter: ``channel`` must be a safe identifier (wake.pg_channel)."""
+    return f'LISTEN "{channel}"'
+
+
+def named() -> dict[str, str]:
+    """{NAME: statement} of every named statement above (not the builders)."""
+    return {name: text for name, text in globals().items()
+            if name.isupper() and not name.startswith("_") and isinstance(text, str)}
