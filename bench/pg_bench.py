@@ -31,9 +31,8 @@ import time
 import uuid
 from urllib.parse import quote
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from coffee_team.queue import MessageQueue  # noqa: E402
+import repo_root  # noqa: F401  (before coffee_team: this checkout's, not another copy)
+from coffee_team.queue import MessageQueue
 
 AGENT = "worker"
 ctx = multiprocessing.get_context("spawn")

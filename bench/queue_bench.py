@@ -22,13 +22,11 @@ import os
 import shutil
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from coffee_team.queue import MessageQueue  # noqa: E402
+import repo_root  # noqa: F401  (before coffee_team: this checkout's, not another copy)
+from coffee_team.queue import MessageQueue
 
 try:
     from huey.storage import SqliteStorage

@@ -1,5 +1,5 @@
-"""Test doubles for the watchdog, superlance style: a fake supervisord RPC proxy, a fake
-clock, and event envelopes framed with supervisord's own code.
+"""Test doubles for the watchdog, superlance style: a fake supervisord RPC proxy, the fake
+clock (tests/clock.py), and event envelopes framed with supervisord's own code.
 
 The queue is never faked: tests use a real MessageQueue on a throwaway SQLite file.
 """
@@ -16,8 +16,7 @@ from supervisor.xmlrpc import Faults, getFaultDescription
 
 from coffee_team.watchdog.health import Usage
 from coffee_team.watchdog.protocol import Event, ListenerProtocol
-
-T0 = 1_700_000_000.0
+from tests.clock import T0, FakeClock  # noqa: F401  (T0 for the watchdog tests)
 
 # supervisor.states.ProcessStates, by name (getProcessInfo reports both)
 STATE_CODES = {"STOPPED": 0, "STARTING": 10, "RUNNING": 20, "BACKOFF": 30, "STOPPING": 40,
@@ -28,23 +27,6 @@ RUNNING_STATES = ("RUNNING", "BACKOFF", "STARTING")  # supervisor.states.RUNNING
 def fault(code: int, name: str) -> xmlrpc.client.Fault:
     """The Fault a ServerProxy raises for supervisor's ``RPCError(code, name)``."""
     return xmlrpc.client.Fault(code, f"{getFaultDescription(code)}: {name}")
-
-
-class FakeClock:
-    """A callable clock (epoch seconds) that moves only when told to."""
-
-    def __init__(self, start: float = T0):
-        self.now = float(start)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
-
-    def set(self, when: float) -> None:
-        self.now = float(when)
 
 
 class FakeSupervisor:

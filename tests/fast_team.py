@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import yaml
 
 from coffee_team.team import Team, load_team
-from tests.conftest import FAST_TEAM
+from tests.harness import FAST_TEAM
 
 
 class FakeClock:

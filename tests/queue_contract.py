@@ -26,21 +26,11 @@ from coffee_team.queue import (
     QueueFullError,
     UnroutableError,
 )
+from tests.clock import FakeClock
 
 TEAM = ("architect", "code_developer", "reviewer")
 HANDLES = {"architect": ("design",), "code_developer": ("implement", "fix"),
            "reviewer": ("review", "fix")}
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class QueueContract:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from coffee_team.queue import MessageQueue
-from tests.conftest import boot_supervisord, wait_until
+from tests.harness import boot_supervisord
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_chaos_kills_under_load_lose_nothing(project, tmp_path, reliability):
         elapsed = time.time() - t0
 
         # every crash gets its restart before we count
-        wait_until(lambda: len(running_pids(rpc)) == len(WORKERS), 30, 0.2, "all agents back")
+        project.wait_states("RUNNING", timeout=30, interval=0.2)  # all agents back
         tasks = q.list_tasks(limit=10 * TASKS)
         events = q.events(limit=10**6)
 

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from coffee_team.cli import main
 from coffee_team.queue import MessageQueue
-from tests.conftest import Project, demo_agents
+from tests.harness import Project, demo_agents
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from coffee_team import layout
 from coffee_team.errors import HandlerError
 from coffee_team.handlers import CommandRunner, HandlerContext, Interrupted, time_limit
-from tests.conftest import Project, demo_agents
+from tests.harness import Project, demo_agents
 
 ECHO = [sys.executable, "-c",
         "import json, sys; task = json.load(sys.stdin); print(json.dumps({'echo': task['content']}))"]

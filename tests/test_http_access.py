@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import xmlrpc.client
-from pathlib import Path
 
 import pytest
 import yaml
@@ -17,7 +14,7 @@ from coffee_team import confgen
 from coffee_team.errors import TeamError
 from coffee_team.team import load_team, parse_team
 from supervisor.xmlrpc import SupervisorTransport
-from tests.conftest import BIN, FAST_TEAM, Project, _shutdown, boot_supervisord, demo_agents
+from tests.harness import BIN, FAST_TEAM, boot_supervisord, demo_agents, temporary_project
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +42,7 @@ def plain_http_proxy(port: int, credentials: str = ""):
 @pytest.fixture(scope="module")
 def http_team():
     """One supervisord for the module, booted with the password only in its environment."""
-    project = Project(Path(tempfile.mkdtemp(prefix="ct-", dir="/tmp")))
-    try:
+    with temporary_project() as project:
         port = free_port()
         project.write_team(http={"port": port, "username": "automation",
                                  "password_env": PASSWORD_ENV})
@@ -54,9 +50,6 @@ def http_team():
         project.wait_states("RUNNING", timeout=40)
         project.port = port
         yield project
-    finally:
-        _shutdown(project)
-        shutil.rmtree(project.root, ignore_errors=True)
 
 
 def test_both_namespaces_over_http_with_credentials(http_team):

@@ -5,11 +5,10 @@ temporary database ``coffee_test_<random>`` next to it and drops it at the end.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +21,7 @@ from coffee_team.errors import DatabaseUrlError, QueueError, TeamError
 from coffee_team.queue.db import open_database
 from coffee_team.hosts import parse_hosts_option
 from coffee_team.team import parse_team
-from tests.conftest import BIN, Project, _shutdown, boot_supervisord, wait_until
+from tests.harness import BIN, boot_supervisord, shutdown_supervisord, temporary_project, wait_until
 
 PG_URL = os.environ.get("COFFEE_TEST_PG_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="set COFFEE_TEST_PG_URL to run PostgreSQL tests")
@@ -206,20 +205,16 @@ def _agents(names):
 @pytest.fixture(scope="module")
 def hosts(pg_db):
     url, _ = pg_db
-    projects = {}
-    try:
+    with contextlib.ExitStack() as stack:
+        projects = {host: stack.enter_context(temporary_project(prefix=f"ct{host}-"))
+                    for host in HOST_AGENTS}
         for host, names in HOST_AGENTS.items():
-            proj = projects[host] = Project(Path(tempfile.mkdtemp(prefix=f"ct{host}-", dir="/tmp")))
-            proj.write_team(_agents(names), database_path=url)
+            projects[host].write_team(_agents(names), database_path=url)
         for proj in projects.values():
             boot_supervisord(proj)
         for proj in projects.values():
             proj.wait_states("RUNNING", timeout=60)
         yield projects
-    finally:
-        for proj in projects.values():
-            _shutdown(proj)
-            shutil.rmtree(proj.root, ignore_errors=True)
 
 
 def _pids(proj):
@@ -324,7 +319,7 @@ def test_status_over_hosts_marks_a_host_that_is_down(hosts):
     host_a.team_file.write_text(yaml.safe_dump(doc))
     assert "agents running 8/8" in host_a.cli("status", check=True).stdout
 
-    _shutdown(host_b)
+    shutdown_supervisord(host_b)
     result = host_a.cli("status", "--hosts", spec)
     assert result.returncode == 0, result.stderr
     assert "host B: not reachable (" in result.stdout

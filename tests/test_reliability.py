@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from coffee_team.queue import MessageQueue
-from tests.conftest import boot_supervisord, demo_agents, supervisord_pid, wait_until
+from tests.harness import boot_supervisord, demo_agents, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -141,7 +141,7 @@ def test_supervisord_kill_9_mid_load_then_resume_exactly_once(project, tmp_path,
         wait_until(lambda: len(side_effects(tmp_path, workers)) > 100, 30, 0.05,
                    "some work to be done")
         agent_pids = [i["pid"] for i in project.rpc().supervisor.getAllProcessInfo() if i["pid"]]
-        os.kill(supervisord_pid(project), signal.SIGKILL)
+        os.kill(project.supervisord_pid(), signal.SIGKILL)
         t0 = time.monotonic()
         wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
                                    for p in agent_pids), 5, 0.05, "no agent left after kill -9")

@@ -7,11 +7,9 @@ after one backoff restart.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import statistics
 import subprocess
-import tempfile
 import time
 import xmlrpc.client
 from pathlib import Path
@@ -20,7 +18,8 @@ import pytest
 
 from coffee_team import rpcinterface
 from supervisor.xmlrpc import Faults, SupervisorTransport
-from tests.conftest import BIN, Project, _shutdown, boot_supervisord, demo_agents, wait_until
+from tests.harness import (BIN, Project, boot_supervisord, demo_agents, temporary_project,
+                           wait_until)
 
 pytestmark = pytest.mark.slow
 
@@ -40,16 +39,11 @@ def team_agents() -> dict:
 
 @pytest.fixture(scope="module")
 def team():
-    root = Path(tempfile.mkdtemp(prefix="ct-", dir="/tmp"))
-    project = Project(root)
-    try:
+    with temporary_project() as project:
         project.write_team(team_agents(), max_restart_attempts=1, max_queue_size=300)
         boot_supervisord(project)
         project.wait_states({n: "RUNNING" for n in project.team.names if n != "crasher"}, 40)
         yield project
-    finally:
-        _shutdown(project)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def proxy(project: Project) -> xmlrpc.client.ServerProxy:

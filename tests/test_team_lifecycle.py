@@ -12,8 +12,7 @@ import time
 import psutil
 import pytest
 
-from coffee_team import client
-from tests.conftest import BIN, boot_supervisord, demo_agents, supervisord_pid, wait_until
+from tests.harness import BIN, boot_supervisord, demo_agents, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +97,7 @@ def test_stop_agents_then_whole_team_leaves_nothing(running_team):
 def test_kill_9_supervisord_leaves_no_orphans(running_team):
     pids = agent_pids(running_team)
     assert len(pids) == 6
-    os.kill(supervisord_pid(running_team), signal.SIGKILL)
+    os.kill(running_team.supervisord_pid(), signal.SIGKILL)
     t0 = time.monotonic()
 
     def all_gone():
@@ -176,13 +175,9 @@ def test_reload_relaunches_the_team_and_requeue_still_works(running_team):
         subprocess.run([str(BIN / "supervisorctl"), "-c", str(running_team.conf), "reload"],
                        check=True, capture_output=True, timeout=30)
 
-        def answering():  # short timeouts: a call caught in the restart must not hang
-            proxy = client.endpoint_for(running_team.team).proxy(timeout=2)
-            try:
-                return proxy.supervisor.getState()["statename"] == "RUNNING"
-            except Exception:
-                return False
-        wait_until(answering, 30, 0.1, "supervisord to come back from reload")
+        # a short timeout: a call caught in the restart must not hang
+        wait_until(lambda: running_team.answers(timeout=2), 30, 0.1,
+                   "supervisord to come back from reload")
         running_team.wait_states("RUNNING", timeout=40)  # the watchdog relaunched the team
     assert running_team.rpc().coffee.getAPIVersion()
     pid = agent_pids(running_team)["code_developer"]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from coffee_team.queue import MessageQueue
-from tests.conftest import boot_supervisord, demo_agents, wait_until
+from tests.harness import boot_supervisord, demo_agents, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,215 @@
+"""``scale``: 100 agents under one supervisord. Staggered boot vs plain unstaggered
+supervisord with the same commands, status, broadcast drain, 10 simultaneous crashes, idle
+CPU, fds, graceful shutdown rate, and what breaks first (log scan)."""
+from __future__ import annotations
+
+import repo_root  # noqa: F401  (first: the repository root on sys.path for tests.harness)
+
+import contextlib
+import os
+import signal
+import statistics
+import time
+from types import SimpleNamespace
+
+import psutil
+
+from coffee_team import confgen
+from coffee_team.queue import MessageQueue
+from lifecycle_common import (IDLE, RESTART_SETTINGS, agents_of, bench_project, events,
+                              grep_count, idle_cpu, last_event_id, log, summary,
+                              task_status_db, time_commands, wait_running, write_plain_config)
+from tests.harness import Project, WaitTimeout, boot_supervisord, wait_until
+
+KEYS = ("boot_s", "baseline_boot_s", "status_s", "supervisorctl_s", "rpc_getAllProcessInfo_s",
+        "rpc_getTeamStatus_s", "broadcast_drain_s", "crash10_restarted", "crash10_all_running_s",
+        "crash10_lateness_s", "idle_cpu_percent", "idle_cpu_watchdog_percent",
+        "idle_cpu_supervisord_percent", "idle_cpu_agents_percent", "supervisord_fds",
+        "agents_rss_total_mb", "shutdown_agents_per_s", "baseline_shutdown_agents_per_s")
+SHUTDOWN_WINDOW = 10.0  # seconds of a graceful supervisord shutdown to time at scale
+
+
+def bench_scale(repeat: int, quick: bool, n: int = 100) -> dict:
+    res = {k: [] for k in KEYS}
+    findings = []
+    for r in range(repeat):
+        findings += measure_team(res, n, quick, r, repeat)
+        measure_plain_supervisord(res, n, f"scale run {r + 1}/{repeat}")
+    out = {k: summary(v) for k, v in res.items()}
+    out.update(agents=n, priority_groups=10, runs=repeat, findings=findings,
+               boot_ratio=statistics.median(res["boot_s"]) / statistics.median(res["baseline_boot_s"]),
+               status_ratio=statistics.median(res["status_s"]) / statistics.median(res["supervisorctl_s"]),
+               target_boot_s=15.0,
+               listener_buffer_size=confgen.listener_buffer_size(SimpleNamespace(agents=range(n))))
+    return out
+
+
+def scale_agents(n: int, groups: int = 10) -> dict:
+    per = max(1, n // groups)
+    return {f"a{i:03d}": {"priority": min(i // per, groups - 1), "check_interval": IDLE,
+                          "handler": "coffee_team.demo:handle",
+                          "options": {"work_seconds": 0.01}} for i in range(n)}
+
+
+def measure_team(res: dict, n: int, quick: bool, r: int, repeat: int) -> list:
+    """Run ``r`` (from 0) of the coffee team; returns its findings, the log scan last."""
+    run = f"scale run {r + 1}/{repeat}"
+    findings = []
+    with bench_project(fast=True) as proj:
+        proj.write_team(scale_agents(n), start_seconds=1, **RESTART_SETTINGS)
+        names = list(proj.team.names)
+        t0 = boot_supervisord(proj)
+        t_all = wait_running(proj, names, timeout=180, interval=0.2)
+        res["boot_s"].append(t_all - t0)
+        log(f"{run}: {n} agents RUNNING in {t_all - t0:.2f}s (staggered)")
+        # the watchdog is blocked in the launch while supervisord buffers every agent's
+        # PROCESS_STATE events; let it work through that backlog before measuring idle
+        time.sleep(10)
+        measure_idle(res, proj, 10.0 if quick else 20.0)
+        measure_status(res, proj, 3 if quick else 5)
+        measure_broadcast(res, proj, r)
+        problems = measure_crash_of_ten(res, proj, names, n)
+        findings += [f"run {r + 1}: {problem}" for problem in problems]
+        log(f"{run}: broadcast {res['broadcast_drain_s'][-1]:.2f}s, "
+            f"crash10 restarted {res['crash10_restarted'][-1]}/10, idle CPU "
+            f"{res['idle_cpu_percent'][-1]:.2f}%")
+        findings.append({**supervisord_log_findings(proj), "run": r + 1})
+        res["shutdown_agents_per_s"].append(shutdown_rate(proj, SHUTDOWN_WINDOW))
+    return findings
+
+
+def measure_plain_supervisord(res: dict, n: int, run: str) -> None:
+    """The baseline: plain supervisord, the same commands, autostart=true, no stagger."""
+    with bench_project("cbb-", fast=True) as base:
+        base.write_team(scale_agents(n), stop_wait_seconds=5)
+        programs = {spec.name: agent_command(base, spec) for spec in base.team.agents}
+        write_plain_config(base, programs, extra=f"directory={base.root}\nstopwaitsecs=5\n"
+                                                 "environment=PYTHONUNBUFFERED=\"1\"\n")
+        t0 = boot_supervisord(base)
+        t_all = wait_running(base, list(programs), timeout=180, interval=0.2)
+        res["baseline_boot_s"].append(t_all - t0)
+        log(f"{run}: baseline {n} RUNNING in {t_all - t0:.2f}s")
+        res["baseline_shutdown_agents_per_s"].append(shutdown_rate(base, SHUTDOWN_WINDOW))
+
+
+def agent_command(proj: Project, spec) -> str:
+    """The command line coffee-team generates for an agent, with %(here)s expanded."""
+    section = confgen.agent_section(proj.team, spec)
+    command = next(line for line in section.splitlines()
+                   if line.startswith("command="))[len("command="):]
+    return command.replace("%(here)s", str(proj.conf.parent))
+
+
+def measure_idle(res: dict, proj: Project, window: float) -> None:
+    """Idle CPU of the whole tree by role, the agents' memory, supervisord's fds."""
+    (by_role,), wall = idle_cpu(window, proj)
+    res["idle_cpu_percent"].append(100 * sum(by_role.values()) / wall)
+    res["idle_cpu_watchdog_percent"].append(100 * by_role.get("watchdog", 0) / wall)
+    res["idle_cpu_supervisord_percent"].append(100 * by_role.get("supervisord", 0) / wall)
+    res["idle_cpu_agents_percent"].append(100 * by_role.get("agent", 0) / wall)
+    rss = 0
+    for p in agents_of(proj):
+        with contextlib.suppress(psutil.Error):
+            rss += p.memory_info().rss
+    res["agents_rss_total_mb"].append(rss / 2**20)
+    with contextlib.suppress(psutil.Error):
+        res["supervisord_fds"].append(psutil.Process(proj.supervisord_pid()).num_fds())
+
+
+def measure_status(res: dict, proj: Project, runs: int) -> None:
+    """XML-RPC status calls, then the status commands."""
+    rpc = proj.rpc()
+    for _ in range(5):
+        c0 = time.perf_counter()
+        rpc.supervisor.getAllProcessInfo()
+        res["rpc_getAllProcessInfo_s"].append(time.perf_counter() - c0)
+        c0 = time.perf_counter()
+        rpc.coffee.getTeamStatus()
+        res["rpc_getTeamStatus_s"].append(time.perf_counter() - c0)
+    ct, sc = time_commands(proj, runs)
+    res["status_s"] += ct
+    res["supervisorctl_s"] += sc
+
+
+def measure_broadcast(res: dict, proj: Project, run: int) -> None:
+    """A send_all drained (completed) by every agent; the database polled every 10 ms."""
+    db = task_status_db(proj.team.database_url)
+    try:
+        with MessageQueue.from_team(proj.team) as q:
+            b0 = time.perf_counter()
+            ids = q.send_all("bench", "bench_broadcast", {"run": run})
+        marks = ",".join("?" * len(ids))
+        query = f"SELECT COUNT(*) FROM tasks WHERE id IN ({marks}) AND status = 'completed'"
+        wait_until(lambda: db.execute(query, ids).fetchone()[0] == len(ids), 120, 0.01,
+                   "every agent to complete the broadcast")
+        res["broadcast_drain_s"].append(time.perf_counter() - b0)
+    finally:
+        db.close()
+
+
+def measure_crash_of_ten(res: dict, proj: Project, names: list[str], n: int) -> list[str]:
+    """10 agents kill -9'd at once: restarted by the watchdog, and how late; returns what
+    went wrong."""
+    victims = names[5::max(1, n // 10)][:10]
+    last_event = last_event_id(proj)
+    infos = proj.infos()
+    for name in victims:
+        os.kill(infos[name]["pid"], signal.SIGKILL)
+    k0 = time.perf_counter()
+    with contextlib.suppress(WaitTimeout):  # counted below: fewer than 10 restarted
+        wait_until(lambda: restarted(events(proj, "restarted", last_event), victims)
+                   == set(victims), 60, 0.1, "every victim restarted")
+    problems = []
+    try:
+        res["crash10_all_running_s"].append(wait_running(proj, victims, timeout=30) - k0)
+    except WaitTimeout as exc:
+        problems.append(f"crash of 10: {exc}")
+    evs = events(proj, since_id=last_event)
+    res["crash10_restarted"].append(len(restarted(evs, victims)))
+    due = {e["agent"]: e["detail"]["due_at"] for e in evs if e["kind"] == "restart_scheduled"}
+    res["crash10_lateness_s"] += [e["ts"] - due[e["agent"]] for e in evs
+                                  if e["kind"] == "restarted" and e["agent"] in due]
+    return problems
+
+
+def restarted(evs: list[dict], victims: list[str]) -> set[str]:
+    return {e["agent"] for e in evs if e["kind"] == "restarted" and e["agent"] in victims}
+
+
+def supervisord_log_findings(proj: Project) -> dict:
+    logs = proj.root / "data" / "logs"
+    all_logs = list(logs.glob("*.log*"))
+    return {
+        "buffer_overflow_lines": grep_count([logs / "supervisord.log"], "buffer overflow"),
+        "database_locked_lines": grep_count(all_logs, "database is locked"),
+        "database_unavailable_lines": grep_count(all_logs, "database unavailable"),
+        "watchdog_error_lines": grep_count([logs / "watchdog.log"], r"error in |failed"),
+        "launch_window_missed_lines": grep_count([logs / "watchdog.log"], "not RUNNING after"),
+        "too_many_open_files_lines": grep_count(all_logs, "Too many open files"),
+    }
+
+
+def shutdown_rate(proj: Project, window: float) -> float:
+    """Agents stopped per second during the first ``window`` s of supervisor.shutdown().
+
+    supervisord stops one program group per main-loop pass and a pass ends on its 1 s poll
+    timeout, so a 100-agent shutdown takes ~100 s; timing the whole of it three times would
+    dominate the run. The rest is stopped by SIGTERM afterwards (a fast shutdown)."""
+    agents = agents_of(proj)
+    t0 = time.perf_counter()
+    proj.rpc().supervisor.shutdown()
+    while True:
+        alive = sum(still_running(p) for p in agents)
+        elapsed = time.perf_counter() - t0
+        if alive == 0 or elapsed >= window:
+            break
+        time.sleep(0.1)
+    log(f"shutdown: {len(agents) - alive}/{len(agents)} agents stopped in {elapsed:.1f}s")
+    return (len(agents) - alive) / elapsed
+
+
+def still_running(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
