@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import peewee
 
 from coffee_team.errors import DatabaseUrlError, QueueError, SchemaTooNew
-from coffee_team.queue.models import ALL_MODELS, SCHEMA_VERSION
+from coffee_team.queue.models import ALL_MODELS, SCHEMA_VERSION, STATUS_CHECK
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 DEFAULT_CACHE_SIZE_KIB = 16 * 1024
@@ -153,7 +153,12 @@ def migrate(db: peewee.Database) -> int:
             tables = db.get_tables()
             if not _is_current(tables, db):
                 version = _current_version(db, tables)
+                upgrade_v2 = "tasks" in tables and version < 2 and not _has_v2_tasks(db)
+                if upgrade_v2:
+                    _tasks_v2_before(db)
                 db.create_tables(ALL_MODELS, safe=True)
+                if upgrade_v2:
+                    _tasks_v2_after(db)
                 if "tasks" in tables and "queue_depth" not in tables:
                     _add_queue_depth(db)
                 if version < SCHEMA_VERSION:
@@ -183,6 +188,49 @@ def _add_queue_depth(db: peewee.Database) -> None:
                    " FROM tasks WHERE status = 'pending' GROUP BY recipient")
 
 
+# Schema 2 on a version-1 tasks table.  PostgreSQL alters it in place; SQLite cannot change a
+# CHECK constraint, so the table is rebuilt (renamed, created anew, copied), all inside the
+# migration's write transaction.  Old pending rows become due at their creation time.
+V1_TASK_COLUMNS = ("id, sender, recipient, type, content, priority, created_at, completed_at,"
+                   " status, claimed_by, claimed_at, lease_expires_at, attempts, dedupe_key,"
+                   " error, result")
+V1_CLAIM_INDEXES = ("tasks_recipient_status_priority_id", "tasks_live_dedupe_key")
+PG_V2_ADD_COLUMNS = ("ALTER TABLE tasks ADD COLUMN failures INTEGER NOT NULL DEFAULT 0,"
+                     " ADD COLUMN run_after DOUBLE PRECISION NOT NULL DEFAULT 0,"
+                     " ADD COLUMN escalated_at DOUBLE PRECISION, ADD COLUMN errors TEXT")
+PG_V2_DROP_CHECK = "ALTER TABLE tasks DROP CONSTRAINT IF EXISTS tasks_status_check"
+PG_V2_ADD_CHECK = "ALTER TABLE tasks ADD CONSTRAINT tasks_status_check " + STATUS_CHECK
+SQLITE_V2_RENAME = "ALTER TABLE tasks RENAME TO tasks_v1"
+SQLITE_V2_COPY = (f"INSERT INTO tasks ({V1_TASK_COLUMNS}, run_after, failures)"
+                  f" SELECT {V1_TASK_COLUMNS}, created_at, 0 FROM tasks_v1")
+SQLITE_V2_DROP_OLD = "DROP TABLE tasks_v1"
+V2_DUE_AT_CREATION = "UPDATE tasks SET run_after = created_at WHERE status = 'pending'"
+
+
+def _has_v2_tasks(db: peewee.Database) -> bool:
+    return any(c.name == "run_after" for c in db.get_columns("tasks"))
+
+
+def _tasks_v2_before(db: peewee.Database) -> None:
+    """Before create_tables: make room for the version-2 tasks table and its claim index."""
+    for index in V1_CLAIM_INDEXES:
+        db.execute_sql(f"DROP INDEX IF EXISTS {index}")
+    if is_postgres(db):
+        db.execute_sql(PG_V2_ADD_COLUMNS)
+        db.execute_sql(PG_V2_DROP_CHECK)
+        db.execute_sql(PG_V2_ADD_CHECK)
+        db.execute_sql(V2_DUE_AT_CREATION)
+    else:
+        db.execute_sql(SQLITE_V2_RENAME)
+
+
+def _tasks_v2_after(db: peewee.Database) -> None:
+    """After create_tables: SQLite copies the rows into the new table (ids kept)."""
+    if not is_postgres(db):
+        db.execute_sql(SQLITE_V2_COPY)
+        db.execute_sql(SQLITE_V2_DROP_OLD)
+
+
 def _current_version(db: peewee.Database, tables: list[str]) -> int:
     if "schema_version" not in tables:
         return 0
@@ -200,24 +248,34 @@ QUEUE_SQL = {
     "claim": "UPDATE tasks SET status = 'in_progress', claimed_by = ?, claimed_at = ?,"
              " lease_expires_at = ?, attempts = attempts + 1"
              " WHERE id IN (SELECT id FROM tasks WHERE recipient = ? AND status = 'pending'"
+             " AND run_after <= ?"  # i13b: delayed / backed-off tasks wait until due
              " ORDER BY priority, id LIMIT ?{lock})"
              " RETURNING id, sender, recipient, type, content, priority, attempts,"
              " created_at, lease_expires_at",
     # Expired leases go back to pending, or fail once out of attempts.
+    # i13b: "attempts - failures" (not attempts): max_attempts counts crash redeliveries only;
+    # handler failures have their own limit (retry.attempts).
     "release_expired": (
         "UPDATE tasks SET lease_expires_at = NULL,"
-        " status = CASE WHEN attempts >= ? THEN 'failed' ELSE 'pending' END,"
-        " error = CASE WHEN attempts >= ?"
+        " status = CASE WHEN attempts - failures >= ? THEN 'failed' ELSE 'pending' END,"
+        " error = CASE WHEN attempts - failures >= ?"
         " THEN 'lease expired after ' || CAST(attempts AS TEXT) || ' attempts' ELSE error END,"
-        " completed_at = CASE WHEN attempts >= ? THEN ? ELSE completed_at END,"
-        " claimed_by = CASE WHEN attempts >= ? THEN claimed_by ELSE NULL END"
+        " completed_at = CASE WHEN attempts - failures >= ? THEN ? ELSE completed_at END,"
+        " claimed_by = CASE WHEN attempts - failures >= ? THEN claimed_by ELSE NULL END"
         " WHERE recipient = ? AND status = 'in_progress' AND lease_expires_at < ?"
         " RETURNING status"),
     # (any pending, any lease expired): each EXISTS is one index probe (an OR
     # on status would scan the recipient's tasks).
-    "work": "SELECT EXISTS (SELECT 1 FROM tasks WHERE recipient = ? AND status = 'pending'),"
+    # i13b: pending counts only once due (run_after); the third column says the agent is
+    # paused (one primary-key probe), so a paused agent takes no write lock either.
+    "work": "SELECT EXISTS (SELECT 1 FROM tasks WHERE recipient = ? AND status = 'pending'"
+            " AND run_after <= ?),"
             " EXISTS (SELECT 1 FROM tasks WHERE recipient = ? AND status = 'in_progress'"
-            " AND lease_expires_at < ?)",
+            " AND lease_expires_at < ?),"
+            " EXISTS (SELECT 1 FROM agent_pause WHERE agent = ?"
+            " AND (paused_until IS NULL OR paused_until > ?))",
+    # i13b: when the earliest pending task of a recipient comes due (bounds wait()).
+    "next_due": "SELECT MIN(run_after) FROM tasks WHERE recipient = ? AND status = 'pending'",
     "finish": "UPDATE tasks SET status = ?, completed_at = ?, result = ?, error = ?,"
               " lease_expires_at = NULL WHERE id = ? AND status = 'in_progress'"
               " RETURNING claimed_by, type, claimed_at",
@@ -228,7 +286,8 @@ QUEUE_SQL = {
                   " VALUES (?, ?, ?, ?)",
     "fail_held": "UPDATE tasks SET status = 'failed', completed_at = ?, lease_expires_at = NULL,"
                  " error = 'agent restarted after ' || CAST(attempts AS TEXT) || ' attempts'"
-                 " WHERE claimed_by = ? AND status = 'in_progress' AND attempts >= ?",
+                 " WHERE claimed_by = ? AND status = 'in_progress'"
+                 " AND attempts - failures >= ?",  # i13b: crashes only (see release_expired)
     "requeue_held": "UPDATE tasks SET status = 'pending', claimed_by = NULL, claimed_at = NULL,"
                     " lease_expires_at = NULL WHERE claimed_by = ? AND status = 'in_progress'"
                     " RETURNING recipient",

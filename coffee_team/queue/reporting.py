@@ -8,9 +8,17 @@ from __future__ import annotations
 import json
 from typing import Any, Optional, Sequence
 
+from coffee_team.taskstate import STATES
+
 _TASK_COLUMNS = ("id, sender, recipient, type, content, priority, created_at,"
                  " completed_at, status, claimed_by, claimed_at, lease_expires_at,"
-                 " attempts, dedupe_key, error, result")
+                 " attempts, dedupe_key, error, result,"
+                 " failures, run_after, escalated_at, errors")  # i13b: the last line
+# i13b: tasks per state, for ``metrics`` (tasks created in the window).
+STATE_COUNTS = "SELECT status, COUNT(*) FROM tasks WHERE created_at >= ? GROUP BY status"
+# i13b: cancelled tasks are finished too.
+CLEANUP_FINISHED = ("DELETE FROM tasks WHERE status IN ('completed', 'failed', 'cancelled')"
+                    " AND completed_at < ?")
 
 
 class ReportingMixin:
@@ -23,9 +31,12 @@ class ReportingMixin:
             " ORDER BY priority, id", (recipient, status))
 
     def list_tasks(self, status: Optional[str] = None, agent: Optional[str] = None,
-                   limit: int = 100) -> list[dict]:
+                   limit: int = 100, task_id: Optional[int] = None) -> list[dict]:
         """Newest first; ``agent`` matches the recipient."""
         clauses, params = [], []
+        if task_id is not None:
+            clauses.append("id = ?")
+            params.append(task_id)
         if status is not None:
             clauses.append("status = ?")
             params.append(status)
@@ -41,28 +52,35 @@ class ReportingMixin:
         for row in rows:
             row["content"] = json.loads(row["content"]) if row["content"] is not None else None
             row["result"] = json.loads(row["result"]) if row["result"] is not None else None
+            row["errors"] = json.loads(row["errors"]) if row["errors"] else []
         return rows
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """{recipient: {pending, in_progress, completed, failed, oldest_pending_age_s}}."""
+        """{recipient: {pending, in_progress, completed, failed, cancelled,
+        oldest_pending_age_s}}."""
         now = self.clock()
         out: dict[str, dict[str, Any]] = {}
         for recipient, status, count, oldest in self.backend.fetchall(
                 "SELECT recipient, status, COUNT(*), MIN(created_at) FROM tasks"
                 " GROUP BY recipient, status"):
-            entry = out.setdefault(recipient, {"pending": 0, "in_progress": 0, "completed": 0,
-                                               "failed": 0, "oldest_pending_age_s": None})
+            entry = out.setdefault(recipient, {**dict.fromkeys(STATES, 0),
+                                               "oldest_pending_age_s": None})
             entry[status] = count
             if status == "pending":
                 entry["oldest_pending_age_s"] = max(0.0, now - oldest)
         return out
 
     def cleanup(self, older_than_seconds: float) -> int:
-        """Delete completed/failed tasks finished more than that long ago."""
+        """Delete completed/failed/cancelled tasks finished more than that long ago."""
         with self.backend.write_transaction():
-            return self.backend.execute(
-                "DELETE FROM tasks WHERE status IN ('completed', 'failed') AND completed_at < ?",
-                (self.clock() - older_than_seconds,)).rowcount
+            return self.backend.execute(CLEANUP_FINISHED,
+                                        (self.clock() - older_than_seconds,)).rowcount
+
+    def state_counts(self, days: float = 7) -> dict[str, int]:
+        """{state: tasks created in the last ``days``}, every state present."""
+        counts = dict.fromkeys(STATES, 0)
+        counts.update(self.backend.fetchall(STATE_COUNTS, (self.clock() - days * 86400,)))
+        return counts
 
     def bottlenecks(self, days: float = 7) -> list[dict]:
         """The 10 slowest task types by average duration."""
