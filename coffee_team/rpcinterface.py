@@ -238,8 +238,8 @@ class CoffeeNamespaceRPCInterface:
         return data
 
     def _extras(self, now: float) -> dict[str, dict[str, Any]]:
-        from coffee_team.status import restart_columns
-        return restart_columns(self._queue_().restart_states(self.team.names))
+        from coffee_team.status import queue_columns
+        return queue_columns(self._queue_(), self.team.names)
 
     @_rpc
     def sendMessage(self, sender, recipient, type, content, priority=5, dedupe_key=""):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 STATES = ("pending", "in_progress", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
@@ -113,7 +113,7 @@ def check_delay(seconds: float) -> float:
     """A send delay in seconds, or ValueError saying what is allowed."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
             or not math.isfinite(seconds) or not 0 <= seconds <= MAX_DELAY_SECONDS:
-        raise ValueError(f"delay must be a number of seconds from 0 to {MAX_DELAY_SECONDS:g}"
+        raise ValueError(f"delay must be a number of seconds from 0 to {MAX_DELAY_SECONDS:.0f}"
                          f" (30 days), got {seconds!r}")
     return float(seconds)
 
@@ -136,16 +136,6 @@ def escalated_priority(priority: int, waiting_since: float, now: float,
 
 
 def attempt_label(status: str, failures: int, policy: RetryPolicy) -> str:
-    """``attempt k/N`` for listings: the try running now or the next one (pending)."""
-    k = failures if status in ("failed", "completed", "cancelled") and failures else failures + 1
-    return f"{min(k, max(policy.attempts, k))}/{max(policy.attempts, k)}"
-
-
-def is_finished(status: str) -> bool:
-    return status in FINISHED
-
-
-def check_statuses(statuses: Sequence[str]) -> None:
-    unknown = [s for s in statuses if s not in STATES]
-    if unknown:
-        raise ValueError(f"unknown task state(s) {', '.join(unknown)}")
+    """``k/N`` for listings: the try running, next or (failed) last; N the policy's tries."""
+    k = failures if status == "failed" and failures else failures + 1
+    return f"{k}/{max(policy.attempts, k)}"
