@@ -82,12 +82,11 @@ class ControlContract:
         assert len(q.claim("alice", limit=5)) == 1
 
     def test_wait_is_bounded_by_the_next_due_time(self):
-        clock_start = time.time()
         q = self.make_queue(wake_dir=self.wake_dir, clock=time.time)
         q.send("cli", "alice", "t", delay=0.3)
         started = time.monotonic()
         assert q.wait("alice", timeout=5.0) is True
-        assert 0.2 <= time.monotonic() - started < 2.0, time.time() - clock_start
+        assert 0.2 <= time.monotonic() - started < 2.0
         assert len(q.claim("alice")) == 1
 
     # -- retries ------------------------------------------------------------
