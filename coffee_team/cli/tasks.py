@@ -77,22 +77,21 @@ def _control(ctx: Context, task_id: str, action: str, as_json: bool) -> None:
         click.echo(f"task {number}: {was} → {status}")
 
 
-@task.command("cancel")
-@click.argument("task_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@pass_ctx
-def task_cancel(ctx: Context, task_id: str, as_json: bool) -> None:
-    """Cancel task ID (pending or in progress; a running handler is stopped by its agent)."""
-    _control(ctx, task_id, "cancel", as_json)
+def _control_command(action: str, doc: str):
+    """``task cancel`` and ``task retry``: the same command around a different queue call."""
+    @task.command(action, help=doc)
+    @click.argument("task_id", metavar="ID")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+    @pass_ctx
+    def command(ctx: Context, task_id: str, as_json: bool) -> None:
+        _control(ctx, task_id, action, as_json)
+    return command
 
 
-@task.command("retry")
-@click.argument("task_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@pass_ctx
-def task_retry(ctx: Context, task_id: str, as_json: bool) -> None:
-    """Put a failed or cancelled task ID back to pending, attempts reset."""
-    _control(ctx, task_id, "retry", as_json)
+task_cancel = _control_command(
+    "cancel", "Cancel task ID (pending or in progress; a running handler is stopped by its agent).")
+task_retry = _control_command(
+    "retry", "Put a failed or cancelled task ID back to pending, attempts reset.")
 
 
 @main.command()
