@@ -57,3 +57,11 @@ class DatabaseUrlError(QueueError, ValueError):
 
 class SchemaTooNew(QueueError):
     """The database was written by a newer coffee-team; refuse rather than corrupt it."""
+
+
+class TaskNotFound(QueueError):
+    """No task has that id (never existed, or removed by cleanup)."""
+
+
+class TaskStateError(QueueError):
+    """The task's state does not allow the action (e.g. retry a completed task)."""

@@ -57,3 +57,15 @@ def relay(task: dict, ctx: HandlerContext) -> Any:
     time.sleep(float(ctx.options.get("work_seconds", 0.0)))
     ctx.send(ctx.agent, "ack", {"source": task["id"]})
     return {"done": task["id"]}
+
+
+def flaky(task: dict, ctx: HandlerContext) -> Any:
+    """Fail the first ``fail_times`` deliveries of each task, then succeed; every call appends
+    ``<task id> <attempt> <time>`` to ``options.record_file`` (to measure retry gaps)."""
+    if task["type"] == "periodic":
+        return None
+    with open(ctx.options["record_file"], "a") as f:
+        f.write(f"{task['id']} {task['attempts']} {time.time():.3f}\n")
+    if task["attempts"] <= int(ctx.options.get("fail_times", 2)):
+        raise RuntimeError(f"flaky failure on attempt {task['attempts']}")
+    return {"attempt": task["attempts"]}

@@ -20,14 +20,12 @@ control characters.
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import math
 import os
 import signal
 import time
-from typing import Any, Callable
+from typing import Any
 
 from supervisor import events
 from supervisor.http import NOT_DONE_YET
@@ -37,46 +35,15 @@ from supervisor.xmlrpc import Faults, RPCError
 
 from coffee_team import events as kinds
 from coffee_team.errors import UnknownAgentError
+from coffee_team.rpctasks import TaskControlRPC, task_struct
+from coffee_team.rpcvalues import (MAX_CONTENT_DEPTH, MAX_LIMIT, check_id, check_limit, kind_of,
+                                   nesting_depth, short)
+from coffee_team.rpcvalues import rpc_method as _rpc
 from coffee_team.watchdog import policy
-from coffee_team.rpcvalues import (MAX_CONTENT_DEPTH, MAX_LIMIT, Unset, check_id,
-                                   check_limit, kind_of, nesting_depth, one_line, short,
-                                   xmlrpc_safe)
 
 API_VERSION = "1.0"
 BUSY_TIMEOUT_MS = 200
 MAX_DAYS = 3650
-def _rpc(func: Callable) -> Callable:
-    """Make a method an RPC endpoint: arity checked with a clear message, SHUTDOWN_STATE
-    refused like supervisor does, unexpected exceptions turned into Faults (never HTTP 500),
-    and the result made XML-RPC safe."""
-    signature = inspect.signature(func)
-    params = [p for p in signature.parameters.values() if p.name != "self"]
-    required = sum(1 for p in params if p.default is inspect.Parameter.empty)
-    names = ", ".join(p.name for p in params)
-    arity = str(required) if required == len(params) else f"{required} to {len(params)}"
-
-    @functools.wraps(func)
-    def method(self, *args):
-        if not required <= len(args) <= len(params):
-            raise RPCError(Faults.INCORRECT_PARAMETERS,
-                           f"coffee.{func.__name__}({names}) takes {arity} argument(s), "
-                           f"got {len(args)}")
-        self._update(func.__name__)
-        try:
-            result = func(self, *args)
-        except RPCError as exc:
-            exc.text = one_line(exc.text)
-            raise
-        except Exception as exc:
-            fault = self._fault(func.__name__, exc)
-            fault.text = one_line(fault.text)
-            raise fault from None
-        if callable(result):
-            return result  # deferred: the callback does its own checks
-        result = xmlrpc_safe(result)
-        return "" if result is Unset else result
-
-    return method
 
 
 # Leaving RUNNING by any door: crashed, stopped (perhaps SIGKILLed after stopwaitsecs), died
@@ -85,7 +52,7 @@ REQUEUE_ON = (events.ProcessStateExitedEvent, events.ProcessStateStoppedEvent,
               events.ProcessStateBackoffEvent)
 
 
-class CoffeeNamespaceRPCInterface:
+class CoffeeNamespaceRPCInterface(TaskControlRPC):
     """``coffee.*``: the team's queue, journal and status for automation."""
 
     def __init__(self, supervisord, team_path: str):
@@ -174,8 +141,12 @@ class CoffeeNamespaceRPCInterface:
         return self._queue
 
     def _fault(self, method: str, exc: Exception) -> RPCError:
-        from coffee_team.errors import ContentError
+        from coffee_team.errors import ContentError, TaskNotFound, TaskStateError
         from coffee_team.queue import QueueFullError, UnroutableError
+        if isinstance(exc, TaskNotFound):
+            return RPCError(Faults.BAD_ARGUMENTS, str(exc))
+        if isinstance(exc, TaskStateError):
+            return RPCError(Faults.FAILED, str(exc))
         if isinstance(exc, UnroutableError):
             return RPCError(Faults.BAD_NAME, str(exc))
         if isinstance(exc, QueueFullError):
@@ -238,11 +209,11 @@ class CoffeeNamespaceRPCInterface:
         return data
 
     def _extras(self) -> dict[str, dict[str, Any]]:
-        from coffee_team.status import restart_columns
-        return restart_columns(self._queue_().restart_states(self.team.names))
+        from coffee_team.status import queue_columns
+        return queue_columns(self._queue_(), self.team.names)
 
     @_rpc
-    def sendMessage(self, sender, recipient, type, content, priority=5, dedupe_key=""):
+    def sendMessage(self, sender, recipient, type, content, priority=5, dedupe_key="", delay=0):
         """ Enqueue one task (same routing, dedupe and backpressure as MessageQueue.send)
 
         @param string sender     Who sends it (1-100 characters)
@@ -251,6 +222,7 @@ class CoffeeNamespaceRPCInterface:
         @param struct content    A struct/array, or a string holding a JSON document (max 1 MB)
         @param int priority      0 (most urgent) to 9; default 5
         @param string dedupe_key Optional: a live task with the same key is not duplicated
+        @param double delay      Optional: seconds (0 to 30 days) before it may be claimed
         @return int id           The task id (the first one for a broadcast)
         """
         for value, what in ((sender, "sender"), (recipient, "recipient"), (type, "type"),
@@ -275,18 +247,19 @@ class CoffeeNamespaceRPCInterface:
         if nesting_depth(content, MAX_CONTENT_DEPTH) > MAX_CONTENT_DEPTH:
             raise RPCError(Faults.BAD_ARGUMENTS,
                            f"content is nested more than {MAX_CONTENT_DEPTH} levels deep")
-        return self._queue_().send(sender, recipient or None, type, content,
-                                   priority=priority, dedupe_key=dedupe_key or None)
+        return self._queue_().send(sender, recipient or None, type, content, priority=priority,
+                                   dedupe_key=dedupe_key or None, delay=delay)
 
     @_rpc
     def getQueueStats(self):
         """ Return task counts per agent
 
-        @return struct stats  {agent: {pending, in_progress, completed, failed,
+        @return struct stats  {agent: {pending, in_progress, completed, failed, cancelled,
                               oldest_pending_age_s (left out when nothing is pending)}}
         """
+        from coffee_team.taskstate import STATES
         stats = self._queue_().stats()
-        empty = {"pending": 0, "in_progress": 0, "completed": 0, "failed": 0}
+        empty = dict.fromkeys(STATES, 0)
         return {name: stats.get(name, dict(empty)) for name in (*self.team.names, *stats)}
 
     @_rpc
@@ -297,7 +270,8 @@ class CoffeeNamespaceRPCInterface:
         completed_at, claimed_by, claimed_at, lease_expires_at, dedupe_key, error (each left
         out when unset), content_json and result_json (the JSON text of content / result).
 
-        @param struct filter  Optional keys: status (pending, in_progress, completed, failed),
+        @param struct filter  Optional keys: status (pending, in_progress, completed, failed,
+                              cancelled),
                               agent (the recipient), limit (1-1000, default 100)
         @return array tasks   An array of task structs
         """
@@ -317,13 +291,8 @@ class CoffeeNamespaceRPCInterface:
         if agent is not None:
             self._agent(agent)
         limit = check_limit(filter.get("limit", 100))
-        tasks = self._queue_().list_tasks(status=status, agent=agent, limit=limit)
-        for task in tasks:
-            task["content_json"] = json.dumps(task.pop("content"))
-            result = task.pop("result")
-            if result is not None:
-                task["result_json"] = json.dumps(result)
-        return tasks
+        return [task_struct(task)
+                for task in self._queue_().list_tasks(status=status, agent=agent, limit=limit)]
 
     @_rpc
     def getRestartHistory(self, agent, limit=50):
@@ -388,7 +357,8 @@ class CoffeeNamespaceRPCInterface:
 
         @param double days   Window in days (0 < days <= 3650, default 7)
         @return struct metrics  days, bottlenecks (the 10 slowest task types: task_type,
-                                count, avg_ms, max_ms) and agents (agent, count, avg_ms)
+                                count, avg_ms, max_ms), agents (agent, count, avg_ms) and
+                                states ({state: tasks created in the window})
         """
         if isinstance(days, bool) or not isinstance(days, (int, float)) \
                 or not math.isfinite(days) or not 0 < days <= MAX_DAYS:
@@ -396,7 +366,7 @@ class CoffeeNamespaceRPCInterface:
                            f"days must be a number above 0 and at most {MAX_DAYS}, got {short(days)}")
         queue = self._queue_()
         return {"days": float(days), "bottlenecks": queue.bottlenecks(days),
-                "agents": queue.agent_performance(days)}
+                "agents": queue.agent_performance(days), "states": queue.state_counts(days)}
 
     @_rpc
     def restartAgent(self, name):
@@ -442,6 +412,13 @@ class CoffeeNamespaceRPCInterface:
             if exc.code != Faults.ALREADY_STARTED:
                 raise
         return True
+
+
+# supervisor publishes only what the class itself defines (system.listMethods and methodHelp
+# read __class__.__dict__), so the mixin's methods are copied in.
+for _name, _method in vars(TaskControlRPC).items():
+    if not _name.startswith("_") and callable(_method):
+        setattr(CoffeeNamespaceRPCInterface, _name, _method)
 
 
 def _state_name(state: int) -> str:

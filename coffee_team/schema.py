@@ -162,6 +162,7 @@ TEAM_FIELDS: dict[str, Callable[[Any], Any]] = {
     "stop_wait_seconds": _integer(1, 3600),
     "python": _path_text,
     "require_branch": _optional(lambda v: _ini_text(v, "a git branch name")),
+    "escalate_after": _optional(_positive_number(10**7)),
 }
 
 AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -178,6 +179,29 @@ AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "cpu_warn_percent": _positive_number(10**5),
     "rss_warn_mb": _positive_number(10**7),
     "options": _options,
+}
+
+def _retry_on(v: Any) -> tuple[int | str, ...]:
+    if not isinstance(v, list):
+        raise Invalid(f"a list of exit codes and regular expressions, got {describe(v)}")
+    for rule in v:
+        if isinstance(rule, bool) or not isinstance(rule, (int, str)) \
+                or (isinstance(rule, int) and not -255 <= rule <= 255):
+            raise Invalid(f"exit codes (-255..255) and regular expressions, got {describe(rule)}")
+        if isinstance(rule, str):
+            try:
+                re.compile(rule)
+            except re.error as exc:
+                raise Invalid(f"a valid regular expression, got {describe(rule)} ({exc})") from None
+    return tuple(v)
+
+
+# ``retry:`` of an agent or of the team (the default for agents without one).
+RETRY_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "attempts": _integer(1, 1000),
+    "backoff": _positive_number(10**6),
+    "max_backoff": _positive_number(10**7),
+    "on": _retry_on,
 }
 
 HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")

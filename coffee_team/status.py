@@ -60,6 +60,19 @@ def restart_columns(states: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
             for name, state in states.items()}
 
 
+def queue_columns(queue: Any, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Status columns kept in the database: restarts (restart_columns) and pauses."""
+    columns = restart_columns(queue.restart_states(names))
+    pauses = queue.pauses()
+    for name in names:
+        pause = pauses.get(name)
+        columns[name]["paused"] = pause is not None
+        if pause is not None:
+            columns[name].update(paused_reason=pause["reason"],
+                                 paused_until=pause["paused_until"])
+    return columns
+
+
 def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
             extra: dict[str, dict[str, Any]] | None = None, now: float | None = None) -> dict:
     """Build the ``status --json`` object from ``supervisor.getAllProcessInfo()``."""
@@ -135,5 +148,8 @@ def render(status: dict) -> str:
             detail += f", restarts {a['restarts']}"
         if a.get("given_up"):
             detail += ", GIVEN UP (coffee-team restart " + a["name"] + ")"
-        lines.append(f"  {a['name']}: {a['state']} ({detail})")
+        paused = " PAUSED" if a.get("paused") else ""
+        if a.get("paused_reason"):
+            detail += f", paused: {a['paused_reason']}"
+        lines.append(f"  {a['name']}: {a['state']}{paused} ({detail})")
     return "\n".join(lines)

@@ -14,8 +14,9 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from .schema import (AGENT_FIELDS, AGENT_NAME, HOST_FIELDS, HTTP_FIELDS, PG_SCHEMES, TEAM_FIELDS,
-                     Invalid, describe, is_loopback)
+from .schema import (AGENT_FIELDS, AGENT_NAME, HOST_FIELDS, HTTP_FIELDS, PG_SCHEMES, RETRY_FIELDS,
+                     TEAM_FIELDS, Invalid, describe, is_loopback)
+from .taskstate import RetryPolicy
 from .schema import INI_COMMENT  # noqa: F401  (re-exported for callers of team.py)
 from .errors import TeamError, UnknownAgentError
 
@@ -54,6 +55,7 @@ class AgentSpec:
     cpu_warn_percent: float = 80.0
     rss_warn_mb: float = 256.0
     options: tuple[tuple[str, Any], ...] = ()
+    retry: RetryPolicy | None = None  # the team's retry when the agent sets none
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class TeamSettings:
     python: str = ".venv/bin/python"
     require_branch: str | None = None
     http: HttpSettings | None = None
+    retry: RetryPolicy | None = None
+    escalate_after: float | None = None  # seconds; None: pending tasks are never escalated
 
 
 @dataclass(frozen=True)
@@ -210,10 +214,13 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
     team_doc = document.get("team")
     team_doc = {} if team_doc is None else team_doc
     http_doc = None
+    team_retry = None
     if isinstance(team_doc, dict):
         team_doc = dict(team_doc)
         http_doc = team_doc.pop("http", None)
-    settings = TeamSettings(**_fields(team_doc, TEAM_FIELDS, "team", source, ("http",)))
+        team_retry = _retry(team_doc.pop("retry", None), "team.retry", source)
+    settings = TeamSettings(**_fields(team_doc, TEAM_FIELDS, "team", source, ("http", "retry")),
+                            retry=team_retry)
     if http_doc is not None:
         http = _fields(http_doc, HTTP_FIELDS, "team.http", source)
         missing = {"port", "username", "password_env"} - set(http)
@@ -232,13 +239,25 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
             raise TeamError(f"{source}: agents.{_key(name)}: bad agent name (allowed: lowercase "
                             f"letters, digits, '_' and '-', at most 64, starting with a "
                             f"letter or digit)")
-        values = _fields(agent_doc, AGENT_FIELDS, f"agents.{name}", source)
+        retry = None
+        if isinstance(agent_doc, dict):
+            agent_doc = dict(agent_doc)
+            retry = _retry(agent_doc.pop("retry", None), f"agents.{name}.retry", source)
+        values = _fields(agent_doc, AGENT_FIELDS, f"agents.{name}", source, ("retry",))
+        values["retry"] = retry or settings.retry
         if "handler" in values and "command" in values:
             raise TeamError(f"{source}: agents.{name}: set either 'handler' or 'command', not both")
         agents.append(AgentSpec(name=name, **values))
     _check_timing(settings, source)
     hosts = _hosts(document["hosts"], source) if "hosts" in document else ()
     return Team(settings=settings, agents=tuple(agents), path=path or Path(source), hosts=hosts)
+
+
+def _retry(doc: Any, where: str, source: str) -> RetryPolicy | None:
+    """``retry:`` → RetryPolicy; an agent's replaces the team's as a whole."""
+    if doc is None:
+        return None
+    return RetryPolicy(**_fields(doc, RETRY_FIELDS, where, source))
 
 
 def _check_timing(settings: TeamSettings, source: str) -> None:

@@ -14,25 +14,14 @@ from typing import Any, Iterator
 import yaml
 
 from coffee_team.team import Team, load_team
+from tests.clock import FakeClock
 from tests.harness import FAST_TEAM
 
 
-class FakeClock:
-    """A callable clock (epoch seconds) that moves only when told to.
-
-    It starts at the real time (a whole second, as supervisor reports process start times)
-    so psutil figures such as process start times stay plausible.
-    """
-
-    def __init__(self, start: float | None = None):
-        self.now = float(int(time.time()) if start is None else start)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
+def real_time_clock() -> FakeClock:
+    """The one FakeClock, started at the real time (a whole second, as supervisor reports
+    process start times) so psutil figures such as process start times stay plausible."""
+    return FakeClock(float(int(time.time())))
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from coffee_team.queue.models import SCHEMA_VERSION
 from coffee_team.queue import (
     ClaimedTask,
     ContentError,
@@ -364,7 +365,7 @@ class QueueContract:
         self.clock.advance(5)
         stats = q.stats()
         assert stats["alice"] == {"pending": 2, "in_progress": 0, "completed": 0, "failed": 0,
-                                  "oldest_pending_age_s": 15.0}
+                                  "cancelled": 0, "oldest_pending_age_s": 15.0}
         assert stats["bob"]["completed"] == 1 and stats["bob"]["oldest_pending_age_s"] is None
 
     def test_cleanup_deletes_only_old_finished_tasks(self):
@@ -446,7 +447,7 @@ class QueueContract:
         q2 = self.make_queue()
         assert len(q2.get_messages("alice")) == 1
         rows = q2.backend.fetchall("SELECT version FROM schema_version")
-        assert rows == [(1,)]
+        assert rows == [(SCHEMA_VERSION,)]
 
     def test_concurrent_migrate_in_threads(self):
         errors = []

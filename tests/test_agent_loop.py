@@ -25,7 +25,8 @@ from coffee_team.agent import Agent
 from coffee_team.handlers import CallableRunner, HandlerContext, HandlerError
 from coffee_team.queue import MessageQueue
 from coffee_team.team import Team
-from tests.fast_team import FakeClock, temp_root, write_team
+from tests.clock import FakeClock
+from tests.fast_team import real_time_clock, temp_root, write_team
 
 AGENTS = {
     "worker": {"priority": 1, "handles": ["job"], "check_interval": 3600,
@@ -177,7 +178,7 @@ def start(signals_restored, monkeypatch):
         def make(handler, agents: dict | None = None, name: str = "worker",
                  periodic: Callable | None = None, **team_overrides) -> Harness:
             team = write_team(root, agents or AGENTS, **team_overrides)
-            clock = FakeClock()
+            clock = real_time_clock()
             fake_time = FakeTime(clock)
             monkeypatch.setattr(agent_module, "time", fake_time)
             real = MessageQueue.from_team(team, clock=clock)

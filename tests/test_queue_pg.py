@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.queue_contract import QueueContract
+from tests.queue_control_contract import ControlContract
 
 PG_URL = os.environ.get("COFFEE_TEST_PG_URL")
 
@@ -28,7 +29,7 @@ def _admin(sql: str) -> None:
         conn.close()
 
 
-class TestPostgresQueue(QueueContract):
+class TestPostgresQueue(QueueContract, ControlContract):
     def database_url(self) -> str:
         self._schema = "ct_" + uuid.uuid4().hex[:12]
         _admin(f"CREATE SCHEMA {self._schema}")

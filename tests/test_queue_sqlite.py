@@ -5,9 +5,10 @@ import tempfile
 
 from coffee_team.queue.db import open_database
 from tests.queue_contract import QueueContract
+from tests.queue_control_contract import ControlContract
 
 
-class TestSqliteQueue(QueueContract):
+class TestSqliteQueue(QueueContract, ControlContract):
     def database_url(self) -> str:
         self._tmp = tempfile.mkdtemp(prefix="ctq")
         return os.path.join(self._tmp, "db", "queue.db")
@@ -36,6 +37,6 @@ class TestSqliteQueue(QueueContract):
         q = self.make_queue()
         plan = q.backend.fetchall(
             "EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE recipient = 'a' AND status = 'pending'"
-            " ORDER BY priority, id LIMIT 1")
+            " AND run_after <= 5 ORDER BY priority, id LIMIT 1")
         detail = " ".join(str(r[-1]) for r in plan)
         assert "COVERING INDEX" in detail and "TEMP B-TREE" not in detail

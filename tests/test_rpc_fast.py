@@ -35,9 +35,11 @@ from supervisor.xmlrpc import (DeferredXMLRPCResponse, Faults, RootRPCInterface,
 
 from coffee_team import rpcinterface
 from coffee_team.queue import MessageQueue
+from coffee_team.taskstate import STATES
 from coffee_team.team import Team
 from tests.fake_supervisord import FakeSupervisord
-from tests.fast_team import FakeClock, assert_xmlrpc_safe, temp_root, write_team
+from tests.clock import FakeClock
+from tests.fast_team import assert_xmlrpc_safe, real_time_clock, temp_root, write_team
 
 QUEUE_SIZE = 4  # max_queue_size: small, so backpressure is one short loop away
 
@@ -61,6 +63,11 @@ VALID_CALLS = {
     "ackNotification": (1,),
     "getMetrics": (),
     "restartAgent": ("assistant",),
+    "getTask": (1,),
+    "cancelTask": (1,),
+    "retryTask": (1,),
+    "pauseAgent": ("assistant",),
+    "resumeAgent": ("assistant",),
 }
 
 HUGE = "x" * (2 * 2**20)
@@ -136,7 +143,7 @@ def build(team: Team, supervisord: FakeSupervisord, clock: FakeClock):
 def coffee(supervisor_globals):
     with temp_root() as root:
         team = write_team(root, AGENTS, max_queue_size=QUEUE_SIZE)
-        clock = FakeClock()
+        clock = real_time_clock()
         supervisord = FakeSupervisord(team.names)
         iface = build(team, supervisord, clock)
         queue = MessageQueue.from_team(team, clock=clock)
@@ -224,7 +231,7 @@ def test_bad_team_file_leaves_supervisord_serving(supervisor_globals):
         team = write_team(root, AGENTS)
         team.path.write_text("team: [not, a, mapping\n")
         callbacks = len(events.callbacks)
-        iface = build(team, FakeSupervisord(team.names), FakeClock())
+        iface = build(team, FakeSupervisord(team.names), real_time_clock())
         assert len(events.callbacks) == callbacks
         for method, args in VALID_CALLS.items():
             with pytest.raises(RPCError) as info:
@@ -430,13 +437,14 @@ def test_database_busy_is_a_quick_failed_and_reads_go_on(coffee):
 # --- getQueueStats ---------------------------------------------------------------------------
 
 def test_queue_stats_count_every_status(coffee):
+    zero = {"pending": 0, "in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
     empty = coffee.call("getQueueStats")
     assert set(empty) == set(coffee.team.names)
-    assert all(s == {"pending": 0, "in_progress": 0, "completed": 0, "failed": 0}
-               for s in empty.values())
+    assert all(s == zero for s in empty.values())
 
     coffee.queue.send("ci", "assistant", "q", {})
     coffee.queue.send("ci", "assistant", "q", {})
+    coffee.queue.cancel_task(coffee.queue.send("ci", "assistant", "q", {}))
     done = in_progress(coffee, "architect")
     coffee.queue.mark_completed(done, {"ok": True})
     broken = in_progress(coffee, "code_developer")
@@ -445,11 +453,10 @@ def test_queue_stats_count_every_status(coffee):
     coffee.clock.advance(5)
 
     stats = coffee.call("getQueueStats")
-    assert stats["assistant"] == {"pending": 2, "in_progress": 0, "completed": 0, "failed": 0,
+    assert stats["assistant"] == {**zero, "pending": 2, "cancelled": 1,
                                   "oldest_pending_age_s": 5.0}
-    assert stats["architect"] == {"pending": 0, "in_progress": 0, "completed": 1, "failed": 0}
-    assert stats["code_developer"] == {"pending": 0, "in_progress": 1, "completed": 0,
-                                       "failed": 1}
+    assert stats["architect"] == {**zero, "completed": 1}
+    assert stats["code_developer"] == {**zero, "in_progress": 1, "failed": 1}
 
 
 def test_queue_stats_keep_recipients_the_team_file_lost(coffee):
@@ -623,7 +630,8 @@ def test_metrics_measure_claim_to_finish(coffee):
     assert math.isclose(agents["assistant"]["avg_ms"], 50, abs_tol=1)
 
     coffee.clock.advance(2 * 86400)
-    assert coffee.call("getMetrics", 1) == {"days": 1.0, "bottlenecks": [], "agents": []}
+    assert coffee.call("getMetrics", 1) == {"days": 1.0, "bottlenecks": [], "agents": [],
+                                            "states": dict.fromkeys(STATES, 0)}
     assert len(coffee.call("getMetrics", 2.5)["agents"]) == 2
     assert coffee.call("getMetrics", rpcinterface.MAX_DAYS)["days"] == rpcinterface.MAX_DAYS
 
@@ -812,7 +820,7 @@ def test_requeue_failure_is_logged_never_raised(supervisor_globals):
         with open(team.database_url, "w") as f:
             f.write("this is not a database " * 100)
         supervisord = FakeSupervisord(team.names)
-        build(team, supervisord, FakeClock())
+        build(team, supervisord, real_time_clock())
         process = supervisord.process("assistant")
         events.notify(events.ProcessStateExitedEvent(process, ProcessStates.RUNNING, False))
         assert [line for line in supervisord.logged if "requeue of assistant failed" in line]
@@ -828,3 +836,49 @@ def test_supervisord_stopping_closes_the_queue_and_ends_requeues(coffee):
     assert coffee.task(held)["status"] == "in_progress"  # the agent requeues its own
     assert coffee.fault("getQueueStats").code == Faults.SHUTDOWN_STATE
     assert coffee.iface._queue is None  # and it was not reopened
+
+
+# --- task control ------------------------------------------------------------------------------
+
+def test_cancel_then_retry_a_task_and_read_it_back(coffee):
+    task_id = in_progress(coffee, "assistant")
+    assert coffee.iface.cancelTask(task_id) == "in_progress"
+    task = coffee.iface.getTask(task_id)
+    assert task["status"] == "cancelled" and task["id"] == task_id
+    assert_xmlrpc_safe(task)
+    assert coffee.iface.retryTask(task_id) == "cancelled"
+    assert coffee.iface.getTask(task_id)["status"] == "pending"
+    # the agent's late completion of the cancelled attempt changed nothing
+    assert coffee.queue.mark_completed(task_id, {"late": True}, agent="assistant") is False
+
+
+@pytest.mark.parametrize("method, args, code", [
+    ("getTask", (999999,), Faults.BAD_ARGUMENTS),
+    ("cancelTask", (999999,), Faults.BAD_ARGUMENTS),
+    ("getTask", ("1",), Faults.BAD_ARGUMENTS),
+    ("retryTask", (-1,), Faults.BAD_ARGUMENTS),
+    ("pauseAgent", ("nobody",), Faults.BAD_NAME),
+    ("pauseAgent", ("assistant", 5), Faults.BAD_ARGUMENTS),
+    ("resumeAgent", ("nobody",), Faults.BAD_NAME),
+])
+def test_task_control_refuses_bad_input(coffee, method, args, code):
+    with pytest.raises(RPCError) as info:
+        getattr(coffee.iface, method)(*args)
+    assert info.value.code == code
+
+
+def test_retry_of_a_completed_task_is_failed(coffee):
+    task_id = in_progress(coffee, "assistant")
+    coffee.queue.mark_completed(task_id, {"ok": 1}, agent="assistant")
+    with pytest.raises(RPCError) as info:
+        coffee.iface.retryTask(task_id)
+    assert info.value.code == Faults.FAILED and "completed" in info.value.text
+
+
+def test_pause_holds_claims_until_resume(coffee):
+    task_id = coffee.queue.send("ci", "assistant", "job", {})
+    assert coffee.iface.pauseAgent("assistant", "budget") is True
+    assert coffee.queue.claim("assistant", 1) == []
+    assert coffee.iface.resumeAgent("assistant") is True
+    assert coffee.iface.resumeAgent("assistant") is False
+    assert [t.id for t in coffee.queue.claim("assistant", 1)] == [task_id]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from coffee_team import rpcinterface
+from coffee_team import rpcinterface, rpcvalues
 from supervisor.xmlrpc import Faults, SupervisorTransport
 from tests.harness import (BIN, Project, boot_supervisord, demo_agents, temporary_project,
                            wait_until)
@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 
 METHODS = ("getAPIVersion", "getTeamStatus", "sendMessage", "getQueueStats", "listTasks",
            "getRestartHistory", "getEvents", "getNotifications", "ackNotification",
-           "getMetrics", "restartAgent")
+           "getMetrics", "restartAgent", "getTask", "cancelTask", "retryTask", "pauseAgent",
+           "resumeAgent")
 
 
 def team_agents() -> dict:
@@ -205,6 +206,35 @@ def test_metrics(team):
     assert rpc.coffee.getMetrics(0.5)["days"] == 0.5
 
 
+def test_task_control_delay_and_pause(team):
+    rpc = proxy(team)
+    later = rpc.coffee.sendMessage("ci", "assistant", "question", {"n": 1}, 5, "", 3600.0)
+    task = rpc.coffee.getTask(later)
+    assert task["status"] == "pending" and task["run_after"] > time.time() + 3500
+    assert json.loads(task["content_json"]) == {"n": 1} and task["errors"] == []
+    assert rpc.coffee.cancelTask(later) == "pending"
+    again = fault_of(lambda: rpc.coffee.cancelTask(later))
+    assert again.faultCode == Faults.FAILED and "cannot cancel a task that is cancelled" in \
+        again.faultString
+    assert rpc.coffee.getQueueStats()["assistant"]["cancelled"] >= 1
+    assert "cancelled" in rpc.coffee.getMetrics(1)["states"]
+
+    assert rpc.coffee.pauseAgent("assistant", "maintenance") is True
+    status = {a["name"]: a for a in rpc.coffee.getTeamStatus()["agents"]}["assistant"]
+    assert status["paused"] is True and status["paused_reason"] == "maintenance"
+    assert rpc.coffee.retryTask(later) == "cancelled"
+    time.sleep(1.5)  # a paused agent leaves it alone
+    assert rpc.coffee.getTask(later)["status"] == "pending"
+    assert rpc.coffee.resumeAgent("assistant") is True
+    assert rpc.coffee.resumeAgent("assistant") is False
+    wait_until(lambda: rpc.coffee.getTask(later)["status"] == "completed", 10,
+               message="the resumed agent to do the retried task")
+    done = fault_of(lambda: rpc.coffee.retryTask(later))
+    assert done.faultCode == Faults.FAILED and "cannot retry a task that is completed" in \
+        done.faultString
+    assert_serving(rpc)
+
+
 # --- hostile input ---------------------------------------------------------------------------
 
 HUGE = "x" * (2 * 2**20)
@@ -264,6 +294,17 @@ HOSTILE = [
     ("metrics huge", "getMetrics", (1e300,), Faults.BAD_ARGUMENTS),
     ("restart unknown", "restartAgent", ("nobody",), Faults.BAD_NAME),
     ("restart struct", "restartAgent", ({},), Faults.BAD_ARGUMENTS),
+    ("negative delay", "sendMessage", ("ci", "assistant", "q", {}, 5, "", -1), Faults.BAD_ARGUMENTS),
+    ("31 day delay", "sendMessage", ("ci", "assistant", "q", {}, 5, "", 31 * 86400.0),
+     Faults.BAD_ARGUMENTS),
+    ("string delay", "sendMessage", ("ci", "assistant", "q", {}, 5, "", "5m"), Faults.BAD_ARGUMENTS),
+    ("task unknown", "getTask", (2**31 - 1,), Faults.BAD_ARGUMENTS),
+    ("task string id", "getTask", ("1",), Faults.BAD_ARGUMENTS),
+    ("cancel unknown", "cancelTask", (2**31 - 1,), Faults.BAD_ARGUMENTS),
+    ("retry negative", "retryTask", (-3,), Faults.BAD_ARGUMENTS),
+    ("pause unknown", "pauseAgent", ("nobody",), Faults.BAD_NAME),
+    ("pause struct reason", "pauseAgent", ("assistant", {}), Faults.BAD_ARGUMENTS),
+    ("resume int", "resumeAgent", (3,), Faults.BAD_ARGUMENTS),
     ("private method", "_queue_", (), Faults.UNKNOWN_METHOD),
     ("missing method", "nope", (), Faults.UNKNOWN_METHOD),
 ]
@@ -430,7 +471,7 @@ def test_status_falls_back_to_supervisor_when_coffee_is_missing(team, monkeypatc
 
 
 def test_xmlrpc_safe_unit():
-    safe = rpcinterface.xmlrpc_safe
+    safe = rpcvalues.xmlrpc_safe
     assert safe({"a": None, "b": [None, 1], "c": 2**31, "d": -2**31, "e": float("nan"),
                  "f": "x\x00y", 3: (1, 2)}) == {"b": ["", 1], "c": float(2**31), "d": -2**31,
                                                 "e": "nan", "f": "x\ufffdy", "3": [1, 2]}
@@ -440,5 +481,5 @@ def test_xmlrpc_safe_unit():
         node.append([])
         node = node[0]
     xmlrpc.client.dumps((safe(deep),), methodresponse=True)  # marshallable
-    assert rpcinterface.nesting_depth(deep, 64) == 65
-    assert rpcinterface.nesting_depth({"a": [1, {"b": 2}]}, 64) == 3
+    assert rpcvalues.nesting_depth(deep, 64) == 65
+    assert rpcvalues.nesting_depth({"a": [1, {"b": 2}]}, 64) == 3

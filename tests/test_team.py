@@ -171,6 +171,18 @@ def test_unknown_agent_key_lists_every_agent_field():
         assert key in message
 
 
+def test_retry_defaults_to_the_team_and_an_agent_replaces_it():
+    from coffee_team.taskstate import RetryPolicy
+    team = parse_team(doc({"a": {}, "b": {"retry": {"attempts": 5, "on": [75, "rate"]}}},
+                          retry={"attempts": 3, "backoff": 2}, escalate_after=600))
+    assert team.agent("a").retry == RetryPolicy(attempts=3, backoff=2.0)
+    assert team.agent("b").retry == RetryPolicy(attempts=5, on=(75, "rate"))
+    assert team.settings.escalate_after == 600.0
+    assert parse_team(doc()).agent("architect").retry is None
+    assert "agents.architect.retry.colour: unknown key" in team_error(agent_doc(
+        retry={"colour": 1}))
+
+
 def test_unknown_team_key_lists_http_as_allowed():
     assert "http" in team_error(doc(colour="red")).split("allowed:")[1]
 
@@ -216,6 +228,14 @@ def test_unknown_team_key_lists_http_as_allowed():
     (doc(http={"port": 1, "username": 5, "password_env": "P"}), "team.http.username", "a user name"),
     (doc(http={"port": 1, "username": "u", "password_env": "NOT A NAME"}), "team.http.password_env",
      "the name of an environment variable"),
+    (agent_doc(retry=3), "agents.architect.retry", "a mapping"),
+    (agent_doc(retry={"attempts": 0}), "agents.architect.retry.attempts", "an integer from 1"),
+    (agent_doc(retry={"backoff": -1}), "agents.architect.retry.backoff", "a positive number"),
+    (agent_doc(retry={"on": "75"}), "agents.architect.retry.on", "a list of exit codes"),
+    (agent_doc(retry={"on": [True]}), "agents.architect.retry.on", "exit codes"),
+    (agent_doc(retry={"on": ["("]}), "agents.architect.retry.on", "a valid regular expression"),
+    (doc(retry={"max_backoff": "1h"}), "team.retry.max_backoff", "a positive number"),
+    (doc(escalate_after=0), "team.escalate_after", "a positive number"),
     ({"agents": {"architect": []}}, "agents.architect", "a mapping"),
     ({"agents": {"architect": "fast"}}, "agents.architect", "a mapping"),
     ({"agents": {"architect": {}}, "team": "fast"}, "team", "a mapping"),

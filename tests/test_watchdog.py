@@ -1029,3 +1029,15 @@ def test_transient_database_error_does_not_kill_the_loop(make_rig, monkeypatch):
     monkeypatch.setattr(rig.queue, "restart_state", flaky)
     assert rig.wd.run() == 0
     assert rig.stdout.getvalue() == "READY\nRESULT 2\nOKREADY\n"
+
+
+def test_health_check_escalates_waiting_work(health_rig):
+    rig = health_rig
+    rig.queue.escalate_after = 60.0  # what MessageQueue.from_team takes from team.escalate_after
+    task_id = rig.queue.send("cli", "code_developer", "t", priority=5)
+    check(rig)  # 30 s: not yet
+    assert rig.queue.get_task(task_id)["priority"] == 5
+    check(rig)  # 60 s
+    assert rig.queue.get_task(task_id)["priority"] == 4
+    assert [n["title"] for n in rig.notifications("INFO")] == [
+        f"task {task_id} (t) escalated"]

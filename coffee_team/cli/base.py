@@ -65,7 +65,11 @@ def main(ctx: click.Context, team_path: str, conf: str | None) -> None:
 def parse_agents(team: Team, agents: str | None) -> tuple[str, ...]:
     if not agents:
         return ()
-    names = tuple(a.strip() for a in agents.split(",") if a.strip())
+    return require_agents(team, *(a.strip() for a in agents.split(",") if a.strip()))
+
+
+def require_agents(team: Team, *names: str) -> tuple[str, ...]:
+    """The names, if each is an agent of the team; else one line and exit 2."""
     try:
         return team.require(*names)
     except TeamError as exc:

@@ -19,6 +19,7 @@ def open_queue(ctx: Context, create: bool = False):
     """The team's queue; reading commands refuse to invent an empty database."""
     from pathlib import Path
 
+    from ..errors import TaskNotFound
     from ..queue import MessageQueue, QueueError
     url = ctx.team.database_url
     if not create and "://" not in url and not Path(url).exists():
@@ -34,8 +35,8 @@ def open_queue(ctx: Context, create: bool = False):
                         ) from None
     try:
         yield queue
-    except QueueError as exc:
-        raise UserError(str(exc)) from None
+    except QueueError as exc:  # an unknown task id is bad input (2); the rest is state (1)
+        raise UserError(str(exc), exit_code=2 if isinstance(exc, TaskNotFound) else 1) from None
     finally:
         queue.close()
 
@@ -55,20 +56,28 @@ def _when(ts: float | None) -> str:
 @click.option("--from", "sender", default="cli", show_default=True, help="Sender name.")
 @click.option("--dedupe-key", default=None, help="Return the existing task if one with this "
                                                   "key is pending or in progress.")
+@click.option("--delay", default=None, metavar="DURATION",
+              help="Claimable only after this long: 30, 30s, 5m, 2h (at most 30 days).")
 @pass_ctx
 def send(ctx: Context, recipient: str, type: str, content: str | None, priority: int,
-         sender: str, dedupe_key: str | None) -> None:
+         sender: str, dedupe_key: str | None, delay: str | None) -> None:
     """Send a task to RECIPIENT (an agent, 'all' for a broadcast, or '-' to route by TYPE)."""
+    from ..taskstate import parse_duration
     try:
         payload = json.loads(content) if content is not None else None
     except ValueError as exc:
         raise UserError(f"--content is not valid JSON: {exc}", exit_code=2) from None
+    try:
+        seconds = parse_duration(delay) if delay is not None else 0.0
+    except ValueError as exc:
+        raise UserError(f"--delay: {exc}", exit_code=2) from None
     with open_queue(ctx, create=True) as queue:
         if recipient == "all":
-            ids = queue.send_all(sender, type, payload, priority=priority)
+            ids = queue.send_many([dict(sender=sender, recipient="all", type=type,
+                                        content=payload, priority=priority, delay=seconds)])
         else:
             ids = [queue.send(sender, None if recipient == "-" else recipient, type, payload,
-                              priority=priority, dedupe_key=dedupe_key)]
+                              priority=priority, dedupe_key=dedupe_key, delay=seconds)]
     click.echo(" ".join(str(i) for i in ids))
 
 
@@ -88,17 +97,18 @@ def queue(click_ctx: click.Context, as_json: bool) -> None:
     if not stats:
         click.echo("queue is empty")
         return
-    click.echo(f"{'recipient':<20} {'pending':>8} {'working':>8} {'done':>8} {'failed':>8}  "
-               f"oldest pending")
+    click.echo(f"{'recipient':<20} {'pending':>8} {'working':>8} {'done':>8} {'failed':>8} "
+               f"{'cancelled':>9}  oldest pending")
     for name, row in sorted(stats.items()):
         age = row.get("oldest_pending_age_s")
         click.echo(f"{name:<20} {row['pending']:>8} {row['in_progress']:>8} "
-                   f"{row['completed']:>8} {row['failed']:>8}  "
+                   f"{row['completed']:>8} {row['failed']:>8} {row['cancelled']:>9}  "
                    f"{human_duration(age) if age is not None else '-'}")
 
 
 @queue.command("list")
-@click.option("--status", type=click.Choice(["pending", "in_progress", "completed", "failed"]))
+@click.option("--status", type=click.Choice(["pending", "in_progress", "completed", "failed",
+                                             "cancelled"]))
 @click.option("--agent", help="Only tasks for this recipient.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
@@ -112,11 +122,18 @@ def queue_list(ctx: Context, status: str | None, agent: str | None, limit: int,
     if as_json:
         echo_json(tasks)
         return
+    from ..taskstate import NO_RETRY, attempt_label
+    policies = {a.name: a.retry or NO_RETRY for a in ctx.team.agents}
+    now = time.time()
     for t in tasks:
         took = (f"{(t['completed_at'] - t['claimed_at']) * 1000:.0f}ms"
                 if t.get("completed_at") and t.get("claimed_at") else "")
+        attempt = attempt_label(t["status"], t["failures"], policies.get(t["recipient"], NO_RETRY))
+        later = (f" next try {_when(t['run_after'])}"
+                 if t["status"] == "pending" and t["run_after"] > now else "")
         click.echo(f"{t['id']:>6} {t['status']:<11} p{t['priority']} {t['sender']}→"
-                   f"{t['recipient']} {t['type']} {took} {t.get('error') or ''}".rstrip())
+                   f"{t['recipient']} {t['type']} attempt {attempt}{later} {took} "
+                   f"{t.get('error') or ''}".rstrip())
 
 
 @main.command()
@@ -127,10 +144,12 @@ def metrics(ctx: Context, days: float, as_json: bool) -> None:
     """Bottlenecks (slowest task types) and agent performance."""
     with open_queue(ctx) as q:
         data = {"days": days, "bottlenecks": q.bottlenecks(days),
-                "agent_performance": q.agent_performance(days)}
+                "agent_performance": q.agent_performance(days), "states": q.state_counts(days)}
     if as_json:
         echo_json(data)
         return
+    click.echo(f"Tasks (last {days:g} days): " + ", ".join(
+        f"{count} {state}" for state, count in data["states"].items()))
     click.echo(f"Bottlenecks (last {days:g} days, slowest first):")
     for row in data["bottlenecks"]:
         click.echo(f"  {row['task_type']:<24} avg {row['avg_ms']:>9.1f} ms  ({row['count']} tasks)")

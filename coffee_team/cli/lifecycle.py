@@ -184,10 +184,10 @@ def _team_status(ctx: Context) -> dict:
 
 def _restart_extras(ctx: Context) -> dict:
     from ..queue import MessageQueue
-    from ..status import restart_columns
+    from ..status import queue_columns
     try:
         with MessageQueue.from_team(ctx.team) as queue:
-            return restart_columns(queue.restart_states(ctx.team.names))
+            return queue_columns(queue, ctx.team.names)
     except Exception:  # status must still show supervisor's view without the database
         return {}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import select
 import time
 from dataclasses import dataclass
@@ -25,17 +26,19 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 import peewee
 
 from coffee_team.queue.db import backend_for, is_postgres, migrate, open_database, pg_connect
-from coffee_team.errors import ContentError, QueueError, QueueFullError, RoutingError, UnroutableError
+from coffee_team.errors import ContentError, QueueFullError, RoutingError, UnroutableError
+from coffee_team.queue.control import ControlMixin
 from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.reporting import ReportingMixin
 from coffee_team.queue.routing import resolve_recipients
 from coffee_team.queue.wake import PgWake, WakeSockets, drain
+from coffee_team.taskstate import RetryPolicy, check_delay
 
 MAX_CONTENT_BYTES = 1024 * 1024
 MAX_NAME_CHARS = 100
 MAX_DEDUPE_KEY_CHARS = 200
 PRIORITY_RANGE = range(0, 10)
-_INSERT_CHUNK_ROWS = 500  # 7 params/row stays far below SQLite's 32766 limit
+_INSERT_CHUNK_ROWS = 500  # 8 params/row stays far below SQLite's 32766 limit
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,9 @@ class ClaimedTask:
     lease_expires_at: float
 
 
-_MESSAGE_FIELDS = frozenset(("sender", "recipient", "type", "content", "priority", "dedupe_key"))
-# Positions in a message row: _add_rows builds sql.insert_tasks' 7 parameters.
+_MESSAGE_FIELDS = frozenset(("sender", "recipient", "type", "content", "priority", "dedupe_key",
+                             "delay"))
+# Positions in a message row: _add_rows builds sql.insert_tasks' 8 parameters.
 _RECIPIENT, _DEDUPE_KEY = 1, 6
 
 
@@ -99,7 +103,7 @@ def _check_priority(priority: Any) -> None:
         raise ContentError(f"priority must be an int from 0 (most urgent) to 9, got {priority!r}")
 
 
-class MessageQueue(JournalMixin, ReportingMixin):
+class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
     def __init__(
         self,
         database: Union[str, peewee.Database],
@@ -111,6 +115,9 @@ class MessageQueue(JournalMixin, ReportingMixin):
         lease_seconds: float = 300.0,
         wake_dir: Optional[str] = None,
         clock: Callable[[], float] = time.time,
+        retry: Optional[Mapping[str, RetryPolicy]] = None,
+        escalate_after: Optional[float] = None,
+        jitter: Callable[[], float] = random.random,
     ):
         self.db = open_database(database) if isinstance(database, (str, os.PathLike)) else database
         self.backend = backend_for(self.db)
@@ -121,6 +128,9 @@ class MessageQueue(JournalMixin, ReportingMixin):
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
         self.clock = clock
+        self.retry = dict(retry or {})  # recipient -> RetryPolicy; none means no retries
+        self.escalate_after = escalate_after
+        self.jitter = jitter  # 0..1 per backoff; tests inject a constant
         if is_postgres(self.db):  # LISTEN/NOTIFY reaches every host; wake_dir is not needed
             self._wake = PgWake(lambda: pg_connect(self.db),
                                 WakeSockets(wake_dir) if wake_dir else None)
@@ -138,6 +148,8 @@ class MessageQueue(JournalMixin, ReportingMixin):
             agents=tuple(a.name for a in team.agents),
             handles={a.name: tuple(a.handles) for a in team.agents},
             max_queue_size=settings.max_queue_size,
+            retry={a.name: a.retry for a in team.agents if getattr(a, "retry", None)},
+            escalate_after=getattr(settings, "escalate_after", None),
             wake_dir=getattr(team, "wake_dir", None) or getattr(settings, "wake_dir", None),
         )
         options.update(overrides)
@@ -156,11 +168,12 @@ class MessageQueue(JournalMixin, ReportingMixin):
 
     # -- enqueue ---------------------------------------------------------
     def send(self, sender: str, recipient: Optional[str], type: str, content: Any = None,
-             priority: int = 5, dedupe_key: Optional[str] = None) -> int:
-        """Enqueue one task; for recipient "all" returns the first of the ids."""
+             priority: int = 5, dedupe_key: Optional[str] = None, delay: float = 0.0) -> int:
+        """Enqueue one task, claimable ``delay`` seconds from now; for recipient "all"
+        returns the first of the ids."""
         rows: list[tuple] = []
         self._add_rows(rows, {}, self.clock(), sender, recipient, type, content, priority,
-                       dedupe_key)
+                       dedupe_key, delay)
         return self._enqueue(rows)[0]
 
     def send_all(self, sender: str, type: str, content: Any = None, priority: int = 5) -> list[int]:
@@ -187,11 +200,12 @@ class MessageQueue(JournalMixin, ReportingMixin):
                 raise ContentError(f"unknown message field(s): {unknown}")
             get = message.get
             add(rows, routes, now, get("sender"), get("recipient"), get("type"),
-                get("content"), get("priority", 5), get("dedupe_key"))
+                get("content"), get("priority", 5), get("dedupe_key"), get("delay", 0.0))
         return rows
 
     def _add_rows(self, rows: list, routes: dict, now: float, sender: Any, recipient: Any,
-                  task_type: Any, content: Any, priority: Any, dedupe_key: Any) -> None:
+                  task_type: Any, content: Any, priority: Any, dedupe_key: Any,
+                  delay: Any = 0.0) -> None:
         """Validate one message and append its (one per recipient) rows."""
         key = (sender, recipient, task_type)
         try:
@@ -208,6 +222,11 @@ class MessageQueue(JournalMixin, ReportingMixin):
             raise ContentError(f"dedupe_key must be a string of at most {MAX_DEDUPE_KEY_CHARS}"
                                " characters")
         content = _encode_json(content, "content")
+        if delay:
+            try:
+                delay = check_delay(delay)
+            except ValueError as exc:
+                raise ContentError(str(exc)) from None
         if recipients is None:
             try:
                 recipients = tuple(resolve_recipients(recipient, task_type, self.agents,
@@ -216,7 +235,8 @@ class MessageQueue(JournalMixin, ReportingMixin):
                 raise UnroutableError(str(exc)) from None
             routes[key] = recipients
         for name in recipients:
-            rows.append((sender, name, task_type, content, priority, now, dedupe_key))
+            rows.append((sender, name, task_type, content, priority, now, dedupe_key,
+                         now + delay))
 
     def _enqueue(self, rows: list[tuple]) -> list[int]:
         if not rows:
@@ -320,8 +340,9 @@ class MessageQueue(JournalMixin, ReportingMixin):
         # taken sleeps >= 1 ms): an idle agent takes no lock, and the lease
         # release runs only if a lease had expired.  A lease that expires
         # just after this read is released by the next claim instead.
-        pending, expired = backend.run(self._sql.WORK_AVAILABLE, (agent, agent, now)).fetchone()
-        if not (pending or expired):
+        pending, expired, paused = backend.run(self._sql.WORK_AVAILABLE, (
+            agent, now, agent, now, agent, now)).fetchone()
+        if paused or not (pending or expired):
             return []
         with backend.write_transaction():
             if expired:
@@ -333,7 +354,7 @@ class MessageQueue(JournalMixin, ReportingMixin):
                 if back:
                     backend.run(self._sql.ADD_PENDING, (agent, back)).fetchone()
             rows = backend.run(self._sql.CLAIM, (
-                agent, now, now + self.lease_seconds, agent, limit)).fetchall()
+                agent, now, now + self.lease_seconds, agent, now, limit)).fetchall()
         loads = json.loads
         # sql.CLAIM returns ClaimedTask's fields in order; only the content needs decoding.
         tasks = [ClaimedTask(task_id, sender, recipient, task_type, loads(content), priority,
@@ -353,9 +374,6 @@ class MessageQueue(JournalMixin, ReportingMixin):
         """
         return self._finish(task_id, "completed", result=_encode_json(result, "result"),
                             agent=agent, follow_ups=self._prepare_messages(follow_ups))
-
-    def mark_failed(self, task_id: int, error: str, *, agent: Optional[str] = None) -> bool:
-        return self._finish(task_id, "failed", error=str(error), agent=agent)
 
     def _finish(self, task_id: int, status: str, *, result: Optional[str] = None,
                 error: Optional[str] = None, agent: Optional[str] = None,
@@ -398,8 +416,17 @@ class MessageQueue(JournalMixin, ReportingMixin):
         return len(requeued)
 
     def has_work(self, agent: str) -> bool:
-        """Pending tasks, or held ones whose lease expired."""
-        return any(self.backend.run(self._sql.WORK_AVAILABLE, (agent, agent, self.clock())).fetchone())
+        """Due pending tasks, or held ones whose lease expired, for an agent not paused."""
+        now = self.clock()
+        pending, expired, paused = self.backend.run(self._sql.WORK_AVAILABLE, (
+            agent, now, agent, now, agent, now)).fetchone()
+        return bool((pending or expired) and not paused)
+
+    def _until_due(self, agent: str) -> float:
+        """Seconds until ``agent``'s earliest not-yet-due pending task comes due (inf if none):
+        a wake-up socket hears of new sends, but nobody sends when a delay runs out."""
+        due = self.backend.run(self._sql.NEXT_DUE, (agent,)).fetchone()[0]
+        return float("inf") if due is None else max(0.0, due - self.clock())
 
     def wait(self, agent: str, timeout: float) -> bool:
         """Block until ``agent`` may have work (True) or ``timeout`` passes (False)."""
@@ -410,6 +437,9 @@ class MessageQueue(JournalMixin, ReportingMixin):
             if self.has_work(agent):
                 return True
             remaining = deadline - time.monotonic()
+            until_due = self._until_due(agent)
+            if until_due > 0:  # 0: due work, yet no work for us: paused, so wait for resume
+                remaining = min(remaining, until_due)
             if remaining > 0 and select.select([listener], [], [], remaining)[0]:
                 drain(listener)
                 return True

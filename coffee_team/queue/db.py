@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 
-from coffee_team.errors import DatabaseUrlError, QueueError, SchemaTooNew
+from coffee_team.errors import DatabaseUrlError, SchemaTooNew
 from coffee_team.queue import sql
 from coffee_team.queue.models import ALL_MODELS, SCHEMA_VERSION
 
@@ -170,7 +170,12 @@ def migrate(db: peewee.Database) -> int:
             tables = db.get_tables()
             if not _is_current(tables, db):
                 version = _current_version(db, tables)
+                upgrade_v2 = "tasks" in tables and version < 2 and not _has_v2_tasks(db)
+                if upgrade_v2:
+                    _tasks_v2_before(db)
                 db.create_tables(ALL_MODELS, safe=True)
+                if upgrade_v2:
+                    _tasks_v2_after(db)
                 if "tasks" in tables and "queue_depth" not in tables:
                     _add_queue_depth(backend)
                 if version < SCHEMA_VERSION:
@@ -193,6 +198,37 @@ def _add_queue_depth(backend: SqlBackend) -> None:
     for index in ("tasks_created_at", "tasks_recipient_status", "metrics_agent_task_type"):
         backend.execute(sql.drop_index(index))
     backend.execute(sql.FILL_QUEUE_DEPTH)
+
+
+# Schema 2 on a version-1 tasks table (sql.py's V2 statements).  PostgreSQL alters it in
+# place; SQLite cannot change a CHECK constraint, so the table is rebuilt (renamed, created
+# anew, copied), all inside the migration's write transaction.  Old pending rows become due
+# at their creation time.
+
+
+
+def _has_v2_tasks(db: peewee.Database) -> bool:
+    return any(c.name == "run_after" for c in db.get_columns("tasks"))
+
+
+def _tasks_v2_before(db: peewee.Database) -> None:
+    """Before create_tables: make room for the version-2 tasks table and its claim index."""
+    for index in sql.V1_CLAIM_INDEXES:
+        db.execute_sql(sql.drop_index(index))
+    if is_postgres(db):
+        db.execute_sql(sql.PG_V2_ADD_COLUMNS)
+        db.execute_sql(sql.PG_V2_DROP_CHECK)
+        db.execute_sql(sql.PG_V2_ADD_CHECK)
+        db.execute_sql(sql.V2_DUE_AT_CREATION)
+    else:
+        db.execute_sql(sql.SQLITE_V2_RENAME)
+
+
+def _tasks_v2_after(db: peewee.Database) -> None:
+    """After create_tables: SQLite copies the rows into the new table (ids kept)."""
+    if not is_postgres(db):
+        db.execute_sql(sql.SQLITE_V2_COPY)
+        db.execute_sql(sql.SQLITE_V2_DROP_OLD)
 
 
 def _current_version(db: peewee.Database, tables: list[str]) -> int:

@@ -25,10 +25,16 @@ from peewee import (
 
 database_proxy = DatabaseProxy()
 
-SCHEMA_VERSION = 1
+# 2: run_after, failures, errors, escalated_at and the 'cancelled' state on tasks;
+# agent_pause (db.migrate upgrades a version-1 database in place).
+SCHEMA_VERSION = 2
 
-TASK_STATUSES = ("pending", "in_progress", "completed", "failed")
+TASK_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 NOTIFICATION_LEVELS = ("INFO", "WARNING", "CRITICAL")
+
+
+STATUS_CHECK = ("CHECK (status IN ('pending', 'in_progress', 'completed', 'failed',"
+                " 'cancelled'))")
 
 
 class BaseModel(Model):
@@ -46,17 +52,23 @@ class Task(BaseModel):
     # 0 (most urgent) .. 9; claims are served ORDER BY priority, id.
     priority = IntegerField(default=5)
     created_at = DoubleField()
-    completed_at = DoubleField(null=True)  # set for completed *and* failed
+    completed_at = DoubleField(null=True)  # set for completed, failed *and* cancelled
     status = CharField(
         max_length=20,
         default="pending",
-        constraints=[SQL("CHECK (status IN ('pending', 'in_progress', "
-                         "'completed', 'failed'))")],
+        constraints=[SQL(STATUS_CHECK)],
     )
     claimed_by = CharField(max_length=100, null=True)
     claimed_at = DoubleField(null=True)
     lease_expires_at = DoubleField(null=True)
-    attempts = IntegerField(default=0)
+    attempts = IntegerField(default=0)  # claims (deliveries), crash redeliveries included
+    # Handler failures so far; attempts - failures is what max_attempts (crashes) limits.
+    failures = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    # A pending task is not claimed before this (send delay, retry backoff); SQL DEFAULT so an
+    # upgraded table fills old rows.
+    run_after = DoubleField(default=0.0, constraints=[SQL("DEFAULT 0")])
+    escalated_at = DoubleField(null=True)  # last priority raise by escalate_pending()
+    errors = TextField(null=True)  # JSON list of {"attempt", "at", "error"}, one per failure
     dedupe_key = CharField(max_length=200, null=True)
     error = TextField(null=True)
     result = TextField(null=True)  # JSON document
@@ -67,11 +79,12 @@ class Task(BaseModel):
         # created_at index: nothing filters or sorts on it).
         indexes = (
             # Covers the claim sub-select: equality on recipient/status, then
-            # already in ORDER BY priority, id order -> no sort, no table hit.
+            # already in ORDER BY priority, id order -> no sort, no table hit;
+            # run_after rides along so skipping not-yet-due rows needs no table hit either.
             # Its (recipient, status) prefix serves every per-recipient status
             # query, so a separate (recipient, status) index would only add
             # write cost to every state change.
-            (("recipient", "status", "priority", "id"), False),
+            (("recipient", "status", "priority", "id", "run_after"), False),
         )
 
 
@@ -164,6 +177,21 @@ class RestartState(BaseModel):
         table_name = "restart_state"
 
 
+class AgentPause(BaseModel):
+    """An agent that claims nothing new (``coffee-team pause``); no row means running.
+
+    ``paused_until`` NULL is until resumed; a time lets a later budget feature pause until
+    then without a schema change (the claim already treats a past time as resumed).
+    """
+    agent = CharField(max_length=100, primary_key=True)
+    paused_at = DoubleField()
+    paused_until = DoubleField(null=True)
+    reason = TextField(default="")
+
+    class Meta:
+        table_name = "agent_pause"
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DoubleField()
@@ -172,4 +200,5 @@ class SchemaVersion(BaseModel):
         table_name = "schema_version"
 
 
-ALL_MODELS = (Task, QueueDepth, Metric, Event, Notification, RestartState, SchemaVersion)
+ALL_MODELS = (Task, QueueDepth, Metric, Event, Notification, RestartState, AgentPause,
+              SchemaVersion)

@@ -9,6 +9,7 @@ import json
 from typing import Any, Optional, Sequence
 
 from coffee_team.queue import sql
+from coffee_team.taskstate import STATES
 
 
 class ReportingMixin:
@@ -19,36 +20,45 @@ class ReportingMixin:
         return self._task_dicts(sql.TASKS_OF_RECIPIENT, (recipient, status))
 
     def list_tasks(self, status: Optional[str] = None, agent: Optional[str] = None,
-                   limit: int = 100) -> list[dict]:
+                   limit: int = 100, task_id: Optional[int] = None) -> list[dict]:
         """Newest first; ``agent`` matches the recipient."""
-        filters = [value for value in (status, agent) if value is not None]
-        return self._task_dicts(sql.list_tasks(status is not None, agent is not None),
-                                (*filters, limit))
+        filters = [value for value in (task_id, status, agent) if value is not None]
+        return self._task_dicts(
+            sql.list_tasks(task_id is not None, status is not None, agent is not None),
+            (*filters, limit))
 
     def _task_dicts(self, statement: str, params: Sequence[Any]) -> list[dict]:
         rows = self.backend.fetchdicts(statement, params)
         for row in rows:
             row["content"] = json.loads(row["content"]) if row["content"] is not None else None
             row["result"] = json.loads(row["result"]) if row["result"] is not None else None
+            row["errors"] = json.loads(row["errors"]) if row["errors"] else []
         return rows
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """{recipient: {pending, in_progress, completed, failed, oldest_pending_age_s}}."""
+        """{recipient: {pending, in_progress, completed, failed, cancelled,
+        oldest_pending_age_s}}."""
         now = self.clock()
         out: dict[str, dict[str, Any]] = {}
         for recipient, status, count, oldest in self.backend.fetchall(sql.TASK_COUNTS):
-            entry = out.setdefault(recipient, {"pending": 0, "in_progress": 0, "completed": 0,
-                                               "failed": 0, "oldest_pending_age_s": None})
+            entry = out.setdefault(recipient, {**dict.fromkeys(STATES, 0),
+                                               "oldest_pending_age_s": None})
             entry[status] = count
             if status == "pending":
                 entry["oldest_pending_age_s"] = max(0.0, now - oldest)
         return out
 
     def cleanup(self, older_than_seconds: float) -> int:
-        """Delete completed/failed tasks finished more than that long ago."""
+        """Delete completed/failed/cancelled tasks finished more than that long ago."""
         with self.backend.write_transaction():
             return self.backend.execute(sql.DELETE_FINISHED_BEFORE,
                                         (self.clock() - older_than_seconds,)).rowcount
+
+    def state_counts(self, days: float = 7) -> dict[str, int]:
+        """{state: tasks created in the last ``days``}, every state present."""
+        counts = dict.fromkeys(STATES, 0)
+        counts.update(self.backend.fetchall(sql.STATE_COUNTS, (self.clock() - days * 86400,)))
+        return counts
 
     def bottlenecks(self, days: float = 7) -> list[dict]:
         """The 10 slowest task types by average duration."""

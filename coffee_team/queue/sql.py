@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from coffee_team.queue import models
+
 # LIMIT ? with this returns every row: SQLite refuses LIMIT NULL and PostgreSQL a negative
 # LIMIT, but both take the largest bigint.
 NO_LIMIT = 2 ** 63 - 1
@@ -25,25 +27,33 @@ CLAIM = (
     "UPDATE tasks SET status = 'in_progress', claimed_by = ?, claimed_at = ?,"
     " lease_expires_at = ?, attempts = attempts + 1"
     " WHERE id IN (SELECT id FROM tasks WHERE recipient = ? AND status = 'pending'"
+    " AND run_after <= ?"  # delayed and backed-off tasks wait until due
     " ORDER BY priority, id LIMIT ?{lock})"
     " RETURNING id, sender, recipient, type, content, priority, attempts,"
     " created_at, lease_expires_at")
-# Expired leases go back to pending, or fail once out of attempts.
+# Expired leases go back to pending, or fail once out of attempts.  "attempts - failures":
+# max_attempts counts crash redeliveries only; handler failures have their own limit (retry:).
 RELEASE_EXPIRED = (
     "UPDATE tasks SET lease_expires_at = NULL,"
-    " status = CASE WHEN attempts >= ? THEN 'failed' ELSE 'pending' END,"
-    " error = CASE WHEN attempts >= ?"
+    " status = CASE WHEN attempts - failures >= ? THEN 'failed' ELSE 'pending' END,"
+    " error = CASE WHEN attempts - failures >= ?"
     " THEN 'lease expired after ' || CAST(attempts AS TEXT) || ' attempts' ELSE error END,"
-    " completed_at = CASE WHEN attempts >= ? THEN ? ELSE completed_at END,"
-    " claimed_by = CASE WHEN attempts >= ? THEN claimed_by ELSE NULL END"
+    " completed_at = CASE WHEN attempts - failures >= ? THEN ? ELSE completed_at END,"
+    " claimed_by = CASE WHEN attempts - failures >= ? THEN claimed_by ELSE NULL END"
     " WHERE recipient = ? AND status = 'in_progress' AND lease_expires_at < ?"
     " RETURNING status")
-# (any pending, any lease expired): each EXISTS is one index probe (an OR on status would
-# scan the recipient's tasks).
+# (any due pending, any lease expired, paused): each EXISTS is one index probe (an OR on
+# status would scan the recipient's tasks); the pause is one primary-key probe, so a paused
+# agent takes no write lock either.
 WORK_AVAILABLE = (
-    "SELECT EXISTS (SELECT 1 FROM tasks WHERE recipient = ? AND status = 'pending'),"
+    "SELECT EXISTS (SELECT 1 FROM tasks WHERE recipient = ? AND status = 'pending'"
+    " AND run_after <= ?),"
     " EXISTS (SELECT 1 FROM tasks WHERE recipient = ? AND status = 'in_progress'"
-    " AND lease_expires_at < ?)")
+    " AND lease_expires_at < ?),"
+    " EXISTS (SELECT 1 FROM agent_pause WHERE agent = ?"
+    " AND (paused_until IS NULL OR paused_until > ?))")
+# When the earliest pending task of a recipient comes due (bounds wait()).
+NEXT_DUE = "SELECT MIN(run_after) FROM tasks WHERE recipient = ? AND status = 'pending'"
 FINISH = (
     "UPDATE tasks SET status = ?, completed_at = ?, result = ?, error = ?,"
     " lease_expires_at = NULL WHERE id = ? AND status = 'in_progress'"
@@ -59,7 +69,7 @@ ADD_METRIC = "INSERT INTO metrics (agent, task_type, duration_ms, timestamp) VAL
 FAIL_HELD = (
     "UPDATE tasks SET status = 'failed', completed_at = ?, lease_expires_at = NULL,"
     " error = 'agent restarted after ' || CAST(attempts AS TEXT) || ' attempts'"
-    " WHERE claimed_by = ? AND status = 'in_progress' AND attempts >= ?")
+    " WHERE claimed_by = ? AND status = 'in_progress' AND attempts - failures >= ?")
 REQUEUE_HELD = (
     "UPDATE tasks SET status = 'pending', claimed_by = NULL, claimed_at = NULL,"
     " lease_expires_at = NULL WHERE claimed_by = ? AND status = 'in_progress'"
@@ -106,18 +116,55 @@ NOTIFICATION_EXISTS = "SELECT 1 FROM notifications WHERE id = ?"
 # Parameters (True, id, False): the row count tells whether this call acknowledged it.
 ACK_NOTIFICATION = "UPDATE notifications SET acknowledged = ? WHERE id = ? AND acknowledged = ?"
 
+# --- task control (control.py): failures with retries, cancel, retry, pause, escalation -
+
+FAILING_TASK = ("SELECT recipient, claimed_by, type, claimed_at, status, failures, errors"
+                " FROM tasks WHERE id = ?")
+# Guarded by holder and failure count: a second mark_failed of the same attempt misses.
+FAIL_TO_RETRY = ("UPDATE tasks SET status = 'pending', run_after = ?, failures = ?, errors = ?,"
+                 " error = ?, claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL"
+                 " WHERE id = ? AND status = 'in_progress' AND claimed_by = ? AND failures = ?")
+FAIL_FINAL = ("UPDATE tasks SET status = 'failed', completed_at = ?, failures = ?, errors = ?,"
+              " error = ?, lease_expires_at = NULL"
+              " WHERE id = ? AND status = 'in_progress' AND claimed_by = ? AND failures = ?")
+CONTROLLED_TASK = "SELECT status, recipient, dedupe_key FROM tasks WHERE id = ?"
+# completed_at marks when it ended, so cleanup removes it in time; claimed_by stays (who had it).
+CANCEL_TASK = ("UPDATE tasks SET status = 'cancelled', completed_at = ?, lease_expires_at = NULL"
+               " WHERE id = ? AND status = ?")
+RETRY_TASK = ("UPDATE tasks SET status = 'pending', attempts = 0, failures = 0, run_after = ?,"
+              " claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL,"
+              " completed_at = NULL, error = NULL, result = NULL, escalated_at = NULL"
+              " WHERE id = ? AND status = ?")
+PAUSE_AGENT = ("INSERT INTO agent_pause (agent, paused_at, paused_until, reason) VALUES (?, ?, ?, ?)"
+               " ON CONFLICT (agent) DO UPDATE SET paused_at = excluded.paused_at,"
+               " paused_until = excluded.paused_until, reason = excluded.reason")
+RESUME_AGENT = "DELETE FROM agent_pause WHERE agent = ?"
+ACTIVE_PAUSES = ("SELECT agent, paused_at, paused_until, reason FROM agent_pause"
+                 " WHERE paused_until IS NULL OR paused_until > ?")
+# No status index: a scan of the tasks table once per watchdog pass, only if escalate_after.
+ESCALATION_CANDIDATES = ("SELECT id, recipient, type, priority, escalated_at, run_after"
+                         " FROM tasks WHERE status = 'pending' AND priority > 0"
+                         " AND COALESCE(escalated_at, run_after) <= ?")
+ESCALATE_TASK = ("UPDATE tasks SET priority = ?, escalated_at = ?"
+                 " WHERE id = ? AND status = 'pending' AND priority = ?")
+ESCALATION_NOTICE = ("INSERT INTO notifications (created_at, level, agent, title, message, sound,"
+                     " acknowledged) VALUES (?, 'INFO', ?, ?, ?, ?, ?)")
+
 # --- reporting (reporting.py) ---------------------------------------------------------------
 
 _TASK_COLUMNS = ("id, sender, recipient, type, content, priority, created_at, completed_at,"
                  " status, claimed_by, claimed_at, lease_expires_at, attempts, dedupe_key,"
-                 " error, result")
+                 " error, result, failures, run_after, escalated_at, errors")
 TASKS_OF_RECIPIENT = (
     f"SELECT {_TASK_COLUMNS} FROM tasks WHERE recipient = ? AND status = ?"
     " ORDER BY priority, id")
 TASK_COUNTS = ("SELECT recipient, status, COUNT(*), MIN(created_at) FROM tasks"
                " GROUP BY recipient, status")
 DELETE_FINISHED_BEFORE = (
-    "DELETE FROM tasks WHERE status IN ('completed', 'failed') AND completed_at < ?")
+    "DELETE FROM tasks WHERE status IN ('completed', 'failed', 'cancelled')"
+    " AND completed_at < ?")
+# Tasks per state, for ``metrics`` (tasks created in the window).
+STATE_COUNTS = "SELECT status, COUNT(*) FROM tasks WHERE created_at >= ? GROUP BY status"
 SLOWEST_TASK_TYPES = (
     "SELECT task_type, COUNT(*) AS count, AVG(duration_ms) AS avg_ms,"
     " MAX(duration_ms) AS max_ms FROM metrics WHERE timestamp >= ?"
@@ -144,6 +191,22 @@ SQLITE_COMMIT = "COMMIT"
 SQLITE_ROLLBACK = "ROLLBACK"
 SQLITE_LAST_TASK_ROWID = "SELECT MAX(rowid) FROM tasks"
 
+# Schema 2 on a version-1 tasks table (db._tasks_v2_before/_after).
+V1_TASK_COLUMNS = ("id, sender, recipient, type, content, priority, created_at, completed_at,"
+                   " status, claimed_by, claimed_at, lease_expires_at, attempts, dedupe_key,"
+                   " error, result")
+V1_CLAIM_INDEXES = ("tasks_recipient_status_priority_id", "tasks_live_dedupe_key")
+PG_V2_ADD_COLUMNS = ("ALTER TABLE tasks ADD COLUMN failures INTEGER NOT NULL DEFAULT 0,"
+                     " ADD COLUMN run_after DOUBLE PRECISION NOT NULL DEFAULT 0,"
+                     " ADD COLUMN escalated_at DOUBLE PRECISION, ADD COLUMN errors TEXT")
+PG_V2_DROP_CHECK = "ALTER TABLE tasks DROP CONSTRAINT IF EXISTS tasks_status_check"
+PG_V2_ADD_CHECK = "ALTER TABLE tasks ADD CONSTRAINT tasks_status_check " + models.STATUS_CHECK
+SQLITE_V2_RENAME = "ALTER TABLE tasks RENAME TO tasks_v1"
+SQLITE_V2_COPY = (f"INSERT INTO tasks ({V1_TASK_COLUMNS}, run_after, failures)"
+                  f" SELECT {V1_TASK_COLUMNS}, created_at, 0 FROM tasks_v1")
+SQLITE_V2_DROP_OLD = "DROP TABLE tasks_v1"
+V2_DUE_AT_CREATION = "UPDATE tasks SET run_after = created_at WHERE status = 'pending'"
+
 # --- agent locks (locks.py), on a dedicated PostgreSQL session ------------------------------
 
 PG_CURRENT_SCHEMA = "SELECT current_schema()"
@@ -161,18 +224,19 @@ PG_ADVISORY_LOCK_HOLDER = (
 # --- statements shaped by their arguments ---------------------------------------------------
 
 def insert_tasks(rows: int, *, returning_ids: bool) -> str:
-    """A multi-row insert of pending tasks, 7 parameters a row (see core._add_rows); without
+    """A multi-row insert of pending tasks, 8 parameters a row (see core._add_rows); without
     RETURNING where the backend knows the ids anyway (SQLite)."""
     return ("INSERT INTO tasks (sender, recipient, type, content, priority, created_at,"
-            " dedupe_key, status, attempts) VALUES "
-            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, 'pending', 0)"] * rows)
+            " dedupe_key, run_after, status, attempts) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0)"] * rows)
             + (" RETURNING id" if returning_ids else ""))
 
 
-def list_tasks(by_status: bool, by_recipient: bool) -> str:
-    """Tasks newest first, filtered by the given equalities (status, then recipient), LIMIT ?.
+def list_tasks(by_id: bool, by_status: bool, by_recipient: bool) -> str:
+    """Tasks newest first, filtered by the given equalities (id, status, recipient), LIMIT ?.
     Separate statements, not ``? IS NULL OR ...``: SQLite plans before it sees the values."""
-    clauses = [c for c, on in (("status = ?", by_status), ("recipient = ?", by_recipient)) if on]
+    clauses = [c for c, on in (("id = ?", by_id), ("status = ?", by_status),
+                               ("recipient = ?", by_recipient)) if on]
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     return f"SELECT {_TASK_COLUMNS} FROM tasks{where} ORDER BY id DESC LIMIT ?"
 

@@ -227,6 +227,13 @@ class Watchdog:
                 continue
             self._check_heartbeat(spec, now)
             self._check_resources(spec, info["pid"])
+        self.escalate()
+
+    def escalate(self) -> None:
+        """Pending work waiting past the team's escalate_after moves up a priority step."""
+        raised = self.queue.escalate_pending()
+        if raised:
+            self.log(f"escalated {len(raised)} waiting task(s): {raised[:10]}")
 
     def _check_heartbeat(self, spec, now: float) -> None:
         stale_after = self.team.settings.heartbeat_stale_after

@@ -1,0 +1,159 @@
+"""Task control: handler failures with retries, cancel, retry, pause, escalation.
+
+ControlMixin is mixed into MessageQueue (which provides ``backend``, ``clock``, ``retry``,
+``jitter``, ``_sql``, ``_reserve`` and the wake-ups). The rules (which transition is allowed,
+the backoff schedule) are coffee_team.taskstate's pure functions; this module only reads a
+row, applies a rule and writes the outcome guarded by what it read, in one write transaction,
+so a task is always in exactly one state and a racing writer makes the guard miss instead of
+being overwritten.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from coffee_team.errors import ContentError, TaskNotFound, TaskStateError
+from coffee_team.taskstate import NO_RETRY, TransitionError, after_failure, escalated_priority
+from coffee_team.taskstate import transition
+
+
+class ControlMixin:
+    backend: Any
+    clock: Any
+    retry: dict
+    jitter: Any
+    escalate_after: Optional[float]
+    _sql: Any  # the backend's prepared statements (sql.py names)
+
+    # -- handler failures -------------------------------------------------
+    def mark_failed(self, task_id: int, error: str, *, agent: Optional[str] = None) -> bool:
+        """Record a failed attempt: back to pending after a backoff while the recipient's
+        retry policy allows, else failed. Every attempt's error is kept in ``errors``.
+        False if the task is not in progress (for ``agent``): e.g. cancelled meanwhile."""
+        error, now, backend = str(error), self.clock(), self.backend
+        with backend.write_transaction():
+            row = backend.run(self._sql.FAILING_TASK, (task_id,)).fetchone()
+            if row is None or row[4] != "in_progress" or (agent is not None and row[1] != agent):
+                return False
+            recipient, holder, task_type, claimed_at, _, failures, errors = row
+            outcome = after_failure(self.retry.get(recipient, NO_RETRY), failures, error, now,
+                                    self.jitter())
+            history = json.loads(errors) if errors else []
+            history.append({"attempt": outcome.failures, "at": now, "error": error})
+            history_json = json.dumps(history)
+            if outcome.status == "pending":
+                statement, first = self._sql.FAIL_TO_RETRY, outcome.run_after
+            else:
+                statement, first = self._sql.FAIL_FINAL, now
+            changed = backend.run(statement, (
+                first, outcome.failures, history_json, error, task_id, holder,
+                failures)).rowcount
+            if not changed:
+                return False
+            if outcome.status == "pending":  # pending again: the depth bound must cover it
+                backend.run(self._sql.ADD_PENDING, (recipient, 1)).fetchone()
+            backend.run(self._sql.ADD_METRIC, (holder, task_type,
+                                                  max(0.0, (now - claimed_at) * 1000.0), now))
+        return True
+
+    # -- control ----------------------------------------------------------
+    def get_task(self, task_id: int) -> dict:
+        """Everything about one task (content, result, errors, attempts, timings, holder)."""
+        rows = self.list_tasks(task_id=task_id)
+        if not rows:
+            raise TaskNotFound(f"no task with id {task_id}")
+        return rows[0]
+
+    def cancel_task(self, task_id: int) -> str:
+        """pending or in_progress → cancelled at once; returns the state it left. A holder's
+        later renew_lease / mark_completed / mark_failed then finds it not in progress."""
+        def apply(status: str, recipient: str, _key) -> int:
+            changed = self.backend.run(self._sql.CANCEL_TASK,
+                                       (self.clock(), task_id, status)).rowcount
+            if changed and status == "pending":  # keep the depth bound tight (never below)
+                self.backend.run(self._sql.ADD_PENDING, (recipient, -1)).fetchone()
+            return changed
+        return self._control(task_id, "cancel", apply)[0]
+
+    def retry_task(self, task_id: int) -> str:
+        """failed or cancelled → pending now, attempts reset (the errors history stays)."""
+        def apply(status: str, recipient: str, dedupe_key) -> int:
+            if dedupe_key is not None and self.backend.run(
+                    self._sql.LIVE_DEDUPE, (recipient, dedupe_key)).fetchone():
+                raise TaskStateError(f"task {task_id}: another live task has its dedupe_key "
+                                     f"{dedupe_key!r}")
+            self._reserve([(None, recipient)])  # backpressure applies as to a send
+            changed = self.backend.run(self._sql.RETRY_TASK,
+                                       (self.clock(), task_id, status)).rowcount
+            if changed and self._tx_wake:
+                self._tx_wake(self.backend, {recipient})
+            return changed
+        was, recipient, _ = self._control(task_id, "retry", apply)
+        if self._wake:
+            self._wake.notify({recipient})
+        return was
+
+    def _control(self, task_id: int, action: str, apply) -> tuple:
+        """Read the state, check the transition, apply it guarded by that state; a writer in
+        between (PostgreSQL) makes the guard miss, and the read is done again."""
+        for _ in range(5):
+            with self.backend.write_transaction():
+                row = self.backend.run(self._sql.CONTROLLED_TASK, (task_id,)).fetchone()
+                if row is None:
+                    raise TaskNotFound(f"no task with id {task_id}")
+                try:
+                    transition(row[0], action)
+                except TransitionError as exc:
+                    raise TaskStateError(f"task {task_id}: {exc}") from None
+                if apply(*row):
+                    return tuple(row)
+        raise TaskStateError(f"task {task_id} keeps changing state; try again")
+
+    # -- pause ------------------------------------------------------------
+    def pause_agent(self, agent: str, reason: str = "", until: Optional[float] = None) -> None:
+        """Claim nothing new for ``agent`` (its current task finishes) until resumed or
+        ``until``; stored, so it survives restarts of the agent and of supervisord."""
+        if not isinstance(agent, str) or not agent or len(agent) > 100:
+            raise ContentError("agent must be a non-empty string of at most 100 characters")
+        with self.backend.write_transaction():
+            self.backend.run(self._sql.PAUSE_AGENT,
+                             (agent, self.clock(), until, str(reason or "")[:1000]))
+
+    def resume_agent(self, agent: str) -> bool:
+        """Lift a pause; True if there was one. Wakes the agent at once."""
+        with self.backend.write_transaction():
+            removed = self.backend.run(self._sql.RESUME_AGENT, (agent,)).rowcount
+            if removed and self._tx_wake:
+                self._tx_wake(self.backend, {agent})
+        if removed and self._wake:
+            self._wake.notify({agent})
+        return bool(removed)
+
+    def pauses(self) -> dict[str, dict]:
+        """{agent: {paused_at, paused_until, reason}} for the pauses in force now."""
+        rows = self.backend.run(self._sql.ACTIVE_PAUSES, (self.clock(),)).fetchall()
+        return {r[0]: {"paused_at": r[1], "paused_until": r[2], "reason": r[3]} for r in rows}
+
+    # -- escalation -------------------------------------------------------
+    def escalate_pending(self) -> list[int]:
+        """Raise every pending task that waited ``escalate_after`` seconds (since it came due
+        or was last raised) one priority step toward 0; the first raise of a task leaves one
+        silent INFO notification. Returns the ids raised. Off unless escalate_after is set."""
+        after = self.escalate_after
+        if not after:
+            return []
+        now, raised, backend = self.clock(), [], self.backend
+        with backend.write_transaction():
+            for task_id, recipient, task_type, priority, escalated_at, run_after in backend.run(
+                    self._sql.ESCALATION_CANDIDATES, (now - after,)).fetchall():
+                new = escalated_priority(priority, escalated_at or run_after, now, after)
+                if new is None or not backend.run(self._sql.ESCALATE_TASK, (
+                        new, now, task_id, priority)).rowcount:
+                    continue
+                raised.append(task_id)
+                if escalated_at is None:
+                    title = f"task {task_id} ({task_type}) escalated"
+                    backend.run(self._sql.ESCALATION_NOTICE, (
+                        now, recipient, title, f"{title} to priority {new}: pending for"
+                        f" {now - run_after:.0f}s", False, False))
+        return raised

@@ -1,0 +1,128 @@
+"""The task state machine's pure rules, exhaustively and with hypothesis (no processes)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from coffee_team.taskstate import (ACTIONS, JITTER, MAX_DELAY_SECONDS, NO_RETRY, STATES,
+                                   RetryPolicy, TransitionError, after_failure, attempt_label,
+                                   backoff_delay, check_delay, escalated_priority, exit_code,
+                                   parse_duration, transition)
+
+ALLOWED = {("claim", "pending"): "in_progress", ("complete", "in_progress"): "completed",
+           ("cancel", "pending"): "cancelled", ("cancel", "in_progress"): "cancelled",
+           ("retry", "failed"): "pending", ("retry", "cancelled"): "pending"}
+
+
+@pytest.mark.parametrize("action", sorted(ACTIONS))
+@pytest.mark.parametrize("state", STATES)
+def test_every_transition(action, state):
+    if (action, state) in ALLOWED:
+        assert transition(state, action) == ALLOWED[(action, state)]
+    else:
+        with pytest.raises(TransitionError, match=f"^cannot {action} a task that is {state}"):
+            transition(state, action)
+
+
+def test_finished_states_only_leave_by_retry():
+    for state in ("completed", "failed", "cancelled"):
+        leaving = [a for a in ACTIONS if (a, state) in ALLOWED]
+        assert leaving == ([] if state == "completed" else ["retry"])
+
+
+policies = st.builds(RetryPolicy, attempts=st.integers(1, 20),
+                     backoff=st.floats(0.001, 1e6), max_backoff=st.floats(0.001, 1e7))
+
+
+@given(policies, st.integers(1, 200), st.floats(0, 1))
+def test_backoff_doubles_is_capped_and_jitter_stays_small(policy, failures, jitter):
+    delay = backoff_delay(policy, failures, jitter)
+    plain = min(policy.max_backoff, policy.backoff * 2.0 ** min(failures - 1, 64))
+    assert 0 < delay <= policy.max_backoff
+    assert plain <= delay <= plain * (1 + JITTER) + 1e-9
+    if failures > 1 and backoff_delay(policy, failures - 1) < policy.max_backoff / 2:
+        assert backoff_delay(policy, failures) == pytest.approx(2 * backoff_delay(policy, failures - 1))
+
+
+def test_backoff_schedule_of_the_issue():
+    policy = RetryPolicy(attempts=3, backoff=2)
+    assert [backoff_delay(policy, k) for k in (1, 2)] == [2.0, 4.0]
+    with pytest.raises(ValueError):
+        backoff_delay(policy, 0)
+
+
+@given(policies, st.integers(0, 30), st.floats(0, 1e9), st.floats(0, 1))
+def test_after_failure_retries_exactly_until_the_last_attempt(policy, before, now, jitter):
+    outcome = after_failure(policy, before, "boom", now, jitter)
+    assert outcome.failures == before + 1
+    if before + 1 < policy.attempts:
+        assert outcome.status == "pending"
+        assert outcome.run_after == now + backoff_delay(policy, before + 1, jitter)
+    else:
+        assert (outcome.status, outcome.run_after) == ("failed", None)
+
+
+def test_no_policy_never_retries():
+    assert after_failure(NO_RETRY, 0, "x", 5.0).status == "failed"
+
+
+@pytest.mark.parametrize("error, retried", [
+    ("worker exited with 75: busy", True),
+    ("worker exited with 75", True),
+    ("worker exited with 751: x", False),
+    ("HandlerError: 429 rate limit", True),
+    ("worker exited with 1: crash", False),
+    ("timed out after 5s", False),
+])
+def test_on_matches_exit_codes_and_patterns(error, retried):
+    policy = RetryPolicy(attempts=2, on=(75, r"rate limit"))
+    assert policy.matches(error) is retried
+    assert after_failure(policy, 0, error, 0.0).status == ("pending" if retried else "failed")
+
+
+def test_exit_code_is_read_from_the_command_error():
+    assert exit_code("python3 exited with -9: ") == -9
+    assert exit_code("ValueError: bad") is None
+
+
+@pytest.mark.parametrize("text, seconds", [("30", 30), ("30s", 30), ("5m", 300), ("2h", 7200),
+                                           ("1.5m", 90), ("0", 0), ("30d", 30 * 86400)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["-5", "nan", "inf", "5x", "", "31d", "1e9", "m"])
+def test_parse_duration_refuses(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**12, 10**12)))
+def test_check_delay_accepts_exactly_0_to_30_days(value):
+    if isinstance(value, float) and not math.isfinite(value) or not 0 <= value <= MAX_DELAY_SECONDS:
+        with pytest.raises(ValueError):
+            check_delay(value)
+    else:
+        assert check_delay(value) == float(value)
+
+
+@given(st.integers(0, 9), st.floats(0, 1e6), st.floats(0, 1e6), st.floats(1, 1e5))
+def test_escalation_one_step_toward_zero_per_period(priority, since, waited, after):
+    now = since + waited
+    new = escalated_priority(priority, since, now, after)
+    if priority == 0 or now - since < after:
+        assert new is None
+    else:
+        assert new == priority - 1
+
+
+def test_attempt_label():
+    policy = RetryPolicy(attempts=3)
+    assert attempt_label("pending", 0, policy) == "1/3"
+    assert attempt_label("pending", 2, policy) == "3/3"
+    assert attempt_label("failed", 3, policy) == "3/3"
+    assert attempt_label("failed", 1, NO_RETRY) == "1/1"
+    assert attempt_label("in_progress", 4, policy) == "5/5"  # after a retry by hand
