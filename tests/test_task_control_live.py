@@ -5,24 +5,20 @@
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from coffee_team.queue import MessageQueue
-from tests.conftest import Project, _shutdown, boot_supervisord, wait_until
+from tests.harness import boot_supervisord, temporary_project, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def team():
-    root = Path(tempfile.mkdtemp(prefix="ct-", dir="/tmp"))
-    project = Project(root)
-    try:
+    with temporary_project() as project:
+        root = project.root
         project.write_team({
             "flaky": {"handler": "coffee_team.faults:flaky", "check_interval": 3600,
                       "retry": {"attempts": 3, "backoff": 2},
@@ -33,9 +29,6 @@ def team():
         boot_supervisord(project)
         project.wait_states("RUNNING", 40)
         yield project
-    finally:
-        _shutdown(project)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def task(project, task_id):
