@@ -8,7 +8,6 @@ on the way out, so nothing it claimed is ever lost.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -18,7 +17,8 @@ from typing import Any
 from . import handlers
 from .errors import AgentAlreadyRunningError, HandlerError, QueueError, TeamError
 from .handlers import HandlerContext, Interrupted
-from .layout import atomic_write_private, ensure_data_dirs
+from .heartbeat import write_heartbeat
+from .layout import ensure_data_dirs
 from .singleton import AgentLock, ParentWatch, PgAgentLock, die_with_parent
 from .team import AgentSpec, Team
 
@@ -65,7 +65,6 @@ class Agent:
         self.clock = clock
         self.queue = queue
         self.runner = make_runner(team, self.spec)
-        self.status_path = team.status_dir / f"{name}_status.json"
         self.started_at = clock()
         self.state = "starting"
         self.current: dict[str, Any] | None = None
@@ -106,9 +105,10 @@ class Agent:
                   "started_at": self.started_at, "last_heartbeat": now,
                   "current_task": self.current, "trouble": sorted(self.trouble), **self.counts}
         try:
-            atomic_write_private(self.status_path, json.dumps(status, indent=1) + "\n")
+            write_heartbeat(self.team.status_dir, self.name, status)
         except OSError as exc:  # an unwritable status dir must not stop the work
-            self._trouble("status", f"cannot write {self.status_path}: {exc.strerror or exc}")
+            self._trouble("status", f"cannot write the heartbeat file in {self.team.status_dir}: "
+                                    f"{exc.strerror or exc}")
             return
         self._recovered("status")
 

@@ -1,10 +1,10 @@
 """The team's status: supervisor's process table joined with psutil figures and heartbeats."""
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
+from .heartbeat import last_beat, read_heartbeat
 from .team import Team
 
 
@@ -44,15 +44,6 @@ def process_tree_usage(pid: int, now: float,
     return round(100.0 * cpu_seconds / lifetime, 1), round(rss / 2**20, 1)
 
 
-def read_heartbeat(team: Team, name: str) -> dict[str, Any]:
-    """The agent's status file, or {} when it is missing or unreadable."""
-    try:
-        data = json.loads((team.status_dir / f"{name}_status.json").read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def restart_columns(states: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The watchdog's restart bookkeeping as status columns, from ``queue.restart_states()``."""
     return {name: {"restarts": int(state["attempts"] or 0), "given_up": bool(state["given_up"]),
@@ -73,11 +64,8 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         pid = info.get("pid", 0) or 0
         running = state == "RUNNING" and pid > 0
         cpu, rss = process_tree_usage(pid, now, children) if running else (0.0, 0.0)
-        beat = read_heartbeat(team, spec.name)
-        try:
-            last = float(beat["last_heartbeat"])
-        except (KeyError, TypeError, ValueError):
-            last = None
+        beat = read_heartbeat(team.status_dir, spec.name)
+        last = last_beat(beat)
         row = {
             "name": spec.name, "state": state, "pid": pid, "priority": spec.priority,
             "uptime_seconds": round(now - info["start"], 1) if running else 0,
