@@ -57,3 +57,18 @@ def relay(task: dict, ctx: HandlerContext) -> Any:
     time.sleep(float(ctx.options.get("work_seconds", 0.0)))
     ctx.send(ctx.agent, "ack", {"source": task["id"]})
     return {"done": task["id"]}
+
+
+def long_work(task: dict, ctx: HandlerContext) -> Any:
+    """A long task: silent for ``silent_seconds``, then ``ctx.progress()`` every second until
+    ``work_seconds`` have passed; appends its id to ``options.record_file`` when done."""
+    if task["type"] == "periodic":
+        return None
+    started = time.monotonic()
+    time.sleep(float(ctx.options.get("silent_seconds", 0.0)))
+    while (left := float(ctx.options.get("work_seconds", 1.0)) - (time.monotonic() - started)) > 0:
+        ctx.progress(f"{left:.0f}s to go")
+        time.sleep(min(1.0, left))
+    with open(ctx.options["record_file"], "a") as f:
+        f.write(f"{task['id']}\n")
+    return {"done": task["id"]}

@@ -72,6 +72,10 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
             "cpu_percent": cpu, "rss_mb": rss,
             "heartbeat_age_seconds": None if last is None else round(max(0.0, now - last), 1),
             "last_heartbeat": last, "current_task": beat.get("current_task"),
+            # what the agent does (heartbeat "state"), distinct from supervisor's "state"
+            "agent_state": beat.get("state") if running else None,
+            "task_started_at": beat.get("task_started_at"),
+            "last_output_at": beat.get("last_output_at"),
             "description": info.get("description", ""),
         }
         row.update((extra or {}).get(spec.name, {}))
@@ -105,6 +109,17 @@ def human_duration(seconds: float, long: bool = False) -> str:
     return f"{minutes}m {int(seconds) % 60}s"
 
 
+def activity_text(agent: dict[str, Any], now: float) -> str:
+    """'working on #42 for 1h 12m' (and how long it has been silent, past a minute)."""
+    task, state = agent.get("current_task"), agent.get("agent_state")
+    if state != "working" or not isinstance(task, dict):
+        return state or ""
+    what = f"#{task['id']}" if task.get("id") is not None else f"a {task.get('type')} run"
+    text = f"working on {what} for {human_duration(max(0.0, now - task['started_at']))}"
+    quiet = now - (agent.get("last_output_at") or now)
+    return text + (f", no output for {human_duration(quiet)}" if quiet >= 60 else "")
+
+
 def render(status: dict) -> str:
     """The seed's status format."""
     lines = ["Orchestrator Status:",
@@ -117,6 +132,8 @@ def render(status: dict) -> str:
                       f"CPU {a['cpu_percent']}%, RAM {a['rss_mb']:.0f}MB")
             if a["heartbeat_age_seconds"] is not None:
                 detail += f", heartbeat {a['heartbeat_age_seconds']:.0f}s ago"
+            doing = activity_text(a, status.get("now", time.time()))
+            detail += f", {doing}" if doing else ""
         else:
             detail = a["description"] or "not running"
         if a.get("restarts"):

@@ -38,3 +38,31 @@ def test_unwritable_directory_raises_oserror(tmp_path):
     blocker.write_text("")
     with pytest.raises(OSError):
         write_heartbeat(blocker, "ann", {"last_heartbeat": 1.0})
+
+
+# --- what status shows of the heartbeat ------------------------------------------------------
+
+T0 = 1_700_000_000.0
+
+
+def row(state, task=None, last_output_at=None):
+    return {"agent_state": state, "current_task": task, "last_output_at": last_output_at}
+
+
+@pytest.mark.parametrize("agent, now, text", [
+    (row("working", {"id": 42, "type": "t", "started_at": T0}, T0 + 4300), T0 + 4320,
+     "working on #42 for 1h 12m"),
+    (row("working", {"id": 42, "type": "t", "started_at": T0}, T0), T0 + 4320,
+     "working on #42 for 1h 12m, no output for 1h 12m"),
+    (row("working", {"id": 7, "type": "t", "started_at": T0}, T0), T0 + 59,
+     "working on #7 for 0m 59s"),  # silent for under a minute is not worth a word
+    (row("working", {"id": None, "type": "periodic", "started_at": T0}, T0 + 1), T0 + 3,
+     "working on a periodic run for 0m 3s"),
+    (row("working", {"id": 3, "type": "t", "started_at": T0 + 5}, None), T0,
+     "working on #3 for 0m 0s"),  # clocks of two hosts: never a negative duration
+    (row("idle"), T0, "idle"), (row("stopping"), T0, "stopping"), (row(None), T0, ""),
+    (row("working", None), T0, "working"),  # an old agent's heartbeat without a task
+])
+def test_activity_text(agent, now, text):
+    from coffee_team.status import activity_text
+    assert activity_text(agent, now) == text

@@ -51,6 +51,14 @@ class ClaimedTask:
     lease_expires_at: float
 
 
+# Leases of running tasks, kept fresh by the working agent's heartbeat thread: the task is
+# still this agent's work while it is in progress and claimed by it (a cancel, requeue or
+# expiry release ends that).
+HOLDS_TASK_SQL = ("SELECT 1 FROM tasks WHERE id = ? AND status = 'in_progress'"
+                  " AND claimed_by = ?")
+RENEW_LEASE_SQL = ("UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND status = 'in_progress'"
+                   " AND claimed_by = ? RETURNING id")
+
 _MESSAGE_FIELDS = frozenset(("sender", "recipient", "type", "content", "priority", "dedupe_key"))
 
 
@@ -137,6 +145,7 @@ class MessageQueue(JournalMixin, ReportingMixin):
             agents=tuple(a.name for a in team.agents),
             handles={a.name: tuple(a.handles) for a in team.agents},
             max_queue_size=settings.max_queue_size,
+            lease_seconds=getattr(settings, "lease_seconds", 300.0),
             wake_dir=getattr(team, "wake_dir", None) or getattr(settings, "wake_dir", None),
         )
         options.update(overrides)
@@ -422,3 +431,15 @@ class MessageQueue(JournalMixin, ReportingMixin):
                 return False
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 1.0)
+
+    # -- leases of running tasks -----------------------------------------
+    def renew_lease(self, task_id: int, agent: str, seconds: float) -> bool:
+        """Extend a running task's lease to ``seconds`` from now. False when the task is no
+        longer in progress for ``agent`` (cancelled, requeued, finished): stop working on it."""
+        with self.backend.write_transaction():
+            row = self.backend.fetchone(RENEW_LEASE_SQL, (self.clock() + seconds, task_id, agent))
+        return row is not None
+
+    def holds_task(self, task_id: int, agent: str) -> bool:
+        """renew_lease's cheap read-only check: is the task still in progress for ``agent``?"""
+        return self.backend.fetchone(HOLDS_TASK_SQL, (task_id, agent)) is not None
