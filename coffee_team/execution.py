@@ -40,7 +40,6 @@ class TaskExecution:
         try:
             self.pending_abort = None  # an abort meant for an earlier task is void
             self.activity.begin(task["id"], task["type"])
-            self.write_status()  # show the new task at once, not at the next beat
             with handlers.time_limit(self.spec.timeout_seconds):
                 result = self.runner(task, ctx)
             result, sends = handlers.split_follow_ups(result)

@@ -86,6 +86,7 @@ class Pulse(threading.Thread):
         self.renewed_at = 0.0
         self.warned_for: float | None = None  # the last_output_at whose stall was reported
         self.withheld = False
+        self.shown: tuple[str, int | None] | None = None  # (state, task id) last written
 
     def stop(self) -> None:
         self._halt.set()
@@ -102,8 +103,12 @@ class Pulse(threading.Thread):
     def check(self, now: float) -> None:
         activity = self.host.activity
         state, task = activity.state, activity.task
-        if due(self.last_beat, now, self.heartbeat_interval):
+        # A new task shows within a second, not at the next beat; tasks shorter than that
+        # cost no file write (a heartbeat write per task would slow a busy agent down).
+        shown = (state, task and task["id"])
+        if due(self.last_beat, now, self.heartbeat_interval) or shown != self.shown:
             self._beat(state, activity.tick_at, now)
+            self.shown = shown
         if state == WORKING and task is not None:
             if task["id"] is not None:
                 self._follow_lease(task, now)

@@ -78,6 +78,7 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
             "last_output_at": beat.get("last_output_at"),
             "description": info.get("description", ""),
         }
+        row["activity"] = activity_text(row, now)  # "working on #42 for 1h 12m"
         row.update((extra or {}).get(spec.name, {}))
         agents.append(row)
     import psutil
@@ -132,8 +133,7 @@ def render(status: dict) -> str:
                       f"CPU {a['cpu_percent']}%, RAM {a['rss_mb']:.0f}MB")
             if a["heartbeat_age_seconds"] is not None:
                 detail += f", heartbeat {a['heartbeat_age_seconds']:.0f}s ago"
-            doing = activity_text(a, status.get("now", time.time()))
-            detail += f", {doing}" if doing else ""
+            detail += f", {a['activity']}" if a.get("activity") else ""
         else:
             detail = a["description"] or "not running"
         if a.get("restarts"):

@@ -245,3 +245,15 @@ def test_every_state_combination_is_decided():
         pulse.check(host.now)
         assert bool(host.beats) is (state == WORKING or ticked)
         assert bool(host.queue.calls) is (state == WORKING and has_task)
+
+
+def test_a_new_task_shows_at_the_next_check_not_the_next_beat():
+    host, pulse = make()  # heartbeat_interval 2
+    run(host, pulse, 1)
+    host.activity.begin(5, "t")
+    run(host, pulse, 1)  # not due for 2 s, but the file must say "working on #5" now
+    run(host, pulse, 1)  # nothing changed and not due: no write
+    host.activity.end(IDLE)
+    host.activity.tick()
+    run(host, pulse, 1)
+    assert host.beats == [T0 + 1, T0 + 2, T0 + 4]

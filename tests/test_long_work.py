@@ -167,6 +167,7 @@ def test_status_says_what_each_agent_works_on(project):
     import json
     [row] = json.loads(project.cli("status", "--json", check=True).stdout)["agents"]
     assert row["agent_state"] == "working" and row["current_task"]["id"] == task_id
+    assert row["activity"].startswith(f"working on #{task_id} for 0m ")
     assert row["task_started_at"] <= row["last_output_at"] <= time.time()
     assert project.rpc().coffee.getTeamStatus()["agents"][0]["current_task"]["id"] == task_id
 
