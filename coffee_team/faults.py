@@ -5,6 +5,7 @@ Set ``handler: coffee_team.faults:<name>`` and the knobs in the agent's ``option
 from __future__ import annotations
 
 import os
+import signal
 import time
 from typing import Any
 
@@ -20,9 +21,13 @@ def crash(task: dict, ctx: HandlerContext) -> Any:
 
 
 def hang(task: dict, ctx: HandlerContext) -> Any:
-    """Periodic run: block the main loop (no heartbeats) for ``hang_seconds``."""
+    """Periodic run: freeze the whole process (SIGSTOP to itself), as a deadlock would.
+
+    A handler that merely blocks is a long task, not a hang: the heartbeat thread keeps
+    beating. Only a frozen process stops it; the watchdog's stop then ends in SIGKILL.
+    """
     if task["type"] == "periodic":
-        time.sleep(float(ctx.options.get("hang_seconds", 3600)))
+        os.kill(os.getpid(), signal.SIGSTOP)
     return None
 
 
