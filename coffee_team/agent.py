@@ -1,24 +1,30 @@
 """The agent runtime: ``coffee-team agent run NAME`` is every program's command.
 
-One loop does everything in turn, so a hung handler also stops the heartbeat (which is how the
-watchdog can tell it is hung): heartbeat → periodic run → claim one task → run it → mark it →
-otherwise wait on the queue. SIGTERM stops claiming, lets the current task finish until the
-grace period runs out, then requeues it. Whatever this process held in progress is requeued
-on the way out, so nothing it claimed is ever lost.
+The main loop: periodic run → claim one task → run it → mark it → otherwise wait on the
+queue. A heartbeat thread (pulse.py) beats meanwhile, also while a handler runs for hours,
+renews the running task's lease and asks the loop to stop a handler whose task was cancelled
+or stalled (execution.py runs tasks). SIGTERM stops claiming, lets the current task finish
+until the grace period runs out, then requeues it. Whatever this process held in progress is
+requeued on the way out, so nothing it claimed is ever lost.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
+import threading
 import time
-from typing import Any
 
+from . import events as kinds
 from . import handlers
-from .errors import AgentAlreadyRunningError, HandlerError, QueueError, TeamError
-from .handlers import HandlerContext, Interrupted
-from .layout import atomic_write_private, ensure_data_dirs
+from .errors import AgentAlreadyRunningError, HandlerError, TeamError
+from .execution import TaskExecution
+from .handlers import Interrupted
+from .heartbeat import write_heartbeat
+from .layout import ensure_data_dirs
+from .liveness import IDLE, STOPPED, STOPPING, WORKING
+from .output import log
+from .pulse import Activity, Pulse
 from .singleton import AgentLock, ParentWatch, PgAgentLock, die_with_parent
 from .team import AgentSpec, Team
 
@@ -26,9 +32,6 @@ IDLE_WAIT_CAP = 1.0  # seconds; bounds how late a dead parent is noticed without
 DB_RETRY_MAX = 5.0   # seconds; the longest pause between retries while the database is unusable
 
 
-def log(agent: str, message: str) -> None:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    print(f"{stamp} {agent}: {message}", file=sys.stderr, flush=True)
 
 
 def make_runner(team: Team, spec: AgentSpec):
@@ -38,12 +41,7 @@ def make_runner(team: Team, spec: AgentSpec):
     return handlers.CallableRunner(handlers.load_callable(ref))
 
 
-def task_dict(task: Any) -> dict[str, Any]:
-    fields = ("id", "sender", "recipient", "type", "content", "priority", "attempts")
-    return {f: getattr(task, f, None) for f in fields}
-
-
-class Agent:
+class Agent(TaskExecution):
     def __init__(self, team: Team, name: str, queue=None, clock=time.time):
         self.team = team
         self.spec = team.agent(name)
@@ -51,12 +49,11 @@ class Agent:
         self.clock = clock
         self.queue = queue
         self.runner = make_runner(team, self.spec)
-        self.status_path = team.status_dir / f"{name}_status.json"
         self.started_at = clock()
-        self.state = "starting"
-        self.current: dict[str, Any] | None = None
+        self.activity = Activity(clock)
+        self.pending_abort: tuple[int | None, str, str] | None = None  # set by the pulse thread
         self.counts = {"tasks_completed": 0, "tasks_failed": 0, "tasks_requeued": 0,
-                       "periodic_runs": 0}
+                       "tasks_cancelled": 0, "periodic_runs": 0}
         self.stopping = False
         self.parent = ParentWatch()
         self.supervised = bool(os.environ.get("SUPERVISOR_ENABLED"))
@@ -72,7 +69,7 @@ class Agent:
         self.stopping = True
         if self.in_database:
             return  # never cut a transaction in half: durable() stops at its next safe point
-        if self.state != "working" or parent_gone:
+        if self.activity.state != WORKING or parent_gone:
             # Idle (or orphaned): leave the wait at once instead of at its next timeout.
             raise Interrupted("stop", "parent died" if parent_gone else "stop requested")
         if first:
@@ -86,25 +83,47 @@ class Agent:
         if not self.in_database:  # otherwise the loop ends right after the write
             raise Interrupted("stop", "grace period over")
 
+    def abort(self, task_id: int | None, reason: str, message: str) -> None:
+        """From the pulse thread: stop the handler of ``task_id`` (if it still runs) by raising
+        Interrupted(reason) in the main thread, which owns the handler and the outcome."""
+        task = self.activity.task
+        if self.activity.state != WORKING or task is None or task["id"] != task_id \
+                or self.pending_abort is not None:
+            return
+        self.pending_abort = (task_id, reason, message)
+        log(self.name, f"task {task_id}: {message}; stopping its handler")
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
+    def _on_abort_signal(self, signum, frame) -> None:
+        pending, task = self.pending_abort, self.activity.task
+        if pending is None or self.in_database or self.activity.state != WORKING \
+                or task is None or task["id"] != pending[0]:
+            return  # the task ended meanwhile: its outcome is already decided
+        raise Interrupted(pending[1], pending[2])
+
     # --- status ----------------------------------------------------------------------------
     def write_status(self) -> None:
         now = self.clock()
-        status = {"agent": self.name, "pid": os.getpid(), "state": self.state,
+        activity = self.activity.fields()
+        if self.stopping and activity["state"] != STOPPED:
+            activity["state"] = STOPPING
+        status = {"agent": self.name, "pid": os.getpid(), **activity,
                   "started_at": self.started_at, "last_heartbeat": now,
-                  "current_task": self.current, "trouble": sorted(self.trouble), **self.counts}
+                  "trouble": sorted(self.trouble), **self.counts}
         try:
-            atomic_write_private(self.status_path, json.dumps(status, indent=1) + "\n")
+            write_heartbeat(self.team.status_dir, self.name, status)
         except OSError as exc:  # an unwritable status dir must not stop the work
-            self._trouble("status", f"cannot write {self.status_path}: {exc.strerror or exc}")
+            self.problem("status", f"cannot write the heartbeat file in {self.team.status_dir}: "
+                                    f"{exc.strerror or exc}")
             return
-        self._recovered("status")
+        self.recovered("status")
 
-    def _trouble(self, what: str, message: str) -> None:
+    def problem(self, what: str, message: str) -> None:
         if what not in self.trouble:
             self.trouble.add(what)
             log(self.name, f"{message}; retrying")
 
-    def _recovered(self, what: str) -> None:
+    def recovered(self, what: str) -> None:
         if what in self.trouble:
             self.trouble.discard(what)
             log(self.name, f"{what} recovered")
@@ -122,100 +141,38 @@ class Agent:
             try:
                 result = operation(*args, **kwargs)
             except self.db_errors as exc:
-                self._trouble("database", f"database unavailable: {type(exc).__name__}: "
+                self.problem("database", f"database unavailable: {type(exc).__name__}: "
                                           f"{str(exc).splitlines()[0] if str(exc) else ''}")
                 self.in_database = False
                 if self.stopping:
                     raise Interrupted("stop", "stop requested while the database was unusable")
-                self.write_status()  # still alive: waiting for the database is not a hang
+                self.activity.tick()  # still alive: waiting for the database is not a hang
                 time.sleep(delay)
                 delay = min(delay * 2, DB_RETRY_MAX)
                 continue
             finally:
                 self.in_database = False
-            self._recovered("database")
+            self.recovered("database")
             return result
 
-    # --- work ------------------------------------------------------------------------------
-    def _context(self) -> HandlerContext:
-        return HandlerContext(agent=self.name, options=dict(self.spec.options),
-                              auto_approve=self.spec.auto_approve)
-
-    def _run_handler(self, task: dict) -> tuple[Any, list[dict]]:
-        ctx = self._context()
-        self.state = "working"
-        self.current = {"id": task["id"], "type": task["type"], "started_at": self.clock()}
-        try:
-            with handlers.time_limit(self.spec.timeout_seconds):
-                result = self.runner(task, ctx)
-            result, sends = handlers.split_follow_ups(result)
-            return result, ctx.outbox + sends
-        finally:
-            self.state = "stopping" if self.stopping else "idle"
-            self.current = None
-
-    def _messages(self, sends: list[dict]) -> list[dict]:
-        return [{"priority": 5, **msg, "sender": self.name} for msg in sends]
-
-    def _send_follow_ups(self, sends: list[dict]) -> None:
-        try:
-            self.durable(self.queue.send_many, self._messages(sends))
-        except QueueError as exc:  # a bad follow-up is the handler's bug: log it, carry on
-            log(self.name, f"follow-up messages not sent: {exc}")
-
-    def _complete(self, task_id: int, result: Any, sends: list[dict]) -> None:
-        """Mark done and enqueue the follow-ups in one transaction (never sent twice)."""
-        try:
-            self.durable(self.queue.mark_completed, task_id, result,
-                         follow_ups=self._messages(sends))
-        except QueueError as exc:
-            log(self.name, f"task {task_id}: follow-up messages not sent: {exc}")
-            self.durable(self.queue.mark_completed, task_id, result)
-
-    def process(self, task: Any) -> None:
-        data = task_dict(task)
-        try:
-            result, sends = self._run_handler(data)
-        except Interrupted as exc:
-            if exc.reason == "stop":
-                raise
-            self._fail(data, str(exc))
-            return
-        except HandlerError as exc:
-            self._fail(data, str(exc))
-            return
-        self._complete(data["id"], result, sends)
-        self.counts["tasks_completed"] += 1
-
-    def _fail(self, data: dict, error: str) -> None:
-        log(self.name, f"task {data['id']} ({data['type']}) failed: {error}")
-        self.durable(self.queue.mark_failed, data["id"], error)
-        self.counts["tasks_failed"] += 1
-
-    def periodic(self) -> None:
-        task = {"id": None, "sender": "scheduler", "recipient": self.name, "type": "periodic",
-                "content": None, "priority": 5, "attempts": 1}
-        try:
-            _, sends = self._run_handler(task)
-        except (HandlerError, Interrupted) as exc:
-            if isinstance(exc, Interrupted) and exc.reason == "stop":
-                raise
-            log(self.name, f"periodic run failed: {exc}")
-            return
-        self.counts["periodic_runs"] += 1
-        self._send_follow_ups(sends)
+    def warn_stall(self, task: dict, silent_for: float, action: str) -> None:
+        """One WARNING per stall (from the pulse thread, on its own connection)."""
+        what = f"task #{task['id']}" if task["id"] is not None else "its periodic run"
+        title = f"⚠️ {self.name} stalled: no output from {what} for {silent_for:.0f}s"
+        log(self.name, title)
+        self.queue.notify("WARNING", self.name, title,
+                          f"{title} (stall_after {self.spec.stall_after:g}s, on_stall {action})")
+        self.queue.record_event(self.name, kinds.STALLED, task_id=task["id"],
+                                silent_for=round(silent_for, 1), action=action)
 
     def loop(self) -> None:
-        s = self.team.settings
-        next_heartbeat = next_periodic = self.clock()
+        next_periodic = self.clock()
         while not self.stopping:
+            self.activity.tick()
             if self.supervised and not self.parent.parent_alive():
                 log(self.name, "supervisord is gone; exiting")
                 return
             now = self.clock()
-            if now >= next_heartbeat:
-                self.write_status()
-                next_heartbeat = now + s.heartbeat_interval
             if now >= next_periodic:
                 self.periodic()
                 next_periodic = self.clock() + self.spec.check_interval
@@ -226,28 +183,40 @@ class Agent:
             if tasks:
                 self.process(tasks[0])
                 continue
-            self.state = "idle"
-            timeout = min(next_heartbeat, next_periodic) - self.clock()
+            self.activity.state = IDLE
+            timeout = next_periodic - self.clock()
             self.durable(self.queue.wait, self.name, max(0.0, min(timeout, IDLE_WAIT_CAP)),
                          interruptible=True)
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_stop_signal)
+        signal.signal(signal.SIGUSR1, self._on_abort_signal)
+        s, spec = self.team.settings, self.spec
+        pulse = Pulse(self, heartbeat_interval=s.heartbeat_interval,
+                      lease_seconds=self.queue.lease_seconds,
+                      # the loop ticks every second or so, or after a database wait of at
+                      # most the busy timeout: silence past stale_after means it is stuck
+                      loop_limit=s.heartbeat_stale_after, stall_after=spec.stall_after,
+                      on_stall=spec.on_stall)
+        self.activity.state = IDLE
+        self.write_status()
+        pulse.start()
         try:
             self.loop()
         except Interrupted as exc:
             log(self.name, f"stopping: {exc}")
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
                 signal.signal(sig, signal.SIG_IGN)
             self.runner.kill()
+            pulse.stop()
             self._shutdown()
         return 0
 
     def _shutdown(self) -> None:
-        self.state = "stopped"
+        self.activity.end(STOPPED)
         try:
             requeued = self.queue.requeue_agent(self.name)
         except self.db_errors as exc:  # the next instance (or the watchdog) requeues them

@@ -28,6 +28,7 @@ HUNG = "hung"
 HIGH_CPU = "high_cpu"
 HIGH_MEMORY = "high_memory"
 MEMORY_LIMIT = "memory_limit"
+STALLED = "stalled"                # a running handler printed nothing for stall_after
 
 # The queue.
 REQUEUED = "requeued"              # a dead agent's in-progress tasks went back to pending
@@ -39,4 +40,4 @@ RESTART_HISTORY = (LAUNCHED, RUNNING, EXITED, BACKOFF, STOPPED, CRASH, RESTART_S
 LIFETIME_ENDS = frozenset({EXITED, STOPPED, BACKOFF})
 # Points on a timeline.
 INSTANTS = frozenset({CRASH, RESTARTED, RESTART_SCHEDULED, GIVEN_UP, STALE, MISSING, HUNG,
-                      HIGH_CPU, HIGH_MEMORY, MEMORY_LIMIT, REQUEUED})
+                      HIGH_CPU, HIGH_MEMORY, MEMORY_LIMIT, REQUEUED, STALLED})

@@ -5,6 +5,7 @@ Set ``handler: coffee_team.faults:<name>`` and the knobs in the agent's ``option
 from __future__ import annotations
 
 import os
+import signal
 import time
 from typing import Any
 
@@ -20,9 +21,13 @@ def crash(task: dict, ctx: HandlerContext) -> Any:
 
 
 def hang(task: dict, ctx: HandlerContext) -> Any:
-    """Periodic run: block the main loop (no heartbeats) for ``hang_seconds``."""
+    """Periodic run: freeze the whole process (SIGSTOP to itself), as a deadlock would.
+
+    A handler that merely blocks is a long task, not a hang: the heartbeat thread keeps
+    beating. Only a frozen process stops it; the watchdog's stop then ends in SIGKILL.
+    """
     if task["type"] == "periodic":
-        time.sleep(float(ctx.options.get("hang_seconds", 3600)))
+        os.kill(os.getpid(), signal.SIGSTOP)
     return None
 
 
@@ -69,3 +74,18 @@ def flaky(task: dict, ctx: HandlerContext) -> Any:
     if task["attempts"] <= int(ctx.options.get("fail_times", 2)):
         raise RuntimeError(f"flaky failure on attempt {task['attempts']}")
     return {"attempt": task["attempts"]}
+
+
+def long_work(task: dict, ctx: HandlerContext) -> Any:
+    """A long task: silent for ``silent_seconds``, then ``ctx.progress()`` every second until
+    ``work_seconds`` have passed; appends its id to ``options.record_file`` when done."""
+    if task["type"] == "periodic":
+        return None
+    started = time.monotonic()
+    time.sleep(float(ctx.options.get("silent_seconds", 0.0)))
+    while (left := float(ctx.options.get("work_seconds", 1.0)) - (time.monotonic() - started)) > 0:
+        ctx.progress(f"{left:.0f}s to go")
+        time.sleep(min(1.0, left))
+    with open(ctx.options["record_file"], "a") as f:
+        f.write(f"{task['id']}\n")
+    return {"done": task["id"]}

@@ -1,30 +1,43 @@
 """Running an agent's work: a Python callable or an external command.
 
-A Python handler is ``def handle(task: dict, ctx: HandlerContext) -> JSON-able``. An external
-command gets the task as JSON on stdin and prints a JSON result; its argv comes from the team
-file only, so task content can never become a shell command. A result (from either kind) may
+A Python handler is ``def handle(task: dict, ctx: HandlerContext) -> JSON-able``; it may call
+``ctx.progress()`` to say it is still getting somewhere (see ``stall_after``). An external
+command gets the task as JSON on stdin; its output is streamed into the agent's log and its
+result found as output.py describes. Its argv comes from the team file only, so task content
+can never become a shell command. A result (from either kind) may
 hold ``"send": [{"recipient", "type", "content", "priority"}]`` to emit follow-up messages.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import json
 import os
+import selectors
+import shutil
 import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import HandlerError
+from .output import FdSink, ResultScan, TaggedLines, has_result, read_result_file
 from .singleton import die_with_parent
+
+READ_CHUNK = 1 << 20
+# Linux: a 1 MiB pipe instead of 64 KiB lets a chatty command write ahead and us read in large
+# chunks: 16x fewer wake-ups and system calls per MB of output.
+PIPE_SIZE = 1 << 20
 
 
 class Interrupted(BaseException):
     """Raised from a signal handler to stop a running handler.
 
     A BaseException, so a handler's own ``except Exception`` cannot swallow it. ``reason`` is
-    "timeout" (the task fails) or "stop" (the task is requeued for the next run).
+    "timeout" or "stalled" (the task fails), "stop" (the task is requeued for the next run) or
+    "cancelled" (the task is no longer this agent's: nothing is recorded).
     """
 
     def __init__(self, reason: str, message: str):
@@ -38,12 +51,18 @@ class HandlerContext:
     options: dict[str, Any]
     auto_approve: bool = False
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    on_progress: Callable[[str | None], None] | None = None
 
     def send(self, recipient: str | None, type: str, content: Any = None,
              priority: int = 5) -> None:
         """Queue a follow-up message; it is sent when the current task completes."""
         self.outbox.append({"recipient": recipient, "type": type, "content": content,
                             "priority": priority})
+
+    def progress(self, message: str | None = None) -> None:
+        """Mark progress: the task is not stalled (``stall_after``). A message is logged."""
+        if self.on_progress is not None:
+            self.on_progress(message)
 
 
 def load_callable(ref: str) -> Callable[..., Any]:
@@ -90,39 +109,94 @@ def _child_setup() -> None:
 
 
 class CommandRunner:
-    """Runs one external command per task in its own process group."""
+    """Runs one external command per task in its own process group, streaming its output."""
 
-    def __init__(self, argv: tuple[str, ...], cwd: str | None = None):
+    def __init__(self, argv: tuple[str, ...], cwd: str | None = None, sink: Any = None):
         self.argv = list(argv)
         self.cwd = cwd
+        self.sink = sink or FdSink()
         self.current: subprocess.Popen | None = None
 
     def __call__(self, task: dict, ctx: HandlerContext) -> Any:
+        scratch = tempfile.mkdtemp(prefix="coffee-task-")
+        result_file = os.path.join(scratch, "result.json")
         try:
-            proc = subprocess.Popen(
+            proc = self._start(result_file)
+            self.current = proc
+            try:
+                tag = f"[#{task['id']}] " if task.get("id") is not None else "[periodic] "
+                out, err = self._pump(proc, json.dumps(task).encode(), tag.encode(), ctx)
+                proc.wait()
+            except BaseException:  # timeout, stop or cancel (Interrupted): take the group down
+                self.kill()
+                raise
+            finally:
+                self.current = None
+            name = self.argv[0]
+            if proc.returncode != 0:
+                raise HandlerError(f"{name} exited with {proc.returncode}: {err.last_line()}")
+            written = read_result_file(result_file, name)
+            return written if has_result(written) else out.result(name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _start(self, result_file: str) -> subprocess.Popen:
+        env = {**os.environ, "COFFEE_RESULT_FILE": result_file}
+        try:
+            return subprocess.Popen(
                 self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, cwd=self.cwd, start_new_session=True,
-                preexec_fn=_child_setup)
+                preexec_fn=_child_setup, env=env, bufsize=0)
         except OSError as exc:
             raise HandlerError(f"cannot start {self.argv[0]!r}: {exc}") from None
-        self.current = proc
+
+    def _pump(self, proc: subprocess.Popen, stdin_data: bytes, tag: bytes,
+              ctx: HandlerContext) -> tuple[ResultScan, TaggedLines]:
+        """Feed stdin, log stdout and stderr as they come; return (result scan, stderr)."""
+        out, err, scan = TaggedLines(tag, self.sink), TaggedLines(tag, self.sink), ResultScan()
+        streams = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+        for fd in streams:
+            with contextlib.suppress(AttributeError, OSError):  # not Linux, or over the limit
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        with selectors.DefaultSelector() as selector:
+            for fd in streams:
+                selector.register(fd, selectors.EVENT_READ)
+            pending = memoryview(stdin_data)
+            stdin_fd = proc.stdin.fileno()
+            os.set_blocking(stdin_fd, False)  # a command that does not read must not block us
+            selector.register(stdin_fd, selectors.EVENT_WRITE)
+            while len(selector.get_map()) > 0:
+                for key, _ in selector.select():
+                    fd = key.fd
+                    if fd == stdin_fd:
+                        pending = self._feed_stdin(selector, proc, pending)
+                        continue
+                    chunk = os.read(fd, READ_CHUNK)
+                    if not chunk:
+                        selector.unregister(fd)
+                        last = streams[fd].close()
+                        if fd == proc.stdout.fileno():
+                            scan.feed(last)
+                        continue
+                    lines = streams[fd].feed(chunk)
+                    if fd == proc.stdout.fileno():
+                        scan.feed(lines)
+                    if ctx.on_progress is not None:
+                        ctx.on_progress(None)
+        proc.stdout.close()
+        proc.stderr.close()
+        return scan, err
+
+    @staticmethod
+    def _feed_stdin(selector, proc: subprocess.Popen, pending: memoryview) -> memoryview:
         try:
-            out, err = proc.communicate(json.dumps(task).encode())
-        except BaseException:  # timeout or stop (Interrupted): take the whole group down
-            self.kill()
-            raise
-        finally:
-            self.current = None
-        if proc.returncode != 0:
-            tail = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
-            raise HandlerError(f"{self.argv[0]} exited with {proc.returncode}: {tail[0][:500]}")
-        text = out.decode(errors="replace").strip()
-        if not text:
-            return None
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise HandlerError(f"{self.argv[0]} printed invalid JSON: {text[:200]!r}") from None
+            pending = pending[os.write(proc.stdin.fileno(), pending[:READ_CHUNK]):]
+        except BrokenPipeError:  # the command exited or closed stdin without reading it all
+            pending = pending[:0]
+        if not pending:
+            selector.unregister(proc.stdin.fileno())
+            proc.stdin.close()
+        return pending
 
     def kill(self) -> None:
         proc = self.current

@@ -193,7 +193,10 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         Agents are ordered by priority. Keys of an agent struct: name, state, pid, priority,
         uptime_seconds, cpu_percent, rss_mb, heartbeat_age_seconds (left out when the agent
         never wrote a heartbeat), last_heartbeat, current_task (struct: id, type, started_at;
-        left out when idle), restarts (crash restarts counted by the watchdog), given_up,
+        left out when idle), agent_state (idle, working, stopping... from the heartbeat),
+        task_started_at, last_output_at (left out when idle), activity (e.g. "working on #42
+        for 1h 12m"), restarts (crash restarts
+        counted by the watchdog), given_up,
         next_restart_at (left out unless a backoff restart is pending), description.
 
         @return struct status  uptime_seconds, agents_running, agents_total,

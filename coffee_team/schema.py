@@ -142,6 +142,14 @@ def _options(v: Any) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(v.items()))
 
 
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if v not in allowed:
+            raise Invalid(f"one of {', '.join(allowed)}, got {describe(v)}")
+        return v
+    return check
+
+
 def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda v: None if v is None else check(v)
 
@@ -157,6 +165,7 @@ TEAM_FIELDS: dict[str, Callable[[Any], Any]] = {
     "cleanup_interval_hours": _positive_number(10**6),
     "heartbeat_interval": _positive_number(),
     "heartbeat_stale_after": _positive_number(),
+    "lease_seconds": _positive_number(),
     "start_seconds": _integer(0, 3600),
     "start_retries": _integer(0, 1000),
     "stop_wait_seconds": _integer(1, 3600),
@@ -176,6 +185,8 @@ AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "handles": _task_types,
     "environment": _environment,
     "restart_on_hang": _boolean,
+    "stall_after": _optional(_positive_number()),
+    "on_stall": _choice("warn", "cancel"),
     "cpu_warn_percent": _positive_number(10**5),
     "rss_warn_mb": _positive_number(10**7),
     "options": _options,

@@ -1,10 +1,10 @@
 """The team's status: supervisor's process table joined with psutil figures and heartbeats."""
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
+from .heartbeat import last_beat, read_heartbeat
 from .team import Team
 
 
@@ -44,15 +44,6 @@ def process_tree_usage(pid: int, now: float,
     return round(100.0 * cpu_seconds / lifetime, 1), round(rss / 2**20, 1)
 
 
-def read_heartbeat(team: Team, name: str) -> dict[str, Any]:
-    """The agent's status file, or {} when it is missing or unreadable."""
-    try:
-        data = json.loads((team.status_dir / f"{name}_status.json").read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def restart_columns(states: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The watchdog's restart bookkeeping as status columns, from ``queue.restart_states()``."""
     return {name: {"restarts": int(state["attempts"] or 0), "given_up": bool(state["given_up"]),
@@ -86,19 +77,21 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         pid = info.get("pid", 0) or 0
         running = state == "RUNNING" and pid > 0
         cpu, rss = process_tree_usage(pid, now, children) if running else (0.0, 0.0)
-        beat = read_heartbeat(team, spec.name)
-        try:
-            last = float(beat["last_heartbeat"])
-        except (KeyError, TypeError, ValueError):
-            last = None
+        beat = read_heartbeat(team.status_dir, spec.name)
+        last = last_beat(beat)
         row = {
             "name": spec.name, "state": state, "pid": pid, "priority": spec.priority,
             "uptime_seconds": round(now - info["start"], 1) if running else 0,
             "cpu_percent": cpu, "rss_mb": rss,
             "heartbeat_age_seconds": None if last is None else round(max(0.0, now - last), 1),
             "last_heartbeat": last, "current_task": beat.get("current_task"),
+            # what the agent does (heartbeat "state"), distinct from supervisor's "state"
+            "agent_state": beat.get("state") if running else None,
+            "task_started_at": beat.get("task_started_at"),
+            "last_output_at": beat.get("last_output_at"),
             "description": info.get("description", ""),
         }
+        row["activity"] = activity_text(row, now)  # "working on #42 for 1h 12m"
         row.update((extra or {}).get(spec.name, {}))
         agents.append(row)
     import psutil
@@ -130,6 +123,17 @@ def human_duration(seconds: float, long: bool = False) -> str:
     return f"{minutes}m {int(seconds) % 60}s"
 
 
+def activity_text(agent: dict[str, Any], now: float) -> str:
+    """'working on #42 for 1h 12m' (and how long it has been silent, past a minute)."""
+    task, state = agent.get("current_task"), agent.get("agent_state")
+    if state != "working" or not isinstance(task, dict):
+        return state or ""
+    what = f"#{task['id']}" if task.get("id") is not None else f"a {task.get('type')} run"
+    text = f"working on {what} for {human_duration(max(0.0, now - task['started_at']))}"
+    quiet = now - (agent.get("last_output_at") or now)
+    return text + (f", no output for {human_duration(quiet)}" if quiet >= 60 else "")
+
+
 def render(status: dict) -> str:
     """The seed's status format."""
     lines = ["Orchestrator Status:",
@@ -142,6 +146,7 @@ def render(status: dict) -> str:
                       f"CPU {a['cpu_percent']}%, RAM {a['rss_mb']:.0f}MB")
             if a["heartbeat_age_seconds"] is not None:
                 detail += f", heartbeat {a['heartbeat_age_seconds']:.0f}s ago"
+            detail += f", {a['activity']}" if a.get("activity") else ""
         else:
             detail = a["description"] or "not running"
         if a.get("restarts"):

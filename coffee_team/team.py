@@ -19,6 +19,7 @@ from .schema import (AGENT_FIELDS, AGENT_NAME, HOST_FIELDS, HTTP_FIELDS, PG_SCHE
 from .taskstate import RetryPolicy
 from .schema import INI_COMMENT  # noqa: F401  (re-exported for callers of team.py)
 from .errors import TeamError, UnknownAgentError
+from .liveness import MIN_LEASE_SECONDS
 
 @dataclass(frozen=True)
 class HttpSettings:
@@ -52,6 +53,8 @@ class AgentSpec:
     handles: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
     restart_on_hang: bool = True
+    stall_after: float | None = None  # seconds without output or ctx.progress(): a stall
+    on_stall: str = "warn"            # warn (one WARNING per stall) or cancel (fail the task)
     cpu_warn_percent: float = 80.0
     rss_warn_mb: float = 256.0
     options: tuple[tuple[str, Any], ...] = ()
@@ -70,6 +73,7 @@ class TeamSettings:
     cleanup_interval_hours: float = 24.0
     heartbeat_interval: float = 30.0
     heartbeat_stale_after: float = 300.0
+    lease_seconds: float = 300.0
     start_seconds: int = 1
     start_retries: int = 3
     stop_wait_seconds: int = 10
@@ -247,6 +251,9 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
         values["retry"] = retry or settings.retry
         if "handler" in values and "command" in values:
             raise TeamError(f"{source}: agents.{name}: set either 'handler' or 'command', not both")
+        if values.get("on_stall") == "cancel" and values.get("stall_after") is None:
+            raise TeamError(f"{source}: agents.{name}.on_stall: 'cancel' needs stall_after "
+                            f"(seconds without output before the task is cancelled)")
         agents.append(AgentSpec(name=name, **values))
     _check_timing(settings, source)
     hosts = _hosts(document["hosts"], source) if "hosts" in document else ()
@@ -265,6 +272,10 @@ def _check_timing(settings: TeamSettings, source: str) -> None:
         raise TeamError(f"{source}: team.heartbeat_stale_after: expected more than "
                         f"heartbeat_interval ({settings.heartbeat_interval:g}), "
                         f"got {settings.heartbeat_stale_after:g}")
+    if settings.lease_seconds < MIN_LEASE_SECONDS:
+        raise TeamError(f"{source}: team.lease_seconds: expected at least {MIN_LEASE_SECONDS:g} "
+                        f"(a running task's lease is renewed every lease_seconds/3), "
+                        f"got {settings.lease_seconds:g}")
 
 
 # libyaml parses a large team file ~6× faster; every command and agent start loads it.

@@ -208,6 +208,33 @@ class QueueContract:
         assert q.mark_completed(task_id, agent="alice") is True
         assert q.mark_completed(task_id, agent="alice") is False
 
+    def test_renewed_lease_outlives_its_first_term(self):
+        q = self.make_queue(lease_seconds=10)
+        task_id = q.send("cli", "alice", "t")
+        q.claim("alice")
+        for _ in range(12):  # two minutes of a 10 s lease, renewed every ~3 s
+            self.clock.advance(3.3)
+            assert q.renew_lease(task_id, "alice", 10) is True
+            assert q.holds_task(task_id, "alice") is True
+            assert q.claim("alice") == [] and not q.has_work("alice")
+        [row] = q.get_messages("alice", status="in_progress")
+        assert row["attempts"] == 1 and row["lease_expires_at"] == self.clock.now + 10
+        self.clock.advance(11)  # renewals stop (the agent died): the lease is the safety net
+        assert [t.id for t in q.claim("alice")] == [task_id]
+
+    def test_renew_lease_is_false_once_the_task_is_not_the_agents(self):
+        q = self.make_queue(lease_seconds=10)
+        done, requeued, other = (q.send("cli", "alice", "t", i) for i in range(3))
+        q.claim("alice", limit=3)
+        assert q.renew_lease(other, "bob", 10) is False  # someone else's claim
+        assert q.holds_task(other, "bob") is False
+        q.mark_completed(done, {"ok": 1})
+        assert (q.renew_lease(done, "alice", 10), q.holds_task(done, "alice")) == (False, False)
+        q.requeue_agent("alice")  # e.g. the rpcinterface reaped a dead instance
+        assert q.renew_lease(requeued, "alice", 10) is False
+        assert q.get_messages("alice", status="pending")[0]["lease_expires_at"] is None
+        assert q.renew_lease(10**6, "alice", 10) is False  # no such task
+
     def test_requeue_agent_returns_tasks_to_pending(self):
         q = self.make_queue()
         ids = [q.send("cli", "alice", "t", i) for i in range(3)]

@@ -25,6 +25,7 @@ from coffee_team.agent import Agent
 from coffee_team.handlers import CallableRunner, HandlerContext, HandlerError
 from coffee_team.queue import MessageQueue
 from coffee_team.team import Team
+from coffee_team.heartbeat import heartbeat_path
 from tests.clock import FakeClock
 from tests.fast_team import real_time_clock, temp_root, write_team
 
@@ -110,6 +111,8 @@ class ScriptedQueue:
 
     def __getattr__(self, method: str) -> Any:
         real = getattr(self.real, method)
+        if not callable(real):  # settings such as lease_seconds
+            return real
 
         def call(*args, **kwargs):
             self._enter(method)
@@ -142,7 +145,7 @@ class Harness:
         return self.real.list_tasks(limit=1000, **filters)
 
     def status(self) -> dict:
-        return json.loads(self.agent.status_path.read_text())
+        return json.loads(heartbeat_path(self.team.status_dir, self.agent.name).read_text())
 
     def stop(self) -> None:
         """SIGTERM as the agent's handler sees it (called directly: no real signal)."""
@@ -482,7 +485,11 @@ def test_locked_database_is_retried_with_backoff_and_the_heartbeat_goes_on(start
     task_id = h.send()
     h.queue.fail("claim", LOCKED, times=8)
     beats = []
-    h.time.on_sleep = lambda seconds: beats.append(h.status())
+
+    def beat(seconds):  # what the heartbeat thread would write during this pause
+        h.agent.write_status()
+        beats.append(h.status())
+    h.time.on_sleep = beat
 
     assert h.run() == 0
 
@@ -549,7 +556,7 @@ def test_stop_while_the_database_is_unusable_exits_cleanly(start, capsys):
 
 def test_unwritable_status_file_does_not_stop_the_work(start, capsys):
     h = start(echo)
-    h.agent.status_path.mkdir()  # os.replace() onto a directory fails: OSError
+    heartbeat_path(h.team.status_dir, h.agent.name).mkdir()  # os.replace() onto a directory fails: OSError
     task_id = h.send()
     assert h.run() == 0
     assert h.task(task_id)["status"] == "completed"
@@ -560,9 +567,9 @@ def test_unwritable_status_file_does_not_stop_the_work(start, capsys):
 
 def idle_until(h: Harness, waits: int, beats: list[float]) -> Callable[[], bool]:
     """An idle wait that times out after exactly its timeout (the fake clock moves by it),
-    noting the heartbeat each time, and stops the agent at the ``waits``-th wait."""
+    noting when it began, and stops the agent at the ``waits``-th wait."""
     def wait() -> bool:
-        beats.append(h.status()["last_heartbeat"])
+        beats.append(h.clock())
         if len(beats) == waits:
             h.stop()
         h.clock.advance(h.queue.wait_timeouts[-1])
@@ -570,18 +577,17 @@ def idle_until(h: Harness, waits: int, beats: list[float]) -> Callable[[], bool]
     return wait
 
 
-def test_heartbeat_and_periodic_runs_follow_the_clock(start):
-    """Idle, the agent waits only until its next heartbeat or periodic run, then writes the
-    heartbeat / runs the periodic handler."""
+def test_periodic_runs_follow_the_clock(start):
+    """Idle, the agent waits at most IDLE_WAIT_CAP (heartbeats are the pulse thread's job) or
+    until its next periodic run, and runs the periodic handler when it is due."""
+    runs: list[float] = []
     h = start(echo, agents={"worker": {**AGENTS["worker"], "check_interval": 2}},
-              heartbeat_interval=0.5)
-    beats: list[float] = []
-    h.queue.when_idle = idle_until(h, 8, beats)
+              periodic=lambda task, ctx: runs.append(h.clock()))
     started = h.clock()
+    h.queue.when_idle = idle_until(h, 4, [])
     h.run()
-    assert h.queue.wait_timeouts == [0.5] * 8  # the heartbeat is always due first here
-    assert beats == [started + 0.5 * i for i in range(8)]
-    assert h.status()["periodic_runs"] == 2  # at +0 s and +2 s; the stop came at +3.5 s
+    assert h.queue.wait_timeouts == [agent_module.IDLE_WAIT_CAP] * 4
+    assert runs == [started, started + 2.0]  # at +0 s and +2 s; the stop came at +3 s
 
 
 def test_idle_wait_is_capped(start):

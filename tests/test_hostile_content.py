@@ -40,7 +40,7 @@ def test_command_failures_and_timeouts_are_task_errors(tmp_path):
     with pytest.raises(HandlerError, match="exited with 1: boom"):
         failing({"id": 1}, ctx)
     garbage = CommandRunner((sys.executable, "-c", "print('not json')"))
-    with pytest.raises(HandlerError, match="invalid JSON"):
+    with pytest.raises(HandlerError, match="printed no JSON result"):
         garbage({"id": 1}, ctx)
     slow = CommandRunner((sys.executable, "-c", "import time, subprocess, sys; "
                           "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "

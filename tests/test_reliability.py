@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 
+from coffee_team.heartbeat import heartbeat_path
 from coffee_team.queue import MessageQueue
 from tests.harness import boot_supervisord, demo_agents, wait_until
 
@@ -101,7 +102,7 @@ def test_status_directory_unusable_then_back(project, tmp_path, reliability):
     finally:
         status_dir.unlink()
         os.rename(parked, status_dir)
-    path = status_dir / "code_developer_status.json"
+    path = heartbeat_path(status_dir, "code_developer")
     before, back = path.stat().st_mtime, time.monotonic()
     wait_until(lambda: path.stat().st_mtime > before, 5, 0.1, "heartbeats to resume")
     resumed = time.monotonic() - back

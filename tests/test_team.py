@@ -457,3 +457,48 @@ def test_load_team_accepts_the_demo_copy(tmp_path):
 def test_parse_team_is_pure_and_repeatable():
     document = yaml.safe_load(DEMO.read_text())
     assert parse_team(document, "x") == parse_team(document, "x")
+
+
+# --- long work: stall_after, on_stall, lease_seconds ----------------------------------------
+
+def test_long_work_settings_parse_with_their_defaults():
+    team = parse_team({"team": {"lease_seconds": 3},
+                       "agents": {"a": {"stall_after": 90, "on_stall": "cancel"}, "b": {}}},
+                      SOURCE)
+    a, b = team.agents
+    assert (a.stall_after, a.on_stall) == (90.0, "cancel")
+    assert (b.stall_after, b.on_stall) == (None, "warn")  # no stall detection unless asked
+    assert team.settings.lease_seconds == 3.0 and TeamSettings().lease_seconds == 300.0
+    assert parse_team(agent_doc(stall_after=None), SOURCE).agents[0].stall_after is None
+
+
+@pytest.mark.parametrize("document, path, allowed", [
+    (agent_doc(stall_after=0), "agents.architect.stall_after", "a positive number"),
+    (agent_doc(stall_after="5m"), "agents.architect.stall_after", "a positive number"),
+    (agent_doc(stall_after=True), "agents.architect.stall_after", "a positive number"),
+    (agent_doc(on_stall="kill"), "agents.architect.on_stall", "one of warn, cancel, got 'kill'"),
+    (agent_doc(on_stall=True), "agents.architect.on_stall", "one of warn, cancel"),
+    (agent_doc(on_stall=["warn"]), "agents.architect.on_stall", "one of warn, cancel"),
+    (doc(lease_seconds=-1), "team.lease_seconds", "a positive number"),
+    (doc(lease_seconds="300"), "team.lease_seconds", "a positive number"),
+])
+def test_malformed_long_work_settings_name_the_key_path(document, path, allowed):
+    message = team_error(document)
+    assert f": {path}: expected" in message and allowed in message
+
+
+def test_cancel_on_stall_needs_stall_after():
+    message = team_error(agent_doc(on_stall="cancel"))
+    assert ": agents.architect.on_stall: 'cancel' needs stall_after" in message
+
+
+@pytest.mark.parametrize("lease", [0.5, 2.99])
+def test_lease_too_short_to_renew_is_refused(lease):
+    message = team_error(doc(lease_seconds=lease))
+    assert ": team.lease_seconds: expected at least 3" in message
+
+
+def test_unknown_long_work_keys_list_the_new_ones():
+    message = team_error(agent_doc(stall_afer=5))
+    assert ": agents.architect.stall_afer: unknown key" in message
+    assert "stall_after" in message and "on_stall" in message

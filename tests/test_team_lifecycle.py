@@ -12,6 +12,7 @@ import time
 import psutil
 import pytest
 
+from coffee_team.heartbeat import heartbeat_path, read_heartbeat
 from tests.harness import BIN, boot_supervisord, demo_agents, wait_until
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ def test_plain_supervisord_boots_team_in_priority_order(running_team):
     team = running_team.team
     started = {}
     for name in team.names:
-        status = json.loads((team.status_dir / f"{name}_status.json").read_text())
+        status = read_heartbeat(team.status_dir, name)
         started[name] = status["started_at"]
     by_priority: dict[int, list[float]] = {}
     for spec in team.agents:
@@ -53,7 +54,7 @@ def test_second_instance_is_refused_with_pid(running_team):
 
 
 def test_heartbeat_files_are_rewritten(running_team):
-    path = running_team.team.status_dir / "code_developer_status.json"
+    path = heartbeat_path(running_team.team.status_dir, "code_developer")
     first = json.loads(path.read_text())["last_heartbeat"]
     wait_until(lambda: json.loads(path.read_text())["last_heartbeat"] > first, 5,
                message="a newer heartbeat")

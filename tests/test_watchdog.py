@@ -18,6 +18,7 @@ from supervisor import events as sv_events
 from supervisor.states import ProcessStates
 from supervisor.xmlrpc import Faults
 
+from coffee_team.heartbeat import heartbeat_path
 from coffee_team.queue import MessageQueue
 from coffee_team.team import parse_team
 from coffee_team.watchdog import listener as watchdog_module
@@ -115,7 +116,7 @@ class Rig:
         return self.queue.list_tasks(agent=agent, limit=1000)
 
     def write_heartbeat(self, name, at):
-        path = self.team.status_dir / f"{name}_status.json"
+        path = heartbeat_path(self.team.status_dir, name)
         path.write_text(json.dumps({"agent": name, "last_heartbeat": at}))
 
 
@@ -720,7 +721,7 @@ def test_missing_status_file_warns_once(health_rig):
 @pytest.mark.parametrize("content", ["{not json", "{}", '{"last_heartbeat": "soon"}'])
 def test_unreadable_status_file_counts_as_missing(health_rig, content):
     rig = health_rig
-    (rig.team.status_dir / "code_developer_status.json").write_text(content)
+    heartbeat_path(rig.team.status_dir, "code_developer").write_text(content)
     check(rig)
     assert warnings(rig) == ["❌ code_developer status file not found"]
 

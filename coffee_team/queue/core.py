@@ -150,6 +150,7 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
             max_queue_size=settings.max_queue_size,
             retry={a.name: a.retry for a in team.agents if getattr(a, "retry", None)},
             escalate_after=getattr(settings, "escalate_after", None),
+            lease_seconds=getattr(settings, "lease_seconds", 300.0),
             wake_dir=getattr(team, "wake_dir", None) or getattr(settings, "wake_dir", None),
         )
         options.update(overrides)
@@ -453,3 +454,16 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
                 return False
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 1.0)
+
+    # -- leases of running tasks -----------------------------------------
+    def renew_lease(self, task_id: int, agent: str, seconds: float) -> bool:
+        """Extend a running task's lease to ``seconds`` from now. False when the task is no
+        longer in progress for ``agent`` (cancelled, requeued, finished): stop working on it."""
+        with self.backend.write_transaction():
+            row = self.backend.run(self._sql.RENEW_LEASE,
+                                  (self.clock() + seconds, task_id, agent)).fetchone()
+        return row is not None
+
+    def holds_task(self, task_id: int, agent: str) -> bool:
+        """renew_lease's cheap read-only check: is the task still in progress for ``agent``?"""
+        return self.backend.run(self._sql.HOLDS_TASK, (task_id, agent)).fetchone() is not None

@@ -63,6 +63,12 @@ FINISH_BY = (
     "UPDATE tasks SET status = ?, completed_at = ?, result = ?, error = ?,"
     " lease_expires_at = NULL WHERE id = ? AND status = 'in_progress'"
     " AND claimed_by = ? RETURNING claimed_by, type, claimed_at")
+# Leases of running tasks, kept fresh by the working agent's heartbeat thread: the task is
+# still this agent's work while it is in progress and claimed by it (a cancel, requeue or
+# expiry release ends that).
+HOLDS_TASK = "SELECT 1 FROM tasks WHERE id = ? AND status = 'in_progress' AND claimed_by = ?"
+RENEW_LEASE = ("UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND status = 'in_progress'"
+               " AND claimed_by = ? RETURNING id")
 ADD_METRIC = "INSERT INTO metrics (agent, task_type, duration_ms, timestamp) VALUES (?, ?, ?, ?)"
 # A restarted agent's tasks that used up their attempts fail; REQUEUE_HELD then puts the
 # rest back to pending.

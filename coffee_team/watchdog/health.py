@@ -1,24 +1,13 @@
-"""Health probes for the watchdog: heartbeat files and psutil samples of process trees.
+"""Health probes for the watchdog: psutil samples of process trees (heartbeats: heartbeat.py).
 
 CPU is measured without sleeping: psutil's interval-less ``cpu_percent`` compares against the
 previous call on the same Process object, so the objects are kept between checks.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
-
-
-def read_heartbeat(status_dir: Path, agent: str) -> float | None:
-    """The agent's last heartbeat (epoch seconds), or None if its status file is missing."""
-    try:
-        data = json.loads((status_dir / f"{agent}_status.json").read_text())
-        return float(data["last_heartbeat"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 @dataclass(frozen=True)

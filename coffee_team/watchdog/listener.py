@@ -25,7 +25,8 @@ from supervisor.xmlrpc import Faults
 from coffee_team import client
 from coffee_team import events as kinds
 from coffee_team.watchdog import policy
-from coffee_team.watchdog.health import TreeSampler, read_heartbeat
+from coffee_team.heartbeat import last_beat, read_heartbeat
+from coffee_team.watchdog.health import TreeSampler
 from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEvent
 
 LAUNCH_POLL = 0.05     # seconds between state checks while a priority group starts
@@ -237,7 +238,7 @@ class Watchdog:
 
     def _check_heartbeat(self, spec, now: float) -> None:
         stale_after = self.team.settings.heartbeat_stale_after
-        last = read_heartbeat(self.team.status_dir, spec.name)
+        last = last_beat(read_heartbeat(self.team.status_dir, spec.name))
         status = policy.heartbeat_status(last, now, stale_after)
         previous = self.heartbeat_seen.get(spec.name)
         self.heartbeat_seen[spec.name] = status

@@ -1,0 +1,110 @@
+"""Running one task (or periodic run) and recording its outcome: the Agent's work half.
+
+A task ends in exactly one recorded state: completed (result and follow-ups in one
+transaction), failed (handler error, timeout, stall cancel), requeued by the caller (stop), or
+nothing at all when the task stopped being this agent's while it ran (a cancel): then the
+handler is stopped and its result dropped. Completions name the agent, so a task cancelled
+between the handler's return and the write is never overwritten.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import handlers
+from .errors import HandlerError, QueueError
+from .handlers import HandlerContext, Interrupted
+from .liveness import IDLE, STOPPING
+from .output import log
+
+
+def task_dict(task: Any) -> dict[str, Any]:
+    fields = ("id", "sender", "recipient", "type", "content", "priority", "attempts")
+    return {f: getattr(task, f, None) for f in fields}
+
+
+class TaskExecution:
+    """Mixed into Agent: uses its name, spec, queue, activity, counts, durable() and stopping."""
+
+    def _context(self, task: dict) -> HandlerContext:
+        tag = f"[#{task['id']}]" if task["id"] is not None else "[periodic]"
+
+        def progress(message: str | None) -> None:
+            self.activity.touch(message)
+            if message is not None:
+                log(self.name, f"{tag} progress: {message}")
+        return HandlerContext(agent=self.name, options=dict(self.spec.options),
+                              auto_approve=self.spec.auto_approve, on_progress=progress)
+
+    def _run_handler(self, task: dict) -> tuple[Any, list[dict]]:
+        ctx = self._context(task)
+        try:
+            self.pending_abort = None  # an abort meant for an earlier task is void
+            self.activity.begin(task["id"], task["type"])
+            with handlers.time_limit(self.spec.timeout_seconds):
+                result = self.runner(task, ctx)
+            result, sends = handlers.split_follow_ups(result)
+            return result, ctx.outbox + sends
+        finally:
+            self.activity.end(STOPPING if self.stopping else IDLE)
+
+    def _messages(self, sends: list[dict]) -> list[dict]:
+        return [{"priority": 5, **msg, "sender": self.name} for msg in sends]
+
+    def _send_follow_ups(self, sends: list[dict]) -> None:
+        try:
+            self.durable(self.queue.send_many, self._messages(sends))
+        except QueueError as exc:  # a bad follow-up is the handler's bug: log it, carry on
+            log(self.name, f"follow-up messages not sent: {exc}")
+
+    def _complete(self, task_id: int, result: Any, sends: list[dict]) -> bool:
+        """Mark done and enqueue the follow-ups in one transaction (never sent twice)."""
+        try:
+            return self.durable(self.queue.mark_completed, task_id, result, agent=self.name,
+                                follow_ups=self._messages(sends))
+        except QueueError as exc:
+            log(self.name, f"task {task_id}: follow-up messages not sent: {exc}")
+            return self.durable(self.queue.mark_completed, task_id, result, agent=self.name)
+
+    def process(self, task: Any) -> None:
+        data = task_dict(task)
+        try:
+            result, sends = self._run_handler(data)
+        except Interrupted as exc:
+            if exc.reason == "stop":
+                raise
+            if exc.reason == "cancelled":
+                self._dropped(data, f"{exc}; handler stopped")
+                return
+            self._fail(data, str(exc))
+            return
+        except HandlerError as exc:
+            self._fail(data, str(exc))
+            return
+        if self._complete(data["id"], result, sends):
+            self.counts["tasks_completed"] += 1
+        else:
+            self._dropped(data, "no longer in progress for this agent when it finished")
+
+    def _fail(self, data: dict, error: str) -> None:
+        log(self.name, f"task {data['id']} ({data['type']}) failed: {error}")
+        if self.durable(self.queue.mark_failed, data["id"], error, agent=self.name):
+            self.counts["tasks_failed"] += 1
+        else:
+            self._dropped(data, "no longer in progress for this agent when it failed")
+
+    def _dropped(self, data: dict, why: str) -> None:
+        log(self.name, f"task {data['id']} ({data['type']}): {why}; result not recorded")
+        self.counts["tasks_cancelled"] += 1
+
+    def periodic(self) -> None:
+        task = {"id": None, "sender": "scheduler", "recipient": self.name, "type": "periodic",
+                "content": None, "priority": 5, "attempts": 1}
+        try:
+            _, sends = self._run_handler(task)
+        except (HandlerError, Interrupted) as exc:
+            if isinstance(exc, Interrupted) and exc.reason == "stop":
+                raise
+            log(self.name, f"periodic run failed: {exc}")
+            return
+        self.counts["periodic_runs"] += 1
+        self._send_follow_ups(sends)

@@ -1,0 +1,66 @@
+"""Liveness is not progress: the pure rules behind the agent's heartbeat thread.
+
+*Alive* means the agent process still runs its loops: a frozen, deadlocked or SIGSTOPped
+process stops heartbeating and the watchdog restarts it. *Progress* means the handler still
+produces output (or calls ``ctx.progress()``); a long, silent task is a *stall*, warned about
+(or cancelled) but never taken for a hang. Nothing here reads a clock or does I/O: the caller
+passes ``now`` in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STARTING, IDLE, WORKING, PAUSED, STOPPING, STOPPED = (
+    "starting", "idle", "working", "paused", "stopping", "stopped")
+STATES = frozenset({STARTING, IDLE, WORKING, PAUSED, STOPPING, STOPPED})
+
+CHECK_EVERY = 1.0  # seconds between the heartbeat thread's checks: a cancel lands within ~1 s
+MIN_LEASE_SECONDS = 3.0  # renewals run every lease/3 on a 1 s tick: below this they cannot keep up
+
+
+def main_loop_alive(state: str, last_tick: float, now: float, limit: float) -> bool:
+    """May the heartbeat thread vouch for the process?
+
+    While a handler runs, the main thread is inside it for as long as the task takes, so the
+    thread's own life is the proof (the task's limits are timeout_seconds and stall_after).
+    Otherwise the main loop ticks at least every second or so; silent past ``limit`` it is
+    stuck, and the heartbeat stops so the watchdog finds the agent hung.
+    """
+    if state not in STATES:
+        raise ValueError(f"unknown agent state {state!r}; expected one of {sorted(STATES)}")
+    return state == WORKING or now - last_tick <= limit
+
+
+def due(last: float | None, now: float, every: float) -> bool:
+    """Is a periodic action that last ran at ``last`` (None: never) due again?"""
+    return last is None or now - last >= every
+
+
+def lease_renew_every(lease_seconds: float) -> float:
+    """Renew a third of the way through: two renewals can fail before the lease runs out."""
+    if not lease_seconds >= MIN_LEASE_SECONDS:
+        raise ValueError(f"lease_seconds must be at least {MIN_LEASE_SECONDS:g}, "
+                         f"got {lease_seconds!r}")
+    return lease_seconds / 3.0
+
+
+@dataclass(frozen=True)
+class Stall:
+    stalled: bool      # silent for longer than stall_after
+    warn: bool         # first sight of this stall: one WARNING per stall
+    silent_for: float  # seconds since the last output or progress
+
+
+def stall_check(last_output_at: float, now: float, stall_after: float | None,
+                warned_for: float | None) -> Stall:
+    """Is the running handler stalled, and is that news?
+
+    A stall is identified by the output time it started from (``last_output_at``); the caller
+    remembers the one it warned about (``warned_for``), so new output ends the stall and a later
+    silence is a new stall with its own warning.
+    """
+    silent_for = max(0.0, now - last_output_at)
+    if stall_after is None:
+        return Stall(False, False, silent_for)
+    stalled = silent_for > stall_after
+    return Stall(stalled, stalled and warned_for != last_output_at, silent_for)

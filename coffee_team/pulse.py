@@ -1,0 +1,162 @@
+"""The agent's heartbeat thread: liveness while a handler runs, leases that follow the work,
+and stall warnings.
+
+The main thread may spend hours inside a handler. This thread keeps the heartbeat file fresh
+meanwhile (so a long task is never taken for a hang), renews the running task's lease (so no
+expiry, requeue or other host takes work its agent is still doing) and notices when the task
+is no longer the agent's (e.g. cancelled) or has gone silent. It only *asks* the main thread to
+stop the handler (``host.abort``): the main thread owns the handler and the task's outcome.
+
+A frozen process (SIGSTOP, a deadlock holding the GIL) freezes this thread too, so the
+heartbeat stops and the watchdog restarts it as before. A main loop stuck outside a handler is
+caught by ``liveness.main_loop_alive``: the heartbeat is withheld.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from .liveness import (CHECK_EVERY, STARTING, WORKING, due, lease_renew_every, main_loop_alive,
+                       stall_check)
+
+
+class Activity:
+    """What the agent is doing: written by the main thread, read by the heartbeat thread.
+
+    Each change is one attribute assignment (atomic under the GIL) and ``task`` is replaced,
+    never mutated, so the reader always sees a consistent task.
+    """
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+        self.state = STARTING
+        self.task: dict[str, Any] | None = None  # {"id", "type", "started_at"}
+        self.last_output_at: float | None = None
+        self.progress: str | None = None
+        self.tick_at = clock()
+
+    def begin(self, task_id: int | None, task_type: str) -> None:
+        now = self.clock()
+        self.last_output_at, self.progress = now, None
+        self.task = {"id": task_id, "type": task_type, "started_at": now}
+        self.state = WORKING
+
+    def end(self, state: str) -> None:
+        self.state = state
+        self.task = None
+        self.tick_at = self.clock()
+
+    def touch(self, message: str | None = None) -> None:
+        """Output or ctx.progress(): the handler is getting somewhere."""
+        self.last_output_at = self.clock()
+        if message is not None:
+            self.progress = message
+
+    def tick(self) -> None:
+        """The main loop went round once (it is not stuck)."""
+        self.tick_at = self.clock()
+
+    def fields(self) -> dict[str, Any]:
+        """The heartbeat file's view of the activity."""
+        task = self.task
+        return {"state": self.state, "current_task": task,
+                "task_id": task and task["id"], "task_started_at": task and task["started_at"],
+                "last_output_at": self.last_output_at if task else None,
+                "progress": self.progress if task else None}
+
+
+class Pulse(threading.Thread):
+    """Runs ``check`` every second until ``stop``. ``host`` is the Agent: it provides name,
+    activity, queue, clock, db_errors, write_status(), abort(task_id, reason, message),
+    warn_stall(task, silent_for, action), problem(what, message) and recovered(what)."""
+
+    def __init__(self, host: Any, *, heartbeat_interval: float, lease_seconds: float,
+                 loop_limit: float, stall_after: float | None, on_stall: str):
+        super().__init__(name=f"{host.name}-heartbeat", daemon=True)
+        self.host = host
+        self.heartbeat_interval = heartbeat_interval
+        self.lease_seconds = lease_seconds
+        self.renew_every = lease_renew_every(lease_seconds)
+        self.loop_limit = loop_limit
+        self.stall_after = stall_after
+        self.on_stall = on_stall
+        self._halt = threading.Event()
+        self.last_beat: float | None = None
+        self.lease_task: int | None = None
+        self.renewed_at = 0.0
+        self.warned_for: float | None = None  # the last_output_at whose stall was reported
+        self.withheld = False
+        self.shown: tuple[str, int | None] | None = None  # (state, task id) last written
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=10)
+
+    def run(self) -> None:
+        try:
+            while not self._halt.wait(min(CHECK_EVERY, self.heartbeat_interval)):
+                self.check(self.host.clock())
+        finally:
+            self.host.queue.backend.close()  # this thread's own connection
+
+    def check(self, now: float) -> None:
+        activity = self.host.activity
+        state, task = activity.state, activity.task
+        # A new task shows within a second, not at the next beat; tasks shorter than that
+        # cost no file write (a heartbeat write per task would slow a busy agent down).
+        shown = (state, task and task["id"])
+        if due(self.last_beat, now, self.heartbeat_interval) or shown != self.shown:
+            self._beat(state, activity.tick_at, now)
+            self.shown = shown
+        if state == WORKING and task is not None:
+            if task["id"] is not None:
+                self._follow_lease(task, now)
+            self._check_stall(task, activity.last_output_at, now)
+
+    def _beat(self, state: str, tick_at: float, now: float) -> None:
+        if main_loop_alive(state, tick_at, now, self.loop_limit):
+            self.withheld = False
+            self.host.write_status()
+            self.last_beat = now
+        elif not self.withheld:  # once per episode: the watchdog takes it from here
+            self.withheld = True
+            self.host.problem("main loop", f"main loop silent for {now - tick_at:.0f}s; "
+                                           f"heartbeat withheld so the watchdog can restart")
+
+    def _follow_lease(self, task: dict[str, Any], now: float) -> None:
+        """Renew every lease/3; in between, a cheap read each second notices a cancel."""
+        host, task_id = self.host, task["id"]
+        if task_id != self.lease_task:  # a new task: its claim just set a full lease
+            self.lease_task, self.renewed_at = task_id, task["started_at"]
+        try:
+            if due(self.renewed_at, now, self.renew_every):
+                held = host.queue.renew_lease(task_id, host.name, self.lease_seconds)
+                if held:
+                    self.renewed_at = now
+            else:
+                held = host.queue.holds_task(task_id, host.name)
+        except host.db_errors as exc:  # the lease has two more renewals' worth of slack
+            host.problem("lease", f"cannot renew the lease of task {task_id}: "
+                                  f"{type(exc).__name__}: {exc}")
+            return
+        host.recovered("lease")
+        if not held:
+            host.abort(task_id, "cancelled", f"task {task_id} is no longer in progress for "
+                                             f"{host.name} (cancelled or requeued)")
+
+    def _check_stall(self, task: dict[str, Any], last_output_at: float | None,
+                     now: float) -> None:
+        if last_output_at is None:
+            return
+        stall = stall_check(last_output_at, now, self.stall_after, self.warned_for)
+        if not stall.warn:
+            return
+        self.warned_for = last_output_at
+        try:
+            self.host.warn_stall(task, stall.silent_for, self.on_stall)
+        except self.host.db_errors as exc:  # the warning is lost, the cancel must not be
+            self.host.problem("stall warning", f"stall warning not recorded: {exc}")
+        if self.on_stall == "cancel":
+            self.host.abort(task["id"], "stalled",
+                            f"stalled: no output for {self.stall_after:g} s")

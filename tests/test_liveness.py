@@ -1,0 +1,259 @@
+"""Liveness is not progress: the pure rules (liveness.py) and the heartbeat thread's decisions
+(pulse.Pulse.check) driven by an injected clock; no thread runs and nothing sleeps."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from coffee_team.liveness import (IDLE, STATES, STOPPING, WORKING, Stall, due, lease_renew_every,
+                                  main_loop_alive, stall_check)
+from coffee_team.pulse import Activity, Pulse
+
+T0 = 1_700_000_000.0
+EPS = 1e-6
+
+
+# --- main_loop_alive: hang vs working -------------------------------------------------------
+
+@pytest.mark.parametrize("state", sorted(STATES))
+@pytest.mark.parametrize("silent, limit", [(0, 3), (3, 3), (3 + EPS, 3), (7200, 3), (1, 0.5)])
+def test_working_is_never_a_hang_and_otherwise_the_loop_must_tick(state, silent, limit):
+    alive = main_loop_alive(state, T0, T0 + silent, limit)
+    assert alive is (state == WORKING or silent <= limit)
+
+
+def test_unknown_state_is_a_bug_not_a_verdict():
+    with pytest.raises(ValueError, match="unknown agent state 'busy'"):
+        main_loop_alive("busy", T0, T0, 3)
+
+
+# --- due, lease renewal -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("last, now, every, expected", [
+    (None, T0, 5, True), (T0, T0, 5, False), (T0, T0 + 5 - EPS, 5, False), (T0, T0 + 5, 5, True),
+    (T0, T0 + 500, 5, True), (T0 + 1, T0, 5, False)])
+def test_due(last, now, every, expected):
+    assert due(last, now, every) is expected
+
+
+@pytest.mark.parametrize("lease, every", [(3, 1.0), (300, 100.0), (7.5, 2.5)])
+def test_lease_is_renewed_a_third_of_the_way_through(lease, every):
+    assert lease_renew_every(lease) == every
+
+
+@pytest.mark.parametrize("lease", [2.9, 0, -1, float("nan")])
+def test_lease_too_short_to_renew_is_refused(lease):
+    with pytest.raises(ValueError, match="lease_seconds must be at least 3"):
+        lease_renew_every(lease)
+
+
+# --- stall_check ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("silent, warned_for, expected", [
+    (0, None, Stall(False, False, 0)),
+    (10, None, Stall(False, False, 10)),            # exactly stall_after: not yet
+    (10.5, None, Stall(True, True, 10.5)),          # first sight: warn
+    (60, T0, Stall(True, False, 60)),               # the same stall: no second warning
+    (60, T0 - 100, Stall(True, True, 60)),          # output came, then a new silence: warn
+    (5, T0, Stall(False, False, 5)),
+])
+def test_stall_check(silent, warned_for, expected):
+    assert stall_check(T0, T0 + silent, 10, warned_for) == expected
+
+
+def test_no_stall_after_means_no_stall_detection():
+    assert stall_check(T0, T0 + 10**6, None, None) == Stall(False, False, 10**6)
+
+
+def test_clock_going_back_is_no_negative_silence():
+    assert stall_check(T0, T0 - 5, 10, None) == Stall(False, False, 0.0)
+
+
+def test_one_warning_per_stall_over_a_whole_run():
+    """Silence, output, silence: exactly two warnings, each when its silence passes 10 s."""
+    outputs = [T0, T0 + 30]  # the handler printed at T0 and at T0 + 30
+    warned_for, warnings = None, []
+    for second in range(60):
+        now = T0 + second
+        last = max(t for t in outputs if t <= now)
+        stall = stall_check(last, now, 10, warned_for)
+        if stall.warn:
+            warned_for = last
+            warnings.append(second)
+    assert warnings == [11, 41]
+
+
+# --- Pulse.check: the heartbeat thread's decisions, one tick at a time ----------------------
+
+class FakeQueue:
+    def __init__(self):
+        self.held = True
+        self.calls = []
+        self.fail = False
+
+    def renew_lease(self, task_id, agent, seconds):
+        self.calls.append(("renew", task_id, seconds))
+        if self.fail:
+            raise OSError("database is locked")
+        return self.held
+
+    def holds_task(self, task_id, agent):
+        self.calls.append(("holds", task_id))
+        if self.fail:
+            raise OSError("database is locked")
+        return self.held
+
+
+class FakeHost:
+    name = "ann"
+    db_errors = (OSError,)
+
+    def __init__(self):
+        self.now = T0
+        self.clock = lambda: self.now
+        self.activity = Activity(self.clock)
+        self.activity.state = IDLE
+        self.queue = FakeQueue()
+        self.beats, self.aborts, self.stalls, self.problems = [], [], [], []
+
+    def write_status(self):
+        self.beats.append(self.now)
+
+    def abort(self, task_id, reason, message):
+        self.aborts.append((task_id, reason, message))
+
+    def warn_stall(self, task, silent_for, action):
+        self.stalls.append((task["id"], round(silent_for), action))
+
+    def problem(self, what, message):
+        self.problems.append(what)
+
+    def recovered(self, what):
+        pass
+
+
+def run(host, pulse, seconds, step=1.0):
+    for _ in range(int(seconds / step)):
+        host.now += step
+        pulse.check(host.now)
+
+
+def make(stall_after=None, on_stall="warn", lease=30.0):
+    host = FakeHost()
+    return host, Pulse(host, heartbeat_interval=2, lease_seconds=lease, loop_limit=3,
+                       stall_after=stall_after, on_stall=on_stall)
+
+
+def test_beats_while_a_task_runs_for_two_hours_and_keeps_its_lease():
+    host, pulse = make()
+    host.activity.begin(42, "build")
+    run(host, pulse, 7200)
+    assert len(host.beats) == 3600  # every heartbeat_interval, the main thread busy throughout
+    renewals = [c for c in host.queue.calls if c[0] == "renew"]
+    assert len(renewals) == 720 and all(c == ("renew", 42, 30.0) for c in renewals)  # lease/3
+    assert len(host.queue.calls) == 7200  # a cheap read in every other second: cancel seen in 1 s
+    assert host.aborts == [] and host.stalls == []
+
+
+def test_a_stuck_main_loop_gets_no_heartbeat_and_a_ticking_one_does():
+    host, pulse = make()
+    run(host, pulse, 2)
+    assert host.beats == [T0 + 1]  # first check beats at once, then every 2 s
+    run(host, pulse, 10)  # idle, and the loop never ticked since T0: stuck after 3 s
+    assert host.beats == [T0 + 1, T0 + 3] and host.problems == ["main loop"]
+    host.activity.tick()
+    run(host, pulse, 1)
+    assert host.beats[-1] == host.now and host.queue.calls == []  # idle: no lease to keep
+
+
+def test_a_task_that_is_no_longer_ours_is_aborted_within_a_second():
+    host, pulse = make()
+    host.activity.begin(7, "t")
+    run(host, pulse, 5)
+    host.queue.held = False  # e.g. `task cancel` set it cancelled
+    run(host, pulse, 1)
+    assert host.aborts == [(7, "cancelled", "task 7 is no longer in progress for ann "
+                                            "(cancelled or requeued)")]
+
+
+def test_database_trouble_does_not_abort_the_task():
+    host, pulse = make()
+    host.activity.begin(7, "t")
+    host.queue.fail = True
+    run(host, pulse, 20)
+    assert host.aborts == [] and "lease" in host.problems
+
+
+def test_periodic_runs_hold_no_lease():
+    host, pulse = make()
+    host.activity.begin(None, "periodic")
+    run(host, pulse, 60)
+    assert host.queue.calls == [] and len(host.beats) == 30
+
+
+@pytest.mark.parametrize("on_stall", ["warn", "cancel"])
+def test_one_warning_per_stall_and_cancel_if_asked(on_stall):
+    host, pulse = make(stall_after=5, on_stall=on_stall)
+    host.activity.begin(9, "t")
+    run(host, pulse, 20)          # silent: one stall, warned once
+    host.activity.touch("halfway")  # progress ends it
+    run(host, pulse, 4)
+    assert host.stalls == [(9, 6, on_stall)]
+    run(host, pulse, 10)          # silent again: a new stall
+    assert host.stalls == [(9, 6, on_stall), (9, 6, on_stall)]
+    expected = [(9, "stalled", "stalled: no output for 5 s")] * 2 if on_stall == "cancel" else []
+    assert host.aborts == expected
+
+
+def test_a_new_task_starts_with_a_fresh_lease_and_no_stall():
+    host, pulse = make(stall_after=5)
+    host.activity.begin(1, "t")
+    run(host, pulse, 12)
+    host.activity.end(IDLE)
+    host.activity.tick()
+    host.activity.begin(2, "t")
+    host.queue.calls.clear()
+    run(host, pulse, 4)
+    assert host.queue.calls == [("holds", 2)] * 4  # task 2's claim set its lease: reads only
+    assert host.stalls == [(1, 6, "warn")]
+
+
+def test_activity_fields_are_what_the_heartbeat_file_shows():
+    host = FakeHost()
+    a = host.activity
+    assert a.fields() == {"state": IDLE, "current_task": None, "task_id": None,
+                          "task_started_at": None, "last_output_at": None, "progress": None}
+    a.begin(42, "build")
+    host.now += 3
+    a.touch("compiling")
+    assert a.fields() == {"state": WORKING, "current_task": {"id": 42, "type": "build",
+                                                             "started_at": T0},
+                          "task_id": 42, "task_started_at": T0, "last_output_at": T0 + 3,
+                          "progress": "compiling"}
+    a.end(STOPPING)
+    assert a.fields()["state"] == STOPPING and a.fields()["task_id"] is None
+
+
+def test_every_state_combination_is_decided():
+    """Exhaustive over states × (ticked recently or not) × (task or not)."""
+    for state, ticked, has_task in itertools.product(sorted(STATES), (True, False), (True, False)):
+        host, pulse = make()
+        host.activity.state = state
+        host.activity.task = {"id": 5, "type": "t", "started_at": T0} if has_task else None
+        host.now = T0 + (1 if ticked else 10)
+        pulse.check(host.now)
+        assert bool(host.beats) is (state == WORKING or ticked)
+        assert bool(host.queue.calls) is (state == WORKING and has_task)
+
+
+def test_a_new_task_shows_at_the_next_check_not_the_next_beat():
+    host, pulse = make()  # heartbeat_interval 2
+    run(host, pulse, 1)
+    host.activity.begin(5, "t")
+    run(host, pulse, 1)  # not due for 2 s, but the file must say "working on #5" now
+    run(host, pulse, 1)  # nothing changed and not due: no write
+    host.activity.end(IDLE)
+    host.activity.tick()
+    run(host, pulse, 1)
+    assert host.beats == [T0 + 1, T0 + 2, T0 + 4]
