@@ -236,3 +236,28 @@ def test_web_program_round_trips_through_supervisor(tmp_path):
     assert proc.autostart and proc.autorestart
     without_web = parse_team({"agents": {"a": {}}}, "t", team.path)
     assert "[program:web]" not in confgen.render(without_web)["supervisord.conf"]
+
+
+# --- the Prometheus exposition ----------------------------------------------------------------
+
+def test_duration_histogram_parses_and_counts(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+    from coffee_team import promexport
+    queue = MessageQueue(str(tmp_path / "q.db"), agents=AGENTS)
+    for kind in ('odd "type"\\n', "spec_created"):
+        queue.send("cli", "architect", kind, {})
+        (task,) = queue.claim("architect")
+        queue.mark_completed(task.id, {})
+    histogram = promexport.DurationHistogram()
+    first = promexport.render(None, queue, AGENTS, histogram).decode()
+    again = promexport.render(None, queue, AGENTS, histogram).decode()
+    assert first == again  # nothing new: the same counts, not counted twice
+    families = {f.name: f for f in text_string_to_metric_families(first)}
+    counts = {s.labels["type"]: s.value for s in families["coffee_task_duration_seconds"].samples
+              if s.name.endswith("_count")}
+    assert counts == {'odd "type"\\n': 1, "spec_created": 1}
+    tasks = {(s.labels["agent"], s.labels["status"]): s.value
+             for s in families["coffee_tasks"].samples}
+    assert tasks[("architect", "completed")] == 2 and tasks[("code_developer", "pending")] == 0
+    assert families["coffee_supervisord_up"].samples[0].value == 0
+    queue.close()

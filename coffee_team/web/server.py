@@ -68,9 +68,11 @@ class Dashboard:
         return ok_user and ok_password
 
     def metrics(self) -> bytes:
+        return self.snapshots.run(self._metrics)
+
+    def _metrics(self) -> bytes:
         status, _ = self.snapshots.status()
-        return self.snapshots.run(promexport.render, status, self.snapshots.queue,
-                                  self.team.names, self.histogram)
+        return promexport.render(status, self.snapshots.queue, self.team.names, self.histogram)
 
     def act(self, kind: str, target: str, action: str) -> actions.Answer:
         endpoint = self.snapshots.endpoint

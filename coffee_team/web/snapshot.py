@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from .. import client, tracing
+from .. import client, status, tracing
 from ..errors import SupervisorDown
 from ..team import Team
 
@@ -123,10 +123,21 @@ class Snapshots:
         return self._db_thread.submit(function, *args).result()
 
     def _rpc_status(self) -> dict:
-        return client.call(self.endpoint, "coffee.getTeamStatus", timeout=5)
+        """What ``coffee.getTeamStatus`` returns, built here from supervisor's process table:
+        the /proc reads stay out of supervisord's single thread, and its reply is the small
+        process table instead of the full status of every agent."""
+        answers = client.call(self.endpoint, "system.multicall", [
+            {"methodName": "supervisor.getAllProcessInfo", "params": []},
+            {"methodName": "supervisor.getPID", "params": []}], timeout=5)
+        for answer in answers:  # supervisor's multicall: each value as is, or a fault struct
+            if isinstance(answer, dict):
+                raise SupervisorDown(f"supervisord: {answer.get('faultString', answer)}")
+        infos, pid = answers
+        extra = status.queue_columns(self.queue, self.team.names)
+        return status.collect(self.team, infos, pid, extra=extra, now=self.clock())
 
     def status(self) -> tuple[dict | None, str]:
-        """(getTeamStatus or None, why not)."""
+        """(getTeamStatus or None, why not); on the database thread."""
         try:
             return self.fetch_status(), ""
         except SupervisorDown as exc:
