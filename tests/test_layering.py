@@ -8,7 +8,7 @@
     web                coffee_team.web.*                (python -m coffee_team.web: dashboard)
 
     library            coffee_team.team, schema, confgen, layout, status, hosts, client,
-                       tracing, doctor, errors, heartbeat, promexport, otel,
+                       tracing, doctor, errors, heartbeat, promexport,
                        watchdog.{policy,health,protocol}
     database           coffee_team.queue.*: the only code that writes SQL or names a driver
 
