@@ -30,14 +30,20 @@ class HttpSettings:
     allow_remote: bool = False
 
 
-def check_http(http: HttpSettings, source: str) -> None:
-    """Refuse an XML-RPC server that would be open: it controls every agent."""
+def check_http(http: HttpSettings, source: str, where: str = "team.http",
+               what: str = "the XML-RPC API") -> None:
+    """Refuse a server that would be open: it controls every agent. ``team.web`` (the
+    dashboard) follows the same rules as ``team.http``."""
     if not http.username or not http.password_env:
-        raise TeamError(f"{source}: team.http: username and password_env are required")
+        raise TeamError(f"{source}: {where}: username and password_env are required")
     if not http.allow_remote and not is_loopback(http.host):
-        raise TeamError(f"{source}: team.http.host: {http.host!r} is not a loopback address; "
-                        f"the XML-RPC API controls every agent, so set allow_remote: true to "
+        raise TeamError(f"{source}: {where}.host: {http.host!r} is not a loopback address; "
+                        f"{what} controls every agent, so set allow_remote: true to "
                         f"expose it on purpose")
+
+
+# The dashboard's supervisord program; an agent cannot have this name while team.web is set.
+WEB_PROGRAM = "web"
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class TeamSettings:
     python: str = ".venv/bin/python"
     require_branch: str | None = None
     http: HttpSettings | None = None
+    web: HttpSettings | None = None  # the dashboard (coffee_team/web), same shape as http
     retry: RetryPolicy | None = None
     escalate_after: float | None = None  # seconds; None: pending tasks are never escalated
 
@@ -217,22 +224,22 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
             "", source)
     team_doc = document.get("team")
     team_doc = {} if team_doc is None else team_doc
-    http_doc = None
+    http_doc = web_doc = None
     team_retry = None
     if isinstance(team_doc, dict):
         team_doc = dict(team_doc)
         http_doc = team_doc.pop("http", None)
+        web_doc = team_doc.pop("web", None)
         team_retry = _retry(team_doc.pop("retry", None), "team.retry", source)
-    settings = TeamSettings(**_fields(team_doc, TEAM_FIELDS, "team", source, ("http", "retry")),
+    settings = TeamSettings(**_fields(team_doc, TEAM_FIELDS, "team", source,
+                                      ("http", "retry", "web")),
                             retry=team_retry)
     if http_doc is not None:
-        http = _fields(http_doc, HTTP_FIELDS, "team.http", source)
-        missing = {"port", "username", "password_env"} - set(http)
-        if missing:
-            raise TeamError(f"{source}: team.http: missing {', '.join(sorted(missing))}")
-        http_settings = HttpSettings(**http)
-        check_http(http_settings, source)
-        settings = TeamSettings(**{**settings.__dict__, "http": http_settings})
+        settings = TeamSettings(**{**settings.__dict__,
+                                   "http": _server(http_doc, "team.http", source)})
+    if web_doc is not None:
+        settings = TeamSettings(**{**settings.__dict__, "web": _server(
+            web_doc, "team.web", source, what="the dashboard")})
     agents_doc = document.get("agents")
     if not isinstance(agents_doc, dict) or not agents_doc:
         raise TeamError(f"{source}: agents: expected a mapping of agent names to settings "
@@ -256,8 +263,23 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
                             f"(seconds without output before the task is cancelled)")
         agents.append(AgentSpec(name=name, **values))
     _check_timing(settings, source)
+    if settings.web is not None and any(a.name == WEB_PROGRAM for a in agents):
+        raise TeamError(f"{source}: agents.{WEB_PROGRAM}: this name is the dashboard's program "
+                        f"while team.web is set; rename the agent")
     hosts = _hosts(document["hosts"], source) if "hosts" in document else ()
     return Team(settings=settings, agents=tuple(agents), path=path or Path(source), hosts=hosts)
+
+
+def _server(doc: Any, where: str, source: str, what: str = "the XML-RPC API") -> HttpSettings:
+    """``team.http`` / ``team.web`` → HttpSettings: port, username and password_env required,
+    loopback only unless allow_remote."""
+    values = _fields(doc, HTTP_FIELDS, where, source)
+    missing = {"port", "username", "password_env"} - set(values)
+    if missing:
+        raise TeamError(f"{source}: {where}: missing {', '.join(sorted(missing))}")
+    server = HttpSettings(**values)
+    check_http(server, source, where, what)
+    return server
 
 
 def _retry(doc: Any, where: str, source: str) -> RetryPolicy | None:

@@ -93,3 +93,33 @@ def seed_trace(events: Iterable[dict], tasks: Iterable[dict]) -> dict[str, Any]:
                "agent_restarts": sum(1 for r in events_out if r["event_type"] == "agent_restart"),
                "messages_sent": sum(1 for r in events_out if r["event_type"] == "message_sent")}
     return {"agent": "orchestrator", "events": events_out, "metrics": metrics}
+
+
+def timeline(events: Iterable[dict], running_since: dict[str, float], since: float,
+             now: float) -> dict[str, Any]:
+    """The dashboard's last-hour view of ``chrome_trace``'s lifetimes and instants.
+
+    ``events`` are the journal rows of the window, any order; ``running_since`` maps each agent
+    RUNNING now to its start (from the status), so a lifetime that began before the window, or
+    whose start event is gone, still shows. Spans are clipped to [since, now]; an open one has
+    ``end`` None.
+    """
+    spans: list[dict[str, Any]] = []
+    points: list[dict[str, Any]] = []
+    open_since: dict[str, float] = {}
+    for e in sorted(events, key=lambda e: e["id"]):
+        agent, kind, ts = e["agent"], e["kind"], e["ts"]
+        if ts < since or agent is None:
+            continue
+        if kind == kinds.RUNNING:
+            open_since[agent] = ts
+        elif kind in kinds.LIFETIME_ENDS:
+            # an end without its start in the window: it ran since before the window
+            spans.append({"agent": agent, "start": open_since.pop(agent, since), "end": ts,
+                          "ended_by": kind})
+        if kind in kinds.INSTANTS:
+            points.append({"agent": agent, "ts": ts, "kind": kind})
+    for agent, started in running_since.items():
+        spans.append({"agent": agent, "start": max(since, open_since.pop(agent, started)),
+                      "end": None, "ended_by": None})
+    return {"since": since, "now": now, "spans": spans, "points": points}

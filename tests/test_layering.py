@@ -5,9 +5,11 @@
     supervisord        coffee_team.rpcinterface (+ rpcvalues)
     watchdog listener  coffee_team.watchdog.listener   (eventlisteners/watchdog.py runs it)
     CLI                coffee_team.cli.*                (coffee-team, python -m coffee_team)
+    web                coffee_team.web.*                (python -m coffee_team.web: dashboard)
 
     library            coffee_team.team, schema, confgen, layout, status, hosts, client,
-                       tracing, doctor, errors, heartbeat, watchdog.{policy,health,protocol}
+                       tracing, doctor, errors, heartbeat, promexport,
+                       watchdog.{policy,health,protocol}
     database           coffee_team.queue.*: the only code that writes SQL or names a driver
 
 Imports go down only: an entry module may import the library and the database package; the
@@ -26,7 +28,8 @@ DRIVERS = {"sqlite3", "psycopg2", "peewee", "playhouse"}
 SQL = re.compile(r"\b(SELECT\b.*\bFROM|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE (TABLE|INDEX)"
                  r"|ALTER TABLE|PRAGMA \w+|LISTEN \w|NOTIFY \w|pg_\w+\()", re.S)
 ENTRIES = {"agent": "coffee_team.agent", "rpcinterface": "coffee_team.rpcinterface",
-           "watchdog": "coffee_team.watchdog.listener", "cli": "coffee_team.cli"}
+           "watchdog": "coffee_team.watchdog.listener", "cli": "coffee_team.cli",
+           "web": "coffee_team.web"}
 
 
 def modules() -> dict[str, tuple[str, ast.Module]]:

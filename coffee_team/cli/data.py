@@ -139,9 +139,17 @@ def queue_list(ctx: Context, status: str | None, agent: str | None, limit: int,
 @main.command()
 @click.option("--days", default=7.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--prometheus", is_flag=True,
+              help="Print the /metrics exposition instead (for node_exporter's textfile "
+                   "collector); agent series need supervisord, queue series do not.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="With --prometheus: write this file atomically (a *.prom file in the "
+                   "collector's directory) instead of printing.")
 @pass_ctx
-def metrics(ctx: Context, days: float, as_json: bool) -> None:
+def metrics(ctx: Context, days: float, as_json: bool, prometheus: bool, out: str | None) -> None:
     """Bottlenecks (slowest task types) and agent performance."""
+    if prometheus:
+        return _prometheus(ctx, out)
     with open_queue(ctx) as q:
         data = {"days": days, "bottlenecks": q.bottlenecks(days),
                 "agent_performance": q.agent_performance(days), "states": q.state_counts(days)}
@@ -156,6 +164,38 @@ def metrics(ctx: Context, days: float, as_json: bool) -> None:
     click.echo("Agent performance:")
     for row in data["agent_performance"]:
         click.echo(f"  {row['agent']:<24} {row['count']:>6} tasks  avg {row['avg_ms']:>9.1f} ms")
+
+
+def _prometheus(ctx: Context, out: str | None) -> None:
+    from .. import client, promexport
+    from ..errors import SupervisorDown
+    try:
+        status = client.call(ctx.endpoint, "coffee.getTeamStatus", timeout=10)
+    except SupervisorDown:
+        status = None  # coffee_supervisord_up 0: the queue's series still count
+    with open_queue(ctx) as q:
+        text = promexport.render(status, q, ctx.team.names).decode()
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        _write_textfile(out, text)
+
+
+def _write_textfile(path: str, text: str) -> None:
+    """Atomically (node_exporter may read at any moment) and world-readable (it runs as its
+    own user); the temporary name does not end in .prom, so the collector skips it."""
+    import os
+    import tempfile
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".coffee-metrics-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 @main.command()

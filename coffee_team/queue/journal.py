@@ -64,6 +64,10 @@ class JournalMixin:
             rows = self.backend.fetchdicts(sql.AGENT_EVENTS_SINCE, (since_id, agent, limit))
         return [_event(row) for row in rows]
 
+    def newest_events(self, limit: int) -> list[dict]:
+        """The latest ``limit`` events of every agent, newest first."""
+        return [_event(row) for row in self.backend.fetchdicts(sql.NEWEST_EVENTS, (limit,))]
+
     def recent_events(self, agent: str, kinds: Sequence[str], limit: int) -> list[dict]:
         """``agent``'s latest events of the given kinds, newest first."""
         rows = self.backend.fetchdicts(sql.recent_events_of_kinds(len(kinds)),
@@ -93,6 +97,16 @@ class JournalMixin:
         else:
             rows = self.backend.fetchdicts(sql.NOTIFICATIONS_SINCE, (since_id, limit))
         return [_notification(row) for row in rows]
+
+    def newest_notifications(self, limit: int) -> list[dict]:
+        return [_notification(row)
+                for row in self.backend.fetchdicts(sql.NEWEST_NOTIFICATIONS, (limit,))]
+
+    def notification_counts(self) -> dict[str, int]:
+        """{level: notifications ever raised} (every level present)."""
+        counts = dict.fromkeys(NOTIFICATION_LEVELS, 0)
+        counts.update(self.backend.fetchall(sql.NOTIFICATION_LEVEL_COUNTS))
+        return counts
 
     def notification_exists(self, notification_id: int) -> bool:
         return self.backend.fetchone(sql.NOTIFICATION_EXISTS, (notification_id,)) is not None

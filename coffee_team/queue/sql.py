@@ -179,6 +179,22 @@ AGENT_PERFORMANCE = (
     "SELECT agent, COUNT(*) AS count, AVG(duration_ms) AS avg_ms FROM metrics"
     " WHERE timestamp >= ? GROUP BY agent ORDER BY agent")
 
+# --- the dashboard and /metrics (reporting.py, journal.py): each an index walk or a LIMIT ---
+
+# Counts per recipient and status from the claim index alone (no table rows read), with the
+# smallest pending id: the oldest waiting task, whose created_at is one primary-key probe.
+TASK_COUNTS_BY_INDEX = ("SELECT recipient, status, COUNT(*), MIN(id) FROM tasks"
+                        " GROUP BY recipient, status")
+TASK_CREATED_AT = "SELECT created_at FROM tasks WHERE id = ?"
+NEWEST_EVENTS = "SELECT id, ts, agent, kind, detail FROM events ORDER BY id DESC LIMIT ?"
+NEWEST_NOTIFICATIONS = (
+    "SELECT id, created_at, level, agent, title, message, sound, acknowledged"
+    " FROM notifications ORDER BY id DESC LIMIT ?")
+NOTIFICATION_LEVEL_COUNTS = "SELECT level, COUNT(*) FROM notifications GROUP BY level"
+# Task durations after a metrics row id, for a histogram kept up to date incrementally.
+METRICS_AFTER = ("SELECT id, agent, task_type, duration_ms FROM metrics WHERE id > ?"
+                 " ORDER BY id LIMIT ?")
+
 # --- schema (db.py) -------------------------------------------------------------------------
 
 SCHEMA_VERSION = "SELECT MAX(version) FROM schema_version"

@@ -1,0 +1,84 @@
+"""The dashboard's buttons: each a ``coffee.*`` call to supervisord, answered in one sentence.
+
+Pure mapping plus one call seam (``call(method, *args)``), so the messages and the status
+codes are tested without a server. Faults become HTTP codes: an unknown agent, task or
+notification 404; a state that forbids the action (retry a completed task) 409; supervisord
+not answering 503.
+"""
+from __future__ import annotations
+
+import xmlrpc.client
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import SupervisorDown
+
+# supervisor.xmlrpc.Faults codes (not imported: that module drags in supervisor's server)
+BAD_ARGUMENTS, BAD_NAME, FAILED = 3, 10, 30
+
+
+@dataclass(frozen=True)
+class Answer:
+    code: int
+    message: str
+
+
+def _agent_message(action: str, name: str, result: Any) -> str:
+    if action == "restart":
+        return f"{name}: restart requested (stopping if needed, then starting)"
+    if action == "pause":
+        return f"{name} paused: it finishes its current task and claims nothing new"
+    return f"{name} resumed" if result else f"{name} was not paused"
+
+
+def _task_message(action: str, task_id: int, previous: Any) -> str:
+    if action == "cancel":
+        return f"task {task_id} cancelled (it was {previous})"
+    return f"task {task_id} is pending again (it was {previous})"
+
+
+def _ack_message(notification_id: int, acknowledged: Any) -> str:
+    return (f"notification {notification_id} acknowledged" if acknowledged
+            else f"notification {notification_id} was already acknowledged")
+
+
+# (kind, action) → (coffee.* method, message builder)
+ACTIONS: dict[tuple[str, str], tuple[str, Callable[..., str]]] = {
+    ("agents", "restart"): ("coffee.restartAgent", lambda n, r: _agent_message("restart", n, r)),
+    ("agents", "pause"): ("coffee.pauseAgent", lambda n, r: _agent_message("pause", n, r)),
+    ("agents", "resume"): ("coffee.resumeAgent", lambda n, r: _agent_message("resume", n, r)),
+    ("tasks", "cancel"): ("coffee.cancelTask", lambda i, r: _task_message("cancel", i, r)),
+    ("tasks", "retry"): ("coffee.retryTask", lambda i, r: _task_message("retry", i, r)),
+    ("notifications", "ack"): ("coffee.ackNotification", _ack_message),
+}
+
+
+def perform(kind: str, action: str, target: str, agent_names: tuple[str, ...],
+            call: Callable[..., Any]) -> Answer:
+    """Run one action on ``target`` (an agent name or a numeric id) through ``call``."""
+    if (kind, action) not in ACTIONS:
+        return Answer(404, f"no action {action!r} on {kind}")
+    method, message = ACTIONS[kind, action]
+    if kind == "agents":
+        if target not in agent_names:
+            return Answer(404, f"unknown agent {target[:60]!r}")
+        key: Any = target
+    else:
+        if not target.isdigit() or len(target) > 12:
+            return Answer(404, f"no {kind[:-1]} with id {target[:20]!r}")
+        key = int(target)
+    try:
+        return Answer(200, message(key, call(method, key)))
+    except SupervisorDown as exc:
+        return Answer(503, str(exc))
+    except xmlrpc.client.Fault as exc:
+        return _fault_answer(exc)
+
+
+def _fault_answer(fault: xmlrpc.client.Fault) -> Answer:
+    text = fault.faultString.split(":", 1)[-1].strip() or fault.faultString
+    if fault.faultCode == BAD_NAME or (fault.faultCode == BAD_ARGUMENTS and text.startswith("no ")):
+        return Answer(404, text)
+    if fault.faultCode == FAILED:
+        return Answer(409, text)
+    return Answer(400, text)

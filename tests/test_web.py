@@ -1,0 +1,263 @@
+"""The web program without supervisord: a real server on a free port over a real SQLite queue,
+with ``coffee.getTeamStatus`` and the action calls replaced by fakes; the team file's ``web:``
+block and the ``[program:web]`` it generates; the pure pieces (state labels, timeline)."""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import urllib.error
+import urllib.request
+import xmlrpc.client
+
+import pytest
+
+from coffee_team import confgen, tracing
+from coffee_team.errors import SupervisorDown, TeamError
+from coffee_team.queue import MessageQueue
+from coffee_team.team import parse_team
+from coffee_team.web import actions, server
+from coffee_team.web.snapshot import Snapshots, display_state
+
+WEB = {"port": 8099, "username": "ops", "password_env": "CT_WEB_PASSWORD"}
+AGENTS = ("architect", "code_developer")
+
+
+def status_of(*rows: dict) -> dict:
+    return {"uptime_seconds": 5.0, "agents_running": 1, "agents_total": len(rows),
+            "supervisord_pid": 1, "agents": list(rows)}
+
+
+def agent(name: str, state: str = "RUNNING", **extra) -> dict:
+    return {"name": name, "state": state, "pid": 10, "priority": 1, "uptime_seconds": 3.0,
+            "cpu_percent": 1.5, "rss_mb": 20.0, "restarts": 0, "given_up": False,
+            "paused": False, **extra}
+
+
+@pytest.fixture
+def web(tmp_path):
+    """A running web server; yields (base url, queue, calls made to supervisord)."""
+    team = parse_team({"team": {"web": WEB}, "agents": {a: {} for a in AGENTS}},
+                      str(tmp_path / "data" / "team.yaml"), tmp_path / "data" / "team.yaml")
+    queue = MessageQueue(str(tmp_path / "q.db"), agents=AGENTS)
+    status = status_of(agent("architect"), agent("code_developer", "EXITED",
+                                                 next_restart_at=10**10))
+    snapshots = Snapshots(team, queue, ttl=0, fetch_status=lambda: status)
+    app = server.Dashboard(team, snapshots, "ops", "s3cret")
+    calls = []
+
+    def fake_act(kind, target, action):
+        def call(method, *args):
+            calls.append((method, *args))
+            if method == "coffee.retryTask":
+                raise xmlrpc.client.Fault(30, "FAILED: task 1 is pending; only failed or "
+                                              "cancelled tasks can be retried")
+            return "pending" if method == "coffee.cancelTask" else True
+        return actions.perform(kind, action, target, team.names, call)
+
+    app.act = fake_act
+    httpd = server.make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", queue, calls, app
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        snapshots.close()
+
+
+def request(url: str, method: str = "GET", password: str | None = "s3cret",
+            headers: dict | None = None) -> tuple[int, bytes, dict]:
+    headers = dict(headers or {})
+    if password is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"ops:{password}".encode()).decode()
+    req = urllib.request.Request(url, method=method, headers=headers,
+                                 data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+def post(base: str, path: str, app, **headers) -> tuple[int, dict]:
+    headers = {server.CSRF_HEADER: app.csrf_token, **headers}
+    code, body, _ = request(base + path, "POST", headers=headers)
+    return code, json.loads(body)
+
+
+def test_every_path_needs_the_password(web):
+    base, *_ = web
+    for path in ("/", "/api/dashboard", "/metrics", "/api/tasks/1"):
+        for password in (None, "wrong"):
+            code, _, headers = request(base + path, password=password)
+            assert code == 401, path
+            assert headers["WWW-Authenticate"].startswith("Basic")
+    code, body, headers = request(base + "/")
+    assert code == 200 and b"coffee-team" in body
+    assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_dashboard_joins_status_and_queue(web):
+    base, queue, _, _ = web
+    queue.send("cli", "code_developer", "spec_created", {"spec_id": "S-1"})
+    code, body, _ = request(base + "/api/dashboard")
+    data = json.loads(body)
+    rows = {a["name"]: a for a in data["agents"]}
+    assert code == 200 and data["error"] == ""
+    assert rows["architect"]["display_state"] == "RUNNING"
+    assert rows["code_developer"]["display_state"] == "BACKOFF"
+    assert rows["code_developer"]["state_detail"].startswith("crashed, restart in")
+    assert rows["code_developer"]["queue"]["pending"] == 1
+    assert rows["code_developer"]["queue"]["oldest_pending_age_s"] >= 0
+    assert [t["type"] for t in data["tasks"]] == ["spec_created"]
+    assert {s["agent"] for s in data["timeline"]["spans"]} == {"architect"}
+
+
+def test_task_detail_and_unknown_ids_are_one_line_404s(web):
+    base, queue, _, _ = web
+    task_id = queue.send("cli", "architect", "design_request", {"text": "x"})
+    code, body, _ = request(f"{base}/api/tasks/{task_id}")
+    assert code == 200 and json.loads(body)["content"] == {"text": "x"}
+    for path in ("/api/tasks/424242", "/api/tasks/abc", "/api/agents/nobody", "/nowhere"):
+        code, body, _ = request(base + path)
+        assert code == 404 and "\n" not in json.loads(body)["error"], path
+
+
+def test_actions_answer_with_a_clear_message(web):
+    base, _, calls, app = web
+    assert post(base, "/api/agents/architect/restart", app) == (
+        200, {"message": "architect: restart requested (stopping if needed, then starting)"})
+    assert post(base, "/api/tasks/7/cancel", app) == (
+        200, {"message": "task 7 cancelled (it was pending)"})
+    code, body = post(base, "/api/tasks/7/retry", app)
+    assert code == 409 and body["error"].startswith("task 1 is pending")
+    assert post(base, "/api/agents/nobody/pause", app)[0] == 404
+    assert post(base, "/api/agents/architect/explode", app)[0] == 404
+    assert calls == [("coffee.restartAgent", "architect"), ("coffee.cancelTask", 7),
+                     ("coffee.retryTask", 7)]
+
+
+@pytest.mark.parametrize("headers", [
+    {server.CSRF_HEADER: ""},
+    {server.CSRF_HEADER: "forged"},
+    {"Origin": "http://evil.example"},
+    {"Sec-Fetch-Site": "cross-site"},
+])
+def test_cross_site_actions_are_refused(web, headers):
+    base, _, calls, app = web
+    code, body = post(base, "/api/agents/architect/restart", app, **headers)
+    assert code == 403 and body["error"].startswith("refused")
+    assert calls == []
+
+
+def test_actions_are_post_only(web):
+    base, _, calls, _ = web
+    assert request(base + "/api/agents/architect/restart")[0] == 404
+    assert calls == []
+
+
+def test_supervisord_down_is_a_banner_not_an_error(tmp_path):
+    team = parse_team({"agents": {"a": {}}}, "t", tmp_path / "data" / "team.yaml")
+    queue = MessageQueue(str(tmp_path / "q.db"), agents=("a",))
+
+    def down():
+        raise SupervisorDown("supervisord is not running")
+    snapshots = Snapshots(team, queue, fetch_status=down)
+    try:
+        data = snapshots.dashboard()
+    finally:
+        snapshots.close()
+    assert data["error"] == "supervisord is not running"
+    assert [a["state"] for a in data["agents"]] == ["UNKNOWN"]
+
+
+@pytest.mark.parametrize("row, label", [
+    (agent("a"), "RUNNING"),
+    (agent("a", paused=True), "PAUSED"),
+    (agent("a", "EXITED", given_up=True), "GIVEN UP"),
+    (agent("a", "EXITED", next_restart_at=140.0), "BACKOFF"),
+    (agent("a", "EXITED"), "CRASHED"),
+    (agent("a", "STOPPED"), "STOPPED"),
+])
+def test_state_labels(row, label):
+    assert display_state(row, now=100.0)[0] == label
+    if label == "BACKOFF":
+        assert display_state(row, now=100.0)[1] == "crashed, restart in 40s"
+
+
+def test_timeline_clips_lifetimes_to_the_window():
+    events = [{"id": 1, "ts": 50.0, "agent": "a", "kind": "running", "detail": {}},
+              {"id": 2, "ts": 150.0, "agent": "a", "kind": "exited", "detail": {}},
+              {"id": 3, "ts": 150.0, "agent": "a", "kind": "crash", "detail": {}},
+              {"id": 4, "ts": 160.0, "agent": "b", "kind": "exited", "detail": {}},
+              {"id": 5, "ts": 170.0, "agent": "a", "kind": "running", "detail": {}}]
+    view = tracing.timeline(events, {"a": 170.0, "c": 20.0}, since=100.0, now=200.0)
+    assert view["spans"] == [
+        {"agent": "a", "start": 100.0, "end": 150.0, "ended_by": "exited"},
+        {"agent": "b", "start": 100.0, "end": 160.0, "ended_by": "exited"},
+        {"agent": "a", "start": 170.0, "end": None, "ended_by": None},
+        {"agent": "c", "start": 100.0, "end": None, "ended_by": None}]
+    assert view["points"] == [{"agent": "a", "ts": 150.0, "kind": "crash"}]
+
+
+# --- team.web and [program:web] -------------------------------------------------------------
+
+def web_team(tmp_path, web: dict, agents: dict | None = None):
+    path = tmp_path / "data" / "team.yaml"
+    return parse_team({"team": {"web": web}, "agents": agents or {"a": {}}}, str(path), path)
+
+
+@pytest.mark.parametrize("web, message", [
+    ({**WEB, "host": "0.0.0.0"}, "team.web.host: '0.0.0.0' is not a loopback address"),
+    ({"port": 8099, "username": "ops"}, "team.web: missing password_env"),
+    ({**WEB, "colour": 1}, "team.web.colour: unknown key"),
+])
+def test_bad_web_blocks_are_one_line(tmp_path, web, message):
+    with pytest.raises(TeamError, match=message) as caught:
+        web_team(tmp_path, web)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_agent_named_web_clashes_with_the_program(tmp_path):
+    with pytest.raises(TeamError, match="agents.web: this name is the dashboard's program"):
+        web_team(tmp_path, WEB, {"web": {}})
+
+
+def test_web_program_round_trips_through_supervisor(tmp_path):
+    from tests.test_confgen import argv_of, expected_python, programs, supervisor_read
+    team = web_team(tmp_path, {**WEB, "host": "10.0.0.5", "allow_remote": True})
+    found = programs(supervisor_read(team))
+    assert sorted(found) == ["a", "web"]
+    _, proc = found["web"]
+    assert argv_of(proc) == [expected_python(team), "-m", "coffee_team.web", "--team",
+                             str(team.path.resolve())]
+    assert proc.autostart and proc.autorestart
+    without_web = parse_team({"agents": {"a": {}}}, "t", team.path)
+    assert "[program:web]" not in confgen.render(without_web)["supervisord.conf"]
+
+
+# --- the Prometheus exposition ----------------------------------------------------------------
+
+def test_duration_histogram_parses_and_counts(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+    from coffee_team import promexport
+    queue = MessageQueue(str(tmp_path / "q.db"), agents=AGENTS)
+    for kind in ('odd "type"\\n', "spec_created"):
+        queue.send("cli", "architect", kind, {})
+        (task,) = queue.claim("architect")
+        queue.mark_completed(task.id, {})
+    histogram = promexport.DurationHistogram()
+    first = promexport.render(None, queue, AGENTS, histogram).decode()
+    again = promexport.render(None, queue, AGENTS, histogram).decode()
+    assert first == again  # nothing new: the same counts, not counted twice
+    families = {f.name: f for f in text_string_to_metric_families(first)}
+    counts = {s.labels["type"]: s.value for s in families["coffee_task_duration_seconds"].samples
+              if s.name.endswith("_count")}
+    assert counts == {'odd "type"\\n': 1, "spec_created": 1}
+    tasks = {(s.labels["agent"], s.labels["status"]): s.value
+             for s in families["coffee_tasks"].samples}
+    assert tasks[("architect", "completed")] == 2 and tasks[("code_developer", "pending")] == 0
+    assert families["coffee_supervisord_up"].samples[0].value == 0
+    queue.close()
