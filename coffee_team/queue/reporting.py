@@ -9,6 +9,7 @@ import json
 from typing import Any, Optional, Sequence
 
 from coffee_team.queue import sql
+from coffee_team.queue.content import decode_stored
 from coffee_team.taskstate import STATES
 
 
@@ -30,8 +31,8 @@ class ReportingMixin:
     def _task_dicts(self, statement: str, params: Sequence[Any]) -> list[dict]:
         rows = self.backend.fetchdicts(statement, params)
         for row in rows:
-            row["content"] = json.loads(row["content"]) if row["content"] is not None else None
-            row["result"] = json.loads(row["result"]) if row["result"] is not None else None
+            row["content"] = decode_stored(row["content"], "content")
+            row["result"] = decode_stored(row["result"], "result")
             row["errors"] = json.loads(row["errors"]) if row["errors"] else []
         return rows
 
