@@ -459,6 +459,48 @@ class QueueContract:
                                   "cancelled": 0, "oldest_pending_age_s": 15.0}
         assert stats["bob"]["completed"] == 1 and stats["bob"]["oldest_pending_age_s"] is None
 
+    def test_stats_match_the_rows_through_every_transition(self):
+        """The finished counts come from trigger-kept counters: after completions, failures,
+        cancels, retries, lease expiries, requeues and cleanup they still match the rows."""
+        q = self.make_queue(max_attempts=2, lease_seconds=10)
+
+        def counted_by_hand():
+            out: dict = {}
+            for t in q.list_tasks(limit=10**4):
+                out.setdefault(t["recipient"], {})
+                out[t["recipient"]][t["status"]] = out[t["recipient"]].get(t["status"], 0) + 1
+            return out
+
+        def assert_stats_match():
+            by_hand, stats = counted_by_hand(), q.stats()
+            for recipient, row in stats.items():
+                counts = {k: v for k, v in row.items() if k != "oldest_pending_age_s" and v}
+                assert counts == by_hand.get(recipient, {}), recipient
+            assert set(by_hand) <= set(stats)
+
+        ids = [q.send("cli", name, "t") for name in ("alice", "bob") for _ in range(6)]
+        for task in q.claim("alice", limit=4):
+            q.mark_completed(task.id, "ok")
+        assert_stats_match()
+        (first,) = q.claim("bob", limit=1)
+        q.mark_failed(first.id, "boom")
+        q.cancel_task(ids[-1])
+        assert_stats_match()
+        q.retry_task(first.id)
+        q.retry_task(ids[-1])
+        assert_stats_match()
+        q.claim("bob", limit=2)
+        self.clock.advance(11)
+        q.claim("bob", limit=2)  # leases expired: released, claimed again
+        self.clock.advance(11)
+        q.claim("bob", limit=1)  # attempts used up: the expired ones fail
+        q.requeue_agent("bob")
+        assert_stats_match()
+        self.clock.advance(100)
+        q.cleanup(50)
+        assert_stats_match()
+        assert q.stats()["alice"]["completed"] == 0
+
     def test_cleanup_deletes_only_old_finished_tasks(self):
         q = self.make_queue()
         done, failed, live = (q.send("cli", "alice", "t") for _ in range(3))

@@ -41,13 +41,17 @@ class ReportingMixin:
         oldest_pending_age_s}}."""
         now = self.clock()
         out: dict[str, dict[str, Any]] = {}
-        for recipient, status, count, oldest in self.backend.fetchall(sql.TASK_COUNTS):
-            entry = out.setdefault(recipient, {**dict.fromkeys(STATES, 0),
-                                               "oldest_pending_age_s": None})
-            entry[status] = count
+
+        def entry(recipient: str) -> dict[str, Any]:
+            return out.setdefault(recipient, {**dict.fromkeys(STATES, 0),
+                                              "oldest_pending_age_s": None})
+        for recipient, status, count in self.backend.fetchall(sql.FINISHED_COUNTS):
+            entry(recipient)[status] = count
+        for recipient, status, count, oldest in self.backend.fetchall(sql.LIVE_COUNTS):
+            entry(recipient)[status] = count
             if status == "pending":
-                entry["oldest_pending_age_s"] = max(0.0, now - oldest)
-        return out
+                entry(recipient)["oldest_pending_age_s"] = max(0.0, now - oldest)
+        return dict(sorted(out.items()))
 
     def cleanup(self, older_than_seconds: float) -> int:
         """Delete completed/failed/cancelled tasks finished more than that long ago."""
