@@ -1,4 +1,5 @@
-"""The one check on every value the queue stores: task content, results, follow-ups.
+"""The one check on every value the queue stores: task content, results, follow-ups (and
+the names and priority that go with them).
 
 Every door (the Python API, the CLI, XML-RPC, a handler's result) goes through
 ``encode_json``: JSON-serialisable, finite numbers only, nested at most ``MAX_CONTENT_DEPTH``
@@ -17,6 +18,9 @@ MAX_CONTENT_BYTES = 1024 * 1024
 # Deep enough for any real document, shallow enough that every recursive reader (json, the
 # XML-RPC marshaller, pretty-printers) stays far from Python's recursion limit.
 MAX_CONTENT_DEPTH = 64
+MAX_NAME_CHARS = 100
+MAX_DEDUPE_KEY_CHARS = 200
+PRIORITY_RANGE = range(0, 10)
 
 
 class TooDeep(ContentError):
@@ -88,6 +92,16 @@ def encode_json(value: Any, what: str) -> str:
     if _may_be_too_deep(text):
         check_depth(value, what)
     return text
+
+
+def check_name(value: Any, what: str) -> None:
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
+        raise ContentError(f"{what} must be a non-empty string of at most {MAX_NAME_CHARS} characters")
+
+
+def check_priority(priority: Any) -> None:
+    if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITY_RANGE:
+        raise ContentError(f"priority must be an int from 0 (most urgent) to 9, got {priority!r}")
 
 
 def load_json_text(text: str, what: str) -> Any:

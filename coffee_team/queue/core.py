@@ -27,7 +27,8 @@ import peewee
 from coffee_team.queue.db import backend_for, is_postgres, migrate, open_database, pg_connect
 from coffee_team.errors import (ContentError, QueueFullError, RoutingError, UnroutableError,
                                 UnstorableResult)
-from coffee_team.queue.content import encode_json, read_stored, too_deep_message
+from coffee_team.queue.content import (MAX_DEDUPE_KEY_CHARS, check_name, check_priority,
+                                       encode_json, read_stored, too_deep_message)
 from coffee_team.queue.control import ControlMixin
 from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.reporting import ReportingMixin
@@ -35,9 +36,6 @@ from coffee_team.queue.routing import resolve_recipients
 from coffee_team.queue.wake import PgWake, WakeSockets, drain
 from coffee_team.taskstate import RetryPolicy, check_delay
 
-MAX_NAME_CHARS = 100
-MAX_DEDUPE_KEY_CHARS = 200
-PRIORITY_RANGE = range(0, 10)
 _INSERT_CHUNK_ROWS = 500  # 8 params/row stays far below SQLite's 32766 limit
 
 
@@ -58,16 +56,6 @@ _MESSAGE_FIELDS = frozenset(("sender", "recipient", "type", "content", "priority
                              "delay"))
 # Positions in a message row: _add_rows builds sql.insert_tasks' 8 parameters.
 _RECIPIENT, _DEDUPE_KEY = 1, 6
-
-
-def _check_name(value: Any, what: str) -> None:
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
-        raise ContentError(f"{what} must be a non-empty string of at most {MAX_NAME_CHARS} characters")
-
-
-def _check_priority(priority: Any) -> None:
-    if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITY_RANGE:
-        raise ContentError(f"priority must be an int from 0 (most urgent) to 9, got {priority!r}")
 
 
 class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
@@ -181,10 +169,10 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
         except TypeError:  # unhashable, so invalid: reported below
             recipients = None
         if recipients is None:
-            _check_name(sender, "sender")
-            _check_name(task_type, "type")
+            check_name(sender, "sender")
+            check_name(task_type, "type")
         if priority.__class__ is not int or not 0 <= priority <= 9:
-            _check_priority(priority)  # raises unless an int subclass in range
+            check_priority(priority)  # raises unless an int subclass in range
         if dedupe_key is not None and (not isinstance(dedupe_key, str)
                                        or len(dedupe_key) > MAX_DEDUPE_KEY_CHARS):
             raise ContentError(f"dedupe_key must be a string of at most {MAX_DEDUPE_KEY_CHARS}"
