@@ -39,6 +39,11 @@ class ContentError(QueueError):
     """A task, result or notification is malformed; nothing was written."""
 
 
+class UnstorableResult(ContentError):
+    """A task's result cannot be stored (not JSON, too large, too deep): the task fails with
+    this reason; its follow-ups are not sent."""
+
+
 class QueueFullError(QueueError):
     """A recipient already has max_queue_size pending tasks (backpressure)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import handlers
-from .errors import HandlerError, QueueError
+from .errors import HandlerError, QueueError, UnstorableResult
 from .handlers import HandlerContext, Interrupted
 from .liveness import IDLE, STOPPING
 from .output import log
@@ -61,7 +61,9 @@ class TaskExecution:
         try:
             return self.durable(self.queue.mark_completed, task_id, result, agent=self.name,
                                 follow_ups=self._messages(sends))
-        except QueueError as exc:
+        except UnstorableResult:
+            raise  # the result itself: process() fails the task with the reason
+        except QueueError as exc:  # only the follow-ups are bad: complete without them
             log(self.name, f"task {task_id}: follow-up messages not sent: {exc}")
             return self.durable(self.queue.mark_completed, task_id, result, agent=self.name)
 
@@ -80,7 +82,12 @@ class TaskExecution:
         except HandlerError as exc:
             self._fail(data, str(exc))
             return
-        if self._complete(data["id"], result, sends):
+        try:
+            completed = self._complete(data["id"], result, sends)
+        except UnstorableResult as exc:  # a handler bug like any other: fail it, carry on
+            self._fail(data, f"result not stored: {exc}")
+            return
+        if completed:
             self.counts["tasks_completed"] += 1
         else:
             self._dropped(data, "no longer in progress for this agent when it finished")

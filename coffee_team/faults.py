@@ -89,3 +89,18 @@ def long_work(task: dict, ctx: HandlerContext) -> Any:
     with open(ctx.options["record_file"], "a") as f:
         f.write(f"{task['id']}\n")
     return {"done": task["id"]}
+
+
+def unstorable(task: dict, ctx: HandlerContext) -> Any:
+    """Answer a task whose content names a kind with a result the queue cannot store:
+    "datetime", "set", "nan", "deep" (nested 65 levels), "huge" (2 MB); anything else: "ok"."""
+    import datetime
+    if task["type"] == "periodic":
+        return None
+    deep: list = []
+    for _ in range(64):
+        deep = [deep]
+    results = {"datetime": lambda: datetime.datetime.now(), "set": lambda: {1, 2},
+               "nan": lambda: float("nan"), "deep": lambda: deep,
+               "huge": lambda: "x" * (2 * 2**20)}
+    return results.get(task["content"], lambda: "ok")()

@@ -1,7 +1,7 @@
 """The team as Prometheus metrics: the web program's ``/metrics`` and
 ``coffee-team metrics --prometheus`` (node_exporter's textfile collector) render the same text.
 
-Inputs are what the dashboard already reads (``coffee.getTeamStatus``, ``live_counts()``,
+Inputs are what the dashboard already reads (``coffee.getTeamStatus``, ``stats()``,
 notification counts) plus task durations from the ``metrics`` table, folded into a histogram
 incrementally so that a scrape reads only the rows that are new since the previous one.
 Names follow the Prometheus conventions: base units (seconds, bytes), ``_total`` on counters.
@@ -169,7 +169,7 @@ def render(status: dict | None, queue: Any, names: Iterable[str],
     histogram = histogram or DurationHistogram()
     histogram.catch_up(queue)
     counts = {name: {} for name in names}
-    counts.update(queue.live_counts())
+    counts.update(queue.stats())
     text = exposition([*agent_families(status),
                        *queue_families(counts, queue.notification_counts())])
     return text + histogram.text().encode()

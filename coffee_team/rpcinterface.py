@@ -20,7 +20,6 @@ control characters.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -36,8 +35,7 @@ from supervisor.xmlrpc import Faults, RPCError
 from coffee_team import events as kinds
 from coffee_team.errors import UnknownAgentError
 from coffee_team.rpctasks import TaskControlRPC, task_struct
-from coffee_team.rpcvalues import (MAX_CONTENT_DEPTH, MAX_LIMIT, check_id, check_limit, kind_of,
-                                   nesting_depth, short)
+from coffee_team.rpcvalues import MAX_LIMIT, check_id, check_limit, kind_of, short
 from coffee_team.rpcvalues import rpc_method as _rpc
 from coffee_team.watchdog import policy
 
@@ -234,22 +232,12 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
                 raise RPCError(Faults.BAD_ARGUMENTS, f"{what} must be a string, got {kind_of(value)}")
         if recipient and recipient != "all":
             self._agent(recipient)
-        from coffee_team.queue import MAX_CONTENT_BYTES
-        if isinstance(content, str):
-            if len(content) > MAX_CONTENT_BYTES:
-                raise RPCError(Faults.BAD_ARGUMENTS, f"content is {len(content)} characters; "
-                                                     f"the limit is {MAX_CONTENT_BYTES}")
-            try:
-                content = json.loads(content)
-            except (ValueError, RecursionError) as exc:
-                raise RPCError(Faults.BAD_ARGUMENTS,
-                               f"content string is not valid JSON: {exc}") from None
+        from coffee_team.queue.content import load_json_text
+        if isinstance(content, str):  # the queue checks either form the same way
+            content = load_json_text(content, "content string")
         elif not isinstance(content, (dict, list, int, float, bool)):
             raise RPCError(Faults.BAD_ARGUMENTS,
                            f"content must be a struct, an array or a JSON string, got {kind_of(content)}")
-        if nesting_depth(content, MAX_CONTENT_DEPTH) > MAX_CONTENT_DEPTH:
-            raise RPCError(Faults.BAD_ARGUMENTS,
-                           f"content is nested more than {MAX_CONTENT_DEPTH} levels deep")
         return self._queue_().send(sender, recipient or None, type, content, priority=priority,
                                    dedupe_key=dedupe_key or None, delay=delay)
 

@@ -11,10 +11,10 @@ from typing import Any, Callable
 
 from supervisor.xmlrpc import Faults, RPCError
 
+from coffee_team.queue.content import MAX_CONTENT_DEPTH
 from coffee_team.schema import describe as short
 
 MAX_LIMIT = 1000
-MAX_CONTENT_DEPTH = 64
 MAXINT = 2**31 - 1
 MININT = -(2**31)
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -54,20 +54,6 @@ def xmlrpc_safe(value: Any, depth: int = 0) -> Any:
         items = (xmlrpc_safe(item, depth + 1) for item in value)
         return ["" if item is Unset else item for item in items]
     return xmlrpc_safe(str(value), depth)
-
-
-def nesting_depth(value: Any, limit: int) -> int:
-    """Depth of nested lists/dicts, counting iteratively (no recursion) and stopping at limit."""
-    stack, deepest = [(value, 1)], 0
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list, tuple)):
-            deepest = max(deepest, depth)
-            if deepest > limit:
-                return deepest
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 def one_line(text: str, limit: int = 300) -> str:

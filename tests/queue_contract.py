@@ -27,11 +27,29 @@ from coffee_team.queue import (
     QueueFullError,
     UnroutableError,
 )
+from coffee_team.errors import UnstorableResult
 from tests.clock import FakeClock
 
 TEAM = ("architect", "code_developer", "reviewer")
 HANDLES = {"architect": ("design",), "code_developer": ("implement", "fix"),
            "reviewer": ("review", "fix")}
+
+
+def nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def cycle() -> dict:
+    value: dict = {}
+    value["self"] = value
+    return value
+
+
+def deep_json(levels: int) -> str:
+    return "[" * levels + "]" * levels
 
 
 class QueueContract:
@@ -298,6 +316,9 @@ class QueueContract:
         (dict(content=object()), "not JSON-serialisable"),
         (dict(content=float("nan")), "not JSON-serialisable"),
         (dict(content="x" * (1024 * 1024)), "limit is 1048576"),
+        (dict(content=nested(65)), "nested more than 64 levels deep"),
+        (dict(content=nested(992)), "nested more than 64 levels deep"),
+        (dict(content=cycle()), "nested more than 64 levels deep"),
         (dict(priority=10), "priority"),
         (dict(priority=-1), "priority"),
         (dict(priority=True), "priority"),
@@ -316,6 +337,49 @@ class QueueContract:
             q.send(**message)
         assert isinstance(info.value, QueueError) and "\n" not in str(info.value)
         assert q.list_tasks() == []
+
+    def test_content_64_deep_is_accepted(self):
+        q = self.make_queue()
+        q.send("cli", "alice", "t", nested(64))
+        assert q.claim("alice")[0].content == nested(64)
+
+    @pytest.mark.parametrize("result", [{1}, float("inf"), "x" * (1024 * 1024), nested(65)],
+                             ids=["set", "inf", "1 MiB", "65 deep"])
+    def test_unstorable_result_raises_and_leaves_the_task_in_progress(self, result):
+        q = self.make_queue()
+        task_id = q.send("cli", "alice", "t")
+        q.claim("alice")
+        with pytest.raises(UnstorableResult, match="^result "):
+            q.mark_completed(task_id, result, follow_ups=[dict(sender="alice", recipient="bob",
+                                                               type="t")])
+        (task,) = q.list_tasks()
+        assert task["status"] == "in_progress"
+        assert q.mark_failed(task_id, "result not stored")
+
+    def test_bad_follow_up_is_a_content_error_not_an_unstorable_result(self):
+        q = self.make_queue()
+        task_id = q.send("cli", "alice", "t")
+        q.claim("alice")
+        with pytest.raises(ContentError) as info:
+            q.mark_completed(task_id, "ok", follow_ups=[dict(sender="alice", recipient="bob",
+                                                             type="t", content={1})])
+        assert not isinstance(info.value, UnstorableResult)
+
+    def test_content_stored_992_deep_by_an_older_version_fails_instead_of_crashing(self):
+        """A row no reader can walk (older versions let it in): the claim fails it with the
+        reason and hands out the next task; listings show a placeholder."""
+        q = self.make_queue()
+        now = self.clock()
+        q.backend.insert_tasks(["old", "alice", "t", deep_json(992), 1, now, None, now], 1)
+        fine = q.send("cli", "alice", "t", {"ok": 1}, priority=2)
+        (claimed,) = q.claim("alice")
+        assert (claimed.id, claimed.content) == (fine, {"ok": 1})
+        deep = next(t for t in q.list_tasks() if t["id"] != fine)
+        assert deep["status"] == "failed"
+        assert deep["error"] == "content is nested more than 64 levels deep; not run"
+        assert deep["content"].startswith("<content not shown: nested more than 64 levels")
+        assert q.stats()["alice"]["failed"] == 1
+        json.dumps(q.list_tasks())  # every reader downstream can walk what it gets
 
     def test_content_just_under_limit_is_accepted(self):
         q = self.make_queue()
@@ -394,6 +458,48 @@ class QueueContract:
         assert stats["alice"] == {"pending": 2, "in_progress": 0, "completed": 0, "failed": 0,
                                   "cancelled": 0, "oldest_pending_age_s": 15.0}
         assert stats["bob"]["completed"] == 1 and stats["bob"]["oldest_pending_age_s"] is None
+
+    def test_stats_match_the_rows_through_every_transition(self):
+        """The finished counts come from trigger-kept counters: after completions, failures,
+        cancels, retries, lease expiries, requeues and cleanup they still match the rows."""
+        q = self.make_queue(max_attempts=2, lease_seconds=10)
+
+        def counted_by_hand():
+            out: dict = {}
+            for t in q.list_tasks(limit=10**4):
+                out.setdefault(t["recipient"], {})
+                out[t["recipient"]][t["status"]] = out[t["recipient"]].get(t["status"], 0) + 1
+            return out
+
+        def assert_stats_match():
+            by_hand, stats = counted_by_hand(), q.stats()
+            for recipient, row in stats.items():
+                counts = {k: v for k, v in row.items() if k != "oldest_pending_age_s" and v}
+                assert counts == by_hand.get(recipient, {}), recipient
+            assert set(by_hand) <= set(stats)
+
+        ids = [q.send("cli", name, "t") for name in ("alice", "bob") for _ in range(6)]
+        for task in q.claim("alice", limit=4):
+            q.mark_completed(task.id, "ok")
+        assert_stats_match()
+        (first,) = q.claim("bob", limit=1)
+        q.mark_failed(first.id, "boom")
+        q.cancel_task(ids[-1])
+        assert_stats_match()
+        q.retry_task(first.id)
+        q.retry_task(ids[-1])
+        assert_stats_match()
+        q.claim("bob", limit=2)
+        self.clock.advance(11)
+        q.claim("bob", limit=2)  # leases expired: released, claimed again
+        self.clock.advance(11)
+        q.claim("bob", limit=1)  # attempts used up: the expired ones fail
+        q.requeue_agent("bob")
+        assert_stats_match()
+        self.clock.advance(100)
+        q.cleanup(50)
+        assert_stats_match()
+        assert q.stats()["alice"]["completed"] == 0
 
     def test_cleanup_deletes_only_old_finished_tasks(self):
         q = self.make_queue()

@@ -345,8 +345,12 @@ class ControlContract:
                 db.execute_sql(statement.format(**kinds))
         db.close()
         q = self.make_queue()
-        assert q.backend.fetchall("SELECT MAX(version) FROM schema_version") == [(2,)]
+        from coffee_team.queue.models import SCHEMA_VERSION
+        assert q.backend.fetchall("SELECT MAX(version) FROM schema_version") == [
+            (SCHEMA_VERSION,)]
         [old_pending, old_failed] = sorted(t["id"] for t in q.list_tasks())
+        recipient = q.get_task(old_failed)["recipient"]
+        assert q.stats()[recipient]["failed"] == 1  # schema 3 counted the finished rows
         assert q.get_task(old_pending)["run_after"] == 100.0
         assert q.retry_task(old_failed) == "failed"
         assert q.cancel_task(old_pending) == "pending"  # the new state passes the CHECK

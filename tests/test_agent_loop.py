@@ -9,6 +9,7 @@ functions run by the real ``handlers.CallableRunner``.  No test sleeps more than
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -599,17 +600,23 @@ def test_idle_wait_is_capped(start):
     assert h.queue.wait_timeouts == [agent_module.IDLE_WAIT_CAP] * 3
 
 
-# --- known bugs ------------------------------------------------------------------------------
+# --- results the queue cannot store -------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "A result the queue cannot store (not JSON: a set, NaN, an object; or over 1 MB) makes "
-    "mark_completed raise ContentError; Agent._complete retries without follow-ups, which "
-    "raises the same error, and it escapes run(): the agent process dies, is restarted, "
-    "claims the task again and dies again until max_attempts. It should fail the task with "
-    "the reason, like any other handler error, and carry on."))
-@pytest.mark.parametrize("result", [{1, 2}, float("nan"), "x" * (2 * 2**20)],
-                         ids=["set", "NaN", "2 MB"])
-def test_unstorable_result_fails_the_task_instead_of_killing_the_agent(start, result):
+def _nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("result, reason", [
+    ({1, 2}, "not JSON-serialisable"),
+    (datetime.datetime(2024, 1, 1), "not JSON-serialisable"),
+    (float("nan"), "not JSON-serialisable"),
+    ("x" * (2 * 2**20), "the limit is 1048576"),
+    (_nested(65), "nested more than 64 levels deep"),
+], ids=["set", "datetime", "NaN", "2 MB", "65 deep"])
+def test_unstorable_result_fails_the_task_instead_of_killing_the_agent(start, result, reason):
     def handler(task, ctx):
         return result if task["content"] == "bad" else "ok"
 
@@ -617,9 +624,25 @@ def test_unstorable_result_fails_the_task_instead_of_killing_the_agent(start, re
     bad, good = h.send(content="bad", priority=1), h.send(content="good", priority=2)
     try:
         exit_code = h.run()
-    except Exception as exc:  # what happens today: the loop dies with the queue's error
+    except Exception as exc:  # what happened before: the loop died with the queue's error
         raise AssertionError(f"run() raised {type(exc).__name__}: {exc}") from exc
     assert exit_code == 0
-    assert h.task(bad)["status"] == "failed"
-    assert "result" in h.task(bad)["error"]
+    failed = h.task(bad)
+    assert (failed["status"], failed["attempts"]) == ("failed", 1)
+    assert failed["error"].startswith("result not stored: result ")
+    assert reason in failed["error"]
     assert h.task(good)["status"] == "completed"
+
+
+def test_unstorable_follow_up_alone_still_completes_the_task(start, capsys):
+    """Bad follow-up content is not a bad result: the task completes without its messages."""
+    def handler(task, ctx):
+        ctx.send("reviewer", "review", {float("nan")})
+        return "fine"
+
+    h = start(handler)
+    task_id = h.send()
+    assert h.run() == 0
+    assert (h.task(task_id)["status"], h.task(task_id)["result"]) == ("completed", "fine")
+    assert h.tasks(agent="reviewer") == []
+    assert log_lines(capsys, f"task {task_id}: follow-up messages not sent")

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import resource
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -64,79 +67,77 @@ def test_dedupe_key_returns_existing_id(proj):
 @pytest.mark.parametrize("args, code, needle", [
     (["send", "architect", "x", "--content", "{bad json"], 2, "not valid JSON"),
     (["send", "nobody", "x"], 1, "unknown recipient 'nobody'"),
-    (["send", "architect", "x", "--priority", "42"], 1, "priority"),
+    (["send", "architect", "x", "--priority", "42"], 2, "priority"),
+    (["send", "all", "x", "--priority", "-1"], 2, "priority"),
+    (["send", "architect", "x", "--content", "[" * 992 + "]" * 992], 2, "nested more than 64"),
+    (["send", "architect", "x", "--content", "[" * 65 + "]" * 65], 2, "nested more than 64"),
+    (["send", "architect", "x", "--content", "NaN"], 2, "not JSON-serialisable"),
+    (["send", "architect", "x", "--content", "@/no/such/file.json"], 2, "No such file"),
+    (["notifications", "--ack", "99999999999999999999"], 2, "99999999999999999999"),
+    (["trace", "--out", "/no/such/dir/trace.json"], 2, "No such file or directory"),
+    (["cleanup", "--older-than-hours", "nan"], 2, "not a finite number"),
+    (["cleanup", "--older-than-hours", "inf"], 2, "not a finite number"),
+    (["cleanup", "--older-than-hours", "-1"], 2, "older-than-hours"),
     (["send", "-", "no_such_type"], 1, "no_such_type"),
     (["queue", "list", "--agent", "nobody"], 2, "unknown agent"),
     (["history", "nobody"], 2, "unknown agent"),
 ])
 def test_user_errors_are_one_line(proj, args, code, needle):
     run(proj, "send", "architect", "warmup")  # the database exists
-    line = one_line_error(run(proj, *args), code)
-    assert needle in line
-
-
-def test_missing_and_corrupt_database(proj):
-    line = one_line_error(run(proj, "queue"), 1)
-    assert "database not found" in line
-    (proj.root / "data" / "orchestrator.db").write_bytes(b"this is not a database" * 100)
-    line = one_line_error(run(proj, "queue"), 1)
-    assert "orchestrator.db" in line
-
-
-def test_metrics_history_notifications_trace(proj, tmp_path):
+    result = run(proj, *args)
+    assert result.exit_code == code, result.output
+    # click's own usage errors (a bad option value) end in its one "Error:" line
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and needle in errors[0], result.output
+    if not result.output.startswith("Usage:"):
+        one_line_error(result, code)
     with MessageQueue.from_team(proj.team) as q:
-        q.send("architect", "code_developer", "spec_created", {"n": 1})
-        task = q.claim("code_developer")[0]
-        q.mark_completed(task.id, {"ok": True})
-        q.record_event("code_developer", "running", pid=1)
-        q.record_event("code_developer", "crash", reason="exited unexpectedly", attempt=1)
-        q.record_event("code_developer", "restarted", attempt=1)
-        q.record_event("code_developer", "given_up", reason="reached max restarts (3)")
-        q.notify("CRITICAL", "code_developer", "code_developer given up", "max restarts")
-
-    data = json.loads(run(proj, "metrics", "--json").output)
-    assert data["bottlenecks"][0]["task_type"] == "spec_created"
-    assert data["agent_performance"][0]["agent"] == "code_developer"
-
-    hist = json.loads(run(proj, "history", "code_developer", "--json").output)
-    assert hist["summary"]["code_developer"] == {
-        "crashes": 1, "restarts": 1, "given_up": True, "last_crash": "exited unexpectedly"}
-    assert "GIVEN UP" in run(proj, "history").output
-
-    notes = json.loads(run(proj, "notifications", "--json").output)
-    assert notes[0]["level"] == "CRITICAL" and notes[0]["sound"] is False
-    assert run(proj, "notifications", "--ack", str(notes[0]["id"])).exit_code == 0
-    assert json.loads(run(proj, "notifications", "--json").output) == []
-    one_line_error(run(proj, "notifications", "--ack", str(notes[0]["id"])), 1)
-
-    chrome = tmp_path / "trace.json"
-    assert run(proj, "trace", "--out", str(chrome)).exit_code == 0
-    events = json.loads(chrome.read_text())["traceEvents"]
-    assert any(e["ph"] == "X" and e["name"] == "spec_created" for e in events)
-    assert any(e["ph"] == "i" and e["name"] == "crash" for e in events)
-    seed = tmp_path / "events.json"
-    assert run(proj, "trace", "--format", "events", "--out", str(seed)).exit_code == 0
-    kinds = [e["event_type"] for e in json.loads(seed.read_text())["events"]]
-    assert {"message_sent", "message_received", "task_completed", "agent_restart"} <= set(kinds)
+        assert len(q.list_tasks()) == 1  # nothing was written
 
 
-def test_cleanup_removes_only_old_finished_tasks(proj):
+def test_content_from_a_file_or_stdin_up_to_the_limit(proj, tmp_path):
+    big = {"text": "x" * (1024 * 1024 - 20)}  # 300 KiB is past what argv takes
+    path = tmp_path / "content.json"
+    path.write_text(json.dumps(big))
+    from_file = run(proj, "send", "architect", "x", "--content", f"@{path}")
+    assert from_file.exit_code == 0, from_file.output
+    from_stdin = CliRunner().invoke(main, ["--team", str(proj.team_file), "send", "architect",
+                                           "x", "--content", "-"], input=json.dumps([1, 2]))
+    assert from_stdin.exit_code == 0, from_stdin.output
     with MessageQueue.from_team(proj.team) as q:
-        q.send("cli", "architect", "a")
-        q.mark_completed(q.claim("architect")[0].id)
-        q.send("cli", "architect", "b")
-    assert "removed 0" in run(proj, "cleanup").output
-    assert "removed 1" in run(proj, "cleanup", "--older-than-hours", "0").output
-    with MessageQueue.from_team(proj.team) as q:
-        assert [t["type"] for t in q.list_tasks()] == ["b"]
+        assert [t["content"] for t in q.list_tasks()] == [[1, 2], big]
+    path.write_text(json.dumps({"text": "x" * (1024 * 1024)}))
+    assert "the limit is 1048576" in one_line_error(
+        run(proj, "send", "architect", "x", "--content", f"@{path}"), 2)
 
 
-def test_database_from_a_newer_version_is_refused(proj):
+def test_broadcast_keeps_the_dedupe_key(proj):
+    first = run(proj, "send", "all", "sync", "--dedupe-key", "nightly").output.split()
+    again = run(proj, "send", "all", "sync", "--dedupe-key", "nightly").output.split()
+    assert len(first) == 6 and again == first
+
+
+def test_start_restart_stop_on_a_damaged_database_are_one_line(proj):
+    """No supervisord: start opens the database (to clear give-ups) before booting it."""
     run(proj, "send", "architect", "warmup")
-    import sqlite3
-    db = sqlite3.connect(proj.team.database_url)
-    db.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 0)")
-    db.commit()
-    db.close()
-    line = one_line_error(run(proj, "queue"), 1)
-    assert "schema version 99 is newer" in line
+    (proj.root / "data" / "orchestrator.db").write_bytes(b"this is not a database" * 100)
+    line = one_line_error(run(proj, "start", "--timeout", "5"), 1)
+    assert "orchestrator.db" in line and "database" in line
+
+
+def test_full_disk_while_sending_is_one_line(proj):
+    """A file size limit (RLIMIT_FSIZE, SIGXFSZ ignored) fails every write past it, as a full
+    disk would: the database opens (its 32 KiB -shm fits), the 120 KB send does not."""
+    run(proj, "send", "architect", "warmup")
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+    command = ("import signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+               "from coffee_team.cli import main; main(prog_name='coffee-team')")
+    result = subprocess.run(
+        [sys.executable, "-c", command, "--team", str(proj.team_file), "send", "architect",
+         "x", "--content", json.dumps("x" * 120_000)], capture_output=True, text=True, preexec_fn=small_files,
+        timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: database error: "), result.stderr

@@ -6,6 +6,7 @@ import fcntl
 import os
 import signal
 import sqlite3
+import sys
 import time
 
 import psutil
@@ -173,3 +174,55 @@ def test_supervisord_kill_9_mid_load_then_resume_exactly_once(project, tmp_path,
     reliability("supervisord killed -9 mid-load", "600 tasks, 3 agents", "kill -9 of supervisord",
                 0, f"0 ({repeats} re-runs)", f"agents gone in {gone:.2f}s, locks free; "
                 f"rest done {finished:.1f}s after `supervisord -c`")
+
+
+# A command handler printing, by content: a valid 2 MB JSON line ("huge"); 0.8 MB of UTF-8
+# that is 2.4 MB stored (JSON escapes "é" as 6 bytes: "wide"); NaN ("nan"); else "ok".
+PRINT_UNSTORABLE = (
+    "import json, sys; kind = json.load(sys.stdin)['content']; "
+    "print({'huge': lambda: json.dumps({'blob': 'x' * 2 * 2**20}), "
+    "'wide': lambda: json.dumps('\u00e9' * 400000, ensure_ascii=False), "
+    "'nan': lambda: '{\"x\": NaN}'}.get(kind, lambda: '\"ok\"')())")
+
+
+def test_unstorable_results_fail_their_task_once_and_the_agents_go_on(project, reliability):
+    """Finding 1 of issue 18: a result the queue cannot store (a datetime, a set, NaN, 65
+    levels deep, 2 MB; from a Python handler or a command) used to crash the agent on every
+    delivery until supervisor gave it up. Now the task fails on its first attempt with the
+    reason, the agent keeps its PID, and the tasks behind it are done."""
+    agents = demo_agents()
+    agents["code_developer"]["handler"] = "coffee_team.faults:unstorable"
+    del agents["assistant"]["handler"]
+    agents["assistant"]["command"] = [sys.executable, "-c", PRINT_UNSTORABLE]
+    project.write_team(agents)
+    boot_supervisord(project)
+    infos = project.wait_states("RUNNING", timeout=40)
+    pids = {name: infos[name]["pid"] for name in ("code_developer", "assistant")}
+    kinds = ["datetime", "set", "nan", "deep", "huge"]
+    with MessageQueue.from_team(project.team) as q:
+        bad = {q.send("cli", "code_developer", "work", kind, priority=1): kind for kind in kinds}
+        for kind in ("huge", "wide", "nan"):
+            bad[q.send("cli", "assistant", "work", kind, priority=1)] = f"command {kind}"
+        good = [q.send("cli", name, "work", "fine", priority=5)
+                for name in ("code_developer", "assistant") for _ in range(3)]
+
+        def finished():
+            tasks = {t["id"]: t for t in q.list_tasks(limit=100)}
+            return all(tasks[i]["status"] in ("completed", "failed") for i in [*bad, *good]) \
+                and tasks
+        started = time.monotonic()
+        tasks = wait_until(finished, 30, 0.1, "every task to finish")
+        took = time.monotonic() - started
+    for task_id, kind in bad.items():
+        task = tasks[task_id]
+        assert (task["status"], task["attempts"]) == ("failed", 1), (kind, task)
+        if kind != "command huge":  # a 2 MB line is no result at all (output.RESULT_LIMIT)
+            assert task["error"].startswith("result not stored: result "), (kind, task["error"])
+    assert [tasks[i]["status"] for i in good] == ["completed"] * len(good)
+    assert_no_crash(project)
+    now = project.infos()
+    assert {name: now[name]["pid"] for name in pids} == pids
+    reliability("results the queue cannot store", f"{len(bad)} bad + {len(good)} good tasks",
+                "datetime, set, NaN, 65 deep, 2 MB (Python handler); 2 MB JSON, 2.4 MB "
+                "once escaped, NaN (command)", 0,
+                "0", f"each failed once with the reason, no crash, all done in {took:.1f}s")

@@ -402,6 +402,18 @@ def test_send_64_deep_is_the_limit(coffee):
     assert coffee.call("sendMessage", "ci", "assistant", "q", deep(63))  # 64 levels with the 1
 
 
+def test_rows_nested_992_deep_by_an_older_version_are_listed_not_fatal(coffee):
+    """Stored before every door checked depth: listings show a placeholder, no RecursionError."""
+    coffee.queue.send("ci", "assistant", "q", {})
+    now = coffee.clock()
+    coffee.queue.backend.insert_tasks(
+        ["old", "assistant", "q", "[" * 992 + "]" * 992, 5, now, None, now], 1)
+    task, _ = coffee.call("listTasks")
+    assert task["content_json"].startswith('"<content not shown: nested more than 64')
+    assert coffee.call("getTask", task["id"])["id"] == task["id"]
+    assert coffee.call("getQueueStats")["assistant"]["pending"] == 2
+
+
 def test_queue_full_is_failed_and_only_for_that_recipient(coffee):
     for i in range(QUEUE_SIZE):
         coffee.call("sendMessage", "ci", "code_developer", "t", {"i": i})

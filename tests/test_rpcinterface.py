@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from coffee_team import rpcinterface, rpcvalues
+from coffee_team.queue import content
 from supervisor.xmlrpc import Faults, SupervisorTransport
 from tests.harness import (BIN, Project, boot_supervisord, demo_agents, temporary_project,
                            wait_until)
@@ -481,5 +482,5 @@ def test_xmlrpc_safe_unit():
         node.append([])
         node = node[0]
     xmlrpc.client.dumps((safe(deep),), methodresponse=True)  # marshallable
-    assert rpcvalues.nesting_depth(deep, 64) == 65
-    assert rpcvalues.nesting_depth({"a": [1, {"b": 2}]}, 64) == 3
+    assert content.nesting_depth(deep, 64) == 65
+    assert content.nesting_depth({"a": [1, {"b": 2}]}, 64) == 3

@@ -189,3 +189,30 @@ def test_reload_relaunches_the_team_and_requeue_still_works(running_team):
                    0.02, "the dead agent's work to be requeued")
     log = (running_team.root / "data" / "logs" / "supervisord.log").read_text()
     assert "Traceback" not in log and "coffee: requeue" not in log
+
+
+def _one_error_line(result) -> str:
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stdout + result.stderr
+    return lines[0]
+
+
+def test_agent_added_to_the_team_file_or_a_damaged_database_is_one_line(running_team):
+    """Issue 18, finding 8: `start` after adding an agent said `Fault 10: BAD_NAME`; restart and
+    stop --agents on a damaged database printed a traceback."""
+    agents = demo_agents()
+    agents["newcomer"] = {"priority": 9, "handler": "coffee_team.demo:handle"}
+    running_team.write_team(agents)  # and gen-config: supervisord still runs the old one
+    for args in (("start", "--agents", "newcomer"), ("restart", "newcomer"),
+                 ("stop", "--agents", "newcomer")):
+        result = running_team.cli(*args)
+        line = _one_error_line(result)
+        assert result.returncode == 1 and "newcomer: in the team file but not in the " \
+            "running supervisord" in line and "gen-config" in line and "update" in line, line
+    database = running_team.root / "data" / "orchestrator.db"
+    database.write_bytes(b"not a database" * 1000)
+    for suffix in ("-wal", "-shm"):  # else the newest pages, page 1 too, come from the WAL
+        database.with_name(database.name + suffix).unlink(missing_ok=True)
+    for args in (("restart", "architect"), ("stop", "--agents", "architect")):
+        result = running_team.cli(*args)
+        assert result.returncode == 1 and "database" in _one_error_line(result)

@@ -5,6 +5,7 @@ input or a bad team file, 3 when supervisord is not running, 1 otherwise."""
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -52,7 +53,38 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def environment_trouble(exc: Exception) -> str | None:
+    """One line for an error of the machine rather than of the command (a damaged or locked
+    database, a full disk), or None for anything else (a bug: keep its traceback)."""
+    db = sys.modules.get("coffee_team.queue.db")  # not imported: no database error possible
+    if db is not None and isinstance(exc, db.database_errors()):
+        return f"database error: {first_line(exc)}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror}"
+    return None
+
+
+class EdgeGroup(click.Group):
+    """The CLI's edge: whatever the command, trouble of the environment is one line, exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            message = environment_trouble(exc)
+            if message is None:
+                raise
+            raise UserError(message) from None
+
+
+@click.group(cls=EdgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--team", "team_path", default="data/team.yaml", envvar="COFFEE_TEAM",
               show_default=True, help="Team file (its directory's parent is the project root).")
 @click.option("-c", "--conf", default=None, help="supervisord config to reach the server by.")

@@ -3,6 +3,7 @@ notifications, history, trace. They work whether or not supervisord is running."
 from __future__ import annotations
 
 import json
+import sys
 import time
 from contextlib import contextmanager
 
@@ -19,7 +20,7 @@ def open_queue(ctx: Context, create: bool = False):
     """The team's queue; reading commands refuse to invent an empty database."""
     from pathlib import Path
 
-    from ..errors import TaskNotFound
+    from ..errors import ContentError, TaskNotFound
     from ..queue import MessageQueue, QueueError
     url = ctx.team.database_url
     if not create and "://" not in url and not Path(url).exists():
@@ -35,10 +36,19 @@ def open_queue(ctx: Context, create: bool = False):
                         ) from None
     try:
         yield queue
-    except QueueError as exc:  # an unknown task id is bad input (2); the rest is state (1)
-        raise UserError(str(exc), exit_code=2 if isinstance(exc, TaskNotFound) else 1) from None
+    except QueueError as exc:  # an unknown task id or bad content is bad input (2); the rest
+        bad_input = isinstance(exc, (TaskNotFound, ContentError))  # is state (1)
+        raise UserError(str(exc), exit_code=2 if bad_input else 1) from None
     finally:
         queue.close()
+
+
+def _finite(param: click.Parameter, value: float | None) -> float | None:
+    """click's FloatRange lets nan and inf through (every comparison with nan is false)."""
+    import math
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number of hours", param=param)
+    return value
 
 
 def _when(ts: float | None) -> str:
@@ -47,10 +57,33 @@ def _when(ts: float | None) -> str:
 
 # --- messages --------------------------------------------------------------------------------
 
+def read_content(content: str) -> object:
+    """--content: JSON text, @FILE (a file holding it) or - (standard input); at most the
+    queue's limit, checked like every other door."""
+    from ..queue.content import MAX_CONTENT_BYTES, load_json_text
+    from ..errors import ContentError
+    if content == "-":
+        text = sys.stdin.read(MAX_CONTENT_BYTES + 1)
+    elif content.startswith("@"):
+        try:
+            with open(content[1:], encoding="utf-8") as f:
+                text = f.read(MAX_CONTENT_BYTES + 1)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--content {content}: {getattr(exc, 'strerror', None) or exc}",
+                            exit_code=2) from None
+    else:
+        text = content
+    try:
+        return load_json_text(text, "--content")
+    except ContentError as exc:
+        raise UserError(str(exc), exit_code=2) from None
+
+
 @main.command()
 @click.argument("recipient")
 @click.argument("type")
-@click.option("--content", default=None, help="Task content as JSON (object, list, string…).")
+@click.option("--content", default=None, help="Task content as JSON (object, list, string…); "
+                                               "@FILE reads it from a file, - from stdin.")
 @click.option("--priority", default=5, show_default=True, type=int,
               help="0 (most urgent) to 9.")
 @click.option("--from", "sender", default="cli", show_default=True, help="Sender name.")
@@ -63,21 +96,15 @@ def send(ctx: Context, recipient: str, type: str, content: str | None, priority:
          sender: str, dedupe_key: str | None, delay: str | None) -> None:
     """Send a task to RECIPIENT (an agent, 'all' for a broadcast, or '-' to route by TYPE)."""
     from ..taskstate import parse_duration
-    try:
-        payload = json.loads(content) if content is not None else None
-    except ValueError as exc:
-        raise UserError(f"--content is not valid JSON: {exc}", exit_code=2) from None
+    payload = read_content(content) if content is not None else None
     try:
         seconds = parse_duration(delay) if delay is not None else 0.0
     except ValueError as exc:
         raise UserError(f"--delay: {exc}", exit_code=2) from None
+    message = dict(sender=sender, recipient=None if recipient == "-" else recipient, type=type,
+                   content=payload, priority=priority, dedupe_key=dedupe_key, delay=seconds)
     with open_queue(ctx, create=True) as queue:
-        if recipient == "all":
-            ids = queue.send_many([dict(sender=sender, recipient="all", type=type,
-                                        content=payload, priority=priority, delay=seconds)])
-        else:
-            ids = [queue.send(sender, None if recipient == "-" else recipient, type, payload,
-                              priority=priority, dedupe_key=dedupe_key, delay=seconds)]
+        ids = queue.send_many([message]) if recipient == "all" else [queue.send(**message)]
     click.echo(" ".join(str(i) for i in ids))
 
 
@@ -200,6 +227,7 @@ def _write_textfile(path: str, text: str) -> None:
 
 @main.command()
 @click.option("--older-than-hours", type=click.FloatRange(min=0), default=None,
+              callback=lambda ctx, param, value: _finite(param, value),
               help="Default: the team's cleanup_interval_hours.")
 @pass_ctx
 def cleanup(ctx: Context, older_than_hours: float | None) -> None:
@@ -214,7 +242,8 @@ def cleanup(ctx: Context, older_than_hours: float | None) -> None:
 # --- watchdog records ------------------------------------------------------------------------
 
 @main.command()
-@click.option("--ack", "ack_id", type=int, default=None, help="Acknowledge notification ID.")
+@click.option("--ack", "ack_id", type=click.IntRange(1, 2**63 - 1), default=None,
+              help="Acknowledge notification ID.")
 @click.option("--ack-all", is_flag=True, help="Acknowledge every notification.")
 @click.option("--all", "show_all", is_flag=True, help="Include acknowledged ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
@@ -308,7 +337,10 @@ def trace(ctx: Context, out_path: str, fmt: str, limit: int) -> None:
         tasks = q.list_tasks(limit=limit)
     data = tracing.chrome_trace(events, tasks) if fmt == "chrome" \
         else tracing.seed_trace(events, tasks)
-    with open(out_path, "w", encoding="utf-8") as f:
-        json.dump(data, f)
+    try:
+        with open(out_path, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+    except OSError as exc:  # e.g. a directory that does not exist: the path is bad input
+        raise UserError(f"--out {out_path}: {exc.strerror or exc}", exit_code=2) from None
     count = len(data["traceEvents"]) if fmt == "chrome" else len(data["events"])
     click.echo(f"wrote {count} trace events to {out_path}")

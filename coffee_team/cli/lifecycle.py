@@ -54,19 +54,32 @@ def wait_running(ctx: Context, names: tuple[str, ...], timeout: float) -> None:
 
 def forget_restarts(ctx: Context, names: tuple[str, ...], give_ups: bool) -> None:
     """A human start/restart clears a give-up; a human stop cancels a pending backoff restart."""
-    from ..queue import MessageQueue
     from ..watchdog import policy
+    from .data import open_queue
     rule = policy.on_cleared if give_ups else policy.on_stop_requested
-    with MessageQueue.from_team(ctx.team) as queue:
+    with open_queue(ctx, create=True) as queue:
         for name in names:
             state = policy.RestartState.from_dict(queue.restart_state(name))
             queue.save_restart_state(name, **rule(state).to_dict())
 
 
+def loaded_processes(ctx: Context, names: tuple[str, ...]) -> dict[str, dict]:
+    """supervisord's process infos by name, if it knows every one of ``names``; an agent it
+    does not know was added to the team file after it started: say how to apply that."""
+    infos = {i["name"]: i for i in ctx.rpc("supervisor.getAllProcessInfo")}
+    missing = [name for name in names if name not in infos]
+    if missing:
+        raise UserError(f"{', '.join(missing)}: in the team file but not in the running "
+                        f"supervisord (the team file changed since it started); apply the "
+                        f"change with `coffee-team gen-config` then `supervisorctl -c "
+                        f"{ctx.team.conf_file} update`")
+    return infos
+
+
 def start_in_priority_order(ctx: Context, names: tuple[str, ...]) -> None:
     team = ctx.team
+    infos = loaded_processes(ctx, names)
     forget_restarts(ctx, names, give_ups=True)
-    infos = {i["name"]: i for i in ctx.rpc("supervisor.getAllProcessInfo")}
     todo = [team.agent(n) for n in names
             if infos.get(n, {}).get("statename") not in ("RUNNING", "STARTING")]
     for priority in sorted({a.priority for a in todo}):
@@ -118,10 +131,10 @@ def stop(ctx: Context, agents: str | None) -> None:
     """Stop agents, or with no --agents the whole team and supervisord."""
     names = parse_agents(ctx.team, agents)
     if names:
+        infos = loaded_processes(ctx, names)
         forget_restarts(ctx, names, give_ups=False)
         for name in names:
-            info = ctx.rpc("supervisor.getProcessInfo", name)
-            if info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
+            if infos[name]["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
                 ctx.rpc("supervisor.stopProcess", name, True)
             click.echo(f"{name}: stopped")
         return
@@ -152,8 +165,8 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 def restart(ctx: Context, agent: str) -> None:
     """Stop (if running) and start one agent; clears a give-up."""
     (name,) = parse_agents(ctx.team, agent)
+    info = loaded_processes(ctx, (name,))[name]
     forget_restarts(ctx, (name,), give_ups=True)
-    info = ctx.rpc("supervisor.getProcessInfo", name)
     if info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
         ctx.rpc("supervisor.stopProcess", name, True)
     ctx.rpc("supervisor.startProcess", name, False)

@@ -14,7 +14,6 @@ agents on other hosts wake just as fast.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import select
@@ -26,7 +25,10 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 import peewee
 
 from coffee_team.queue.db import backend_for, is_postgres, migrate, open_database, pg_connect
-from coffee_team.errors import ContentError, QueueFullError, RoutingError, UnroutableError
+from coffee_team.errors import (ContentError, QueueFullError, RoutingError, UnroutableError,
+                                UnstorableResult)
+from coffee_team.queue.content import (MAX_DEDUPE_KEY_CHARS, check_name, check_priority,
+                                       encode_json, read_stored, too_deep_message)
 from coffee_team.queue.control import ControlMixin
 from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.reporting import ReportingMixin
@@ -34,10 +36,6 @@ from coffee_team.queue.routing import resolve_recipients
 from coffee_team.queue.wake import PgWake, WakeSockets, drain
 from coffee_team.taskstate import RetryPolicy, check_delay
 
-MAX_CONTENT_BYTES = 1024 * 1024
-MAX_NAME_CHARS = 100
-MAX_DEDUPE_KEY_CHARS = 200
-PRIORITY_RANGE = range(0, 10)
 _INSERT_CHUNK_ROWS = 500  # 8 params/row stays far below SQLite's 32766 limit
 
 
@@ -58,49 +56,6 @@ _MESSAGE_FIELDS = frozenset(("sender", "recipient", "type", "content", "priority
                              "delay"))
 # Positions in a message row: _add_rows builds sql.insert_tasks' 8 parameters.
 _RECIPIENT, _DEDUPE_KEY = 1, 6
-
-
-def _json_encoder() -> Callable[[Any], str]:
-    """Compact, strict (no NaN) JSON.  JSONEncoder.encode() builds a new C
-    encoder on every call, most of the cost for small values; build one once
-    (no circular-reference markers: a cycle ends in RecursionError instead)."""
-    plain = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    try:
-        fast = make(None, plain.default, json.encoder.encode_basestring_ascii,  # type: ignore
-                    None, ":", ",", False, False, False)
-        sample = {"k": [1, 2.5, "\u00e9\n", None, True, {"0": "x"}]}
-        if "".join(fast(sample, 0)) == plain.encode(sample):
-            return lambda value: "".join(fast(value, 0))
-    except Exception:  # pragma: no cover - no C accelerator or another signature
-        pass
-    return plain.encode
-
-
-_to_json = _json_encoder()
-
-
-def _encode_json(value: Any, what: str) -> str:
-    if value is None:
-        return "null"
-    try:
-        text = _to_json(value)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ContentError(f"{what} is not JSON-serialisable: {exc}") from None
-    # ensure_ascii (the default) makes len(text) the encoded size in bytes.
-    if len(text) > MAX_CONTENT_BYTES:
-        raise ContentError(f"{what} is {len(text)} bytes encoded; the limit is {MAX_CONTENT_BYTES}")
-    return text
-
-
-def _check_name(value: Any, what: str) -> None:
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
-        raise ContentError(f"{what} must be a non-empty string of at most {MAX_NAME_CHARS} characters")
-
-
-def _check_priority(priority: Any) -> None:
-    if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITY_RANGE:
-        raise ContentError(f"priority must be an int from 0 (most urgent) to 9, got {priority!r}")
 
 
 class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
@@ -214,15 +169,15 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
         except TypeError:  # unhashable, so invalid: reported below
             recipients = None
         if recipients is None:
-            _check_name(sender, "sender")
-            _check_name(task_type, "type")
+            check_name(sender, "sender")
+            check_name(task_type, "type")
         if priority.__class__ is not int or not 0 <= priority <= 9:
-            _check_priority(priority)  # raises unless an int subclass in range
+            check_priority(priority)  # raises unless an int subclass in range
         if dedupe_key is not None and (not isinstance(dedupe_key, str)
                                        or len(dedupe_key) > MAX_DEDUPE_KEY_CHARS):
             raise ContentError(f"dedupe_key must be a string of at most {MAX_DEDUPE_KEY_CHARS}"
                                " characters")
-        content = _encode_json(content, "content")
+        content = encode_json(content, "content")
         if delay:
             try:
                 delay = check_delay(delay)
@@ -336,6 +291,16 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
         Tasks whose lease expired are re-claimable; once they used up
         max_attempts they are marked failed instead (never silently dropped).
         """
+        while True:
+            rows = self._claim_rows(agent, limit)
+            tasks = self._claimed_tasks(rows, agent)
+            if tasks or not rows:  # else every row claimed was unreadable: take the next
+                break
+        if len(tasks) > 1:
+            tasks.sort(key=lambda t: (t.priority, t.id))
+        return tasks
+
+    def _claim_rows(self, agent: str, limit: int) -> list[tuple]:
         now, backend, max_attempts = self.clock(), self.backend, self.max_attempts
         # Read first, outside the write lock (a SQLite writer that finds it
         # taken sleeps >= 1 ms): an idle agent takes no lock, and the lease
@@ -356,14 +321,22 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
                     backend.run(self._sql.ADD_PENDING, (agent, back)).fetchone()
             rows = backend.run(self._sql.CLAIM, (
                 agent, now, now + self.lease_seconds, agent, now, limit)).fetchall()
-        loads = json.loads
-        # sql.CLAIM returns ClaimedTask's fields in order; only the content needs decoding.
-        tasks = [ClaimedTask(task_id, sender, recipient, task_type, loads(content), priority,
-                             attempts, created_at, lease_expires_at)
-                 for (task_id, sender, recipient, task_type, content, priority, attempts,
-                      created_at, lease_expires_at) in rows]
-        if len(tasks) > 1:
-            tasks.sort(key=lambda t: (t.priority, t.id))
+        return rows
+
+    def _claimed_tasks(self, rows: list[tuple], agent: str) -> list[ClaimedTask]:
+        """sql.CLAIM's rows (ClaimedTask's fields in order) with the content decoded. A content
+        no handler could read (nested too deep, stored by an older version) fails its task
+        here, with the reason, instead of crashing every agent that claims it."""
+        tasks = []
+        for (task_id, sender, recipient, task_type, content, priority, attempts, created_at,
+             lease_expires_at) in rows:
+            value, readable = read_stored(content)
+            if not readable:
+                self._finish(task_id, "failed", agent=agent,
+                             error=f"{too_deep_message('content')}; not run")
+                continue
+            tasks.append(ClaimedTask(task_id, sender, recipient, task_type, value, priority,
+                                     attempts, created_at, lease_expires_at))
         return tasks
 
     def mark_completed(self, task_id: int, result: Any = None, *, agent: Optional[str] = None,
@@ -373,7 +346,11 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
         ``follow_ups`` (dicts of send()'s arguments) are enqueued in the same transaction, so
         a task's messages exist if and only if it completed: a crash can never send them twice.
         """
-        return self._finish(task_id, "completed", result=_encode_json(result, "result"),
+        try:
+            result_json = encode_json(result, "result")
+        except ContentError as exc:  # the handler's value, not the caller's arguments
+            raise UnstorableResult(str(exc)) from None
+        return self._finish(task_id, "completed", result=result_json,
                             agent=agent, follow_ups=self._prepare_messages(follow_ups))
 
     def _finish(self, task_id: int, status: str, *, result: Optional[str] = None,

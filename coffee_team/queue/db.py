@@ -178,6 +178,8 @@ def migrate(db: peewee.Database) -> int:
                     _tasks_v2_after(db)
                 if "tasks" in tables and "queue_depth" not in tables:
                     _add_queue_depth(backend)
+                if version < 3:
+                    _add_task_counts(backend, db)
                 if version < SCHEMA_VERSION:
                     backend.execute(sql.RECORD_SCHEMA_VERSION, (SCHEMA_VERSION, time.time()))
     return SCHEMA_VERSION
@@ -198,6 +200,15 @@ def _add_queue_depth(backend: SqlBackend) -> None:
     for index in ("tasks_created_at", "tasks_recipient_status", "metrics_agent_task_type"):
         backend.execute(sql.drop_index(index))
     backend.execute(sql.FILL_QUEUE_DEPTH)
+
+
+def _add_task_counts(backend: SqlBackend, db: peewee.Database) -> None:
+    """Schema 3: count the finished tasks once (the table was just created), then let the
+    triggers keep the counts, in this same transaction so no change slips between."""
+    backend.execute(sql.FILL_TASK_COUNTS)
+    triggers = sql.PG_TASK_COUNT_TRIGGERS if is_postgres(db) else sql.SQLITE_TASK_COUNT_TRIGGERS
+    for statement in triggers:
+        backend.execute(statement)
 
 
 # Schema 2 on a version-1 tasks table (sql.py's V2 statements).  PostgreSQL alters it in

@@ -16,6 +16,7 @@ from peewee import (
     AutoField,
     BooleanField,
     CharField,
+    CompositeKey,
     DatabaseProxy,
     DoubleField,
     IntegerField,
@@ -27,7 +28,8 @@ database_proxy = DatabaseProxy()
 
 # 2: run_after, failures, errors, escalated_at and the 'cancelled' state on tasks;
 # agent_pause (db.migrate upgrades a version-1 database in place).
-SCHEMA_VERSION = 2
+# 3: task_counts, kept by triggers (queue stats without scanning the tasks table).
+SCHEMA_VERSION = 3
 
 TASK_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 NOTIFICATION_LEVELS = ("INFO", "WARNING", "CRITICAL")
@@ -120,6 +122,23 @@ class QueueDepth(BaseModel):
         table_name = "queue_depth"
 
 
+class TaskCount(BaseModel):
+    """Per recipient, how many tasks are completed, failed and cancelled: the counts that grow
+    without bound, so stats never count them row by row (pending and in-progress rows are few
+    and counted through the claim index).
+
+    Kept exact by database triggers (sql.TASK_COUNT_TRIGGERS) on every status change into or
+    out of a finished state and on every delete, whoever writes: one upsert per finished task.
+    """
+    recipient = CharField(max_length=100)
+    status = CharField(max_length=20)
+    n = IntegerField(default=0)
+
+    class Meta:
+        table_name = "task_counts"
+        primary_key = CompositeKey("recipient", "status")
+
+
 class Metric(BaseModel):
     id = AutoField()
     agent = CharField(max_length=100)
@@ -200,5 +219,5 @@ class SchemaVersion(BaseModel):
         table_name = "schema_version"
 
 
-ALL_MODELS = (Task, QueueDepth, Metric, Event, Notification, RestartState, AgentPause,
+ALL_MODELS = (Task, QueueDepth, TaskCount, Metric, Event, Notification, RestartState, AgentPause,
               SchemaVersion)

@@ -9,6 +9,7 @@ import json
 from typing import Any, Optional, Sequence
 
 from coffee_team.queue import sql
+from coffee_team.queue.content import decode_stored
 from coffee_team.taskstate import STATES
 
 
@@ -30,30 +31,27 @@ class ReportingMixin:
     def _task_dicts(self, statement: str, params: Sequence[Any]) -> list[dict]:
         rows = self.backend.fetchdicts(statement, params)
         for row in rows:
-            row["content"] = json.loads(row["content"]) if row["content"] is not None else None
-            row["result"] = json.loads(row["result"]) if row["result"] is not None else None
+            row["content"] = decode_stored(row["content"], "content")
+            row["result"] = decode_stored(row["result"], "result")
             row["errors"] = json.loads(row["errors"]) if row["errors"] else []
         return rows
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """{recipient: {pending, in_progress, completed, failed, cancelled,
         oldest_pending_age_s}}."""
-        return _counts_by_recipient(self.backend.fetchall(sql.TASK_COUNTS), self.clock())
+        now = self.clock()
+        out: dict[str, dict[str, Any]] = {}
 
-    def live_counts(self) -> dict[str, dict[str, Any]]:
-        """``stats()`` for pages polled every second: the same keys, read from the claim
-        index alone (no table scan), so it stays fast with 100,000 tasks. The oldest waiting
-        task is the smallest pending id (ids grow with time)."""
-        rows = [(recipient, status, count,
-                 self._created_at(first_id) if status == "pending" else None)
-                for recipient, status, count, first_id
-                in self.backend.fetchall(sql.TASK_COUNTS_BY_INDEX)]
-        return _counts_by_recipient(rows, self.clock())
-
-    def _created_at(self, task_id: int) -> Optional[float]:
-        # claimed in between: the age is left unknown rather than wrong
-        row = self.backend.fetchone(sql.TASK_CREATED_AT, (task_id,))
-        return None if row is None else row[0]
+        def entry(recipient: str) -> dict[str, Any]:
+            return out.setdefault(recipient, {**dict.fromkeys(STATES, 0),
+                                              "oldest_pending_age_s": None})
+        for recipient, status, count in self.backend.fetchall(sql.FINISHED_COUNTS):
+            entry(recipient)[status] = count
+        for recipient, status, count, oldest in self.backend.fetchall(sql.LIVE_COUNTS):
+            entry(recipient)[status] = count
+            if status == "pending":
+                entry(recipient)["oldest_pending_age_s"] = max(0.0, now - oldest)
+        return dict(sorted(out.items()))
 
     def task_durations_after(self, metric_id: int, limit: int = 10_000) -> list[tuple]:
         """(id, agent, task_type, duration_ms) of finished tasks after ``metric_id``, oldest
@@ -78,15 +76,3 @@ class ReportingMixin:
 
     def agent_performance(self, days: float = 7) -> list[dict]:
         return self.backend.fetchdicts(sql.AGENT_PERFORMANCE, (self.clock() - days * 86400,))
-
-
-def _counts_by_recipient(rows: Sequence[tuple], now: float) -> dict[str, dict[str, Any]]:
-    """(recipient, status, count, oldest created_at or None) rows → stats() form."""
-    out: dict[str, dict[str, Any]] = {}
-    for recipient, status, count, oldest in rows:
-        entry = out.setdefault(recipient, {**dict.fromkeys(STATES, 0),
-                                           "oldest_pending_age_s": None})
-        entry[status] = count
-        if status == "pending" and oldest is not None:
-            entry["oldest_pending_age_s"] = max(0.0, now - oldest)
-    return out

@@ -164,8 +164,13 @@ _TASK_COLUMNS = ("id, sender, recipient, type, content, priority, created_at, co
 TASKS_OF_RECIPIENT = (
     f"SELECT {_TASK_COLUMNS} FROM tasks WHERE recipient = ? AND status = ?"
     " ORDER BY priority, id")
-TASK_COUNTS = ("SELECT recipient, status, COUNT(*), MIN(created_at) FROM tasks"
-               " GROUP BY recipient, status")
+# Stats never scan the tasks table: finished tasks are counted by triggers (task_counts);
+# pending and in-progress rows are few (max_queue_size bounds pending), counted through the
+# claim index per recipient (every recipient ever sent to has a queue_depth row).
+FINISHED_COUNTS = "SELECT recipient, status, n FROM task_counts WHERE n > 0"
+LIVE_COUNTS = ("SELECT recipient, status, COUNT(*), MIN(created_at) FROM tasks"
+               " WHERE recipient IN (SELECT recipient FROM queue_depth)"
+               " AND status IN ('pending', 'in_progress') GROUP BY recipient, status")
 DELETE_FINISHED_BEFORE = (
     "DELETE FROM tasks WHERE status IN ('completed', 'failed', 'cancelled')"
     " AND completed_at < ?")
@@ -181,11 +186,6 @@ AGENT_PERFORMANCE = (
 
 # --- the dashboard and /metrics (reporting.py, journal.py): each an index walk or a LIMIT ---
 
-# Counts per recipient and status from the claim index alone (no table rows read), with the
-# smallest pending id: the oldest waiting task, whose created_at is one primary-key probe.
-TASK_COUNTS_BY_INDEX = ("SELECT recipient, status, COUNT(*), MIN(id) FROM tasks"
-                        " GROUP BY recipient, status")
-TASK_CREATED_AT = "SELECT created_at FROM tasks WHERE id = ?"
 NEWEST_EVENTS = "SELECT id, ts, agent, kind, detail FROM events ORDER BY id DESC LIMIT ?"
 NEWEST_NOTIFICATIONS = (
     "SELECT id, created_at, level, agent, title, message, sound, acknowledged"
@@ -205,6 +205,39 @@ PG_MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(?)"
 # A version-1 database made before the queue_depth counter: fill the counter.
 FILL_QUEUE_DEPTH = ("INSERT INTO queue_depth (recipient, pending_bound) SELECT recipient,"
                     " COUNT(*) FROM tasks WHERE status = 'pending' GROUP BY recipient")
+# Schema 3: task_counts filled once from the rows, then kept by triggers.
+FILL_TASK_COUNTS = ("INSERT INTO task_counts (recipient, status, n) SELECT recipient, status,"
+                    " COUNT(*) FROM tasks WHERE status IN ('completed', 'failed', 'cancelled')"
+                    " GROUP BY recipient, status")
+_FINISHED = "('completed', 'failed', 'cancelled')"
+SQLITE_TASK_COUNT_TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS tasks_count_update AFTER UPDATE OF status ON tasks"
+    f" WHEN OLD.status <> NEW.status AND (OLD.status IN {_FINISHED}"
+    f" OR NEW.status IN {_FINISHED}) BEGIN"
+    " INSERT OR IGNORE INTO task_counts (recipient, status, n)"
+    f" SELECT NEW.recipient, NEW.status, 0 WHERE NEW.status IN {_FINISHED};"
+    " UPDATE task_counts SET n = n + 1 WHERE recipient = NEW.recipient AND status = NEW.status;"
+    " UPDATE task_counts SET n = n - 1 WHERE recipient = OLD.recipient AND status = OLD.status;"
+    " END",
+    "CREATE TRIGGER IF NOT EXISTS tasks_count_delete AFTER DELETE ON tasks"
+    f" WHEN OLD.status IN {_FINISHED} BEGIN"
+    " UPDATE task_counts SET n = n - 1 WHERE recipient = OLD.recipient AND status = OLD.status;"
+    " END",
+)
+PG_TASK_COUNT_TRIGGERS = (
+    "CREATE OR REPLACE FUNCTION coffee_count_finished() RETURNS trigger LANGUAGE plpgsql AS $$"
+    f" BEGIN IF OLD.status IN {_FINISHED} THEN"
+    " UPDATE task_counts SET n = n - 1 WHERE recipient = OLD.recipient AND status = OLD.status;"
+    f" END IF; IF TG_OP = 'UPDATE' AND NEW.status IN {_FINISHED} THEN"
+    " INSERT INTO task_counts (recipient, status, n) VALUES (NEW.recipient, NEW.status, 1)"
+    " ON CONFLICT (recipient, status) DO UPDATE SET n = task_counts.n + 1;"
+    " END IF; RETURN NULL; END $$",
+    "CREATE OR REPLACE TRIGGER tasks_count_update AFTER UPDATE OF status ON tasks FOR EACH ROW"
+    f" WHEN (OLD.status <> NEW.status AND (OLD.status IN {_FINISHED}"
+    f" OR NEW.status IN {_FINISHED})) EXECUTE FUNCTION coffee_count_finished()",
+    "CREATE OR REPLACE TRIGGER tasks_count_delete AFTER DELETE ON tasks FOR EACH ROW"
+    f" WHEN (OLD.status IN {_FINISHED}) EXECUTE FUNCTION coffee_count_finished()",
+)
 SQLITE_JOURNAL_MODE = "PRAGMA journal_mode"
 SQLITE_USE_WAL = "PRAGMA journal_mode = wal"
 # IMMEDIATE takes the write lock up front: no deadlock-prone upgrade from a read lock.

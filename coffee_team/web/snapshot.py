@@ -163,7 +163,7 @@ class Snapshots:
     def _build(self, now: float) -> dict[str, Any]:
         status, error = self.status()
         agents = status["agents"] if status else offline_agents(self.team)
-        counts = self.queue.live_counts()
+        counts = self.queue.stats()
         rows = [agent_row(a, counts.get(a["name"], {}), now) for a in agents]
         running = {a["name"]: now - a["uptime_seconds"] for a in agents
                    if a["state"] == "RUNNING" and a.get("uptime_seconds")}
