@@ -82,6 +82,7 @@ class TeamSettings:
     http: HttpSettings | None = None
     retry: RetryPolicy | None = None
     escalate_after: float | None = None  # seconds; None: pending tasks are never escalated
+    host_name: str | None = None  # this host among hosts sharing PostgreSQL; None: hostname
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,13 @@ class Team:
     @property
     def is_postgres(self) -> bool:
         return self.settings.database_path.startswith(PG_SCHEMES)
+
+    @property
+    def host(self) -> str:
+        """This host's name among hosts sharing a PostgreSQL database (restart state, the
+        singleton's holder): ``team.host_name``, else the machine's host name."""
+        import socket
+        return self.settings.host_name or socket.gethostname()
 
     @property
     def wake_dir(self) -> str:

@@ -118,10 +118,12 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
         retry: Optional[Mapping[str, RetryPolicy]] = None,
         escalate_after: Optional[float] = None,
         jitter: Callable[[], float] = random.random,
+        host: str = "",
     ):
         self.db = open_database(database) if isinstance(database, (str, os.PathLike)) else database
         self.backend = backend_for(self.db)
-        migrate(self.db)
+        self.host = host  # whose restart state (journal) this queue keeps
+        migrate(self.db, host)
         self.agents = tuple(agents)
         self.handles = {k: tuple(v) for k, v in (handles or {}).items()}
         self.max_queue_size = max_queue_size
@@ -152,6 +154,9 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
             escalate_after=getattr(settings, "escalate_after", None),
             lease_seconds=getattr(settings, "lease_seconds", 300.0),
             wake_dir=getattr(team, "wake_dir", None) or getattr(settings, "wake_dir", None),
+            # Hosts sharing a PostgreSQL database keep their restart state apart; SQLite
+            # serves one host, so its state needs no host name.
+            host=team.host if getattr(team, "is_postgres", False) else "",
         )
         options.update(overrides)
         return cls(getattr(team, "database_url", None) or settings.database_path, **options)
