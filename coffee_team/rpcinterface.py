@@ -39,6 +39,7 @@ from coffee_team.rpctasks import TaskControlRPC, task_struct
 from coffee_team.rpcvalues import (MAX_CONTENT_DEPTH, MAX_LIMIT, check_id, check_limit, kind_of,
                                    nesting_depth, short)
 from coffee_team.rpcvalues import rpc_method as _rpc
+from coffee_team.standby import died_as_standby
 from coffee_team.watchdog import policy
 
 API_VERSION = "1.0"
@@ -89,7 +90,8 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
 
         This runs inside supervisord's loop right when the exit is seen; the watchdog hears of
         it only on a later pass (up to seconds later), and its requeue stays as the fallback.
-        No new instance can start before this returns, so nothing live is requeued.
+        No new instance can start before this returns, so nothing live is requeued; nor is
+        the work of another host's instance when the one that died was its standby.
         """
         if self._stopping or not isinstance(event, REQUEUE_ON):
             return
@@ -97,6 +99,8 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         try:
             name, group = event.process.config.name, event.process.group
             if name not in self.team.names or group is None or group.config.name != name:
+                return
+            if died_as_standby(self.team.status_dir, name, event.process.pid):
                 return
             queue = self._queue_()
             count = queue.requeue_agent(name)
@@ -193,13 +197,15 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         Agents are ordered by priority. Keys of an agent struct: name, state, pid, priority,
         uptime_seconds, cpu_percent, rss_mb, heartbeat_age_seconds (left out when the agent
         never wrote a heartbeat), last_heartbeat, current_task (struct: id, type, started_at;
-        left out when idle), agent_state (idle, working, stopping... from the heartbeat),
+        left out when idle), agent_state (idle, working, stopping, standby... from the
+        heartbeat), standby_for (struct: host, pid, holder; only for a standby instance),
         task_started_at, last_output_at (left out when idle), activity (e.g. "working on #42
         for 1h 12m"), restarts (crash restarts
         counted by the watchdog), given_up,
         next_restart_at (left out unless a backoff restart is pending), description.
 
-        @return struct status  uptime_seconds, agents_running, agents_total,
+        @return struct status  uptime_seconds, agents_running (standbys apart),
+                               agents_standby, agents_total,
                                supervisord_pid, now, agents (array of structs)
         """
         from coffee_team import status

@@ -26,6 +26,7 @@ from coffee_team import client
 from coffee_team import events as kinds
 from coffee_team.watchdog import policy
 from coffee_team.heartbeat import last_beat, read_heartbeat
+from coffee_team.standby import died_as_standby
 from coffee_team.watchdog.health import TreeSampler
 from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEvent
 
@@ -123,19 +124,20 @@ class Watchdog:
         if name not in self.names or payload.get("groupname", name) != name:
             return
         new_state = event.eventname.removeprefix("PROCESS_STATE_")
+        pid = int(payload.get("pid", 0) or 0)
         now = self.clock()
         if new_state == "RUNNING":
             self.save(name, policy.on_running(self.state(name), now))
-            self.event(name, kinds.RUNNING, pid=int(payload.get("pid", 0) or 0))
+            self.event(name, kinds.RUNNING, pid=pid)
             return
         if new_state not in GONE:
             return
         if new_state != "BACKOFF":
-            self.requeue(name)
+            self.requeue(name, pid)
         if new_state == "EXITED":
             expected = payload.get("expected") == "1"
             self.event(name, kinds.EXITED, expected=expected, from_state=payload.get("from_state"),
-                       pid=int(payload.get("pid", 0) or 0))
+                       pid=pid)
             if policy.is_crash(payload.get("from_state", ""), expected, False):
                 self.crashed(name, now, reason="exited unexpectedly")
         elif new_state == "STOPPED":
@@ -149,10 +151,13 @@ class Watchdog:
         else:
             self.event(name, kinds.BACKOFF)  # early exit: supervisor retries up to startretries
 
-    def requeue(self, name: str) -> None:
-        # A fresh instance requeues its own orphans at start; don't touch a live one's work.
+    def requeue(self, name: str, pid: int = 0) -> None:
+        # A fresh instance requeues its own orphans at start; don't touch a live one's work,
+        # nor another host's (the instance that died was its standby).
         try:
             if self.rpc.supervisor.getProcessInfo(name)["statename"] in ("RUNNING", "STARTING"):
+                return
+            if died_as_standby(self.team.status_dir, name, pid):
                 return
             count = self.queue.requeue_agent(name)
         except Exception as exc:  # the crash itself must still be handled; leases are the net
