@@ -39,7 +39,6 @@ from coffee_team.rpctasks import TaskControlRPC, task_struct
 from coffee_team.rpcvalues import (MAX_CONTENT_DEPTH, MAX_LIMIT, check_id, check_limit, kind_of,
                                    nesting_depth, short)
 from coffee_team.rpcvalues import rpc_method as _rpc
-from coffee_team.standby import died_as_standby
 from coffee_team.watchdog import policy
 
 API_VERSION = "1.0"
@@ -90,8 +89,9 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
 
         This runs inside supervisord's loop right when the exit is seen; the watchdog hears of
         it only on a later pass (up to seconds later), and its requeue stays as the fallback.
-        No new instance can start before this returns, so nothing live is requeued; nor is
-        the work of another host's instance when the one that died was its standby.
+        No new instance can start here before this returns, and on a shared PostgreSQL an
+        instance running on another host (the one that died was its standby, or it took over)
+        keeps its work (``unless_running``), so nothing live is requeued.
         """
         if self._stopping or not isinstance(event, REQUEUE_ON):
             return
@@ -100,10 +100,8 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
             name, group = event.process.config.name, event.process.group
             if name not in self.team.names or group is None or group.config.name != name:
                 return
-            if died_as_standby(self.team.status_dir, name, event.process.pid):
-                return
             queue = self._queue_()
-            count = queue.requeue_agent(name)
+            count = queue.requeue_agent(name, unless_running=True)
             if count:
                 queue.record_event(name, kinds.REQUEUED, count=count, by="supervisord")
         except Exception as exc:  # must never break supervisord's state machine

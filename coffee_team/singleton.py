@@ -154,16 +154,10 @@ class PgAgentLock:
         return AdvisoryLockSession(self.url, application_name=application_name(
             self.name, os.getpid(), self.host))
 
-    @staticmethod
-    def lock_key(schema: str, name: str) -> int:
-        import hashlib
-        digest = hashlib.blake2b(f"coffee-team:agent:{schema}:{name}".encode(),
-                                 digest_size=8).digest()
-        return int.from_bytes(digest, "big", signed=True)
-
     def _try_lock(self, session) -> bool:
         if self.key is None:
-            self.key = self.lock_key(session.current_schema(), self.name)
+            from .queue.locks import agent_lock_key
+            self.key = agent_lock_key(session.current_schema(), self.name)
         return session.try_lock(self.key)
 
     def holder(self, session) -> Holder:

@@ -7,8 +7,10 @@ runs ("standby: running on host a (PID 123)"), and asks for the lock every secon
 holder's session ends (its process killed, its host gone) PostgreSQL drops the lock, the first
 standby to ask gets it and becomes the active instance: a fail-over without anyone's help.
 
-The pure rules come first (the heartbeat a standby writes, what status says of it, whether a
-dead instance held any work), then the wait itself.
+A standby holds no task, so its death requeues nothing: whoever reaps a dead instance
+requeues only while nobody holds the agent's lock (MessageQueue.requeue_agent(unless_running)).
+The pure rules come first (the heartbeat a standby writes, what status says of it), then the
+wait itself.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import signal
 import time
 from typing import Any, Callable, Optional
 
-from .heartbeat import read_heartbeat, write_heartbeat
+from .heartbeat import write_heartbeat
 from .liveness import STANDBY, STOPPED, due
 from .output import log
 from .singleton import Holder, ParentWatch
@@ -47,18 +49,6 @@ def standby_text(standby_for: Any) -> str:
         return "standby: running elsewhere"
     pid = f" (PID {standby_for['pid']})" if standby_for.get("pid") else ""
     return f"standby: running on host {standby_for['host']}{pid}"
-
-
-def held_no_work(beat: dict[str, Any], pid: int) -> bool:
-    """Did the instance ``pid`` die as a standby (so its agent's tasks belong to the active
-    instance on another host, and must not be requeued)?  An instance that took over writes
-    its active heartbeat before it claims anything."""
-    return beat.get("state") == STANDBY and beat.get("pid") == pid
-
-
-def died_as_standby(status_dir: Any, name: str, pid: int) -> bool:
-    """held_no_work, read from the agent's heartbeat file (for whoever reaps ``pid``)."""
-    return bool(pid) and held_no_work(read_heartbeat(status_dir, name), pid)
 
 
 # --- the wait --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ LISTEN/NOTIFY): the connection and its SQL live here; ``coffee_team.singleton.Pg
 keeps the policy (which key, a keeper thread, reconnecting with backoff)."""
 from __future__ import annotations
 
+import hashlib
 import select
 from datetime import datetime
 from typing import NamedTuple, Optional
@@ -18,6 +19,14 @@ KEEPALIVE = dict(keepalives=1, keepalives_idle=10, keepalives_interval=3, keepal
 
 _TRY_LOCK = PostgresBackend.sql(sql.PG_TRY_ADVISORY_LOCK)
 _HOLDER = PostgresBackend.sql(sql.PG_ADVISORY_LOCK_HOLDER)
+
+
+def agent_lock_key(schema: str, name: str) -> int:
+    """The stable signed 64-bit advisory-lock key of agent ``name`` in ``schema``: held by
+    the agent's running instance (singleton.PgAgentLock), tried by a reaper's requeue."""
+    digest = hashlib.blake2b(f"coffee-team:agent:{schema}:{name}".encode(),
+                             digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class LockHolder(NamedTuple):

@@ -230,6 +230,8 @@ SQLITE_V3_DROP_OLD = "DROP TABLE restart_state_v2"
 
 PG_CURRENT_SCHEMA = "SELECT current_schema()"
 PG_TRY_ADVISORY_LOCK = "SELECT pg_try_advisory_lock(?)"
+# The same key for one transaction: a reaper's requeue runs only while no instance runs.
+PG_TRY_ADVISORY_XACT_LOCK = "SELECT pg_try_advisory_xact_lock(?)"
 # Who holds a bigint advisory key (PostgreSQL stores it as two 32-bit halves, objsubid 1),
 # in this database: the session's application_name, address and start time.
 PG_ADVISORY_LOCK_HOLDER = (

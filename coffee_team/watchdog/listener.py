@@ -26,7 +26,6 @@ from coffee_team import client
 from coffee_team import events as kinds
 from coffee_team.watchdog import policy
 from coffee_team.heartbeat import last_beat, read_heartbeat
-from coffee_team.standby import died_as_standby
 from coffee_team.watchdog.health import TreeSampler
 from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEvent
 
@@ -133,7 +132,7 @@ class Watchdog:
         if new_state not in GONE:
             return
         if new_state != "BACKOFF":
-            self.requeue(name, pid)
+            self.requeue(name)
         if new_state == "EXITED":
             expected = payload.get("expected") == "1"
             self.event(name, kinds.EXITED, expected=expected, from_state=payload.get("from_state"),
@@ -151,15 +150,13 @@ class Watchdog:
         else:
             self.event(name, kinds.BACKOFF)  # early exit: supervisor retries up to startretries
 
-    def requeue(self, name: str, pid: int = 0) -> None:
-        # A fresh instance requeues its own orphans at start; don't touch a live one's work,
-        # nor another host's (the instance that died was its standby).
+    def requeue(self, name: str) -> None:
+        # A fresh instance requeues its own orphans at start; don't touch a live one's work
+        # (here, or on another host sharing the database: unless_running).
         try:
             if self.rpc.supervisor.getProcessInfo(name)["statename"] in ("RUNNING", "STARTING"):
                 return
-            if died_as_standby(self.team.status_dir, name, pid):
-                return
-            count = self.queue.requeue_agent(name)
+            count = self.queue.requeue_agent(name, unless_running=True)
         except Exception as exc:  # the crash itself must still be handled; leases are the net
             self.log(f"requeue of {name} failed: {type(exc).__name__}: {exc}")
             return
