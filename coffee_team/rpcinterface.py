@@ -139,7 +139,7 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
                 database, agents=team.names,
                 handles={a.name: tuple(a.handles) for a in team.agents},
                 max_queue_size=team.settings.max_queue_size,
-                wake_dir=team.wake_dir, clock=self._now)
+                wake_dir=team.wake_dir, clock=self._now, host=team.state_host)
         return self._queue
 
     def _fault(self, method: str, exc: Exception) -> RPCError:

@@ -156,6 +156,12 @@ class Team:
         return self.settings.host_name or socket.gethostname()
 
     @property
+    def state_host(self) -> str:
+        """The host whose restart state this team file's processes keep: this host on a
+        shared PostgreSQL; '' on SQLite, which serves one host."""
+        return self.host if self.is_postgres else ""
+
+    @property
     def wake_dir(self) -> str:
         return str(self.run_dir / "wake")
 

@@ -156,9 +156,7 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
             escalate_after=getattr(settings, "escalate_after", None),
             lease_seconds=getattr(settings, "lease_seconds", 300.0),
             wake_dir=getattr(team, "wake_dir", None) or getattr(settings, "wake_dir", None),
-            # Hosts sharing a PostgreSQL database keep their restart state apart; SQLite
-            # serves one host, so its state needs no host name.
-            host=team.host if getattr(team, "is_postgres", False) else "",
+            host=getattr(team, "state_host", ""),  # hosts sharing PostgreSQL keep their own
         )
         options.update(overrides)
         return cls(getattr(team, "database_url", None) or settings.database_path, **options)
