@@ -33,6 +33,7 @@ def test_a_reapers_requeue_leaves_an_agent_running_on_any_host_alone(pg_db):
         finally:
             running.release()
         assert q.requeue_agent("reap_probe", unless_running=True) == 1
+        PgAgentLock(url, "reap_probe").acquire().release()  # the check's lock ended with it
 
 
 @pytest.fixture

@@ -413,7 +413,7 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
         """
         now = self.clock()
         with self.backend.write_transaction():
-            if unless_running and self._runs_elsewhere(agent):
+            if unless_running and self._instance_running(agent):
                 return 0
             self.backend.run(self._sql.FAIL_HELD, (now, agent, self.max_attempts))
             requeued = self.backend.run(self._sql.REQUEUE_HELD, (agent,)).fetchall()
@@ -428,7 +428,7 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
             self._wake.notify(counts)
         return len(requeued)
 
-    def _runs_elsewhere(self, agent: str) -> bool:
+    def _instance_running(self, agent: str) -> bool:
         """Inside a write transaction: does an instance of ``agent`` hold its advisory lock?
         SQLite serves one host, where no instance starts before its predecessor is reaped."""
         if not is_postgres(self.db):
