@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -34,6 +35,22 @@ def test_a_reapers_requeue_leaves_an_agent_running_on_any_host_alone(pg_db):
             running.release()
         assert q.requeue_agent("reap_probe", unless_running=True) == 1
         PgAgentLock(url, "reap_probe").acquire().release()  # the check's lock ended with it
+
+
+@needs_pg
+def test_the_server_drops_a_vanished_holders_lock_within_seconds(pg_db):
+    """A host that vanishes sends no FIN: PostgreSQL's own keepalives end its session."""
+    from coffee_team.queue.locks import AdvisoryLockSession
+    url, _ = pg_db
+    if not urlsplit(url).hostname:
+        pytest.skip("a unix socket has no TCP keepalives")
+    session = AdvisoryLockSession(url, application_name="keepalive probe")
+    try:
+        settings = [session._fetchone(f"SHOW tcp_keepalives_{name}")[0]
+                    for name in ("idle", "interval", "count")]
+    finally:
+        session.close()
+    assert settings == ["10", "3", "3"]
 
 
 @pytest.fixture
