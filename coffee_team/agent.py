@@ -26,12 +26,11 @@ from .liveness import IDLE, STOPPED, STOPPING, WORKING
 from .output import log
 from .pulse import Activity, Pulse
 from .singleton import AgentLock, ParentWatch, PgAgentLock, die_with_parent
+from .standby import Standby, StandbyEnded
 from .team import AgentSpec, Team
 
 IDLE_WAIT_CAP = 1.0  # seconds; bounds how late a dead parent is noticed without PDEATHSIG
 DB_RETRY_MAX = 5.0   # seconds; the longest pause between retries while the database is unusable
-
-
 
 
 def make_runner(team: Team, spec: AgentSpec):
@@ -229,23 +228,41 @@ class Agent(TaskExecution):
 
 
 def agent_lock(team: Team, name: str):
-    """The singleton lock: a file lock on one host; on PostgreSQL an advisory lock, which holds
-    across every host sharing the database.  Losing the lock's connection is survived by
-    re-taking the lock (PgAgentLock's keeper thread); if another instance got it meanwhile this
-    process exits at once, leaving the queue to the new holder."""
-    if getattr(team, "is_postgres", False):
-        from .queue.db import database_errors
-        lock = PgAgentLock(team.database_url, name, log=lambda message: log(name, message))
-        delay = 0.1
-        while True:  # a database that is briefly down must not turn into a FATAL program
-            try:
-                return lock.acquire()
-            except database_errors() as exc:
-                log(name, f"cannot take the advisory lock yet: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}; retrying")
-                time.sleep(delay)
-                delay = min(delay * 2, DB_RETRY_MAX)
-    return AgentLock(team.status_dir / f"{name}.lock")
+    """The singleton lock and the instance it took over from (None, or a singleton.Holder).
+
+    On one host a file lock. On PostgreSQL an advisory lock, which holds across every host
+    sharing the database: under supervisord an instance that finds the agent running on
+    another host waits as a standby (standby.py) and takes over when that instance dies;
+    by hand, or against an instance on this same host, it is refused.  Losing the lock's
+    connection is survived by re-taking the lock (PgAgentLock's keeper thread); if another
+    instance got it meanwhile this process exits at once, leaving the queue to the new holder.
+    """
+    if not getattr(team, "is_postgres", False):
+        return AgentLock(team.status_dir / f"{name}.lock"), None
+    lock = PgAgentLock(team.database_url, name, host=team.host,
+                       log=lambda message: log(name, message))
+    holder = _take_patiently(lock, name)
+    if holder is None:
+        return lock, None
+    if lock.is_here(holder) or not os.environ.get("SUPERVISOR_ENABLED"):
+        lock.release()
+        raise AgentAlreadyRunningError(lock.refusal(holder))
+    return lock, Standby(team, lock, holder).wait()
+
+
+def _take_patiently(lock: PgAgentLock, name: str):
+    """lock.take(), retried while the database is briefly down: that must not turn into a
+    FATAL program."""
+    from .queue.db import database_errors
+    delay = 0.1
+    while True:
+        try:
+            return lock.take()
+        except database_errors() as exc:
+            log(name, f"cannot take the advisory lock yet: {type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0] if str(exc) else ''}; retrying")
+            time.sleep(delay)
+            delay = min(delay * 2, DB_RETRY_MAX)
 
 
 def run_agent(team: Team, name: str) -> int:
@@ -256,7 +273,12 @@ def run_agent(team: Team, name: str) -> int:
     if os.environ.get("SUPERVISOR_ENABLED"):
         die_with_parent(signal.SIGTERM)
     ensure_data_dirs(team)
-    with agent_lock(team, spec.name):
+    try:
+        lock, predecessor = agent_lock(team, spec.name)
+    except StandbyEnded as exc:  # stopped while standby: it held nothing
+        log(spec.name, f"standby ended: {exc}")
+        return 0
+    with lock:
         agent = Agent(team, spec.name)
         queue = agent.queue = agent.durable(MessageQueue.from_team, team)
         try:
@@ -265,6 +287,10 @@ def run_agent(team: Team, name: str) -> int:
             orphans = agent.durable(queue.requeue_agent, spec.name)
             log(spec.name, f"started (PID {os.getpid()}, priority {spec.priority}"
                            f"{f', requeued {orphans} orphaned task(s)' if orphans else ''})")
+            if predecessor is not None:
+                agent.durable(queue.record_event, spec.name, kinds.TOOK_OVER,
+                              host=team.host, from_host=predecessor.host,
+                              from_pid=predecessor.pid, requeued=orphans)
             return agent.run()
         finally:
             queue.close()

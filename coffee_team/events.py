@@ -20,6 +20,7 @@ RESTART_SCHEDULED = "restart_scheduled"
 RESTARTED = "restarted"
 GIVEN_UP = "given_up"
 MANUAL_RESTART = "manual_restart"  # coffee.restartAgent / coffee-team restart
+TOOK_OVER = "took_over"            # a standby took the agent over from another host's instance
 
 # Health findings.
 STALE = "stale"
@@ -35,9 +36,10 @@ REQUEUED = "requeued"              # a dead agent's in-progress tasks went back 
 
 # What an agent's restart history shows (coffee.getRestartHistory, coffee-team history).
 RESTART_HISTORY = (LAUNCHED, RUNNING, EXITED, BACKOFF, STOPPED, CRASH, RESTART_SCHEDULED,
-                   RESTARTED, GIVEN_UP, HUNG, MEMORY_LIMIT, START_FAILED, MANUAL_RESTART)
+                   RESTARTED, GIVEN_UP, HUNG, MEMORY_LIMIT, START_FAILED, MANUAL_RESTART,
+                   TOOK_OVER)
 # Ends of a RUNNING span on a timeline.
 LIFETIME_ENDS = frozenset({EXITED, STOPPED, BACKOFF})
 # Points on a timeline.
 INSTANTS = frozenset({CRASH, RESTARTED, RESTART_SCHEDULED, GIVEN_UP, STALE, MISSING, HUNG,
-                      HIGH_CPU, HIGH_MEMORY, MEMORY_LIMIT, REQUEUED, STALLED})
+                      HIGH_CPU, HIGH_MEMORY, MEMORY_LIMIT, REQUEUED, STALLED, TOOK_OVER})

@@ -78,18 +78,21 @@ def collect(hosts: Iterable[HostSpec], timeout: float = DEFAULT_TIMEOUT) -> dict
     hosts = list(hosts)
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(hosts)))) as pool:
         entries = list(pool.map(lambda h: _ask(h, timeout), hosts))
+    from .status import is_active, is_standby
     agents = [a for e in entries if e["reachable"] for a in e["status"].get("agents", [])]
     return {
         "hosts": entries,
         "hosts_reachable": sum(1 for e in entries if e["reachable"]),
-        "agents_running": sum(1 for a in agents if a.get("state") == "RUNNING"),
+        "agents_running": sum(1 for a in agents if is_active(a)),
+        "agents_standby": sum(1 for a in agents if is_standby(a)),
         "agents_total": len(agents),
     }
 
 
 def render(data: dict[str, Any]) -> str:
     from .status import human_duration
-    header = ("HOST", "AGENT", "STATE", "PID", "UPTIME", "CPU%", "RAM MB", "HEARTBEAT", "RESTARTS")
+    header = ("HOST", "AGENT", "STATE", "PID", "UPTIME", "CPU%", "RAM MB", "HEARTBEAT", "RESTARTS",
+              "ACTIVITY")
     rows = []
     for entry in data["hosts"]:
         if not entry["reachable"]:
@@ -103,10 +106,12 @@ def render(data: dict[str, Any]) -> str:
                          human_duration(a.get("uptime_seconds", 0)) if running else "-",
                          f"{a.get('cpu_percent', 0.0):.1f}" if running else "-",
                          f"{a.get('rss_mb', 0.0):.0f}" if running else "-",
-                         f"{beat:.0f}s ago" if beat is not None else "-", restarts))
+                         f"{beat:.0f}s ago" if beat is not None else "-", restarts,
+                         a.get("activity", "") if running else ""))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    standby = f", {data['agents_standby']} standby" if data.get("agents_standby") else ""
     lines = [f"Team over {len(data['hosts'])} host(s), {data['hosts_reachable']} reachable; "
-             f"agents running {data['agents_running']}/{data['agents_total']}", ""]
+             f"agents running {data['agents_running']}/{data['agents_total']}{standby}", ""]
     for row in [header, *rows]:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     down = [e for e in data["hosts"] if not e["reachable"]]

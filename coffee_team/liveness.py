@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 STARTING, IDLE, WORKING, PAUSED, STOPPING, STOPPED = (
     "starting", "idle", "working", "paused", "stopping", "stopped")
-STATES = frozenset({STARTING, IDLE, WORKING, PAUSED, STOPPING, STOPPED})
+STANDBY = "standby"  # the agent runs on another host; this instance takes over when it dies
+STATES = frozenset({STARTING, IDLE, WORKING, PAUSED, STOPPING, STOPPED, STANDBY})
 
 CHECK_EVERY = 1.0  # seconds between the heartbeat thread's checks: a cancel lands within ~1 s
 MIN_LEASE_SECONDS = 3.0  # renewals run every lease/3 on a 1 s tick: below this they cannot keep up

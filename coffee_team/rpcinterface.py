@@ -87,7 +87,9 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
 
         This runs inside supervisord's loop right when the exit is seen; the watchdog hears of
         it only on a later pass (up to seconds later), and its requeue stays as the fallback.
-        No new instance can start before this returns, so nothing live is requeued.
+        No new instance can start here before this returns, and on a shared PostgreSQL an
+        instance running on another host (the one that died was its standby, or it took over)
+        keeps its work (``unless_running``), so nothing live is requeued.
         """
         if self._stopping or not isinstance(event, REQUEUE_ON):
             return
@@ -97,7 +99,7 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
             if name not in self.team.names or group is None or group.config.name != name:
                 return
             queue = self._queue_()
-            count = queue.requeue_agent(name)
+            count = queue.requeue_agent(name, unless_running=True)
             if count:
                 queue.record_event(name, kinds.REQUEUED, count=count, by="supervisord")
         except Exception as exc:  # must never break supervisord's state machine
@@ -135,7 +137,7 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
                 database, agents=team.names,
                 handles={a.name: tuple(a.handles) for a in team.agents},
                 max_queue_size=team.settings.max_queue_size,
-                wake_dir=team.wake_dir, clock=self._now)
+                wake_dir=team.wake_dir, clock=self._now, host=team.state_host)
         return self._queue
 
     def _fault(self, method: str, exc: Exception) -> RPCError:
@@ -191,13 +193,15 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         Agents are ordered by priority. Keys of an agent struct: name, state, pid, priority,
         uptime_seconds, cpu_percent, rss_mb, heartbeat_age_seconds (left out when the agent
         never wrote a heartbeat), last_heartbeat, current_task (struct: id, type, started_at;
-        left out when idle), agent_state (idle, working, stopping... from the heartbeat),
+        left out when idle), agent_state (idle, working, stopping, standby... from the
+        heartbeat), standby_for (struct: host, pid, holder; only for a standby instance),
         task_started_at, last_output_at (left out when idle), activity (e.g. "working on #42
         for 1h 12m"), restarts (crash restarts
         counted by the watchdog), given_up,
         next_restart_at (left out unless a backoff restart is pending), description.
 
-        @return struct status  uptime_seconds, agents_running, agents_total,
+        @return struct status  uptime_seconds, agents_running (standbys apart),
+                               agents_standby, agents_total,
                                supervisord_pid, now, agents (array of structs)
         """
         from coffee_team import status

@@ -172,6 +172,7 @@ TEAM_FIELDS: dict[str, Callable[[Any], Any]] = {
     "python": _path_text,
     "require_branch": _optional(lambda v: _ini_text(v, "a git branch name")),
     "escalate_after": _optional(_positive_number(10**7)),
+    "host_name": _optional(lambda v: _host_name(v)),  # defined below, with the other names
 }
 
 AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -240,6 +241,7 @@ def _matching(pattern: re.Pattern[str], allowed: str) -> Callable[[Any], str]:
 
 # supervisor's inet server is IPv4 only and reads "host:port": no IPv6 literals, no '*'.
 _http_host = _matching(HOST_NAME, "an IPv4 address or host name such as 127.0.0.1")
+_host_name = _matching(HOST_NAME, "a host name of letters, digits, '.' and '-'")
 _env_name = _matching(ENV_KEY, "the name of an environment variable like COFFEE_RPC_PASSWORD")
 # HTTP basic auth splits at the first ':'; keep names plain.
 _user_name = _matching(USER_NAME, "a user name of letters, digits and '_.@+-'")

@@ -8,9 +8,11 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import re
 import signal
 import time
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 from .errors import AgentAlreadyRunningError
 
@@ -82,6 +84,39 @@ class ParentWatch:
 
 # --- PostgreSQL: one instance per agent across every host ---------------------------------
 
+# application_name holds 63 bytes; the holder's host is read back from its end, so the host
+# keeps this many characters and the agent name is what gets shortened.
+HOST_IN_APP_NAME = 40
+
+
+def application_name(name: str, pid: int, host: str) -> str:
+    """'coffee-team NAME pid PID on HOST': who holds a lock, as pg_stat_activity shows it."""
+    tail = f" pid {pid} on {host[:HOST_IN_APP_NAME]}"
+    return f"coffee-team {name}"[:63 - len(tail)] + tail
+
+
+class Holder(NamedTuple):
+    """The instance holding an agent's advisory lock, as far as PostgreSQL tells."""
+    host: Optional[str]  # None: not a coffee-team session, or it ended meanwhile
+    pid: Optional[int]
+    text: str            # 'PID 123 on host a, started 2024-05-01 10:00:00'
+
+
+def describe_holder(row) -> Holder:
+    """A queue.locks.LockHolder row (or None: nobody holds the key any more) → Holder."""
+    if row is None:
+        return Holder(None, None, "unknown holder")
+    app, addr, since = row
+    found = re.search(r" pid (\d+) on (\S+)$", app or "")
+    if found:
+        pid, host = int(found.group(1)), found.group(2)
+        where = f"PID {pid} on host {host}"
+    else:
+        pid = host = None
+        where = f"session {app or '?'} from {addr or 'local socket'}"
+    return Holder(host, pid, f"{where}, started {since:%Y-%m-%d %H:%M:%S}" if since else where)
+
+
 class PgAgentLock:
     """A PostgreSQL advisory lock on a stable 64-bit hash of (schema, agent name), held by a
     dedicated session (queue.locks.AdvisoryLockSession) for the agent's lifetime: agents of
@@ -89,20 +124,25 @@ class PgAgentLock:
     hosts (a file lock cannot).
 
     The connection's ``application_name`` carries the holder's host and PID, so a refused
-    second instance names them.  PostgreSQL drops the lock with its connection; a keeper
-    thread selects on that connection (TCP keepalives catch silent network loss) and, when
-    it breaks, reconnects with backoff and takes the lock again.  If another instance took
-    it in the meantime, ``on_taken(message)`` runs: by default this process exits at once
-    (status 75) without touching the queue, since the new holder already requeued our tasks.
+    second instance (or a standby, see standby.py) names them.  PostgreSQL drops the lock with
+    its connection; a keeper thread selects on that connection (TCP keepalives catch silent
+    network loss) and, when it breaks, reconnects with backoff and takes the lock again.  If
+    another instance took it in the meantime, ``on_taken(message)`` runs: by default this
+    process exits at once (status 75) without touching the queue, since the new holder
+    already requeued our tasks.
     """
 
-    def __init__(self, url: str, name: str, on_taken=None, log=None, retry_max: float = 5.0):
+    def __init__(self, url: str, name: str, on_taken=None, log=None, retry_max: float = 5.0,
+                 host: Optional[str] = None):
+        import socket
         self.url = url
         self.name = name
+        self.host = host or socket.gethostname()
         self.on_taken = on_taken or _exit_taken
         self.log = log or (lambda message: None)
         self.retry_max = retry_max
         self.session = None
+        self._candidate = None  # a session that asks for the lock until it gets it (take())
         self.key: int | None = None
         self.reacquired = 0  # times the lock was re-taken after a lost connection
         self._stop = None
@@ -110,53 +150,59 @@ class PgAgentLock:
 
     # --- lock ---
     def _connect(self):
-        import socket
-
         from .queue.locks import AdvisoryLockSession
-        app = f"coffee-team {self.name} pid {os.getpid()} on {socket.gethostname()}"
-        return AdvisoryLockSession(self.url, application_name=app[:63])
-
-    @staticmethod
-    def lock_key(schema: str, name: str) -> int:
-        import hashlib
-        digest = hashlib.blake2b(f"coffee-team:agent:{schema}:{name}".encode(),
-                                 digest_size=8).digest()
-        return int.from_bytes(digest, "big", signed=True)
+        return AdvisoryLockSession(self.url, application_name=application_name(
+            self.name, os.getpid(), self.host))
 
     def _try_lock(self, session) -> bool:
         if self.key is None:
-            self.key = self.lock_key(session.current_schema(), self.name)
+            from .queue.locks import agent_lock_key
+            self.key = agent_lock_key(session.current_schema(), self.name)
         return session.try_lock(self.key)
 
-    def holder(self, session) -> str:
-        """'PID 123 on host h, since ...' of the session holding our key, as far as known."""
-        import re
-        row = session.holder(self.key)
-        if row is None:
-            return "unknown holder"
-        app, addr, since = row
-        found = re.search(r" pid (\d+) on (\S+)$", app or "")
-        where = f"PID {found.group(1)} on host {found.group(2)}" if found else \
-            f"session {app or '?'} from {addr or 'local socket'}"
-        return f"{where}, started {since:%Y-%m-%d %H:%M:%S}" if since else where
+    def holder(self, session) -> Holder:
+        """The instance holding our key, as far as known."""
+        return describe_holder(session.holder(self.key))
 
-    def acquire(self) -> "PgAgentLock":
-        session = self._connect()
+    def is_here(self, holder: Holder) -> bool:
+        """Does ``holder`` run on this host (a real duplicate, not another host's instance)?"""
+        return holder.host == self.host[:HOST_IN_APP_NAME]
+
+    def refusal(self, holder: Holder) -> str:
+        return (f"agent {self.name} is already running ({holder.text}; PostgreSQL advisory "
+                f"lock); stop it there first (coffee-team stop --agents {self.name})")
+
+    def take(self) -> Optional[Holder]:
+        """Take the lock if it is free and keep it from then on (None); else who holds it.
+
+        The asking session stays open between calls, so a standby polling every second
+        costs one query, not one connection.  Database errors propagate (the session is
+        closed, the next call reconnects)."""
+        session = self._candidate = self._candidate or self._connect()
         try:
             if not self._try_lock(session):
-                holder = self.holder(session)
-                raise AgentAlreadyRunningError(
-                    f"agent {self.name} is already running ({holder}; PostgreSQL advisory "
-                    f"lock); stop it there first (coffee-team stop --agents {self.name})")
+                return self.holder(session)
         except BaseException:
+            self._candidate = None
             session.close()
             raise
-        self.session = session
+        self._candidate = None
+        self._hold(session)
+        return None
+
+    def acquire(self) -> "PgAgentLock":
+        holder = self.take()
+        if holder is not None:
+            self.release()
+            raise AgentAlreadyRunningError(self.refusal(holder))
+        return self
+
+    def _hold(self, session) -> None:
         import threading
+        self.session = session
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._keep, name=f"lock-{self.name}", daemon=True)
         self._thread.start()
-        return self
 
     # --- keeper ---
     def _keep(self) -> None:
@@ -185,7 +231,7 @@ class PgAgentLock:
                 continue
             try:
                 got = self._try_lock(session)
-                holder = None if got else self.holder(session)
+                holder = None if got else self.holder(session).text
             except Exception:
                 session.close()
                 self._stop.wait(delay)
@@ -210,6 +256,9 @@ class PgAgentLock:
         if self.session is not None:
             self.session.close()  # closing the session drops the advisory lock
             self.session = None
+        if self._candidate is not None:
+            self._candidate.close()
+            self._candidate = None
 
     def __enter__(self) -> "PgAgentLock":
         return self if self.session is not None else self.acquire()

@@ -5,6 +5,8 @@ import time
 from typing import Any
 
 from .heartbeat import last_beat, read_heartbeat
+from .liveness import STANDBY
+from .standby import standby_text
 from .team import Team
 
 
@@ -87,6 +89,8 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
             "last_heartbeat": last, "current_task": beat.get("current_task"),
             # what the agent does (heartbeat "state"), distinct from supervisor's "state"
             "agent_state": beat.get("state") if running else None,
+            # a standby: where the agent runs instead ({host, pid, holder})
+            "standby_for": beat.get("standby_for") if running else None,
             "task_started_at": beat.get("task_started_at"),
             "last_output_at": beat.get("last_output_at"),
             "description": info.get("description", ""),
@@ -101,11 +105,22 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         uptime = 0.0
     return {
         "uptime_seconds": round(uptime, 1),
-        "agents_running": sum(1 for a in agents if a["state"] == "RUNNING"),
+        "agents_running": sum(1 for a in agents if is_active(a)),
+        "agents_standby": sum(1 for a in agents if is_standby(a)),
         "agents_total": len(agents),
         "supervisord_pid": supervisord_pid,
         "agents": agents,
     }
+
+
+def is_standby(agent: dict[str, Any]) -> bool:
+    """RUNNING for supervisord, but waiting for the agent's instance on another host."""
+    return agent.get("state") == "RUNNING" and agent.get("agent_state") == STANDBY
+
+
+def is_active(agent: dict[str, Any]) -> bool:
+    """RUNNING and running the agent (not a standby): what 'agents running' counts."""
+    return agent.get("state") == "RUNNING" and not is_standby(agent)
 
 
 def human_duration(seconds: float, long: bool = False) -> str:
@@ -126,6 +141,8 @@ def human_duration(seconds: float, long: bool = False) -> str:
 def activity_text(agent: dict[str, Any], now: float) -> str:
     """'working on #42 for 1h 12m' (and how long it has been silent, past a minute)."""
     task, state = agent.get("current_task"), agent.get("agent_state")
+    if state == STANDBY:
+        return standby_text(agent.get("standby_for"))
     if state != "working" or not isinstance(task, dict):
         return state or ""
     what = f"#{task['id']}" if task.get("id") is not None else f"a {task.get('type')} run"
@@ -138,7 +155,8 @@ def render(status: dict) -> str:
     """The seed's status format."""
     lines = ["Orchestrator Status:",
              f"  Uptime: {human_duration(status['uptime_seconds'], long=True)}",
-             f"  Agents Running: {status['agents_running']}/{status['agents_total']}",
+             f"  Agents Running: {status['agents_running']}/{status['agents_total']}"
+             + (f" ({status['agents_standby']} standby)" if status.get("agents_standby") else ""),
              "", "Agent Health:"]
     for a in status["agents"]:
         if a["state"] == "RUNNING":

@@ -89,6 +89,7 @@ class TeamSettings:
     web: HttpSettings | None = None  # the dashboard (coffee_team/web), same shape as http
     retry: RetryPolicy | None = None
     escalate_after: float | None = None  # seconds; None: pending tasks are never escalated
+    host_name: str | None = None  # this host among hosts sharing PostgreSQL; None: hostname
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,19 @@ class Team:
     @property
     def is_postgres(self) -> bool:
         return self.settings.database_path.startswith(PG_SCHEMES)
+
+    @property
+    def host(self) -> str:
+        """This host's name among hosts sharing a PostgreSQL database (restart state, the
+        singleton's holder): ``team.host_name``, else the machine's host name."""
+        import socket
+        return self.settings.host_name or socket.gethostname()
+
+    @property
+    def state_host(self) -> str:
+        """The host whose restart state this team file's processes keep: this host on a
+        shared PostgreSQL; '' on SQLite, which serves one host."""
+        return self.host if self.is_postgres else ""
 
     @property
     def wake_dir(self) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from coffee_team.errors import ContentError, QueueFullError, TaskNotFound, TaskStateError
 from coffee_team.queue import MessageQueue
+from coffee_team.queue.models import SCHEMA_VERSION
 from coffee_team.taskstate import RetryPolicy
 
 # A version-1 tasks table as coffee-team wrote it before schema 2 ({pk}/{dbl} per dialect).
@@ -29,6 +30,17 @@ V1_DDL = (
     " VALUES ('cli', 'alice', 'old', '{{}}', 5, 100, 'pending', 0),"
     " ('cli', 'alice', 'old', '{{}}', 5, 100, 'failed', 3)",
     "INSERT INTO queue_depth VALUES ('alice', 1)",
+)
+
+# A version-2 restart_state (keyed by agent alone) holding one given-up agent.
+V2_RESTART_STATE_DDL = (
+    "DROP TABLE restart_state",
+    "CREATE TABLE restart_state (agent VARCHAR(100) NOT NULL PRIMARY KEY,"
+    " attempts INTEGER NOT NULL, next_restart_at {dbl}, given_up {bool} NOT NULL,"
+    " running_since {dbl}, last_crash_at {dbl}, hang_restart {bool} NOT NULL)",
+    "INSERT INTO restart_state VALUES ('alice', 3, NULL, {true}, NULL, 50, {false})",
+    "DELETE FROM schema_version",
+    "INSERT INTO schema_version VALUES (2, 0)",
 )
 
 
@@ -357,3 +369,25 @@ class ControlContract:
         new = q.send("cli", "alice", "t")
         assert new > old_failed
         assert [t.id for t in q.claim("alice")] == [old_failed]
+
+    def test_a_restart_state_without_host_goes_to_the_upgrading_host(self):
+        from coffee_team.queue.db import is_postgres
+        q = self.make_queue()
+        pg = is_postgres(q.db)
+        kinds = {"dbl": "DOUBLE PRECISION" if pg else "REAL", "bool": "BOOLEAN" if pg else "INTEGER",
+                 "true": "TRUE" if pg else "1", "false": "FALSE" if pg else "0"}
+        with q.db.atomic():
+            for statement in V2_RESTART_STATE_DDL:
+                q.db.execute_sql(statement.format(**kinds))
+        q.close()
+        upgraded = self.make_queue(host="a")
+        assert upgraded.backend.fetchall("SELECT MAX(version) FROM schema_version") == [
+            (SCHEMA_VERSION,)]
+        assert upgraded.restart_state("alice")["given_up"] is True
+        assert upgraded.restart_state("alice")["attempts"] == 3
+        other = self.make_queue(host="b")  # another host sharing the database: its own state
+        assert other.restart_state("alice")["given_up"] is False
+        other.save_restart_state("alice", attempts=1)
+        assert upgraded.restart_states(["alice"])["alice"]["attempts"] == 3
+        assert other.restart_states(["alice"])["alice"]["attempts"] == 1
+

@@ -31,6 +31,7 @@ from coffee_team.queue.content import (MAX_DEDUPE_KEY_CHARS, check_name, check_p
                                        encode_json, read_stored, too_deep_message)
 from coffee_team.queue.control import ControlMixin
 from coffee_team.queue.journal import JournalMixin
+from coffee_team.queue.locks import agent_lock_key
 from coffee_team.queue.reporting import ReportingMixin
 from coffee_team.queue.routing import resolve_recipients
 from coffee_team.queue.wake import PgWake, WakeSockets, drain
@@ -73,10 +74,12 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
         retry: Optional[Mapping[str, RetryPolicy]] = None,
         escalate_after: Optional[float] = None,
         jitter: Callable[[], float] = random.random,
+        host: str = "",
     ):
         self.db = open_database(database) if isinstance(database, (str, os.PathLike)) else database
         self.backend = backend_for(self.db)
-        migrate(self.db)
+        self.host = host  # whose restart state (journal) this queue keeps
+        migrate(self.db, host)
         self.agents = tuple(agents)
         self.handles = {k: tuple(v) for k, v in (handles or {}).items()}
         self.max_queue_size = max_queue_size
@@ -94,6 +97,7 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
             self._wake = WakeSockets(wake_dir) if wake_dir else None
             self._tx_wake = None
         self._sql = self.backend.prepared  # the sql module's statements, translated once
+        self._schema: Optional[str] = None  # PostgreSQL's current_schema(), for lock keys
 
     @classmethod
     def from_team(cls, team, **overrides) -> "MessageQueue":
@@ -107,6 +111,7 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
             escalate_after=getattr(settings, "escalate_after", None),
             lease_seconds=getattr(settings, "lease_seconds", 300.0),
             wake_dir=getattr(team, "wake_dir", None) or getattr(settings, "wake_dir", None),
+            host=getattr(team, "state_host", ""),  # hosts sharing PostgreSQL keep their own
         )
         options.update(overrides)
         return cls(getattr(team, "database_url", None) or settings.database_path, **options)
@@ -372,14 +377,21 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
         self._wake_recipients(list(sent))
         return True
 
-    def requeue_agent(self, agent: str) -> int:
+    def requeue_agent(self, agent: str, unless_running: bool = False) -> int:
         """Put ``agent``'s in-progress tasks back to pending (after a crash).
 
         Tasks that already used max_attempts fail instead, so a task that
         kills its agent every time cannot cause an endless restart loop.
+
+        ``unless_running`` (for whoever reaps a dead instance): on PostgreSQL, do nothing
+        while an instance of the agent runs, on any host (it holds the agent's advisory lock:
+        the dead one was a standby, or the new holder took over and requeued them itself).
+        The check holds the lock for the transaction, so no instance can take over halfway.
         """
         now = self.clock()
         with self.backend.write_transaction():
+            if unless_running and self._instance_running(agent):
+                return 0
             self.backend.run(self._sql.FAIL_HELD, (now, agent, self.max_attempts))
             requeued = self.backend.run(self._sql.REQUEUE_HELD, (agent,)).fetchall()
             counts: dict[str, int] = {}
@@ -392,6 +404,17 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
         if requeued and self._wake:
             self._wake.notify(counts)
         return len(requeued)
+
+    def _instance_running(self, agent: str) -> bool:
+        """Inside a write transaction: does an instance of ``agent`` hold its advisory lock?
+        SQLite serves one host, where no instance starts before its predecessor is reaped."""
+        if not is_postgres(self.db):
+            return False
+        if self._schema is None:
+            (self._schema,) = self.backend.run(self._sql.PG_CURRENT_SCHEMA).fetchone()
+        key = agent_lock_key(self._schema or "", agent)
+        (free,) = self.backend.run(self._sql.PG_TRY_ADVISORY_XACT_LOCK, (key,)).fetchone()
+        return not free
 
     def has_work(self, agent: str) -> bool:
         """Due pending tasks, or held ones whose lease expired, for an agent not paused."""

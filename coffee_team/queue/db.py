@@ -153,12 +153,13 @@ def is_postgres(db: peewee.Database) -> bool:
     return isinstance(db, peewee.PostgresqlDatabase)
 
 
-def migrate(db: peewee.Database) -> int:
+def migrate(db: peewee.Database, host: str = "") -> int:
     """Create or upgrade the schema; idempotent and safe across processes.
 
     The common case (already current) is one read.  Otherwise the work runs
     under a database-wide write lock (SQLite BEGIN IMMEDIATE, PostgreSQL
     advisory lock) and re-checks, so concurrent callers do it exactly once.
+    An older database's restart state goes to ``host``, the upgrading one.
     """
     if _is_current(db.get_tables(), db):
         return SCHEMA_VERSION
@@ -171,11 +172,17 @@ def migrate(db: peewee.Database) -> int:
             if not _is_current(tables, db):
                 version = _current_version(db, tables)
                 upgrade_v2 = "tasks" in tables and version < 2 and not _has_v2_tasks(db)
+                upgrade_v4 = "restart_state" in tables and not _has_column(
+                    db, "restart_state", "host")
                 if upgrade_v2:
                     _tasks_v2_before(db)
+                if upgrade_v4:
+                    _restart_state_v4_before(db, host)
                 db.create_tables(ALL_MODELS, safe=True)
                 if upgrade_v2:
                     _tasks_v2_after(db)
+                if upgrade_v4:
+                    _restart_state_v4_after(db, host)
                 if "tasks" in tables and "queue_depth" not in tables:
                     _add_queue_depth(backend)
                 if version < 3:
@@ -218,8 +225,12 @@ def _add_task_counts(backend: SqlBackend, db: peewee.Database) -> None:
 
 
 
+def _has_column(db: peewee.Database, table: str, column: str) -> bool:
+    return any(c.name == column for c in db.get_columns(table))
+
+
 def _has_v2_tasks(db: peewee.Database) -> bool:
-    return any(c.name == "run_after" for c in db.get_columns("tasks"))
+    return _has_column(db, "tasks", "run_after")
 
 
 def _tasks_v2_before(db: peewee.Database) -> None:
@@ -240,6 +251,24 @@ def _tasks_v2_after(db: peewee.Database) -> None:
     if not is_postgres(db):
         db.execute_sql(sql.SQLITE_V2_COPY)
         db.execute_sql(sql.SQLITE_V2_DROP_OLD)
+
+
+def _restart_state_v4_before(db: peewee.Database, host: str) -> None:
+    """Schema 3 keys restart_state by (agent, host): PostgreSQL changes the key in place,
+    SQLite (which cannot) renames the table for create_tables to make the new one."""
+    if is_postgres(db):
+        db.execute_sql(sql.PG_V3_ADD_HOST)
+        db.execute_sql(PostgresBackend.sql(sql.V3_RESTART_HOST), (host,))
+        db.execute_sql(sql.PG_V3_DROP_KEY)
+        db.execute_sql(sql.PG_V3_ADD_KEY)
+    else:
+        db.execute_sql(sql.SQLITE_V3_RENAME)
+
+
+def _restart_state_v4_after(db: peewee.Database, host: str) -> None:
+    if not is_postgres(db):
+        db.execute_sql(sql.SQLITE_V3_COPY, (host,))
+        db.execute_sql(sql.SQLITE_V3_DROP_OLD)
 
 
 def _current_version(db: peewee.Database, tables: list[str]) -> int:

@@ -16,7 +16,7 @@ from coffee_team.queue.models import NOTIFICATION_LEVELS, RestartState
 
 # The restart_state columns and their defaults, as the schema declares them.
 RESTART_FIELDS = {name: field.default for name, field in RestartState._meta.fields.items()
-                  if name != "agent"}
+                  if name not in ("agent", "host")}
 _BOOL_FIELDS = tuple(name for name, field in RestartState._meta.fields.items()
                      if isinstance(field, BooleanField))
 _ALL_RESTART_STATES = sql.restart_states(RESTART_FIELDS, one_agent=False)
@@ -45,6 +45,7 @@ def _event(row: dict) -> dict:
 class JournalMixin:
     backend: Any
     clock: Any
+    host: str  # whose restart state this queue reads and writes ('' on SQLite)
 
     # -- events ---------------------------------------------------------
     def record_event(self, agent: Optional[str], kind: str, **detail: Any) -> int:
@@ -116,14 +117,15 @@ class JournalMixin:
             cursor = self.backend.execute(sql.ACK_NOTIFICATION, (True, notification_id, False))
             return cursor.rowcount > 0
 
-    # -- restart state --------------------------------------------------
+    # -- restart state (this host's: self.host) -------------------------
     def restart_states(self, agents: Sequence[str]) -> dict[str, dict]:
         """Every agent's restart state in one query (agents without a row get the defaults)."""
-        rows = {row["agent"]: row for row in self.backend.fetchdicts(_ALL_RESTART_STATES)}
+        rows = {row["agent"]: row
+                for row in self.backend.fetchdicts(_ALL_RESTART_STATES, (self.host,))}
         return {agent: _restart_state(agent, rows.get(agent)) for agent in agents}
 
     def restart_state(self, agent: str) -> dict:
-        rows = self.backend.fetchdicts(_ONE_RESTART_STATE, (agent,))
+        rows = self.backend.fetchdicts(_ONE_RESTART_STATE, (self.host, agent))
         return _restart_state(agent, rows[0] if rows else None)
 
     def save_restart_state(self, agent: str, **fields: Any) -> dict:
@@ -137,5 +139,6 @@ class JournalMixin:
         values = [fields.get(n, RESTART_FIELDS[n]) for n in names]
         values = [bool(v) if n in _BOOL_FIELDS else v for n, v in zip(names, values)]
         with self.backend.write_transaction():
-            self.backend.execute(sql.save_restart_state(names, fields), [agent, *values])
+            self.backend.execute(sql.save_restart_state(names, fields),
+                                 [agent, self.host, *values])
         return self.restart_state(agent)

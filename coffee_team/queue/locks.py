@@ -3,6 +3,7 @@ LISTEN/NOTIFY): the connection and its SQL live here; ``coffee_team.singleton.Pg
 keeps the policy (which key, a keeper thread, reconnecting with backoff)."""
 from __future__ import annotations
 
+import hashlib
 import select
 from datetime import datetime
 from typing import NamedTuple, Optional
@@ -16,8 +17,22 @@ from coffee_team.queue.wake import pg_poll
 KEEPALIVE = dict(keepalives=1, keepalives_idle=10, keepalives_interval=3, keepalives_count=3,
                  connect_timeout=10)
 
+# The same on the server's side (per session, TCP only): a lock holder whose host vanished
+# loses the lock within ~20 s instead of the OS default of two hours, so a standby on
+# another host takes over (standby.py).
+SERVER_KEEPALIVE = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=3" \
+                   " -c tcp_keepalives_count=3"
+
 _TRY_LOCK = PostgresBackend.sql(sql.PG_TRY_ADVISORY_LOCK)
 _HOLDER = PostgresBackend.sql(sql.PG_ADVISORY_LOCK_HOLDER)
+
+
+def agent_lock_key(schema: str, name: str) -> int:
+    """The stable signed 64-bit advisory-lock key of agent ``name`` in ``schema``: held by
+    the agent's running instance (singleton.PgAgentLock), tried by a reaper's requeue."""
+    digest = hashlib.blake2b(f"coffee-team:agent:{schema}:{name}".encode(),
+                             digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class LockHolder(NamedTuple):
@@ -35,7 +50,9 @@ class AdvisoryLockSession:
     server sends something, e.g. the notice that it terminated the session."""
 
     def __init__(self, url: str, application_name: str):
-        self.conn = pg_connect(open_database(url), application_name=application_name,
+        db = open_database(url)
+        options = f"{db.connect_params.get('options', '')} {SERVER_KEEPALIVE}".strip()
+        self.conn = pg_connect(db, application_name=application_name, options=options,
                                **KEEPALIVE)
         self.conn.autocommit = True
 

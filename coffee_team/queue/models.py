@@ -29,7 +29,8 @@ database_proxy = DatabaseProxy()
 # 2: run_after, failures, errors, escalated_at and the 'cancelled' state on tasks;
 # agent_pause (db.migrate upgrades a version-1 database in place).
 # 3: task_counts, kept by triggers (queue stats without scanning the tasks table).
-SCHEMA_VERSION = 3
+# 4: restart_state keyed by (agent, host): on a shared PostgreSQL each host keeps its own.
+SCHEMA_VERSION = 4
 
 TASK_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 NOTIFICATION_LEVELS = ("INFO", "WARNING", "CRITICAL")
@@ -184,7 +185,12 @@ class Notification(BaseModel):
 
 
 class RestartState(BaseModel):
-    agent = CharField(max_length=100, primary_key=True)
+    """The watchdog's restart bookkeeping of one agent *on one host*: hosts sharing a
+    PostgreSQL database run their own instances (one active, the others standby), so a
+    crash or give-up on host B must not show on host A's agent. SQLite serves one host:
+    ``host`` is '' there."""
+    agent = CharField(max_length=100)
+    host = CharField(max_length=255, default="", constraints=[SQL("DEFAULT ''")])
     attempts = IntegerField(default=0)
     next_restart_at = DoubleField(null=True)
     given_up = BooleanField(default=False)
@@ -194,6 +200,7 @@ class RestartState(BaseModel):
 
     class Meta:
         table_name = "restart_state"
+        primary_key = CompositeKey("agent", "host")
 
 
 class AgentPause(BaseModel):

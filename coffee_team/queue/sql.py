@@ -262,10 +262,25 @@ SQLITE_V2_COPY = (f"INSERT INTO tasks ({V1_TASK_COLUMNS}, run_after, failures)"
 SQLITE_V2_DROP_OLD = "DROP TABLE tasks_v1"
 V2_DUE_AT_CREATION = "UPDATE tasks SET run_after = created_at WHERE status = 'pending'"
 
+# Schema 4: restart_state gains host in its key (db._restart_state_v4_before/_after); the rows
+# of a version-2 database go to the host that upgrades it (one host: nothing changes).
+V2_RESTART_COLUMNS = ("agent, attempts, next_restart_at, given_up, running_since, last_crash_at,"
+                      " hang_restart")
+PG_V3_ADD_HOST = "ALTER TABLE restart_state ADD COLUMN host VARCHAR(255) NOT NULL DEFAULT ''"
+PG_V3_DROP_KEY = "ALTER TABLE restart_state DROP CONSTRAINT IF EXISTS restart_state_pkey"
+PG_V3_ADD_KEY = "ALTER TABLE restart_state ADD PRIMARY KEY (agent, host)"
+V3_RESTART_HOST = "UPDATE restart_state SET host = ?"
+SQLITE_V3_RENAME = "ALTER TABLE restart_state RENAME TO restart_state_v2"
+SQLITE_V3_COPY = (f"INSERT INTO restart_state ({V2_RESTART_COLUMNS}, host)"
+                  f" SELECT {V2_RESTART_COLUMNS}, ? FROM restart_state_v2")
+SQLITE_V3_DROP_OLD = "DROP TABLE restart_state_v2"
+
 # --- agent locks (locks.py), on a dedicated PostgreSQL session ------------------------------
 
 PG_CURRENT_SCHEMA = "SELECT current_schema()"
 PG_TRY_ADVISORY_LOCK = "SELECT pg_try_advisory_lock(?)"
+# The same key for one transaction: a reaper's requeue runs only while no instance runs.
+PG_TRY_ADVISORY_XACT_LOCK = "SELECT pg_try_advisory_xact_lock(?)"
 # Who holds a bigint advisory key (PostgreSQL stores it as two 32-bit halves, objsubid 1),
 # in this database: the session's application_name, address and start time.
 PG_ADVISORY_LOCK_HOLDER = (
@@ -304,18 +319,20 @@ def recent_events_of_kinds(kinds: int) -> str:
 
 
 def restart_states(fields: Iterable[str], *, one_agent: bool) -> str:
-    """Restart-state rows (agent, then ``fields``): every agent's, or one's (agent = ?)."""
-    where = " WHERE agent = ?" if one_agent else ""
+    """One host's restart-state rows (agent, then ``fields``): WHERE host = ?, and for one
+    agent AND agent = ?."""
+    where = " WHERE host = ?" + (" AND agent = ?" if one_agent else "")
     return f"SELECT agent, {', '.join(fields)} FROM restart_state{where}"
 
 
 def save_restart_state(fields: Iterable[str], updated: Iterable[str]) -> str:
-    """Insert agent + every field (peewee defaults are Python-side only), but on conflict
+    """Insert agent, host + every field (peewee defaults are Python-side only), but on conflict
     overwrite just ``updated``; field names come from journal.RESTART_FIELDS, never input."""
     names = list(fields)
     updates = ", ".join(f"{n} = excluded.{n}" for n in updated) or "agent = excluded.agent"
-    return (f"INSERT INTO restart_state (agent, {', '.join(names)}) VALUES (?{', ?' * len(names)})"
-            f" ON CONFLICT (agent) DO UPDATE SET {updates}")
+    return (f"INSERT INTO restart_state (agent, host, {', '.join(names)})"
+            f" VALUES (?, ?{', ?' * len(names)})"
+            f" ON CONFLICT (agent, host) DO UPDATE SET {updates}")
 
 
 def drop_index(name: str) -> str:

@@ -123,10 +123,11 @@ class Watchdog:
         if name not in self.names or payload.get("groupname", name) != name:
             return
         new_state = event.eventname.removeprefix("PROCESS_STATE_")
+        pid = int(payload.get("pid", 0) or 0)
         now = self.clock()
         if new_state == "RUNNING":
             self.save(name, policy.on_running(self.state(name), now))
-            self.event(name, kinds.RUNNING, pid=int(payload.get("pid", 0) or 0))
+            self.event(name, kinds.RUNNING, pid=pid)
             return
         if new_state not in GONE:
             return
@@ -135,7 +136,7 @@ class Watchdog:
         if new_state == "EXITED":
             expected = payload.get("expected") == "1"
             self.event(name, kinds.EXITED, expected=expected, from_state=payload.get("from_state"),
-                       pid=int(payload.get("pid", 0) or 0))
+                       pid=pid)
             if policy.is_crash(payload.get("from_state", ""), expected, False):
                 self.crashed(name, now, reason="exited unexpectedly")
         elif new_state == "STOPPED":
@@ -150,11 +151,12 @@ class Watchdog:
             self.event(name, kinds.BACKOFF)  # early exit: supervisor retries up to startretries
 
     def requeue(self, name: str) -> None:
-        # A fresh instance requeues its own orphans at start; don't touch a live one's work.
+        # A fresh instance requeues its own orphans at start; don't touch a live one's work
+        # (here, or on another host sharing the database: unless_running).
         try:
             if self.rpc.supervisor.getProcessInfo(name)["statename"] in ("RUNNING", "STARTING"):
                 return
-            count = self.queue.requeue_agent(name)
+            count = self.queue.requeue_agent(name, unless_running=True)
         except Exception as exc:  # the crash itself must still be handled; leases are the net
             self.log(f"requeue of {name} failed: {type(exc).__name__}: {exc}")
             return
