@@ -9,6 +9,7 @@ import pytest
 
 from coffee_team.errors import ContentError, QueueFullError, TaskNotFound, TaskStateError
 from coffee_team.queue import MessageQueue
+from coffee_team.queue.models import SCHEMA_VERSION
 from coffee_team.taskstate import RetryPolicy
 
 # A version-1 tasks table as coffee-team wrote it before schema 2 ({pk}/{dbl} per dialect).
@@ -345,7 +346,8 @@ class ControlContract:
                 db.execute_sql(statement.format(**kinds))
         db.close()
         q = self.make_queue()
-        assert q.backend.fetchall("SELECT MAX(version) FROM schema_version") == [(2,)]
+        assert q.backend.fetchall("SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
+        assert {"deliveries", "notify_targets"} <= set(q.db.get_tables())  # version 3
         [old_pending, old_failed] = sorted(t["id"] for t in q.list_tasks())
         assert q.get_task(old_pending)["run_after"] == 100.0
         assert q.retry_task(old_failed) == "failed"

@@ -28,6 +28,7 @@ import peewee
 from coffee_team.queue.db import backend_for, is_postgres, migrate, open_database, pg_connect
 from coffee_team.errors import ContentError, QueueFullError, RoutingError, UnroutableError
 from coffee_team.queue.control import ControlMixin
+from coffee_team.queue.delivery import DeliveryMixin
 from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.reporting import ReportingMixin
 from coffee_team.queue.routing import resolve_recipients
@@ -103,7 +104,19 @@ def _check_priority(priority: Any) -> None:
         raise ContentError(f"priority must be an int from 0 (most urgent) to 9, got {priority!r}")
 
 
-class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
+def _team_options(team) -> dict[str, Any]:
+    """What a queue takes from the team file besides the database."""
+    settings = team.settings
+    return dict(
+        agents=tuple(a.name for a in team.agents),
+        handles={a.name: tuple(a.handles) for a in team.agents},
+        max_queue_size=settings.max_queue_size,
+        retry={a.name: a.retry for a in team.agents if getattr(a, "retry", None)},
+        escalate_after=getattr(settings, "escalate_after", None),
+    )
+
+
+class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
     def __init__(
         self,
         database: Union[str, peewee.Database],
@@ -145,15 +158,16 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
         """Queue for a team.Team: its database_url/wake_dir (absolute) and agents."""
         settings = team.settings
         options = dict(
-            agents=tuple(a.name for a in team.agents),
-            handles={a.name: tuple(a.handles) for a in team.agents},
-            max_queue_size=settings.max_queue_size,
-            retry={a.name: a.retry for a in team.agents if getattr(a, "retry", None)},
-            escalate_after=getattr(settings, "escalate_after", None),
+            _team_options(team),
             wake_dir=getattr(team, "wake_dir", None) or getattr(settings, "wake_dir", None),
         )
         options.update(overrides)
         return cls(getattr(team, "database_url", None) or settings.database_path, **options)
+
+    def adopt_team(self, team) -> None:
+        """Route, limit and retry by a reloaded team (same database)."""
+        for name, value in _team_options(team).items():
+            setattr(self, name, value)
 
     def close(self) -> None:
         if self._wake:

@@ -27,7 +27,8 @@ database_proxy = DatabaseProxy()
 
 # 2: run_after, failures, errors, escalated_at and the 'cancelled' state on tasks;
 # agent_pause (db.migrate upgrades a version-1 database in place).
-SCHEMA_VERSION = 2
+# 3: notify_targets and deliveries (new tables only: create_tables adds them).
+SCHEMA_VERSION = 3
 
 TASK_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 NOTIFICATION_LEVELS = ("INFO", "WARNING", "CRITICAL")
@@ -192,6 +193,36 @@ class AgentPause(BaseModel):
         table_name = "agent_pause"
 
 
+class NotifyTargetRow(BaseModel):
+    """A ``team.notify`` destination the deliverer has seen (``target`` is NotifyTarget.key).
+
+    Only notifications created from ``added_at`` on go to it (a new target gets no history);
+    ``since_id`` is how far planning got, so each pass reads only the newest notifications.
+    """
+    target = CharField(max_length=64, primary_key=True)
+    label = TextField()
+    added_at = DoubleField()
+    since_id = IntegerField(default=0)
+
+    class Meta:
+        table_name = "notify_targets"
+
+
+class Delivery(BaseModel):
+    """One notification to one target: tried until ``delivered_at`` is set, never after."""
+    id = AutoField()
+    notification_id = IntegerField()
+    target = CharField(max_length=64)
+    attempts = IntegerField(default=0)
+    next_try_at = DoubleField()  # pushed ahead before each attempt: a claim, and the retry time
+    delivered_at = DoubleField(null=True)
+    last_error = TextField(null=True)
+
+    class Meta:
+        table_name = "deliveries"
+        indexes = ((("notification_id", "target"), True), (("next_try_at",), False))
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DoubleField()
@@ -201,4 +232,4 @@ class SchemaVersion(BaseModel):
 
 
 ALL_MODELS = (Task, QueueDepth, Metric, Event, Notification, RestartState, AgentPause,
-              SchemaVersion)
+              NotifyTargetRow, Delivery, SchemaVersion)
