@@ -106,3 +106,85 @@ def _report(plan, work: dict, as_json: bool, dry_run: bool, failed: dict | None 
                    "failed_tasks": failed or {}})
     else:
         print_plan(plan, dry_run, work if dry_run else {})
+
+
+# --- service ---------------------------------------------------------------------------------
+
+user_option = click.option("--user", is_flag=True,
+                           help="A user unit (~/.config/systemd/user) instead of a system one.")
+
+
+@main.group()
+def service() -> None:
+    """Start the team on boot: a systemd unit running supervisord for this project."""
+
+
+@service.command("install")
+@user_option
+@click.option("--print", "print_only", is_flag=True, help="Print the unit; write nothing.")
+@pass_ctx
+def service_install(ctx: Context, user: bool, print_only: bool) -> None:
+    """Write and enable the unit (supervisord -n, Restart=on-failure, this project's venv)."""
+    from .. import service as units
+    team = config_team(ctx)
+    try:
+        supervisord = client.supervisord_binary()
+    except Exception as exc:
+        raise UserError(str(exc)) from None
+    text = units.unit_text(team, supervisord, user)
+    if print_only:
+        click.echo(text, nl=False)
+        return
+    path = units.unit_path(team, user)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        layout.atomic_write_private(path, text)
+        path.chmod(0o644)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the unit: {exc.strerror or exc}"
+                        + ("" if user else " (try --user, or run as root)")) from None
+    click.echo(f"wrote {path}")
+    _systemctl_steps(user, ("daemon-reload",), ("enable", path.name))
+    scope = "--user " if user else ""
+    click.echo(f"start it now with: systemctl {scope}start {path.name} (stop a team started "
+               f"with `coffee-team start` first)")
+
+
+def _systemctl_steps(user: bool, *steps: tuple[str, ...]) -> None:
+    from .. import service as units
+    for step in steps:
+        ok, said = units.systemctl(user, *step)
+        click.echo(f"systemctl {' '.join(step)}: " + ("ok" if ok else f"failed ({said}); "
+                                                      "run it yourself once systemd is up"))
+
+
+@service.command("uninstall")
+@user_option
+@pass_ctx
+def service_uninstall(ctx: Context, user: bool) -> None:
+    """Disable and remove the unit (a running team keeps running)."""
+    from .. import service as units
+    path = units.unit_path(ctx.team, user)
+    if not path.exists():
+        raise UserError(f"{path}: no unit installed for this project")
+    _systemctl_steps(user, ("disable", path.name))
+    path.unlink()
+    click.echo(f"removed {path}")
+    _systemctl_steps(user, ("daemon-reload",))
+
+
+@service.command("status")
+@user_option
+@pass_ctx
+def service_status(ctx: Context, user: bool) -> None:
+    """Whether the unit is installed, enabled and active."""
+    from .. import service as units
+    path = units.unit_path(ctx.team, user)
+    if not path.exists():
+        click.echo(f"not installed ({path}); `coffee-team service install"
+                   f"{' --user' if user else ''}` writes it")
+        return
+    click.echo(f"installed: {path}")
+    for question in ("is-enabled", "is-active"):
+        ok, said = units.systemctl(user, question, path.name)
+        click.echo(f"{question.removeprefix('is-')}: {said}")
