@@ -114,19 +114,17 @@ def reset_restarts(queue: Any, names, rule: Callable[[policy.RestartState], poli
         queue.save_restart_state(name, **rule(state).to_dict())
 
 
+@dataclass
 class Applier:
     """Carries out a plan; ``rpc(method, *args)`` calls supervisord, ``say`` reports a step."""
 
-    def __init__(self, team: Team, rpc: Rpc, queue: Any, say: Callable[[str], None],
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.team = team
-        self.rpc = rpc
-        self.queue = queue
-        self.say = say
-        self.clock = clock
-        self.sleep = sleep
-        self.failed_tasks: dict[str, int] = {}
+    team: Team
+    rpc: Rpc
+    queue: Any
+    say: Callable[[str], None]
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    failed_tasks: dict[str, int] = field(default_factory=dict)  # removed agent -> tasks failed
 
     def run(self, p: Plan) -> Plan:
         p = with_supervisor_diff(p, self.team, self.rpc("supervisor.reloadConfig")[0])

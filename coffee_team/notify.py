@@ -19,7 +19,7 @@ import logging
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import retry
@@ -131,22 +131,19 @@ def check_targets(team: Team) -> None:
 
 # --- the deliverer ---------------------------------------------------------------------------
 
+@dataclass
 class Deliverer:
     """Plans and sends deliveries; ``pass_once`` is one round, ``start`` runs rounds forever
     on a daemon thread. ``targets`` is read each round, so a reloaded team applies at once."""
 
-    def __init__(self, queue: Any, targets: Callable[[], tuple[NotifyTarget, ...]],
-                 log: Callable[[str], None], *, clock: Callable[[], float] = time.time,
-                 sender: Callable[[NotifyTarget, dict], Result] = send,
-                 first_retry: float = FIRST_RETRY):
-        self.queue = queue
-        self.targets = targets
-        self.log = log
-        self.clock = clock
-        self.sender = sender
-        self.first_retry = first_retry
-        self._planned: tuple[int, tuple[str, ...]] | None = None  # (last id, target keys)
-        self._stop = threading.Event()
+    queue: Any
+    targets: Callable[[], tuple[NotifyTarget, ...]]
+    log: Callable[[str], None]
+    clock: Callable[[], float] = time.time
+    sender: Callable[[NotifyTarget, dict], Result] = send
+    first_retry: float = FIRST_RETRY
+    _planned: tuple[int, tuple[str, ...]] | None = None  # (last id, target keys) planned for
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     def pass_once(self) -> int:
         """Plan new rows and try every due one; returns how many were delivered."""

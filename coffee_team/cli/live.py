@@ -158,13 +158,17 @@ def _systemctl_steps(user: bool, *steps: tuple[str, ...]) -> None:
                                                       "run it yourself once systemd is up"))
 
 
+def _unit(ctx: Context, user: bool):
+    from .. import service as units
+    return units.unit_path(ctx.team, user)
+
+
 @service.command("uninstall")
 @user_option
 @pass_ctx
 def service_uninstall(ctx: Context, user: bool) -> None:
     """Disable and remove the unit (a running team keeps running)."""
-    from .. import service as units
-    path = units.unit_path(ctx.team, user)
+    path = _unit(ctx, user)
     if not path.exists():
         raise UserError(f"{path}: no unit installed for this project")
     _systemctl_steps(user, ("disable", path.name))
@@ -179,7 +183,7 @@ def service_uninstall(ctx: Context, user: bool) -> None:
 def service_status(ctx: Context, user: bool) -> None:
     """Whether the unit is installed, enabled and active."""
     from .. import service as units
-    path = units.unit_path(ctx.team, user)
+    path = _unit(ctx, user)
     if not path.exists():
         click.echo(f"not installed ({path}); `coffee-team service install"
                    f"{' --user' if user else ''}` writes it")
