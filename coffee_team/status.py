@@ -119,7 +119,6 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
     except psutil.Error:
         uptime = 0.0
     return {
-        "now": now,
         "uptime_seconds": round(uptime, 1),
         "agents_running": sum(1 for a in agents if a["state"] == "RUNNING"),
         "agents_total": len(agents),

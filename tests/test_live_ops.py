@@ -66,6 +66,20 @@ def test_supervisors_own_diff_finishes_a_half_done_apply():
     assert plan.unchanged == ("alpha",)
 
 
+def test_apply_with_a_bad_team_file_or_no_supervisord(tmp_path):
+    team_file = project_with(tmp_path)
+    runner = CliRunner()
+    dry = runner.invoke(main, ["--team", str(team_file), "apply", "--dry-run"])
+    assert dry.exit_code == 0 and "supervisord is not running: nothing to apply" in dry.output
+    assert not (tmp_path / "supervisord.conf.d").exists()
+    done = runner.invoke(main, ["--team", str(team_file), "apply"])
+    assert done.exit_code == 0 and "config written" in done.output
+    assert (tmp_path / "supervisord.conf.d" / "agent-alpha.conf").exists()
+    team_file.write_text("agents: {alpha: {priority: high}}\n")
+    bad = runner.invoke(main, ["--team", str(team_file), "apply"])
+    assert bad.exit_code == 2 and "agents.alpha.priority: expected an integer" in bad.output
+
+
 # --- the watchdog takes the new team on SIGHUP -------------------------------------------------
 
 def test_watchdog_reloads_on_request_and_keeps_the_old_team_on_a_bad_file(tmp_path):

@@ -174,7 +174,9 @@ def _team_status(ctx: Context) -> dict:
             raise UserError(f"coffee.getTeamStatus: {exc.faultString}") from None
     else:
         for agent in data["agents"]:  # XML-RPC leaves out what is unset
-            agent.setdefault("heartbeat_age_seconds", None)
+            for key in ("heartbeat_age_seconds", "next_restart_at", "restart_attempt",
+                        "given_up_at"):
+                agent.setdefault(key, None)
         return data
     infos = ctx.rpc("supervisor.getAllProcessInfo")
     pid = ctx.rpc("supervisor.getPID")
