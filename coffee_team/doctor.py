@@ -34,6 +34,12 @@ def _check_database(team: Team) -> Check:
 
 
 def _check_config(team: Team) -> Check:
+    try:
+        layout.check_project_path(team)
+        from .notify import check_targets
+        check_targets(team)
+    except TeamError as exc:
+        return False, "generated config", str(exc)
     diff = layout.diff_config(team)
     if diff.clean:
         return True, "generated config", f"{team.conf_dir} up to date"

@@ -34,6 +34,12 @@ STALLED = "stalled"                # a running handler printed nothing for stall
 # The queue.
 REQUEUED = "requeued"              # a dead agent's in-progress tasks went back to pending
 
+# Team changes (coffee-team apply).
+TEAM_APPLIED = "team_applied"      # detail: added, removed, changed
+TEAM_RELOADED = "team_reloaded"    # the watchdog uses the new team file
+TEAM_RELOAD_FAILED = "team_reload_failed"
+REMOVED = "removed"                # an agent left the team; detail: failed_tasks
+
 # What an agent's restart history shows (coffee.getRestartHistory, coffee-team history).
 RESTART_HISTORY = (LAUNCHED, RUNNING, EXITED, BACKOFF, STOPPED, CRASH, RESTART_SCHEDULED,
                    RESTARTED, GIVEN_UP, HUNG, MEMORY_LIMIT, START_FAILED, MANUAL_RESTART,

@@ -6,10 +6,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import confgen
+from .errors import TeamError
 from .team import Team
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
+
+
+def check_project_path(team: Team) -> None:
+    """Refuse a project path holding '%': supervisord expands ``%(here)s`` and then reads the
+    result as a format string again in places (log file names), so such a clone cannot boot
+    whatever the generated config escapes ("Format string ... is badly formatted")."""
+    if "%" in str(team.root):
+        raise TeamError(f"{team.root}: the project path holds '%', which supervisord cannot "
+                        f"read in its config; move or rename the directory")
 
 
 def ensure_data_dirs(team: Team) -> None:

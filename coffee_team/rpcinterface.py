@@ -57,18 +57,31 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         self.supervisord = supervisord
         self.team_path = team_path
         self.team = None
+        self.team_text = ""  # the file as loaded: `coffee-team apply` diffs the new one with it
         self.team_error = ""
         self._queue = None
         self._stopping = False
+        self._subscribed = False
         self._supervisor = SupervisorNamespaceRPCInterface(supervisord)
         try:
-            from coffee_team.team import load_team
-            self.team = load_team(team_path)
+            self._load_team()
         except Exception as exc:  # keep supervisord (and supervisor.*) serving
             self.team_error = str(exc)
-        if self.team is not None:
+
+    def _load_team(self) -> None:
+        """Read and validate the team file; on success use it from now on (the queue is
+        reopened on next use, with the new agents and routing)."""
+        from coffee_team.team import parse_team_text, read_team_text
+        text = read_team_text(self.team_path)
+        team = parse_team_text(text, self.team_path)
+        self.team, self.team_text, self.team_error = team, text, ""
+        queue, self._queue = self._queue, None
+        if queue is not None:
+            queue.close()
+        if not self._subscribed:
             events.subscribe(events.ProcessStateEvent, self._on_process_state)
             events.subscribe(events.SupervisorStoppingEvent, self._on_supervisor_stopping)
+            self._subscribed = True
 
     def _on_supervisor_stopping(self, event) -> None:
         """Close the database before supervisord shuts down or reloads: a reload closes every
@@ -115,7 +128,7 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         mood = self.supervisord.options.mood
         if isinstance(mood, int) and mood < SupervisorStates.RUNNING:
             raise RPCError(Faults.SHUTDOWN_STATE)
-        if self.team is None:
+        if self.team is None and text != "reloadTeam":  # a fixed file can still be loaded
             raise RPCError(Faults.FAILED, f"coffee.* unavailable: {self.team_error}")
 
     def _log(self, message: str) -> None:
@@ -215,7 +228,32 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
 
     def _extras(self) -> dict[str, dict[str, Any]]:
         from coffee_team.status import queue_columns
-        return queue_columns(self._queue_(), self.team.names)
+        return queue_columns(self._queue_(), self.team)
+
+    @_rpc
+    def getLoadedTeam(self):
+        """ Return the team file as this supervisord loaded it (at start or reloadTeam)
+
+        @return struct team  path, text (the file's text), agents (array of names)
+        """
+        return {"path": str(self.team_path), "text": self.team_text,
+                "agents": list(self.team.names)}
+
+    @_rpc
+    def reloadTeam(self):
+        """ Re-read the team file: coffee.* routes, requeues and reports by it from now on
+
+        A file that does not validate changes nothing (fault 30 with the reason). Programs
+        are not touched: `coffee-team apply` adds, removes and restarts them.
+
+        @return array agents  The names of the agents now in the team
+        """
+        from coffee_team.errors import TeamError
+        try:
+            self._load_team()
+        except TeamError as exc:
+            raise RPCError(Faults.FAILED, str(exc)) from None
+        return list(self.team.names)
 
     @_rpc
     def sendMessage(self, sender, recipient, type, content, priority=5, dedupe_key="", delay=0):

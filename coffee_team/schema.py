@@ -216,6 +216,36 @@ RETRY_FIELDS: dict[str, Callable[[Any], Any]] = {
     "on": _retry_on,
 }
 
+# ``team.notify``: where notifications go. A url is an Apprise URL (its scheme is checked
+# against Apprise itself by notify.check_targets, which needs the optional package);
+# ``sound=`` is refused because background agents are silent (CFR-009).
+NOTIFY_LEVELS = ("INFO", "WARNING", "CRITICAL")
+NOTIFY_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
+SOUND_PARAM = re.compile(r"[?&]sound=(?!none(&|$))", re.I)
+
+
+def _notify_level(v: Any) -> str:
+    if v not in NOTIFY_LEVELS:
+        raise Invalid(f"one of {', '.join(NOTIFY_LEVELS)}, got {describe(v)}")
+    return v
+
+
+def _notify_url(v: Any) -> str:
+    if not isinstance(v, str) or not NOTIFY_URL.fullmatch(v):
+        raise Invalid(f"an Apprise URL like json://host/path or ntfy://topic, got {describe(v)}")
+    if SOUND_PARAM.search(v):
+        raise Invalid(f"a URL without sound= (notifications are silent, CFR-009), "
+                      f"got {describe(v)}")
+    return v
+
+
+NOTIFY_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "level": _notify_level,
+    "url": _notify_url,
+    "command": _command,
+    "name": lambda v: _ini_text(v, "a short name"),
+}
+
 HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
 USER_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
 

@@ -1,6 +1,7 @@
 """The team's status: supervisor's process table joined with psutil figures and heartbeats."""
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -46,16 +47,27 @@ def process_tree_usage(pid: int, now: float,
     return round(100.0 * cpu_seconds / lifetime, 1), round(rss / 2**20, 1)
 
 
-def restart_columns(states: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The watchdog's restart bookkeeping as status columns, from ``queue.restart_states()``."""
-    return {name: {"restarts": int(state["attempts"] or 0), "given_up": bool(state["given_up"]),
-                   "next_restart_at": state["next_restart_at"]}
-            for name, state in states.items()}
+def restart_columns(states: dict[str, dict[str, Any]],
+                    max_attempts: int | None = None) -> dict[str, dict[str, Any]]:
+    """The watchdog's restart bookkeeping as status columns, from ``queue.restart_states()``:
+    what is coming (``next_restart_at``, ``restart_attempt`` of ``max_restart_attempts``) and
+    when it stopped trying (``given_up_at``: the give-up is recorded with the last crash)."""
+    columns = {}
+    for name, state in states.items():
+        attempts, given_up = int(state["attempts"] or 0), bool(state["given_up"])
+        pending = state["next_restart_at"] is not None and not given_up
+        columns[name] = {"restarts": attempts, "given_up": given_up,
+                         "next_restart_at": state["next_restart_at"],
+                         "restart_attempt": attempts if pending else None,
+                         "given_up_at": state["last_crash_at"] if given_up else None,
+                         "max_restart_attempts": max_attempts}
+    return columns
 
 
-def queue_columns(queue: Any, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+def queue_columns(queue: Any, team: Team) -> dict[str, dict[str, Any]]:
     """Status columns kept in the database: restarts (restart_columns) and pauses."""
-    columns = restart_columns(queue.restart_states(names))
+    names = team.names
+    columns = restart_columns(queue.restart_states(names), team.settings.max_restart_attempts)
     pauses = queue.pauses()
     for name in names:
         pause = pauses.get(name)
@@ -151,8 +163,24 @@ def activity_text(agent: dict[str, Any], now: float) -> str:
     return text + (f", no output for {human_duration(quiet)}" if quiet >= 60 else "")
 
 
+def future(agent: dict, now: float) -> str | None:
+    """What the watchdog will do (or gave up doing) for a stopped agent, or None."""
+    if agent.get("given_up"):
+        at = agent.get("given_up_at")
+        when = f" at {time.strftime('%H:%M', time.localtime(at))}" if at else ""
+        return (f"GIVEN UP{when} after {agent.get('restarts', 0)} restarts"
+                f" \u2014 coffee-team restart {agent['name']}")
+    if agent.get("next_restart_at") is not None and agent.get("restart_attempt"):
+        wait = max(0, math.ceil(agent["next_restart_at"] - now))
+        limit = agent.get("max_restart_attempts")
+        attempt = f"{agent['restart_attempt']}/{limit}" if limit else f"{agent['restart_attempt']}"
+        return f"BACKOFF, restart in {wait}s (attempt {attempt})"
+    return None
+
+
 def render(status: dict) -> str:
     """The seed's status format."""
+    now = status.get("now") or time.time()
     lines = ["Orchestrator Status:",
              f"  Uptime: {human_duration(status['uptime_seconds'], long=True)}",
              f"  Agents Running: {status['agents_running']}/{status['agents_total']}"
@@ -167,12 +195,11 @@ def render(status: dict) -> str:
             detail += f", {a['activity']}" if a.get("activity") else ""
         else:
             detail = a["description"] or "not running"
-        if a.get("restarts"):
+        coming = future(a, now) if a["state"] != "RUNNING" else None
+        if a.get("restarts") and coming is None:
             detail += f", restarts {a['restarts']}"
-        if a.get("given_up"):
-            detail += ", GIVEN UP (coffee-team restart " + a["name"] + ")"
         paused = " PAUSED" if a.get("paused") else ""
         if a.get("paused_reason"):
             detail += f", paused: {a['paused_reason']}"
-        lines.append(f"  {a['name']}: {a['state']}{paused} ({detail})")
+        lines.append(f"  {a['name']}: {coming or a['state']}{paused} ({detail})")
     return "\n".join(lines)

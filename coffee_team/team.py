@@ -6,6 +6,7 @@ that holds ``data/team.yaml``.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,8 +15,9 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from .schema import (AGENT_FIELDS, AGENT_NAME, HOST_FIELDS, HTTP_FIELDS, PG_SCHEMES, RETRY_FIELDS,
-                     TEAM_FIELDS, Invalid, describe, is_loopback)
+from .schema import (AGENT_FIELDS, AGENT_NAME, HOST_FIELDS, HTTP_FIELDS, NOTIFY_FIELDS,
+                     NOTIFY_LEVELS, PG_SCHEMES, RETRY_FIELDS, TEAM_FIELDS, Invalid, describe,
+                     is_loopback)
 from .taskstate import RetryPolicy
 from .schema import INI_COMMENT  # noqa: F401  (re-exported for callers of team.py)
 from .errors import TeamError, UnknownAgentError
@@ -44,6 +46,36 @@ def check_http(http: HttpSettings, source: str, where: str = "team.http",
 
 # The dashboard's supervisord program; an agent cannot have this name while team.web is set.
 WEB_PROGRAM = "web"
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """One ``team.notify`` entry: an Apprise ``url`` or a ``command`` argv, and the minimum
+    ``level`` it receives."""
+    level: str = "WARNING"
+    url: str | None = None
+    command: tuple[str, ...] | None = None
+    name: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable id of the destination (the deliveries table keys on it): the same URL or
+        argv is the same target whatever its place in the list or its level."""
+        what = self.url if self.url is not None else "\0".join(self.command or ())
+        return hashlib.sha256(what.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        """What a person sees: the name, else the URL without credentials or path, else argv[0]."""
+        if self.name:
+            return self.name
+        if self.url is not None:
+            scheme, _, rest = self.url.partition("://")
+            return f"{scheme}://{rest.split('/')[0].rpartition('@')[2]}"
+        return Path((self.command or ("?",))[0]).name
+
+    def wants(self, level: str) -> bool:
+        return NOTIFY_LEVELS.index(level) >= NOTIFY_LEVELS.index(self.level)
 
 
 @dataclass(frozen=True)
@@ -90,6 +122,7 @@ class TeamSettings:
     retry: RetryPolicy | None = None
     escalate_after: float | None = None  # seconds; None: pending tasks are never escalated
     host_name: str | None = None  # this host among hosts sharing PostgreSQL; None: hostname
+    notify: tuple[NotifyTarget, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,9 +278,12 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
         http_doc = team_doc.pop("http", None)
         web_doc = team_doc.pop("web", None)
         team_retry = _retry(team_doc.pop("retry", None), "team.retry", source)
+        notify = _notify(team_doc.pop("notify", None), source)
+    else:
+        notify = ()
     settings = TeamSettings(**_fields(team_doc, TEAM_FIELDS, "team", source,
-                                      ("http", "retry", "web")),
-                            retry=team_retry)
+                                      ("http", "notify", "retry", "web")),
+                            retry=team_retry, notify=notify)
     if http_doc is not None:
         settings = TeamSettings(**{**settings.__dict__,
                                    "http": _server(http_doc, "team.http", source)})
@@ -296,6 +332,25 @@ def _server(doc: Any, where: str, source: str, what: str = "the XML-RPC API") ->
     return server
 
 
+def _notify(doc: Any, source: str) -> tuple[NotifyTarget, ...]:
+    if doc is None:
+        return ()
+    if not isinstance(doc, list):
+        raise TeamError(f"{source}: team.notify: expected a list of targets "
+                        f"({{level, url}} or {{level, command}}), got {describe(doc)}")
+    targets = []
+    for i, item in enumerate(doc):
+        where = f"team.notify[{i}]"
+        values = _fields(item, NOTIFY_FIELDS, where, source)
+        if ("url" in values) == ("command" in values):
+            raise TeamError(f"{source}: {where}: set exactly one of 'url' or 'command'")
+        target = NotifyTarget(**values)
+        if any(t.key == target.key for t in targets):
+            raise TeamError(f"{source}: {where}: the same destination twice")
+        targets.append(target)
+    return tuple(targets)
+
+
 def _retry(doc: Any, where: str, source: str) -> RetryPolicy | None:
     """``retry:`` → RetryPolicy; an agent's replaces the team's as a whole."""
     if doc is None:
@@ -339,14 +394,19 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_team(path: str | os.PathLike[str] = "data/team.yaml") -> Team:
+def read_team_text(path: str | os.PathLike[str] = "data/team.yaml") -> str:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise TeamError(f"{path}: team file not found (create it, or pass --team PATH)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TeamError(f"{path}: cannot read team file: {exc}") from None
+
+
+def parse_team_text(text: str, path: str | os.PathLike[str]) -> Team:
+    """The team in ``text`` as if read from ``path`` (which fixes the project root)."""
+    path = Path(path)
     try:
         document = yaml.load(text, Loader=_UniqueKeyLoader)
     except TeamError as exc:
@@ -357,3 +417,7 @@ def load_team(path: str | os.PathLike[str] = "data/team.yaml") -> Team:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise TeamError(f"{path}: {where}invalid YAML: {problem}") from None
     return parse_team(document, str(path), path)
+
+
+def load_team(path: str | os.PathLike[str] = "data/team.yaml") -> Team:
+    return parse_team_text(read_team_text(path), path)

@@ -360,6 +360,7 @@ class ControlContract:
         from coffee_team.queue.models import SCHEMA_VERSION
         assert q.backend.fetchall("SELECT MAX(version) FROM schema_version") == [
             (SCHEMA_VERSION,)]
+        assert {"deliveries", "notify_targets"} <= set(q.db.get_tables())  # version 5
         [old_pending, old_failed] = sorted(t["id"] for t in q.list_tasks())
         recipient = q.get_task(old_failed)["recipient"]
         assert q.stats()[recipient]["failed"] == 1  # schema 3 counted the finished rows

@@ -156,3 +156,30 @@ def test_wait_wakes_promptly_on_send_from_another_process(tmp):
         _join_all([sleeper], timeout=15)
     assert woke == "True"
     assert float(at) - sent_at < 2.0
+
+
+def _open_and_close(tmp: str) -> None:
+    _queue(tmp).close()
+
+
+def test_a_second_queue_in_one_process_keeps_the_first_ones_writes_visible(tmp_path):
+    """Opening a second queue on the same file (the watchdog's delivery thread does) must not
+    drop the first connection's locks: another process closing its own connection would then
+    delete the WAL from under it, and every later write of the first would be lost to others."""
+    first = _queue(str(tmp_path))
+    first.record_event(None, "before")
+    second = _queue(str(tmp_path))
+    other = ctx.Process(target=_open_and_close, args=(str(tmp_path),))
+    other.start()
+    other.join(30)
+    first.record_event(None, "after")
+    with ctx.Pool(1) as pool:
+        kinds = pool.apply(_event_kinds, (str(tmp_path),))
+    first.close()
+    second.close()
+    assert kinds == ["before", "after"]
+
+
+def _event_kinds(tmp: str) -> list[str]:
+    with _queue(tmp) as q:
+        return [e["kind"] for e in q.events()]

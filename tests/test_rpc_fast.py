@@ -68,6 +68,8 @@ VALID_CALLS = {
     "retryTask": (1,),
     "pauseAgent": ("assistant",),
     "resumeAgent": ("assistant",),
+    "getLoadedTeam": (),
+    "reloadTeam": (),
 }
 
 HUGE = "x" * (2 * 2**20)
@@ -236,8 +238,30 @@ def test_bad_team_file_leaves_supervisord_serving(supervisor_globals):
         for method, args in VALID_CALLS.items():
             with pytest.raises(RPCError) as info:
                 getattr(iface, method)(*args)
-            assert info.value.code == Faults.FAILED and "unavailable" in info.value.text
-        assert iface.team_error and iface.team_error.splitlines()[0] in info.value.text
+            assert info.value.code == Faults.FAILED
+            assert "unavailable" in info.value.text or method == "reloadTeam"
+            assert iface.team_error.splitlines()[0] in info.value.text
+        write_team(root, AGENTS)  # fixed: reloadTeam brings coffee.* up without a restart
+        assert iface.reloadTeam() == list(AGENTS)
+        assert len(events.callbacks) == callbacks + 2
+        assert iface.getQueueStats().keys() == AGENTS.keys()
+        iface._queue.close()
+
+
+def test_reload_team_routes_by_the_new_file_and_keeps_the_old_on_a_bad_one(coffee):
+    before = coffee.call("getLoadedTeam")
+    assert before["agents"] == list(AGENTS) and "architect" in before["text"]
+    coffee.call("sendMessage", "ci", "", "question", {})  # opens the queue
+    write_team(coffee.team.root, {**AGENTS, "tester": {"priority": 4, "handles": ["test_run"]}})
+    assert coffee.call("getLoadedTeam") == before  # editing the file alone changes nothing
+    assert coffee.fault("sendMessage", "ci", "", "test_run", {}).code == Faults.BAD_NAME
+    assert coffee.call("reloadTeam") == [*AGENTS, "tester"]
+    task_id = coffee.call("sendMessage", "ci", "", "test_run", {})
+    assert coffee.task(task_id)["recipient"] == "tester"
+    coffee.team.path.write_text("agents: {Bad Name: {}}\n")
+    fault = coffee.fault("reloadTeam")
+    assert fault.code == Faults.FAILED and "bad agent name" in fault.text
+    assert coffee.call("getLoadedTeam")["agents"] == [*AGENTS, "tester"]
 
 
 def test_factory_needs_the_team_path(supervisor_globals):

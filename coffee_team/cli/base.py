@@ -94,6 +94,19 @@ def main(ctx: click.Context, team_path: str, conf: str | None) -> None:
     ctx.obj = Context(team_path, conf)
 
 
+def config_team(ctx: Context) -> Team:
+    """The team, if supervisord can run it from this path and its notify targets are usable;
+    else one line and exit 2 (gen-config, start, apply)."""
+    from .. import layout, notify
+    team = ctx.team
+    try:
+        layout.check_project_path(team)
+        notify.check_targets(team)
+    except TeamError as exc:
+        raise UserError(str(exc), exit_code=2) from None
+    return team
+
+
 def parse_agents(team: Team, agents: str | None) -> tuple[str, ...]:
     if not agents:
         return ()

@@ -11,7 +11,7 @@ import click
 
 from .. import events as kinds
 from ..status import human_duration
-from .base import Context, UserError, echo_json, main, parse_agents, pass_ctx
+from .base import Context, UserError, config_team, echo_json, main, parse_agents, pass_ctx
 
 
 
@@ -241,16 +241,20 @@ def cleanup(ctx: Context, older_than_hours: float | None) -> None:
 
 # --- watchdog records ------------------------------------------------------------------------
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--ack", "ack_id", type=click.IntRange(1, 2**63 - 1), default=None,
               help="Acknowledge notification ID.")
 @click.option("--ack-all", is_flag=True, help="Acknowledge every notification.")
 @click.option("--all", "show_all", is_flag=True, help="Include acknowledged ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-@pass_ctx
-def notifications(ctx: Context, ack_id: int | None, ack_all: bool, show_all: bool,
+@click.pass_context
+def notifications(click_ctx: click.Context, ack_id: int | None, ack_all: bool, show_all: bool,
                   as_json: bool) -> None:
-    """The watchdog's notifications (always silent: sound is False, seed CFR-009)."""
+    """The watchdog's notifications (always silent: sound is False, seed CFR-009), and their
+    delivery to each team.notify target."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx: Context = click_ctx.obj
     with open_queue(ctx) as q:
         if ack_id is not None:
             if not q.ack_notification(ack_id):
@@ -264,13 +268,42 @@ def notifications(ctx: Context, ack_id: int | None, ack_all: bool, show_all: boo
             click.echo(f"acknowledged {len(pending)}")
             return
         rows = q.notifications(unacked_only=not show_all)
+        deliveries = q.deliveries_since(rows[0]["id"] - 1) if rows else []
+        summary = q.delivery_summary()
     if as_json:
+        for n in rows:
+            n["deliveries"] = [d for d in deliveries if d["notification_id"] == n["id"]]
         echo_json(rows)
         return
     if not rows:
         click.echo("no notifications")
     for n in rows:
         click.echo(f"{n['id']:>5} {_when(n['created_at'])} {n['level']:<8} {n['title']}")
+    labels = {t.key: t.label for t in ctx.team.settings.notify}
+    for row in summary:
+        if row["target"] not in labels:
+            continue  # a target the team file no longer has
+        line = (f"delivery to {row['label']}: {row['delivered']} delivered, {row['pending']} "
+                f"pending, {row['failing']} failed")
+        if row["failing"]:
+            line += f" (retrying at {_when(row['next_try_at'])}: {row['last_error']})"
+        click.echo(line)
+
+
+@notifications.command("test")
+@pass_ctx
+def notifications_test(ctx: Context) -> None:
+    """Send one test notification to every team.notify target now; exit 1 if any failed."""
+    from ..notify import send_test
+    team = config_team(ctx)
+    if not team.settings.notify:
+        raise UserError(f"{team.path}: team.notify lists no targets", exit_code=2)
+    results = send_test(team)
+    for target, result in results:
+        click.echo(f"{'ok  ' if result.ok else 'FAIL'} {target.label}"
+                   + ("" if result.ok else f": {result.error}"))
+    if not all(result.ok for _, result in results):
+        raise SystemExit(1)
 
 
 def history_summary(events: list[dict]) -> dict[str, dict]:

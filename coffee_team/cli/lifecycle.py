@@ -10,7 +10,7 @@ import click
 from .. import client, layout
 from ..client import Faults
 from ..errors import SupervisorDown, TeamError
-from .base import Context, UserError, echo_json, main, parse_agents, pass_ctx
+from .base import Context, UserError, config_team, echo_json, main, parse_agents, pass_ctx
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -20,7 +20,7 @@ from .base import Context, UserError, echo_json, main, parse_agents, pass_ctx
 @pass_ctx
 def gen_config(ctx: Context, check: bool) -> None:
     """Regenerate supervisord.conf.d/ from the team file."""
-    team = ctx.team
+    team = config_team(ctx)
     if check:
         diff = layout.diff_config(team)
         if not diff.clean:
@@ -54,13 +54,12 @@ def wait_running(ctx: Context, names: tuple[str, ...], timeout: float) -> None:
 
 def forget_restarts(ctx: Context, names: tuple[str, ...], give_ups: bool) -> None:
     """A human start/restart clears a give-up; a human stop cancels a pending backoff restart."""
+    from ..apply import reset_restarts
     from ..watchdog import policy
     from .data import open_queue
     rule = policy.on_cleared if give_ups else policy.on_stop_requested
     with open_queue(ctx, create=True) as queue:
-        for name in names:
-            state = policy.RestartState.from_dict(queue.restart_state(name))
-            queue.save_restart_state(name, **rule(state).to_dict())
+        reset_restarts(queue, names, rule)
 
 
 def loaded_processes(ctx: Context, names: tuple[str, ...]) -> dict[str, dict]:
@@ -71,8 +70,7 @@ def loaded_processes(ctx: Context, names: tuple[str, ...]) -> dict[str, dict]:
     if missing:
         raise UserError(f"{', '.join(missing)}: in the team file but not in the running "
                         f"supervisord (the team file changed since it started); apply the "
-                        f"change with `coffee-team gen-config` then `supervisorctl -c "
-                        f"{ctx.team.conf_file} update`")
+                        f"change with `coffee-team apply`", exit_code=2)
     return infos
 
 
@@ -95,7 +93,7 @@ def start_in_priority_order(ctx: Context, names: tuple[str, ...]) -> None:
 @pass_ctx
 def start(ctx: Context, agents: str | None, timeout: float) -> None:
     """Boot supervisord if needed, start agents in priority order, wait, print the status."""
-    team = ctx.team
+    team = config_team(ctx)
     names = parse_agents(team, agents) or team.names
     diff = layout.diff_config(team)
     if not diff.clean:
@@ -188,7 +186,9 @@ def _team_status(ctx: Context) -> dict:
             raise UserError(f"coffee.getTeamStatus: {exc.faultString}") from None
     else:
         for agent in data["agents"]:  # XML-RPC leaves out what is unset
-            agent.setdefault("heartbeat_age_seconds", None)
+            for key in ("heartbeat_age_seconds", "next_restart_at", "restart_attempt",
+                        "given_up_at"):
+                agent.setdefault(key, None)
         return data
     infos = ctx.rpc("supervisor.getAllProcessInfo")
     pid = ctx.rpc("supervisor.getPID")
@@ -200,7 +200,7 @@ def _restart_extras(ctx: Context) -> dict:
     from ..status import queue_columns
     try:
         with MessageQueue.from_team(ctx.team) as queue:
-            return queue_columns(queue, ctx.team.names)
+            return queue_columns(queue, ctx.team)
     except Exception:  # status must still show supervisor's view without the database
         return {}
 

@@ -129,6 +129,13 @@ class ControlMixin:
             self._wake.notify({agent})
         return bool(removed)
 
+    def fail_open_tasks(self, agent: str, reason: str) -> int:
+        """Every pending or in-progress task of ``agent`` becomes failed with ``reason``
+        (an agent removed from the team: its work is reported, never silently lost)."""
+        with self.backend.write_transaction():
+            return self.backend.run(self._sql.FAIL_OPEN_TASKS,
+                                    (self.clock(), reason, agent)).rowcount
+
     def pauses(self) -> dict[str, dict]:
         """{agent: {paused_at, paused_until, reason}} for the pauses in force now."""
         rows = self.backend.run(self._sql.ACTIVE_PAUSES, (self.clock(),)).fetchall()

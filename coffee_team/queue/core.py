@@ -30,6 +30,7 @@ from coffee_team.errors import (ContentError, QueueFullError, RoutingError, Unro
 from coffee_team.queue.content import (MAX_DEDUPE_KEY_CHARS, check_name, check_priority,
                                        encode_json, read_stored, too_deep_message)
 from coffee_team.queue.control import ControlMixin
+from coffee_team.queue.delivery import DeliveryMixin
 from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.locks import agent_lock_key
 from coffee_team.queue.reporting import ReportingMixin
@@ -59,7 +60,20 @@ _MESSAGE_FIELDS = frozenset(("sender", "recipient", "type", "content", "priority
 _RECIPIENT, _DEDUPE_KEY = 1, 6
 
 
-class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
+def _team_options(team) -> dict[str, Any]:
+    """What a queue takes from the team file besides the database."""
+    settings = team.settings
+    return dict(
+        agents=tuple(a.name for a in team.agents),
+        handles={a.name: tuple(a.handles) for a in team.agents},
+        max_queue_size=settings.max_queue_size,
+        retry={a.name: a.retry for a in team.agents if getattr(a, "retry", None)},
+        escalate_after=getattr(settings, "escalate_after", None),
+        lease_seconds=getattr(settings, "lease_seconds", 300.0),
+    )
+
+
+class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
     def __init__(
         self,
         database: Union[str, peewee.Database],
@@ -104,17 +118,17 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
         """Queue for a team.Team: its database_url/wake_dir (absolute) and agents."""
         settings = team.settings
         options = dict(
-            agents=tuple(a.name for a in team.agents),
-            handles={a.name: tuple(a.handles) for a in team.agents},
-            max_queue_size=settings.max_queue_size,
-            retry={a.name: a.retry for a in team.agents if getattr(a, "retry", None)},
-            escalate_after=getattr(settings, "escalate_after", None),
-            lease_seconds=getattr(settings, "lease_seconds", 300.0),
+            **_team_options(team),
             wake_dir=getattr(team, "wake_dir", None) or getattr(settings, "wake_dir", None),
             host=getattr(team, "state_host", ""),  # hosts sharing PostgreSQL keep their own
         )
         options.update(overrides)
         return cls(getattr(team, "database_url", None) or settings.database_path, **options)
+
+    def adopt_team(self, team) -> None:
+        """Route, limit and retry by a reloaded team (same database)."""
+        for name, value in _team_options(team).items():
+            setattr(self, name, value)
 
     def close(self) -> None:
         if self._wake:

@@ -78,16 +78,21 @@ def _open_sqlite(path: str, busy_timeout_ms: int, cache_size_kib: int) -> peewee
 
 
 def _prepare_private_file(path: str) -> None:
-    """Create parent dirs 0700 and the db file 0600 (WAL/SHM inherit it)."""
+    """Create parent dirs 0700 and the db file 0600 (WAL/SHM inherit it).
+
+    An existing file is never opened here: closing any descriptor of a file drops every POSIX
+    lock the process holds on it, so a second queue opened in a process that already has one
+    (the watchdog's delivery thread) would strip the first connection's locks, and another
+    process could then delete the WAL from under it.
+    """
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         os.makedirs(parent, mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        if os.fstat(fd).st_uid == os.getuid():
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if os.stat(path).st_uid == os.getuid():
+            os.chmod(path, 0o600)
 
 
 def _ensure_wal(path: str, timeout: float) -> None:

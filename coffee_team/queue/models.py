@@ -30,7 +30,8 @@ database_proxy = DatabaseProxy()
 # agent_pause (db.migrate upgrades a version-1 database in place).
 # 3: task_counts, kept by triggers (queue stats without scanning the tasks table).
 # 4: restart_state keyed by (agent, host): on a shared PostgreSQL each host keeps its own.
-SCHEMA_VERSION = 4
+# 5: notify_targets and deliveries (new tables only: create_tables adds them).
+SCHEMA_VERSION = 5
 
 TASK_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 NOTIFICATION_LEVELS = ("INFO", "WARNING", "CRITICAL")
@@ -218,6 +219,36 @@ class AgentPause(BaseModel):
         table_name = "agent_pause"
 
 
+class NotifyTargetRow(BaseModel):
+    """A ``team.notify`` destination the deliverer has seen (``target`` is NotifyTarget.key).
+
+    Only notifications created from ``added_at`` on go to it (a new target gets no history);
+    ``since_id`` is how far planning got, so each pass reads only the newest notifications.
+    """
+    target = CharField(max_length=64, primary_key=True)
+    label = TextField()
+    added_at = DoubleField()
+    since_id = IntegerField(default=0)
+
+    class Meta:
+        table_name = "notify_targets"
+
+
+class Delivery(BaseModel):
+    """One notification to one target: tried until ``delivered_at`` is set, never after."""
+    id = AutoField()
+    notification_id = IntegerField()
+    target = CharField(max_length=64)
+    attempts = IntegerField(default=0)
+    next_try_at = DoubleField()  # pushed ahead before each attempt: a claim, and the retry time
+    delivered_at = DoubleField(null=True)
+    last_error = TextField(null=True)
+
+    class Meta:
+        table_name = "deliveries"
+        indexes = ((("notification_id", "target"), True), (("next_try_at",), False))
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DoubleField()
@@ -227,4 +258,4 @@ class SchemaVersion(BaseModel):
 
 
 ALL_MODELS = (Task, QueueDepth, TaskCount, Metric, Event, Notification, RestartState, AgentPause,
-              SchemaVersion)
+              NotifyTargetRow, Delivery, SchemaVersion)

@@ -122,6 +122,44 @@ NOTIFICATION_EXISTS = "SELECT 1 FROM notifications WHERE id = ?"
 # Parameters (True, id, False): the row count tells whether this call acknowledged it.
 ACK_NOTIFICATION = "UPDATE notifications SET acknowledged = ? WHERE id = ? AND acknowledged = ?"
 
+# --- notification delivery (delivery.py) ----------------------------------------------------
+
+ADD_NOTIFY_TARGET = ("INSERT INTO notify_targets (target, label, added_at, since_id)"
+                     " VALUES (?, ?, ?, 0) ON CONFLICT (target) DO UPDATE SET label = excluded.label"
+                     " RETURNING added_at, since_id")
+LAST_NOTIFICATION_ID = "SELECT COALESCE(MAX(id), 0) FROM notifications"
+# Re-reads a window below since_id: on PostgreSQL a smaller id may commit after a larger one;
+# the unique (notification_id, target) index makes planning one twice a no-op.
+PLAN_DELIVERIES = (
+    "INSERT INTO deliveries (notification_id, target, attempts, next_try_at)"
+    " SELECT id, ?, 0, created_at FROM notifications WHERE id > ? AND id <= ?"
+    " AND created_at >= ? AND level IN (?, ?, ?)"
+    " ON CONFLICT (notification_id, target) DO NOTHING")
+SET_NOTIFY_TARGET_SINCE = "UPDATE notify_targets SET since_id = ? WHERE target = ?"
+DUE_DELIVERIES = (
+    "SELECT d.id, d.target, d.attempts, n.id AS notification_id, n.created_at, n.level,"
+    " n.agent, n.title, n.message FROM deliveries d JOIN notifications n"
+    " ON n.id = d.notification_id WHERE d.delivered_at IS NULL AND d.next_try_at <= ?"
+    " ORDER BY d.next_try_at, d.id LIMIT ?")
+# The claim of one attempt: whoever moves next_try_at ahead owns it (another watchdog, or
+# this one after a restart, sees it as not due).
+BEGIN_DELIVERY = ("UPDATE deliveries SET attempts = attempts + 1, next_try_at = ?"
+                  " WHERE id = ? AND delivered_at IS NULL AND next_try_at <= ?")
+DELIVERED = ("UPDATE deliveries SET delivered_at = ?, last_error = NULL"
+             " WHERE id = ? AND delivered_at IS NULL")
+DELIVERY_FAILED = "UPDATE deliveries SET last_error = ? WHERE id = ? AND delivered_at IS NULL"
+DELIVERY_SUMMARY = (
+    "SELECT t.target, t.label,"
+    " SUM(CASE WHEN d.delivered_at IS NOT NULL THEN 1 ELSE 0 END) AS delivered,"
+    " SUM(CASE WHEN d.delivered_at IS NULL AND d.attempts = 0 THEN 1 ELSE 0 END) AS pending,"
+    " SUM(CASE WHEN d.delivered_at IS NULL AND d.attempts > 0 THEN 1 ELSE 0 END) AS failing,"
+    " MAX(CASE WHEN d.delivered_at IS NULL THEN d.last_error END) AS last_error,"
+    " MIN(CASE WHEN d.delivered_at IS NULL THEN d.next_try_at END) AS next_try_at"
+    " FROM notify_targets t LEFT JOIN deliveries d ON d.target = t.target"
+    " GROUP BY t.target, t.label ORDER BY t.label")
+DELIVERIES_SINCE = ("SELECT notification_id, target, attempts, next_try_at, delivered_at,"
+                    " last_error FROM deliveries WHERE notification_id > ? ORDER BY id")
+
 # --- task control (control.py): failures with retries, cancel, retry, pause, escalation -
 
 FAILING_TASK = ("SELECT recipient, claimed_by, type, claimed_at, status, failures, errors"
@@ -145,6 +183,10 @@ PAUSE_AGENT = ("INSERT INTO agent_pause (agent, paused_at, paused_until, reason)
                " ON CONFLICT (agent) DO UPDATE SET paused_at = excluded.paused_at,"
                " paused_until = excluded.paused_until, reason = excluded.reason")
 RESUME_AGENT = "DELETE FROM agent_pause WHERE agent = ?"
+# An agent removed from the team (coffee-team apply --yes): its open work fails with a reason.
+FAIL_OPEN_TASKS = ("UPDATE tasks SET status = 'failed', completed_at = ?, error = ?,"
+                   " lease_expires_at = NULL WHERE recipient = ?"
+                   " AND status IN ('pending', 'in_progress')")
 ACTIVE_PAUSES = ("SELECT agent, paused_at, paused_until, reason FROM agent_pause"
                  " WHERE paused_until IS NULL OR paused_until > ?")
 # No status index: a scan of the tasks table once per watchdog pass, only if escalate_after.

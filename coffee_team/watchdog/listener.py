@@ -5,7 +5,12 @@
 - restarts crashed agents after ``restart_backoff × 2ⁿ`` and gives up after
   ``max_restart_attempts`` with one silent CRITICAL notification (supervisor alone respawns
   instantly forever);
-- requeues a dead agent's tasks at once; checks heartbeats and CPU/RSS of each process tree.
+- requeues a dead agent's tasks at once; checks heartbeats and CPU/RSS of each process tree;
+- re-reads the team file on SIGHUP (``coffee-team apply`` sends it through
+  ``supervisor.signalProcess``): the handler only sets a flag, the loop reloads within a
+  second, and a team file that does not validate keeps the old team (logged, and a
+  ``team_reload_failed`` event). Editing the file alone changes nothing until it is applied;
+- hands notifications to ``team.notify`` targets from a thread of its own (coffee_team.notify).
 
 Restart state lives in the database, so killing the listener or supervisord keeps pending
 backoffs and counts. stdin/stdout/the RPC proxy/the queue are injected (superlance style);
@@ -39,26 +44,58 @@ class Watchdog:
     def __init__(self, team, protocol: ListenerProtocol, rpc: Any, queue: Any,
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
-                 launch_only: tuple[str, ...] = ()):
-        self.team = team
+                 launch_only: tuple[str, ...] = (),
+                 load_team: Callable[[], Any] | None = None):
         self.protocol = protocol
         self.rpc = rpc
         self.queue = queue
         self.clock = clock
         self.sleep = sleep
         self.launch_only = launch_only
+        self.load_team = load_team
+        self.reload_requested = False
+        self.sampler = TreeSampler()
+        self.heartbeat_seen: dict[str, str] = {}
+        self.over_limit: dict[str, int] = {}
+        self.memory_restart: set[str] = set()
+        self.use_team(team)
+        self.next_health_check = clock() + team.settings.health_check_interval
+        self.next_cleanup = clock()
+
+    def use_team(self, team) -> None:
+        """Work with ``team`` from now on (at start, and when the team file is reloaded)."""
+        self.team = team
         s = team.settings
         self.policy = policy.RestartPolicy(base_delay=s.restart_backoff,
                                            max_attempts=s.max_restart_attempts,
                                            reset_after=s.restart_reset_after,
                                            max_delay=s.restart_backoff_max)
         self.names = set(team.names)
-        self.sampler = TreeSampler()
-        self.heartbeat_seen: dict[str, str] = {}
-        self.over_limit: dict[str, int] = {}
-        self.memory_restart: set[str] = set()
-        self.next_health_check = clock() + s.health_check_interval
-        self.next_cleanup = clock()
+        for memory in (self.heartbeat_seen, self.over_limit):
+            for name in set(memory) - self.names:
+                del memory[name]
+        self.memory_restart &= self.names
+
+    def request_reload(self, *_signal_args: Any) -> None:
+        """SIGHUP handler: only a flag, so a signal never lands in the middle of a decision."""
+        self.reload_requested = True
+
+    def reload_if_requested(self) -> None:
+        if not self.reload_requested or self.load_team is None:
+            return
+        self.reload_requested = False
+        try:
+            team = self.load_team()
+        except Exception as exc:  # a bad file keeps the team that works
+            self.log(f"team file not reloaded (keeping {len(self.names)} agents): {exc}")
+            self.event(None, kinds.TEAM_RELOAD_FAILED, error=str(exc))
+            return
+        added, removed = sorted(set(team.names) - self.names), sorted(self.names - set(team.names))
+        self.use_team(team)
+        self.queue.adopt_team(team)
+        self.log(f"team reloaded: {len(self.names)} agents (added {added or '-'}, "
+                 f"removed {removed or '-'})")
+        self.event(None, kinds.TEAM_RELOADED, agents=sorted(self.names))
 
     def log(self, message: str) -> None:
         self.protocol.log(message)
@@ -291,6 +328,7 @@ class Watchdog:
             self.log(f"cleanup: removed {removed} finished task(s)")
 
     def on_timer(self) -> None:
+        self.reload_if_requested()
         self.restart_due()
         if self.clock() >= self.next_health_check:
             self.health_check()
@@ -344,6 +382,7 @@ class Watchdog:
 def main(argv: list[str] | None = None) -> int:
     from supervisor import childutils
 
+    from coffee_team.notify import Deliverer
     from coffee_team.queue import MessageQueue
     from coffee_team.team import load_team
     from coffee_team.watchdog.startup import open_patiently
@@ -367,8 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         protocol.log("started: the team file and the database open now")
     launch_only = tuple(n for n in os.environ.get("COFFEE_LAUNCH_AGENTS", "").split(",") if n)
     rpc = childutils.getRPCInterface(os.environ)
-    with queue:
-        watchdog = Watchdog(team, protocol, rpc, queue, launch_only=launch_only)
+    with queue, MessageQueue.from_team(team) as delivery_queue:
+        watchdog = Watchdog(team, protocol, rpc, queue, launch_only=launch_only,
+                            load_team=lambda: load_team(args.team))
+        signal.signal(signal.SIGHUP, watchdog.request_reload)
+        # its own connection: the thread never shares a transaction with the event loop
+        Deliverer(delivery_queue, lambda: watchdog.team.settings.notify, protocol.log).start()
         return watchdog.run(launch=opened.supervisor_running, already_ready=opened.waited)
 
 
