@@ -133,7 +133,7 @@ class Snapshots:
             if isinstance(answer, dict):
                 raise SupervisorDown(f"supervisord: {answer.get('faultString', answer)}")
         infos, pid = answers
-        extra = status.queue_columns(self.queue, self.team.names)
+        extra = status.queue_columns(self.queue, self.team)
         return status.collect(self.team, infos, pid, extra=extra, now=self.clock())
 
     def status(self) -> tuple[dict | None, str]:
