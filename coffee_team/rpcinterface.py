@@ -6,10 +6,15 @@ Registered by the generated config::
     supervisor.rpcinterface_factory=coffee_team.rpcinterface:make_coffee_rpcinterface
     team=%(here)s/../data/team.yaml
 
-Every method runs inside supervisord's single-threaded select loop, so none may block: the
-queue database is opened once per interface with a 200 ms busy timeout, each call is one or a
-few short SQLite statements, and ``restartAgent`` waits for a stop through supervisor's
-deferred-callback mechanism (``NOT_DONE_YET``) instead of sleeping.
+Every method runs inside supervisord's single-threaded select loop, so none may block. The
+rule: nothing here waits on the database for more than a fraction of a second. The queue is
+opened once per interface (rpcqueue.py) with a 200 ms busy timeout, which on PostgreSQL is
+also the statement and lock timeout, next to a connect timeout and TCP keepalives; each call
+is one or a few short statements. What cannot be done at once is left to others or fails
+fast: a requeue on reap that meets a lock is left to the watchdog (which requeues too), a call
+that meets one is a FAILED fault ("retry the call"), and ``getTeamStatus`` shows the processes
+with one ``database`` line instead of the restart columns. ``restartAgent`` waits for a stop
+through supervisor's deferred-callback mechanism (``NOT_DONE_YET``) instead of sleeping.
 
 Bad input never escapes as a traceback (which supervisor would answer with HTTP 500): it
 becomes an XML-RPC Fault with supervisor's fault codes (``Faults.BAD_ARGUMENTS``,
@@ -34,7 +39,8 @@ from supervisor.states import RUNNING_STATES, STOPPED_STATES, SupervisorStates
 from supervisor.xmlrpc import Faults, RPCError
 
 from coffee_team import events as kinds
-from coffee_team.errors import UnknownAgentError
+from coffee_team.errors import DatabaseUnavailable, UnknownAgentError
+from coffee_team.rpcqueue import RpcQueue, one_line
 from coffee_team.rpctasks import TaskControlRPC, task_struct
 from coffee_team.rpcvalues import (MAX_CONTENT_DEPTH, MAX_LIMIT, check_id, check_limit, kind_of,
                                    nesting_depth, short)
@@ -42,7 +48,6 @@ from coffee_team.rpcvalues import rpc_method as _rpc
 from coffee_team.watchdog import policy
 
 API_VERSION = "1.0"
-BUSY_TIMEOUT_MS = 200
 MAX_DAYS = 3650
 
 
@@ -60,7 +65,7 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         self.team_path = team_path
         self.team = None
         self.team_error = ""
-        self._queue = None
+        self._db: RpcQueue | None = None
         self._stopping = False
         self._supervisor = SupervisorNamespaceRPCInterface(supervisord)
         try:
@@ -69,6 +74,7 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         except Exception as exc:  # keep supervisord (and supervisor.*) serving
             self.team_error = str(exc)
         if self.team is not None:
+            self._db = RpcQueue(self.team, lambda: self._now(), self._log)
             events.subscribe(events.ProcessStateEvent, self._on_process_state)
             events.subscribe(events.SupervisorStoppingEvent, self._on_supervisor_stopping)
 
@@ -77,10 +83,9 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         descriptor of the old generation, and SQLite must not lose its files (and locks) from
         under an open connection. Agents and the watchdog requeue their own work meanwhile."""
         self._stopping = True
-        queue, self._queue = self._queue, None
-        if queue is not None:
+        if self._db is not None:
             try:
-                queue.close()
+                self._db.close()
             except Exception as exc:  # must never break supervisord's shutdown
                 self.supervisord.options.logger.warn(f"coffee: closing the queue: {exc}")
 
@@ -89,7 +94,8 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
 
         This runs inside supervisord's loop right when the exit is seen; the watchdog hears of
         it only on a later pass (up to seconds later), and its requeue stays as the fallback.
-        No new instance can start before this returns, so nothing live is requeued.
+        No new instance can start before this returns, so nothing live is requeued. A database
+        that cannot do it at once (locked, unreachable) leaves it to the watchdog.
         """
         if self._stopping or not isinstance(event, REQUEUE_ON):
             return
@@ -103,7 +109,8 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
             if count:
                 queue.record_event(name, kinds.REQUEUED, count=count, by="supervisord")
         except Exception as exc:  # must never break supervisord's state machine
-            self.supervisord.options.logger.warn(f"coffee: requeue of {name} failed: {exc}")
+            self.supervisord.options.logger.warn(f"coffee: requeue of {name} left to the "
+                                                 f"watchdog: {one_line(exc)}")
 
     # --- seams and plumbing ----------------------------------------------------------------
 
@@ -124,21 +131,16 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         except Exception:
             pass
 
+    @property
+    def _queue(self):
+        """The open MessageQueue, if any."""
+        return self._db.queue if self._db is not None else None
+
     def _queue_(self):
         """The MessageQueue, opened on first use (after supervisord daemonized)."""
         if self._stopping:
             raise RPCError(Faults.SHUTDOWN_STATE, "supervisord is shutting down")
-        if self._queue is None:
-            from coffee_team.queue.db import open_database
-            from coffee_team.queue import MessageQueue
-            team = self.team
-            database = open_database(team.database_url, busy_timeout_ms=BUSY_TIMEOUT_MS)
-            self._queue = MessageQueue(
-                database, agents=team.names,
-                handles={a.name: tuple(a.handles) for a in team.agents},
-                max_queue_size=team.settings.max_queue_size,
-                wake_dir=team.wake_dir, clock=self._now)
-        return self._queue
+        return self._db.get()
 
     def _fault(self, method: str, exc: Exception) -> RPCError:
         from coffee_team.errors import ContentError, TaskNotFound, TaskStateError
@@ -153,8 +155,10 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
             return RPCError(Faults.FAILED, f"queue full: {exc}")
         if isinstance(exc, ContentError):
             return RPCError(Faults.BAD_ARGUMENTS, str(exc))
+        if isinstance(exc, DatabaseUnavailable):
+            return RPCError(Faults.FAILED, f"database unavailable ({exc}); retry the call")
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "locked" in text or "busy" in text:
+        if "locked" in text or "busy" in text or "timeout" in text:  # a lock, or the rule above
             return RPCError(Faults.FAILED, f"database busy ({text}); retry the call")
         self._log(f"{method} failed: {type(exc).__name__}: {text}")
         return RPCError(Faults.FAILED, f"{type(exc).__name__}: {text}")
@@ -206,14 +210,20 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         now = self._now()
         infos = self._supervisor.getAllProcessInfo()
         pid = self.supervisord.options.get_pid()
-        extras = self._extras()
+        extras, trouble = self._extras()
         data = status.collect(self.team, infos, pid, extra=extras, now=now)
         data["now"] = now
+        if trouble:
+            data["database"] = trouble
         return data
 
-    def _extras(self) -> dict[str, dict[str, Any]]:
+    def _extras(self) -> tuple[dict[str, dict[str, Any]], str]:
+        """The columns kept in the database, or none and one line saying why."""
         from coffee_team.status import queue_columns
-        return queue_columns(self._queue_(), self.team.names)
+        try:
+            return queue_columns(self._queue_(), self.team.names), ""
+        except Exception as exc:  # the processes are shown whatever the database does
+            return {}, one_line(exc)
 
     @_rpc
     def sendMessage(self, sender, recipient, type, content, priority=5, dedupe_key="", delay=0):

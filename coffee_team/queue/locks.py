@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import NamedTuple, Optional
 
 from coffee_team.queue import sql
-from coffee_team.queue.db import PostgresBackend, open_database, pg_connect
+from coffee_team.queue.db import PostgresBackend, keep_when_idle, open_database, pg_connect
 from coffee_team.queue.wake import pg_poll
 
 # TCP keepalives: a silently lost network (no FIN, no RST) breaks the session within ~20 s,
@@ -38,6 +38,7 @@ class AdvisoryLockSession:
         self.conn = pg_connect(open_database(url), application_name=application_name,
                                **KEEPALIVE)
         self.conn.autocommit = True
+        keep_when_idle(self.conn)
 
     def fileno(self) -> int:
         return self.conn.fileno()
