@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from . import diskspace
 from .heartbeat import last_beat, read_heartbeat
 from .team import Team
 
@@ -99,13 +100,17 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         uptime = now - psutil.Process(supervisord_pid).create_time()
     except psutil.Error:
         uptime = 0.0
-    return {
+    data = {
         "uptime_seconds": round(uptime, 1),
         "agents_running": sum(1 for a in agents if a["state"] == "RUNNING"),
         "agents_total": len(agents),
         "supervisord_pid": supervisord_pid,
         "agents": agents,
     }
+    disk = diskspace.problems(team)
+    if disk:
+        data["disk"] = disk
+    return data
 
 
 def human_duration(seconds: float, long: bool = False) -> str:
@@ -157,4 +162,7 @@ def render(status: dict) -> str:
         if a.get("paused_reason"):
             detail += f", paused: {a['paused_reason']}"
         lines.append(f"  {a['name']}: {a['state']}{paused} ({detail})")
+    if status.get("database"):  # the processes above are shown whatever the database does
+        lines.append(f"  Database: {status['database']}")
+    lines += [f"  Disk: {line}" for line in status.get("disk", ())]
     return "\n".join(lines)

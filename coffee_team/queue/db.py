@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 
-from coffee_team.errors import DatabaseUrlError, SchemaTooNew
+from coffee_team.errors import DatabaseUnavailable, DatabaseUrlError, SchemaTooNew
 from coffee_team.queue import sql
 from coffee_team.queue.models import ALL_MODELS, SCHEMA_VERSION
 
@@ -173,7 +173,8 @@ def database_errors() -> tuple[type[BaseException], ...]:
     """Errors meaning "the database is unusable right now" (locked, read-only, gone).
 
     psycopg2 only if importable: an SQLite agent blocks its import to save memory."""
-    errors: list[type[BaseException]] = [sqlite3.Error, peewee.PeeweeException]
+    errors: list[type[BaseException]] = [sqlite3.Error, peewee.PeeweeException,
+                                         DatabaseUnavailable]
     try:
         import psycopg2
         errors.append(psycopg2.Error)
