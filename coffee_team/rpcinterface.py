@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import time
 from typing import Any
 
@@ -41,6 +39,7 @@ from supervisor.xmlrpc import Faults, RPCError
 from coffee_team import events as kinds
 from coffee_team.errors import DatabaseUnavailable, UnknownAgentError
 from coffee_team.rpcqueue import RpcQueue, one_line
+from coffee_team.rpcsignals import wake_on_signals
 from coffee_team.rpctasks import TaskControlRPC, task_struct
 from coffee_team.rpcvalues import (MAX_CONTENT_DEPTH, MAX_LIMIT, check_id, check_limit, kind_of,
                                    nesting_depth, short)
@@ -77,6 +76,17 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
             self._db = RpcQueue(self.team, lambda: self._now(), self._log)
             events.subscribe(events.ProcessStateEvent, self._on_process_state)
             events.subscribe(events.SupervisorStoppingEvent, self._on_supervisor_stopping)
+            events.subscribe(events.Tick5Event, self._on_tick)
+
+    def _on_tick(self, event) -> None:
+        """Every 5 s, even without calls: take up a replaced database file (so no process of
+        the team keeps the old one open) and report a deleted one (rpcqueue.py)."""
+        if self._stopping or self._db.queue is None:
+            return
+        try:
+            self._db.get()
+        except Exception:  # said in the log once per episode; calls get the fault
+            pass
 
     def _on_supervisor_stopping(self, event) -> None:
         """Close the database before supervisord shuts down or reloads: a reload closes every
@@ -439,48 +449,10 @@ def _state_name(state: int) -> str:
     return getProcessStateDescription(state) or str(state)
 
 
-_signal_wakeup = None  # this process's SignalWakeup dispatcher, replaced at each (re)load
-
-
-def _wake_on_signals() -> None:
-    """Make a SIGCHLD end supervisord's poll() at once.
-
-    supervisord reaps children only when poll() returns, and a signal alone does not end it
-    (PEP 475 retries the call), so a death whose pipes closed just before the child became a
-    zombie is reaped up to a second late. Python's wakeup fd turns every signal into a byte on
-    a pipe whose read end sits in supervisord's socket map, so poll() returns and it reaps.
-    A reload (SIGHUP) closes our descriptors and builds the interfaces again: the stale
-    dispatcher is dropped from the map (only if the slot is still ours) and a new pipe made.
-    """
-    global _signal_wakeup
-    from supervisor.medusa import asyncore_25 as asyncore
-
-    stale = _signal_wakeup
-    if stale is not None and asyncore.socket_map.get(stale.fd) is stale:
-        del asyncore.socket_map[stale.fd]
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-
-    class SignalWakeup(asyncore.file_dispatcher):
-        fd = read_end
-
-        def writable(self):
-            return False
-
-        def handle_read(self):
-            try:
-                os.read(read_end, 4096)
-            except OSError:
-                pass
-
-    _signal_wakeup = SignalWakeup(read_end)
-    signal.set_wakeup_fd(write_end)
-
-
 def make_coffee_rpcinterface(supervisord, **config):
     """Factory named by ``[rpcinterface:coffee]``; ``team=`` is the team file's path."""
     team_path = config.get("team")
     if not team_path:
         raise ValueError("[rpcinterface:coffee] needs team=PATH (the team file)")
-    _wake_on_signals()
+    wake_on_signals()
     return CoffeeNamespaceRPCInterface(supervisord, team_path)

@@ -20,8 +20,10 @@ FILE_CHECK_EVERY = 1.0  # seconds between checks that the SQLite file is still t
 
 
 def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, DatabaseUnavailable):  # its message already names the cause
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class RpcQueue:

@@ -33,7 +33,7 @@ from supervisor.tests.base import DummyRequest
 from supervisor.xmlrpc import (DeferredXMLRPCResponse, Faults, RootRPCInterface, RPCError,
                                SystemNamespaceRPCInterface, traverse)
 
-from coffee_team import rpcinterface, rpcqueue
+from coffee_team import rpcinterface, rpcqueue, rpcsignals
 from coffee_team.queue import MessageQueue
 from coffee_team.taskstate import STATES
 from coffee_team.team import Team
@@ -117,18 +117,18 @@ def supervisor_globals():
     callbacks = events.callbacks[:]
     previous_fd = signal.set_wakeup_fd(-1)
     signal.set_wakeup_fd(previous_fd)
-    previous_dispatcher = rpcinterface._signal_wakeup
+    previous_dispatcher = rpcsignals._signal_wakeup
     try:
         yield
     finally:
         events.callbacks[:] = callbacks
         ours = signal.set_wakeup_fd(previous_fd)
-        dispatcher = rpcinterface._signal_wakeup
+        dispatcher = rpcsignals._signal_wakeup
         if dispatcher is not None and dispatcher is not previous_dispatcher:
             discard(dispatcher)
             if ours not in (-1, previous_fd):
                 os.close(ours)
-        rpcinterface._signal_wakeup = previous_dispatcher
+        rpcsignals._signal_wakeup = previous_dispatcher
 
 
 def build(team: Team, supervisord: FakeSupervisord, clock: FakeClock):
@@ -248,11 +248,11 @@ def test_factory_needs_the_team_path(supervisor_globals):
 def test_factory_reload_replaces_the_signal_wakeup(coffee):
     """supervisord builds the interfaces again on every reload: one wake-up dispatcher stays
     in its socket map, and a signal makes it readable (so poll() returns and reaps)."""
-    first = rpcinterface._signal_wakeup
+    first = rpcsignals._signal_wakeup
     assert asyncore.socket_map.get(first.fd) is first
     os.close(signal.set_wakeup_fd(-1))  # likewise the old write end
     build(coffee.team, coffee.supervisord, coffee.clock)
-    second = rpcinterface._signal_wakeup
+    second = rpcsignals._signal_wakeup
     assert second is not first and asyncore.socket_map.get(second.fd) is second
     assert asyncore.socket_map.get(first.fd) is not first
     discard(first)  # supervisord closes the old generation's descriptors on a reload

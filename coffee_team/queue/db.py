@@ -86,10 +86,21 @@ def _open_sqlite(path: str, busy_timeout_ms: int, cache_size_kib: int) -> peewee
 
 
 def _prepare_private_file(path: str) -> None:
-    """Create parent dirs 0700 and the db file 0600 (WAL/SHM inherit it)."""
+    """Create parent dirs 0700 and the db file 0600 (WAL/SHM inherit it).
+
+    A -wal/-shm pair next to a database file that had to be created belongs to a deleted file
+    (still open in running processes): a new file must not share it, so it is unlinked."""
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         os.makedirs(parent, mode=0o700, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    else:
+        for leftover in (path + "-wal", path + "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if os.fstat(fd).st_uid == os.getuid():
