@@ -37,11 +37,12 @@ from supervisor.states import RUNNING_STATES, STOPPED_STATES, SupervisorStates
 from supervisor.xmlrpc import Faults, RPCError
 
 from coffee_team import events as kinds
-from coffee_team.errors import DatabaseUnavailable, UnknownAgentError
+from coffee_team.errors import UnknownAgentError
 from coffee_team.rpcqueue import RpcQueue, one_line
 from coffee_team.rpcsignals import wake_on_signals
 from coffee_team.rpctasks import TaskControlRPC, task_struct
-from coffee_team.rpcvalues import (MAX_CONTENT_DEPTH, MAX_LIMIT, check_id, check_limit, kind_of,
+from coffee_team.rpcvalues import (MAX_CONTENT_DEPTH, MAX_LIMIT, check_id, check_limit,
+                                   expected_fault, kind_of,
                                    nesting_depth, short)
 from coffee_team.rpcvalues import rpc_method as _rpc
 from coffee_team.watchdog import policy
@@ -153,25 +154,11 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         return self._db.get()
 
     def _fault(self, method: str, exc: Exception) -> RPCError:
-        from coffee_team.errors import ContentError, TaskNotFound, TaskStateError
-        from coffee_team.queue import QueueFullError, UnroutableError
-        if isinstance(exc, TaskNotFound):
-            return RPCError(Faults.BAD_ARGUMENTS, str(exc))
-        if isinstance(exc, TaskStateError):
-            return RPCError(Faults.FAILED, str(exc))
-        if isinstance(exc, UnroutableError):
-            return RPCError(Faults.BAD_NAME, str(exc))
-        if isinstance(exc, QueueFullError):
-            return RPCError(Faults.FAILED, f"queue full: {exc}")
-        if isinstance(exc, ContentError):
-            return RPCError(Faults.BAD_ARGUMENTS, str(exc))
-        if isinstance(exc, DatabaseUnavailable):
-            return RPCError(Faults.FAILED, f"database unavailable ({exc}); retry the call")
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "locked" in text or "busy" in text or "timeout" in text:  # a lock, or the rule above
-            return RPCError(Faults.FAILED, f"database busy ({text}); retry the call")
-        self._log(f"{method} failed: {type(exc).__name__}: {text}")
-        return RPCError(Faults.FAILED, f"{type(exc).__name__}: {text}")
+        fault = expected_fault(exc)
+        if fault is None:  # not the caller's doing, nor the database's: worth a log line
+            fault = RPCError(Faults.FAILED, one_line(exc))
+            self._log(f"{method} failed: {one_line(exc)}")
+        return fault
 
     def _agent(self, name: Any) -> str:
         if not isinstance(name, str):

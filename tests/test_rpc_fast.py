@@ -882,3 +882,51 @@ def test_pause_holds_claims_until_resume(coffee):
     assert coffee.iface.resumeAgent("assistant") is True
     assert coffee.iface.resumeAgent("assistant") is False
     assert [t.id for t in coffee.queue.claim("assistant", 1)] == [task_id]
+
+
+# --- a sick database (issue 18) ---------------------------------------------------------------
+
+def test_team_status_shows_the_processes_and_one_database_line_when_it_cannot_open(
+        supervisor_globals):
+    with temp_root() as root:
+        team = write_team(root, AGENTS, database_path="data/broken.db")
+        with open(team.database_url, "w") as f:
+            f.write("this is not a database " * 100)
+        clock = FakeClock()
+        iface = build(team, FakeSupervisord(team.names), clock)
+        status = iface.getTeamStatus()
+        assert [a["name"] for a in status["agents"]] == ["architect", "code_developer",
+                                                         "assistant"]
+        assert status["database"] == "DatabaseError: file is not a database"
+        assert "restarts" not in status["agents"][0]
+        assert_xmlrpc_safe(status)
+        # Not tried again at once: a database that failed fails fast for OPEN_RETRY seconds.
+        fault = pytest.raises(RPCError, iface.getQueueStats).value
+        assert fault.code == Faults.FAILED and "file is not a database" in fault.text
+        os.unlink(team.database_url)
+        clock.advance(rpcqueue.OPEN_RETRY)
+        assert "database" not in iface.getTeamStatus()  # a good file now: back at once
+        iface._queue.close()
+
+
+def test_a_deleted_database_file_is_reported_and_a_replaced_one_reopened(coffee):
+    coffee.call("getQueueStats")
+    path = coffee.team.database_url
+    os.link(path, path + ".kept")
+    os.unlink(path)
+    coffee.clock.advance(rpcqueue.FILE_CHECK_EVERY)
+    status = coffee.iface.getTeamStatus()
+    assert "was deleted while open" in status["database"] and len(status["agents"]) == 3
+    fault = coffee.fault("sendMessage", "ci", "assistant", "question", {})
+    assert fault.code == Faults.FAILED and "was deleted while open" in fault.text
+    os.link(path + ".kept", path)  # the same file back: nothing to reopen
+    coffee.clock.advance(rpcqueue.FILE_CHECK_EVERY)
+    assert "database" not in coffee.iface.getTeamStatus()
+    os.unlink(path)  # and a sender makes a new file there (without the old file's WAL)
+    with MessageQueue(path, agents=coffee.team.names) as other:
+        other.send("ci", "assistant", "question")
+    coffee.queue.reopen()  # the test's own connection (this process) follows too
+    coffee.clock.advance(rpcqueue.FILE_CHECK_EVERY)
+    assert coffee.iface.getQueueStats()["assistant"]["pending"] == 1  # the new file's task
+    logged = "\n".join(coffee.supervisord.logged)
+    assert logged.count("was deleted while open") == 1 and "reopening it" in logged
