@@ -9,6 +9,7 @@ requeued on the way out, so nothing it claimed is ever lost.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -17,7 +18,7 @@ import time
 
 from . import events as kinds
 from . import handlers
-from .errors import AgentAlreadyRunningError, HandlerError, TeamError
+from .errors import AgentAlreadyRunningError, DatabaseUnavailable, HandlerError, TeamError
 from .execution import TaskExecution
 from .handlers import Interrupted
 from .heartbeat import write_heartbeat
@@ -31,6 +32,8 @@ from .team import AgentSpec, Team
 
 IDLE_WAIT_CAP = 1.0  # seconds; bounds how late a dead parent is noticed without PDEATHSIG
 DB_RETRY_MAX = 5.0   # seconds; the longest pause between retries while the database is unusable
+FILE_CHECK_EVERY = 1.0  # seconds between checks that the database file is still the one open
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def make_runner(team: Team, spec: AgentSpec):
@@ -60,6 +63,7 @@ class Agent(TaskExecution):
         self.db_errors = database_errors()
         self.in_database = False
         self.trouble: set[str] = set()  # what is failing now, so each episode is logged once
+        self.file_checked_at = 0.0
 
     # --- signals -------------------------------------------------------------------------
     def _on_stop_signal(self, signum, frame) -> None:
@@ -101,21 +105,34 @@ class Agent(TaskExecution):
         raise Interrupted(pending[1], pending[2])
 
     # --- status ----------------------------------------------------------------------------
-    def write_status(self) -> None:
+    def write_status(self) -> bool:
+        """Write the heartbeat file; False if it could not be (the pulse tries again soon)."""
         now = self.clock()
         activity = self.activity.fields()
         if self.stopping and activity["state"] != STOPPED:
             activity["state"] = STOPPING
         status = {"agent": self.name, "pid": os.getpid(), **activity,
                   "started_at": self.started_at, "last_heartbeat": now,
-                  "trouble": sorted(self.trouble), **self.counts}
+                  "trouble": sorted(self.trouble), "waiting_for": self.waiting_for(),
+                  **self.counts}
         try:
             write_heartbeat(self.team.status_dir, self.name, status)
         except OSError as exc:  # an unwritable status dir must not stop the work
-            self.problem("status", f"cannot write the heartbeat file in {self.team.status_dir}: "
-                                    f"{exc.strerror or exc}")
-            return
+            if exc.errno in DISK_FULL:
+                self.problem("disk", f"waiting for disk: cannot write the heartbeat file in "
+                                     f"{self.team.status_dir}: {exc.strerror}")
+            else:
+                self.problem("status", f"cannot write the heartbeat file in "
+                                       f"{self.team.status_dir}: {exc.strerror or exc}")
+            return False
         self.recovered("status")
+        self.recovered("disk")
+        return True
+
+    def waiting_for(self) -> str | None:
+        """What the agent waits for, as the heartbeat says it: "disk", "database" or None."""
+        return "disk" if "disk" in self.trouble else \
+            "database" if "database" in self.trouble else None
 
     def problem(self, what: str, message: str) -> None:
         if what not in self.trouble:
@@ -138,6 +155,7 @@ class Agent(TaskExecution):
         while True:
             self.in_database = not interruptible
             try:
+                self.check_database_file()
                 result = operation(*args, **kwargs)
             except self.db_errors as exc:
                 self.problem("database", f"database unavailable: {type(exc).__name__}: "
@@ -153,6 +171,22 @@ class Agent(TaskExecution):
                 self.in_database = False
             self.recovered("database")
             return result
+
+    def check_database_file(self) -> None:
+        """Never work in a database file that is no longer at its path: reopen a replaced
+        one; a deleted one is DatabaseUnavailable until a file is back (durable() retries)."""
+        now = time.monotonic()
+        if self.queue is None or \
+                ("database" not in self.trouble and now - self.file_checked_at < FILE_CHECK_EVERY):
+            return
+        self.file_checked_at = now
+        stale = self.queue.file_problem()
+        if stale is None:
+            return
+        if stale.deleted:
+            raise DatabaseUnavailable(f"{stale}; waiting for a database file at that path")
+        log(self.name, f"{stale}; reopening it")
+        self.queue.reopen()
 
     def warn_stall(self, task: dict, silent_for: float, action: str) -> None:
         """One WARNING per stall (from the pulse thread, on its own connection)."""

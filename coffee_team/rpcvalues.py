@@ -114,3 +114,27 @@ def rpc_method(func: Callable) -> Callable:
         return "" if result is Unset else result
 
     return method
+
+
+def expected_fault(exc: Exception) -> RPCError | None:
+    """The fault for an error the caller caused or the database's state explains (None for
+    anything else). A database that is busy, locked or past the rpcinterface's time limit is
+    a FAILED fault at once: the caller retries, supervisord never waits."""
+    from coffee_team.errors import (ContentError, DatabaseUnavailable, QueueFullError,
+                                    TaskNotFound, TaskStateError, UnroutableError)
+    if isinstance(exc, TaskNotFound):
+        return RPCError(Faults.BAD_ARGUMENTS, str(exc))
+    if isinstance(exc, TaskStateError):
+        return RPCError(Faults.FAILED, str(exc))
+    if isinstance(exc, UnroutableError):
+        return RPCError(Faults.BAD_NAME, str(exc))
+    if isinstance(exc, QueueFullError):
+        return RPCError(Faults.FAILED, f"queue full: {exc}")
+    if isinstance(exc, ContentError):
+        return RPCError(Faults.BAD_ARGUMENTS, str(exc))
+    if isinstance(exc, DatabaseUnavailable):
+        return RPCError(Faults.FAILED, f"database unavailable ({exc}); retry the call")
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "locked" in text or "busy" in text or "timeout" in text:
+        return RPCError(Faults.FAILED, f"database busy ({text}); retry the call")
+    return None

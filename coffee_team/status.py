@@ -5,6 +5,7 @@ import math
 import time
 from typing import Any
 
+from . import diskspace
 from .heartbeat import last_beat, read_heartbeat
 from .liveness import STANDBY
 from .standby import standby_text
@@ -115,7 +116,7 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         uptime = now - psutil.Process(supervisord_pid).create_time()
     except psutil.Error:
         uptime = 0.0
-    return {
+    data = {
         "uptime_seconds": round(uptime, 1),
         "agents_running": sum(1 for a in agents if is_active(a)),
         "agents_standby": sum(1 for a in agents if is_standby(a)),
@@ -123,6 +124,10 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         "supervisord_pid": supervisord_pid,
         "agents": agents,
     }
+    disk = diskspace.problems(team)
+    if disk:
+        data["disk"] = disk
+    return data
 
 
 def is_standby(agent: dict[str, Any]) -> bool:
@@ -202,4 +207,7 @@ def render(status: dict) -> str:
         if a.get("paused_reason"):
             detail += f", paused: {a['paused_reason']}"
         lines.append(f"  {a['name']}: {coming or a['state']}{paused} ({detail})")
+    if status.get("database"):  # the processes above are shown whatever the database does
+        lines.append(f"  Database: {status['database']}")
+    lines += [f"  Disk: {line}" for line in status.get("disk", ())]
     return "\n".join(lines)

@@ -323,6 +323,8 @@ PG_CURRENT_SCHEMA = "SELECT current_schema()"
 PG_TRY_ADVISORY_LOCK = "SELECT pg_try_advisory_lock(?)"
 # The same key for one transaction: a reaper's requeue runs only while no instance runs.
 PG_TRY_ADVISORY_XACT_LOCK = "SELECT pg_try_advisory_xact_lock(?)"
+# Sessions idle by design (LISTEN, advisory locks) opt out of a server's idle_session_timeout.
+PG_NO_IDLE_SESSION_TIMEOUT = "SET idle_session_timeout = 0"
 # Who holds a bigint advisory key (PostgreSQL stores it as two 32-bit halves, objsubid 1),
 # in this database: the session's application_name, address and start time.
 PG_ADVISORY_LOCK_HOLDER = (
