@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from coffee_team.queue.models import SCHEMA_VERSION
 from coffee_team.errors import ContentError, QueueFullError, TaskNotFound, TaskStateError
 from coffee_team.queue import MessageQueue
 from coffee_team.taskstate import RetryPolicy
@@ -345,7 +346,7 @@ class ControlContract:
                 db.execute_sql(statement.format(**kinds))
         db.close()
         q = self.make_queue()
-        assert q.backend.fetchall("SELECT MAX(version) FROM schema_version") == [(2,)]
+        assert q.backend.fetchall("SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
         [old_pending, old_failed] = sorted(t["id"] for t in q.list_tasks())
         assert q.get_task(old_pending)["run_after"] == 100.0
         assert q.retry_task(old_failed) == "failed"

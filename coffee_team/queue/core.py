@@ -31,6 +31,7 @@ from coffee_team.queue.control import ControlMixin
 from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.reporting import ReportingMixin
 from coffee_team.queue.routing import resolve_recipients
+from coffee_team.queue.usage import UsageMixin
 from coffee_team.queue.wake import PgWake, WakeSockets, drain
 from coffee_team.taskstate import RetryPolicy, check_delay
 
@@ -103,7 +104,7 @@ def _check_priority(priority: Any) -> None:
         raise ContentError(f"priority must be an int from 0 (most urgent) to 9, got {priority!r}")
 
 
-class MessageQueue(JournalMixin, ReportingMixin, ControlMixin):
+class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, UsageMixin):
     def __init__(
         self,
         database: Union[str, peewee.Database],
