@@ -271,7 +271,7 @@ def run_agent(team: Team, name: str) -> int:
             # under our name was orphaned by a predecessor that died.
             orphans = agent.durable(queue.requeue_agent, spec.name)
             if hasattr(agent.runner, "attach"):  # an llm agent: role text, workspace, session
-                agent.runner.attach(queue, agent.durable)
+                agent.runner.attach(queue, agent.durable, agent.clock)
             log(spec.name, f"started (PID {os.getpid()}, priority {spec.priority}"
                            f"{f', requeued {orphans} orphaned task(s)' if orphans else ''})")
             return agent.run()

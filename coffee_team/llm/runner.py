@@ -66,10 +66,10 @@ class LlmRunner(CommandRunner):
         self.rate_limited_runs = 0  # in a row, for the backoff when no reset time is stated
 
     # --- set-up, once the agent has its queue --------------------------------------------------
-    def attach(self, queue: Any, durable: Any) -> None:
+    def attach(self, queue: Any, durable: Any, clock: Any = None) -> None:
         """Read the role text, make the workspace, restore the session: a problem here is the
         team file's (TeamError), reported when the agent starts, not at its first task."""
-        self.queue, self.durable = queue, durable
+        self.queue, self.durable, self.clock = queue, durable, clock or self.clock
         role = self.llm.system_prompt_file
         if role is not None:
             try:
