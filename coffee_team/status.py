@@ -52,10 +52,14 @@ def restart_columns(states: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
 
 
 def queue_columns(queue: Any, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Status columns kept in the database: restarts (restart_columns) and pauses."""
+    """Status columns kept in the database: restarts (restart_columns), pauses, and what
+    each agent's CLI runs cost today (UTC)."""
     columns = restart_columns(queue.restart_states(names))
     pauses = queue.pauses()
+    spend = queue.spend_by_agent(time.strftime("%Y-%m-%d", time.gmtime(queue.clock())))
     for name in names:
+        usd, tokens = spend.get(name, (0.0, 0))
+        columns[name].update(cost_today_usd=usd, tokens_today=tokens)
         pause = pauses.get(name)
         columns[name]["paused"] = pause is not None
         if pause is not None:
@@ -149,6 +153,8 @@ def render(status: dict) -> str:
             detail += f", {a['activity']}" if a.get("activity") else ""
         else:
             detail = a["description"] or "not running"
+        if a.get("cost_today_usd") or a.get("tokens_today"):
+            detail += f", today ${a['cost_today_usd']:.2f} {a['tokens_today']:,} tokens"
         if a.get("restarts"):
             detail += f", restarts {a['restarts']}"
         if a.get("given_up"):

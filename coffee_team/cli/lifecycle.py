@@ -20,7 +20,7 @@ from .base import Context, UserError, echo_json, main, parse_agents, pass_ctx
 @pass_ctx
 def gen_config(ctx: Context, check: bool) -> None:
     """Regenerate supervisord.conf.d/ from the team file."""
-    team = ctx.team
+    team = require_usable(ctx)
     if check:
         diff = layout.diff_config(team)
         if not diff.clean:
@@ -37,6 +37,15 @@ def gen_config(ctx: Context, check: bool) -> None:
         click.echo(f"wrote {team.conf_dir / name}")
     for name in diff.stale:
         click.echo(f"removed {team.conf_dir / name}")
+
+
+def require_usable(ctx: Context):
+    """The team, if its llm agents' role files and workspaces can be used (else exit 2)."""
+    from ..workspace import team_problems
+    problems = team_problems(ctx.team)
+    if problems:
+        raise UserError(problems[0], exit_code=2)
+    return ctx.team
 
 
 # --- lifecycle -------------------------------------------------------------------------------
@@ -82,7 +91,7 @@ def start_in_priority_order(ctx: Context, names: tuple[str, ...]) -> None:
 @pass_ctx
 def start(ctx: Context, agents: str | None, timeout: float) -> None:
     """Boot supervisord if needed, start agents in priority order, wait, print the status."""
-    team = ctx.team
+    team = require_usable(ctx)
     names = parse_agents(team, agents) or team.names
     diff = layout.diff_config(team)
     if not diff.clean:
