@@ -88,3 +88,22 @@ def test_doctor_reports_each_worktree(proj):
     lines = {name: (ok, detail) for ok, name, detail in run_checks(str(proj.team_file))}
     ok, detail = lines["worktree of architect"]
     assert not ok and "missing (the agent creates it when it starts)" in detail
+
+
+def test_the_example_llm_team_is_the_seed_team_and_passes_the_start_checks(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from coffee_team.team import load_team
+    from coffee_team.workspace import team_problems
+    repo = Path(__file__).resolve().parent.parent
+    (tmp_path / "data").mkdir()
+    shutil.copy(repo / "examples/llm-team/team.yaml", tmp_path / "data/team.yaml")
+    shutil.copytree(repo / "examples/llm-team/agents", tmp_path / "examples/llm-team/agents")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    team = load_team(tmp_path / "data/team.yaml")
+    seed = load_team(repo / "data/team.yaml")
+    assert [(a.name, a.priority, a.check_interval, a.handles) for a in team.agents] == \
+        [(a.name, a.priority, a.check_interval, a.handles) for a in seed.agents]
+    assert all(a.llm is not None and a.llm.preset == "claude" for a in team.agents)
+    assert team_problems(team) == []
