@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ..schema import Invalid, describe
+from ..schema import _boolean, _choice, _integer, _positive_number  # the team file's checkers
 from . import presets, template
 from .budget import Budget
 
@@ -111,30 +112,6 @@ def regex_field(v: Any) -> str:
     return v
 
 
-def _choice(*allowed: str) -> Callable[[Any], str]:
-    def check(v: Any) -> str:
-        if v not in allowed:
-            raise Invalid(f"one of {', '.join(allowed)}, got {describe(v)}")
-        return v
-    return check
-
-
-def _positive(kind: type, hi: float) -> Callable[[Any], Any]:
-    def check(v: Any) -> Any:
-        numeric = (int,) if kind is int else (int, float)
-        if isinstance(v, bool) or not isinstance(v, numeric) or not 0 < v <= hi:
-            raise Invalid(f"a {'whole ' if kind is int else ''}number above 0 and at most "
-                          f"{hi:g}, got {describe(v)}")
-        return kind(v)
-    return check
-
-
-def _boolean(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise Invalid(f"true or false, got {describe(v)}")
-    return v
-
-
 LLM_FIELDS: dict[str, Callable[[Any], Any]] = {
     "command": _command,
     "preset": _choice(*presets.PRESETS),
@@ -148,8 +125,8 @@ LLM_FIELDS: dict[str, Callable[[Any], Any]] = {
 }
 
 BUDGET_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "usd_per_day": _positive(float, 10**6),
-    "tokens_per_day": _positive(int, 10**12),
+    "usd_per_day": _positive_number(10**6),
+    "tokens_per_day": _integer(1, 10**12),
 }
 
 WORKSPACE_FIELDS: dict[str, Callable[[Any], Any]] = {
