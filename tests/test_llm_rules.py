@@ -334,3 +334,10 @@ def test_a_full_llm_agent_loads():
     assert team.settings.budget == budget.Budget(50.0, None)
     assert spec.workspace.branch_for("architect") == "agents/architect"
     assert spec.workspace.path_for("architect") == "data/worktrees/architect"
+
+
+def test_an_answer_too_long_for_the_queue_is_cut_not_refused():
+    result = presets.result_of(Reading(text="é" * 150_000))
+    assert len(result["text"]) < 100_100 and result["text"].endswith("50000 more characters cut]")
+    huge = json.dumps({"send": [], "blob": "x" * 200_000})
+    assert "data" not in presets.result_of(Reading(text=huge))

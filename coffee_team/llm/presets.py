@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 PREVIEW_CHARS = 500
+# The queue stores results up to 1 MiB of ASCII JSON, and a non-ASCII character may take six
+# bytes there (\uXXXX): an answer longer than this is cut, never a result the queue refuses.
+MAX_ANSWER_CHARS = 100_000
 FIELD_NAMES = ("result", "is_error", "cost", "tokens_in", "tokens_out", "cache_read",
                "cache_write", "session_id", "turns")
 _FENCED = re.compile(r"```[ \t]*(?:json)?[ \t]*\n(.*?)\n[ \t]*```", re.S | re.I)
@@ -214,8 +217,13 @@ def structured(text: str) -> Any:
 
 def result_of(reading: Reading) -> dict[str, Any]:
     """The task's result: the answer, its data and follow-ups (``send``), turns and usage."""
-    result: dict[str, Any] = {"text": reading.text, "usage": reading.usage.as_dict()}
+    text = reading.text
+    if len(text) > MAX_ANSWER_CHARS:
+        text = text[:MAX_ANSWER_CHARS] + f"\n[… {len(text) - MAX_ANSWER_CHARS} more characters cut]"
+    result: dict[str, Any] = {"text": text, "usage": reading.usage.as_dict()}
     data = structured(reading.text)
+    if data is not None and len(json.dumps(data)) > MAX_ANSWER_CHARS:
+        data = None  # too large to store: the text (cut) is the answer
     if isinstance(data, dict):
         result["data"] = {k: v for k, v in data.items() if k != "send"}
         if "send" in data:
