@@ -107,3 +107,17 @@ def test_the_example_llm_team_is_the_seed_team_and_passes_the_start_checks(tmp_p
         [(a.name, a.priority, a.check_interval, a.handles) for a in seed.agents]
     assert all(a.llm is not None and a.llm.preset == "claude" for a in team.agents)
     assert team_problems(team) == []
+
+
+def test_a_version_2_database_gains_the_llm_tables(tmp_path):
+    path = str(tmp_path / "v2.db")
+    with MessageQueue(path) as q:
+        for table in ("llm_usage", "budget_stop", "agent_session"):
+            q.backend.execute(f"DROP TABLE {table}")
+        q.backend.execute("DELETE FROM schema_version WHERE version = 3")
+        q.backend.execute("INSERT INTO schema_version (version, applied_at) VALUES (2, 0)")
+        task_id = q.send("ci", "a", "t")
+    with MessageQueue(path) as q:
+        assert q.backend.fetchall("SELECT MAX(version) FROM schema_version") == [(3,)]
+        q.record_usage(task_id, "a", "t", {"cost_usd": 0.5})
+        assert q.costs(0)["total"]["cost_usd"] == 0.5 and q.get_task(task_id)["type"] == "t"
