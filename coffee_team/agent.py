@@ -37,6 +37,9 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def make_runner(team: Team, spec: AgentSpec):
+    if spec.llm is not None:
+        from .llm.runner import LlmRunner
+        return LlmRunner(team, spec)
     if spec.command:
         return handlers.CommandRunner(spec.command, cwd=str(team.root))
     ref = spec.handler or "coffee_team.demo:handle"
@@ -55,7 +58,9 @@ class Agent(TaskExecution):
         self.activity = Activity(clock)
         self.pending_abort: tuple[int | None, str, str] | None = None  # set by the pulse thread
         self.counts = {"tasks_completed": 0, "tasks_failed": 0, "tasks_requeued": 0,
-                       "tasks_cancelled": 0, "periodic_runs": 0}
+                       "tasks_cancelled": 0, "tasks_deferred": 0, "periodic_runs": 0}
+        # an llm agent's budget check, made before each claim (None: nothing to check)
+        self.before_claim = getattr(self.runner, "before_claim", None)
         self.stopping = False
         self.parent = ParentWatch()
         self.supervised = bool(os.environ.get("SUPERVISOR_ENABLED"))
@@ -210,6 +215,8 @@ class Agent(TaskExecution):
                 self.periodic()
                 next_periodic = self.clock() + self.spec.check_interval
                 continue
+            if self.before_claim is not None:
+                self.durable(self.before_claim)
             tasks = self.durable(self.queue.claim, self.name, 1)
             if tasks and self.stopping:
                 break  # the stop came during the claim: _shutdown requeues the task
@@ -319,6 +326,8 @@ def run_agent(team: Team, name: str) -> int:
             # Holding the lock proves no other instance runs: whatever is still in progress
             # under our name was orphaned by a predecessor that died.
             orphans = agent.durable(queue.requeue_agent, spec.name)
+            if hasattr(agent.runner, "attach"):  # an llm agent: role text, workspace, session
+                agent.runner.attach(queue, agent.durable, agent.clock)
             log(spec.name, f"started (PID {os.getpid()}, priority {spec.priority}"
                            f"{f', requeued {orphans} orphaned task(s)' if orphans else ''})")
             if predecessor is not None:
@@ -348,6 +357,9 @@ def main(team_path: str, name: str) -> int:
         sys.modules.setdefault("psycopg2", None)
     try:
         return run_agent(team, name)
+    except TeamError as exc:  # e.g. an llm agent's worktree cannot be made
+        print(f"Error: {team.path}: {exc}", file=sys.stderr)
+        return 2
     except AgentAlreadyRunningError as exc:
         print(f"Error: AgentAlreadyRunningError: {exc}", file=sys.stderr)
         return 1

@@ -95,6 +95,19 @@ def _check_branch(team: Team) -> Check:
     return False, "git branch", f"on {branch or 'no branch'}, team requires {wanted} (CFR-013)"
 
 
+def _check_workspaces(team: Team) -> list[Check]:
+    """Role files and workspaces of the llm agents; each worktree on its branch, clean or
+    what is dirty."""
+    from .workspace import Workspace, team_problems
+    checks: list[Check] = [(False, "llm agents", problem) for problem in team_problems(team)]
+    for spec in team.agents:
+        workspace = Workspace.of(team, spec) if spec.llm is not None else None
+        if workspace is not None and workspace.is_worktree:
+            ok, detail = workspace.health()
+            checks.append((ok, f"worktree of {spec.name}", detail))
+    return checks
+
+
 def run_checks(team_path: str, conf: str | None = None) -> list[Check]:
     try:
         team = load_team(team_path)
@@ -107,4 +120,4 @@ def run_checks(team_path: str, conf: str | None = None) -> list[Check]:
     if team.settings.require_branch:
         checks.append(lambda: _check_branch(team))
     results += [check() for check in checks]
-    return results
+    return results + _check_workspaces(team)

@@ -25,7 +25,6 @@ control characters.
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -37,16 +36,16 @@ from supervisor.xmlrpc import Faults, RPCError
 
 from coffee_team import events as kinds
 from coffee_team.errors import UnknownAgentError
+from coffee_team.rpccosts import CostsRPC
 from coffee_team.rpcqueue import RpcQueue, one_line
 from coffee_team.rpcsignals import wake_on_signals
 from coffee_team.rpctasks import TaskControlRPC, task_struct
-from coffee_team.rpcvalues import (MAX_LIMIT, check_id, check_limit, expected_fault, kind_of,
-                                   short)
+from coffee_team.rpcvalues import (MAX_LIMIT, check_days, check_id, check_limit, expected_fault,
+                                   kind_of, short)
 from coffee_team.rpcvalues import rpc_method as _rpc
 from coffee_team.watchdog import policy
 
 API_VERSION = "1.0"
-MAX_DAYS = 3650
 
 
 # Leaving RUNNING by any door: crashed, stopped (perhaps SIGKILLed after stopwaitsecs), died
@@ -55,7 +54,7 @@ REQUEUE_ON = (events.ProcessStateExitedEvent, events.ProcessStateStoppedEvent,
               events.ProcessStateBackoffEvent)
 
 
-class CoffeeNamespaceRPCInterface(TaskControlRPC):
+class CoffeeNamespaceRPCInterface(TaskControlRPC, CostsRPC):
     """``coffee.*``: the team's queue, journal and status for automation."""
 
     def __init__(self, supervisord, team_path: str):
@@ -211,7 +210,8 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         task_started_at, last_output_at (left out when idle), activity (e.g. "working on #42
         for 1h 12m"), restarts (crash restarts
         counted by the watchdog), given_up,
-        next_restart_at (left out unless a backoff restart is pending), description.
+        next_restart_at (left out unless a backoff restart is pending), description,
+        cost_today_usd and tokens_today (input + output) of its CLI runs this UTC day.
 
         @return struct status  uptime_seconds, agents_running (standbys apart),
                                agents_standby, agents_total,
@@ -399,12 +399,9 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
                                 count, avg_ms, max_ms), agents (agent, count, avg_ms) and
                                 states ({state: tasks created in the window})
         """
-        if isinstance(days, bool) or not isinstance(days, (int, float)) \
-                or not math.isfinite(days) or not 0 < days <= MAX_DAYS:
-            raise RPCError(Faults.BAD_ARGUMENTS,
-                           f"days must be a number above 0 and at most {MAX_DAYS}, got {short(days)}")
+        days = check_days(days)
         queue = self._queue_()
-        return {"days": float(days), "bottlenecks": queue.bottlenecks(days),
+        return {"days": days, "bottlenecks": queue.bottlenecks(days),
                 "agents": queue.agent_performance(days), "states": queue.state_counts(days)}
 
     @_rpc
@@ -454,10 +451,11 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
 
 
 # supervisor publishes only what the class itself defines (system.listMethods and methodHelp
-# read __class__.__dict__), so the mixin's methods are copied in.
-for _name, _method in vars(TaskControlRPC).items():
-    if not _name.startswith("_") and callable(_method):
-        setattr(CoffeeNamespaceRPCInterface, _name, _method)
+# read __class__.__dict__), so the mixins' methods are copied in.
+for _mixin in (TaskControlRPC, CostsRPC):
+    for _name, _method in vars(_mixin).items():
+        if not _name.startswith("_") and callable(_method):
+            setattr(CoffeeNamespaceRPCInterface, _name, _method)
 
 
 def _state_name(state: int) -> str:

@@ -15,6 +15,7 @@ from coffee_team.queue.content import MAX_CONTENT_DEPTH
 from coffee_team.schema import describe as short
 
 MAX_LIMIT = 1000
+MAX_DAYS = 3650
 MAXINT = 2**31 - 1
 MININT = -(2**31)
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -80,6 +81,15 @@ def check_id(value: Any, what: str) -> int:
         raise RPCError(Faults.BAD_ARGUMENTS,
                        f"{what} must be an int from 0 to {MAXINT}, got {short(value)}")
     return value
+
+
+def check_days(days: Any) -> float:
+    """A window in days: a number above 0 and at most MAX_DAYS."""
+    if isinstance(days, bool) or not isinstance(days, (int, float)) \
+            or not math.isfinite(days) or not 0 < days <= MAX_DAYS:
+        raise RPCError(Faults.BAD_ARGUMENTS,
+                       f"days must be a number above 0 and at most {MAX_DAYS}, got {short(days)}")
+    return float(days)
 
 
 def rpc_method(func: Callable) -> Callable:

@@ -66,11 +66,15 @@ def restart_columns(states: dict[str, dict[str, Any]],
 
 
 def queue_columns(queue: Any, team: Team) -> dict[str, dict[str, Any]]:
-    """Status columns kept in the database: restarts (restart_columns) and pauses."""
+    """Status columns kept in the database: restarts (restart_columns), pauses, and what
+    each agent's CLI runs cost today (UTC)."""
     names = team.names
     columns = restart_columns(queue.restart_states(names), team.settings.max_restart_attempts)
     pauses = queue.pauses()
+    spend = queue.spend_by_agent(time.strftime("%Y-%m-%d", time.gmtime(queue.clock())))
     for name in names:
+        usd, tokens = spend.get(name, (0.0, 0))
+        columns[name].update(cost_today_usd=usd, tokens_today=tokens)
         pause = pauses.get(name)
         columns[name]["paused"] = pause is not None
         if pause is not None:
@@ -201,6 +205,8 @@ def render(status: dict) -> str:
         else:
             detail = a["description"] or "not running"
         coming = future(a, now) if a["state"] != "RUNNING" else None
+        if a.get("cost_today_usd") or a.get("tokens_today"):
+            detail += f", today ${a['cost_today_usd']:.2f} {a['tokens_today']:,} tokens"
         if a.get("restarts") and coming is None:
             detail += f", restarts {a['restarts']}"
         paused = " PAUSED" if a.get("paused") else ""

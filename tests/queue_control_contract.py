@@ -357,7 +357,6 @@ class ControlContract:
                 db.execute_sql(statement.format(**kinds))
         db.close()
         q = self.make_queue()
-        from coffee_team.queue.models import SCHEMA_VERSION
         assert q.backend.fetchall("SELECT MAX(version) FROM schema_version") == [
             (SCHEMA_VERSION,)]
         assert {"deliveries", "notify_targets"} <= set(q.db.get_tables())  # version 5

@@ -33,7 +33,7 @@ from supervisor.tests.base import DummyRequest
 from supervisor.xmlrpc import (DeferredXMLRPCResponse, Faults, RootRPCInterface, RPCError,
                                SystemNamespaceRPCInterface, traverse)
 
-from coffee_team import rpcinterface, rpcqueue, rpcsignals
+from coffee_team import rpcinterface, rpcqueue, rpcsignals, rpcvalues
 from coffee_team.queue import MessageQueue
 from coffee_team.taskstate import STATES
 from coffee_team.team import Team
@@ -70,6 +70,7 @@ VALID_CALLS = {
     "resumeAgent": ("assistant",),
     "getLoadedTeam": (),
     "reloadTeam": (),
+    "getCosts": (),
 }
 
 HUGE = "x" * (2 * 2**20)
@@ -669,13 +670,38 @@ def test_metrics_measure_claim_to_finish(coffee):
     assert coffee.call("getMetrics", 1) == {"days": 1.0, "bottlenecks": [], "agents": [],
                                             "states": dict.fromkeys(STATES, 0)}
     assert len(coffee.call("getMetrics", 2.5)["agents"]) == 2
-    assert coffee.call("getMetrics", rpcinterface.MAX_DAYS)["days"] == rpcinterface.MAX_DAYS
+    assert coffee.call("getMetrics", rpcvalues.MAX_DAYS)["days"] == rpcvalues.MAX_DAYS
 
 
 @pytest.mark.parametrize("days", [0, -1, True, "7", float("nan"), float("inf"), 1e300,
-                                  rpcinterface.MAX_DAYS + 1], ids=repr)
+                                  rpcvalues.MAX_DAYS + 1], ids=repr)
 def test_metrics_refuse_bad_days(coffee, days):
     assert coffee.fault("getMetrics", days).code == Faults.BAD_ARGUMENTS
+
+
+# --- getCosts --------------------------------------------------------------------------------
+
+def test_costs_add_up_by_agent_type_and_day(coffee):
+    q = coffee.queue
+    q.record_usage(1, "architect", "design_request", {"cost_usd": 0.25, "tokens_in": 10,
+                                                      "tokens_out": 5, "cache_read": 3})
+    q.record_usage(2, "architect", "review", {"cost_usd": 0.5, "tokens_in": 1})
+    coffee.clock.advance(86400)
+    q.record_usage(3, "assistant", "question", {"cost_usd": 0.125, "tokens_out": 2**40})
+    by_agent = coffee.call("getCosts")
+    assert [(g["key"], g["runs"], g["cost_usd"]) for g in by_agent["groups"]] == \
+        [("architect", 2, 0.75), ("assistant", 1, 0.125)]
+    assert by_agent["total"]["cost_usd"] == 0.875 and by_agent["total"]["tokens_in"] == 11
+    assert by_agent["total"]["tokens_out"] == float(2**40 + 5)  # beyond 32 bits: a double
+    assert [g["key"] for g in coffee.call("getCosts", "type")["groups"]] == \
+        ["design_request", "question", "review"]
+    assert len(coffee.call("getCosts", "day")["groups"]) == 2
+    assert coffee.call("getCosts", "agent", 0.5)["total"]["runs"] == 1
+
+
+@pytest.mark.parametrize("args", [("team",), (3,), ("agent", 0), ("agent", "7")], ids=repr)
+def test_costs_refuse_bad_arguments(coffee, args):
+    assert coffee.fault("getCosts", *args).code == Faults.BAD_ARGUMENTS
 
 
 # --- restartAgent ----------------------------------------------------------------------------

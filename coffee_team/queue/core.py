@@ -36,6 +36,7 @@ from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.locks import agent_lock_key
 from coffee_team.queue.reporting import ReportingMixin
 from coffee_team.queue.routing import resolve_recipients
+from coffee_team.queue.usage import UsageMixin
 from coffee_team.queue.wake import PgWake, WakeSockets, drain
 from coffee_team.taskstate import RetryPolicy, check_delay
 
@@ -74,7 +75,7 @@ def _team_options(team) -> dict[str, Any]:
     )
 
 
-class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
+class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin, UsageMixin):
     def __init__(
         self,
         database: Union[str, peewee.Database],
