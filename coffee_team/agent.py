@@ -17,7 +17,7 @@ import threading
 import time
 
 from . import events as kinds
-from . import handlers
+from . import handlers, retry
 from .errors import AgentAlreadyRunningError, DatabaseUnavailable, HandlerError, TeamError
 from .execution import TaskExecution
 from .handlers import Interrupted
@@ -156,8 +156,7 @@ class Agent(TaskExecution):
         Unless ``interruptible``, a stop signal waits for the operation to finish: raising
         from a signal handler mid-transaction would leave the transaction open.
         """
-        delay = 0.1
-        while True:
+        for delay in retry.delays(0.1, DB_RETRY_MAX):
             self.in_database = not interruptible
             try:
                 self.check_database_file()
@@ -170,7 +169,6 @@ class Agent(TaskExecution):
                     raise Interrupted("stop", "stop requested while the database was unusable")
                 self.activity.tick()  # still alive: waiting for the database is not a hang
                 time.sleep(delay)
-                delay = min(delay * 2, DB_RETRY_MAX)
                 continue
             finally:
                 self.in_database = False
@@ -295,15 +293,13 @@ def _take_patiently(lock: PgAgentLock, name: str):
     """lock.take(), retried while the database is briefly down: that must not turn into a
     FATAL program."""
     from .queue.db import database_errors
-    delay = 0.1
-    while True:
+    for delay in retry.delays(0.1, DB_RETRY_MAX):
         try:
             return lock.take()
         except database_errors() as exc:
             log(name, f"cannot take the advisory lock yet: {type(exc).__name__}: "
                       f"{str(exc).splitlines()[0] if str(exc) else ''}; retrying")
             time.sleep(delay)
-            delay = min(delay * 2, DB_RETRY_MAX)
 
 
 def run_agent(team: Team, name: str) -> int:

@@ -37,11 +37,11 @@ from supervisor.xmlrpc import Faults, RPCError
 from coffee_team import events as kinds
 from coffee_team.errors import UnknownAgentError
 from coffee_team.rpccosts import CostsRPC
+from coffee_team.rpcjournal import JournalRPC
 from coffee_team.rpcqueue import RpcQueue, one_line
 from coffee_team.rpcsignals import wake_on_signals
 from coffee_team.rpctasks import TaskControlRPC, task_struct
-from coffee_team.rpcvalues import (MAX_LIMIT, check_days, check_id, check_limit, expected_fault,
-                                   kind_of, short)
+from coffee_team.rpcvalues import check_limit, expected_fault, kind_of, short
 from coffee_team.rpcvalues import rpc_method as _rpc
 from coffee_team.watchdog import policy
 
@@ -54,7 +54,7 @@ REQUEUE_ON = (events.ProcessStateExitedEvent, events.ProcessStateStoppedEvent,
               events.ProcessStateBackoffEvent)
 
 
-class CoffeeNamespaceRPCInterface(TaskControlRPC, CostsRPC):
+class CoffeeNamespaceRPCInterface(TaskControlRPC, JournalRPC, CostsRPC):
     """``coffee.*``: the team's queue, journal and status for automation."""
 
     def __init__(self, supervisord, team_path: str):
@@ -334,77 +334,6 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC, CostsRPC):
                 for task in self._queue_().list_tasks(status=status, agent=agent, limit=limit)]
 
     @_rpc
-    def getRestartHistory(self, agent, limit=50):
-        """ Return an agent's restart state and its recent lifecycle events, newest first
-
-        @param string agent  The agent name
-        @param int limit     At most this many events (1-1000, default 50)
-        @return struct history  agent, restarts, given_up, next_restart_at (left out unless
-                                pending), last_crash_at, running_since, events (array of
-                                {id, ts, agent, kind, detail})
-        """
-        name = self._agent(agent)
-        limit = check_limit(limit)
-        queue = self._queue_()
-        events = queue.recent_events(name, kinds.RESTART_HISTORY, limit)
-        state = queue.restart_state(name)
-        return {"agent": name, "restarts": state["attempts"], "given_up": state["given_up"],
-                "next_restart_at": state["next_restart_at"],
-                "last_crash_at": state["last_crash_at"],
-                "running_since": state["running_since"], "events": events}
-
-    @_rpc
-    def getEvents(self, since_id=0, limit=100):
-        """ Return journal events with an id above since_id, oldest first
-
-        @param int since_id  Last id already seen (0 for the beginning)
-        @param int limit     At most this many (1-1000, default 100)
-        @return array events An array of {id, ts, agent, kind, detail} structs
-        """
-        return self._queue_().events(since_id=check_id(since_id, "since_id"), limit=check_limit(limit))
-
-    @_rpc
-    def getNotifications(self, since_id=0, limit=MAX_LIMIT):
-        """ Return notifications with an id above since_id, oldest first
-
-        @param int since_id  Last id already seen (0 for the beginning)
-        @param int limit     At most this many (1-1000, default 1000)
-        @return array notifications  {id, created_at, level, agent, title, message, sound,
-                                      acknowledged} structs
-        """
-        return self._queue_().notifications(since_id=check_id(since_id, "since_id"),
-                                            limit=check_limit(limit))
-
-    @_rpc
-    def ackNotification(self, id):
-        """ Acknowledge one notification
-
-        @param int id          The notification id
-        @return boolean result True if acknowledged now, False if it already was
-        """
-        queue = self._queue_()
-        notification_id = check_id(id, "id")
-        if queue.ack_notification(notification_id):
-            return True
-        if not queue.notification_exists(notification_id):
-            raise RPCError(Faults.BAD_ARGUMENTS, f"no notification with id {notification_id}")
-        return False
-
-    @_rpc
-    def getMetrics(self, days=7):
-        """ Return task timing over the last days
-
-        @param double days   Window in days (0 < days <= 3650, default 7)
-        @return struct metrics  days, bottlenecks (the 10 slowest task types: task_type,
-                                count, avg_ms, max_ms), agents (agent, count, avg_ms) and
-                                states ({state: tasks created in the window})
-        """
-        days = check_days(days)
-        queue = self._queue_()
-        return {"days": days, "bottlenecks": queue.bottlenecks(days),
-                "agents": queue.agent_performance(days), "states": queue.state_counts(days)}
-
-    @_rpc
     def restartAgent(self, name):
         """ Clear an agent's give-up and (re)start it: stop first if it runs
 
@@ -452,7 +381,7 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC, CostsRPC):
 
 # supervisor publishes only what the class itself defines (system.listMethods and methodHelp
 # read __class__.__dict__), so the mixins' methods are copied in.
-for _mixin in (TaskControlRPC, CostsRPC):
+for _mixin in (TaskControlRPC, JournalRPC, CostsRPC):
     for _name, _method in vars(_mixin).items():
         if not _name.startswith("_") and callable(_method):
             setattr(CoffeeNamespaceRPCInterface, _name, _method)

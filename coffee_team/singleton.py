@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple, Optional
 
+from . import retry
 from .errors import AgentAlreadyRunningError
 
 PR_SET_PDEATHSIG = 1
@@ -220,14 +221,14 @@ class PgAgentLock:
     def _reacquire(self) -> None:
         self.log("advisory lock connection lost; reconnecting to take the lock again")
         self.session.close()
-        delay = 0.1
-        while not self._stop.is_set():
+        for delay in retry.delays(0.1, self.retry_max):
+            if self._stop.is_set():
+                return
             try:
                 session = self._connect()
             except Exception as exc:
                 self.log(f"lock reconnect failed ({type(exc).__name__}); retrying in {delay:.1f}s")
                 self._stop.wait(delay)
-                delay = min(delay * 2, self.retry_max)
                 continue
             try:
                 got = self._try_lock(session)
@@ -235,7 +236,6 @@ class PgAgentLock:
             except Exception:
                 session.close()
                 self._stop.wait(delay)
-                delay = min(delay * 2, self.retry_max)
                 continue
             if got:
                 self.session = session

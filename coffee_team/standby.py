@@ -19,6 +19,7 @@ import signal
 import time
 from typing import Any, Callable, Optional
 
+from . import retry
 from .heartbeat import write_heartbeat
 from .liveness import STANDBY, STOPPED, due
 from .output import log
@@ -87,7 +88,8 @@ class Standby:
                 signal.signal(sig, handler)
 
     def _poll(self) -> Holder:
-        delay = STANDBY_POLL
+        delays = retry.delays(STANDBY_POLL, DB_RETRY_MAX)  # longer only while the database fails
+        delay = next(delays)
         while True:
             now = self.clock()
             if due(self.beat_at, now, self.team.settings.heartbeat_interval):
@@ -99,9 +101,10 @@ class Standby:
                 holder = self.lock.take()
             except self._db_errors() as exc:
                 self._problem(exc)
-                delay = min(delay * 2, DB_RETRY_MAX)
+                delay = next(delays)
                 continue
-            delay = STANDBY_POLL
+            delays = retry.delays(STANDBY_POLL, DB_RETRY_MAX)
+            delay = next(delays)
             self._recovered()
             if holder is None:
                 log(self.name, f"took over from host {self.holder.host} ({self.holder.text})")

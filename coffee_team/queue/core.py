@@ -19,29 +19,25 @@ import random
 import select
 import time
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import peewee
 
-from coffee_team.queue.db import backend_for, is_postgres, migrate, open_database, pg_connect
-from coffee_team.errors import (ContentError, QueueFullError, RoutingError, UnroutableError,
-                                UnstorableResult)
-from coffee_team.queue.content import (MAX_DEDUPE_KEY_CHARS, check_name, check_priority,
-                                       encode_json, read_stored, too_deep_message)
+from coffee_team.queue.db import backend_for, is_postgres, open_database, pg_connect
+from coffee_team.errors import ContentError, UnstorableResult
+from coffee_team.queue.content import encode_json, read_stored, too_deep_message
 from coffee_team.queue.control import ControlMixin
 from coffee_team.queue.delivery import DeliveryMixin
+from coffee_team.queue.enqueue import EnqueueMixin
 from coffee_team.queue.files import StaleFile, database_file_problem
 from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.locks import agent_lock_key
+from coffee_team.queue.migrate import migrate
 from coffee_team.queue.reporting import ReportingMixin
-from coffee_team.queue.routing import resolve_recipients
 from coffee_team.queue.usage import UsageMixin
 from coffee_team.queue.wake import PgWake, WakeSockets, drain
-from coffee_team.taskstate import RetryPolicy, check_delay
-
-_INSERT_CHUNK_ROWS = 500  # 8 params/row stays far below SQLite's 32766 limit
-
+from coffee_team import retry
+from coffee_team.taskstate import RetryPolicy
 
 @dataclass(frozen=True)
 class ClaimedTask:
@@ -54,12 +50,6 @@ class ClaimedTask:
     attempts: int
     created_at: float
     lease_expires_at: float
-
-
-_MESSAGE_FIELDS = frozenset(("sender", "recipient", "type", "content", "priority", "dedupe_key",
-                             "delay"))
-# Positions in a message row: _add_rows builds sql.insert_tasks' 8 parameters.
-_RECIPIENT, _DEDUPE_KEY = 1, 6
 
 
 def _team_options(team) -> dict[str, Any]:
@@ -75,7 +65,8 @@ def _team_options(team) -> dict[str, Any]:
     )
 
 
-class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin, UsageMixin):
+class MessageQueue(EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin,
+                   UsageMixin):
     def __init__(
         self,
         database: Union[str, peewee.Database],
@@ -160,168 +151,6 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin, Us
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-    # -- enqueue ---------------------------------------------------------
-    def send(self, sender: str, recipient: Optional[str], type: str, content: Any = None,
-             priority: int = 5, dedupe_key: Optional[str] = None, delay: float = 0.0) -> int:
-        """Enqueue one task, claimable ``delay`` seconds from now; for recipient "all"
-        returns the first of the ids."""
-        rows: list[tuple] = []
-        self._add_rows(rows, {}, self.clock(), sender, recipient, type, content, priority,
-                       dedupe_key, delay)
-        return self._enqueue(rows)[0]
-
-    def send_all(self, sender: str, type: str, content: Any = None, priority: int = 5) -> list[int]:
-        """Broadcast: one task per team agent; returns their ids."""
-        return self.send_many([dict(sender=sender, recipient="all", type=type,
-                                    content=content, priority=priority)])
-
-    def send_many(self, messages: Iterable[Mapping[str, Any]]) -> list[int]:
-        """Enqueue many tasks in ONE transaction: all or none are written.
-
-        Each message is a dict of send()'s arguments.  Returns one id per
-        resulting task (a broadcast contributes one per agent).
-        """
-        return self._enqueue(self._prepare_messages(messages))
-
-    def _prepare_messages(self, messages: Iterable[Mapping[str, Any]]) -> list[tuple]:
-        """Validate and route messages into rows, before any transaction starts."""
-        rows: list[tuple] = []
-        routes: dict[tuple, tuple] = {}  # validated once per distinct (sender, recipient, type)
-        now, add = self.clock(), self._add_rows
-        for message in messages:
-            if not message.keys() <= _MESSAGE_FIELDS:
-                unknown = ", ".join(sorted(message.keys() - _MESSAGE_FIELDS))
-                raise ContentError(f"unknown message field(s): {unknown}")
-            get = message.get
-            add(rows, routes, now, get("sender"), get("recipient"), get("type"),
-                get("content"), get("priority", 5), get("dedupe_key"), get("delay", 0.0))
-        return rows
-
-    def _add_rows(self, rows: list, routes: dict, now: float, sender: Any, recipient: Any,
-                  task_type: Any, content: Any, priority: Any, dedupe_key: Any,
-                  delay: Any = 0.0) -> None:
-        """Validate one message and append its (one per recipient) rows."""
-        key = (sender, recipient, task_type)
-        try:
-            recipients = routes.get(key)
-        except TypeError:  # unhashable, so invalid: reported below
-            recipients = None
-        if recipients is None:
-            check_name(sender, "sender")
-            check_name(task_type, "type")
-        if priority.__class__ is not int or not 0 <= priority <= 9:
-            check_priority(priority)  # raises unless an int subclass in range
-        if dedupe_key is not None and (not isinstance(dedupe_key, str)
-                                       or len(dedupe_key) > MAX_DEDUPE_KEY_CHARS):
-            raise ContentError(f"dedupe_key must be a string of at most {MAX_DEDUPE_KEY_CHARS}"
-                               " characters")
-        content = encode_json(content, "content")
-        if delay:
-            try:
-                delay = check_delay(delay)
-            except ValueError as exc:
-                raise ContentError(str(exc)) from None
-        if recipients is None:
-            try:
-                recipients = tuple(resolve_recipients(recipient, task_type, self.agents,
-                                                      self.handles))
-            except RoutingError as exc:
-                raise UnroutableError(str(exc)) from None
-            routes[key] = recipients
-        for name in recipients:
-            rows.append((sender, name, task_type, content, priority, now, dedupe_key,
-                         now + delay))
-
-    def _enqueue(self, rows: list[tuple]) -> list[int]:
-        if not rows:
-            return []
-        with self.backend.write_transaction():
-            ids, new_rows = self._enqueue_locked(rows)
-        self._wake_recipients(new_rows)
-        return ids
-
-    def _enqueue_locked(self, rows: list[tuple]) -> tuple[list[int], list[tuple]]:
-        """Insert prepared rows inside the caller's write transaction: (ids, rows inserted)."""
-        if any(row[_DEDUPE_KEY] is not None for row in rows):
-            ids, fresh, duplicate_of = self._resolve_dedupe(rows)
-            new_rows = [rows[i] for i in fresh]
-        else:
-            new_rows, fresh = rows, None
-        if new_rows:
-            self._reserve(new_rows)
-            new_ids = self._insert_rows(new_rows)
-            if self._tx_wake:
-                self._tx_wake(self.backend, {row[_RECIPIENT] for row in new_rows})
-        if fresh is None:
-            return new_ids, new_rows
-        for i, new_id in zip(fresh, new_ids if new_rows else ()):
-            ids[i] = new_id
-        for i, first in duplicate_of.items():  # same key twice in this batch
-            ids[i] = ids[first]
-        return ids, new_rows
-
-    def _wake_recipients(self, rows: list[tuple]) -> None:
-        if self._wake and rows:
-            self._wake.notify({row[_RECIPIENT] for row in rows})
-
-    def _resolve_dedupe(self, rows: list[tuple]) -> tuple[list, list[int], dict[int, int]]:
-        """Ids of rows whose dedupe_key is live (None elsewhere), the indexes to
-        insert, and {index: earlier index} for keys repeated within the batch."""
-        ids: list[Optional[int]] = [None] * len(rows)
-        fresh: list[int] = []
-        first_seen: dict[tuple, int] = {}
-        duplicate_of: dict[int, int] = {}
-        find = self._sql.LIVE_DEDUPE
-        for i, row in enumerate(rows):
-            recipient, dedupe_key = row[_RECIPIENT], row[_DEDUPE_KEY]
-            if dedupe_key is not None:
-                if (recipient, dedupe_key) in first_seen:
-                    duplicate_of[i] = first_seen[(recipient, dedupe_key)]
-                    continue
-                first_seen[(recipient, dedupe_key)] = i
-                existing = self.backend.run(find, (recipient, dedupe_key)).fetchone()
-                if existing:
-                    (ids[i],) = existing  # the live task's id
-                    continue
-            fresh.append(i)
-        return ids, fresh, duplicate_of
-
-    def _reserve(self, rows: list[tuple]) -> None:
-        """Raise the recipients' pending bounds by the rows, or raise QueueFullError."""
-        if len(rows) == 1:
-            incoming = {rows[0][_RECIPIENT]: 1}
-        else:
-            incoming = {}
-            for row in rows:
-                recipient = row[_RECIPIENT]
-                incoming[recipient] = incoming.get(recipient, 0) + 1
-        add_pending = self._sql.ADD_PENDING
-        # Sorted: concurrent batches lock counter rows in one order (no PostgreSQL deadlock).
-        for recipient in sorted(incoming):
-            count = incoming[recipient]
-            (bound,) = self.backend.run(add_pending, (recipient, count)).fetchone()
-            if bound > self.max_queue_size:
-                self._recount(recipient, count)
-
-    def _recount(self, recipient: str, count: int) -> None:
-        """The bound says full: count the pending rows (capped at max_queue_size
-        + 1 index steps) and either refuse or reset the bound to the truth.
-        Sends to this recipient wait on our counter row, so none slips in."""
-        (pending,) = self.backend.run(self._sql.COUNT_PENDING,
-                                      (recipient, self.max_queue_size + 1)).fetchone()
-        if pending + count > self.max_queue_size:
-            raise QueueFullError(
-                f"{recipient} has {pending} pending tasks (max_queue_size "
-                f"{self.max_queue_size}); refusing {count} more")
-        self.backend.run(self._sql.SET_PENDING, (pending + count, recipient))
-
-    def _insert_rows(self, rows: list[tuple]) -> list[int]:
-        ids: list[int] = []
-        for start in range(0, len(rows), _INSERT_CHUNK_ROWS):
-            chunk = rows[start:start + _INSERT_CHUNK_ROWS]
-            ids += self.backend.insert_tasks(list(chain.from_iterable(chunk)), len(chunk))
-        return ids
 
     # -- consume ---------------------------------------------------------
     def claim(self, agent: str, limit: int = 1) -> list[ClaimedTask]:
@@ -479,15 +308,14 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin, Us
                 self._drained(agent, listener)
                 return True
             return self.has_work(agent)  # e.g. a lease expired meanwhile
-        delay = 0.01
-        while True:
+        for delay in retry.delays(0.01, 1.0):  # no wake-up channel: poll, ever less often
             if self.has_work(agent):
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable: retry.delays is endless")
 
     def _drained(self, agent: str, listener):
         """``listener`` emptied of wake-ups; a LISTEN connection the server closed meanwhile

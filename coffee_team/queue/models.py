@@ -28,7 +28,7 @@ from peewee import (
 database_proxy = DatabaseProxy()
 
 # 2: run_after, failures, errors, escalated_at and the 'cancelled' state on tasks;
-# agent_pause (db.migrate upgrades a version-1 database in place).
+# agent_pause (migrate.py upgrades a version-1 database in place).
 # 3: task_counts, kept by triggers (queue stats without scanning the tasks table).
 # 4: restart_state keyed by (agent, host): on a shared PostgreSQL each host keeps its own.
 # 5: notify_targets and deliveries (new tables only: create_tables adds them).

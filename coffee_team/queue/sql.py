@@ -321,7 +321,7 @@ SQLITE_COMMIT = "COMMIT"
 SQLITE_ROLLBACK = "ROLLBACK"
 SQLITE_LAST_TASK_ROWID = "SELECT MAX(rowid) FROM tasks"
 
-# Schema 2 on a version-1 tasks table (db._tasks_v2_before/_after).
+# Schema 2 on a version-1 tasks table (migrate._tasks_v2_before/_after).
 V1_TASK_COLUMNS = ("id, sender, recipient, type, content, priority, created_at, completed_at,"
                    " status, claimed_by, claimed_at, lease_expires_at, attempts, dedupe_key,"
                    " error, result")
@@ -337,18 +337,18 @@ SQLITE_V2_COPY = (f"INSERT INTO tasks ({V1_TASK_COLUMNS}, run_after, failures)"
 SQLITE_V2_DROP_OLD = "DROP TABLE tasks_v1"
 V2_DUE_AT_CREATION = "UPDATE tasks SET run_after = created_at WHERE status = 'pending'"
 
-# Schema 4: restart_state gains host in its key (db._restart_state_v4_before/_after); the rows
+# Schema 4: restart_state gains host in its key (migrate._restart_state_v4_before/_after); the rows
 # of a version-2 database go to the host that upgrades it (one host: nothing changes).
 V2_RESTART_COLUMNS = ("agent, attempts, next_restart_at, given_up, running_since, last_crash_at,"
                       " hang_restart")
-PG_V3_ADD_HOST = "ALTER TABLE restart_state ADD COLUMN host VARCHAR(255) NOT NULL DEFAULT ''"
-PG_V3_DROP_KEY = "ALTER TABLE restart_state DROP CONSTRAINT IF EXISTS restart_state_pkey"
-PG_V3_ADD_KEY = "ALTER TABLE restart_state ADD PRIMARY KEY (agent, host)"
-V3_RESTART_HOST = "UPDATE restart_state SET host = ?"
-SQLITE_V3_RENAME = "ALTER TABLE restart_state RENAME TO restart_state_v2"
-SQLITE_V3_COPY = (f"INSERT INTO restart_state ({V2_RESTART_COLUMNS}, host)"
+PG_V4_ADD_HOST = "ALTER TABLE restart_state ADD COLUMN host VARCHAR(255) NOT NULL DEFAULT ''"
+PG_V4_DROP_KEY = "ALTER TABLE restart_state DROP CONSTRAINT IF EXISTS restart_state_pkey"
+PG_V4_ADD_KEY = "ALTER TABLE restart_state ADD PRIMARY KEY (agent, host)"
+V4_RESTART_HOST = "UPDATE restart_state SET host = ?"
+SQLITE_V4_RENAME = "ALTER TABLE restart_state RENAME TO restart_state_v2"
+SQLITE_V4_COPY = (f"INSERT INTO restart_state ({V2_RESTART_COLUMNS}, host)"
                   f" SELECT {V2_RESTART_COLUMNS}, ? FROM restart_state_v2")
-SQLITE_V3_DROP_OLD = "DROP TABLE restart_state_v2"
+SQLITE_V4_DROP_OLD = "DROP TABLE restart_state_v2"
 
 # --- agent locks (locks.py), on a dedicated PostgreSQL session ------------------------------
 
@@ -371,7 +371,7 @@ PG_ADVISORY_LOCK_HOLDER = (
 # --- statements shaped by their arguments ---------------------------------------------------
 
 def insert_tasks(rows: int, *, returning_ids: bool) -> str:
-    """A multi-row insert of pending tasks, 8 parameters a row (see core._add_rows); without
+    """A multi-row insert of pending tasks, 8 parameters a row (see enqueue._add_rows); without
     RETURNING where the backend knows the ids anyway (SQLite)."""
     return ("INSERT INTO tasks (sender, recipient, type, content, priority, created_at,"
             " dedupe_key, run_after, status, attempts) VALUES "

@@ -27,11 +27,11 @@ from typing import Any, Callable
 
 from supervisor.xmlrpc import Faults
 
-from coffee_team import client, diskspace
+from coffee_team import client
 from coffee_team import events as kinds
 from coffee_team.watchdog import policy
-from coffee_team.heartbeat import last_beat, read_heartbeat
-from coffee_team.watchdog.health import TreeSampler, is_frozen
+from coffee_team.watchdog.checks import HealthChecks
+from coffee_team.watchdog.health import TreeSampler
 from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEvent
 
 LAUNCH_POLL = 0.05     # seconds between state checks while a priority group starts
@@ -40,7 +40,7 @@ CLEANUP_EVERY = 3600.0  # seconds between removals of finished tasks older than 
 GONE = ("EXITED", "STOPPED", "FATAL", "BACKOFF")
 
 
-class Watchdog:
+class Watchdog(HealthChecks):
     def __init__(self, team, protocol: ListenerProtocol, rpc: Any, queue: Any,
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
@@ -259,85 +259,11 @@ class Watchdog:
             waits.append(restart)
         return max(0.0, min(waits))
 
-    def health_check(self) -> None:
-        now = self.clock()
-        self.next_health_check = now + self.team.settings.health_check_interval
-        infos = {i["name"]: i for i in self.rpc.supervisor.getAllProcessInfo()}
-        self._check_disk(now)
-        for spec in self.team.agents:
-            info = infos.get(spec.name)
-            if not info or info["statename"] != "RUNNING":
-                self.heartbeat_seen.pop(spec.name, None)
-                continue
-            self._check_heartbeat(spec, now, info["pid"])
-            self._check_resources(spec, info["pid"])
-        self.escalate()
-
-    def _check_disk(self, now: float) -> None:
-        """A full disk stops heartbeat files: remember when it was last seen full (one line
-        per episode), so heartbeats do not age meanwhile (policy.heartbeat_counted_from)."""
-        full = diskspace.is_full(self.team.status_dir)
-        if full != self.disk_is_full:
-            self.log(f"disk full: {self.team.status_dir}; agents wait for disk, stale heartbeats "
-                     f"are not hangs meanwhile" if full else
-                     f"disk has space again: {self.team.status_dir}")
-        if full or self.disk_is_full:  # and once more when space is back: ages count from here
-            self.disk_full_at = now
-        self.disk_is_full = full
-
     def escalate(self) -> None:
         """Pending work waiting past the team's escalate_after moves up a priority step."""
         raised = self.queue.escalate_pending()
         if raised:
             self.log(f"escalated {len(raised)} waiting task(s): {raised[:10]}")
-
-    def _check_heartbeat(self, spec, now: float, pid: int) -> None:
-        stale_after = self.team.settings.heartbeat_stale_after
-        last = last_beat(read_heartbeat(self.team.status_dir, spec.name))
-        frozen = self.disk_full_at is not None and is_frozen(pid)
-        status = policy.heartbeat_status(
-            policy.heartbeat_counted_from(last, self.disk_full_at, frozen), now, stale_after)
-        previous = self.heartbeat_seen.get(spec.name)
-        self.heartbeat_seen[spec.name] = status
-        if policy.should_warn(previous, status):
-            if status == policy.MISSING:
-                self.queue.notify("WARNING", spec.name, f"❌ {spec.name} status file not found",
-                                  f"❌ {spec.name} status file not found")
-            else:
-                age = now - last
-                title = f"⚠️ {spec.name} heartbeat stale ({age:.0f}s old)"
-                self.queue.notify("WARNING", spec.name, title, title)
-            self.event(spec.name, status, age=None if last is None else round(now - last, 1))
-        if status == policy.HUNG and spec.restart_on_hang:
-            self.log(f"{spec.name} hung; stopping it to restart through the backoff path")
-            before = self.state(spec.name)
-            self.save(spec.name, policy.on_hang(before))
-            try:
-                self.rpc.supervisor.stopProcess(spec.name, False)
-            except Exception:
-                self.save(spec.name, before)
-                raise
-            self.heartbeat_seen.pop(spec.name, None)
-
-    def _check_resources(self, spec, pid: int) -> None:
-        usage = self.sampler.sample(pid)
-        if usage is None:
-            return
-        warnings, streak, restart = policy.resource_findings(
-            usage.cpu_percent, usage.rss_mb, cpu_threshold=spec.cpu_warn_percent,
-            rss_threshold=spec.rss_warn_mb, memory_limit_mb=spec.memory_limit_mb,
-            over_limit_streak=self.over_limit.get(spec.name, 0))
-        self.over_limit[spec.name] = streak
-        for warning in warnings:
-            self.event(spec.name, warning.kind, cpu_percent=usage.cpu_percent, rss_mb=usage.rss_mb)
-            self.queue.notify("WARNING", spec.name, f"⚠️ {spec.name} {warning.text}",
-                              f"⚠️ {spec.name} {warning.text}")
-        if restart:
-            self.log(f"{spec.name} over memory_limit_mb ({usage.rss_mb:.0f}MB); restarting")
-            self.event(spec.name, kinds.MEMORY_LIMIT, rss_mb=usage.rss_mb,
-                       limit_mb=spec.memory_limit_mb)
-            self.memory_restart.add(spec.name)
-            self.rpc.supervisor.stopProcess(spec.name, False)
 
     def cleanup(self) -> None:
         self.next_cleanup = self.clock() + CLEANUP_EVERY

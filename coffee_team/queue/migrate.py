@@ -1,0 +1,144 @@
+"""Create the schema, or upgrade an older database in place (models.SCHEMA_VERSION says
+what each version added); the statements are named in ``sql``."""
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+
+import peewee
+
+from coffee_team.errors import SchemaTooNew
+from coffee_team.queue import sql
+from coffee_team.queue.db import PostgresBackend, SqlBackend, backend_for, is_postgres
+from coffee_team.queue.models import ALL_MODELS, SCHEMA_VERSION
+
+# bind_ctx() rebinds model classes process-wide; serialise it.
+_BIND_LOCK = threading.Lock()
+# Arbitrary but stable key for pg_advisory_xact_lock during migrations.
+_PG_MIGRATE_LOCK_KEY = zlib.crc32(b"coffee-team:migrate")
+
+
+def migrate(db: peewee.Database, host: str = "") -> int:
+    """Create or upgrade the schema; idempotent and safe across processes.
+
+    The common case (already current) is one read.  Otherwise the work runs
+    under a database-wide write lock (SQLite BEGIN IMMEDIATE, PostgreSQL
+    advisory lock) and re-checks, so concurrent callers do it exactly once.
+    An older database's restart state goes to ``host``, the upgrading one.
+    """
+    if _is_current(db.get_tables(), db):
+        return SCHEMA_VERSION
+    backend = backend_for(db)
+    with _BIND_LOCK, db.bind_ctx(ALL_MODELS):
+        with backend.write_transaction():
+            if is_postgres(db):
+                backend.execute(sql.PG_MIGRATE_LOCK, (_PG_MIGRATE_LOCK_KEY,))
+            tables = db.get_tables()
+            if not _is_current(tables, db):
+                version = _current_version(db, tables)
+                upgrade_v2 = "tasks" in tables and version < 2 and not _has_v2_tasks(db)
+                upgrade_v4 = "restart_state" in tables and not _has_column(
+                    db, "restart_state", "host")
+                if upgrade_v2:
+                    _tasks_v2_before(db)
+                if upgrade_v4:
+                    _restart_state_v4_before(db, host)
+                db.create_tables(ALL_MODELS, safe=True)
+                if upgrade_v2:
+                    _tasks_v2_after(db)
+                if upgrade_v4:
+                    _restart_state_v4_after(db, host)
+                if "tasks" in tables and "queue_depth" not in tables:
+                    _add_queue_depth(backend)
+                if version < 3:
+                    _add_task_counts(backend, db)
+                if version < SCHEMA_VERSION:
+                    backend.execute(sql.RECORD_SCHEMA_VERSION, (SCHEMA_VERSION, time.time()))
+    return SCHEMA_VERSION
+
+
+def _is_current(tables: list[str], db: peewee.Database) -> bool:
+    version = _current_version(db, tables)
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(f"database schema version {version} is newer than this coffee-team "
+                           f"supports ({SCHEMA_VERSION}); upgrade coffee-team "
+                           f"(pip install -U -e .) or point team.database_path elsewhere")
+    return "queue_depth" in tables and version >= SCHEMA_VERSION
+
+
+def _add_queue_depth(backend: SqlBackend) -> None:
+    """Bring a version-1 database made before the queue_depth counter up to
+    date: fill the counter and drop the indexes the model no longer has."""
+    for index in ("tasks_created_at", "tasks_recipient_status", "metrics_agent_task_type"):
+        backend.execute(sql.drop_index(index))
+    backend.execute(sql.FILL_QUEUE_DEPTH)
+
+
+def _add_task_counts(backend: SqlBackend, db: peewee.Database) -> None:
+    """Schema 3: count the finished tasks once (the table was just created), then let the
+    triggers keep the counts, in this same transaction so no change slips between."""
+    backend.execute(sql.FILL_TASK_COUNTS)
+    triggers = sql.PG_TASK_COUNT_TRIGGERS if is_postgres(db) else sql.SQLITE_TASK_COUNT_TRIGGERS
+    for statement in triggers:
+        backend.execute(statement)
+
+
+# Schema 2 on a version-1 tasks table (sql.py's V2 statements).  PostgreSQL alters it in
+# place; SQLite cannot change a CHECK constraint, so the table is rebuilt (renamed, created
+# anew, copied), all inside the migration's write transaction.  Old pending rows become due
+# at their creation time.
+
+
+
+def _has_column(db: peewee.Database, table: str, column: str) -> bool:
+    return any(c.name == column for c in db.get_columns(table))
+
+
+def _has_v2_tasks(db: peewee.Database) -> bool:
+    return _has_column(db, "tasks", "run_after")
+
+
+def _tasks_v2_before(db: peewee.Database) -> None:
+    """Before create_tables: make room for the version-2 tasks table and its claim index."""
+    for index in sql.V1_CLAIM_INDEXES:
+        db.execute_sql(sql.drop_index(index))
+    if is_postgres(db):
+        db.execute_sql(sql.PG_V2_ADD_COLUMNS)
+        db.execute_sql(sql.PG_V2_DROP_CHECK)
+        db.execute_sql(sql.PG_V2_ADD_CHECK)
+        db.execute_sql(sql.V2_DUE_AT_CREATION)
+    else:
+        db.execute_sql(sql.SQLITE_V2_RENAME)
+
+
+def _tasks_v2_after(db: peewee.Database) -> None:
+    """After create_tables: SQLite copies the rows into the new table (ids kept)."""
+    if not is_postgres(db):
+        db.execute_sql(sql.SQLITE_V2_COPY)
+        db.execute_sql(sql.SQLITE_V2_DROP_OLD)
+
+
+def _restart_state_v4_before(db: peewee.Database, host: str) -> None:
+    """Schema 4 keys restart_state by (agent, host): PostgreSQL changes the key in place,
+    SQLite (which cannot) renames the table for create_tables to make the new one."""
+    if is_postgres(db):
+        db.execute_sql(sql.PG_V4_ADD_HOST)
+        db.execute_sql(PostgresBackend.sql(sql.V4_RESTART_HOST), (host,))
+        db.execute_sql(sql.PG_V4_DROP_KEY)
+        db.execute_sql(sql.PG_V4_ADD_KEY)
+    else:
+        db.execute_sql(sql.SQLITE_V4_RENAME)
+
+
+def _restart_state_v4_after(db: peewee.Database, host: str) -> None:
+    if not is_postgres(db):
+        db.execute_sql(sql.SQLITE_V4_COPY, (host,))
+        db.execute_sql(sql.SQLITE_V4_DROP_OLD)
+
+
+def _current_version(db: peewee.Database, tables: list[str]) -> int:
+    if "schema_version" not in tables:
+        return 0
+    row = db.execute_sql(sql.SCHEMA_VERSION).fetchone()
+    return int(row[0] or 0)
