@@ -12,6 +12,7 @@ from typing import Any, Callable
 from supervisor.xmlrpc import Faults, RPCError
 
 from coffee_team.queue.content import MAX_CONTENT_DEPTH
+from coffee_team.queue.db import is_busy
 from coffee_team.schema import describe as short
 
 MAX_LIMIT = 1000
@@ -144,7 +145,7 @@ def expected_fault(exc: Exception) -> RPCError | None:
         return RPCError(Faults.BAD_ARGUMENTS, str(exc))
     if isinstance(exc, DatabaseUnavailable):
         return RPCError(Faults.FAILED, f"database unavailable ({exc}); retry the call")
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "locked" in text or "busy" in text or "timeout" in text:
+    if is_busy(exc):
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return RPCError(Faults.FAILED, f"database busy ({text}); retry the call")
     return None

@@ -3,6 +3,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 from coffee_team.queue.db import open_database
 from tests.queue_contract import QueueContract
 from tests.queue_control_contract import ControlContract
@@ -55,3 +57,26 @@ class TestSqliteQueue(QueueContract, ControlContract):
             "EXPLAIN QUERY PLAN " + sql.LIVE_COUNTS))
         assert "INDEX tasks_recipient_status_priority_id_run_after" in live_plan, live_plan
 
+
+
+def test_busy_is_told_by_the_error_code_not_the_message(tmp_path):
+    import sqlite3
+
+    import peewee
+
+    from coffee_team.queue.db import is_busy
+    path = str(tmp_path / "busy.db")
+    holder = sqlite3.connect(path, timeout=0, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    db = peewee.SqliteDatabase(path, timeout=0)
+    with pytest.raises(peewee.OperationalError) as locked:
+        db.execute_sql("INSERT INTO t VALUES (1)")
+    assert is_busy(locked.value)
+    holder.execute("ROLLBACK")
+    with pytest.raises(peewee.OperationalError) as missing:
+        db.execute_sql("SELECT * FROM no_such_table")
+    assert not is_busy(missing.value)
+    assert not is_busy(ValueError("database is locked"))  # words alone decide nothing
+    holder.close()
+    db.close()

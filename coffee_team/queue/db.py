@@ -120,7 +120,7 @@ def _ensure_wal(path: str, timeout: float) -> None:
             finally:
                 conn.close()
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            if not is_busy(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
 
@@ -185,6 +185,28 @@ def database_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     return tuple(errors)
+
+
+# Error codes meaning "busy right now, retry": SQLite's busy/locked; PostgreSQL's lock not
+# available (lock_timeout), query canceled (statement_timeout) and deadlock detected.
+_SQLITE_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
+_PG_BUSY = ("55P03", "57014", "40P01")
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Is this a database that is locked or past its time limit right now (worth a retry)?
+    Decided by the drivers' error codes (peewee re-raises them with the original as the
+    context), not by the message."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        name = getattr(seen, "sqlite_errorname", None)
+        if name:
+            return name.startswith(_SQLITE_BUSY)
+        pgcode = getattr(seen, "pgcode", None)
+        if pgcode:
+            return pgcode in _PG_BUSY
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def is_postgres(db: peewee.Database) -> bool:
