@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import peewee
 
+from coffee_team import otel
 from coffee_team.queue.db import backend_for, is_postgres, migrate, open_database, pg_connect
 from coffee_team.errors import (ContentError, QueueFullError, RoutingError, UnroutableError,
                                 UnstorableResult)
@@ -38,7 +39,7 @@ from coffee_team.queue.routing import resolve_recipients
 from coffee_team.queue.wake import PgWake, WakeSockets, drain
 from coffee_team.taskstate import RetryPolicy, check_delay
 
-_INSERT_CHUNK_ROWS = 500  # 8 params/row stays far below SQLite's 32766 limit
+_INSERT_CHUNK_ROWS = 500  # 9 params/row stays far below SQLite's 32766 limit
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,12 @@ class ClaimedTask:
     attempts: int
     created_at: float
     lease_expires_at: float
+    traceparent: Optional[str] = None  # the sender's trace context (otel.py), if traced
 
 
 _MESSAGE_FIELDS = frozenset(("sender", "recipient", "type", "content", "priority", "dedupe_key",
                              "delay"))
-# Positions in a message row: _add_rows builds sql.insert_tasks' 8 parameters.
+# Positions in a message row: _add_rows builds sql.insert_tasks' 9 parameters.
 _RECIPIENT, _DEDUPE_KEY = 1, 6
 
 
@@ -147,9 +149,10 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
         """Enqueue one task, claimable ``delay`` seconds from now; for recipient "all"
         returns the first of the ids."""
         rows: list[tuple] = []
-        self._add_rows(rows, {}, self.clock(), sender, recipient, type, content, priority,
-                       dedupe_key, delay)
-        return self._enqueue(rows)[0]
+        with otel.sending(type) as trace:  # a no-op unless tracing is on
+            self._add_rows(rows, {}, self.clock(), sender, recipient, type, content, priority,
+                           dedupe_key, delay, trace)
+            return self._enqueue(rows)[0]
 
     def send_all(self, sender: str, type: str, content: Any = None, priority: int = 5) -> list[int]:
         """Broadcast: one task per team agent; returns their ids."""
@@ -162,10 +165,13 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
         Each message is a dict of send()'s arguments.  Returns one id per
         resulting task (a broadcast contributes one per agent).
         """
-        return self._enqueue(self._prepare_messages(messages))
+        with otel.sending("batch") as trace:
+            return self._enqueue(self._prepare_messages(messages, trace))
 
-    def _prepare_messages(self, messages: Iterable[Mapping[str, Any]]) -> list[tuple]:
-        """Validate and route messages into rows, before any transaction starts."""
+    def _prepare_messages(self, messages: Iterable[Mapping[str, Any]],
+                          trace: Optional[str] = None) -> list[tuple]:
+        """Validate and route messages into rows, before any transaction starts; ``trace``
+        is the sending span's context, stored with every row."""
         rows: list[tuple] = []
         routes: dict[tuple, tuple] = {}  # validated once per distinct (sender, recipient, type)
         now, add = self.clock(), self._add_rows
@@ -175,12 +181,12 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
                 raise ContentError(f"unknown message field(s): {unknown}")
             get = message.get
             add(rows, routes, now, get("sender"), get("recipient"), get("type"),
-                get("content"), get("priority", 5), get("dedupe_key"), get("delay", 0.0))
+                get("content"), get("priority", 5), get("dedupe_key"), get("delay", 0.0), trace)
         return rows
 
     def _add_rows(self, rows: list, routes: dict, now: float, sender: Any, recipient: Any,
                   task_type: Any, content: Any, priority: Any, dedupe_key: Any,
-                  delay: Any = 0.0) -> None:
+                  delay: Any = 0.0, trace: Optional[str] = None) -> None:
         """Validate one message and append its (one per recipient) rows."""
         key = (sender, recipient, task_type)
         try:
@@ -211,7 +217,7 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
             routes[key] = recipients
         for name in recipients:
             rows.append((sender, name, task_type, content, priority, now, dedupe_key,
-                         now + delay))
+                         now + delay, trace))
 
     def _enqueue(self, rows: list[tuple]) -> list[int]:
         if not rows:
@@ -348,14 +354,14 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
         here, with the reason, instead of crashing every agent that claims it."""
         tasks = []
         for (task_id, sender, recipient, task_type, content, priority, attempts, created_at,
-             lease_expires_at) in rows:
+             lease_expires_at, trace) in rows:
             value, readable = read_stored(content)
             if not readable:
                 self._finish(task_id, "failed", agent=agent,
                              error=f"{too_deep_message('content')}; not run")
                 continue
             tasks.append(ClaimedTask(task_id, sender, recipient, task_type, value, priority,
-                                     attempts, created_at, lease_expires_at))
+                                     attempts, created_at, lease_expires_at, trace))
         return tasks
 
     def mark_completed(self, task_id: int, result: Any = None, *, agent: Optional[str] = None,
@@ -364,13 +370,15 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
 
         ``follow_ups`` (dicts of send()'s arguments) are enqueued in the same transaction, so
         a task's messages exist if and only if it completed: a crash can never send them twice.
+        They continue the trace of the span that is current (the agent's handling of the task).
         """
         try:
             result_json = encode_json(result, "result")
         except ContentError as exc:  # the handler's value, not the caller's arguments
             raise UnstorableResult(str(exc)) from None
-        return self._finish(task_id, "completed", result=result_json,
-                            agent=agent, follow_ups=self._prepare_messages(follow_ups))
+        with otel.sending("follow-ups") if follow_ups else otel.OFF as trace:
+            return self._finish(task_id, "completed", result=result_json, agent=agent,
+                                follow_ups=self._prepare_messages(follow_ups, trace))
 
     def _finish(self, task_id: int, status: str, *, result: Optional[str] = None,
                 error: Optional[str] = None, agent: Optional[str] = None,

@@ -192,6 +192,8 @@ def migrate(db: peewee.Database, host: str = "") -> int:
                     _add_queue_depth(backend)
                 if version < 3:
                     _add_task_counts(backend, db)
+                if "tasks" in tables:
+                    _tasks_v6(db)
                 if version < SCHEMA_VERSION:
                     backend.execute(sql.RECORD_SCHEMA_VERSION, (SCHEMA_VERSION, time.time()))
     return SCHEMA_VERSION
@@ -268,6 +270,13 @@ def _restart_state_v4_before(db: peewee.Database, host: str) -> None:
         db.execute_sql(sql.PG_V3_ADD_KEY)
     else:
         db.execute_sql(sql.SQLITE_V3_RENAME)
+
+
+def _tasks_v6(db: peewee.Database) -> None:
+    """Schema 6 on an older tasks table: add the traceparent column (a version-1 SQLite table
+    was rebuilt by create_tables above and has it already)."""
+    if not _has_column(db, "tasks", "traceparent"):
+        db.execute_sql(sql.V6_ADD_TRACEPARENT)
 
 
 def _restart_state_v4_after(db: peewee.Database, host: str) -> None:
