@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ["tests/test_chaos.py", "tests/test_reliability.py", "tests/test_watchdog_live.py"]
+TESTS = ["tests/test_chaos.py", "tests/test_reliability.py", "tests/test_watchdog_live.py",
+         "tests/test_sick_storage.py", "tests/test_pg_sick.py"]
 
 
 def main() -> int:

@@ -9,6 +9,7 @@ requeued on the way out, so nothing it claimed is ever lost.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -17,7 +18,7 @@ import time
 
 from . import events as kinds
 from . import handlers
-from .errors import AgentAlreadyRunningError, HandlerError, TeamError
+from .errors import AgentAlreadyRunningError, DatabaseUnavailable, HandlerError, TeamError
 from .execution import TaskExecution
 from .handlers import Interrupted
 from .heartbeat import write_heartbeat
@@ -31,9 +32,14 @@ from .team import AgentSpec, Team
 
 IDLE_WAIT_CAP = 1.0  # seconds; bounds how late a dead parent is noticed without PDEATHSIG
 DB_RETRY_MAX = 5.0   # seconds; the longest pause between retries while the database is unusable
+FILE_CHECK_EVERY = 1.0  # seconds between checks that the database file is still the one open
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def make_runner(team: Team, spec: AgentSpec):
+    if spec.llm is not None:
+        from .llm.runner import LlmRunner
+        return LlmRunner(team, spec)
     if spec.command:
         return handlers.CommandRunner(spec.command, cwd=str(team.root))
     ref = spec.handler or "coffee_team.demo:handle"
@@ -52,7 +58,9 @@ class Agent(TaskExecution):
         self.activity = Activity(clock)
         self.pending_abort: tuple[int | None, str, str] | None = None  # set by the pulse thread
         self.counts = {"tasks_completed": 0, "tasks_failed": 0, "tasks_requeued": 0,
-                       "tasks_cancelled": 0, "periodic_runs": 0}
+                       "tasks_cancelled": 0, "tasks_deferred": 0, "periodic_runs": 0}
+        # an llm agent's budget check, made before each claim (None: nothing to check)
+        self.before_claim = getattr(self.runner, "before_claim", None)
         self.stopping = False
         self.parent = ParentWatch()
         self.supervised = bool(os.environ.get("SUPERVISOR_ENABLED"))
@@ -60,6 +68,7 @@ class Agent(TaskExecution):
         self.db_errors = database_errors()
         self.in_database = False
         self.trouble: set[str] = set()  # what is failing now, so each episode is logged once
+        self.file_checked_at = 0.0
 
     # --- signals -------------------------------------------------------------------------
     def _on_stop_signal(self, signum, frame) -> None:
@@ -101,21 +110,34 @@ class Agent(TaskExecution):
         raise Interrupted(pending[1], pending[2])
 
     # --- status ----------------------------------------------------------------------------
-    def write_status(self) -> None:
+    def write_status(self) -> bool:
+        """Write the heartbeat file; False if it could not be (the pulse tries again soon)."""
         now = self.clock()
         activity = self.activity.fields()
         if self.stopping and activity["state"] != STOPPED:
             activity["state"] = STOPPING
         status = {"agent": self.name, "pid": os.getpid(), **activity,
                   "started_at": self.started_at, "last_heartbeat": now,
-                  "trouble": sorted(self.trouble), **self.counts}
+                  "trouble": sorted(self.trouble), "waiting_for": self.waiting_for(),
+                  **self.counts}
         try:
             write_heartbeat(self.team.status_dir, self.name, status)
         except OSError as exc:  # an unwritable status dir must not stop the work
-            self.problem("status", f"cannot write the heartbeat file in {self.team.status_dir}: "
-                                    f"{exc.strerror or exc}")
-            return
+            if exc.errno in DISK_FULL:
+                self.problem("disk", f"waiting for disk: cannot write the heartbeat file in "
+                                     f"{self.team.status_dir}: {exc.strerror}")
+            else:
+                self.problem("status", f"cannot write the heartbeat file in "
+                                       f"{self.team.status_dir}: {exc.strerror or exc}")
+            return False
         self.recovered("status")
+        self.recovered("disk")
+        return True
+
+    def waiting_for(self) -> str | None:
+        """What the agent waits for, as the heartbeat says it: "disk", "database" or None."""
+        return "disk" if "disk" in self.trouble else \
+            "database" if "database" in self.trouble else None
 
     def problem(self, what: str, message: str) -> None:
         if what not in self.trouble:
@@ -138,6 +160,7 @@ class Agent(TaskExecution):
         while True:
             self.in_database = not interruptible
             try:
+                self.check_database_file()
                 result = operation(*args, **kwargs)
             except self.db_errors as exc:
                 self.problem("database", f"database unavailable: {type(exc).__name__}: "
@@ -153,6 +176,22 @@ class Agent(TaskExecution):
                 self.in_database = False
             self.recovered("database")
             return result
+
+    def check_database_file(self) -> None:
+        """Never work in a database file that is no longer at its path: reopen a replaced
+        one; a deleted one is DatabaseUnavailable until a file is back (durable() retries)."""
+        now = time.monotonic()
+        if self.queue is None or \
+                ("database" not in self.trouble and now - self.file_checked_at < FILE_CHECK_EVERY):
+            return
+        self.file_checked_at = now
+        stale = self.queue.file_problem()
+        if stale is None:
+            return
+        if stale.deleted:
+            raise DatabaseUnavailable(f"{stale}; waiting for a database file at that path")
+        log(self.name, f"{stale}; reopening it")
+        self.queue.reopen()
 
     def warn_stall(self, task: dict, silent_for: float, action: str) -> None:
         """One WARNING per stall (from the pulse thread, on its own connection)."""
@@ -176,6 +215,8 @@ class Agent(TaskExecution):
                 self.periodic()
                 next_periodic = self.clock() + self.spec.check_interval
                 continue
+            if self.before_claim is not None:
+                self.durable(self.before_claim)
             tasks = self.durable(self.queue.claim, self.name, 1)
             if tasks and self.stopping:
                 break  # the stop came during the claim: _shutdown requeues the task
@@ -285,6 +326,8 @@ def run_agent(team: Team, name: str) -> int:
             # Holding the lock proves no other instance runs: whatever is still in progress
             # under our name was orphaned by a predecessor that died.
             orphans = agent.durable(queue.requeue_agent, spec.name)
+            if hasattr(agent.runner, "attach"):  # an llm agent: role text, workspace, session
+                agent.runner.attach(queue, agent.durable, agent.clock)
             log(spec.name, f"started (PID {os.getpid()}, priority {spec.priority}"
                            f"{f', requeued {orphans} orphaned task(s)' if orphans else ''})")
             if predecessor is not None:
@@ -314,6 +357,9 @@ def main(team_path: str, name: str) -> int:
         sys.modules.setdefault("psycopg2", None)
     try:
         return run_agent(team, name)
+    except TeamError as exc:  # e.g. an llm agent's worktree cannot be made
+        print(f"Error: {team.path}: {exc}", file=sys.stderr)
+        return 2
     except AgentAlreadyRunningError as exc:
         print(f"Error: AgentAlreadyRunningError: {exc}", file=sys.stderr)
         return 1

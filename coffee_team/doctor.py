@@ -25,12 +25,41 @@ def _check_dirs(team: Team) -> Check:
 
 def _check_database(team: Team) -> Check:
     from .queue import MessageQueue
+    stale = _stale_in_running_team(team)
+    if stale:
+        return False, "database", f"{stale}; restart the team (`coffee-team stop`, `start`)"
     try:
         with MessageQueue.from_team(team) as queue:
             stats = queue.stats()
     except Exception as exc:  # any failure here is what the check reports
         return False, "database", f"{team.database_url}: {type(exc).__name__}: {exc}"
     return True, "database", f"{team.database_url} opens ({len(stats)} recipients queued)"
+
+
+def _stale_in_running_team(team: Team) -> str | None:
+    """Does supervisord or one of its children still use a database file that was deleted or
+    replaced (a new file at the path would be one nobody of the team reads)?"""
+    import psutil
+
+    from .queue.files import database_file_problem
+    try:
+        supervisord = psutil.Process(int((team.run_dir / "supervisord.pid").read_text()))
+        processes = [supervisord] + supervisord.children(recursive=True)
+    except (OSError, ValueError, psutil.Error):
+        return None  # not running: nothing holds the file
+    for proc in processes:
+        stale = database_file_problem(team.database_url, proc.pid)
+        if stale is not None:
+            return str(stale)
+    return None
+
+
+def _check_disk(team: Team) -> Check:
+    from . import diskspace
+    full = diskspace.problems(team)
+    if full:
+        return False, "disk space", "; ".join(full)
+    return True, "disk space", f"at least {diskspace.LOW_BYTES // 1024} KiB free where the team writes"
 
 
 def _check_config(team: Team) -> Check:
@@ -66,6 +95,19 @@ def _check_branch(team: Team) -> Check:
     return False, "git branch", f"on {branch or 'no branch'}, team requires {wanted} (CFR-013)"
 
 
+def _check_workspaces(team: Team) -> list[Check]:
+    """Role files and workspaces of the llm agents; each worktree on its branch, clean or
+    what is dirty."""
+    from .workspace import Workspace, team_problems
+    checks: list[Check] = [(False, "llm agents", problem) for problem in team_problems(team)]
+    for spec in team.agents:
+        workspace = Workspace.of(team, spec) if spec.llm is not None else None
+        if workspace is not None and workspace.is_worktree:
+            ok, detail = workspace.health()
+            checks.append((ok, f"worktree of {spec.name}", detail))
+    return checks
+
+
 def run_checks(team_path: str, conf: str | None = None) -> list[Check]:
     try:
         team = load_team(team_path)
@@ -73,9 +115,9 @@ def run_checks(team_path: str, conf: str | None = None) -> list[Check]:
         return [(False, "team file", str(exc))]
     results: list[Check] = [(True, "team file", f"{team.path}: {len(team.agents)} agents valid")]
     checks: list[Callable[[], Check]] = [
-        lambda: _check_dirs(team), lambda: _check_database(team),
+        lambda: _check_dirs(team), lambda: _check_disk(team), lambda: _check_database(team),
         lambda: _check_config(team), lambda: _check_supervisord(team, conf)]
     if team.settings.require_branch:
         checks.append(lambda: _check_branch(team))
     results += [check() for check in checks]
-    return results
+    return results + _check_workspaces(team)

@@ -70,3 +70,8 @@ class TaskNotFound(QueueError):
 
 class TaskStateError(QueueError):
     """The task's state does not allow the action (e.g. retry a completed task)."""
+
+
+class DatabaseUnavailable(QueueError):
+    """The database cannot be used right now (cannot be opened, or its file was deleted);
+    said at once instead of waiting, by code that must not block (inside supervisord)."""

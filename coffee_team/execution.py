@@ -12,7 +12,7 @@ from typing import Any
 
 from . import handlers, otel
 from .errors import HandlerError, QueueError, UnstorableResult
-from .handlers import HandlerContext, Interrupted
+from .handlers import Deferred, HandlerContext, Interrupted
 from .liveness import IDLE, STOPPING
 from .output import log
 
@@ -83,6 +83,9 @@ class TaskExecution:
                 return
             self._fail(data, str(exc))
             return
+        except Deferred as exc:
+            self._defer(data, exc)
+            return
         except HandlerError as exc:
             self._fail(data, str(exc))
             return
@@ -102,6 +105,15 @@ class TaskExecution:
             self.counts["tasks_failed"] += 1
         else:
             self._dropped(data, "no longer in progress for this agent when it failed")
+
+    def _defer(self, data: dict, deferred: Deferred) -> None:
+        """Back to pending at ``deferred.until`` (no attempt used); intake pauses until then."""
+        log(self.name, f"task {data['id']} ({data['type']}) deferred: {deferred}")
+        if self.durable(self.queue.defer_task, data["id"], self.name, deferred.until,
+                        str(deferred)):
+            self.counts["tasks_deferred"] += 1
+        else:
+            self._dropped(data, "no longer in progress for this agent when it was deferred")
 
     def _dropped(self, data: dict, why: str) -> None:
         log(self.name, f"task {data['id']} ({data['type']}): {why}; result not recorded")

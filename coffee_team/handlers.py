@@ -32,6 +32,16 @@ READ_CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20
 
 
+class Deferred(HandlerError):
+    """The task could not run now (e.g. the model's rate limit): back to pending, claimable
+    at ``until``, counting neither a delivery nor a failure; the agent pauses intake until
+    then."""
+
+    def __init__(self, message: str, until: float):
+        super().__init__(message)
+        self.until = until
+
+
 class Interrupted(BaseException):
     """Raised from a signal handler to stop a running handler.
 
@@ -121,39 +131,51 @@ class CommandRunner:
         scratch = tempfile.mkdtemp(prefix="coffee-task-")
         result_file = os.path.join(scratch, "result.json")
         try:
-            proc = self._start(result_file)
-            self.current = proc
-            try:
-                tag = f"[#{task['id']}] " if task.get("id") is not None else "[periodic] "
-                out, err = self._pump(proc, json.dumps(task).encode(), tag.encode(), ctx)
-                proc.wait()
-            except BaseException:  # timeout, stop or cancel (Interrupted): take the group down
-                self.kill()
-                raise
-            finally:
-                self.current = None
+            code, out, err = self.execute(self.argv, json.dumps(task).encode(), task, ctx,
+                                          result_file)
             name = self.argv[0]
-            if proc.returncode != 0:
-                raise HandlerError(f"{name} exited with {proc.returncode}: {err.last_line()}")
+            if code != 0:
+                raise HandlerError(f"{name} exited with {code}: {err.last_line()}")
             written = read_result_file(result_file, name)
             return written if has_result(written) else out.result(name)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _start(self, result_file: str) -> subprocess.Popen:
+    def execute(self, argv: list[str], stdin_data: bytes, task: dict, ctx: HandlerContext,
+                result_file: str, cwd: str | None = None,
+                scan: Any = None) -> tuple[int, Any, TaggedLines]:
+        """Run ``argv`` to its end in its own process group, streaming its output into the
+        log; (exit code, the stdout scan, stderr's lines). Interrupted kills the group."""
+        proc = self._start(result_file, argv, cwd)
+        self.current = proc
+        try:
+            tag = f"[#{task['id']}] " if task.get("id") is not None else "[periodic] "
+            out, err = self._pump(proc, stdin_data, tag.encode(), ctx, scan or ResultScan())
+            proc.wait()
+        except BaseException:  # timeout, stop or cancel (Interrupted): take the group down
+            self.kill()
+            raise
+        finally:
+            self.current = None
+        return proc.returncode, out, err
+
+    def _start(self, result_file: str, argv: list[str] | None = None,
+               cwd: str | None = None) -> subprocess.Popen:
+        argv = argv or self.argv
         env = {**os.environ, "COFFEE_RESULT_FILE": result_file}
         try:
             return subprocess.Popen(
-                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, cwd=self.cwd, start_new_session=True,
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, cwd=cwd or self.cwd, start_new_session=True,
                 preexec_fn=_child_setup, env=env, bufsize=0)
         except OSError as exc:
-            raise HandlerError(f"cannot start {self.argv[0]!r}: {exc}") from None
+            raise HandlerError(f"cannot start {argv[0]!r}: {exc}") from None
 
     def _pump(self, proc: subprocess.Popen, stdin_data: bytes, tag: bytes,
-              ctx: HandlerContext) -> tuple[ResultScan, TaggedLines]:
-        """Feed stdin, log stdout and stderr as they come; return (result scan, stderr)."""
-        out, err, scan = TaggedLines(tag, self.sink), TaggedLines(tag, self.sink), ResultScan()
+              ctx: HandlerContext, scan: Any) -> tuple[Any, TaggedLines]:
+        """Feed stdin, log stdout and stderr as they come, feeding stdout's complete lines to
+        ``scan``; return (scan, stderr)."""
+        out, err = TaggedLines(tag, self.sink), TaggedLines(tag, self.sink)
         streams = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
         for fd in streams:
             with contextlib.suppress(AttributeError, OSError):  # not Linux, or over the limit

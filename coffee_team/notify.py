@@ -182,7 +182,9 @@ class Deliverer:
     def run(self, interval: float = POLL_INTERVAL) -> None:
         while not self._stop.is_set():
             try:
-                self.pass_once()
+                stale = self.queue.follow_file()  # the watchdog says so; this only follows
+                if stale is None or not stale.deleted:
+                    self.pass_once()
             except Exception as exc:  # the database may be busy or gone: try again later
                 self.log(f"notification delivery: {type(exc).__name__}: {exc}")
             self._stop.wait(interval)

@@ -109,16 +109,26 @@ class Pulse(threading.Thread):
         if due(self.last_beat, now, self.heartbeat_interval) or shown != self.shown:
             self._beat(state, activity.tick_at, now)
             self.shown = shown
+        on_file = self._on_database_file()
         if state == WORKING and task is not None:
-            if task["id"] is not None:
+            if task["id"] is not None and on_file:
                 self._follow_lease(task, now)
             self._check_stall(task, activity.last_output_at, now)
+
+    def _on_database_file(self) -> bool:
+        """This thread's connection follows a replaced database file (the main thread reopens
+        its own); with the file deleted it writes nothing (a reconnect would create an empty
+        one). False while the file is gone."""
+        stale = self.host.queue.file_problem()
+        if stale is not None and not stale.deleted:
+            self.host.queue.backend.close()
+        return stale is None or not stale.deleted
 
     def _beat(self, state: str, tick_at: float, now: float) -> None:
         if main_loop_alive(state, tick_at, now, self.loop_limit):
             self.withheld = False
-            self.host.write_status()
-            self.last_beat = now
+            if self.host.write_status():  # else (a full disk) again at the next check
+                self.last_beat = now
         elif not self.withheld:  # once per episode: the watchdog takes it from here
             self.withheld = True
             self.host.problem("main loop", f"main loop silent for {now - tick_at:.0f}s; "

@@ -6,10 +6,15 @@ Registered by the generated config::
     supervisor.rpcinterface_factory=coffee_team.rpcinterface:make_coffee_rpcinterface
     team=%(here)s/../data/team.yaml
 
-Every method runs inside supervisord's single-threaded select loop, so none may block: the
-queue database is opened once per interface with a 200 ms busy timeout, each call is one or a
-few short SQLite statements, and ``restartAgent`` waits for a stop through supervisor's
-deferred-callback mechanism (``NOT_DONE_YET``) instead of sleeping.
+Every method runs inside supervisord's single-threaded select loop, so none may block. The
+rule: nothing here waits on the database for more than a fraction of a second. The queue is
+opened once per interface (rpcqueue.py) with a 200 ms busy timeout, which on PostgreSQL is
+also the statement and lock timeout, next to a connect timeout and TCP keepalives; each call
+is one or a few short statements. What cannot be done at once is left to others or fails
+fast: a requeue on reap that meets a lock is left to the watchdog (which requeues too), a call
+that meets one is a FAILED fault ("retry the call"), and ``getTeamStatus`` shows the processes
+with one ``database`` line instead of the restart columns. ``restartAgent`` waits for a stop
+through supervisor's deferred-callback mechanism (``NOT_DONE_YET``) instead of sleeping.
 
 Bad input never escapes as a traceback (which supervisor would answer with HTTP 500): it
 becomes an XML-RPC Fault with supervisor's fault codes (``Faults.BAD_ARGUMENTS``,
@@ -20,9 +25,6 @@ control characters.
 """
 from __future__ import annotations
 
-import math
-import os
-import signal
 import time
 from typing import Any
 
@@ -34,14 +36,16 @@ from supervisor.xmlrpc import Faults, RPCError
 
 from coffee_team import events as kinds
 from coffee_team.errors import UnknownAgentError
+from coffee_team.rpccosts import CostsRPC
+from coffee_team.rpcqueue import RpcQueue, one_line
+from coffee_team.rpcsignals import wake_on_signals
 from coffee_team.rpctasks import TaskControlRPC, task_struct
-from coffee_team.rpcvalues import MAX_LIMIT, check_id, check_limit, kind_of, short
+from coffee_team.rpcvalues import (MAX_LIMIT, check_days, check_id, check_limit, expected_fault,
+                                   kind_of, short)
 from coffee_team.rpcvalues import rpc_method as _rpc
 from coffee_team.watchdog import policy
 
 API_VERSION = "1.0"
-BUSY_TIMEOUT_MS = 200
-MAX_DAYS = 3650
 
 
 # Leaving RUNNING by any door: crashed, stopped (perhaps SIGKILLed after stopwaitsecs), died
@@ -50,7 +54,7 @@ REQUEUE_ON = (events.ProcessStateExitedEvent, events.ProcessStateStoppedEvent,
               events.ProcessStateBackoffEvent)
 
 
-class CoffeeNamespaceRPCInterface(TaskControlRPC):
+class CoffeeNamespaceRPCInterface(TaskControlRPC, CostsRPC):
     """``coffee.*``: the team's queue, journal and status for automation."""
 
     def __init__(self, supervisord, team_path: str):
@@ -59,7 +63,7 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         self.team = None
         self.team_text = ""  # the file as loaded: `coffee-team apply` diffs the new one with it
         self.team_error = ""
-        self._queue = None
+        self._db: RpcQueue | None = None
         self._stopping = False
         self._subscribed = False
         self._supervisor = SupervisorNamespaceRPCInterface(supervisord)
@@ -75,23 +79,33 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         text = read_team_text(self.team_path)
         team = parse_team_text(text, self.team_path)
         self.team, self.team_text, self.team_error = team, text, ""
-        queue, self._queue = self._queue, None
-        if queue is not None:
-            queue.close()
+        old, self._db = self._db, RpcQueue(team, lambda: self._now(), self._log)
+        if old is not None:
+            old.close()
         if not self._subscribed:
             events.subscribe(events.ProcessStateEvent, self._on_process_state)
             events.subscribe(events.SupervisorStoppingEvent, self._on_supervisor_stopping)
+            events.subscribe(events.Tick5Event, self._on_tick)
             self._subscribed = True
+
+    def _on_tick(self, event) -> None:
+        """Every 5 s, even without calls: take up a replaced database file (so no process of
+        the team keeps the old one open) and report a deleted one (rpcqueue.py)."""
+        if self._stopping or self._db is None or self._db.queue is None:
+            return
+        try:
+            self._db.get()
+        except Exception:  # said in the log once per episode; calls get the fault
+            pass
 
     def _on_supervisor_stopping(self, event) -> None:
         """Close the database before supervisord shuts down or reloads: a reload closes every
         descriptor of the old generation, and SQLite must not lose its files (and locks) from
         under an open connection. Agents and the watchdog requeue their own work meanwhile."""
         self._stopping = True
-        queue, self._queue = self._queue, None
-        if queue is not None:
+        if self._db is not None:
             try:
-                queue.close()
+                self._db.close()
             except Exception as exc:  # must never break supervisord's shutdown
                 self.supervisord.options.logger.warn(f"coffee: closing the queue: {exc}")
 
@@ -102,7 +116,8 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         it only on a later pass (up to seconds later), and its requeue stays as the fallback.
         No new instance can start here before this returns, and on a shared PostgreSQL an
         instance running on another host (the one that died was its standby, or it took over)
-        keeps its work (``unless_running``), so nothing live is requeued.
+        keeps its work (``unless_running``), so nothing live is requeued. A database that
+        cannot do it at once (locked, unreachable) leaves it to the watchdog.
         """
         if self._stopping or not isinstance(event, REQUEUE_ON):
             return
@@ -116,7 +131,8 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
             if count:
                 queue.record_event(name, kinds.REQUEUED, count=count, by="supervisord")
         except Exception as exc:  # must never break supervisord's state machine
-            self.supervisord.options.logger.warn(f"coffee: requeue of {name} failed: {exc}")
+            self.supervisord.options.logger.warn(f"coffee: requeue of {name} left to the "
+                                                 f"watchdog: {one_line(exc)}")
 
     # --- seams and plumbing ----------------------------------------------------------------
 
@@ -137,40 +153,23 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         except Exception:
             pass
 
+    @property
+    def _queue(self):
+        """The open MessageQueue, if any."""
+        return self._db.queue if self._db is not None else None
+
     def _queue_(self):
         """The MessageQueue, opened on first use (after supervisord daemonized)."""
         if self._stopping:
             raise RPCError(Faults.SHUTDOWN_STATE, "supervisord is shutting down")
-        if self._queue is None:
-            from coffee_team.queue.db import open_database
-            from coffee_team.queue import MessageQueue
-            team = self.team
-            database = open_database(team.database_url, busy_timeout_ms=BUSY_TIMEOUT_MS)
-            self._queue = MessageQueue(
-                database, agents=team.names,
-                handles={a.name: tuple(a.handles) for a in team.agents},
-                max_queue_size=team.settings.max_queue_size,
-                wake_dir=team.wake_dir, clock=self._now, host=team.state_host)
-        return self._queue
+        return self._db.get()
 
     def _fault(self, method: str, exc: Exception) -> RPCError:
-        from coffee_team.errors import ContentError, TaskNotFound, TaskStateError
-        from coffee_team.queue import QueueFullError, UnroutableError
-        if isinstance(exc, TaskNotFound):
-            return RPCError(Faults.BAD_ARGUMENTS, str(exc))
-        if isinstance(exc, TaskStateError):
-            return RPCError(Faults.FAILED, str(exc))
-        if isinstance(exc, UnroutableError):
-            return RPCError(Faults.BAD_NAME, str(exc))
-        if isinstance(exc, QueueFullError):
-            return RPCError(Faults.FAILED, f"queue full: {exc}")
-        if isinstance(exc, ContentError):
-            return RPCError(Faults.BAD_ARGUMENTS, str(exc))
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "locked" in text or "busy" in text:
-            return RPCError(Faults.FAILED, f"database busy ({text}); retry the call")
-        self._log(f"{method} failed: {type(exc).__name__}: {text}")
-        return RPCError(Faults.FAILED, f"{type(exc).__name__}: {text}")
+        fault = expected_fault(exc)
+        if fault is None:  # not the caller's doing, nor the database's: worth a log line
+            fault = RPCError(Faults.FAILED, one_line(exc))
+            self._log(f"{method} failed: {one_line(exc)}")
+        return fault
 
     def _agent(self, name: Any) -> str:
         if not isinstance(name, str):
@@ -211,7 +210,8 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         task_started_at, last_output_at (left out when idle), activity (e.g. "working on #42
         for 1h 12m"), restarts (crash restarts
         counted by the watchdog), given_up,
-        next_restart_at (left out unless a backoff restart is pending), description.
+        next_restart_at (left out unless a backoff restart is pending), description,
+        cost_today_usd and tokens_today (input + output) of its CLI runs this UTC day.
 
         @return struct status  uptime_seconds, agents_running (standbys apart),
                                agents_standby, agents_total,
@@ -221,14 +221,20 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
         now = self._now()
         infos = self._supervisor.getAllProcessInfo()
         pid = self.supervisord.options.get_pid()
-        extras = self._extras()
+        extras, trouble = self._extras()
         data = status.collect(self.team, infos, pid, extra=extras, now=now)
         data["now"] = now
+        if trouble:
+            data["database"] = trouble
         return data
 
-    def _extras(self) -> dict[str, dict[str, Any]]:
+    def _extras(self) -> tuple[dict[str, dict[str, Any]], str]:
+        """The columns kept in the database, or none and one line saying why."""
         from coffee_team.status import queue_columns
-        return queue_columns(self._queue_(), self.team)
+        try:
+            return queue_columns(self._queue_(), self.team), ""
+        except Exception as exc:  # the processes are shown whatever the database does
+            return {}, one_line(exc)
 
     @_rpc
     def getLoadedTeam(self):
@@ -393,12 +399,9 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
                                 count, avg_ms, max_ms), agents (agent, count, avg_ms) and
                                 states ({state: tasks created in the window})
         """
-        if isinstance(days, bool) or not isinstance(days, (int, float)) \
-                or not math.isfinite(days) or not 0 < days <= MAX_DAYS:
-            raise RPCError(Faults.BAD_ARGUMENTS,
-                           f"days must be a number above 0 and at most {MAX_DAYS}, got {short(days)}")
+        days = check_days(days)
         queue = self._queue_()
-        return {"days": float(days), "bottlenecks": queue.bottlenecks(days),
+        return {"days": days, "bottlenecks": queue.bottlenecks(days),
                 "agents": queue.agent_performance(days), "states": queue.state_counts(days)}
 
     @_rpc
@@ -448,10 +451,11 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC):
 
 
 # supervisor publishes only what the class itself defines (system.listMethods and methodHelp
-# read __class__.__dict__), so the mixin's methods are copied in.
-for _name, _method in vars(TaskControlRPC).items():
-    if not _name.startswith("_") and callable(_method):
-        setattr(CoffeeNamespaceRPCInterface, _name, _method)
+# read __class__.__dict__), so the mixins' methods are copied in.
+for _mixin in (TaskControlRPC, CostsRPC):
+    for _name, _method in vars(_mixin).items():
+        if not _name.startswith("_") and callable(_method):
+            setattr(CoffeeNamespaceRPCInterface, _name, _method)
 
 
 def _state_name(state: int) -> str:
@@ -459,48 +463,10 @@ def _state_name(state: int) -> str:
     return getProcessStateDescription(state) or str(state)
 
 
-_signal_wakeup = None  # this process's SignalWakeup dispatcher, replaced at each (re)load
-
-
-def _wake_on_signals() -> None:
-    """Make a SIGCHLD end supervisord's poll() at once.
-
-    supervisord reaps children only when poll() returns, and a signal alone does not end it
-    (PEP 475 retries the call), so a death whose pipes closed just before the child became a
-    zombie is reaped up to a second late. Python's wakeup fd turns every signal into a byte on
-    a pipe whose read end sits in supervisord's socket map, so poll() returns and it reaps.
-    A reload (SIGHUP) closes our descriptors and builds the interfaces again: the stale
-    dispatcher is dropped from the map (only if the slot is still ours) and a new pipe made.
-    """
-    global _signal_wakeup
-    from supervisor.medusa import asyncore_25 as asyncore
-
-    stale = _signal_wakeup
-    if stale is not None and asyncore.socket_map.get(stale.fd) is stale:
-        del asyncore.socket_map[stale.fd]
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-
-    class SignalWakeup(asyncore.file_dispatcher):
-        fd = read_end
-
-        def writable(self):
-            return False
-
-        def handle_read(self):
-            try:
-                os.read(read_end, 4096)
-            except OSError:
-                pass
-
-    _signal_wakeup = SignalWakeup(read_end)
-    signal.set_wakeup_fd(write_end)
-
-
 def make_coffee_rpcinterface(supervisord, **config):
     """Factory named by ``[rpcinterface:coffee]``; ``team=`` is the team file's path."""
     team_path = config.get("team")
     if not team_path:
         raise ValueError("[rpcinterface:coffee] needs team=PATH (the team file)")
-    _wake_on_signals()
+    wake_on_signals()
     return CoffeeNamespaceRPCInterface(supervisord, team_path)

@@ -15,6 +15,7 @@ from coffee_team.queue.content import MAX_CONTENT_DEPTH
 from coffee_team.schema import describe as short
 
 MAX_LIMIT = 1000
+MAX_DAYS = 3650
 MAXINT = 2**31 - 1
 MININT = -(2**31)
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -82,6 +83,15 @@ def check_id(value: Any, what: str) -> int:
     return value
 
 
+def check_days(days: Any) -> float:
+    """A window in days: a number above 0 and at most MAX_DAYS."""
+    if isinstance(days, bool) or not isinstance(days, (int, float)) \
+            or not math.isfinite(days) or not 0 < days <= MAX_DAYS:
+        raise RPCError(Faults.BAD_ARGUMENTS,
+                       f"days must be a number above 0 and at most {MAX_DAYS}, got {short(days)}")
+    return float(days)
+
+
 def rpc_method(func: Callable) -> Callable:
     """Make a method an RPC endpoint: arity checked with a clear message, SHUTDOWN_STATE
     refused like supervisor does, unexpected exceptions turned into Faults (never HTTP 500),
@@ -114,3 +124,27 @@ def rpc_method(func: Callable) -> Callable:
         return "" if result is Unset else result
 
     return method
+
+
+def expected_fault(exc: Exception) -> RPCError | None:
+    """The fault for an error the caller caused or the database's state explains (None for
+    anything else). A database that is busy, locked or past the rpcinterface's time limit is
+    a FAILED fault at once: the caller retries, supervisord never waits."""
+    from coffee_team.errors import (ContentError, DatabaseUnavailable, QueueFullError,
+                                    TaskNotFound, TaskStateError, UnroutableError)
+    if isinstance(exc, TaskNotFound):
+        return RPCError(Faults.BAD_ARGUMENTS, str(exc))
+    if isinstance(exc, TaskStateError):
+        return RPCError(Faults.FAILED, str(exc))
+    if isinstance(exc, UnroutableError):
+        return RPCError(Faults.BAD_NAME, str(exc))
+    if isinstance(exc, QueueFullError):
+        return RPCError(Faults.FAILED, f"queue full: {exc}")
+    if isinstance(exc, ContentError):
+        return RPCError(Faults.BAD_ARGUMENTS, str(exc))
+    if isinstance(exc, DatabaseUnavailable):
+        return RPCError(Faults.FAILED, f"database unavailable ({exc}); retry the call")
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "locked" in text or "busy" in text or "timeout" in text:
+        return RPCError(Faults.FAILED, f"database busy ({text}); retry the call")
+    return None

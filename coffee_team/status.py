@@ -5,6 +5,7 @@ import math
 import time
 from typing import Any
 
+from . import diskspace
 from .heartbeat import last_beat, read_heartbeat
 from .liveness import STANDBY
 from .proctable import ProcessTable
@@ -30,11 +31,15 @@ def restart_columns(states: dict[str, dict[str, Any]],
 
 
 def queue_columns(queue: Any, team: Team) -> dict[str, dict[str, Any]]:
-    """Status columns kept in the database: restarts (restart_columns) and pauses."""
+    """Status columns kept in the database: restarts (restart_columns), pauses, and what
+    each agent's CLI runs cost today (UTC)."""
     names = team.names
     columns = restart_columns(queue.restart_states(names), team.settings.max_restart_attempts)
     pauses = queue.pauses()
+    spend = queue.spend_by_agent(time.strftime("%Y-%m-%d", time.gmtime(queue.clock())))
     for name in names:
+        usd, tokens = spend.get(name, (0.0, 0))
+        columns[name].update(cost_today_usd=usd, tokens_today=tokens)
         pause = pauses.get(name)
         columns[name]["paused"] = pause is not None
         if pause is not None:
@@ -77,7 +82,7 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         agents.append(row)
     started = table.procs.get(supervisord_pid)
     uptime = now - started.started if started else 0.0
-    return {
+    data = {
         "uptime_seconds": round(uptime, 1),
         "agents_running": sum(1 for a in agents if is_active(a)),
         "agents_standby": sum(1 for a in agents if is_standby(a)),
@@ -85,6 +90,10 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         "supervisord_pid": supervisord_pid,
         "agents": agents,
     }
+    disk = diskspace.problems(team)
+    if disk:
+        data["disk"] = disk
+    return data
 
 
 def is_standby(agent: dict[str, Any]) -> bool:
@@ -158,10 +167,15 @@ def render(status: dict) -> str:
         else:
             detail = a["description"] or "not running"
         coming = future(a, now) if a["state"] != "RUNNING" else None
+        if a.get("cost_today_usd") or a.get("tokens_today"):
+            detail += f", today ${a['cost_today_usd']:.2f} {a['tokens_today']:,} tokens"
         if a.get("restarts") and coming is None:
             detail += f", restarts {a['restarts']}"
         paused = " PAUSED" if a.get("paused") else ""
         if a.get("paused_reason"):
             detail += f", paused: {a['paused_reason']}"
         lines.append(f"  {a['name']}: {coming or a['state']}{paused} ({detail})")
+    if status.get("database"):  # the processes above are shown whatever the database does
+        lines.append(f"  Database: {status['database']}")
+    lines += [f"  Disk: {line}" for line in status.get("disk", ())]
     return "\n".join(lines)

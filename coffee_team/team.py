@@ -22,6 +22,9 @@ from .taskstate import RetryPolicy
 from .schema import INI_COMMENT  # noqa: F401  (re-exported for callers of team.py)
 from .errors import TeamError, UnknownAgentError
 from .liveness import MIN_LEASE_SECONDS
+from .llm.budget import Budget
+from .llm.spec import (BUDGET_FIELDS, LLM_FIELDS, WORKSPACE_FIELDS, LlmSpec, SpecError,
+                       WorkspaceSpec, build_budget, build_llm, build_workspace, regex_field)
 
 @dataclass(frozen=True)
 class HttpSettings:
@@ -97,6 +100,10 @@ class AgentSpec:
     rss_warn_mb: float = 256.0
     options: tuple[tuple[str, Any], ...] = ()
     retry: RetryPolicy | None = None  # the team's retry when the agent sets none
+    llm: LlmSpec | None = None        # a coding CLI run per task (coffee_team.llm)
+    budget: Budget | None = None      # per UTC day; reaching it pauses intake
+    workspace: WorkspaceSpec | None = None
+    rate_limit: str | None = None     # regex of a rate-limit message (else the default)
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,7 @@ class TeamSettings:
     escalate_after: float | None = None  # seconds; None: pending tasks are never escalated
     host_name: str | None = None  # this host among hosts sharing PostgreSQL; None: hostname
     notify: tuple[NotifyTarget, ...] = ()
+    budget: Budget | None = None  # the whole team's, per UTC day
 
 
 @dataclass(frozen=True)
@@ -272,18 +280,20 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
     team_doc = document.get("team")
     team_doc = {} if team_doc is None else team_doc
     http_doc = web_doc = None
-    team_retry = None
+    team_retry = team_budget = None
     if isinstance(team_doc, dict):
         team_doc = dict(team_doc)
         http_doc = team_doc.pop("http", None)
         web_doc = team_doc.pop("web", None)
         team_retry = _retry(team_doc.pop("retry", None), "team.retry", source)
         notify = _notify(team_doc.pop("notify", None), source)
+        if "budget" in team_doc:
+            team_budget = _nested(team_doc.pop("budget"), "budget", "team.budget", source)
     else:
         notify = ()
     settings = TeamSettings(**_fields(team_doc, TEAM_FIELDS, "team", source,
-                                      ("http", "notify", "retry", "web")),
-                            retry=team_retry, notify=notify)
+                                      ("http", "notify", "retry", "web", "budget")),
+                            retry=team_retry, notify=notify, budget=team_budget)
     if http_doc is not None:
         settings = TeamSettings(**{**settings.__dict__,
                                    "http": _server(http_doc, "team.http", source)})
@@ -300,14 +310,20 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
             raise TeamError(f"{source}: agents.{_key(name)}: bad agent name (allowed: lowercase "
                             f"letters, digits, '_' and '-', at most 64, starting with a "
                             f"letter or digit)")
-        retry = None
+        retry, extras = None, {}
         if isinstance(agent_doc, dict):
             agent_doc = dict(agent_doc)
             retry = _retry(agent_doc.pop("retry", None), f"agents.{name}.retry", source)
-        values = _fields(agent_doc, AGENT_FIELDS, f"agents.{name}", source, ("retry",))
+            extras = _agent_extras(agent_doc, f"agents.{name}", source)
+        values = _fields(agent_doc, AGENT_FIELDS, f"agents.{name}", source,
+                         ("retry", *_EXTRAS))
         values["retry"] = retry or settings.retry
         if "handler" in values and "command" in values:
             raise TeamError(f"{source}: agents.{name}: set either 'handler' or 'command', not both")
+        other = next((k for k in ("handler", "command") if k in values), None)
+        if other and "llm" in extras:
+            raise TeamError(f"{source}: agents.{name}: set either 'llm' or '{other}', not both")
+        values.update(extras)
         if values.get("on_stall") == "cancel" and values.get("stall_after") is None:
             raise TeamError(f"{source}: agents.{name}.on_stall: 'cancel' needs stall_after "
                             f"(seconds without output before the task is cancelled)")
@@ -349,6 +365,35 @@ def _notify(doc: Any, source: str) -> tuple[NotifyTarget, ...]:
             raise TeamError(f"{source}: {where}: the same destination twice")
         targets.append(target)
     return tuple(targets)
+
+
+_NESTED = {"llm": (LLM_FIELDS, build_llm), "budget": (BUDGET_FIELDS, build_budget),
+           "workspace": (WORKSPACE_FIELDS, build_workspace)}
+_EXTRAS = ("llm", "budget", "workspace", "rate_limit")
+
+
+def _nested(doc: Any, key: str, where: str, source: str) -> Any:
+    """``llm:``, ``budget:`` or ``workspace:`` checked field by field, then as a whole."""
+    schema, build = _NESTED[key]
+    values = _fields(doc, schema, where, source)
+    try:
+        return build(values)
+    except SpecError as exc:
+        raise TeamError(f"{source}: {where}{'.' + exc.key if exc.key else ''}: {exc}") from None
+
+
+def _agent_extras(agent_doc: dict, where: str, source: str) -> dict[str, Any]:
+    """The LLM keys of an agent (popped from ``agent_doc``); budget, workspace and rate_limit
+    only mean something for an llm agent."""
+    extras = {key: _nested(agent_doc.pop(key), key, f"{where}.{key}", source)
+              for key in _NESTED if key in agent_doc}
+    if "rate_limit" in agent_doc:
+        extras["rate_limit"] = _fields({"rate_limit": agent_doc.pop("rate_limit")},
+                                       {"rate_limit": regex_field}, where, source)["rate_limit"]
+    orphan = next((k for k in ("budget", "workspace", "rate_limit") if k in extras), None)
+    if orphan and "llm" not in extras:
+        raise TeamError(f"{source}: {where}.{orphan}: only an llm agent has one (add llm:)")
+    return extras
 
 
 def _retry(doc: Any, where: str, source: str) -> RetryPolicy | None:

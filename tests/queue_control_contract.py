@@ -357,7 +357,6 @@ class ControlContract:
                 db.execute_sql(statement.format(**kinds))
         db.close()
         q = self.make_queue()
-        from coffee_team.queue.models import SCHEMA_VERSION
         assert q.backend.fetchall("SELECT MAX(version) FROM schema_version") == [
             (SCHEMA_VERSION,)]
         assert {"deliveries", "notify_targets"} <= set(q.db.get_tables())  # version 5
@@ -371,12 +370,12 @@ class ControlContract:
         assert new > old_failed
         assert [t.id for t in q.claim("alice")] == [old_failed]
 
-    def test_a_version_5_tasks_table_gains_traceparent_in_place(self):
+    def test_a_version_6_tasks_table_gains_traceparent_in_place(self):
         q = self.make_queue()
         old = q.send("cli", "alice", "t", {"kept": True})
         with q.db.atomic():
             q.db.execute_sql("ALTER TABLE tasks DROP COLUMN traceparent")
-            q.db.execute_sql("UPDATE schema_version SET version = 5")
+            q.db.execute_sql("UPDATE schema_version SET version = 6")
         q.close()
         upgraded = self.make_queue()
         assert upgraded.backend.fetchall("SELECT MAX(version) FROM schema_version") == [

@@ -91,6 +91,10 @@ class FakeQueue:
         self.held = True
         self.calls = []
         self.fail = False
+        self.stale = None  # what file_problem() reports
+
+    def file_problem(self):
+        return self.stale
 
     def renew_lease(self, task_id, agent, seconds):
         self.calls.append(("renew", task_id, seconds))
@@ -116,9 +120,13 @@ class FakeHost:
         self.activity.state = IDLE
         self.queue = FakeQueue()
         self.beats, self.aborts, self.stalls, self.problems = [], [], [], []
+        self.disk_full = False
 
     def write_status(self):
+        if self.disk_full:
+            return False
         self.beats.append(self.now)
+        return True
 
     def abort(self, task_id, reason, message):
         self.aborts.append((task_id, reason, message))
@@ -154,6 +162,30 @@ def test_beats_while_a_task_runs_for_two_hours_and_keeps_its_lease():
     assert len(renewals) == 720 and all(c == ("renew", 42, 30.0) for c in renewals)  # lease/3
     assert len(host.queue.calls) == 7200  # a cheap read in every other second: cancel seen in 1 s
     assert host.aborts == [] and host.stalls == []
+
+
+def test_a_heartbeat_the_disk_refused_is_written_as_soon_as_it_can_be():
+    host, pulse = make()  # heartbeat_interval 2 s
+    host.activity.begin(42, "build")
+    run(host, pulse, 4)
+    host.disk_full = True
+    run(host, pulse, 5)
+    host.disk_full = False
+    freed_at = host.now
+    run(host, pulse, 1)
+    assert host.beats[-1] == freed_at + 1  # at the next check, not a whole interval later
+
+
+def test_nothing_is_written_to_a_deleted_database_file():
+    from types import SimpleNamespace
+    host, pulse = make(lease=3.0)
+    host.activity.begin(42, "build")
+    host.queue.stale = SimpleNamespace(deleted=True)
+    run(host, pulse, 5)
+    assert host.queue.calls == []  # no lease renewal, no read: the file is gone
+    host.queue.stale = None
+    run(host, pulse, 1)
+    assert host.queue.calls
 
 
 def test_a_stuck_main_loop_gets_no_heartbeat_and_a_ticking_one_does():

@@ -489,3 +489,17 @@ def test_human_decisions_clear_the_backoff():
     assert on_cleared(RestartState(attempts=3, given_up=True)) == RestartState()
     assert on_restart_issued(pending).next_restart_at is None
     assert on_restart_unanswered(pending, T0 + 1).next_restart_at == T0 + 1
+
+
+def test_a_heartbeat_does_not_age_while_the_disk_is_full():
+    from coffee_team.watchdog.policy import FRESH, HUNG, heartbeat_counted_from
+    last, full_until = 1000.0, 1500.0
+    counted = heartbeat_counted_from(last, full_until, frozen=False)
+    assert counted == full_until
+    assert heartbeat_status(counted, full_until + 3, stale_after=3) == FRESH
+    assert heartbeat_status(counted, full_until + 7, stale_after=3) == HUNG  # space back, silent
+    # A stopped process has no excuse; nor is anything excused without a full disk.
+    assert heartbeat_counted_from(last, full_until, frozen=True) == last
+    assert heartbeat_counted_from(last, None, frozen=False) == last
+    assert heartbeat_counted_from(None, full_until, frozen=False) is None
+    assert heartbeat_counted_from(2000.0, full_until, frozen=False) == 2000.0

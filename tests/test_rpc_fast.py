@@ -33,7 +33,7 @@ from supervisor.tests.base import DummyRequest
 from supervisor.xmlrpc import (DeferredXMLRPCResponse, Faults, RootRPCInterface, RPCError,
                                SystemNamespaceRPCInterface, traverse)
 
-from coffee_team import rpcinterface
+from coffee_team import rpcinterface, rpcqueue, rpcsignals, rpcvalues
 from coffee_team.queue import MessageQueue
 from coffee_team.taskstate import STATES
 from coffee_team.team import Team
@@ -70,6 +70,7 @@ VALID_CALLS = {
     "resumeAgent": ("assistant",),
     "getLoadedTeam": (),
     "reloadTeam": (),
+    "getCosts": (),
 }
 
 HUGE = "x" * (2 * 2**20)
@@ -119,18 +120,18 @@ def supervisor_globals():
     callbacks = events.callbacks[:]
     previous_fd = signal.set_wakeup_fd(-1)
     signal.set_wakeup_fd(previous_fd)
-    previous_dispatcher = rpcinterface._signal_wakeup
+    previous_dispatcher = rpcsignals._signal_wakeup
     try:
         yield
     finally:
         events.callbacks[:] = callbacks
         ours = signal.set_wakeup_fd(previous_fd)
-        dispatcher = rpcinterface._signal_wakeup
+        dispatcher = rpcsignals._signal_wakeup
         if dispatcher is not None and dispatcher is not previous_dispatcher:
             discard(dispatcher)
             if ours not in (-1, previous_fd):
                 os.close(ours)
-        rpcinterface._signal_wakeup = previous_dispatcher
+        rpcsignals._signal_wakeup = previous_dispatcher
 
 
 def build(team: Team, supervisord: FakeSupervisord, clock: FakeClock):
@@ -243,7 +244,7 @@ def test_bad_team_file_leaves_supervisord_serving(supervisor_globals):
             assert iface.team_error.splitlines()[0] in info.value.text
         write_team(root, AGENTS)  # fixed: reloadTeam brings coffee.* up without a restart
         assert iface.reloadTeam() == list(AGENTS)
-        assert len(events.callbacks) == callbacks + 2
+        assert len(events.callbacks) == callbacks + 3  # process state, stopping, tick
         assert iface.getQueueStats().keys() == AGENTS.keys()
         iface._queue.close()
 
@@ -272,11 +273,11 @@ def test_factory_needs_the_team_path(supervisor_globals):
 def test_factory_reload_replaces_the_signal_wakeup(coffee):
     """supervisord builds the interfaces again on every reload: one wake-up dispatcher stays
     in its socket map, and a signal makes it readable (so poll() returns and reaps)."""
-    first = rpcinterface._signal_wakeup
+    first = rpcsignals._signal_wakeup
     assert asyncore.socket_map.get(first.fd) is first
     os.close(signal.set_wakeup_fd(-1))  # likewise the old write end
     build(coffee.team, coffee.supervisord, coffee.clock)
-    second = rpcinterface._signal_wakeup
+    second = rpcsignals._signal_wakeup
     assert second is not first and asyncore.socket_map.get(second.fd) is second
     assert asyncore.socket_map.get(first.fd) is not first
     discard(first)  # supervisord closes the old generation's descriptors on a reload
@@ -461,7 +462,7 @@ def test_database_busy_is_a_quick_failed_and_reads_go_on(coffee):
         waited = time.monotonic() - started
         assert error.code == Faults.FAILED
         assert "database busy" in error.text and "retry" in error.text
-        assert rpcinterface.BUSY_TIMEOUT_MS / 1000 * 0.5 <= waited < 1.0
+        assert rpcqueue.BUSY_TIMEOUT_MS / 1000 * 0.5 <= waited < 1.0
         assert coffee.call("getQueueStats")["assistant"]["pending"] == 0
     finally:
         blocker.execute("ROLLBACK")
@@ -669,13 +670,38 @@ def test_metrics_measure_claim_to_finish(coffee):
     assert coffee.call("getMetrics", 1) == {"days": 1.0, "bottlenecks": [], "agents": [],
                                             "states": dict.fromkeys(STATES, 0)}
     assert len(coffee.call("getMetrics", 2.5)["agents"]) == 2
-    assert coffee.call("getMetrics", rpcinterface.MAX_DAYS)["days"] == rpcinterface.MAX_DAYS
+    assert coffee.call("getMetrics", rpcvalues.MAX_DAYS)["days"] == rpcvalues.MAX_DAYS
 
 
 @pytest.mark.parametrize("days", [0, -1, True, "7", float("nan"), float("inf"), 1e300,
-                                  rpcinterface.MAX_DAYS + 1], ids=repr)
+                                  rpcvalues.MAX_DAYS + 1], ids=repr)
 def test_metrics_refuse_bad_days(coffee, days):
     assert coffee.fault("getMetrics", days).code == Faults.BAD_ARGUMENTS
+
+
+# --- getCosts --------------------------------------------------------------------------------
+
+def test_costs_add_up_by_agent_type_and_day(coffee):
+    q = coffee.queue
+    q.record_usage(1, "architect", "design_request", {"cost_usd": 0.25, "tokens_in": 10,
+                                                      "tokens_out": 5, "cache_read": 3})
+    q.record_usage(2, "architect", "review", {"cost_usd": 0.5, "tokens_in": 1})
+    coffee.clock.advance(86400)
+    q.record_usage(3, "assistant", "question", {"cost_usd": 0.125, "tokens_out": 2**40})
+    by_agent = coffee.call("getCosts")
+    assert [(g["key"], g["runs"], g["cost_usd"]) for g in by_agent["groups"]] == \
+        [("architect", 2, 0.75), ("assistant", 1, 0.125)]
+    assert by_agent["total"]["cost_usd"] == 0.875 and by_agent["total"]["tokens_in"] == 11
+    assert by_agent["total"]["tokens_out"] == float(2**40 + 5)  # beyond 32 bits: a double
+    assert [g["key"] for g in coffee.call("getCosts", "type")["groups"]] == \
+        ["design_request", "question", "review"]
+    assert len(coffee.call("getCosts", "day")["groups"]) == 2
+    assert coffee.call("getCosts", "agent", 0.5)["total"]["runs"] == 1
+
+
+@pytest.mark.parametrize("args", [("team",), (3,), ("agent", 0), ("agent", "7")], ids=repr)
+def test_costs_refuse_bad_arguments(coffee, args):
+    assert coffee.fault("getCosts", *args).code == Faults.BAD_ARGUMENTS
 
 
 # --- restartAgent ----------------------------------------------------------------------------
@@ -859,7 +885,7 @@ def test_requeue_failure_is_logged_never_raised(supervisor_globals):
         build(team, supervisord, real_time_clock())
         process = supervisord.process("assistant")
         events.notify(events.ProcessStateExitedEvent(process, ProcessStates.RUNNING, False))
-        assert [line for line in supervisord.logged if "requeue of assistant failed" in line]
+        assert [line for line in supervisord.logged if "requeue of assistant left to the watchdog" in line]
 
 
 def test_supervisord_stopping_closes_the_queue_and_ends_requeues(coffee):
@@ -918,3 +944,51 @@ def test_pause_holds_claims_until_resume(coffee):
     assert coffee.iface.resumeAgent("assistant") is True
     assert coffee.iface.resumeAgent("assistant") is False
     assert [t.id for t in coffee.queue.claim("assistant", 1)] == [task_id]
+
+
+# --- a sick database (issue 18) ---------------------------------------------------------------
+
+def test_team_status_shows_the_processes_and_one_database_line_when_it_cannot_open(
+        supervisor_globals):
+    with temp_root() as root:
+        team = write_team(root, AGENTS, database_path="data/broken.db")
+        with open(team.database_url, "w") as f:
+            f.write("this is not a database " * 100)
+        clock = FakeClock()
+        iface = build(team, FakeSupervisord(team.names), clock)
+        status = iface.getTeamStatus()
+        assert [a["name"] for a in status["agents"]] == ["architect", "code_developer",
+                                                         "assistant"]
+        assert status["database"] == "DatabaseError: file is not a database"
+        assert "restarts" not in status["agents"][0]
+        assert_xmlrpc_safe(status)
+        # Not tried again at once: a database that failed fails fast for OPEN_RETRY seconds.
+        fault = pytest.raises(RPCError, iface.getQueueStats).value
+        assert fault.code == Faults.FAILED and "file is not a database" in fault.text
+        os.unlink(team.database_url)
+        clock.advance(rpcqueue.OPEN_RETRY)
+        assert "database" not in iface.getTeamStatus()  # a good file now: back at once
+        iface._queue.close()
+
+
+def test_a_deleted_database_file_is_reported_and_a_replaced_one_reopened(coffee):
+    coffee.call("getQueueStats")
+    path = coffee.team.database_url
+    os.link(path, path + ".kept")
+    os.unlink(path)
+    coffee.clock.advance(rpcqueue.FILE_CHECK_EVERY)
+    status = coffee.iface.getTeamStatus()
+    assert "was deleted while open" in status["database"] and len(status["agents"]) == 3
+    fault = coffee.fault("sendMessage", "ci", "assistant", "question", {})
+    assert fault.code == Faults.FAILED and "was deleted while open" in fault.text
+    os.link(path + ".kept", path)  # the same file back: nothing to reopen
+    coffee.clock.advance(rpcqueue.FILE_CHECK_EVERY)
+    assert "database" not in coffee.iface.getTeamStatus()
+    os.unlink(path)  # and a sender makes a new file there (without the old file's WAL)
+    with MessageQueue(path, agents=coffee.team.names) as other:
+        other.send("ci", "assistant", "question")
+    coffee.queue.reopen()  # the test's own connection (this process) follows too
+    coffee.clock.advance(rpcqueue.FILE_CHECK_EVERY)
+    assert coffee.iface.getQueueStats()["assistant"]["pending"] == 1  # the new file's task
+    logged = "\n".join(coffee.supervisord.logged)
+    assert logged.count("was deleted while open") == 1 and "reopening it" in logged

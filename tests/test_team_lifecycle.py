@@ -207,8 +207,8 @@ def test_agent_added_to_the_team_file_or_a_damaged_database_is_one_line(running_
                  ("stop", "--agents", "newcomer")):
         result = running_team.cli(*args)
         line = _one_error_line(result)
-        assert result.returncode == 1 and "newcomer: in the team file but not in the " \
-            "running supervisord" in line and "gen-config" in line and "update" in line, line
+        assert result.returncode == 2 and "newcomer: in the team file but not in the " \
+            "running supervisord" in line and "coffee-team apply" in line, line
     database = running_team.root / "data" / "orchestrator.db"
     database.write_bytes(b"not a database" * 1000)
     for suffix in ("-wal", "-shm"):  # else the newest pages, page 1 too, come from the WAL

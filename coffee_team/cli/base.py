@@ -95,15 +95,20 @@ def main(ctx: click.Context, team_path: str, conf: str | None) -> None:
 
 
 def config_team(ctx: Context) -> Team:
-    """The team, if supervisord can run it from this path and its notify targets are usable;
-    else one line and exit 2 (gen-config, start, apply)."""
+    """The team, if supervisord can run it from this path, its notify targets are usable and
+    its llm agents' role files and workspaces exist; else one line and exit 2 (gen-config,
+    start, apply)."""
     from .. import layout, notify
+    from ..workspace import team_problems
     team = ctx.team
     try:
         layout.check_project_path(team)
         notify.check_targets(team)
     except TeamError as exc:
         raise UserError(str(exc), exit_code=2) from None
+    problems = team_problems(team)
+    if problems:
+        raise UserError(problems[0], exit_code=2)
     return team
 
 

@@ -8,7 +8,6 @@ import time
 import click
 
 from .. import client, layout
-from ..client import Faults
 from ..errors import SupervisorDown, TeamError
 from .base import Context, UserError, config_team, echo_json, main, parse_agents, pass_ctx
 
@@ -175,15 +174,16 @@ def restart(ctx: Context, agent: str) -> None:
 # --- status ----------------------------------------------------------------------------------
 
 def _team_status(ctx: Context) -> dict:
-    """coffee.getTeamStatus when supervisord serves it; otherwise supervisor.* + the queue."""
+    """coffee.getTeamStatus when supervisord serves it; otherwise (a supervisord started from
+    an older config, or a coffee.* that fails) supervisor.* + the queue. The processes are
+    always shown; trouble with the database is one line under them."""
     import xmlrpc.client
 
     from .. import status
     try:
         data = ctx.rpc("coffee.getTeamStatus")
-    except xmlrpc.client.Fault as exc:
-        if exc.faultCode != Faults.UNKNOWN_METHOD:  # a supervisord started from an older config
-            raise UserError(f"coffee.getTeamStatus: {exc.faultString}") from None
+    except xmlrpc.client.Fault:
+        pass
     else:
         for agent in data["agents"]:  # XML-RPC leaves out what is unset
             for key in ("heartbeat_age_seconds", "next_restart_at", "restart_attempt",
@@ -192,17 +192,23 @@ def _team_status(ctx: Context) -> dict:
         return data
     infos = ctx.rpc("supervisor.getAllProcessInfo")
     pid = ctx.rpc("supervisor.getPID")
-    return status.collect(ctx.team, infos, pid, extra=_restart_extras(ctx))
+    extras, trouble = _restart_extras(ctx)
+    data = status.collect(ctx.team, infos, pid, extra=extras)
+    if trouble:
+        data["database"] = trouble
+    return data
 
 
-def _restart_extras(ctx: Context) -> dict:
+def _restart_extras(ctx: Context) -> tuple[dict, str]:
+    """The columns kept in the database, or none and one line saying why."""
     from ..queue import MessageQueue
     from ..status import queue_columns
     try:
         with MessageQueue.from_team(ctx.team) as queue:
-            return queue_columns(queue, ctx.team)
-    except Exception:  # status must still show supervisor's view without the database
-        return {}
+            return queue_columns(queue, ctx.team), ""
+    except Exception as exc:  # status must still show supervisor's view without the database
+        text = str(exc).strip()
+        return {}, f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _print_status(ctx: Context, as_json: bool) -> None:

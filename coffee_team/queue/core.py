@@ -32,10 +32,12 @@ from coffee_team.queue.content import (MAX_DEDUPE_KEY_CHARS, check_name, check_p
                                        encode_json, read_stored, too_deep_message)
 from coffee_team.queue.control import ControlMixin
 from coffee_team.queue.delivery import DeliveryMixin
+from coffee_team.queue.files import StaleFile, database_file_problem
 from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.locks import agent_lock_key
 from coffee_team.queue.reporting import ReportingMixin
 from coffee_team.queue.routing import resolve_recipients
+from coffee_team.queue.usage import UsageMixin
 from coffee_team.queue.wake import PgWake, WakeSockets, drain
 from coffee_team.taskstate import RetryPolicy, check_delay
 
@@ -75,7 +77,7 @@ def _team_options(team) -> dict[str, Any]:
     )
 
 
-class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
+class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin, UsageMixin):
     def __init__(
         self,
         database: Union[str, peewee.Database],
@@ -136,6 +138,24 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
         if self._wake:
             self._wake.close()
         self.backend.close()
+
+    def file_problem(self) -> Optional[StaleFile]:
+        """Is this process still on the SQLite file at the database path? (files.py)"""
+        return None if is_postgres(self.db) else database_file_problem(self.db.database)
+
+    def follow_file(self) -> Optional[StaleFile]:
+        """Stay on the file at the database path: a replacement is reopened at once. Returns
+        the problem seen (None: all is well); a deleted file stays one until a file is back."""
+        stale = self.file_problem()
+        if stale is not None and not stale.deleted:
+            self.reopen()
+        return stale
+
+    def reopen(self) -> None:
+        """Close this thread's connection: the next statement opens the file now at the path
+        (after a replacement), given the schema if it is new."""
+        self.backend.close()
+        migrate(self.db)
 
     def __enter__(self) -> "MessageQueue":
         return self
@@ -456,7 +476,7 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
         deadline = time.monotonic() + max(0.0, timeout)
         listener = self._wake.listener(agent) if self._wake else None
         if listener is not None:
-            drain(listener)  # bound before the check: no wake-up can be lost
+            listener = self._drained(agent, listener)  # bound before the check: none is lost
             if self.has_work(agent):
                 return True
             remaining = deadline - time.monotonic()
@@ -464,7 +484,7 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
             if until_due > 0:  # 0: due work, yet no work for us: paused, so wait for resume
                 remaining = min(remaining, until_due)
             if remaining > 0 and select.select([listener], [], [], remaining)[0]:
-                drain(listener)
+                self._drained(agent, listener)
                 return True
             return self.has_work(agent)  # e.g. a lease expired meanwhile
         delay = 0.01
@@ -476,6 +496,19 @@ class MessageQueue(JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin):
                 return False
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 1.0)
+
+    def _drained(self, agent: str, listener):
+        """``listener`` emptied of wake-ups; a LISTEN connection the server closed meanwhile
+        is replaced once, transparently (the caller re-checks the database anyway)."""
+        try:
+            drain(listener)
+            return listener
+        except Exception:
+            if not getattr(listener, "closed", False):
+                raise
+        listener = self._wake.listener(agent)  # sees the closed one and connects anew
+        drain(listener)
+        return listener
 
     # -- leases of running tasks -----------------------------------------
     def renew_lease(self, task_id: int, agent: str, seconds: float) -> bool:

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 
-from coffee_team.errors import DatabaseUrlError, SchemaTooNew
+from coffee_team.errors import DatabaseUnavailable, DatabaseUrlError, SchemaTooNew
 from coffee_team.queue import sql
 from coffee_team.queue.models import ALL_MODELS, SCHEMA_VERSION
 
@@ -38,16 +38,24 @@ def open_database(
     *,
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     cache_size_kib: int = DEFAULT_CACHE_SIZE_KIB,
+    bounded: bool = False,
 ) -> peewee.Database:
     """Return an (unconnected) peewee database for a URL or a file path.
 
     ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a bare path give
     a SqliteDatabase in WAL mode; ``postgresql://user@host:port/db?opt=v``
     gives a PostgresqlDatabase (query options are passed to psycopg2).
+
+    ``bounded``: for code that must never block (the rpcinterface inside supervisord). SQLite
+    is bounded by ``busy_timeout_ms`` anyway; on PostgreSQL it also becomes the statement and
+    lock timeout, with a short connect timeout and TCP keepalives (see ``bounded_pg_params``).
     """
     text = str(url_or_path)
     if text.startswith(("postgresql://", "postgres://")):
-        return _open_postgres(text)
+        db = _open_postgres(text)
+        if bounded:
+            db.connect_params.update(bounded_pg_params(db.connect_params, busy_timeout_ms))
+        return db
     if text.startswith("sqlite:"):
         if not text.startswith("sqlite:///"):
             raise DatabaseUrlError(
@@ -83,7 +91,9 @@ def _prepare_private_file(path: str) -> None:
     An existing file is never opened here: closing any descriptor of a file drops every POSIX
     lock the process holds on it, so a second queue opened in a process that already has one
     (the watchdog's delivery thread) would strip the first connection's locks, and another
-    process could then delete the WAL from under it.
+    process could then delete the WAL from under it.  A -wal/-shm pair next to a database file
+    that had to be created belongs to a deleted file (still open in running processes): a new
+    file must not share it, so it is unlinked.
     """
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
@@ -93,6 +103,10 @@ def _prepare_private_file(path: str) -> None:
     except FileExistsError:
         if os.stat(path).st_uid == os.getuid():
             os.chmod(path, 0o600)
+    else:
+        for leftover in (path + "-wal", path + "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
 
 
 def _ensure_wal(path: str, timeout: float) -> None:
@@ -135,17 +149,43 @@ def _open_postgres(url: str) -> peewee.PostgresqlDatabase:
     return peewee.PostgresqlDatabase(dbname, **params)
 
 
+# libpq rounds connect_timeout below 2 s up to 2 s; keepalives and tcp_user_timeout notice a
+# half-open connection (a host gone without FIN or RST) within about 3 s instead of ~2 hours.
+BOUNDED_CONNECT_SECONDS = 2
+BOUNDED_KEEPALIVE = dict(keepalives=1, keepalives_idle=1, keepalives_interval=1,
+                         keepalives_count=2)
+
+
+def bounded_pg_params(params: dict[str, Any], wait_ms: int) -> dict[str, Any]:
+    """psycopg2 connect parameters under which no statement waits (for a lock, or runs) longer
+    than ``wait_ms``; the URL's own ``options`` are kept."""
+    timeouts = f"-c statement_timeout={int(wait_ms)} -c lock_timeout={int(wait_ms)}"
+    options = f"{params['options']} {timeouts}" if params.get("options") else timeouts
+    return {"connect_timeout": BOUNDED_CONNECT_SECONDS, "tcp_user_timeout": 3000,
+            **BOUNDED_KEEPALIVE, "options": options}
+
+
 def pg_connect(db: peewee.PostgresqlDatabase, **extra: Any):
     """A new psycopg2 connection to ``db`` outside peewee (LISTEN, advisory locks)."""
     import psycopg2
     return psycopg2.connect(dbname=db.database, **{**db.connect_params, **extra})
 
 
+def keep_when_idle(conn) -> None:
+    """Exempt an autocommit session that is idle by design (LISTEN, advisory locks) from the
+    server's ``idle_session_timeout``, which would end it (and drop its locks) every few
+    seconds. Servers before PostgreSQL 14 have no such timeout, and refuse the setting."""
+    import psycopg2
+    with contextlib.suppress(psycopg2.ProgrammingError, psycopg2.DataError):
+        conn.cursor().execute(sql.PG_NO_IDLE_SESSION_TIMEOUT)
+
+
 def database_errors() -> tuple[type[BaseException], ...]:
     """Errors meaning "the database is unusable right now" (locked, read-only, gone).
 
     psycopg2 only if importable: an SQLite agent blocks its import to save memory."""
-    errors: list[type[BaseException]] = [sqlite3.Error, peewee.PeeweeException]
+    errors: list[type[BaseException]] = [sqlite3.Error, peewee.PeeweeException,
+                                         DatabaseUnavailable]
     try:
         import psycopg2
         errors.append(psycopg2.Error)
@@ -193,7 +233,7 @@ def migrate(db: peewee.Database, host: str = "") -> int:
                 if version < 3:
                     _add_task_counts(backend, db)
                 if "tasks" in tables:
-                    _tasks_v6(db)
+                    _tasks_v7(db)
                 if version < SCHEMA_VERSION:
                     backend.execute(sql.RECORD_SCHEMA_VERSION, (SCHEMA_VERSION, time.time()))
     return SCHEMA_VERSION
@@ -272,11 +312,11 @@ def _restart_state_v4_before(db: peewee.Database, host: str) -> None:
         db.execute_sql(sql.SQLITE_V3_RENAME)
 
 
-def _tasks_v6(db: peewee.Database) -> None:
-    """Schema 6 on an older tasks table: add the traceparent column (a version-1 SQLite table
+def _tasks_v7(db: peewee.Database) -> None:
+    """Schema 7 on an older tasks table: add the traceparent column (a version-1 SQLite table
     was rebuilt by create_tables above and has it already)."""
     if not _has_column(db, "tasks", "traceparent"):
-        db.execute_sql(sql.V6_ADD_TRACEPARENT)
+        db.execute_sql(sql.V7_ADD_TRACEPARENT)
 
 
 def _restart_state_v4_after(db: peewee.Database, host: str) -> None:
@@ -418,10 +458,13 @@ class _ImmediateTransaction:
 
 
 class PostgresBackend(SqlBackend):
-    """Connection loss (server restart, pg_terminate_backend, network) raises a peewee
-    OperationalError/InterfaceError once; the dead connection is then dropped so the next
-    statement reconnects (callers such as Agent.durable retry with backoff).  A transaction
-    cut off that way was rolled back by the server, so a retry never applies it twice."""
+    """A connection the server already closed (restart, pg_terminate_backend,
+    idle_session_timeout) is replaced once, transparently, when a call starts on it: a read
+    outside a transaction, or the BEGIN of a write transaction, runs again on a new connection
+    (nothing of it ran on the dead one).  A connection lost in the middle of a transaction
+    raises a peewee OperationalError/InterfaceError once and is dropped, so the next statement
+    reconnects (callers such as Agent.durable retry with backoff); the server rolled that
+    transaction back, so a retry never applies it twice."""
 
     # Concurrent claimers skip each other's rows instead of queueing up.
     _claim_lock = " FOR UPDATE SKIP LOCKED"
@@ -434,8 +477,10 @@ class PostgresBackend(SqlBackend):
         try:
             return self.db.execute_sql(prepared, params)
         except peewee.PeeweeException:
-            self.drop_if_dead()
-            raise
+            # Every write runs inside write_transaction(): outside one, this was a read.
+            if not self.drop_if_dead():
+                raise
+        return self.db.execute_sql(prepared, params)
 
     def write_transaction(self):
         return _PgTransaction(self)
@@ -463,8 +508,10 @@ class _PgTransaction:
         try:
             return self.atomic.__enter__()
         except peewee.PeeweeException:
-            self.backend.drop_if_dead()
-            raise
+            if not self.backend.drop_if_dead():
+                raise
+        self.atomic = self.backend.db.atomic()  # BEGIN failed: nothing ran; once more, anew
+        return self.atomic.__enter__()
 
     def __exit__(self, exc_type, exc, tb):
         try:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import NamedTuple, Optional
 
 from coffee_team.queue import sql
-from coffee_team.queue.db import PostgresBackend, open_database, pg_connect
+from coffee_team.queue.db import PostgresBackend, keep_when_idle, open_database, pg_connect
 from coffee_team.queue.wake import pg_poll
 
 # TCP keepalives: a silently lost network (no FIN, no RST) breaks the session within ~20 s,
@@ -55,6 +55,7 @@ class AdvisoryLockSession:
         self.conn = pg_connect(db, application_name=application_name, options=options,
                                **KEEPALIVE)
         self.conn.autocommit = True
+        keep_when_idle(self.conn)
 
     def fileno(self) -> int:
         return self.conn.fileno()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from peewee import (
     SQL,
     AutoField,
+    BigIntegerField,
     BooleanField,
     CharField,
     CompositeKey,
@@ -31,8 +32,9 @@ database_proxy = DatabaseProxy()
 # 3: task_counts, kept by triggers (queue stats without scanning the tasks table).
 # 4: restart_state keyed by (agent, host): on a shared PostgreSQL each host keeps its own.
 # 5: notify_targets and deliveries (new tables only: create_tables adds them).
-# 6: tasks.traceparent, the W3C trace context of the code that sent the task (otel.py).
-SCHEMA_VERSION = 6
+# 6: llm_usage, budget_stop, agent_session (new tables only: create_tables adds them).
+# 7: tasks.traceparent, the W3C trace context of the code that sent the task (otel.py).
+SCHEMA_VERSION = 7
 
 TASK_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 NOTIFICATION_LEVELS = ("INFO", "WARNING", "CRITICAL")
@@ -253,6 +255,54 @@ class Delivery(BaseModel):
         indexes = ((("notification_id", "target"), True), (("next_try_at",), False))
 
 
+class LlmUsage(BaseModel):
+    """What one run of an LLM agent's CLI cost, as the CLI reported it: one row per run
+    (a task's every attempt, a periodic run), written as soon as the CLI exits, so failed and
+    rate-limited runs count against the budget too. ``day`` is the UTC day (YYYY-MM-DD),
+    fixed at insert so budgets and ``costs --by day`` group without dialect date functions."""
+    id = AutoField()
+    task_id = BigIntegerField(null=True)  # None: a periodic run
+    agent = CharField(max_length=100)
+    task_type = CharField(max_length=100)
+    ts = DoubleField()
+    day = CharField(max_length=10)
+    cost_usd = DoubleField(default=0.0)
+    tokens_in = BigIntegerField(default=0)
+    tokens_out = BigIntegerField(default=0)
+    cache_read = BigIntegerField(default=0)
+    cache_write = BigIntegerField(default=0)
+    outcome = CharField(max_length=20, default="ok")  # ok, error, rate_limited
+
+    class Meta:
+        table_name = "llm_usage"
+        # the budget check before each claim reads one agent's (or every agent's) day
+        indexes = ((("agent", "day"), False), (("day",), False), (("ts",), False))
+
+
+class BudgetStop(BaseModel):
+    """A budget reached: at most one row per (scope, UTC day), inserted with the pause and
+    the notification in one transaction, so both happen once even when agents race. A row
+    without a pause in force means a person resumed the scope: intake goes on that day."""
+    scope = CharField(max_length=100)  # an agent, or "team:"
+    day = CharField(max_length=10)
+    stopped_at = DoubleField()
+    reason = TextField(default="")
+
+    class Meta:
+        table_name = "budget_stop"
+        primary_key = CompositeKey("scope", "day")
+
+
+class AgentSession(BaseModel):
+    """The CLI session an llm agent with ``session: keep`` resumes on its next task."""
+    agent = CharField(max_length=100, primary_key=True)
+    session_id = TextField()
+    updated_at = DoubleField()
+
+    class Meta:
+        table_name = "agent_session"
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DoubleField()
@@ -262,4 +312,4 @@ class SchemaVersion(BaseModel):
 
 
 ALL_MODELS = (Task, QueueDepth, TaskCount, Metric, Event, Notification, RestartState, AgentPause,
-              NotifyTargetRow, Delivery, SchemaVersion)
+              NotifyTargetRow, Delivery, LlmUsage, BudgetStop, AgentSession, SchemaVersion)

@@ -198,6 +198,39 @@ ESCALATE_TASK = ("UPDATE tasks SET priority = ?, escalated_at = ?"
 ESCALATION_NOTICE = ("INSERT INTO notifications (created_at, level, agent, title, message, sound,"
                      " acknowledged) VALUES (?, 'INFO', ?, ?, ?, ?, ?)")
 
+# --- LLM agents (usage.py): what runs cost, budgets, deferrals, sessions --------------------
+
+INSERT_USAGE = (
+    "INSERT INTO llm_usage (task_id, agent, task_type, ts, day, cost_usd, tokens_in, tokens_out,"
+    " cache_read, cache_write, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# (USD, input + output tokens) of one UTC day: one agent's, or the team's.
+AGENT_SPEND_ON = ("SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(tokens_in + tokens_out), 0)"
+                  " FROM llm_usage WHERE agent = ? AND day = ?")
+TEAM_SPEND_ON = ("SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(tokens_in + tokens_out), 0)"
+                 " FROM llm_usage WHERE day = ?")
+SPEND_BY_AGENT_ON = ("SELECT agent, SUM(cost_usd), SUM(tokens_in + tokens_out) FROM llm_usage"
+                     " WHERE day = ? GROUP BY agent")
+# The finest grouping ``costs`` needs; it adds these rows up by agent, type or day.
+USAGE_SINCE = (
+    "SELECT agent, task_type, day, COUNT(*), SUM(cost_usd), SUM(tokens_in), SUM(tokens_out),"
+    " SUM(cache_read), SUM(cache_write) FROM llm_usage WHERE ts >= ?"
+    " GROUP BY agent, task_type, day")
+# One row per (scope, day): the first writer pauses and notifies, any other finds it there.
+INSERT_BUDGET_STOP = ("INSERT INTO budget_stop (scope, day, stopped_at, reason) VALUES (?, ?, ?, ?)"
+                      " ON CONFLICT (scope, day) DO NOTHING RETURNING scope")
+# A rate-limited run goes back to pending without counting as a delivery (attempts) or a
+# failure: only the holder may defer it.
+DEFER_TASK = (
+    "UPDATE tasks SET status = 'pending', run_after = ?, error = ?,"
+    " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
+    " claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL"
+    " WHERE id = ? AND status = 'in_progress' AND claimed_by = ? RETURNING recipient")
+AGENT_SESSION = "SELECT session_id FROM agent_session WHERE agent = ?"
+SAVE_AGENT_SESSION = (
+    "INSERT INTO agent_session (agent, session_id, updated_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (agent) DO UPDATE SET session_id = excluded.session_id,"
+    " updated_at = excluded.updated_at")
+
 # --- reporting (reporting.py) ---------------------------------------------------------------
 
 _TASK_COLUMNS = ("id, sender, recipient, type, content, priority, created_at, completed_at,"
@@ -317,9 +350,9 @@ SQLITE_V3_COPY = (f"INSERT INTO restart_state ({V2_RESTART_COLUMNS}, host)"
                   f" SELECT {V2_RESTART_COLUMNS}, ? FROM restart_state_v2")
 SQLITE_V3_DROP_OLD = "DROP TABLE restart_state_v2"
 
-# Schema 6: tasks carry their sender's W3C trace context (db._tasks_v6); a plain nullable
+# Schema 7: tasks carry their sender's W3C trace context (db._tasks_v7); a plain nullable
 # column, so both dialects add it in place and old rows simply have none.
-V6_ADD_TRACEPARENT = "ALTER TABLE tasks ADD COLUMN traceparent TEXT"
+V7_ADD_TRACEPARENT = "ALTER TABLE tasks ADD COLUMN traceparent TEXT"
 
 # --- agent locks (locks.py), on a dedicated PostgreSQL session ------------------------------
 
@@ -327,6 +360,8 @@ PG_CURRENT_SCHEMA = "SELECT current_schema()"
 PG_TRY_ADVISORY_LOCK = "SELECT pg_try_advisory_lock(?)"
 # The same key for one transaction: a reaper's requeue runs only while no instance runs.
 PG_TRY_ADVISORY_XACT_LOCK = "SELECT pg_try_advisory_xact_lock(?)"
+# Sessions idle by design (LISTEN, advisory locks) opt out of a server's idle_session_timeout.
+PG_NO_IDLE_SESSION_TIMEOUT = "SET idle_session_timeout = 0"
 # Who holds a bigint advisory key (PostgreSQL stores it as two 32-bit halves, objsubid 1),
 # in this database: the session's application_name, address and start time.
 PG_ADVISORY_LOCK_HOLDER = (

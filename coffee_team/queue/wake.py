@@ -15,6 +15,7 @@ import threading
 from typing import Any, Iterable, Optional
 
 from coffee_team.queue import sql
+from coffee_team.queue.db import keep_when_idle
 
 _UNIX_PATH_MAX = 107
 
@@ -154,6 +155,7 @@ class PgListener:
     def __init__(self, connect, agent: str):
         self.conn = connect()
         self.conn.autocommit = True
+        keep_when_idle(self.conn)
         self.conn.cursor().execute(sql.listen(pg_channel(agent)))
 
     def fileno(self) -> int:

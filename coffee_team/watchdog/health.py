@@ -16,6 +16,16 @@ class Usage:
     rss_mb: float
 
 
+def is_frozen(pid: int) -> bool:
+    """Stopped (SIGSTOP, a debugger) or gone: a process that cannot be waiting for anything."""
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_STOPPED,
+                                                psutil.STATUS_TRACING_STOP,
+                                                psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
+        return True
+
+
 class TreeSampler:
     """CPU% and RSS of a process and all its descendants (handlers included)."""
 

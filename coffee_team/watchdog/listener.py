@@ -27,11 +27,11 @@ from typing import Any, Callable
 
 from supervisor.xmlrpc import Faults
 
-from coffee_team import client, otel
+from coffee_team import client, diskspace, otel
 from coffee_team import events as kinds
 from coffee_team.watchdog import policy
 from coffee_team.heartbeat import last_beat, read_heartbeat
-from coffee_team.watchdog.health import TreeSampler
+from coffee_team.watchdog.health import TreeSampler, is_frozen
 from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEvent
 
 LAUNCH_POLL = 0.05     # seconds between state checks while a priority group starts
@@ -61,6 +61,9 @@ class Watchdog:
         self.use_team(team)
         self.next_health_check = clock() + team.settings.health_check_interval
         self.next_cleanup = clock()
+        self.disk_full_at: float | None = None  # last health check that found the disk full
+        self.disk_is_full = False
+        self.file_trouble: str | None = None    # the database file problem being reported
 
     def use_team(self, team) -> None:
         """Work with ``team`` from now on (at start, and when the team file is reloaded)."""
@@ -261,14 +264,27 @@ class Watchdog:
         now = self.clock()
         self.next_health_check = now + self.team.settings.health_check_interval
         infos = {i["name"]: i for i in self.rpc.supervisor.getAllProcessInfo()}
+        self._check_disk(now)
         for spec in self.team.agents:
             info = infos.get(spec.name)
             if not info or info["statename"] != "RUNNING":
                 self.heartbeat_seen.pop(spec.name, None)
                 continue
-            self._check_heartbeat(spec, now)
+            self._check_heartbeat(spec, now, info["pid"])
             self._check_resources(spec, info["pid"])
         self.escalate()
+
+    def _check_disk(self, now: float) -> None:
+        """A full disk stops heartbeat files: remember when it was last seen full (one line
+        per episode), so heartbeats do not age meanwhile (policy.heartbeat_counted_from)."""
+        full = diskspace.is_full(self.team.status_dir)
+        if full != self.disk_is_full:
+            self.log(f"disk full: {self.team.status_dir}; agents wait for disk, stale heartbeats "
+                     f"are not hangs meanwhile" if full else
+                     f"disk has space again: {self.team.status_dir}")
+        if full or self.disk_is_full:  # and once more when space is back: ages count from here
+            self.disk_full_at = now
+        self.disk_is_full = full
 
     def escalate(self) -> None:
         """Pending work waiting past the team's escalate_after moves up a priority step."""
@@ -276,10 +292,12 @@ class Watchdog:
         if raised:
             self.log(f"escalated {len(raised)} waiting task(s): {raised[:10]}")
 
-    def _check_heartbeat(self, spec, now: float) -> None:
+    def _check_heartbeat(self, spec, now: float, pid: int) -> None:
         stale_after = self.team.settings.heartbeat_stale_after
         last = last_beat(read_heartbeat(self.team.status_dir, spec.name))
-        status = policy.heartbeat_status(last, now, stale_after)
+        frozen = self.disk_full_at is not None and is_frozen(pid)
+        status = policy.heartbeat_status(
+            policy.heartbeat_counted_from(last, self.disk_full_at, frozen), now, stale_after)
         previous = self.heartbeat_seen.get(spec.name)
         self.heartbeat_seen[spec.name] = status
         if policy.should_warn(previous, status):
@@ -328,8 +346,21 @@ class Watchdog:
         if removed:
             self.log(f"cleanup: removed {removed} finished task(s)")
 
+    def database_file_usable(self) -> bool:
+        """One line per episode when the database file is not the one open: a replaced file
+        is reopened; while it is deleted the timers write nothing (False)."""
+        stale = self.queue.follow_file()
+        text = None if stale is None else str(stale)
+        if text != self.file_trouble:
+            self.log(f"{text}; " + ("waiting for a database file there" if stale.deleted
+                                    else "reopening it") if stale else "database file back")
+            self.file_trouble = text
+        return stale is None or not stale.deleted
+
     def on_timer(self) -> None:
         self.reload_if_requested()
+        if not self.database_file_usable():
+            return
         self.restart_due()
         if self.clock() >= self.next_health_check:
             self.health_check()
@@ -408,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     launch_only = tuple(n for n in os.environ.get("COFFEE_LAUNCH_AGENTS", "").split(",") if n)
     rpc = childutils.getRPCInterface(os.environ)
     with queue, MessageQueue.from_team(team) as delivery_queue:
+        # Opening it connected this thread (peewee connects per thread); only the deliverer's
+        # thread uses it, so this connection would be left behind on a replaced database file.
+        delivery_queue.backend.close()
         watchdog = Watchdog(team, protocol, rpc, queue, launch_only=launch_only,
                             load_team=lambda: load_team(args.team))
         signal.signal(signal.SIGHUP, watchdog.request_reload)

@@ -198,6 +198,20 @@ def heartbeat_status(last_heartbeat: float | None, now: float, stale_after: floa
     return HUNG
 
 
+def heartbeat_counted_from(last_heartbeat: float | None, disk_full_at: float | None,
+                           frozen: bool) -> float | None:
+    """When a heartbeat's age starts counting, for ``heartbeat_status``.
+
+    A full disk refuses heartbeat files: while it was full (last seen full at
+    ``disk_full_at``), the heartbeat of a process that still runs does not age, so waiting for
+    disk is never taken for a hang, and the age restarts from when space was last missing. A
+    stopped (frozen) process has no such excuse.
+    """
+    if frozen or disk_full_at is None or last_heartbeat is None:
+        return last_heartbeat
+    return max(last_heartbeat, disk_full_at)
+
+
 def should_warn(previous_status: str | None, new_status: str) -> bool:
     """Warn once per unhealthy episode: on entering it, and again only if it escalates to hung.
 

@@ -1,0 +1,181 @@
+"""The team file's ``llm:``, ``budget:`` and ``workspace:`` keys: checkers and dataclasses.
+
+Pure. Field checkers raise ``schema.Invalid`` (team.py adds the file and key path); whole-
+mapping rules raise ``SpecError`` naming the sub-key they are about, so every message is one
+line naming the key path, at load time (``gen-config``/``start``), never at the first task.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from ..schema import Invalid, describe
+from ..schema import _boolean, _choice, _integer, _positive_number  # the team file's checkers
+from . import presets, template
+from .budget import Budget
+
+DEFAULT_PROMPT = "Task ${type} (#${id}) for ${agent}:\n${content}"
+DEFAULT_BRANCH = "agents/${agent}"
+DEFAULT_WORKTREE_PATH = "data/worktrees/${agent}"
+# git check-ref-format, roughly: no spaces, control characters, '..', '~^:?*[\', no leading '-'.
+_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[^\s~^:?*\[\\\x00-\x1f]+(?<![./])$")
+
+
+class SpecError(ValueError):
+    """A rule over a whole mapping; ``key`` is the sub-key it names ('' for the mapping)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class LlmSpec:
+    command: tuple[str, ...]
+    preset: str = "claude"
+    fields: tuple[tuple[str, str], ...] = ()      # preset json: field name → dotted path
+    prompt: str = DEFAULT_PROMPT
+    system_prompt_file: Optional[str] = None
+    prompt_via: str = "stdin"                     # or "arg": the last argument
+    session: str = "none"                         # or "keep": resume the previous session
+    session_args: Optional[tuple[str, ...]] = None  # None: the preset's
+    periodic_prompt: Optional[str] = None          # None: periodic runs call no model
+
+    @property
+    def resume_args(self) -> tuple[str, ...]:
+        if self.session_args is not None:
+            return self.session_args
+        return presets.PRESETS[self.preset].session_args
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    dir: Optional[str] = None                     # run the CLI there (relative to the root)
+    worktree: bool = False                        # or: a git worktree of its own
+    branch: str = DEFAULT_BRANCH                  # ${agent} substituted
+    path: str = DEFAULT_WORKTREE_PATH             # where the worktree lives
+    base: Optional[str] = None                    # the new branch's start (default: HEAD)
+
+    def branch_for(self, agent: str) -> str:
+        return template.parse(self.branch, ("agent",)).render({"agent": agent})
+
+    def path_for(self, agent: str) -> str:
+        return template.parse(self.path, ("agent",)).render({"agent": agent})
+
+
+def _text(what: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or not v.strip() or "\x00" in v:
+            raise Invalid(f"{what}, got {describe(v)}")
+        return v
+    return check
+
+
+def _strings(what: str) -> Callable[[Any], tuple[str, ...]]:
+    def check(v: Any) -> tuple[str, ...]:
+        if not isinstance(v, list) or not all(isinstance(a, str) and a and "\x00" not in a
+                                              for a in v):
+            raise Invalid(f"{what}, got {describe(v)}")
+        return tuple(v)
+    return check
+
+
+def _command(v: Any) -> tuple[str, ...]:
+    command = _strings("a non-empty list of arguments, e.g. [claude, -p, --output-format, json]")(v)
+    if not command:
+        raise Invalid("a non-empty list of arguments, e.g. [claude, -p, --output-format, json]")
+    return command
+
+
+def _field_paths(v: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(v, dict):
+        raise Invalid(f"a mapping of {', '.join(presets.FIELD_NAMES)} to dotted paths, "
+                      f"got {describe(v)}")
+    for key, path in v.items():
+        if key not in presets.FIELD_NAMES:
+            raise Invalid(f"field names among {', '.join(presets.FIELD_NAMES)}, got {describe(key)}")
+        try:
+            presets.check_path(path)
+        except ValueError as exc:
+            raise Invalid(f"{exc} for {key}") from None
+    return tuple(sorted(v.items()))
+
+
+def regex_field(v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise Invalid(f"a regular expression, got {describe(v)}")
+    try:
+        re.compile(v)
+    except re.error as exc:
+        raise Invalid(f"a valid regular expression, got {describe(v)} ({exc})") from None
+    return v
+
+
+LLM_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "command": _command,
+    "preset": _choice(*presets.PRESETS),
+    "fields": _field_paths,
+    "prompt": _text("a prompt template"),
+    "system_prompt_file": _text("a path to a text file"),
+    "prompt_via": _choice("stdin", "arg"),
+    "session": _choice("keep", "none"),
+    "session_args": _strings("a list of arguments, e.g. [--resume, '${session_id}']"),
+    "periodic_prompt": _text("a prompt template"),
+}
+
+BUDGET_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "usd_per_day": _positive_number(10**6),
+    "tokens_per_day": _integer(1, 10**12),
+}
+
+WORKSPACE_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "dir": _text("a directory"),
+    "worktree": _boolean,
+    "branch": _text("a branch name template such as agents/${agent}"),
+    "path": _text("a directory template such as data/worktrees/${agent}"),
+    "base": _text("a git revision"),
+}
+
+
+def _template(text: str, key: str, allowed: tuple[str, ...]) -> None:
+    try:
+        template.parse(text, allowed)
+    except template.TemplateError as exc:
+        raise SpecError(key, str(exc)) from None
+
+
+def build_llm(values: dict[str, Any]) -> LlmSpec:
+    if "command" not in values:
+        raise SpecError("command", "required: the CLI to run, e.g. [claude, -p, "
+                                   "--output-format, json]")
+    for key in ("prompt", "periodic_prompt"):
+        if key in values:
+            _template(values[key], key, template.TASK_FIELDS)
+    for i, arg in enumerate(values.get("session_args", ())):
+        _template(arg, f"session_args[{i}]", template.SESSION_FIELDS)
+    if values.get("preset") == "json" and "result" not in dict(values.get("fields", ())):
+        raise SpecError("fields", "preset json needs at least fields.result (the dotted path "
+                                  "of the answer)")
+    if "fields" in values and values.get("preset") != "json":
+        raise SpecError("fields", "only preset json reads field paths")
+    return LlmSpec(**values)
+
+
+def build_budget(values: dict[str, Any]) -> Budget:
+    if not values:
+        raise SpecError("", "set usd_per_day and/or tokens_per_day")
+    return Budget(**values)
+
+
+def build_workspace(values: dict[str, Any]) -> WorkspaceSpec:
+    spec = WorkspaceSpec(**values)
+    if (spec.dir is None) == (not spec.worktree):
+        raise SpecError("", "set either dir: PATH or worktree: true")
+    if not spec.worktree and any(k in values for k in ("branch", "path", "base")):
+        raise SpecError("", "branch, path and base are for worktree: true")
+    for key in ("branch", "path"):
+        _template(getattr(spec, key), key, ("agent",))
+    if spec.worktree and not _BRANCH.fullmatch(spec.branch_for("a")):
+        raise SpecError("branch", f"not a usable git branch name: {spec.branch!r}")
+    return spec
