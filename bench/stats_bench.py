@@ -40,7 +40,7 @@ def seed(queue: MessageQueue, rows: int) -> float:
     with queue.backend.write_transaction():
         for start in range(0, rows, CHUNK):
             chunk = [("bench", RECIPIENTS[i % len(RECIPIENTS)], "work", '{"i":1}', 5, now, None,
-                      now) for i in range(start, min(rows, start + CHUNK))]
+                      now, None) for i in range(start, min(rows, start + CHUNK))]
             queue.backend.insert_tasks(list(chain.from_iterable(chunk)), len(chunk))
     live = LIVE_PER_RECIPIENT * len(RECIPIENTS)
     with queue.backend.write_transaction():

@@ -4,8 +4,9 @@ six ``sleep infinity`` under a plain supervisord.
 
     python bench/web_bench.py [--quick] [--out bench/results/web.json]
 
-Every dashboard call is timed uncached: calls are spaced past the program's 0.5 s sharing
-window, so each one asks supervisord and the database afresh.
+Every call is timed uncached: dashboard calls and scrapes are spaced past the program's 0.5 s
+sharing window (the page and /metrics share one status for that long), so each one asks
+supervisord, /proc and the database afresh.
 """
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ def bench_calls(count: int, runs: int) -> dict:
         base = boot_with_web(project, count, TASKS)
         time.sleep(2)
         dashboard = timed(base + "/api/dashboard", runs, 0.6)
-        metrics = timed(base + "/metrics", runs, 0.1)
+        metrics = timed(base + "/metrics", runs, 0.6)
         web = psutil.Process(project.infos()["web"]["pid"])
         rss_mb = web.memory_info().rss / 2**20
     log(f"{count} agents: dashboard p50 {1000 * summary(dashboard)['median']:.1f} ms, "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import handlers
+from . import handlers, otel
 from .errors import HandlerError, QueueError, UnstorableResult
 from .handlers import Deferred, HandlerContext, Interrupted
 from .liveness import IDLE, STOPPING
@@ -68,6 +68,10 @@ class TaskExecution:
             return self.durable(self.queue.mark_completed, task_id, result, agent=self.name)
 
     def process(self, task: Any) -> None:
+        with otel.handling(self.name, task):  # a CONSUMER span when tracing is on
+            self._process(task)
+
+    def _process(self, task: Any) -> None:
         data = task_dict(task)
         try:
             result, sends = self._run_handler(data)

@@ -1,4 +1,4 @@
-"""The team's status: supervisor's process table joined with psutil figures and heartbeats."""
+"""The team's status: supervisor's process table joined with tree CPU/RSS and heartbeats."""
 from __future__ import annotations
 
 import math
@@ -8,44 +8,9 @@ from typing import Any
 from . import diskspace
 from .heartbeat import last_beat, read_heartbeat
 from .liveness import STANDBY
+from .proctable import ProcessTable
 from .standby import standby_text
 from .team import Team
-
-
-def children_by_parent() -> dict[int, list[int]]:
-    """One scan of the process table: parent pid → child pids (for every agent's tree)."""
-    import psutil
-    children: dict[int, list[int]] = {}
-    for proc in psutil.process_iter(["ppid"]):
-        children.setdefault(proc.info["ppid"], []).append(proc.pid)
-    return children
-
-
-def process_tree_usage(pid: int, now: float,
-                       children: dict[int, list[int]]) -> tuple[float, float]:
-    """(average CPU % since start, RSS MB) of a process and all its descendants.
-
-    The CPU figure is cumulative CPU time over lifetime, so one call suffices (no sampling sleep).
-    """
-    import psutil
-    tree, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        tree.append(current)
-        stack.extend(children.get(current, ()))
-    cpu_seconds, rss, lifetime = 0.0, 0, 1.0
-    for member in tree:
-        try:
-            proc = psutil.Process(member)
-            with proc.oneshot():
-                times = proc.cpu_times()
-                cpu_seconds += times.user + times.system
-                rss += proc.memory_info().rss
-                if member == pid:
-                    lifetime = max(now - proc.create_time(), 1e-3)
-        except psutil.Error:
-            continue
-    return round(100.0 * cpu_seconds / lifetime, 1), round(rss / 2**20, 1)
 
 
 def restart_columns(states: dict[str, dict[str, Any]],
@@ -88,14 +53,14 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
     """Build the ``status --json`` object from ``supervisor.getAllProcessInfo()``."""
     now = time.time() if now is None else now
     by_name = {info["name"]: info for info in infos}
-    children = children_by_parent()
+    table = ProcessTable.read()  # every agent tree's CPU and RSS from one pass
     agents = []
     for spec in sorted(team.agents, key=lambda a: (a.priority, a.name)):
         info = by_name.get(spec.name, {})
         state = info.get("statename", "UNKNOWN")
         pid = info.get("pid", 0) or 0
         running = state == "RUNNING" and pid > 0
-        cpu, rss = process_tree_usage(pid, now, children) if running else (0.0, 0.0)
+        cpu, rss = table.tree_usage(pid, now) if running else (0.0, 0.0)
         beat = read_heartbeat(team.status_dir, spec.name)
         last = last_beat(beat)
         row = {
@@ -115,11 +80,8 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         row["activity"] = activity_text(row, now)  # "working on #42 for 1h 12m"
         row.update((extra or {}).get(spec.name, {}))
         agents.append(row)
-    import psutil
-    try:
-        uptime = now - psutil.Process(supervisord_pid).create_time()
-    except psutil.Error:
-        uptime = 0.0
+    started = table.procs.get(supervisord_pid)
+    uptime = now - started.started if started else 0.0
     data = {
         "uptime_seconds": round(uptime, 1),
         "agents_running": sum(1 for a in agents if is_active(a)),

@@ -370,7 +370,7 @@ class QueueContract:
         reason and hands out the next task; listings show a placeholder."""
         q = self.make_queue()
         now = self.clock()
-        q.backend.insert_tasks(["old", "alice", "t", deep_json(992), 1, now, None, now], 1)
+        q.backend.insert_tasks(["old", "alice", "t", deep_json(992), 1, now, None, now, None], 1)
         fine = q.send("cli", "alice", "t", {"ok": 1}, priority=2)
         (claimed,) = q.claim("alice")
         assert (claimed.id, claimed.content) == (fine, {"ok": 1})

@@ -370,6 +370,22 @@ class ControlContract:
         assert new > old_failed
         assert [t.id for t in q.claim("alice")] == [old_failed]
 
+    def test_a_version_6_tasks_table_gains_traceparent_in_place(self):
+        q = self.make_queue()
+        old = q.send("cli", "alice", "t", {"kept": True})
+        with q.db.atomic():
+            q.db.execute_sql("ALTER TABLE tasks DROP COLUMN traceparent")
+            q.db.execute_sql("UPDATE schema_version SET version = 6")
+        q.close()
+        upgraded = self.make_queue()
+        assert upgraded.backend.fetchall("SELECT MAX(version) FROM schema_version") == [
+            (SCHEMA_VERSION,)]
+        (task,) = upgraded.claim("alice")
+        assert (task.id, task.content, task.traceparent) == (old, {"kept": True}, None)
+        upgraded.backend.insert_tasks(["cli", "alice", "t", "{}", 5, 0.0, None, 0.0,
+                                       "00-" + "1" * 32 + "-" + "2" * 16 + "-01"], 1)
+        assert upgraded.claim("alice")[0].traceparent.startswith("00-111")
+
     def test_a_restart_state_without_host_goes_to_the_upgrading_host(self):
         from coffee_team.queue.db import is_postgres
         q = self.make_queue()

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from coffee_team.cli import main
 from coffee_team.doctor import run_checks
 from coffee_team.queue import MessageQueue
+from coffee_team.queue.models import SCHEMA_VERSION
 from coffee_team.status import queue_columns
 from tests.harness import Project
 
@@ -114,10 +115,11 @@ def test_a_version_5_database_gains_the_llm_tables(tmp_path):
     with MessageQueue(path) as q:
         for table in ("llm_usage", "budget_stop", "agent_session"):
             q.backend.execute(f"DROP TABLE {table}")
-        q.backend.execute("DELETE FROM schema_version WHERE version = 6")
+        q.backend.execute("DELETE FROM schema_version WHERE version >= 6")
         q.backend.execute("INSERT INTO schema_version (version, applied_at) VALUES (5, 0)")
         task_id = q.send("ci", "a", "t")
     with MessageQueue(path) as q:
-        assert q.backend.fetchall("SELECT MAX(version) FROM schema_version") == [(6,)]
+        assert q.backend.fetchall("SELECT MAX(version) FROM schema_version") == [
+            (SCHEMA_VERSION,)]
         q.record_usage(task_id, "a", "t", {"cost_usd": 0.5})
         assert q.costs(0)["total"]["cost_usd"] == 0.5 and q.get_task(task_id)["type"] == "t"

@@ -432,7 +432,7 @@ def test_rows_nested_992_deep_by_an_older_version_are_listed_not_fatal(coffee):
     coffee.queue.send("ci", "assistant", "q", {})
     now = coffee.clock()
     coffee.queue.backend.insert_tasks(
-        ["old", "assistant", "q", "[" * 992 + "]" * 992, 5, now, None, now], 1)
+        ["old", "assistant", "q", "[" * 992 + "]" * 992, 5, now, None, now, None], 1)
     task, _ = coffee.call("listTasks")
     assert task["content_json"].startswith('"<content not shown: nested more than 64')
     assert coffee.call("getTask", task["id"])["id"] == task["id"]

@@ -261,3 +261,31 @@ def test_duration_histogram_parses_and_counts(tmp_path):
     assert tasks[("architect", "completed")] == 2 and tasks[("code_developer", "pending")] == 0
     assert families["coffee_supervisord_up"].samples[0].value == 0
     queue.close()
+
+
+def test_the_page_and_metrics_share_one_status_per_ttl(tmp_path):
+    """Prometheus scraping while people watch: supervisord and /proc are read once per ttl."""
+    team = parse_team({"team": {"web": WEB}, "agents": {a: {} for a in AGENTS}},
+                      str(tmp_path / "data" / "team.yaml"), tmp_path / "data" / "team.yaml")
+    fetched, now = [], [1000.0]
+
+    def fetch():
+        fetched.append(now[0])
+        return status_of(agent("architect"), agent("code_developer"))
+
+    snapshots = Snapshots(team, MessageQueue(str(tmp_path / "q.db"), agents=AGENTS), ttl=0.5,
+                          clock=lambda: now[0], fetch_status=fetch)
+    app = server.Dashboard(team, snapshots, "ops", "s3cret")
+    try:
+        snapshots.dashboard()
+        assert b'coffee_agent_up{agent="architect"} 1.0' in app.metrics()
+        assert fetched == [1000.0]
+        now[0] += 0.6  # past the ttl: the next scrape reads afresh
+        app.metrics()
+        snapshots.dashboard()
+        assert fetched == [1000.0, 1000.6]
+        snapshots.invalidate()  # an action: its effect shows at once
+        app.metrics()
+        assert fetched == [1000.0, 1000.6, 1000.6]
+    finally:
+        snapshots.close()

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import peewee
 
+from coffee_team import otel
 from coffee_team.queue.db import backend_for, is_postgres, open_database, pg_connect
 from coffee_team.errors import ContentError, UnstorableResult
 from coffee_team.queue.content import encode_json, read_stored, too_deep_message
@@ -50,6 +51,7 @@ class ClaimedTask:
     attempts: int
     created_at: float
     lease_expires_at: float
+    traceparent: Optional[str] = None  # the sender's trace context (otel.py), if traced
 
 
 def _team_options(team) -> dict[str, Any]:
@@ -197,14 +199,14 @@ class MessageQueue(EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin, Del
         here, with the reason, instead of crashing every agent that claims it."""
         tasks = []
         for (task_id, sender, recipient, task_type, content, priority, attempts, created_at,
-             lease_expires_at) in rows:
+             lease_expires_at, trace) in rows:
             value, readable = read_stored(content)
             if not readable:
                 self._finish(task_id, "failed", agent=agent,
                              error=f"{too_deep_message('content')}; not run")
                 continue
             tasks.append(ClaimedTask(task_id, sender, recipient, task_type, value, priority,
-                                     attempts, created_at, lease_expires_at))
+                                     attempts, created_at, lease_expires_at, trace))
         return tasks
 
     def mark_completed(self, task_id: int, result: Any = None, *, agent: Optional[str] = None,
@@ -213,13 +215,15 @@ class MessageQueue(EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin, Del
 
         ``follow_ups`` (dicts of send()'s arguments) are enqueued in the same transaction, so
         a task's messages exist if and only if it completed: a crash can never send them twice.
+        They continue the trace of the span that is current (the agent's handling of the task).
         """
         try:
             result_json = encode_json(result, "result")
         except ContentError as exc:  # the handler's value, not the caller's arguments
             raise UnstorableResult(str(exc)) from None
-        return self._finish(task_id, "completed", result=result_json,
-                            agent=agent, follow_ups=self._prepare_messages(follow_ups))
+        with otel.sending("follow-ups") if follow_ups else otel.OFF as trace:
+            return self._finish(task_id, "completed", result=result_json, agent=agent,
+                                follow_ups=self._prepare_messages(follow_ups, trace))
 
     def _finish(self, task_id: int, status: str, *, result: Optional[str] = None,
                 error: Optional[str] = None, agent: Optional[str] = None,

@@ -9,15 +9,16 @@ from __future__ import annotations
 from itertools import chain
 from typing import Any, Iterable, Mapping, Optional
 
+from coffee_team import otel
 from coffee_team.errors import ContentError, QueueFullError, RoutingError, UnroutableError
 from coffee_team.queue.content import MAX_DEDUPE_KEY_CHARS, check_name, check_priority, encode_json
 from coffee_team.queue.routing import resolve_recipients
 from coffee_team.taskstate import check_delay
 
-_INSERT_CHUNK_ROWS = 500  # 8 params/row stays far below SQLite's 32766 limit
+_INSERT_CHUNK_ROWS = 500  # 9 params/row stays far below SQLite's 32766 limit
 _MESSAGE_FIELDS = frozenset(("sender", "recipient", "type", "content", "priority", "dedupe_key",
                              "delay"))
-# Positions in a message row: _add_rows builds sql.insert_tasks' 8 parameters.
+# Positions in a message row: _add_rows builds sql.insert_tasks' 9 parameters.
 _RECIPIENT, _DEDUPE_KEY = 1, 6
 
 
@@ -34,9 +35,10 @@ class EnqueueMixin:
         """Enqueue one task, claimable ``delay`` seconds from now; for recipient "all"
         returns the first of the ids."""
         rows: list[tuple] = []
-        self._add_rows(rows, {}, self.clock(), sender, recipient, type, content, priority,
-                       dedupe_key, delay)
-        return self._enqueue(rows)[0]
+        with otel.sending(type) as trace:  # a no-op unless tracing is on
+            self._add_rows(rows, {}, self.clock(), sender, recipient, type, content, priority,
+                           dedupe_key, delay, trace)
+            return self._enqueue(rows)[0]
 
     def send_all(self, sender: str, type: str, content: Any = None, priority: int = 5) -> list[int]:
         """Broadcast: one task per team agent; returns their ids."""
@@ -49,10 +51,13 @@ class EnqueueMixin:
         Each message is a dict of send()'s arguments.  Returns one id per
         resulting task (a broadcast contributes one per agent).
         """
-        return self._enqueue(self._prepare_messages(messages))
+        with otel.sending("batch") as trace:
+            return self._enqueue(self._prepare_messages(messages, trace))
 
-    def _prepare_messages(self, messages: Iterable[Mapping[str, Any]]) -> list[tuple]:
-        """Validate and route messages into rows, before any transaction starts."""
+    def _prepare_messages(self, messages: Iterable[Mapping[str, Any]],
+                          trace: Optional[str] = None) -> list[tuple]:
+        """Validate and route messages into rows, before any transaction starts; ``trace``
+        is the sending span's context, stored with every row."""
         rows: list[tuple] = []
         routes: dict[tuple, tuple] = {}  # validated once per distinct (sender, recipient, type)
         now, add = self.clock(), self._add_rows
@@ -62,12 +67,12 @@ class EnqueueMixin:
                 raise ContentError(f"unknown message field(s): {unknown}")
             get = message.get
             add(rows, routes, now, get("sender"), get("recipient"), get("type"),
-                get("content"), get("priority", 5), get("dedupe_key"), get("delay", 0.0))
+                get("content"), get("priority", 5), get("dedupe_key"), get("delay", 0.0), trace)
         return rows
 
     def _add_rows(self, rows: list, routes: dict, now: float, sender: Any, recipient: Any,
                   task_type: Any, content: Any, priority: Any, dedupe_key: Any,
-                  delay: Any = 0.0) -> None:
+                  delay: Any = 0.0, trace: Optional[str] = None) -> None:
         """Validate one message and append its (one per recipient) rows."""
         key = (sender, recipient, task_type)
         try:
@@ -98,7 +103,7 @@ class EnqueueMixin:
             routes[key] = recipients
         for name in recipients:
             rows.append((sender, name, task_type, content, priority, now, dedupe_key,
-                         now + delay))
+                         now + delay, trace))
 
     def _enqueue(self, rows: list[tuple]) -> list[int]:
         if not rows:
@@ -189,4 +194,3 @@ class EnqueueMixin:
             chunk = rows[start:start + _INSERT_CHUNK_ROWS]
             ids += self.backend.insert_tasks(list(chain.from_iterable(chunk)), len(chunk))
         return ids
-

@@ -53,6 +53,8 @@ def migrate(db: peewee.Database, host: str = "") -> int:
                     _add_queue_depth(backend)
                 if version < 3:
                     _add_task_counts(backend, db)
+                if "tasks" in tables:
+                    _tasks_v7(db)
                 if version < SCHEMA_VERSION:
                     backend.execute(sql.RECORD_SCHEMA_VERSION, (SCHEMA_VERSION, time.time()))
     return SCHEMA_VERSION
@@ -142,3 +144,10 @@ def _current_version(db: peewee.Database, tables: list[str]) -> int:
         return 0
     row = db.execute_sql(sql.SCHEMA_VERSION).fetchone()
     return int(row[0] or 0)
+
+
+def _tasks_v7(db: peewee.Database) -> None:
+    """Schema 7 on an older tasks table: add the traceparent column (a version-1 SQLite table
+    was rebuilt by create_tables above and has it already)."""
+    if not _has_column(db, "tasks", "traceparent"):
+        db.execute_sql(sql.V7_ADD_TRACEPARENT)

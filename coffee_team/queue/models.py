@@ -33,7 +33,8 @@ database_proxy = DatabaseProxy()
 # 4: restart_state keyed by (agent, host): on a shared PostgreSQL each host keeps its own.
 # 5: notify_targets and deliveries (new tables only: create_tables adds them).
 # 6: llm_usage, budget_stop, agent_session (new tables only: create_tables adds them).
-SCHEMA_VERSION = 6
+# 7: tasks.traceparent, the W3C trace context of the code that sent the task (otel.py).
+SCHEMA_VERSION = 7
 
 TASK_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 NOTIFICATION_LEVELS = ("INFO", "WARNING", "CRITICAL")
@@ -78,6 +79,9 @@ class Task(BaseModel):
     dedupe_key = CharField(max_length=200, null=True)
     error = TextField(null=True)
     result = TextField(null=True)  # JSON document
+    # W3C ``traceparent`` of the sender's span, then "\n" + ``tracestate`` when it has one;
+    # NULL when tracing was off (otel.py). The claim hands it to the consumer's span.
+    traceparent = TextField(null=True)
 
     class Meta:
         table_name = "tasks"

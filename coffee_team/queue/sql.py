@@ -30,7 +30,7 @@ CLAIM = (
     " AND run_after <= ?"  # delayed and backed-off tasks wait until due
     " ORDER BY priority, id LIMIT ?{lock})"
     " RETURNING id, sender, recipient, type, content, priority, attempts,"
-    " created_at, lease_expires_at")
+    " created_at, lease_expires_at, traceparent")
 # Expired leases go back to pending, or fail once out of attempts.  "attempts - failures":
 # max_attempts counts crash redeliveries only; handler failures have their own limit (retry:).
 RELEASE_EXPIRED = (
@@ -350,6 +350,10 @@ SQLITE_V4_COPY = (f"INSERT INTO restart_state ({V2_RESTART_COLUMNS}, host)"
                   f" SELECT {V2_RESTART_COLUMNS}, ? FROM restart_state_v2")
 SQLITE_V4_DROP_OLD = "DROP TABLE restart_state_v2"
 
+# Schema 7: tasks carry their sender's W3C trace context (migrate._tasks_v7); a plain nullable
+# column, so both dialects add it in place and old rows simply have none.
+V7_ADD_TRACEPARENT = "ALTER TABLE tasks ADD COLUMN traceparent TEXT"
+
 # --- agent locks (locks.py), on a dedicated PostgreSQL session ------------------------------
 
 PG_CURRENT_SCHEMA = "SELECT current_schema()"
@@ -371,11 +375,11 @@ PG_ADVISORY_LOCK_HOLDER = (
 # --- statements shaped by their arguments ---------------------------------------------------
 
 def insert_tasks(rows: int, *, returning_ids: bool) -> str:
-    """A multi-row insert of pending tasks, 8 parameters a row (see enqueue._add_rows); without
+    """A multi-row insert of pending tasks, 9 parameters a row (see enqueue._add_rows); without
     RETURNING where the backend knows the ids anyway (SQLite)."""
     return ("INSERT INTO tasks (sender, recipient, type, content, priority, created_at,"
-            " dedupe_key, run_after, status, attempts) VALUES "
-            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0)"] * rows)
+            " dedupe_key, run_after, traceparent, status, attempts) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0)"] * rows)
             + (" RETURNING id" if returning_ids else ""))
 
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from supervisor.xmlrpc import Faults
 
-from coffee_team import client
+from coffee_team import client, otel
 from coffee_team import events as kinds
 from coffee_team.watchdog import policy
 from coffee_team.watchdog.checks import HealthChecks
@@ -117,6 +117,7 @@ class Watchdog(HealthChecks):
 
     def event(self, name: str | None, kind: str, **detail: Any) -> None:
         self.queue.record_event(name, kind, **detail)
+        otel.lifecycle(name, kind, detail)  # restarts, give-ups, health: spans when tracing
 
     # --- launch ----------------------------------------------------------------------------
     def launch_team(self) -> list[list[str]]:

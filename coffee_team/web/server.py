@@ -71,7 +71,7 @@ class Dashboard:
         return self.snapshots.run(self._metrics)
 
     def _metrics(self) -> bytes:
-        status, _ = self.snapshots.status()
+        status, _ = self.snapshots.shared_status()
         return promexport.render(status, self.snapshots.queue, self.team.names, self.histogram)
 
     def act(self, kind: str, target: str, action: str) -> actions.Answer:

@@ -117,6 +117,7 @@ class Snapshots:
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="coffee-web-db")
         self.window = EventWindow()
         self._cached: tuple[float, dict] | None = None
+        self._status: tuple[float, tuple[dict | None, str]] | None = None
 
     def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """``function(*args)`` on the database thread, one call at a time."""
@@ -145,6 +146,16 @@ class Snapshots:
         except Exception as exc:  # a fault (coffee.* unavailable): show it, keep serving
             return None, f"supervisord: {str(exc).splitlines()[0] if str(exc) else exc!r}"
 
+    def shared_status(self) -> tuple[dict | None, str]:
+        """``status()``, shared by the page and /metrics for ``ttl`` seconds: with both in use
+        supervisord and /proc are read once per ``ttl``, not once per reader."""
+        now = self.clock()
+        if self._status is not None and now - self._status[0] < self.ttl:
+            return self._status[1]
+        answer = self.status()
+        self._status = (now, answer)
+        return answer
+
     def dashboard(self) -> dict[str, Any]:
         return self.run(self._dashboard)
 
@@ -158,10 +169,10 @@ class Snapshots:
 
     def invalidate(self) -> None:
         """After an action: the next poll shows its effect instead of a cached page."""
-        self._cached = None
+        self._cached = self._status = None
 
     def _build(self, now: float) -> dict[str, Any]:
-        status, error = self.status()
+        status, error = self.shared_status()
         agents = status["agents"] if status else offline_agents(self.team)
         counts = self.queue.stats()
         rows = [agent_row(a, counts.get(a["name"], {}), now) for a in agents]

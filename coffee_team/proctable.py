@@ -1,0 +1,88 @@
+"""The process table in one pass, for the CPU and RSS of every agent's process tree.
+
+On Linux each process is one read of ``/proc/PID/stat`` (parent, CPU times, start, RSS: the
+figures psutil would read, from the same file, a few reads per process); a 100-agent status
+thereby reads each process once instead of ~5 times through psutil objects. Elsewhere psutil
+gives the same rows.
+"""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+
+class Proc(NamedTuple):
+    ppid: int
+    cpu_seconds: float  # user + system, since it started
+    rss: int            # bytes
+    started: float      # epoch seconds
+
+
+class ProcessTable:
+    def __init__(self, procs: dict[int, Proc]):
+        self.procs = procs
+        self.children: dict[int, list[int]] = {}
+        for pid, proc in procs.items():
+            self.children.setdefault(proc.ppid, []).append(pid)
+
+    @classmethod
+    def read(cls) -> "ProcessTable":
+        if os.path.isfile("/proc/self/stat"):
+            return cls(_linux_procs())
+        return cls(_psutil_procs())
+
+    def tree_usage(self, pid: int, now: float) -> tuple[float, float]:
+        """(average CPU % since start, RSS MB) of ``pid`` and all its descendants: cumulative
+        CPU time over the lifetime, so one reading suffices (no sampling sleep)."""
+        cpu_seconds, rss, stack = 0.0, 0, [pid]
+        while stack:
+            current = stack.pop()
+            proc = self.procs.get(current)
+            if proc is not None:
+                cpu_seconds += proc.cpu_seconds
+                rss += proc.rss
+            stack.extend(self.children.get(current, ()))
+        root = self.procs.get(pid)
+        lifetime = max(now - root.started, 1e-3) if root else 1.0
+        return round(100.0 * cpu_seconds / lifetime, 1), round(rss / 2**20, 1)
+
+
+def _linux_procs() -> dict[int, Proc]:
+    ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+    boot = _boot_time()
+    procs: dict[int, Proc] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:  # gone since the listing, or not ours to read
+            continue
+        # after the command name (which may hold spaces and parentheses): field 3 onwards
+        fields = data[data.rfind(b")") + 2:].split()
+        procs[int(name)] = Proc(ppid=int(fields[1]),
+                                cpu_seconds=(int(fields[11]) + int(fields[12])) / ticks,
+                                rss=int(fields[21]) * page,
+                                started=boot + int(fields[19]) / ticks)
+    return procs
+
+
+def _boot_time() -> float:
+    with open("/proc/stat", "rb") as f:
+        for line in f:
+            if line.startswith(b"btime"):
+                return float(line.split()[1])
+    return 0.0
+
+
+def _psutil_procs() -> dict[int, Proc]:
+    import psutil
+    procs: dict[int, Proc] = {}
+    for proc in psutil.process_iter(["ppid", "cpu_times", "memory_info", "create_time"]):
+        info = proc.info
+        if info["cpu_times"] is None or info["memory_info"] is None:
+            continue  # no access
+        procs[proc.pid] = Proc(info["ppid"], info["cpu_times"].user + info["cpu_times"].system,
+                               info["memory_info"].rss, info["create_time"] or 0.0)
+    return procs
