@@ -18,7 +18,8 @@ import time
 
 from . import events as kinds
 from . import handlers, retry
-from .errors import AgentAlreadyRunningError, DatabaseUnavailable, HandlerError, TeamError
+from .errors import (AgentAlreadyRunningError, DatabaseUnavailable, HandlerError, TeamError,
+                     describe_error)
 from .execution import TaskExecution
 from .handlers import Interrupted
 from .heartbeat import write_heartbeat
@@ -162,8 +163,7 @@ class Agent(TaskExecution):
                 self.check_database_file()
                 result = operation(*args, **kwargs)
             except self.db_errors as exc:
-                self.problem("database", f"database unavailable: {type(exc).__name__}: "
-                                          f"{str(exc).splitlines()[0] if str(exc) else ''}")
+                self.problem("database", f"database unavailable: {describe_error(exc)}")
                 self.in_database = False
                 if self.stopping:
                     raise Interrupted("stop", "stop requested while the database was unusable")
@@ -297,8 +297,7 @@ def _take_patiently(lock: PgAgentLock, name: str):
         try:
             return lock.take()
         except database_errors() as exc:
-            log(name, f"cannot take the advisory lock yet: {type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0] if str(exc) else ''}; retrying")
+            log(name, f"cannot take the advisory lock yet: {describe_error(exc)}; retrying")
             time.sleep(delay)
 
 

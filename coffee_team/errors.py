@@ -7,6 +7,13 @@ and how to fix it. Callers at the edges (CLI, XML-RPC, the agent's main) turn a
 from __future__ import annotations
 
 
+def describe_error(exc: BaseException) -> str:
+    """``Type: first line of the message`` (``Type`` alone without one): any error as one line
+    for a log, a status line or a fault."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 class CoffeeError(Exception):
     """Base of every coffee-team error meant for a person; ``str()`` is one line."""
 

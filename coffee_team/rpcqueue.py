@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from coffee_team.errors import DatabaseUnavailable
+from coffee_team.errors import DatabaseUnavailable, describe_error
 
 BUSY_TIMEOUT_MS = 200
 OPEN_RETRY = 1.0        # seconds without a new attempt after the database failed to open
@@ -20,10 +20,9 @@ FILE_CHECK_EVERY = 1.0  # seconds between checks that the SQLite file is still t
 
 
 def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, DatabaseUnavailable):  # its message already names the cause
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return describe_error(exc)
 
 
 class RpcQueue:

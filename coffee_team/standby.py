@@ -20,6 +20,7 @@ import time
 from typing import Any, Callable, Optional
 
 from . import retry
+from .errors import describe_error
 from .heartbeat import write_heartbeat
 from .liveness import STANDBY, STOPPED, due
 from .output import log
@@ -124,7 +125,7 @@ class Standby:
         self.beat_at = now
 
     def _problem(self, exc: BaseException) -> None:
-        text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        text = describe_error(exc)
         if self.trouble is None:
             log(self.name, f"standby: database unavailable ({text}); retrying")
         self.trouble = text

@@ -10,7 +10,7 @@ import sys
 import click
 
 from .. import client
-from ..errors import SupervisorDown, TeamError
+from ..errors import SupervisorDown, TeamError, describe_error
 from ..team import Team, load_team
 
 
@@ -53,17 +53,12 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-
-
 def environment_trouble(exc: Exception) -> str | None:
     """One line for an error of the machine rather than of the command (a damaged or locked
     database, a full disk), or None for anything else (a bug: keep its traceback)."""
     db = sys.modules.get("coffee_team.queue.db")  # not imported: no database error possible
     if db is not None and isinstance(exc, db.database_errors()):
-        return f"database error: {first_line(exc)}"
+        return f"database error: {describe_error(exc)}"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror}"
     return None

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import click
 
 from .. import events as kinds
+from ..errors import describe_error
 from ..status import human_duration
 from .base import Context, UserError, config_team, echo_json, main, parse_agents, pass_ctx
 
@@ -32,8 +33,7 @@ def open_queue(ctx: Context, create: bool = False):
         raise UserError(f"{ctx.team.database_url}: {exc}") from None
     except Exception as exc:  # sqlite3/peewee errors: a corrupt or unreadable database
         raise UserError(f"{ctx.team.database_url}: cannot open the database "
-                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-                        ) from None
+                        f"({describe_error(exc)})") from None
     try:
         yield queue
     except QueueError as exc:  # an unknown task id or bad content is bad input (2); the rest

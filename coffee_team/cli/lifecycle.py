@@ -8,7 +8,7 @@ import time
 import click
 
 from .. import client, layout
-from ..errors import SupervisorDown, TeamError
+from ..errors import SupervisorDown, TeamError, describe_error
 from .base import Context, UserError, config_team, echo_json, main, parse_agents, pass_ctx
 
 
@@ -207,8 +207,7 @@ def _restart_extras(ctx: Context) -> tuple[dict, str]:
         with MessageQueue.from_team(ctx.team) as queue:
             return queue_columns(queue, ctx.team), ""
     except Exception as exc:  # status must still show supervisor's view without the database
-        text = str(exc).strip()
-        return {}, f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+        return {}, describe_error(exc)
 
 
 def _print_status(ctx: Context, as_json: bool) -> None:

@@ -13,6 +13,7 @@ import time
 from typing import Callable, TypeVar
 
 from coffee_team import retry
+from coffee_team.errors import describe_error
 from coffee_team.watchdog.protocol import ListenerProtocol, MalformedEvent
 
 FIRST_RETRY = 1.0   # seconds
@@ -41,7 +42,7 @@ def open_patiently(open_all: Callable[[], T], protocol: ListenerProtocol, *,
         try:
             return Opened(open_all(), saw_running, waited=last_problem is not None)
         except Exception as exc:  # anything that stops us opening is waited out, not raised
-            problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            problem = describe_error(exc)
             if last_problem is None:
                 protocol.ready()
             if problem != last_problem:
