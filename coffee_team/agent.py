@@ -18,6 +18,7 @@ import time
 
 from . import events as kinds
 from . import handlers, retry
+from .retry import DB_RETRY_MAX
 from .errors import (AgentAlreadyRunningError, DatabaseUnavailable, HandlerError, TeamError,
                      describe_error)
 from .execution import TaskExecution
@@ -32,7 +33,6 @@ from .standby import Standby, StandbyEnded
 from .team import AgentSpec, Team
 
 IDLE_WAIT_CAP = 1.0  # seconds; bounds how late a dead parent is noticed without PDEATHSIG
-DB_RETRY_MAX = 5.0   # seconds; the longest pause between retries while the database is unusable
 FILE_CHECK_EVERY = 1.0  # seconds between checks that the database file is still the one open
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -183,13 +183,12 @@ class Agent(TaskExecution):
                 ("database" not in self.trouble and now - self.file_checked_at < FILE_CHECK_EVERY):
             return
         self.file_checked_at = now
-        stale = self.queue.file_problem()
+        stale = self.queue.follow_file()
         if stale is None:
             return
         if stale.deleted:
             raise DatabaseUnavailable(f"{stale}; waiting for a database file at that path")
         log(self.name, f"{stale}; reopening it")
-        self.queue.reopen()
 
     def warn_stall(self, task: dict, silent_for: float, action: str) -> None:
         """One WARNING per stall (from the pulse thread, on its own connection)."""

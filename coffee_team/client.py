@@ -23,8 +23,10 @@ class Faults:
     costs the CLI ~50 ms; tests check these match)."""
 
     UNKNOWN_METHOD = 1
+    BAD_ARGUMENTS = 3
     SHUTDOWN_STATE = 6
     BAD_NAME = 10
+    FAILED = 30
 
 
 @dataclass(frozen=True)

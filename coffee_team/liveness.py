@@ -9,6 +9,7 @@ passes ``now`` in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 STARTING, IDLE, WORKING, PAUSED, STOPPING, STOPPED = (
     "starting", "idle", "working", "paused", "stopping", "stopped")
@@ -65,3 +66,11 @@ def stall_check(last_output_at: float, now: float, stall_after: float | None,
         return Stall(False, False, silent_for)
     stalled = silent_for > stall_after
     return Stall(stalled, stalled and warned_for != last_output_at, silent_for)
+
+
+def standby_text(standby_for: Any) -> str:
+    """'standby: running on host a (PID 123)', from a heartbeat's ``standby_for``."""
+    if not isinstance(standby_for, dict) or not standby_for.get("host"):
+        return "standby: running elsewhere"
+    pid = f" (PID {standby_for['pid']})" if standby_for.get("pid") else ""
+    return f"standby: running on host {standby_for['host']}{pid}"

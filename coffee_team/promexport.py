@@ -11,10 +11,11 @@ from __future__ import annotations
 import bisect
 from typing import Any, Iterable
 
+from .taskstate import STATES
+
 # Task durations span milliseconds (demo handlers) to an hour (an LLM agent's long task).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                     60.0, 300.0, 900.0, 3600.0)
-TASK_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 # Optional per-agent status keys (the LLM-agent issue): metric name, key, help.
 OPTIONAL_COUNTERS = (("coffee_agent_cost_dollars", "cost_usd", "LLM cost of the agent's work"),
                      ("coffee_agent_tokens", "tokens", "LLM tokens the agent used"))
@@ -133,7 +134,7 @@ def queue_families(counts: dict[str, dict], notifications: dict[str, int]) -> li
     oldest = GaugeMetricFamily("coffee_task_oldest_pending_age_seconds",
                                "Age of the oldest pending task", labels=("agent",))
     for agent, row in sorted(counts.items()):
-        for status in TASK_STATUSES:
+        for status in STATES:
             tasks.add_metric((agent, status), row.get(status, 0))
         if row.get("oldest_pending_age_s") is not None:
             oldest.add_metric((agent,), row["oldest_pending_age_s"])

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
+DB_RETRY_MAX = 5.0  # seconds; the longest pause between retries while the database is unusable
+
 
 def delays(first: float, cap: float) -> Iterator[float]:
     """first, 2×first, 4×first, … never above ``cap``; endless."""

@@ -314,7 +314,7 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC, JournalRPC, CostsRPC):
                               agent (the recipient), limit (1-1000, default 100)
         @return array tasks   An array of task structs
         """
-        from coffee_team.queue.models import TASK_STATUSES
+        from coffee_team.taskstate import STATES
         if not isinstance(filter, dict):
             raise RPCError(Faults.BAD_ARGUMENTS, f"filter must be a struct, got {kind_of(filter)}")
         unknown = sorted(set(filter) - {"status", "agent", "limit"})
@@ -323,9 +323,9 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC, JournalRPC, CostsRPC):
                                                  f"{', '.join(map(short, unknown))} "
                                                  f"(allowed: status, agent, limit)")
         status = filter.get("status") or None
-        if status is not None and status not in TASK_STATUSES:
+        if status is not None and status not in STATES:
             raise RPCError(Faults.BAD_ARGUMENTS, f"status must be one of "
-                                                 f"{', '.join(TASK_STATUSES)}, got {short(status)}")
+                                                 f"{', '.join(STATES)}, got {short(status)}")
         agent = filter.get("agent") or None
         if agent is not None:
             self._agent(agent)

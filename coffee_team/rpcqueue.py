@@ -73,7 +73,7 @@ class RpcQueue:
                 raise DatabaseUnavailable(self.stale)
             return
         self.checked_at = now
-        problem = self.queue.file_problem()
+        problem = self.queue.follow_file()
         if problem is None:
             if self.stale:
                 self.log(f"database file back: {self.team.database_url}")
@@ -85,9 +85,7 @@ class RpcQueue:
             raise DatabaseUnavailable(self.stale)
         else:
             self.log(f"{problem}; reopening it")
-            self.close()
             self.stale = None
-            self._open()
 
     def close(self) -> None:
         queue, self.queue = self.queue, None

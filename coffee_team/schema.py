@@ -224,10 +224,6 @@ NOTIFY_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 SOUND_PARAM = re.compile(r"[?&]sound=(?!none(&|$))", re.I)
 
 
-def _notify_level(v: Any) -> str:
-    if v not in NOTIFY_LEVELS:
-        raise Invalid(f"one of {', '.join(NOTIFY_LEVELS)}, got {describe(v)}")
-    return v
 
 
 def _notify_url(v: Any) -> str:
@@ -240,7 +236,7 @@ def _notify_url(v: Any) -> str:
 
 
 NOTIFY_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "level": _notify_level,
+    "level": _choice(*NOTIFY_LEVELS),
     "url": _notify_url,
     "command": _command,
     "name": lambda v: _ini_text(v, "a short name"),

@@ -133,7 +133,7 @@ class PgAgentLock:
     already requeued our tasks.
     """
 
-    def __init__(self, url: str, name: str, on_taken=None, log=None, retry_max: float = 5.0,
+    def __init__(self, url: str, name: str, on_taken=None, log=None, retry_max: float = retry.DB_RETRY_MAX,
                  host: Optional[str] = None):
         import socket
         self.url = url

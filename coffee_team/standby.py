@@ -20,6 +20,7 @@ import time
 from typing import Any, Callable, Optional
 
 from . import retry
+from .retry import DB_RETRY_MAX
 from .errors import describe_error
 from .heartbeat import write_heartbeat
 from .liveness import STANDBY, STOPPED, due
@@ -27,7 +28,6 @@ from .output import log
 from .singleton import Holder, ParentWatch
 
 STANDBY_POLL = 1.0   # seconds between asks for the lock: the fail-over time, about
-DB_RETRY_MAX = 5.0   # seconds; the longest pause between asks while the database is unusable
 
 
 class StandbyEnded(Exception):
@@ -43,14 +43,6 @@ def standby_beat(name: str, pid: int, holder: Holder, started_at: float, now: fl
     return {"agent": name, "pid": pid, "state": state, "current_task": None,
             "standby_for": {k: v for k, v in standby_for.items() if v is not None},
             "started_at": started_at, "last_heartbeat": now, "trouble": list(trouble)}
-
-
-def standby_text(standby_for: Any) -> str:
-    """'standby: running on host a (PID 123)', from a heartbeat's ``standby_for``."""
-    if not isinstance(standby_for, dict) or not standby_for.get("host"):
-        return "standby: running elsewhere"
-    pid = f" (PID {standby_for['pid']})" if standby_for.get("pid") else ""
-    return f"standby: running on host {standby_for['host']}{pid}"
 
 
 # --- the wait --------------------------------------------------------------------------------

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 from . import diskspace
+from .errors import describe_error
 from .heartbeat import last_beat, read_heartbeat
-from .liveness import STANDBY
+from .liveness import STANDBY, standby_text
 from .proctable import ProcessTable
-from .standby import standby_text
 from .team import Team
 
 
@@ -28,6 +28,22 @@ def restart_columns(states: dict[str, dict[str, Any]],
                          "given_up_at": state["last_crash_at"] if given_up else None,
                          "max_restart_attempts": max_attempts}
     return columns
+
+
+def with_database(team: Team, infos: list[dict], supervisord_pid: int,
+                  columns: Callable[[], dict[str, dict[str, Any]]],
+                  now: float | None = None) -> dict:
+    """``collect`` with the columns kept in the database (``columns()``, see queue_columns);
+    the processes are shown whatever the database does, its trouble as one ``database`` line
+    instead of those columns."""
+    try:
+        extra, trouble = columns(), ""
+    except Exception as exc:
+        extra, trouble = {}, describe_error(exc)
+    data = collect(team, infos, supervisord_pid, extra=extra, now=now)
+    if trouble:
+        data["database"] = trouble
+    return data
 
 
 def queue_columns(queue: Any, team: Team) -> dict[str, dict[str, Any]]:

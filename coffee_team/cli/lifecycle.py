@@ -8,7 +8,7 @@ import time
 import click
 
 from .. import client, layout
-from ..errors import SupervisorDown, TeamError, describe_error
+from ..errors import SupervisorDown, TeamError
 from .base import Context, UserError, config_team, echo_json, main, parse_agents, pass_ctx
 
 
@@ -74,13 +74,13 @@ def loaded_processes(ctx: Context, names: tuple[str, ...]) -> dict[str, dict]:
 
 
 def start_in_priority_order(ctx: Context, names: tuple[str, ...]) -> None:
+    from ..watchdog import policy
     team = ctx.team
     infos = loaded_processes(ctx, names)
     forget_restarts(ctx, names, give_ups=True)
     todo = [team.agent(n) for n in names
             if infos.get(n, {}).get("statename") not in ("RUNNING", "STARTING")]
-    for priority in sorted({a.priority for a in todo}):
-        group = tuple(a.name for a in todo if a.priority == priority)
+    for group in policy.launch_groups({a.name: a.priority for a in todo}):
         for name in group:
             ctx.rpc("supervisor.startProcess", name, False)
         wait_running(ctx, group, timeout=team.settings.start_seconds + 30)
@@ -192,22 +192,14 @@ def _team_status(ctx: Context) -> dict:
         return data
     infos = ctx.rpc("supervisor.getAllProcessInfo")
     pid = ctx.rpc("supervisor.getPID")
-    extras, trouble = _restart_extras(ctx)
-    data = status.collect(ctx.team, infos, pid, extra=extras)
-    if trouble:
-        data["database"] = trouble
-    return data
+    return status.with_database(ctx.team, infos, pid, lambda: _queue_columns(ctx))
 
 
-def _restart_extras(ctx: Context) -> tuple[dict, str]:
-    """The columns kept in the database, or none and one line saying why."""
+def _queue_columns(ctx: Context) -> dict:
+    from .. import status
     from ..queue import MessageQueue
-    from ..status import queue_columns
-    try:
-        with MessageQueue.from_team(ctx.team) as queue:
-            return queue_columns(queue, ctx.team), ""
-    except Exception as exc:  # status must still show supervisor's view without the database
-        return {}, describe_error(exc)
+    with MessageQueue.from_team(ctx.team) as queue:
+        return status.queue_columns(queue, ctx.team)
 
 
 def _print_status(ctx: Context, as_json: bool) -> None:

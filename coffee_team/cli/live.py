@@ -67,7 +67,7 @@ def apply(ctx: Context, dry_run: bool, yes: bool, as_json: bool) -> None:
     Added agents start in priority order, removed ones stop, changed ones restart one at a
     time; every other agent keeps its PID. The watchdog and coffee.* use the new team."""
     from .. import apply as applying
-    from ..queue import MessageQueue
+    from .data import open_queue
     team = config_team(ctx)
     old = running_team(ctx)
     if old is None:
@@ -79,7 +79,7 @@ def apply(ctx: Context, dry_run: bool, yes: bool, as_json: bool) -> None:
         echo_json({"running": False, "dry_run": dry_run}) if as_json else click.echo(message)
         return
     plan = applying.plan(old, team)
-    with MessageQueue.from_team(team) as queue:
+    with open_queue(ctx, create=True) as queue:
         work = applying.open_work(queue, plan.removed)
         if work and not yes and not dry_run:
             refuse_removal(work)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from coffee_team.errors import ContentError, TaskNotFound, TaskStateError
+from coffee_team.errors import TaskNotFound, TaskStateError
+from coffee_team.queue.content import check_name
 from coffee_team.taskstate import NO_RETRY, TransitionError, after_failure, escalated_priority
 from coffee_team.taskstate import transition
 
@@ -113,8 +114,7 @@ class ControlMixin:
     def pause_agent(self, agent: str, reason: str = "", until: Optional[float] = None) -> None:
         """Claim nothing new for ``agent`` (its current task finishes) until resumed or
         ``until``; stored, so it survives restarts of the agent and of supervisord."""
-        if not isinstance(agent, str) or not agent or len(agent) > 100:
-            raise ContentError("agent must be a non-empty string of at most 100 characters")
+        check_name(agent, "agent")
         with self.backend.write_transaction():
             self.backend.run(self._sql.PAUSE_AGENT,
                              (agent, self.clock(), until, str(reason or "")[:1000]))
@@ -160,7 +160,7 @@ class ControlMixin:
                 raised.append(task_id)
                 if escalated_at is None:
                     title = f"task {task_id} ({task_type}) escalated"
-                    backend.run(self._sql.ESCALATION_NOTICE, (
-                        now, recipient, title, f"{title} to priority {new}: pending for"
-                        f" {now - run_after:.0f}s", False, False))
+                    backend.run(self._sql.INSERT_NOTIFICATION, (
+                        now, "INFO", recipient, title, f"{title} to priority {new}: pending for"
+                        f" {now - run_after:.0f}s", False, False)).fetchone()
         return raised

@@ -146,7 +146,7 @@ class MessageQueue(EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin, Del
         """Close this thread's connection: the next statement opens the file now at the path
         (after a replacement), given the schema if it is new."""
         self.backend.close()
-        migrate(self.db)
+        migrate(self.db, self.host)
 
     def __enter__(self) -> "MessageQueue":
         return self

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import NamedTuple, Optional
 
+from coffee_team.schema import PG_SCHEMES
+
 
 class StaleFile(NamedTuple):
     """A process still has the SQLite file open that no longer is the file at its path."""
@@ -32,7 +34,7 @@ def database_file_problem(url: str, pid: Optional[int] = None) -> Optional[Stale
     open on the path (``/proc/PID/fd``) is compared, by device and inode, with the path.
     None when all match, for PostgreSQL, and where /proc cannot be read.
     """
-    if url.startswith(("postgresql://", "postgres://")) or url == ":memory:":
+    if url.startswith(PG_SCHEMES) or url == ":memory:":
         return None
     path = os.path.abspath(url)
     path = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))

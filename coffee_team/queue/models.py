@@ -25,6 +25,8 @@ from peewee import (
     TextField,
 )
 
+from coffee_team.taskstate import STATES
+
 database_proxy = DatabaseProxy()
 
 # 2: run_after, failures, errors, escalated_at and the 'cancelled' state on tasks;
@@ -36,12 +38,10 @@ database_proxy = DatabaseProxy()
 # 7: tasks.traceparent, the W3C trace context of the code that sent the task (otel.py).
 SCHEMA_VERSION = 7
 
-TASK_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 NOTIFICATION_LEVELS = ("INFO", "WARNING", "CRITICAL")
 
 
-STATUS_CHECK = ("CHECK (status IN ('pending', 'in_progress', 'completed', 'failed',"
-                " 'cancelled'))")
+STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))
 
 
 class BaseModel(Model):

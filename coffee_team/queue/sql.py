@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from coffee_team.queue import models
+from coffee_team.taskstate import FINISHED
 
 # LIMIT ? with this returns every row: SQLite refuses LIMIT NULL and PostgreSQL a negative
 # LIMIT, but both take the largest bigint.
@@ -195,8 +196,6 @@ ESCALATION_CANDIDATES = ("SELECT id, recipient, type, priority, escalated_at, ru
                          " AND COALESCE(escalated_at, run_after) <= ?")
 ESCALATE_TASK = ("UPDATE tasks SET priority = ?, escalated_at = ?"
                  " WHERE id = ? AND status = 'pending' AND priority = ?")
-ESCALATION_NOTICE = ("INSERT INTO notifications (created_at, level, agent, title, message, sound,"
-                     " acknowledged) VALUES (?, 'INFO', ?, ?, ?, ?, ?)")
 
 # --- LLM agents (usage.py): what runs cost, budgets, deferrals, sessions --------------------
 
@@ -284,7 +283,7 @@ FILL_QUEUE_DEPTH = ("INSERT INTO queue_depth (recipient, pending_bound) SELECT r
 FILL_TASK_COUNTS = ("INSERT INTO task_counts (recipient, status, n) SELECT recipient, status,"
                     " COUNT(*) FROM tasks WHERE status IN ('completed', 'failed', 'cancelled')"
                     " GROUP BY recipient, status")
-_FINISHED = "('completed', 'failed', 'cancelled')"
+_FINISHED = "({})".format(", ".join(f"'{s}'" for s in FINISHED))
 SQLITE_TASK_COUNT_TRIGGERS = (
     "CREATE TRIGGER IF NOT EXISTS tasks_count_update AFTER UPDATE OF status ON tasks"
     f" WHEN OLD.status <> NEW.status AND (OLD.status IN {_FINISHED}"

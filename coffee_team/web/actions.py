@@ -11,10 +11,10 @@ import xmlrpc.client
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..client import Faults
 from ..errors import SupervisorDown
 
 # supervisor.xmlrpc.Faults codes (not imported: that module drags in supervisor's server)
-BAD_ARGUMENTS, BAD_NAME, FAILED = 3, 10, 30
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,8 @@ def perform(kind: str, action: str, target: str, agent_names: tuple[str, ...],
 
 def _fault_answer(fault: xmlrpc.client.Fault) -> Answer:
     text = fault.faultString.split(":", 1)[-1].strip() or fault.faultString
-    if fault.faultCode == BAD_NAME or (fault.faultCode == BAD_ARGUMENTS and text.startswith("no ")):
+    if fault.faultCode == Faults.BAD_NAME or (fault.faultCode == Faults.BAD_ARGUMENTS and text.startswith("no ")):
         return Answer(404, text)
-    if fault.faultCode == FAILED:
+    if fault.faultCode == Faults.FAILED:
         return Answer(409, text)
     return Answer(400, text)

@@ -63,7 +63,7 @@ def current_work(agent: dict[str, Any], now: float) -> str:
 def agent_row(agent: dict[str, Any], queue: dict[str, Any], now: float) -> dict[str, Any]:
     label, detail = display_state(agent, now)
     return {**agent, "display_state": label, "state_detail": detail,
-            "working_on": current_work(agent, now), "cost_today": agent.get("cost_today"),
+            "working_on": current_work(agent, now), "cost_today": agent.get("cost_today_usd"),
             "queue": {key: queue.get(key, 0 if key != "oldest_pending_age_s" else None)
                       for key in QUEUE_KEYS}}
 
@@ -134,8 +134,9 @@ class Snapshots:
             if isinstance(answer, dict):
                 raise SupervisorDown(f"supervisord: {answer.get('faultString', answer)}")
         infos, pid = answers
-        extra = status.queue_columns(self.queue, self.team)
-        return status.collect(self.team, infos, pid, extra=extra, now=self.clock())
+        return status.with_database(self.team, infos, pid,
+                                    lambda: status.queue_columns(self.queue, self.team),
+                                    now=self.clock())
 
     def status(self) -> tuple[dict | None, str]:
         """(getTeamStatus or None, why not); on the database thread."""
