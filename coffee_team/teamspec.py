@@ -6,7 +6,6 @@ package's checkers to describe one.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -59,6 +58,7 @@ class NotifyTarget:
     def key(self) -> str:
         """Stable id of the destination (the deliveries table keys on it): the same URL or
         argv is the same target whatever its place in the list or its level."""
+        import hashlib  # here: it loads OpenSSL, which `status` and most agents never need
         what = self.url if self.url is not None else "\0".join(self.command or ())
         return hashlib.sha256(what.encode()).hexdigest()[:16]
 
