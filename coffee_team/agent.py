@@ -5,9 +5,9 @@ queue, in one wait that ends when work comes, the next periodic run or heartbeat
 signal arrives: an idle agent wakes once per heartbeat interval. While a task runs, a heartbeat
 thread (pulse.py) beats, also while a handler runs for hours, renews the running task's lease
 and asks the loop to stop a handler whose task was cancelled or stalled (execution.py runs
-tasks). SIGTERM stops claiming, lets the current task finish
-until the grace period runs out, then requeues it. Whatever this process held in progress is
-requeued on the way out, so nothing it claimed is ever lost.
+tasks). SIGTERM stops claiming, lets the current task finish until the grace period runs out,
+then requeues it. Whatever this process held in progress is requeued on the way out, so
+nothing it claimed is ever lost.
 """
 from __future__ import annotations
 
