@@ -13,6 +13,10 @@
    ``--repeat``. The rows are the agent's imports with the largest cumulative time, and the
    modules an idle agent of such a team should not import at all (``imported: no``).
 
+3. The client side of ``coffee-team status``: ``-X importtime`` of the CLI running ``status``
+   with no supervisord to ask (start-up only) next to ``import supervisor.supervisorctl``,
+   interleaved, median of ``--repeat``: wall time, modules and import time.
+
 Prints the table (sorted by cumulative import time) and writes JSON.
 """
 from __future__ import annotations
@@ -70,6 +74,18 @@ before = rss()
 import {module}
 print(rss() - before)
 """
+
+
+# `coffee-team --team T status` with nothing to ask: the CLI's start-up and imports alone
+STATUS = """
+import sys
+from coffee_team.cli import main
+try:
+    main(["--team", sys.argv[1], "status"])
+except SystemExit:
+    pass
+"""
+SUPERVISORCTL = "import supervisor.supervisorctl"
 
 
 def summary(values) -> dict:
@@ -156,6 +172,32 @@ def rss_added_kib(module: str, repeat: int) -> float | None:
     return statistics.median(samples)
 
 
+def startup_costs(repeat: int) -> dict:
+    """Wall time, modules and total import time of the status client vs supervisorctl's."""
+    root = Path(tempfile.mkdtemp(prefix="cb-imports-"))
+    try:
+        (root / "data").mkdir()
+        team_file = root / "data" / "team.yaml"
+        team_file.write_text(TEAM)
+        runs: dict[str, dict[str, list]] = {}
+        for _ in range(repeat):
+            for name, code in (("coffee-team status", STATUS), ("supervisorctl", SUPERVISORCTL)):
+                started = time.perf_counter()
+                out = subprocess.run([PY, "-X", "importtime", "-c", code, str(team_file)],
+                                     capture_output=True, text=True, cwd=ROOT,
+                                     stdin=subprocess.DEVNULL)
+                wall = time.perf_counter() - started
+                times = parse_importtime(out.stderr)
+                run = runs.setdefault(name, {"wall_s": [], "modules": [], "import_ms": []})
+                run["wall_s"].append(wall)
+                run["modules"].append(len(times))
+                run["import_ms"].append(sum(t["self_us"] for t in times.values()) / 1000)
+        return {name: {key: summary(values) for key, values in run.items()}
+                for name, run in runs.items()}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -189,6 +231,7 @@ def main(argv=None) -> int:
         "import_self_us_total": sum(timing[n]["self_us"] for n in names),
         "should_not_import": [m for m in SHOULD_NOT if m in imported],
         "table": rows,
+        "status_startup": startup_costs(max(5, args.repeat)),
     }
     print(f"{'module':34} {'imported':>8} {'self µs':>9} {'cumul. µs':>10} {'RSS added':>10}")
     for r in rows:
@@ -200,6 +243,10 @@ def main(argv=None) -> int:
           f"same runs; {len(imported)} modules imported, "
           f"{doc['import_self_us_total'] / 1000:.0f} ms of import time; "
           f"should not import: {', '.join(doc['should_not_import']) or 'none'}")
+    for name, cost in doc["status_startup"].items():
+        print(f"{name}: start-up {cost['wall_s']['median'] * 1000:.0f} ms, "
+              f"{cost['modules']['median']:.0f} modules, "
+              f"{cost['import_ms']['median']:.0f} ms of imports (-X importtime, medians)")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     return 0
