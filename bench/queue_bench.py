@@ -19,6 +19,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import pickle
 import shutil
 import sqlite3
 import statistics
@@ -27,6 +28,10 @@ import time
 
 import repo_root  # noqa: F401  (before coffee_team: this checkout's, not another copy)
 from coffee_team.queue import MessageQueue
+
+CYCLE = hasattr(MessageQueue, "complete_and_claim")
+CYCLE_LABEL = ("complete_and_claim" if CYCLE
+               else "claim + mark_completed: complete_and_claim() not in this checkout")
 
 try:
     from huey.storage import SqliteStorage
@@ -72,8 +77,42 @@ class Project:
     def idle(self):
         self.q.wait(AGENT, 0.5)
 
+    def finish(self):
+        """Complete what take() still holds (nothing: take() completes at once)."""
+
     def close(self):
         self.q.close()
+
+
+class ProjectCycle(Project):
+    """The agent's loop: complete the task it holds and claim the next in one transaction
+    (MessageQueue.complete_and_claim); where this checkout's queue has no such method, the
+    separate claim + mark_completed(agent=...) (CYCLE_LABEL says which ran)."""
+    name = "coffee_team cycle"
+    consumes_only = True  # its sending is Project's
+
+    def __init__(self, path: str, n: int):
+        super().__init__(path, n)
+        self.held = None
+
+    def take(self):
+        if self.held is None or not CYCLE:
+            if self.held is not None:
+                self.q.mark_completed(self.held.id, None, agent=AGENT)
+            tasks = self.q.claim(AGENT)
+        else:
+            _, tasks = self.q.complete_and_claim(self.held.id, None, agent=AGENT)
+        self.held = tasks[0] if tasks else None
+        return None if self.held is None else self.held.content
+
+    def finish(self):
+        if self.held is not None:
+            self.q.mark_completed(self.held.id, None, agent=AGENT)
+            self.held = None
+
+    def close(self):
+        self.finish()
+        super().close()
 
 
 class PlainSqlite:
@@ -161,6 +200,26 @@ class Huey:
         self.s.close()
 
 
+class HueyResult(Huey):
+    """huey's cycle for a task that returns a value: after dequeue and execution the consumer
+    stores the result (Huey.put_result -> storage.put_data(task id, pickled value)), as
+    coffee-team stores every task's result."""
+    name = "huey+result"
+    consumes_only = True
+
+    def __init__(self, path: str, n: int):
+        super().__init__(path, n)
+        self.taken = 0
+
+    def take(self):
+        data = self.s.dequeue()
+        if data is None:
+            return None
+        self.taken += 1
+        self.s.put_data(f"result-{self.taken}", pickle.dumps(None), is_result=True)
+        return json.loads(bytes(data))
+
+
 class PersistQueue:
     """persist-queue's SQLiteAckQueue: get() marks an item unacked, ack() completes it."""
     name = "persist-queue"
@@ -229,7 +288,9 @@ class LiteQueue:
         return litequeue.LiteQueue(path + ".lq").qsize() > 0
 
 
-IMPLS = {cls.name: cls for cls in (Project, PlainSqlite, Huey if SqliteStorage else None,
+IMPLS = {cls.name: cls for cls in (Project, ProjectCycle, PlainSqlite,
+                                   Huey if SqliteStorage else None,
+                                   HueyResult if SqliteStorage else None,
                                    PersistQueue if persistqueue else None,
                                    LiteQueue if litequeue else None) if cls}
 
@@ -264,6 +325,7 @@ def full_cycle(impl, n):
     for i in range(n):
         impl.send(i)
         assert impl.take() == i
+    getattr(impl, "finish", lambda: None)()  # a held task's completion is part of the cycle
     return time.perf_counter() - t
 
 
@@ -308,7 +370,7 @@ def impl_pending(kind, path) -> bool:
         return IMPLS[kind].pending(path)
     conn = sqlite3.connect(path, timeout=5)
     try:
-        if kind == "huey":
+        if kind.startswith("huey"):
             return conn.execute("SELECT COUNT(*) FROM task").fetchone()[0] > 0
         return conn.execute("SELECT COUNT(*) FROM tasks WHERE status != 'completed'").fetchone()[0] > 0
     finally:
@@ -346,6 +408,10 @@ def latency(kind, path, count=200):
             "max_ms": round(lat[-1], 3)}
 
 
+DURABILITY = ("WAL + synchronous=NORMAL: coffee_team, sqlite3, litequeue (its own setting), "
+              "huey (its default WAL; PRAGMA synchronous=normal set on its connection); "
+              "persist-queue: WAL + SQLite's default synchronous=FULL")
+CONSUMING = ("drain", "full cycle", "1 producer + 2 consumers")
 SCENARIOS = {"enqueue": enqueue, "batch enqueue": batch_enqueue, "drain": drain,
              "full cycle": full_cycle, "1 producer + 2 consumers": one_producer_two_consumers}
 
@@ -361,14 +427,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     root = tempfile.mkdtemp(prefix="qb", dir=args.dir)
     results = {"n": args.n, "repeat": args.repeat, "sqlite_version": sqlite3.sqlite_version,
+               "durability": DURABILITY, "agent_cycle": CYCLE_LABEL,
                "throughput": {}, "latency": {}}
     try:
         run = 0
         for scenario, fn in SCENARIOS.items():
             if args.only and scenario not in args.only:
                 continue
-            rates: dict[str, list[float]] = {kind: [] for kind in IMPLS}
-            kinds = list(IMPLS)
+            kinds = [k for k in IMPLS if scenario in CONSUMING
+                     or not getattr(IMPLS[k], "consumes_only", False)]
+            rates: dict[str, list[float]] = {kind: [] for kind in kinds}
             for rep in range(args.repeat):
                 # Interleaved, order rotated per repeat: a noisy neighbour or a
                 # warming disk cache hits every implementation alike.
@@ -385,6 +453,8 @@ def main(argv=None):
                     "min": min(r), "median": statistics.median(r), "max": max(r),
                     "vs_sqlite3": statistics.median(r) / base}
         for kind in IMPLS if not args.only or "latency" in args.only else ():
+            if getattr(IMPLS[kind], "consumes_only", False):
+                continue  # the same hand-over as its parent class
             run += 1
             results["latency"][kind] = latency(kind, os.path.join(root, f"{run}.db"))
     finally:
@@ -408,7 +478,7 @@ def print_table(results):
     print("| scenario | impl | msgs/s min | median | max | median vs sqlite3 |")
     print("|---|---|---:|---:|---:|---:|")
     for scenario, by_kind in results["throughput"].items():
-        for kind in kinds:
+        for kind in (k for k in kinds if k in by_kind):
             r = by_kind[kind]
             print(f"| {scenario} | {kind} | {r['min']:,.0f} | {r['median']:,.0f} | {r['max']:,.0f}"
                   f" | {r['vs_sqlite3']:.2f}x |")
