@@ -289,7 +289,7 @@ class Kind:
 KINDS = {
     "coffee-team": Kind("coffee-team claim + mark_completed", ct_prefill,
                         _sync_runner(ct_open, ct_consume_separate), ct_count),
-    "coffee-team cycle": Kind(f"coffee-team agent cycle ({CT_CYCLE_LABEL})", ct_prefill,
+    "coffee-team cycle": Kind(f"coffee-team PostgreSQL agent cycle ({CT_CYCLE_LABEL})", ct_prefill,
                               _sync_runner(ct_open, ct_consume_cycle), ct_count),
     "coffee-team batch": Kind(f"coffee-team claim(limit={PGQUEUER_DEFAULT_BATCH}) + "
                               "mark_completed each", ct_prefill,
