@@ -50,6 +50,17 @@ CONSUMERS = ("coffee-team sqlite", "coffee-team cycle", "psycopg2", "procrastina
 WORK_S = 0.005
 
 
+def missing_anchors() -> dict[str, str]:
+    """{kind: the module it needs} for the anchors whose library is not installed."""
+    import importlib.util
+    need = {"procrastinate": "procrastinate", "procrastinate sync": "procrastinate",
+            "pgqueuer 1": "pgqueuer", "pgqueuer": "pgqueuer"}
+    found = {m: importlib.util.find_spec(m) is not None for m in ("procrastinate", "pgqueuer",
+                                                                  "asyncpg")}
+    return {kind: module for kind, module in need.items()
+            if not found[module] or (module == "pgqueuer" and not found["asyncpg"])}
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -163,8 +174,13 @@ def rotated(kinds, rep: int) -> list[str]:
 
 def run(pg_url: str, scenarios: list[str], n: int, n_consumers: int, repeat: int,
         procs: list[int]) -> dict:
-    rates: dict = {"full-cycle": {k: [] for k in FULL_CYCLE}, "drain": {k: [] for k in DRAIN},
-                   "consumers": {k: {p: [] for p in procs} for k in CONSUMERS}}
+    missing = missing_anchors()
+    for module in sorted(set(missing.values())):
+        log(f"pg_bench: {module} is not installed: its anchors are skipped "
+            "(pip install -e '.[bench]')")
+    rates: dict = {"full-cycle": {k: [] for k in FULL_CYCLE},
+                   "drain": {k: [] for k in DRAIN if k not in missing},
+                   "consumers": {k: {p: [] for p in procs} for k in CONSUMERS if k not in missing}}
     for rep in range(repeat):
         if "full-cycle" in scenarios:
             for kind in rotated(FULL_CYCLE, rep):
@@ -172,13 +188,13 @@ def run(pg_url: str, scenarios: list[str], n: int, n_consumers: int, repeat: int
                     rates["full-cycle"][kind].append(full_cycle(kind, url, n))
                 log(f"repeat {rep + 1} full-cycle {kind}: {rates['full-cycle'][kind][-1]:,.0f}/s")
         if "drain" in scenarios:
-            for kind in rotated(DRAIN, rep):
+            for kind in rotated(rates["drain"], rep):
                 with fresh_database(pg_url, KINDS[kind].backend) as url:
                     rates["drain"][kind].append(drain(kind, url, n, 1, 0.0))
                 log(f"repeat {rep + 1} drain {kind}: {rates['drain'][kind][-1]:,.0f}/s")
         if "consumers" in scenarios:
             for p in procs:
-                for kind in rotated(CONSUMERS, rep):
+                for kind in rotated(rates["consumers"], rep):
                     with fresh_database(pg_url, KINDS[kind].backend) as url:
                         rates["consumers"][kind][p].append(drain(kind, url, n_consumers, p, WORK_S))
                     log(f"repeat {rep + 1} consumers x{p} {kind}: "
@@ -251,7 +267,8 @@ def main(argv=None) -> int:
         version = _admin(args.pg_url, "SHOW server_version")[0]
         sync_commit = _admin(args.pg_url, "SHOW synchronous_commit")[0]
     except Exception as exc:  # noqa: BLE001  (any driver error: one line, not a traceback)
-        print(f"pg_bench: cannot reach PostgreSQL at {args.pg_url}: {exc}".strip(), file=sys.stderr)
+        print(f"pg_bench: cannot reach PostgreSQL at {args.pg_url}: {' '.join(str(exc).split())}",
+              file=sys.stderr)
         return 2
     doc = {"benchmark": "coffee-team vs raw psycopg2, procrastinate, pgqueuer on PostgreSQL",
            "n": n, "n_consumers": n_consumers, "work_ms": WORK_S * 1000, "repeat": args.repeat,
