@@ -291,7 +291,7 @@ def agent_lock(team: Team, name: str):
     instance got it meanwhile this process exits at once, leaving the queue to the new holder.
     """
     if not getattr(team, "is_postgres", False):
-        return AgentLock(team.status_dir / f"{name}.lock"), None
+        return AgentLock(team.lock_path(name)), None
     lock = PgAgentLock(team.database_url, name, host=team.host,
                        log=lambda message: log(name, message))
     holder = _take_patiently(lock, name)
@@ -321,7 +321,10 @@ def run_agent(team: Team, name: str) -> int:
 
     spec = team.agent(name)
     signalled = bool(os.environ.get("SUPERVISOR_ENABLED")) and die_with_parent(signal.SIGTERM)
-    ensure_data_dirs(team)
+    try:
+        ensure_data_dirs(team)
+    except OSError as exc:  # e.g. the status dir replaced by a file: heartbeats say so, work goes on
+        log(spec.name, f"cannot prepare the data directories: {describe_error(exc)}")
     try:
         lock, predecessor = agent_lock(team, spec.name)
     except StandbyEnded as exc:  # stopped while standby: it held nothing

@@ -22,11 +22,20 @@ def check_project_path(team: Team) -> None:
 
 
 def ensure_data_dirs(team: Team) -> None:
-    """Create data/, its run, log and status dirs, private to the owner (even if they exist)."""
+    """Create data/, its run, log and status dirs, private to the owner (even if they exist).
+
+    Every directory is tried before the first failure is raised: one that cannot be made (the
+    status dir replaced by a file) leaves the others usable for a caller that goes on."""
+    failures = []
     for directory in (team.data_dir, team.run_dir, team.log_dir, team.status_dir,
                       Path(team.wake_dir)):
-        directory.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-        os.chmod(directory, PRIVATE_DIR)
+        try:
+            directory.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            os.chmod(directory, PRIVATE_DIR)
+        except OSError as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """One instance per agent (seed CFR-000) and no orphans when supervisord dies.
 
-The lock is an ``fcntl.flock`` on ``data/agent_status/NAME.lock``: the kernel drops it when the
+The lock is an ``fcntl.flock`` on ``data/run/NAME.lock``: the kernel drops it when the
 holder dies, even by kill -9, so a crashed agent never leaves a stale lock behind.
 """
 from __future__ import annotations

@@ -208,6 +208,11 @@ class Team:
     def wake_dir(self) -> str:
         return str(self.run_dir / "wake")
 
+    def lock_path(self, agent: str) -> Path:
+        """The file lock that keeps one instance of ``agent`` on a SQLite team. In run/, not
+        agent_status/: an unusable status dir costs heartbeats, never the agent itself."""
+        return self.run_dir / f"{agent}.lock"
+
     def agent(self, name: str) -> AgentSpec:
         self.require(name)
         return next(spec for spec in self.agents if spec.name == name)

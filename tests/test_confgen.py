@@ -495,3 +495,15 @@ def test_ensure_data_dirs_are_private(tmp_path):
     layout.ensure_data_dirs(team)
     for d in (team.data_dir, team.run_dir, team.log_dir, team.status_dir, Path(team.wake_dir)):
         assert d.is_dir() and (d.stat().st_mode & 0o777) == 0o700, d
+
+
+def test_one_unusable_data_dir_leaves_the_others_made(tmp_path):
+    """An agent starting while its status dir is a file goes on (heartbeats report the fault);
+    the wake-up dir after it must still exist for its wake-ups to work."""
+    team = demo_project(tmp_path)
+    team.data_dir.mkdir(parents=True, exist_ok=True)
+    team.status_dir.write_text("not a directory")
+    with pytest.raises(FileExistsError):
+        layout.ensure_data_dirs(team)
+    for d in (team.run_dir, team.log_dir, Path(team.wake_dir)):
+        assert d.is_dir(), d

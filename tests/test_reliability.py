@@ -150,7 +150,7 @@ def test_supervisord_kill_9_mid_load_then_resume_exactly_once(project, tmp_path,
         gone = time.monotonic() - t0
         print(f"all agents gone {gone:.2f}s after kill -9 of supervisord")
         for name in project.team.names:
-            with open(project.team.status_dir / f"{name}.lock", "a") as f:
+            with open(project.team.lock_path(name)) as f:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again
                 fcntl.flock(f, fcntl.LOCK_UN)
         interrupted = len(q.list_tasks(status="in_progress", limit=10**5))

@@ -108,8 +108,7 @@ def test_kill_9_supervisord_leaves_no_orphans(running_team):
     elapsed = time.monotonic() - t0
     print(f"agents gone {elapsed:.2f}s after kill -9 of supervisord")
     for name in pids:
-        lock = running_team.team.status_dir / f"{name}.lock"
-        with open(lock, "a") as f:
+        with open(running_team.team.lock_path(name)) as f:  # the agent made it
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
 
 
