@@ -18,7 +18,6 @@ from .errors import TeamError
 from .liveness import MIN_LEASE_SECONDS
 from .schema import (AGENT_FIELDS, AGENT_NAME, HOST_FIELDS, HTTP_FIELDS, NOTIFY_FIELDS,
                      RETRY_FIELDS, TEAM_FIELDS, Invalid, describe)
-from .schema import INI_COMMENT  # noqa: F401  (re-exported for callers of team.py)
 from .taskstate import RetryPolicy
 from .teamspec import (WEB_PROGRAM, AgentSpec, HostSpec, HttpSettings, NotifyTarget,  # noqa: F401
                        Team, TeamSettings, check_http)

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, assume, event, example, given, settings, str
 
 from coffee_team import confgen, layout
 from coffee_team.errors import TeamError
-from coffee_team.team import INI_COMMENT, Team, load_team, parse_team
+from coffee_team.schema import INI_COMMENT
+from coffee_team.team import Team, load_team, parse_team
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "data" / "team.yaml"
