@@ -106,6 +106,9 @@ class MessageQueue(EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin, Del
             self._wake = WakeSockets(wake_dir) if wake_dir else None
             self._tx_wake = None
         self._sql = self.backend.prepared  # the sql module's statements, translated once
+        # PostgreSQL claims straight away (row locks, SKIP LOCKED) and folds statements
+        # together; SQLite reads first so an idle claim takes no database-wide write lock.
+        self._folded = is_postgres(self.db)
         self._schema: Optional[str] = None  # PostgreSQL's current_schema(), for lock keys
 
     @classmethod
@@ -170,28 +173,51 @@ class MessageQueue(EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin, Del
             tasks.sort(key=lambda t: (t.priority, t.id))
         return tasks
 
-    def _claim_rows(self, agent: str, limit: int) -> list[tuple]:
-        now, backend, max_attempts = self.clock(), self.backend, self.max_attempts
-        # Read first, outside the write lock (a SQLite writer that finds it
-        # taken sleeps >= 1 ms): an idle agent takes no lock, and the lease
-        # release runs only if a lease had expired.  A lease that expires
-        # just after this read is released by the next claim instead.
+    def _claim_rows(self, agent: str, limit: int, *, ready_tried: bool = False) -> list[tuple]:
+        now, backend = self.clock(), self.backend
+        if self._folded and not ready_tried:  # row locks only: claim, no read first
+            rows = backend.run(self._sql.CLAIM_READY, self._ready_params(agent, limit, now)
+                               ).fetchall()
+            if rows:
+                return rows
+        # SQLite reads first, outside the write lock (a writer that finds it taken sleeps
+        # >= 1 ms): an idle agent takes no lock, and the lease release runs only if a lease
+        # had expired.  A lease that expires just after this read is released by the next
+        # claim instead.
         pending, expired, paused = backend.run(self._sql.WORK_AVAILABLE, (
             agent, now, agent, now, agent, now)).fetchone()
         if paused or not (pending or expired):
             return []
         with backend.write_transaction():
-            if expired:
-                released = backend.run(self._sql.RELEASE_EXPIRED, (
-                    max_attempts, max_attempts, max_attempts, now, max_attempts, agent, now)
-                ).fetchall()
-                # Claims leave queue_depth alone (an upper bound); releases raise it.
-                back = sum(1 for (status,) in released if status == "pending")
-                if back:
-                    backend.run(self._sql.ADD_PENDING, (agent, back)).fetchone()
-            rows = backend.run(self._sql.CLAIM, (
-                agent, now, now + self.lease_seconds, agent, now, limit)).fetchall()
-        return rows
+            return self._release_and_claim(agent, limit, now, expired)
+
+    def _ready_params(self, agent: str, limit: int, now: float) -> tuple:
+        """sql.CLAIM_READY's parameters."""
+        return (agent, now, now + self.lease_seconds, agent, now, agent, now, agent, now, limit)
+
+    def _release_and_claim(self, agent: str, limit: int, now: float, expired: bool) -> list:
+        """Inside a write transaction: expired leases released (if any), then sql.CLAIM."""
+        backend, max_attempts = self.backend, self.max_attempts
+        if expired:
+            released = backend.run(self._sql.RELEASE_EXPIRED, (
+                max_attempts, max_attempts, max_attempts, now, max_attempts, agent, now)
+            ).fetchall()
+            # Claims leave queue_depth alone (an upper bound); releases raise it.
+            back = sum(1 for (status,) in released if status == "pending")
+            if back:
+                backend.run(self._sql.ADD_PENDING, (agent, back)).fetchone()
+        return backend.run(self._sql.CLAIM, (
+            agent, now, now + self.lease_seconds, agent, now, limit)).fetchall()
+
+    def _claim_locked(self, agent: str, limit: int, now: float) -> list[tuple]:
+        """claim()'s rows inside the caller's write transaction (complete_and_claim)."""
+        rows = self.backend.run(self._sql.CLAIM_READY, self._ready_params(agent, limit, now)
+                                ).fetchall()
+        if rows:
+            return rows
+        _, expired, paused = self.backend.run(self._sql.WORK_AVAILABLE, (
+            agent, now, agent, now, agent, now)).fetchone()
+        return self._release_and_claim(agent, limit, now, True) if expired and not paused else []
 
     def _claimed_tasks(self, rows: list[tuple], agent: str) -> list[ClaimedTask]:
         """sql.CLAIM's rows (ClaimedTask's fields in order) with the content decoded. A content
@@ -225,23 +251,72 @@ class MessageQueue(EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin, Del
             return self._finish(task_id, "completed", result=result_json, agent=agent,
                                 follow_ups=self._prepare_messages(follow_ups, trace))
 
+    def complete_and_claim(self, task_id: int, result: Any = None, *, agent: str,
+                           follow_ups: Iterable[Mapping[str, Any]] = (),
+                           limit: int = 1) -> tuple[bool, list[ClaimedTask]]:
+        """mark_completed(task_id, result, agent=agent, follow_ups=...) then claim(agent, limit),
+        in one transaction (on PostgreSQL without follow-ups, one statement): (completed, the
+        tasks claimed).  The claim happens whether or not the completion did (the task may have
+        been cancelled or requeued meanwhile), exactly as the two calls in a row would do."""
+        try:
+            result_json = encode_json(result, "result")
+        except ContentError as exc:
+            raise UnstorableResult(str(exc)) from None
+        with otel.sending("follow-ups") if follow_ups else otel.OFF as trace:
+            rows = self._prepare_messages(follow_ups, trace)
+        now, backend, sent = self.clock(), self.backend, ()
+        finish = ("completed", now, result_json, None, task_id, agent)
+        if self._folded and not rows:
+            fused = backend.run(self._sql.PG_COMPLETE_AND_CLAIM,
+                                finish + self._ready_params(agent, limit, now)).fetchall()
+            completed = bool(fused[0][0])
+            claimed = [row[1:] for row in fused if row[1] is not None]
+            if not claimed:  # paused, a lease expired, or nothing due: claim()'s slow path
+                claimed = self._claim_rows(agent, limit, ready_tried=True)
+        else:
+            with backend.write_transaction():
+                completed = self._finish_locked(finish, now)
+                if completed and rows:
+                    _, sent = self._enqueue_locked(rows)
+                claimed = self._claim_locked(agent, limit, now)
+            self._wake_recipients(list(sent))
+        tasks = self._claimed_tasks(claimed, agent)
+        if claimed and not tasks:  # every row claimed was unreadable: take the next
+            tasks = self.claim(agent, limit)
+        if len(tasks) > 1:
+            tasks.sort(key=lambda t: (t.priority, t.id))
+        return completed, tasks
+
     def _finish(self, task_id: int, status: str, *, result: Optional[str] = None,
                 error: Optional[str] = None, agent: Optional[str] = None,
                 follow_ups: list[tuple] = ()) -> bool:
-        now, backend = self.clock(), self.backend
-        if agent is None:
-            finish, params = self._sql.FINISH, (status, now, result, error, task_id)
+        now, sent = self.clock(), ()
+        params = (status, now, result, error, task_id, agent)
+        if self._folded and agent is not None and not follow_ups:
+            finished = self._finish_locked(params, now)  # one statement: its own transaction
         else:
-            finish, params = self._sql.FINISH_BY, (status, now, result, error, task_id, agent)
-        with backend.write_transaction():
-            row = backend.run(finish, params).fetchone()
-            if row is None:
-                return False
-            claimed_by, task_type, claimed_at = row
-            backend.run(self._sql.ADD_METRIC, (claimed_by, task_type,
-                                               max(0.0, (now - claimed_at) * 1000.0), now))
-            _, sent = self._enqueue_locked(follow_ups) if follow_ups else ((), ())
+            with self.backend.write_transaction():
+                finished = self._finish_locked(params, now)
+                if finished and follow_ups:
+                    _, sent = self._enqueue_locked(follow_ups)
         self._wake_recipients(list(sent))
+        return finished
+
+    def _finish_locked(self, params: tuple, now: float) -> bool:
+        """Finish a task in progress (sql.FINISH_BY's parameters; agent None: whoever holds
+        it) and record its duration in metrics. True if it was in progress (for the agent)."""
+        if self._folded and params[-1] is not None:
+            return self.backend.run(self._sql.PG_FINISH_BY_WITH_METRIC, params).fetchone() \
+                is not None
+        if params[-1] is None:
+            row = self.backend.run(self._sql.FINISH, params[:-1]).fetchone()
+        else:
+            row = self.backend.run(self._sql.FINISH_BY, params).fetchone()
+        if row is None:
+            return False
+        claimed_by, task_type, claimed_at = row
+        self.backend.run(self._sql.ADD_METRIC, (claimed_by, task_type,
+                                               max(0.0, (now - claimed_at) * 1000.0), now))
         return True
 
     def requeue_agent(self, agent: str, unless_running: bool = False) -> int:
