@@ -10,7 +10,8 @@ import peewee
 
 from coffee_team.errors import SchemaTooNew
 from coffee_team.queue import sql, sql_schema
-from coffee_team.queue.db import PostgresBackend, SqlBackend, backend_for, is_postgres
+from coffee_team.queue.db import SqlBackend, backend_for, is_postgres
+from coffee_team.queue.pg_backend import PostgresBackend
 from coffee_team.queue.models import ALL_MODELS, SCHEMA_VERSION
 
 # bind_ctx() rebinds model classes process-wide; serialise it.

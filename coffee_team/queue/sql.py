@@ -138,7 +138,7 @@ PG_NOTIFY_ONE = "SELECT pg_notify(?, '')"
 PG_NOTIFY_MANY = "SELECT pg_notify(c, '') FROM unnest(?::text[]) AS c"
 
 # The hot path's statements, which PostgreSQL parses and plans once per connection
-# (PREPARE, then EXECUTE: db.PostgresBackend) instead of on every call.
+# (PREPARE, then EXECUTE: pg_backend.PostgresBackend) instead of on every call.
 PG_PREPARED = frozenset((
     "CLAIM", "CLAIM_READY", "RELEASE_EXPIRED", "WORK_AVAILABLE", "NEXT_DUE", "FINISH",
     "FINISH_BY", "PG_FINISH_BY_WITH_METRIC", "PG_COMPLETE_AND_CLAIM", "HOLDS_TASK",
