@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import select
 import weakref
 from typing import Any, Sequence
 
@@ -23,7 +24,10 @@ class PostgresBackend(SqlBackend):
     (nothing of it ran on the dead one).  A connection lost in the middle of a transaction
     raises a peewee OperationalError/InterfaceError once and is dropped, so the next statement
     reconnects (callers such as Agent.durable retry with backoff); the server rolled that
-    transaction back, so a retry never applies it twice."""
+    transaction back, so a retry never applies it twice.  A write that is a transaction of
+    its own (sql.PG_SINGLE_WRITES) is never run twice: a session the server ended while
+    idle tells so on its socket, and is replaced before the write is sent; a loss after that
+    raises, like a lost COMMIT."""
 
     # Concurrent claimers skip each other's rows instead of queueing up.
     _claim_lock = " FOR UPDATE SKIP LOCKED"
@@ -35,6 +39,7 @@ class PostgresBackend(SqlBackend):
         for name in sql.PG_PREPARED:
             self._hot[getattr(self.prepared, name)] = _prepare_texts(
                 name, getattr(sql, name).replace("{lock}", self._claim_lock))
+        self._single_writes = {getattr(self.prepared, name) for name in sql.PG_SINGLE_WRITES}
         # Per connection, the names PREPAREd on it: a new connection (reconnect) has none.
         self._prepared_on: "weakref.WeakKeyDictionary[Any, set[str]]" = \
             weakref.WeakKeyDictionary()
@@ -47,13 +52,27 @@ class PostgresBackend(SqlBackend):
         hot = self._hot.get(prepared)
         execute = self.db.execute_sql if hot is None else self._execute_prepared
         statement = prepared if hot is None else hot
+        if prepared in self._single_writes and not self.db.in_transaction():
+            self._replace_if_ended()
+            return execute(statement, params)  # it may have run: never twice
         try:
             return execute(statement, params)
         except peewee.PeeweeException:
-            # Every write runs inside write_transaction(): outside one, this was a read.
+            # Outside a transaction, and not a single write: this was a read.
             if not self.drop_if_dead():
                 raise
         return execute(statement, params)
+
+    def _replace_if_ended(self) -> None:
+        """Before a write outside a transaction: an idle session has nothing to say unless the
+        server ended it (its FATAL message, then EOF), so a readable socket means replace it
+        now, while nothing of the write has been sent."""
+        conn = self.db._state.conn
+        if conn is None or not (conn.closed or select.select([conn], [], [], 0)[0]):
+            return
+        with contextlib.suppress(Exception):
+            conn.close()
+        self.drop_if_dead()
 
     def _execute_prepared(self, hot: tuple[str, str, str], params: Sequence[Any]):
         """psycopg2 has no server-side prepare of its own: PREPARE once per connection, then

@@ -144,6 +144,10 @@ PG_PREPARED = frozenset((
     "FINISH_BY", "PG_FINISH_BY_WITH_METRIC", "PG_COMPLETE_AND_CLAIM", "HOLDS_TASK",
     "RENEW_LEASE", "ADD_METRIC", "ADD_PENDING", "PG_SEND_ONE", "LIVE_DEDUPE",
     "PG_NOTIFY_ONE", "PG_NOTIFY_MANY"))
+# Of those, the writes that run as a transaction of their own (outside write_transaction()):
+# a lost connection must not make them run twice (pg_backend.PostgresBackend.run).
+PG_SINGLE_WRITES = frozenset(("CLAIM_READY", "PG_SEND_ONE", "PG_FINISH_BY_WITH_METRIC",
+                              "PG_COMPLETE_AND_CLAIM"))
 
 # --- journal (journal.py) -------------------------------------------------------------------
 
