@@ -64,6 +64,8 @@ class Agent(TaskExecution):
                        "tasks_cancelled": 0, "tasks_deferred": 0, "periodic_runs": 0}
         # an llm agent's budget check, made before each claim (None: nothing to check)
         self.before_claim = getattr(self.runner, "before_claim", None)
+        self.next_periodic = 0.0
+        self.claimed_next: list = []  # claimed with the last completion (complete_and_claim)
         self.stopping = False
         self.parent = ParentWatch()
         self.supervised = bool(os.environ.get("SUPERVISOR_ENABLED"))
@@ -215,27 +217,28 @@ class Agent(TaskExecution):
                                 silent_for=round(silent_for, 1), action=action)
 
     def loop(self) -> None:
-        next_periodic = self.clock()
+        self.next_periodic = self.clock()
         while not self.stopping:
             self.activity.tick()
             if self.supervised and not self.parent.parent_alive():
                 log(self.name, "supervisord is gone; exiting")
-                return
-            now = self.clock()
-            if now >= next_periodic:
+                return  # a task claimed with the last completion is requeued by _shutdown
+            tasks, self.claimed_next = self.claimed_next, []
+            if not tasks and self.clock() >= self.next_periodic:
                 self.periodic()
-                next_periodic = self.clock() + self.spec.check_interval
+                self.next_periodic = self.clock() + self.spec.check_interval
                 continue
-            if self.before_claim is not None:
+            if not tasks and self.before_claim is not None:
                 self.durable(self.before_claim)
-            tasks = self.durable(self.queue.claim, self.name, 1)
+            if not tasks:
+                tasks = self.durable(self.queue.claim, self.name, 1)
             if tasks and self.stopping:
                 break  # the stop came during the claim: _shutdown requeues the task
             if tasks:
                 self.process(tasks[0])
                 continue
             self.activity.state = IDLE
-            timeout = min(next_periodic - self.clock(), self.idle_beat())
+            timeout = min(self.next_periodic - self.clock(), self.idle_beat())
             if self.wait_cap is not None:
                 timeout = min(timeout, self.wait_cap)
             self.durable(self.queue.wait, self.name, max(0.0, timeout), interruptible=True)

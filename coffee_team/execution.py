@@ -56,9 +56,21 @@ class TaskExecution:
         except QueueError as exc:  # a bad follow-up is the handler's bug: log it, carry on
             log(self.name, f"follow-up messages not sent: {exc}")
 
+    def _claims_next(self) -> bool:
+        """Would the loop claim right after this completion? Then both go in one transaction
+        (complete_and_claim). Not when something else comes first: a stop, the periodic run,
+        or an llm agent's budget check (before_claim)."""
+        return (self.queue.claims_with_completion and not self.stopping
+                and self.before_claim is None and self.clock() < self.next_periodic)
+
     def _complete(self, task_id: int, result: Any, sends: list[dict]) -> bool:
         """Mark done and enqueue the follow-ups in one transaction (never sent twice)."""
         try:
+            if self._claims_next():
+                completed, self.claimed_next = self.durable(
+                    self.queue.complete_and_claim, task_id, result, agent=self.name,
+                    follow_ups=self._messages(sends))
+                return completed
             return self.durable(self.queue.mark_completed, task_id, result, agent=self.name,
                                 follow_ups=self._messages(sends))
         except UnstorableResult:

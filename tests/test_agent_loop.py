@@ -467,6 +467,49 @@ def test_stop_while_the_completion_is_written_keeps_the_completion(start):
     assert h.status()["tasks_requeued"] == 0 and "wait" not in h.queue.calls
 
 
+def test_the_task_claimed_with_a_completion_is_requeued_when_a_stop_came_meanwhile(start):
+    """complete_and_claim took the next task while the stop arrived: it is not run, and
+    shutdown puts it back to pending."""
+    h = start(echo)
+    h.real.claims_with_completion = True  # as on PostgreSQL
+    h.queue.before("complete_and_claim", h.stop)
+    first, second = h.send(content="one"), h.send(content="two")
+    assert h.run() == 0
+    assert [t["content"] for t in h.seen] == ["one"]
+    assert (h.task(first)["status"], h.task(second)["status"]) == ("completed", "pending")
+    assert h.status()["tasks_requeued"] == 1
+
+
+def test_a_completion_claims_the_next_task_in_the_same_call(start):
+    """While tasks keep coming, the loop claims through its completions: one claim() for
+    the first task, then complete_and_claim() each time (on PostgreSQL)."""
+    h = start(echo)
+    h.real.claims_with_completion = True  # as on PostgreSQL
+    ids = [h.send(content=n) for n in range(3)]
+    assert h.run() == 0
+    assert [h.task(i)["status"] for i in ids] == ["completed"] * 3
+    assert h.queue.calls.count("complete_and_claim") == 3
+    assert h.queue.calls.count("mark_completed") == 0
+    assert h.queue.calls.count("claim") == 2  # the first task, and the empty one after
+
+
+def test_a_completion_before_a_due_periodic_run_does_not_claim(start):
+    """The periodic run comes due while a task runs: that completion claims nothing, so the
+    periodic run goes next, as before complete_and_claim."""
+    order = []
+
+    def slow(task, ctx):
+        order.append(task["content"])
+        h.clock.advance(4000)  # past check_interval (3600)
+    h = start(slow, periodic=lambda task, ctx: order.append("periodic"))
+    h.real.claims_with_completion = True  # as on PostgreSQL
+    h.send(content="a"), h.send(content="b")
+    assert h.run() == 0
+    assert order == ["periodic", "a", "periodic", "b", "periodic"]
+    assert h.queue.calls.count("mark_completed") == 2
+    assert h.queue.calls.count("complete_and_claim") == 0
+
+
 def test_shutdown_requeues_whatever_the_agent_holds(start):
     """Tasks in progress under the agent's name when it stops go back to pending."""
     h = start(echo)

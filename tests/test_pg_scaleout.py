@@ -168,6 +168,26 @@ def test_queue_and_listener_reconnect_after_connection_loss(pg_db):
 
 
 @needs_pg
+def test_hot_statements_are_prepared_once_per_connection_and_again_after_a_reconnect(pg_db):
+    from coffee_team.queue import MessageQueue
+    url, name = pg_db
+    prepared = "SELECT name FROM pg_prepared_statements WHERE name LIKE 'coffee_%'"
+    with MessageQueue(url) as q:
+        first = q.send("cli", "prepare_probe", "a")
+        q.send("cli", "prepare_probe", "b")
+        (task,) = q.claim("prepare_probe")
+        assert {"coffee_pg_send_one", "coffee_claim_ready"} <= {
+            n for (n,) in q.backend.fetchall(prepared)}
+        _kill_backends(name)
+        time.sleep(0.1)
+        done, (nxt,) = q.complete_and_claim(first, {"ok": 1}, agent="prepare_probe")
+        assert done and nxt.type == "b"
+        # the new session had none of them: what ran on it was prepared on it
+        assert {n for (n,) in q.backend.fetchall(prepared)} == {"coffee_pg_complete_and_claim"}
+        assert q.complete_and_claim(nxt.id, agent="prepare_probe") == (True, [])
+
+
+@needs_pg
 def test_advisory_lock_is_single_across_connections_and_retaken(pg_db):
     from coffee_team.errors import AgentAlreadyRunningError
     from coffee_team.singleton import PgAgentLock

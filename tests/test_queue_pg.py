@@ -12,6 +12,7 @@ import pytest
 
 from tests.queue_contract import QueueContract
 from tests.queue_control_contract import ControlContract
+from tests.queue_fused_contract import FusedContract
 
 PG_URL = os.environ.get("COFFEE_TEST_PG_URL")
 
@@ -29,7 +30,7 @@ def _admin(sql: str) -> None:
         conn.close()
 
 
-class TestPostgresQueue(QueueContract, ControlContract):
+class TestPostgresQueue(QueueContract, ControlContract, FusedContract):
     def database_url(self) -> str:
         self._schema = "ct_" + uuid.uuid4().hex[:12]
         _admin(f"CREATE SCHEMA {self._schema}")

@@ -8,9 +8,10 @@ import pytest
 from coffee_team.queue.db import open_database
 from tests.queue_contract import QueueContract
 from tests.queue_control_contract import ControlContract
+from tests.queue_fused_contract import FusedContract
 
 
-class TestSqliteQueue(QueueContract, ControlContract):
+class TestSqliteQueue(QueueContract, ControlContract, FusedContract):
     def database_url(self) -> str:
         self._tmp = tempfile.mkdtemp(prefix="ctq")
         return os.path.join(self._tmp, "db", "queue.db")

@@ -1,10 +1,11 @@
 """The queue database: the only package that writes SQL or names a database driver.
 
-``content`` checks every value stored (JSON, size, depth), ``core`` moves tasks (send, claim, complete, requeue, wait), ``journal`` keeps events,
+``content`` checks every value stored (JSON, size, depth), ``core`` moves tasks (claim, requeue, wait), ``enqueue`` sends, ``completion`` completes (and claims the next), ``journal`` keeps events,
 notifications and restart state, ``reporting`` reads listings and stats, ``routing`` resolves
 recipients, ``wake`` wakes idle agents, ``locks`` holds PostgreSQL advisory locks (one
-instance per agent), ``sql`` names every statement, ``db`` opens a database and holds every
-dialect difference, ``models`` declares the schema.
+instance per agent), ``sql`` names every statement (``sql_schema`` the migrations'), ``db`` opens a database and
+holds every dialect difference (``pg_backend``: PostgreSQL's connections and prepared
+statements), ``models`` declares the schema.
 """
 from coffee_team.errors import (ContentError, QueueError, QueueFullError, RoutingError,
                                 UnroutableError)

@@ -339,74 +339,8 @@ class _ImmediateTransaction:
                 self.conn.execute(sql.SQLITE_ROLLBACK)
 
 
-class PostgresBackend(SqlBackend):
-    """A connection the server already closed (restart, pg_terminate_backend,
-    idle_session_timeout) is replaced once, transparently, when a call starts on it: a read
-    outside a transaction, or the BEGIN of a write transaction, runs again on a new connection
-    (nothing of it ran on the dead one).  A connection lost in the middle of a transaction
-    raises a peewee OperationalError/InterfaceError once and is dropped, so the next statement
-    reconnects (callers such as Agent.durable retry with backoff); the server rolled that
-    transaction back, so a retry never applies it twice."""
-
-    # Concurrent claimers skip each other's rows instead of queueing up.
-    _claim_lock = " FOR UPDATE SKIP LOCKED"
-
-    @staticmethod
-    def sql(statement: str) -> str:
-        return statement.replace("%", "%%").replace("?", "%s")
-
-    def run(self, prepared: str, params: Sequence[Any] = ()):
-        try:
-            return self.db.execute_sql(prepared, params)
-        except peewee.PeeweeException:
-            # Every write runs inside write_transaction(): outside one, this was a read.
-            if not self.drop_if_dead():
-                raise
-        return self.db.execute_sql(prepared, params)
-
-    def write_transaction(self):
-        return _PgTransaction(self)
-
-    def drop_if_dead(self) -> bool:
-        """Forget a connection the server closed (outside a transaction); True if dropped."""
-        state = self.db._state
-        conn = state.conn
-        if conn is None or not conn.closed or self.db.in_transaction():
-            return False
-        with contextlib.suppress(Exception):
-            conn.close()
-        self.db.dispose()  # state reset: the next statement connects afresh
-        return True
-
-
-class _PgTransaction:
-    __slots__ = ("backend", "atomic")
-
-    def __init__(self, backend: PostgresBackend):
-        self.backend = backend
-        self.atomic = backend.db.atomic()
-
-    def __enter__(self):
-        try:
-            return self.atomic.__enter__()
-        except peewee.PeeweeException:
-            if not self.backend.drop_if_dead():
-                raise
-        self.atomic = self.backend.db.atomic()  # BEGIN failed: nothing ran; once more, anew
-        return self.atomic.__enter__()
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            return self.atomic.__exit__(exc_type, exc, tb)
-        except peewee.PeeweeException:
-            if self.backend.drop_if_dead() and exc is not None:
-                return False  # the ROLLBACK failed on the dead connection: report the cause
-            raise
-        finally:
-            if exc is not None:
-                self.backend.drop_if_dead()
-
-
 def backend_for(db: peewee.Database) -> SqlBackend:
-    return PostgresBackend(db) if is_postgres(db) else SqliteBackend(db)
-
+    if is_postgres(db):
+        from coffee_team.queue.pg_backend import PostgresBackend  # builds on SqlBackend
+        return PostgresBackend(db)
+    return SqliteBackend(db)

@@ -13,6 +13,7 @@ from coffee_team import otel
 from coffee_team.errors import ContentError, QueueFullError, RoutingError, UnroutableError
 from coffee_team.queue.content import MAX_DEDUPE_KEY_CHARS, check_name, check_priority, encode_json
 from coffee_team.queue.routing import resolve_recipients
+from coffee_team.queue.wake import pg_channel
 from coffee_team.taskstate import check_delay
 
 _INSERT_CHUNK_ROWS = 500  # 9 params/row stays far below SQLite's 32766 limit
@@ -29,6 +30,7 @@ class EnqueueMixin:
     handles: Any
     max_queue_size: int
     _sql: Any
+    _folded: bool  # PostgreSQL: a single send is one statement (sql.PG_SEND_ONE)
 
     def send(self, sender: str, recipient: Optional[str], type: str, content: Any = None,
              priority: int = 5, dedupe_key: Optional[str] = None, delay: float = 0.0) -> int:
@@ -108,6 +110,14 @@ class EnqueueMixin:
     def _enqueue(self, rows: list[tuple]) -> list[int]:
         if not rows:
             return []
+        if self._folded and len(rows) == 1 and rows[0][_DEDUPE_KEY] is None:
+            recipient = rows[0][_RECIPIENT]
+            inserted = self.backend.run(self._sql.PG_SEND_ONE, (
+                recipient, *rows[0], self.max_queue_size, pg_channel(recipient))).fetchone()
+            if inserted is not None:
+                self._wake_recipients(rows)
+                return [inserted[0]]
+            # past the bound: count in a transaction below, exactly as any send does
         with self.backend.write_transaction():
             ids, new_rows = self._enqueue_locked(rows)
         self._wake_recipients(new_rows)

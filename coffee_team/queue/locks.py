@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import NamedTuple, Optional
 
 from coffee_team.queue import sql
-from coffee_team.queue.db import PostgresBackend, keep_when_idle, open_database, pg_connect
+from coffee_team.queue.db import keep_when_idle, open_database, pg_connect
+from coffee_team.queue.pg_backend import PostgresBackend
 from coffee_team.queue.wake import pg_poll
 
 # TCP keepalives: a silently lost network (no FIN, no RST) breaks the session within ~20 s,

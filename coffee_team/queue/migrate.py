@@ -9,8 +9,9 @@ import zlib
 import peewee
 
 from coffee_team.errors import SchemaTooNew
-from coffee_team.queue import sql
-from coffee_team.queue.db import PostgresBackend, SqlBackend, backend_for, is_postgres
+from coffee_team.queue import sql, sql_schema
+from coffee_team.queue.db import SqlBackend, backend_for, is_postgres
+from coffee_team.queue.pg_backend import PostgresBackend
 from coffee_team.queue.models import ALL_MODELS, SCHEMA_VERSION
 
 # bind_ctx() rebinds model classes process-wide; serialise it.
@@ -33,7 +34,7 @@ def migrate(db: peewee.Database, host: str = "") -> int:
     with _BIND_LOCK, db.bind_ctx(ALL_MODELS):
         with backend.write_transaction():
             if is_postgres(db):
-                backend.execute(sql.PG_MIGRATE_LOCK, (_PG_MIGRATE_LOCK_KEY,))
+                backend.execute(sql_schema.PG_MIGRATE_LOCK, (_PG_MIGRATE_LOCK_KEY,))
             tables = db.get_tables()
             if not _is_current(tables, db):
                 version = _current_version(db, tables)
@@ -55,8 +56,11 @@ def migrate(db: peewee.Database, host: str = "") -> int:
                     _add_task_counts(backend, db)
                 if "tasks" in tables:
                     _tasks_v7(db)
+                if version < 8:
+                    db.execute_sql(sql_schema.PG_METRICS_TIMESTAMP_INDEX if is_postgres(db)
+                                   else sql_schema.SQLITE_V8_DROP_METRICS_INDEX)
                 if version < SCHEMA_VERSION:
-                    backend.execute(sql.RECORD_SCHEMA_VERSION, (SCHEMA_VERSION, time.time()))
+                    backend.execute(sql_schema.RECORD_SCHEMA_VERSION, (SCHEMA_VERSION, time.time()))
     return SCHEMA_VERSION
 
 
@@ -74,19 +78,20 @@ def _add_queue_depth(backend: SqlBackend) -> None:
     date: fill the counter and drop the indexes the model no longer has."""
     for index in ("tasks_created_at", "tasks_recipient_status", "metrics_agent_task_type"):
         backend.execute(sql.drop_index(index))
-    backend.execute(sql.FILL_QUEUE_DEPTH)
+    backend.execute(sql_schema.FILL_QUEUE_DEPTH)
 
 
 def _add_task_counts(backend: SqlBackend, db: peewee.Database) -> None:
     """Schema 3: count the finished tasks once (the table was just created), then let the
     triggers keep the counts, in this same transaction so no change slips between."""
-    backend.execute(sql.FILL_TASK_COUNTS)
-    triggers = sql.PG_TASK_COUNT_TRIGGERS if is_postgres(db) else sql.SQLITE_TASK_COUNT_TRIGGERS
+    backend.execute(sql_schema.FILL_TASK_COUNTS)
+    triggers = (sql_schema.PG_TASK_COUNT_TRIGGERS if is_postgres(db)
+                else sql_schema.SQLITE_TASK_COUNT_TRIGGERS)
     for statement in triggers:
         backend.execute(statement)
 
 
-# Schema 2 on a version-1 tasks table (sql.py's V2 statements).  PostgreSQL alters it in
+# Schema 2 on a version-1 tasks table (sql_schema.py's V2 statements).  PostgreSQL alters it in
 # place; SQLite cannot change a CHECK constraint, so the table is rebuilt (renamed, created
 # anew, copied), all inside the migration's write transaction.  Old pending rows become due
 # at their creation time.
@@ -103,46 +108,46 @@ def _has_v2_tasks(db: peewee.Database) -> bool:
 
 def _tasks_v2_before(db: peewee.Database) -> None:
     """Before create_tables: make room for the version-2 tasks table and its claim index."""
-    for index in sql.V1_CLAIM_INDEXES:
+    for index in sql_schema.V1_CLAIM_INDEXES:
         db.execute_sql(sql.drop_index(index))
     if is_postgres(db):
-        db.execute_sql(sql.PG_V2_ADD_COLUMNS)
-        db.execute_sql(sql.PG_V2_DROP_CHECK)
-        db.execute_sql(sql.PG_V2_ADD_CHECK)
-        db.execute_sql(sql.V2_DUE_AT_CREATION)
+        db.execute_sql(sql_schema.PG_V2_ADD_COLUMNS)
+        db.execute_sql(sql_schema.PG_V2_DROP_CHECK)
+        db.execute_sql(sql_schema.PG_V2_ADD_CHECK)
+        db.execute_sql(sql_schema.V2_DUE_AT_CREATION)
     else:
-        db.execute_sql(sql.SQLITE_V2_RENAME)
+        db.execute_sql(sql_schema.SQLITE_V2_RENAME)
 
 
 def _tasks_v2_after(db: peewee.Database) -> None:
     """After create_tables: SQLite copies the rows into the new table (ids kept)."""
     if not is_postgres(db):
-        db.execute_sql(sql.SQLITE_V2_COPY)
-        db.execute_sql(sql.SQLITE_V2_DROP_OLD)
+        db.execute_sql(sql_schema.SQLITE_V2_COPY)
+        db.execute_sql(sql_schema.SQLITE_V2_DROP_OLD)
 
 
 def _restart_state_v4_before(db: peewee.Database, host: str) -> None:
     """Schema 4 keys restart_state by (agent, host): PostgreSQL changes the key in place,
     SQLite (which cannot) renames the table for create_tables to make the new one."""
     if is_postgres(db):
-        db.execute_sql(sql.PG_V4_ADD_HOST)
-        db.execute_sql(PostgresBackend.sql(sql.V4_RESTART_HOST), (host,))
-        db.execute_sql(sql.PG_V4_DROP_KEY)
-        db.execute_sql(sql.PG_V4_ADD_KEY)
+        db.execute_sql(sql_schema.PG_V4_ADD_HOST)
+        db.execute_sql(PostgresBackend.sql(sql_schema.V4_RESTART_HOST), (host,))
+        db.execute_sql(sql_schema.PG_V4_DROP_KEY)
+        db.execute_sql(sql_schema.PG_V4_ADD_KEY)
     else:
-        db.execute_sql(sql.SQLITE_V4_RENAME)
+        db.execute_sql(sql_schema.SQLITE_V4_RENAME)
 
 
 def _restart_state_v4_after(db: peewee.Database, host: str) -> None:
     if not is_postgres(db):
-        db.execute_sql(sql.SQLITE_V4_COPY, (host,))
-        db.execute_sql(sql.SQLITE_V4_DROP_OLD)
+        db.execute_sql(sql_schema.SQLITE_V4_COPY, (host,))
+        db.execute_sql(sql_schema.SQLITE_V4_DROP_OLD)
 
 
 def _current_version(db: peewee.Database, tables: list[str]) -> int:
     if "schema_version" not in tables:
         return 0
-    row = db.execute_sql(sql.SCHEMA_VERSION).fetchone()
+    row = db.execute_sql(sql_schema.SCHEMA_VERSION).fetchone()
     return int(row[0] or 0)
 
 
@@ -150,4 +155,4 @@ def _tasks_v7(db: peewee.Database) -> None:
     """Schema 7 on an older tasks table: add the traceparent column (a version-1 SQLite table
     was rebuilt by create_tables above and has it already)."""
     if not _has_column(db, "tasks", "traceparent"):
-        db.execute_sql(sql.V7_ADD_TRACEPARENT)
+        db.execute_sql(sql_schema.V7_ADD_TRACEPARENT)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from coffee_team.queue import models
-from coffee_team.taskstate import FINISHED
 
 # LIMIT ? with this returns every row: SQLite refuses LIMIT NULL and PostgreSQL a negative
 # LIMIT, but both take the largest bigint.
@@ -24,14 +22,27 @@ NO_LIMIT = 2 ** 63 - 1
 # Pending only (expired leases are released to pending first): equality on (recipient,
 # status) lets the claim index deliver rows already in priority, id order; an OR on status
 # would scan the whole recipient.  The RETURNING columns are ClaimedTask's fields, in order.
-CLAIM = (
+_CLAIM_PENDING = (
     "UPDATE tasks SET status = 'in_progress', claimed_by = ?, claimed_at = ?,"
     " lease_expires_at = ?, attempts = attempts + 1"
     " WHERE id IN (SELECT id FROM tasks WHERE recipient = ? AND status = 'pending'"
-    " AND run_after <= ?"  # delayed and backed-off tasks wait until due
+    " AND run_after <= ?")  # delayed and backed-off tasks wait until due
+_CLAIM_ORDER = (
     " ORDER BY priority, id LIMIT ?{lock})"
     " RETURNING id, sender, recipient, type, content, priority, attempts,"
     " created_at, lease_expires_at, traceparent")
+CLAIM = _CLAIM_PENDING + _CLAIM_ORDER
+# CLAIM without a read first: it claims nothing while the agent is paused or one of its leases
+# expired (uncorrelated, so each is one probe per statement); the caller then reads
+# WORK_AVAILABLE and releases and claims as before.  Parameters: CLAIM's, with (agent, now)
+# twice before the LIMIT.
+CLAIM_READY = (
+    _CLAIM_PENDING
+    + " AND NOT EXISTS (SELECT 1 FROM agent_pause WHERE agent = ?"
+    " AND (paused_until IS NULL OR paused_until > ?))"
+    " AND NOT EXISTS (SELECT 1 FROM tasks AS held WHERE held.recipient = ?"
+    " AND held.status = 'in_progress' AND held.lease_expires_at < ?)"
+    + _CLAIM_ORDER)
 # Expired leases go back to pending, or fail once out of attempts.  "attempts - failures":
 # max_attempts counts crash redeliveries only; handler failures have their own limit (retry:).
 RELEASE_EXPIRED = (
@@ -55,15 +66,26 @@ WORK_AVAILABLE = (
     " AND (paused_until IS NULL OR paused_until > ?))")
 # When the earliest pending task of a recipient comes due (bounds wait()).
 NEXT_DUE = "SELECT MIN(run_after) FROM tasks WHERE recipient = ? AND status = 'pending'"
-FINISH = (
-    "UPDATE tasks SET status = ?, completed_at = ?, result = ?, error = ?,"
-    " lease_expires_at = NULL WHERE id = ? AND status = 'in_progress'"
-    " RETURNING claimed_by, type, claimed_at")
+_FINISH = ("UPDATE tasks SET status = ?, completed_at = ?, result = ?, error = ?,"
+           " lease_expires_at = NULL WHERE id = ? AND status = 'in_progress'")
+FINISH = _FINISH + " RETURNING claimed_by, type, claimed_at"
 # FINISH, only if the given agent still holds the task.
-FINISH_BY = (
-    "UPDATE tasks SET status = ?, completed_at = ?, result = ?, error = ?,"
-    " lease_expires_at = NULL WHERE id = ? AND status = 'in_progress'"
-    " AND claimed_by = ? RETURNING claimed_by, type, claimed_at")
+FINISH_BY = _FINISH + " AND claimed_by = ? RETURNING claimed_by, type, claimed_at"
+# PostgreSQL folds the metrics row into the same statement: FINISH_BY's parameters; a row
+# (the agent) when the task finished.
+_METRIC_OF_FINISHED = (
+    "INSERT INTO metrics (agent, task_type, duration_ms, timestamp)"
+    " SELECT claimed_by, type, GREATEST(0.0, (completed_at - claimed_at) * 1000.0),"
+    " completed_at FROM finished RETURNING agent")
+_FINISHED_BY = (f"WITH finished AS ({_FINISH} AND claimed_by = ?"
+                " RETURNING claimed_by, type, claimed_at, completed_at)")
+PG_FINISH_BY_WITH_METRIC = f"{_FINISHED_BY} {_METRIC_OF_FINISHED}"
+# One statement, one transaction: complete (FINISH_BY's parameters) and CLAIM_READY.  Rows:
+# (finished 0/1, then ClaimedTask's fields, all NULL when nothing was claimed).
+PG_COMPLETE_AND_CLAIM = (
+    f"{_FINISHED_BY}, metric AS ({_METRIC_OF_FINISHED}), claimed AS ({CLAIM_READY})"
+    " SELECT (SELECT COUNT(*) FROM metric), claimed.* FROM (SELECT 1) AS one"
+    " LEFT JOIN claimed ON TRUE")
 # Leases of running tasks, kept fresh by the working agent's heartbeat thread: the task is
 # still this agent's work while it is in progress and claimed by it (a cancel, requeue or
 # expiry release ends that).
@@ -88,6 +110,18 @@ ADD_PENDING = (
     " ON CONFLICT (recipient) DO UPDATE"
     " SET pending_bound = queue_depth.pending_bound + excluded.pending_bound"
     " RETURNING pending_bound")
+# One send on PostgreSQL in one statement: ADD_PENDING, the insert unless that passes
+# max_queue_size (then the caller takes the counting path; the bound stays an upper bound),
+# and the recipient's NOTIFY.  Parameters: recipient, sql.insert_tasks' 9, max_queue_size,
+# channel.  Casts: an INSERT ... SELECT does not type its parameters from the columns.
+PG_SEND_ONE = (
+    "WITH depth AS (INSERT INTO queue_depth (recipient, pending_bound) VALUES (?, 1)"
+    " ON CONFLICT (recipient) DO UPDATE SET pending_bound = queue_depth.pending_bound + 1"
+    " RETURNING pending_bound), task AS (INSERT INTO tasks (sender, recipient, type, content,"
+    " priority, created_at, dedupe_key, run_after, traceparent, status, attempts)"
+    " SELECT ?, ?, ?, ?, CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), ?,"
+    " CAST(? AS DOUBLE PRECISION), ?, 'pending', 0 FROM depth WHERE pending_bound <= ?"
+    " RETURNING id) SELECT id, pg_notify(?, '') FROM task")
 SET_PENDING = "UPDATE queue_depth SET pending_bound = ? WHERE recipient = ?"
 # The truth, capped: at most max_queue_size + 1 index steps.
 COUNT_PENDING = (
@@ -102,6 +136,18 @@ LIVE_DEDUPE = (
 # Sent inside the write transaction: PostgreSQL delivers at COMMIT and folds duplicates.
 PG_NOTIFY_ONE = "SELECT pg_notify(?, '')"
 PG_NOTIFY_MANY = "SELECT pg_notify(c, '') FROM unnest(?::text[]) AS c"
+
+# The hot path's statements, which PostgreSQL parses and plans once per connection
+# (PREPARE, then EXECUTE: pg_backend.PostgresBackend) instead of on every call.
+PG_PREPARED = frozenset((
+    "CLAIM", "CLAIM_READY", "RELEASE_EXPIRED", "WORK_AVAILABLE", "NEXT_DUE", "FINISH",
+    "FINISH_BY", "PG_FINISH_BY_WITH_METRIC", "PG_COMPLETE_AND_CLAIM", "HOLDS_TASK",
+    "RENEW_LEASE", "ADD_METRIC", "ADD_PENDING", "PG_SEND_ONE", "LIVE_DEDUPE",
+    "PG_NOTIFY_ONE", "PG_NOTIFY_MANY"))
+# Of those, the writes that run as a transaction of their own (outside write_transaction()):
+# a lost connection must not make them run twice (pg_backend.PostgresBackend.run).
+PG_SINGLE_WRITES = frozenset(("CLAIM_READY", "PG_SEND_ONE", "PG_FINISH_BY_WITH_METRIC",
+                              "PG_COMPLETE_AND_CLAIM"))
 
 # --- journal (journal.py) -------------------------------------------------------------------
 
@@ -269,49 +315,8 @@ NOTIFICATION_LEVEL_COUNTS = "SELECT level, COUNT(*) FROM notifications GROUP BY 
 METRICS_AFTER = ("SELECT id, agent, task_type, duration_ms FROM metrics WHERE id > ?"
                  " ORDER BY id LIMIT ?")
 
-# --- schema (db.py) -------------------------------------------------------------------------
+# --- SQLite connections (db.py) ---------------------------------------------------------------
 
-SCHEMA_VERSION = "SELECT MAX(version) FROM schema_version"
-RECORD_SCHEMA_VERSION = "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"
-# Serialises concurrent migrations (SQLite has BEGIN IMMEDIATE for that); ends with the
-# transaction.
-PG_MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(?)"
-# A version-1 database made before the queue_depth counter: fill the counter.
-FILL_QUEUE_DEPTH = ("INSERT INTO queue_depth (recipient, pending_bound) SELECT recipient,"
-                    " COUNT(*) FROM tasks WHERE status = 'pending' GROUP BY recipient")
-# Schema 3: task_counts filled once from the rows, then kept by triggers.
-FILL_TASK_COUNTS = ("INSERT INTO task_counts (recipient, status, n) SELECT recipient, status,"
-                    " COUNT(*) FROM tasks WHERE status IN ('completed', 'failed', 'cancelled')"
-                    " GROUP BY recipient, status")
-_FINISHED = "({})".format(", ".join(f"'{s}'" for s in FINISHED))
-SQLITE_TASK_COUNT_TRIGGERS = (
-    "CREATE TRIGGER IF NOT EXISTS tasks_count_update AFTER UPDATE OF status ON tasks"
-    f" WHEN OLD.status <> NEW.status AND (OLD.status IN {_FINISHED}"
-    f" OR NEW.status IN {_FINISHED}) BEGIN"
-    " INSERT OR IGNORE INTO task_counts (recipient, status, n)"
-    f" SELECT NEW.recipient, NEW.status, 0 WHERE NEW.status IN {_FINISHED};"
-    " UPDATE task_counts SET n = n + 1 WHERE recipient = NEW.recipient AND status = NEW.status;"
-    " UPDATE task_counts SET n = n - 1 WHERE recipient = OLD.recipient AND status = OLD.status;"
-    " END",
-    "CREATE TRIGGER IF NOT EXISTS tasks_count_delete AFTER DELETE ON tasks"
-    f" WHEN OLD.status IN {_FINISHED} BEGIN"
-    " UPDATE task_counts SET n = n - 1 WHERE recipient = OLD.recipient AND status = OLD.status;"
-    " END",
-)
-PG_TASK_COUNT_TRIGGERS = (
-    "CREATE OR REPLACE FUNCTION coffee_count_finished() RETURNS trigger LANGUAGE plpgsql AS $$"
-    f" BEGIN IF OLD.status IN {_FINISHED} THEN"
-    " UPDATE task_counts SET n = n - 1 WHERE recipient = OLD.recipient AND status = OLD.status;"
-    f" END IF; IF TG_OP = 'UPDATE' AND NEW.status IN {_FINISHED} THEN"
-    " INSERT INTO task_counts (recipient, status, n) VALUES (NEW.recipient, NEW.status, 1)"
-    " ON CONFLICT (recipient, status) DO UPDATE SET n = task_counts.n + 1;"
-    " END IF; RETURN NULL; END $$",
-    "CREATE OR REPLACE TRIGGER tasks_count_update AFTER UPDATE OF status ON tasks FOR EACH ROW"
-    f" WHEN (OLD.status <> NEW.status AND (OLD.status IN {_FINISHED}"
-    f" OR NEW.status IN {_FINISHED})) EXECUTE FUNCTION coffee_count_finished()",
-    "CREATE OR REPLACE TRIGGER tasks_count_delete AFTER DELETE ON tasks FOR EACH ROW"
-    f" WHEN (OLD.status IN {_FINISHED}) EXECUTE FUNCTION coffee_count_finished()",
-)
 SQLITE_JOURNAL_MODE = "PRAGMA journal_mode"
 SQLITE_USE_WAL = "PRAGMA journal_mode = wal"
 # IMMEDIATE takes the write lock up front: no deadlock-prone upgrade from a read lock.
@@ -319,39 +324,6 @@ SQLITE_BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
 SQLITE_COMMIT = "COMMIT"
 SQLITE_ROLLBACK = "ROLLBACK"
 SQLITE_LAST_TASK_ROWID = "SELECT MAX(rowid) FROM tasks"
-
-# Schema 2 on a version-1 tasks table (migrate._tasks_v2_before/_after).
-V1_TASK_COLUMNS = ("id, sender, recipient, type, content, priority, created_at, completed_at,"
-                   " status, claimed_by, claimed_at, lease_expires_at, attempts, dedupe_key,"
-                   " error, result")
-V1_CLAIM_INDEXES = ("tasks_recipient_status_priority_id", "tasks_live_dedupe_key")
-PG_V2_ADD_COLUMNS = ("ALTER TABLE tasks ADD COLUMN failures INTEGER NOT NULL DEFAULT 0,"
-                     " ADD COLUMN run_after DOUBLE PRECISION NOT NULL DEFAULT 0,"
-                     " ADD COLUMN escalated_at DOUBLE PRECISION, ADD COLUMN errors TEXT")
-PG_V2_DROP_CHECK = "ALTER TABLE tasks DROP CONSTRAINT IF EXISTS tasks_status_check"
-PG_V2_ADD_CHECK = "ALTER TABLE tasks ADD CONSTRAINT tasks_status_check " + models.STATUS_CHECK
-SQLITE_V2_RENAME = "ALTER TABLE tasks RENAME TO tasks_v1"
-SQLITE_V2_COPY = (f"INSERT INTO tasks ({V1_TASK_COLUMNS}, run_after, failures)"
-                  f" SELECT {V1_TASK_COLUMNS}, created_at, 0 FROM tasks_v1")
-SQLITE_V2_DROP_OLD = "DROP TABLE tasks_v1"
-V2_DUE_AT_CREATION = "UPDATE tasks SET run_after = created_at WHERE status = 'pending'"
-
-# Schema 4: restart_state gains host in its key (migrate._restart_state_v4_before/_after); the rows
-# of a version-2 database go to the host that upgrades it (one host: nothing changes).
-V2_RESTART_COLUMNS = ("agent, attempts, next_restart_at, given_up, running_since, last_crash_at,"
-                      " hang_restart")
-PG_V4_ADD_HOST = "ALTER TABLE restart_state ADD COLUMN host VARCHAR(255) NOT NULL DEFAULT ''"
-PG_V4_DROP_KEY = "ALTER TABLE restart_state DROP CONSTRAINT IF EXISTS restart_state_pkey"
-PG_V4_ADD_KEY = "ALTER TABLE restart_state ADD PRIMARY KEY (agent, host)"
-V4_RESTART_HOST = "UPDATE restart_state SET host = ?"
-SQLITE_V4_RENAME = "ALTER TABLE restart_state RENAME TO restart_state_v2"
-SQLITE_V4_COPY = (f"INSERT INTO restart_state ({V2_RESTART_COLUMNS}, host)"
-                  f" SELECT {V2_RESTART_COLUMNS}, ? FROM restart_state_v2")
-SQLITE_V4_DROP_OLD = "DROP TABLE restart_state_v2"
-
-# Schema 7: tasks carry their sender's W3C trace context (migrate._tasks_v7); a plain nullable
-# column, so both dialects add it in place and old rows simply have none.
-V7_ADD_TRACEPARENT = "ALTER TABLE tasks ADD COLUMN traceparent TEXT"
 
 # --- agent locks (locks.py), on a dedicated PostgreSQL session ------------------------------
 

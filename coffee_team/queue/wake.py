@@ -8,6 +8,7 @@ spurious datagram costs latency at worst, never a task.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import select
 import socket
@@ -129,6 +130,7 @@ def _socket_is_live(path: str) -> bool:
 
 # --- PostgreSQL: LISTEN/NOTIFY ------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1024)
 def pg_channel(agent: str) -> str:
     """The NOTIFY channel of one recipient: a stable, always-valid identifier (agent names
     may be 100 characters; channels are at most 63)."""

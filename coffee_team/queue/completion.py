@@ -1,0 +1,110 @@
+"""The end of a task's run: completion (with its follow-ups and metrics row), and an agent's
+completion fused with its next claim.
+
+CompletionMixin is mixed into MessageQueue (core.py), which provides ``backend``, ``_sql``,
+``clock``, ``_folded`` (PostgreSQL: statements folded together), the claim steps
+(``_claim_rows``, ``_claim_locked``, ``_ready_params``, ``_claimed_tasks``) and the sending
+side (``_prepare_messages``, ``_enqueue_locked``, ``_wake_recipients``).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Optional
+
+from coffee_team import otel
+from coffee_team.errors import ContentError, UnstorableResult
+from coffee_team.queue.content import encode_json
+
+
+class CompletionMixin:
+    backend: Any
+    clock: Any
+    _sql: Any
+    _folded: bool
+
+    def mark_completed(self, task_id: int, result: Any = None, *, agent: Optional[str] = None,
+                       follow_ups: Iterable[Mapping[str, Any]] = ()) -> bool:
+        """Complete an in-progress task (optionally only if ``agent`` holds it).
+
+        ``follow_ups`` (dicts of send()'s arguments) are enqueued in the same transaction, so
+        a task's messages exist if and only if it completed: a crash can never send them twice.
+        They continue the trace of the span that is current (the agent's handling of the task).
+        """
+        try:
+            result_json = encode_json(result, "result")
+        except ContentError as exc:  # the handler's value, not the caller's arguments
+            raise UnstorableResult(str(exc)) from None
+        with otel.sending("follow-ups") if follow_ups else otel.OFF as trace:
+            return self._finish(task_id, "completed", result=result_json, agent=agent,
+                                follow_ups=self._prepare_messages(follow_ups, trace))
+
+    def complete_and_claim(self, task_id: int, result: Any = None, *, agent: str,
+                           follow_ups: Iterable[Mapping[str, Any]] = (),
+                           limit: int = 1) -> tuple[bool, list]:
+        """mark_completed(task_id, result, agent=agent, follow_ups=...) then claim(agent, limit),
+        in one transaction (on PostgreSQL without follow-ups, one statement): (completed, the
+        tasks claimed).  The claim happens whether or not the completion did (the task may have
+        been cancelled or requeued meanwhile), exactly as the two calls in a row would do."""
+        try:
+            result_json = encode_json(result, "result")
+        except ContentError as exc:
+            raise UnstorableResult(str(exc)) from None
+        with otel.sending("follow-ups") if follow_ups else otel.OFF as trace:
+            return self._complete_and_claim(task_id, result_json, agent,
+                                            self._prepare_messages(follow_ups, trace), limit)
+
+    def _complete_and_claim(self, task_id: int, result_json: str, agent: str, rows: list,
+                            limit: int) -> tuple[bool, list]:
+        now, backend, sent = self.clock(), self.backend, ()
+        finish = ("completed", now, result_json, None, task_id, agent)
+        if self._folded and not rows:
+            fused = backend.run(self._sql.PG_COMPLETE_AND_CLAIM,
+                                finish + self._ready_params(agent, limit, now)).fetchall()
+            completed = bool(fused[0][0])
+            claimed = [row[1:] for row in fused if row[1] is not None]
+            if not claimed:  # paused, a lease expired, or nothing due: claim()'s slow path
+                claimed = self._claim_rows(agent, limit, ready_tried=True)
+        else:
+            with backend.write_transaction():
+                completed = self._finish_locked(finish, now)
+                if completed and rows:
+                    _, sent = self._enqueue_locked(rows)
+                claimed = self._claim_locked(agent, limit, now)
+            self._wake_recipients(list(sent))
+        tasks = self._claimed_tasks(claimed, agent)
+        if claimed and not tasks:  # every row claimed was unreadable: take the next
+            tasks = self.claim(agent, limit)
+        if len(tasks) > 1:
+            tasks.sort(key=lambda t: (t.priority, t.id))
+        return completed, tasks
+
+    def _finish(self, task_id: int, status: str, *, result: Optional[str] = None,
+                error: Optional[str] = None, agent: Optional[str] = None,
+                follow_ups: list[tuple] = ()) -> bool:
+        now, sent = self.clock(), ()
+        params = (status, now, result, error, task_id, agent)
+        if self._folded and agent is not None and not follow_ups:
+            finished = self._finish_locked(params, now)  # one statement: its own transaction
+        else:
+            with self.backend.write_transaction():
+                finished = self._finish_locked(params, now)
+                if finished and follow_ups:
+                    _, sent = self._enqueue_locked(follow_ups)
+        self._wake_recipients(list(sent))
+        return finished
+
+    def _finish_locked(self, params: tuple, now: float) -> bool:
+        """Finish a task in progress (sql.FINISH_BY's parameters; agent None: whoever holds
+        it) and record its duration in metrics. True if it was in progress (for the agent)."""
+        if self._folded and params[-1] is not None:
+            return self.backend.run(self._sql.PG_FINISH_BY_WITH_METRIC, params).fetchone() \
+                is not None
+        if params[-1] is None:
+            row = self.backend.run(self._sql.FINISH, params[:-1]).fetchone()
+        else:
+            row = self.backend.run(self._sql.FINISH_BY, params).fetchone()
+        if row is None:
+            return False
+        claimed_by, task_type, claimed_at = row
+        self.backend.run(self._sql.ADD_METRIC, (claimed_by, task_type,
+                                               max(0.0, (now - claimed_at) * 1000.0), now))
+        return True

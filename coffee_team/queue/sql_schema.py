@@ -1,0 +1,86 @@
+"""The statements that create and upgrade the schema (migrate.py), apart from the ones every
+call runs (sql.py); written with ``?`` placeholders like those, run through ``backend.execute``.
+"""
+from __future__ import annotations
+
+from coffee_team.queue import models
+from coffee_team.taskstate import FINISHED
+
+SCHEMA_VERSION = "SELECT MAX(version) FROM schema_version"
+RECORD_SCHEMA_VERSION = "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"
+# Serialises concurrent migrations (SQLite has BEGIN IMMEDIATE for that); ends with the
+# transaction.
+PG_MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(?)"
+# A version-1 database made before the queue_depth counter: fill the counter.
+FILL_QUEUE_DEPTH = ("INSERT INTO queue_depth (recipient, pending_bound) SELECT recipient,"
+                    " COUNT(*) FROM tasks WHERE status = 'pending' GROUP BY recipient")
+# Schema 3: task_counts filled once from the rows, then kept by triggers.
+FILL_TASK_COUNTS = ("INSERT INTO task_counts (recipient, status, n) SELECT recipient, status,"
+                    " COUNT(*) FROM tasks WHERE status IN ('completed', 'failed', 'cancelled')"
+                    " GROUP BY recipient, status")
+_FINISHED = "({})".format(", ".join(f"'{s}'" for s in FINISHED))
+SQLITE_TASK_COUNT_TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS tasks_count_update AFTER UPDATE OF status ON tasks"
+    f" WHEN OLD.status <> NEW.status AND (OLD.status IN {_FINISHED}"
+    f" OR NEW.status IN {_FINISHED}) BEGIN"
+    " INSERT OR IGNORE INTO task_counts (recipient, status, n)"
+    f" SELECT NEW.recipient, NEW.status, 0 WHERE NEW.status IN {_FINISHED};"
+    " UPDATE task_counts SET n = n + 1 WHERE recipient = NEW.recipient AND status = NEW.status;"
+    " UPDATE task_counts SET n = n - 1 WHERE recipient = OLD.recipient AND status = OLD.status;"
+    " END",
+    "CREATE TRIGGER IF NOT EXISTS tasks_count_delete AFTER DELETE ON tasks"
+    f" WHEN OLD.status IN {_FINISHED} BEGIN"
+    " UPDATE task_counts SET n = n - 1 WHERE recipient = OLD.recipient AND status = OLD.status;"
+    " END",
+)
+PG_TASK_COUNT_TRIGGERS = (
+    "CREATE OR REPLACE FUNCTION coffee_count_finished() RETURNS trigger LANGUAGE plpgsql AS $$"
+    f" BEGIN IF OLD.status IN {_FINISHED} THEN"
+    " UPDATE task_counts SET n = n - 1 WHERE recipient = OLD.recipient AND status = OLD.status;"
+    f" END IF; IF TG_OP = 'UPDATE' AND NEW.status IN {_FINISHED} THEN"
+    " INSERT INTO task_counts (recipient, status, n) VALUES (NEW.recipient, NEW.status, 1)"
+    " ON CONFLICT (recipient, status) DO UPDATE SET n = task_counts.n + 1;"
+    " END IF; RETURN NULL; END $$",
+    "CREATE OR REPLACE TRIGGER tasks_count_update AFTER UPDATE OF status ON tasks FOR EACH ROW"
+    f" WHEN (OLD.status <> NEW.status AND (OLD.status IN {_FINISHED}"
+    f" OR NEW.status IN {_FINISHED})) EXECUTE FUNCTION coffee_count_finished()",
+    "CREATE OR REPLACE TRIGGER tasks_count_delete AFTER DELETE ON tasks FOR EACH ROW"
+    f" WHEN (OLD.status IN {_FINISHED}) EXECUTE FUNCTION coffee_count_finished()",
+)
+# Schema 2 on a version-1 tasks table (migrate._tasks_v2_before/_after).
+V1_TASK_COLUMNS = ("id, sender, recipient, type, content, priority, created_at, completed_at,"
+                   " status, claimed_by, claimed_at, lease_expires_at, attempts, dedupe_key,"
+                   " error, result")
+V1_CLAIM_INDEXES = ("tasks_recipient_status_priority_id", "tasks_live_dedupe_key")
+PG_V2_ADD_COLUMNS = ("ALTER TABLE tasks ADD COLUMN failures INTEGER NOT NULL DEFAULT 0,"
+                     " ADD COLUMN run_after DOUBLE PRECISION NOT NULL DEFAULT 0,"
+                     " ADD COLUMN escalated_at DOUBLE PRECISION, ADD COLUMN errors TEXT")
+PG_V2_DROP_CHECK = "ALTER TABLE tasks DROP CONSTRAINT IF EXISTS tasks_status_check"
+PG_V2_ADD_CHECK = "ALTER TABLE tasks ADD CONSTRAINT tasks_status_check " + models.STATUS_CHECK
+SQLITE_V2_RENAME = "ALTER TABLE tasks RENAME TO tasks_v1"
+SQLITE_V2_COPY = (f"INSERT INTO tasks ({V1_TASK_COLUMNS}, run_after, failures)"
+                  f" SELECT {V1_TASK_COLUMNS}, created_at, 0 FROM tasks_v1")
+SQLITE_V2_DROP_OLD = "DROP TABLE tasks_v1"
+V2_DUE_AT_CREATION = "UPDATE tasks SET run_after = created_at WHERE status = 'pending'"
+
+# Schema 4: restart_state gains host in its key (migrate._restart_state_v4_before/_after); the rows
+# of a version-2 database go to the host that upgrades it (one host: nothing changes).
+V2_RESTART_COLUMNS = ("agent, attempts, next_restart_at, given_up, running_since, last_crash_at,"
+                      " hang_restart")
+PG_V4_ADD_HOST = "ALTER TABLE restart_state ADD COLUMN host VARCHAR(255) NOT NULL DEFAULT ''"
+PG_V4_DROP_KEY = "ALTER TABLE restart_state DROP CONSTRAINT IF EXISTS restart_state_pkey"
+PG_V4_ADD_KEY = "ALTER TABLE restart_state ADD PRIMARY KEY (agent, host)"
+V4_RESTART_HOST = "UPDATE restart_state SET host = ?"
+SQLITE_V4_RENAME = "ALTER TABLE restart_state RENAME TO restart_state_v2"
+SQLITE_V4_COPY = (f"INSERT INTO restart_state ({V2_RESTART_COLUMNS}, host)"
+                  f" SELECT {V2_RESTART_COLUMNS}, ? FROM restart_state_v2")
+SQLITE_V4_DROP_OLD = "DROP TABLE restart_state_v2"
+
+# Schema 7: tasks carry their sender's W3C trace context (migrate._tasks_v7); a plain nullable
+# column, so both dialects add it in place and old rows simply have none.
+V7_ADD_TRACEPARENT = "ALTER TABLE tasks ADD COLUMN traceparent TEXT"
+
+
+# Schema 8: the metrics timestamp index only where it costs no hot-path page (see models.Metric).
+PG_METRICS_TIMESTAMP_INDEX = "CREATE INDEX IF NOT EXISTS metrics_timestamp ON metrics (timestamp)"
+SQLITE_V8_DROP_METRICS_INDEX = "DROP INDEX IF EXISTS metrics_timestamp"
