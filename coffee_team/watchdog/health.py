@@ -1,13 +1,22 @@
-"""Health probes for the watchdog: psutil samples of process trees (heartbeats: heartbeat.py).
+"""Health probes for the watchdog: CPU and RSS of every agent's process tree from one pass over
+the process table (coffee_team.proctable), and heartbeat times read only when the file changed.
 
-CPU is measured without sleeping: psutil's interval-less ``cpu_percent`` compares against the
-previous call on the same Process object, so the objects are kept between checks.
+CPU is measured without sleeping: the CPU time a tree used since the previous pass, over the
+wall time between the two passes. Only the previous pass is kept, so an agent that restarted
+or left the team leaves nothing behind.
 """
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
 
 import psutil
+
+from coffee_team.heartbeat import heartbeat_path, last_beat, read_heartbeat
+from coffee_team.proctable import Proc, ProcessTable
 
 
 @dataclass(frozen=True)
@@ -26,31 +35,74 @@ def is_frozen(pid: int) -> bool:
         return True
 
 
+def cpu_seconds_since(before: Mapping[int, Proc], before_at: float,
+                      tree: Mapping[int, Proc]) -> float:
+    """CPU seconds ``tree`` (pid -> Proc now) used since the pass at ``before_at`` that saw
+    ``before``. A process seen then counts its growth (the same pid with another start time is
+    a new process); one started since counts whole; one already running but not seen then
+    (the first pass) counts nothing, as there is no reading to compare with."""
+    used = 0.0
+    for pid, proc in tree.items():
+        seen = before.get(pid)
+        if seen is not None and seen.started == proc.started:
+            used += max(0.0, proc.cpu_seconds - seen.cpu_seconds)
+        elif proc.started >= before_at:
+            used += proc.cpu_seconds
+    return used
+
+
 class TreeSampler:
-    """CPU% and RSS of a process and all its descendants (handlers included)."""
+    """CPU% and RSS of process trees (handlers included), every tree from one table pass."""
+
+    def __init__(self, read_table: Callable[[], ProcessTable] = ProcessTable.read,
+                 clock: Callable[[], float] = time.time):
+        self._read_table = read_table
+        self._clock = clock  # epoch seconds, as the table's start times
+        self._before: dict[int, Proc] = {}
+        self._before_at: float | None = None
+
+    def sample(self, pids: Iterable[int]) -> dict[int, Usage]:
+        """Usage of each tree rooted at one of ``pids``; a pid that is gone is left out."""
+        table, now = self._read_table(), self._clock()
+        usage, seen = {}, {}
+        for pid in pids:
+            tree = {p: table.procs[p] for p in table.tree(pid)}
+            if not tree:
+                continue
+            cpu = 0.0
+            if self._before_at is not None and now > self._before_at:
+                used = cpu_seconds_since(self._before, self._before_at, tree)
+                cpu = 100.0 * used / (now - self._before_at)
+            rss = sum(proc.rss for proc in tree.values())
+            usage[pid] = Usage(round(cpu, 1), round(rss / 2**20, 1))
+            seen.update(tree)
+        self._before, self._before_at = seen, now
+        return usage
+
+
+class HeartbeatFiles:
+    """Each agent's last heartbeat time; the file is parsed again only when a stat shows it
+    was replaced (the agent writes it atomically: a new inode, size or mtime)."""
 
     def __init__(self):
-        self._trees: dict[int, dict[int, psutil.Process]] = {}
+        self._known: dict[str, tuple[tuple[int, int, int], float | None]] = {}
 
-    def sample(self, pid: int) -> Usage | None:
-        known = self._trees.setdefault(pid, {})
+    def last_beat(self, status_dir: Path, agent: str) -> float | None:
         try:
-            root = known.get(pid) or psutil.Process(pid)
-            tree = [root] + root.children(recursive=True)
-        except psutil.Error:
-            self._trees.pop(pid, None)
+            st = os.stat(heartbeat_path(status_dir, agent))
+        except OSError:
+            self._known.pop(agent, None)
             return None
-        cpu, rss, current = 0.0, 0, {}
-        for proc in tree:
-            tracked = known.get(proc.pid)
-            try:
-                if tracked is None:
-                    tracked = proc
-                    tracked.cpu_percent(None)  # prime: the first reading is always 0.0
-                cpu += tracked.cpu_percent(None)
-                rss += tracked.memory_info().rss
-                current[proc.pid] = tracked
-            except psutil.Error:
-                continue
-        self._trees[pid] = current
-        return Usage(round(cpu, 1), round(rss / 2**20, 1))
+        signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+        known = self._known.get(agent)
+        if known is not None and known[0] == signature:
+            return known[1]
+        last = last_beat(read_heartbeat(status_dir, agent))
+        self._known[agent] = (signature, last)
+        return last
+
+    def forget(self, keep: Iterable[str]) -> None:
+        """Drop every agent not in ``keep``."""
+        keep = set(keep)
+        for agent in set(self._known) - keep:
+            del self._known[agent]
