@@ -45,8 +45,8 @@ class HealthChecks:
                 self.heartbeat_seen.pop(spec.name, None)
                 self.heartbeat_next_look.pop(spec.name, None)
                 continue
-            if policy.heartbeat_due(self.heartbeat_next_look.get(spec.name), now,
-                                    self.team.settings.heartbeat_stale_after):
+            if policy.is_due(self.heartbeat_next_look.get(spec.name), now,
+                             self.team.settings.heartbeat_stale_after):
                 if self._check_heartbeat(spec, now, info["pid"]):
                     continue  # stopped for hanging: its tree is on its way out
             running.append((spec, info["pid"]))

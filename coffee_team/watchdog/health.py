@@ -79,6 +79,10 @@ class TreeSampler:
         self._before, self._before_at = seen, now
         return usage
 
+    def tracked(self) -> set[int]:
+        """The pids kept from the last pass: only those of the trees sampled then."""
+        return set(self._before)
+
 
 class HeartbeatFiles:
     """Each agent's last heartbeat time; the file is parsed again only when a stat shows it

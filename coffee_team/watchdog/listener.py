@@ -306,7 +306,8 @@ class Watchdog(HealthChecks):
         if not self.database_file_usable():
             return
         self.restart_due()
-        if self.clock() >= self.next_health_check:
+        if policy.is_due(self.next_health_check, self.clock(),
+                         self.team.settings.health_check_interval):
             self.health_check()
         if self.clock() >= self.next_cleanup:
             self.cleanup()

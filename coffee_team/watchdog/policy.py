@@ -184,6 +184,13 @@ def next_wakeup(states: Mapping[str, RestartState], now: float) -> float | None:
     return min(waits, default=None)
 
 
+def is_due(next_at: float | None, now: float, longest_wait: float) -> bool:
+    """Is something planned for ``next_at`` (None: at every chance) due at ``now``? Also when
+    ``next_at`` is further away than it is ever planned (``longest_wait``): the clock went
+    back, and what was planned by the old clock would wait that much longer."""
+    return next_at is None or not 0 < next_at - now <= longest_wait
+
+
 def restart_states_due(read_at: float | None, known: Mapping[str, RestartState], now: float,
                        refresh_every: float) -> bool:
     """Must the timers read every restart state from the database again?
@@ -225,13 +232,6 @@ def heartbeat_next_look(last_heartbeat: float | None, status: str,
     if status == FRESH and last_heartbeat is not None:
         return last_heartbeat + stale_after
     return None
-
-
-def heartbeat_due(next_look: float | None, now: float, stale_after: float) -> bool:
-    """Is an agent's heartbeat to be read at the check at ``now``? Also when ``next_look``
-    is further away than a fresh heartbeat can last: the clock went back, and the agent's
-    next heartbeat will be written with the clock as it is now."""
-    return next_look is None or not 0 < next_look - now <= stale_after
 
 
 def heartbeat_counted_from(last_heartbeat: float | None, disk_full_at: float | None,
