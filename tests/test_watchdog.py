@@ -827,8 +827,8 @@ def test_memory_limit_restarts_after_two_checks_in_a_row(make_rig):
 
 def count_heartbeat_reads(rig, monkeypatch):
     reads = []
-    real = rig.wd.heartbeat_files.last_beat
-    monkeypatch.setattr(rig.wd.heartbeat_files, "last_beat",
+    real = rig.wd.heartbeat_files.read
+    monkeypatch.setattr(rig.wd.heartbeat_files, "read",
                         lambda d, name: reads.append(rig.clock()) or real(d, name))
     return reads
 

@@ -1,6 +1,7 @@
 """What the watchdog reads, and when: the pure scheduling rules (policy.heartbeat_next_look,
-is_due, restart_states_due), the one-pass tree sampler and the heartbeat file cache
-(health.py). No process is started and nothing sleeps: tables and clocks are passed in."""
+is_due, restart_states_due), the one-pass tree sampler (health.py) and the heartbeat file
+cache (heartbeat.HeartbeatFiles). No process is started and nothing sleeps: tables and clocks
+are passed in."""
 from __future__ import annotations
 
 import os
@@ -9,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coffee_team.heartbeat import write_heartbeat
+from coffee_team import heartbeat
+from coffee_team.heartbeat import HeartbeatFiles, write_heartbeat
 from coffee_team.proctable import Proc, ProcessTable
-from coffee_team.watchdog import health
-from coffee_team.watchdog.health import HeartbeatFiles, TreeSampler, Usage, cpu_seconds_since
+from coffee_team.watchdog.health import TreeSampler, Usage, cpu_seconds_since
 from coffee_team.watchdog.policy import (
     FRESH,
     HEARTBEAT_STATUSES,
@@ -186,31 +187,31 @@ def test_sampler_on_the_real_process_table():
 
 def test_heartbeat_file_is_parsed_again_only_when_replaced(tmp_path, monkeypatch):
     parsed = []
-    real = health.read_heartbeat
-    monkeypatch.setattr(health, "read_heartbeat",
+    real = heartbeat.read_heartbeat
+    monkeypatch.setattr(heartbeat, "read_heartbeat",
                         lambda d, a: parsed.append(a) or real(d, a))
     files = HeartbeatFiles()
-    assert files.last_beat(tmp_path, "ann") is None  # missing: nothing to parse
+    assert files.read(tmp_path, "ann") == {}  # missing: nothing to parse
     write_heartbeat(tmp_path, "ann", {"last_heartbeat": T0})
-    assert [files.last_beat(tmp_path, "ann") for _ in range(3)] == [T0] * 3
+    assert [files.read(tmp_path, "ann") for _ in range(3)] == [{"last_heartbeat": T0}] * 3
     assert parsed == ["ann"]
     write_heartbeat(tmp_path, "ann", {"last_heartbeat": T0 + 30})
-    assert files.last_beat(tmp_path, "ann") == T0 + 30
+    assert files.read(tmp_path, "ann") == {"last_heartbeat": T0 + 30}
     assert parsed == ["ann", "ann"]
     (tmp_path / "ann_status.json").unlink()
-    assert files.last_beat(tmp_path, "ann") is None
+    assert files.read(tmp_path, "ann") == {}
 
 
 def test_heartbeat_files_forget_agents_that_left(tmp_path, monkeypatch):
     parsed = []
-    real = health.read_heartbeat
-    monkeypatch.setattr(health, "read_heartbeat",
+    real = heartbeat.read_heartbeat
+    monkeypatch.setattr(heartbeat, "read_heartbeat",
                         lambda d, a: parsed.append(a) or real(d, a))
     files = HeartbeatFiles()
     for name in ("ann", "bob"):
         write_heartbeat(tmp_path, name, {"last_heartbeat": T0})
-        files.last_beat(tmp_path, name)
+        files.read(tmp_path, name)
     files.forget(["bob"])
-    files.last_beat(tmp_path, "ann")
-    files.last_beat(tmp_path, "bob")
+    files.read(tmp_path, "ann")
+    files.read(tmp_path, "bob")
     assert parsed == ["ann", "bob", "ann"]  # ann was forgotten, so it is parsed again

@@ -15,6 +15,7 @@ from typing import Any
 
 from coffee_team import diskspace
 from coffee_team import events as kinds
+from coffee_team.heartbeat import last_beat
 from coffee_team.watchdog import policy
 from coffee_team.watchdog.health import is_frozen
 
@@ -71,7 +72,7 @@ class HealthChecks:
     def _check_heartbeat(self, spec, now: float, pid: int) -> bool:
         """Warn about a stale, hung or missing heartbeat; True if the agent was stopped."""
         stale_after = self.team.settings.heartbeat_stale_after
-        last = self.heartbeat_files.last_beat(self.team.status_dir, spec.name)
+        last = last_beat(self.heartbeat_files.read(self.team.status_dir, spec.name))
         frozen = self.disk_full_at is not None and is_frozen(pid)
         status = policy.heartbeat_status(
             policy.heartbeat_counted_from(last, self.disk_full_at, frozen), now, stale_after)

@@ -1,5 +1,5 @@
 """Health probes for the watchdog: CPU and RSS of every agent's process tree from one pass over
-the process table (coffee_team.proctable), and heartbeat times read only when the file changed.
+the process table (coffee_team.proctable); heartbeats: heartbeat.HeartbeatFiles.
 
 CPU is measured without sleeping: the CPU time a tree used since the previous pass, over the
 wall time between the two passes. Only the previous pass is kept, so an agent that restarted
@@ -7,15 +7,12 @@ or left the team leaves nothing behind.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 import psutil
 
-from coffee_team.heartbeat import heartbeat_path, last_beat, read_heartbeat
 from coffee_team.proctable import Proc, ProcessTable
 
 
@@ -82,31 +79,3 @@ class TreeSampler:
     def tracked(self) -> set[int]:
         """The pids kept from the last pass: only those of the trees sampled then."""
         return set(self._before)
-
-
-class HeartbeatFiles:
-    """Each agent's last heartbeat time; the file is parsed again only when a stat shows it
-    was replaced (the agent writes it atomically: a new inode, size or mtime)."""
-
-    def __init__(self):
-        self._known: dict[str, tuple[tuple[int, int, int], float | None]] = {}
-
-    def last_beat(self, status_dir: Path, agent: str) -> float | None:
-        try:
-            st = os.stat(heartbeat_path(status_dir, agent))
-        except OSError:
-            self._known.pop(agent, None)
-            return None
-        signature = (st.st_ino, st.st_size, st.st_mtime_ns)
-        known = self._known.get(agent)
-        if known is not None and known[0] == signature:
-            return known[1]
-        last = last_beat(read_heartbeat(status_dir, agent))
-        self._known[agent] = (signature, last)
-        return last
-
-    def forget(self, keep: Iterable[str]) -> None:
-        """Drop every agent not in ``keep``."""
-        keep = set(keep)
-        for agent in set(self._known) - keep:
-            del self._known[agent]

@@ -29,9 +29,10 @@ from supervisor.xmlrpc import Faults
 
 from coffee_team import client, otel
 from coffee_team import events as kinds
+from coffee_team.heartbeat import HeartbeatFiles
 from coffee_team.watchdog import policy
 from coffee_team.watchdog.checks import HealthChecks
-from coffee_team.watchdog.health import HeartbeatFiles, TreeSampler
+from coffee_team.watchdog.health import TreeSampler
 from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEvent
 
 LAUNCH_POLL = 0.05     # seconds between state checks while a priority group starts
