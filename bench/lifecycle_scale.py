@@ -111,7 +111,13 @@ def agent_command(proj: Project, spec) -> str:
 
 
 def measure_idle(res: dict, proj: Project, window: float) -> None:
-    """Idle CPU of the whole tree by role, the agents' memory, supervisord's fds."""
+    """Idle CPU of the whole tree by role, the agents' memory, supervisord's fds; from when
+    the watchdog has worked through the boot's backlog of events (it journals each agent's
+    RUNNING)."""
+    names = set(proj.team.names)
+    with contextlib.suppress(WaitTimeout):  # measured anyway; the log says so
+        wait_until(lambda: {e["agent"] for e in events(proj, "running")} >= names, 300, 1.0,
+                   "the watchdog to handle every agent's RUNNING event")
     (by_role,), wall = idle_cpu(window, proj)
     res["idle_cpu_percent"].append(100 * sum(by_role.values()) / wall)
     res["idle_cpu_watchdog_percent"].append(100 * by_role.get("watchdog", 0) / wall)
