@@ -115,7 +115,7 @@ def measure_idle(res: dict, proj: Project, window: float) -> None:
     the watchdog has worked through the boot's backlog of events (it journals each agent's
     RUNNING)."""
     names = set(proj.team.names)
-    with contextlib.suppress(WaitTimeout):  # measured anyway; the log says so
+    with contextlib.suppress(WaitTimeout):  # then measured anyway
         wait_until(lambda: {e["agent"] for e in events(proj, "running")} >= names, 300, 1.0,
                    "the watchdog to handle every agent's RUNNING event")
     (by_role,), wall = idle_cpu(window, proj)
