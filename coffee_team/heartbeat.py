@@ -2,8 +2,9 @@
 
 The agent writes it (atomically, so readers see the old or the new file, never half of one);
 the watchdog and ``coffee-team status`` read it, through HeartbeatFiles when they read it
-again and again (each file parsed again only once it was replaced). Keeping path, writer and reader here means
-the three can never disagree about where the file is or what an unreadable one means.
+again and again (each file parsed again only once it was replaced). Keeping path, writer and
+reader here means the three can never disagree about where the file is or what an unreadable
+one means.
 """
 from __future__ import annotations
 

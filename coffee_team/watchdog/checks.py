@@ -6,8 +6,8 @@ process table for every tree, and an agent's heartbeat file only once its last h
 have turned stale (policy.heartbeat_next_look), and then parsed only if the file changed.
 
 HealthChecks is mixed into Watchdog (listener.py), which provides ``team``, ``rpc``,
-``queue``, ``clock``, ``sampler``, ``heartbeat_files``, the per-agent memories and ``state``/``save``/``event``/
-``log``; the rules are policy.py's pure functions.
+``queue``, ``clock``, ``sampler``, ``heartbeat_files``, the per-agent memories and
+``state``/``save``/``event``/``log``; the rules are policy.py's pure functions.
 """
 from __future__ import annotations
 
