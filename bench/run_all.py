@@ -115,6 +115,26 @@ def lifecycle_rows(lc: dict) -> list[dict]:
     return rows
 
 
+def watchdog_rows(w: dict) -> list[dict]:
+    """bench/watchdog_bench.py: the watchdog's CPU at 100/500 agents vs the previous sampler."""
+    rows = []
+    for n, by_label in w.get("agents", {}).items():
+        ours, base = by_label["watchdog"], by_label["baseline"]
+        ratio = med(ours["health_check_cpu_s"]) / med(base["health_check_cpu_s"])
+        rows.append(row(f"watchdog CPU per health check at {n} agents (ms)",
+                        fmt(ours["health_check_cpu_s"], " ms", 1, 1000),
+                        fmt(base["health_check_cpu_s"], " ms", 1, 1000), ratio,
+                        note="in-process, real /proc and files; baseline: the previous "
+                             "per-agent psutil sampler"))
+        target = 0.5 if int(n) <= 100 else 2.0
+        rows.append(row(f"watchdog idle CPU at {n} agents, in-process (% of a core)",
+                        fmt(ours["idle_percent_of_core"], " %", 2),
+                        fmt(base["idle_percent_of_core"], " %", 2), None, f"≤ {target:g} %",
+                        med(ours["idle_percent_of_core"]) <= target,
+                        "one loop pass a second + one health check per 30 s"))
+    return rows
+
+
 def queue_rows(q: dict) -> list[dict]:
     rows = []
     for what, impls in q.get("throughput", {}).items():
@@ -274,6 +294,10 @@ def main(argv=None) -> int:
         n, repeat = ("1000", "2") if args.quick else ("5000", "3")
         steps.append(run("queue", [PY, str(BENCH / "queue_bench.py"), "--n", n, "--repeat",
                                    repeat, "--json", str(RESULTS / "queue.json")]))
+    if not args.only:
+        steps.append(run("watchdog", [PY, str(BENCH / "watchdog_bench.py"), "--json",
+                                      str(RESULTS / "watchdog.json")]
+                         + (["--quick"] if args.quick else [])))
     cmd = [PY, str(BENCH / "lifecycle_bench.py"), "--json", str(RESULTS / "lifecycle.json")]
     cmd += ["--quick"] if args.quick else []
     for name in args.only:
@@ -291,7 +315,8 @@ def report(steps: list[dict], quick: bool) -> int:
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                     "sqlite": sqlite3.sqlite_version, "platform": platform.platform()},
         "steps": steps,
-        "rows": lifecycle_rows(lc) + queue_rows(queue),
+        "rows": lifecycle_rows(lc) + watchdog_rows(load(RESULTS / "watchdog.json"))
+        + queue_rows(queue),
         "findings": scale_findings(lc),
         "queue": queue,
         "lifecycle": lc,

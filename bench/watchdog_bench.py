@@ -33,6 +33,7 @@ from coffee_team.team import parse_team
 from coffee_team.watchdog.health import Usage
 from coffee_team.watchdog.listener import Watchdog
 from coffee_team.watchdog.protocol import ListenerProtocol
+from lifecycle_common import summary
 from tests.fakes import FakeClock, FakeSupervisor
 
 HEALTH_EVERY = 30.0
@@ -130,16 +131,16 @@ def main(argv=None) -> int:
             for p in sleepers:
                 p.kill()
                 p.wait()
-        results[n] = {label: {"health_check_cpu_s": [c for c, _ in r],
-                              "loop_pass_cpu_s": [lp for _, lp in r],
-                              "idle_percent_of_core": [idle_percent(c, lp) for c, lp in r]}
+        results[n] = {label: {"health_check_cpu_s": summary(c for c, _ in r),
+                              "loop_pass_cpu_s": summary(lp for _, lp in r),
+                              "idle_percent_of_core": summary(idle_percent(c, lp) for c, lp in r)}
                       for label, r in runs.items()}
     print(f"{'agents':>6}  {'':9} {'health check':>13} {'loop pass':>10} {'idle % core':>12}")
     for n, by_label in results.items():
         for label, r in by_label.items():
-            print(f"{n:>6}  {label:9} {1000 * statistics.median(r['health_check_cpu_s']):10.1f} ms"
-                  f" {1000 * statistics.median(r['loop_pass_cpu_s']):7.2f} ms"
-                  f" {statistics.median(r['idle_percent_of_core']):11.2f} %")
+            print(f"{n:>6}  {label:9} {1000 * r['health_check_cpu_s']['median']:10.1f} ms"
+                  f" {1000 * r['loop_pass_cpu_s']['median']:7.2f} ms"
+                  f" {r['idle_percent_of_core']['median']:11.2f} %")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"repeat": args.repeat, "quick": args.quick,
                                            "agents": results}, indent=1) + "\n")
