@@ -67,7 +67,7 @@ def bench_status(repeat: int, quick: bool) -> dict:
     log(f"status: coffee-team {statistics.median(ct):.3f}s supervisorctl "
         f"{statistics.median(sc):.3f}s ratio {ratio:.2f}")
     return {"coffee_team_status_s": summary(ct), "supervisorctl_status_s": summary(sc),
-            "ratio_of_medians": ratio, "runs": runs, "agents": 6, "target_ratio": 1.5}
+            "ratio_of_medians": ratio, "runs": runs, "agents": 6, "target_ratio": 1.2}
 
 
 # --- RSS per idle agent --------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def bench_rss(repeat: int, quick: bool) -> dict:
     return {"agent_rss_mb": summary(rss), "agent_uss_mb": summary(uss),
             "bare_python_rss_mb": summary(bare_rss), "bare_python_uss_mb": summary(bare_uss),
             "ratio_of_medians": statistics.median(rss) / statistics.median(bare_rss),
-            "runs": repeat, "target_mb": 30.0}
+            "runs": repeat, "target_mb": 20.0}
 
 
 @contextlib.contextmanager

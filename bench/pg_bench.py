@@ -1,21 +1,26 @@
-"""MessageQueue on PostgreSQL next to SQLite: 1, 2, 4, 8 consumer processes.
+"""coffee-team's queue on PostgreSQL next to raw psycopg2, procrastinate and pgqueuer.
 
-    python bench/pg_bench.py [--pg-url postgresql://postgres@127.0.0.1:5432/test]
-                             [--n 2000] [--repeat 3] [--procs 1,2,4,8] [--json bench/results/pg.json]
+    python bench/pg_bench.py [--pg-url URL] [--n 2000] [--repeat 3] [--quick]
+                             [--only full-cycle|drain|consumers ...] [--json bench/results/pg.json]
 
-One full cycle is send + claim + complete, each its own transaction, through the public
-MessageQueue API.  P processes share one recipient; each sends its share of N tasks, claiming
-and completing one task after every send (often one another process sent: claims compete),
-then drains until the queue is empty.  msgs/s = N / (last process done - common start); the
-parent checks that exactly N tasks were completed.  Every repeat gets a fresh database (a new
-SQLite file in a temp dir; a new PostgreSQL schema, dropped afterwards); repeats are
-interleaved across backends.  The URL defaults to $COFFEE_TEST_PG_URL.
+Three scenarios, every implementation side by side in the same run, repeats interleaved (the
+order rotated per repeat), each run on a fresh database created for it and dropped after:
 
-Durability differs by default: SQLite runs WAL with synchronous=NORMAL (no fsync per commit:
-safe against process crashes, not power loss) while PostgreSQL's synchronous_commit=on
-fsyncs every commit.  "postgresql (async commit)" adds ``options=-csynchronous_commit=off``
-to the URL, PostgreSQL's equivalent of SQLite's setting (a crash of the OS may lose the
-last few hundred ms of commits; never corrupts, never reorders).
+- full-cycle: one process sends a task, claims it and completes it, N times: coffee-team's
+  separate calls and its agent cycle (complete_and_claim) vs raw psycopg2's three statements.
+- drain: N tasks enqueued (untimed, each library's batch enqueue), then drained by one
+  consumer process: coffee-team (claim + mark_completed, agent cycle, claim(limit=10)), raw
+  psycopg2, procrastinate's worker (async and sync task), pgqueuer (batch 1 and its default 10).
+- consumers: N tasks of 5 ms work each drained by 1, 2, 4, 8 consumer processes: coffee-team
+  on SQLite and PostgreSQL, raw psycopg2, procrastinate, pgqueuer; the 1 -> 8 scaling factor.
+
+Consumers are spawned, connect and set up, then all start together; tasks/s = N / (the last
+consumer done - the common start), so a library's worker start-up (schema check, LISTEN) is
+inside the time.  The parent then counts the completed tasks in the database: a run that did
+not complete exactly N is an error, not a number.  What each implementation does per task is
+in bench/pg_consumers.py and bench/README.md.  synchronous_commit stays on (the server's
+setting is recorded); SQLite runs WAL with synchronous=NORMAL.  The URL defaults to
+$COFFEE_TEST_PG_URL; databases are created next to the one it names.
 """
 from __future__ import annotations
 
@@ -23,139 +28,268 @@ import argparse
 import json
 import multiprocessing
 import os
+import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from urllib.parse import quote
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
 
-import repo_root  # noqa: F401  (before coffee_team: this checkout's, not another copy)
-from coffee_team.queue import MessageQueue
+from pg_consumers import AGENT, CT_AGENT_CYCLE, CT_CYCLE_LABEL, KINDS, RawQueue, consumer_main, ct_open
 
-AGENT = "worker"
-ctx = multiprocessing.get_context("spawn")
-
-
-def worker(url: str, wake_dir: str, count: int, ready, start, done) -> None:
-    q = MessageQueue(url, max_queue_size=10**7, wake_dir=wake_dir)
-    try:
-        ready.put(os.getpid())
-        start.wait()
-        completed = 0
-        for i in range(count):
-            q.send("bench", AGENT, "job", {"i": i})
-            for task in q.claim(AGENT):
-                q.mark_completed(task.id, None)
-                completed += 1
-        while True:
-            tasks = q.claim(AGENT)
-            if not tasks:
-                break
-            q.mark_completed(tasks[0].id, None)
-            completed += 1
-        done.put((time.time(), completed))
-    finally:
-        q.close()
+CTX = multiprocessing.get_context("spawn")
+FULL_CYCLE = {"coffee-team": "coffee-team send + claim + mark_completed",
+              "coffee-team cycle": f"coffee-team send + agent cycle ({CT_CYCLE_LABEL})",
+              "psycopg2": "raw psycopg2 INSERT + claim + UPDATE"}
+DRAIN = ("coffee-team", "coffee-team cycle", "coffee-team batch", "psycopg2", "procrastinate",
+         "procrastinate sync", "pgqueuer 1", "pgqueuer")
+CONSUMERS = ("coffee-team sqlite", "coffee-team cycle", "psycopg2", "procrastinate", "pgqueuer")
+WORK_S = 0.005
 
 
-def _admin(pg_url: str, sql: str) -> None:
+def missing_anchors() -> dict[str, str]:
+    """{kind: the module it needs} for the anchors whose library is not installed."""
+    import importlib.util
+    need = {"procrastinate": "procrastinate", "procrastinate sync": "procrastinate",
+            "pgqueuer 1": "pgqueuer", "pgqueuer": "pgqueuer"}
+    found = {m: importlib.util.find_spec(m) is not None for m in ("procrastinate", "pgqueuer",
+                                                                  "asyncpg")}
+    return {kind: module for kind, module in need.items()
+            if not found[module] or (module == "pgqueuer" and not found["asyncpg"])}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _admin(pg_url: str, sql: str):
     import psycopg2
     conn = psycopg2.connect(pg_url)
     try:
         conn.autocommit = True
-        conn.cursor().execute(sql)
+        cur = conn.cursor()
+        cur.execute(sql)
+        return cur.fetchone() if cur.description else None
     finally:
         conn.close()
 
 
-BACKENDS = {"sqlite": "SQLite (WAL, synchronous=NORMAL)",
-            "postgresql": "PostgreSQL (synchronous_commit=on)",
-            "postgresql-async": "PostgreSQL (synchronous_commit=off)"}
-
-
-def one_run(backend: str, procs: int, n: int, pg_url: str | None) -> float:
-    tmp = tempfile.mkdtemp(prefix="ctpgb")
-    schema = None
+@contextmanager
+def fresh_database(pg_url: str, backend: str):
+    """A new PostgreSQL database (or SQLite file) for one run, gone afterwards."""
     if backend == "sqlite":
-        url = os.path.join(tmp, "queue.db")
-    else:
-        schema = "bench_" + uuid.uuid4().hex[:10]
-        _admin(pg_url, f"CREATE SCHEMA {schema}")
-        sep = "&" if "?" in pg_url else "?"
-        options = "-csearch_path=" + schema
-        if backend == "postgresql-async":
-            options += " -csynchronous_commit=off"
-        url = f"{pg_url}{sep}options={quote(options)}"
+        tmp = tempfile.mkdtemp(prefix="ctpgb")
+        try:
+            yield os.path.join(tmp, "queue.db")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    parts = urlsplit(pg_url)
+    name = f"{parts.path.lstrip('/') or 'postgres'}_b{uuid.uuid4().hex[:8]}"
+    _admin(pg_url, f"CREATE DATABASE {name}")
     try:
-        MessageQueue(url).close()  # create the schema once, outside the timing
-        ready, done, start = ctx.Queue(), ctx.Queue(), ctx.Event()
-        shares = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
-        workers = [ctx.Process(target=worker, args=(url, os.path.join(tmp, "wake"), share,
-                                                    ready, start, done)) for share in shares]
-        for w in workers:
-            w.start()
-        for _ in workers:
-            ready.get(timeout=60)
-        t0 = time.time()
-        start.set()
-        results = [done.get(timeout=600) for _ in workers]
-        for w in workers:
-            w.join(timeout=60)
-        completed = sum(c for _, c in results)
-        if completed != n:
-            raise SystemExit(f"{backend} x{procs}: completed {completed} of {n} tasks")
-        return n / (max(t for t, _ in results) - t0)
+        yield urlunsplit(parts._replace(path="/" + name))
     finally:
-        if schema:
-            _admin(pg_url, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        shutil.rmtree(tmp, ignore_errors=True)
+        _admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def main() -> None:
+# -- full cycle: one process --------------------------------------------------------------
+def full_cycle(kind: str, url: str, n: int) -> float:
+    if kind == "psycopg2":
+        q = RawQueue(url)
+        q.create()
+        t = time.perf_counter()
+        for i in range(n):
+            q.send({"i": i})
+            task_id, _ = q.claim()
+            q.complete(task_id)
+        elapsed = time.perf_counter() - t
+    else:
+        q = ct_open(url)
+        t = time.perf_counter()
+        if kind == "coffee-team cycle" and CT_AGENT_CYCLE:
+            q.send("bench", AGENT, "job", {"i": 0})
+            tasks = q.claim(AGENT)
+            for i in range(1, n):
+                q.send("bench", AGENT, "job", {"i": i})
+                _, tasks = q.complete_and_claim(tasks[0].id, None, agent=AGENT)
+            q.mark_completed(tasks[0].id, None, agent=AGENT)
+        else:
+            for i in range(n):
+                q.send("bench", AGENT, "job", {"i": i})
+                q.mark_completed(q.claim(AGENT)[0].id, None, agent=AGENT)
+        elapsed = time.perf_counter() - t
+    q.close()
+    check(kind, url, n)
+    return n / elapsed
+
+
+def check(kind: str, url: str, n: int) -> None:
+    completed = KINDS[kind].count(url)
+    if completed != n:
+        raise RuntimeError(f"{kind}: {completed} of {n} tasks completed in the database")
+
+
+# -- drain with k consumer processes ------------------------------------------------------
+def drain(kind: str, url: str, n: int, consumers: int, work_s: float) -> float:
+    KINDS[kind].prefill(url, n)
+    ready, go, results = CTX.Semaphore(0), CTX.Event(), CTX.Queue()
+    procs = [CTX.Process(target=consumer_main, args=(kind, url, work_s, ready, go, results))
+             for _ in range(consumers)]
+    try:
+        for p in procs:
+            p.start()
+        for _ in procs:
+            if not ready.acquire(timeout=120):
+                raise RuntimeError(f"{kind}: a consumer did not start")
+        t0 = time.time()
+        go.set()
+        got = [results.get(timeout=900) for _ in procs]
+        for p in procs:
+            p.join(60)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+    errors = [e for _, _, e in got if e]
+    if errors:
+        raise RuntimeError(f"{kind} x{consumers}: {errors[0]}")
+    check(kind, url, n)
+    return n / (max(t for _, t, _ in got) - t0)
+
+
+def summary(values: list[float]) -> dict:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values),
+            "samples": values}
+
+
+def rotated(kinds, rep: int) -> list[str]:
+    kinds = list(kinds)
+    return kinds[rep % len(kinds):] + kinds[:rep % len(kinds)]
+
+
+def run(pg_url: str, scenarios: list[str], n: int, n_consumers: int, repeat: int,
+        procs: list[int]) -> dict:
+    missing = missing_anchors()
+    for module in sorted(set(missing.values())):
+        log(f"pg_bench: {module} is not installed: its anchors are skipped "
+            "(pip install -e '.[bench]')")
+    rates: dict = {"full-cycle": {k: [] for k in FULL_CYCLE},
+                   "drain": {k: [] for k in DRAIN if k not in missing},
+                   "consumers": {k: {p: [] for p in procs} for k in CONSUMERS if k not in missing}}
+    for rep in range(repeat):
+        if "full-cycle" in scenarios:
+            for kind in rotated(FULL_CYCLE, rep):
+                with fresh_database(pg_url, "postgresql") as url:
+                    rates["full-cycle"][kind].append(full_cycle(kind, url, n))
+                log(f"repeat {rep + 1} full-cycle {kind}: {rates['full-cycle'][kind][-1]:,.0f}/s")
+        if "drain" in scenarios:
+            for kind in rotated(rates["drain"], rep):
+                with fresh_database(pg_url, KINDS[kind].backend) as url:
+                    rates["drain"][kind].append(drain(kind, url, n, 1, 0.0))
+                log(f"repeat {rep + 1} drain {kind}: {rates['drain'][kind][-1]:,.0f}/s")
+        if "consumers" in scenarios:
+            for p in procs:
+                for kind in rotated(rates["consumers"], rep):
+                    with fresh_database(pg_url, KINDS[kind].backend) as url:
+                        rates["consumers"][kind][p].append(drain(kind, url, n_consumers, p, WORK_S))
+                    log(f"repeat {rep + 1} consumers x{p} {kind}: "
+                        f"{rates['consumers'][kind][p][-1]:,.0f}/s")
+    out: dict = {}
+    for scenario in ("full-cycle", "drain"):
+        if scenario in scenarios:
+            out[scenario] = {k: dict(summary(v), label=(FULL_CYCLE[k] if scenario == "full-cycle"
+                                                        else KINDS[k].label))
+                             for k, v in rates[scenario].items()}
+    if "consumers" in scenarios:
+        out["consumers"] = {}
+        for kind, by_p in rates["consumers"].items():
+            entry = {"label": KINDS[kind].label, "by_consumers": {str(p): summary(v)
+                                                                  for p, v in by_p.items()}}
+            if 1 in by_p and 8 in by_p:
+                entry["scaling_1_to_8"] = (statistics.median(by_p[8])
+                                           / statistics.median(by_p[1]))
+            out["consumers"][kind] = entry
+    return out
+
+
+def fmt(s: dict) -> str:
+    return f"{s['min']:,.0f} / **{s['median']:,.0f}** / {s['max']:,.0f}"
+
+
+def table(doc: dict) -> str:
+    lines = [f"PostgreSQL {doc['server_version']}, synchronous_commit={doc['synchronous_commit']}"
+             f"; n={doc['n']} (consumers: {doc['n_consumers']} tasks of {WORK_S * 1000:g} ms)"
+             f"; {doc['repeat']} repeats; tasks/s min / **median** / max", ""]
+    for scenario, base in (("full-cycle", "psycopg2"), ("drain", "psycopg2")):
+        rows = doc["results"].get(scenario)
+        if not rows:
+            continue
+        lines += [f"| {scenario} | tasks/s | vs raw psycopg2 |", "|---|---:|---:|"]
+        for kind, s in rows.items():
+            lines.append(f"| {s['label']} | {fmt(s)} | "
+                         f"{s['median'] / rows[base]['median']:.2f}× |")
+        lines.append("")
+    sweep = doc["results"].get("consumers")
+    if sweep:
+        ks = list(next(iter(sweep.values()))["by_consumers"])
+        lines += ["| consumers (5 ms work) | " + " | ".join(ks) + " | 1 → 8 |",
+                  "|---|" + "---:|" * (len(ks) + 1)]
+        for kind, entry in sweep.items():
+            scale = entry.get("scaling_1_to_8")
+            lines.append(f"| {entry['label']} | "
+                         + " | ".join(fmt(entry["by_consumers"][k]) for k in ks)
+                         + f" | {'–' if scale is None else f'{scale:.2f}×'} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pg-url", default=os.environ.get("COFFEE_TEST_PG_URL",
-                                                           "postgresql://postgres@127.0.0.1:5432/test"))
-    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--pg-url", default=os.environ.get(
+        "COFFEE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--n", type=int, default=None, help="tasks per run (default 2000)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--procs", default="1,2,4,8")
-    parser.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results",
-                                                       "pg.json"))
-    args = parser.parse_args()
-    procs_list = [int(p) for p in args.procs.split(",")]
-    backends = list(BACKENDS)
-    runs: dict[str, dict[int, list[float]]] = {b: {p: [] for p in procs_list} for b in backends}
-    for r in range(args.repeat):
-        for procs in procs_list:
-            for backend in backends:
-                rate = one_run(backend, procs, args.n, args.pg_url)
-                runs[backend][procs].append(rate)
-                print(f"repeat {r + 1}: {backend:10s} x{procs}: {rate:8.0f} msgs/s",
-                      file=sys.stderr, flush=True)
-    rows = []
-    lines = ["| consumers | " + " | ".join(f"{BACKENDS[b]} msgs/s (min / **median** / max)"
-                                         for b in backends) + " |",
-             "|---:|" + "---:|" * len(backends)]
-    for procs in procs_list:
-        cells, medians = [], {}
-        for backend in backends:
-            values = runs[backend][procs]
-            medians[backend] = statistics.median(values)
-            cells.append(f"{min(values):,.0f} / **{medians[backend]:,.0f}** / {max(values):,.0f}")
-            rows.append({"backend": backend, "consumers": procs, "msgs_per_s": values,
-                         "min": min(values), "median": medians[backend], "max": max(values)})
-        lines.append(f"| {procs} | " + " | ".join(cells) + " |")
-    print("\n".join(lines))
-    import platform
-    result = {"benchmark": "send+claim+complete, one recipient, P processes",
-              "n": args.n, "repeat": args.repeat, "python": platform.python_version(),
-              "cpus": os.cpu_count(), "results": rows}
+    parser.add_argument("--quick", action="store_true", help="fewer tasks per run (500, 400)")
+    parser.add_argument("--only", action="append", choices=["full-cycle", "drain", "consumers"])
+    parser.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                       "results", "pg.json"))
+    args = parser.parse_args(argv)
+    n = args.n or (500 if args.quick else 2000)
+    n_consumers = args.n or (400 if args.quick else 2000)
+    scenarios = args.only or ["full-cycle", "drain", "consumers"]
+    procs = [int(p) for p in args.procs.split(",")]
+    try:
+        version = _admin(args.pg_url, "SHOW server_version")[0]
+        sync_commit = _admin(args.pg_url, "SHOW synchronous_commit")[0]
+    except Exception as exc:  # noqa: BLE001  (any driver error: one line, not a traceback)
+        print(f"pg_bench: cannot reach PostgreSQL at {args.pg_url}: {' '.join(str(exc).split())}",
+              file=sys.stderr)
+        return 2
+    doc = {"benchmark": "coffee-team vs raw psycopg2, procrastinate, pgqueuer on PostgreSQL",
+           "n": n, "n_consumers": n_consumers, "work_ms": WORK_S * 1000, "repeat": args.repeat,
+           "quick": args.quick, "server_version": version, "synchronous_commit": sync_commit,
+           "agent_cycle": CT_CYCLE_LABEL, "python": platform.python_version(),
+           "cpus": os.cpu_count(),
+           "results": run(args.pg_url, scenarios, n, n_consumers, args.repeat, procs)}
+    print(table(doc))
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    old = {}
+    if args.only and os.path.exists(args.json):  # keep the scenarios not rerun
+        try:
+            old = json.load(open(args.json)).get("results", {})
+        except ValueError:
+            old = {}
+    doc["results"] = {**old, **doc["results"]}
     with open(args.json, "w") as fh:
-        json.dump(result, fh, indent=1)
+        json.dump(doc, fh, indent=1)
         fh.write("\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

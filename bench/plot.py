@@ -1,7 +1,9 @@
-"""One PNG from the benchmark results: queue throughput vs consumers, restart delays vs schedule.
+"""PNGs from the benchmark results: queue throughput vs consumers, restart delays vs schedule
+(lifecycle.png), and throughput vs consumer processes next to the anchors (consumers.png).
 
     python bench/plot.py [--lifecycle bench/results/lifecycle.json]
                          [--queue bench/results/queue.json] [--out bench/results/lifecycle.png]
+                         [--pg bench/results/pg.json] [--consumers-out bench/results/consumers.png]
 
 Needs matplotlib (pip install -e '.[bench]'). Missing inputs leave their panel with a note.
 """
@@ -115,11 +117,58 @@ def plot(lifecycle: dict, queue: dict, out: Path) -> Path:
     return out
 
 
+def plot_consumers(pg: dict, out: Path) -> Path | None:
+    """Throughput vs consumer processes (pg_bench.py's 5 ms-work sweep), absolute and as the
+    speed-up over one consumer, every implementation of the same run."""
+    sweep = pg.get("results", {}).get("consumers")
+    if not sweep:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
+    ks = []
+    for kind, entry in sweep.items():
+        by = entry["by_consumers"]
+        ks = sorted(int(k) for k in by)
+        med = [by[str(k)]["median"] for k in ks]
+        err = [[by[str(k)]["median"] - by[str(k)]["min"] for k in ks],
+               [by[str(k)]["max"] - by[str(k)]["median"] for k in ks]]
+        style = "-" if kind.startswith("coffee-team") else "--"
+        label = entry["label"].split(" (")[0]
+        left.errorbar(ks, med, yerr=err, marker="o", capsize=3, linestyle=style, label=label)
+        right.plot(ks, [m / med[0] for m in med], marker="o", linestyle=style, label=label)
+    right.plot(ks, ks, color="gray", linestyle=":", label="ideal (linear)")
+    right.axhline(6, color="tab:red", alpha=0.4, linewidth=1, label="goal at 8: 6×")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("consumer processes")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    left.set_ylabel("tasks / s (median, min-max)")
+    right.set_ylabel("speed-up over 1 consumer (medians)")
+    left.set_title(f"{pg.get('work_ms', 5):g} ms of work per task, {pg.get('n_consumers')} tasks, "
+                   f"{pg.get('cpus')} cores", fontsize=10)
+    right.set_title(f"PostgreSQL {str(pg.get('server_version', '')).split()[0]}, "
+                    f"synchronous_commit={pg.get('synchronous_commit')}; SQLite WAL", fontsize=10)
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lifecycle", default=str(RESULTS / "lifecycle.json"))
     parser.add_argument("--queue", default=str(RESULTS / "queue.json"))
     parser.add_argument("--out", default=str(RESULTS / "lifecycle.png"))
+    parser.add_argument("--pg", default=str(RESULTS / "pg.json"))
+    parser.add_argument("--consumers-out", default=str(RESULTS / "consumers.png"))
     args = parser.parse_args(argv)
     try:
         import matplotlib  # noqa: F401
@@ -128,6 +177,9 @@ def main(argv=None) -> int:
         return 1
     out = plot(load(Path(args.lifecycle)), load(Path(args.queue)), Path(args.out))
     print(os.path.relpath(out))
+    consumers = plot_consumers(load(Path(args.pg)), Path(args.consumers_out))
+    if consumers:
+        print(os.path.relpath(consumers))
     return 0
 
 

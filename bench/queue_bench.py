@@ -9,8 +9,8 @@ logical work as little as SQLite allows: WAL, synchronous=NORMAL, the same task
 columns and claim index, JSON content and results, a claim that takes a lease
 via one UPDATE ... RETURNING inside BEGIN IMMEDIATE, and a completion.  It has
 none of coffee_team's guarantees beyond that (backpressure, dedupe, metrics,
-wake-ups, validation, routing).  huey's SqliteStorage is added when huey is
-importable (pip install -e .[bench]).  Reported: min/median/max msgs/s over the
+wake-ups, validation, routing).  huey, persist-queue and litequeue
+(bench/queue_baselines.py) are added when importable (pip install -e .[bench]).  Reported: min/median/max msgs/s over the
 repeats and median / median of sqlite3.
 """
 from __future__ import annotations
@@ -27,22 +27,13 @@ import time
 
 import repo_root  # noqa: F401  (before coffee_team: this checkout's, not another copy)
 from coffee_team.queue import MessageQueue
+from queue_baselines import (AGENT, Huey, HueyResult, LiteQueue, PersistQueue, PlainSqlite,
+                             SqliteStorage, litequeue, persistqueue)
 
-try:
-    from huey.storage import SqliteStorage
-except ImportError:  # optional baseline
-    SqliteStorage = None
-try:
-    import persistqueue
-    from persistqueue.serializers import json as pq_json
-except ImportError:  # optional baseline
-    persistqueue = None
-try:
-    import litequeue
-except ImportError:  # optional baseline
-    litequeue = None
+CYCLE = hasattr(MessageQueue, "complete_and_claim")
+CYCLE_LABEL = ("complete_and_claim" if CYCLE
+               else "claim + mark_completed: complete_and_claim() not in this checkout")
 
-AGENT = "worker"
 DUPLICATES: dict[str, int] = {}  # 1 producer + 2 consumers: deliveries beyond one per message
 BATCH = 100
 ctx = multiprocessing.get_context("spawn")
@@ -72,164 +63,47 @@ class Project:
     def idle(self):
         self.q.wait(AGENT, 0.5)
 
-    def close(self):
-        self.q.close()
-
-
-class PlainSqlite:
-    """The least a durable SQLite work queue must do for the same logical work:
-    the project's task columns and claim index (no other index, no
-    backpressure, no dedupe, no metrics, no wake-ups), JSON content, a claim
-    that takes a lease in one UPDATE ... RETURNING inside BEGIN IMMEDIATE, and
-    a completion that stores the JSON result."""
-    name = "sqlite3"
-    schema = """
-        CREATE TABLE IF NOT EXISTS tasks (id INTEGER PRIMARY KEY, sender TEXT NOT NULL,
-            recipient TEXT NOT NULL, type TEXT NOT NULL, content TEXT NOT NULL,
-            priority INTEGER NOT NULL, created_at REAL NOT NULL, completed_at REAL,
-            status TEXT NOT NULL, claimed_by TEXT, claimed_at REAL, lease_expires_at REAL,
-            attempts INTEGER NOT NULL, dedupe_key TEXT, error TEXT, result TEXT);
-        CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (recipient, status, priority, id);
-    """
-    insert = ("INSERT INTO tasks (sender, recipient, type, content, priority, created_at,"
-              " dedupe_key, status, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0)")
-    claim = ("UPDATE tasks SET status = 'in_progress', claimed_by = ?, claimed_at = ?,"
-             " lease_expires_at = ?, attempts = attempts + 1 WHERE id IN"
-             " (SELECT id FROM tasks WHERE recipient = ? AND status = 'pending'"
-             " ORDER BY priority, id LIMIT 1) RETURNING id, sender, recipient, type, content,"
-             " priority, attempts, created_at, lease_expires_at")
-    complete = ("UPDATE tasks SET status = 'completed', completed_at = ?, result = ?"
-                " WHERE id = ? AND status = 'in_progress'")
-
-    def __init__(self, path: str, n: int):
-        self.conn = sqlite3.connect(path, isolation_level=None, timeout=5)
-        self.conn.execute("PRAGMA journal_mode=wal")
-        self.conn.execute("PRAGMA synchronous=normal")
-        self.conn.executescript(self.schema)
-
-    def send(self, content):  # one statement: its own (autocommit) transaction
-        self.conn.execute(self.insert, ("bench", AGENT, "job", json.dumps(content), 5,
-                                        time.time(), None))
-
-    def send_many(self, contents):
-        now = time.time()
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.executemany(self.insert, [("bench", AGENT, "job", json.dumps(c), 5, now, None)
-                                            for c in contents])
-        self.conn.execute("COMMIT")
-
-    def take(self):
-        now = time.time()
-        self.conn.execute("BEGIN IMMEDIATE")
-        row = self.conn.execute(self.claim, (AGENT, now, now + 300.0, AGENT)).fetchone()
-        self.conn.execute("COMMIT")
-        if row is None:
-            return None
-        content = json.loads(row[4])
-        self.conn.execute(self.complete, (time.time(), json.dumps(None), row[0]))
-        return content
-
-    def idle(self):
-        time.sleep(0.001)
-
-    def close(self):
-        self.conn.close()
-
-
-class Huey:
-    name = "huey"
-
-    def __init__(self, path: str, n: int):
-        self.s = SqliteStorage(name="bench", filename=path)
-        self.s.conn.execute("PRAGMA synchronous=normal")  # same durability as the others
-
-    def send(self, content):
-        self.s.enqueue(json.dumps(content).encode())
-
-    def send_many(self, contents):  # huey has no batch enqueue
-        for c in contents:
-            self.send(c)
-
-    def take(self):
-        data = self.s.dequeue()  # huey deletes on dequeue: there is no completion step
-        return None if data is None else json.loads(bytes(data))
-
-    def idle(self):
-        time.sleep(0.001)
-
-    def close(self):
-        self.s.close()
-
-
-class PersistQueue:
-    """persist-queue's SQLiteAckQueue: get() marks an item unacked, ack() completes it."""
-    name = "persist-queue"
-
-    def __init__(self, path: str, n: int):
-        # auto_resume=False: a second consumer must not put the first one's items back
-        self.q = persistqueue.SQLiteAckQueue(path + ".pq", auto_commit=True, auto_resume=False,
-                                             multithreading=False, serializer=pq_json)
-
-    def send(self, content):
-        self.q.put(content)
-
-    def send_many(self, contents):  # no batch enqueue in its API
-        for c in contents:
-            self.q.put(c)
-
-    def take(self):
-        try:
-            item = self.q.get(block=False, raw=True)
-        except persistqueue.Empty:
-            return None
-        self.q.ack(id=item["pqid"])
-        return item["data"]
-
-    def idle(self):
-        time.sleep(0.001)
-
-    def close(self):
-        self.q._getter.close()
-
-    @staticmethod
-    def pending(path) -> bool:
-        q = persistqueue.SQLiteAckQueue(path + ".pq", auto_resume=False, serializer=pq_json)
-        return q.ready_count() + q.unack_count() > 0
-
-
-class LiteQueue:
-    """litequeue: pop() locks a message, done() completes it."""
-    name = "litequeue"
-
-    def __init__(self, path: str, n: int):
-        self.q = litequeue.LiteQueue(path + ".lq")
-
-    def send(self, content):
-        self.q.put(json.dumps(content))
-
-    def send_many(self, contents):  # no batch enqueue in its API
-        for c in contents:
-            self.send(c)
-
-    def take(self):
-        message = self.q.pop()
-        if message is None:
-            return None
-        self.q.done(message.message_id)
-        return json.loads(message.data)
-
-    def idle(self):
-        time.sleep(0.001)
+    def finish(self):
+        """Complete what take() still holds (nothing: take() completes at once)."""
 
     def close(self):
         self.q.close()
 
-    @staticmethod
-    def pending(path) -> bool:
-        return litequeue.LiteQueue(path + ".lq").qsize() > 0
+
+class ProjectCycle(Project):
+    """The agent's loop: complete the task it holds and claim the next in one transaction
+    (MessageQueue.complete_and_claim); where this checkout's queue has no such method, the
+    separate claim + mark_completed(agent=...) (CYCLE_LABEL says which ran)."""
+    name = "coffee_team cycle"
+    consumes_only = True  # its sending is Project's
+
+    def __init__(self, path: str, n: int):
+        super().__init__(path, n)
+        self.held = None
+
+    def take(self):
+        if self.held is None or not CYCLE:
+            if self.held is not None:
+                self.q.mark_completed(self.held.id, None, agent=AGENT)
+            tasks = self.q.claim(AGENT)
+        else:
+            _, tasks = self.q.complete_and_claim(self.held.id, None, agent=AGENT)
+        self.held = tasks[0] if tasks else None
+        return None if self.held is None else self.held.content
+
+    def finish(self):
+        if self.held is not None:
+            self.q.mark_completed(self.held.id, None, agent=AGENT)
+            self.held = None
+
+    def close(self):
+        self.finish()
+        super().close()
 
 
-IMPLS = {cls.name: cls for cls in (Project, PlainSqlite, Huey if SqliteStorage else None,
+IMPLS = {cls.name: cls for cls in (Project, ProjectCycle, PlainSqlite,
+                                   Huey if SqliteStorage else None,
+                                   HueyResult if SqliteStorage else None,
                                    PersistQueue if persistqueue else None,
                                    LiteQueue if litequeue else None) if cls}
 
@@ -264,6 +138,7 @@ def full_cycle(impl, n):
     for i in range(n):
         impl.send(i)
         assert impl.take() == i
+    getattr(impl, "finish", lambda: None)()  # a held task's completion is part of the cycle
     return time.perf_counter() - t
 
 
@@ -308,7 +183,7 @@ def impl_pending(kind, path) -> bool:
         return IMPLS[kind].pending(path)
     conn = sqlite3.connect(path, timeout=5)
     try:
-        if kind == "huey":
+        if kind.startswith("huey"):
             return conn.execute("SELECT COUNT(*) FROM task").fetchone()[0] > 0
         return conn.execute("SELECT COUNT(*) FROM tasks WHERE status != 'completed'").fetchone()[0] > 0
     finally:
@@ -346,6 +221,10 @@ def latency(kind, path, count=200):
             "max_ms": round(lat[-1], 3)}
 
 
+DURABILITY = ("WAL + synchronous=NORMAL: coffee_team, sqlite3, litequeue (its own setting), "
+              "huey (its default WAL; PRAGMA synchronous=normal set on its connection); "
+              "persist-queue: WAL + SQLite's default synchronous=FULL")
+CONSUMING = ("drain", "full cycle", "1 producer + 2 consumers")
 SCENARIOS = {"enqueue": enqueue, "batch enqueue": batch_enqueue, "drain": drain,
              "full cycle": full_cycle, "1 producer + 2 consumers": one_producer_two_consumers}
 
@@ -361,14 +240,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     root = tempfile.mkdtemp(prefix="qb", dir=args.dir)
     results = {"n": args.n, "repeat": args.repeat, "sqlite_version": sqlite3.sqlite_version,
+               "durability": DURABILITY, "agent_cycle": CYCLE_LABEL,
                "throughput": {}, "latency": {}}
     try:
         run = 0
         for scenario, fn in SCENARIOS.items():
             if args.only and scenario not in args.only:
                 continue
-            rates: dict[str, list[float]] = {kind: [] for kind in IMPLS}
-            kinds = list(IMPLS)
+            kinds = [k for k in IMPLS if scenario in CONSUMING
+                     or not getattr(IMPLS[k], "consumes_only", False)]
+            rates: dict[str, list[float]] = {kind: [] for kind in kinds}
             for rep in range(args.repeat):
                 # Interleaved, order rotated per repeat: a noisy neighbour or a
                 # warming disk cache hits every implementation alike.
@@ -385,6 +266,8 @@ def main(argv=None):
                     "min": min(r), "median": statistics.median(r), "max": max(r),
                     "vs_sqlite3": statistics.median(r) / base}
         for kind in IMPLS if not args.only or "latency" in args.only else ():
+            if getattr(IMPLS[kind], "consumes_only", False):
+                continue  # the same hand-over as its parent class
             run += 1
             results["latency"][kind] = latency(kind, os.path.join(root, f"{run}.db"))
     finally:
@@ -408,7 +291,7 @@ def print_table(results):
     print("| scenario | impl | msgs/s min | median | max | median vs sqlite3 |")
     print("|---|---|---:|---:|---:|---:|")
     for scenario, by_kind in results["throughput"].items():
-        for kind in kinds:
+        for kind in (k for k in kinds if k in by_kind):
             r = by_kind[kind]
             print(f"| {scenario} | {kind} | {r['min']:,.0f} | {r['median']:,.0f} | {r['max']:,.0f}"
                   f" | {r['vs_sqlite3']:.2f}x |")

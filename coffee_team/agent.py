@@ -1,11 +1,13 @@
 """The agent runtime: ``coffee-team agent run NAME`` is every program's command.
 
 The main loop: periodic run → claim one task → run it → mark it → otherwise wait on the
-queue. A heartbeat thread (pulse.py) beats meanwhile, also while a handler runs for hours,
-renews the running task's lease and asks the loop to stop a handler whose task was cancelled
-or stalled (execution.py runs tasks). SIGTERM stops claiming, lets the current task finish
-until the grace period runs out, then requeues it. Whatever this process held in progress is
-requeued on the way out, so nothing it claimed is ever lost.
+queue, in one wait that ends when work comes, the next periodic run or heartbeat is due, or a
+signal arrives: an idle agent wakes once per heartbeat interval. While a task runs, a heartbeat
+thread (pulse.py) beats, also while a handler runs for hours, renews the running task's lease
+and asks the loop to stop a handler whose task was cancelled or stalled (execution.py runs
+tasks). SIGTERM stops claiming, lets the current task finish until the grace period runs out,
+then requeues it. Whatever this process held in progress is requeued on the way out, so
+nothing it claimed is ever lost.
 """
 from __future__ import annotations
 
@@ -65,6 +67,10 @@ class Agent(TaskExecution):
         self.stopping = False
         self.parent = ParentWatch()
         self.supervised = bool(os.environ.get("SUPERVISOR_ENABLED"))
+        # Without PDEATHSIG only polling notices that supervisord died; run_agent lifts the cap
+        # when the kernel will signal it instead.
+        self.wait_cap: float | None = IDLE_WAIT_CAP if self.supervised else None
+        self.pulse: Pulse | None = None  # run() starts it
         from .queue.db import database_errors  # not at import: main() may block psycopg2 first
         self.db_errors = database_errors()
         self.in_database = False
@@ -168,6 +174,7 @@ class Agent(TaskExecution):
                 if self.stopping:
                     raise Interrupted("stop", "stop requested while the database was unusable")
                 self.activity.tick()  # still alive: waiting for the database is not a hang
+                self.idle_beat()  # the heartbeat says it waits for the database
                 time.sleep(delay)
                 continue
             finally:
@@ -189,6 +196,13 @@ class Agent(TaskExecution):
         if stale.deleted:
             raise DatabaseUnavailable(f"{stale}; waiting for a database file at that path")
         log(self.name, f"{stale}; reopening it")
+
+    def idle_beat(self) -> float:
+        """The main loop's heartbeat while no task runs (the pulse thread's while one does);
+        the seconds until the next one is due."""
+        if self.pulse is None or self.activity.state == WORKING:
+            return IDLE_WAIT_CAP
+        return self.pulse.idle_beat(self.clock())
 
     def warn_stall(self, task: dict, silent_for: float, action: str) -> None:
         """One WARNING per stall (from the pulse thread, on its own connection)."""
@@ -221,23 +235,24 @@ class Agent(TaskExecution):
                 self.process(tasks[0])
                 continue
             self.activity.state = IDLE
-            timeout = next_periodic - self.clock()
-            self.durable(self.queue.wait, self.name, max(0.0, min(timeout, IDLE_WAIT_CAP)),
-                         interruptible=True)
+            timeout = min(next_periodic - self.clock(), self.idle_beat())
+            if self.wait_cap is not None:
+                timeout = min(timeout, self.wait_cap)
+            self.durable(self.queue.wait, self.name, max(0.0, timeout), interruptible=True)
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_stop_signal)
         signal.signal(signal.SIGUSR1, self._on_abort_signal)
         s, spec = self.team.settings, self.spec
-        pulse = Pulse(self, heartbeat_interval=s.heartbeat_interval,
-                      lease_seconds=self.queue.lease_seconds,
-                      # the loop ticks every second or so, or after a database wait of at
-                      # most the busy timeout: silence past stale_after means it is stuck
-                      loop_limit=s.heartbeat_stale_after, stall_after=spec.stall_after,
-                      on_stall=spec.on_stall)
+        pulse = self.pulse = Pulse(
+            self, heartbeat_interval=s.heartbeat_interval, lease_seconds=self.queue.lease_seconds,
+            # the loop ticks at least every heartbeat interval, or after a database wait of at
+            # most the busy timeout: silence past stale_after means it is stuck
+            loop_limit=s.heartbeat_stale_after, stall_after=spec.stall_after,
+            on_stall=spec.on_stall)
         self.activity.state = IDLE
-        self.write_status()
+        self.idle_beat()
         pulse.start()
         try:
             self.loop()
@@ -305,8 +320,7 @@ def run_agent(team: Team, name: str) -> int:
     from .queue import MessageQueue
 
     spec = team.agent(name)
-    if os.environ.get("SUPERVISOR_ENABLED"):
-        die_with_parent(signal.SIGTERM)
+    signalled = bool(os.environ.get("SUPERVISOR_ENABLED")) and die_with_parent(signal.SIGTERM)
     ensure_data_dirs(team)
     try:
         lock, predecessor = agent_lock(team, spec.name)
@@ -315,6 +329,8 @@ def run_agent(team: Team, name: str) -> int:
         return 0
     with lock:
         agent = Agent(team, spec.name)
+        if signalled:  # a dead parent sends SIGTERM: no need to poll for it
+            agent.wait_cap = None
         queue = agent.queue = agent.durable(MessageQueue.from_team, team)
         try:
             # Holding the lock proves no other instance runs: whatever is still in progress

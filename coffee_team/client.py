@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
 import sys
 import time
 import base64
@@ -154,6 +152,7 @@ def wait_started(process_infos: Callable[[], Iterable[dict]], names: Iterable[st
 
 
 def supervisord_binary() -> str:
+    import shutil  # here, not at the top: `coffee-team status` starts faster without it
     beside = Path(sys.executable).parent / "supervisord"
     if beside.exists():
         return str(beside)
@@ -180,6 +179,7 @@ def boot(team: Team, endpoint: Endpoint, launch: tuple[str, ...] = (),
 
     ``launch`` limits which agents the watchdog launches at boot (empty = all).
     """
+    import subprocess  # here, not at the top: `coffee-team status` starts faster without it
     env = dict(os.environ)
     env.pop("SUPERVISOR_SERVER_URL", None)
     if launch:

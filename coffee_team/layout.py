@@ -5,9 +5,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import confgen
 from .errors import TeamError
-from .team import Team
+from .teamspec import Team
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
@@ -41,6 +40,7 @@ class ConfigDiff:
 
 
 def _generated_on_disk(conf_dir: Path) -> set[str]:
+    from . import confgen
     if not conf_dir.is_dir():
         return set()
     return {p.name for p in conf_dir.glob("agent-*.conf")} | (
@@ -48,6 +48,8 @@ def _generated_on_disk(conf_dir: Path) -> set[str]:
 
 
 def diff_config(team: Team) -> ConfigDiff:
+    # confgen imported here: agents and `status` reach this module for its file helpers only
+    from . import confgen
     wanted = confgen.render(team)
     changed = []
     for name, text in sorted(wanted.items()):
@@ -64,6 +66,7 @@ def diff_config(team: Team) -> ConfigDiff:
 
 def write_config(team: Team) -> ConfigDiff:
     """Bring ``supervisord.conf.d/`` in line with the team; returns what had to change."""
+    from . import confgen
     diff = diff_config(team)
     team.conf_dir.mkdir(parents=True, exist_ok=True)
     wanted = confgen.render(team)

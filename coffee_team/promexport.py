@@ -16,9 +16,12 @@ from .taskstate import STATES
 # Task durations span milliseconds (demo handlers) to an hour (an LLM agent's long task).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                     60.0, 300.0, 900.0, 3600.0)
-# Optional per-agent status keys (the LLM-agent issue): metric name, key, help.
-OPTIONAL_COUNTERS = (("coffee_agent_cost_dollars", "cost_usd", "LLM cost of the agent's work"),
-                     ("coffee_agent_tokens", "tokens", "LLM tokens the agent used"))
+# Today's LLM spend (status.queue_columns): gauges, since they go back to 0 at UTC midnight.
+# Metric name, status key, help.
+SPEND_GAUGES = (("coffee_agent_cost_today_dollars", "cost_today_usd",
+                 "LLM cost of the agent's CLI runs today (UTC)"),
+                ("coffee_agent_tokens_today", "tokens_today",
+                 "LLM tokens the agent's CLI runs used today (UTC)"))
 
 
 class DurationHistogram:
@@ -107,8 +110,7 @@ def agent_families(status: dict | None) -> list:
     }
     restarts = CounterMetricFamily("coffee_agent_restarts", "Crash restarts in the crash window",
                                    labels=("agent",))
-    optional = {key: CounterMetricFamily(name, doc, labels=("agent",))
-                for name, key, doc in OPTIONAL_COUNTERS}
+    spend = {key: gauge(name, doc) for name, key, doc in SPEND_GAUGES}
     for agent in status["agents"]:
         label = (agent["name"],)
         families["up"].add_metric(label, 1 if agent["state"] == "RUNNING" else 0)
@@ -120,10 +122,10 @@ def agent_families(status: dict | None) -> list:
         families["cpu"].add_metric(label, agent.get("cpu_percent") or 0)
         families["rss"].add_metric(label, round((agent.get("rss_mb") or 0) * 2**20))
         restarts.add_metric(label, agent.get("restarts") or 0)
-        for key, family in optional.items():
-            if agent.get(key) is not None:
+        for key, family in spend.items():
+            if agent.get(key) is not None:  # absent while the database cannot be read
                 family.add_metric(label, agent[key])
-    return [up, *families.values(), restarts, *(f for f in optional.values() if f.samples)]
+    return [up, *families.values(), restarts, *(f for f in spend.values() if f.samples)]
 
 
 def queue_families(counts: dict[str, dict], notifications: dict[str, int]) -> list:

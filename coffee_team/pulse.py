@@ -7,6 +7,10 @@ expiry, requeue or other host takes work its agent is still doing) and notices w
 is no longer the agent's (e.g. cancelled) or has gone silent. It only *asks* the main thread to
 stop the handler (``host.abort``): the main thread owns the handler and the task's outcome.
 
+It checks every second only while a task runs. An idle agent's thread sleeps until the next
+task begins; the main loop beats itself (``idle_beat``) on the tick of its one long wait, so an
+idle agent wakes once per heartbeat interval instead of twice a second.
+
 A frozen process (SIGSTOP, a deadlock holding the GIL) freezes this thread too, so the
 heartbeat stops and the watchdog restarts it as before. A main loop stuck outside a handler is
 caught by ``liveness.main_loop_alive``: the heartbeat is withheld.
@@ -34,12 +38,14 @@ class Activity:
         self.last_output_at: float | None = None
         self.progress: str | None = None
         self.tick_at = clock()
+        self.began = threading.Event()  # wakes the heartbeat thread when work begins
 
     def begin(self, task_id: int | None, task_type: str) -> None:
         now = self.clock()
         self.last_output_at, self.progress = now, None
         self.task = {"id": task_id, "type": task_type, "started_at": now}
         self.state = WORKING
+        self.began.set()
 
     def end(self, state: str) -> None:
         self.state = state
@@ -66,7 +72,7 @@ class Activity:
 
 
 class Pulse(threading.Thread):
-    """Runs ``check`` every second until ``stop``. ``host`` is the Agent: it provides name,
+    """Runs ``check`` every second while a task runs, until ``stop``. ``host`` is the Agent: it provides name,
     activity, queue, clock, db_errors, write_status(), abort(task_id, reason, message),
     warn_stall(task, silent_for, action), problem(what, message) and recovered(what)."""
 
@@ -90,15 +96,38 @@ class Pulse(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+        self.host.activity.began.set()  # an idle thread sleeps on it: wake it to see the halt
         if self.is_alive():
             self.join(timeout=10)
 
     def run(self) -> None:
+        activity = self.host.activity
         try:
-            while not self._halt.wait(min(CHECK_EVERY, self.heartbeat_interval)):
-                self.check(self.host.clock())
+            while not self._halt.is_set():
+                if activity.state != WORKING:  # idle: the main loop beats (idle_beat)
+                    activity.began.wait()
+                    activity.began.clear()  # state is read again before sleeping on it
+                elif not self._halt.wait(min(CHECK_EVERY, self.heartbeat_interval)):
+                    self.check(self.host.clock())
         finally:
             self.host.queue.backend.close()  # this thread's own connection
+
+    def idle_beat(self, now: float) -> float:
+        """From the main loop before it waits idle: beat if due, or to show that the agent went
+        idle (at most once per CHECK_EVERY, so a busy agent does not write a file per task).
+        Returns the seconds until the next beat is due: the most the loop may wait."""
+        activity = self.host.activity
+        shown = (activity.state, None)
+        changed = shown != self.shown
+        if due(self.last_beat, now, self.heartbeat_interval) or \
+                (changed and due(self.last_beat, now, CHECK_EVERY)):
+            self._beat(activity.state, activity.tick_at, now)
+            if self.last_beat != now:  # not written (a full disk): again soon
+                return CHECK_EVERY
+            self.shown = shown
+        elif changed:
+            return max(0.0, self.last_beat + CHECK_EVERY - now)
+        return max(0.0, self.last_beat + self.heartbeat_interval - now)
 
     def check(self, now: float) -> None:
         activity = self.host.activity

@@ -1,233 +1,27 @@
-"""The team file (``data/team.yaml``) → frozen dataclasses, with strict, friendly validation.
+"""The team file (``data/team.yaml``) → frozen dataclasses (``teamspec``), with strict,
+friendly validation.
 
 Every error a user can make here becomes one ``TeamError`` line naming the file, the key path
 and what is allowed. Paths in the team file are relative to the project root: the directory
-that holds ``data/team.yaml``.
+that holds ``data/team.yaml``. The llm package's checkers are imported only for a team file
+that has llm agents or budgets: every agent loads this file, most never run an llm.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import yaml
 
-from .schema import (AGENT_FIELDS, AGENT_NAME, HOST_FIELDS, HTTP_FIELDS, NOTIFY_FIELDS,
-                     NOTIFY_LEVELS, PG_SCHEMES, RETRY_FIELDS, TEAM_FIELDS, Invalid, describe,
-                     is_loopback)
-from .taskstate import RetryPolicy
-from .schema import INI_COMMENT  # noqa: F401  (re-exported for callers of team.py)
-from .errors import TeamError, UnknownAgentError
+from .errors import TeamError
 from .liveness import MIN_LEASE_SECONDS
-from .llm.budget import Budget
-from .llm.spec import (BUDGET_FIELDS, LLM_FIELDS, WORKSPACE_FIELDS, LlmSpec, SpecError,
-                       WorkspaceSpec, build_budget, build_llm, build_workspace, regex_field)
-
-@dataclass(frozen=True)
-class HttpSettings:
-    port: int
-    username: str
-    password_env: str
-    host: str = "127.0.0.1"
-    allow_remote: bool = False
-
-
-def check_http(http: HttpSettings, source: str, where: str = "team.http",
-               what: str = "the XML-RPC API") -> None:
-    """Refuse a server that would be open: it controls every agent. ``team.web`` (the
-    dashboard) follows the same rules as ``team.http``."""
-    if not http.username or not http.password_env:
-        raise TeamError(f"{source}: {where}: username and password_env are required")
-    if not http.allow_remote and not is_loopback(http.host):
-        raise TeamError(f"{source}: {where}.host: {http.host!r} is not a loopback address; "
-                        f"{what} controls every agent, so set allow_remote: true to "
-                        f"expose it on purpose")
-
-
-# The dashboard's supervisord program; an agent cannot have this name while team.web is set.
-WEB_PROGRAM = "web"
-
-
-@dataclass(frozen=True)
-class NotifyTarget:
-    """One ``team.notify`` entry: an Apprise ``url`` or a ``command`` argv, and the minimum
-    ``level`` it receives."""
-    level: str = "WARNING"
-    url: str | None = None
-    command: tuple[str, ...] | None = None
-    name: str | None = None
-
-    @property
-    def key(self) -> str:
-        """Stable id of the destination (the deliveries table keys on it): the same URL or
-        argv is the same target whatever its place in the list or its level."""
-        what = self.url if self.url is not None else "\0".join(self.command or ())
-        return hashlib.sha256(what.encode()).hexdigest()[:16]
-
-    @property
-    def label(self) -> str:
-        """What a person sees: the name, else the URL without credentials or path, else argv[0]."""
-        if self.name:
-            return self.name
-        if self.url is not None:
-            scheme, _, rest = self.url.partition("://")
-            return f"{scheme}://{rest.split('/')[0].rpartition('@')[2]}"
-        return Path((self.command or ("?",))[0]).name
-
-    def wants(self, level: str) -> bool:
-        return NOTIFY_LEVELS.index(level) >= NOTIFY_LEVELS.index(self.level)
-
-
-@dataclass(frozen=True)
-class AgentSpec:
-    name: str
-    priority: int = 5
-    check_interval: float = 300.0
-    auto_approve: bool = False
-    timeout_seconds: float = 600.0
-    memory_limit_mb: int | None = None
-    handler: str | None = None
-    command: tuple[str, ...] | None = None
-    handles: tuple[str, ...] = ()
-    environment: tuple[tuple[str, str], ...] = ()
-    restart_on_hang: bool = True
-    stall_after: float | None = None  # seconds without output or ctx.progress(): a stall
-    on_stall: str = "warn"            # warn (one WARNING per stall) or cancel (fail the task)
-    cpu_warn_percent: float = 80.0
-    rss_warn_mb: float = 256.0
-    options: tuple[tuple[str, Any], ...] = ()
-    retry: RetryPolicy | None = None  # the team's retry when the agent sets none
-    llm: LlmSpec | None = None        # a coding CLI run per task (coffee_team.llm)
-    budget: Budget | None = None      # per UTC day; reaching it pauses intake
-    workspace: WorkspaceSpec | None = None
-    rate_limit: str | None = None     # regex of a rate-limit message (else the default)
-
-
-@dataclass(frozen=True)
-class TeamSettings:
-    database_path: str = "data/orchestrator.db"
-    health_check_interval: float = 30.0
-    max_restart_attempts: int = 3
-    restart_backoff: float = 60.0
-    restart_reset_after: float = 600.0
-    restart_backoff_max: float = 3600.0
-    max_queue_size: int = 1000
-    cleanup_interval_hours: float = 24.0
-    heartbeat_interval: float = 30.0
-    heartbeat_stale_after: float = 300.0
-    lease_seconds: float = 300.0
-    start_seconds: int = 1
-    start_retries: int = 3
-    stop_wait_seconds: int = 10
-    python: str = ".venv/bin/python"
-    require_branch: str | None = None
-    http: HttpSettings | None = None
-    web: HttpSettings | None = None  # the dashboard (coffee_team/web), same shape as http
-    retry: RetryPolicy | None = None
-    escalate_after: float | None = None  # seconds; None: pending tasks are never escalated
-    host_name: str | None = None  # this host among hosts sharing PostgreSQL; None: hostname
-    notify: tuple[NotifyTarget, ...] = ()
-    budget: Budget | None = None  # the whole team's, per UTC day
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    """One supervisord of a team spread over several hosts (``hosts:`` in the team file)."""
-    name: str
-    url: str  # unix:///path/supervisor.sock or http://host:port
-    username: str | None = None
-    password_env: str | None = None
-
-
-@dataclass(frozen=True)
-class Team:
-    settings: TeamSettings
-    agents: tuple[AgentSpec, ...]
-    path: Path = field(default=Path("data/team.yaml"))
-    hosts: tuple[HostSpec, ...] = ()
-
-    @cached_property
-    def root(self) -> Path:
-        return self.path.resolve().parent.parent
-
-    def resolve(self, relative: str) -> Path:
-        p = Path(relative)
-        return p if p.is_absolute() else self.root / p
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def status_dir(self) -> Path:
-        return self.data_dir / "agent_status"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.data_dir / "run"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.data_dir / "logs"
-
-    @property
-    def conf_dir(self) -> Path:
-        return self.root / "supervisord.conf.d"
-
-    @property
-    def conf_file(self) -> Path:
-        return self.conf_dir / "supervisord.conf"
-
-    @property
-    def database_url(self) -> str:
-        """``postgresql://...`` as written; SQLite (a bare path or ``sqlite:///path``) as an
-        absolute path, relative paths taken from the project root."""
-        db = self.settings.database_path
-        if db.startswith(PG_SCHEMES):
-            return db
-        if db.startswith("sqlite:///"):
-            db = db[len("sqlite:///"):]
-        return str(self.resolve(db))
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.settings.database_path.startswith(PG_SCHEMES)
-
-    @property
-    def host(self) -> str:
-        """This host's name among hosts sharing a PostgreSQL database (restart state, the
-        singleton's holder): ``team.host_name``, else the machine's host name."""
-        import socket
-        return self.settings.host_name or socket.gethostname()
-
-    @property
-    def state_host(self) -> str:
-        """The host whose restart state this team file's processes keep: this host on a
-        shared PostgreSQL; '' on SQLite, which serves one host."""
-        return self.host if self.is_postgres else ""
-
-    @property
-    def wake_dir(self) -> str:
-        return str(self.run_dir / "wake")
-
-    def agent(self, name: str) -> AgentSpec:
-        self.require(name)
-        return next(spec for spec in self.agents if spec.name == name)
-
-    def require(self, *names: str) -> tuple[str, ...]:
-        """The names, if each is an agent of this team (the one place that says which are not)."""
-        unknown = [str(n)[:60] for n in names if n not in self.names]
-        if unknown:
-            raise UnknownAgentError(f"{self.path}: unknown agent(s) {', '.join(unknown)} "
-                                    f"(known: {', '.join(self.names)})")
-        return names
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(a.name for a in self.agents)
+from .schema import (AGENT_FIELDS, AGENT_NAME, HOST_FIELDS, HTTP_FIELDS, NOTIFY_FIELDS,
+                     RETRY_FIELDS, TEAM_FIELDS, Invalid, describe)
+from .schema import INI_COMMENT  # noqa: F401  (re-exported for callers of team.py)
+from .taskstate import RetryPolicy
+from .teamspec import (WEB_PROGRAM, AgentSpec, HostSpec, HttpSettings, NotifyTarget,  # noqa: F401
+                       Team, TeamSettings, check_http)
 
 
 def _hosts(doc: Any, source: str) -> tuple[HostSpec, ...]:
@@ -367,18 +161,20 @@ def _notify(doc: Any, source: str) -> tuple[NotifyTarget, ...]:
     return tuple(targets)
 
 
-_NESTED = {"llm": (LLM_FIELDS, build_llm), "budget": (BUDGET_FIELDS, build_budget),
-           "workspace": (WORKSPACE_FIELDS, build_workspace)}
-_EXTRAS = ("llm", "budget", "workspace", "rate_limit")
+_NESTED = ("llm", "budget", "workspace")
+_EXTRAS = (*_NESTED, "rate_limit")
 
 
 def _nested(doc: Any, key: str, where: str, source: str) -> Any:
     """``llm:``, ``budget:`` or ``workspace:`` checked field by field, then as a whole."""
-    schema, build = _NESTED[key]
+    from .llm import spec
+    schema, build = {"llm": (spec.LLM_FIELDS, spec.build_llm),
+                     "budget": (spec.BUDGET_FIELDS, spec.build_budget),
+                     "workspace": (spec.WORKSPACE_FIELDS, spec.build_workspace)}[key]
     values = _fields(doc, schema, where, source)
     try:
         return build(values)
-    except SpecError as exc:
+    except spec.SpecError as exc:
         raise TeamError(f"{source}: {where}{'.' + exc.key if exc.key else ''}: {exc}") from None
 
 
@@ -388,6 +184,7 @@ def _agent_extras(agent_doc: dict, where: str, source: str) -> dict[str, Any]:
     extras = {key: _nested(agent_doc.pop(key), key, f"{where}.{key}", source)
               for key in _NESTED if key in agent_doc}
     if "rate_limit" in agent_doc:
+        from .llm.spec import regex_field
         extras["rate_limit"] = _fields({"rate_limit": agent_doc.pop("rate_limit")},
                                        {"rate_limit": regex_field}, where, source)["rate_limit"]
     orphan = next((k for k in ("budget", "workspace", "rate_limit") if k in extras), None)

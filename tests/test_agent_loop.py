@@ -579,21 +579,43 @@ def idle_until(h: Harness, waits: int, beats: list[float]) -> Callable[[], bool]
 
 
 def test_periodic_runs_follow_the_clock(start):
-    """Idle, the agent waits at most IDLE_WAIT_CAP (heartbeats are the pulse thread's job) or
-    until its next periodic run, and runs the periodic handler when it is due."""
+    """Idle, the agent waits until its next periodic run (its heartbeat is not due before it)
+    and runs the periodic handler when it is due."""
     runs: list[float] = []
     h = start(echo, agents={"worker": {**AGENTS["worker"], "check_interval": 2}},
-              periodic=lambda task, ctx: runs.append(h.clock()))
+              periodic=lambda task, ctx: runs.append(h.clock()), heartbeat_interval=30,
+              heartbeat_stale_after=60)
     started = h.clock()
-    h.queue.when_idle = idle_until(h, 4, [])
+    h.queue.when_idle = idle_until(h, 3, [])
     h.run()
-    assert h.queue.wait_timeouts == [agent_module.IDLE_WAIT_CAP] * 4
-    assert runs == [started, started + 2.0]  # at +0 s and +2 s; the stop came at +3 s
+    assert h.queue.wait_timeouts == [2.0] * 3
+    assert runs == [started, started + 2.0, started + 4.0]  # the stop came at the 3rd wait
 
 
-def test_idle_wait_is_capped(start):
-    """Even with nothing due for long, the wait is bounded (how late a dead parent or a
-    stop is noticed without a signal)."""
+def test_an_idle_agent_waits_once_per_heartbeat_and_beats_on_that_tick(start):
+    """Nothing due for long: one wait per heartbeat interval, no polling, and each wake-up
+    writes the heartbeat (the pulse thread sleeps while no task runs)."""
+    h = start(echo, heartbeat_interval=30, heartbeat_stale_after=60)
+    waits: list[float] = []
+    beats: list[float] = []
+
+    def wait() -> bool:
+        beats.append(h.status()["last_heartbeat"])
+        waits.append(h.clock())
+        if len(waits) == 3:
+            h.stop()
+        h.clock.advance(h.queue.wait_timeouts[-1])
+        return False
+    h.queue.when_idle = wait
+    h.run()
+    assert h.queue.wait_timeouts == [30.0] * 3
+    assert beats == waits  # the beat of each tick was written just before its wait
+
+
+def test_idle_wait_is_capped_under_supervisord_without_a_death_signal(start, monkeypatch):
+    """Under supervisord the wait is bounded unless the kernel signals the parent's death
+    (PDEATHSIG, set by run_agent): polling is then how a dead supervisord is noticed."""
+    monkeypatch.setenv("SUPERVISOR_ENABLED", "1")
     h = start(echo, heartbeat_interval=30, heartbeat_stale_after=60)
     h.queue.when_idle = idle_until(h, 3, [])
     h.run()

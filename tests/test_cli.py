@@ -17,10 +17,12 @@ DEMO = REPO / "data" / "team.yaml"
 
 
 def walk(command: click.Command, path: tuple[str, ...] = ()):
+    """Every command as --help lists it (loading the lazily imported ones)."""
     yield path, command
     if isinstance(command, click.Group):
-        for name, sub in sorted(command.commands.items()):
-            yield from walk(sub, path + (name,))
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            yield from walk(command.get_command(ctx, name), path + (name,))
 
 
 COMMANDS = list(walk(main))
@@ -58,6 +60,13 @@ def test_the_walk_finds_the_documented_commands():
     names = {" ".join(path) for path, _ in COMMANDS}
     assert {"", "gen-config", "start", "stop", "restart", "status", "doctor", "agent",
             "agent run"} <= names
+
+
+def test_each_lazy_command_is_registered_by_the_module_that_names_it():
+    from coffee_team.cli.base import COMMAND_MODULES
+    assert set(main.commands) == set(COMMAND_MODULES)  # the walk imported every module
+    for name, module in COMMAND_MODULES.items():
+        assert main.commands[name].callback.__module__ == f"coffee_team.cli.{module}", name
 
 
 @pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=lambda p: " ".join(p) or "main")

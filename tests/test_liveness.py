@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 
@@ -177,7 +178,6 @@ def test_a_heartbeat_the_disk_refused_is_written_as_soon_as_it_can_be():
 
 
 def test_nothing_is_written_to_a_deleted_database_file():
-    from types import SimpleNamespace
     host, pulse = make(lease=3.0)
     host.activity.begin(42, "build")
     host.queue.stale = SimpleNamespace(deleted=True)
@@ -197,6 +197,40 @@ def test_a_stuck_main_loop_gets_no_heartbeat_and_a_ticking_one_does():
     host.activity.tick()
     run(host, pulse, 1)
     assert host.beats[-1] == host.now and host.queue.calls == []  # idle: no lease to keep
+
+
+def idle_beat(host, pulse, now):
+    """The main loop's call before an idle wait, at ``now``."""
+    host.now = now
+    return pulse.idle_beat(now)
+
+
+def test_idle_the_main_loop_beats_once_per_interval_and_shows_going_idle_within_a_second():
+    host, pulse = make()  # heartbeat_interval 2 s
+    assert idle_beat(host, pulse, T0) == 2.0 and host.beats == [T0]  # the first beat at once
+    assert idle_beat(host, pulse, T0 + 0.5) == 1.5 and host.beats == [T0]  # the loop woke early
+    assert idle_beat(host, pulse, T0 + 2) == 2.0 and host.beats == [T0, T0 + 2]
+    host.activity.begin(5, "t")  # a short task: the pulse thread never checked
+    host.activity.end(IDLE)
+    host.activity.state = STOPPING
+    assert idle_beat(host, pulse, T0 + 2.25) == 0.75 and host.beats == [T0, T0 + 2]  # at most 1/s
+    assert idle_beat(host, pulse, T0 + 3) == 2.0 and host.beats[-1] == T0 + 3  # shows the change
+
+
+def test_idle_a_heartbeat_the_disk_refused_is_tried_again_within_a_second():
+    host, pulse = make()
+    host.disk_full = True
+    assert idle_beat(host, pulse, T0) == 1.0 and host.beats == []
+    host.disk_full = False
+    assert idle_beat(host, pulse, T0 + 1) == 2.0 and host.beats == [T0 + 1]
+
+
+def test_an_idle_heartbeat_thread_sleeps_until_stopped():
+    host, pulse = make()
+    host.queue.backend = SimpleNamespace(close=lambda: host.queue.calls.append("closed"))
+    pulse.start()
+    pulse.stop()  # wakes the sleeping thread (else the join would time out, 10 s)
+    assert not pulse.is_alive() and host.queue.calls == ["closed"] and host.beats == []
 
 
 def test_a_task_that_is_no_longer_ours_is_aborted_within_a_second():

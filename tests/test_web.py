@@ -263,6 +263,22 @@ def test_duration_histogram_parses_and_counts(tmp_path):
     queue.close()
 
 
+def test_todays_llm_spend_is_a_gauge_per_agent():
+    """status rows carry today's spend (status.queue_columns); the scrape shows the same."""
+    from prometheus_client.core import GaugeMetricFamily
+    from coffee_team import promexport
+    status = status_of(agent("architect", cost_today_usd=0.375, tokens_today=1200),
+                       agent("code_developer", cost_today_usd=0.0, tokens_today=0),
+                       agent("assistant"))  # database unreadable: no spend known
+    families = {f.name: f for f in promexport.agent_families(status)}
+    for name, expected in (("coffee_agent_cost_today_dollars", 0.375),
+                           ("coffee_agent_tokens_today", 1200)):
+        family = families[name]
+        assert isinstance(family, GaugeMetricFamily)  # it falls back to 0 at UTC midnight
+        values = {s.labels["agent"]: s.value for s in family.samples}
+        assert values == {"architect": expected, "code_developer": 0}
+
+
 def test_the_page_and_metrics_share_one_status_per_ttl(tmp_path):
     """Prometheus scraping while people watch: supervisord and /proc are read once per ttl."""
     team = parse_team({"team": {"web": WEB}, "agents": {a: {} for a in AGENTS}},

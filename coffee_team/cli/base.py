@@ -64,8 +64,30 @@ def environment_trouble(exc: Exception) -> str | None:
     return None
 
 
+# Which module registers each top-level command: imported when that command is asked for.
+COMMAND_MODULES = {
+    **dict.fromkeys(("gen-config", "start", "stop", "restart", "status", "logs", "doctor",
+                     "agent"), "lifecycle"),
+    **dict.fromkeys(("apply", "service"), "live"),
+    **dict.fromkeys(("send", "queue", "metrics", "cleanup", "notifications", "history",
+                     "trace"), "data"),
+    **dict.fromkeys(("task", "pause", "resume"), "tasks"),
+    "costs": "costs",
+}
+
+
 class EdgeGroup(click.Group):
-    """The CLI's edge: whatever the command, trouble of the environment is one line, exit 1."""
+    """The CLI's edge: whatever the command, trouble of the environment is one line, exit 1.
+    Commands load lazily (COMMAND_MODULES): start-up imports only the one that runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name not in self.commands and name in COMMAND_MODULES:
+            import importlib
+            importlib.import_module(f"{__package__}.{COMMAND_MODULES[name]}")  # registers it
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
         try:

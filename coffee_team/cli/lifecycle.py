@@ -262,8 +262,8 @@ def status_cmd(ctx: Context, as_json: bool, watch: bool, interval: float,
 
 def _status_hosts(ctx: Context, hosts_option: str | None):
     """Hosts for a multi-host status: --hosts, else the team file's hosts: (if it has one)."""
-    from .. import hosts
     if hosts_option:
+        from .. import hosts  # a thread pool and more: only for a multi-host status
         try:
             return hosts.parse_hosts_option(hosts_option)
         except TeamError as exc:

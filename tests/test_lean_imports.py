@@ -1,0 +1,89 @@
+"""What the agent and ``coffee-team status`` import: each runs its real entry in a fresh
+interpreter, which then lists sys.modules.
+
+Memory per idle agent and the CLI's start-up time are mostly imports (bench/imports_bench.py
+measures them); these tests keep modules a process does not need out of it.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.fast_team import temp_root, write_team
+
+REPO = Path(__file__).resolve().parent.parent
+
+# ``python -m coffee_team --team T agent run worker`` for real (lock, queue, requeue, the
+# handler loaded), up to the agent's loop, where it lists its modules instead of looping.
+AGENT_ENTRY = """
+import json, runpy, sys
+import coffee_team.agent as agent
+def list_modules(self):
+    print(json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))
+    return 0
+agent.Agent.run = list_modules
+sys.argv = ["coffee_team", "--team", sys.argv[1], "agent", "run", "worker"]
+runpy.run_module("coffee_team", run_name="__main__")
+"""
+# ``coffee-team --team T status`` (no supervisord: it exits 3), then its modules.
+STATUS_ENTRY = """
+import json, sys
+from coffee_team.cli import main
+try:
+    main(["--team", sys.argv[1], "status"])
+except SystemExit:
+    pass
+print(json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))
+"""
+# Packages a plain agent on SQLite never uses: the CLI, llm agents, tracing and metrics
+# exporters, supervisor's client, the PostgreSQL driver, the process table's psutil.
+NOT_FOR_AN_AGENT = ("click", "coffee_team.cli", "coffee_team.llm", "opentelemetry",
+                    "prometheus_client", "supervisor", "psycopg2", "psutil", "coffee_team.confgen")
+# What `status` does not need: the other commands, the queue and its driver, llm checkers.
+NOT_FOR_STATUS = ("coffee_team.cli.data", "coffee_team.cli.tasks", "coffee_team.cli.costs",
+                  "coffee_team.cli.live", "coffee_team.queue", "peewee", "sqlite3",
+                  "coffee_team.llm", "supervisor", "subprocess", "concurrent.futures",
+                  "coffee_team.hosts")
+
+
+def modules_of(entry: str, team_file: Path) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", entry, str(team_file)], capture_output=True,
+                         text=True, cwd=REPO, timeout=60, stdin=subprocess.DEVNULL,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+    assert out.returncode in (0, 3), out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def inside(modules: list[str], packages: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if any(m == p or m.startswith(p + ".") for p in packages)]
+
+
+def test_a_plain_agent_on_sqlite_imports_only_what_it_uses():
+    with temp_root() as root:
+        team = write_team(root, {"worker": {"handler": "coffee_team.demo:handle"}})
+        modules = modules_of(AGENT_ENTRY, team.path)
+    assert "coffee_team.queue.core" in modules and "coffee_team.demo" in modules  # it got there
+    assert inside(modules, NOT_FOR_AN_AGENT) == []
+
+
+def test_an_llm_team_file_brings_the_llm_checkers_in():
+    """The check above can fail: the llm package is imported as soon as a team needs it."""
+    with temp_root() as root:
+        team = write_team(root, {"worker": {"handler": "coffee_team.demo:handle"}})
+        document = yaml.safe_load(team.path.read_text())
+        document["agents"]["coder"] = {"llm": {"command": ["true"], "preset": "text"}}
+        team.path.write_text(yaml.safe_dump(document))
+        modules = modules_of(AGENT_ENTRY, team.path)
+    assert "coffee_team.llm.spec" in inside(modules, NOT_FOR_AN_AGENT)
+
+
+def test_status_imports_only_its_own_command():
+    with temp_root() as root:
+        team = write_team(root, {"worker": {"handler": "coffee_team.demo:handle"}})
+        modules = modules_of(STATUS_ENTRY, team.path)
+    assert "coffee_team.cli.lifecycle" in modules and "coffee_team.status" in modules
+    assert inside(modules, NOT_FOR_STATUS) == []
