@@ -9,6 +9,7 @@ Scenarios (each runnable alone with --only):
   status     `coffee-team status` wall time vs `supervisorctl status` on the same team
   scale      100 agents: staggered boot vs plain unstaggered supervisord, status, broadcast
              drain, 10 simultaneous crashes, idle CPU, fds, and what breaks first
+  scale500   the same at 500 agents (50 simultaneous crashes)
   rss        RSS per idle agent vs a bare `python -c "import time; time.sleep(1e9)"`
   consumers  queue throughput with 1/2/4/8 consumer processes (claim + mark_completed)
 
@@ -41,7 +42,8 @@ from lifecycle_scale import bench_scale
 
 SCENARIOS = {"restart": bench_restart, "requeue": bench_requeue, "idle_cpu": bench_idle_cpu,
              "status": bench_status, "scale": bench_scale, "rss": bench_rss,
-             "consumers": bench_consumers}
+             "consumers": bench_consumers, "scale500": bench_scale}
+SCALE500_AGENTS = 500
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 runs, shorter windows")
@@ -77,6 +79,8 @@ def main(argv=None) -> int:
 def run_scenario(name: str, repeat: int, args) -> dict:
     if name == "scale":
         return bench_scale(repeat, args.quick, n=args.agents)
+    if name == "scale500":
+        return bench_scale(repeat, args.quick, n=SCALE500_AGENTS)
     return SCENARIOS[name](repeat, args.quick)
 
 

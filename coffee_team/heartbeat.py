@@ -1,12 +1,15 @@
 """The heartbeat file: ``data/agent_status/<agent>_status.json``, its path, writer and reader.
 
 The agent writes it (atomically, so readers see the old or the new file, never half of one);
-the watchdog and ``coffee-team status`` read it. Keeping path, writer and reader here means
-the three can never disagree about where the file is or what an unreadable one means.
+the watchdog and ``coffee-team status`` read it, through HeartbeatFiles when they read it
+again and again (each file parsed again only once it was replaced). Keeping path, writer and
+reader here means the three can never disagree about where the file is or what an unreadable
+one means.
 """
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -44,3 +47,33 @@ def last_beat(beat: dict[str, Any]) -> float | None:
         return float(beat["last_heartbeat"])
     except (KeyError, TypeError, ValueError):
         return None
+
+
+class HeartbeatFiles:
+    """The agents' heartbeats, each file parsed again only when a stat shows it was replaced
+    (the writer renames a new file over it: another inode, size or mtime), so a reader that
+    comes back every few seconds pays a stat per agent, not a read and a parse."""
+
+    def __init__(self):
+        self._known: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+    def read(self, status_dir: Path, agent: str) -> dict[str, Any]:
+        """As read_heartbeat."""
+        try:
+            st = os.stat(heartbeat_path(status_dir, agent))
+        except OSError:
+            self._known.pop(agent, None)
+            return {}
+        signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+        known = self._known.get(agent)
+        if known is not None and known[0] == signature:
+            return known[1]
+        beat = read_heartbeat(status_dir, agent)
+        self._known[agent] = (signature, beat)
+        return beat
+
+    def forget(self, keep) -> None:
+        """Drop every agent not in ``keep``."""
+        keep = set(keep)
+        for agent in set(self._known) - keep:
+            del self._known[agent]

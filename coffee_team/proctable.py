@@ -31,19 +31,26 @@ class ProcessTable:
             return cls(_linux_procs())
         return cls(_psutil_procs())
 
+    def tree(self, pid: int) -> list[int]:
+        """``pid`` and all its descendants that are in the table, root first (none if
+        ``pid`` is not in it)."""
+        found, stack = [], [pid]
+        while stack:
+            current = stack.pop()
+            if current in self.procs:
+                found.append(current)
+                stack.extend(self.children.get(current, ()))
+        return found
+
     def tree_usage(self, pid: int, now: float) -> tuple[float, float]:
         """(average CPU % since start, RSS MB) of ``pid`` and all its descendants: cumulative
         CPU time over the lifetime, so one reading suffices (no sampling sleep)."""
-        cpu_seconds, rss, stack = 0.0, 0, [pid]
-        while stack:
-            current = stack.pop()
-            proc = self.procs.get(current)
-            if proc is not None:
-                cpu_seconds += proc.cpu_seconds
-                rss += proc.rss
-            stack.extend(self.children.get(current, ()))
-        root = self.procs.get(pid)
-        lifetime = max(now - root.started, 1e-3) if root else 1.0
+        tree = [self.procs[p] for p in self.tree(pid)]
+        if not tree:
+            return 0.0, 0.0
+        cpu_seconds = sum(proc.cpu_seconds for proc in tree)
+        lifetime = max(now - tree[0].started, 1e-3)
+        rss = sum(proc.rss for proc in tree)
         return round(100.0 * cpu_seconds / lifetime, 1), round(rss / 2**20, 1)
 
 

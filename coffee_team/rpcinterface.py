@@ -36,6 +36,7 @@ from supervisor.xmlrpc import Faults, RPCError
 
 from coffee_team import events as kinds
 from coffee_team.errors import UnknownAgentError
+from coffee_team.heartbeat import HeartbeatFiles
 from coffee_team.rpccosts import CostsRPC
 from coffee_team.rpcjournal import JournalRPC
 from coffee_team.rpcqueue import RpcQueue, one_line
@@ -64,6 +65,7 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC, JournalRPC, CostsRPC):
         self.team_text = ""  # the file as loaded: `coffee-team apply` diffs the new one with it
         self.team_error = ""
         self._db: RpcQueue | None = None
+        self._heartbeats = HeartbeatFiles()  # getTeamStatus parses only heartbeats that changed
         self._stopping = False
         self._subscribed = False
         self._supervisor = SupervisorNamespaceRPCInterface(supervisord)
@@ -79,6 +81,7 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC, JournalRPC, CostsRPC):
         text = read_team_text(self.team_path)
         team = parse_team_text(text, self.team_path)
         self.team, self.team_text, self.team_error = team, text, ""
+        self._heartbeats.forget(team.names)
         old, self._db = self._db, RpcQueue(team, lambda: self._now(), self._log)
         if old is not None:
             old.close()
@@ -222,7 +225,8 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC, JournalRPC, CostsRPC):
         infos = self._supervisor.getAllProcessInfo()
         pid = self.supervisord.options.get_pid()
         extras, trouble = self._extras()
-        data = status.collect(self.team, infos, pid, extra=extras, now=now)
+        data = status.collect(self.team, infos, pid, extra=extras, now=now,
+                              beats=self._heartbeats)
         data["now"] = now
         if trouble:
             data["database"] = trouble

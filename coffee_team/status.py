@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from . import diskspace
 from .errors import describe_error
-from .heartbeat import last_beat, read_heartbeat
+from .heartbeat import HeartbeatFiles, last_beat
 from .liveness import STANDBY, standby_text
 from .proctable import ProcessTable
 from .team import Team
@@ -65,11 +65,16 @@ def queue_columns(queue: Any, team: Team) -> dict[str, dict[str, Any]]:
 
 
 def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
-            extra: dict[str, dict[str, Any]] | None = None, now: float | None = None) -> dict:
-    """Build the ``status --json`` object from ``supervisor.getAllProcessInfo()``."""
+            extra: dict[str, dict[str, Any]] | None = None, now: float | None = None,
+            beats: HeartbeatFiles | None = None) -> dict:
+    """Build the ``status --json`` object from ``supervisor.getAllProcessInfo()``; a caller
+    that comes back (supervisord) passes its ``beats`` so unchanged heartbeats are not parsed
+    again."""
     now = time.time() if now is None else now
     by_name = {info["name"]: info for info in infos}
     table = ProcessTable.read()  # every agent tree's CPU and RSS from one pass
+    beats = HeartbeatFiles() if beats is None else beats
+    status_dir = team.status_dir
     agents = []
     for spec in sorted(team.agents, key=lambda a: (a.priority, a.name)):
         info = by_name.get(spec.name, {})
@@ -77,7 +82,7 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         pid = info.get("pid", 0) or 0
         running = state == "RUNNING" and pid > 0
         cpu, rss = table.tree_usage(pid, now) if running else (0.0, 0.0)
-        beat = read_heartbeat(team.status_dir, spec.name)
+        beat = beats.read(status_dir, spec.name)
         last = last_beat(beat)
         row = {
             "name": spec.name, "state": state, "pid": pid, "priority": spec.priority,

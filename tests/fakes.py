@@ -131,16 +131,18 @@ class FakeSupervisor:
 
 
 class FakeSampler:
-    """Replaces health.TreeSampler: ``usage[pid]`` is returned (None: process gone)."""
+    """Replaces health.TreeSampler: ``usage[pid]`` for each pid (left out: process gone)."""
 
     def __init__(self, usage: dict[int, Usage] | None = None, default: Usage | None = None):
         self.usage = usage or {}
         self.default = default
-        self.sampled: list[int] = []
+        self.sampled: list[list[int]] = []  # the pids of each pass
 
-    def sample(self, pid: int) -> Usage | None:
-        self.sampled.append(pid)
-        return self.usage.get(pid, self.default)
+    def sample(self, pids: Iterable[int]) -> dict[int, Usage]:
+        pids = list(pids)
+        self.sampled.append(pids)
+        found = {pid: self.usage.get(pid, self.default) for pid in pids}
+        return {pid: usage for pid, usage in found.items() if usage is not None}
 
 
 # --- event envelopes -----------------------------------------------------------------------

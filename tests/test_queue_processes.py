@@ -183,3 +183,22 @@ def test_a_second_queue_in_one_process_keeps_the_first_ones_writes_visible(tmp_p
 def _event_kinds(tmp: str) -> list[str]:
     with _queue(tmp) as q:
         return [e["kind"] for e in q.events()]
+
+
+def test_a_broadcast_pokes_every_waiting_agent(tmp_path):
+    """One sender's datagrams count against its buffer until read: 500 idle agents poked by
+    one send_all must all get theirs (a fresh sending socket when the buffer is spent)."""
+    from coffee_team.queue.wake import WakeSockets
+    waiting, sender = WakeSockets(str(tmp_path / "w")), WakeSockets(str(tmp_path / "w"))
+    names = [f"a{i:03d}" for i in range(500)]
+    sockets = [waiting.listener(name) for name in names]
+    sender.notify(names)
+    poked = 0
+    for sock in sockets:
+        try:
+            poked += len(sock.recv(8)) > 0
+        except BlockingIOError:
+            pass
+    waiting.close()
+    sender.close()
+    assert poked == len(names)

@@ -33,7 +33,7 @@ from supervisor.tests.base import DummyRequest
 from supervisor.xmlrpc import (DeferredXMLRPCResponse, Faults, RootRPCInterface, RPCError,
                                SystemNamespaceRPCInterface, traverse)
 
-from coffee_team import rpcinterface, rpcqueue, rpcsignals, rpcvalues
+from coffee_team import heartbeat, rpcinterface, rpcqueue, rpcsignals, rpcvalues
 from coffee_team.queue import MessageQueue
 from coffee_team.taskstate import STATES
 from coffee_team.team import Team
@@ -333,6 +333,25 @@ def test_team_status(coffee):
     assert (row["state"], row["restarts"], row["given_up"]) == ("STOPPED", 2, True)
     assert {"heartbeat_age_seconds", "last_heartbeat", "current_task"}.isdisjoint(row)
     assert rows["code_developer"]["next_restart_at"] == now + 30
+
+
+def test_team_status_parses_a_heartbeat_again_only_once_it_was_replaced(coffee, monkeypatch):
+    parsed = []
+    real = heartbeat.read_heartbeat
+    monkeypatch.setattr(heartbeat, "read_heartbeat",
+                        lambda d, agent: parsed.append(agent) or real(d, agent))
+
+    def architect():
+        return next(a for a in coffee.call("getTeamStatus")["agents"] if a["name"] == "architect")
+
+    heartbeat.write_heartbeat(coffee.team.status_dir, "architect",
+                              {"last_heartbeat": coffee.clock() - 5})
+    assert [architect()["last_heartbeat"] for _ in range(3)] == [coffee.clock() - 5] * 3
+    assert parsed.count("architect") == 1
+    heartbeat.write_heartbeat(coffee.team.status_dir, "architect",
+                              {"last_heartbeat": coffee.clock() - 1})
+    assert architect()["last_heartbeat"] == coffee.clock() - 1
+    assert parsed.count("architect") == 2
 
 
 def test_team_status_with_out_of_range_values_stays_marshallable(coffee):

@@ -704,7 +704,7 @@ def test_stale_heartbeat_warns_once_per_episode(health_rig):
     rig.write_heartbeat("code_developer", rig.clock() + 30)  # recovered
     check(rig)
     assert len(warnings(rig)) == 1
-    rig.write_heartbeat("code_developer", rig.clock() + 30 - 400)  # a new episode
+    rig.clock.advance(400 - 30)  # then silent: 400 s after that heartbeat, a new episode
     check(rig)
     assert warnings(rig)[1:] == ["⚠️ code_developer heartbeat stale (400s old)"]
     assert rig.rpc.stopped() == []
@@ -802,7 +802,7 @@ def test_high_cpu_and_memory_warn(health_rig):
     check(rig)
     assert warnings(rig) == ["⚠️ code_developer high CPU usage (95.0%)",
                              "⚠️ code_developer high memory usage (300MB)"]
-    assert rig.wd.sampler.sampled == [pid]
+    assert rig.wd.sampler.sampled == [[pid]]  # one pass for every running agent
     assert rig.rpc.stopped() == []
 
 
@@ -823,6 +823,97 @@ def test_memory_limit_restarts_after_two_checks_in_a_row(make_rig):
     assert rig.rpc.started() == ["code_developer"]  # at once, not through the backoff
     assert rig.restart_state("code_developer")["attempts"] == 0
     assert rig.events("code_developer", "restarted")[0]["detail"]["reason"] == "memory_limit"
+
+
+def count_heartbeat_reads(rig, monkeypatch):
+    reads = []
+    real = rig.wd.heartbeat_files.read
+    monkeypatch.setattr(rig.wd.heartbeat_files, "read",
+                        lambda d, name: reads.append(rig.clock()) or real(d, name))
+    return reads
+
+
+def test_a_fresh_heartbeat_is_read_again_only_once_it_could_be_stale(health_rig, monkeypatch):
+    rig = health_rig
+    reads = count_heartbeat_reads(rig, monkeypatch)
+    beat = rig.clock() + 30
+    rig.write_heartbeat("code_developer", beat)  # then the agent falls silent (SIGSTOP)
+    stale_at = hung_at = None
+    for _ in range(25):
+        check(rig)
+        if stale_at is None and warnings(rig):
+            stale_at = rig.clock() - beat
+        if rig.rpc.stopped():
+            hung_at = rig.clock() - beat
+            break
+    # found as soon as a check reading every heartbeat every time would: the first check
+    # past stale_after, and the first past twice that
+    assert (stale_at, hung_at) == (330, 630)
+    assert [t - beat for t in reads] == [0, 300, 330, 360, 390, 420, 450, 480, 510, 540, 570,
+                                         600, 630]
+
+
+def test_a_heartbeat_is_read_at_once_when_the_clock_went_back(health_rig, monkeypatch):
+    rig = health_rig
+    rig.write_heartbeat("code_developer", rig.clock() + 30)
+    check(rig)
+    reads = count_heartbeat_reads(rig, monkeypatch)
+    rig.clock.advance(-3600)
+    rig.wd.on_timer()  # the health check too is due at once
+    assert reads == [rig.clock()]
+
+
+def test_one_sampler_pass_covers_every_running_agent(health_rig):
+    rig = health_rig
+    rig.rpc.set_state("architect", "RUNNING")
+    rig.rpc.set_state("assistant", "EXITED")
+    check(rig)
+    check(rig)
+    pids = sorted(rig.rpc.pids[name] for name in ("architect", "code_developer"))
+    assert [sorted(one) for one in rig.wd.sampler.sampled] == [pids, pids]
+
+
+def test_idle_timers_read_restart_states_only_to_refresh(rig, monkeypatch):
+    reads = []
+    real = rig.queue.restart_states
+    monkeypatch.setattr(rig.queue, "restart_states",
+                        lambda names: reads.append(rig.clock()) or real(names))
+    start = rig.clock()
+    for _ in range(61):
+        rig.wd.on_timer()
+        rig.wd.seconds_to_next_timer()
+        rig.clock.advance(1)
+    refresh = watchdog_module.RESTART_STATES_REFRESH
+    assert [t - start for t in reads] == [0, refresh, 2 * refresh]
+
+
+def test_a_scheduled_restart_wakes_the_timers_without_reading_states(make_rig, monkeypatch):
+    rig = make_rig(restart_backoff=20)  # due before the refresh
+    rig.wd.on_timer()
+    rig.bring_up("code_searcher")
+    reads = []
+    real = rig.queue.restart_states
+    monkeypatch.setattr(rig.queue, "restart_states",
+                        lambda names: reads.append(rig.clock()) or real(names))
+    rig.crash("code_searcher")
+    for _ in range(19):
+        rig.clock.advance(1)
+        rig.wd.on_timer()
+    assert reads == [] and rig.rpc.started() == []
+    rig.clock.advance(1)
+    rig.wd.on_timer()  # due: read once, then restart
+    assert len(reads) == 1 and rig.rpc.started() == ["code_searcher"]
+
+
+def test_a_restart_cleared_by_the_user_is_not_issued(rig):
+    rig.wd.on_timer()
+    rig.bring_up("code_searcher")
+    rig.crash("code_searcher")
+    rig.queue.save_restart_state("code_searcher", attempts=0, next_restart_at=None)  # restart
+    rig.clock.advance(BASE)
+    rig.wd.on_timer()
+    assert rig.rpc.started() == []
+    assert rig.wd.seconds_to_next_timer() == watchdog_module.MAX_IDLE_WAIT
 
 
 # --- periodic cleanup of finished tasks ------------------------------------------------------

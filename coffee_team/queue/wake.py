@@ -57,20 +57,34 @@ class WakeSockets:
             return path
 
     def notify(self, agents: Iterable[str]) -> None:
-        sender = self._sender
-        if sender is None:
-            sender = self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            sender.setblocking(False)
         for agent in agents:
             path = self._path(agent)
             # access() after the sender's commit: a waiter binds before it
             # checks the database, so a missing file means nobody to wake,
             # and it is ~4x cheaper than a sendto() that fails with ENOENT.
             if path and os.access(path, os.F_OK):
-                try:
-                    sender.sendto(b"\x01", path)
-                except OSError:  # nobody listening, or already poked (buffer full)
-                    pass
+                self._poke(path)
+
+    def _poke(self, path: str) -> None:
+        # A datagram counts against the sending socket's buffer until its
+        # receiver reads it: one socket poking a broadcast's idle agents runs
+        # out after ~200 (EAGAIN), and the rest would wait for their fallback
+        # wake. A fresh socket has a fresh budget; what the old one sent stays
+        # queued at the receivers when it is closed.
+        for _ in range(2):
+            sender = self._sender
+            if sender is None:
+                sender = self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                sender.setblocking(False)
+            try:
+                sender.sendto(b"\x01", path)
+                return
+            except BlockingIOError:
+                sender.close()
+                if self._sender is sender:
+                    self._sender = None
+            except OSError:  # nobody listening
+                return
 
     def listener(self, agent: str) -> Optional[socket.socket]:
         """Our bound socket for ``agent``, or None (caller polls instead)."""

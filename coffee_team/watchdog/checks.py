@@ -1,9 +1,13 @@
 """The watchdog's periodic health check: heartbeats (stale, hung; not while the disk is full),
 CPU/RSS of each process tree, and the disk itself.
 
+What it reads grows with the team, so it reads only what can have changed: one pass over the
+process table for every tree, and an agent's heartbeat file only once its last heartbeat could
+have turned stale (policy.heartbeat_next_look), and then parsed only if the file changed.
+
 HealthChecks is mixed into Watchdog (listener.py), which provides ``team``, ``rpc``,
-``queue``, ``clock``, ``sampler``, the per-agent memories and ``state``/``save``/``event``/
-``log``; the rules are policy.py's pure functions.
+``queue``, ``clock``, ``sampler``, ``heartbeat_files``, the per-agent memories and
+``state``/``save``/``event``/``log``; the rules are policy.py's pure functions.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 
 from coffee_team import diskspace
 from coffee_team import events as kinds
-from coffee_team.heartbeat import last_beat, read_heartbeat
+from coffee_team.heartbeat import last_beat
 from coffee_team.watchdog import policy
 from coffee_team.watchdog.health import is_frozen
 
@@ -22,7 +26,9 @@ class HealthChecks:
     queue: Any
     clock: Any
     sampler: Any
+    heartbeat_files: Any
     heartbeat_seen: dict
+    heartbeat_next_look: dict
     over_limit: dict
     memory_restart: set
     disk_full_at: Any
@@ -33,13 +39,22 @@ class HealthChecks:
         self.next_health_check = now + self.team.settings.health_check_interval
         infos = {i["name"]: i for i in self.rpc.supervisor.getAllProcessInfo()}
         self._check_disk(now)
+        running = []  # (spec, pid)
         for spec in self.team.agents:
             info = infos.get(spec.name)
             if not info or info["statename"] != "RUNNING":
                 self.heartbeat_seen.pop(spec.name, None)
+                self.heartbeat_next_look.pop(spec.name, None)
                 continue
-            self._check_heartbeat(spec, now, info["pid"])
-            self._check_resources(spec, info["pid"])
+            if policy.is_due(self.heartbeat_next_look.get(spec.name), now,
+                             self.team.settings.heartbeat_stale_after):
+                if self._check_heartbeat(spec, now, info["pid"]):
+                    continue  # stopped for hanging: its tree is on its way out
+            running.append((spec, info["pid"]))
+        usage = self.sampler.sample(pid for _, pid in running)
+        for spec, pid in running:
+            if pid in usage:
+                self._check_resources(spec, usage[pid])
         self.escalate()
 
     def _check_disk(self, now: float) -> None:
@@ -54,14 +69,17 @@ class HealthChecks:
             self.disk_full_at = now
         self.disk_is_full = full
 
-    def _check_heartbeat(self, spec, now: float, pid: int) -> None:
+    def _check_heartbeat(self, spec, now: float, pid: int) -> bool:
+        """Warn about a stale, hung or missing heartbeat; True if the agent was stopped."""
         stale_after = self.team.settings.heartbeat_stale_after
-        last = last_beat(read_heartbeat(self.team.status_dir, spec.name))
+        last = last_beat(self.heartbeat_files.read(self.team.status_dir, spec.name))
         frozen = self.disk_full_at is not None and is_frozen(pid)
         status = policy.heartbeat_status(
             policy.heartbeat_counted_from(last, self.disk_full_at, frozen), now, stale_after)
         previous = self.heartbeat_seen.get(spec.name)
         self.heartbeat_seen[spec.name] = status
+        self.heartbeat_next_look[spec.name] = policy.heartbeat_next_look(last, status,
+                                                                        stale_after)
         if policy.should_warn(previous, status):
             if status == policy.MISSING:
                 self.queue.notify("WARNING", spec.name, f"❌ {spec.name} status file not found",
@@ -81,11 +99,11 @@ class HealthChecks:
                 self.save(spec.name, before)
                 raise
             self.heartbeat_seen.pop(spec.name, None)
+            self.heartbeat_next_look.pop(spec.name, None)
+            return True
+        return False
 
-    def _check_resources(self, spec, pid: int) -> None:
-        usage = self.sampler.sample(pid)
-        if usage is None:
-            return
+    def _check_resources(self, spec, usage) -> None:
         warnings, streak, restart = policy.resource_findings(
             usage.cpu_percent, usage.rss_mb, cpu_threshold=spec.cpu_warn_percent,
             rss_threshold=spec.rss_warn_mb, memory_limit_mb=spec.memory_limit_mb,

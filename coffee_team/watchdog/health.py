@@ -1,13 +1,19 @@
-"""Health probes for the watchdog: psutil samples of process trees (heartbeats: heartbeat.py).
+"""Health probes for the watchdog: CPU and RSS of every agent's process tree from one pass over
+the process table (coffee_team.proctable); heartbeats: heartbeat.HeartbeatFiles.
 
-CPU is measured without sleeping: psutil's interval-less ``cpu_percent`` compares against the
-previous call on the same Process object, so the objects are kept between checks.
+CPU is measured without sleeping: the CPU time a tree used since the previous pass, over the
+wall time between the two passes. Only the previous pass is kept, so an agent that restarted
+or left the team leaves nothing behind.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
 
 import psutil
+
+from coffee_team.proctable import Proc, ProcessTable
 
 
 @dataclass(frozen=True)
@@ -26,31 +32,50 @@ def is_frozen(pid: int) -> bool:
         return True
 
 
+def cpu_seconds_since(before: Mapping[int, Proc], before_at: float,
+                      tree: Mapping[int, Proc]) -> float:
+    """CPU seconds ``tree`` (pid -> Proc now) used since the pass at ``before_at`` that saw
+    ``before``. A process seen then counts its growth (the same pid with another start time is
+    a new process); one started since counts whole; one already running but not seen then
+    (the first pass) counts nothing, as there is no reading to compare with."""
+    used = 0.0
+    for pid, proc in tree.items():
+        seen = before.get(pid)
+        if seen is not None and seen.started == proc.started:
+            used += max(0.0, proc.cpu_seconds - seen.cpu_seconds)
+        elif proc.started >= before_at:
+            used += proc.cpu_seconds
+    return used
+
+
 class TreeSampler:
-    """CPU% and RSS of a process and all its descendants (handlers included)."""
+    """CPU% and RSS of process trees (handlers included), every tree from one table pass."""
 
-    def __init__(self):
-        self._trees: dict[int, dict[int, psutil.Process]] = {}
+    def __init__(self, read_table: Callable[[], ProcessTable] = ProcessTable.read,
+                 clock: Callable[[], float] = time.time):
+        self._read_table = read_table
+        self._clock = clock  # epoch seconds, as the table's start times
+        self._before: dict[int, Proc] = {}
+        self._before_at: float | None = None
 
-    def sample(self, pid: int) -> Usage | None:
-        known = self._trees.setdefault(pid, {})
-        try:
-            root = known.get(pid) or psutil.Process(pid)
-            tree = [root] + root.children(recursive=True)
-        except psutil.Error:
-            self._trees.pop(pid, None)
-            return None
-        cpu, rss, current = 0.0, 0, {}
-        for proc in tree:
-            tracked = known.get(proc.pid)
-            try:
-                if tracked is None:
-                    tracked = proc
-                    tracked.cpu_percent(None)  # prime: the first reading is always 0.0
-                cpu += tracked.cpu_percent(None)
-                rss += tracked.memory_info().rss
-                current[proc.pid] = tracked
-            except psutil.Error:
+    def sample(self, pids: Iterable[int]) -> dict[int, Usage]:
+        """Usage of each tree rooted at one of ``pids``; a pid that is gone is left out."""
+        table, now = self._read_table(), self._clock()
+        usage, seen = {}, {}
+        for pid in pids:
+            tree = {p: table.procs[p] for p in table.tree(pid)}
+            if not tree:
                 continue
-        self._trees[pid] = current
-        return Usage(round(cpu, 1), round(rss / 2**20, 1))
+            cpu = 0.0
+            if self._before_at is not None and now > self._before_at:
+                used = cpu_seconds_since(self._before, self._before_at, tree)
+                cpu = 100.0 * used / (now - self._before_at)
+            rss = sum(proc.rss for proc in tree.values())
+            usage[pid] = Usage(round(cpu, 1), round(rss / 2**20, 1))
+            seen.update(tree)
+        self._before, self._before_at = seen, now
+        return usage
+
+    def tracked(self) -> set[int]:
+        """The pids kept from the last pass: only those of the trees sampled then."""
+        return set(self._before)

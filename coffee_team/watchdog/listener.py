@@ -29,6 +29,7 @@ from supervisor.xmlrpc import Faults
 
 from coffee_team import client, otel
 from coffee_team import events as kinds
+from coffee_team.heartbeat import HeartbeatFiles
 from coffee_team.watchdog import policy
 from coffee_team.watchdog.checks import HealthChecks
 from coffee_team.watchdog.health import TreeSampler
@@ -37,6 +38,8 @@ from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEven
 LAUNCH_POLL = 0.05     # seconds between state checks while a priority group starts
 MAX_IDLE_WAIT = 1.0    # wake at least this often so a due restart is at most ~1 s late
 CLEANUP_EVERY = 3600.0  # seconds between removals of finished tasks older than the retention
+# the timers re-read every restart state at least this often (policy.restart_states_due)
+RESTART_STATES_REFRESH = 30.0
 GONE = ("EXITED", "STOPPED", "FATAL", "BACKOFF")
 
 
@@ -55,7 +58,12 @@ class Watchdog(HealthChecks):
         self.load_team = load_team
         self.reload_requested = False
         self.sampler = TreeSampler()
+        self.heartbeat_files = HeartbeatFiles()
         self.heartbeat_seen: dict[str, str] = {}
+        self.heartbeat_next_look: dict[str, float | None] = {}
+        # restart states as last read and since saved; read_at None: read them at the next tick
+        self.known_states: dict[str, policy.RestartState] = {}
+        self.states_read_at: float | None = None
         self.over_limit: dict[str, int] = {}
         self.memory_restart: set[str] = set()
         self.use_team(team)
@@ -74,10 +82,13 @@ class Watchdog(HealthChecks):
                                            reset_after=s.restart_reset_after,
                                            max_delay=s.restart_backoff_max)
         self.names = set(team.names)
-        for memory in (self.heartbeat_seen, self.over_limit):
+        for memory in (self.heartbeat_seen, self.heartbeat_next_look, self.over_limit,
+                       self.known_states):
             for name in set(memory) - self.names:
                 del memory[name]
+        self.heartbeat_files.forget(self.names)
         self.memory_restart &= self.names
+        self.states_read_at = None
 
     def request_reload(self, *_signal_args: Any) -> None:
         """SIGHUP handler: only a flag, so a signal never lands in the middle of a decision."""
@@ -108,12 +119,16 @@ class Watchdog(HealthChecks):
         return policy.RestartState.from_dict(self.queue.restart_state(name))
 
     def states(self) -> dict[str, policy.RestartState]:
-        """Every agent's restart state in one query (the timers read it every second)."""
-        return {name: policy.RestartState.from_dict(row)
-                for name, row in self.queue.restart_states(sorted(self.names)).items()}
+        """Every agent's restart state in one query; the timers remember it (known_states)."""
+        read_at = self.clock()
+        states = {name: policy.RestartState.from_dict(row)
+                  for name, row in self.queue.restart_states(sorted(self.names)).items()}
+        self.known_states, self.states_read_at = dict(states), read_at
+        return states
 
     def save(self, name: str, state: policy.RestartState) -> None:
         self.queue.save_restart_state(name, **state.to_dict())
+        self.known_states[name] = state
 
     def event(self, name: str | None, kind: str, **detail: Any) -> None:
         self.queue.record_event(name, kind, **detail)
@@ -242,6 +257,9 @@ class Watchdog(HealthChecks):
     # --- timers ----------------------------------------------------------------------------
     def restart_due(self) -> None:
         now = self.clock()
+        if not policy.restart_states_due(self.states_read_at, self.known_states, now,
+                                         RESTART_STATES_REFRESH):
+            return
         states = self.states()
         for name in policy.due_restarts(states, now):
             due_at = states[name].next_restart_at
@@ -253,9 +271,8 @@ class Watchdog(HealthChecks):
 
     def seconds_to_next_timer(self) -> float:
         now = self.clock()
-        states = self.states()
         waits = [self.next_health_check - now, MAX_IDLE_WAIT]
-        restart = policy.next_wakeup(states, now)
+        restart = policy.next_wakeup(self.known_states, now)
         if restart is not None:
             waits.append(restart)
         return max(0.0, min(waits))
@@ -276,6 +293,8 @@ class Watchdog(HealthChecks):
         """One line per episode when the database file is not the one open: a replaced file
         is reopened; while it is deleted the timers write nothing (False)."""
         stale = self.queue.follow_file()
+        if stale is not None:  # another file, other restart states
+            self.states_read_at = None
         text = None if stale is None else str(stale)
         if text != self.file_trouble:
             self.log(f"{text}; " + ("waiting for a database file there" if stale.deleted
@@ -288,7 +307,8 @@ class Watchdog(HealthChecks):
         if not self.database_file_usable():
             return
         self.restart_due()
-        if self.clock() >= self.next_health_check:
+        if policy.is_due(self.next_health_check, self.clock(),
+                         self.team.settings.health_check_interval):
             self.health_check()
         if self.clock() >= self.next_cleanup:
             self.cleanup()

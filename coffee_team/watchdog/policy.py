@@ -184,6 +184,28 @@ def next_wakeup(states: Mapping[str, RestartState], now: float) -> float | None:
     return min(waits, default=None)
 
 
+def is_due(next_at: float | None, now: float, longest_wait: float) -> bool:
+    """Is something planned for ``next_at`` (None: at every chance) due at ``now``? Also when
+    ``next_at`` is further away than it is ever planned (``longest_wait``): the clock went
+    back, and what was planned by the old clock would wait that much longer."""
+    return next_at is None or not 0 < next_at - now <= longest_wait
+
+
+def restart_states_due(read_at: float | None, known: Mapping[str, RestartState], now: float,
+                       refresh_every: float) -> bool:
+    """Must the timers read every restart state from the database again?
+
+    ``known`` is what the watchdog last read, updated with what it saved since. The other
+    writers (``coffee-team restart``/``stop``, apply) only clear pending restarts, so a
+    restart ``known`` says is pending can only be due later or not at all: read when one is
+    due, never read yet (``read_at`` None), or ``refresh_every`` seconds after the last read
+    (or the clock went back), as a net under that reasoning.
+    """
+    if read_at is None or not 0 <= now - read_at < refresh_every:
+        return True
+    return bool(due_restarts(known, now))
+
+
 def heartbeat_status(last_heartbeat: float | None, now: float, stale_after: float) -> str:
     """fresh up to stale_after old, stale up to twice that, hung beyond; missing if never seen."""
     if not stale_after > 0 or math.isinf(stale_after):
@@ -196,6 +218,20 @@ def heartbeat_status(last_heartbeat: float | None, now: float, stale_after: floa
     if age <= 2 * stale_after:
         return STALE
     return HUNG
+
+
+def heartbeat_next_look(last_heartbeat: float | None, status: str,
+                        stale_after: float) -> float | None:
+    """When the health check must read an agent's heartbeat again (None: at every check).
+
+    The agent only ever writes a newer heartbeat, so nothing but time turns a fresh one
+    stale, and not before ``last_heartbeat + stale_after``; a full disk only postpones that
+    (``heartbeat_counted_from``), so looking then is never late. Any other status is read
+    at every check, so a recovery, a new episode or an escalation to hung is seen at once.
+    """
+    if status == FRESH and last_heartbeat is not None:
+        return last_heartbeat + stale_after
+    return None
 
 
 def heartbeat_counted_from(last_heartbeat: float | None, disk_full_at: float | None,
