@@ -23,7 +23,7 @@ from .errors import (AgentAlreadyRunningError, DatabaseUnavailable, HandlerError
                      describe_error)
 from .execution import TaskExecution
 from .handlers import Interrupted
-from .heartbeat import write_heartbeat
+from .heartbeat import announce_ready, write_heartbeat
 from .layout import ensure_data_dirs
 from .liveness import IDLE, STOPPED, STOPPING, WORKING
 from .output import log
@@ -237,7 +237,8 @@ class Agent(TaskExecution):
                       loop_limit=s.heartbeat_stale_after, stall_after=spec.stall_after,
                       on_stall=spec.on_stall)
         self.activity.state = IDLE
-        self.write_status()
+        if self.write_status():
+            announce_ready(self.team.run_dir, self.name)  # the boot's next group may start
         pulse.start()
         try:
             self.loop()
