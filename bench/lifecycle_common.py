@@ -16,6 +16,7 @@ from typing import Iterable
 
 import psutil
 
+from coffee_team import confgen
 from coffee_team.queue import MessageQueue
 from tests.harness import BIN, Project, clean_env, temporary_project
 
@@ -55,7 +56,8 @@ def write_plain_config(project: Project, programs: dict[str, str], extra: str = 
     project.conf.parent.mkdir(parents=True, exist_ok=True)
     text = (f"[unix_http_server]\nfile={project.sock}\nchmod=0700\n\n"
             f"[supervisord]\nlogfile={logs}/supervisord.log\npidfile={project.pidfile}\n"
-            f"childlogdir={logs}\nminfds=1024\n\n"
+            f"childlogdir={logs}\nminfds={confgen.min_fds(len(programs), listeners=0)}\n"
+            f"minprocs={confgen.min_procs(len(programs))}\n\n"
             "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory="
             "supervisor.rpcinterface:make_main_rpcinterface\n\n"
             f"[supervisorctl]\nserverurl=unix://{project.sock}\n\n")
