@@ -11,7 +11,8 @@ never gets ready holds its group back for ``start_seconds + READY_TIMEOUT`` at m
 one line on stderr, a ``group_not_ready`` event, and the next group starts.
 
 Launch is mixed into Watchdog (listener.py), which provides ``team``, ``rpc``, ``clock``,
-``launch_only``, ``states``, ``event``, ``log`` and ``_start``; the rules are policy.py's.
+``launch_only``, ``states``, ``event``, ``log``, ``_spawn`` and ``_record_start``; the rules
+are policy.py's.
 """
 from __future__ import annotations
 
@@ -48,7 +49,12 @@ class Launch:
         try:
             for group in groups:
                 launched_at = self.clock()
-                not_started = {n for n in group if self._start(n, kinds.LAUNCHED) is not None}
+                # the whole group spawns before the journal is written: the agents' start-up
+                # overlaps those writes instead of waiting behind them
+                failures = {name: self._spawn(name) for name in group}
+                for name, failure in failures.items():
+                    self._record_start(name, failure, kinds.LAUNCHED)
+                not_started = {name for name, failure in failures.items() if failure}
                 self._wait_ready(group, launched_at, not_started, inbox)
         finally:
             inbox.close()

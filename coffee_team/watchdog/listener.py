@@ -124,16 +124,26 @@ class Watchdog(Launch, HealthChecks):
 
     # --- launch (launch.py) ----------------------------------------------------------------
     def _start(self, name: str, kind: str, **detail: Any) -> Exception | None:
-        """startProcess(name, wait=False); the failure, or None once it is started."""
+        """startProcess(name, wait=False), logged; the failure, or None once it is started."""
+        failure = self._spawn(name)
+        self._record_start(name, failure, kind, **detail)
+        return failure
+
+    def _spawn(self, name: str) -> Exception | None:
         try:
             self.rpc.supervisor.startProcess(name, False)
-        except Exception as exc:  # ALREADY_STARTED, SPAWN_ERROR…: log and carry on with the team
-            self.log(f"start {name} failed: {exc}")
-            self.event(name, kinds.START_FAILED, error=str(exc))
+        except Exception as exc:  # ALREADY_STARTED, SPAWN_ERROR…: the caller carries on
             return exc
-        self.log(f"{kind} {name}")
-        self.event(name, kind, **detail)
         return None
+
+    def _record_start(self, name: str, failure: Exception | None, kind: str,
+                      **detail: Any) -> None:
+        if failure is not None:
+            self.log(f"start {name} failed: {failure}")
+            self.event(name, kinds.START_FAILED, error=str(failure))
+        else:
+            self.log(f"{kind} {name}")
+            self.event(name, kind, **detail)
 
     # --- process state events --------------------------------------------------------------
     def on_process_state(self, event: Event) -> None:
