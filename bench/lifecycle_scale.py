@@ -119,7 +119,7 @@ def boot_and_wait(proj: Project, names: list[str], timeout: float = 300,
     """Boot supervisord; seconds until every name was RUNNING, and until every agent was ready
     (its heartbeat file written by an instance started after the boot). Both are polled
     every ``interval`` the same way for the staggered boot and the baseline."""
-    t0 = boot_supervisord(proj)
+    t0 = boot_supervisord(proj, answer_within=timeout)
     wall0 = time.time() - (time.perf_counter() - t0)
     status_dir = proj.team.status_dir
     running_at = ready_at = None
