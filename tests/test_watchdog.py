@@ -310,6 +310,24 @@ def test_launch_waits_at_most_the_window_per_group_when_nothing_gets_ready(rig):
     assert polls <= len(LAUNCH_ORDER) * (window / watchdog_launch.READY_RECHECK + 1)
 
 
+def test_launch_spawns_each_group_in_one_round_trip(rig):
+    rig.wd.launch_team()
+    multicalls = rig.rpc.method_calls("multicall")
+    assert [c[1] for c in multicalls] == [["supervisor.startProcess"] * len(g)
+                                          for g in LAUNCH_ORDER]
+
+
+def test_launch_carries_on_when_supervisord_does_not_answer_a_group_start(rig):
+    rig.rpc.fail("multicall", ConnectionRefusedError(111, "Connection refused"))
+    t0 = rig.clock()
+    rig.wd.launch_team()
+    failed = rig.events(kind="start_failed")
+    assert [e["agent"] for e in failed] == ["architect"]
+    assert "Connection refused" in failed[0]["detail"]["error"]
+    assert rig.rpc.started() == [n for g in LAUNCH_ORDER[1:] for n in g]
+    assert rig.clock() - t0 == pytest.approx((len(LAUNCH_ORDER) - 1) * FakeAgents.STEP)
+
+
 def test_launch_via_supervisor_running_event(rig):
     rig.wd.handle(fakes.supervisor_running())
     assert rig.rpc.started() == [n for g in LAUNCH_ORDER for n in g]
