@@ -130,7 +130,10 @@ def boot_and_wait(proj: Project, names: list[str], timeout: float = 300,
         if now > deadline:
             raise WaitTimeout(f"boot of {len(names)} agents: not RUNNING/ready in {timeout}s")
         if running_at is None:
-            infos = proj.infos()
+            try:
+                infos = proj.infos()
+            except OSError:  # supervisord too busy spawning to answer in time: poll again
+                infos = {}
             if all(infos.get(n, {}).get("statename") == "RUNNING" for n in names):
                 running_at = now
         pending = {n for n in pending
