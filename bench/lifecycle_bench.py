@@ -10,6 +10,8 @@ Scenarios (each runnable alone with --only):
   scale      100 agents: staggered boot vs plain unstaggered supervisord, status, broadcast
              drain, 10 simultaneous crashes, idle CPU, fds, and what breaks first
   scale500   the same at 500 agents (50 simultaneous crashes)
+  boot       the boot alone at 100 and 500 agents (all RUNNING, all ready) vs plain
+             unstaggered supervisord, interleaved; supervisord's fds vs minfds
   rss        RSS per idle agent vs a bare `python -c "import time; time.sleep(1e9)"`
   consumers  queue throughput with 1/2/4/8 consumer processes (claim + mark_completed)
 
@@ -34,16 +36,18 @@ import sys
 import time
 from pathlib import Path
 
-from lifecycle_common import log
+from lifecycle_common import compile_sources, log
 from lifecycle_consumers import bench_consumers
 from lifecycle_idle import bench_idle_cpu, bench_rss, bench_status
 from lifecycle_restart import bench_requeue, bench_restart
-from lifecycle_scale import bench_scale
+from lifecycle_scale import bench_boot, bench_scale
 
 SCENARIOS = {"restart": bench_restart, "requeue": bench_requeue, "idle_cpu": bench_idle_cpu,
-             "status": bench_status, "scale": bench_scale, "rss": bench_rss,
+             "status": bench_status, "scale": bench_scale, "boot": bench_boot, "rss": bench_rss,
              "consumers": bench_consumers, "scale500": bench_scale}
 SCALE500_AGENTS = 500
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 runs, shorter windows")
@@ -57,6 +61,7 @@ def main(argv=None) -> int:
     # the harness warns through logging when it has to kill what a boot left behind
     logging.basicConfig(format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     repeat = args.repeat or (2 if args.quick else 3)
+    compile_sources()
     results = previous_results(args.json)
     failed = []
     for name in args.only or list(SCENARIOS):

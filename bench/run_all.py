@@ -93,6 +93,7 @@ def lifecycle_rows(lc: dict) -> list[dict]:
                         fmt(c["team_percent_of_core"], " %"), fmt(base, " %"),
                         None, "≤ baseline + 1 %", over["median"] <= 1.0,
                         f"above baseline: {fmt(over, ' %')}"))
+    rows += boot_rows(sc.get("boot", {}))
     st = sc.get("status", {})
     if "coffee_team_status_s" in st:
         rows.append(row(f"`coffee-team status` wall time, {st['agents']} agents (s)",
@@ -281,10 +282,14 @@ def scale_rows(s: dict) -> list:
     """The rows of one ``scale`` result (100 or 500 agents)."""
     rows = []
     n = s["agents"]
+    target = s.get("target_boot_s") or 15.0
     rows.append(row(f"boot {n} agents to RUNNING, 10 priority groups, staggered (s)",
                     fmt(s["boot_s"], " s", 2), fmt(s["baseline_boot_s"], " s", 2),
-                    s["boot_ratio"], "≤ 15 s", med(s["boot_s"]) <= 15.0,
-                    "baseline: plain supervisord, same commands, autostart=true, unstaggered"))
+                    s["boot_ratio"], f"≤ {target:g} s", med(s["boot_s"]) <= target,
+                    "baseline: plain supervisord, same commands, autostart=true, unstaggered"
+                    + (f"; all ready {fmt(s['boot_ready_s'], ' s', 2)} (baseline "
+                       f"{fmt(s['baseline_ready_s'], ' s', 2)})" if "boot_ready_s" in s
+                       else "")))
     rows.append(row(f"`coffee-team status` at {n} agents (s)", fmt(s["status_s"], " s"),
                     fmt(s["supervisorctl_s"], " s"), s["status_ratio"], "≤ 1.2×, ≤ 0.5 s",
                     s["status_ratio"] <= 1.2 and med(s["status_s"]) <= 0.5,
@@ -323,7 +328,7 @@ def scale_rows(s: dict) -> list:
                          f"supervisord {fmt(s['idle_cpu_supervisord_percent'], ' %', 2)}, "
                          f"agents {fmt(s['idle_cpu_agents_percent'], ' %', 2)}"))
     rows.append(row(f"supervisord open fds at {n} agents", fmt(s["supervisord_fds"], "", 0),
-                    note="minfds=1024 in the generated config"))
+                    note="minfds sized by gen-config (confgen.min_fds)"))
     rows.append(row(f"graceful shutdown rate at {n} agents (agents/s)",
                     fmt(s["shutdown_agents_per_s"], "", 2),
                     fmt(s["baseline_shutdown_agents_per_s"], "", 2),
@@ -333,6 +338,29 @@ def scale_rows(s: dict) -> list:
                          f"another, each reaped on a ≤ 1 s loop pass: ≈ "
                          f"{n / med(s['shutdown_agents_per_s']):.0f} s for {n} agents"
                     if med(s["shutdown_agents_per_s"]) else ""))
+
+
+def boot_rows(boot: dict) -> list:
+    """The ``boot`` scenario: one size after the other (100 and 500 agents)."""
+    rows = []
+    for size in sorted((k for k in boot if k.isdigit()), key=int):
+        b, n = boot[size], int(size)
+        target = b.get("target_boot_s")
+        rows.append(row(f"boot {n} agents, 10 priority groups, each once the previous one is "
+                        "ready: all RUNNING (s)", fmt(b["boot_s"], " s", 2),
+                        fmt(b["baseline_boot_s"], " s", 2), b["boot_ratio"],
+                        f"≤ {target:g} s" if target else "–",
+                        med(b["boot_s"]) <= target if target else None,
+                        "baseline: plain supervisord, same commands, autostart=true, "
+                        "unstaggered (RUNNING there is startsecs after the spawn, not ready)"))
+        rows.append(row(f"boot {n} agents: all ready (first heartbeat of every agent) (s)",
+                        fmt(b["boot_ready_s"], " s", 2), fmt(b["baseline_ready_s"], " s", 2),
+                        b["ready_ratio"],
+                        note=f"groups whose wait timed out: "
+                             f"{fmt(b['groups_not_ready'], '', 0)}"))
+        rows.append(row(f"supervisord open fds after booting {n} agents",
+                        fmt(b["supervisord_fds"], "", 0),
+                        note=f"minfds={b['minfds']} in the generated config"))
     return rows
 
 
@@ -343,8 +371,8 @@ def scale_findings(lc: dict) -> list[str]:
     if n and med(s.get("supervisord_fds")):
         per = med(s["supervisord_fds"]) / n
         out.append(f"fds: supervisord holds {med(s['supervisord_fds']):.0f} fds at {n} agents "
-                   f"(≈ {per:.1f} per agent): where only the 1024 that minfds=1024 asks for are allowed, spawning "
-                   f"fails from ≈ {1024 / per:.0f} agents")
+                   f"(≈ {per:.1f} per agent); gen-config sizes minfds for the team "
+                   f"(confgen.min_fds: 3 per program, 4 per listener, 64, ×1.25)")
     if n and med(s.get("shutdown_agents_per_s")):
         out.append(f"shutdown: {med(s['shutdown_agents_per_s']):.2f} agents/s ⇒ ≈ "
                    f"{n / med(s['shutdown_agents_per_s']):.0f} s to stop {n} agents; "

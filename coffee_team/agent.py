@@ -25,7 +25,7 @@ from .errors import (AgentAlreadyRunningError, DatabaseUnavailable, HandlerError
                      describe_error)
 from .execution import TaskExecution
 from .handlers import Interrupted
-from .heartbeat import write_heartbeat
+from .heartbeat import announce_ready, write_heartbeat
 from .layout import ensure_data_dirs
 from .liveness import IDLE, STOPPED, STOPPING, WORKING
 from .output import log
@@ -256,6 +256,8 @@ class Agent(TaskExecution):
             on_stall=spec.on_stall)
         self.activity.state = IDLE
         self.idle_beat()
+        if pulse.last_beat is not None:  # the first heartbeat: the boot's next group may start
+            announce_ready(self.team.run_dir, self.name)
         pulse.start()
         try:
             self.loop()

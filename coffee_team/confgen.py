@@ -7,6 +7,7 @@ parser would cut them off as a comment.
 """
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from pathlib import Path
@@ -135,10 +136,47 @@ def web_section(team: Team) -> str:
     return "\n".join(lines) + "\n"
 
 
+EVENTS_PER_AGENT = 16
+
+
 def listener_buffer_size(team: Team) -> int:
-    # Every agent emits several PROCESS_STATE events at boot; supervisor's default of 10
-    # overflows (and drops events) with only a handful of programs.
-    return max(100, 16 * len(team.agents))
+    # Every agent emits several PROCESS_STATE events at boot (STARTING, RUNNING; an agent that
+    # keeps dying while starting STARTING/BACKOFF per try up to start_retries, then FATAL),
+    # and the listener reads none while it launches; supervisor's default of 10 overflows
+    # (and drops events) with only a handful of programs.
+    return max(100, EVENTS_PER_AGENT * len(team.agents))
+
+
+# supervisord raises its soft limits to minfds/minprocs at start and refuses to start when the
+# hard limits are lower; it also closes every fd below minfds in each child it spawns. So ask
+# for what the team needs, not a round number: supervisor's defaults are the floor.
+SUPERVISOR_MINFDS, SUPERVISOR_MINPROCS = 1024, 200
+FDS_PER_PROGRAM = 3    # stdin and stdout pipes (stderr is redirected into stdout), stdout log
+FDS_PER_LISTENER = 4   # stdin, stdout and stderr pipes, stderr log (stdout is the protocol)
+# stdio, its own log, the unix and inet servers, coffee.*'s database files and wake socket,
+# the RPC clients served at once (watchdog, CLI, web), a spawn's pipe ends before they close
+FDS_SUPERVISORD = 64
+# RLIMIT_NPROC counts every thread of the user: an agent, its heartbeat thread, a lock keeper
+# (PostgreSQL) and a command handler's child; the listener and its notify thread; the web
+PROCS_PER_AGENT = 4
+PROCS_FIXED = 64       # supervisord, the listener, the web, the CLI and whatever else runs
+MARGIN = 1.25
+
+
+def min_fds(programs: int, listeners: int = 1) -> int:
+    """supervisord's ``minfds`` for ``programs`` [program:x] and ``listeners`` listeners."""
+    need = FDS_SUPERVISORD + FDS_PER_PROGRAM * programs + FDS_PER_LISTENER * listeners
+    return max(SUPERVISOR_MINFDS, _round_up(need * MARGIN, 64))
+
+
+def min_procs(agents: int) -> int:
+    """supervisord's ``minprocs`` (processes and threads of the user) for ``agents`` agents."""
+    return max(SUPERVISOR_MINPROCS, _round_up((PROCS_FIXED + PROCS_PER_AGENT * agents) * MARGIN,
+                                              64))
+
+
+def _round_up(value: float, step: int) -> int:
+    return math.ceil(value / step) * step
 
 
 def main_config(team: Team) -> str:
@@ -162,7 +200,8 @@ def main_config(team: Team) -> str:
         "pidfile=" + here_path(team, team.run_dir / "supervisord.pid") + "\n"
         "childlogdir=" + here_path(team, team.log_dir) + "\n"
         "umask=077\n"
-        "minfds=1024\n",
+        f"minfds={min_fds(len(team.agents) + (s.web is not None))}\n"
+        f"minprocs={min_procs(len(team.agents))}\n",
         "[rpcinterface:supervisor]\n"
         "supervisor.rpcinterface_factory=supervisor.rpcinterface:make_main_rpcinterface\n",
         # coffee.* (coffee_team/rpcinterface.py) on the same socket as supervisor.*

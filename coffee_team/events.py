@@ -13,6 +13,8 @@ EXITED = "exited"
 BACKOFF = "backoff"                # died while starting; supervisord retries
 STOPPED = "stopped"
 START_FAILED = "start_failed"
+GROUP_READY = "group_ready"        # a priority group of the boot is ready; the next one starts
+GROUP_NOT_READY = "group_not_ready"  # ... or its wait timed out; detail: not_ready
 
 # The watchdog's restart decisions.
 CRASH = "crash"

@@ -4,13 +4,18 @@ The agent writes it (atomically, so readers see the old or the new file, never h
 the watchdog and ``coffee-team status`` read it, through HeartbeatFiles when they read it
 again and again (each file parsed again only once it was replaced). Keeping path, writer and
 reader here means the three can never disagree about where the file is or what an unreadable
-one means.
+one means. The first heartbeat of an instance is also announced on the ready socket (the boot's
+stagger).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
+import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +82,76 @@ class HeartbeatFiles:
         keep = set(keep)
         for agent in set(self._known) - keep:
             del self._known[agent]
+
+
+# --- the ready poke --------------------------------------------------------------------------
+# An agent whose first heartbeat is written pokes the watchdog's ready socket with its name, so
+# a boot in priority order moves on to the next group within milliseconds. The poke is only a
+# hint, as in queue/wake.py: the watchdog trusts the heartbeat file (policy.started_since), and
+# without a socket (a path too long for AF_UNIX, nobody bound) it reads the files on a timer.
+READY_SOCKET = "ready.sock"
+_UNIX_PATH_MAX = 107
+
+
+def ready_socket_path(run_dir: Path) -> Path | None:
+    path = Path(run_dir) / READY_SOCKET
+    return path if len(os.fsencode(path)) <= _UNIX_PATH_MAX else None
+
+
+def announce_ready(run_dir: Path, agent: str) -> None:
+    """Poke the watchdog, if it listens; never raises (a lost poke costs a timer tick)."""
+    path = ready_socket_path(run_dir)
+    if path is None:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        try:
+            sock.sendto(agent.encode(), str(path))
+        except OSError:  # no watchdog launching right now, or its buffer is full
+            pass
+
+
+class ReadyInbox:
+    """The watchdog's end: ``wait(timeout)`` returns the names poked meanwhile (maybe none)."""
+
+    def __init__(self, run_dir: Path):
+        self.path = ready_socket_path(run_dir)
+        self.sock: socket.socket | None = None
+        if self.path is None:
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self.path.unlink(missing_ok=True)  # one watchdog per team: a leftover is ours
+            sock.bind(str(self.path))
+            os.chmod(self.path, 0o600)
+        except OSError:
+            sock.close()
+            return
+        sock.setblocking(False)
+        self.sock = sock
+
+    def wait(self, timeout: float) -> set[str]:
+        if self.sock is None:
+            time.sleep(max(0.0, timeout))
+            return set()
+        names: set[str] = set()
+        if select.select([self.sock], [], [], max(0.0, timeout))[0]:
+            try:
+                while True:
+                    names.add(self.sock.recv(256).decode(errors="replace"))
+            except OSError:  # EAGAIN: drained
+                pass
+        return names
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+    def __enter__(self) -> ReadyInbox:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()

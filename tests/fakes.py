@@ -41,6 +41,7 @@ class FakeSupervisor:
     def __init__(self, names: Iterable[str], state: str = "STOPPED", clock: FakeClock | None = None,
                  auto_settle: bool = True):
         self.supervisor = self  # the proxy's ``supervisor.`` namespace
+        self.system = self      # and ``system.`` (multicall)
         self.clock = clock or FakeClock()
         self.states: dict[str, str] = {name: state for name in names}
         self.pids: dict[str, int] = {name: 0 for name in self.states}
@@ -104,6 +105,19 @@ class FakeSupervisor:
         self.started_while[name] = dict(self.states)
         self.set_state(name, "RUNNING" if wait else "STARTING")
         return True
+
+    def multicall(self, calls: list[dict]) -> list:
+        """``system.multicall``: supervisor.* calls in order; a Fault comes back as a struct,
+        anything else (the connection) fails the whole call, as over a real socket."""
+        self._enter("multicall", [c["methodName"] for c in calls])
+        answers = []
+        for call in calls:
+            method = getattr(self, call["methodName"].removeprefix("supervisor."))
+            try:
+                answers.append(method(*call["params"]))
+            except xmlrpc.client.Fault as exc:
+                answers.append({"faultCode": exc.faultCode, "faultString": exc.faultString})
+        return answers
 
     def stopProcess(self, name: str, wait: bool = True) -> bool:
         self._enter("stopProcess", name, wait)

@@ -197,14 +197,18 @@ class Project:
         return alive + [p for p in self.processes() if p not in alive]
 
 
-def boot_supervisord(project: Project, env: dict | None = None) -> float:
+def boot_supervisord(project: Project, env: dict | None = None, answer_within: float = 20
+                     ) -> float:
     """Start supervisord on the project's config and wait until it answers RUNNING.
 
-    Returns the perf_counter taken just before the start (boot timings count from there)."""
+    Returns the perf_counter taken just before the start (boot timings count from there).
+    A plain supervisord spawns every autostart program before it answers: at hundreds of
+    programs on a busy machine that can take longer than ``answer_within``'s default."""
     started = time.perf_counter()
     subprocess.run([str(BIN / "supervisord"), "-c", str(project.conf)], check=True,
                    env=clean_env(env), stdin=subprocess.DEVNULL, timeout=30, cwd=project.root)
-    wait_until(project.answers, 20, message=f"supervisord in {project.root} to answer")
+    wait_until(project.answers, answer_within,
+               message=f"supervisord in {project.root} to answer")
     project.remember()
     return started
 

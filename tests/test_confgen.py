@@ -193,6 +193,52 @@ def test_demo_watchdog_listener(tmp_path):
                              "--team", str(tmp_path / "data" / "team.yaml")]
 
 
+def test_min_fds_counts_each_programs_pipes_and_log_plus_supervisord_and_a_margin():
+    for programs in (0, 1, 6, 100, 329, 330, 500, 2000):
+        for listeners in (0, 1, 2):
+            want = (confgen.FDS_SUPERVISORD + 3 * programs + 4 * listeners) * confgen.MARGIN
+            fds = confgen.min_fds(programs, listeners)
+            if want <= 1024:
+                assert fds == 1024, (programs, listeners)
+            else:
+                assert want <= fds < want + 64 and fds % 64 == 0, (programs, listeners)
+    assert confgen.min_fds(6) == confgen.min_fds(100) == 1024  # supervisor's default suffices
+    assert confgen.min_fds(500) == 1984
+
+
+def test_min_fds_leaves_room_for_what_supervisord_was_measured_to_hold():
+    # bench/results: supervisord held 310 fds at 100 agents (3.1 each, its own included)
+    for agents in (100, 330, 500, 1000):
+        assert confgen.min_fds(agents + 1) >= 3.1 * agents * 1.2
+
+
+def test_min_procs_counts_each_agents_threads_and_a_child():
+    for agents in (0, 1, 6, 30, 500, 2000):
+        want = (confgen.PROCS_FIXED + confgen.PROCS_PER_AGENT * agents) * confgen.MARGIN
+        procs = confgen.min_procs(agents)
+        assert procs == 200 if want <= 200 else want <= procs < want + 64
+    assert confgen.min_procs(6) == 200
+    assert confgen.min_procs(500) == 2624
+
+
+def test_supervisord_is_sized_for_the_team_it_runs(tmp_path):
+    agents = {f"a{i:03d}": {"priority": i % 10} for i in range(500)}
+    team = project_team(tmp_path, {"agents": agents})
+    options = supervisor_read(team)
+    assert options.minfds == confgen.min_fds(500 + 0) >= 1024 + 500
+    assert options.minprocs == confgen.min_procs(500) >= 4 * 500
+
+
+def test_buffer_size_holds_a_whole_boot_of_500_crash_looping_agents(tmp_path):
+    # while it launches, the listener reads no event: each agent may queue STARTING and
+    # BACKOFF per try (1 + start_retries tries), then FATAL; plus a TICK_5 every 5 s
+    agents = {f"a{i:03d}": {"priority": i % 10} for i in range(500)}
+    team = project_team(tmp_path, {"agents": agents})
+    pool = listeners(supervisor_read(team))["watchdog"]
+    per_agent = 2 * (1 + team.settings.start_retries) + 1
+    assert pool.buffer_size >= per_agent * 500 + 60 // 5
+
+
 def test_buffer_size_grows_with_the_team(tmp_path):
     agents = {f"a{i}": {"priority": i % 10} for i in range(20)}
     team = project_team(tmp_path, {"agents": agents})

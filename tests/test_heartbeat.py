@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from coffee_team.heartbeat import heartbeat_path, last_beat, read_heartbeat, write_heartbeat
+from coffee_team.heartbeat import (ReadyInbox, announce_ready, heartbeat_path, last_beat,
+                                   read_heartbeat, ready_socket_path, write_heartbeat)
 
 
 def test_written_heartbeat_reads_back_private(tmp_path):
@@ -66,3 +67,41 @@ def row(state, task=None, last_output_at=None):
 def test_activity_text(agent, now, text):
     from coffee_team.status import activity_text
     assert activity_text(agent, now) == text
+
+
+# --- the ready poke --------------------------------------------------------------------------
+
+def test_ready_poke_reaches_the_inbox_and_names_the_agents(tmp_path):
+    with ReadyInbox(tmp_path) as inbox:
+        assert inbox.wait(0) == set()
+        announce_ready(tmp_path, "architect")
+        announce_ready(tmp_path, "code_developer")
+        announce_ready(tmp_path, "architect")
+        assert inbox.wait(5) == {"architect", "code_developer"}  # returns at the first poke
+        assert inbox.wait(0) == set()
+        assert oct(ready_socket_path(tmp_path).stat().st_mode & 0o777) == oct(0o600)
+    assert not ready_socket_path(tmp_path).exists()  # closed: nothing left behind
+
+
+def test_ready_poke_without_a_listener_is_silent(tmp_path):
+    announce_ready(tmp_path, "architect")  # no socket at all
+    announce_ready(tmp_path / "missing" / "dir", "architect")
+
+
+def test_ready_inbox_replaces_a_socket_left_by_a_dead_watchdog(tmp_path):
+    import socket
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stale.bind(str(ready_socket_path(tmp_path)))
+    stale.close()  # the file stays, nobody reads it
+    with ReadyInbox(tmp_path) as inbox:
+        announce_ready(tmp_path, "assistant")
+        assert inbox.wait(5) == {"assistant"}
+
+
+def test_ready_socket_path_too_long_for_unix_sockets_means_no_socket(tmp_path):
+    deep = tmp_path / ("d" * 120)
+    assert ready_socket_path(deep) is None
+    announce_ready(deep, "architect")  # nothing to poke, no error
+    with ReadyInbox(deep) as inbox:
+        assert inbox.sock is None
+        assert inbox.wait(0) == set()  # the launch then reads heartbeat files on its timer

@@ -13,6 +13,9 @@ from coffee_team.watchdog.policy import (
     due_restarts,
     heartbeat_status,
     is_crash,
+    MAY_BECOME_READY,
+    GroupWait,
+    group_wait,
     launch_groups,
     next_wakeup,
     on_cleared,
@@ -26,6 +29,7 @@ from coffee_team.watchdog.policy import (
     on_stopped,
     resource_findings,
     should_warn,
+    started_since,
 )
 
 T0 = 1_700_000_000.0
@@ -378,6 +382,80 @@ def test_launch_groups_by_ascending_priority_names_sorted():
 def test_launch_groups_edge_cases():
     assert launch_groups({}) == []
     assert launch_groups({"solo": -3}) == [["solo"]]
+
+
+# --- the boot's readiness rule --------------------------------------------------------------
+
+SUPERVISOR_STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL",
+                     "UNKNOWN", None)  # None: not seen yet
+
+
+def test_started_since_counts_only_a_heartbeat_of_an_instance_started_at_or_after_the_launch():
+    assert started_since({"started_at": 100.0, "last_heartbeat": 100.2}, 100.0)
+    assert started_since({"started_at": 100.5, "last_heartbeat": 101}, 100.0)
+    assert not started_since({"started_at": 99.999, "last_heartbeat": 101.0}, 100.0)  # earlier one
+    assert not started_since({"started_at": 100.5}, 100.0)  # no beat written
+    assert not started_since({"started_at": 100.5, "last_heartbeat": None}, 100.0)
+    for junk in ({}, {"started_at": None, "last_heartbeat": 1}, {"started_at": "101",
+                 "last_heartbeat": 1}, {"started_at": True, "last_heartbeat": 1}):
+        assert not started_since(junk, 0.0), junk
+
+
+@pytest.mark.parametrize("state", SUPERVISOR_STATES)
+@pytest.mark.parametrize("ready", [False, True])
+@pytest.mark.parametrize("not_started", [False, True])
+def test_group_wait_for_one_member_in_every_combination(state, ready, not_started):
+    states = {} if state is None else {"a": state}
+    awaited = not ready and not not_started and (state is None or state in MAY_BECOME_READY)
+    for now, left in ((10.0, 5.0), (14.999, 0.001)):
+        wait = group_wait(["a"], {"a"} if ready else set(), states,
+                          {"a"} if not_started else set(), 10.0, now, 5.0)
+        if awaited:
+            assert wait == GroupWait(False, ("a",), False, pytest.approx(left))
+        else:
+            assert wait == GroupWait(True, (), False, 0.0)
+    at_deadline = group_wait(["a"], {"a"} if ready else set(), states,
+                             {"a"} if not_started else set(), 10.0, 15.0, 5.0)
+    expected = GroupWait(True, ("a",), True, 0.0) if awaited else GroupWait(True, (), False, 0.0)
+    assert at_deadline == expected
+
+
+def test_may_become_ready_is_starting_running_and_backoff():
+    # BACKOFF: supervisord retries (startretries) and the next try may get ready
+    assert MAY_BECOME_READY == {"STARTING", "RUNNING", "BACKOFF"}
+
+
+def test_group_wait_names_the_members_still_awaited_in_group_order():
+    group = ["c", "a", "b", "d"]
+    wait = group_wait(group, {"a"}, {"d": "FATAL"}, set(), 0.0, 1.0, 10.0)
+    assert wait == GroupWait(False, ("c", "b"), False, 9.0)
+    assert group_wait(group, {"a", "b", "c"}, {"d": "FATAL"}, set(), 0.0, 1.0, 10.0).done
+    assert group_wait([], set(), {}, set(), 0.0, 0.0, 10.0) == GroupWait(True, (), False, 0.0)
+
+
+def test_group_wait_with_no_time_at_all_gives_up_on_the_spot():
+    assert group_wait(["a"], set(), {}, set(), 5.0, 5.0, 0.0) == GroupWait(True, ("a",), True, 0.0)
+    with pytest.raises(ValueError):
+        group_wait(["a"], set(), {}, set(), 5.0, 5.0, -1.0)
+    with pytest.raises(ValueError):
+        group_wait(["a"], set(), {}, set(), 5.0, 5.0, float("nan"))
+
+
+@given(st.dictionaries(st.sampled_from("abcdef"), st.tuples(
+           st.booleans(), st.booleans(), st.sampled_from(SUPERVISOR_STATES)), max_size=6),
+       st.floats(0, 100), st.floats(0, 50))
+def test_group_wait_is_done_exactly_when_nobody_is_awaited_or_time_is_up(members, now, timeout):
+    group = sorted(members)
+    ready = {n for n, (r, _, _) in members.items() if r}
+    not_started = {n for n, (_, f, _) in members.items() if f}
+    states = {n: s for n, (_, _, s) in members.items() if s is not None}
+    wait = group_wait(group, ready, states, not_started, 0.0, now, timeout)
+    awaited = [n for n in group if n not in ready | not_started
+               and states.get(n, "STARTING") in MAY_BECOME_READY]
+    assert wait.done == (not awaited or now >= timeout)
+    assert wait.timed_out == (bool(awaited) and now >= timeout)
+    assert list(wait.not_ready) == awaited
+    assert wait.remaining == (0.0 if wait.done else timeout - now)
 
 
 # --- properties ----------------------------------------------------------------------------

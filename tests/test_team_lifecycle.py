@@ -23,25 +23,53 @@ def agent_pids(project) -> dict[str, int]:
             if i["name"] in project.team.names and i["pid"]}
 
 
-def test_plain_supervisord_boots_team_in_priority_order(running_team):
-    team = running_team.team
-    started = {}
-    for name in team.names:
-        status = read_heartbeat(team.status_dir, name)
-        started[name] = status["started_at"]
-    by_priority: dict[int, list[float]] = {}
-    for spec in team.agents:
-        by_priority.setdefault(spec.priority, []).append(started[spec.name])
-    priorities = sorted(by_priority)
-    for earlier, later in zip(priorities, priorities[1:]):
-        # a group is spawned only once the previous one is RUNNING (startsecs=1 later)
-        gap = min(by_priority[later]) - max(by_priority[earlier])
-        assert gap >= 0.9, f"priority {later} spawned {gap:.2f}s after priority {earlier}"
+def boot_events(project, kind: str) -> list[dict]:
+    from coffee_team.queue import MessageQueue
+    with MessageQueue.from_team(project.team) as q:
+        return [e for e in q.events(limit=10000) if e["kind"] == kind]
 
+
+def assert_booted_group_after_group(project) -> None:
+    """Every agent was started only after the previous priority group was ready (the
+    watchdog's group_ready event), and before its own group was: times the agents recorded
+    themselves (heartbeat started_at) against the readiness the watchdog recorded, so an
+    unstaggered boot, or a stagger that did not wait for readiness, fails here."""
+    team = project.team
+    priorities = sorted({spec.priority for spec in team.agents})
+    ready = wait_until(lambda: (lambda rows: rows if len(rows) == len(priorities) else None)(
+        boot_events(project, "group_ready")), 10, 0.1, "every priority group to be ready")
+    ready_at = {e["detail"]["priority"]: e["ts"] for e in ready}
+    assert sorted(ready_at) == priorities  # each group once, none timed out
+    assert not boot_events(project, "group_not_ready")
+    started = {name: read_heartbeat(team.status_dir, name)["started_at"] for name in team.names}
+    for spec in team.agents:
+        assert spec.name in {n for e in ready if e["detail"]["priority"] == spec.priority
+                             for n in e["detail"]["agents"]}
+        assert started[spec.name] <= ready_at[spec.priority], spec.name
+        earlier = [p for p in priorities if p < spec.priority]
+        if earlier:
+            gap = started[spec.name] - ready_at[max(earlier)]
+            assert gap > 0, f"{spec.name} (priority {spec.priority}) started {-gap:.3f}s " \
+                            f"before priority {max(earlier)} was ready"
+
+
+def test_plain_supervisord_boots_team_in_priority_order(running_team):
+    assert_booted_group_after_group(running_team)
     out = subprocess.run([str(BIN / "supervisorctl"), "-c", str(running_team.conf), "status"],
                          capture_output=True, text=True, timeout=30).stdout
-    for name in team.names:
+    for name in running_team.team.names:
         assert any(line.split()[:2] == [name, "RUNNING"] for line in out.splitlines()), out
+
+
+def test_thirty_agents_boot_in_four_groups_each_once_the_previous_is_ready(project):
+    agents = {f"a{i:02d}": {"priority": i // 8, "check_interval": 3600,
+                            "handler": "coffee_team.demo:handle"} for i in range(30)}
+    project.write_team(agents)
+    boot_supervisord(project)
+    project.wait_states("RUNNING", timeout=60)
+    assert_booted_group_after_group(project)
+    launched = boot_events(project, "launched")
+    assert sorted(e["agent"] for e in launched) == sorted(agents)
 
 
 def test_second_instance_is_refused_with_pid(running_team):

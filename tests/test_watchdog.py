@@ -1,8 +1,8 @@
 """The watchdog listener against a fake supervisord, a fake clock and a real SQLite queue.
 
 Superlance style: the protocol runs over StringIO, the RPC proxy is tests.fakes.FakeSupervisor,
-and time only moves when a test (or the watchdog's injected ``sleep``) advances it. Nothing
-here sleeps for real or starts a process.
+and time only moves when a test (or the stand-in ready inbox the launch waits on) advances it.
+Nothing here sleeps for real or starts a process.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from supervisor.xmlrpc import Faults
 from coffee_team.heartbeat import heartbeat_path
 from coffee_team.queue import MessageQueue
 from coffee_team.team import parse_team
+from coffee_team.watchdog import launch as watchdog_launch
 from coffee_team.watchdog import listener as watchdog_module
 from coffee_team.watchdog.health import Usage
 from coffee_team.watchdog.protocol import ListenerProtocol
@@ -51,6 +52,48 @@ def make_team(tmp_path, agents=None, **settings):
     return team
 
 
+class FakeAgents:
+    """Stands in for heartbeat.ReadyInbox and for the agents behind it: ``wait`` lets time pass
+    (started programs reach RUNNING) and each new instance that is RUNNING writes its first
+    heartbeat and, unless it is ``silent``, pokes; ``never_ready`` ones do neither (stuck on
+    a lock). Each readiness is recorded in ``rpc.calls`` as ("ready", name), so the order of
+    starts and readiness can be read in one list."""
+
+    STEP = 0.1  # seconds an agent takes to get ready here
+
+    def __init__(self, rig):
+        self.rig = rig
+        self.announced: dict[str, int] = {}  # name -> its startProcess count when it got ready
+        self.never_ready: set[str] = set()
+        self.silent: set[str] = set()
+        self.opened = self.closed = 0
+
+    def __call__(self):
+        self.opened += 1
+        return self
+
+    def wait(self, timeout):
+        rpc = self.rig.rpc
+        rpc.sleep(min(timeout, self.STEP))
+        poked = set()
+        for name, state in rpc.states.items():
+            starts = rpc.started().count(name)
+            if state != "RUNNING" or name in self.never_ready \
+                    or self.announced.get(name, 0) >= starts:
+                continue
+            self.announced[name] = starts
+            now = self.rig.clock()
+            heartbeat_path(self.rig.team.status_dir, name).write_text(
+                json.dumps({"agent": name, "started_at": now, "last_heartbeat": now}))
+            rpc.calls.append(("ready", name))
+            if name not in self.silent:
+                poked.add(name)
+        return poked
+
+    def close(self):
+        self.closed += 1
+
+
 class Rig:
     """One watchdog wired to fakes; ``new_watchdog()`` simulates a restarted listener."""
 
@@ -66,6 +109,7 @@ class Rig:
         self.queues = []
         self.queue = self.open_queue()
         self.stdin_text = stdin
+        self.agents = FakeAgents(self)
         self.wd = self.new_watchdog(stdin)
 
     def open_queue(self):
@@ -79,7 +123,7 @@ class Rig:
         self.stdout, self.stderr = io.StringIO(), io.StringIO()
         protocol = ListenerProtocol(io.StringIO(stdin), self.stdout, self.stderr, clock=self.clock)
         wd = Watchdog(self.team, protocol, self.rpc, queue or self.queue, clock=self.clock,
-                      sleep=self.rpc.sleep, launch_only=self.launch_only)
+                      launch_only=self.launch_only, ready_inbox=self.agents)
         wd.sampler = FakeSampler()
         return wd
 
@@ -180,20 +224,108 @@ def test_fake_supervisor_faults_like_supervisord():
 
 # --- launch ----------------------------------------------------------------------------------
 
-def test_launch_starts_groups_in_priority_order_each_after_the_previous_is_running(rig):
+def ready_and_starts(rig):
+    """("start", name) and ("ready", name) in the order they happened."""
+    return [("start" if c[0] == "startProcess" else "ready", c[1]) for c in rig.rpc.calls
+            if c[0] in ("startProcess", "ready")]
+
+
+def test_launch_starts_each_group_only_once_the_previous_one_is_ready(rig):
     groups = rig.wd.launch_team()
     assert groups == LAUNCH_ORDER
     assert rig.rpc.started() == [n for g in LAUNCH_ORDER for n in g]
     assert all(c[2] is False for c in rig.rpc.method_calls("startProcess"))  # wait=False
-    for index, group in enumerate(LAUNCH_ORDER):
-        earlier = [n for g in LAUNCH_ORDER[:index] for n in g]
-        later = [n for g in LAUNCH_ORDER[index + 1:] for n in g]
-        for name in group:
-            seen = rig.rpc.started_while[name]
-            assert all(seen[n] == "RUNNING" for n in earlier), (name, seen)
-            assert all(seen[n] == "STOPPED" for n in later), (name, seen)
+    order = ready_and_starts(rig)
+    for index, group in enumerate(LAUNCH_ORDER[1:], start=1):
+        first_start = min(order.index(("start", n)) for n in group)
+        for earlier in LAUNCH_ORDER[index - 1]:
+            assert order.index(("ready", earlier)) < first_start, order
+    for name in rig.team.names:  # nobody is ready before it was started
+        assert order.index(("start", name)) < order.index(("ready", name))
     assert set(rig.rpc.states.values()) == {"RUNNING"}
     assert [e["agent"] for e in rig.events(kind="launched")] == rig.rpc.started()
+    ready_events = rig.events(kind="group_ready")
+    assert [e["detail"]["priority"] for e in ready_events] == [1, 2, 3, 4]
+    assert ready_events[2]["detail"]["agents"] == ["assistant", "project_manager"]
+    assert rig.agents.opened == rig.agents.closed == 1
+    assert "not ready" not in rig.stderr.getvalue()
+
+
+def test_launch_moves_on_as_soon_as_a_group_is_ready(rig):
+    """A poke is answered at once: the whole boot takes one agent start-up per group, not
+    start_seconds plus a poll per group."""
+    t0 = rig.clock()
+    rig.wd.launch_team()
+    assert rig.clock() - t0 == pytest.approx(len(LAUNCH_ORDER) * FakeAgents.STEP)
+    assert not rig.rpc.method_calls("getAllProcessInfo")  # no poll was needed
+
+
+def test_launch_finds_a_ready_agent_whose_poke_was_lost(rig):
+    rig.agents.silent = {"code_developer"}  # writes its heartbeat, the poke never arrives
+    rig.wd.launch_team()
+    order = ready_and_starts(rig)
+    assert order.index(("ready", "code_developer")) < order.index(("start", "assistant"))
+    waited = {e["detail"]["priority"]: e["detail"]["waited"] for e in rig.events(kind="group_ready")}
+    assert watchdog_launch.READY_RECHECK <= waited[2] <= watchdog_launch.READY_RECHECK + FakeAgents.STEP
+    assert waited[1] == waited[3] == FakeAgents.STEP
+
+
+def test_launch_ignores_a_heartbeat_left_by_an_earlier_instance(rig):
+    path = heartbeat_path(rig.team.status_dir, "architect")
+    path.write_text(json.dumps({"agent": "architect", "started_at": rig.clock() - 60,
+                                "last_heartbeat": rig.clock() - 5}))
+    rig.agents.never_ready = {"architect"}
+    rig.wd.launch_team()
+    assert rig.events(kind="group_not_ready")[-1]["detail"]["not_ready"] == ["architect"]
+
+
+def test_launch_waits_a_bounded_time_for_an_agent_that_never_gets_ready(rig):
+    rig.agents.never_ready = {"assistant"}  # RUNNING, but stuck before its first heartbeat
+    t0 = rig.clock()
+    rig.wd.launch_team()
+    window = rig.team.settings.start_seconds + watchdog_launch.READY_TIMEOUT
+    assert rig.rpc.started() == [n for g in LAUNCH_ORDER for n in g]  # the team still boots
+    order = ready_and_starts(rig)
+    assert ("ready", "assistant") not in order
+    assert order.index(("ready", "project_manager")) < order.index(("start", "code_searcher"))
+    assert rig.clock() - t0 == pytest.approx(window + 3 * FakeAgents.STEP)
+    (timed_out,) = rig.events(kind="group_not_ready")
+    assert timed_out["detail"] == {"priority": 3, "not_ready": ["assistant"],
+                                   "waited": pytest.approx(window)}
+    lines = [line for line in rig.stderr.getvalue().splitlines() if "not ready" in line]
+    assert len(lines) == 1
+    assert "priority 3 not ready after 16s: assistant" in lines[0]
+
+
+def test_launch_waits_at_most_the_window_per_group_when_nothing_gets_ready(rig):
+    rig.rpc.auto_settle = False  # nothing ever reaches RUNNING
+    t0 = rig.clock()
+    rig.wd.launch_team()
+    assert rig.rpc.started() == [n for g in LAUNCH_ORDER for n in g]
+    window = rig.team.settings.start_seconds + watchdog_launch.READY_TIMEOUT
+    assert rig.clock() - t0 == pytest.approx(len(LAUNCH_ORDER) * window)
+    assert rig.stderr.getvalue().count("not ready after") == 4
+    # supervisord's states were re-read on the recheck cadence, not in a tight loop
+    polls = len(rig.rpc.method_calls("getAllProcessInfo"))
+    assert polls <= len(LAUNCH_ORDER) * (window / watchdog_launch.READY_RECHECK + 1)
+
+
+def test_launch_spawns_each_group_in_one_round_trip(rig):
+    rig.wd.launch_team()
+    multicalls = rig.rpc.method_calls("multicall")
+    assert [c[1] for c in multicalls] == [["supervisor.startProcess"] * len(g)
+                                          for g in LAUNCH_ORDER]
+
+
+def test_launch_carries_on_when_supervisord_does_not_answer_a_group_start(rig):
+    rig.rpc.fail("multicall", ConnectionRefusedError(111, "Connection refused"))
+    t0 = rig.clock()
+    rig.wd.launch_team()
+    failed = rig.events(kind="start_failed")
+    assert [e["agent"] for e in failed] == ["architect"]
+    assert "Connection refused" in failed[0]["detail"]["error"]
+    assert rig.rpc.started() == [n for g in LAUNCH_ORDER[1:] for n in g]
+    assert rig.clock() - t0 == pytest.approx((len(LAUNCH_ORDER) - 1) * FakeAgents.STEP)
 
 
 def test_launch_via_supervisor_running_event(rig):
@@ -203,10 +335,9 @@ def test_launch_via_supervisor_running_event(rig):
 
 def test_launch_members_of_one_group_start_together(rig):
     rig.wd.launch_team()
-    calls = [c[0] if c[0] != "startProcess" else c[1] for c in rig.rpc.calls
-             if c[0] in ("startProcess", "sleep")]
-    i = calls.index("assistant")
-    assert calls[i + 1] == "project_manager"  # no wait between members of one group
+    order = ready_and_starts(rig)
+    i = order.index(("start", "assistant"))
+    assert order[i + 1] == ("start", "project_manager")  # no wait between members of one group
 
 
 def test_launch_only_is_respected(make_rig):
@@ -222,8 +353,16 @@ def test_launch_skips_given_up_and_pending_restart_agents(rig):
     assert rig.rpc.started() == ["architect", "project_manager", "code_searcher"]
 
 
+def test_launch_of_nothing_opens_no_ready_socket(make_rig):
+    rig = make_rig(launch_only=("nobody",))
+    assert rig.wd.launch_team() == []
+    assert rig.agents.opened == 0
+
+
 def test_launch_carries_on_after_already_started(rig):
     rig.rpc.set_state("code_developer", "RUNNING")
+    rig.agents.announced["code_developer"] = 0
+    rig.agents.never_ready = {"code_developer"}  # an instance from before: no new heartbeat
     rig.wd.launch_team()
     assert rig.rpc.started() == [n for g in LAUNCH_ORDER for n in g]  # all attempted
     failed = rig.events(kind="start_failed")
@@ -232,19 +371,10 @@ def test_launch_carries_on_after_already_started(rig):
     assert "start code_developer failed" in rig.stderr.getvalue()
     assert [e["agent"] for e in rig.events(kind="launched")] == \
         ["architect", "assistant", "project_manager", "code_searcher"]
+    assert not rig.events(kind="group_not_ready")  # it already runs: nothing to wait for
 
 
-def test_launch_waits_at_most_the_start_window_per_group(rig):
-    rig.rpc.auto_settle = False  # nothing ever reaches RUNNING
-    rig.wd.launch_team()
-    assert rig.rpc.started() == [n for g in LAUNCH_ORDER for n in g]
-    window = rig.team.settings.start_seconds + 15
-    slept = sum(c[1] for c in rig.rpc.method_calls("sleep"))
-    assert len(LAUNCH_ORDER) * window <= slept <= len(LAUNCH_ORDER) * (window + 0.1)
-    assert rig.stderr.getvalue().count("not RUNNING after the start window") == 4
-
-
-def test_launch_does_not_wait_for_a_group_that_failed_to_start(rig):
+def test_launch_does_not_wait_for_an_agent_that_failed_to_start(rig):
     original = rig.rpc.startProcess
 
     def start_then_fatal(name, wait=True):
@@ -254,10 +384,14 @@ def test_launch_does_not_wait_for_a_group_that_failed_to_start(rig):
         return result
 
     rig.rpc.startProcess = start_then_fatal
+    t0 = rig.clock()
     rig.wd.launch_team()
     assert rig.rpc.started() == [n for g in LAUNCH_ORDER for n in g]
     assert rig.rpc.started_while["code_developer"]["architect"] == "FATAL"
-    assert "not RUNNING" not in rig.stderr.getvalue()
+    assert "not ready" not in rig.stderr.getvalue()
+    # FATAL is seen on the first recheck of supervisord's states
+    assert rig.clock() - t0 <= watchdog_launch.READY_RECHECK + FakeAgents.STEP \
+        + (len(LAUNCH_ORDER) - 1) * FakeAgents.STEP + 1e-9
 
 
 # --- crash, backoff, give-up -----------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The watchdog event listener: ``[eventlistener:watchdog]`` in the generated config.
 
-- launches the team in priority order when supervisord reaches RUNNING (supervisor alone would
-  spawn every program in the same millisecond);
+- launches the team in priority order when supervisord reaches RUNNING, each group once the
+  previous one is ready (launch.py; supervisor alone would spawn every program at once);
 - restarts crashed agents after ``restart_backoff × 2ⁿ`` and gives up after
   ``max_restart_attempts`` with one silent CRITICAL notification (supervisor alone respawns
   instantly forever);
@@ -27,35 +27,37 @@ from typing import Any, Callable
 
 from supervisor.xmlrpc import Faults
 
-from coffee_team import client, otel
+from coffee_team import otel
 from coffee_team import events as kinds
-from coffee_team.heartbeat import HeartbeatFiles
+from coffee_team.heartbeat import HeartbeatFiles, ReadyInbox
 from coffee_team.watchdog import policy
 from coffee_team.watchdog.checks import HealthChecks
 from coffee_team.watchdog.health import TreeSampler
+from coffee_team.watchdog.launch import Launch
 from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEvent
 
-LAUNCH_POLL = 0.05     # seconds between state checks while a priority group starts
 MAX_IDLE_WAIT = 1.0    # wake at least this often so a due restart is at most ~1 s late
 CLEANUP_EVERY = 3600.0  # seconds between removals of finished tasks older than the retention
 # the timers re-read every restart state at least this often (policy.restart_states_due)
 RESTART_STATES_REFRESH = 30.0
 GONE = ("EXITED", "STOPPED", "FATAL", "BACKOFF")
+# A start refused for good: the agent already runs, or is no program of this supervisord.
+FINAL_FAULTS = (Faults.ALREADY_STARTED, Faults.BAD_NAME)
 
 
-class Watchdog(HealthChecks):
+class Watchdog(Launch, HealthChecks):
     def __init__(self, team, protocol: ListenerProtocol, rpc: Any, queue: Any,
                  clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep,
                  launch_only: tuple[str, ...] = (),
-                 load_team: Callable[[], Any] | None = None):
+                 load_team: Callable[[], Any] | None = None,
+                 ready_inbox: Callable[[], Any] | None = None):
         self.protocol = protocol
         self.rpc = rpc
         self.queue = queue
         self.clock = clock
-        self.sleep = sleep
         self.launch_only = launch_only
         self.load_team = load_team
+        self.ready_inbox = ready_inbox or (lambda: ReadyInbox(self.team.run_dir))
         self.reload_requested = False
         self.sampler = TreeSampler()
         self.heartbeat_files = HeartbeatFiles()
@@ -134,43 +136,28 @@ class Watchdog(HealthChecks):
         self.queue.record_event(name, kind, **detail)
         otel.lifecycle(name, kind, detail)  # restarts, give-ups, health: spans when tracing
 
-    # --- launch ----------------------------------------------------------------------------
-    def launch_team(self) -> list[list[str]]:
-        """Start agents group by group: a group starts once the previous one is RUNNING.
+    # --- launch (launch.py) ----------------------------------------------------------------
+    def _start(self, name: str, kind: str, **detail: Any) -> Exception | None:
+        """startProcess(name, wait=False), logged; the failure, or None once it is started."""
+        failure = self._spawn(name)
+        self._record_start(name, failure, kind, **detail)
+        return failure
 
-        Given-up agents and agents waiting for a backoff restart are left to those paths.
-        """
-        states = self.states()
-        wanted = [a for a in self.team.agents
-                  if (not self.launch_only or a.name in self.launch_only)
-                  and not states[a.name].given_up and states[a.name].next_restart_at is None]
-        groups = policy.launch_groups({a.name: a.priority for a in wanted})
-        for group in groups:
-            for name in group:
-                self._start(name, kinds.LAUNCHED)
-            self._wait_running(group)
-        return groups
-
-    def _start(self, name: str, kind: str, **detail: Any) -> bool:
-        """startProcess(name, wait=False). False only for a failure worth retrying later."""
+    def _spawn(self, name: str) -> Exception | None:
         try:
             self.rpc.supervisor.startProcess(name, False)
-        except Exception as exc:  # ALREADY_STARTED, SPAWN_ERROR…: log and carry on with the team
-            self.log(f"start {name} failed: {exc}")
-            self.event(name, kinds.START_FAILED, error=str(exc))
-            return getattr(exc, "faultCode", None) in (Faults.ALREADY_STARTED, Faults.BAD_NAME)
-        self.log(f"{kind} {name}")
-        self.event(name, kind, **detail)
-        return True
+        except Exception as exc:  # ALREADY_STARTED, SPAWN_ERROR…: the caller carries on
+            return exc
+        return None
 
-    def _wait_running(self, group: list[str]) -> None:
-        states = client.wait_started(self.rpc.supervisor.getAllProcessInfo, group,
-                                     self.team.settings.start_seconds + 15, clock=self.clock,
-                                     sleep=self.sleep, interval=LAUNCH_POLL)
-        pending = sorted(n for n, s in states.items()
-                         if s != "RUNNING" and s not in client.START_FAILED)
-        if pending:
-            self.log(f"launch: not RUNNING after the start window: {', '.join(pending)}")
+    def _record_start(self, name: str, failure: Exception | None, kind: str,
+                      **detail: Any) -> None:
+        if failure is not None:
+            self.log(f"start {name} failed: {failure}")
+            self.event(name, kinds.START_FAILED, error=str(failure))
+        else:
+            self.log(f"{kind} {name}")
+            self.event(name, kind, **detail)
 
     # --- process state events --------------------------------------------------------------
     def on_process_state(self, event: Event) -> None:
@@ -264,8 +251,9 @@ class Watchdog(HealthChecks):
         for name in policy.due_restarts(states, now):
             due_at = states[name].next_restart_at
             self.save(name, policy.on_restart_issued(states[name]))
-            if not self._start(name, kinds.RESTARTED, attempt=states[name].attempts,
-                               late_by=round(now - due_at, 3)):
+            failure = self._start(name, kinds.RESTARTED, attempt=states[name].attempts,
+                                  late_by=round(now - due_at, 3))
+            if failure is not None and getattr(failure, "faultCode", None) not in FINAL_FAULTS:
                 # supervisord did not answer: try again shortly rather than leave it dead
                 self.save(name, policy.on_restart_unanswered(states[name], now + MAX_IDLE_WAIT))
 

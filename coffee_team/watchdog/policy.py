@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping
+from typing import AbstractSet, Any, Mapping
 
 from coffee_team import events as kinds
 
@@ -322,6 +322,57 @@ def launch_groups(priorities: Mapping[str, int]) -> list[list[str]]:
     for name, priority in priorities.items():
         by_priority.setdefault(priority, []).append(name)
     return [sorted(by_priority[p]) for p in sorted(by_priority)]
+
+
+# --- the boot: a priority group starts once the previous one is ready ---------------------------
+# supervisord states in which a launched agent may still become ready; in any other (FATAL,
+# EXITED, STOPPED, UNKNOWN: not a program) there is nothing left to wait for.
+MAY_BECOME_READY = frozenset({"STARTING", "RUNNING", "BACKOFF"})
+
+
+def started_since(beat: Mapping[str, Any], launched_at: float) -> bool:
+    """Is ``beat`` (a heartbeat file) from an instance that started at or after ``launched_at``?
+
+    An agent writes its first heartbeat only once it holds its lock, has its queue open and
+    has requeued its predecessor's orphans (a standby, once it waits for the other host): that
+    is ready. A heartbeat left by an earlier instance started before the launch."""
+    started = beat.get("started_at")
+    if isinstance(started, bool) or not isinstance(started, (int, float)):
+        return False
+    return started >= launched_at and beat.get("last_heartbeat") is not None
+
+
+@dataclass(frozen=True)
+class GroupWait:
+    """Where the wait for one launched priority group stands."""
+
+    done: bool                 # the next group may start
+    not_ready: tuple[str, ...]  # still awaited; when done, the ones the wait gave up on
+    timed_out: bool
+    remaining: float           # seconds to the deadline (0 once done)
+
+
+def group_wait(group: tuple[str, ...] | list[str], ready: AbstractSet[str],
+               states: Mapping[str, str], not_started: AbstractSet[str],
+               launched_at: float, now: float, timeout: float) -> GroupWait:
+    """The readiness rule of the boot, for a group launched at ``launched_at``.
+
+    The group is done when each member is ready, failed to start (``not_started``: the
+    startProcess call failed) or sits in a supervisord state it cannot become ready from
+    (``states``: the last states seen; an agent not seen yet counts as STARTING), or when
+    ``timeout`` has passed: an agent that never gets ready (a lock it waits on, a handler
+    that hangs at import) must not hold the rest of the team back for ever."""
+    if not timeout >= 0:
+        raise ValueError(f"timeout must be >= 0, got {timeout!r}")
+    waiting = tuple(name for name in group
+                    if name not in ready and name not in not_started
+                    and states.get(name, "STARTING") in MAY_BECOME_READY)
+    if not waiting:
+        return GroupWait(True, (), False, 0.0)
+    remaining = launched_at + timeout - now
+    if remaining <= 0:
+        return GroupWait(True, waiting, True, 0.0)
+    return GroupWait(False, waiting, False, remaining)
 
 
 def _ran_long_enough(state: RestartState, now: float, policy: RestartPolicy) -> bool:
