@@ -4,7 +4,8 @@
 
 1. The agent-run path itself: ``python -X importtime -m coffee_team --team T agent run NAME``
    (what supervisord runs; here through runpy, with a SIGUSR2 handler that lists sys.modules)
-   in a throwaway project on SQLite with the demo handler, read once its heartbeat says idle:
+   in a throwaway project on SQLite with the demo handler, its database created first (as the
+   watchdog does before it launches agents), read once its heartbeat says idle:
    its VmRSS, next to a bare ``python -c 'import time; time.sleep()'`` started in the same run,
    the modules it holds (sys.modules: ``-X importtime`` also lists failed attempts) and their
    self and cumulative import time. Median of ``--repeat`` runs.
@@ -41,10 +42,17 @@ TOP = 20  # rows of the agent's own imports in the table
 # Not for an idle agent of a plain team on SQLite (tests/test_lean_imports.py checks the same).
 SHOULD_NOT = ("click", "coffee_team.llm.spec", "coffee_team.llm.runner", "psutil",
               "prometheus_client", "opentelemetry.trace", "supervisor.options", "psycopg2",
-              "coffee_team.cli")
+              "coffee_team.cli", "peewee", "hashlib", "logging", "uuid", "decimal")
 # Large imports worth a row even when they are not among the slowest.
-ALWAYS = ("peewee", "yaml", "sqlite3", "hashlib", "json", "logging", "coffee_team.queue",
-          "coffee_team.team", "coffee_team.handlers")
+ALWAYS = ("yaml", "sqlite3", "json", "coffee_team.queue", "coffee_team.team",
+          "coffee_team.handlers")
+# What the watchdog does before it launches agents: create (or upgrade) the schema.
+CREATE_DATABASE = """
+import sys
+from coffee_team.queue import MessageQueue
+from coffee_team.team import load_team
+MessageQueue.from_team(load_team(sys.argv[1])).close()
+"""
 TEAM = """team:
   heartbeat_interval: 30
   heartbeat_stale_after: 300
@@ -123,6 +131,8 @@ def idle_agent_run() -> tuple[float, float, dict[str, dict], set[str]]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISOR_")}
         env["PYTHONPATH"] = str(ROOT)
         modules_file = root / "modules.txt"
+        subprocess.run([PY, "-c", CREATE_DATABASE, str(team_file)], cwd=root, env=env, check=True,
+                       stdin=subprocess.DEVNULL)
         agent = subprocess.Popen([PY, "-X", "importtime", "-c", AGENT, str(modules_file), "--team",
                                   str(team_file), "agent", "run", "worker"], cwd=root, env=env,
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -7,7 +7,7 @@ throughput  the same file of 100-byte lines (256 MB; --quick 32 MB) printed by `
             `cat data > log` (the baseline), once `cat data | cat > log` (a pipe, as the
             runner reads: no in-kernel copy), once through CommandRunner (tagging every line
             with the task id, scanning for the result) into a log file. 3 runs each (--quick 2).
-rss         a fresh process that imports what an agent imports (agent, queue, peewee) runs
+rss         a fresh process that imports what an agent imports (agent, queue) runs
             one task whose command prints 1 GB (--quick 128 MB) of lines; its peak RSS
             (ru_maxrss) against the same process before the task.
 supervisord the whole path: a real agent under a real supervisord runs a task that prints

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coffee_team.queue.models import SCHEMA_VERSION
+from coffee_team.queue.tables import SCHEMA_VERSION
 from coffee_team.queue import (
     ClaimedTask,
     ContentError,

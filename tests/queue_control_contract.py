@@ -9,7 +9,7 @@ import pytest
 
 from coffee_team.errors import ContentError, QueueFullError, TaskNotFound, TaskStateError
 from coffee_team.queue import MessageQueue
-from coffee_team.queue.models import SCHEMA_VERSION
+from coffee_team.queue.tables import SCHEMA_VERSION
 from coffee_team.taskstate import RetryPolicy
 
 # A version-1 tasks table as coffee-team wrote it before schema 2 ({pk}/{dbl} per dialect).

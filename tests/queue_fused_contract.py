@@ -10,7 +10,7 @@ import pytest
 
 from coffee_team.errors import UnstorableResult
 from coffee_team.queue.db import is_postgres
-from coffee_team.queue.models import SCHEMA_VERSION
+from coffee_team.queue.tables import SCHEMA_VERSION
 from tests.queue_contract import deep_json
 
 
@@ -199,7 +199,9 @@ class FusedContract:
         upgraded = self.make_queue()
         assert upgraded.backend.fetchall("SELECT MAX(version) FROM schema_version") == [
             (SCHEMA_VERSION,)] == [(8,)]
-        indexes = {i.name for i in upgraded.db.get_indexes("metrics")}
+        indexes = {name for (name,) in upgraded.backend.fetchall(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'metrics'" if pg else
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'metrics'")}
         assert ("metrics_timestamp" in indexes) is pg
         assert [p["count"] for p in upgraded.agent_performance()] == [1]
         assert [row[1:3] for row in upgraded.task_durations_after(0)] == [("alice", "t")]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from coffee_team.queue import MessageQueue
 from tests.fast_team import temp_root, write_team
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,9 +41,12 @@ except SystemExit:
 print(json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))
 """
 # Packages a plain agent on SQLite never uses: the CLI, llm agents, tracing and metrics
-# exporters, supervisor's client, the PostgreSQL driver, the process table's psutil.
+# exporters, supervisor's client, the PostgreSQL drivers, the process table's psutil, and on a
+# database whose schema is current the ORM (only migrations need it) with what it brings.
 NOT_FOR_AN_AGENT = ("click", "coffee_team.cli", "coffee_team.llm", "opentelemetry",
-                    "prometheus_client", "supervisor", "psycopg2", "psutil", "coffee_team.confgen")
+                    "prometheus_client", "supervisor", "psycopg2", "psycopg", "psutil",
+                    "coffee_team.confgen", "peewee", "coffee_team.queue.models", "hashlib",
+                    "uuid", "decimal", "logging")
 # What `status` does not need: the other commands, the queue and its driver, llm checkers.
 NOT_FOR_STATUS = ("coffee_team.cli.data", "coffee_team.cli.tasks", "coffee_team.cli.costs",
                   "coffee_team.cli.live", "coffee_team.queue", "peewee", "sqlite3",
@@ -65,9 +69,18 @@ def inside(modules: list[str], packages: tuple[str, ...]) -> list[str]:
 def test_a_plain_agent_on_sqlite_imports_only_what_it_uses():
     with temp_root() as root:
         team = write_team(root, {"worker": {"handler": "coffee_team.demo:handle"}})
+        MessageQueue.from_team(team).close()  # the watchdog migrates before it launches agents
         modules = modules_of(AGENT_ENTRY, team.path)
     assert "coffee_team.queue.core" in modules and "coffee_team.demo" in modules  # it got there
     assert inside(modules, NOT_FOR_AN_AGENT) == []
+
+
+def test_an_agent_that_must_create_the_schema_brings_peewee_in():
+    """The check above can fail: creating (or upgrading) the schema needs the ORM's models."""
+    with temp_root() as root:
+        team = write_team(root, {"worker": {"handler": "coffee_team.demo:handle"}})
+        modules = modules_of(AGENT_ENTRY, team.path)
+    assert {"peewee", "coffee_team.queue.models"} <= set(inside(modules, NOT_FOR_AN_AGENT))
 
 
 def test_an_llm_team_file_brings_the_llm_checkers_in():

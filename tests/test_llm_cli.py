@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from coffee_team.cli import main
 from coffee_team.doctor import run_checks
 from coffee_team.queue import MessageQueue
-from coffee_team.queue.models import SCHEMA_VERSION
+from coffee_team.queue.tables import SCHEMA_VERSION
 from coffee_team.status import queue_columns
 from tests.harness import Project
 

@@ -548,9 +548,16 @@ def test_max_delay_caps_the_exponential_schedule():
 def test_restart_state_fields_are_the_schema_columns():
     from dataclasses import fields
 
+    from peewee import BooleanField
+
     from coffee_team.queue.journal import RESTART_FIELDS
+    from coffee_team.queue.models import RestartState as Model
+    from coffee_team.queue.tables import RESTART_BOOL_FIELDS
     declared = {f.name: f.default for f in fields(RestartState)}
     assert declared == RESTART_FIELDS
+    columns = {name: f for name, f in Model._meta.fields.items() if name not in ("agent", "host")}
+    assert {name: f.default for name, f in columns.items()} == RESTART_FIELDS
+    assert RESTART_BOOL_FIELDS == tuple(n for n, f in columns.items() if isinstance(f, BooleanField))
 
 
 def test_hang_stop_is_a_crash_and_a_requested_stop_is_not():

@@ -4,8 +4,10 @@
 notifications and restart state, ``reporting`` reads listings and stats, ``routing`` resolves
 recipients, ``wake`` wakes idle agents, ``locks`` holds PostgreSQL advisory locks (one
 instance per agent), ``sql`` names every statement (``sql_schema`` the migrations'), ``db`` opens a database and
-holds every dialect difference (``pg_backend``: PostgreSQL's connections and prepared
-statements), ``models`` declares the schema.
+holds every dialect difference (``sqlite_db``: SQLite's per-thread connections and
+transactions, no ORM; ``pg_backend``: PostgreSQL's connections and prepared statements),
+``models`` declares the schema for migrations (peewee), ``tables`` the facts of it the queue's
+own SQL needs.
 """
 from coffee_team.errors import (ContentError, QueueError, QueueFullError, RoutingError,
                                 UnroutableError)

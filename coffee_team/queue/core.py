@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-import peewee
-
 from coffee_team.queue.db import backend_for, is_postgres, open_database, pg_connect
 from coffee_team.queue.content import read_stored, too_deep_message
 from coffee_team.queue.completion import CompletionMixin
@@ -70,7 +68,7 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
                    UsageMixin):
     def __init__(
         self,
-        database: Union[str, peewee.Database],
+        database: Union[str, Any],  # a URL or path, or what db.open_database() returned
         *,
         agents: Sequence[str] = (),
         handles: Optional[Mapping[str, Sequence[str]]] = None,

@@ -1,25 +1,25 @@
 """Open the coffee-team database and keep every SQL-dialect difference here.
 
-``open_database()`` turns a URL or path into a configured peewee database
-(``migrate.py`` creates and upgrades the schema); ``backend_for()`` wraps a database in the
-tiny interface the queue needs (huey style), so SQLite and PostgreSQL share
-one MessageQueue implementation and one test-suite.  The statements
-themselves are named in ``sql``; the backends only translate them.
+``open_database()`` turns a URL or path into a configured database: ``sqlite_db`` on SQLite
+(no ORM), peewee on PostgreSQL (``migrate.py`` creates and upgrades the schema);
+``backend_for()`` wraps a database in the tiny interface the queue needs (huey style), so
+SQLite and PostgreSQL share one MessageQueue implementation and one test-suite.  The
+statements themselves are named in ``sql``; the backends only translate them.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import sqlite3
+import sys
 import time
 from types import SimpleNamespace
 from typing import Any, Optional, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import peewee
-
 from coffee_team.errors import DatabaseUnavailable, DatabaseUrlError
 from coffee_team.queue import sql
+from coffee_team.queue.sqlite_db import SqliteDatabase
 from coffee_team.schema import PG_SCHEMES
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -33,12 +33,12 @@ def open_database(
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     cache_size_kib: int = DEFAULT_CACHE_SIZE_KIB,
     bounded: bool = False,
-) -> peewee.Database:
-    """Return an (unconnected) peewee database for a URL or a file path.
+) -> Any:
+    """Return an (unconnected) database for a URL or a file path.
 
     ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a bare path give
-    a SqliteDatabase in WAL mode; ``postgresql://user@host:port/db?opt=v``
-    gives a PostgresqlDatabase (query options are passed to psycopg2).
+    a sqlite_db.SqliteDatabase in WAL mode; ``postgresql://user@host:port/db?opt=v``
+    gives a peewee PostgresqlDatabase (query options are passed to psycopg2).
 
     ``bounded``: for code that must never block (the rpcinterface inside supervisord). SQLite
     is bounded by ``busy_timeout_ms`` anyway; on PostgreSQL it also becomes the statement and
@@ -65,7 +65,7 @@ def open_database(
     return _open_sqlite(text, busy_timeout_ms, cache_size_kib)
 
 
-def _open_sqlite(path: str, busy_timeout_ms: int, cache_size_kib: int) -> peewee.SqliteDatabase:
+def _open_sqlite(path: str, busy_timeout_ms: int, cache_size_kib: int) -> SqliteDatabase:
     if path != ":memory:":
         path = os.path.abspath(os.path.expanduser(path))
         _prepare_private_file(path)
@@ -76,7 +76,7 @@ def _open_sqlite(path: str, busy_timeout_ms: int, cache_size_kib: int) -> peewee
         ("foreign_keys", 1),
         ("cache_size", -int(cache_size_kib)),
     ]
-    return peewee.SqliteDatabase(path, pragmas=pragmas, timeout=busy_timeout_ms / 1000.0)
+    return SqliteDatabase(path, pragmas, timeout=busy_timeout_ms / 1000.0)
 
 
 def _prepare_private_file(path: str) -> None:
@@ -126,7 +126,8 @@ def _ensure_wal(path: str, timeout: float) -> None:
             time.sleep(0.01)
 
 
-def _open_postgres(url: str) -> peewee.PostgresqlDatabase:
+def _open_postgres(url: str):
+    import peewee
     parts = urlsplit(url)
     dbname = unquote(parts.path.lstrip("/"))
     if not dbname:
@@ -159,7 +160,7 @@ def bounded_pg_params(params: dict[str, Any], wait_ms: int) -> dict[str, Any]:
             **BOUNDED_KEEPALIVE, "options": options}
 
 
-def pg_connect(db: peewee.PostgresqlDatabase, **extra: Any):
+def pg_connect(db, **extra: Any):
     """A new psycopg2 connection to ``db`` outside peewee (LISTEN, advisory locks)."""
     import psycopg2
     return psycopg2.connect(dbname=db.database, **{**db.connect_params, **extra})
@@ -177,9 +178,12 @@ def keep_when_idle(conn) -> None:
 def database_errors() -> tuple[type[BaseException], ...]:
     """Errors meaning "the database is unusable right now" (locked, read-only, gone).
 
-    psycopg2 only if importable: an SQLite agent blocks its import to save memory."""
-    errors: list[type[BaseException]] = [sqlite3.Error, peewee.PeeweeException,
-                                         DatabaseUnavailable]
+    psycopg2 only if importable: an SQLite agent blocks its import to save memory; peewee's
+    only if imported (by PostgreSQL), since nothing else raises them."""
+    errors: list[type[BaseException]] = [sqlite3.Error, DatabaseUnavailable]
+    peewee = sys.modules.get("peewee")
+    if peewee is not None:
+        errors.append(peewee.PeeweeException)
     try:
         import psycopg2
         errors.append(psycopg2.Error)
@@ -210,8 +214,9 @@ def is_busy(exc: BaseException) -> bool:
     return False
 
 
-def is_postgres(db: peewee.Database) -> bool:
-    return isinstance(db, peewee.PostgresqlDatabase)
+def is_postgres(db) -> bool:
+    peewee = sys.modules.get("peewee")  # not imported: no PostgreSQL database exists
+    return peewee is not None and isinstance(db, peewee.PostgresqlDatabase)
 
 
 class SqlBackend:
@@ -219,7 +224,7 @@ class SqlBackend:
 
     _claim_lock = ""  # what sql.CLAIM's {lock} becomes
 
-    def __init__(self, db: peewee.Database):
+    def __init__(self, db):
         self.db = db
         # Every named statement, translated once: the hot path runs these with run().
         self.prepared = SimpleNamespace(**{name: self.sql(text.replace("{lock}", self._claim_lock))
@@ -277,15 +282,11 @@ class SqlBackend:
 
 
 class SqliteBackend(SqlBackend):
-    """Hot path talks to the sqlite3 connection directly: peewee's cursor
-    and transaction bookkeeping cost more than the statements themselves."""
+    """Runs on a sqlite_db.SqliteDatabase, or on the peewee one migrate.py uses: both give
+    this thread's sqlite3 connection and ``atomic()``; errors are sqlite3's own."""
 
     def run(self, prepared: str, params: Sequence[Any] = ()):
-        try:  # free unless it raises, unlike a with-block per statement
-            return self.db.connection().execute(prepared, params)
-        except sqlite3.Error:
-            with _wrap_db_errors:  # re-raised as the matching peewee error
-                raise
+        return self.db.connection().execute(prepared, params)
 
     def insert_tasks(self, params: Sequence[Any], count: int) -> list[int]:
         insert = self._insert_statement(count, returning_ids=False)
@@ -299,47 +300,19 @@ class SqliteBackend(SqlBackend):
             return super().insert_tasks(params, count)
         last = self.run(insert, params).lastrowid
         if last != top + count:  # pragma: no cover - would be an SQLite change
-            raise peewee.DatabaseError(f"tasks ids not contiguous: {top} + {count} != {last}")
+            raise sqlite3.DatabaseError(f"tasks ids not contiguous: {top} + {count} != {last}")
         return list(range(top + 1, last + 1))
 
     def write_transaction(self):
         # IMMEDIATE takes the write lock up front: no deadlock-prone upgrade
         # from a read lock, and busy_timeout governs the wait.
-        if self.db.transaction_depth():  # inside a caller's peewee atomic()
-            return self.db.atomic("IMMEDIATE")
-        return _ImmediateTransaction(self.db.connection())
+        return self.db.atomic("IMMEDIATE")
 
 
-_wrap_db_errors = getattr(peewee, "__exception_wrapper__")  # sqlite3 -> peewee errors
 _MAX_ROWID = 2 ** 63 - 1
 
 
-class _ImmediateTransaction:
-    __slots__ = ("conn",)
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    def __enter__(self):
-        with _wrap_db_errors:
-            self.conn.execute(sql.SQLITE_BEGIN_IMMEDIATE)
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        with _wrap_db_errors:
-            if exc_type is None:
-                try:
-                    self.conn.execute(sql.SQLITE_COMMIT)
-                    return
-                except BaseException:
-                    if self.conn.in_transaction:
-                        self.conn.execute(sql.SQLITE_ROLLBACK)
-                    raise
-            if self.conn.in_transaction:
-                self.conn.execute(sql.SQLITE_ROLLBACK)
-
-
-def backend_for(db: peewee.Database) -> SqlBackend:
+def backend_for(db) -> SqlBackend:
     if is_postgres(db):
         from coffee_team.queue.pg_backend import PostgresBackend  # builds on SqlBackend
         return PostgresBackend(db)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from coffee_team.queue.models import NOTIFICATION_LEVELS
+from coffee_team.queue.tables import NOTIFICATION_LEVELS
 
 PLAN_OVERLAP = 1000  # ids below since_id planned again (out-of-order commits on PostgreSQL)
 MAX_ERROR_CHARS = 500

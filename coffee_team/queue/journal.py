@@ -8,17 +8,10 @@ from __future__ import annotations
 import json
 from typing import Any, Optional, Sequence
 
-from peewee import BooleanField
-
 from coffee_team.errors import ContentError
 from coffee_team.queue import sql
-from coffee_team.queue.models import NOTIFICATION_LEVELS, RestartState
+from coffee_team.queue.tables import NOTIFICATION_LEVELS, RESTART_BOOL_FIELDS, RESTART_FIELDS
 
-# The restart_state columns and their defaults, as the schema declares them.
-RESTART_FIELDS = {name: field.default for name, field in RestartState._meta.fields.items()
-                  if name not in ("agent", "host")}
-_BOOL_FIELDS = tuple(name for name, field in RestartState._meta.fields.items()
-                     if isinstance(field, BooleanField))
 _ALL_RESTART_STATES = sql.restart_states(RESTART_FIELDS, one_agent=False)
 _ONE_RESTART_STATE = sql.restart_states(RESTART_FIELDS, one_agent=True)
 
@@ -26,7 +19,7 @@ _ONE_RESTART_STATE = sql.restart_states(RESTART_FIELDS, one_agent=True)
 def _restart_state(agent: str, row: Optional[dict]) -> dict:
     """A restart_state row (or the defaults without one) with real bools: SQLite has none."""
     state = row or {"agent": agent, **RESTART_FIELDS}
-    for name in _BOOL_FIELDS:
+    for name in RESTART_BOOL_FIELDS:
         state[name] = bool(state[name])
     return state
 
@@ -137,7 +130,7 @@ class JournalMixin:
             )
         names = list(RESTART_FIELDS)
         values = [fields.get(n, RESTART_FIELDS[n]) for n in names]
-        values = [bool(v) if n in _BOOL_FIELDS else v for n, v in zip(names, values)]
+        values = [bool(v) if n in RESTART_BOOL_FIELDS else v for n, v in zip(names, values)]
         with self.backend.write_transaction():
             self.backend.execute(sql.save_restart_state(names, fields),
                                  [agent, self.host, *values])

@@ -3,14 +3,12 @@ LISTEN/NOTIFY): the connection and its SQL live here; ``coffee_team.singleton.Pg
 keeps the policy (which key, a keeper thread, reconnecting with backoff)."""
 from __future__ import annotations
 
-import hashlib
 import select
 from datetime import datetime
 from typing import NamedTuple, Optional
 
 from coffee_team.queue import sql
 from coffee_team.queue.db import keep_when_idle, open_database, pg_connect
-from coffee_team.queue.pg_backend import PostgresBackend
 from coffee_team.queue.wake import pg_poll
 
 # TCP keepalives: a silently lost network (no FIN, no RST) breaks the session within ~20 s,
@@ -24,13 +22,12 @@ KEEPALIVE = dict(keepalives=1, keepalives_idle=10, keepalives_interval=3, keepal
 SERVER_KEEPALIVE = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=3" \
                    " -c tcp_keepalives_count=3"
 
-_TRY_LOCK = PostgresBackend.sql(sql.PG_TRY_ADVISORY_LOCK)
-_HOLDER = PostgresBackend.sql(sql.PG_ADVISORY_LOCK_HOLDER)
 
 
 def agent_lock_key(schema: str, name: str) -> int:
     """The stable signed 64-bit advisory-lock key of agent ``name`` in ``schema``: held by
     the agent's running instance (singleton.PgAgentLock), tried by a reaper's requeue."""
+    import hashlib  # PostgreSQL only: OpenSSL is megabytes an agent on SQLite does without
     digest = hashlib.blake2b(f"coffee-team:agent:{schema}:{name}".encode(),
                              digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
@@ -51,6 +48,9 @@ class AdvisoryLockSession:
     server sends something, e.g. the notice that it terminated the session."""
 
     def __init__(self, url: str, application_name: str):
+        from coffee_team.queue.pg_backend import PostgresBackend  # PostgreSQL's placeholders
+        self._try_lock = PostgresBackend.sql(sql.PG_TRY_ADVISORY_LOCK)
+        self._holder = PostgresBackend.sql(sql.PG_ADVISORY_LOCK_HOLDER)
         db = open_database(url)
         options = f"{db.connect_params.get('options', '')} {SERVER_KEEPALIVE}".strip()
         self.conn = pg_connect(db, application_name=application_name, options=options,
@@ -72,13 +72,13 @@ class AdvisoryLockSession:
 
     def try_lock(self, key: int) -> bool:
         """Take the bigint ``key`` for this session unless another session holds it."""
-        (taken,) = self._fetchone(_TRY_LOCK, (key,))
+        (taken,) = self._fetchone(self._try_lock, (key,))
         return bool(taken)
 
     def holder(self, key: int) -> Optional[LockHolder]:
         """Who holds ``key`` in this database, or None if nobody (any more)."""
         # pg_locks shows a bigint key as two unsigned 32-bit halves.
-        row = self._fetchone(_HOLDER, ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF))
+        row = self._fetchone(self._holder, ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF))
         return LockHolder(*row) if row is not None else None
 
     def alive(self) -> bool:

@@ -1,18 +1,20 @@
-"""Create the schema, or upgrade an older database in place (models.SCHEMA_VERSION says
-what each version added); the statements are named in ``sql``."""
+"""Create the schema, or upgrade an older database in place (tables.SCHEMA_VERSION says
+what each version added); the statements are named in ``sql``.
+
+Checking that the schema is current is one plain read; only creating or upgrading it loads
+peewee (the models), so an agent on a current SQLite database never imports it."""
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import zlib
-
-import peewee
+from typing import Any
 
 from coffee_team.errors import SchemaTooNew
 from coffee_team.queue import sql, sql_schema
 from coffee_team.queue.db import SqlBackend, backend_for, is_postgres
-from coffee_team.queue.pg_backend import PostgresBackend
-from coffee_team.queue.models import ALL_MODELS, SCHEMA_VERSION
+from coffee_team.queue.tables import SCHEMA_VERSION
 
 # bind_ctx() rebinds model classes process-wide; serialise it.
 _BIND_LOCK = threading.Lock()
@@ -20,7 +22,7 @@ _BIND_LOCK = threading.Lock()
 _PG_MIGRATE_LOCK_KEY = zlib.crc32(b"coffee-team:migrate")
 
 
-def migrate(db: peewee.Database, host: str = "") -> int:
+def migrate(db: Any, host: str = "") -> int:
     """Create or upgrade the schema; idempotent and safe across processes.
 
     The common case (already current) is one read.  Otherwise the work runs
@@ -30,6 +32,23 @@ def migrate(db: peewee.Database, host: str = "") -> int:
     """
     if _is_current(db.get_tables(), db):
         return SCHEMA_VERSION
+    if is_postgres(db):
+        return _upgrade(db, host)
+    orm = db.orm()  # peewee on the same file, for create_tables
+    try:
+        return _upgrade(orm, host)
+    except sqlite3.Error:
+        raise
+    except Exception as exc:
+        if isinstance(exc.__cause__, sqlite3.Error):  # peewee's copy: the queue raises sqlite3's
+            raise exc.__cause__ from None
+        raise
+    finally:
+        orm.close()
+
+
+def _upgrade(db: Any, host: str) -> int:
+    from coffee_team.queue.models import ALL_MODELS
     backend = backend_for(db)
     with _BIND_LOCK, db.bind_ctx(ALL_MODELS):
         with backend.write_transaction():
@@ -64,7 +83,7 @@ def migrate(db: peewee.Database, host: str = "") -> int:
     return SCHEMA_VERSION
 
 
-def _is_current(tables: list[str], db: peewee.Database) -> bool:
+def _is_current(tables: list[str], db: Any) -> bool:
     version = _current_version(db, tables)
     if version > SCHEMA_VERSION:
         raise SchemaTooNew(f"database schema version {version} is newer than this coffee-team "
@@ -81,7 +100,7 @@ def _add_queue_depth(backend: SqlBackend) -> None:
     backend.execute(sql_schema.FILL_QUEUE_DEPTH)
 
 
-def _add_task_counts(backend: SqlBackend, db: peewee.Database) -> None:
+def _add_task_counts(backend: SqlBackend, db: Any) -> None:
     """Schema 3: count the finished tasks once (the table was just created), then let the
     triggers keep the counts, in this same transaction so no change slips between."""
     backend.execute(sql_schema.FILL_TASK_COUNTS)
@@ -98,15 +117,15 @@ def _add_task_counts(backend: SqlBackend, db: peewee.Database) -> None:
 
 
 
-def _has_column(db: peewee.Database, table: str, column: str) -> bool:
+def _has_column(db: Any, table: str, column: str) -> bool:
     return any(c.name == column for c in db.get_columns(table))
 
 
-def _has_v2_tasks(db: peewee.Database) -> bool:
+def _has_v2_tasks(db: Any) -> bool:
     return _has_column(db, "tasks", "run_after")
 
 
-def _tasks_v2_before(db: peewee.Database) -> None:
+def _tasks_v2_before(db: Any) -> None:
     """Before create_tables: make room for the version-2 tasks table and its claim index."""
     for index in sql_schema.V1_CLAIM_INDEXES:
         db.execute_sql(sql.drop_index(index))
@@ -119,18 +138,19 @@ def _tasks_v2_before(db: peewee.Database) -> None:
         db.execute_sql(sql_schema.SQLITE_V2_RENAME)
 
 
-def _tasks_v2_after(db: peewee.Database) -> None:
+def _tasks_v2_after(db: Any) -> None:
     """After create_tables: SQLite copies the rows into the new table (ids kept)."""
     if not is_postgres(db):
         db.execute_sql(sql_schema.SQLITE_V2_COPY)
         db.execute_sql(sql_schema.SQLITE_V2_DROP_OLD)
 
 
-def _restart_state_v4_before(db: peewee.Database, host: str) -> None:
+def _restart_state_v4_before(db: Any, host: str) -> None:
     """Schema 4 keys restart_state by (agent, host): PostgreSQL changes the key in place,
     SQLite (which cannot) renames the table for create_tables to make the new one."""
     if is_postgres(db):
         db.execute_sql(sql_schema.PG_V4_ADD_HOST)
+        from coffee_team.queue.pg_backend import PostgresBackend
         db.execute_sql(PostgresBackend.sql(sql_schema.V4_RESTART_HOST), (host,))
         db.execute_sql(sql_schema.PG_V4_DROP_KEY)
         db.execute_sql(sql_schema.PG_V4_ADD_KEY)
@@ -138,20 +158,20 @@ def _restart_state_v4_before(db: peewee.Database, host: str) -> None:
         db.execute_sql(sql_schema.SQLITE_V4_RENAME)
 
 
-def _restart_state_v4_after(db: peewee.Database, host: str) -> None:
+def _restart_state_v4_after(db: Any, host: str) -> None:
     if not is_postgres(db):
         db.execute_sql(sql_schema.SQLITE_V4_COPY, (host,))
         db.execute_sql(sql_schema.SQLITE_V4_DROP_OLD)
 
 
-def _current_version(db: peewee.Database, tables: list[str]) -> int:
+def _current_version(db: Any, tables: list[str]) -> int:
     if "schema_version" not in tables:
         return 0
     row = db.execute_sql(sql_schema.SCHEMA_VERSION).fetchone()
     return int(row[0] or 0)
 
 
-def _tasks_v7(db: peewee.Database) -> None:
+def _tasks_v7(db: Any) -> None:
     """Schema 7 on an older tasks table: add the traceparent column (a version-1 SQLite table
     was rebuilt by create_tables above and has it already)."""
     if not _has_column(db, "tasks", "traceparent"):

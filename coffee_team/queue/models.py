@@ -25,24 +25,11 @@ from peewee import (
     TextField,
 )
 
-from coffee_team.taskstate import STATES
+from coffee_team.queue.tables import STATUS_CHECK
 
 database_proxy = DatabaseProxy()
 
-# 2: run_after, failures, errors, escalated_at and the 'cancelled' state on tasks;
-# agent_pause (migrate.py upgrades a version-1 database in place).
-# 3: task_counts, kept by triggers (queue stats without scanning the tasks table).
-# 4: restart_state keyed by (agent, host): on a shared PostgreSQL each host keeps its own.
-# 5: notify_targets and deliveries (new tables only: create_tables adds them).
-# 6: llm_usage, budget_stop, agent_session (new tables only: create_tables adds them).
-# 7: tasks.traceparent, the W3C trace context of the code that sent the task (otel.py).
-# 8: metrics without its timestamp index on SQLite (kept on PostgreSQL).
-SCHEMA_VERSION = 8
-
-NOTIFICATION_LEVELS = ("INFO", "WARNING", "CRITICAL")
-
-
-STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))
+# SCHEMA_VERSION and the constants the queue's SQL needs live in tables.py (no peewee there).
 
 
 class BaseModel(Model):

@@ -14,7 +14,9 @@ from typing import Any, Sequence
 import peewee
 
 from coffee_team.queue import sql
-from coffee_team.queue.db import SqlBackend, _wrap_db_errors
+from coffee_team.queue.db import SqlBackend
+
+_wrap_db_errors = getattr(peewee, "__exception_wrapper__")  # psycopg2 -> peewee errors
 
 
 class PostgresBackend(SqlBackend):

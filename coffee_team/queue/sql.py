@@ -321,8 +321,14 @@ SQLITE_JOURNAL_MODE = "PRAGMA journal_mode"
 SQLITE_USE_WAL = "PRAGMA journal_mode = wal"
 # IMMEDIATE takes the write lock up front: no deadlock-prone upgrade from a read lock.
 SQLITE_BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
+SQLITE_BEGIN = "BEGIN"
 SQLITE_COMMIT = "COMMIT"
 SQLITE_ROLLBACK = "ROLLBACK"
+# A transaction inside another (sqlite_db.Transaction): savepoints of one name nest.
+SQLITE_SAVEPOINT = "SAVEPOINT coffee_nested"
+SQLITE_RELEASE = "RELEASE coffee_nested"
+SQLITE_ROLLBACK_TO = "ROLLBACK TO coffee_nested"
+SQLITE_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
 SQLITE_LAST_TASK_ROWID = "SELECT MAX(rowid) FROM tasks"
 
 # --- agent locks (locks.py), on a dedicated PostgreSQL session ------------------------------
@@ -385,6 +391,11 @@ def save_restart_state(fields: Iterable[str], updated: Iterable[str]) -> str:
     return (f"INSERT INTO restart_state (agent, host, {', '.join(names)})"
             f" VALUES (?, ?{', ?' * len(names)})"
             f" ON CONFLICT (agent, host) DO UPDATE SET {updates}")
+
+
+def pragma(name: str, value: object) -> str:
+    """Set an SQLite pragma (names and values come from db.py, never input)."""
+    return f"PRAGMA {name} = {value}"
 
 
 def drop_index(name: str) -> str:

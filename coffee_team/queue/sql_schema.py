@@ -3,7 +3,7 @@ call runs (sql.py); written with ``?`` placeholders like those, run through ``ba
 """
 from __future__ import annotations
 
-from coffee_team.queue import models
+from coffee_team.queue.tables import STATUS_CHECK
 from coffee_team.taskstate import FINISHED
 
 SCHEMA_VERSION = "SELECT MAX(version) FROM schema_version"
@@ -56,7 +56,7 @@ PG_V2_ADD_COLUMNS = ("ALTER TABLE tasks ADD COLUMN failures INTEGER NOT NULL DEF
                      " ADD COLUMN run_after DOUBLE PRECISION NOT NULL DEFAULT 0,"
                      " ADD COLUMN escalated_at DOUBLE PRECISION, ADD COLUMN errors TEXT")
 PG_V2_DROP_CHECK = "ALTER TABLE tasks DROP CONSTRAINT IF EXISTS tasks_status_check"
-PG_V2_ADD_CHECK = "ALTER TABLE tasks ADD CONSTRAINT tasks_status_check " + models.STATUS_CHECK
+PG_V2_ADD_CHECK = "ALTER TABLE tasks ADD CONSTRAINT tasks_status_check " + STATUS_CHECK
 SQLITE_V2_RENAME = "ALTER TABLE tasks RENAME TO tasks_v1"
 SQLITE_V2_COPY = (f"INSERT INTO tasks ({V1_TASK_COLUMNS}, run_after, failures)"
                   f" SELECT {V1_TASK_COLUMNS}, created_at, 0 FROM tasks_v1")

@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     launch_only = tuple(n for n in os.environ.get("COFFEE_LAUNCH_AGENTS", "").split(",") if n)
     rpc = childutils.getRPCInterface(os.environ)
     with queue, MessageQueue.from_team(team) as delivery_queue:
-        # Opening it connected this thread (peewee connects per thread); only the deliverer's
+        # Opening it connected this thread (connections are per thread); only the deliverer's
         # thread uses it, so this connection would be left behind on a replaced database file.
         delivery_queue.backend.close()
         watchdog = Watchdog(team, protocol, rpc, queue, launch_only=launch_only,

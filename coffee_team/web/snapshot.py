@@ -112,7 +112,7 @@ class Snapshots:
         self.clock = clock
         self.endpoint = status_endpoint(team)
         self.fetch_status = fetch_status or self._rpc_status
-        # Every database read runs on this one thread: peewee keeps a connection per thread,
+        # Every database read runs on this one thread: the queue keeps a connection per thread,
         # and the server's threads come and go with requests.
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="coffee-web-db")
         self.window = EventWindow()

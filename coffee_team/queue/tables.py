@@ -1,0 +1,26 @@
+"""What the queue's own SQL needs to know of the schema, without peewee: models.py declares the
+tables (and imports these), but only migrations load it (an agent does not).
+"""
+from __future__ import annotations
+
+from coffee_team.taskstate import STATES
+
+# 2: run_after, failures, errors, escalated_at and the 'cancelled' state on tasks;
+# agent_pause (migrate.py upgrades a version-1 database in place).
+# 3: task_counts, kept by triggers (queue stats without scanning the tasks table).
+# 4: restart_state keyed by (agent, host): on a shared PostgreSQL each host keeps its own.
+# 5: notify_targets and deliveries (new tables only: create_tables adds them).
+# 6: llm_usage, budget_stop, agent_session (new tables only: create_tables adds them).
+# 7: tasks.traceparent, the W3C trace context of the code that sent the task (otel.py).
+# 8: metrics without its timestamp index on SQLite (kept on PostgreSQL).
+SCHEMA_VERSION = 8
+
+NOTIFICATION_LEVELS = ("INFO", "WARNING", "CRITICAL")
+
+STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))
+
+# The restart_state columns besides its key (agent, host) and their defaults, as
+# models.RestartState declares them (tests/test_policy.py keeps the two in step).
+RESTART_FIELDS = {"attempts": 0, "next_restart_at": None, "given_up": False,
+                  "running_since": None, "last_crash_at": None, "hang_restart": False}
+RESTART_BOOL_FIELDS = ("given_up", "hang_restart")
