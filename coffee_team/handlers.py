@@ -15,10 +15,8 @@ import importlib
 import json
 import os
 import selectors
-import shutil
 import signal
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -128,6 +126,10 @@ class CommandRunner:
         self.current: subprocess.Popen | None = None
 
     def __call__(self, task: dict, ctx: HandlerContext) -> Any:
+        # here, not at import: with bz2/lzma/random they are ~1.4 MB that an agent running
+        # Python handlers never needs
+        import shutil
+        import tempfile
         scratch = tempfile.mkdtemp(prefix="coffee-task-")
         result_file = os.path.join(scratch, "result.json")
         try:
