@@ -92,6 +92,11 @@ class AdvisoryLockSession:
 
     def close(self) -> None:
         try:
+            if not self.conn.closed:
+                self._fetchone(sql.PG_ADVISORY_UNLOCK_ALL)  # released when close() returns
+        except Exception:
+            pass  # the session is gone already, and its locks with it
+        try:
             self.conn.close()  # ending the session drops its advisory locks
         except Exception:
             pass

@@ -335,6 +335,9 @@ SQLITE_LAST_TASK_ROWID = "SELECT MAX(rowid) FROM tasks"
 
 PG_CURRENT_SCHEMA = "SELECT current_schema()"
 PG_TRY_ADVISORY_LOCK = "SELECT pg_try_advisory_lock(?)"
+# Before a deliberate close: the server drops a closed session's locks only once its backend
+# has exited, a moment after the client is gone; a reaper or standby asking then would wait.
+PG_ADVISORY_UNLOCK_ALL = "SELECT pg_advisory_unlock_all()"
 # The same key for one transaction: a reaper's requeue runs only while no instance runs.
 PG_TRY_ADVISORY_XACT_LOCK = "SELECT pg_try_advisory_xact_lock(?)"
 # Sessions idle by design (LISTEN, advisory locks) opt out of a server's idle_session_timeout.
