@@ -38,7 +38,7 @@ class HealthChecks:
             if not info or info["statename"] != "RUNNING":
                 self.heartbeat_seen.pop(spec.name, None)
                 continue
-            self._check_heartbeat(spec, now, info["pid"])
+            self._check_heartbeat(spec, now, info["pid"], info.get("start"))
             self._check_resources(spec, info["pid"])
         self.escalate()
 
@@ -54,12 +54,13 @@ class HealthChecks:
             self.disk_full_at = now
         self.disk_is_full = full
 
-    def _check_heartbeat(self, spec, now: float, pid: int) -> None:
+    def _check_heartbeat(self, spec, now: float, pid: int, started_at: float | None) -> None:
         stale_after = self.team.settings.heartbeat_stale_after
         last = last_beat(read_heartbeat(self.team.status_dir, spec.name))
         frozen = self.disk_full_at is not None and is_frozen(pid)
         status = policy.heartbeat_status(
-            policy.heartbeat_counted_from(last, self.disk_full_at, frozen), now, stale_after)
+            policy.heartbeat_counted_from(last, self.disk_full_at, frozen, started_at or None),
+            now, stale_after)
         previous = self.heartbeat_seen.get(spec.name)
         self.heartbeat_seen[spec.name] = status
         if policy.should_warn(previous, status):
