@@ -45,6 +45,7 @@ class FakeSupervisor:
         self.clock = clock or FakeClock()
         self.states: dict[str, str] = {name: state for name in names}
         self.pids: dict[str, int] = {name: 0 for name in self.states}
+        self.starts: dict[str, int] = {}  # getProcessInfo's "start"; 0: before the test began
         self.calls: list[tuple] = []
         self.auto_settle = auto_settle
         self.started_while: dict[str, dict[str, str]] = {}  # name -> states at its last start
@@ -52,11 +53,12 @@ class FakeSupervisor:
         self._next_pid = 40000
 
     # --- test controls ---------------------------------------------------------------------
-    def set_state(self, name: str, statename: str) -> None:
+    def set_state(self, name: str, statename: str, started_at: int = 0) -> None:
         self.states[name] = statename
         if statename in ("STARTING", "RUNNING") and not self.pids.get(name):
             self._next_pid += 1
             self.pids[name] = self._next_pid
+            self.starts[name] = started_at
         elif statename not in ("STARTING", "RUNNING", "STOPPING", "BACKOFF"):
             self.pids[name] = 0
 
@@ -103,7 +105,7 @@ class FakeSupervisor:
         if self.states[name] in RUNNING_STATES:
             raise fault(Faults.ALREADY_STARTED, name)
         self.started_while[name] = dict(self.states)
-        self.set_state(name, "RUNNING" if wait else "STARTING")
+        self.set_state(name, "RUNNING" if wait else "STARTING", int(self.clock()))
         return True
 
     def multicall(self, calls: list[dict]) -> list:
@@ -139,7 +141,7 @@ class FakeSupervisor:
     def _info(self, name: str) -> dict:
         state = self.states[name]
         return {"name": name, "group": name, "statename": state, "state": STATE_CODES[state],
-                "pid": self.pids.get(name, 0), "start": 0, "stop": 0, "now": int(self.clock()),
+                "pid": self.pids.get(name, 0), "start": self.starts.get(name, 0), "stop": 0, "now": int(self.clock()),
                 "spawnerr": "", "exitstatus": 0, "description": "", "logfile": "",
                 "stdout_logfile": "", "stderr_logfile": ""}
 

@@ -355,15 +355,15 @@ def test_follow_ups_are_not_sent_twice_when_the_commit_is_reported_failed(start)
     h = start(lambda task, ctx: {"send": [{"recipient": "reviewer", "type": "review"}]})
 
     def lost_reply(result):
-        h.queue.after("mark_completed", lambda _: None)
+        h.queue.after("complete_and_claim", lambda _: None)
         raise sqlite3.OperationalError("disk I/O error")
 
-    h.queue.after("mark_completed", lost_reply)
+    h.queue.after("complete_and_claim", lost_reply)
     task_id = h.send()
     h.run()
     assert h.task(task_id)["status"] == "completed"
     assert len(h.tasks(agent="reviewer")) == 1
-    assert h.queue.calls.count("mark_completed") == 2
+    assert h.queue.calls.count("complete_and_claim") == 2
 
 
 def test_periodic_run_sends_its_follow_ups(start):
@@ -460,7 +460,7 @@ def test_stop_while_the_completion_is_written_keeps_the_completion(start):
     """A stop signal during a queue write is only noted (raising from the handler then would
     leave the transaction half done): the finished task is recorded, not redone."""
     h = start(echo)
-    h.queue.before("mark_completed", h.stop)
+    h.queue.before("complete_and_claim", h.stop)
     task_id = h.send(content="work")
     assert h.run() == 0
     assert h.task(task_id)["status"] == "completed"
@@ -471,7 +471,6 @@ def test_the_task_claimed_with_a_completion_is_requeued_when_a_stop_came_meanwhi
     """complete_and_claim took the next task while the stop arrived: it is not run, and
     shutdown puts it back to pending."""
     h = start(echo)
-    h.real.claims_with_completion = True  # as on PostgreSQL
     h.queue.before("complete_and_claim", h.stop)
     first, second = h.send(content="one"), h.send(content="two")
     assert h.run() == 0
@@ -482,9 +481,8 @@ def test_the_task_claimed_with_a_completion_is_requeued_when_a_stop_came_meanwhi
 
 def test_a_completion_claims_the_next_task_in_the_same_call(start):
     """While tasks keep coming, the loop claims through its completions: one claim() for
-    the first task, then complete_and_claim() each time (on PostgreSQL)."""
+    the first task, then complete_and_claim() each time."""
     h = start(echo)
-    h.real.claims_with_completion = True  # as on PostgreSQL
     ids = [h.send(content=n) for n in range(3)]
     assert h.run() == 0
     assert [h.task(i)["status"] for i in ids] == ["completed"] * 3
@@ -502,7 +500,6 @@ def test_a_completion_before_a_due_periodic_run_does_not_claim(start):
         order.append(task["content"])
         h.clock.advance(4000)  # past check_interval (3600)
     h = start(slow, periodic=lambda task, ctx: order.append("periodic"))
-    h.real.claims_with_completion = True  # as on PostgreSQL
     h.send(content="a"), h.send(content="b")
     assert h.run() == 0
     assert order == ["periodic", "a", "periodic", "b", "periodic"]
@@ -552,7 +549,8 @@ def test_locked_database_is_retried_with_backoff_and_the_heartbeat_goes_on(start
     assert err.count("database recovered") == 1
 
 
-@pytest.mark.parametrize("method", ["claim", "mark_completed", "mark_failed", "send_many"])
+@pytest.mark.parametrize("method", ["claim", "complete_and_claim", "mark_failed",
+                                    "send_many"])
 @pytest.mark.parametrize("error", [LOCKED, peewee.OperationalError("database is locked"),
                                    sqlite3.DatabaseError("database disk image is malformed"),
                                    peewee.InterfaceError("connection already closed")],

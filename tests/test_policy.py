@@ -588,3 +588,23 @@ def test_a_heartbeat_does_not_age_while_the_disk_is_full():
     assert heartbeat_counted_from(last, None, frozen=False) == last
     assert heartbeat_counted_from(None, full_until, frozen=False) is None
     assert heartbeat_counted_from(2000.0, full_until, frozen=False) == 2000.0
+
+
+def test_a_heartbeat_older_than_the_process_counts_from_its_start():
+    """The heartbeat file outlives its process: an instance restarted after its predecessor's
+    last beat (still importing, or killed again before its first beat) is not hung for it."""
+    from coffee_team.watchdog.policy import FRESH, HUNG, STALE, heartbeat_counted_from
+    last, started = 1000.0, 1010.0
+    assert heartbeat_counted_from(last, None, frozen=False) == last
+    counted = heartbeat_counted_from(last, None, frozen=False, started_at=started)
+    assert counted == started
+    assert heartbeat_status(last, started + 1, stale_after=3) == HUNG  # the old verdict
+    assert heartbeat_status(counted, started + 1, stale_after=3) == FRESH
+    # silent since its own start: stale, then hung, as any other process
+    assert heartbeat_status(counted, started + 5, stale_after=3) == STALE
+    assert heartbeat_status(counted, started + 7, stale_after=3) == HUNG
+    # its own beats count as they are; a frozen process is judged from its start too
+    assert heartbeat_counted_from(1020.0, None, frozen=False, started_at=started) == 1020.0
+    assert heartbeat_counted_from(last, 1500.0, frozen=True, started_at=started) == started
+    assert heartbeat_counted_from(last, 1500.0, frozen=False, started_at=started) == 1500.0
+    assert heartbeat_counted_from(None, None, frozen=False, started_at=started) is None

@@ -899,6 +899,24 @@ def test_hung_agent_is_stopped_and_restarted_through_the_backoff(health_rig):
     assert len(rig.rpc.stopped()) == 1
 
 
+def test_a_restarted_agent_is_not_hung_for_its_predecessors_heartbeat(health_rig):
+    """The heartbeat file outlives its process. Under kill -9 an agent can die again before
+    its first beat (while importing): its next instance was taken for hung at once, stopped,
+    restarted, and so on. A new instance is judged from its own start."""
+    rig = health_rig
+    rig.write_heartbeat("code_developer", rig.clock() - 10_000)  # the killed instance's last
+    rig.rpc.set_state("code_developer", "STOPPED")
+    rig.rpc.set_state("code_developer", "RUNNING", started_at=int(rig.clock()))
+    started = rig.clock()
+    while not rig.rpc.stopped():
+        check(rig)
+        assert rig.clock() - started < 1000, "a silent new instance must still be found hung"
+    # never beat since its start: hung after 2 x stale_after (600 s), no sooner
+    assert rig.clock() - started > 600
+    assert warnings(rig) == ["⚠️ code_developer heartbeat stale (10330s old)",
+                             "⚠️ code_developer heartbeat stale (10630s old)"]
+
+
 def test_hung_on_first_sight_is_stopped_at_once(health_rig):
     rig = health_rig
     rig.write_heartbeat("code_developer", rig.clock() + 30 - 10_000)

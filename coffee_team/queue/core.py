@@ -106,11 +106,6 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         # PostgreSQL claims straight away (row locks, SKIP LOCKED) and folds statements
         # together; SQLite reads first so an idle claim takes no database-wide write lock.
         self._folded = is_postgres(self.db)
-        # Does the agent loop claim through complete_and_claim? On PostgreSQL, yes (one
-        # statement instead of two round trips).  Not on SQLite for now: under the chaos test
-        # (kill -9 every 0.5 s, tests/test_chaos.py) agents doing so were restarted as hung
-        # and the run took 3-8x longer, for a cause not found yet; without kills it is as fast.
-        self.claims_with_completion = self._folded
         self._schema: Optional[str] = None  # PostgreSQL's current_schema(), for lock keys
 
     @classmethod

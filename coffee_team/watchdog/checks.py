@@ -48,7 +48,7 @@ class HealthChecks:
                 continue
             if policy.is_due(self.heartbeat_next_look.get(spec.name), now,
                              self.team.settings.heartbeat_stale_after):
-                if self._check_heartbeat(spec, now, info["pid"]):
+                if self._check_heartbeat(spec, now, info["pid"], info.get("start")):
                     continue  # stopped for hanging: its tree is on its way out
             running.append((spec, info["pid"]))
         usage = self.sampler.sample(pid for _, pid in running)
@@ -69,13 +69,15 @@ class HealthChecks:
             self.disk_full_at = now
         self.disk_is_full = full
 
-    def _check_heartbeat(self, spec, now: float, pid: int) -> bool:
+    def _check_heartbeat(self, spec, now: float, pid: int,
+                         started_at: float | None) -> bool:
         """Warn about a stale, hung or missing heartbeat; True if the agent was stopped."""
         stale_after = self.team.settings.heartbeat_stale_after
         last = last_beat(self.heartbeat_files.read(self.team.status_dir, spec.name))
         frozen = self.disk_full_at is not None and is_frozen(pid)
         status = policy.heartbeat_status(
-            policy.heartbeat_counted_from(last, self.disk_full_at, frozen), now, stale_after)
+            policy.heartbeat_counted_from(last, self.disk_full_at, frozen, started_at or None),
+            now, stale_after)
         previous = self.heartbeat_seen.get(spec.name)
         self.heartbeat_seen[spec.name] = status
         self.heartbeat_next_look[spec.name] = policy.heartbeat_next_look(last, status,

@@ -235,15 +235,24 @@ def heartbeat_next_look(last_heartbeat: float | None, status: str,
 
 
 def heartbeat_counted_from(last_heartbeat: float | None, disk_full_at: float | None,
-                           frozen: bool) -> float | None:
+                           frozen: bool, started_at: float | None = None) -> float | None:
     """When a heartbeat's age starts counting, for ``heartbeat_status``.
+
+    A heartbeat older than the running process (``started_at``, supervisord's start time) was
+    written by the instance before it: the new one is not late for it, and gets the full
+    allowance from its own start (an agent killed again and again while still importing would
+    otherwise be taken for hung at once, restarted, and so on).
 
     A full disk refuses heartbeat files: while it was full (last seen full at
     ``disk_full_at``), the heartbeat of a process that still runs does not age, so waiting for
     disk is never taken for a hang, and the age restarts from when space was last missing. A
     stopped (frozen) process has no such excuse.
     """
-    if frozen or disk_full_at is None or last_heartbeat is None:
+    if last_heartbeat is None:
+        return None
+    if started_at is not None:
+        last_heartbeat = max(last_heartbeat, started_at)
+    if frozen or disk_full_at is None:
         return last_heartbeat
     return max(last_heartbeat, disk_full_at)
 
