@@ -338,6 +338,7 @@ def scale_rows(s: dict) -> list:
                          f"another, each reaped on a ≤ 1 s loop pass: ≈ "
                          f"{n / med(s['shutdown_agents_per_s']):.0f} s for {n} agents"
                     if med(s["shutdown_agents_per_s"]) else ""))
+    return rows
 
 
 def boot_rows(boot: dict) -> list:
