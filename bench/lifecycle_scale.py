@@ -20,6 +20,7 @@ import psutil
 from coffee_team import confgen
 from coffee_team.heartbeat import read_heartbeat
 from coffee_team.queue import MessageQueue
+from coffee_team.teamspec import TeamSettings
 from coffee_team.watchdog.policy import started_since
 from lifecycle_common import (IDLE, RESTART_SETTINGS, agents_of, bench_project, events,
                               grep_count, idle_cpu, last_event_id, log, summary,
@@ -53,7 +54,8 @@ def bench_scale(repeat: int, quick: bool, n: int = 100) -> dict:
                / statistics.median(res["baseline_ready_s"]),
                status_ratio=statistics.median(res["status_s"]) / statistics.median(res["supervisorctl_s"]),
                target_boot_s=BOOT_TARGETS.get(n),
-               listener_buffer_size=confgen.listener_buffer_size(SimpleNamespace(agents=range(n))))
+               listener_buffer_size=confgen.listener_buffer_size(
+                   SimpleNamespace(agents=range(n), settings=TeamSettings())))
     return out
 
 

@@ -144,7 +144,8 @@ def listener_buffer_size(team: Team) -> int:
     # keeps dying while starting STARTING/BACKOFF per try up to start_retries, then FATAL),
     # and the listener reads none while it launches; supervisor's default of 10 overflows
     # (and drops events) with only a handful of programs.
-    return max(100, EVENTS_PER_AGENT * len(team.agents))
+    per_agent = max(EVENTS_PER_AGENT, 2 * (team.settings.start_retries + 1) + 4)
+    return max(100, per_agent * len(team.agents))
 
 
 # supervisord raises its soft limits to minfds/minprocs at start and refuses to start when the

@@ -103,12 +103,12 @@ def announce_ready(run_dir: Path, agent: str) -> None:
     path = ready_socket_path(run_dir)
     if path is None:
         return
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        try:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
             sock.sendto(agent.encode(), str(path))
-        except OSError:  # no watchdog launching right now, or its buffer is full
-            pass
+    except OSError:  # no watchdog launching right now, its buffer is full, no fds left
+        pass
 
 
 class ReadyInbox:

@@ -205,3 +205,21 @@ class FusedContract:
         assert ("metrics_timestamp" in indexes) is pg
         assert [p["count"] for p in upgraded.agent_performance()] == [1]
         assert [row[1:3] for row in upgraded.task_durations_after(0)] == [("alice", "t")]
+
+    def test_an_error_after_the_commit_keeps_the_completion_and_claims_nothing(self,
+                                                                              monkeypatch):
+        """Once the completion is committed, a database error while reading the claimed rows
+        must not reach a caller that retries the whole call (the task would no longer be held
+        and its stored result reported lost): the completion stands, the next claim() goes on."""
+        import sqlite3
+        q = self.make_queue()
+        first, second = q.send("cli", "alice", "a"), q.send("cli", "alice", "b")
+        q.claim("alice")
+
+        def sick(rows, agent):
+            raise sqlite3.OperationalError("disk I/O error")
+        monkeypatch.setattr(q, "_claimed_tasks", sick)
+        assert q.complete_and_claim(first, {"ok": 1}, agent="alice") == (True, [])
+        assert q.get_task(first)["status"] == "completed"
+        assert q.get_task(first)["result"] == {"ok": 1}
+        assert q.get_task(second)["status"] in ("pending", "in_progress")

@@ -239,6 +239,13 @@ def test_buffer_size_holds_a_whole_boot_of_500_crash_looping_agents(tmp_path):
     assert pool.buffer_size >= per_agent * 500 + 60 // 5
 
 
+def test_buffer_size_follows_start_retries(tmp_path):
+    agents = {f"a{i:03d}": {"priority": i % 10} for i in range(100)}
+    team = project_team(tmp_path, {"team": {"start_retries": 50}, "agents": agents})
+    pool = listeners(supervisor_read(team))["watchdog"]
+    assert pool.buffer_size >= (2 * (1 + 50) + 1) * 100 + 60 // 5
+
+
 def test_buffer_size_grows_with_the_team(tmp_path):
     agents = {f"a{i}": {"priority": i % 10} for i in range(20)}
     team = project_team(tmp_path, {"agents": agents})

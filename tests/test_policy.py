@@ -433,6 +433,14 @@ def test_group_wait_names_the_members_still_awaited_in_group_order():
     assert group_wait([], set(), {}, set(), 0.0, 0.0, 10.0) == GroupWait(True, (), False, 0.0)
 
 
+def test_group_wait_ends_when_the_clock_went_back_past_the_launch():
+    """Else one wait could last as long as the clock went back (an NTP step at boot)."""
+    assert group_wait(["a"], set(), {}, set(), 100.0, 99.9, 10.0) == \
+        GroupWait(True, ("a",), True, 0.0)
+    assert group_wait(["a"], set(), {}, set(), 100.0, 100.0, 10.0) == \
+        GroupWait(False, ("a",), False, 10.0)
+
+
 def test_group_wait_with_no_time_at_all_gives_up_on_the_spot():
     assert group_wait(["a"], set(), {}, set(), 5.0, 5.0, 0.0) == GroupWait(True, ("a",), True, 0.0)
     with pytest.raises(ValueError):

@@ -81,3 +81,36 @@ def test_busy_is_told_by_the_error_code_not_the_message(tmp_path):
     assert not is_busy(ValueError("database is locked"))  # words alone decide nothing
     holder.close()
     db.close()
+
+
+def test_busy_is_told_by_the_message_where_sqlite3_has_no_codes(monkeypatch):
+    """Before Python 3.11 sqlite3's errors carry no code: the message is all there is."""
+    import sqlite3
+
+    from coffee_team.queue import db
+    monkeypatch.setattr(db, "_SQLITE_CODES", False)
+    assert db.is_busy(sqlite3.OperationalError("database is locked"))
+    assert not db.is_busy(sqlite3.OperationalError("no such table: t"))
+    assert not db.is_busy(ValueError("database is locked"))
+    monkeypatch.setattr(db, "_SQLITE_CODES", True)
+    assert not db.is_busy(sqlite3.OperationalError("database is locked"))  # no code: not busy
+
+
+def test_a_nested_transaction_rolled_back_by_sqlite_lets_the_error_through(tmp_path):
+    """SQLite may roll back the whole transaction itself (SQLITE_FULL, an interrupt): the
+    savepoint is gone, and leaving the nested block must raise the real error, not
+    'no such savepoint'; the connection stays usable."""
+    import sqlite3
+
+    from coffee_team.queue.sqlite_db import SqliteDatabase
+    db = SqliteDatabase(str(tmp_path / "n.db"), (), timeout=1)
+    db.execute_sql("CREATE TABLE t (x)")
+    with pytest.raises(sqlite3.IntegrityError, match="real"):
+        with db.atomic("IMMEDIATE"):
+            with db.atomic():
+                db.execute_sql("ROLLBACK")  # what SQLite does on its own after SQLITE_FULL
+                raise sqlite3.IntegrityError("the real error")
+    with db.atomic("IMMEDIATE"):
+        db.execute_sql("INSERT INTO t VALUES (1)")
+    assert db.execute_sql("SELECT COUNT(*) FROM t").fetchone() == (1,)
+    db.close()

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Optional
 from coffee_team import otel
 from coffee_team.errors import ContentError, UnstorableResult
 from coffee_team.queue.content import encode_json
+from coffee_team.queue.db import database_errors
 
 
 class CompletionMixin:
@@ -61,8 +62,6 @@ class CompletionMixin:
                                 finish + self._ready_params(agent, limit, now)).fetchall()
             completed = bool(fused[0][0])
             claimed = [row[1:] for row in fused if row[1] is not None]
-            if not claimed:  # paused, a lease expired, or nothing due: claim()'s slow path
-                claimed = self._claim_rows(agent, limit, ready_tried=True)
         else:
             with backend.write_transaction():
                 completed = self._finish_locked(finish, now)
@@ -70,9 +69,18 @@ class CompletionMixin:
                     _, sent = self._enqueue_locked(rows)
                 claimed = self._claim_locked(agent, limit, now)
             self._wake_recipients(list(sent))
-        tasks = self._claimed_tasks(claimed, agent)
-        if claimed and not tasks:  # every row claimed was unreadable: take the next
-            tasks = self.claim(agent, limit)
+        # The completion is committed: an error from here on must not make a caller retry the
+        # whole call (it would find the task no longer held and report its result lost); the
+        # caller's next claim() takes over, as after a claim that failed.
+        try:
+            if self._folded and not rows and not claimed:
+                # paused, a lease expired, or nothing due: claim()'s slow path
+                claimed = self._claim_rows(agent, limit, ready_tried=True)
+            tasks = self._claimed_tasks(claimed, agent)
+            if claimed and not tasks:  # every row claimed was unreadable: take the next
+                tasks = self.claim(agent, limit)
+        except database_errors():
+            return completed, []
         if len(tasks) > 1:
             tasks.sort(key=lambda t: (t.priority, t.id))
         return completed, tasks

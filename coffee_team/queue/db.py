@@ -195,6 +195,10 @@ def database_errors() -> tuple[type[BaseException], ...]:
 # Error codes meaning "busy right now, retry": SQLite's busy/locked; PostgreSQL's lock not
 # available (lock_timeout), query canceled (statement_timeout) and deadlock detected.
 _SQLITE_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
+# sqlite3's errors carry their code since Python 3.11; before, the message is all there is.
+_SQLITE_CODES = sys.version_info >= (3, 11)
+_SQLITE_BUSY_MESSAGES = ("database is locked", "database table is locked",
+                         "database schema is locked")
 _PG_BUSY = ("55P03", "57014", "40P01")
 
 
@@ -207,6 +211,8 @@ def is_busy(exc: BaseException) -> bool:
         name = getattr(seen, "sqlite_errorname", None)
         if name:
             return name.startswith(_SQLITE_BUSY)
+        if not _SQLITE_CODES and isinstance(seen, sqlite3.OperationalError):
+            return str(seen).startswith(_SQLITE_BUSY_MESSAGES)
         pgcode = getattr(seen, "pgcode", None)
         if pgcode:
             return pgcode in _PG_BUSY

@@ -3,13 +3,12 @@ LISTEN/NOTIFY): the connection and its SQL live here; ``coffee_team.singleton.Pg
 keeps the policy (which key, a keeper thread, reconnecting with backoff)."""
 from __future__ import annotations
 
-import select
 from datetime import datetime
 from typing import NamedTuple, Optional
 
 from coffee_team.queue import sql
 from coffee_team.queue.db import keep_when_idle, open_database, pg_connect
-from coffee_team.queue.wake import pg_poll
+from coffee_team.queue.wake import pg_poll, readable_now
 
 # TCP keepalives: a silently lost network (no FIN, no RST) breaks the session within ~20 s,
 # so the keeper notices a lock that PostgreSQL may have dropped.
@@ -84,7 +83,7 @@ class AdvisoryLockSession:
     def alive(self) -> bool:
         """False once the server closed the session; never blocks."""
         try:
-            if select.select([self.conn], [], [], 0)[0]:
+            if readable_now(self.conn):
                 pg_poll(self.conn)  # raises once the server closed the connection
             return not self.conn.closed
         except Exception:
@@ -92,7 +91,7 @@ class AdvisoryLockSession:
 
     def close(self) -> None:
         try:
-            if not self.conn.closed:
+            if self.alive():  # a session the server ended holds nothing to unlock
                 self._fetchone(sql.PG_ADVISORY_UNLOCK_ALL)  # released when close() returns
         except Exception:
             pass  # the session is gone already, and its locks with it

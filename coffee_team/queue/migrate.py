@@ -40,8 +40,11 @@ def migrate(db: Any, host: str = "") -> int:
     except sqlite3.Error:
         raise
     except Exception as exc:
-        if isinstance(exc.__cause__, sqlite3.Error):  # peewee's copy: the queue raises sqlite3's
-            raise exc.__cause__ from None
+        # peewee's copy of the driver's error (raised while handling it: __context__, or
+        # __cause__ where it chains): the queue raises sqlite3's, which callers catch
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, sqlite3.Error):
+            raise cause from None
         raise
     finally:
         orm.close()

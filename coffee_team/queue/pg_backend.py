@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import select
 import weakref
 from typing import Any, Sequence
 
@@ -15,6 +14,7 @@ import peewee
 
 from coffee_team.queue import sql
 from coffee_team.queue.db import SqlBackend
+from coffee_team.queue.wake import readable_now
 
 _wrap_db_errors = getattr(peewee, "__exception_wrapper__")  # psycopg2 -> peewee errors
 
@@ -70,7 +70,7 @@ class PostgresBackend(SqlBackend):
         server ended it (its FATAL message, then EOF), so a readable socket means replace it
         now, while nothing of the write has been sent."""
         conn = self.db._state.conn
-        if conn is None or not (conn.closed or select.select([conn], [], [], 0)[0]):
+        if conn is None or not (conn.closed or readable_now(conn)):
             return
         with contextlib.suppress(Exception):
             conn.close()

@@ -98,6 +98,8 @@ class Transaction:
         self.db._local.depth -= 1
         conn = self.conn
         if self.nested:
+            if not conn.in_transaction:  # SQLite rolled back all of it (e.g. SQLITE_FULL):
+                return                   # no savepoint is left, and the error goes on up
             if exc_type is not None:
                 conn.execute(sql.SQLITE_ROLLBACK_TO)
             conn.execute(sql.SQLITE_RELEASE)
@@ -112,4 +114,9 @@ class Transaction:
                 raise
         # SQLite may have rolled back already (e.g. on SQLITE_FULL): ROLLBACK would then fail.
         if conn.in_transaction:
-            conn.execute(sql.SQLITE_ROLLBACK)
+            try:
+                conn.execute(sql.SQLITE_ROLLBACK)
+            except BaseException:  # left inside a transaction, every later BEGIN would fail
+                self.db._local.conn = None
+                conn.close()
+                raise

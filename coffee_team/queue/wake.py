@@ -152,12 +152,21 @@ def pg_channel(agent: str) -> str:
     return "coffee_wake_" + hashlib.blake2b(agent.encode(), digest_size=10).hexdigest()
 
 
+def readable_now(conn) -> bool:
+    """Has the server sent something on ``conn`` (anything with a fileno())?  poll(), not
+    select(): inside supervisord, with hundreds of programs, a socket's fd can be >= 1024,
+    which select() refuses."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
 def pg_poll(conn) -> None:
     """Read what the server sent.  A terminated session first shows up as a FATAL notice
     and only the next read raises, so keep reading while the socket stays readable."""
     for _ in range(4):
         conn.poll()
-        if not select.select([conn], [], [], 0)[0]:
+        if not readable_now(conn):
             return
 
 

@@ -370,7 +370,8 @@ def group_wait(group: tuple[str, ...] | list[str], ready: AbstractSet[str],
     startProcess call failed) or sits in a supervisord state it cannot become ready from
     (``states``: the last states seen; an agent not seen yet counts as STARTING), or when
     ``timeout`` has passed: an agent that never gets ready (a lock it waits on, a handler
-    that hangs at import) must not hold the rest of the team back for ever."""
+    that hangs at import) must not hold the rest of the team back for ever. A clock that went
+    back past the launch ends the wait too, rather than stretch it by however far it went."""
     if not timeout >= 0:
         raise ValueError(f"timeout must be >= 0, got {timeout!r}")
     waiting = tuple(name for name in group
@@ -379,7 +380,7 @@ def group_wait(group: tuple[str, ...] | list[str], ready: AbstractSet[str],
     if not waiting:
         return GroupWait(True, (), False, 0.0)
     remaining = launched_at + timeout - now
-    if remaining <= 0:
+    if remaining <= 0 or now < launched_at:
         return GroupWait(True, waiting, True, 0.0)
     return GroupWait(False, waiting, False, remaining)
 
