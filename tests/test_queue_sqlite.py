@@ -114,3 +114,25 @@ def test_a_nested_transaction_rolled_back_by_sqlite_lets_the_error_through(tmp_p
         db.execute_sql("INSERT INTO t VALUES (1)")
     assert db.execute_sql("SELECT COUNT(*) FROM t").fetchone() == (1,)
     db.close()
+
+
+def test_a_schema_upgrade_that_finds_the_file_busy_raises_sqlite3s_error(tmp_path):
+    """An agent's durable() retries sqlite3 errors; peewee's own copy of one (what the
+    upgrade's ORM raises) would crash it instead, since the agent never loads peewee."""
+    import sqlite3
+
+    from coffee_team.queue.db import is_busy, open_database
+    from coffee_team.queue.migrate import migrate
+    path = str(tmp_path / "busy.db")
+    db = open_database(path, busy_timeout_ms=0)
+    holder = sqlite3.connect(path, timeout=0, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.OperationalError) as busy:
+            migrate(db)
+        assert type(busy.value).__module__ == "sqlite3" and is_busy(busy.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    migrate(db)  # once the file is free, the same call creates the schema
+    db.close()
