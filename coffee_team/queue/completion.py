@@ -3,7 +3,7 @@ completion fused with its next claim.
 
 CompletionMixin is mixed into MessageQueue (core.py), which provides ``backend``, ``_sql``,
 ``clock``, ``_folded`` (PostgreSQL: statements folded together), the claim steps
-(``_claim_rows``, ``_claim_locked``, ``_ready_params``, ``_claimed_tasks``) and the sending
+(``_claim_rows``, ``_claim_locked``, ``_ready_params``, ``_tasks_from``) and the sending
 side (``_prepare_messages``, ``_enqueue_locked``, ``_wake_recipients``).
 """
 from __future__ import annotations
@@ -14,6 +14,13 @@ from coffee_team import otel
 from coffee_team.errors import ContentError, UnstorableResult
 from coffee_team.queue.content import encode_json
 from coffee_team.queue.db import database_errors
+
+
+def _stored_result(result: Any) -> str:
+    try:
+        return encode_json(result, "result")
+    except ContentError as exc:  # the handler's value, not the caller's arguments
+        raise UnstorableResult(str(exc)) from None
 
 
 class CompletionMixin:
@@ -30,10 +37,7 @@ class CompletionMixin:
         a task's messages exist if and only if it completed: a crash can never send them twice.
         They continue the trace of the span that is current (the agent's handling of the task).
         """
-        try:
-            result_json = encode_json(result, "result")
-        except ContentError as exc:  # the handler's value, not the caller's arguments
-            raise UnstorableResult(str(exc)) from None
+        result_json = _stored_result(result)
         with otel.sending("follow-ups") if follow_ups else otel.OFF as trace:
             return self._finish(task_id, "completed", result=result_json, agent=agent,
                                 follow_ups=self._prepare_messages(follow_ups, trace))
@@ -45,10 +49,7 @@ class CompletionMixin:
         in one transaction (on PostgreSQL without follow-ups, one statement): (completed, the
         tasks claimed).  The claim happens whether or not the completion did (the task may have
         been cancelled or requeued meanwhile), exactly as the two calls in a row would do."""
-        try:
-            result_json = encode_json(result, "result")
-        except ContentError as exc:
-            raise UnstorableResult(str(exc)) from None
+        result_json = _stored_result(result)
         with otel.sending("follow-ups") if follow_ups else otel.OFF as trace:
             return self._complete_and_claim(task_id, result_json, agent,
                                             self._prepare_messages(follow_ups, trace), limit)
@@ -76,14 +77,9 @@ class CompletionMixin:
             if self._folded and not rows and not claimed:
                 # paused, a lease expired, or nothing due: claim()'s slow path
                 claimed = self._claim_rows(agent, limit, ready_tried=True)
-            tasks = self._claimed_tasks(claimed, agent)
-            if claimed and not tasks:  # every row claimed was unreadable: take the next
-                tasks = self.claim(agent, limit)
+            return completed, self._tasks_from(claimed, agent, limit)
         except database_errors():
             return completed, []
-        if len(tasks) > 1:
-            tasks.sort(key=lambda t: (t.priority, t.id))
-        return completed, tasks
 
     def _finish(self, task_id: int, status: str, *, result: Optional[str] = None,
                 error: Optional[str] = None, agent: Optional[str] = None,

@@ -161,11 +161,14 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         Tasks whose lease expired are re-claimable; once they used up
         max_attempts they are marked failed instead (never silently dropped).
         """
-        while True:
-            rows = self._claim_rows(agent, limit)
-            tasks = self._claimed_tasks(rows, agent)
-            if tasks or not rows:  # else every row claimed was unreadable: take the next
-                break
+        return self._tasks_from(self._claim_rows(agent, limit), agent, limit)
+
+    def _tasks_from(self, rows: list[tuple], agent: str, limit: int) -> list[ClaimedTask]:
+        """Claimed rows as tasks, most urgent first; if every row was unreadable (each is
+        failed by _claimed_tasks), the next ones are claimed instead."""
+        tasks = self._claimed_tasks(rows, agent)
+        if rows and not tasks:
+            return self.claim(agent, limit)
         if len(tasks) > 1:
             tasks.sort(key=lambda t: (t.priority, t.id))
         return tasks
@@ -181,8 +184,7 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         # >= 1 ms): an idle agent takes no lock, and the lease release runs only if a lease
         # had expired.  A lease that expires just after this read is released by the next
         # claim instead.
-        pending, expired, paused = backend.run(self._sql.WORK_AVAILABLE, (
-            agent, now, agent, now, agent, now)).fetchone()
+        pending, expired, paused = self._work_available(agent, now)
         if paused or not (pending or expired):
             return []
         with backend.write_transaction():
@@ -212,8 +214,7 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
                                 ).fetchall()
         if rows:
             return rows
-        _, expired, paused = self.backend.run(self._sql.WORK_AVAILABLE, (
-            agent, now, agent, now, agent, now)).fetchone()
+        _, expired, paused = self._work_available(agent, now)
         return self._release_and_claim(agent, limit, now, True) if expired and not paused else []
 
     def _claimed_tasks(self, rows: list[tuple], agent: str) -> list[ClaimedTask]:
@@ -273,10 +274,13 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
 
     def has_work(self, agent: str) -> bool:
         """Due pending tasks, or held ones whose lease expired, for an agent not paused."""
-        now = self.clock()
-        pending, expired, paused = self.backend.run(self._sql.WORK_AVAILABLE, (
-            agent, now, agent, now, agent, now)).fetchone()
+        pending, expired, paused = self._work_available(agent, self.clock())
         return bool((pending or expired) and not paused)
+
+    def _work_available(self, agent: str, now: float) -> tuple:
+        """sql.WORK_AVAILABLE: (due pending tasks, expired leases held, paused) for ``agent``."""
+        return self.backend.run(self._sql.WORK_AVAILABLE, (
+            agent, now, agent, now, agent, now)).fetchone()
 
     def _until_due(self, agent: str) -> float:
         """Seconds until ``agent``'s earliest not-yet-due pending task comes due (inf if none):

@@ -14,11 +14,11 @@ PG_MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(?)"
 # A version-1 database made before the queue_depth counter: fill the counter.
 FILL_QUEUE_DEPTH = ("INSERT INTO queue_depth (recipient, pending_bound) SELECT recipient,"
                     " COUNT(*) FROM tasks WHERE status = 'pending' GROUP BY recipient")
+_FINISHED = "({})".format(", ".join(f"'{s}'" for s in FINISHED))
 # Schema 3: task_counts filled once from the rows, then kept by triggers.
 FILL_TASK_COUNTS = ("INSERT INTO task_counts (recipient, status, n) SELECT recipient, status,"
-                    " COUNT(*) FROM tasks WHERE status IN ('completed', 'failed', 'cancelled')"
+                    f" COUNT(*) FROM tasks WHERE status IN {_FINISHED}"
                     " GROUP BY recipient, status")
-_FINISHED = "({})".format(", ".join(f"'{s}'" for s in FINISHED))
 SQLITE_TASK_COUNT_TRIGGERS = (
     "CREATE TRIGGER IF NOT EXISTS tasks_count_update AFTER UPDATE OF status ON tasks"
     f" WHEN OLD.status <> NEW.status AND (OLD.status IN {_FINISHED}"
