@@ -40,7 +40,7 @@ PY = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
 TOP = 20  # rows of the agent's own imports in the table
 # Not for an idle agent of a plain team on SQLite (tests/test_lean_imports.py checks the same).
-SHOULD_NOT = ("click", "coffee_team.llm.spec", "coffee_team.llm.runner", "psutil",
+SHOULD_NOT = ("click", "coffee_team.team.llm", "coffee_team.llm.runner", "psutil",
               "prometheus_client", "opentelemetry.trace", "supervisor.options", "psycopg2",
               "coffee_team.cli", "peewee", "hashlib", "logging", "uuid", "decimal")
 # Large imports worth a row even when they are not among the slowest.
@@ -59,7 +59,7 @@ TEAM = """team:
 agents:
   worker:
     check_interval: 86400
-    handler: coffee_team.demo:handle
+    handler: coffee_team.agent.demo:handle
     handles: [job]
 """
 # ``python -m coffee_team ARGS`` that writes its sys.modules to a file on SIGUSR2

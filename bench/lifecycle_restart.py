@@ -43,7 +43,7 @@ def bench_restart(repeat: int, quick: bool) -> dict:
 
 
 def run_crashers_until_given_up(proj: Project) -> None:
-    agents = {n: {"priority": 1, "check_interval": 3600, "handler": "coffee_team.faults:crash",
+    agents = {n: {"priority": 1, "check_interval": 3600, "handler": "coffee_team.agent.faults:crash",
                   "options": {"crash_after": 1.5}} for n in CRASHERS}
     proj.write_team(agents, start_seconds=1, start_retries=2, **RESTART_SETTINGS)
     boot_supervisord(proj)
@@ -97,7 +97,7 @@ def bench_requeue(repeat: int, quick: bool) -> dict:
     for r in range(repeat):
         with bench_project() as proj:
             agents = {n: {"priority": 1, "check_interval": 3600,
-                          "handler": "coffee_team.faults:record",
+                          "handler": "coffee_team.agent.faults:record",
                           "options": {"record_file": str(proj.root / "done.txt"),
                                       "work_seconds": 30}}
                       for n in WORKERS}

@@ -20,7 +20,7 @@ import psutil
 from coffee_team import confgen
 from coffee_team.heartbeat import read_heartbeat
 from coffee_team.queue import MessageQueue
-from coffee_team.teamspec import TeamSettings
+from coffee_team.team.spec import TeamSettings
 from coffee_team.watchdog.policy import started_since
 from lifecycle_common import (IDLE, RESTART_SETTINGS, agents_of, bench_project, events,
                               grep_count, idle_cpu, last_event_id, log, summary,
@@ -62,7 +62,7 @@ def bench_scale(repeat: int, quick: bool, n: int = 100) -> dict:
 def scale_agents(n: int, groups: int = 10) -> dict:
     per = max(1, n // groups)
     return {f"a{i:03d}": {"priority": min(i // per, groups - 1), "check_interval": IDLE,
-                          "handler": "coffee_team.demo:handle",
+                          "handler": "coffee_team.agent.demo:handle",
                           "options": {"work_seconds": 0.01}} for i in range(n)}
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import repo_root  # noqa: F401  (puts this checkout first on sys.path)
 
-from coffee_team.agent import Agent
+from coffee_team.agent.runtime import Agent
 from coffee_team.output import FdSink
 from coffee_team.queue import MessageQueue
 from tests.fast_team import write_team

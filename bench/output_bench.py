@@ -39,7 +39,7 @@ LINE = b"x" * 99 + b"\n"
 RUNNER = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-import coffee_team.agent, coffee_team.queue  # what every agent process has loaded
+import coffee_team.agent.runtime, coffee_team.queue  # what every agent process has loaded
 from coffee_team.handlers import CommandRunner, HandlerContext
 from coffee_team.output import FdSink
 argv, log_path = json.loads(sys.argv[2]), sys.argv[3]

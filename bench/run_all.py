@@ -141,7 +141,7 @@ def imports_rows(im: dict) -> list[dict]:
     if "agent_rss_mb" not in im:
         return []
     top = ", ".join(f"{r['module']} {r['cumulative_us'] / 1000:.0f} ms"
-                    for r in im["table"] if r["imported"] and r["module"] != "coffee_team.agent"
+                    for r in im["table"] if r["imported"] and r["module"] != "coffee_team.agent.runtime"
                     and r["module"].count(".") == 0)[:200]
     return [row("idle agent after its imports, no supervisord (RSS, MB)",
                 fmt(im["agent_rss_mb"], " MB", 1), fmt(im["bare_python_rss_mb"], " MB", 1),

@@ -43,7 +43,7 @@ def agents(count: int) -> dict:
     if count == 6:
         return demo_agents(check_interval=IDLE)
     return {f"agent{i:03d}": {"priority": i // 10, "check_interval": IDLE,
-                              "handler": "coffee_team.demo:handle"} for i in range(count)}
+                              "handler": "coffee_team.agent.demo:handle"} for i in range(count)}
 
 
 def fill(project: Project, tasks: int) -> None:

@@ -3,7 +3,7 @@ import sys
 argv = sys.argv[1:]
 if len(argv) == 5 and argv[0] == "--team" and argv[2:4] == ["agent", "run"]:
     # Every program's command: go straight to the runtime, skipping the CLI's imports.
-    from .agent import main as agent_main
+    from .agent.runtime import main as agent_main
     sys.exit(agent_main(argv[1], argv[4]))
 
 from .cli import main  # noqa: E402

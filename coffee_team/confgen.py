@@ -205,9 +205,9 @@ def main_config(team: Team) -> str:
         f"minprocs={min_procs(len(team.agents))}\n",
         "[rpcinterface:supervisor]\n"
         "supervisor.rpcinterface_factory=supervisor.rpcinterface:make_main_rpcinterface\n",
-        # coffee.* (coffee_team/rpcinterface.py) on the same socket as supervisor.*
+        # coffee.* (coffee_team/rpc/interface.py) on the same socket as supervisor.*
         "[rpcinterface:coffee]\n"
-        "supervisor.rpcinterface_factory=coffee_team.rpcinterface:make_coffee_rpcinterface\n"
+        "supervisor.rpcinterface_factory=coffee_team.rpc.interface:make_coffee_rpcinterface\n"
         "team=" + here_path(team, team.path.resolve()) + "\n",
         "[supervisorctl]\n"
         "serverurl=unix://" + here_path(team, team.run_dir / "supervisor.sock") + "\n",

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from .errors import HandlerError
 from .output import FdSink, ResultScan, TaggedLines, has_result, read_result_file
-from .singleton import die_with_parent
+from .parentwatch import die_with_parent
 
 READ_CHUNK = 1 << 20
 # Linux: a 1 MiB pipe instead of 64 KiB lets a chatty command write ahead and us read in large

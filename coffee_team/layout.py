@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TeamError
-from .teamspec import Team
+from .team.spec import Team
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600

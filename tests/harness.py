@@ -62,7 +62,7 @@ def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.0
 def demo_agents(work_seconds: float = 0.01, check_interval: float | None = None) -> dict:
     """The six demo agents; ``check_interval``, when given, replaces each one's own."""
     return {name: {"priority": prio, "check_interval": check_interval or interval,
-                   "handler": "coffee_team.demo:handle",
+                   "handler": "coffee_team.agent.demo:handle",
                    "options": {"work_seconds": work_seconds}}
             for name, prio, interval in DEMO_AGENTS}
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from coffee_team.agent import Agent
+from coffee_team.agent.runtime import Agent
 from coffee_team.handlers import CallableRunner
-from coffee_team.pulse import Pulse
+from coffee_team.agent.pulse import Pulse
 from coffee_team.queue import MessageQueue
 from tests.harness import Project
 
@@ -19,7 +19,7 @@ from tests.harness import Project
 @pytest.fixture
 def rig(tmp_path):
     project = Project(tmp_path)
-    project.write_team({"ann": {"handler": "coffee_team.demo:handle", "stall_after": 30,
+    project.write_team({"ann": {"handler": "coffee_team.agent.demo:handle", "stall_after": 30,
                                 "on_stall": "cancel"}})
     team = project.team
     queue = MessageQueue.from_team(team)

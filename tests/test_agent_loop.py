@@ -21,8 +21,8 @@ from typing import Any, Callable
 import peewee
 import pytest
 
-from coffee_team import agent as agent_module
-from coffee_team.agent import Agent
+from coffee_team.agent import runtime as agent_module
+from coffee_team.agent.runtime import Agent
 from coffee_team.handlers import CallableRunner, HandlerContext, HandlerError
 from coffee_team.queue import MessageQueue
 from coffee_team.team import Team
@@ -41,7 +41,7 @@ RUNAWAY = 200  # more pauses or idle waits than any test needs: the loop would n
 
 
 class FakeTime:
-    """Stands in for the ``time`` module inside coffee_team.agent: ``sleep()`` records the
+    """Stands in for the ``time`` module inside coffee_team.agent.runtime: ``sleep()`` records the
     pause and moves the fake clock instead of blocking (``on_sleep`` runs after it);
     everything else is the real module."""
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 def agent(priority: int, check_interval: float = 3600) -> dict:
     return {"priority": priority, "check_interval": check_interval,
-            "handler": "coffee_team.demo:handle", "options": {"work_seconds": 0.01}}
+            "handler": "coffee_team.agent.demo:handle", "options": {"work_seconds": 0.01}}
 
 
 def edit_team(project, agents: dict) -> None:

@@ -21,7 +21,7 @@ TASKS = 10_000
 
 def chaos_team(project, tmp_path):
     agents = {name: {"priority": 1 + i % 2, "check_interval": 86400,
-                     "handler": "coffee_team.faults:relay",
+                     "handler": "coffee_team.agent.faults:relay",
                      "options": {"record_file": str(tmp_path / f"{name}.effects"),
                                  "work_seconds": 0.002}}
               for i, name in enumerate(WORKERS)}

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, assume, event, example, given, settings, str
 
 from coffee_team import confgen, layout
 from coffee_team.errors import TeamError
-from coffee_team.schema import INI_COMMENT
+from coffee_team.team.fields import INI_COMMENT
 from coffee_team.team import Team, load_team, parse_team
 
 REPO = Path(__file__).resolve().parent.parent
@@ -415,7 +415,7 @@ def agent_docs(draw):
                                        st.lists(st.text(), max_size=1)))
     choice = draw(st.sampled_from(["handler", "command", "none", "handler", "command", "both"]))
     if choice in ("handler", "both"):
-        d["handler"] = draw(mostly(st.just("coffee_team.demo:handle"), name_text))
+        d["handler"] = draw(mostly(st.just("coffee_team.agent.demo:handle"), name_text))
     if choice in ("command", "both"):
         d["command"] = draw(commands)
     if key := draw(unknown_key):

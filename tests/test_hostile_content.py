@@ -65,7 +65,7 @@ def test_data_directories_are_private(tmp_path):
 
 
 def test_unloadable_handler_is_one_line_not_a_traceback(tmp_path, capsys):
-    from coffee_team import agent
+    from coffee_team.agent import runtime as agent
     project = Project(tmp_path)
     agents = demo_agents()
     agents["architect"]["handler"] = "no_such_module:handle"

@@ -190,7 +190,7 @@ def test_generated_config_registers_coffee_next_to_supervisor(project):
     project.write_team()
     conf = project.conf.read_text()
     assert "[rpcinterface:coffee]\nsupervisor.rpcinterface_factory=" \
-           "coffee_team.rpcinterface:make_coffee_rpcinterface\nteam=%(here)s/../data/team.yaml" in conf
+           "coffee_team.rpc.interface:make_coffee_rpcinterface\nteam=%(here)s/../data/team.yaml" in conf
     assert "[inet_http_server]" not in conf  # only the 0700 unix socket by default
     assert load_team(project.team_file).settings.http is None
 

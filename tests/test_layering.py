@@ -1,8 +1,8 @@
 """The layers of coffee-team, checked by reading every module's imports with ``ast``.
 
     process            entry modules (top layer: they never import each other)
-    agent              coffee_team.agent (+ handlers, singleton, demo, faults)
-    supervisord        coffee_team.rpcinterface (+ rpcvalues)
+    agent              coffee_team.agent.runtime (+ handlers, singleton, demo, faults)
+    supervisord        coffee_team.rpc.interface (+ rpcvalues)
     watchdog listener  coffee_team.watchdog.listener   (eventlisteners/watchdog.py runs it)
     CLI                coffee_team.cli.*                (coffee-team, python -m coffee_team)
     web                coffee_team.web.*                (python -m coffee_team.web: dashboard)
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DRIVERS = {"sqlite3", "psycopg2", "peewee", "playhouse"}
 SQL = re.compile(r"\b(SELECT\b.*\bFROM|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE (TABLE|INDEX)"
                  r"|ALTER TABLE|PRAGMA \w+|LISTEN \w|NOTIFY \w|pg_\w+\()", re.S)
-ENTRIES = {"agent": "coffee_team.agent", "rpcinterface": "coffee_team.rpcinterface",
+ENTRIES = {"agent": "coffee_team.agent", "rpc": "coffee_team.rpc",
            "watchdog": "coffee_team.watchdog.listener", "cli": "coffee_team.cli",
            "web": "coffee_team.web"}
 
@@ -108,16 +108,16 @@ def test_the_check_sees_a_broken_rule(tmp_path, monkeypatch):
     (fake / "__init__.py").write_text("")
     (fake / "cli" / "__init__.py").write_text("from ..agent import main\n")
     (fake / "queue" / "__init__.py").write_text("import sqlite3\nQ = 'SELECT id FROM tasks'\n")
-    (fake / "agent.py").write_text("import peewee\nfrom . import rpcinterface\nmain = 1\n")
-    (fake / "rpcinterface.py").write_text("X = 'UPDATE tasks SET status = 1'\n")
+    (fake / "agent.py").write_text("import peewee\nfrom . import rpc\nmain = 1\n")
+    (fake / "rpc.py").write_text("X = 'UPDATE tasks SET status = 1'\n")
     (fake / "status.py").write_text('"""SELECT x FROM y in a docstring is prose."""\n'
                                     "from coffee_team.cli import base\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     found = "\n".join(violations())
     assert "coffee_team.agent imports the driver peewee" in found
-    assert "entry agent (coffee_team.agent) imports entry rpcinterface" in found
+    assert "entry agent (coffee_team.agent) imports entry rpc" in found
     assert "entry cli (coffee_team.cli) imports entry agent" in found
-    assert "coffee_team.rpcinterface:1 has SQL in a string" in found
+    assert "coffee_team.rpc:1 has SQL in a string" in found
     assert "coffee_team.status imports the CLI" in found
     assert "coffee_team.queue" not in found  # the database package may do both
     assert "docstring" not in found

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 # handler loaded), up to the agent's loop, where it lists its modules instead of looping.
 AGENT_ENTRY = """
 import json, runpy, sys
-import coffee_team.agent as agent
+import coffee_team.agent.runtime as agent
 def list_modules(self):
     print(json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))
     return 0
@@ -43,15 +43,15 @@ print(json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))
 # Packages a plain agent on SQLite never uses: the CLI, llm agents, tracing and metrics
 # exporters, supervisor's client, the PostgreSQL drivers, the process table's psutil, and on a
 # database whose schema is current the ORM (only migrations need it) with what it brings.
-NOT_FOR_AN_AGENT = ("click", "coffee_team.cli", "coffee_team.llm", "opentelemetry",
-                    "prometheus_client", "supervisor", "psycopg2", "psycopg", "psutil",
+NOT_FOR_AN_AGENT = ("click", "coffee_team.cli", "coffee_team.llm", "coffee_team.team.llm",
+                    "opentelemetry", "prometheus_client", "supervisor", "psycopg2", "psycopg", "psutil",
                     "coffee_team.confgen", "peewee", "coffee_team.queue.models", "hashlib",
                     "uuid", "decimal", "logging")
 # What `status` does not need: the other commands, the queue and its driver, llm checkers.
 NOT_FOR_STATUS = ("coffee_team.cli.data", "coffee_team.cli.tasks", "coffee_team.cli.costs",
                   "coffee_team.cli.live", "coffee_team.queue", "peewee", "sqlite3",
                   "coffee_team.llm", "supervisor", "subprocess", "concurrent.futures",
-                  "coffee_team.hosts")
+                  "coffee_team.cli.hosts")
 
 
 def modules_of(entry: str, team_file: Path) -> list[str]:
@@ -68,17 +68,17 @@ def inside(modules: list[str], packages: tuple[str, ...]) -> list[str]:
 
 def test_a_plain_agent_on_sqlite_imports_only_what_it_uses():
     with temp_root() as root:
-        team = write_team(root, {"worker": {"handler": "coffee_team.demo:handle"}})
+        team = write_team(root, {"worker": {"handler": "coffee_team.agent.demo:handle"}})
         MessageQueue.from_team(team).close()  # the watchdog migrates before it launches agents
         modules = modules_of(AGENT_ENTRY, team.path)
-    assert "coffee_team.queue.core" in modules and "coffee_team.demo" in modules  # it got there
+    assert "coffee_team.queue.core" in modules and "coffee_team.agent.demo" in modules  # it got there
     assert inside(modules, NOT_FOR_AN_AGENT) == []
 
 
 def test_an_agent_that_must_create_the_schema_brings_peewee_in():
     """The check above can fail: creating (or upgrading) the schema needs the ORM's models."""
     with temp_root() as root:
-        team = write_team(root, {"worker": {"handler": "coffee_team.demo:handle"}})
+        team = write_team(root, {"worker": {"handler": "coffee_team.agent.demo:handle"}})
         modules = modules_of(AGENT_ENTRY, team.path)
     assert {"peewee", "coffee_team.queue.models"} <= set(inside(modules, NOT_FOR_AN_AGENT))
 
@@ -86,17 +86,17 @@ def test_an_agent_that_must_create_the_schema_brings_peewee_in():
 def test_an_llm_team_file_brings_the_llm_checkers_in():
     """The check above can fail: the llm package is imported as soon as a team needs it."""
     with temp_root() as root:
-        team = write_team(root, {"worker": {"handler": "coffee_team.demo:handle"}})
+        team = write_team(root, {"worker": {"handler": "coffee_team.agent.demo:handle"}})
         document = yaml.safe_load(team.path.read_text())
         document["agents"]["coder"] = {"llm": {"command": ["true"], "preset": "text"}}
         team.path.write_text(yaml.safe_dump(document))
         modules = modules_of(AGENT_ENTRY, team.path)
-    assert "coffee_team.llm.spec" in inside(modules, NOT_FOR_AN_AGENT)
+    assert "coffee_team.team.llm" in inside(modules, NOT_FOR_AN_AGENT)
 
 
 def test_status_imports_only_its_own_command():
     with temp_root() as root:
-        team = write_team(root, {"worker": {"handler": "coffee_team.demo:handle"}})
+        team = write_team(root, {"worker": {"handler": "coffee_team.agent.demo:handle"}})
         modules = modules_of(STATUS_ENTRY, team.path)
     assert "coffee_team.cli.lifecycle" in modules and "coffee_team.status" in modules
     assert inside(modules, NOT_FOR_STATUS) == []

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from coffee_team import apply, notify, status
+from coffee_team import notify, status
+from coffee_team.cli import apply
 from coffee_team.cli import main
 from coffee_team.errors import TeamError
 from coffee_team.queue import MessageQueue

@@ -9,7 +9,7 @@ import pytest
 
 from coffee_team.liveness import (IDLE, STATES, STOPPING, WORKING, Stall, due, lease_renew_every,
                                   main_loop_alive, stall_check)
-from coffee_team.pulse import Activity, Pulse
+from coffee_team.agent.pulse import Activity, Pulse
 
 T0 = 1_700_000_000.0
 EPS = 1e-6

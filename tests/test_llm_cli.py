@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from coffee_team.cli import main
-from coffee_team.doctor import run_checks
+from coffee_team.cli.doctor import run_checks
 from coffee_team.queue import MessageQueue
 from coffee_team.queue.tables import SCHEMA_VERSION
 from coffee_team.status import queue_columns
@@ -96,7 +96,7 @@ def test_the_example_llm_team_is_the_seed_team_and_passes_the_start_checks(tmp_p
     from pathlib import Path
 
     from coffee_team.team import load_team
-    from coffee_team.workspace import team_problems
+    from coffee_team.llm.workspace import team_problems
     repo = Path(__file__).resolve().parent.parent
     (tmp_path / "data").mkdir()
     shutil.copy(repo / "examples/llm-team/team.yaml", tmp_path / "data/team.yaml")

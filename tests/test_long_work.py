@@ -49,7 +49,7 @@ def long_team(project: Project) -> None:
     command = {"command": [sys.executable, str(script)], "check_interval": 3600,
                "environment": {"PID_DIR": str(pid_dir)}}
     project.write_team({
-        "thinker": {"priority": 1, "check_interval": 3600, "handler": "coffee_team.faults:long_work",
+        "thinker": {"priority": 1, "check_interval": 3600, "handler": "coffee_team.agent.faults:long_work",
                     "stall_after": 3, "options": {"work_seconds": WORK, "silent_seconds": 5,
                                                   "record_file": str(project.root / "done")}},
         "builder": {"priority": 1, **command},
@@ -148,7 +148,7 @@ def test_long_tasks_complete_exactly_once_without_hang_crash_or_requeue(team):
 
 
 def test_status_says_what_each_agent_works_on(project):
-    project.write_team({"thinker": {"handler": "coffee_team.faults:long_work", "check_interval": 3600,
+    project.write_team({"thinker": {"handler": "coffee_team.agent.faults:long_work", "check_interval": 3600,
                                     "options": {"work_seconds": 60,
                                                 "record_file": str(project.root / "done")}}})
     boot_supervisord(project)
@@ -167,8 +167,8 @@ def test_status_says_what_each_agent_works_on(project):
 
 def test_sigstopped_agents_idle_or_working_are_hung_and_restarted(project):
     project.write_team({
-        "idle": {"handler": "coffee_team.demo:handle", "check_interval": 3600},
-        "busy": {"handler": "coffee_team.faults:long_work", "check_interval": 3600,
+        "idle": {"handler": "coffee_team.agent.demo:handle", "check_interval": 3600},
+        "busy": {"handler": "coffee_team.agent.faults:long_work", "check_interval": 3600,
                  "options": {"work_seconds": 120, "record_file": str(project.root / "done")}},
     }, heartbeat_stale_after=2, stop_wait_seconds=1)
     boot_supervisord(project)

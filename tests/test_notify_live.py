@@ -66,7 +66,7 @@ def test_a_give_up_is_delivered_once_to_each_target_across_a_failure_and_a_kill_
     (tmp_path / "down").touch()
     (tmp_path / "pager.py").write_text(PAGER)
     pager = [sys.executable, str(tmp_path / "pager.py"), str(tmp_path)]
-    project.write_team({"crasher": {"priority": 1, "handler": "coffee_team.faults:crash",
+    project.write_team({"crasher": {"priority": 1, "handler": "coffee_team.agent.faults:crash",
                                     "options": {"crash_after": 1.5}}},
                        max_restart_attempts=1,
                        notify=[{"level": "CRITICAL", "command": pager, "name": "pager"},

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind  # noqa: E402
 
 from coffee_team import otel  # noqa: E402
-from coffee_team.agent import Agent  # noqa: E402
+from coffee_team.agent.runtime import Agent  # noqa: E402
 from coffee_team.queue import MessageQueue  # noqa: E402
 from tests.fast_team import temp_root, write_team  # noqa: E402
 
@@ -38,7 +38,7 @@ def spans():
 @pytest.fixture
 def chain_team():
     with temp_root() as root:
-        agents = {name: {"priority": i + 1, "handler": "coffee_team.demo:handle",
+        agents = {name: {"priority": i + 1, "handler": "coffee_team.agent.demo:handle",
                          "options": {"work_seconds": WORK}} for i, name in enumerate(CHAIN)}
         yield write_team(root, agents)
 
@@ -125,13 +125,13 @@ def test_tracing_is_on_only_when_the_otel_variables_ask():
 
 AGENT_WITHOUT_OTEL = textwrap.dedent("""
     import sys
-    from coffee_team.agent import Agent
+    from coffee_team.agent.runtime import Agent
     from coffee_team.queue import MessageQueue
     from tests.fast_team import temp_root, write_team
     with temp_root() as root:
-        team = write_team(root, {"architect": {"handler": "coffee_team.demo:handle",
+        team = write_team(root, {"architect": {"handler": "coffee_team.agent.demo:handle",
                                                "options": {"work_seconds": 0}},
-                                 "code_developer": {"handler": "coffee_team.demo:handle"}})
+                                 "code_developer": {"handler": "coffee_team.agent.demo:handle"}})
         with MessageQueue.from_team(team) as queue:
             queue.send("cli", "architect", "design_request")
             (task,) = queue.claim("architect")

@@ -22,7 +22,7 @@ AGENT = "solo"
 @needs_pg
 def test_a_reapers_requeue_leaves_an_agent_running_on_any_host_alone(pg_db):
     from coffee_team.queue import MessageQueue
-    from coffee_team.singleton import PgAgentLock
+    from coffee_team.agent.locks import PgAgentLock
     url, _ = pg_db
     with MessageQueue(url) as q:
         q.send("cli", "reap_probe", "t")

@@ -19,7 +19,7 @@ import yaml
 
 from coffee_team.errors import DatabaseUrlError, QueueError, TeamError
 from coffee_team.queue.db import open_database
-from coffee_team.hosts import parse_hosts_option
+from coffee_team.cli.hosts import parse_hosts_option
 from coffee_team.team import parse_team
 from tests.harness import BIN, boot_supervisord, shutdown_supervisord, temporary_project, wait_until
 
@@ -190,7 +190,7 @@ def test_hot_statements_are_prepared_once_per_connection_and_again_after_a_recon
 @needs_pg
 def test_advisory_lock_is_single_across_connections_and_retaken(pg_db):
     from coffee_team.errors import AgentAlreadyRunningError
-    from coffee_team.singleton import PgAgentLock
+    from coffee_team.agent.locks import PgAgentLock
     url, name = pg_db
     taken = []
     first = PgAgentLock(url, "lock_probe", on_taken=taken.append).acquire()
@@ -216,7 +216,7 @@ ALL_AGENTS = HOST_AGENTS["A"] + HOST_AGENTS["B"]
 
 
 def _agents(names):
-    return {n: {"priority": 1, "check_interval": 3600, "handler": "coffee_team.demo:handle",
+    return {n: {"priority": 1, "check_interval": 3600, "handler": "coffee_team.agent.demo:handle",
                 "options": {"work_seconds": 0.005}} for n in names}
 
 

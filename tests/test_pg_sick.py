@@ -22,7 +22,7 @@ pytestmark = [needs_pg, pytest.mark.slow]
 
 def pg_team(project, url, tmp_path, **team):
     agents = demo_agents()
-    agents["code_developer"].update(handler="coffee_team.faults:record",
+    agents["code_developer"].update(handler="coffee_team.agent.faults:record",
                                     options={"record_file": str(tmp_path / "done"),
                                              "work_seconds": 3})
     # Agents blocked by the lock are not hung: keep staleness above the 10 s the lock is held.

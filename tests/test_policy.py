@@ -5,32 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coffee_team.watchdog.policy import (
-    Decision,
-    RestartPolicy,
-    RestartState,
-    backoff_delay,
-    due_restarts,
-    heartbeat_status,
-    is_crash,
-    MAY_BECOME_READY,
-    GroupWait,
-    group_wait,
-    launch_groups,
-    next_wakeup,
-    on_cleared,
-    on_exit,
-    on_fatal,
-    on_hang,
-    on_restart_issued,
-    on_restart_unanswered,
-    on_running,
-    on_stop_requested,
-    on_stopped,
-    resource_findings,
-    should_warn,
-    started_since,
-)
+from coffee_team.restarts import Decision, RestartPolicy, RestartState, backoff_delay, due_restarts, launch_groups, next_wakeup, on_cleared, on_exit, on_fatal, on_hang, on_restart_issued, on_restart_unanswered, on_running, on_stop_requested, on_stopped
+from coffee_team.watchdog.policy import heartbeat_status, is_crash, MAY_BECOME_READY, GroupWait, group_wait, resource_findings, should_warn, started_since
 
 T0 = 1_700_000_000.0
 EPS = 1e-6
@@ -543,12 +519,12 @@ def test_heartbeat_status_only_worsens_with_age(last_heartbeat, extra_age, stale
 
 
 def test_max_delay_caps_the_exponential_schedule():
-    from coffee_team.watchdog import policy
-    policy_ = policy.RestartPolicy(base_delay=1.0, max_attempts=10, reset_after=600.0,
-                                   max_delay=5.0)
-    state, delays = policy.RestartState(), []
+    from coffee_team import restarts
+    policy_ = restarts.RestartPolicy(base_delay=1.0, max_attempts=10, reset_after=600.0,
+                                     max_delay=5.0)
+    state, delays = restarts.RestartState(), []
     for i in range(8):
-        state, decision = policy.on_exit(state, 100.0 + i, policy_)
+        state, decision = restarts.on_exit(state, 100.0 + i, policy_)
         delays.append(decision.delay)
     assert delays == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0, 5.0]
 

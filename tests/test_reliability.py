@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def recording_team(project, tmp_path, work_seconds=0.005, **team):
     agents = demo_agents()
     for name in ("code_developer", "code_searcher", "ux_design_expert"):
-        agents[name]["handler"] = "coffee_team.faults:record"
+        agents[name]["handler"] = "coffee_team.agent.faults:record"
         agents[name]["options"] = {"record_file": str(tmp_path / f"{name}.done"),
                                    "work_seconds": work_seconds}
     project.write_team(agents, max_queue_size=100000, **team)
@@ -191,7 +191,7 @@ def test_unstorable_results_fail_their_task_once_and_the_agents_go_on(project, r
     delivery until supervisor gave it up. Now the task fails on its first attempt with the
     reason, the agent keeps its PID, and the tasks behind it are done."""
     agents = demo_agents()
-    agents["code_developer"]["handler"] = "coffee_team.faults:unstorable"
+    agents["code_developer"]["handler"] = "coffee_team.agent.faults:unstorable"
     del agents["assistant"]["handler"]
     agents["assistant"]["command"] = [sys.executable, "-c", PRINT_UNSTORABLE]
     project.write_team(agents)

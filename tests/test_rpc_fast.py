@@ -33,7 +33,9 @@ from supervisor.tests.base import DummyRequest
 from supervisor.xmlrpc import (DeferredXMLRPCResponse, Faults, RootRPCInterface, RPCError,
                                SystemNamespaceRPCInterface, traverse)
 
-from coffee_team import heartbeat, rpcinterface, rpcqueue, rpcsignals, rpcvalues
+from coffee_team import heartbeat
+from coffee_team.rpc import interface as rpcinterface, queue as rpcqueue
+from coffee_team.rpc import signals as rpcsignals, values as rpcvalues
 from coffee_team.queue import MessageQueue
 from coffee_team.taskstate import STATES
 from coffee_team.team import Team

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from coffee_team import rpcinterface, rpcvalues
+from coffee_team.rpc import interface as rpcinterface, values as rpcvalues
 from coffee_team.queue import content
 from supervisor.xmlrpc import Faults, SupervisorTransport
 from tests.harness import (BIN, Project, boot_supervisord, demo_agents, temporary_project,
@@ -35,7 +35,7 @@ def team_agents() -> dict:
     agents["assistant"]["handles"] = ["question"]
     agents["architect"]["handles"] = ["design_request"]
     agents["crasher"] = {"priority": 9, "check_interval": 3600,
-                         "handler": "coffee_team.faults:crash", "options": {"crash_after": 1.5}}
+                         "handler": "coffee_team.agent.faults:crash", "options": {"crash_after": 1.5}}
     return agents
 
 

@@ -10,13 +10,14 @@ import socket
 
 import pytest
 
-from coffee_team import hosts, status
+from coffee_team import status
+from coffee_team.cli import hosts
 from coffee_team.errors import TeamError
 from coffee_team.heartbeat import read_heartbeat
-from coffee_team.singleton import HOST_IN_APP_NAME, Holder, PgAgentLock, application_name, \
+from coffee_team.agent.locks import HOST_IN_APP_NAME, Holder, PgAgentLock, application_name, \
     describe_holder
 from coffee_team.liveness import standby_text
-from coffee_team.standby import Standby, StandbyEnded, standby_beat
+from coffee_team.agent.standby import Standby, StandbyEnded, standby_beat
 from tests.fast_team import temp_root, write_team
 
 SINCE = datetime.datetime(2024, 5, 1, 10, 0, 0)

@@ -20,10 +20,10 @@ def team():
     with temporary_project() as project:
         root = project.root
         project.write_team({
-            "flaky": {"handler": "coffee_team.faults:flaky", "check_interval": 3600,
+            "flaky": {"handler": "coffee_team.agent.faults:flaky", "check_interval": 3600,
                       "retry": {"attempts": 3, "backoff": 2},
                       "options": {"record_file": str(root / "flaky.calls"), "fail_times": 2}},
-            "plain": {"handler": "coffee_team.faults:record", "check_interval": 3600,
+            "plain": {"handler": "coffee_team.agent.faults:record", "check_interval": 3600,
                       "options": {"record_file": str(root / "plain.done")}},
         })
         boot_supervisord(project)

@@ -69,7 +69,7 @@ def test_demo_team_has_the_seeds_agents_priorities_and_intervals():
         assert isinstance(spec, AgentSpec)
         assert (spec.priority, spec.check_interval) == SEED[spec.name]
         assert isinstance(spec.check_interval, float)
-        assert spec.handler == "coffee_team.demo:handle" and spec.command is None
+        assert spec.handler == "coffee_team.agent.demo:handle" and spec.command is None
         assert spec.handles, spec.name
     dev = team.agent("code_developer")
     assert dev.auto_approve is True and dev.memory_limit_mb == 512 and dev.timeout_seconds == 600
@@ -288,7 +288,7 @@ def test_bad_agent_names(name):
 @pytest.mark.parametrize("document", [
     doc({"architect\n": {}}),
     agent_doc(environment={"FOO\n": "x"}),
-    agent_doc(handler="coffee_team.demo:handle\n"),
+    agent_doc(handler="coffee_team.agent.demo:handle\n"),
     agent_doc(handles=["design\n"]),
     doc(http={"port": 9001, "username": "admin\n", "password_env": "P"}),
     doc(http={"port": 9001, "username": "admin", "password_env": "P\n"}),
@@ -344,11 +344,11 @@ def test_non_positive_team_intervals_are_refused(field):
 
 
 def test_handler_and_command_together_are_refused():
-    message = team_error(agent_doc(handler="coffee_team.demo:handle", command=["python3", "w.py"]))
+    message = team_error(agent_doc(handler="coffee_team.agent.demo:handle", command=["python3", "w.py"]))
     assert ": agents.architect: set either 'handler' or 'command', not both" in message
 
 
-@pytest.mark.parametrize("ref", ["coffee_team.demo", "coffee_team.demo:", ":handle", "a b:c",
+@pytest.mark.parametrize("ref", ["coffee_team.agent.demo", "coffee_team.agent.demo:", ":handle", "a b:c",
                                  "a:b:c", "1mod:f", "mod:f.g", "", 5])
 def test_bad_handler_refs(ref):
     message = team_error(agent_doc(handler=ref))

@@ -63,7 +63,7 @@ def test_plain_supervisord_boots_team_in_priority_order(running_team):
 
 def test_thirty_agents_boot_in_four_groups_each_once_the_previous_is_ready(project):
     agents = {f"a{i:02d}": {"priority": i // 8, "check_interval": 3600,
-                            "handler": "coffee_team.demo:handle"} for i in range(30)}
+                            "handler": "coffee_team.agent.demo:handle"} for i in range(30)}
     project.write_team(agents)
     boot_supervisord(project)
     project.wait_states("RUNNING", timeout=60)
@@ -176,7 +176,7 @@ def test_graceful_stop_requeues_a_task_it_cannot_finish(project, tmp_path):
     from coffee_team.queue import MessageQueue
     agents = demo_agents()
     agents["code_developer"] = {"priority": 2, "check_interval": 3600,
-                                "handler": "coffee_team.faults:record",
+                                "handler": "coffee_team.agent.faults:record",
                                 "options": {"record_file": str(tmp_path / "r"),
                                             "work_seconds": 30}}
     project.write_team(agents, stop_wait_seconds=4)
@@ -228,7 +228,7 @@ def test_agent_added_to_the_team_file_or_a_damaged_database_is_one_line(running_
     """Issue 18, finding 8: `start` after adding an agent said `Fault 10: BAD_NAME`; restart and
     stop --agents on a damaged database printed a traceback."""
     agents = demo_agents()
-    agents["newcomer"] = {"priority": 9, "handler": "coffee_team.demo:handle"}
+    agents["newcomer"] = {"priority": 9, "handler": "coffee_team.agent.demo:handle"}
     running_team.write_team(agents)  # and gen-config: supervisord still runs the old one
     for args in (("start", "--agents", "newcomer"), ("restart", "newcomer"),
                  ("stop", "--agents", "newcomer")):

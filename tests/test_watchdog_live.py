@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def crashing_team(project, **team):
     agents = demo_agents()
     agents["code_searcher"] = {"priority": 4, "check_interval": 3600,
-                               "handler": "coffee_team.faults:crash",
+                               "handler": "coffee_team.agent.faults:crash",
                                "options": {"crash_after": 1.5}}
     project.write_team(agents, **team)
 
@@ -65,7 +65,7 @@ def test_killed_agent_task_is_requeued_and_completed_once(project, tmp_path, rel
     record = tmp_path / "done.txt"
     agents = demo_agents()
     agents["code_developer"] = {"priority": 2, "check_interval": 3600,
-                                "handler": "coffee_team.faults:record",
+                                "handler": "coffee_team.agent.faults:record",
                                 "options": {"record_file": str(record), "work_seconds": 3}}
     project.write_team(agents)
     boot_supervisord(project)

@@ -14,19 +14,8 @@ from coffee_team import heartbeat
 from coffee_team.heartbeat import HeartbeatFiles, write_heartbeat
 from coffee_team.proctable import Proc, ProcessTable
 from coffee_team.watchdog.health import TreeSampler, Usage, cpu_seconds_since
-from coffee_team.watchdog.policy import (
-    FRESH,
-    HEARTBEAT_STATUSES,
-    RestartState,
-    due_restarts,
-    heartbeat_counted_from,
-    heartbeat_next_look,
-    heartbeat_status,
-    is_due,
-    on_cleared,
-    on_stop_requested,
-    restart_states_due,
-)
+from coffee_team.restarts import RestartState, due_restarts, is_due, on_cleared, on_stop_requested, restart_states_due
+from coffee_team.watchdog.policy import FRESH, HEARTBEAT_STATUSES, heartbeat_counted_from, heartbeat_next_look, heartbeat_status
 
 T0 = 1_700_000_000.0
 STALE = 300.0

@@ -116,7 +116,7 @@ def config_team(ctx: Context) -> Team:
     its llm agents' role files and workspaces exist; else one line and exit 2 (gen-config,
     start, apply)."""
     from .. import layout, notify
-    from ..workspace import team_problems
+    from ..llm.workspace import team_problems
     team = ctx.team
     try:
         layout.check_project_path(team)

@@ -53,10 +53,10 @@ def wait_running(ctx: Context, names: tuple[str, ...], timeout: float) -> None:
 
 def forget_restarts(ctx: Context, names: tuple[str, ...], give_ups: bool) -> None:
     """A human start/restart clears a give-up; a human stop cancels a pending backoff restart."""
-    from ..apply import reset_restarts
-    from ..watchdog import policy
+    from .apply import reset_restarts
+    from .. import restarts
     from .data import open_queue
-    rule = policy.on_cleared if give_ups else policy.on_stop_requested
+    rule = restarts.on_cleared if give_ups else restarts.on_stop_requested
     with open_queue(ctx, create=True) as queue:
         reset_restarts(queue, names, rule)
 
@@ -74,13 +74,13 @@ def loaded_processes(ctx: Context, names: tuple[str, ...]) -> dict[str, dict]:
 
 
 def start_in_priority_order(ctx: Context, names: tuple[str, ...]) -> None:
-    from ..watchdog import policy
+    from .. import restarts
     team = ctx.team
     infos = loaded_processes(ctx, names)
     forget_restarts(ctx, names, give_ups=True)
     todo = [team.agent(n) for n in names
             if infos.get(n, {}).get("statename") not in ("RUNNING", "STARTING")]
-    for group in policy.launch_groups({a.name: a.priority for a in todo}):
+    for group in restarts.launch_groups({a.name: a.priority for a in todo}):
         for name in group:
             ctx.rpc("supervisor.startProcess", name, False)
         wait_running(ctx, group, timeout=team.settings.start_seconds + 30)
@@ -231,7 +231,7 @@ def status_cmd(ctx: Context, as_json: bool, watch: bool, interval: float,
     if not host_list:
         render, fetch = status.render, lambda: _team_status(ctx)
     else:
-        from .. import hosts
+        from . import hosts
         render = hosts.render
 
         def fetch():
@@ -263,7 +263,7 @@ def status_cmd(ctx: Context, as_json: bool, watch: bool, interval: float,
 def _status_hosts(ctx: Context, hosts_option: str | None):
     """Hosts for a multi-host status: --hosts, else the team file's hosts: (if it has one)."""
     if hosts_option:
-        from .. import hosts  # a thread pool and more: only for a multi-host status
+        from . import hosts  # a thread pool and more: only for a multi-host status
         try:
             return hosts.parse_hosts_option(hosts_option)
         except TeamError as exc:
@@ -319,7 +319,7 @@ def logs(ctx: Context, agent: str, follow: bool, length: int, interval: float,
 @pass_ctx
 def doctor(ctx: Context) -> None:
     """Run the startup checks; one line per check, exit 1 on any failure."""
-    from ..doctor import run_checks
+    from .doctor import run_checks
     results = run_checks(ctx.team_path, ctx.conf)
     for ok, name, detail in results:
         click.echo(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")

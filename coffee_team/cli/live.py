@@ -66,7 +66,7 @@ def apply(ctx: Context, dry_run: bool, yes: bool, as_json: bool) -> None:
 
     Added agents start in priority order, removed ones stop, changed ones restart one at a
     time; every other agent keeps its PID. The watchdog and coffee.* use the new team."""
-    from .. import apply as applying
+    from . import apply as applying
     from .data import open_queue
     team = config_team(ctx)
     old = running_team(ctx)
@@ -125,7 +125,7 @@ def service() -> None:
 @pass_ctx
 def service_install(ctx: Context, user: bool, print_only: bool) -> None:
     """Write and enable the unit (supervisord -n, Restart=on-failure, this project's venv)."""
-    from .. import service as units
+    from . import service as units
     team = config_team(ctx)
     try:
         supervisord = client.supervisord_binary()
@@ -151,7 +151,7 @@ def service_install(ctx: Context, user: bool, print_only: bool) -> None:
 
 
 def _systemctl_steps(user: bool, *steps: tuple[str, ...]) -> None:
-    from .. import service as units
+    from . import service as units
     for step in steps:
         ok, said = units.systemctl(user, *step)
         click.echo(f"systemctl {' '.join(step)}: " + ("ok" if ok else f"failed ({said}); "
@@ -159,7 +159,7 @@ def _systemctl_steps(user: bool, *steps: tuple[str, ...]) -> None:
 
 
 def _unit(ctx: Context, user: bool):
-    from .. import service as units
+    from . import service as units
     return units.unit_path(ctx.team, user)
 
 
@@ -182,7 +182,7 @@ def service_uninstall(ctx: Context, user: bool) -> None:
 @pass_ctx
 def service_status(ctx: Context, user: bool) -> None:
     """Whether the unit is installed, enabled and active."""
-    from .. import service as units
+    from . import service as units
     path = _unit(ctx, user)
     if not path.exists():
         click.echo(f"not installed ({path}); `coffee-team service install"

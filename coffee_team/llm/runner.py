@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from ..errors import HandlerError, TeamError
 from ..handlers import CommandRunner, Deferred, HandlerContext
-from ..workspace import Workspace
+from .workspace import Workspace
 from . import ratelimit, template
 from .gate import BudgetGate
 from .presets import PRESETS, OutputError, Reading, preview, result_of

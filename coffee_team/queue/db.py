@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from coffee_team.errors import DatabaseUnavailable, DatabaseUrlError
 from coffee_team.queue import sql
 from coffee_team.queue.sqlite_db import SqliteDatabase
-from coffee_team.schema import PG_SCHEMES
+from coffee_team.dburl import is_postgres_url
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 DEFAULT_CACHE_SIZE_KIB = 16 * 1024
@@ -45,7 +45,7 @@ def open_database(
     lock timeout, with a short connect timeout and TCP keepalives (see ``bounded_pg_params``).
     """
     text = str(url_or_path)
-    if text.startswith(PG_SCHEMES):
+    if is_postgres_url(text):
         db = _open_postgres(text)
         if bounded:
             db.connect_params.update(bounded_pg_params(db.connect_params, busy_timeout_ms))

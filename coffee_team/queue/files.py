@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple, Optional
 
-from coffee_team.schema import PG_SCHEMES
+from coffee_team.dburl import is_postgres_url
 
 
 class StaleFile(NamedTuple):
@@ -34,7 +34,7 @@ def database_file_problem(url: str, pid: Optional[int] = None) -> Optional[Stale
     open on the path (``/proc/PID/fd``) is compared, by device and inode, with the path.
     None when all match, for PostgreSQL, and where /proc cannot be read.
     """
-    if url.startswith(PG_SCHEMES) or url == ":memory:":
+    if is_postgres_url(url) or url == ":memory:":
         return None
     path = os.path.abspath(url)
     path = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))

@@ -1,5 +1,5 @@
 """PostgreSQL advisory locks held by a dedicated session (as huey's storage owns its
-LISTEN/NOTIFY): the connection and its SQL live here; ``coffee_team.singleton.PgAgentLock``
+LISTEN/NOTIFY): the connection and its SQL live here; ``coffee_team.agent.locks.PgAgentLock``
 keeps the policy (which key, a keeper thread, reconnecting with backoff)."""
 from __future__ import annotations
 

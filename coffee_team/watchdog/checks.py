@@ -16,6 +16,7 @@ from typing import Any
 from coffee_team import diskspace
 from coffee_team import events as kinds
 from coffee_team.heartbeat import last_beat
+from coffee_team import restarts
 from coffee_team.watchdog import policy
 from coffee_team.watchdog.health import is_frozen
 
@@ -46,7 +47,7 @@ class HealthChecks:
                 self.heartbeat_seen.pop(spec.name, None)
                 self.heartbeat_next_look.pop(spec.name, None)
                 continue
-            if policy.is_due(self.heartbeat_next_look.get(spec.name), now,
+            if restarts.is_due(self.heartbeat_next_look.get(spec.name), now,
                              self.team.settings.heartbeat_stale_after):
                 if self._check_heartbeat(spec, now, info["pid"], info.get("start")):
                     continue  # stopped for hanging: its tree is on its way out
@@ -94,7 +95,7 @@ class HealthChecks:
         if status == policy.HUNG and spec.restart_on_hang:
             self.log(f"{spec.name} hung; stopping it to restart through the backoff path")
             before = self.state(spec.name)
-            self.save(spec.name, policy.on_hang(before))
+            self.save(spec.name, restarts.on_hang(before))
             try:
                 self.rpc.supervisor.stopProcess(spec.name, False)
             except Exception:

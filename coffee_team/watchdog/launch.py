@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from coffee_team import events as kinds
 from coffee_team.heartbeat import read_heartbeat
+from coffee_team import restarts
 from coffee_team.watchdog import policy
 
 READY_RECHECK = 0.5    # seconds between re-reads of the awaited heartbeats and states
@@ -43,7 +44,7 @@ class Launch:
         wanted = [a for a in self.team.agents
                   if (not self.launch_only or a.name in self.launch_only)
                   and not states[a.name].given_up and states[a.name].next_restart_at is None]
-        groups = policy.launch_groups({a.name: a.priority for a in wanted})
+        groups = restarts.launch_groups({a.name: a.priority for a in wanted})
         if not groups:
             return groups
         inbox = self.ready_inbox()  # bound before the first start, so no poke is missed

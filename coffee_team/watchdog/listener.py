@@ -30,6 +30,7 @@ from supervisor.xmlrpc import Faults
 from coffee_team import otel
 from coffee_team import events as kinds
 from coffee_team.heartbeat import HeartbeatFiles, ReadyInbox
+from coffee_team import restarts
 from coffee_team.watchdog import policy
 from coffee_team.watchdog.checks import HealthChecks
 from coffee_team.watchdog.health import TreeSampler
@@ -38,7 +39,7 @@ from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEven
 
 MAX_IDLE_WAIT = 1.0    # wake at least this often so a due restart is at most ~1 s late
 CLEANUP_EVERY = 3600.0  # seconds between removals of finished tasks older than the retention
-# the timers re-read every restart state at least this often (policy.restart_states_due)
+# the timers re-read every restart state at least this often (restarts.restart_states_due)
 RESTART_STATES_REFRESH = 30.0
 GONE = ("EXITED", "STOPPED", "FATAL", "BACKOFF")
 # A start refused for good: the agent already runs, or is no program of this supervisord.
@@ -64,7 +65,7 @@ class Watchdog(Launch, HealthChecks):
         self.heartbeat_seen: dict[str, str] = {}
         self.heartbeat_next_look: dict[str, float | None] = {}
         # restart states as last read and since saved; read_at None: read them at the next tick
-        self.known_states: dict[str, policy.RestartState] = {}
+        self.known_states: dict[str, restarts.RestartState] = {}
         self.states_read_at: float | None = None
         self.over_limit: dict[str, int] = {}
         self.memory_restart: set[str] = set()
@@ -79,7 +80,7 @@ class Watchdog(Launch, HealthChecks):
         """Work with ``team`` from now on (at start, and when the team file is reloaded)."""
         self.team = team
         s = team.settings
-        self.policy = policy.RestartPolicy(base_delay=s.restart_backoff,
+        self.policy = restarts.RestartPolicy(base_delay=s.restart_backoff,
                                            max_attempts=s.max_restart_attempts,
                                            reset_after=s.restart_reset_after,
                                            max_delay=s.restart_backoff_max)
@@ -117,18 +118,18 @@ class Watchdog(Launch, HealthChecks):
         self.protocol.log(message)
 
     # --- restart state (the database is the source of truth) ------------------------------
-    def state(self, name: str) -> policy.RestartState:
-        return policy.RestartState.from_dict(self.queue.restart_state(name))
+    def state(self, name: str) -> restarts.RestartState:
+        return restarts.RestartState.from_dict(self.queue.restart_state(name))
 
-    def states(self) -> dict[str, policy.RestartState]:
+    def states(self) -> dict[str, restarts.RestartState]:
         """Every agent's restart state in one query; the timers remember it (known_states)."""
         read_at = self.clock()
-        states = {name: policy.RestartState.from_dict(row)
+        states = {name: restarts.RestartState.from_dict(row)
                   for name, row in self.queue.restart_states(sorted(self.names)).items()}
         self.known_states, self.states_read_at = dict(states), read_at
         return states
 
-    def save(self, name: str, state: policy.RestartState) -> None:
+    def save(self, name: str, state: restarts.RestartState) -> None:
         self.queue.save_restart_state(name, **state.to_dict())
         self.known_states[name] = state
 
@@ -169,7 +170,7 @@ class Watchdog(Launch, HealthChecks):
         pid = int(payload.get("pid", 0) or 0)
         now = self.clock()
         if new_state == "RUNNING":
-            self.save(name, policy.on_running(self.state(name), now))
+            self.save(name, restarts.on_running(self.state(name), now))
             self.event(name, kinds.RUNNING, pid=pid)
             return
         if new_state not in GONE:
@@ -186,9 +187,9 @@ class Watchdog(Launch, HealthChecks):
             self.event(name, kinds.STOPPED)
             self.after_stop(name, now)
         elif new_state == "FATAL":
-            state, decision = policy.on_fatal(self.state(name), now, self.policy)
+            state, decision = restarts.on_fatal(self.state(name), now, self.policy)
             self.save(name, state)
-            if decision.kind == policy.GIVE_UP:
+            if decision.kind == restarts.GIVE_UP:
                 self.give_up(name, "could not start (supervisor FATAL: startretries exhausted)")
         else:
             self.event(name, kinds.BACKOFF)  # early exit: supervisor retries up to startretries
@@ -209,7 +210,7 @@ class Watchdog(Launch, HealthChecks):
 
     def after_stop(self, name: str, now: float) -> None:
         """A stop we asked for ourselves (hung agent, memory limit) continues here."""
-        transition = policy.on_stopped(self.state(name), now, self.policy)
+        transition = restarts.on_stopped(self.state(name), now, self.policy)
         if transition is not None:
             self.decided(name, *transition, reason="hung (heartbeat stopped)")
         elif name in self.memory_restart:
@@ -217,17 +218,17 @@ class Watchdog(Launch, HealthChecks):
             self._start(name, kinds.RESTARTED, reason=kinds.MEMORY_LIMIT)
 
     def crashed(self, name: str, now: float, reason: str) -> None:
-        self.decided(name, *policy.on_exit(self.state(name), now, self.policy), reason=reason)
+        self.decided(name, *restarts.on_exit(self.state(name), now, self.policy), reason=reason)
 
-    def decided(self, name: str, state: policy.RestartState, decision: policy.Decision,
+    def decided(self, name: str, state: restarts.RestartState, decision: restarts.Decision,
                 reason: str) -> None:
         self.save(name, state)
         self.event(name, kinds.CRASH, reason=reason, attempt=decision.attempt)
-        if decision.kind == policy.RESTART:
+        if decision.kind == restarts.RESTART:
             self.log(f"{name} {reason}; restart {decision.attempt} in {decision.delay:g}s")
             self.event(name, kinds.RESTART_SCHEDULED, delay=decision.delay, due_at=decision.due_at,
                        attempt=decision.attempt)
-        elif decision.kind == policy.GIVE_UP:
+        elif decision.kind == restarts.GIVE_UP:
             self.give_up(name, f"{reason}; reached max restarts ({self.policy.max_attempts})")
 
     def give_up(self, name: str, why: str) -> None:
@@ -244,23 +245,23 @@ class Watchdog(Launch, HealthChecks):
     # --- timers ----------------------------------------------------------------------------
     def restart_due(self) -> None:
         now = self.clock()
-        if not policy.restart_states_due(self.states_read_at, self.known_states, now,
+        if not restarts.restart_states_due(self.states_read_at, self.known_states, now,
                                          RESTART_STATES_REFRESH):
             return
         states = self.states()
-        for name in policy.due_restarts(states, now):
+        for name in restarts.due_restarts(states, now):
             due_at = states[name].next_restart_at
-            self.save(name, policy.on_restart_issued(states[name]))
+            self.save(name, restarts.on_restart_issued(states[name]))
             failure = self._start(name, kinds.RESTARTED, attempt=states[name].attempts,
                                   late_by=round(now - due_at, 3))
             if failure is not None and getattr(failure, "faultCode", None) not in FINAL_FAULTS:
                 # supervisord did not answer: try again shortly rather than leave it dead
-                self.save(name, policy.on_restart_unanswered(states[name], now + MAX_IDLE_WAIT))
+                self.save(name, restarts.on_restart_unanswered(states[name], now + MAX_IDLE_WAIT))
 
     def seconds_to_next_timer(self) -> float:
         now = self.clock()
         waits = [self.next_health_check - now, MAX_IDLE_WAIT]
-        restart = policy.next_wakeup(self.known_states, now)
+        restart = restarts.next_wakeup(self.known_states, now)
         if restart is not None:
             waits.append(restart)
         return max(0.0, min(waits))
@@ -295,7 +296,7 @@ class Watchdog(Launch, HealthChecks):
         if not self.database_file_usable():
             return
         self.restart_due()
-        if policy.is_due(self.next_health_check, self.clock(),
+        if restarts.is_due(self.next_health_check, self.clock(),
                          self.team.settings.health_check_interval):
             self.health_check()
         if self.clock() >= self.next_cleanup:

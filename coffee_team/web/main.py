@@ -9,7 +9,7 @@ import signal
 import sys
 
 from ..errors import CoffeeError, TeamError
-from ..singleton import die_with_parent
+from ..parentwatch import die_with_parent
 from ..team import load_team
 from .server import Dashboard, make_server
 from .snapshot import Snapshots

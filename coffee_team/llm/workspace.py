@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .errors import HandlerError, TeamError
+from ..errors import HandlerError, TeamError
 
 GIT_TIMEOUT = 60
 
@@ -23,7 +23,7 @@ GIT_TIMEOUT = 60
 class Workspace:
     root: Path                     # the project root
     agent: str
-    spec: object = None            # llm.spec.WorkspaceSpec or None
+    spec: object = None            # team.llm.WorkspaceSpec or None
     require_branch: Optional[str] = None
 
     @classmethod

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from .liveness import (CHECK_EVERY, STARTING, WORKING, due, lease_renew_every, main_loop_alive,
+from ..liveness import (CHECK_EVERY, STARTING, WORKING, due, lease_renew_every, main_loop_alive,
                        stall_check)
 
 

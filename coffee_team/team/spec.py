@@ -1,4 +1,4 @@
-"""The team as the program sees it: frozen dataclasses, no file access (``team.py`` parses
+"""The team as the program sees it: frozen dataclasses, no file access (``parse`` reads
 the team file into them).
 
 Kept apart from the parser so modules that only read a Team do not need YAML or the llm
@@ -11,13 +11,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import TeamError, UnknownAgentError
-from .schema import NOTIFY_LEVELS, PG_SCHEMES, is_loopback
-from .taskstate import RetryPolicy
+from ..errors import TeamError, UnknownAgentError
+from ..dburl import is_postgres_url
+from .fields import NOTIFY_LEVELS, is_loopback
+from ..taskstate import RetryPolicy
 
 if TYPE_CHECKING:  # imported by the parser only for a team that has llm agents or budgets
-    from .llm.budget import Budget
-    from .llm.spec import LlmSpec, WorkspaceSpec
+    from ..llm.budget import Budget
+    from .llm import LlmSpec, WorkspaceSpec
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ class Team:
         """``postgresql://...`` as written; SQLite (a bare path or ``sqlite:///path``) as an
         absolute path, relative paths taken from the project root."""
         db = self.settings.database_path
-        if db.startswith(PG_SCHEMES):
+        if is_postgres_url(db):
             return db
         if db.startswith("sqlite:///"):
             db = db[len("sqlite:///"):]
@@ -189,7 +190,7 @@ class Team:
 
     @property
     def is_postgres(self) -> bool:
-        return self.settings.database_path.startswith(PG_SCHEMES)
+        return is_postgres_url(self.settings.database_path)
 
     @property
     def host(self) -> str:

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .team import Team
+from ..team import Team
 
 
 def unit_name(team: Team) -> str:

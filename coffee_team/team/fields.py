@@ -1,5 +1,5 @@
 """What a team file may hold: one checker per field, each returning the cleaned value or
-raising ``Invalid`` with what is allowed (team.py adds the file and the key path).
+raising ``Invalid`` with what is allowed (``parse`` adds the file and the key path).
 
 Pure: no file access. Values that reach supervisor's INI are refused here when supervisor's
 parser could not carry them (newlines, '%(here)s', ' ;'/' #' comments, unquotable quotes).
@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import re
 from typing import Any, Callable
+
+from ..dburl import is_postgres_url
 
 AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -74,12 +76,11 @@ def _path_text(v: Any) -> str:
     return v
 
 
-PG_SCHEMES = ("postgresql://", "postgres://")
 
 
 def _database_path(v: Any) -> str:
     v = _path_text(v)
-    if v.startswith(PG_SCHEMES):
+    if is_postgres_url(v):
         rest = v.split("://", 1)[1].split("?", 1)[0]
         if "/" not in rest or not rest.split("/", 1)[1]:
             raise Invalid(f"a PostgreSQL URL naming a database, like "

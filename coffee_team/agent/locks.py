@@ -1,24 +1,19 @@
-"""One instance per agent (seed CFR-000) and no orphans when supervisord dies.
+"""One instance per agent (seed CFR-000): the agent program's locks, on one host and across hosts.
 
 The lock is an ``fcntl.flock`` on ``data/run/NAME.lock``: the kernel drops it when the
 holder dies, even by kill -9, so a crashed agent never leaves a stale lock behind.
 """
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import re
-import signal
 import time
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-from . import retry
-from .errors import AgentAlreadyRunningError
-
-PR_SET_PDEATHSIG = 1
-
+from .. import retry
+from ..errors import AgentAlreadyRunningError
 
 class AgentLock:
     def __init__(self, path: Path):
@@ -62,25 +57,6 @@ def _is_number(text: str) -> bool:
         return True
     except ValueError:
         return False
-
-
-def die_with_parent(sig: int = signal.SIGTERM) -> bool:
-    """Ask the kernel to send ``sig`` when our parent dies (Linux); True if it will."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-class ParentWatch:
-    """Notices that the process that started us is gone (the portable fallback to PDEATHSIG)."""
-
-    def __init__(self):
-        self.parent = os.getppid()
-
-    def parent_alive(self) -> bool:
-        return os.getppid() == self.parent
 
 
 # --- PostgreSQL: one instance per agent across every host ---------------------------------
@@ -151,13 +127,13 @@ class PgAgentLock:
 
     # --- lock ---
     def _connect(self):
-        from .queue.locks import AdvisoryLockSession
+        from ..queue.locks import AdvisoryLockSession
         return AdvisoryLockSession(self.url, application_name=application_name(
             self.name, os.getpid(), self.host))
 
     def _try_lock(self, session) -> bool:
         if self.key is None:
-            from .queue.locks import agent_lock_key
+            from ..queue.locks import agent_lock_key
             self.key = agent_lock_key(session.current_schema(), self.name)
         return session.try_lock(self.key)
 

@@ -1,6 +1,6 @@
 """Fault-injection handlers for tests, chaos runs and benchmarks.
 
-Set ``handler: coffee_team.faults:<name>`` and the knobs in the agent's ``options``.
+Set ``handler: coffee_team.agent.faults:<name>`` and the knobs in the agent's ``options``.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 import time
 from typing import Any
 
-from .handlers import HandlerContext
+from ..handlers import HandlerContext
 
 
 def crash(task: dict, ctx: HandlerContext) -> Any:

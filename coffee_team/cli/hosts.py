@@ -11,10 +11,10 @@ import xmlrpc.client
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
-from . import client
-from .schema import Invalid, host_url
-from .errors import TeamError
-from .team import HostSpec
+from .. import client
+from ..team.fields import Invalid, host_url
+from ..errors import TeamError
+from ..team import HostSpec
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -78,7 +78,7 @@ def collect(hosts: Iterable[HostSpec], timeout: float = DEFAULT_TIMEOUT) -> dict
     hosts = list(hosts)
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(hosts)))) as pool:
         entries = list(pool.map(lambda h: _ask(h, timeout), hosts))
-    from .status import is_active, is_standby
+    from ..status import is_active, is_standby
     agents = [a for e in entries if e["reachable"] for a in e["status"].get("agents", [])]
     return {
         "hosts": entries,
@@ -90,7 +90,7 @@ def collect(hosts: Iterable[HostSpec], timeout: float = DEFAULT_TIMEOUT) -> dict
 
 
 def render(data: dict[str, Any]) -> str:
-    from .status import human_duration
+    from ..status import human_duration
     header = ("HOST", "AGENT", "STATE", "PID", "UPTIME", "CPU%", "RAM MB", "HEARTBEAT", "RESTARTS",
               "ACTIVITY")
     rows = []

@@ -1,6 +1,6 @@
 """The team file's ``llm:``, ``budget:`` and ``workspace:`` keys: checkers and dataclasses.
 
-Pure. Field checkers raise ``schema.Invalid`` (team.py adds the file and key path); whole-
+Pure. Field checkers raise ``fields.Invalid`` (``parse`` adds the file and key path); whole-
 mapping rules raise ``SpecError`` naming the sub-key they are about, so every message is one
 line naming the key path, at load time (``gen-config``/``start``), never at the first task.
 """
@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from ..schema import Invalid, describe
-from ..schema import _boolean, _choice, _integer, _positive_number  # the team file's checkers
-from . import presets, template
-from .budget import Budget
+from .fields import Invalid, describe
+from .fields import _boolean, _choice, _integer, _positive_number  # the team file's checkers
+from ..llm import presets, template
+from ..llm.budget import Budget
 
 DEFAULT_PROMPT = "Task ${type} (#${id}) for ${agent}:\n${content}"
 DEFAULT_BRANCH = "agents/${agent}"

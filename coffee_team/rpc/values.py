@@ -13,7 +13,7 @@ from supervisor.xmlrpc import Faults, RPCError
 
 from coffee_team.queue.content import MAX_CONTENT_DEPTH
 from coffee_team.queue.db import is_busy
-from coffee_team.schema import describe as short
+from coffee_team.team.fields import describe as short
 
 MAX_LIMIT = 1000
 MAX_DAYS = 3650

@@ -1,4 +1,4 @@
-"""The team file (``data/team.yaml``) → frozen dataclasses (``teamspec``), with strict,
+"""The team file (``data/team.yaml``) → frozen dataclasses (``spec``), with strict,
 friendly validation.
 
 Every error a user can make here becomes one ``TeamError`` line naming the file, the key path
@@ -14,12 +14,12 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from .errors import TeamError
-from .liveness import MIN_LEASE_SECONDS
-from .schema import (AGENT_FIELDS, AGENT_NAME, HOST_FIELDS, HTTP_FIELDS, NOTIFY_FIELDS,
+from ..errors import TeamError
+from ..liveness import MIN_LEASE_SECONDS
+from .fields import (AGENT_FIELDS, AGENT_NAME, HOST_FIELDS, HTTP_FIELDS, NOTIFY_FIELDS,
                      RETRY_FIELDS, TEAM_FIELDS, Invalid, describe)
-from .taskstate import RetryPolicy
-from .teamspec import (WEB_PROGRAM, AgentSpec, HostSpec, HttpSettings, NotifyTarget,  # noqa: F401
+from ..taskstate import RetryPolicy
+from .spec import (WEB_PROGRAM, AgentSpec, HostSpec, HttpSettings, NotifyTarget,  # noqa: F401
                        Team, TeamSettings, check_http)
 
 
@@ -166,7 +166,7 @@ _EXTRAS = (*_NESTED, "rate_limit")
 
 def _nested(doc: Any, key: str, where: str, source: str) -> Any:
     """``llm:``, ``budget:`` or ``workspace:`` checked field by field, then as a whole."""
-    from .llm import spec
+    from . import llm as spec
     schema, build = {"llm": (spec.LLM_FIELDS, spec.build_llm),
                      "budget": (spec.BUDGET_FIELDS, spec.build_budget),
                      "workspace": (spec.WORKSPACE_FIELDS, spec.build_workspace)}[key]
@@ -183,7 +183,7 @@ def _agent_extras(agent_doc: dict, where: str, source: str) -> dict[str, Any]:
     extras = {key: _nested(agent_doc.pop(key), key, f"{where}.{key}", source)
               for key in _NESTED if key in agent_doc}
     if "rate_limit" in agent_doc:
-        from .llm.spec import regex_field
+        from .llm import regex_field
         extras["rate_limit"] = _fields({"rate_limit": agent_doc.pop("rate_limit")},
                                        {"rate_limit": regex_field}, where, source)["rate_limit"]
     orphan = next((k for k in ("budget", "workspace", "rate_limit") if k in extras), None)

@@ -19,13 +19,14 @@ import signal
 import time
 from typing import Any, Callable, Optional
 
-from . import retry
-from .retry import DB_RETRY_MAX
-from .errors import describe_error
-from .heartbeat import write_heartbeat
-from .liveness import STANDBY, STOPPED, due
-from .output import log
-from .singleton import Holder, ParentWatch
+from .. import retry
+from ..retry import DB_RETRY_MAX
+from ..errors import describe_error
+from ..heartbeat import write_heartbeat
+from ..liveness import STANDBY, STOPPED, due
+from ..output import log
+from ..parentwatch import ParentWatch
+from .locks import Holder
 
 STANDBY_POLL = 1.0   # seconds between asks for the lock: the fail-over time, about
 
@@ -129,7 +130,7 @@ class Standby:
 
     @staticmethod
     def _db_errors() -> tuple[type[BaseException], ...]:
-        from .queue.db import database_errors
+        from ..queue.db import database_errors
         return database_errors()
 
 

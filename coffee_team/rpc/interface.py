@@ -3,7 +3,7 @@
 Registered by the generated config::
 
     [rpcinterface:coffee]
-    supervisor.rpcinterface_factory=coffee_team.rpcinterface:make_coffee_rpcinterface
+    supervisor.rpcinterface_factory=coffee_team.rpc.interface:make_coffee_rpcinterface
     team=%(here)s/../data/team.yaml
 
 Every method runs inside supervisord's single-threaded select loop, so none may block. The
@@ -37,14 +37,14 @@ from supervisor.xmlrpc import Faults, RPCError
 from coffee_team import events as kinds
 from coffee_team.errors import UnknownAgentError
 from coffee_team.heartbeat import HeartbeatFiles
-from coffee_team.rpccosts import CostsRPC
-from coffee_team.rpcjournal import JournalRPC
-from coffee_team.rpcqueue import RpcQueue, one_line
-from coffee_team.rpcsignals import wake_on_signals
-from coffee_team.rpctasks import TaskControlRPC, task_struct
-from coffee_team.rpcvalues import check_limit, expected_fault, kind_of, short
-from coffee_team.rpcvalues import rpc_method as _rpc
-from coffee_team.watchdog import policy
+from coffee_team.rpc.costs import CostsRPC
+from coffee_team.rpc.journal import JournalRPC
+from coffee_team.rpc.queue import RpcQueue, one_line
+from coffee_team.rpc.signals import wake_on_signals
+from coffee_team.rpc.tasks import TaskControlRPC, task_struct
+from coffee_team.rpc.values import check_limit, expected_fault, kind_of, short
+from coffee_team.rpc.values import rpc_method as _rpc
+from coffee_team import restarts
 
 API_VERSION = "1.0"
 
@@ -351,8 +351,8 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC, JournalRPC, CostsRPC):
         name = self._agent(name)
         process = self._process(name)
         queue = self._queue_()
-        state = policy.RestartState.from_dict(queue.restart_state(name))
-        queue.save_restart_state(name, **policy.on_cleared(state).to_dict())
+        state = restarts.RestartState.from_dict(queue.restart_state(name))
+        queue.save_restart_state(name, **restarts.on_cleared(state).to_dict())
         queue.record_event(name, kinds.MANUAL_RESTART, source="xmlrpc",
                            from_state=_state_name(process.get_state()))
         if process.get_state() in RUNNING_STATES:

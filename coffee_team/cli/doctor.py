@@ -5,9 +5,9 @@ import os
 import subprocess
 from typing import Callable
 
-from . import client, layout
-from .errors import TeamError
-from .team import Team, load_team
+from .. import client, layout
+from ..errors import TeamError
+from ..team import Team, load_team
 
 Check = tuple[bool, str, str]
 
@@ -24,7 +24,7 @@ def _check_dirs(team: Team) -> Check:
 
 
 def _check_database(team: Team) -> Check:
-    from .queue import MessageQueue
+    from ..queue import MessageQueue
     stale = _stale_in_running_team(team)
     if stale:
         return False, "database", f"{stale}; restart the team (`coffee-team stop`, `start`)"
@@ -41,7 +41,7 @@ def _stale_in_running_team(team: Team) -> str | None:
     replaced (a new file at the path would be one nobody of the team reads)?"""
     import psutil
 
-    from .queue.files import database_file_problem
+    from ..queue.files import database_file_problem
     try:
         supervisord = psutil.Process(int((team.run_dir / "supervisord.pid").read_text()))
         processes = [supervisord] + supervisord.children(recursive=True)
@@ -55,7 +55,7 @@ def _stale_in_running_team(team: Team) -> str | None:
 
 
 def _check_disk(team: Team) -> Check:
-    from . import diskspace
+    from .. import diskspace
     full = diskspace.problems(team)
     if full:
         return False, "disk space", "; ".join(full)
@@ -65,7 +65,7 @@ def _check_disk(team: Team) -> Check:
 def _check_config(team: Team) -> Check:
     try:
         layout.check_project_path(team)
-        from .notify import check_targets
+        from ..notify import check_targets
         check_targets(team)
     except TeamError as exc:
         return False, "generated config", str(exc)
@@ -98,7 +98,7 @@ def _check_branch(team: Team) -> Check:
 def _check_workspaces(team: Team) -> list[Check]:
     """Role files and workspaces of the llm agents; each worktree on its branch, clean or
     what is dirty."""
-    from .workspace import Workspace, team_problems
+    from ..llm.workspace import Workspace, team_problems
     checks: list[Check] = [(False, "llm agents", problem) for problem in team_problems(team)]
     for spec in team.agents:
         workspace = Workspace.of(team, spec) if spec.llm is not None else None

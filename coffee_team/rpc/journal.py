@@ -11,7 +11,7 @@ from typing import Any
 from supervisor.xmlrpc import Faults, RPCError
 
 from coffee_team import events as kinds
-from coffee_team.rpcvalues import MAX_LIMIT, check_days, check_id, check_limit, rpc_method
+from coffee_team.rpc.values import MAX_LIMIT, check_days, check_id, check_limit, rpc_method
 
 
 class JournalRPC:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import handlers, otel
-from .errors import HandlerError, QueueError, UnstorableResult
-from .handlers import Deferred, HandlerContext, Interrupted
-from .liveness import IDLE, STOPPING
-from .output import log
+from .. import handlers, otel
+from ..errors import HandlerError, QueueError, UnstorableResult
+from ..handlers import Deferred, HandlerContext, Interrupted
+from ..liveness import IDLE, STOPPING
+from ..output import log
 
 
 def task_dict(task: Any) -> dict[str, Any]:

@@ -18,21 +18,22 @@ import sys
 import threading
 import time
 
-from . import events as kinds
-from . import handlers, retry
-from .retry import DB_RETRY_MAX
-from .errors import (AgentAlreadyRunningError, DatabaseUnavailable, HandlerError, TeamError,
+from .. import events as kinds
+from .. import handlers, retry
+from ..retry import DB_RETRY_MAX
+from ..errors import (AgentAlreadyRunningError, DatabaseUnavailable, HandlerError, TeamError,
                      describe_error)
 from .execution import TaskExecution
-from .handlers import Interrupted
-from .heartbeat import announce_ready, write_heartbeat
-from .layout import ensure_data_dirs
-from .liveness import IDLE, STOPPED, STOPPING, WORKING
-from .output import log
+from ..handlers import Interrupted
+from ..heartbeat import announce_ready, write_heartbeat
+from ..layout import ensure_data_dirs
+from ..liveness import IDLE, STOPPED, STOPPING, WORKING
+from ..output import log
 from .pulse import Activity, Pulse
-from .singleton import AgentLock, ParentWatch, PgAgentLock, die_with_parent
+from ..parentwatch import ParentWatch, die_with_parent
+from .locks import AgentLock, PgAgentLock
 from .standby import Standby, StandbyEnded
-from .team import AgentSpec, Team
+from ..team import AgentSpec, Team
 
 IDLE_WAIT_CAP = 1.0  # seconds; bounds how late a dead parent is noticed without PDEATHSIG
 FILE_CHECK_EVERY = 1.0  # seconds between checks that the database file is still the one open
@@ -41,11 +42,11 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 def make_runner(team: Team, spec: AgentSpec):
     if spec.llm is not None:
-        from .llm.runner import LlmRunner
+        from ..llm.runner import LlmRunner
         return LlmRunner(team, spec)
     if spec.command:
         return handlers.CommandRunner(spec.command, cwd=str(team.root))
-    ref = spec.handler or "coffee_team.demo:handle"
+    ref = spec.handler or "coffee_team.agent.demo:handle"
     return handlers.CallableRunner(handlers.load_callable(ref))
 
 
@@ -73,7 +74,7 @@ class Agent(TaskExecution):
         # when the kernel will signal it instead.
         self.wait_cap: float | None = IDLE_WAIT_CAP if self.supervised else None
         self.pulse: Pulse | None = None  # run() starts it
-        from .queue.db import database_errors  # not at import: main() may block psycopg2 first
+        from ..queue.db import database_errors  # not at import: main() may block psycopg2 first
         self.db_errors = database_errors()
         self.in_database = False
         self.trouble: set[str] = set()  # what is failing now, so each episode is logged once
@@ -311,7 +312,7 @@ def agent_lock(team: Team, name: str):
 def _take_patiently(lock: PgAgentLock, name: str):
     """lock.take(), retried while the database is briefly down: that must not turn into a
     FATAL program."""
-    from .queue.db import database_errors
+    from ..queue.db import database_errors
     for delay in retry.delays(0.1, DB_RETRY_MAX):
         try:
             return lock.take()
@@ -322,7 +323,7 @@ def _take_patiently(lock: PgAgentLock, name: str):
 
 def run_agent(team: Team, name: str) -> int:
     """Entry point of ``coffee-team agent run``: lock, open the queue, loop, clean up."""
-    from .queue import MessageQueue
+    from ..queue import MessageQueue
 
     spec = team.agent(name)
     signalled = bool(os.environ.get("SUPERVISOR_ENABLED")) and die_with_parent(signal.SIGTERM)
@@ -363,7 +364,7 @@ def main(team_path: str, name: str) -> int:
     User errors are one line on stderr: exit 2 for a bad team file or name, 1 if the agent
     already runs.
     """
-    from .team import load_team
+    from ..team import load_team
     try:
         team = load_team(team_path)
         team.agent(name)

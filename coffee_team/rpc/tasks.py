@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from coffee_team.rpcvalues import check_id, rpc_method
+from coffee_team.rpc.values import check_id, rpc_method
 
 
 def task_struct(task: dict) -> dict:

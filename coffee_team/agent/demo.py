@@ -10,7 +10,7 @@ import itertools
 import time
 from typing import Any
 
-from .handlers import HandlerContext
+from ..handlers import HandlerContext
 
 _counter = itertools.count(1)
 

@@ -21,10 +21,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from . import client, confgen
-from . import events as kinds
-from .team import Team
-from .watchdog import policy
+from .. import client, confgen
+from .. import events as kinds
+from ..team import Team
+from .. import restarts
 
 REMOVED_REASON = "agent removed from the team"
 WATCHDOG = "watchdog"
@@ -106,11 +106,11 @@ def open_work(queue: Any, names: tuple[str, ...]) -> dict[str, dict[str, int]]:
     return work
 
 
-def reset_restarts(queue: Any, names, rule: Callable[[policy.RestartState], policy.RestartState]
+def reset_restarts(queue: Any, names, rule: Callable[[restarts.RestartState], restarts.RestartState]
                    ) -> None:
-    """Apply a person's decision (``policy.on_cleared``/``on_stop_requested``) to each agent."""
+    """Apply a person's decision (``restarts.on_cleared``/``on_stop_requested``) to each agent."""
     for name in names:
-        state = policy.RestartState.from_dict(queue.restart_state(name))
+        state = restarts.RestartState.from_dict(queue.restart_state(name))
         queue.save_restart_state(name, **rule(state).to_dict())
 
 
@@ -133,8 +133,8 @@ class Applier:
         marker = self.queue.record_event(None, kinds.TEAM_APPLIED, added=list(p.added),
                                          removed=list(p.removed), changed=list(p.changed))
         self.reload_watchers(marker)
-        reset_restarts(self.queue, (*p.added, *p.changed), policy.on_cleared)
-        for group in policy.launch_groups({n: self.team.agent(n).priority for n in p.added}):
+        reset_restarts(self.queue, (*p.added, *p.changed), restarts.on_cleared)
+        for group in restarts.launch_groups({n: self.team.agent(n).priority for n in p.added}):
             for name in group:
                 self.add_group(name)
             self.start(group)
@@ -155,7 +155,7 @@ class Applier:
             self.rpc("supervisor.stopProcess", name, True)  # waits for the graceful stop
 
     def remove(self, name: str) -> None:
-        reset_restarts(self.queue, (name,), policy.on_stop_requested)
+        reset_restarts(self.queue, (name,), restarts.on_stop_requested)
         if self.known(name):
             self.stop(name)
             self.rpc("supervisor.removeProcessGroup", name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from coffee_team.queue.usage import COST_GROUPS
-from coffee_team.rpcvalues import check_days, rpc_method
+from coffee_team.rpc.values import check_days, rpc_method
 
 
 class CostsRPC:
