@@ -83,7 +83,7 @@ def test_a_give_up_is_delivered_once_to_each_target_across_a_failure_and_a_kill_
     assert "pager unreachable" in shown
 
     os.kill(project.supervisord_pid(), signal.SIGKILL)
-    watchdog = [p for p in project.processes() if "watchdog" in " ".join(p.cmdline())]
+    watchdog = [p for p in project.processes() if "watchdog" in " ".join(p.info["cmdline"] or [])]
     psutil.wait_procs(watchdog, timeout=10)  # it exits when supervisord's pipe closes
     (project.root / "data" / "run" / "supervisor.sock").unlink(missing_ok=True)
     boot_supervisord(project)
