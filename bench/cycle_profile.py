@@ -74,7 +74,7 @@ def _cycles(q, kind: str, n: int) -> None:
 
 def _open(url: str, backend: str, tmp: str, cursor_factory=None):
     from coffee_team.queue import MessageQueue
-    from coffee_team.queue.db import open_database
+    from coffee_team.queue.factory import open_database
     db = open_database(url)
     if cursor_factory is not None:
         db.connect_params["cursor_factory"] = cursor_factory

@@ -347,7 +347,7 @@ class ControlContract:
 
     # -- schema -------------------------------------------------------------------
     def test_a_version_1_database_is_upgraded_in_place(self):
-        from coffee_team.queue.db import is_postgres, open_database
+        from coffee_team.queue.factory import is_postgres, open_database
         db = open_database(self.url)
         pg = is_postgres(db)
         kinds = {"pk": "SERIAL PRIMARY KEY" if pg else "INTEGER NOT NULL PRIMARY KEY",
@@ -387,7 +387,7 @@ class ControlContract:
         assert upgraded.claim("alice")[0].traceparent.startswith("00-111")
 
     def test_a_restart_state_without_host_goes_to_the_upgrading_host(self):
-        from coffee_team.queue.db import is_postgres
+        from coffee_team.queue.factory import is_postgres
         q = self.make_queue()
         pg = is_postgres(q.db)
         kinds = {"dbl": "DOUBLE PRECISION" if pg else "REAL", "bool": "BOOLEAN" if pg else "INTEGER",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from coffee_team.errors import UnstorableResult
-from coffee_team.queue.db import is_postgres
+from coffee_team.queue.factory import is_postgres
 from coffee_team.queue.tables import SCHEMA_VERSION
 from tests.queue_contract import deep_json
 

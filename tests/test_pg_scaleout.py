@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from coffee_team.errors import DatabaseUrlError, QueueError, TeamError
-from coffee_team.queue.db import open_database
+from coffee_team.queue.factory import open_database
 from coffee_team.cli.hosts import parse_hosts_option
 from coffee_team.team import parse_team
 from tests.harness import BIN, boot_supervisord, shutdown_supervisord, temporary_project, wait_until

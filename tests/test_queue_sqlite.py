@@ -5,7 +5,7 @@ import tempfile
 
 import pytest
 
-from coffee_team.queue.db import open_database
+from coffee_team.queue.factory import open_database
 from tests.queue_contract import QueueContract
 from tests.queue_control_contract import ControlContract
 from tests.queue_fused_contract import FusedContract
@@ -121,7 +121,8 @@ def test_a_schema_upgrade_that_finds_the_file_busy_raises_sqlite3s_error(tmp_pat
     upgrade's ORM raises) would crash it instead, since the agent never loads peewee."""
     import sqlite3
 
-    from coffee_team.queue.db import is_busy, open_database
+    from coffee_team.queue.db import is_busy
+    from coffee_team.queue.factory import open_database
     from coffee_team.queue.migrate import migrate
     path = str(tmp_path / "busy.db")
     db = open_database(path, busy_timeout_ms=0)

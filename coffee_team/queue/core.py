@@ -21,19 +21,18 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-from coffee_team.queue.db import backend_for, is_postgres, open_database, pg_connect
 from coffee_team.queue.content import read_stored, too_deep_message
 from coffee_team.queue.completion import CompletionMixin
 from coffee_team.queue.control import ControlMixin
 from coffee_team.queue.delivery import DeliveryMixin
 from coffee_team.queue.enqueue import EnqueueMixin
-from coffee_team.queue.files import StaleFile, database_file_problem
+from coffee_team.queue.factory import backend_for, open_database
+from coffee_team.queue.files import StaleFile
 from coffee_team.queue.journal import JournalMixin
-from coffee_team.queue.locks import agent_lock_key
 from coffee_team.queue.migrate import migrate
 from coffee_team.queue.reporting import ReportingMixin
 from coffee_team.queue.usage import UsageMixin
-from coffee_team.queue.wake import PgWake, WakeSockets, drain
+from coffee_team.queue.wake import drain
 from coffee_team import retry
 from coffee_team.taskstate import RetryPolicy
 
@@ -95,18 +94,10 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         self.retry = dict(retry or {})  # recipient -> RetryPolicy; none means no retries
         self.escalate_after = escalate_after
         self.jitter = jitter  # 0..1 per backoff; tests inject a constant
-        if is_postgres(self.db):  # LISTEN/NOTIFY reaches every host; wake_dir is not needed
-            self._wake = PgWake(lambda: pg_connect(self.db),
-                                WakeSockets(wake_dir) if wake_dir else None)
-            self._tx_wake = PgWake.notify_in_transaction
-        else:
-            self._wake = WakeSockets(wake_dir) if wake_dir else None
-            self._tx_wake = None
+        # After commit, and inside a write transaction (PostgreSQL's NOTIFY): backend.wake()
+        self._wake, self._tx_wake = self.backend.wake(wake_dir)
         self._sql = self.backend.prepared  # the sql module's statements, translated once
-        # PostgreSQL claims straight away (row locks, SKIP LOCKED) and folds statements
-        # together; SQLite reads first so an idle claim takes no database-wide write lock.
-        self._folded = is_postgres(self.db)
-        self._schema: Optional[str] = None  # PostgreSQL's current_schema(), for lock keys
+        self._folded = self.backend.folded  # read on every call: an attribute of our own
 
     @classmethod
     def from_team(cls, team, **overrides) -> "MessageQueue":
@@ -132,7 +123,7 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
 
     def file_problem(self) -> Optional[StaleFile]:
         """Is this process still on the SQLite file at the database path? (files.py)"""
-        return None if is_postgres(self.db) else database_file_problem(self.db.database)
+        return self.backend.file_problem()
 
     def follow_file(self) -> Optional[StaleFile]:
         """Stay on the file at the database path: a replacement is reopened at once. Returns
@@ -246,7 +237,7 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         """
         now = self.clock()
         with self.backend.write_transaction():
-            if unless_running and self._instance_running(agent):
+            if unless_running and self.backend.instance_running(agent):
                 return 0
             self.backend.run(self._sql.FAIL_HELD, (now, agent, self.max_attempts))
             requeued = self.backend.run(self._sql.REQUEUE_HELD, (agent,)).fetchall()
@@ -260,17 +251,6 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         if requeued and self._wake:
             self._wake.notify(counts)
         return len(requeued)
-
-    def _instance_running(self, agent: str) -> bool:
-        """Inside a write transaction: does an instance of ``agent`` hold its advisory lock?
-        SQLite serves one host, where no instance starts before its predecessor is reaped."""
-        if not is_postgres(self.db):
-            return False
-        if self._schema is None:
-            (self._schema,) = self.backend.run(self._sql.PG_CURRENT_SCHEMA).fetchone()
-        key = agent_lock_key(self._schema or "", agent)
-        (free,) = self.backend.run(self._sql.PG_TRY_ADVISORY_XACT_LOCK, (key,)).fetchone()
-        return not free
 
     def has_work(self, agent: str) -> bool:
         """Due pending tasks, or held ones whose lease expired, for an agent not paused."""

@@ -1,178 +1,21 @@
-"""Open the coffee-team database and keep every SQL-dialect difference here.
+"""The base of the queue's database layer: ``SqlBackend``, the tiny interface (huey style)
+through which one MessageQueue runs on SQLite and PostgreSQL alike, and the database errors
+every caller classifies.
 
-``open_database()`` turns a URL or path into a configured database: ``sqlite_db`` on SQLite
-(no ORM), peewee on PostgreSQL (``migrate.py`` creates and upgrades the schema);
-``backend_for()`` wraps a database in the tiny interface the queue needs (huey style), so
-SQLite and PostgreSQL share one MessageQueue implementation and one test-suite.  The
-statements themselves are named in ``sql``; the backends only translate them.
+``factory.open_database()`` turns a URL or path into a configured database and
+``factory.backend_for()`` wraps it in its backend: ``sqlite_db.SqliteBackend`` or
+``pg_backend.PostgresBackend``, each of which holds its dialect's differences. The statements
+themselves are named in ``sql``; the backends only translate them.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import sqlite3
 import sys
-import time
 from types import SimpleNamespace
-from typing import Any, Optional, Sequence
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any, Callable, ContextManager, Optional, Sequence
 
-from coffee_team.errors import DatabaseUnavailable, DatabaseUrlError
+from coffee_team.errors import DatabaseUnavailable
 from coffee_team.queue import sql
-from coffee_team.queue.sqlite_db import SqliteDatabase
-from coffee_team.dburl import is_postgres_url
-
-DEFAULT_BUSY_TIMEOUT_MS = 5000
-DEFAULT_CACHE_SIZE_KIB = 16 * 1024
-
-
-
-def open_database(
-    url_or_path: str,
-    *,
-    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
-    cache_size_kib: int = DEFAULT_CACHE_SIZE_KIB,
-    bounded: bool = False,
-) -> Any:
-    """Return an (unconnected) database for a URL or a file path.
-
-    ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a bare path give
-    a sqlite_db.SqliteDatabase in WAL mode; ``postgresql://user@host:port/db?opt=v``
-    gives a peewee PostgresqlDatabase (query options are passed to psycopg2).
-
-    ``bounded``: for code that must never block (the rpcinterface inside supervisord). SQLite
-    is bounded by ``busy_timeout_ms`` anyway; on PostgreSQL it also becomes the statement and
-    lock timeout, with a short connect timeout and TCP keepalives (see ``bounded_pg_params``).
-    """
-    text = str(url_or_path)
-    if is_postgres_url(text):
-        db = _open_postgres(text)
-        if bounded:
-            db.connect_params.update(bounded_pg_params(db.connect_params, busy_timeout_ms))
-        return db
-    if text.startswith("sqlite:"):
-        if not text.startswith("sqlite:///"):
-            raise DatabaseUrlError(
-                f"bad SQLite URL {text!r}; use sqlite:///relative.db or sqlite:////abs.db"
-            )
-        text = unquote(text[len("sqlite:///"):])
-    elif "://" in text:
-        raise DatabaseUrlError(
-            f"unsupported database URL {text!r}; use sqlite:///path or postgresql://..."
-        )
-    if not text:
-        raise DatabaseUrlError("empty database path")
-    return _open_sqlite(text, busy_timeout_ms, cache_size_kib)
-
-
-def _open_sqlite(path: str, busy_timeout_ms: int, cache_size_kib: int) -> SqliteDatabase:
-    if path != ":memory:":
-        path = os.path.abspath(os.path.expanduser(path))
-        _prepare_private_file(path)
-        _ensure_wal(path, busy_timeout_ms / 1000.0)
-    pragmas = [
-        ("busy_timeout", int(busy_timeout_ms)),
-        ("synchronous", "normal"),  # WAL + NORMAL: durable across app crashes
-        ("foreign_keys", 1),
-        ("cache_size", -int(cache_size_kib)),
-    ]
-    return SqliteDatabase(path, pragmas, timeout=busy_timeout_ms / 1000.0)
-
-
-def _prepare_private_file(path: str) -> None:
-    """Create parent dirs 0700 and the db file 0600 (WAL/SHM inherit it).
-
-    An existing file is never opened here: closing any descriptor of a file drops every POSIX
-    lock the process holds on it, so a second queue opened in a process that already has one
-    (the watchdog's delivery thread) would strip the first connection's locks, and another
-    process could then delete the WAL from under it.  A -wal/-shm pair next to a database file
-    that had to be created belongs to a deleted file (still open in running processes): a new
-    file must not share it, so it is unlinked.
-    """
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        os.makedirs(parent, mode=0o700, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        if os.stat(path).st_uid == os.getuid():
-            os.chmod(path, 0o600)
-    else:
-        for leftover in (path + "-wal", path + "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
-
-
-def _ensure_wal(path: str, timeout: float) -> None:
-    """Switch the file to WAL once; the mode persists in the file.
-
-    The switch needs an exclusive lock and SQLite reports SQLITE_BUSY at
-    once, without its busy handler, when several processes open a new
-    database together -- so retry here instead of on every connection.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            conn = sqlite3.connect(path, timeout=timeout)
-            try:
-                if conn.execute(sql.SQLITE_JOURNAL_MODE).fetchone()[0] != "wal":
-                    conn.execute(sql.SQLITE_USE_WAL)
-                return
-            finally:
-                conn.close()
-        except sqlite3.OperationalError as exc:
-            if not is_busy(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def _open_postgres(url: str):
-    import peewee
-    parts = urlsplit(url)
-    dbname = unquote(parts.path.lstrip("/"))
-    if not dbname:
-        raise DatabaseUrlError(f"PostgreSQL URL {url!r} names no database")
-    params: dict[str, Any] = dict(parse_qsl(parts.query))
-    if parts.username:
-        params["user"] = unquote(parts.username)
-    if parts.password:
-        params["password"] = unquote(parts.password)
-    if parts.hostname:
-        params["host"] = parts.hostname
-    if parts.port:
-        params["port"] = parts.port
-    return peewee.PostgresqlDatabase(dbname, **params)
-
-
-# libpq rounds connect_timeout below 2 s up to 2 s; keepalives and tcp_user_timeout notice a
-# half-open connection (a host gone without FIN or RST) within about 3 s instead of ~2 hours.
-BOUNDED_CONNECT_SECONDS = 2
-BOUNDED_KEEPALIVE = dict(keepalives=1, keepalives_idle=1, keepalives_interval=1,
-                         keepalives_count=2)
-
-
-def bounded_pg_params(params: dict[str, Any], wait_ms: int) -> dict[str, Any]:
-    """psycopg2 connect parameters under which no statement waits (for a lock, or runs) longer
-    than ``wait_ms``; the URL's own ``options`` are kept."""
-    timeouts = f"-c statement_timeout={int(wait_ms)} -c lock_timeout={int(wait_ms)}"
-    options = f"{params['options']} {timeouts}" if params.get("options") else timeouts
-    return {"connect_timeout": BOUNDED_CONNECT_SECONDS, "tcp_user_timeout": 3000,
-            **BOUNDED_KEEPALIVE, "options": options}
-
-
-def pg_connect(db, **extra: Any):
-    """A new psycopg2 connection to ``db`` outside peewee (LISTEN, advisory locks)."""
-    import psycopg2
-    return psycopg2.connect(dbname=db.database, **{**db.connect_params, **extra})
-
-
-def keep_when_idle(conn) -> None:
-    """Exempt an autocommit session that is idle by design (LISTEN, advisory locks) from the
-    server's ``idle_session_timeout``, which would end it (and drop its locks) every few
-    seconds. Servers before PostgreSQL 14 have no such timeout, and refuse the setting."""
-    import psycopg2
-    with contextlib.suppress(psycopg2.ProgrammingError, psycopg2.DataError):
-        conn.cursor().execute(sql.PG_NO_IDLE_SESSION_TIMEOUT)
 
 
 def database_errors() -> tuple[type[BaseException], ...]:
@@ -220,15 +63,19 @@ def is_busy(exc: BaseException) -> bool:
     return False
 
 
-def is_postgres(db) -> bool:
-    peewee = sys.modules.get("peewee")  # not imported: no PostgreSQL database exists
-    return peewee is not None and isinstance(db, peewee.PostgresqlDatabase)
-
-
 class SqlBackend:
-    """Runs the statements of ``sql`` (written with ``?`` placeholders) in one dialect."""
+    """Runs the statements of ``sql`` (written with ``?`` placeholders) in one dialect, and
+    answers every question whose answer depends on the dialect (as huey's storage classes
+    do): the queue and migrate.py ask their backend instead of testing which database they
+    are on. ``sqlite_db.SqliteBackend`` and ``pg_backend.PostgresBackend`` are the two."""
 
     _claim_lock = ""  # what sql.CLAIM's {lock} becomes
+    # PostgreSQL claims straight away (row locks, SKIP LOCKED) and folds statements together
+    # (sql.PG_*); SQLite reads first, so an idle claim takes no database-wide write lock.
+    folded = False
+    # Schema 3's triggers and schema 8's metrics index statement (sql_schema), per dialect.
+    task_count_triggers: tuple[str, ...] = ()
+    metrics_index_v8 = ""
 
     def __init__(self, db):
         self.db = db
@@ -286,40 +133,43 @@ class SqlBackend:
         if not self.db.is_closed():
             self.db.close()
 
+    # -- the dialect's answers (each subclass gives its own) ------------------------------
+    def wake(self, wake_dir: Optional[str]) -> tuple[Any, Optional[Callable]]:
+        """The queue's wake-ups: (what wakes waiters after a commit and gives a waiter its
+        listener, or None: waiters poll; what a write transaction calls with (backend,
+        recipients) to wake them at its commit, or None)."""
+        raise NotImplementedError
 
-class SqliteBackend(SqlBackend):
-    """Runs on a sqlite_db.SqliteDatabase, or on the peewee one migrate.py uses: both give
-    this thread's sqlite3 connection and ``atomic()``; errors are sqlite3's own."""
+    def instance_running(self, agent: str) -> bool:
+        """Inside a write transaction: does a running instance of ``agent`` hold its lock?"""
+        raise NotImplementedError
 
-    def run(self, prepared: str, params: Sequence[Any] = ()):
-        return self.db.connection().execute(prepared, params)
+    def file_problem(self):
+        """Is this process still on the database file at its path? (files.StaleFile or None)"""
+        raise NotImplementedError
 
-    def insert_tasks(self, params: Sequence[Any], count: int) -> list[int]:
-        insert = self._insert_statement(count, returning_ids=False)
-        if count == 1:
-            return [self.run(insert, params).lastrowid]
-        # Under the write lock, rowids of a table without AUTOINCREMENT are
-        # MAX(rowid) + 1, + 2, ... (SQLite goes random only past 2**63 - 1), so
-        # one index seek replaces RETURNING, ~20% of a bulk insert's cost.
-        top = self.run(self.prepared.SQLITE_LAST_TASK_ROWID).fetchone()[0] or 0
-        if top + count >= _MAX_ROWID:  # pragma: no cover - 9.2e18 tasks later
-            return super().insert_tasks(params, count)
-        last = self.run(insert, params).lastrowid
-        if last != top + count:  # pragma: no cover - would be an SQLite change
-            raise sqlite3.DatabaseError(f"tasks ids not contiguous: {top} + {count} != {last}")
-        return list(range(top + 1, last + 1))
+    # -- creating and upgrading the schema (migrate.py) -----------------------------------
+    def schema_backend(self) -> ContextManager["SqlBackend"]:
+        """The backend whose ``db`` peewee can create tables through, for one migration."""
+        raise NotImplementedError
 
-    def write_transaction(self):
-        # IMMEDIATE takes the write lock up front: no deadlock-prone upgrade
-        # from a read lock, and busy_timeout governs the wait.
-        return self.db.atomic("IMMEDIATE")
+    def lock_schema(self) -> None:
+        """Inside the migration's write transaction: keep concurrent migrations out."""
+        raise NotImplementedError
 
+    def tasks_v2_before(self) -> None:
+        """Before create_tables: make room for the version-2 tasks table."""
+        raise NotImplementedError
 
-_MAX_ROWID = 2 ** 63 - 1
+    def tasks_v2_after(self) -> None:
+        """After create_tables: the version-1 rows in the version-2 table."""
+        raise NotImplementedError
 
+    def restart_state_v4_before(self, host: str) -> None:
+        """Before create_tables: make room for restart_state keyed by (agent, host)."""
+        raise NotImplementedError
 
-def backend_for(db) -> SqlBackend:
-    if is_postgres(db):
-        from coffee_team.queue.pg_backend import PostgresBackend  # builds on SqlBackend
-        return PostgresBackend(db)
-    return SqliteBackend(db)
+    def restart_state_v4_after(self, host: str) -> None:
+        """After create_tables: the older rows, now ``host``'s."""
+        raise NotImplementedError
+

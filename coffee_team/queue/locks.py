@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple, Optional
 
-from coffee_team.queue import sql
-from coffee_team.queue.db import keep_when_idle, open_database, pg_connect
-from coffee_team.queue.wake import pg_poll, readable_now
+from coffee_team.queue import sql, sql_session
+from coffee_team.queue.pg_session import (keep_when_idle, open_postgres, pg_connect, pg_poll,
+                                          placeholders, readable_now)
 
 # TCP keepalives: a silently lost network (no FIN, no RST) breaks the session within ~20 s,
 # so the keeper notices a lock that PostgreSQL may have dropped.
@@ -25,7 +25,8 @@ SERVER_KEEPALIVE = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=3" \
 
 def agent_lock_key(schema: str, name: str) -> int:
     """The stable signed 64-bit advisory-lock key of agent ``name`` in ``schema``: held by
-    the agent's running instance (singleton.PgAgentLock), tried by a reaper's requeue."""
+    the agent's running instance (agent.locks.PgAgentLock), tried by a reaper's requeue
+    (pg_backend.PostgresBackend.instance_running)."""
     import hashlib  # PostgreSQL only: OpenSSL is megabytes an agent on SQLite does without
     digest = hashlib.blake2b(f"coffee-team:agent:{schema}:{name}".encode(),
                              digest_size=8).digest()
@@ -47,10 +48,9 @@ class AdvisoryLockSession:
     server sends something, e.g. the notice that it terminated the session."""
 
     def __init__(self, url: str, application_name: str):
-        from coffee_team.queue.pg_backend import PostgresBackend  # PostgreSQL's placeholders
-        self._try_lock = PostgresBackend.sql(sql.PG_TRY_ADVISORY_LOCK)
-        self._holder = PostgresBackend.sql(sql.PG_ADVISORY_LOCK_HOLDER)
-        db = open_database(url)
+        self._try_lock = placeholders(sql_session.PG_TRY_ADVISORY_LOCK)
+        self._holder = placeholders(sql_session.PG_ADVISORY_LOCK_HOLDER)
+        db = open_postgres(url)
         options = f"{db.connect_params.get('options', '')} {SERVER_KEEPALIVE}".strip()
         self.conn = pg_connect(db, application_name=application_name, options=options,
                                **KEEPALIVE)
@@ -92,7 +92,7 @@ class AdvisoryLockSession:
     def close(self) -> None:
         try:
             if self.alive():  # a session the server ended holds nothing to unlock
-                self._fetchone(sql.PG_ADVISORY_UNLOCK_ALL)  # released when close() returns
+                self._fetchone(sql_session.PG_ADVISORY_UNLOCK_ALL)  # released when close() returns
         except Exception:
             pass  # the session is gone already, and its locks with it
         try:

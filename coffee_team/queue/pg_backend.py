@@ -1,4 +1,6 @@
-"""The PostgreSQL backend: reconnects, transactions, and the hot path's prepared statements.
+"""The PostgreSQL backend: reconnects, transactions, the hot path's prepared statements, and
+what the queue and migrations do differently on PostgreSQL (LISTEN/NOTIFY wake-ups, advisory
+locks, schema changes in place).
 
 psycopg2 sends every statement as text, to be parsed and planned again on each call; the
 statements named in ``sql.PG_PREPARED`` are PREPAREd once per connection and EXECUTEd after.
@@ -8,15 +10,20 @@ from __future__ import annotations
 import contextlib
 import re
 import weakref
-from typing import Any, Sequence
+import zlib
+from typing import Any, ContextManager, Optional, Sequence
 
 import peewee
 
-from coffee_team.queue import sql
+from coffee_team.queue import sql, sql_schema
 from coffee_team.queue.db import SqlBackend
-from coffee_team.queue.wake import readable_now
+from coffee_team.queue.locks import agent_lock_key
+from coffee_team.queue.pg_session import pg_connect, placeholders, readable_now
+from coffee_team.queue.wake import PgWake, WakeSockets
 
 _wrap_db_errors = getattr(peewee, "__exception_wrapper__")  # psycopg2 -> peewee errors
+# Arbitrary but stable key for pg_advisory_xact_lock during migrations.
+_PG_MIGRATE_LOCK_KEY = zlib.crc32(b"coffee-team:migrate")
 
 
 class PostgresBackend(SqlBackend):
@@ -33,6 +40,9 @@ class PostgresBackend(SqlBackend):
 
     # Concurrent claimers skip each other's rows instead of queueing up.
     _claim_lock = " FOR UPDATE SKIP LOCKED"
+    folded = True
+    task_count_triggers = sql_schema.PG_TASK_COUNT_TRIGGERS
+    metrics_index_v8 = sql_schema.PG_METRICS_TIMESTAMP_INDEX
 
     def __init__(self, db: peewee.Database):
         super().__init__(db)
@@ -45,10 +55,9 @@ class PostgresBackend(SqlBackend):
         # Per connection, the names PREPAREd on it: a new connection (reconnect) has none.
         self._prepared_on: "weakref.WeakKeyDictionary[Any, set[str]]" = \
             weakref.WeakKeyDictionary()
+        self._schema: Optional[str] = None  # current_schema(), for the agents' lock keys
 
-    @staticmethod
-    def sql(statement: str) -> str:
-        return statement.replace("%", "%%").replace("?", "%s")
+    sql = staticmethod(placeholders)
 
     def run(self, prepared: str, params: Sequence[Any] = ()):
         hot = self._hot.get(prepared)
@@ -105,6 +114,48 @@ class PostgresBackend(SqlBackend):
             conn.close()
         self.db.dispose()  # state reset: the next statement connects afresh
         return True
+
+    def wake(self, wake_dir: Optional[str]) -> tuple[PgWake, Any]:
+        # LISTEN/NOTIFY reaches every host; a wake_dir adds the same-host unix sockets.
+        return (PgWake(lambda: pg_connect(self.db), WakeSockets(wake_dir) if wake_dir else None),
+                PgWake.notify_in_transaction)
+
+    def instance_running(self, agent: str) -> bool:
+        """Tries the agent's advisory key for the transaction: an instance running on any
+        host holds it, and none can take it over until the transaction ends."""
+        if self._schema is None:
+            (self._schema,) = self.run(self.prepared.PG_CURRENT_SCHEMA).fetchone()
+        key = agent_lock_key(self._schema or "", agent)
+        (free,) = self.run(self.prepared.PG_TRY_ADVISORY_XACT_LOCK, (key,)).fetchone()
+        return not free
+
+    def file_problem(self) -> None:
+        return None  # no file
+
+    # -- the schema (migrate.py): peewee is this backend's own database; PostgreSQL changes
+    # columns, constraints and keys in place.
+    def schema_backend(self) -> ContextManager["PostgresBackend"]:
+        return contextlib.nullcontext(self)
+
+    def lock_schema(self) -> None:
+        self.execute(sql_schema.PG_MIGRATE_LOCK, (_PG_MIGRATE_LOCK_KEY,))  # until COMMIT
+
+    def tasks_v2_before(self) -> None:
+        for statement in (sql_schema.PG_V2_ADD_COLUMNS, sql_schema.PG_V2_DROP_CHECK,
+                          sql_schema.PG_V2_ADD_CHECK, sql_schema.V2_DUE_AT_CREATION):
+            self.db.execute_sql(statement)
+
+    def tasks_v2_after(self) -> None:
+        pass  # altered in place
+
+    def restart_state_v4_before(self, host: str) -> None:
+        self.db.execute_sql(sql_schema.PG_V4_ADD_HOST)
+        self.db.execute_sql(self.sql(sql_schema.V4_RESTART_HOST), (host,))
+        self.db.execute_sql(sql_schema.PG_V4_DROP_KEY)
+        self.db.execute_sql(sql_schema.PG_V4_ADD_KEY)
+
+    def restart_state_v4_after(self, host: str) -> None:
+        pass  # altered in place
 
 
 class _PgTransaction:

@@ -4,6 +4,8 @@ All are written once with ``?`` placeholders; ``db.SqlBackend`` translates them 
 dialect (PostgreSQL: ``%s``) and adds ``{lock}`` where only PostgreSQL has a clause.  The
 backend prepares every UPPER_CASE statement here once into ``backend.prepared`` (same names)
 for the hot path; other callers pass these constants to ``backend.execute``/``fetchdicts``.
+A connection's own setup and transactions, and the dedicated PostgreSQL sessions (LISTEN,
+advisory locks), run outside any backend: their statements are in ``sql_session``.
 A few statements depend on their arguments' shape (how many rows, which columns): the
 functions at the end build them.  ``PG_`` statements run on PostgreSQL only, ``SQLITE_``
 statements on SQLite only.
@@ -315,41 +317,13 @@ NOTIFICATION_LEVEL_COUNTS = "SELECT level, COUNT(*) FROM notifications GROUP BY 
 METRICS_AFTER = ("SELECT id, agent, task_type, duration_ms FROM metrics WHERE id > ?"
                  " ORDER BY id LIMIT ?")
 
-# --- SQLite connections (db.py) ---------------------------------------------------------------
+# --- backends (sqlite_db.py, pg_backend.py), PostgreSQL sessions (core.py, locks.py) --------
 
-SQLITE_JOURNAL_MODE = "PRAGMA journal_mode"
-SQLITE_USE_WAL = "PRAGMA journal_mode = wal"
-# IMMEDIATE takes the write lock up front: no deadlock-prone upgrade from a read lock.
-SQLITE_BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
-SQLITE_BEGIN = "BEGIN"
-SQLITE_COMMIT = "COMMIT"
-SQLITE_ROLLBACK = "ROLLBACK"
-# A transaction inside another (sqlite_db.Transaction): savepoints of one name nest.
-SQLITE_SAVEPOINT = "SAVEPOINT coffee_nested"
-SQLITE_RELEASE = "RELEASE coffee_nested"
-SQLITE_ROLLBACK_TO = "ROLLBACK TO coffee_nested"
-SQLITE_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
 SQLITE_LAST_TASK_ROWID = "SELECT MAX(rowid) FROM tasks"
-
-# --- agent locks (locks.py), on a dedicated PostgreSQL session ------------------------------
-
 PG_CURRENT_SCHEMA = "SELECT current_schema()"
-PG_TRY_ADVISORY_LOCK = "SELECT pg_try_advisory_lock(?)"
-# Before a deliberate close: the server drops a closed session's locks only once its backend
-# has exited, a moment after the client is gone; a reaper or standby asking then would wait.
-PG_ADVISORY_UNLOCK_ALL = "SELECT pg_advisory_unlock_all()"
-# The same key for one transaction: a reaper's requeue runs only while no instance runs.
+# The agent's advisory key (locks.py) for one transaction: a reaper's requeue runs only while
+# no instance runs.
 PG_TRY_ADVISORY_XACT_LOCK = "SELECT pg_try_advisory_xact_lock(?)"
-# Sessions idle by design (LISTEN, advisory locks) opt out of a server's idle_session_timeout.
-PG_NO_IDLE_SESSION_TIMEOUT = "SET idle_session_timeout = 0"
-# Who holds a bigint advisory key (PostgreSQL stores it as two 32-bit halves, objsubid 1),
-# in this database: the session's application_name, address and start time.
-PG_ADVISORY_LOCK_HOLDER = (
-    "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l"
-    " JOIN pg_stat_activity a ON a.pid = l.pid"
-    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
-    " AND l.classid::bigint = ? AND l.objid::bigint = ?"
-    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 
 
 # --- statements shaped by their arguments ---------------------------------------------------
@@ -394,20 +368,6 @@ def save_restart_state(fields: Iterable[str], updated: Iterable[str]) -> str:
     return (f"INSERT INTO restart_state (agent, host, {', '.join(names)})"
             f" VALUES (?, ?{', ?' * len(names)})"
             f" ON CONFLICT (agent, host) DO UPDATE SET {updates}")
-
-
-def pragma(name: str, value: object) -> str:
-    """Set an SQLite pragma (names and values come from db.py, never input)."""
-    return f"PRAGMA {name} = {value}"
-
-
-def drop_index(name: str) -> str:
-    return f"DROP INDEX IF EXISTS {name}"
-
-
-def listen(channel: str) -> str:
-    """LISTEN takes no parameter: ``channel`` must be a safe identifier (wake.pg_channel)."""
-    return f'LISTEN "{channel}"'
 
 
 def named() -> dict[str, str]:

@@ -84,3 +84,7 @@ V7_ADD_TRACEPARENT = "ALTER TABLE tasks ADD COLUMN traceparent TEXT"
 # Schema 8: the metrics timestamp index only where it costs no hot-path page (see models.Metric).
 PG_METRICS_TIMESTAMP_INDEX = "CREATE INDEX IF NOT EXISTS metrics_timestamp ON metrics (timestamp)"
 SQLITE_V8_DROP_METRICS_INDEX = "DROP INDEX IF EXISTS metrics_timestamp"
+
+
+def drop_index(name: str) -> str:
+    return f"DROP INDEX IF EXISTS {name}"

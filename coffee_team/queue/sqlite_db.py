@@ -1,4 +1,5 @@
-"""SQLite without an ORM: one connection per thread, its pragmas, and transactions.
+"""SQLite without an ORM: one connection per thread, its pragmas, transactions, and the
+SQLite backend (what the queue and migrations do differently on SQLite).
 
 An agent on SQLite runs only the statements of ``sql``, so it needs nothing above sqlite3:
 peewee (with hashlib/OpenSSL, logging, decimal and uuid) was ~7 MB of an idle agent's memory.
@@ -6,11 +7,18 @@ Peewee comes in only to create or upgrade the schema (``orm()``, used by migrate
 """
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from typing import Any, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
-from coffee_team.queue import sql
+from coffee_team.queue import sql_schema
+from coffee_team.queue.db import SqlBackend
+from coffee_team.queue.files import StaleFile, database_file_problem
+from coffee_team.queue.sql_session import (SQLITE_BEGIN, SQLITE_BEGIN_IMMEDIATE, SQLITE_COMMIT,
+                                           SQLITE_RELEASE, SQLITE_ROLLBACK, SQLITE_ROLLBACK_TO,
+                                           SQLITE_SAVEPOINT, SQLITE_TABLES, pragma)
+from coffee_team.queue.wake import WakeSockets
 
 
 class SqliteDatabase:
@@ -28,7 +36,7 @@ class SqliteDatabase:
         conn = sqlite3.connect(self.database, timeout=self.timeout, isolation_level=None)
         try:
             for name, value in self.pragmas:
-                conn.execute(sql.pragma(name, value))
+                conn.execute(pragma(name, value))
         except BaseException:
             conn.close()
             raise
@@ -57,7 +65,7 @@ class SqliteDatabase:
         return self.connection().execute(statement, params)
 
     def get_tables(self) -> list[str]:
-        return [name for (name,) in self.execute_sql(sql.SQLITE_TABLES).fetchall()]
+        return [name for (name,) in self.execute_sql(SQLITE_TABLES).fetchall()]
 
     def transaction_depth(self) -> int:
         return getattr(self._local, "depth", 0)
@@ -69,8 +77,8 @@ class SqliteDatabase:
         """A transaction, or a savepoint inside one. ``lock_type`` "IMMEDIATE" takes the write
         lock at BEGIN: no deadlock-prone upgrade from a read lock; busy_timeout governs the
         wait."""
-        return Transaction(self, sql.SQLITE_BEGIN_IMMEDIATE if lock_type == "IMMEDIATE"
-                           else sql.SQLITE_BEGIN)
+        return Transaction(self, SQLITE_BEGIN_IMMEDIATE if lock_type == "IMMEDIATE"
+                           else SQLITE_BEGIN)
 
     def orm(self):
         """A peewee database on the same file with the same settings (for migrate.py)."""
@@ -90,7 +98,7 @@ class Transaction:
         self.conn = self.db.connection()
         local = self.db._local
         self.nested = local.depth > 0
-        self.conn.execute(sql.SQLITE_SAVEPOINT if self.nested else self.begin)
+        self.conn.execute(SQLITE_SAVEPOINT if self.nested else self.begin)
         local.depth += 1  # only once BEGIN worked: a busy BEGIN leaves no transaction open
         return self
 
@@ -101,22 +109,103 @@ class Transaction:
             if not conn.in_transaction:  # SQLite rolled back all of it (e.g. SQLITE_FULL):
                 return                   # no savepoint is left, and the error goes on up
             if exc_type is not None:
-                conn.execute(sql.SQLITE_ROLLBACK_TO)
-            conn.execute(sql.SQLITE_RELEASE)
+                conn.execute(SQLITE_ROLLBACK_TO)
+            conn.execute(SQLITE_RELEASE)
             return
         if exc_type is None:
             try:
-                conn.execute(sql.SQLITE_COMMIT)
+                conn.execute(SQLITE_COMMIT)
                 return
             except BaseException:
                 if conn.in_transaction:
-                    conn.execute(sql.SQLITE_ROLLBACK)
+                    conn.execute(SQLITE_ROLLBACK)
                 raise
         # SQLite may have rolled back already (e.g. on SQLITE_FULL): ROLLBACK would then fail.
         if conn.in_transaction:
             try:
-                conn.execute(sql.SQLITE_ROLLBACK)
+                conn.execute(SQLITE_ROLLBACK)
             except BaseException:  # left inside a transaction, every later BEGIN would fail
                 self.db._local.conn = None
                 conn.close()
                 raise
+
+
+class SqliteBackend(SqlBackend):
+    """Runs on a sqlite_db.SqliteDatabase, or on the peewee one migrate.py uses: both give
+    this thread's sqlite3 connection and ``atomic()``; errors are sqlite3's own."""
+
+    def run(self, prepared: str, params: Sequence[Any] = ()):
+        return self.db.connection().execute(prepared, params)
+
+    def insert_tasks(self, params: Sequence[Any], count: int) -> list[int]:
+        insert = self._insert_statement(count, returning_ids=False)
+        if count == 1:
+            return [self.run(insert, params).lastrowid]
+        # Under the write lock, rowids of a table without AUTOINCREMENT are
+        # MAX(rowid) + 1, + 2, ... (SQLite goes random only past 2**63 - 1), so
+        # one index seek replaces RETURNING, ~20% of a bulk insert's cost.
+        top = self.run(self.prepared.SQLITE_LAST_TASK_ROWID).fetchone()[0] or 0
+        if top + count >= _MAX_ROWID:  # pragma: no cover - 9.2e18 tasks later
+            return super().insert_tasks(params, count)
+        last = self.run(insert, params).lastrowid
+        if last != top + count:  # pragma: no cover - would be an SQLite change
+            raise sqlite3.DatabaseError(f"tasks ids not contiguous: {top} + {count} != {last}")
+        return list(range(top + 1, last + 1))
+
+    def write_transaction(self):
+        # IMMEDIATE takes the write lock up front: no deadlock-prone upgrade
+        # from a read lock, and busy_timeout governs the wait.
+        return self.db.atomic("IMMEDIATE")
+
+    def wake(self, wake_dir: Optional[str]) -> tuple[Optional[WakeSockets], None]:
+        # Unix sockets reach this host's waiters, all there are on one file: after commit.
+        return (WakeSockets(wake_dir) if wake_dir else None), None
+
+    def instance_running(self, agent: str) -> bool:
+        # SQLite serves one host, where no instance starts before its predecessor is reaped.
+        return False
+
+    def file_problem(self) -> Optional[StaleFile]:
+        return database_file_problem(self.db.database)
+
+    # -- the schema (migrate.py): peewee on the same file; SQLite cannot alter a CHECK
+    # constraint or a primary key, so those tables are renamed, created anew and copied.
+    @contextlib.contextmanager
+    def schema_backend(self) -> Iterator["SqliteBackend"]:
+        orm = self.db.orm()  # for create_tables
+        try:
+            yield SqliteBackend(orm)
+        except sqlite3.Error:
+            raise
+        except Exception as exc:
+            # peewee's copy of the driver's error (raised while handling it: __context__, or
+            # __cause__ where it chains): the queue raises sqlite3's, which callers catch
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, sqlite3.Error):
+                raise cause from None
+            raise
+        finally:
+            orm.close()
+
+    def lock_schema(self) -> None:
+        pass  # write_transaction()'s BEGIN IMMEDIATE keeps other migrations out already
+
+    task_count_triggers = sql_schema.SQLITE_TASK_COUNT_TRIGGERS
+    metrics_index_v8 = sql_schema.SQLITE_V8_DROP_METRICS_INDEX
+
+    def tasks_v2_before(self) -> None:
+        self.db.execute_sql(sql_schema.SQLITE_V2_RENAME)
+
+    def tasks_v2_after(self) -> None:
+        self.db.execute_sql(sql_schema.SQLITE_V2_COPY)  # ids kept
+        self.db.execute_sql(sql_schema.SQLITE_V2_DROP_OLD)
+
+    def restart_state_v4_before(self, host: str) -> None:
+        self.db.execute_sql(sql_schema.SQLITE_V4_RENAME)
+
+    def restart_state_v4_after(self, host: str) -> None:
+        self.db.execute_sql(sql_schema.SQLITE_V4_COPY, (host,))
+        self.db.execute_sql(sql_schema.SQLITE_V4_DROP_OLD)
+
+
+_MAX_ROWID = 2 ** 63 - 1

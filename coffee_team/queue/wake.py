@@ -15,8 +15,8 @@ import socket
 import threading
 from typing import Any, Iterable, Optional
 
-from coffee_team.queue import sql
-from coffee_team.queue.db import keep_when_idle
+from coffee_team.queue.pg_session import keep_when_idle, pg_poll
+from coffee_team.queue.sql_session import listen
 
 _UNIX_PATH_MAX = 107
 
@@ -152,24 +152,6 @@ def pg_channel(agent: str) -> str:
     return "coffee_wake_" + hashlib.blake2b(agent.encode(), digest_size=10).hexdigest()
 
 
-def readable_now(conn) -> bool:
-    """Has the server sent something on ``conn`` (anything with a fileno())?  poll(), not
-    select(): inside supervisord, with hundreds of programs, a socket's fd can be >= 1024,
-    which select() refuses."""
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN)
-    return bool(poller.poll(0))
-
-
-def pg_poll(conn) -> None:
-    """Read what the server sent.  A terminated session first shows up as a FATAL notice
-    and only the next read raises, so keep reading while the socket stays readable."""
-    for _ in range(4):
-        conn.poll()
-        if not readable_now(conn):
-            return
-
-
 class PgListener:
     """A dedicated autocommit connection that LISTENs on one recipient's channel.
 
@@ -181,7 +163,7 @@ class PgListener:
         self.conn = connect()
         self.conn.autocommit = True
         keep_when_idle(self.conn)
-        self.conn.cursor().execute(sql.listen(pg_channel(agent)))
+        self.conn.cursor().execute(listen(pg_channel(agent)))
 
     def fileno(self) -> int:
         return self.conn.fileno()

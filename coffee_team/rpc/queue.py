@@ -50,7 +50,7 @@ class RpcQueue:
         if now < self.retry_at:
             raise DatabaseUnavailable(self.open_error or "database not open yet")
         from coffee_team.queue import MessageQueue
-        from coffee_team.queue.db import open_database
+        from coffee_team.queue.factory import open_database
         team = self.team
         try:
             database = open_database(team.database_url, busy_timeout_ms=BUSY_TIMEOUT_MS,
