@@ -1,19 +1,17 @@
 """The end of a task's run: completion (with its follow-ups and metrics row), and an agent's
 completion fused with its next claim.
 
-CompletionMixin is mixed into MessageQueue (core.py), which provides ``backend``, ``_sql``,
-``clock``, ``_folded`` (PostgreSQL: statements folded together), the claim steps
-(``_claim_rows``, ``_claim_locked``, ``_ready_params``, ``_tasks_from``) and the sending
-side (``_prepare_messages``, ``_enqueue_locked``, ``_wake_recipients``).
+CompletionMixin is mixed into MessageQueue (core.py); ``CompletionNeeds`` lists what it uses
+of the other parts (the claim steps of core.py, the sending side of enqueue.py).
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Protocol
 
 from coffee_team import otel
 from coffee_team.errors import ContentError, UnstorableResult
 from coffee_team.queue.content import encode_json
-from coffee_team.queue.db import database_errors
+from coffee_team.queue.db import SqlBackend, database_errors
 
 
 def _stored_result(result: Any) -> str:
@@ -23,11 +21,28 @@ def _stored_result(result: Any) -> str:
         raise UnstorableResult(str(exc)) from None
 
 
+class CompletionNeeds(Protocol):
+    """What CompletionMixin uses from the rest of MessageQueue: its state (core.py), the
+    claim steps (core.py) and the sending side (enqueue.py)."""
+
+    backend: SqlBackend  # the database, in its dialect (core.py sets it, and the rest)
+    clock: Callable[[], float]
+    _sql: Any  # backend.prepared: sql.py's statements by name, translated once
+    _folded: bool  # backend.folded: PostgreSQL's one-statement variants (sql.PG_*)
+
+    def _claim_rows(self, agent: str, limit: int, *,
+                    ready_tried: bool = False) -> list[tuple]: ...
+    def _claim_locked(self, agent: str, limit: int, now: float) -> list[tuple]: ...
+    def _ready_params(self, agent: str, limit: int, now: float) -> tuple: ...
+    def _tasks_from(self, rows: list[tuple], agent: str, limit: int) -> list: ...
+    def _prepare_messages(self, messages: Iterable[Mapping[str, Any]],
+                          trace: Optional[str] = None) -> list[tuple]: ...
+    def _enqueue_locked(self, rows: list[tuple]) -> tuple[list[int], list[tuple]]: ...
+    def _wake_recipients(self, rows: list[tuple]) -> None: ...
+
+
 class CompletionMixin:
-    backend: Any
-    clock: Any
-    _sql: Any
-    _folded: bool
+    """Needs CompletionNeeds from the rest of MessageQueue."""
 
     def mark_completed(self, task_id: int, result: Any = None, *, agent: Optional[str] = None,
                        follow_ups: Iterable[Mapping[str, Any]] = ()) -> bool:

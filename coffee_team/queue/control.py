@@ -1,7 +1,7 @@
 """Task control: handler failures with retries, cancel, retry, pause, escalation.
 
-ControlMixin is mixed into MessageQueue (which provides ``backend``, ``clock``, ``retry``,
-``jitter``, ``_sql``, ``_reserve`` and the wake-ups). The rules (which transition is allowed,
+ControlMixin is mixed into MessageQueue; ``ControlNeeds`` lists what it uses of the other
+parts. The rules (which transition is allowed,
 the backoff schedule) are coffee_team.taskstate's pure functions; this module only reads a
 row, applies a rule and writes the outcome guarded by what it read, in one write transaction,
 so a task is always in exactly one state and a racing writer makes the guard miss instead of
@@ -10,21 +10,35 @@ being overwritten.
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Callable, Iterable, Optional, Protocol
 
 from coffee_team.errors import TaskNotFound, TaskStateError
 from coffee_team.queue.content import check_name
-from coffee_team.taskstate import NO_RETRY, TransitionError, after_failure, escalated_priority
-from coffee_team.taskstate import transition
+from coffee_team.queue.db import SqlBackend
+from coffee_team.taskstate import NO_RETRY, RetryPolicy, TransitionError, after_failure
+from coffee_team.taskstate import escalated_priority, transition
+
+
+class ControlNeeds(Protocol):
+    """What ControlMixin uses from the rest of MessageQueue: its state and wake-ups
+    (core.py), backpressure (enqueue.py) and the task listing (reporting.py)."""
+
+    backend: SqlBackend  # the database, in its dialect (core.py sets it, and the rest)
+    clock: Callable[[], float]
+    _sql: Any  # backend.prepared: sql.py's statements by name, translated once
+    _wake: Any  # wakes waiters after commit (wake.WakeSockets / PgWake), or None
+    _tx_wake: Optional[Callable[[SqlBackend, Iterable[str]], None]]  # NOTIFY, or None
+    retry: dict[str, RetryPolicy]
+    jitter: Callable[[], float]
+    escalate_after: Optional[float]
+
+    def _reserve(self, rows: list[tuple]) -> None: ...
+    def list_tasks(self, status: Optional[str] = None, agent: Optional[str] = None,
+                   limit: int = 100, task_id: Optional[int] = None) -> list[dict]: ...
 
 
 class ControlMixin:
-    backend: Any
-    clock: Any
-    retry: dict
-    jitter: Any
-    escalate_after: Optional[float]
-    _sql: Any  # the backend's prepared statements (sql.py names)
+    """Needs ControlNeeds from the rest of MessageQueue."""
 
     # -- handler failures -------------------------------------------------
     def mark_failed(self, task_id: int, error: str, *, agent: Optional[str] = None) -> bool:

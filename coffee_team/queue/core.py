@@ -19,7 +19,7 @@ import random
 import select
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, Union
 
 from coffee_team.queue.content import read_stored, too_deep_message
 from coffee_team.queue.completion import CompletionMixin
@@ -35,6 +35,7 @@ from coffee_team.queue.usage import UsageMixin
 from coffee_team.queue.wake import drain
 from coffee_team import retry
 from coffee_team.taskstate import RetryPolicy
+
 
 @dataclass(frozen=True)
 class ClaimedTask:
@@ -63,11 +64,26 @@ def _team_options(team) -> dict[str, Any]:
     )
 
 
-class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin, DeliveryMixin,
-                   UsageMixin):
+class CoreNeeds(Protocol):
+    """What MessageQueue's own methods (below) use of its mixed-in parts: failing a claimed
+    task no handler could read (completion.py)."""
+
+    def _finish(self, task_id: int, status: str, *, result: Optional[str] = None,
+                error: Optional[str] = None, agent: Optional[str] = None,
+                follow_ups: list[tuple] = ()) -> bool: ...
+
+
+class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin,
+                   DeliveryMixin, UsageMixin):
+    """The queue's state (set here) over one backend, and its parts: claims, requeues,
+    waits and leases here; sending (enqueue.py), completing (completion.py), task control
+    (control.py), the journal (journal.py), reports (reporting.py), notification deliveries
+    (delivery.py), LLM usage (usage.py). Each part's ``...Needs`` protocol lists all it uses
+    of the state and of the other parts (tests/test_queue_structure.py holds them to it)."""
+
     def __init__(
         self,
-        database: Union[str, Any],  # a URL or path, or what db.open_database() returned
+        database: Union[str, Any],  # a URL or path, or what factory.open_database() returned
         *,
         agents: Sequence[str] = (),
         handles: Optional[Mapping[str, Sequence[str]]] = None,

@@ -1,7 +1,8 @@
 """Notification deliveries: which notification went to which ``team.notify`` target.
 
-DeliveryMixin is mixed into MessageQueue (``backend``, ``clock``, ``_sql``). The rules of
-sending (senders, backoff) live in coffee_team.notify; this module only keeps the books:
+DeliveryMixin is mixed into MessageQueue (``DeliveryNeeds``: what it uses of the queue's
+state). The rules of sending (senders, backoff) live in coffee_team.notify; this module only
+keeps the books:
 
 - ``plan_deliveries`` adds one row per (notification, target) whose level the target wants;
   a target gets only notifications created after it first appeared;
@@ -12,18 +13,25 @@ sending (senders, backoff) live in coffee_team.notify; this module only keeps th
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
+from coffee_team.queue.db import SqlBackend
 from coffee_team.queue.tables import NOTIFICATION_LEVELS
 
 PLAN_OVERLAP = 1000  # ids below since_id planned again (out-of-order commits on PostgreSQL)
 MAX_ERROR_CHARS = 500
 
 
+class DeliveryNeeds(Protocol):
+    """What DeliveryMixin uses from the rest of MessageQueue: its state (core.py)."""
+
+    backend: SqlBackend  # the database, in its dialect (core.py sets it, and the rest)
+    clock: Callable[[], float]
+    _sql: Any  # backend.prepared: sql.py's statements by name, translated once
+
+
 class DeliveryMixin:
-    backend: Any
-    clock: Any
-    _sql: Any
+    """Needs DeliveryNeeds from the rest of MessageQueue."""
 
     def last_notification_id(self) -> int:
         return int(self.backend.run(self._sql.LAST_NOTIFICATION_ID).fetchone()[0])

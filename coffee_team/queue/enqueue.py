@@ -1,17 +1,18 @@
 """The sending side of the queue: validation, routing, dedupe, exact backpressure and the
 batched insert, in one write transaction per batch; recipients are woken after commit.
 
-EnqueueMixin is mixed into MessageQueue (core.py), which provides ``backend``, ``_sql``,
-``clock``, ``agents``, ``handles``, ``max_queue_size`` and the wake-ups.
+EnqueueMixin is mixed into MessageQueue (core.py); ``EnqueueNeeds`` lists what it uses of the
+queue's state.
 """
 from __future__ import annotations
 
 from itertools import chain
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Protocol
 
 from coffee_team import otel
 from coffee_team.errors import ContentError, QueueFullError, RoutingError, UnroutableError
 from coffee_team.queue.content import MAX_DEDUPE_KEY_CHARS, check_name, check_priority, encode_json
+from coffee_team.queue.db import SqlBackend
 from coffee_team.queue.routing import resolve_recipients
 from coffee_team.queue.wake import pg_channel
 from coffee_team.taskstate import check_delay
@@ -23,14 +24,23 @@ _MESSAGE_FIELDS = frozenset(("sender", "recipient", "type", "content", "priority
 _RECIPIENT, _DEDUPE_KEY = 1, 6
 
 
-class EnqueueMixin:
-    backend: Any
-    clock: Any
-    agents: Any
-    handles: Any
+class EnqueueNeeds(Protocol):
+    """What EnqueueMixin uses from the rest of MessageQueue: its state and wake-ups
+    (core.py)."""
+
+    backend: SqlBackend  # the database, in its dialect (core.py sets it, and the rest)
+    clock: Callable[[], float]
+    _sql: Any  # backend.prepared: sql.py's statements by name, translated once
+    _folded: bool  # backend.folded: PostgreSQL's one-statement variants (sql.PG_*)
+    _wake: Any  # wakes waiters after commit (wake.WakeSockets / PgWake), or None
+    _tx_wake: Optional[Callable[[SqlBackend, Iterable[str]], None]]  # NOTIFY, or None
+    agents: tuple[str, ...]
+    handles: dict[str, tuple[str, ...]]
     max_queue_size: int
-    _sql: Any
-    _folded: bool  # PostgreSQL: a single send is one statement (sql.PG_SEND_ONE)
+
+
+class EnqueueMixin:
+    """Needs EnqueueNeeds from the rest of MessageQueue."""
 
     def send(self, sender: str, recipient: Optional[str], type: str, content: Any = None,
              priority: int = 5, dedupe_key: Optional[str] = None, delay: float = 0.0) -> int:

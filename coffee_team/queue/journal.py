@@ -1,15 +1,16 @@
 """The bookkeeping tables of the queue database: events, notifications, restart state.
 
-JournalMixin is mixed into MessageQueue, which provides ``self.backend`` (db.SqlBackend) and
-``self.clock``; kept apart so core.py stays about moving tasks.
+JournalMixin is mixed into MessageQueue (``JournalNeeds``: what it uses of the queue's state);
+kept apart so core.py stays about moving tasks.
 """
 from __future__ import annotations
 
 import json
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 from coffee_team.errors import ContentError
 from coffee_team.queue import sql
+from coffee_team.queue.db import SqlBackend
 from coffee_team.queue.tables import NOTIFICATION_LEVELS, RESTART_BOOL_FIELDS, RESTART_FIELDS
 
 _ALL_RESTART_STATES = sql.restart_states(RESTART_FIELDS, one_agent=False)
@@ -35,10 +36,16 @@ def _event(row: dict) -> dict:
     return row
 
 
-class JournalMixin:
-    backend: Any
-    clock: Any
+class JournalNeeds(Protocol):
+    """What JournalMixin uses from the rest of MessageQueue: its state (core.py)."""
+
+    backend: SqlBackend  # the database, in its dialect (core.py sets it, and the rest)
+    clock: Callable[[], float]
     host: str  # whose restart state this queue reads and writes ('' on SQLite)
+
+
+class JournalMixin:
+    """Needs JournalNeeds from the rest of MessageQueue."""
 
     # -- events ---------------------------------------------------------
     def record_event(self, agent: Optional[str], kind: str, **detail: Any) -> int:

@@ -1,21 +1,28 @@
 """The read side of the queue database: task listings, stats and analytics.
 
-ReportingMixin is mixed into MessageQueue, which provides ``self.backend`` (db.SqlBackend)
-and ``self.clock``.
+ReportingMixin is mixed into MessageQueue (``ReportingNeeds``: what it uses of the queue's
+state).
 """
 from __future__ import annotations
 
 import json
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 from coffee_team.queue import sql
 from coffee_team.queue.content import decode_stored
+from coffee_team.queue.db import SqlBackend
 from coffee_team.taskstate import STATES
 
 
+class ReportingNeeds(Protocol):
+    """What ReportingMixin uses from the rest of MessageQueue: its state (core.py)."""
+
+    backend: SqlBackend  # the database, in its dialect (core.py sets it, and the rest)
+    clock: Callable[[], float]
+
+
 class ReportingMixin:
-    backend: Any
-    clock: Any
+    """Needs ReportingNeeds from the rest of MessageQueue."""
 
     def get_messages(self, recipient: str, status: str = "pending") -> list[dict]:
         return self._task_dicts(sql.TASKS_OF_RECIPIENT, (recipient, status))

@@ -1,13 +1,14 @@
 """What LLM agents spend, and the writes that budgets, rate limits and sessions need.
 
-UsageMixin is mixed into MessageQueue (which provides ``backend``, ``clock``, ``_sql``). The
+UsageMixin is mixed into MessageQueue (``UsageNeeds``: what it uses of the queue's state). The
 rules (when a budget is reached, when a limit resets) are coffee_team.llm's pure functions;
 this module stores their outcome, each change in one write transaction.
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
+from coffee_team.queue.db import SqlBackend
 
 COST_GROUPS = ("agent", "type", "day")
 _USAGE_KEYS = ("cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write")
@@ -17,11 +18,16 @@ def utc_day(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
+class UsageNeeds(Protocol):
+    """What UsageMixin uses from the rest of MessageQueue: its state (core.py)."""
+
+    backend: SqlBackend  # the database, in its dialect (core.py sets it, and the rest)
+    clock: Callable[[], float]
+    _sql: Any  # backend.prepared: sql.py's statements by name, translated once
+
+
 class UsageMixin:
-    backend: Any
-    clock: Any
-    _sql: Any
-    _tx_wake: Any
+    """Needs UsageNeeds from the rest of MessageQueue."""
 
     def record_usage(self, task_id: Optional[int], agent: str, task_type: str,
                      usage: dict[str, Any], outcome: str = "ok") -> None:

@@ -1,0 +1,210 @@
+"""The shape of coffee_team.queue, read with ``ast``: no import circle (function-level imports
+count too), only leaves imported from outside, modules under 400 lines, and MessageQueue's
+parts keeping to their declared contracts.
+
+MessageQueue is core.py's class plus seven mixins (completion, enqueue, control, journal,
+reporting, delivery, usage). Each part states in a ``...Needs`` protocol, beside it, what it uses
+of the queue's state and of the other parts; here every ``self.x`` a part reads must be its own
+or declared there, every declared name must be used (no stale contract), and the real
+MessageQueue must provide each one, methods with the declared parameters.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEUE = ROOT / "coffee_team" / "queue"
+# What queue/ may import from the rest of coffee_team: leaves that import nothing of ours.
+LEAVES = {"coffee_team.errors", "coffee_team.taskstate", "coffee_team.retry",
+          "coffee_team.otel", "coffee_team.dburl"}
+MAX_LINES = 400
+
+
+def module_name(path: Path) -> str:
+    return "coffee_team.queue" + ("" if path.stem == "__init__" else f".{path.stem}")
+
+
+def imports_of(tree: ast.Module, known: set[str]) -> set[str]:
+    """Every coffee_team module imported anywhere in ``tree`` (in functions too); ``from
+    package import name`` counts as the module ``package.name`` when that is one of ``known``."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("coffee_team"))
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            if not node.module.startswith("coffee_team"):
+                continue
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                if full in known or (node.module == "coffee_team" and full in LEAVES):
+                    out.add(full)
+                else:
+                    out.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            out.add("relative import (use absolute ones)")
+    return out
+
+
+def queue_graph(directory: Path = QUEUE) -> dict[str, set[str]]:
+    paths = sorted(directory.glob("*.py"))
+    known = {module_name(p) for p in paths}
+    return {module_name(p): imports_of(ast.parse(p.read_text(), str(p)), known) for p in paths}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Import circles among the graph's own modules (depth-first, one report per back edge)."""
+    found, done, path = [], set(), []
+
+    def visit(name: str) -> None:
+        path.append(name)
+        for target in sorted(graph.get(name, ())):
+            if target in path:
+                found.append(path[path.index(target):] + [target])
+            elif target in graph and target not in done:
+                visit(target)
+        path.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        if name not in done:
+            visit(name)
+    return found
+
+
+def test_the_queue_package_has_no_import_circle():
+    assert cycles(queue_graph()) == []
+
+
+def test_the_circle_check_sees_a_circle_through_a_function_level_import(tmp_path):
+    (tmp_path / "db.py").write_text("from coffee_team.queue import sql\n"
+                                    "def backend_for():\n"
+                                    "    from coffee_team.queue.pg_backend import X\n")
+    (tmp_path / "pg_backend.py").write_text("from coffee_team.queue.db import SqlBackend\n")
+    (tmp_path / "sql.py").write_text("")
+    assert cycles(queue_graph(tmp_path)) == [
+        ["coffee_team.queue.db", "coffee_team.queue.pg_backend", "coffee_team.queue.db"]]
+
+
+def test_the_queue_imports_only_leaves_from_outside():
+    graph = queue_graph()
+    outside = {f"{name} imports {target}" for name, targets in graph.items()
+               for target in targets if target not in graph and target not in LEAVES}
+    assert outside == set()
+
+
+def test_no_queue_module_is_over_400_lines():
+    long = {p.name: n for p in QUEUE.glob("*.py") if (n := len(p.read_text().splitlines()))
+            > MAX_LINES}
+    assert long == {}
+
+
+# --- MessageQueue's parts and their contracts -------------------------------------------
+
+def _classes(tree: ast.Module) -> dict[str, ast.ClassDef]:
+    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def _self_attributes(cls: ast.ClassDef) -> tuple[set[str], set[str]]:
+    """(names read as self.x, names assigned as self.x) anywhere in the class."""
+    read, stored = set(), set()
+    for node in ast.walk(cls):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id == "self":
+            (stored if isinstance(node.ctx, ast.Store) else read).add(node.attr)
+    return read, stored
+
+
+def _declared(cls: ast.ClassDef) -> set[str]:
+    """What a class body names: its methods, annotations and class attributes."""
+    names = set()
+    for node in cls.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def parts(source: str) -> list[tuple[str, str]]:
+    """(part, its Needs protocol) pairs of a module: ``XMixin`` with ``XNeeds``, and core's
+    ``MessageQueue`` with ``CoreNeeds``."""
+    classes = _classes(ast.parse(source))
+    found = [(name, name.removesuffix("Mixin") + "Needs") for name in classes
+             if name.endswith("Mixin")]
+    if "MessageQueue" in classes:
+        found.append(("MessageQueue", "CoreNeeds"))
+    return found
+
+
+def contract_breaches(source: str, part: str, needs: str) -> list[str]:
+    classes = _classes(ast.parse(source))
+    if needs not in classes:
+        return [f"{part} has no {needs} protocol"]
+    read, stored = _self_attributes(classes[part])
+    own = _declared(classes[part]) | stored
+    declared = _declared(classes[needs])
+    return ([f"{part} uses self.{name}, which {needs} does not declare"
+             for name in sorted(read - own - declared)]
+            + [f"{needs} declares {name}, which {part} never uses"
+               for name in sorted(declared - read)]
+            + [f"{needs} declares {name}, which {part} defines itself"
+               for name in sorted(declared & own)])
+
+
+def queue_parts() -> list[tuple[str, str, str]]:
+    """(module, part, Needs) for every part of MessageQueue in queue/."""
+    found = []
+    for path in sorted(QUEUE.glob("*.py")):
+        found += [(path.stem, part, needs) for part, needs in parts(path.read_text())]
+    return found
+
+
+def test_messagequeue_is_the_parts_that_declare_their_contracts():
+    from coffee_team.queue.core import MessageQueue
+    mixins = {part for _, part, _ in queue_parts()} - {"MessageQueue"}
+    assert {cls.__name__ for cls in MessageQueue.__mro__ if cls.__name__.endswith("Mixin")} \
+        == mixins and len(mixins) == 7
+
+
+@pytest.mark.parametrize("module, part, needs", queue_parts())
+def test_each_part_uses_only_what_it_declares(module, part, needs):
+    assert contract_breaches((QUEUE / f"{module}.py").read_text(), part, needs) == []
+
+
+def test_the_contract_check_sees_an_undeclared_and_a_stale_name():
+    source = ("from typing import Protocol\n"
+              "class FooNeeds(Protocol):\n    clock: object\n    stale: int\n"
+              "    def finish(self): ...\n"
+              "class FooMixin:\n"
+              "    def run(self):\n        self.count = 1\n"
+              "        return self.clock() + self._other_part() + self.count + self.finish()\n"
+              "    def finish(self): ...\n")
+    assert parts(source) == [("FooMixin", "FooNeeds")]
+    assert contract_breaches(source, "FooMixin", "FooNeeds") == [
+        "FooMixin uses self._other_part, which FooNeeds does not declare",
+        "FooNeeds declares stale, which FooMixin never uses",
+        "FooNeeds declares finish, which FooMixin defines itself"]
+
+
+def _parameters(function) -> list[tuple]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+def test_messagequeue_provides_what_each_part_needs(tmp_path):
+    from coffee_team.queue.core import MessageQueue
+    with MessageQueue(str(tmp_path / "q.db"), agents=("a",)) as queue:
+        for module, part, needs in queue_parts():
+            protocol = getattr(sys.modules[f"coffee_team.queue.{module}"], needs)
+            for name in sorted(_declared(_classes(ast.parse(inspect.getsource(protocol)))[needs])):
+                assert hasattr(queue, name), f"{needs}.{name}: MessageQueue has none"
+                declared = getattr(protocol, name, None)
+                if callable(declared):
+                    assert _parameters(getattr(MessageQueue, name)) == _parameters(declared), \
+                        f"{needs}.{name}: MessageQueue's parameters differ"
