@@ -1,4 +1,4 @@
-"""Run the fault-injection tests and write RELIABILITY.md from what they measured.
+"""Run the fault-injection tests and write docs/reliability.md from what they measured.
 
     .venv/bin/python bench/reliability.py
 
@@ -30,7 +30,7 @@ def main() -> int:
     rows = [json.loads(line) for line in Path(out).read_text().splitlines() if line.strip()]
     os.unlink(out)
     if result.returncode != 0:
-        print("reliability: a test failed; RELIABILITY.md left unchanged", file=sys.stderr)
+        print("reliability: a test failed; docs/reliability.md left unchanged", file=sys.stderr)
         return result.returncode
     lines = [
         "# Reliability",
@@ -54,8 +54,8 @@ def main() -> int:
         "least once, so outside effects should be keyed by the task id.",
         "",
     ]
-    (ROOT / "RELIABILITY.md").write_text("\n".join(lines))
-    print(f"wrote RELIABILITY.md ({len(rows)} scenarios)")
+    (ROOT / "docs" / "reliability.md").write_text("\n".join(lines))
+    print(f"wrote docs/reliability.md ({len(rows)} scenarios)")
     return 0
 
 

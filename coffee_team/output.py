@@ -5,7 +5,7 @@ supervisord puts in the agent's log, so ``coffee-team logs -f`` shows them as th
 stays bounded whatever the command prints: a partial line is capped, only a short tail is kept
 for error messages, and the result is found by scanning each block once.
 
-The result contract (README "Handlers"): the JSON in the file named by ``COFFEE_RESULT_FILE``
+The result contract (docs/handlers.md): the JSON in the file named by ``COFFEE_RESULT_FILE``
 if the command wrote it; else the whole stdout if it is one JSON document (small outputs, e.g.
 pretty-printed); else the last line of stdout that parses as JSON. Text before it is output.
 """

@@ -27,7 +27,7 @@ def running_team(project):
 
 @pytest.fixture
 def reliability():
-    """Record one row of the reliability table (RELIABILITY.md) when the report runs.
+    """Record one row of the reliability table (docs/reliability.md) when the report runs.
 
     ``bench/reliability.py`` sets COFFEE_RELIABILITY_OUT and renders the rows it collects.
     """

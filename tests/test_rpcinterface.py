@@ -440,9 +440,9 @@ def test_every_command_has_help(team):
         assert "--json" in team.cli(command, "--help", check=True).stdout
 
 
-def test_readme_automation_example_runs(team):
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Automation", 1)[1]
+def test_docs_xmlrpc_example_runs(team):
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "xmlrpc.md").read_text()
+    section = doc.split("## From Python over the unix socket", 1)[1]
     example = section.split("```python\n", 1)[1].split("```", 1)[0]
     result = subprocess.run([str(BIN / "python"), "-c", example], cwd=team.root,
                             capture_output=True, text=True, timeout=30)
