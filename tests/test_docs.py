@@ -112,9 +112,8 @@ def test_readme_test_command_is_what_ci_runs():
 
 def rpc_methods() -> set[str]:
     """The names of every ``coffee.*`` method: functions under the rpc_method decorator."""
-    files = [*(ROOT / "coffee_team").glob("rpc*.py"), *(ROOT / "coffee_team" / "rpc").glob("*.py")]
     names = set()
-    for path in files:
+    for path in (ROOT / "coffee_team" / "rpc").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef) and any(
                     isinstance(d, ast.Name) and d.id in ("rpc_method", "_rpc")
