@@ -6,6 +6,7 @@ import time
 from typing import Any, Callable
 
 from . import diskspace
+from .clock import utc_day
 from .errors import describe_error
 from .heartbeat import HeartbeatFiles, last_beat
 from .liveness import STANDBY, standby_text
@@ -52,7 +53,7 @@ def queue_columns(queue: Any, team: Team) -> dict[str, dict[str, Any]]:
     names = team.names
     columns = restart_columns(queue.restart_states(names), team.settings.max_restart_attempts)
     pauses = queue.pauses()
-    spend = queue.spend_by_agent(time.strftime("%Y-%m-%d", time.gmtime(queue.clock())))
+    spend = queue.spend_by_agent(utc_day(queue.clock()))
     for name in names:
         usd, tokens = spend.get(name, (0.0, 0))
         columns[name].update(cost_today_usd=usd, tokens_today=tokens)

@@ -24,8 +24,6 @@ FINISHED = ("completed", "failed", "cancelled")
 MAX_DELAY_SECONDS = 30 * 86400.0
 # Up to +10 % on each backoff: agents failing together (an API outage) do not retry in step.
 JITTER = 0.1
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # CommandRunner's error text: "<argv0> exited with <code>: <last stderr line>".
 _EXIT_CODE = re.compile(r" exited with (-?\d+)(?::|$)")
 
@@ -116,14 +114,6 @@ def check_delay(seconds: float) -> float:
         raise ValueError(f"delay must be a number of seconds from 0 to {MAX_DELAY_SECONDS:.0f}"
                          f" (30 days), got {seconds!r}")
     return float(seconds)
-
-
-def parse_duration(text: str) -> float:
-    """``30``, ``30s``, ``5m``, ``2h`` or ``1d`` → seconds (checked by check_delay)."""
-    match = _DURATION.match(text or "")
-    if not match:
-        raise ValueError(f"expected a duration like 30, 30s, 5m, 2h or 1d, got {text!r}")
-    return check_delay(float(match.group(1)) * _UNITS[match.group(2)])
 
 
 def escalated_priority(priority: int, waiting_since: float, now: float,

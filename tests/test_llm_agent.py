@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from coffee_team.agent.runtime import Agent
-from coffee_team.llm.budget import next_day
+from coffee_team.clock import next_day
 from coffee_team.queue import MessageQueue
 from coffee_team.llm.workspace import Workspace, current_branch, team_problems
 from tests.clock import FakeClock, T0

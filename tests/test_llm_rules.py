@@ -261,15 +261,6 @@ def test_a_token_budget_and_the_team_scope():
     assert budget.decide("a", budget.Spend(99.0, 99), None, NOW) is None
 
 
-@pytest.mark.parametrize("now, day", [(T0, "2023-11-14"), (NOW, "2025-06-01"),
-                                      (NOW - NOW % 86400, "2025-06-01"),
-                                      (NOW - NOW % 86400 - 0.001, "2025-05-31")])
-def test_days_are_utc_days(now, day):
-    assert budget.day_of(now) == day
-    assert budget.day_of(budget.next_day(now)) > day
-    assert budget.next_day(now) - budget.day_start(now) == 86400
-
-
 # --- the team file ---------------------------------------------------------------------------------
 
 def team_error(agent: dict, **team) -> str:

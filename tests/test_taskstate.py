@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from coffee_team.taskstate import (ACTIONS, JITTER, MAX_DELAY_SECONDS, NO_RETRY, STATES,
                                    RetryPolicy, TransitionError, after_failure, attempt_label,
                                    backoff_delay, check_delay, escalated_priority, exit_code,
-                                   parse_duration, transition)
+                                   transition)
 
 ALLOWED = {("claim", "pending"): "in_progress", ("complete", "in_progress"): "completed",
            ("cancel", "pending"): "cancelled", ("cancel", "in_progress"): "cancelled",
@@ -86,18 +86,6 @@ def test_on_matches_exit_codes_and_patterns(error, retried):
 def test_exit_code_is_read_from_the_command_error():
     assert exit_code("python3 exited with -9: ") == -9
     assert exit_code("ValueError: bad") is None
-
-
-@pytest.mark.parametrize("text, seconds", [("30", 30), ("30s", 30), ("5m", 300), ("2h", 7200),
-                                           ("1.5m", 90), ("0", 0), ("30d", 30 * 86400)])
-def test_parse_duration(text, seconds):
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["-5", "nan", "inf", "5x", "", "31d", "1e9", "m"])
-def test_parse_duration_refuses(text):
-    with pytest.raises(ValueError):
-        parse_duration(text)
 
 
 @given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**12, 10**12)))

@@ -5,24 +5,24 @@ whether or not supervisord runs.
 """
 from __future__ import annotations
 
-import re
 import time
 
 import click
 
+from ..clock import DAY, parse_duration
 from .base import Context, UserError, echo_json, main, pass_ctx
 from .data import _when, open_queue
 
-_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 86400}
 MAX_SINCE_DAYS = 3650
 
 
 def parse_since(text: str) -> float:
-    """``7d``, ``24h``, ``30m``, ``90s`` or a bare number of days → seconds."""
-    match = _SINCE.match(text or "")
-    seconds = float(match.group(1)) * _UNITS[match.group(2)] if match else 0.0
-    if not 0 < seconds <= MAX_SINCE_DAYS * 86400:
+    """``7d``, ``24h``, ``30m``, ``90s`` → seconds (a bare number is seconds, as everywhere)."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= MAX_SINCE_DAYS * DAY:
         raise UserError(f"--since: expected a duration like 7d, 24h or 30m (at most "
                         f"{MAX_SINCE_DAYS} days), got {text!r}", exit_code=2)
     return seconds
@@ -41,7 +41,7 @@ def render(data: dict, since_text: str) -> str:
 @click.option("--by", type=click.Choice(["agent", "type", "day"]), default="agent",
               show_default=True, help="Group by agent, task type or UTC day.")
 @click.option("--since", "since_text", default="7d", show_default=True,
-              help="How far back: 7d, 24h, 30m.")
+              help="How far back: 7d, 24h, 30m (a bare number is seconds).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
 def costs(ctx: Context, by: str, since_text: str, as_json: bool) -> None:

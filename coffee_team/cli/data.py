@@ -90,15 +90,16 @@ def read_content(content: str) -> object:
 @click.option("--dedupe-key", default=None, help="Return the existing task if one with this "
                                                   "key is pending or in progress.")
 @click.option("--delay", default=None, metavar="DURATION",
-              help="Claimable only after this long: 30, 30s, 5m, 2h (at most 30 days).")
+              help="Claimable only after this long: 30 (seconds), 30s, 5m, 2h (at most 30 days).")
 @pass_ctx
 def send(ctx: Context, recipient: str, type: str, content: str | None, priority: int,
          sender: str, dedupe_key: str | None, delay: str | None) -> None:
     """Send a task to RECIPIENT (an agent, 'all' for a broadcast, or '-' to route by TYPE)."""
-    from ..taskstate import parse_duration
+    from ..clock import parse_duration
+    from ..taskstate import check_delay
     payload = read_content(content) if content is not None else None
     try:
-        seconds = parse_duration(delay) if delay is not None else 0.0
+        seconds = check_delay(parse_duration(delay)) if delay is not None else 0.0
     except ValueError as exc:
         raise UserError(f"--delay: {exc}", exit_code=2) from None
     message = dict(sender=sender, recipient=None if recipient == "-" else recipient, type=type,

@@ -4,11 +4,11 @@ Pure rules of (spend, budget, now); ``gate.BudgetGate`` applies them before each
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Optional
 
-DAY = 86400.0
+from ..clock import next_day, utc_day, utc_minute
+
 # Costs are added up as floats; a sum one rounding step short of the limit has reached it.
 EPSILON_USD = 1e-9
 # The scope of ``team: budget:``: not a valid agent name, so it never collides with one.
@@ -35,18 +35,6 @@ class Stop:
     reason: str     # one line for the pause and the notification
 
 
-def day_of(now: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(now))
-
-
-def day_start(now: float) -> float:
-    return now - now % DAY
-
-
-def next_day(now: float) -> float:
-    return day_start(now) + DAY
-
-
 def reached(spend: Spend, budget: Budget) -> Optional[str]:
     """What limit the spend has reached (``usd_per_day 1.00 reached: 1.0000 USD``), or None."""
     if budget.usd_per_day is not None and spend.usd >= budget.usd_per_day - EPSILON_USD:
@@ -62,8 +50,8 @@ def decide(scope: str, spend: Spend, budget: Optional[Budget], now: float) -> Op
     if why is None:
         return None
     who = "the team" if scope == TEAM_SCOPE else scope
-    return Stop(scope=scope, day=day_of(now), until=next_day(now),
+    return Stop(scope=scope, day=utc_day(now), until=next_day(now),
                 reason=f"budget: {who}'s {why} today (UTC); intake resumes at "
-                       f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(next_day(now)))} UTC "
+                       f"{utc_minute(next_day(now))} UTC "
                        f"or on `coffee-team resume`")
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
+from ..clock import utc_day
 from ..output import log
-from .budget import TEAM_SCOPE, Budget, Spend, day_of, decide
+from .budget import TEAM_SCOPE, Budget, Spend, decide
 
 
 class BudgetGate:
@@ -30,7 +31,7 @@ class BudgetGate:
 
     def check(self) -> None:
         now = self.clock()
-        day = day_of(now)
+        day = utc_day(now)
         for scope, budget, whose, pauses in self.scopes:
             if self.settled.get(scope) == day:
                 continue

@@ -13,6 +13,8 @@ import re
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Optional
 
+from ..clock import UNIT_SECONDS
+
 DEFAULT_PATTERN = (r"(?i)rate[ _-]?limit|usage limit|hit your (?:\w+ )?limit"
                    r"|too many requests|\b429\b")
 MAX_WAIT = 8 * 86400.0      # a stated reset further away than this is not believed
@@ -28,7 +30,6 @@ _CLOCK = re.compile(
     r"(?i)resets?(?:\s+at)?\s+(?:(?P<month>[a-z]{3})[a-z]*\s+(?P<day>\d{1,2})\s+at\s+)?"
     r"(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?\s*(?P<ampm>am|pm)?"
     r"(?:\s*\((?P<zone>[A-Za-z_]+(?:/[A-Za-z_+-]+)*)\))?")
-_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
 def is_rate_limited(text: str, pattern: str = DEFAULT_PATTERN) -> bool:
@@ -56,7 +57,7 @@ def _from_epoch(text: str) -> Optional[float]:
 def _from_relative(text: str, now: float) -> Optional[float]:
     match = _RELATIVE.search(text)
     if match:
-        return now + float(match.group(1)) * _UNITS[match.group(2)[0].lower()]
+        return now + float(match.group(1)) * UNIT_SECONDS[match.group(2)[0].lower()]
     match = _RETRY_AFTER.search(text)
     return now + float(match.group(1)) if match else None
 

@@ -6,16 +6,13 @@ this module stores their outcome, each change in one write transaction.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Optional, Protocol, Sequence
+
+from coffee_team.clock import utc_day
 from coffee_team.queue.db import SqlBackend
 
 COST_GROUPS = ("agent", "type", "day")
 _USAGE_KEYS = ("cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write")
-
-
-def utc_day(ts: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
 class UsageNeeds(Protocol):

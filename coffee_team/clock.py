@@ -1,0 +1,50 @@
+"""Time words every process shares, each written once: the UTC day and durations.
+
+Pure: every function is given ``now`` (epoch seconds) or a text; nothing here reads the clock,
+so tests inject any moment. A leaf: imports nothing of coffee_team, so ``queue/``, ``llm/``,
+the CLI and the rpc plugin may all use it.
+
+Days are UTC days (budgets, the ``llm_usage.day`` column, ``coffee-team costs --by day``): the
+same day on every host of a team, whatever their time zones.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+
+DAY = 86400.0
+# Seconds per unit of a duration. A bare number is seconds: ``--delay 30`` waits 30 s, and
+# ``--since 30`` looks back 30 s (write ``30d`` for days).
+UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def utc_day(now: float) -> str:
+    """The UTC day ``now`` falls in, ``YYYY-MM-DD``."""
+    return time.strftime("%Y-%m-%d", time.gmtime(now))
+
+
+def day_start(now: float) -> float:
+    """The first second of ``now``'s UTC day (epoch time has no leap seconds)."""
+    return now - now % DAY
+
+
+def next_day(now: float) -> float:
+    """The first second of the UTC day after ``now``'s."""
+    return day_start(now) + DAY
+
+
+def utc_minute(now: float) -> str:
+    """``YYYY-MM-DD HH:MM`` in UTC, for messages that name a moment on any host."""
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(now))
+
+
+def parse_duration(text: str) -> float:
+    """``30``, ``30s``, ``5m``, ``2h`` or ``1d`` → seconds; a bare number is seconds.
+    ValueError (one line, with examples) for anything else; callers check the range."""
+    match = _DURATION.match(text or "")
+    seconds = float(match.group(1)) * UNIT_SECONDS[match.group(2) or "s"] if match else math.nan
+    if not math.isfinite(seconds):
+        raise ValueError(f"expected a duration like 30 (seconds), 30s, 5m, 2h or 1d, got {text!r}")
+    return seconds
