@@ -1,10 +1,23 @@
-"""The kinds of rows in the events journal: one name each, and the sets views are built from.
+"""The journal's words: the kinds of rows in the events journal (one name each, and the sets
+views are built from) and the levels of notifications.
 
 Written by the watchdog, the agent runtime and the ``coffee`` rpcinterface; read by
 ``coffee-team history``/``trace``, ``coffee.getRestartHistory`` and the tests. Plain strings
-(stored as they are in the ``events.kind`` column), grouped here so a new kind is added once.
+(stored as they are in the ``events.kind`` and ``notifications.level`` columns), grouped here
+so a new one is added once. A leaf: the queue and the team file both use it.
 """
 from __future__ import annotations
+
+# Notification levels, least urgent first (``team.notify`` targets take a minimum level;
+# tests/test_notify.py keeps the notifications table's CHECK and notify's Apprise types in step).
+NOTIFICATION_LEVELS = ("INFO", "WARNING", "CRITICAL")
+
+
+def levels_from(level: str) -> tuple[str, ...]:
+    """The levels a target whose minimum is ``level`` receives: it and the more urgent ones
+    (ValueError for a level that is none)."""
+    return NOTIFICATION_LEVELS[NOTIFICATION_LEVELS.index(level):]
+
 
 # The process lifecycle, as supervisord reports it to the watchdog.
 LAUNCHED = "launched"              # started in priority order at boot

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Protocol
 
+from coffee_team.events import levels_from
 from coffee_team.queue.db import SqlBackend
-from coffee_team.queue.tables import NOTIFICATION_LEVELS
 
 PLAN_OVERLAP = 1000  # ids below since_id planned again (out-of-order commits on PostgreSQL)
 MAX_ERROR_CHARS = 500
@@ -44,7 +44,7 @@ class DeliveryMixin:
             for key, label, level in targets:
                 added_at, since = self.backend.run(
                     self._sql.ADD_NOTIFY_TARGET, (key, label, self.clock())).fetchone()
-                levels = NOTIFICATION_LEVELS[NOTIFICATION_LEVELS.index(level):]
+                levels = levels_from(level)
                 levels += (levels[-1],) * (3 - len(levels))  # the statement takes three
                 cursor = self.backend.run(self._sql.PLAN_DELIVERIES, (
                     key, max(0, since - PLAN_OVERLAP), top, added_at, *levels))

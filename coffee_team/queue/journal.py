@@ -9,9 +9,10 @@ import json
 from typing import Any, Callable, Optional, Protocol, Sequence
 
 from coffee_team.errors import ContentError
+from coffee_team.events import NOTIFICATION_LEVELS
 from coffee_team.queue import sql
 from coffee_team.queue.db import SqlBackend
-from coffee_team.queue.tables import NOTIFICATION_LEVELS, RESTART_BOOL_FIELDS, RESTART_FIELDS
+from coffee_team.queue.tables import RESTART_BOOL_FIELDS, RESTART_FIELDS
 
 _ALL_RESTART_STATES = sql.restart_states(RESTART_FIELDS, one_agent=False)
 _ONE_RESTART_STATE = sql.restart_states(RESTART_FIELDS, one_agent=True)

@@ -15,8 +15,6 @@ from coffee_team.taskstate import STATES
 # 8: metrics without its timestamp index on SQLite (kept on PostgreSQL).
 SCHEMA_VERSION = 8
 
-NOTIFICATION_LEVELS = ("INFO", "WARNING", "CRITICAL")
-
 STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))
 
 # The restart_state columns besides its key (agent, host) and their defaults, as

@@ -11,6 +11,7 @@ import re
 from typing import Any, Callable
 
 from ..dburl import is_postgres_url
+from ..events import NOTIFICATION_LEVELS
 
 AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -220,7 +221,6 @@ RETRY_FIELDS: dict[str, Callable[[Any], Any]] = {
 # ``team.notify``: where notifications go. A url is an Apprise URL (its scheme is checked
 # against Apprise itself by notify.check_targets, which needs the optional package);
 # ``sound=`` is refused because background agents are silent (CFR-009).
-NOTIFY_LEVELS = ("INFO", "WARNING", "CRITICAL")
 NOTIFY_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 SOUND_PARAM = re.compile(r"[?&]sound=(?!none(&|$))", re.I)
 
@@ -237,7 +237,7 @@ def _notify_url(v: Any) -> str:
 
 
 NOTIFY_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "level": _choice(*NOTIFY_LEVELS),
+    "level": _choice(*NOTIFICATION_LEVELS),
     "url": _notify_url,
     "command": _command,
     "name": lambda v: _ini_text(v, "a short name"),

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import TeamError, UnknownAgentError
 from ..dburl import is_postgres_url
-from .fields import NOTIFY_LEVELS, is_loopback
 from ..taskstate import RetryPolicy
+from .fields import is_loopback
 
 if TYPE_CHECKING:  # imported by the parser only for a team that has llm agents or budgets
     from ..llm.budget import Budget
@@ -72,9 +72,6 @@ class NotifyTarget:
             scheme, _, rest = self.url.partition("://")
             return f"{scheme}://{rest.split('/')[0].rpartition('@')[2]}"
         return Path((self.command or ("?",))[0]).name
-
-    def wants(self, level: str) -> bool:
-        return NOTIFY_LEVELS.index(level) >= NOTIFY_LEVELS.index(self.level)
 
 
 @dataclass(frozen=True)
