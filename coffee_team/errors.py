@@ -7,11 +7,23 @@ and how to fix it. Callers at the edges (CLI, XML-RPC, the agent's main) turn a
 from __future__ import annotations
 
 
+def first_line(text: str) -> str:
+    """The first line of ``text`` that is not blank, without surrounding spaces ("" if none)."""
+    lines = str(text).strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def error_line(exc: BaseException) -> str:
+    """An error's message as one line: its first line, or its type's name when it has none.
+    For errors whose message says what happened (ours, a fault, a YAML problem)."""
+    return first_line(str(exc)) or type(exc).__name__
+
+
 def describe_error(exc: BaseException) -> str:
     """``Type: first line of the message`` (``Type`` alone without one): any error as one line
     for a log, a status line or a fault."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    line = first_line(str(exc))
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 class CoffeeError(Exception):

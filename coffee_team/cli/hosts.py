@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from .. import client
 from ..team.fields import Invalid, host_url
-from ..errors import TeamError
+from ..errors import TeamError, error_line, first_line
 from ..team import HostSpec
 
 DEFAULT_TIMEOUT = 5.0
@@ -52,12 +52,10 @@ def endpoint(host: HostSpec) -> client.Endpoint:
 
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, xmlrpc.client.Fault):
-        text = exc.faultString
-    elif isinstance(exc, xmlrpc.client.ProtocolError):
-        text = f"HTTP {exc.errcode} {exc.errmsg}"
-    else:
-        text = str(exc) or type(exc).__name__
-    return text.splitlines()[0] if text else type(exc).__name__
+        return first_line(exc.faultString) or type(exc).__name__
+    if isinstance(exc, xmlrpc.client.ProtocolError):
+        return first_line(f"HTTP {exc.errcode} {exc.errmsg}")
+    return error_line(exc)
 
 
 def _ask(host: HostSpec, timeout: float) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from coffee_team.errors import DatabaseUnavailable, describe_error
+from coffee_team.errors import DatabaseUnavailable, describe_error, error_line
 
 BUSY_TIMEOUT_MS = 200
 OPEN_RETRY = 1.0        # seconds without a new attempt after the database failed to open
@@ -21,7 +21,7 @@ FILE_CHECK_EVERY = 1.0  # seconds between checks that the SQLite file is still t
 
 def one_line(exc: BaseException) -> str:
     if isinstance(exc, DatabaseUnavailable):  # its message already names the cause
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return error_line(exc)
     return describe_error(exc)
 
 

@@ -132,7 +132,7 @@ def expected_fault(exc: Exception) -> RPCError | None:
     anything else). A database that is busy, locked or past the rpcinterface's time limit is
     a FAILED fault at once: the caller retries, supervisord never waits."""
     from coffee_team.errors import (ContentError, DatabaseUnavailable, QueueFullError,
-                                    TaskNotFound, TaskStateError, UnroutableError)
+                                    TaskNotFound, TaskStateError, UnroutableError, error_line)
     if isinstance(exc, TaskNotFound):
         return RPCError(Faults.BAD_ARGUMENTS, str(exc))
     if isinstance(exc, TaskStateError):
@@ -146,6 +146,5 @@ def expected_fault(exc: Exception) -> RPCError | None:
     if isinstance(exc, DatabaseUnavailable):
         return RPCError(Faults.FAILED, f"database unavailable ({exc}); retry the call")
     if is_busy(exc):
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return RPCError(Faults.FAILED, f"database busy ({text}); retry the call")
+        return RPCError(Faults.FAILED, f"database busy ({error_line(exc)}); retry the call")
     return None

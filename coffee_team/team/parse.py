@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from ..errors import TeamError
+from ..errors import TeamError, error_line
 from ..liveness import MIN_LEASE_SECONDS
 from .fields import (AGENT_FIELDS, AGENT_NAME, HOST_FIELDS, HTTP_FIELDS, NOTIFY_FIELDS,
                      RETRY_FIELDS, TEAM_FIELDS, Invalid, describe)
@@ -255,7 +255,7 @@ def parse_team_text(text: str, path: str | os.PathLike[str]) -> Team:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or error_line(exc)
         raise TeamError(f"{path}: {where}invalid YAML: {problem}") from None
     return parse_team(document, str(path), path)
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from .. import client, status, tracing
-from ..errors import SupervisorDown
+from ..errors import SupervisorDown, error_line
 from ..team import Team
 
 WINDOW = 3600.0           # the timeline's span, seconds
@@ -145,7 +145,7 @@ class Snapshots:
         except SupervisorDown as exc:
             return None, str(exc)
         except Exception as exc:  # a fault (coffee.* unavailable): show it, keep serving
-            return None, f"supervisord: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+            return None, f"supervisord: {error_line(exc)}"
 
     def shared_status(self) -> tuple[dict | None, str]:
         """``status()``, shared by the page and /metrics for ``ttl`` seconds: with both in use
