@@ -42,10 +42,7 @@ class Result:
 
 def retry_delay(attempt: int, first: float = FIRST_RETRY, cap: float = MAX_RETRY) -> float:
     """Pause after failed attempt number ``attempt`` (1-based): first, 2×first, … cap."""
-    delays = retry.delays(first, cap)
-    for _ in range(max(attempt, 1) - 1):
-        next(delays)
-    return next(delays)
+    return retry.delay(max(attempt, 1), first, cap)
 
 
 def payload(notification: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
+from . import retry
+
 RESTART = "restart"
 GIVE_UP = "give_up"
 IGNORE = "ignore"
@@ -82,11 +84,11 @@ Transition = tuple[RestartState, Decision]
 
 
 def backoff_delay(attempt: int, base: float) -> float:
-    """Delay before restart number ``attempt + 1``: base, 2*base, 4*base, ..."""
+    """Delay before restart number ``attempt + 1``: base, 2*base, 4*base, ... (retry.delay)."""
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
         raise ValueError(f"attempt must be an int >= 0, got {attempt!r}")
     _require_finite_non_negative("base", base)
-    return float(base) * 2.0**attempt
+    return retry.delay(attempt + 1, float(base))
 
 
 def on_running(state: RestartState, now: float) -> RestartState:

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Union
 
+from . import retry
+
 STATES = ("pending", "in_progress", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
 MAX_DELAY_SECONDS = 30 * 86400.0
@@ -84,10 +86,7 @@ def exit_code(error: str) -> Optional[int]:
 def backoff_delay(policy: RetryPolicy, failures: int, jitter: float = 0.0) -> float:
     """Seconds before the next try after the ``failures``-th failure (1-based):
     backoff × 2^(failures-1), plus ``jitter`` (0..1) × JITTER of it, capped at max_backoff."""
-    if failures < 1:
-        raise ValueError("failures counts from 1")
-    exponent = min(failures - 1, 64)  # 2**64 × any backoff is past every cap anyway
-    base = policy.backoff * (2.0 ** exponent)
+    base = retry.delay(failures, policy.backoff)  # capped after the jitter, not before
     return min(policy.max_backoff, base * (1.0 + JITTER * min(max(jitter, 0.0), 1.0)))
 
 

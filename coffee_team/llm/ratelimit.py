@@ -13,6 +13,7 @@ import re
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Optional
 
+from .. import retry
 from ..clock import UNIT_SECONDS
 
 DEFAULT_PATTERN = (r"(?i)rate[ _-]?limit|usage limit|hit your (?:\w+ )?limit"
@@ -46,7 +47,7 @@ def reset_time(text: str, now: float, local: Optional[tzinfo] = None) -> Optiona
 
 def backoff(consecutive: int) -> float:
     """Seconds to wait after the n-th rate limit in a row that stated no reset time."""
-    return min(BACKOFF_FIRST * 2 ** max(0, consecutive - 1), BACKOFF_MAX)
+    return retry.delay(max(consecutive, 1), BACKOFF_FIRST, BACKOFF_MAX)
 
 
 def _from_epoch(text: str) -> Optional[float]:
