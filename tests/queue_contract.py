@@ -28,6 +28,7 @@ from coffee_team.queue import (
     UnroutableError,
 )
 from coffee_team.errors import UnstorableResult
+from coffee_team.taskstate import RetryPolicy
 from tests.clock import FakeClock
 
 TEAM = ("architect", "code_developer", "reviewer")
@@ -425,14 +426,33 @@ class QueueContract:
         assert q.list_tasks() == []
 
     def test_from_team(self):
-        agents = tuple(SimpleNamespace(name=n, handles=HANDLES[n]) for n in TEAM)
-        team = SimpleNamespace(settings=SimpleNamespace(database_path="ignored", max_queue_size=7),
-                               agents=agents, database_url=self.url, wake_dir=self.wake_dir)
+        """The team's database_url and its queue_options(overrides): the mapping itself lives
+        with the team file (tests/test_team.py), so the queue needs no import of it."""
+        asked = []
+
+        def queue_options(**overrides):
+            asked.append(overrides)
+            return dict(agents=TEAM, handles=HANDLES, max_queue_size=7, wake_dir=self.wake_dir,
+                        retry={"reviewer": RetryPolicy(attempts=2)}, **overrides)
+        team = SimpleNamespace(database_url=self.url, queue_options=queue_options)
         q = MessageQueue.from_team(team, clock=self.clock)
         self._queues.append(q)
-        assert q.max_queue_size == 7 and q.agents == TEAM
+        assert asked == [{"clock": self.clock}] and q.clock is self.clock
+        assert q.max_queue_size == 7 and q.agents == TEAM and q.retry["reviewer"].attempts == 2
         q.send("cli", None, "review")
         assert q.claim("reviewer")
+
+    def test_adopt_team_changes_routing_and_limits_only(self):
+        q = self.team_queue()
+        reloaded = dict(agents=("solo",), handles={"solo": ("review",)}, max_queue_size=2,
+                        retry={}, escalate_after=60.0, lease_seconds=5.0,
+                        wake_dir="/elsewhere", host="other-host")
+        q.adopt_team(SimpleNamespace(queue_options=lambda **o: {**reloaded, **o}))
+        assert (q.agents, q.max_queue_size, q.escalate_after, q.lease_seconds) == (
+            ("solo",), 2, 60.0, 5.0)
+        assert q.host == ""  # whose restart state the process keeps does not move
+        q.send("cli", None, "review")
+        assert q.claim("solo")
 
     # -- listing / stats / cleanup -----------------------------------------
     def test_list_tasks_filters(self):

@@ -183,6 +183,25 @@ def in_progress(coffee: Coffee, agent: str, type: str = "job", content=None) -> 
 
 # --- the namespace ---------------------------------------------------------------------------
 
+def test_the_rpc_plugins_queue_takes_every_team_option(supervisor_globals):
+    """retry, lease_seconds and escalate_after reach the plugin's queue as they reach the
+    agents' (one team → queue mapping: Team.queue_options)."""
+    with temp_root() as root:
+        team = write_team(root, AGENTS, max_queue_size=QUEUE_SIZE, lease_seconds=45,
+                          escalate_after=600, retry={"attempts": 3, "backoff": 2})
+        iface = build(team, FakeSupervisord(team.names), real_time_clock())
+        try:
+            queue = iface._queue_()
+            assert queue.lease_seconds == 45.0 and queue.escalate_after == 600.0
+            assert set(queue.retry) == set(AGENTS)
+            assert queue.retry["architect"].attempts == 3
+            assert queue.retry["architect"].backoff == 2.0
+            assert queue.max_queue_size == QUEUE_SIZE and queue.agents == team.names
+            assert queue.host == team.state_host and queue.clock() == iface._now()
+        finally:
+            iface._db.close()
+
+
 def test_every_public_method_is_covered():
     assert public_methods() == sorted(VALID_CALLS)
 

@@ -183,6 +183,19 @@ def test_retry_defaults_to_the_team_and_an_agent_replaces_it():
         retry={"colour": 1}))
 
 
+def test_queue_options_are_the_one_team_to_queue_mapping(tmp_path):
+    from coffee_team.taskstate import RetryPolicy
+    team = parse_team(doc({"a": {"handles": ["review"]}, "b": {"retry": {"attempts": 5}}},
+                          max_queue_size=9, lease_seconds=45, escalate_after=600),
+                      SOURCE, tmp_path / "data" / "team.yaml")
+    clock = object()
+    assert team.queue_options(clock=clock) == {
+        "agents": ("a", "b"), "handles": {"a": ("review",), "b": ()}, "max_queue_size": 9,
+        "retry": {"b": RetryPolicy(attempts=5)}, "escalate_after": 600.0,
+        "lease_seconds": 45.0, "wake_dir": str(tmp_path / "data" / "run" / "wake"), "host": "",
+        "clock": clock}
+
+
 def test_unknown_team_key_lists_http_as_allowed():
     assert "http" in team_error(doc(colour="red")).split("allowed:")[1]
 

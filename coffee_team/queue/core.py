@@ -51,17 +51,9 @@ class ClaimedTask:
     traceparent: Optional[str] = None  # the sender's trace context (otel.py), if traced
 
 
-def _team_options(team) -> dict[str, Any]:
-    """What a queue takes from the team file besides the database."""
-    settings = team.settings
-    return dict(
-        agents=tuple(a.name for a in team.agents),
-        handles={a.name: tuple(a.handles) for a in team.agents},
-        max_queue_size=settings.max_queue_size,
-        retry={a.name: a.retry for a in team.agents if getattr(a, "retry", None)},
-        escalate_after=getattr(settings, "escalate_after", None),
-        lease_seconds=getattr(settings, "lease_seconds", 300.0),
-    )
+# The options a reloaded team file changes on an open queue (the database, wake-ups and the
+# restart state's host stay what the process opened).
+LIVE_OPTIONS = ("agents", "handles", "max_queue_size", "retry", "escalate_after", "lease_seconds")
 
 
 class CoreNeeds(Protocol):
@@ -117,20 +109,15 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
 
     @classmethod
     def from_team(cls, team, **overrides) -> "MessageQueue":
-        """Queue for a team.Team: its database_url/wake_dir (absolute) and agents."""
-        settings = team.settings
-        options = dict(
-            **_team_options(team),
-            wake_dir=getattr(team, "wake_dir", None) or getattr(settings, "wake_dir", None),
-            host=getattr(team, "state_host", ""),  # hosts sharing PostgreSQL keep their own
-        )
-        options.update(overrides)
-        return cls(getattr(team, "database_url", None) or settings.database_path, **options)
+        """Queue for a team.Team: its ``database_url`` and ``queue_options()`` (the one
+        team → queue mapping lives with the team file; ``overrides`` win)."""
+        return cls(team.database_url, **team.queue_options(**overrides))
 
     def adopt_team(self, team) -> None:
         """Route, limit and retry by a reloaded team (same database)."""
-        for name, value in _team_options(team).items():
-            setattr(self, name, value)
+        options = team.queue_options()
+        for name in LIVE_OPTIONS:
+            setattr(self, name, options[name])
 
     def close(self) -> None:
         if self._wake:

@@ -55,12 +55,7 @@ class RpcQueue:
         try:
             database = open_database(team.database_url, busy_timeout_ms=BUSY_TIMEOUT_MS,
                                      bounded=True)
-            self.queue = MessageQueue(
-                database, agents=team.names,
-                handles={a.name: tuple(a.handles) for a in team.agents},
-                max_queue_size=team.settings.max_queue_size,
-                wake_dir=team.wake_dir, clock=self.clock,
-                host=team.state_host)  # hosts sharing PostgreSQL keep their own restart state
+            self.queue = MessageQueue(database, **team.queue_options(clock=self.clock))
         except Exception as exc:  # whatever it is, it is the reason given until it works
             self.open_error, self.retry_at = one_line(exc), now + OPEN_RETRY
             raise DatabaseUnavailable(self.open_error) from None

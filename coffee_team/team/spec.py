@@ -206,6 +206,23 @@ class Team:
     def wake_dir(self) -> str:
         return str(self.run_dir / "wake")
 
+    def queue_options(self, **overrides: Any) -> dict[str, Any]:
+        """MessageQueue's keyword options from this team file, the database aside
+        (``database_url``): the one team → queue mapping. The agent, the rpc plugin, the CLI,
+        the watchdog and the web program all open their queue with it (``from_team`` calls
+        it, so ``queue/`` needs no import of this package); ``overrides`` (a clock) win."""
+        return {
+            "agents": self.names,
+            "handles": {a.name: tuple(a.handles) for a in self.agents},
+            "max_queue_size": self.settings.max_queue_size,
+            "retry": {a.name: a.retry for a in self.agents if a.retry is not None},
+            "escalate_after": self.settings.escalate_after,
+            "lease_seconds": self.settings.lease_seconds,
+            "wake_dir": self.wake_dir,
+            "host": self.state_host,  # hosts sharing PostgreSQL keep their own restart state
+            **overrides,
+        }
+
     def lock_path(self, agent: str) -> Path:
         """The file lock that keeps one instance of ``agent`` on a SQLite team. In run/, not
         agent_status/: an unusable status dir costs heartbeats, never the agent itself."""
