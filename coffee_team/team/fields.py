@@ -1,5 +1,7 @@
 """What a team file may hold: one checker per field, each returning the cleaned value or
-raising ``Invalid`` with what is allowed (``parse`` adds the file and the key path).
+raising ``Invalid`` with what is allowed (``parse`` adds the file and the key path). The
+checkers and their builders (``integer(lo, hi)``, ``choice(...)``, ``optional(check)``) are
+public: ``team/llm.py`` checks its keys with them.
 
 Pure: no file access. Values that reach supervisor's INI are refused here when supervisor's
 parser could not carry them (newlines, '%(here)s', ' ;'/' #' comments, unquotable quotes).
@@ -32,7 +34,7 @@ def describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _integer(lo: int = 0, hi: int = MAX_INT) -> Callable[[Any], int]:
+def integer(lo: int = 0, hi: int = MAX_INT) -> Callable[[Any], int]:
     def check(v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
             raise Invalid(f"an integer from {lo} to {hi}, got {describe(v)}")
@@ -42,7 +44,7 @@ def _integer(lo: int = 0, hi: int = MAX_INT) -> Callable[[Any], int]:
     return check
 
 
-def _positive_number(hi: float = 10**9) -> Callable[[Any], float]:
+def positive_number(hi: float = 10**9) -> Callable[[Any], float]:
     def check(v: Any) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float)) \
                 or (isinstance(v, int) and abs(v) > hi) or not math.isfinite(v):
@@ -53,13 +55,13 @@ def _positive_number(hi: float = 10**9) -> Callable[[Any], float]:
     return check
 
 
-def _boolean(v: Any) -> bool:
+def boolean(v: Any) -> bool:
     if not isinstance(v, bool):
         raise Invalid(f"true or false, got {describe(v)}")
     return v
 
 
-def _ini_text(v: Any, what: str = "a string") -> str:
+def ini_text(v: Any, what: str = "a string") -> str:
     if not isinstance(v, str) or not v:
         raise Invalid(f"{what}, got {describe(v)}")
     if "\n" in v or "\r" in v or "\x00" in v:
@@ -70,8 +72,8 @@ def _ini_text(v: Any, what: str = "a string") -> str:
     return v
 
 
-def _path_text(v: Any) -> str:
-    v = _ini_text(v, "a path")
+def path_text(v: Any) -> str:
+    v = ini_text(v, "a path")
     if INI_COMMENT.search(v):
         raise Invalid(f"a path without ' ;' or ' #' (supervisor reads them as comments), got {describe(v)}")
     return v
@@ -79,8 +81,8 @@ def _path_text(v: Any) -> str:
 
 
 
-def _database_path(v: Any) -> str:
-    v = _path_text(v)
+def database_path(v: Any) -> str:
+    v = path_text(v)
     if is_postgres_url(v):
         rest = v.split("://", 1)[1].split("?", 1)[0]
         if "/" not in rest or not rest.split("/", 1)[1]:
@@ -98,19 +100,19 @@ def _database_path(v: Any) -> str:
     return v
 
 
-def _handler(v: Any) -> str:
+def handler(v: Any) -> str:
     if not isinstance(v, str) or not HANDLER_REF.fullmatch(v):
         raise Invalid(f"'package.module:function', got {describe(v)}")
     return v
 
 
-def _command(v: Any) -> tuple[str, ...]:
+def command(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list) or not v:
         raise Invalid(f"a non-empty list of arguments, e.g. [python3, worker.py], got {describe(v)}")
-    return tuple(_ini_text(a, "each argument a non-empty string") for a in v)
+    return tuple(ini_text(a, "each argument a non-empty string") for a in v)
 
 
-def _task_types(v: Any) -> tuple[str, ...]:
+def task_types(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list):
         raise Invalid(f"a list of task types, got {describe(v)}")
     for t in v:
@@ -119,7 +121,7 @@ def _task_types(v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
-def _environment(v: Any) -> tuple[tuple[str, str], ...]:
+def environment(v: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(v, dict):
         raise Invalid(f"a mapping of NAME: value, got {describe(v)}")
     pairs = []
@@ -138,13 +140,13 @@ def _environment(v: Any) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _options(v: Any) -> tuple[tuple[str, Any], ...]:
+def options(v: Any) -> tuple[tuple[str, Any], ...]:
     if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
         raise Invalid(f"a mapping of option names to values, got {describe(v)}")
     return tuple(sorted(v.items()))
 
 
-def _choice(*allowed: str) -> Callable[[Any], str]:
+def choice(*allowed: str) -> Callable[[Any], str]:
     def check(v: Any) -> str:
         if v not in allowed:
             raise Invalid(f"one of {', '.join(allowed)}, got {describe(v)}")
@@ -152,50 +154,50 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
     return check
 
 
-def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda v: None if v is None else check(v)
 
 
 TEAM_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "database_path": _database_path,
-    "health_check_interval": _positive_number(),
-    "max_restart_attempts": _integer(0, 1000),
-    "restart_backoff": _positive_number(10**6),
-    "restart_reset_after": _positive_number(),
-    "restart_backoff_max": _positive_number(10**6),
-    "max_queue_size": _integer(1, 10**9),
-    "cleanup_interval_hours": _positive_number(10**6),
-    "heartbeat_interval": _positive_number(),
-    "heartbeat_stale_after": _positive_number(),
-    "lease_seconds": _positive_number(),
-    "start_seconds": _integer(0, 3600),
-    "start_retries": _integer(0, 1000),
-    "stop_wait_seconds": _integer(1, 3600),
-    "python": _path_text,
-    "require_branch": _optional(lambda v: _ini_text(v, "a git branch name")),
-    "escalate_after": _optional(_positive_number(10**7)),
-    "host_name": _optional(lambda v: _host_name(v)),  # defined below, with the other names
+    "database_path": database_path,
+    "health_check_interval": positive_number(),
+    "max_restart_attempts": integer(0, 1000),
+    "restart_backoff": positive_number(10**6),
+    "restart_reset_after": positive_number(),
+    "restart_backoff_max": positive_number(10**6),
+    "max_queue_size": integer(1, 10**9),
+    "cleanup_interval_hours": positive_number(10**6),
+    "heartbeat_interval": positive_number(),
+    "heartbeat_stale_after": positive_number(),
+    "lease_seconds": positive_number(),
+    "start_seconds": integer(0, 3600),
+    "start_retries": integer(0, 1000),
+    "stop_wait_seconds": integer(1, 3600),
+    "python": path_text,
+    "require_branch": optional(lambda v: ini_text(v, "a git branch name")),
+    "escalate_after": optional(positive_number(10**7)),
+    "host_name": optional(lambda v: host_name(v)),  # defined below, with the other names
 }
 
 AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "priority": _integer(0, 999),
-    "check_interval": _positive_number(),
-    "auto_approve": _boolean,
-    "timeout_seconds": _positive_number(),
-    "memory_limit_mb": _optional(_integer(1, 10**7)),
-    "handler": _handler,
-    "command": _command,
-    "handles": _task_types,
-    "environment": _environment,
-    "restart_on_hang": _boolean,
-    "stall_after": _optional(_positive_number()),
-    "on_stall": _choice("warn", "cancel"),
-    "cpu_warn_percent": _positive_number(10**5),
-    "rss_warn_mb": _positive_number(10**7),
-    "options": _options,
+    "priority": integer(0, 999),
+    "check_interval": positive_number(),
+    "auto_approve": boolean,
+    "timeout_seconds": positive_number(),
+    "memory_limit_mb": optional(integer(1, 10**7)),
+    "handler": handler,
+    "command": command,
+    "handles": task_types,
+    "environment": environment,
+    "restart_on_hang": boolean,
+    "stall_after": optional(positive_number()),
+    "on_stall": choice("warn", "cancel"),
+    "cpu_warn_percent": positive_number(10**5),
+    "rss_warn_mb": positive_number(10**7),
+    "options": options,
 }
 
-def _retry_on(v: Any) -> tuple[int | str, ...]:
+def retry_on(v: Any) -> tuple[int | str, ...]:
     if not isinstance(v, list):
         raise Invalid(f"a list of exit codes and regular expressions, got {describe(v)}")
     for rule in v:
@@ -212,10 +214,10 @@ def _retry_on(v: Any) -> tuple[int | str, ...]:
 
 # ``retry:`` of an agent or of the team (the default for agents without one).
 RETRY_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "attempts": _integer(1, 1000),
-    "backoff": _positive_number(10**6),
-    "max_backoff": _positive_number(10**7),
-    "on": _retry_on,
+    "attempts": integer(1, 1000),
+    "backoff": positive_number(10**6),
+    "max_backoff": positive_number(10**7),
+    "on": retry_on,
 }
 
 # ``team.notify``: where notifications go. A url is an Apprise URL (its scheme is checked
@@ -227,7 +229,7 @@ SOUND_PARAM = re.compile(r"[?&]sound=(?!none(&|$))", re.I)
 
 
 
-def _notify_url(v: Any) -> str:
+def notify_url(v: Any) -> str:
     if not isinstance(v, str) or not NOTIFY_URL.fullmatch(v):
         raise Invalid(f"an Apprise URL like json://host/path or ntfy://topic, got {describe(v)}")
     if SOUND_PARAM.search(v):
@@ -237,10 +239,10 @@ def _notify_url(v: Any) -> str:
 
 
 NOTIFY_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "level": _choice(*NOTIFICATION_LEVELS),
-    "url": _notify_url,
-    "command": _command,
-    "name": lambda v: _ini_text(v, "a short name"),
+    "level": choice(*NOTIFICATION_LEVELS),
+    "url": notify_url,
+    "command": command,
+    "name": lambda v: ini_text(v, "a short name"),
 }
 
 HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
@@ -258,7 +260,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _matching(pattern: re.Pattern[str], allowed: str) -> Callable[[Any], str]:
+def matching(pattern: re.Pattern[str], allowed: str) -> Callable[[Any], str]:
     def check(v: Any) -> str:
         if not isinstance(v, str) or not pattern.fullmatch(v):
             raise Invalid(f"{allowed}, got {describe(v)}")
@@ -267,27 +269,27 @@ def _matching(pattern: re.Pattern[str], allowed: str) -> Callable[[Any], str]:
 
 
 # supervisor's inet server is IPv4 only and reads "host:port": no IPv6 literals, no '*'.
-_http_host = _matching(HOST_NAME, "an IPv4 address or host name such as 127.0.0.1")
-_host_name = _matching(HOST_NAME, "a host name of letters, digits, '.' and '-'")
-_env_name = _matching(ENV_KEY, "the name of an environment variable like COFFEE_RPC_PASSWORD")
+http_host = matching(HOST_NAME, "an IPv4 address or host name such as 127.0.0.1")
+host_name = matching(HOST_NAME, "a host name of letters, digits, '.' and '-'")
+env_name = matching(ENV_KEY, "the name of an environment variable like COFFEE_RPC_PASSWORD")
 # HTTP basic auth splits at the first ':'; keep names plain.
-_user_name = _matching(USER_NAME, "a user name of letters, digits and '_.@+-'")
-host_url = _matching(re.compile(r"unix://\S+|https?://[^\s/]+/?"),
+user_name = matching(USER_NAME, "a user name of letters, digits and '_.@+-'")
+host_url = matching(re.compile(r"unix://\S+|https?://[^\s/]+/?"),
                      "unix:///path/to/supervisor.sock or http://host:port")
 
 
 HOST_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "name": lambda v: _ini_text(v, "a host name"),
+    "name": lambda v: ini_text(v, "a host name"),
     "url": host_url,
-    "username": _user_name,
-    "password_env": _env_name,
+    "username": user_name,
+    "password_env": env_name,
 }
 
 
 HTTP_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "port": _integer(1, 65535),
-    "username": _user_name,
-    "password_env": _env_name,
-    "host": _http_host,
-    "allow_remote": _boolean,
+    "port": integer(1, 65535),
+    "username": user_name,
+    "password_env": env_name,
+    "host": http_host,
+    "allow_remote": boolean,
 }

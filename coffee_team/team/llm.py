@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .fields import Invalid, describe
-from .fields import _boolean, _choice, _integer, _positive_number  # the team file's checkers
+from .fields import boolean, choice, integer, positive_number  # the team file's checkers
 from ..llm import presets, template
 from ..llm.budget import Budget
 
@@ -114,24 +114,24 @@ def regex_field(v: Any) -> str:
 
 LLM_FIELDS: dict[str, Callable[[Any], Any]] = {
     "command": _command,
-    "preset": _choice(*presets.PRESETS),
+    "preset": choice(*presets.PRESETS),
     "fields": _field_paths,
     "prompt": _text("a prompt template"),
     "system_prompt_file": _text("a path to a text file"),
-    "prompt_via": _choice("stdin", "arg"),
-    "session": _choice("keep", "none"),
+    "prompt_via": choice("stdin", "arg"),
+    "session": choice("keep", "none"),
     "session_args": _strings("a list of arguments, e.g. [--resume, '${session_id}']"),
     "periodic_prompt": _text("a prompt template"),
 }
 
 BUDGET_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "usd_per_day": _positive_number(10**6),
-    "tokens_per_day": _integer(1, 10**12),
+    "usd_per_day": positive_number(10**6),
+    "tokens_per_day": integer(1, 10**12),
 }
 
 WORKSPACE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "dir": _text("a directory"),
-    "worktree": _boolean,
+    "worktree": boolean,
     "branch": _text("a branch name template such as agents/${agent}"),
     "path": _text("a directory template such as data/worktrees/${agent}"),
     "base": _text("a git revision"),
