@@ -41,8 +41,8 @@ from coffee_team.rpc.costs import CostsRPC
 from coffee_team.rpc.journal import JournalRPC
 from coffee_team.rpc.queue import RpcQueue, one_line
 from coffee_team.rpc.signals import wake_on_signals
-from coffee_team.rpc.tasks import TaskControlRPC, task_struct
-from coffee_team.rpc.values import check_limit, expected_fault, kind_of, short
+from coffee_team.rpc.tasks import TasksRPC
+from coffee_team.rpc.values import expected_fault, kind_of
 from coffee_team.rpc.values import rpc_method as _rpc
 from coffee_team import restarts
 
@@ -55,7 +55,7 @@ REQUEUE_ON = (events.ProcessStateExitedEvent, events.ProcessStateStoppedEvent,
               events.ProcessStateBackoffEvent)
 
 
-class CoffeeNamespaceRPCInterface(TaskControlRPC, JournalRPC, CostsRPC):
+class CoffeeNamespaceRPCInterface(TasksRPC, JournalRPC, CostsRPC):
     """``coffee.*``: the team's queue, journal and status for automation."""
 
     def __init__(self, supervisord, team_path: str):
@@ -266,78 +266,6 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC, JournalRPC, CostsRPC):
         return list(self.team.names)
 
     @_rpc
-    def sendMessage(self, sender, recipient, type, content, priority=5, dedupe_key="", delay=0):
-        """ Enqueue one task (same routing, dedupe and backpressure as MessageQueue.send)
-
-        @param string sender     Who sends it (1-100 characters)
-        @param string recipient  An agent name, 'all' (broadcast), or '' to route by type
-        @param string type       The task type (1-100 characters)
-        @param struct content    A struct/array, or a string holding a JSON document (max 1 MB)
-        @param int priority      0 (most urgent) to 9; default 5
-        @param string dedupe_key Optional: a live task with the same key is not duplicated
-        @param double delay      Optional: seconds (0 to 30 days) before it may be claimed
-        @return int id           The task id (the first one for a broadcast)
-        """
-        for value, what in ((sender, "sender"), (recipient, "recipient"), (type, "type"),
-                            (dedupe_key, "dedupe_key")):
-            if not isinstance(value, str):
-                raise RPCError(Faults.BAD_ARGUMENTS, f"{what} must be a string, got {kind_of(value)}")
-        if recipient and recipient != "all":
-            self._agent(recipient)
-        from coffee_team.queue.content import load_json_text
-        if isinstance(content, str):  # the queue checks either form the same way
-            content = load_json_text(content, "content string")
-        elif not isinstance(content, (dict, list, int, float, bool)):
-            raise RPCError(Faults.BAD_ARGUMENTS,
-                           f"content must be a struct, an array or a JSON string, got {kind_of(content)}")
-        return self._queue_().send(sender, recipient or None, type, content, priority=priority,
-                                   dedupe_key=dedupe_key or None, delay=delay)
-
-    @_rpc
-    def getQueueStats(self):
-        """ Return task counts per agent
-
-        @return struct stats  {agent: {pending, in_progress, completed, failed, cancelled,
-                              oldest_pending_age_s (left out when nothing is pending)}}
-        """
-        from coffee_team.taskstate import STATES
-        stats = self._queue_().stats()
-        empty = dict.fromkeys(STATES, 0)
-        return {name: stats.get(name, dict(empty)) for name in (*self.team.names, *stats)}
-
-    @_rpc
-    def listTasks(self, filter={}):
-        """ List tasks, newest first
-
-        Task structs hold id, sender, recipient, type, priority, status, attempts, created_at,
-        completed_at, claimed_by, claimed_at, lease_expires_at, dedupe_key, error (each left
-        out when unset), content_json and result_json (the JSON text of content / result).
-
-        @param struct filter  Optional keys: status (pending, in_progress, completed, failed,
-                              cancelled),
-                              agent (the recipient), limit (1-1000, default 100)
-        @return array tasks   An array of task structs
-        """
-        from coffee_team.taskstate import STATES
-        if not isinstance(filter, dict):
-            raise RPCError(Faults.BAD_ARGUMENTS, f"filter must be a struct, got {kind_of(filter)}")
-        unknown = sorted(set(filter) - {"status", "agent", "limit"})
-        if unknown:
-            raise RPCError(Faults.BAD_ARGUMENTS, f"unknown filter key(s) "
-                                                 f"{', '.join(map(short, unknown))} "
-                                                 f"(allowed: status, agent, limit)")
-        status = filter.get("status") or None
-        if status is not None and status not in STATES:
-            raise RPCError(Faults.BAD_ARGUMENTS, f"status must be one of "
-                                                 f"{', '.join(STATES)}, got {short(status)}")
-        agent = filter.get("agent") or None
-        if agent is not None:
-            self._agent(agent)
-        limit = check_limit(filter.get("limit", 100))
-        return [task_struct(task)
-                for task in self._queue_().list_tasks(status=status, agent=agent, limit=limit)]
-
-    @_rpc
     def restartAgent(self, name):
         """ Clear an agent's give-up and (re)start it: stop first if it runs
 
@@ -385,7 +313,7 @@ class CoffeeNamespaceRPCInterface(TaskControlRPC, JournalRPC, CostsRPC):
 
 # supervisor publishes only what the class itself defines (system.listMethods and methodHelp
 # read __class__.__dict__), so the mixins' methods are copied in.
-for _mixin in (TaskControlRPC, JournalRPC, CostsRPC):
+for _mixin in (TasksRPC, JournalRPC, CostsRPC):
     for _name, _method in vars(_mixin).items():
         if not _name.startswith("_") and callable(_method):
             setattr(CoffeeNamespaceRPCInterface, _name, _method)
