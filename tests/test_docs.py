@@ -154,7 +154,7 @@ def test_team_file_examples_are_valid(page):
 
 
 def test_the_example_check_sees_a_bad_example():
-    text = ("```yaml\nagents:\n  a:\n    retry: {attempts: 2, on: [75]}\n```\n"
+    text = ("```yaml\nagents:\n  a:\n    retry: {attempts: 2, colour: [75]}\n```\n"
             "```yaml\nteam:\n  hosts: []\n```\n"
             "```yaml\nteam:\n  heartbeat_interval: 5\n```\n")
     examples = team_examples(text)

@@ -183,6 +183,15 @@ def test_retry_defaults_to_the_team_and_an_agent_replaces_it():
         retry={"colour": 1}))
 
 
+def test_a_bare_yaml_on_key_in_retry_means_on():
+    """YAML 1.1 reads ``on:`` as the boolean true; the documented ``retry: {on: [...]}`` works."""
+    from coffee_team.taskstate import RetryPolicy
+    document = yaml.load("team: {retry: {attempts: 2, on: [75, rate limit]}}\n"
+                         "agents: {a: {handler: 'm:f'}}\n", Loader=yaml.SafeLoader)
+    assert True in document["team"]["retry"]  # what YAML hands the parser
+    assert parse_team(document).agent("a").retry == RetryPolicy(attempts=2, on=(75, "rate limit"))
+
+
 def test_queue_options_are_the_one_team_to_queue_mapping(tmp_path):
     from coffee_team.taskstate import RetryPolicy
     team = parse_team(doc({"a": {"handles": ["review"]}, "b": {"retry": {"attempts": 5}}},

@@ -196,6 +196,9 @@ def _retry(doc: Any, where: str, source: str) -> RetryPolicy | None:
     """``retry:`` → RetryPolicy; an agent's replaces the team's as a whole."""
     if doc is None:
         return None
+    if isinstance(doc, dict) and True in doc and "on" not in doc:
+        # YAML 1.1 reads a bare ``on:`` key as the boolean true; here it can only mean ``on``.
+        doc = {("on" if key is True else key): value for key, value in doc.items()}
     return RetryPolicy(**_fields(doc, RETRY_FIELDS, where, source))
 
 
