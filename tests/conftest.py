@@ -7,7 +7,21 @@ import os
 
 import pytest
 
+from tests import processes
 from tests.harness import boot_supervisord, temporary_project
+
+processes.install()
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_in_slow_tests(request):
+    """A test (with its function fixtures) that starts a process must be marked slow."""
+    since = len(processes.started)
+    yield
+    message = processes.complaint(request.node.nodeid,
+                                  request.node.get_closest_marker("slow") is not None, since)
+    if message:
+        pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture

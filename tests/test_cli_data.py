@@ -125,6 +125,7 @@ def test_start_restart_stop_on_a_damaged_database_are_one_line(proj):
     assert "orchestrator.db" in line and "database" in line
 
 
+@pytest.mark.slow  # starts a process
 def test_full_disk_while_sending_is_one_line(proj):
     """A file size limit (RLIMIT_FSIZE, SIGXFSZ ignored) fails every write past it, as a full
     disk would: the database opens (its 32 KiB -shm fits), the 120 KB send does not."""

@@ -23,6 +23,7 @@ def hostile_strings(marker):
             f"\n touch {marker}", "%(here)s %%s {0} ${HOME}", "\x00 nul", "ünïcödé ☕"]
 
 
+@pytest.mark.slow  # starts a process
 def test_shell_syntax_in_content_reaches_the_command_as_data(tmp_path):
     marker = tmp_path / "pwned"
     runner = CommandRunner(tuple(ECHO), cwd=str(tmp_path))
@@ -34,6 +35,7 @@ def test_shell_syntax_in_content_reaches_the_command_as_data(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow  # starts a process
 def test_command_failures_and_timeouts_are_task_errors(tmp_path):
     ctx = HandlerContext(agent="a", options={})
     failing = CommandRunner((sys.executable, "-c", "import sys; sys.exit('boom')"))

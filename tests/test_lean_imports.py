@@ -11,10 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from coffee_team.queue import MessageQueue
 from tests.fast_team import temp_root, write_team
+
+pytestmark = pytest.mark.slow  # the tests here start processes
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -242,6 +242,7 @@ def test_two_deliverers_never_send_one_row_twice(books, tmp_path):
         d.queue.close()
 
 
+@pytest.mark.slow  # starts a process
 def test_a_command_target_gets_the_notification_as_json_and_its_failure_as_the_error(tmp_path):
     out = tmp_path / "got.json"
     script = f"import sys; open({str(out)!r}, 'w').write(sys.stdin.read())"
@@ -264,6 +265,7 @@ def test_silent_switches_are_added_where_a_service_has_one():
 
 # --- the systemd unit ------------------------------------------------------------------------
 
+@pytest.mark.slow  # starts a process
 def test_service_install_print_is_a_unit_systemd_accepts(tmp_path):
     team_file = project_with(tmp_path / "my project")
     result = CliRunner().invoke(main, ["--team", str(team_file), "service", "install", "--print"])
@@ -284,6 +286,7 @@ def test_service_install_print_is_a_unit_systemd_accepts(tmp_path):
                           capture_output=True).returncode != 0  # the check can fail
 
 
+@pytest.mark.slow  # starts a process
 def test_service_install_and_uninstall_a_user_unit(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     team_file = project_with(tmp_path / "proj")
@@ -300,6 +303,7 @@ def test_service_install_and_uninstall_a_user_unit(tmp_path, monkeypatch):
 
 # --- shell completion and a '%' in the project path ------------------------------------------
 
+@pytest.mark.slow  # starts a process
 def test_bash_completion_script_is_served():
     done = subprocess.run([str(Path(sys.executable).parent / "coffee-team")],
                           env={"_COFFEE_TEAM_COMPLETE": "bash_source", "PATH": "/usr/bin:/bin"},

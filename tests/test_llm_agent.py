@@ -17,6 +17,8 @@ from coffee_team.llm.workspace import Workspace, current_branch, team_problems
 from tests.clock import FakeClock, T0
 from tests.fast_team import temp_root, write_team
 
+pytestmark = pytest.mark.slow  # the tests here start processes
+
 FAKE = str(Path(__file__).with_name("fake_llm_cli.py"))
 
 

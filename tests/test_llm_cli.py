@@ -73,6 +73,7 @@ def test_status_columns_carry_todays_cost_and_tokens(proj):
     assert columns["code_developer"]["cost_today_usd"] == 0.0
 
 
+@pytest.mark.slow  # starts a process
 def test_gen_config_refuses_a_worktree_outside_a_git_repository(proj):
     proj.team_file.write_text(proj.team_file.read_text().replace(
         "llm:", "workspace: {worktree: true}\n    llm:", 1))
@@ -82,6 +83,7 @@ def test_gen_config_refuses_a_worktree_outside_a_git_repository(proj):
     assert "is not in a git repository" in result.output
 
 
+@pytest.mark.slow  # starts a process
 def test_doctor_reports_each_worktree(proj):
     proj.team_file.write_text(proj.team_file.read_text().replace(
         "llm:", "workspace: {worktree: true}\n    llm:", 1))
@@ -91,6 +93,7 @@ def test_doctor_reports_each_worktree(proj):
     assert not ok and "missing (the agent creates it when it starts)" in detail
 
 
+@pytest.mark.slow  # starts a process
 def test_the_example_llm_team_is_the_seed_team_and_passes_the_start_checks(tmp_path):
     import shutil
     from pathlib import Path

@@ -142,6 +142,7 @@ AGENT_WITHOUT_OTEL = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # starts a process
 def test_off_by_default_an_agent_imports_no_opentelemetry():
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     out = subprocess.run([sys.executable, "-c", AGENT_WITHOUT_OTEL], capture_output=True,

@@ -19,6 +19,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: 
 
 from tests.harness import boot_supervisord, demo_agents, wait_until  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the tests here start processes
+
 CONSUMER = 5  # opentelemetry.proto.trace.v1.Span.SpanKind.SPAN_KIND_CONSUMER
 CHAIN = [("architect", "process design_request"), ("code_developer", "process spec_created"),
          ("project_manager", "process needs_verification")]

@@ -10,6 +10,8 @@ from coffee_team.errors import HandlerError
 from coffee_team.handlers import CommandRunner, HandlerContext
 from coffee_team.output import MAX_LINE, TAIL_BYTES, ResultScan, TaggedLines
 
+pytestmark = pytest.mark.slow  # the tests here start processes
+
 
 class Sink:
     def __init__(self):

@@ -122,6 +122,7 @@ def pg_db():
                 time.sleep(0.1)
 
 
+@pytest.mark.slow  # starts a process
 @needs_pg
 def test_wait_wakes_through_listen_notify_across_processes(pg_db):
     """No wake_dir at all: the wake-up can only come through LISTEN/NOTIFY."""

@@ -12,6 +12,8 @@ import pytest
 from coffee_team import proctable
 from coffee_team.proctable import ProcessTable
 
+pytestmark = pytest.mark.slow  # the tests here start processes
+
 
 @pytest.fixture
 def child():

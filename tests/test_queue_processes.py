@@ -12,6 +12,8 @@ import pytest
 
 from coffee_team.queue import MessageQueue
 
+pytestmark = pytest.mark.slow  # the tests here start processes
+
 PRODUCERS, CONSUMERS, PER_PRODUCER = 4, 4, 500
 TOTAL = PRODUCERS * PER_PRODUCER
 ctx = multiprocessing.get_context("spawn")  # no inherited sqlite handles

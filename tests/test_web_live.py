@@ -19,6 +19,8 @@ import pytest
 
 from tests.harness import boot_supervisord, wait_until
 
+pytestmark = pytest.mark.slow  # the tests here start processes
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PASSWORD = "dashboard-test-password"
