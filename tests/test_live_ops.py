@@ -22,7 +22,7 @@ from coffee_team.errors import TeamError
 from coffee_team.queue import MessageQueue
 from coffee_team.team import parse_team
 from tests.clock import FakeClock
-from tests.test_watchdog import Rig
+from tests.watchdog_rig import Rig
 
 AGENTS = {"alpha": {"priority": 1}, "beta": {"priority": 2}, "gamma": {"priority": 3}}
 

@@ -13,6 +13,7 @@ import pytest
 from tests.queue_contract import QueueContract
 from tests.queue_control_contract import ControlContract
 from tests.queue_fused_contract import FusedContract
+from tests.queue_listing_contract import ListingContract
 
 PG_URL = os.environ.get("COFFEE_TEST_PG_URL")
 
@@ -30,7 +31,7 @@ def _admin(sql: str) -> None:
         conn.close()
 
 
-class TestPostgresQueue(QueueContract, ControlContract, FusedContract):
+class TestPostgresQueue(QueueContract, ListingContract, ControlContract, FusedContract):
     def database_url(self) -> str:
         self._schema = "ct_" + uuid.uuid4().hex[:12]
         _admin(f"CREATE SCHEMA {self._schema}")

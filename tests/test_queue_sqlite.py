@@ -9,9 +9,10 @@ from coffee_team.queue.factory import open_database
 from tests.queue_contract import QueueContract
 from tests.queue_control_contract import ControlContract
 from tests.queue_fused_contract import FusedContract
+from tests.queue_listing_contract import ListingContract
 
 
-class TestSqliteQueue(QueueContract, ControlContract, FusedContract):
+class TestSqliteQueue(QueueContract, ListingContract, ControlContract, FusedContract):
     def database_url(self) -> str:
         self._tmp = tempfile.mkdtemp(prefix="ctq")
         return os.path.join(self._tmp, "db", "queue.db")
