@@ -1,6 +1,5 @@
-"""The shape of coffee_team.queue, read with ``ast``: no import circle (function-level imports
-count too), only leaves imported from outside, modules under 400 lines, and MessageQueue's
-parts keeping to their declared contracts.
+"""The shape of coffee_team.queue, read with ``ast``: absolute imports, and MessageQueue's parts
+keeping to their declared contracts (its import rules and module sizes: test_layering.py).
 
 MessageQueue is core.py's class plus seven mixins (completion, enqueue, control, journal,
 reporting, delivery, usage). Each part states in a ``...Needs`` protocol, beside it, what it uses
@@ -19,111 +18,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE = ROOT / "coffee_team" / "queue"
-# What queue/ may import from the rest of coffee_team: leaves that import nothing of ours but
-# each other (taskstate's backoff is retry's).
-LEAVES = {"coffee_team.errors", "coffee_team.taskstate", "coffee_team.retry",
-          "coffee_team.otel", "coffee_team.dburl", "coffee_team.clock", "coffee_team.events"}
-MAX_LINES = 400
 
 
-def module_name(path: Path) -> str:
-    return "coffee_team.queue" + ("" if path.stem == "__init__" else f".{path.stem}")
-
-
-def imports_of(tree: ast.Module, known: set[str]) -> set[str]:
-    """Every coffee_team module imported anywhere in ``tree`` (in functions too); ``from
-    package import name`` counts as the module ``package.name`` when that is one of ``known``."""
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names if a.name.startswith("coffee_team"))
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            if not node.module.startswith("coffee_team"):
-                continue
-            for alias in node.names:
-                full = f"{node.module}.{alias.name}"
-                if full in known or (node.module == "coffee_team" and full in LEAVES):
-                    out.add(full)
-                else:
-                    out.add(node.module)
-        elif isinstance(node, ast.ImportFrom) and node.level:
-            out.add("relative import (use absolute ones)")
-    return out
-
-
-def queue_graph(directory: Path = QUEUE) -> dict[str, set[str]]:
-    paths = sorted(directory.glob("*.py"))
-    known = {module_name(p) for p in paths}
-    return {module_name(p): imports_of(ast.parse(p.read_text(), str(p)), known) for p in paths}
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Import circles among the graph's own modules (depth-first, one report per back edge)."""
-    found, done, path = [], set(), []
-
-    def visit(name: str) -> None:
-        path.append(name)
-        for target in sorted(graph.get(name, ())):
-            if target in path:
-                found.append(path[path.index(target):] + [target])
-            elif target in graph and target not in done:
-                visit(target)
-        path.pop()
-        done.add(name)
-
-    for name in sorted(graph):
-        if name not in done:
-            visit(name)
-    return found
-
-
-def test_the_queue_package_has_no_import_circle():
-    assert cycles(queue_graph()) == []
-
-
-def test_the_circle_check_sees_a_circle_through_a_function_level_import(tmp_path):
-    (tmp_path / "db.py").write_text("from coffee_team.queue import sql\n"
-                                    "def backend_for():\n"
-                                    "    from coffee_team.queue.pg_backend import X\n")
-    (tmp_path / "pg_backend.py").write_text("from coffee_team.queue.db import SqlBackend\n")
-    (tmp_path / "sql.py").write_text("")
-    assert cycles(queue_graph(tmp_path)) == [
-        ["coffee_team.queue.db", "coffee_team.queue.pg_backend", "coffee_team.queue.db"]]
-
-
-def test_the_queue_imports_only_leaves_from_outside():
-    graph = queue_graph()
-    outside = {f"{name} imports {target}" for name, targets in graph.items()
-               for target in targets if target not in graph and target not in LEAVES}
-    assert outside == set()
-
-
-def leaf_imports(leaf: str) -> set[str]:
-    """The coffee_team modules a top-level module imports (its relative imports resolved)."""
-    out = set()
-    for node in ast.walk(ast.parse((ROOT / (leaf.replace(".", "/") + ".py")).read_text())):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names if a.name.startswith("coffee_team"))
-        elif isinstance(node, ast.ImportFrom):
-            base = "coffee_team" + (f".{node.module}" if node.module else "") if node.level \
-                else node.module or ""
-            if base == "coffee_team":
-                out.update(f"coffee_team.{a.name}" for a in node.names)
-            elif base.startswith("coffee_team"):
-                out.add(base)
-    return out
-
-
-def test_the_leaves_import_only_each_other():
-    assert {f"{leaf} imports {target}" for leaf in LEAVES for target in leaf_imports(leaf)
-            if target not in LEAVES} == set()
-    assert "coffee_team.retry" in leaf_imports("coffee_team.taskstate")  # the check sees one
-
-
-def test_no_queue_module_is_over_400_lines():
-    long = {p.name: n for p in QUEUE.glob("*.py") if (n := len(p.read_text().splitlines()))
-            > MAX_LINES}
-    assert long == {}
+def test_the_queue_uses_absolute_imports():
+    """(Its import graph, leaves and module sizes are test_layering.py's rules.)"""
+    relative = [f"{p.name}:{node.lineno}" for p in sorted(QUEUE.glob("*.py"))
+                for node in ast.walk(ast.parse(p.read_text(), str(p)))
+                if isinstance(node, ast.ImportFrom) and node.level]
+    assert relative == []
 
 
 # --- MessageQueue's parts and their contracts -------------------------------------------
