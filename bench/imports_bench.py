@@ -39,7 +39,8 @@ from pathlib import Path
 PY = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
 TOP = 20  # rows of the agent's own imports in the table
-# Not for an idle agent of a plain team on SQLite (tests/test_lean_imports.py checks the same).
+# Not for an idle agent of a plain team on SQLite (tests/integration/test_lean_imports.py checks
+# the same).
 SHOULD_NOT = ("click", "coffee_team.team.llm", "coffee_team.llm.runner", "psutil",
               "prometheus_client", "opentelemetry.trace", "supervisor.options", "psycopg2",
               "coffee_team.cli", "peewee", "hashlib", "logging", "uuid", "decimal")

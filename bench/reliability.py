@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ["tests/test_chaos.py", "tests/test_reliability.py", "tests/test_watchdog_live.py",
-         "tests/test_sick_storage.py", "tests/test_pg_sick.py"]
+TESTS = [f"tests/integration/test_{name}.py"
+         for name in ("chaos", "reliability", "watchdog_live", "sick_storage", "pg_sick")]
 
 
 def main() -> int:

@@ -1,5 +1,7 @@
-"""Shared fixtures over tests/harness.py: a throwaway project and a real supervisord booted
-from its generated config, always shut down (and anything it left behind killed) afterwards."""
+"""Shared by tests/unit/ (no process) and tests/integration/ (real processes, all marked slow):
+the watch that keeps processes out of the fast tier, and fixtures over tests/harness.py: a
+throwaway project and a real supervisord booted from its generated config, always shut down
+(and anything it left behind killed) afterwards."""
 from __future__ import annotations
 
 import json
@@ -11,6 +13,15 @@ from tests import processes
 from tests.harness import boot_supervisord, temporary_project
 
 processes.install()
+
+
+def pytest_collection_modifyitems(items):
+    """tests/unit/ starts no process, so nothing there is slow (such a test goes to integration/)."""
+    unit = [item.nodeid for item in items
+            if "/unit/" in item.path.as_posix() and item.get_closest_marker("slow")]
+    if unit:
+        raise pytest.UsageError(f"{unit[0]} is marked slow but sits in tests/unit/: move it to "
+                                "tests/integration/")
 
 
 @pytest.fixture(autouse=True)

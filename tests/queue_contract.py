@@ -428,7 +428,7 @@ class QueueContract:
 
     def test_from_team(self):
         """The team's database_url and its queue_options(overrides): the mapping itself lives
-        with the team file (tests/test_team.py), so the queue needs no import of it."""
+        with the team file (tests/unit/test_team.py), so the queue needs no import of it."""
         asked = []
 
         def queue_options(**overrides):

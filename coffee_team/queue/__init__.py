@@ -5,8 +5,8 @@ wait), ``enqueue`` sends, ``completion`` completes (and claims the next), ``cont
 cancels, retries and pauses, ``journal`` keeps events, notifications and restart state,
 ``delivery`` the notifications' deliveries, ``usage`` what LLM agents spend, ``reporting``
 reads listings and stats (MessageQueue mixes these parts; each states what it needs from the
-others in a ``Needs`` protocol, checked by tests/test_queue_structure.py), ``routing`` resolves
-recipients, ``wake`` wakes idle agents, ``locks`` holds PostgreSQL advisory locks (one
+others in a ``Needs`` protocol, checked by tests/unit/test_queue_structure.py), ``routing``
+resolves recipients, ``wake`` wakes idle agents, ``locks`` holds PostgreSQL advisory locks (one
 instance per agent). ``sql`` names every statement (``sql_schema`` the migrations',
 ``sql_session`` a connection's own), ``factory`` opens a database and picks its backend,
 ``db`` is the backend interface (and the database errors), each backend holds its dialect's

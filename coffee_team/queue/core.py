@@ -71,7 +71,7 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
     waits and leases here; sending (enqueue.py), completing (completion.py), task control
     (control.py), the journal (journal.py), reports (reporting.py), notification deliveries
     (delivery.py), LLM usage (usage.py). Each part's ``...Needs`` protocol lists all it uses
-    of the state and of the other parts (tests/test_queue_structure.py holds them to it)."""
+    of the state and of the other parts (tests/unit/test_queue_structure.py holds them to it)."""
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ SCHEMA_VERSION = 8
 STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))
 
 # The restart_state columns besides its key (agent, host) and their defaults, as
-# models.RestartState declares them (tests/test_policy.py keeps the two in step).
+# models.RestartState declares them (tests/unit/test_policy.py keeps the two in step).
 RESTART_FIELDS = {"attempts": 0, "next_restart_at": None, "given_up": False,
                   "running_since": None, "last_crash_at": None, "hang_restart": False}
 RESTART_BOOL_FIELDS = ("given_up", "hang_restart")

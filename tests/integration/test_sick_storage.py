@@ -16,7 +16,7 @@ import pytest
 
 from coffee_team.queue import MessageQueue
 from tests.harness import boot_supervisord, wait_until
-from tests.test_reliability import assert_no_crash, recording_team, side_effects
+from tests.integration.test_reliability import assert_no_crash, recording_team, side_effects
 
 pytestmark = pytest.mark.slow
 

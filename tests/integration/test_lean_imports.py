@@ -19,7 +19,7 @@ from tests.fast_team import temp_root, write_team
 
 pytestmark = pytest.mark.slow  # the tests here start processes
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # ``python -m coffee_team --team T agent run worker`` for real (lock, queue, requeue, the
 # handler loaded), up to the agent's loop, where it lists its modules instead of looping.

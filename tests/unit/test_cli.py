@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from coffee_team import confgen
 from coffee_team.cli import main
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "data" / "team.yaml"
 
 

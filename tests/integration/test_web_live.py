@@ -22,7 +22,7 @@ from tests.harness import boot_supervisord, wait_until
 pytestmark = pytest.mark.slow  # the tests here start processes
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PASSWORD = "dashboard-test-password"
 
 

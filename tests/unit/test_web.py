@@ -226,7 +226,7 @@ def test_an_agent_named_web_clashes_with_the_program(tmp_path):
 
 
 def test_web_program_round_trips_through_supervisor(tmp_path):
-    from tests.test_confgen import argv_of, expected_python, programs, supervisor_read
+    from tests.unit.test_confgen import argv_of, expected_python, programs, supervisor_read
     team = web_team(tmp_path, {**WEB, "host": "10.0.0.5", "allow_remote": True})
     found = programs(supervisor_read(team))
     assert sorted(found) == ["a", "web"]

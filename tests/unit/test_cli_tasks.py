@@ -7,7 +7,7 @@ import json
 import pytest
 
 from coffee_team.queue import MessageQueue
-from tests.test_cli_data import one_line_error, proj, run  # noqa: F401  (fixture)
+from tests.integration.test_cli_data import one_line_error, proj, run  # noqa: F401  (fixture)
 
 
 def test_send_delay_and_queue_list_show_the_next_try(proj):

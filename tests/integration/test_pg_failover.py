@@ -14,7 +14,7 @@ import pytest
 
 from coffee_team.heartbeat import read_heartbeat
 from tests.harness import boot_supervisord, temporary_project, wait_until
-from tests.test_pg_scaleout import _admin, needs_pg, pg_db  # noqa: F401  (pg_db: a fixture)
+from tests.integration.test_pg_scaleout import _admin, needs_pg, pg_db  # noqa: F401  (pg_db: a fixture)
 
 AGENT = "solo"
 

@@ -441,7 +441,7 @@ def test_every_command_has_help(team):
 
 
 def test_docs_xmlrpc_example_runs(team):
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "xmlrpc.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "xmlrpc.md").read_text()
     section = doc.split("## From Python over the unix socket", 1)[1]
     example = section.split("```python\n", 1)[1].split("```", 1)[0]
     result = subprocess.run([str(BIN / "python"), "-c", example], cwd=team.root,

@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "coffee_team"
 DISPATCHER = "coffee_team.__main__"
 PROCESSES = ("coffee_team.agent", "coffee_team.rpc", "coffee_team.watchdog", "coffee_team.cli",

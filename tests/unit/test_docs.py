@@ -13,7 +13,7 @@ import yaml
 from coffee_team.errors import TeamError
 from coffee_team.team import parse_team
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^\s*(```|~~~)")
 CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 LINK = re.compile(r"\]\(([^)\s]*)(?:\s+\"[^\"]*\")?\)")

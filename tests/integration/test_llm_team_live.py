@@ -22,7 +22,7 @@ from tests.harness import boot_supervisord, temporary_project, wait_until
 
 pytestmark = pytest.mark.slow
 
-FAKE = str(Path(__file__).with_name("fake_llm_cli.py"))
+FAKE = str(Path(__file__).resolve().parents[1] / "fake_llm_cli.py")
 COSTS = {"architect": 0.125, "code_developer": 0.0625, "project_manager": 0.03125}
 ROLE = "You are the architect of this project. Write short specs."
 

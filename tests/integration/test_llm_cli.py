@@ -100,7 +100,7 @@ def test_the_example_llm_team_is_the_seed_team_and_passes_the_start_checks(tmp_p
 
     from coffee_team.team import load_team
     from coffee_team.llm.workspace import team_problems
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     (tmp_path / "data").mkdir()
     shutil.copy(repo / "examples/llm-team/team.yaml", tmp_path / "data/team.yaml")
     shutil.copytree(repo / "examples/llm-team/agents", tmp_path / "examples/llm-team/agents")

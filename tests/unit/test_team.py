@@ -11,7 +11,7 @@ import yaml
 from coffee_team.errors import TeamError
 from coffee_team.team import AgentSpec, HttpSettings, Team, TeamSettings, load_team, parse_team
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "data" / "team.yaml"
 SOURCE = "data/team.yaml"
 

@@ -147,5 +147,5 @@ def test_off_by_default_an_agent_imports_no_opentelemetry():
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     out = subprocess.run([sys.executable, "-c", AGENT_WITHOUT_OTEL], capture_output=True,
                          text=True, env=environ, timeout=60, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+                         cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "none", out.stdout + out.stderr

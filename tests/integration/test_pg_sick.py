@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from tests.harness import boot_supervisord, demo_agents, wait_until
-from tests.test_pg_scaleout import _admin, needs_pg, pg_db  # noqa: F401 (a fixture)
+from tests.integration.test_pg_scaleout import _admin, needs_pg, pg_db  # noqa: F401 (a fixture)
 
 pytestmark = [needs_pg, pytest.mark.slow]
 

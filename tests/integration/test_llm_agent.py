@@ -19,7 +19,7 @@ from tests.fast_team import temp_root, write_team
 
 pytestmark = pytest.mark.slow  # the tests here start processes
 
-FAKE = str(Path(__file__).with_name("fake_llm_cli.py"))
+FAKE = str(Path(__file__).resolve().parents[1] / "fake_llm_cli.py")
 
 
 def fake_cli(log: Path, *options: str) -> list[str]:

@@ -20,9 +20,9 @@ from coffee_team.errors import TeamError
 from coffee_team.team.fields import INI_COMMENT
 from coffee_team.team import Team, load_team, parse_team
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "data" / "team.yaml"
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
@@ -125,7 +125,7 @@ def test_demo_team_matches_golden_files():
         for name, text in files.items():
             (GOLDEN / name).write_text(text, encoding="utf-8")
     golden = {p.name: p.read_text(encoding="utf-8") for p in sorted(GOLDEN.glob("*.conf"))}
-    assert sorted(files) == sorted(golden), "run UPDATE_GOLDEN=1 pytest tests/test_confgen.py"
+    assert sorted(files) == sorted(golden), "run UPDATE_GOLDEN=1 pytest tests/unit/test_confgen.py"
     for name in files:
         assert files[name] == golden[name], f"{name} differs from tests/golden/{name}"
 

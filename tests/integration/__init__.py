@@ -1,0 +1,1 @@
+"""Tests that start processes (supervisord, agents, CLIs, git); each is marked slow."""
