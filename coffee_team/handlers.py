@@ -83,8 +83,13 @@ def load_callable(ref: str) -> Callable[..., Any]:
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float):
-    """Raise ``Interrupted("timeout")`` in the main thread after ``seconds`` (Python handlers)."""
+def time_limit(seconds: float | None):
+    """Raise ``Interrupted("timeout")`` in the main thread after ``seconds``; None: no limit
+    (the timer is left alone, so a stop's grace period set meanwhile still runs)."""
+    if seconds is None:
+        yield
+        return
+
     def expire(signum, frame):
         raise Interrupted("timeout", f"timed out after {seconds:g}s")
     previous = signal.signal(signal.SIGALRM, expire)

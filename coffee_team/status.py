@@ -97,6 +97,7 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
             "standby_for": beat.get("standby_for") if running else None,
             "task_started_at": beat.get("task_started_at"),
             "last_output_at": beat.get("last_output_at"),
+            "progress": beat.get("progress"),  # the current step ("Bash: pytest -q")
             "description": info.get("description", ""),
         }
         row["activity"] = activity_text(row, now)  # "working on #42 for 1h 12m"
@@ -143,8 +144,22 @@ def human_duration(seconds: float, long: bool = False) -> str:
     return f"{minutes}m {int(seconds) % 60}s"
 
 
+def time_left(deadline: float, now: float) -> str:
+    """'48m left', '1h 12m left', '45s left' until a task's timeout; 'at its time limit' once
+    there (the timeout is firing)."""
+    left = deadline - now
+    if left < 1:
+        return "at its time limit"
+    if left < 60:
+        return f"{int(left)}s left"
+    if left < 3600:
+        return f"{int(left // 60)}m left"
+    return f"{human_duration(left)} left"
+
+
 def activity_text(agent: dict[str, Any], now: float) -> str:
-    """'working on #42 for 1h 12m' (and how long it has been silent, past a minute)."""
+    """'working on #42 for 1h 12m, 48m left: Bash: pytest -q': how long, the time left when
+    the task has a limit, how long it has been silent (past a minute), its current step."""
     task, state = agent.get("current_task"), agent.get("agent_state")
     if state == STANDBY:
         return standby_text(agent.get("standby_for"))
@@ -152,8 +167,11 @@ def activity_text(agent: dict[str, Any], now: float) -> str:
         return state or ""
     what = f"#{task['id']}" if task.get("id") is not None else f"a {task.get('type')} run"
     text = f"working on {what} for {human_duration(max(0.0, now - task['started_at']))}"
+    if task.get("deadline") is not None:
+        text += f", {time_left(task['deadline'], now)}"
     quiet = now - (agent.get("last_output_at") or now)
-    return text + (f", no output for {human_duration(quiet)}" if quiet >= 60 else "")
+    text += f", no output for {human_duration(quiet)}" if quiet >= 60 else ""
+    return text + (f": {agent['progress']}" if agent.get("progress") else "")
 
 
 def future(agent: dict, now: float) -> str | None:

@@ -39,7 +39,7 @@ class TaskExecution:
         ctx = self._context(task)
         try:
             self.pending_abort = None  # an abort meant for an earlier task is void
-            self.activity.begin(task["id"], task["type"])
+            self.activity.begin(task["id"], task["type"], self.spec.timeout_seconds)
             with handlers.time_limit(self.spec.timeout_seconds):
                 result = self.runner(task, ctx)
             result, sends = handlers.split_follow_ups(result)

@@ -34,16 +34,19 @@ class Activity:
     def __init__(self, clock: Callable[[], float]):
         self.clock = clock
         self.state = STARTING
-        self.task: dict[str, Any] | None = None  # {"id", "type", "started_at"}
+        self.task: dict[str, Any] | None = None  # {"id", "type", "started_at", "deadline"}
         self.last_output_at: float | None = None
         self.progress: str | None = None
         self.tick_at = clock()
         self.began = threading.Event()  # wakes the heartbeat thread when work begins
 
-    def begin(self, task_id: int | None, task_type: str) -> None:
+    def begin(self, task_id: int | None, task_type: str, limit: float | None = None) -> None:
+        """A task starts; ``limit`` is its timeout_seconds (None: none), so the heartbeat
+        carries its deadline and ``status`` can say how long is left."""
         now = self.clock()
         self.last_output_at, self.progress = now, None
-        self.task = {"id": task_id, "type": task_type, "started_at": now}
+        self.task = {"id": task_id, "type": task_type, "started_at": now,
+                     "deadline": None if limit is None else now + limit}
         self.state = WORKING
         self.began.set()
 

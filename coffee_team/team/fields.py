@@ -183,7 +183,7 @@ AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "priority": integer(0, 999),
     "check_interval": positive_number(),
     "auto_approve": boolean,
-    "timeout_seconds": positive_number(),
+    "timeout_seconds": optional(positive_number()),
     "memory_limit_mb": optional(integer(1, 10**7)),
     "handler": handler,
     "command": command,

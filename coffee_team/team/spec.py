@@ -80,7 +80,9 @@ class AgentSpec:
     priority: int = 5
     check_interval: float = 300.0
     auto_approve: bool = False
-    timeout_seconds: float = 600.0
+    # None: no hard limit. LLM tasks take hours; budgets, stall_after and heartbeats bound
+    # a run instead of a wall-clock default that would cut real work off.
+    timeout_seconds: float | None = None
     memory_limit_mb: int | None = None
     handler: str | None = None
     command: tuple[str, ...] | None = None

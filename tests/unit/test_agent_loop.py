@@ -74,7 +74,8 @@ def test_status_names_the_task_in_hand(start):
     task_id = h.send()
     h.run()
     assert during[0]["state"] == "working"
-    assert during[0]["current_task"] == {"id": task_id, "type": "job", "started_at": h.clock()}
+    assert during[0]["current_task"] == {"id": task_id, "type": "job", "started_at": h.clock(),
+                                         "deadline": None}
     assert h.status()["current_task"] is None
 
 
@@ -112,6 +113,33 @@ def test_handler_timeout_fails_the_task(start):
     task = h.task(task_id)
     assert task["status"] == "failed" and task["error"] == "timed out after 0.05s"
     assert signal.getitimer(signal.ITIMER_REAL)[0] == 0  # no alarm left armed
+
+
+def test_a_task_has_no_hard_time_limit_by_default_and_its_heartbeat_says_so(start):
+    seen = {}
+
+    def look(task, ctx):
+        seen["timer"] = signal.getitimer(signal.ITIMER_REAL)[0]
+        seen["task"] = dict(h.agent.activity.task)
+        return "ok"
+    h = start(look)
+    assert h.agent.spec.timeout_seconds is None
+    task_id = h.send()
+    h.run()
+    assert h.task(task_id)["status"] == "completed"
+    assert seen["timer"] == 0 and seen["task"]["deadline"] is None  # no alarm: runs for hours
+
+
+def test_a_set_time_limit_is_the_tasks_deadline_in_the_heartbeat(start):
+    seen = {}
+
+    def look(task, ctx):
+        seen["task"] = dict(h.agent.activity.task)
+        return "ok"
+    h = start(look, agents={"worker": {**AGENTS["worker"], "timeout_seconds": 7200}})
+    h.send()
+    h.run()
+    assert seen["task"]["deadline"] == seen["task"]["started_at"] + 7200
 
 
 def test_malformed_follow_ups_fail_the_task(start):

@@ -46,8 +46,13 @@ def test_unwritable_directory_raises_oserror(tmp_path):
 T0 = 1_700_000_000.0
 
 
-def row(state, task=None, last_output_at=None):
-    return {"agent_state": state, "current_task": task, "last_output_at": last_output_at}
+def row(state, task=None, last_output_at=None, progress=None):
+    return {"agent_state": state, "current_task": task, "last_output_at": last_output_at,
+            "progress": progress}
+
+
+def limited(started_at, limit, task_id=42):
+    return {"id": task_id, "type": "t", "started_at": started_at, "deadline": started_at + limit}
 
 
 @pytest.mark.parametrize("agent, now, text", [
@@ -63,6 +68,20 @@ def row(state, task=None, last_output_at=None):
      "working on #3 for 0m 0s"),  # clocks of two hosts: never a negative duration
     (row("idle"), T0, "idle"), (row("stopping"), T0, "stopping"), (row(None), T0, ""),
     (row("working", None), T0, "working"),  # an old agent's heartbeat without a task
+    # the time left when the task has a limit, and the current step
+    (row("working", limited(T0, 7200), T0 + 4320), T0 + 4320,
+     "working on #42 for 1h 12m, 48m left"),
+    (row("working", limited(T0, 7200), T0 + 4320, "Bash: pytest -q"), T0 + 4320,
+     "working on #42 for 1h 12m, 48m left: Bash: pytest -q"),
+    (row("working", limited(T0, 4 * 3600), T0), T0 + 4320,
+     "working on #42 for 1h 12m, 2h 48m left, no output for 1h 12m"),
+    (row("working", limited(T0, 60), T0 + 15), T0 + 15, "working on #42 for 0m 15s, 45s left"),
+    (row("working", limited(T0, 60), T0 + 60), T0 + 60,
+     "working on #42 for 1m 0s, at its time limit"),
+    (row("working", limited(T0, 60), T0 + 90), T0 + 90,
+     "working on #42 for 1m 30s, at its time limit"),
+    (row("working", {"id": 9, "type": "t", "started_at": T0, "deadline": None}, T0 + 5,
+         "Edit src/cli.py"), T0 + 5, "working on #9 for 0m 5s: Edit src/cli.py"),
 ])
 def test_activity_text(agent, now, text):
     from coffee_team.status import activity_text
