@@ -2,13 +2,13 @@
 
 Presets ship only for output formats confirmed from the CLI's own documentation:
 
-- ``claude``: ``claude -p --output-format json`` prints one JSON object: ``result``,
-  ``is_error``, ``total_cost_usd``, ``usage.{input,output}_tokens`` and the cache token fields,
-  ``session_id``, ``num_turns``.
-- ``codex``: ``codex exec --json`` prints JSON Lines events (openai/codex docs/exec.md):
-  ``thread.started`` (``thread_id``), ``item.completed`` with an ``agent_message`` item (the
-  answer), ``turn.completed`` with ``usage.{input,cached_input,output}_tokens``, ``turn.failed``
-  (``error.message``). It reports no cost.
+- ``claude``: Claude Code's JSON lines, ``claude -p --output-format stream-json --verbose``
+  (or the one result object of ``--output-format json``), read event by event (stream.py): the
+  final ``result`` event gives ``result``, ``subtype``, ``is_error``, ``total_cost_usd``,
+  ``usage.{input,output}_tokens`` and the cache token fields, ``session_id``, ``num_turns``.
+  ``--max-budget-usd`` is its own spend cap (``budget_args``).
+- ``codex``: ``codex exec --json`` JSON Lines events (stream.py): ``thread_id``, the last
+  ``agent_message``, usage added up over ``turn.completed``, ``turn.failed``. No cost.
 - ``json``: any CLI printing one JSON document, read through ``fields`` (dotted paths; ``*``
   matches every key of a mapping, and numbers found under it are added up).
 - ``text``: stdout is the answer; no usage.
@@ -19,50 +19,18 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
-PREVIEW_CHARS = 500
+from .reading import PREVIEW_CHARS, OutputError, Reading, Usage, preview  # noqa: F401 (API)
+from .stream import ClaudeStream, CodexStream, session_id
+
 # The queue stores results up to 1 MiB of ASCII JSON, and a non-ASCII character may take six
 # bytes there (\uXXXX): an answer longer than this is cut, never a result the queue refuses.
 MAX_ANSWER_CHARS = 100_000
 FIELD_NAMES = ("result", "is_error", "cost", "tokens_in", "tokens_out", "cache_read",
                "cache_write", "session_id", "turns")
 _FENCED = re.compile(r"```[ \t]*(?:json)?[ \t]*\n(.*?)\n[ \t]*```", re.S | re.I)
-_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
-
-
-class OutputError(ValueError):
-    """The CLI's output is not what its preset reads; ``str()`` shows the start of it."""
-
-
-@dataclass(frozen=True)
-class Usage:
-    cost_usd: float = 0.0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cache_read: int = 0
-    cache_write: int = 0
-
-    @property
-    def tokens(self) -> int:
-        """What ``tokens_per_day`` counts: input and output (cache tokens are in the cost)."""
-        return self.tokens_in + self.tokens_out
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"cost_usd": self.cost_usd, "tokens_in": self.tokens_in,
-                "tokens_out": self.tokens_out, "cache_read": self.cache_read,
-                "cache_write": self.cache_write}
-
-
-@dataclass(frozen=True)
-class Reading:
-    """One run of the CLI, read: the answer text and what it cost."""
-    text: str
-    usage: Usage = field(default_factory=Usage)
-    session_id: str | None = None
-    is_error: bool = False
-    turns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -70,12 +38,10 @@ class Preset:
     name: str
     read: Callable[[str, dict[str, str]], Reading]
     session_args: tuple[str, ...] = ()
-
-
-def preview(text: str) -> str:
-    """The first PREVIEW_CHARS characters of what was printed, for an error message."""
-    text = text.strip()
-    return repr(text[:PREVIEW_CHARS]) + ("…" if len(text) > PREVIEW_CHARS else "")
+    # a CLI printing events as it works: a new reader per run (live steps, running usage)
+    stream: Optional[Callable[[], Any]] = None
+    # the CLI's own spend cap, given the USD left of the day's budget
+    budget_args: tuple[str, ...] = ()
 
 
 # --- field paths -------------------------------------------------------------------------
@@ -115,11 +81,6 @@ def _first(document: Any, path: str | None) -> Any:
     return values[0] if values else None
 
 
-def _session(value: Any) -> str | None:
-    """A session id as the CLI gave it, if it is safe to pass back as one argument."""
-    return value if isinstance(value, str) and _SESSION_ID.fullmatch(value) else None
-
-
 # --- the formats -------------------------------------------------------------------------
 
 def _json_document(stdout: str) -> Any:
@@ -150,7 +111,7 @@ def read_json(stdout: str, fields: dict[str, str]) -> Reading:
                   cache_write=int(_number(document, fields.get("cache_write"))))
     turns = _first(document, fields.get("turns"))
     return Reading(text=result if isinstance(result, str) else json.dumps(result),
-                   usage=usage, session_id=_session(_first(document, fields.get("session_id"))),
+                   usage=usage, session_id=session_id(_first(document, fields.get("session_id"))),
                    is_error=bool(_first(document, fields.get("is_error"))),
                    turns=turns if isinstance(turns, int) and not isinstance(turns, bool) else None)
 
@@ -159,31 +120,36 @@ def read_text(stdout: str, fields: dict[str, str]) -> Reading:
     return Reading(text=stdout.strip())
 
 
-def read_codex(stdout: str, fields: dict[str, str]) -> Reading:
-    """``codex exec --json`` events: the last agent message, usage added up over turns."""
-    text, session, error = None, None, None
-    tokens = {"input_tokens": 0, "cached_input_tokens": 0, "output_tokens": 0}
+def events(stdout: str) -> list[dict]:
+    """The JSON objects among stdout's lines (other lines are warnings or noise)."""
+    found = []
     for line in stdout.splitlines():
         try:
-            event = json.loads(line)
+            value = json.loads(line)
         except ValueError:
             continue
-        kind = event.get("type") if isinstance(event, dict) else None
-        if kind == "thread.started":
-            session = _session(event.get("thread_id"))
-        elif kind == "item.completed" and (event.get("item") or {}).get("type") == "agent_message":
-            text = str(event["item"].get("text", ""))
-        elif kind == "turn.completed":
-            for key in tokens:
-                tokens[key] += int(_number(event, f"usage.{key}"))
-        elif kind in ("turn.failed", "error"):
-            error = str(_first(event, "error.message") or event.get("message") or kind)
-    if text is None and error is None:
-        raise OutputError(f"no agent message in the codex events: {preview(stdout)}")
-    usage = Usage(tokens_in=tokens["input_tokens"], tokens_out=tokens["output_tokens"],
-                  cache_read=tokens["cached_input_tokens"])
-    return Reading(text=error if error is not None else text, usage=usage, session_id=session,
-                   is_error=error is not None)
+        if isinstance(value, dict):
+            found.append(value)
+    return found
+
+
+def read_stream(make: Callable[[], Any], stdout: str) -> Reading:
+    """All of stdout through a stream reader: its reading, or OutputError."""
+    stream = make()
+    for event in events(stdout):
+        stream.feed(event)
+    reading = stream.reading()
+    if reading is None:
+        raise OutputError(f"no result among the CLI's events: {preview(stdout)}")
+    return reading
+
+
+def read_claude(stdout: str, fields: dict[str, str]) -> Reading:
+    """Claude Code's events; a result object over several lines is read as one document."""
+    try:
+        return read_stream(ClaudeStream, stdout)
+    except OutputError:
+        return read_json(stdout, CLAUDE_FIELDS)
 
 
 CLAUDE_FIELDS = {"result": "result", "is_error": "is_error", "cost": "total_cost_usd",
@@ -193,9 +159,10 @@ CLAUDE_FIELDS = {"result": "result", "is_error": "is_error", "cost": "total_cost
                  "session_id": "session_id", "turns": "num_turns"}
 
 PRESETS = {
-    "claude": Preset("claude", lambda out, _: read_json(out, CLAUDE_FIELDS),
-                     session_args=("--resume", "${session_id}")),
-    "codex": Preset("codex", read_codex, session_args=("resume", "${session_id}")),
+    "claude": Preset("claude", read_claude, session_args=("--resume", "${session_id}"),
+                     stream=ClaudeStream, budget_args=("--max-budget-usd", "${usd}")),
+    "codex": Preset("codex", lambda out, _: read_stream(CodexStream, out),
+                    session_args=("resume", "${session_id}"), stream=CodexStream),
     "json": Preset("json", read_json),
     "text": Preset("text", read_text),
 }
