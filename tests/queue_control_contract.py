@@ -345,7 +345,65 @@ class ControlContract:
         self.clock.advance(10**6)
         assert q.escalate_pending() == []
 
+    # -- llm usage and budgets -----------------------------------------------------
+    def test_a_runs_usage_row_is_kept_current_and_a_killed_run_is_settled(self):
+        from coffee_team.queue.usage import utc_day
+        q = self.make_queue()
+        day = utc_day(self.clock())
+        row = q.begin_usage(7, "alice", "job")
+        other = q.begin_usage(8, "alice", "job")
+        assert q.spend_on(day, "alice") == (0.0, 0)
+        q.update_usage(row, {"cost_usd": 0.5, "tokens_in": 100, "tokens_out": 20})
+        assert q.spend_on(day, "alice") == (0.5, 120) and q.spend_on(day) == (0.5, 120)
+        q.update_usage(other, {"cost_usd": 0.25, "tokens_in": 1}, "ok", estimated=False)
+        total = q.costs(0)["total"]
+        assert (total["runs"], total["estimated_runs"], total["cost_usd"]) == (2, 1, 0.75)
+        assert q.settle_running_usage("bob") == 0
+        assert q.settle_running_usage("alice") == 1  # the finished run stays as it was
+        assert q.settle_running_usage("alice") == 0
+        rows = q.backend.fetchall("SELECT id, outcome, estimated, cost_usd FROM llm_usage"
+                                  " ORDER BY id")
+        assert [(r[0], r[1], bool(r[2]), r[3]) for r in rows] == [
+            (row, "killed", True, 0.5), (other, "ok", False, 0.25)]
+
+    def test_a_budget_stop_notifies_once_and_a_raise_lifts_it_for_the_day(self):
+        from coffee_team.queue.usage import utc_day
+        q = self.make_queue()
+        day, until = utc_day(self.clock()), self.clock() + 3600
+        stop = ("team:", day, until, "budget: the team's", ["alice", "bob"], "paused", None)
+        assert q.stop_for_budget(*stop, already=["alice"])
+        assert set(q.pauses()) == {"alice", "bob"} and len(q.notifications()) == 1
+        q.resume_agent("alice")
+        q.resume_agent("bob")
+        assert not q.stop_for_budget(*stop, already=["alice"])  # raced: only the racer pauses
+        assert set(q.pauses()) == {"alice"} and len(q.notifications()) == 1
+        assert q.budget_stops("alice", day, "team:") == {"team:": "budget: the team's"}
+        assert q.budget_stops("alice", "1999-01-01", "team:") == {}
+        assert q.budget_allowance("team:", day) == (0.0, 0, False)
+        assert q.lift_budget_stop("alice", ["team:"], day, usd=5.0)
+        assert q.pauses() == {} and q.budget_stops("alice", day, "team:") == {}
+        assert not q.lift_budget_stop("alice", ["team:"], day, tokens=100)  # raises add up
+        assert q.budget_allowance("team:", day) == (5.0, 100, False)
+        q.lift_budget_stop("alice", ["team:"], day, unlimited=True)
+        assert q.budget_allowance("team:", day) == (5.0, 100, True)
+        assert q.stop_for_budget(*stop)  # the stop was lifted: a new crossing notifies again
+        assert len(q.notifications()) == 2
+
     # -- schema -------------------------------------------------------------------
+    def test_a_version_8_llm_usage_gains_estimated_in_place(self):
+        q = self.make_queue()
+        q.record_usage(1, "alice", "t", {"cost_usd": 0.5})
+        with q.db.atomic():
+            q.db.execute_sql("ALTER TABLE llm_usage DROP COLUMN estimated")
+            q.db.execute_sql("UPDATE schema_version SET version = 8")
+        q.close()
+        upgraded = self.make_queue()
+        assert upgraded.backend.fetchall("SELECT MAX(version) FROM schema_version") == [
+            (SCHEMA_VERSION,)]
+        assert upgraded.costs(0)["total"]["estimated_runs"] == 0
+        upgraded.begin_usage(2, "alice", "t")
+        assert upgraded.costs(0)["total"]["estimated_runs"] == 1
+
     def test_a_version_1_database_is_upgraded_in_place(self):
         from coffee_team.queue.factory import is_postgres, open_database
         db = open_database(self.url)

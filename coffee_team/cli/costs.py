@@ -33,7 +33,9 @@ def render(data: dict, since_text: str) -> str:
     for row in [*data["groups"], data["total"]]:
         lines.append(f"  {row['key']:<24} ${row['cost_usd']:>10.4f}  {row['runs']:>5} runs  "
                      f"tokens in {row['tokens_in']:,} out {row['tokens_out']:,} "
-                     f"(cache read {row['cache_read']:,}, write {row['cache_write']:,})")
+                     f"(cache read {row['cache_read']:,}, write {row['cache_write']:,})"
+                     + (f", {row['estimated_runs']} estimated" if row.get("estimated_runs")
+                        else ""))
     return "\n".join(lines)
 
 
@@ -45,7 +47,8 @@ def render(data: dict, since_text: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
 def costs(ctx: Context, by: str, since_text: str, as_json: bool) -> None:
-    """Cost and tokens of the llm agents' runs, as their CLIs reported them."""
+    """Cost and tokens of the llm agents' runs, as their CLIs reported them ("estimated":
+    counted from the events of a run cut off, or priced from the team file's prices)."""
     since = time.time() - parse_since(since_text)
     with open_queue(ctx) as q:
         data = q.costs(since, by)

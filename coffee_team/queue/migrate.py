@@ -63,6 +63,8 @@ def _upgrade(backend: SqlBackend, host: str) -> int:
                     _add_task_counts(backend)
                 if "tasks" in tables:
                     _tasks_v7(db)
+                if "llm_usage" in tables:
+                    _llm_usage_v9(db)
                 if version < 8:
                     db.execute_sql(backend.metrics_index_v8)
                 if version < SCHEMA_VERSION:
@@ -118,3 +120,9 @@ def _tasks_v7(db: Any) -> None:
     was rebuilt by create_tables above and has it already)."""
     if not _has_column(db, "tasks", "traceparent"):
         db.execute_sql(sql_schema.V7_ADD_TRACEPARENT)
+
+
+def _llm_usage_v9(db: Any) -> None:
+    """Schema 9 on an older llm_usage table: add the estimated column (old rows: exact)."""
+    if not _has_column(db, "llm_usage", "estimated"):
+        db.execute_sql(sql_schema.V9_ADD_ESTIMATED)

@@ -261,7 +261,12 @@ class LlmUsage(BaseModel):
     tokens_out = BigIntegerField(default=0)
     cache_read = BigIntegerField(default=0)
     cache_write = BigIntegerField(default=0)
-    outcome = CharField(max_length=20, default="ok")  # ok, error, rate_limited
+    # ok, error, rate_limited, over_budget, timeout, stalled, cancelled, stopped; "running"
+    # while the run goes on (kept current as its events come), "killed" when its agent died
+    outcome = CharField(max_length=20, default="ok")
+    # the figures are not the CLI's own totals: counted from the events of a run cut off, or
+    # the cost estimated from the team file's prices
+    estimated = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
 
     class Meta:
         table_name = "llm_usage"
@@ -280,6 +285,21 @@ class BudgetStop(BaseModel):
 
     class Meta:
         table_name = "budget_stop"
+        primary_key = CompositeKey("scope", "day")
+
+
+class BudgetAllowance(BaseModel):
+    """What a person allowed on top of a budget for one UTC day (``resume --raise``), or no
+    budget at all that day (``--no-budget-today``)."""
+    scope = CharField(max_length=100)  # an agent, or "team:"
+    day = CharField(max_length=10)
+    usd = DoubleField(default=0.0)
+    tokens = BigIntegerField(default=0)
+    unlimited = BooleanField(default=False)
+    updated_at = DoubleField()
+
+    class Meta:
+        table_name = "budget_allowance"
         primary_key = CompositeKey("scope", "day")
 
 
@@ -302,4 +322,5 @@ class SchemaVersion(BaseModel):
 
 
 ALL_MODELS = (Task, QueueDepth, TaskCount, Metric, Event, Notification, RestartState, AgentPause,
-              NotifyTargetRow, Delivery, LlmUsage, BudgetStop, AgentSession, SchemaVersion)
+              NotifyTargetRow, Delivery, LlmUsage, BudgetStop, BudgetAllowance, AgentSession,
+              SchemaVersion)

@@ -249,7 +249,14 @@ ESCALATE_TASK = ("UPDATE tasks SET priority = ?, escalated_at = ?"
 
 INSERT_USAGE = (
     "INSERT INTO llm_usage (task_id, agent, task_type, ts, day, cost_usd, tokens_in, tokens_out,"
-    " cache_read, cache_write, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    " cache_read, cache_write, outcome, estimated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " RETURNING id")
+# A run's row is kept current while it runs; whatever ends it, the row holds its spend so far.
+UPDATE_USAGE = ("UPDATE llm_usage SET cost_usd = ?, tokens_in = ?, tokens_out = ?,"
+                " cache_read = ?, cache_write = ?, outcome = ?, estimated = ? WHERE id = ?")
+# Runs still 'running' when their agent starts again were cut off by its death (kill -9).
+SETTLE_RUNNING_USAGE = ("UPDATE llm_usage SET outcome = 'killed', estimated = ?"
+                        " WHERE agent = ? AND outcome = 'running'")
 # (USD, input + output tokens) of one UTC day: one agent's, or the team's.
 AGENT_SPEND_ON = ("SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(tokens_in + tokens_out), 0)"
                   " FROM llm_usage WHERE agent = ? AND day = ?")
@@ -260,11 +267,23 @@ SPEND_BY_AGENT_ON = ("SELECT agent, SUM(cost_usd), SUM(tokens_in + tokens_out) F
 # The finest grouping ``costs`` needs; it adds these rows up by agent, type or day.
 USAGE_SINCE = (
     "SELECT agent, task_type, day, COUNT(*), SUM(cost_usd), SUM(tokens_in), SUM(tokens_out),"
-    " SUM(cache_read), SUM(cache_write) FROM llm_usage WHERE ts >= ?"
+    " SUM(cache_read), SUM(cache_write), SUM(CASE WHEN estimated THEN 1 ELSE 0 END)"
+    " FROM llm_usage WHERE ts >= ?"
     " GROUP BY agent, task_type, day")
 # One row per (scope, day): the first writer pauses and notifies, any other finds it there.
 INSERT_BUDGET_STOP = ("INSERT INTO budget_stop (scope, day, stopped_at, reason) VALUES (?, ?, ?, ?)"
                       " ON CONFLICT (scope, day) DO NOTHING RETURNING scope")
+BUDGET_STOPS_ON = "SELECT scope, reason FROM budget_stop WHERE day = ? AND scope IN (?, ?)"
+DELETE_BUDGET_STOP = "DELETE FROM budget_stop WHERE scope = ? AND day = ?"
+BUDGET_ALLOWANCE = "SELECT usd, tokens, unlimited FROM budget_allowance WHERE scope = ? AND day = ?"
+# Raises add up over the day; no budget at all stays so once chosen.
+ADD_BUDGET_ALLOWANCE = (
+    "INSERT INTO budget_allowance (scope, day, usd, tokens, unlimited, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, day) DO UPDATE SET"
+    " usd = budget_allowance.usd + excluded.usd,"
+    " tokens = budget_allowance.tokens + excluded.tokens,"
+    " unlimited = (budget_allowance.unlimited OR excluded.unlimited),"
+    " updated_at = excluded.updated_at")
 # A rate-limited run goes back to pending without counting as a delivery (attempts) or a
 # failure: only the holder may defer it.
 DEFER_TASK = (

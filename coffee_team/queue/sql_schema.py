@@ -85,6 +85,9 @@ V7_ADD_TRACEPARENT = "ALTER TABLE tasks ADD COLUMN traceparent TEXT"
 PG_METRICS_TIMESTAMP_INDEX = "CREATE INDEX IF NOT EXISTS metrics_timestamp ON metrics (timestamp)"
 SQLITE_V8_DROP_METRICS_INDEX = "DROP INDEX IF EXISTS metrics_timestamp"
 
+# Schema 9: usage rows say whether their figures are estimated (migrate._llm_usage_v9).
+V9_ADD_ESTIMATED = "ALTER TABLE llm_usage ADD COLUMN estimated BOOLEAN NOT NULL DEFAULT FALSE"
+
 
 def drop_index(name: str) -> str:
     return f"DROP INDEX IF EXISTS {name}"

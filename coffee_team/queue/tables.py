@@ -13,7 +13,8 @@ from coffee_team.taskstate import STATES
 # 6: llm_usage, budget_stop, agent_session (new tables only: create_tables adds them).
 # 7: tasks.traceparent, the W3C trace context of the code that sent the task (otel.py).
 # 8: metrics without its timestamp index on SQLite (kept on PostgreSQL).
-SCHEMA_VERSION = 8
+# 9: llm_usage.estimated (runs recorded as they go) and budget_allowance (resume --raise).
+SCHEMA_VERSION = 9
 
 STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))
 

@@ -16,25 +16,45 @@ _USAGE_KEYS = ("cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write
 
 
 class UsageNeeds(Protocol):
-    """What UsageMixin uses from the rest of MessageQueue: its state (core.py)."""
+    """What UsageMixin uses from the rest of MessageQueue: its state (core.py) and lifting a
+    pause (control.py)."""
 
     backend: SqlBackend  # the database, in its dialect (core.py sets it, and the rest)
     clock: Callable[[], float]
     _sql: Any  # backend.prepared: sql.py's statements by name, translated once
+
+    def resume_agent(self, agent: str) -> bool: ...
 
 
 class UsageMixin:
     """Needs UsageNeeds from the rest of MessageQueue."""
 
     def record_usage(self, task_id: Optional[int], agent: str, task_type: str,
-                     usage: dict[str, Any], outcome: str = "ok") -> None:
-        """One run of an agent's CLI: cost_usd, tokens_in, tokens_out, cache_read, cache_write."""
+                     usage: dict[str, Any], outcome: str = "ok", estimated: bool = False) -> int:
+        """One run of an agent's CLI: cost_usd, tokens_in, tokens_out, cache_read, cache_write.
+        Returns the row's id."""
         now = self.clock()
-        values = [float(usage.get("cost_usd") or 0.0)]
-        values += [int(usage.get(k) or 0) for k in _USAGE_KEYS[1:]]
         with self.backend.write_transaction():
-            self.backend.run(self._sql.INSERT_USAGE, (task_id, agent, task_type, now,
-                                                      utc_day(now), *values, outcome))
+            return self.backend.run(self._sql.INSERT_USAGE, (
+                task_id, agent, task_type, now, utc_day(now), *_figures(usage), outcome,
+                bool(estimated))).fetchone()[0]
+
+    def begin_usage(self, task_id: Optional[int], agent: str, task_type: str) -> int:
+        """A run starts: its row (nothing spent yet, 'running'), kept current by update_usage,
+        so a run cut off by anything, a kill -9 of its agent included, leaves its spend."""
+        return self.record_usage(task_id, agent, task_type, {}, "running", True)
+
+    def update_usage(self, row_id: int, usage: dict[str, Any], outcome: str = "running",
+                     estimated: bool = True) -> None:
+        with self.backend.write_transaction():
+            self.backend.run(self._sql.UPDATE_USAGE, (*_figures(usage), outcome,
+                                                      bool(estimated), row_id))
+
+    def settle_running_usage(self, agent: str) -> int:
+        """At an agent's start: its runs still 'running' were cut off by its death; they
+        become 'killed', their spend so far kept (estimated). Returns how many."""
+        with self.backend.write_transaction():
+            return self.backend.run(self._sql.SETTLE_RUNNING_USAGE, (True, agent)).rowcount
 
     def spend_on(self, day: str, agent: Optional[str] = None) -> tuple[float, int]:
         """(USD, input + output tokens) of a UTC day: ``agent``'s, or the whole team's."""
@@ -66,19 +86,47 @@ class UsageMixin:
                 "total": total}
 
     def stop_for_budget(self, scope: str, day: str, until: float, reason: str,
-                        agents: Sequence[str], title: str, agent: Optional[str]) -> bool:
+                        agents: Sequence[str], title: str, agent: Optional[str],
+                        already: Sequence[str] = ()) -> bool:
         """Pause ``agents`` until ``until`` and leave one silent CRITICAL notification, once
-        per (scope, day): False when that stop already happened (or a person resumed it)."""
+        per (scope, day) stop: False when that stop is already there (another agent raced to
+        it): then only ``already`` are paused, without a second notification."""
         now, backend = self.clock(), self.backend
         with backend.write_transaction():
-            if backend.run(self._sql.INSERT_BUDGET_STOP, (scope, day, now, reason)).fetchone() \
-                    is None:
-                return False
-            for name in agents:
+            first = backend.run(self._sql.INSERT_BUDGET_STOP,
+                                (scope, day, now, reason)).fetchone() is not None
+            for name in agents if first else already:
                 backend.run(self._sql.PAUSE_AGENT, (name, now, until, reason[:1000]))
-            backend.run(self._sql.INSERT_NOTIFICATION, (now, "CRITICAL", agent, title, reason,
-                                                        False, False)).fetchone()
-        return True
+            if first:
+                backend.run(self._sql.INSERT_NOTIFICATION, (now, "CRITICAL", agent, title,
+                                                            reason, False, False)).fetchone()
+        return first
+
+    def budget_stops(self, agent: str, day: str, team_scope: str) -> dict[str, str]:
+        """{scope: reason} of the budget stops of ``day`` that hold ``agent``: its own, the
+        team's."""
+        rows = self.backend.run(self._sql.BUDGET_STOPS_ON, (day, agent, team_scope)).fetchall()
+        return {scope: reason for scope, reason in rows}
+
+    def budget_allowance(self, scope: str, day: str) -> tuple[float, int, bool]:
+        """(USD, tokens) allowed on top of ``scope``'s budget on ``day``, and whether it has
+        none at all that day."""
+        row = self.backend.run(self._sql.BUDGET_ALLOWANCE, (scope, day)).fetchone()
+        return (float(row[0] or 0.0), int(row[1] or 0), bool(row[2])) if row else (0.0, 0, False)
+
+    def lift_budget_stop(self, agent: str, scopes: Sequence[str], day: str, usd: float = 0.0,
+                         tokens: int = 0, unlimited: bool = False) -> bool:
+        """A person resumes ``agent`` past its budget stops of ``day``: each scope gets the
+        raise (or no budget that day) and its stop is lifted, so reaching the raised budget
+        stops it again. True if the agent was paused."""
+        now = self.clock()
+        with self.backend.write_transaction():
+            for scope in scopes:
+                self.backend.run(self._sql.ADD_BUDGET_ALLOWANCE, (scope, day, float(usd),
+                                                                  int(tokens), bool(unlimited),
+                                                                  now))
+                self.backend.run(self._sql.DELETE_BUDGET_STOP, (scope, day))
+        return self.resume_agent(agent)
 
     def defer_task(self, task_id: int, agent: str, run_after: float, reason: str) -> bool:
         """A rate-limited run: the task back to pending, claimable at ``run_after``, with
@@ -102,13 +150,20 @@ class UsageMixin:
             self.backend.run(self._sql.SAVE_AGENT_SESSION, (agent, session_id, self.clock()))
 
 
+def _figures(usage: dict[str, Any]) -> list[Any]:
+    return [float(usage.get("cost_usd") or 0.0)] + [int(usage.get(k) or 0)
+                                                    for k in _USAGE_KEYS[1:]]
+
+
 def _empty(key: str) -> dict[str, Any]:
-    return {"key": key, "runs": 0, **dict.fromkeys(_USAGE_KEYS, 0), "cost_usd": 0.0}
+    return {"key": key, "runs": 0, **dict.fromkeys(_USAGE_KEYS, 0), "cost_usd": 0.0,
+            "estimated_runs": 0}
 
 
 def _add(target: dict[str, Any], sums: Sequence[Any]) -> None:
-    runs, cost, *tokens = sums
+    runs, cost, *tokens, estimated = sums
     target["runs"] += int(runs)
     target["cost_usd"] += float(cost or 0.0)
     for key, value in zip(_USAGE_KEYS[1:], tokens):
         target[key] += int(value or 0)
+    target["estimated_runs"] += int(estimated or 0)
