@@ -6,6 +6,7 @@ line naming the key path, at load time (``gen-config``/``start``), never at the 
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -13,7 +14,7 @@ from typing import Any, Callable, Optional
 from .fields import Invalid, describe
 from .fields import boolean, choice, integer, positive_number  # the team file's checkers
 from ..llm import presets, template
-from ..llm.budget import Budget
+from ..llm.budget import Budget, Prices
 
 DEFAULT_PROMPT = "Task ${type} (#${id}) for ${agent}:\n${content}"
 DEFAULT_BRANCH = "agents/${agent}"
@@ -41,6 +42,7 @@ class LlmSpec:
     session: str = "none"                         # or "keep": resume the previous session
     session_args: Optional[tuple[str, ...]] = None  # None: the preset's
     periodic_prompt: Optional[str] = None          # None: periodic runs call no model
+    prices: Optional[Prices] = None                # USD per million tokens, for estimates
 
     @property
     def resume_args(self) -> tuple[str, ...]:
@@ -102,6 +104,20 @@ def _field_paths(v: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(v.items()))
 
 
+def _prices(v: Any) -> Prices:
+    what = "a mapping of input, output, cache_read, cache_write to USD per million tokens"
+    if not isinstance(v, dict) or not v:
+        raise Invalid(f"{what}, got {describe(v)}")
+    for key, price in v.items():
+        if key not in Prices.__dataclass_fields__:
+            raise Invalid(f"{what}, got {describe(key)}")
+        if isinstance(price, bool) or not isinstance(price, (int, float)) \
+                or not math.isfinite(price) or not 0 <= price <= 10**6:
+            raise Invalid(f"a price from 0 to 1e6 USD per million tokens for {key}, "
+                          f"got {describe(price)}")
+    return Prices(**{k: float(p) for k, p in v.items()})
+
+
 def regex_field(v: Any) -> str:
     if not isinstance(v, str) or not v:
         raise Invalid(f"a regular expression, got {describe(v)}")
@@ -122,6 +138,7 @@ LLM_FIELDS: dict[str, Callable[[Any], Any]] = {
     "session": choice("keep", "none"),
     "session_args": _strings("a list of arguments, e.g. [--resume, '${session_id}']"),
     "periodic_prompt": _text("a prompt template"),
+    "prices": _prices,
 }
 
 BUDGET_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -159,6 +176,11 @@ def build_llm(values: dict[str, Any]) -> LlmSpec:
                                   "of the answer)")
     if "fields" in values and values.get("preset") != "json":
         raise SpecError("fields", "only preset json reads field paths")
+    command = values["command"]
+    streams = any(a == "stream-json" or a.endswith("=stream-json") for a in command)
+    if values.get("preset", "claude") == "claude" and streams and "--verbose" not in command:
+        raise SpecError("command", "--output-format stream-json needs --verbose (Claude Code "
+                                   "refuses it without in print mode)")
     return LlmSpec(**values)
 
 

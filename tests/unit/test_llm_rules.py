@@ -261,6 +261,76 @@ def test_a_token_budget_and_the_team_scope():
     assert budget.decide("a", budget.Spend(99.0, 99), None, NOW) is None
 
 
+PRICES = budget.Prices(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75)
+
+
+def test_a_runs_tokens_are_priced_per_million():
+    assert budget.estimate(Usage(0.0, 1_000_000, 0, 0, 0), PRICES) == 3.0
+    assert budget.estimate(Usage(9.9, 2000, 1000, 10_000, 400), PRICES) == pytest.approx(
+        (2000 * 3 + 1000 * 15 + 10_000 * 0.3 + 400 * 3.75) / 1e6)
+    assert budget.estimate(Usage(), PRICES) == 0.0
+
+
+SEEN = Usage(0.0, 2000, 1000, 0, 0)
+PRICED = Usage(0.021, 2000, 1000, 0, 0)
+
+
+@pytest.mark.parametrize("usage, stated, complete, prices, expected", [
+    (Usage(0.5, 2000, 1000), True, True, None, (Usage(0.5, 2000, 1000), False)),  # the CLI's
+    (Usage(0.5, 2000, 1000), True, True, PRICES, (Usage(0.5, 2000, 1000), False)),  # it wins
+    (Usage(0.5, 2000, 1000), True, False, None, (Usage(0.5, 2000, 1000), True)),
+    (SEEN, False, False, PRICES, (PRICED, True)),        # cut off: the events seen, priced
+    (SEEN, False, True, PRICES, (PRICED, True)),         # codex: tokens exact, cost priced
+    (SEEN, False, True, None, (SEEN, False)),            # codex without prices: tokens only
+    (SEEN, False, False, None, (SEEN, True)),            # cut off without prices
+    (Usage(7.0, 1, 1), False, True, None, (Usage(0.0, 1, 1), False)),  # no stated cost: none
+])
+def test_what_a_run_has_spent_and_whether_it_is_an_estimate(usage, stated, complete, prices,
+                                                            expected):
+    settled, estimated = budget.settle(usage, stated, complete, prices)
+    assert (settled.tokens_in, settled.tokens_out, estimated) == \
+        (expected[0].tokens_in, expected[0].tokens_out, expected[1])
+    assert settled.cost_usd == pytest.approx(expected[0].cost_usd)
+
+
+B = budget.Budget
+
+
+@pytest.mark.parametrize("base, allowance, expected", [
+    (B(10.0, 1000), budget.Allowance(), B(10.0, 1000)),
+    (B(10.0, 1000), budget.Allowance(5.0, 500), B(15.0, 1500)),
+    (B(10.0, None), budget.Allowance(5.0, 500), B(15.0, None)),  # no token budget to raise
+    (B(None, 1000), budget.Allowance(5.0, 0), B(None, 1000)),
+    (B(10.0, 1000), budget.Allowance(5.0, 500, unlimited=True), None),
+    (None, budget.Allowance(5.0), None),
+])
+def test_a_raise_adds_to_the_days_budget_and_no_budget_today_removes_it(base, allowance,
+                                                                       expected):
+    assert budget.effective(base, allowance) == expected
+
+
+@pytest.mark.parametrize("day, run, limit, stops", [
+    (budget.Spend(0.9, 0), Usage(0.05, 0, 0), B(1.0), False),
+    (budget.Spend(0.9, 0), Usage(0.1, 0, 0), B(1.0), True),   # the run takes it to the limit
+    (budget.Spend(0.0, 900), Usage(0.0, 60, 39), B(None, 1000), False),
+    (budget.Spend(0.0, 900), Usage(0.0, 60, 40), B(None, 1000), True),
+    (budget.Spend(0.0, 900), Usage(0.0, 60, 40, 10**6, 10**6), B(None, 1001), False),  # cache
+    (budget.Spend(5.0, 0), Usage(0.0, 10**6, 0), B(None, None), False),
+])
+def test_a_runs_spend_so_far_crosses_the_days_budget(day, run, limit, stops):
+    assert (budget.reached(budget.with_run(day, run), limit) is not None) is stops
+
+
+@pytest.mark.parametrize("limits, left", [
+    ([], None), ([(None, budget.Spend())], None), ([(B(None, 100), budget.Spend())], None),
+    ([(B(8.0), budget.Spend(3.0, 0))], 5.0),
+    ([(B(8.0), budget.Spend(3.0, 0)), (B(25.0), budget.Spend(23.5, 0))], 1.5),
+    ([(B(8.0), budget.Spend(9.0, 0))], 0.0),
+])
+def test_usd_left_is_the_least_left_under_any_dollar_budget(limits, left):
+    assert budget.usd_left(limits) == left
+
+
 # --- the team file ---------------------------------------------------------------------------------
 
 def team_error(agent: dict, **team) -> str:
@@ -303,6 +373,16 @@ LLM = {"command": ["claude", "-p", "--output-format", "json"]}
     ({"budget": {"usd_per_day": 1}}, "agents.architect.budget: only an llm agent has one"),
     ({"workspace": {"dir": "."}}, "agents.architect.workspace: only an llm agent has one"),
     ({"llm": LLM, "command": ["x"]}, "agents.architect: set either 'llm' or 'command'"),
+    ({"llm": {**LLM, "prices": {"input": 3, "outptu": 15}}},
+     "agents.architect.llm.prices: expected a mapping of input, output"),
+    ({"llm": {**LLM, "prices": {"input": -1}}},
+     "agents.architect.llm.prices: expected a price from 0 to 1e6 USD per million tokens for "
+     "input"),
+    ({"llm": {**LLM, "prices": []}}, "agents.architect.llm.prices: expected a mapping"),
+    ({"llm": {"command": ["claude", "-p", "--output-format", "stream-json"]}},
+     "agents.architect.llm.command: --output-format stream-json needs --verbose"),
+    ({"llm": {"command": ["claude", "-p", "--output-format=stream-json"]}},
+     "agents.architect.llm.command: --output-format stream-json needs --verbose"),
 ])
 def test_bad_llm_settings_are_one_line_naming_the_key_path(agent, message):
     assert message in team_error(agent)
@@ -320,7 +400,7 @@ def test_a_full_llm_agent_loads():
         "budget": {"usd_per_day": 20, "tokens_per_day": 2000000},
         "workspace": {"worktree": True, "branch": "agents/${agent}"}}}}, "team.yaml")
     spec = team.agents[0]
-    assert spec.llm.resume_args == ("--resume", "${session_id}")
+    assert spec.llm.resume_args == ("--resume", "${session_id}") and spec.llm.prices is None
     assert spec.budget == budget.Budget(20.0, 2000000)
     assert team.settings.budget == budget.Budget(50.0, None)
     assert spec.workspace.branch_for("architect") == "agents/architect"
