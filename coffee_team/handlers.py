@@ -2,8 +2,8 @@
 
 A Python handler is ``def handle(task: dict, ctx: HandlerContext) -> JSON-able``; it may call
 ``ctx.progress()`` to say it is still getting somewhere (see ``stall_after``). An external
-command gets the task as JSON on stdin; its output is streamed into the agent's log and its
-result found as output.py describes. Its argv comes from the team file only, so task content
+command gets the task as JSON on stdin; its output is streamed into the agent's log, the last
+line it printed is its current step, and its result is found as output.py describes. Its argv comes from the team file only, so task content
 can never become a shell command. A result (from either kind) may
 hold ``"send": [{"recipient", "type", "content", "priority"}]`` to emit follow-up messages.
 """
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import HandlerError
-from .output import FdSink, ResultScan, TaggedLines, has_result, read_result_file
+from .output import (FdSink, NullSink, ResultScan, TaggedLines, has_result, last_line,
+                     read_result_file, task_tag)
 from .parentwatch import die_with_parent
 
 READ_CHUNK = 1 << 20
@@ -33,11 +34,12 @@ PIPE_SIZE = 1 << 20
 class Deferred(HandlerError):
     """The task could not run now (e.g. the model's rate limit): back to pending, claimable
     at ``until``, counting neither a delivery nor a failure; the agent pauses intake until
-    then."""
+    then, unless ``pause`` is False (it is paused already, e.g. by its budget)."""
 
-    def __init__(self, message: str, until: float):
+    def __init__(self, message: str, until: float, pause: bool = True):
         super().__init__(message)
         self.until = until
+        self.pause = pause
 
 
 class Interrupted(BaseException):
@@ -60,6 +62,7 @@ class HandlerContext:
     auto_approve: bool = False
     outbox: list[dict[str, Any]] = field(default_factory=list)
     on_progress: Callable[[str | None], None] | None = None
+    on_step: Callable[[str], None] | None = None
 
     def send(self, recipient: str | None, type: str, content: Any = None,
              priority: int = 5) -> None:
@@ -71,6 +74,14 @@ class HandlerContext:
         """Mark progress: the task is not stalled (``stall_after``). A message is logged."""
         if self.on_progress is not None:
             self.on_progress(message)
+
+    def step(self, message: str) -> None:
+        """Show ``message`` as the current step (heartbeat ``progress``, ``status``); unlike
+        progress() it is not logged: the output it comes from already is."""
+        if self.on_step is not None:
+            self.on_step(message)
+        else:
+            self.progress()
 
 
 def load_callable(ref: str) -> Callable[..., Any]:
@@ -156,8 +167,8 @@ class CommandRunner:
         proc = self._start(result_file, argv, cwd)
         self.current = proc
         try:
-            tag = f"[#{task['id']}] " if task.get("id") is not None else "[periodic] "
-            out, err = self._pump(proc, stdin_data, tag.encode(), ctx, scan or ResultScan())
+            out, err = self._pump(proc, stdin_data, task_tag(task).encode(), ctx,
+                                  scan or ResultScan())
             proc.wait()
         except BaseException:  # timeout, stop or cancel (Interrupted): take the group down
             self.kill()
@@ -181,8 +192,12 @@ class CommandRunner:
     def _pump(self, proc: subprocess.Popen, stdin_data: bytes, tag: bytes,
               ctx: HandlerContext, scan: Any) -> tuple[Any, TaggedLines]:
         """Feed stdin, log stdout and stderr as they come, feeding stdout's complete lines to
-        ``scan``; return (scan, stderr)."""
-        out, err = TaggedLines(tag, self.sink), TaggedLines(tag, self.sink)
+        ``scan``; return (scan, stderr). The last line printed is the current step, unless the
+        scan shows steps itself (``shows_steps``: it reads events, and logs them instead of
+        stdout's raw lines)."""
+        own_steps = getattr(scan, "shows_steps", False)
+        out = TaggedLines(tag, NullSink() if own_steps else self.sink)
+        err = TaggedLines(tag, self.sink)
         streams = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
         for fd in streams:
             with contextlib.suppress(AttributeError, OSError):  # not Linux, or over the limit
@@ -210,8 +225,11 @@ class CommandRunner:
                     lines = streams[fd].feed(chunk)
                     if fd == proc.stdout.fileno():
                         scan.feed(lines)
-                    if ctx.on_progress is not None:
-                        ctx.on_progress(None)
+                    shown = None if own_steps else last_line(lines)
+                    if shown:
+                        ctx.step(shown)
+                    else:
+                        ctx.progress()  # output all the same: not stalled
         proc.stdout.close()
         proc.stderr.close()
         return scan, err

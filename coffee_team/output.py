@@ -35,6 +35,39 @@ _NO_RESULT = object()
 _LAST_LINES_FIRST = 8
 
 
+STEP_CHARS = 160  # a step is one line in status and on the dashboard
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def one_line(text: Any, limit: int = STEP_CHARS) -> str:
+    """The first non-blank line of ``text`` without control characters, cut at ``limit``."""
+    if not isinstance(text, str):
+        return ""
+    for line in text.splitlines():
+        line = _CONTROL.sub(" ", line).strip()
+        if line:
+            return line if len(line) <= limit else line[:limit - 1] + "…"
+    return ""
+
+
+def last_line(lines: bytes) -> str:
+    """The last non-blank line of a block of output, as one_line shows it ('' if none).
+    Read from the end, without splitting the block: a chatty command's chunks are 1 MiB."""
+    end = len(lines)
+    while end > 0:
+        start = lines.rfind(b"\n", 0, end) + 1
+        shown = one_line(lines[start:min(end, start + 4 * STEP_CHARS)].decode(errors="replace"))
+        if shown:
+            return shown
+        end = start - 1
+    return ""
+
+
+def task_tag(task: dict) -> str:
+    """What a task's output lines start with in the agent's log: ``[#42] `` or ``[periodic] ``."""
+    return f"[#{task['id']}] " if task.get("id") is not None else "[periodic] "
+
+
 def log(agent: str, message: str) -> None:
     """One line in the agent's log (its stderr; supervisord redirects it to the log file)."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -52,6 +85,13 @@ class FdSink:
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view):]
+
+
+class NullSink:
+    """Where the raw stdout of a CLI goes when its events are logged as steps instead."""
+
+    def write(self, data: bytes) -> None:
+        pass
 
 
 class TaggedLines:

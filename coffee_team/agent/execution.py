@@ -33,7 +33,8 @@ class TaskExecution:
             if message is not None:
                 log(self.name, f"{tag} progress: {message}")
         return HandlerContext(agent=self.name, options=dict(self.spec.options),
-                              auto_approve=self.spec.auto_approve, on_progress=progress)
+                              auto_approve=self.spec.auto_approve, on_progress=progress,
+                              on_step=self.activity.touch)
 
     def _run_handler(self, task: dict) -> tuple[Any, list[dict]]:
         ctx = self._context(task)
@@ -122,7 +123,7 @@ class TaskExecution:
         """Back to pending at ``deferred.until`` (no attempt used); intake pauses until then."""
         log(self.name, f"task {data['id']} ({data['type']}) deferred: {deferred}")
         if self.durable(self.queue.defer_task, data["id"], self.name, deferred.until,
-                        str(deferred)):
+                        str(deferred), pause=deferred.pause):
             self.counts["tasks_deferred"] += 1
         else:
             self._dropped(data, "no longer in progress for this agent when it was deferred")

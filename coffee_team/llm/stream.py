@@ -26,10 +26,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ..output import one_line
 from .reading import Reading, Usage
 
-STEP_CHARS = 160  # a step is one line in status and on the dashboard
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 # the input keys that say what a tool call is about: a path, else one telling argument
 _PATH_KEYS = ("file_path", "notebook_path", "path")
@@ -46,17 +45,6 @@ class Step:
 
 
 # --- text -------------------------------------------------------------------------------------
-
-def one_line(text: Any, limit: int = STEP_CHARS) -> str:
-    """The first non-blank line of ``text`` without control characters, cut at ``limit``."""
-    if not isinstance(text, str):
-        return ""
-    for line in text.splitlines():
-        line = _CONTROL.sub(" ", line).strip()
-        if line:
-            return line if len(line) <= limit else line[:limit - 1] + "…"
-    return ""
-
 
 def _lines_after_first(text: str) -> int:
     return max(0, sum(1 for line in text.splitlines() if line.strip()) - 1)

@@ -128,17 +128,20 @@ class UsageMixin:
                 self.backend.run(self._sql.DELETE_BUDGET_STOP, (scope, day))
         return self.resume_agent(agent)
 
-    def defer_task(self, task_id: int, agent: str, run_after: float, reason: str) -> bool:
+    def defer_task(self, task_id: int, agent: str, run_after: float, reason: str,
+                   pause: bool = True) -> bool:
         """A rate-limited run: the task back to pending, claimable at ``run_after``, with
-        neither a delivery nor a failure counted; ``agent`` pauses intake until then. False
-        when the task is no longer in progress for ``agent`` (e.g. cancelled meanwhile)."""
+        neither a delivery nor a failure counted; ``agent`` pauses intake until then (unless
+        ``pause`` is False: a run stopped by the budget, whose stop paused it). False when
+        the task is no longer in progress for ``agent`` (e.g. cancelled meanwhile)."""
         now, backend = self.clock(), self.backend
         with backend.write_transaction():
             row = backend.run(self._sql.DEFER_TASK, (run_after, reason, task_id, agent)).fetchone()
             if row is None:
                 return False
             backend.run(self._sql.ADD_PENDING, (row[0], 1)).fetchone()
-            backend.run(self._sql.PAUSE_AGENT, (agent, now, run_after, reason[:1000]))
+            if pause:
+                backend.run(self._sql.PAUSE_AGENT, (agent, now, run_after, reason[:1000]))
         return True
 
     def agent_session(self, agent: str) -> Optional[str]:

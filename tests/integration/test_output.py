@@ -44,6 +44,34 @@ def test_output_lines_are_tagged_and_the_last_json_line_is_the_result():
     assert progress and all(p is None for p in progress)  # output counts as progress
 
 
+@pytest.mark.parametrize("lines, shown", [
+    (b"", ""), (b"\n", ""), (b"a\n", "a"), (b"a\nb\n", "b"), (b"a\nb", "b"),
+    (b"a\n  \n\t\n", "a"), (b"\n\nq\r\n", "q"), (b"x" * 10**6 + b"\n", "x" * 159 + "…"),
+    (b"ok\n\xff\xfe bad bytes\n", "\ufffd\ufffd bad bytes"), (b"a\n\x1b[2K\n", "[2K"),
+])
+def test_last_line_is_the_last_non_blank_line_shown_as_one_line(lines, shown):
+    from coffee_team.output import last_line
+    assert last_line(lines) == shown
+
+
+def test_the_last_line_a_command_printed_is_its_current_step_and_is_not_logged_twice():
+    sink, steps = Sink(), []
+    ctx = HandlerContext(agent="a", options={}, on_progress=lambda m: steps.append(("touch", m)),
+                         on_step=lambda m: steps.append(("step", m)))
+    script = ("import sys, time\n"
+              "print('compiling\\x1b[1m  src/a.c', flush=True); time.sleep(0.2)\n"
+              "print('  ', flush=True); time.sleep(0.2)\n"
+              "print('linking ' + 'x' * 300, file=sys.stderr, flush=True)\n"
+              "time.sleep(0.2); print('null')\n")
+    CommandRunner((sys.executable, "-c", script), sink=sink)({"id": 3, "type": "t"}, ctx)
+    shown = [m for kind, m in steps if kind == "step"]
+    assert shown[0] == "compiling [1m  src/a.c"  # one line, no control characters
+    assert shown[-2].startswith("linking xxx") and len(shown[-2]) == 160
+    assert shown[-1] == "null"
+    assert ("touch", None) in steps  # a blank line is output all the same: not a stall
+    assert sink.text.count("compiling") == 1 and "progress" not in sink.text
+
+
 @pytest.mark.parametrize("script, result", [
     ("print('[1, 2]'); print('{\"a\": 1}'); print('not json')", {"a": 1}),
     ("import json; print(json.dumps({'a': [1, 2]}, indent=2))", {"a": [1, 2]}),  # pretty

@@ -290,11 +290,12 @@ def test_activity_fields_are_what_the_heartbeat_file_shows():
     a = host.activity
     assert a.fields() == {"state": IDLE, "current_task": None, "task_id": None,
                           "task_started_at": None, "last_output_at": None, "progress": None}
-    a.begin(42, "build")
+    a.begin(42, "build", 600)
     host.now += 3
     a.touch("compiling")
     assert a.fields() == {"state": WORKING, "current_task": {"id": 42, "type": "build",
-                                                             "started_at": T0},
+                                                             "started_at": T0,
+                                                             "deadline": T0 + 600},
                           "task_id": 42, "task_started_at": T0, "last_output_at": T0 + 3,
                           "progress": "compiling"}
     a.end(STOPPING)
