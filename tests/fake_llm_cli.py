@@ -1,15 +1,27 @@
 #!/usr/bin/env python3
-"""A stand-in for a coding CLI (``claude -p --output-format json``): no network, no model.
+"""A stand-in for Claude Code in print mode (``claude -p``): no network, no model.
 
-It reads the prompt from stdin, or from its last argument with ``--prompt-via arg``; streams
-progress on stderr; prints the JSON result the ``claude`` preset reads, with the cost and
-tokens its options say. The prompt steers it, so a task's content can ask for trouble:
+Written from Claude Code's documentation. ``--output-format json`` prints one result object at
+the end (the fake's default when no format is given, so older tests need no flag);
+``--output-format stream-json --verbose`` prints JSON lines as it works: a ``system`` init
+event (``session_id``, ``cwd``, ``model``), per turn ``assistant`` events (one content block
+each: ``text`` or ``tool_use`` {name, input}; the events of one API message share its ``id``
+and ``usage``), a ``user`` event with the ``tool_result`` (``is_error``), and a final
+``result`` event (``subtype``, ``is_error``, ``result``, ``total_cost_usd``, ``usage``,
+``session_id``, ``num_turns``, ``duration_ms``). Like Claude Code it refuses stream-json
+without ``--verbose``. ``--max-budget-usd`` is checked between turns: past it the run ends
+with subtype ``error_max_budget_usd``.
+
+It reads the prompt from stdin, or from its last argument with ``--prompt-via arg``. The cost
+and tokens its options give are the run's totals, spread over its turns (``--steps``, events
+``--pace`` seconds apart). The prompt steers it, so a task's content can ask for trouble:
 
     FAKE-FAIL                 exit 1 with an error on stderr
-    FAKE-ERROR                print a result with is_error: true
+    FAKE-ERROR                end with an error result (is_error: true)
     FAKE-GARBAGE              print text that is no JSON
-    FAKE-RATELIMIT[=EPOCH]    print claude's usage-limit message (with its reset time), exit 1
-    FAKE-SLEEP=SECONDS        take that long (printing progress every second)
+    FAKE-RATELIMIT[=EPOCH]    end with claude's usage-limit message (its reset time), exit 1
+    FAKE-SLEEP=SECONDS        take that long first (progress on stderr every second)
+    FAKE-STEPS=N, FAKE-PACE=SECONDS   override --steps and --pace
     FAKE-TOUCH=NAME           create NAME in its working directory (left uncommitted)
 
 ``--send TYPE`` makes the answer end in a fenced JSON block asking for a follow-up of that
@@ -28,14 +40,25 @@ import sys
 import time
 import uuid
 
+TOOLS = [("Read", {"file_path": "README.md"}), ("Edit", {"file_path": "src/cli.py",
+                                                        "old_string": "a", "new_string": "b"}),
+         ("Bash", {"command": "pytest -q", "description": "Run the tests"})]
+
 
 def options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("-p", "--print", action="store_true")
+    parser.add_argument("--output-format", choices=("text", "json", "stream-json"),
+                        default="json")
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--max-budget-usd", type=float)
     parser.add_argument("--cost", type=float, default=0.01)
     parser.add_argument("--tokens-in", type=int, default=100)
     parser.add_argument("--tokens-out", type=int, default=50)
     parser.add_argument("--cache-read", type=int, default=0)
     parser.add_argument("--cache-write", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--pace", type=float, default=0.0)
     parser.add_argument("--prompt-via", choices=("stdin", "arg"), default="stdin")
     parser.add_argument("--send", action="append", default=[])
     parser.add_argument("--log")
@@ -75,24 +98,90 @@ def answer(prompt: str, sends: list[str]) -> str:
     return text
 
 
-def result(opts: argparse.Namespace, text: str, session: str, is_error: bool = False,
-           cost: float | None = None) -> dict:
-    return {"type": "result", "subtype": "success", "is_error": is_error, "duration_ms": 12,
-            "num_turns": 1, "result": text, "session_id": session,
-            "total_cost_usd": opts.cost if cost is None else cost,
-            "usage": {"input_tokens": opts.tokens_in, "output_tokens": opts.tokens_out,
-                      "cache_creation_input_tokens": opts.cache_write,
-                      "cache_read_input_tokens": opts.cache_read}}
+def share(total: float, n: int, k: int) -> float:
+    """Turn k's part of a total spread over n turns (the last takes the rest)."""
+    part = total / n if isinstance(total, float) else total // n
+    return total - part * (n - 1) if k == n - 1 else part
+
+
+class Run:
+    def __init__(self, opts: argparse.Namespace, session: str, steps: int, pace: float):
+        self.opts, self.session, self.steps, self.pace = opts, session, max(1, steps), pace
+        self.stream = opts.output_format == "stream-json"
+        self.turns = 0
+        self.spent = {"cost": 0.0, "input_tokens": 0, "output_tokens": 0,
+                      "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+
+    def emit(self, event: dict) -> None:
+        if self.stream:
+            print(json.dumps(event), flush=True)
+            time.sleep(self.pace)
+
+    def turn(self, k: int, text: str, tool: tuple[str, dict] | None) -> None:
+        """One API message (its blocks as separate events sharing id and usage), its tool's
+        result; the turn's share of the run's cost and tokens."""
+        o, n = self.opts, self.steps
+        usage = {"input_tokens": share(o.tokens_in, n, k), "output_tokens": share(o.tokens_out, n, k),
+                 "cache_read_input_tokens": share(o.cache_read, n, k),
+                 "cache_creation_input_tokens": share(o.cache_write, n, k)}
+        for key, value in usage.items():
+            self.spent[key] += value
+        self.spent["cost"] += share(float(o.cost), n, k)
+        self.turns += 1
+        blocks = [{"type": "text", "text": text}]
+        if tool is not None:
+            blocks.append({"type": "tool_use", "id": f"toolu_{k}", "name": tool[0],
+                           "input": tool[1]})
+        for block in blocks:
+            self.emit({"type": "assistant", "session_id": self.session,
+                       "parent_tool_use_id": None,
+                       "message": {"id": f"msg_{k}", "type": "message", "role": "assistant",
+                                   "model": "claude-fake", "content": [block],
+                                   "stop_reason": None, "usage": usage}})
+        if tool is not None:
+            self.emit({"type": "user", "session_id": self.session, "parent_tool_use_id": None,
+                       "message": {"role": "user", "content": [
+                           {"type": "tool_result", "tool_use_id": f"toolu_{k}",
+                            "content": "ok", "is_error": False}]}})
+
+    def result(self, text: str | None, subtype: str = "success", is_error: bool = False,
+               cost: float | None = None) -> dict:
+        event = {"type": "result", "subtype": subtype, "is_error": is_error,
+                 "duration_ms": 12, "duration_api_ms": 10, "num_turns": self.turns,
+                 "session_id": self.session,
+                 "total_cost_usd": self.spent["cost"] if cost is None else cost,
+                 "usage": {k: v for k, v in self.spent.items() if k != "cost"},
+                 "permission_denials": []}
+        if text is not None:
+            event["result"] = text
+        else:
+            event["errors"] = [f"Reached maximum budget (${self.opts.max_budget_usd})"]
+        return event
+
+    def finish(self, event: dict) -> None:
+        if self.opts.output_format == "text":
+            print(event.get("result", ""))
+        else:
+            print(json.dumps(event), flush=True)
 
 
 def main(argv: list[str]) -> int:
     opts, rest = options(argv)
+    if opts.output_format == "stream-json" and not opts.verbose:
+        print("Error: When using --print, --output-format=stream-json requires --verbose",
+              file=sys.stderr)
+        return 1
     prompt = rest[-1] if opts.prompt_via == "arg" and rest else sys.stdin.read()
     session = opts.resume or f"fake-{uuid.uuid4().hex[:12]}"
     if opts.log:
         log_run(opts.log, {"argv": sys.argv, "prompt": prompt, "cwd": os.getcwd(),
                            "files": sorted(os.listdir(".")), "branch": branch(),
                            "resumed": opts.resume, "pid": os.getpid(), "at": time.time()})
+    run = Run(opts, session, int(directive(prompt, "STEPS") or opts.steps),
+              float(directive(prompt, "PACE") or opts.pace))
+    run.emit({"type": "system", "subtype": "init", "session_id": session, "cwd": os.getcwd(),
+              "model": "claude-fake", "tools": [t for t, _ in TOOLS],
+              "permissionMode": "default"})
     print("fake: reading the task", file=sys.stderr, flush=True)
     seconds = directive(prompt, "SLEEP")
     if seconds:
@@ -113,13 +202,21 @@ def main(argv: list[str]) -> int:
     reset = directive(prompt, "RATELIMIT")
     if reset is not None:
         message = "Claude AI usage limit reached" + (f"|{reset}" if reset else "")
-        print(json.dumps(result(opts, message, session, is_error=True, cost=0.0)))
+        run.finish(run.result(message, "success", is_error=True, cost=0.0))
         return 1
+    for k in range(run.steps - 1):
+        tool = TOOLS[k % len(TOOLS)]
+        run.turn(k, f"Step {k + 1}: {tool[0]} next.\nThinking it through.", tool)
+        if opts.max_budget_usd is not None and run.spent["cost"] >= opts.max_budget_usd:
+            run.finish(run.result(None, "error_max_budget_usd"))  # checked between turns
+            return 0
     if directive(prompt, "ERROR") is not None:
-        print(json.dumps(result(opts, "the model could not do it", session, is_error=True)))
+        run.turn(run.steps - 1, "I could not do it.", None)
+        run.finish(run.result("the model could not do it", "error_during_execution", True))
         return 0
+    run.turn(run.steps - 1, answer(prompt, opts.send), None)
     print("fake: done", file=sys.stderr, flush=True)
-    print(json.dumps(result(opts, answer(prompt, opts.send), session)))
+    run.finish(run.result(answer(prompt, opts.send)))
     return 0
 
 

@@ -2,12 +2,15 @@
 
 The prompt is rendered from the task (template.py), the role text prepended, and given to the
 CLI on stdin (or as its last argument); argv comes from the team file only. The CLI runs in
-the agent's workspace, its output streams into the log like any command's, and what it
-printed is read by the preset: the answer becomes the task's result (with ``send`` follow-ups
-from its JSON or a fenced JSON block), the cost and tokens are stored at once (failed and
-rate-limited runs cost money too), and with ``session: keep`` the session id is kept for the
-next task. A rate-limit message defers the task (handlers.Deferred) to the reset time the CLI
-states, or a backoff.
+the agent's workspace. A streaming CLI's events (claude stream-json, codex --json) are read as
+they come: each is a tagged log line and the agent's current step, and the run's spend so far
+is recorded and held against the day's budgets at each (meter.py): a crossing stops the run
+and its task goes back to pending while the budget pauses the agent. Other CLIs' output
+streams into the log like any command's, read by the preset at the end. The answer becomes
+the task's result (with ``send`` follow-ups from its JSON or a fenced JSON block); every run
+leaves its cost and tokens, however it ends; with ``session: keep`` the session id is kept
+for the next task. A rate-limit message defers the task (handlers.Deferred) to the reset time
+the CLI states, or a backoff.
 """
 from __future__ import annotations
 
@@ -19,30 +22,19 @@ from typing import Any, Optional
 
 from ..errors import HandlerError, TeamError
 from ..handlers import CommandRunner, Deferred, HandlerContext
+from ..output import log, task_tag
 from .workspace import Workspace
 from . import ratelimit, template
+from .budget import settle, stop
 from .gate import BudgetGate
+from .live import EventScan, StdoutTail
+from .meter import OverBudget, RunMeter, outcome_of
 from .presets import PRESETS, OutputError, Reading, preview, result_of
+from .reading import Usage
 
 # Linux refuses one argument longer than this (MAX_ARG_STRLEN).
 MAX_ARG_BYTES = 128 * 1024 - 1
-OUTPUT_TAIL = 8 << 20  # bytes of stdout kept for the preset (results and usage come last)
-
-
-class StdoutTail:
-    """Keeps the last OUTPUT_TAIL bytes of stdout (fed complete lines by the runner's pump)."""
-
-    def __init__(self, limit: int = OUTPUT_TAIL):
-        self.limit = limit
-        self.data = bytearray()
-
-    def feed(self, lines: bytes) -> None:
-        self.data += lines
-        if len(self.data) > 2 * self.limit:  # trim in batches, not on every line
-            del self.data[:-self.limit]
-
-    def text(self) -> str:
-        return bytes(self.data[-self.limit:]).decode(errors="replace")
+BUDGET_CAP = "error_max_budget_usd"  # Claude Code's result subtype at --max-budget-usd
 
 
 class LlmRunner(CommandRunner):
@@ -77,6 +69,10 @@ class LlmRunner(CommandRunner):
             except (OSError, UnicodeDecodeError) as exc:
                 raise TeamError(f"agents.{self.spec.name}.llm.system_prompt_file: {exc}") from None
         self.workspace.ensure()
+        killed = durable(queue.settle_running_usage, self.spec.name)
+        if killed:
+            log(self.spec.name, f"{killed} run(s) cut off when this agent died recorded as "
+                                f"killed, with what they had spent (estimated)")
         if self.llm.session == "keep":
             self.session_id = durable(queue.agent_session, self.spec.name)
         settings = self.team.settings
@@ -99,51 +95,84 @@ class LlmRunner(CommandRunner):
             return None
         cwd = self.workspace.require()
         prompt = self.render(prompt_template, task)
+        meter = RunMeter(self.spec.name, self.queue, self.durable, self.clock, self.gate,
+                         self.llm.prices)
+        meter.begin(task)
+        stream = self.preset.stream() if self.preset.stream is not None else None
+        scan = StdoutTail() if stream is None else EventScan(
+            stream, task_tag(task), self.sink, ctx, lambda: meter.observe(stream))
+        capped = self.budget_cap(meter.usd_left())
         scratch = tempfile.mkdtemp(prefix="coffee-llm-")
         try:
             code, out, err = self.execute(
-                self.argv_for(prompt), prompt.encode() if self.llm.prompt_via == "stdin" else b"",
-                task, ctx, os.path.join(scratch, "result.json"), cwd=str(cwd), scan=StdoutTail())
+                self.argv_for(prompt, capped),
+                prompt.encode() if self.llm.prompt_via == "stdin" else b"",
+                task, ctx, os.path.join(scratch, "result.json"), cwd=str(cwd), scan=scan)
+        except OverBudget as exc:  # the run crossed a budget: stopped at this event
+            meter.finish("over_budget")
+            raise self._budget_stop(exc) from None
+        except BaseException as exc:  # timeout, stall, cancel, stop: what it spent so far
+            self._finish_quietly(meter, outcome_of(exc))
+            raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        return self.outcome(task, code, out.text(), err.tail.decode(errors="replace"))
+        return self.outcome(task, code, out.text(), err.tail.decode(errors="replace"),
+                            stream, meter, capped)
 
     def render(self, prompt_template: template.Template, task: dict) -> str:
         try:
             body = prompt_template.render(template.task_values(task, self.spec.name))
         except template.TemplateError as exc:
             raise HandlerError(f"prompt template: {exc}") from None
-        return f"{self.role_text}\n\n{body}" if self.role_text else body
+        prompt = f"{self.role_text}\n\n{body}" if self.role_text else body
+        if self.llm.prompt_via == "arg" and len(prompt.encode()) > MAX_ARG_BYTES:
+            raise HandlerError(f"the prompt is {len(prompt.encode())} bytes, too long for "
+                               f"one argument (use prompt_via: stdin)")
+        return prompt
 
-    def argv_for(self, prompt: str) -> list[str]:
+    def budget_cap(self, usd_left: Optional[float]) -> Optional[float]:
+        """The USD the CLI's own spend cap gets (the preset's budget_args), when a dollar
+        budget applies and the command sets no cap of its own."""
+        args = self.preset.budget_args
+        if usd_left is None or not args or args[0] in self.llm.command:
+            return None
+        return usd_left
+
+    def argv_for(self, prompt: str, capped: Optional[float] = None) -> list[str]:
         argv = list(self.llm.command)
         if self.llm.session == "keep" and self.session_id:
             values = {"session_id": self.session_id, "agent": self.spec.name}
             argv += [arg.render(values) for arg in self.session_args]
+        if capped is not None:
+            argv += [a.replace("${usd}", f"{capped:.4f}") for a in self.preset.budget_args]
         if self.llm.prompt_via == "arg":
-            if len(prompt.encode()) > MAX_ARG_BYTES:
-                raise HandlerError(f"the prompt is {len(prompt.encode())} bytes, too long for "
-                                   f"one argument (use prompt_via: stdin)")
             # a prompt is never an option, whatever the task's content starts with
             argv.append(" " + prompt if prompt.startswith("-") else prompt)
         return argv
 
-    def outcome(self, task: dict, code: int, stdout: str, stderr: str) -> Any:
-        """The task's result, or HandlerError / Deferred; usage is stored either way."""
-        reading: Optional[Reading] = None
+    def outcome(self, task: dict, code: int, stdout: str, stderr: str, stream: Any = None,
+                meter: Optional[RunMeter] = None, capped: Optional[float] = None) -> Any:
+        """The task's result, or HandlerError / Deferred; the run's spend is recorded
+        either way."""
+        reading: Optional[Reading] = stream.reading() if stream is not None else None
         problem = None
-        try:
-            reading = self.preset.read(stdout, self.fields)
-        except OutputError as exc:
-            problem = str(exc)
+        if reading is None:
+            try:
+                reading = self.preset.read(stdout, self.fields)
+            except OutputError as exc:
+                problem = str(exc)
         failed = code != 0 or problem is not None or (reading is not None and reading.is_error)
         evidence = "\n".join([stderr, stdout[-4000:], reading.text if reading else ""])
         limited = failed and ratelimit.is_rate_limited(evidence, self.rate_limit)
-        if reading is not None:
-            self._record(task, reading, "rate_limited" if limited else
-                         "error" if failed else "ok")
+        usage, estimated = self._spent(reading, stream)
+        capped_out = reading is not None and reading.subtype == BUDGET_CAP and capped is not None
+        if meter is not None:
+            meter.finish("rate_limited" if limited else "over_budget" if capped_out
+                         else "error" if failed else "ok", usage, estimated)
         if limited:
             raise self._deferral(evidence)
+        if capped_out:
+            raise self._budget_stop(None, meter, usage)
         if failed:
             raise HandlerError(self._failure(code, problem, reading, stderr, stdout))
         self.rate_limited_runs = 0
@@ -151,6 +180,40 @@ class LlmRunner(CommandRunner):
         return result_of(reading)
 
     # --- helpers ------------------------------------------------------------------------------
+    def _spent(self, reading: Optional[Reading], stream: Any) -> tuple[Usage, bool]:
+        """What the run cost and whether that is an estimate (budget.settle)."""
+        if stream is not None and (reading is None or stream.reading() is not None):
+            return settle(stream.usage, stream.cost_reported, stream.complete, self.llm.prices)
+        if reading is None:
+            return Usage(), True  # unreadable: what it spent is not known
+        stated = self.preset.name == "claude" or "cost" in self.fields
+        return settle(reading.usage, stated, True, self.llm.prices)
+
+    def _budget_stop(self, exc: Optional[OverBudget], meter: Optional[RunMeter] = None,
+                     usage: Optional[Usage] = None) -> Deferred:
+        """Stop for the budget the run crossed (or whose cap the CLI reached): the agent (or
+        the team) pauses with one CRITICAL notification, and the task goes back to pending,
+        without an attempt used, for when the budget allows again."""
+        if exc is None:  # the CLI stopped at the cap it was given: the tightest dollar limit
+            limit = min((lm for lm in meter.limits if lm.budget is not None
+                         and lm.budget.usd_per_day is not None),
+                        key=lambda lm: lm.budget.usd_per_day - lm.spend.usd)
+            why = (f"usd_per_day {limit.budget.usd_per_day:g} reached: "
+                   f"{limit.spend.usd + usage.cost_usd:.4f} USD spent "
+                   f"({os.path.basename(self.llm.command[0])} stopped at its own cap)")
+            exc = OverBudget(limit, stop(limit.scope, why, self.clock()))
+        if self.gate is not None:
+            self.durable(self.gate.stop, exc.limit, exc.stop)
+        return Deferred(f"stopped by the budget: {exc.stop.reason}", self.clock(), pause=False)
+
+    def _finish_quietly(self, meter: RunMeter, outcome: str) -> None:
+        """Record a run cut off; a failure here must not hide what cut it off (and the
+        agent's next start settles a row left 'running')."""
+        try:
+            meter.finish(outcome)
+        except Exception:  # noqa: BLE001 (the original exception goes on)
+            pass
+
     def _failure(self, code: int, problem: Optional[str], reading: Optional[Reading],
                  stderr: str, stdout: str) -> str:
         name = self.llm.command[0]
@@ -170,11 +233,6 @@ class LlmRunner(CommandRunner):
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(until))
         return Deferred(f"rate limited: retrying at {when} "
                         f"({'the reset time the CLI stated' if stated else 'backoff'})", until)
-
-    def _record(self, task: dict, reading: Reading, outcome: str) -> None:
-        if self.queue is not None:
-            self.durable(self.queue.record_usage, task.get("id"), self.spec.name,
-                         task.get("type") or "periodic", reading.usage.as_dict(), outcome)
 
     def _keep_session(self, reading: Reading) -> None:
         if self.llm.session != "keep" or not reading.session_id \

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from coffee_team.agent.runtime import Agent
-from coffee_team.clock import next_day
+from coffee_team.clock import next_day, utc_day
 from coffee_team.queue import MessageQueue
 from coffee_team.llm.workspace import Workspace, current_branch, team_problems
 from tests.clock import FakeClock, T0
@@ -211,11 +211,20 @@ def test_a_budget_of_one_dollar_completes_exactly_four_quarter_dollar_tasks(proj
     assert "usd_per_day 1 reached: 1.0000 USD spent" in note["message"]
     assert p.queue.pauses()["architect"]["paused_until"] == next_day(T0)
     assert p.drain("architect") == 0 and len(p.queue.notifications()) == 1
-    # a person resumes: the rest of the day goes on, with no second stop or notification
+    # a plain resume does not lift a budget stop: paused again, no second notification
     assert p.queue.resume_agent("architect")
+    assert p.drain("architect") == 0 and len(p.queue.notifications()) == 1
+    assert "architect" in p.queue.pauses()
+    # a raise for today (resume --raise 0.5): two more, then a stop of its own
+    day = utc_day(T0)
+    assert p.queue.lift_budget_stop("architect", ["architect"], day, usd=0.5)
     p.agents["architect"] = p.agent("architect")  # also after a restart
-    assert p.drain("architect") == 3
-    assert len(p.queue.notifications()) == 1
+    assert p.drain("architect") == 2
+    notes = p.queue.notifications()
+    assert len(notes) == 2 and "usd_per_day 1.5 reached: 1.5000 USD" in notes[-1]["message"]
+    # no budget today (resume --no-budget-today): the rest of the day goes on
+    p.queue.lift_budget_stop("architect", ["architect"], day, unlimited=True)
+    assert p.drain("architect") == 1 and len(p.queue.notifications()) == 2
 
 
 def test_the_next_utc_day_lifts_a_budget_stop_by_itself(project):

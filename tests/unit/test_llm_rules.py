@@ -412,3 +412,13 @@ def test_an_answer_too_long_for_the_queue_is_cut_not_refused():
     assert len(result["text"]) < 100_100 and result["text"].endswith("50000 more characters cut]")
     huge = json.dumps({"send": [], "blob": "x" * 200_000})
     assert "data" not in presets.result_of(Reading(text=huge))
+
+
+@pytest.mark.parametrize("reason, outcome", [("timeout", "timeout"), ("stalled", "stalled"),
+                                             ("cancelled", "cancelled"), ("stop", "stopped"),
+                                             ("something new", "stopped")])
+def test_a_run_cut_off_is_recorded_with_what_cut_it_off(reason, outcome):
+    from coffee_team.handlers import HandlerError, Interrupted
+    from coffee_team.llm.meter import outcome_of
+    assert outcome_of(Interrupted(reason, "why")) == outcome
+    assert outcome_of(HandlerError("cannot start claude")) == "error"
