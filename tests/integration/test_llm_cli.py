@@ -126,3 +126,97 @@ def test_a_version_5_database_gains_the_llm_tables(tmp_path):
             (SCHEMA_VERSION,)]
         q.record_usage(task_id, "a", "t", {"cost_usd": 0.5})
         assert q.costs(0)["total"]["cost_usd"] == 0.5 and q.get_task(task_id)["type"] == "t"
+
+
+# --- resume past a budget stop ----------------------------------------------------------------
+
+@pytest.fixture
+def stopped(tmp_path):
+    """architect stopped today by its budget of 1 USD (1.0 spent); the team's is 10 USD."""
+    from coffee_team.clock import next_day, utc_day
+    p = Project(tmp_path)
+    p.write_team({"architect": {"llm": LLM, "budget": {"usd_per_day": 1.0}},
+                  "code_developer": {"llm": LLM}}, budget={"usd_per_day": 10.0})
+    spend(p, ("architect", "design", 1.0, 10))
+    now = time.time()
+    with MessageQueue.from_team(p.team) as q:
+        assert q.stop_for_budget("architect", utc_day(now), next_day(now),
+                                 "budget: architect's usd_per_day 1 reached: 1.0000 USD spent "
+                                 "today (UTC); intake resumes at ...", ["architect"], "paused",
+                                 "architect")
+    return p
+
+
+def state(p) -> tuple:
+    from coffee_team.clock import utc_day
+    from coffee_team.llm.budget import TEAM_SCOPE
+    with MessageQueue.from_team(p.team) as q:
+        day = utc_day(time.time())
+        return (set(q.pauses()), set(q.budget_stops("architect", day, TEAM_SCOPE)),
+                q.budget_allowance("architect", day))
+
+
+def one_line_error(result, *parts: str) -> None:
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    for part in parts:
+        assert part in result.output
+
+
+def test_resume_past_a_budget_stop_says_how_far(stopped):
+    result = run(stopped, "resume", "architect")
+    one_line_error(result, "architect is stopped by the daily budget (budget: architect's "
+                           "usd_per_day 1 reached: 1.0000 USD spent today (UTC))",
+                   "--raise USD or --raise-tokens N for today, or --no-budget-today")
+    assert state(stopped) == ({"architect"}, {"architect"}, (0.0, 0, False))
+    result = run(stopped, "resume", "architect", "--raise", "0.5")
+    assert result.exit_code == 0 and result.output == \
+        "architect: resumed, today's budget raised by $0.5\n"
+    assert state(stopped) == (set(), set(), (0.5, 0, False))
+    assert run(stopped, "resume", "architect", "--raise", "1").exit_code == 2  # not stopped
+
+
+@pytest.mark.parametrize("args, parts", [
+    (["--raise", "0"], ["--raise: expected USD above 0"]),
+    (["--raise", "-2"], ["--raise: expected USD above 0"]),
+    (["--raise-tokens", "0"], ["--raise-tokens: expected a count above 0"]),
+    (["--raise", "1", "--no-budget-today"], ["choose one"]),
+    (["--raise-tokens", "1000"], ["architect's usd_per_day 1 reached: 1.0000 USD spent today "
+                                  "even after this raise: raise more, or --no-budget-today"]),
+])
+def test_a_raise_that_cannot_work_is_refused_in_one_line(stopped, args, parts):
+    one_line_error(run(stopped, "resume", "architect", *args), *parts)
+    assert state(stopped)[:2] == ({"architect"}, {"architect"})  # nothing changed
+
+
+def test_no_budget_today_and_json(stopped):
+    result = run(stopped, "resume", "architect", "--no-budget-today", "--json")
+    assert json.loads(result.output) == {"agent": "architect", "paused": False,
+                                         "was_paused": True, "budget_raised": {
+                                             "usd": 0.0, "tokens": 0, "unlimited": True}}
+    assert state(stopped) == (set(), set(), (0.0, 0, True))
+
+
+def test_a_pause_that_is_no_budget_stop_resumes_as_before(stopped):
+    run(stopped, "pause", "code_developer", "--reason", "lunch")
+    assert run(stopped, "resume", "code_developer").output == "code_developer: resumed\n"
+    one_line_error(run(stopped, "resume", "code_developer", "--raise", "2"),
+                   "code_developer is not stopped by a budget today")
+
+
+def test_a_team_stop_is_raised_for_the_team(stopped):
+    from coffee_team.clock import next_day, utc_day
+    from coffee_team.llm.budget import TEAM_SCOPE
+    spend(stopped, ("code_developer", "build", 9.5, 10))
+    now, day = time.time(), utc_day(time.time())
+    with MessageQueue.from_team(stopped.team) as q:
+        q.stop_for_budget(TEAM_SCOPE, day, next_day(now), "budget: the team's usd_per_day 10 "
+                          "reached: 10.5000 USD spent today (UTC); ...",
+                          ["architect", "code_developer"], "paused", None)
+    one_line_error(run(stopped, "resume", "code_developer"), "the team's usd_per_day 10")
+    one_line_error(run(stopped, "resume", "code_developer", "--raise", "0.25"),
+                   "the team's usd_per_day 10.25 reached: 10.5000 USD spent today even after")
+    assert run(stopped, "resume", "code_developer", "--raise", "1").exit_code == 0
+    with MessageQueue.from_team(stopped.team) as q:
+        assert q.budget_allowance(TEAM_SCOPE, day) == (1.0, 0, False)
+        assert q.budget_stops("code_developer", day, TEAM_SCOPE) == {}
+        assert set(q.pauses()) == {"architect"}  # its own stop holds it still
