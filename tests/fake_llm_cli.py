@@ -149,7 +149,7 @@ class Run:
         event = {"type": "result", "subtype": subtype, "is_error": is_error,
                  "duration_ms": 12, "duration_api_ms": 10, "num_turns": self.turns,
                  "session_id": self.session,
-                 "total_cost_usd": self.spent["cost"] if cost is None else cost,
+                 "total_cost_usd": round(self.spent["cost"], 10) if cost is None else cost,
                  "usage": {k: v for k, v in self.spent.items() if k != "cost"},
                  "permission_denials": []}
         if text is not None:

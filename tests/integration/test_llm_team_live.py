@@ -3,7 +3,7 @@ the fake coding CLI (tests/fake_llm_cli.py) as a real subprocess per task.
 
 - architect → code_developer → project_manager: the seed's chain, follow-ups from the CLI's
   fenced JSON block; code_developer takes its prompt as an argument, the others on stdin;
-- budgeted: usd_per_day 1.0, 0.25 USD a task;
+- budgeted: usd_per_day 1.0, 0.25 USD a task (raised by 0.5 on resume);
 - limited: a rate-limit message defers its task;
 - wt_a, wt_b: a git worktree each (the project is a git repository).
 """
@@ -141,10 +141,15 @@ def test_a_one_dollar_budget_completes_exactly_four_quarter_dollar_tasks(team):
     assert len(notes) == 1 and not notes[0]["sound"]
     assert "usd_per_day 1 reached" in notes[0]["message"]
 
-    team.cli("resume", "budgeted", check=True)
+    refused = team.cli("resume", "budgeted")  # past a budget: say how far
+    assert refused.returncode == 2 and "--raise USD" in refused.stderr
+    team.cli("resume", "budgeted", "--raise", "0.5", check=True)
     wait_until(lambda: all(t["status"] == "completed" for t in tasks(team, agent="budgeted")),
                30, interval=0.2, message="the rest after resume")
-    assert len(critical(team, "budgeted")) == 1 and len(ids) == 6
+    wait_until(lambda: len(critical(team, "budgeted")) == 2, 10, interval=0.2,
+               message="the raised budget reached: a stop of its own")
+    assert "usd_per_day 1.5 reached" in critical(team, "budgeted")[-1]["message"]
+    assert len(ids) == 6
 
 
 def test_a_rate_limit_defers_the_task_to_the_stated_time_without_an_attempt(team):
