@@ -115,7 +115,7 @@ def role(p: psutil.Process) -> str:
     cmd = " ".join(argv)
     if any(os.path.basename(a) == "supervisord" for a in argv[:2]):
         return "supervisord"
-    if "eventlisteners/watchdog.py" in cmd:
+    if "-m coffee_team.watchdog" in cmd or "eventlisteners/watchdog.py" in cmd:
         return "watchdog"
     if "agent run" in cmd:
         return "agent"

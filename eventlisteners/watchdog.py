@@ -1,8 +1,8 @@
-"""The watchdog event listener that supervisord runs (``[eventlistener:watchdog]`` in the
-generated config): launch order, backoff restarts, give-up, heartbeats, CPU/RSS checks.
+"""The watchdog event listener: launch order, backoff restarts, give-up, heartbeats, CPU/RSS.
 
-A thin entry point. The logic lives in ``coffee_team.watchdog`` so the CLI, the rpcinterface
-and the tests can import it; this folder is not an installed package.
+A thin entry point for a checkout (``python eventlisteners/watchdog.py --team ...``). The
+generated config does not use it: supervisord runs ``python -m coffee_team.watchdog``, which
+works from any install of the package. The logic lives in ``coffee_team.watchdog``.
 """
 import sys
 

@@ -1,6 +1,6 @@
 """The watchdog: supervisord's ``[eventlistener:watchdog]`` (PROCESS_STATE and TICK events).
 
-``listener`` is the entry (``eventlisteners/watchdog.py`` runs it): ``protocol`` speaks
+``listener`` is the entry (``python -m coffee_team.watchdog`` runs it): ``protocol`` speaks
 supervisor's listener protocol on stdin/stdout (stdout is the protocol: nothing else may
 print there), ``startup`` and ``launch`` boot the team in priority order, ``checks`` runs the
 health checks, ``health`` samples each agent's process tree, and ``policy`` holds the

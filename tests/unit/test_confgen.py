@@ -110,7 +110,7 @@ def assert_round_trip(team: Team) -> None:
         assert norm(proc.directory) == str(team.root)
     (watchdog,) = listeners(options).values()
     assert argv_of(watchdog.process_configs[0]) == [
-        expected_python(team), str(confgen.WATCHDOG_SCRIPT), "--team", str(team.path.resolve())]
+        expected_python(team), "-m", "coffee_team.watchdog", "--team", str(team.path.resolve())]
 
 
 # --- (a) golden files -----------------------------------------------------------------------
@@ -189,8 +189,11 @@ def test_demo_watchdog_listener(tmp_path):
     (proc,) = pool.process_configs
     assert proc.autostart is True and proc.stdout_logfile is None
     assert proc.environment == {"PYTHONUNBUFFERED": "1"}
-    assert argv_of(proc) == [str(tmp_path / ".venv" / "bin" / "python"), str(confgen.WATCHDOG_SCRIPT),
+    assert argv_of(proc) == [str(tmp_path / ".venv" / "bin" / "python"), "-m", "coffee_team.watchdog",
                              "--team", str(tmp_path / "data" / "team.yaml")]
+    # a listener that keeps exiting at once ends FATAL instead of respawning forever
+    from supervisor.datatypes import RestartUnconditionally
+    assert (proc.startsecs, proc.startretries, proc.autorestart) == (1, 3, RestartUnconditionally)
 
 
 def test_min_fds_counts_each_programs_pipes_and_log_plus_supervisord_and_a_margin():

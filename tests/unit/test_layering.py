@@ -4,7 +4,7 @@
     dispatcher  coffee_team.__main__ (``python -m coffee_team``): the agent's runtime or the CLI
     processes   coffee_team.agent     the agent program
                 coffee_team.rpc       the supervisord plugin ([rpcinterface:coffee])
-                coffee_team.watchdog  the watchdog event listener (eventlisteners/watchdog.py)
+                coffee_team.watchdog  the watchdog event listener (python -m coffee_team.watchdog)
                 coffee_team.cli       coffee-team, the command line
                 coffee_team.web       the dashboard (python -m coffee_team.web)
     library     everything else outside queue/: team/, llm/ and the flat top level
