@@ -73,6 +73,32 @@ def diff_config(team: Team) -> ConfigDiff:
     return ConfigDiff(tuple(changed), tuple(stale))
 
 
+def generated_commands(team: Team) -> dict[str, list[str]]:
+    """Each program of the generated config on disk (``program:x``, ``eventlistener:x``) and
+    its argv as supervisord will run it (``%(here)s`` expanded, ``%%`` unescaped)."""
+    import re
+    import shlex
+    commands: dict[str, list[str]] = {}
+    files = [team.conf_file, *sorted(team.conf_dir.glob("agent-*.conf"))]
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        section = None
+        for line in text.splitlines():
+            header = re.match(r"\[(?:program|eventlistener):(.+)\]$", line)
+            if line.startswith("["):
+                section = header.group(1) if header else None
+            elif section and line.startswith("command="):
+                value = line[len("command="):].replace("%(here)s", str(team.conf_dir))
+                try:
+                    commands[section] = shlex.split(value.replace("%%", "%"))
+                except ValueError:
+                    commands[section] = [value]
+    return commands
+
+
 def write_config(team: Team) -> ConfigDiff:
     """Bring ``supervisord.conf.d/`` in line with the team; returns what had to change."""
     from . import confgen

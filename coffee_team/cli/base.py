@@ -112,9 +112,9 @@ def main(ctx: click.Context, team_path: str, conf: str | None) -> None:
 
 
 def config_team(ctx: Context) -> Team:
-    """The team, if supervisord can run it from this path, its notify targets are usable and
-    its llm agents' role files and workspaces exist; else one line and exit 2 (gen-config,
-    start, apply)."""
+    """The team, if supervisord can run it from this path, its notify targets are usable,
+    its llm agents' role files and workspaces exist and its interpreter imports coffee_team;
+    else one line and exit 2 (gen-config, start, apply)."""
     from .. import layout, notify
     from ..llm.workspace import team_problems
     team = ctx.team
@@ -126,6 +126,10 @@ def config_team(ctx: Context) -> Team:
     problems = team_problems(team)
     if problems:
         raise UserError(problems[0], exit_code=2)
+    from ..interpreter import problem
+    bad_python = problem(team)
+    if bad_python:
+        raise UserError(bad_python, exit_code=2)
     return team
 
 

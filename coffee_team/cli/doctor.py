@@ -76,6 +76,56 @@ def _check_config(team: Team) -> Check:
                                        f"run `coffee-team gen-config`")
 
 
+def _check_interpreter(team: Team) -> Check:
+    from .interpreter import problem, program_python
+    bad = problem(team)
+    if bad:
+        return False, "interpreter", bad
+    where = "team.python" if team.settings.python else "the one coffee-team runs from"
+    return True, "interpreter", f"{program_python(team)} ({where}) imports coffee_team"
+
+
+def _check_programs(team: Team) -> Check:
+    """Every program of the generated config on disk can start: its command exists and, for
+    ``python -m MODULE``, that interpreter finds the module (else supervisord's spawn fails,
+    or the program exits at once and ends FATAL)."""
+    commands = layout.generated_commands(team)
+    modules: dict[str, set[str]] = {}
+    for name, argv in sorted(commands.items()):
+        if not os.path.isfile(argv[0]) or not os.access(argv[0], os.X_OK):
+            return False, "programs", (f"{name}: {argv[0]} does not exist or is not executable; "
+                                       f"check team.python and run `coffee-team gen-config`")
+        if len(argv) > 2 and argv[1] == "-m":
+            modules.setdefault(argv[0], set()).add(argv[2])
+    for python, wanted in sorted(modules.items()):
+        missing = _missing_modules(python, sorted(wanted))
+        if missing:
+            users = sorted(n for n, a in commands.items() if a[0] == python and a[2] in missing)
+            return False, "programs", (f"{', '.join(users)}: {python} cannot import "
+                                       f"{', '.join(missing)}; install coffee-team into it or "
+                                       f"change team.python, then `coffee-team gen-config`")
+    return True, "programs", f"{len(commands)} commands exist and their modules import"
+
+
+def _missing_modules(python: str, modules: list[str]) -> list[str]:
+    probe = ("import importlib.util, sys\n"
+             "for m in sys.argv[1:]:\n"
+             "    try:\n"
+             "        found = importlib.util.find_spec(m) is not None\n"
+             "    except ImportError:\n"
+             "        found = False\n"
+             "    if not found:\n"
+             "        print(m)\n")
+    try:
+        done = subprocess.run([python, "-c", probe, *modules], capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return modules
+    if done.returncode != 0:
+        return modules
+    return done.stdout.split()
+
+
 def _check_supervisord(team: Team, conf: str | None) -> Check:
     endpoint = client.endpoint_for(team, conf)
     if client.is_running(endpoint):
@@ -116,7 +166,10 @@ def run_checks(team_path: str, conf: str | None = None) -> list[Check]:
     results: list[Check] = [(True, "team file", f"{team.path}: {len(team.agents)} agents valid")]
     checks: list[Callable[[], Check]] = [
         lambda: _check_dirs(team), lambda: _check_disk(team), lambda: _check_database(team),
-        lambda: _check_config(team), lambda: _check_supervisord(team, conf)]
+        lambda: _check_interpreter(team), lambda: _check_config(team)]
+    if team.conf_file.exists():
+        checks.append(lambda: _check_programs(team))
+    checks.append(lambda: _check_supervisord(team, conf))
     if team.settings.require_branch:
         checks.append(lambda: _check_branch(team))
     results += [check() for check in checks]

@@ -37,10 +37,12 @@ def no_server_url(monkeypatch):
 
 @pytest.fixture
 def team_file(tmp_path) -> Path:
-    """A project in tmp: data/team.yaml is the demo team (so no real server is ever found)."""
+    """A project in tmp: data/team.yaml is the demo team (so no real server is ever found),
+    run by the interpreter the tests run from (no team.python: tmp has no .venv)."""
     path = tmp_path / "data" / "team.yaml"
     path.parent.mkdir(parents=True)
-    shutil.copy(DEMO, path)
+    path.write_text(DEMO.read_text().replace("  python: .venv/bin/python\n", ""))
+    assert "python:" not in path.read_text()
     return path
 
 
