@@ -131,24 +131,62 @@ def is_running(endpoint: Endpoint, shutdown_wait: float = 30.0, clock=time.monot
 # A start is over when the program runs or has failed; STOPPED means "not started yet" (at
 # boot the watchdog launches agents group by group after supervisord is up).
 START_FAILED = ("FATAL", "EXITED", "UNKNOWN")
+# The watchdog and the web program start themselves and are retried at once when they exit:
+# BACKOFF already means an exit within their first second, which a retry does not mend.
+HELPER_FAILED = ("BACKOFF", "FATAL", "UNKNOWN")
+
+
+# supervisord's spawnerr after an exit within startsecs: the program ran, its log says why
+EXITED_TOO_QUICKLY = "Exited too quickly"
+
+
+def spawn_error(info: dict) -> str:
+    """Why supervisord could not run the program's command at all (e.g. "can't find command
+    '/x/bin/python'"), or ''."""
+    error = info.get("spawnerr") or ""
+    return "" if error.startswith(EXITED_TOO_QUICKLY) else error
+
+
+def start_failures(infos: dict[str, dict], names: Iterable[str],
+                   helpers: Iterable[str] = ()) -> list[str]:
+    """The programs among ``names`` (agents) and ``helpers`` whose start failed or cannot
+    succeed: a failed state, or a spawn error (its retries are bound to fail the same way)."""
+    failed = [n for n in names if infos.get(n, {}).get("statename", "UNKNOWN") in START_FAILED
+              or spawn_error(infos.get(n, {}))]
+    return failed + [h for h in helpers if h in infos and (
+        infos[h]["statename"] in HELPER_FAILED or spawn_error(infos[h]))]
+
+
+def wait_start(process_infos: Callable[[], Iterable[dict]], names: Iterable[str],
+               timeout: float, *, helpers: Iterable[str] = (), first_failure: bool = True,
+               clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep,
+               interval: float = 0.1) -> dict[str, dict]:
+    """Poll ``process_infos`` (supervisor.getAllProcessInfo) until every one of ``names`` and
+    ``helpers`` runs or failed (``start_failures``; with ``first_failure``, until the first
+    fails), or ``timeout`` passed; return the last info of each name (statename UNKNOWN: not
+    a program) and of each helper supervisord has. The caller decides what a failure or a
+    timeout means to it."""
+    names, helpers = tuple(names), tuple(helpers)
+    deadline = clock() + timeout
+    while True:
+        by_name = {info["name"]: info for info in process_infos()}
+        infos = {name: by_name.get(name, {"name": name, "statename": "UNKNOWN"})
+                 for name in names}
+        infos.update((h, by_name[h]) for h in helpers if h in by_name)
+        failed = start_failures(infos, names, helpers)
+        settled = all(i["statename"] == "RUNNING" or n in failed for n, i in infos.items())
+        if settled or (failed and first_failure) or clock() >= deadline:
+            return infos
+        sleep(interval)
 
 
 def wait_started(process_infos: Callable[[], Iterable[dict]], names: Iterable[str],
-                 timeout: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep,
-                 interval: float = 0.1) -> dict[str, str]:
-    """Poll ``process_infos`` (supervisor.getAllProcessInfo) until every name is RUNNING or
-    failed to start, or ``timeout`` passed; return each name's last state (UNKNOWN: not a
-    program). The caller decides what a failure or a timeout means to it."""
+                 timeout: float, **kwargs) -> dict[str, str]:
+    """``wait_start`` for agents alone, until each has run or failed: its last state."""
     names = tuple(names)
-    deadline = clock() + timeout
-    while True:
-        infos = {info["name"]: info["statename"] for info in process_infos()}
-        states = {name: infos.get(name, "UNKNOWN") for name in names}
-        settled = all(s == "RUNNING" or s in START_FAILED for s in states.values())
-        if settled or clock() >= deadline:
-            return states
-        sleep(interval)
+    infos = wait_start(process_infos, names, timeout, first_failure=False, **kwargs)
+    return {name: infos[name]["statename"] for name in names}
 
 
 def supervisord_binary() -> str:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .teamspec import Team
+from .team.spec import Team
 
 IMPORT_TIMEOUT = 30.0
 

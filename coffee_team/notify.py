@@ -77,11 +77,11 @@ def send_command(argv: tuple[str, ...], notification: dict[str, Any],
 
 
 def _apprise():
-    try:
-        import apprise
-    except ImportError:
-        raise TeamError("team.notify: url targets need Apprise: "
-                        "pip install -e '.[notify]' (or pip install apprise)") from None
+    from .extras import missing
+    lacking = missing("notify", "team.notify: url targets")
+    if lacking:
+        raise TeamError(lacking)
+    import apprise
     return apprise
 
 

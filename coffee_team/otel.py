@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from typing import Any, Mapping, Optional
 
@@ -74,8 +75,21 @@ class _Tracing:
             return self.providers[agent]
 
 
+def _installed(environ: Mapping[str, str]) -> bool:
+    """Whether the SDK is there; if not, one line on stderr and no traces: tracing is an aid,
+    never a reason for a program not to run."""
+    from coffee_team.extras import installed, missing
+    console = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "console"
+    if console and installed("opentelemetry.sdk"):
+        return True  # the console exporter is the SDK's own
+    lacking = missing("otel", "tracing (asked for by the OTEL_* variables)")
+    if lacking:
+        print(f"coffee-team: {lacking}; tracing is off", file=sys.stderr, flush=True)
+    return lacking is None
+
+
 _tracing: Optional[_Tracing] = None
-_enabled = wanted(os.environ)
+_enabled = wanted(os.environ) and _installed(os.environ)
 _setup_lock = threading.Lock()
 
 

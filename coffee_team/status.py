@@ -112,11 +112,23 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         "agents_total": len(agents),
         "supervisord_pid": supervisord_pid,
         "agents": agents,
+        "programs": program_rows(team, infos),
     }
     disk = diskspace.problems(team)
     if disk:
         data["disk"] = disk
     return data
+
+
+def program_rows(team: Team, infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """supervisord's programs that are not agents (the watchdog, the web dashboard): without
+    the watchdog nothing launches or restarts an agent, so its state is always shown."""
+    names = set(team.names)
+    return [{"name": info["name"], "state": info.get("statename", "UNKNOWN"),
+             "pid": info.get("pid", 0) or 0,
+             # spawnerr says why supervisord could not run it (a missing command)
+             "description": info.get("spawnerr") or info.get("description", "")}
+            for info in sorted(infos, key=lambda i: i["name"]) if info["name"] not in names]
 
 
 def is_standby(agent: dict[str, Any]) -> bool:
@@ -215,6 +227,11 @@ def render(status: dict) -> str:
         if a.get("paused_reason"):
             detail += f", paused: {a['paused_reason']}"
         lines.append(f"  {a['name']}: {coming or a['state']}{paused} ({detail})")
+    down = [p for p in status.get("programs", ()) if p["state"] != "RUNNING"]
+    if down:
+        lines += ["", "Programs:"]
+        lines += [f"  {p['name']}: {p['state']} ({p['description'] or 'not running'})"
+                  for p in down]
     if status.get("database"):  # the processes above are shown whatever the database does
         lines.append(f"  Database: {status['database']}")
     lines += [f"  Disk: {line}" for line in status.get("disk", ())]

@@ -18,7 +18,7 @@ from coffee_team.team import parse_team
 def project(root: Path, **settings):
     path = root / "data" / "team.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    team = {"team": settings, "agents": {"a": {"handler": "coffee_team.demo:handle"}}}
+    team = {"team": settings, "agents": {"a": {"handler": "coffee_team.agent.demo:handle"}}}
     import yaml
     path.write_text(yaml.safe_dump(team))
     return parse_team(team, str(path), path)

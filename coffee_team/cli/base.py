@@ -5,12 +5,14 @@ input or a bad team file, 3 when supervisord is not running, 1 otherwise."""
 from __future__ import annotations
 
 import json
+import os
 import sys
+import xmlrpc.client
 
 import click
 
 from .. import client
-from ..errors import SupervisorDown, TeamError, describe_error
+from ..errors import CoffeeError, SupervisorDown, TeamError, describe_error
 from ..team import Team, load_team
 
 
@@ -48,6 +50,39 @@ class Context:
         except SupervisorDown as exc:
             raise UserError(f"{exc}; start the team with `coffee-team start`",
                             exit_code=3) from None
+        except xmlrpc.client.Fault as exc:
+            exc.call = (method, args)  # for fault_line, if no caller handles it
+            raise
+
+
+# What to do about the faults a person can meet on the CLI's paths (supervisor.xmlrpc.Faults)
+FAULT_HINTS = {
+    "NO_FILE": "the program's command does not exist: check team.python, then run "
+               "`coffee-team gen-config` and `coffee-team apply` (`coffee-team doctor` checks)",
+    "NOT_EXECUTABLE": "the program's command is not executable: check team.python",
+    "SPAWN_ERROR": "supervisord could not start it: see `coffee-team logs {name}`",
+    "ABNORMAL_TERMINATION": "it exited while starting: see `coffee-team logs {name}`",
+}
+
+
+def fault_line(exc: xmlrpc.client.Fault) -> str:
+    """A fault of supervisord's API as one line: which call, its message, what to do."""
+    method, args = getattr(exc, "call", ("a call", ()))
+    name = str(args[0]) if args else ""
+    what = f"{method.rpartition('.')[2]} {name}".strip()
+    hint = FAULT_HINTS.get(exc.faultString.split(":")[0], "")
+    message = f"supervisord refused {what}: {exc.faultString}".replace("\n", " ")
+    return message + (f"; {hint.format(name=name or 'NAME')}" if hint else "")
+
+
+def quiet_stdout() -> None:
+    """The reader of our stdout went away (``| head -1``): stop writing, without the
+    interpreter's complaint when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -59,6 +94,8 @@ def environment_trouble(exc: Exception) -> str | None:
     db = sys.modules.get("coffee_team.queue.db")  # not imported: no database error possible
     if db is not None and isinstance(exc, db.database_errors()):
         return f"database error: {describe_error(exc)}"
+    if isinstance(exc, CoffeeError):  # e.g. an extra a command needs is not installed
+        return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror}"
     return None
@@ -74,6 +111,10 @@ COMMAND_MODULES = {
     **dict.fromkeys(("task", "pause", "resume"), "tasks"),
     "costs": "costs",
 }
+
+
+# what a shell reports for a command that SIGPIPE ended (128 + 13), as `head` users expect
+PIPE_CLOSED = 141
 
 
 class EdgeGroup(click.Group):
@@ -94,6 +135,11 @@ class EdgeGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except BrokenPipeError:
+            quiet_stdout()
+            raise click.exceptions.Exit(PIPE_CLOSED) from None
+        except xmlrpc.client.Fault as exc:
+            raise UserError(fault_line(exc)) from None
         except Exception as exc:
             message = environment_trouble(exc)
             if message is None:
@@ -113,8 +159,8 @@ def main(ctx: click.Context, team_path: str, conf: str | None) -> None:
 
 def config_team(ctx: Context) -> Team:
     """The team, if supervisord can run it from this path, its notify targets are usable,
-    its llm agents' role files and workspaces exist and its interpreter imports coffee_team;
-    else one line and exit 2 (gen-config, start, apply)."""
+    its llm agents' role files and workspaces exist, its interpreter imports coffee_team and
+    the extras it needs are installed; else one line and exit 2 (gen-config, start, apply)."""
     from .. import layout, notify
     from ..llm.workspace import team_problems
     team = ctx.team
@@ -126,10 +172,12 @@ def config_team(ctx: Context) -> Team:
     problems = team_problems(team)
     if problems:
         raise UserError(problems[0], exit_code=2)
+    from ..extras import missing
     from ..interpreter import problem
-    bad_python = problem(team)
-    if bad_python:
-        raise UserError(bad_python, exit_code=2)
+    bad = problem(team) or (team.is_postgres and missing(
+        "postgres", f"{team.path}: team.database_path (PostgreSQL)")) or None
+    if bad:
+        raise UserError(bad, exit_code=2)
     return team
 
 

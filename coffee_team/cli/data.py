@@ -27,8 +27,11 @@ def open_queue(ctx: Context, create: bool = False):
     if not create and "://" not in url and not Path(url).exists():
         raise UserError(f"{url}: database not found (it is created when the team starts: "
                         f"coffee-team start; or check team.database_path)")
+    from ..extras import MissingExtra
     try:
         queue = MessageQueue.from_team(ctx.team)
+    except MissingExtra as exc:
+        raise UserError(str(exc)) from None
     except QueueError as exc:
         raise UserError(f"{ctx.team.database_url}: {exc}") from None
     except Exception as exc:  # sqlite3/peewee errors: a corrupt or unreadable database

@@ -77,7 +77,7 @@ def _check_config(team: Team) -> Check:
 
 
 def _check_interpreter(team: Team) -> Check:
-    from .interpreter import problem, program_python
+    from ..interpreter import problem, program_python
     bad = problem(team)
     if bad:
         return False, "interpreter", bad

@@ -9,6 +9,7 @@ import click
 
 from .. import client, layout
 from ..errors import SupervisorDown, TeamError
+from ..team import WEB_PROGRAM
 from .base import Context, UserError, config_team, echo_json, main, parse_agents, pass_ctx
 
 
@@ -40,15 +41,51 @@ def gen_config(ctx: Context, check: bool) -> None:
 
 # --- lifecycle -------------------------------------------------------------------------------
 
-def wait_running(ctx: Context, names: tuple[str, ...], timeout: float) -> None:
-    states = client.wait_started(lambda: ctx.rpc("supervisor.getAllProcessInfo"), names, timeout)
-    failed = [n for n, s in states.items() if s in client.START_FAILED]
+def wait_running(ctx: Context, names: tuple[str, ...], timeout: float,
+                 helpers: tuple[str, ...] = ()) -> None:
+    """Wait for ``names`` (agents) and ``helpers`` (the watchdog, the web program) to run;
+    the first that fails, or cannot be spawned at all, is one line naming it and why."""
+    infos = client.wait_start(lambda: ctx.rpc("supervisor.getAllProcessInfo"), names, timeout,
+                              helpers=helpers)
+    failed = client.start_failures(infos, names, helpers)
     if failed:
-        raise UserError(f"agent(s) failed to start: {', '.join(failed)}; "
-                        f"see `coffee-team logs {failed[0]}` or data/logs/{failed[0]}.log")
-    waiting = [f"{n} ({s})" for n, s in states.items() if s != "RUNNING"]
+        info = infos[failed[0]]
+        error = HelperFailed if failed[0] in helpers else UserError
+        raise error(f"{failed[0]} failed to start ({info['statename']}): "
+                    f"{_why_not_started(ctx, info)}; see {_log_of(ctx, failed[0])}")
+    waiting = [f"{n} ({i['statename']})" for n, i in infos.items() if i["statename"] != "RUNNING"]
     if waiting:
-        raise UserError(f"timed out after {timeout:g}s waiting for {', '.join(waiting)}")
+        raise UserError(f"timed out after {timeout:g}s waiting for {', '.join(waiting)}; "
+                        f"see {_log_of(ctx, WATCHDOG)} (it launches the agents)")
+
+
+WATCHDOG = "watchdog"
+
+
+class HelperFailed(UserError):
+    """The watchdog or the web program cannot start: nothing launches the agents (or the
+    dashboard is down), and only a new supervisord reads a mended config or environment."""
+
+
+def _log_of(ctx: Context, name: str) -> str:
+    return os.path.relpath(ctx.team.log_dir / f"{name}.log")
+
+
+def _why_not_started(ctx: Context, info: dict) -> str:
+    """supervisord's reason (a spawn error, e.g. "can't find command"), else the last line the
+    program wrote (its traceback's last line, or its own one-line error)."""
+    import xmlrpc.client
+    if client.spawn_error(info):
+        return client.spawn_error(info)
+    for tail in ("supervisor.tailProcessStdoutLog", "supervisor.tailProcessStderrLog"):
+        try:
+            text = ctx.rpc(tail, info["name"], 0, 4096)[0]
+        except xmlrpc.client.Fault:  # no such log (the watchdog's stdout is the protocol)
+            continue
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if lines:
+            return lines[-1]
+    return info.get("description") or "no output"
 
 
 def forget_restarts(ctx: Context, names: tuple[str, ...], give_ups: bool) -> None:
@@ -107,18 +144,25 @@ def start(ctx: Context, agents: str | None, timeout: float) -> None:
             client.boot(team, endpoint, launch=parse_agents(team, agents))
         except SupervisorDown as exc:
             raise UserError(str(exc)) from None
-        wait_running(ctx, names, timeout)
+        helpers = (WATCHDOG,) + ((WEB_PROGRAM,) if team.settings.web is not None else ())
+        try:
+            wait_running(ctx, names, timeout, helpers=helpers)
+        except HelperFailed as exc:
+            _shutdown(ctx)  # so the next `start` boots on the mended config
+            raise UserError(f"{exc.message}; supervisord stopped again") from None
     else:
         start_in_priority_order(ctx, names)
     _print_status(ctx, as_json=False)
 
 
 def _require_password_env(team) -> None:
-    http = team.settings.http
-    if http is not None and http.password_env not in os.environ:
-        raise UserError(f"{team.path}: team.http.password_env: the environment variable "
-                        f"{http.password_env} is not set; export it before `coffee-team start` "
-                        f"(supervisord reads the XML-RPC password from it)", exit_code=2)
+    servers = (("http", team.settings.http, "supervisord reads the XML-RPC password from it"),
+               ("web", team.settings.web, "the dashboard reads its password from it"))
+    for key, server, why in servers:
+        if server is not None and not os.environ.get(server.password_env):
+            raise UserError(f"{team.path}: team.{key}.password_env: the environment variable "
+                            f"{server.password_env} is not set; export it before "
+                            f"`coffee-team start` ({why})", exit_code=2)
 
 
 @main.command()
@@ -135,6 +179,12 @@ def stop(ctx: Context, agents: str | None) -> None:
                 ctx.rpc("supervisor.stopProcess", name, True)
             click.echo(f"{name}: stopped")
         return
+    pid = _shutdown(ctx)
+    click.echo(f"team stopped (supervisord PID {pid} exited)")
+
+
+def _shutdown(ctx: Context) -> int:
+    """Stop every program and supervisord; its PID once it exited."""
     pid = ctx.rpc("supervisor.getPID")
     # Signal every agent at once: supervisord's own shutdown stops one group per loop pass
     # (about a second each), which takes minutes for a large team.
@@ -142,7 +192,7 @@ def stop(ctx: Context, agents: str | None) -> None:
     ctx.rpc("supervisor.shutdown")
     if not _wait_gone(pid, timeout=ctx.team.settings.stop_wait_seconds + 15):
         raise UserError(f"supervisord (PID {pid}) still running after shutdown request")
-    click.echo(f"team stopped (supervisord PID {pid} exited)")
+    return pid
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

@@ -29,7 +29,9 @@ def placeholders(statement: str) -> str:
 
 def open_postgres(url: str):
     """An (unconnected) peewee PostgresqlDatabase for ``postgresql://user@host:port/db?opt=v``
-    (query options are passed to psycopg2)."""
+    (query options are passed to psycopg2); MissingExtra, one line, without the driver."""
+    from coffee_team.extras import require
+    require("postgres", "a postgresql:// database_path")
     import peewee
     parts = urlsplit(url)
     dbname = unquote(parts.path.lstrip("/"))

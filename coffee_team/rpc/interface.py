@@ -218,7 +218,9 @@ class CoffeeNamespaceRPCInterface(TasksRPC, JournalRPC, CostsRPC):
 
         @return struct status  uptime_seconds, agents_running (standbys apart),
                                agents_standby, agents_total,
-                               supervisord_pid, now, agents (array of structs)
+                               supervisord_pid, now, agents (array of structs),
+                               programs (the watchdog and web: name, state, pid,
+                               description)
         """
         from coffee_team import status
         now = self._now()

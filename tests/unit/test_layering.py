@@ -38,7 +38,8 @@ PROCESSES = ("coffee_team.agent", "coffee_team.rpc", "coffee_team.watchdog", "co
 QUEUE, TEAM = "coffee_team.queue", "coffee_team.team"
 # Leaves that import nothing of ours but each other (taskstate's backoff is retry's).
 QUEUE_LEAVES = {"coffee_team.errors", "coffee_team.taskstate", "coffee_team.retry",
-                "coffee_team.otel", "coffee_team.dburl", "coffee_team.clock", "coffee_team.events"}
+                "coffee_team.otel", "coffee_team.dburl", "coffee_team.clock", "coffee_team.events",
+                "coffee_team.extras"}
 DRIVERS = {"sqlite3", "psycopg2", "psycopg", "peewee", "playhouse"}
 SQL = re.compile(r"\b(SELECT\b.*\bFROM|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE (TABLE|INDEX)"
                  r"|ALTER TABLE|PRAGMA \w+|LISTEN \w|NOTIFY \w|pg_\w+\()", re.S)

@@ -1,0 +1,176 @@
+"""A failure on the way to a running team is one line that names its cause: supervisord's
+faults, programs that cannot start (the rules; the live cases are in test_install_live.py), the
+watchdog and web lines of `status`, a missing extra, a closed stdout pipe."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xmlrpc.client
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from coffee_team import client, extras, status
+from coffee_team.cli import main
+from coffee_team.cli.base import fault_line
+from coffee_team.team import parse_team
+
+
+def info(name, state, spawnerr="", description=""):
+    return {"name": name, "statename": state, "spawnerr": spawnerr,
+            "description": description or state.lower(), "pid": 0}
+
+
+# --- programs that cannot start -------------------------------------------------------------
+
+def test_a_spawn_error_fails_at_once_an_early_exit_is_retried_by_supervisord():
+    infos = {"a": info("a", "BACKOFF", "can't find command '/x/python'"),
+             "b": info("b", "BACKOFF", "Exited too quickly (process log may have details)"),
+             "c": info("c", "FATAL"), "d": info("d", "STARTING")}
+    assert client.start_failures(infos, ["a", "b", "c", "d"]) == ["a", "c"]
+    assert client.spawn_error(infos["a"]) == "can't find command '/x/python'"
+    assert client.spawn_error(infos["b"]) == ""
+
+
+def test_the_watchdog_or_web_in_backoff_has_failed():
+    # they exited within their first second: a retry does not mend a missing module
+    infos = {"watchdog": info("watchdog", "BACKOFF", "Exited too quickly (…)"),
+             "web": info("web", "STARTING")}
+    assert client.start_failures(infos, [], ["watchdog", "web"]) == ["watchdog"]
+    assert client.start_failures({"web": info("web", "RUNNING")}, [], ["watchdog", "web"]) == []
+
+
+def test_wait_start_ends_at_the_first_failure_not_at_the_timeout():
+    polls = iter([[info("watchdog", "STARTING"), info("a", "STOPPED")],
+                  [info("watchdog", "BACKOFF", "Exited too quickly"), info("a", "STOPPED")]])
+    now = [0.0]
+    infos = client.wait_start(lambda: next(polls), ["a"], 60, helpers=["watchdog"],
+                              clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert infos["watchdog"]["statename"] == "BACKOFF" and now[0] < 1
+
+
+def test_wait_started_still_waits_for_every_agent_to_settle():
+    polls = iter([[info("a", "FATAL"), info("b", "STARTING")],
+                  [info("a", "FATAL"), info("b", "RUNNING")]])
+    assert client.wait_started(lambda: next(polls), ["a", "b"], 60, sleep=lambda s: None) == \
+        {"a": "FATAL", "b": "RUNNING"}
+
+
+# --- status ----------------------------------------------------------------------------------
+
+def test_status_shows_the_watchdog_and_web_when_they_do_not_run(tmp_path):
+    team = parse_team({"agents": {"a": {}}}, "t", tmp_path / "data" / "team.yaml")
+    infos = [info("a", "STOPPED", description="Not started"),
+             info("watchdog", "FATAL", "can't find command '/x/python'"),
+             info("web", "RUNNING")]
+    data = status.collect(team, infos, os.getpid(), now=1.0)
+    assert [(p["name"], p["state"]) for p in data["programs"]] == [("watchdog", "FATAL"),
+                                                                    ("web", "RUNNING")]
+    text = status.render(data)
+    assert "  watchdog: FATAL (can't find command '/x/python')" in text.splitlines()
+    assert "web:" not in text  # running: nothing to say
+    infos[1] = info("watchdog", "RUNNING")
+    assert "Programs:" not in status.render(status.collect(team, infos, os.getpid(), now=1.0))
+
+
+# --- supervisord's faults --------------------------------------------------------------------
+
+def test_a_fault_is_one_line_naming_the_call_and_what_to_do():
+    fault = xmlrpc.client.Fault(20, "NO_FILE: can't find command '/p/.venv/bin/python'")
+    fault.call = ("supervisor.startProcess", ("reviewer", False))
+    line = fault_line(fault)
+    assert line.startswith("supervisord refused startProcess reviewer: NO_FILE: can't find "
+                           "command '/p/.venv/bin/python'; the program's command does not exist")
+    assert "team.python" in line and "\n" not in line
+    bare = xmlrpc.client.Fault(30, "FAILED: one\ntwo")
+    assert fault_line(bare) == "supervisord refused a call: FAILED: one two"
+
+
+def test_a_fault_no_command_handles_exits_1_in_one_line(tmp_path, monkeypatch):
+    from coffee_team.cli import base
+
+    def refuse(self, method, *args, **kwargs):
+        if method == "supervisor.getAllProcessInfo":
+            return [info("reviewer", "STOPPED")]
+        exc = xmlrpc.client.Fault(50, "SPAWN_ERROR: reviewer")
+        exc.call = (method, args)
+        raise exc
+    monkeypatch.setattr(base.Context, "rpc", refuse)
+    team_file = tmp_path / "data" / "team.yaml"
+    team_file.parent.mkdir(parents=True)
+    team_file.write_text(yaml.safe_dump({"agents": {"reviewer": {}}}))
+    result = CliRunner().invoke(main, ["--team", str(team_file), "restart", "reviewer"])
+    assert result.exit_code == 1
+    assert result.output == ("Error: supervisord refused startProcess reviewer: SPAWN_ERROR: "
+                             "reviewer; supervisord could not start it: see `coffee-team logs "
+                             "reviewer`\n")
+
+
+# --- missing extras --------------------------------------------------------------------------
+
+def without(monkeypatch, *modules: str) -> None:
+    real = extras.installed
+    monkeypatch.setattr(extras, "installed", lambda m: m not in modules and real(m))
+
+
+def team_file(tmp_path: Path, team: dict) -> Path:
+    path = tmp_path / "data" / "team.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"team": team, "agents": {"a": {}}}))
+    return path
+
+
+def test_postgres_without_its_driver_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    without(monkeypatch, "psycopg2")
+    path = team_file(tmp_path, {"database_path": "postgresql://u@localhost/db"})
+    for args in (["gen-config"], ["start"], ["queue"]):
+        result = CliRunner().invoke(main, ["--team", str(path), *args])
+        assert result.exit_code in (1, 2), result.output
+        assert result.output.count("\n") == 1, result.output
+        assert "pip install 'coffee-team[postgres]'" in result.output
+    from coffee_team.queue import MessageQueue
+    with pytest.raises(extras.MissingExtra, match=r"coffee-team\[postgres\]"):
+        MessageQueue("postgresql://u@localhost/db")
+
+
+def test_notify_urls_without_apprise_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    without(monkeypatch, "apprise")
+    path = team_file(tmp_path, {"notify": [{"url": "json://localhost/hook"}]})
+    result = CliRunner().invoke(main, ["--team", str(path), "gen-config"])
+    assert result.exit_code == 2
+    assert result.output == ("Error: team.notify: url targets needs Apprise: "
+                             "pip install 'coffee-team[notify]'\n")
+
+
+def test_tracing_without_the_sdk_is_one_line_and_no_traces():
+    code = ("import sys; sys.modules['opentelemetry'] = None\n"
+            "from coffee_team import otel; print(otel.enabled())")
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    env.pop("OTEL_SDK_DISABLED", None)
+    env.pop("OTEL_TRACES_EXPORTER", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout == "False\n"
+    assert done.stderr == ("coffee-team: tracing (asked for by the OTEL_* variables) needs the "
+                           "OpenTelemetry SDK and its OTLP exporter: pip install "
+                           "'coffee-team[otel]'; tracing is off\n")
+
+
+# --- a closed pipe ---------------------------------------------------------------------------
+
+def test_a_closed_stdout_pipe_ends_quietly(tmp_path):
+    path = team_file(tmp_path, {})
+    from coffee_team.queue import MessageQueue
+    from coffee_team.team import load_team
+    with MessageQueue.from_team(load_team(path)) as queue:
+        queue.send_many([{"sender": "x", "recipient": "a", "type": "t", "content": {"i": i}}
+                         for i in range(500)])
+    proc = subprocess.Popen([sys.executable, "-m", "coffee_team", "--team", str(path), "queue",
+                             "list", "--limit", "500"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.readline()  # `| head -1`
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 141 and err == b""
