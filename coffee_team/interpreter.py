@@ -32,16 +32,19 @@ def running_python() -> Path:
 
 
 def program_python(team: Team) -> str:
-    """The interpreter as the generated config should name it: a path relative to the
-    project root when it lives inside it, else absolute (``team.python`` as written)."""
-    configured = team.settings.python
-    if configured:
-        return configured
+    """The interpreter as the generated config should name it: ``team.python`` as written,
+    else the running one (``python_for``)."""
+    return team.settings.python or python_for(team.root)
+
+
+def python_for(root: Path) -> str:
+    """The running interpreter relative to the project ``root`` when it lives inside it,
+    else absolute."""
     exe = running_python()
     # the directory resolved, not the file: a venv's python is a symlink to the base install
     directory = Path(os.path.realpath(exe.parent))
     try:
-        return (directory.relative_to(team.root) / exe.name).as_posix()
+        return (directory.relative_to(root.resolve()) / exe.name).as_posix()
     except ValueError:
         return str(exe)
 

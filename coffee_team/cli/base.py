@@ -105,6 +105,7 @@ def environment_trouble(exc: Exception) -> str | None:
 COMMAND_MODULES = {
     **dict.fromkeys(("gen-config", "start", "stop", "restart", "status", "logs", "doctor",
                      "agent"), "lifecycle"),
+    "init": "init",
     **dict.fromkeys(("apply", "service"), "live"),
     **dict.fromkeys(("send", "queue", "metrics", "cleanup", "notifications", "history",
                      "trace"), "data"),
@@ -148,6 +149,7 @@ class EdgeGroup(click.Group):
 
 
 @click.group(cls=EdgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="coffee-team", prog_name="coffee-team")
 @click.option("--team", "team_path", default="data/team.yaml", envvar="COFFEE_TEAM",
               show_default=True, help="Team file (its directory's parent is the project root).")
 @click.option("-c", "--conf", default=None, help="supervisord config to reach the server by.")

@@ -60,7 +60,7 @@ def assert_one_line_error(result, code: int) -> str:
 
 def test_the_walk_finds_the_documented_commands():
     names = {" ".join(path) for path, _ in COMMANDS}
-    assert {"", "gen-config", "start", "stop", "restart", "status", "doctor", "agent",
+    assert {"", "init", "gen-config", "start", "stop", "restart", "status", "doctor", "agent",
             "agent run"} <= names
 
 
