@@ -161,14 +161,17 @@ def test_tracing_without_the_sdk_is_one_line_and_no_traces():
 # --- a closed pipe ---------------------------------------------------------------------------
 
 def test_a_closed_stdout_pipe_ends_quietly(tmp_path):
-    path = team_file(tmp_path, {})
+    path = tmp_path / "data" / "team.yaml"
+    path.parent.mkdir(parents=True)
+    agents = [f"a{i}" for i in range(5)]
+    path.write_text(yaml.safe_dump({"agents": {name: {} for name in agents}}))
     from coffee_team.queue import MessageQueue
     from coffee_team.team import load_team
-    with MessageQueue.from_team(load_team(path)) as queue:
-        queue.send_many([{"sender": "x", "recipient": "a", "type": "t", "content": {"i": i}}
-                         for i in range(500)])
+    with MessageQueue.from_team(load_team(path)) as queue:  # far more than a pipe holds
+        queue.send_many([{"sender": "x", "recipient": name, "type": "t", "content": {"i": i}}
+                         for name in agents for i in range(1000)])
     proc = subprocess.Popen([sys.executable, "-m", "coffee_team", "--team", str(path), "queue",
-                             "list", "--limit", "500"], stdout=subprocess.PIPE,
+                             "list", "--limit", "5000"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     assert proc.stdout.readline()  # `| head -1`
     proc.stdout.close()

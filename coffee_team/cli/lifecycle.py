@@ -233,16 +233,19 @@ def _team_status(ctx: Context) -> dict:
     try:
         data = ctx.rpc("coffee.getTeamStatus")
     except xmlrpc.client.Fault:
-        pass
+        infos = ctx.rpc("supervisor.getAllProcessInfo")
+        pid = ctx.rpc("supervisor.getPID")
+        data = status.with_database(ctx.team, infos, pid, lambda: _queue_columns(ctx))
     else:
         for agent in data["agents"]:  # XML-RPC leaves out what is unset
             for key in ("heartbeat_age_seconds", "next_restart_at", "restart_attempt",
                         "given_up_at"):
                 agent.setdefault(key, None)
-        return data
-    infos = ctx.rpc("supervisor.getAllProcessInfo")
-    pid = ctx.rpc("supervisor.getPID")
-    return status.with_database(ctx.team, infos, pid, lambda: _queue_columns(ctx))
+    for program in data.get("programs", ()):
+        if program["description"].startswith(client.EXITED_TOO_QUICKLY):
+            # the program ran and said why it stopped: its last line beats "see the log"
+            program["description"] = _why_not_started(ctx, {"name": program["name"]})
+    return data
 
 
 def _queue_columns(ctx: Context) -> dict:
