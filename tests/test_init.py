@@ -18,7 +18,7 @@ from coffee_team.cli.init import GITIGNORE_MARK, RUNTIME, example_dir
 from coffee_team.handlers import CommandRunner, HandlerContext
 from coffee_team.interpreter import running_python
 from coffee_team.team import load_team
-from coffee_team.workspace import team_problems
+from coffee_team.llm.workspace import team_problems
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -166,7 +166,7 @@ def test_a_tool_venv_outside_the_project_without_team_python(tool, capsys):
 
 # --- what used to fail silently ---------------------------------------------------------------
 
-AGENTS = {"a": {"priority": 1, "check_interval": 3600, "handler": "coffee_team.demo:handle"}}
+AGENTS = {"a": {"priority": 1, "check_interval": 3600, "handler": "coffee_team.agent.demo:handle"}}
 
 
 def wrapper(path: Path, refuse_module: str) -> Path:
