@@ -79,7 +79,9 @@ def test_demo_team_has_the_seeds_agents_priorities_and_intervals():
 
 def test_demo_team_settings_match_the_defaults():
     team = load_team(DEMO)
-    assert team.settings == TeamSettings()
+    # the checkout names its own venv, so the committed config is the same whatever runs
+    # gen-config; left unset, the interpreter is the one coffee-team runs from
+    assert team.settings == TeamSettings(python=".venv/bin/python")
     defaults = TeamSettings()
     assert defaults.database_path == "data/orchestrator.db"
     assert (defaults.health_check_interval, defaults.max_restart_attempts) == (30.0, 3)
@@ -87,7 +89,7 @@ def test_demo_team_settings_match_the_defaults():
     assert (defaults.max_queue_size, defaults.cleanup_interval_hours) == (1000, 24.0)
     assert (defaults.heartbeat_interval, defaults.heartbeat_stale_after) == (30.0, 300.0)
     assert (defaults.start_seconds, defaults.start_retries, defaults.stop_wait_seconds) == (1, 3, 10)
-    assert defaults.python == ".venv/bin/python"
+    assert defaults.python is None
     assert defaults.require_branch is None and defaults.http is None
 
 
