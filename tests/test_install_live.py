@@ -207,8 +207,9 @@ def test_a_listener_that_cannot_start_fails_start_in_seconds_naming_it():
 def test_a_missing_interpreter_is_one_line_before_and_after_boot():
     with temporary_project(prefix="ct-nopython-") as project:
         python = project.root / "venv-python"
-        python.symlink_to(sys.executable)
+        wrapper(python, "nothing")  # the venv's python, as it were
         project.write_team(AGENTS, python=str(python))
+        named = f"{project.root}/supervisord.conf.d/../venv-python"  # as the config has it
         python.unlink()  # the venv was removed after the config was generated
         line = one_line_error(project.cli("start"), 2)
         assert f"team.python: {python} does not exist" in line
@@ -217,7 +218,7 @@ def test_a_missing_interpreter_is_one_line_before_and_after_boot():
         boot_supervisord(project)  # a plain supervisord on the same config
         infos = wait_until(lambda: (i := project.infos())["watchdog"]["statename"] in
                            ("BACKOFF", "FATAL") and i, 15, 0.1, "the watchdog to fail")
-        assert infos["watchdog"]["spawnerr"] == f"can't find command '{python}'"
+        assert infos["watchdog"]["spawnerr"] == f"can't find command '{named}'"
         status = project.cli("status")
         assert status.returncode == 0
         assert f"  watchdog: {infos['watchdog']['statename']} (can't find command" in \
@@ -226,8 +227,14 @@ def test_a_missing_interpreter_is_one_line_before_and_after_boot():
         assert [p["name"] for p in as_json["programs"]] == ["watchdog"]
         line = one_line_error(project.cli("restart", "a"), 1)
         assert line.startswith(f"Error: supervisord refused startProcess a: NO_FILE: can't "
-                               f"find command '{python}'; ")
+                               f"find command '{named}'; ")
         assert "team.python" in line
+        wait_until(lambda: project.infos()["watchdog"]["statename"] == "FATAL", 20, 0.2,
+                   "supervisord to give the watchdog up")  # bounded: no endless respawns
+        wrapper(python, "nothing")  # back, but nothing runs the watchdog again:
+        line = one_line_error(project.cli("start"), 1)  # a start would run unwatched agents
+        assert line == (f"Error: watchdog is FATAL: can't find command '{named}'; mend it, "
+                        f"then `coffee-team stop` and `coffee-team start`")
         project.cli("stop", check=True)
 
 

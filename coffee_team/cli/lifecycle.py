@@ -68,6 +68,12 @@ def start_in_priority_order(ctx: Context, names: tuple[str, ...]) -> None:
     from .. import restarts
     team = ctx.team
     infos = loaded_processes(ctx, names)
+    watchdog = infos.get(WATCHDOG)
+    if watchdog is not None and client.start_failures({WATCHDOG: watchdog}, (), (WATCHDOG,)):
+        # agents started now would run, but nothing would restart one that crashes
+        raise UserError(f"{WATCHDOG} is {watchdog['statename']}: "
+                        f"{why_not_started(ctx, watchdog)}; mend it, then `coffee-team stop` "
+                        f"and `coffee-team start`")
     forget_restarts(ctx, names, give_ups=True)
     todo = [team.agent(n) for n in names
             if infos.get(n, {}).get("statename") not in ("RUNNING", "STARTING")]
