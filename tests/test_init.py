@@ -69,6 +69,7 @@ def test_inside_the_project_the_interpreter_is_relative_and_the_config_committed
     text = (project / "data" / "team.yaml").read_text()
     assert "command: [.venv/bin/python, data/agents/writer.py]" in text
     assert "/supervisord.conf.d/" not in (project / ".gitignore").read_text()
+    assert "/.venv/" in (project / ".gitignore").read_text().splitlines()
     assert "commit: git add data/team.yaml data/agents/ .gitignore supervisord.conf.d/" in \
         result.output.splitlines()
 

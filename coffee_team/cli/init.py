@@ -58,12 +58,17 @@ def role_files(example: str) -> dict[str, str]:
             if item.name.endswith((".md", ".py"))}
 
 
-def gitignore_block(ignore_config: bool) -> str:
+def gitignore_block(python: str) -> str:
+    """The runtime state; a virtualenv in the project that the interpreter lives in; the
+    generated config when it names an interpreter outside the project (this machine's)."""
     lines = [GITIGNORE_MARK + " (coffee-team init); commit data/team.yaml"]
     lines += RUNTIME
-    if ignore_config:
+    parts = Path(python).parts
+    if Path(python).is_absolute():
         lines += ["# names this machine's interpreter: `coffee-team gen-config` after a clone",
                   "/supervisord.conf.d/"]
+    elif len(parts) >= 3 and parts[-2] == "bin":  # .venv/bin/python: the venv itself
+        lines.append("/" + "/".join(parts[:-2]) + "/")
     return "\n".join(lines) + "\n"
 
 
@@ -104,7 +109,7 @@ def init(ctx: Context, example: str, force: bool) -> None:
         path.write_text(text, encoding="utf-8")
         click.echo(f"wrote {os.path.relpath(path)}")
     outside = Path(python).is_absolute()
-    if _append_gitignore(root / ".gitignore", gitignore_block(ignore_config=outside)):
+    if _append_gitignore(root / ".gitignore", gitignore_block(python)):
         click.echo(f"added the runtime state to {os.path.relpath(root / '.gitignore')}")
     from .base import config_team
     try:
