@@ -175,7 +175,7 @@ def config_team(ctx: Context) -> Team:
     if problems:
         raise UserError(problems[0], exit_code=2)
     from ..extras import missing
-    from ..interpreter import problem
+    from ..team.interpreter import problem
     bad = problem(team) or (team.is_postgres and missing(
         "postgres", f"{team.path}: team.database_path (PostgreSQL)")) or None
     if bad:

@@ -77,7 +77,7 @@ def _check_config(team: Team) -> Check:
 
 
 def _check_interpreter(team: Team) -> Check:
-    from ..interpreter import problem, program_python
+    from ..team.interpreter import problem, program_python
     bad = problem(team)
     if bad:
         return False, "interpreter", bad
@@ -108,6 +108,10 @@ def _check_programs(team: Team) -> Check:
 
 
 def _missing_modules(python: str, modules: list[str]) -> list[str]:
+    from ..extras import installed
+    from ..team.interpreter import is_running
+    if is_running(python):  # no need to ask another process
+        return [m for m in modules if not installed(m)]
     probe = ("import importlib.util, sys\n"
              "for m in sys.argv[1:]:\n"
              "    try:\n"

@@ -94,7 +94,8 @@ def command_name() -> str:
 @pass_ctx
 def init(ctx: Context, example: str, force: bool) -> None:
     """Set up a team in this repository: data/team.yaml, its config, a .gitignore block."""
-    from .. import interpreter, layout
+    from .. import layout
+    from ..team import interpreter
     team_path = Path(ctx.team_path)
     root = team_path.resolve().parent.parent
     python = interpreter.python_for(root)

@@ -1,6 +1,7 @@
 """The team file (``data/team.yaml``): ``parse`` reads and validates it, ``spec`` is the team as
 the program sees it (frozen dataclasses), ``fields`` holds one checker per key, ``llm`` the
-checkers of an llm agent's keys (imported only for a team that has llm agents or budgets).
+checkers of an llm agent's keys (imported only for a team that has llm agents or budgets),
+``interpreter`` the interpreter the programs run with (``team.python``, else coffee-team's own).
 
 A library: every process reads the team; it never imports the queue.
 """

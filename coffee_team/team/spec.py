@@ -117,7 +117,7 @@ class TeamSettings:
     start_seconds: int = 1
     start_retries: int = 3
     stop_wait_seconds: int = 10
-    python: str | None = None  # None: the interpreter coffee-team runs from (interpreter.py)
+    python: str | None = None  # None: the interpreter coffee-team runs from (team/interpreter.py)
     require_branch: str | None = None
     http: HttpSettings | None = None
     web: HttpSettings | None = None  # the dashboard (coffee_team/web), same shape as http

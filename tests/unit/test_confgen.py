@@ -76,7 +76,7 @@ def norm(path: str) -> str:
 
 
 def expected_python(team: Team) -> str:
-    from coffee_team.interpreter import running_python
+    from coffee_team.team.interpreter import running_python
     return norm(str(team.resolve(team.settings.python) if team.settings.python
                     else running_python()))
 

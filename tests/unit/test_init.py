@@ -1,10 +1,10 @@
 """``coffee-team init``: the examples shipped in the package written into a project, its
-config, the .gitignore block, the refusal to overwrite; ``--version``."""
+config, the .gitignore block, the refusal to overwrite; ``--version``. (What needs git or a
+command run: tests/integration/test_init_live.py.)"""
 from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -15,12 +15,11 @@ from click.testing import CliRunner
 from coffee_team import layout
 from coffee_team.cli import main
 from coffee_team.cli.init import GITIGNORE_MARK, RUNTIME, example_dir
-from coffee_team.handlers import CommandRunner, HandlerContext
-from coffee_team.interpreter import running_python
+from coffee_team.team.interpreter import running_python
 from coffee_team.team import load_team
-from coffee_team.llm.workspace import team_problems
 
-REPO = Path(__file__).resolve().parent.parent
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -112,47 +111,6 @@ def test_every_example_file_is_package_data():
     assert files
     for path in files:
         assert any(path.match(str(base / pattern)) for pattern in patterns), path
-
-
-def test_llm_team_writes_its_role_files_where_its_team_file_finds_them(project):
-    subprocess.run(["git", "init", "-q"], check=True)
-    result = init("--example", "llm-team")
-    assert result.exit_code == 0, result.output
-    team = load_team(project / "data" / "team.yaml")
-    assert [a.llm.system_prompt_file for a in team.agents] == [
-        f"data/agents/{a.name}.md" for a in team.agents]
-    assert team_problems(team) == []
-    assert (project / "data" / "agents" / "architect.md").read_text() == \
-        (example_dir("llm-team") / "agents" / "architect.md").read_text()
-    assert "commit: git add data/team.yaml data/agents/ .gitignore" in result.output
-
-
-def test_llm_team_outside_a_git_repository_says_what_to_do_next(project):
-    result = init("--example", "llm-team")
-    assert result.exit_code == 2
-    assert result.output.count("\n") == 1 + result.output.count("wrote ") + \
-        result.output.count("added ")
-    last = result.output.splitlines()[-1]
-    assert last.startswith("Error: ") and "git" in last
-    assert last.endswith("; then run `coffee-team gen-config`")
-
-
-@pytest.mark.parametrize("kind, content, result", [
-    ("draft", {"text": " hello "}, {"draft": "Hello.", "send": [
-        {"recipient": None, "type": "review", "content": {"draft": "Hello."}}]}),
-    ("periodic", None, None),
-])
-def test_the_starter_scripts_keep_the_command_contract(kind, content, result):
-    script = example_dir("starter") / "agents" / "writer.py"
-    runner = CommandRunner((sys.executable, str(script)), cwd=str(REPO), sink=_Sink())
-    task = {"id": 1, "sender": "cli", "recipient": "writer", "type": kind, "content": content,
-            "priority": 5, "attempts": 1}
-    assert runner(task, HandlerContext(agent="writer", options={})) == result
-
-
-class _Sink:
-    def write(self, data: bytes) -> None:
-        pass
 
 
 def test_version():

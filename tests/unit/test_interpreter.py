@@ -1,6 +1,7 @@
 """The interpreter the programs run with: team.python, else the one coffee-team runs from
 (relative to the project inside it, absolute outside), and the one-line refusals of
-gen-config, start and doctor when it cannot run them."""
+gen-config, start and doctor when it cannot run them (those that run another interpreter:
+tests/integration/test_interpreter_live.py)."""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from coffee_team import confgen, interpreter, layout
+from coffee_team import confgen
+from coffee_team.team import interpreter
 from coffee_team.cli import main
 from coffee_team.team import parse_team
 
@@ -28,13 +30,6 @@ def watchdog_command(team) -> str:
     text = confgen.render(team)["supervisord.conf"]
     return next(line for line in text.splitlines()
                 if line.startswith("command=") and "coffee_team.watchdog" in line)
-
-
-def fake_python(path: Path, script: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("#!/bin/sh\n" + script)
-    path.chmod(0o755)
-    return path
 
 
 def test_unset_python_outside_the_project_is_the_running_interpreter_absolute(tmp_path):
@@ -78,16 +73,6 @@ def test_a_missing_python_is_one_line_naming_the_key_and_the_path(tmp_path):
     assert str(interpreter.running_python()) in message  # and what removing it would use
 
 
-def test_a_python_without_coffee_team_is_one_line(tmp_path):
-    fake_python(tmp_path / "py" / "python", "echo \"ModuleNotFoundError: No module named "
-                                              "'coffee_team'\" >&2; exit 1\n")
-    team = project(tmp_path, python=str(tmp_path / "py" / "python"))
-    message = interpreter.problem(team)
-    assert message.splitlines() == [message]
-    assert "cannot import coffee_team (ModuleNotFoundError: No module named 'coffee_team')" \
-        in message
-
-
 def test_gen_config_and_start_refuse_a_python_that_cannot_run_the_programs(tmp_path):
     team = project(tmp_path, python=".venv/bin/python")
     for args in (["gen-config"], ["gen-config", "--check"], ["start"]):
@@ -101,27 +86,6 @@ def doctor(team) -> dict[str, str]:
     result = CliRunner().invoke(main, ["--team", str(team.path), "doctor"])
     assert "Traceback" not in result.output
     return {line[5:].split(":", 1)[0]: line for line in result.output.splitlines()}
-
-
-def test_doctor_checks_the_interpreter_and_every_generated_command(tmp_path):
-    team = project(tmp_path)
-    layout.ensure_data_dirs(team)
-    layout.write_config(team)
-    checks = doctor(team)
-    assert checks["interpreter"].startswith("ok   interpreter: ")
-    assert checks["programs"] == "ok   programs: 2 commands exist and their modules import"
-    # the generated config names an interpreter that has gone (a tool venv removed)
-    conf = team.conf_file.read_text()
-    exe = str(interpreter.running_python())
-    gone = tmp_path / "gone" / "python"
-    team.conf_file.write_text(conf.replace(f'"{exe}"', f'"{gone}"'))
-    line = doctor(team)["programs"]
-    assert line == (f"FAIL programs: watchdog: {gone} does not exist or is not executable; "
-                    f"check team.python and run `coffee-team gen-config`")
-    # ... or one that lacks the package
-    fake_python(gone, 'for m in "$@"; do case $m in coffee_team*) echo $m;; esac; done\n')
-    line = doctor(team)["programs"]
-    assert line.startswith(f"FAIL programs: watchdog: {gone} cannot import coffee_team.watchdog")
 
 
 def test_doctor_names_a_bad_team_python(tmp_path):

@@ -1,11 +1,10 @@
 """A failure on the way to a running team is one line that names its cause: supervisord's
-faults, programs that cannot start (the rules; the live cases are in test_install_live.py), the
-watchdog and web lines of `status`, a missing extra, a closed stdout pipe."""
+faults, programs that cannot start (the rules; the live cases are in
+tests/integration/test_install_live.py), the watchdog and web lines of `status`, a missing
+extra. (Tracing without its SDK and a closed pipe: tests/integration/test_never_silent_live.py.)"""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import xmlrpc.client
 from pathlib import Path
 
@@ -143,37 +142,3 @@ def test_notify_urls_without_apprise_is_one_line_naming_the_extra(tmp_path, monk
     assert result.exit_code == 2
     assert result.output == ("Error: team.notify: url targets needs Apprise: "
                              "pip install 'coffee-team[notify]'\n")
-
-
-def test_tracing_without_the_sdk_is_one_line_and_no_traces():
-    code = ("import sys; sys.modules['opentelemetry'] = None\n"
-            "from coffee_team import otel; print(otel.enabled())")
-    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
-    env.pop("OTEL_SDK_DISABLED", None)
-    env.pop("OTEL_TRACES_EXPORTER", None)
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert done.stdout == "False\n"
-    assert done.stderr == ("coffee-team: tracing (asked for by the OTEL_* variables) needs the "
-                           "OpenTelemetry SDK and its OTLP exporter: pip install "
-                           "'coffee-team[otel]'; tracing is off\n")
-
-
-# --- a closed pipe ---------------------------------------------------------------------------
-
-def test_a_closed_stdout_pipe_ends_quietly(tmp_path):
-    path = tmp_path / "data" / "team.yaml"
-    path.parent.mkdir(parents=True)
-    agents = [f"a{i}" for i in range(5)]
-    path.write_text(yaml.safe_dump({"agents": {name: {} for name in agents}}))
-    from coffee_team.queue import MessageQueue
-    from coffee_team.team import load_team
-    with MessageQueue.from_team(load_team(path)) as queue:  # far more than a pipe holds
-        queue.send_many([{"sender": "x", "recipient": name, "type": "t", "content": {"i": i}}
-                         for name in agents for i in range(1000)])
-    proc = subprocess.Popen([sys.executable, "-m", "coffee_team", "--team", str(path), "queue",
-                             "list", "--limit", "5000"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    assert proc.stdout.readline()  # `| head -1`
-    proc.stdout.close()
-    err = proc.stderr.read()
-    assert proc.wait(timeout=30) == 141 and err == b""

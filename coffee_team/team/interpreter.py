@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .team.spec import Team
+from .spec import Team
 
 IMPORT_TIMEOUT = 30.0
 
@@ -49,12 +49,23 @@ def python_for(root: Path) -> str:
         return str(exe)
 
 
+def is_running(path: str | os.PathLike[str]) -> bool:
+    """Is ``path`` the interpreter running this code? The same file in the same directory:
+    a venv's python is a link to the base install's, yet only the venv has our packages."""
+    exe = Path(sys.executable)
+    try:
+        return (os.path.realpath(Path(path).parent) == os.path.realpath(exe.parent)
+                and os.path.samefile(path, exe))
+    except OSError:
+        return False
+
+
 def problem(team: Team) -> str | None:
     """One line if the interpreter the programs would run with cannot run them, else None."""
     configured = team.settings.python
-    if not configured:
+    path = team.resolve(configured) if configured else None
+    if path is None or is_running(path):
         return None  # this very interpreter: it runs coffee-team, so it imports it
-    path = team.resolve(configured)
     fix = (f"install coffee-team into it, or remove team.python to use the interpreter "
            f"coffee-team runs from ({running_python()})")
     if not path.is_file() or not os.access(path, os.X_OK):

@@ -22,7 +22,7 @@ from tests.harness import Project, boot_supervisord, clean_env, temporary_projec
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BOOT_LIMIT = 10.0  # seconds from `coffee-team init` to a running team (issue #23)
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "data", "tests", "bench", "build", "dist",
                                     "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis")
