@@ -16,6 +16,7 @@ import click
 from .base import Context, UserError, main, pass_ctx
 
 EXAMPLES = ("starter", "demo", "llm-team")
+DEFAULT_TEAM = "data/team.yaml"  # the CLI's --team default
 # Where init puts an example's agents/ files (role texts, scripts; committed with the team),
 # which its team file names by their place in the checkout: examples/NAME/agents/.
 ROLE_DIR = "data/agents"
@@ -104,7 +105,9 @@ def init(ctx: Context, example: str, force: bool) -> None:
     existing = [p for p in files if p.exists()]
     if existing and not force:
         shown = ", ".join(os.path.relpath(p) for p in existing)
-        raise UserError(f"{shown}: already exists; `coffee-team init --force` overwrites it")
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise UserError(f"{shown}: already {verb}; `coffee-team init --force` overwrites "
+                        f"{'it' if len(existing) == 1 else 'them'}")
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
@@ -132,6 +135,8 @@ def init(ctx: Context, example: str, force: bool) -> None:
     else:
         commit.append(os.path.relpath(team.conf_dir) + "/")
     me = command_name()
+    if ctx.team_path != DEFAULT_TEAM:
+        me += f" --team {ctx.team_path}"
     click.echo(f"\ncommit: git add {' '.join(commit)}\nthen:\n  {me} start\n"
                f"  {me} {FIRST_TASK[example]}")
 

@@ -81,6 +81,10 @@ def test_init_refuses_to_overwrite_in_one_line_unless_forced(project):
     assert result.output == ("Error: data/team.yaml: already exists; `coffee-team init "
                              "--force` overwrites it\n")
     assert (project / "data" / "team.yaml").read_text() == "# mine\n"
+    result = init()  # the starter's scripts are there too
+    assert result.output == ("Error: data/team.yaml, data/agents/reviewer.py, "
+                             "data/agents/writer.py: already exist; `coffee-team init --force` "
+                             "overwrites them\n")
     forced = init("--example", "demo", "--force")
     assert forced.exit_code == 0, forced.output
     assert len(load_team(project / "data" / "team.yaml").agents) == 6
@@ -118,3 +122,11 @@ def test_version():
     assert result.exit_code == 0
     assert result.output == f"coffee-team, version {metadata.version('coffee-team')}\n"
     assert re.fullmatch(r"\d+\.\d+\.\d+\S*", metadata.version("coffee-team"))
+
+
+def test_another_team_path_is_in_the_next_commands(project):
+    result = CliRunner().invoke(main, ["--team", "ops/team/team.yaml", "init"])
+    assert result.exit_code == 0, result.output
+    assert load_team(project / "ops" / "team" / "team.yaml").names == ("writer", "reviewer")
+    assert (project / "ops" / "supervisord.conf.d" / "supervisord.conf").exists()
+    assert result.output.splitlines()[-2].endswith(" --team ops/team/team.yaml start")
