@@ -4,6 +4,13 @@ Pure: every function is given ``now`` (epoch seconds) or a text; nothing here re
 so tests inject any moment. A leaf: imports nothing of coffee_team, so ``queue/``, ``llm/``,
 the CLI and the rpc plugin may all use it.
 
+Two clocks: the wall clock (``time.time``) names moments every process and host agrees on
+(timestamps in the database, heartbeat files); the monotonic clock (``time.monotonic``) only
+measures how long something took in one process and never steps. Liveness, cadences, hang
+detection and backoffs are judged on the monotonic clock; a step of the wall clock (``date
+-s``, an NTP step, a resumed VM) is found by comparing how far each clock moved
+(``wall_step``), so the timestamps it made wrong can be put right.
+
 Days are UTC days (budgets, the ``llm_usage.day`` column, ``coffee-team costs --by day``): the
 same day on every host of a team, whatever their time zones.
 """
@@ -18,6 +25,24 @@ DAY = 86400.0
 # ``--since 30`` looks back 30 s (write ``30d`` for days).
 UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+# A wall clock that moved this much more (or less) than the monotonic one between two readings
+# stepped. Between two readings a second apart the two clocks differ by microseconds (NTP
+# slews by at most 0.5 ms/s), so anything past this is a step; steps under it are harmless,
+# because nothing that judges time spans reads the wall clock.
+WALL_STEP = 2.0
+
+
+def wall_step(before: tuple[float, float] | None, wall: float, mono: float,
+              threshold: float = WALL_STEP) -> float:
+    """How far the wall clock stepped since ``before`` (a (wall, monotonic) reading): its
+    advance minus the monotonic clock's, positive when it jumped forward; 0.0 when that is
+    within ``threshold`` or there is no earlier reading."""
+    if before is None:
+        return 0.0
+    step = (wall - before[0]) - (mono - before[1])
+    return step if abs(step) > threshold else 0.0
 
 
 def utc_day(now: float) -> str:

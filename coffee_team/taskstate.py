@@ -6,6 +6,7 @@
        │                   └──cancel──> cancelled
        └──cancel──> cancelled
     failed | cancelled ──retry──> pending (attempts reset)
+    pending (delayed) ──retry──> pending, due now
 
 MessageQueue applies these rules inside one write transaction each; the rules live here so they
 can be tested exhaustively without a database. Kept outside ``coffee_team.queue`` because the
@@ -34,7 +35,7 @@ ACTIONS = {
     "claim": (("pending",), "in_progress"),
     "complete": (("in_progress",), "completed"),
     "cancel": (("pending", "in_progress"), "cancelled"),
-    "retry": (("failed", "cancelled"), "pending"),
+    "retry": (("failed", "cancelled", "pending"), "pending"),
 }
 
 

@@ -222,17 +222,46 @@ class ControlContract:
         [task] = q.claim("alice")
         assert task.id == task_id and task.attempts == 1
 
-    @pytest.mark.parametrize("state", ["pending", "in_progress", "completed"])
-    def test_retry_refuses_unfinished_or_completed_tasks(self, state):
+    @pytest.mark.parametrize("state", ["in_progress", "completed"])
+    def test_retry_refuses_running_or_completed_tasks(self, state):
         q = self.make_queue()
         task_id = q.send("cli", "alice", "t")
-        if state != "pending":
-            q.claim("alice")
+        q.claim("alice")
         if state == "completed":
             q.mark_completed(task_id)
         with pytest.raises(TaskStateError, match=f"cannot retry a task that is {state}"):
             q.retry_task(task_id)
         assert q.get_task(task_id)["status"] == state
+
+    def test_retry_releases_a_delayed_pending_task_and_refuses_a_due_one(self):
+        q = self.make_queue()
+        delayed = q.send("cli", "alice", "later", delay=3600)
+        due = q.send("cli", "alice", "now")
+        with pytest.raises(TaskStateError, match=f"task {due} is pending and due already"):
+            q.retry_task(due)
+        assert [t.id for t in q.claim("alice", 5)] == [due]
+        assert q.retry_task(delayed) == "pending"
+        [task] = q.claim("alice")
+        assert task.id == delayed and task.attempts == 1 and task.type == "later"
+
+    def test_bring_back_moves_tasks_stamped_while_the_clock_was_ahead(self):
+        """The clock ran 2 h ahead while tasks were sent, then went back: they would wait
+        for it to catch up (2 h) and their age would read negative."""
+        q = self.make_queue()
+        before = q.send("cli", "alice", "before", delay=600)  # sent on the right clock
+        real_now = self.clock()
+        self.clock.jump(7200)
+        ahead = q.send("cli", "alice", "ahead")
+        ahead_delayed = q.send("cli", "alice", "ahead+60", delay=60)
+        self.clock.jump(-7200)
+        assert q.claim("alice") == []  # stranded: due 2 h from now
+        assert q.bring_back() == 2
+        rows = {r["id"]: r for r in q.list_tasks(agent="alice", limit=10)}
+        assert rows[ahead]["created_at"] == rows[ahead]["run_after"] == real_now
+        assert rows[ahead_delayed]["run_after"] == real_now + 60  # its delay kept
+        assert rows[before]["run_after"] == real_now + 600  # not stamped ahead: untouched
+        assert [t.id for t in q.claim("alice", 5)] == [ahead]
+        assert q.bring_back() == 0  # nothing left in the future
 
     @pytest.mark.parametrize("state", ["completed", "failed", "cancelled"])
     def test_cancel_refuses_finished_tasks(self, state):

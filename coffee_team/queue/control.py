@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterable, Optional, Protocol
 
+from coffee_team.clock import WALL_STEP
 from coffee_team.errors import TaskNotFound, TaskStateError
 from coffee_team.queue.content import check_name
 from coffee_team.queue.db import SqlBackend
@@ -82,7 +83,7 @@ class ControlMixin:
     def cancel_task(self, task_id: int) -> str:
         """pending or in_progress → cancelled at once; returns the state it left. A holder's
         later renew_lease / mark_completed / mark_failed then finds it not in progress."""
-        def apply(status: str, recipient: str, _key) -> int:
+        def apply(status: str, recipient: str, _key, _run_after) -> int:
             changed = self.backend.run(self._sql.CANCEL_TASK,
                                        (self.clock(), task_id, status)).rowcount
             if changed and status == "pending":  # keep the depth bound tight (never below)
@@ -91,19 +92,29 @@ class ControlMixin:
         return self._control(task_id, "cancel", apply)[0]
 
     def retry_task(self, task_id: int) -> str:
-        """failed or cancelled → pending now, attempts reset (the errors history stays)."""
-        def apply(status: str, recipient: str, dedupe_key) -> int:
+        """failed or cancelled → pending now, attempts reset (the errors history stays); a
+        pending task waiting for its delay or backoff → due now, as it is."""
+        def apply(status: str, recipient: str, dedupe_key, run_after) -> int:
+            now = self.clock()
+            if status == "pending":
+                if run_after <= now:
+                    raise TaskStateError(f"task {task_id} is pending and due already: "
+                                         f"nothing to release")
+                changed = self.backend.run(self._sql.RELEASE_DELAYED,
+                                           (now, task_id, now)).rowcount
+                if changed and self._tx_wake:
+                    self._tx_wake(self.backend, {recipient})
+                return changed
             if dedupe_key is not None and self.backend.run(
                     self._sql.LIVE_DEDUPE, (recipient, dedupe_key)).fetchone():
                 raise TaskStateError(f"task {task_id}: another live task has its dedupe_key "
                                      f"{dedupe_key!r}")
             self._reserve([(None, recipient)])  # backpressure applies as to a send
-            changed = self.backend.run(self._sql.RETRY_TASK,
-                                       (self.clock(), task_id, status)).rowcount
+            changed = self.backend.run(self._sql.RETRY_TASK, (now, task_id, status)).rowcount
             if changed and self._tx_wake:
                 self._tx_wake(self.backend, {recipient})
             return changed
-        was, recipient, _ = self._control(task_id, "retry", apply)
+        was, recipient, _, _ = self._control(task_id, "retry", apply)
         if self._wake:
             self._wake.notify({recipient})
         return was
@@ -123,6 +134,22 @@ class ControlMixin:
                 if apply(*row):
                     return tuple(row)
         raise TaskStateError(f"task {task_id} keeps changing state; try again")
+
+    def bring_back(self) -> int:
+        """Tasks stamped in the future (more than clock.WALL_STEP ahead: sent while the wall
+        clock was ahead, which then went back) come back to now, their delays kept: else they
+        would wait for the clock to catch up. Returns how many rows moved."""
+        now, backend = self.clock(), self.backend
+        limit = now + WALL_STEP
+        with backend.write_transaction():
+            rows = backend.run(self._sql.BRING_BACK_SENT, (now, now, now, now, limit)).fetchall()
+            rows += backend.run(self._sql.BRING_BACK_ESCALATED, (now, limit)).fetchall()
+            woken = {recipient for recipient, status in rows if status == "pending"}
+            if woken and self._tx_wake:
+                self._tx_wake(self.backend, woken)
+        if woken and self._wake:
+            self._wake.notify(woken)
+        return len(rows)
 
     # -- pause ------------------------------------------------------------
     def pause_agent(self, agent: str, reason: str = "", until: Optional[float] = None) -> None:

@@ -220,7 +220,7 @@ FAIL_TO_RETRY = ("UPDATE tasks SET status = 'pending', run_after = ?, failures =
 FAIL_FINAL = ("UPDATE tasks SET status = 'failed', completed_at = ?, failures = ?, errors = ?,"
               " error = ?, lease_expires_at = NULL"
               " WHERE id = ? AND status = 'in_progress' AND claimed_by = ? AND failures = ?")
-CONTROLLED_TASK = "SELECT status, recipient, dedupe_key FROM tasks WHERE id = ?"
+CONTROLLED_TASK = "SELECT status, recipient, dedupe_key, run_after FROM tasks WHERE id = ?"
 # completed_at marks when it ended, so cleanup removes it in time; claimed_by stays (who had it).
 CANCEL_TASK = ("UPDATE tasks SET status = 'cancelled', completed_at = ?, lease_expires_at = NULL"
                " WHERE id = ? AND status = ?")
@@ -228,6 +228,18 @@ RETRY_TASK = ("UPDATE tasks SET status = 'pending', attempts = 0, failures = 0, 
               " claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL,"
               " completed_at = NULL, error = NULL, result = NULL, escalated_at = NULL"
               " WHERE id = ? AND status = ?")
+# `task retry` of a delayed pending task: due now (attempts and history unchanged).
+RELEASE_DELAYED = ("UPDATE tasks SET run_after = ? WHERE id = ? AND status = 'pending'"
+                   " AND run_after > ?")
+# After the wall clock went back: a task stamped in the future was sent while it was ahead.
+# Parameters: now four times, then the tolerance's limit. Its created_at comes back to now and
+# its run_after by as much (the delay asked for stays); an escalation stamp too. A full scan
+# (created_at has no index), once per clock step and once at the watchdog's start.
+BRING_BACK_SENT = ("UPDATE tasks SET run_after = run_after - (created_at - ?),"
+                   " escalated_at = CASE WHEN escalated_at > ? THEN ? ELSE escalated_at END,"
+                   " created_at = ? WHERE created_at > ? RETURNING recipient, status")
+BRING_BACK_ESCALATED = ("UPDATE tasks SET escalated_at = ? WHERE status = 'pending'"
+                        " AND escalated_at > ? RETURNING recipient, status")
 PAUSE_AGENT = ("INSERT INTO agent_pause (agent, paused_at, paused_until, reason) VALUES (?, ?, ?, ?)"
                " ON CONFLICT (agent) DO UPDATE SET paused_at = excluded.paused_at,"
                " paused_until = excluded.paused_until, reason = excluded.reason")
