@@ -45,6 +45,7 @@ HIGH_CPU = "high_cpu"
 HIGH_MEMORY = "high_memory"
 MEMORY_LIMIT = "memory_limit"
 STALLED = "stalled"                # a running handler printed nothing for stall_after
+CLOCK_STEP = "clock_step"          # the wall clock jumped; detail: step (s, + forward), brought_back
 
 # The queue.
 REQUEUED = "requeued"              # a dead agent's in-progress tasks went back to pending

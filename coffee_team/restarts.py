@@ -182,19 +182,31 @@ def is_due(next_at: float | None, now: float, longest_wait: float) -> bool:
     return next_at is None or not 0 < next_at - now <= longest_wait
 
 
-def restart_states_due(read_at: float | None, known: Mapping[str, RestartState], now: float,
-                       refresh_every: float) -> bool:
+def restart_states_due(since_read: float | None, known: Mapping[str, RestartState],
+                       now: float, refresh_every: float) -> bool:
     """Must the timers read every restart state from the database again?
 
     ``known`` is what the watchdog last read, updated with what it saved since. The other
     writers (``coffee-team restart``/``stop``, apply) only clear pending restarts, so a
     restart ``known`` says is pending can only be due later or not at all: read when one is
-    due, never read yet (``read_at`` None), or ``refresh_every`` seconds after the last read
-    (or the clock went back), as a net under that reasoning.
+    due, never read yet (``since_read`` None), or ``refresh_every`` seconds after the last
+    read (``since_read``, on the monotonic clock), as a net under that reasoning.
     """
-    if read_at is None or not 0 <= now - read_at < refresh_every:
+    if since_read is None or not 0 <= since_read < refresh_every:
         return True
     return bool(due_restarts(known, now))
+
+
+def rebased(state: RestartState, step: float) -> RestartState:
+    """The state after the wall clock stepped by ``step`` seconds: the times it holds were
+    read on the clock before the step, so each moves with it. A pending restart stays as far
+    away as the backoff said (neither at once after a jump forward nor late after one back),
+    and the time an agent has run (``reset_after``) is what it really ran."""
+    def moved(at: float | None) -> float | None:
+        return None if at is None else at + step
+    return replace(state, next_restart_at=moved(state.next_restart_at),
+                   running_since=moved(state.running_since),
+                   last_crash_at=moved(state.last_crash_at))
 
 
 def launch_groups(priorities: Mapping[str, int]) -> list[list[str]]:

@@ -114,7 +114,7 @@ class Rig:
         self.stdout, self.stderr = io.StringIO(), io.StringIO()
         protocol = ListenerProtocol(io.StringIO(stdin), self.stdout, self.stderr, clock=self.clock)
         wd = Watchdog(self.team, protocol, self.rpc, queue or self.queue, clock=self.clock,
-                      launch_only=self.launch_only, ready_inbox=self.agents)
+                      mono=self.clock.monotonic, launch_only=self.launch_only, ready_inbox=self.agents)
         wd.sampler = FakeSampler()
         return wd
 

@@ -6,7 +6,7 @@ process table for every tree, and an agent's heartbeat file only once its last h
 have turned stale (policy.heartbeat_next_look), and then parsed only if the file changed.
 
 HealthChecks is mixed into Watchdog (listener.py), which provides ``team``, ``rpc``,
-``queue``, ``clock``, ``sampler``, ``heartbeat_files``, the per-agent memories and
+``queue``, ``clock``, ``mono``, ``sampler``, ``heartbeat_files``, the per-agent memories and
 ``state``/``save``/``event``/``log``; the rules are policy.py's pure functions.
 """
 from __future__ import annotations
@@ -26,17 +26,20 @@ class HealthChecks:
     rpc: Any
     queue: Any
     clock: Any
+    mono: Any
     sampler: Any
     heartbeat_files: Any
     heartbeat_seen: dict
     heartbeat_next_look: dict
+    beats: dict
+    last_step: Any
     over_limit: dict
     memory_restart: set
     disk_full_at: Any
     disk_is_full: bool
 
     def health_check(self) -> None:
-        now = self.clock()
+        now = self.mono()  # ages are judged on the monotonic clock: the wall clock may step
         self.next_health_check = now + self.team.settings.health_check_interval
         infos = {i["name"]: i for i in self.rpc.supervisor.getAllProcessInfo()}
         self._check_disk(now)
@@ -46,6 +49,7 @@ class HealthChecks:
             if not info or info["statename"] != "RUNNING":
                 self.heartbeat_seen.pop(spec.name, None)
                 self.heartbeat_next_look.pop(spec.name, None)
+                self.beats.pop(spec.name, None)
                 continue
             if restarts.is_due(self.heartbeat_next_look.get(spec.name), now,
                              self.team.settings.heartbeat_stale_after):
@@ -72,13 +76,18 @@ class HealthChecks:
 
     def _check_heartbeat(self, spec, now: float, pid: int,
                          started_at: float | None) -> bool:
-        """Warn about a stale, hung or missing heartbeat; True if the agent was stopped."""
+        """Warn about a stale, hung or missing heartbeat; True if the agent was stopped.
+        ``now`` is monotonic; the heartbeat's own wall-clock stamp only says whether it
+        changed since the last read (policy.observe_beat)."""
         stale_after = self.team.settings.heartbeat_stale_after
-        last = last_beat(self.heartbeat_files.read(self.team.status_dir, spec.name))
+        stamp = last_beat(self.heartbeat_files.read(self.team.status_dir, spec.name))
+        seen = self.beats[spec.name] = policy.observe_beat(
+            self.beats.get(spec.name), pid, stamp, started_at or None, self.clock(), now,
+            self.last_step)
+        last = None if stamp is None else seen.since
         frozen = self.disk_full_at is not None and is_frozen(pid)
         status = policy.heartbeat_status(
-            policy.heartbeat_counted_from(last, self.disk_full_at, frozen, started_at or None),
-            now, stale_after)
+            policy.heartbeat_counted_from(last, self.disk_full_at, frozen), now, stale_after)
         previous = self.heartbeat_seen.get(spec.name)
         self.heartbeat_seen[spec.name] = status
         self.heartbeat_next_look[spec.name] = policy.heartbeat_next_look(last, status,
@@ -103,6 +112,7 @@ class HealthChecks:
                 raise
             self.heartbeat_seen.pop(spec.name, None)
             self.heartbeat_next_look.pop(spec.name, None)
+            self.beats.pop(spec.name, None)
             return True
         return False
 

@@ -2,7 +2,7 @@
 the process table (coffee_team.proctable); heartbeats: heartbeat.HeartbeatFiles.
 
 CPU is measured without sleeping: the CPU time a tree used since the previous pass, over the
-wall time between the two passes. Only the previous pass is kept, so an agent that restarted
+time between the two passes (on the monotonic clock: a wall-clock step is no time passing). Only the previous pass is kept, so an agent that restarted
 or left the team leaves nothing behind.
 """
 from __future__ import annotations
@@ -52,28 +52,31 @@ class TreeSampler:
     """CPU% and RSS of process trees (handlers included), every tree from one table pass."""
 
     def __init__(self, read_table: Callable[[], ProcessTable] = ProcessTable.read,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 mono: Callable[[], float] = time.monotonic):
         self._read_table = read_table
         self._clock = clock  # epoch seconds, as the table's start times
+        self._mono = mono
         self._before: dict[int, Proc] = {}
         self._before_at: float | None = None
+        self._before_mono = 0.0
 
     def sample(self, pids: Iterable[int]) -> dict[int, Usage]:
         """Usage of each tree rooted at one of ``pids``; a pid that is gone is left out."""
-        table, now = self._read_table(), self._clock()
+        table, now, mono = self._read_table(), self._clock(), self._mono()
         usage, seen = {}, {}
         for pid in pids:
             tree = {p: table.procs[p] for p in table.tree(pid)}
             if not tree:
                 continue
             cpu = 0.0
-            if self._before_at is not None and now > self._before_at:
+            if self._before_at is not None and mono > self._before_mono:
                 used = cpu_seconds_since(self._before, self._before_at, tree)
-                cpu = 100.0 * used / (now - self._before_at)
+                cpu = 100.0 * used / (mono - self._before_mono)
             rss = sum(proc.rss for proc in tree.values())
             usage[pid] = Usage(round(cpu, 1), round(rss / 2**20, 1))
             seen.update(tree)
-        self._before, self._before_at = seen, now
+        self._before, self._before_at, self._before_mono = seen, now, mono
         return usage
 
     def tracked(self) -> set[int]:

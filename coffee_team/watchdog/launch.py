@@ -11,7 +11,7 @@ never gets ready holds its group back for ``start_seconds + READY_TIMEOUT`` at m
 one line on stderr, a ``group_not_ready`` event, and the next group starts.
 
 Launch is mixed into Watchdog (listener.py), which provides ``team``, ``rpc``, ``clock``,
-``launch_only``, ``states``, ``event``, ``log`` and ``_record_start``; the rules are
+``mono``, ``launch_only``, ``states``, ``event``, ``log`` and ``_record_start``; the rules are
 policy.py's.
 """
 from __future__ import annotations
@@ -32,6 +32,7 @@ class Launch:
     team: Any
     rpc: Any
     clock: Callable[[], float]
+    mono: Callable[[], float]
     launch_only: tuple[str, ...]
     ready_inbox: Callable[[], Any]  # () -> a ReadyInbox (or a stand-in with wait and close)
 
@@ -50,27 +51,30 @@ class Launch:
         inbox = self.ready_inbox()  # bound before the first start, so no poke is missed
         try:
             for group in groups:
-                launched_at = self.clock()
+                launched = (self.clock(), self.mono())
                 # the whole group spawns before the journal is written: the agents' start-up
                 # overlaps those writes instead of waiting behind them
                 failures = self._spawn_group(group)
                 for name, failure in failures.items():
                     self._record_start(name, failure, kinds.LAUNCHED)
                 not_started = {name for name, failure in failures.items() if failure}
-                self._wait_ready(group, launched_at, not_started, inbox)
+                self._wait_ready(group, launched, not_started, inbox)
         finally:
             inbox.close()
         return groups
 
-    def _wait_ready(self, group: list[str], launched_at: float, not_started: set[str],
-                    inbox: Any) -> None:
+    def _wait_ready(self, group: list[str], launched: tuple[float, float],
+                    not_started: set[str], inbox: Any) -> None:
+        """``launched``: when the group was started, (wall, monotonic): the wall time tells
+        heartbeats of this launch from older ones, the monotonic one times the wait."""
         timeout = self.team.settings.start_seconds + READY_TIMEOUT
+        launched_at, launched_mono = launched
         ready: set[str] = set()
         states: dict[str, str] = {}
-        recheck_at = launched_at + READY_RECHECK
+        recheck_at = launched_mono + READY_RECHECK
         while True:
-            now = self.clock()
-            wait = policy.group_wait(group, ready, states, not_started, launched_at, now,
+            now = self.mono()
+            wait = policy.group_wait(group, ready, states, not_started, launched_mono, now,
                                      timeout)
             if wait.done:
                 break
@@ -83,7 +87,7 @@ class Launch:
             ready |= {name for name in look if policy.started_since(
                 read_heartbeat(self.team.status_dir, name), launched_at)}
         priority = self.team.agent(group[0]).priority
-        waited = round(self.clock() - launched_at, 3)
+        waited = round(self.mono() - launched_mono, 3)
         if wait.timed_out:
             self.log(f"launch: priority {priority} not ready after {waited:g}s: "
                      f"{', '.join(wait.not_ready)}; going on without them")

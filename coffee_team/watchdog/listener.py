@@ -13,7 +13,9 @@
 - hands notifications to ``team.notify`` targets from a thread of its own (coffee_team.notify).
 
 Restart state lives in the database, so killing the listener or supervisord keeps pending
-backoffs and counts. stdin/stdout/the RPC proxy/the queue are injected (superlance style);
+backoffs and counts. Time spans (heartbeat ages, the timers) are measured on the monotonic
+clock; a step of the wall clock is logged once and re-bases what it reaches (clocksteps.py).
+stdin/stdout/the RPC proxy/the queue are injected (superlance style);
 logging goes to stderr only, because stdout is the protocol. The listener never stops itself.
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ from coffee_team.heartbeat import HeartbeatFiles, ReadyInbox
 from coffee_team import restarts
 from coffee_team.watchdog import policy
 from coffee_team.watchdog.checks import HealthChecks
+from coffee_team.watchdog.clocksteps import ClockSteps, wall_clock
 from coffee_team.watchdog.health import TreeSampler
 from coffee_team.watchdog.launch import Launch
 from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEvent
@@ -46,16 +49,17 @@ GONE = ("EXITED", "STOPPED", "FATAL", "BACKOFF")
 FINAL_FAULTS = (Faults.ALREADY_STARTED, Faults.BAD_NAME)
 
 
-class Watchdog(Launch, HealthChecks):
+class Watchdog(Launch, HealthChecks, ClockSteps):
     def __init__(self, team, protocol: ListenerProtocol, rpc: Any, queue: Any,
                  clock: Callable[[], float] = time.time,
+                 mono: Callable[[], float] = time.monotonic,
                  launch_only: tuple[str, ...] = (),
                  load_team: Callable[[], Any] | None = None,
                  ready_inbox: Callable[[], Any] | None = None):
         self.protocol = protocol
         self.rpc = rpc
         self.queue = queue
-        self.clock = clock
+        self.use_clocks(clock, mono)
         self.launch_only = launch_only
         self.load_team = load_team
         self.ready_inbox = ready_inbox or (lambda: ReadyInbox(self.team.run_dir))
@@ -64,15 +68,16 @@ class Watchdog(Launch, HealthChecks):
         self.heartbeat_files = HeartbeatFiles()
         self.heartbeat_seen: dict[str, str] = {}
         self.heartbeat_next_look: dict[str, float | None] = {}
+        self.beats: dict[str, policy.BeatSeen] = {}
         # restart states as last read and since saved; read_at None: read them at the next tick
         self.known_states: dict[str, restarts.RestartState] = {}
         self.states_read_at: float | None = None
         self.over_limit: dict[str, int] = {}
         self.memory_restart: set[str] = set()
         self.use_team(team)
-        self.next_health_check = clock() + team.settings.health_check_interval
-        self.next_cleanup = clock()
-        self.disk_full_at: float | None = None  # last health check that found the disk full
+        self.next_health_check = mono() + team.settings.health_check_interval
+        self.next_cleanup = mono()
+        self.disk_full_at: float | None = None  # last health check that found the disk full (mono)
         self.disk_is_full = False
         self.file_trouble: str | None = None    # the database file problem being reported
 
@@ -86,7 +91,7 @@ class Watchdog(Launch, HealthChecks):
                                            max_delay=s.restart_backoff_max)
         self.names = set(team.names)
         for memory in (self.heartbeat_seen, self.heartbeat_next_look, self.over_limit,
-                       self.known_states):
+                       self.known_states, self.beats, self.unshifted):
             for name in set(memory) - self.names:
                 del memory[name]
         self.heartbeat_files.forget(self.names)
@@ -123,7 +128,7 @@ class Watchdog(Launch, HealthChecks):
 
     def states(self) -> dict[str, restarts.RestartState]:
         """Every agent's restart state in one query; the timers remember it (known_states)."""
-        read_at = self.clock()
+        read_at = self.mono()
         states = {name: restarts.RestartState.from_dict(row)
                   for name, row in self.queue.restart_states(sorted(self.names)).items()}
         self.known_states, self.states_read_at = dict(states), read_at
@@ -132,6 +137,7 @@ class Watchdog(Launch, HealthChecks):
     def save(self, name: str, state: restarts.RestartState) -> None:
         self.queue.save_restart_state(name, **state.to_dict())
         self.known_states[name] = state
+        self.unshifted.pop(name, None)  # stamped by the clock of now (watch_clock)
 
     def event(self, name: str | None, kind: str, **detail: Any) -> None:
         self.queue.record_event(name, kind, **detail)
@@ -245,8 +251,9 @@ class Watchdog(Launch, HealthChecks):
     # --- timers ----------------------------------------------------------------------------
     def restart_due(self) -> None:
         now = self.clock()
-        if not restarts.restart_states_due(self.states_read_at, self.known_states, now,
-                                         RESTART_STATES_REFRESH):
+        since_read = None if self.states_read_at is None else self.mono() - self.states_read_at
+        if not restarts.restart_states_due(since_read, self.known_states, now,
+                                           RESTART_STATES_REFRESH):
             return
         states = self.states()
         for name in restarts.due_restarts(states, now):
@@ -259,21 +266,22 @@ class Watchdog(Launch, HealthChecks):
                 self.save(name, restarts.on_restart_unanswered(states[name], now + MAX_IDLE_WAIT))
 
     def seconds_to_next_timer(self) -> float:
-        now = self.clock()
-        waits = [self.next_health_check - now, MAX_IDLE_WAIT]
-        restart = restarts.next_wakeup(self.known_states, now)
+        waits = [self.next_health_check - self.mono(), MAX_IDLE_WAIT]
+        restart = restarts.next_wakeup(self.known_states, self.clock())
         if restart is not None:
             waits.append(restart)
         return max(0.0, min(waits))
 
     def escalate(self) -> None:
         """Pending work waiting past the team's escalate_after moves up a priority step."""
+        if self.escalation_held():
+            return
         raised = self.queue.escalate_pending()
         if raised:
             self.log(f"escalated {len(raised)} waiting task(s): {raised[:10]}")
 
     def cleanup(self) -> None:
-        self.next_cleanup = self.clock() + CLEANUP_EVERY
+        self.next_cleanup = self.mono() + CLEANUP_EVERY
         removed = self.queue.cleanup(self.team.settings.cleanup_interval_hours * 3600)
         if removed:
             self.log(f"cleanup: removed {removed} finished task(s)")
@@ -292,18 +300,20 @@ class Watchdog(Launch, HealthChecks):
         return stale is None or not stale.deleted
 
     def on_timer(self) -> None:
+        self.watch_clock()
         self.reload_if_requested()
         if not self.database_file_usable():
             return
         self.restart_due()
-        if restarts.is_due(self.next_health_check, self.clock(),
-                         self.team.settings.health_check_interval):
+        if restarts.is_due(self.next_health_check, self.mono(),
+                           self.team.settings.health_check_interval):
             self.health_check()
-        if self.clock() >= self.next_cleanup:
+        if self.mono() >= self.next_cleanup:
             self.cleanup()
 
     # --- the protocol loop -----------------------------------------------------------------
     def handle(self, event: Event) -> None:
+        self.watch_clock()
         if event.eventname == "SUPERVISOR_STATE_CHANGE_RUNNING":
             self.launch_team()
         elif event.eventname.startswith("PROCESS_STATE_"):
@@ -320,6 +330,7 @@ class Watchdog(Launch, HealthChecks):
         reported RUNNING before we could work (see startup.py), so launch the team now."""
         if not already_ready:
             self.protocol.ready()
+        self._guarded("clock", self.bring_back_future_tasks)
         if launch:
             self._guarded("launch", self.launch_team)
         while True:
@@ -373,11 +384,12 @@ def main(argv: list[str] | None = None) -> int:
         protocol.log("started: the team file and the database open now")
     launch_only = tuple(n for n in os.environ.get("COFFEE_LAUNCH_AGENTS", "").split(",") if n)
     rpc = childutils.getRPCInterface(os.environ)
+    clock = wall_clock(os.environ.get("COFFEE_TEST_CLOCK_OFFSET_FILE"))
     with queue, MessageQueue.from_team(team) as delivery_queue:
         # Opening it connected this thread (connections are per thread); only the deliverer's
         # thread uses it, so this connection would be left behind on a replaced database file.
         delivery_queue.backend.close()
-        watchdog = Watchdog(team, protocol, rpc, queue, launch_only=launch_only,
+        watchdog = Watchdog(team, protocol, rpc, queue, clock=clock, launch_only=launch_only,
                             load_team=lambda: load_team(args.team))
         signal.signal(signal.SIGHUP, watchdog.request_reload)
         # its own connection: the thread never shares a transaction with the event loop

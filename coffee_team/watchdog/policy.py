@@ -1,16 +1,18 @@
 """Heartbeat, resource, crash and boot rules of the watchdog, as pure functions (restarts: ``coffee_team.restarts``).
 
 Nothing here reads the clock, the database or supervisord: the caller passes ``now`` (epoch
-seconds) and the stored state in, and gets the new state and a decision back. That keeps every
-rule testable to the exact boundary without sleeping.
+seconds; ``mono``, its monotonic clock, where a time span is judged) and the stored state in,
+and gets the new state and a decision back. That keeps every rule testable to the exact
+boundary without sleeping.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import AbstractSet, Any, Mapping
 
 from coffee_team import events as kinds
+from coffee_team.clock import WALL_STEP
 
 FRESH = "fresh"
 # The unhealthy statuses double as the event kinds the watchdog records for them.
@@ -37,14 +39,70 @@ def heartbeat_status(last_heartbeat: float | None, now: float, stale_after: floa
     return HUNG
 
 
+@dataclass(frozen=True)
+class BeatSeen:
+    """What the watchdog knows of one agent's heartbeat, on its own monotonic clock.
+
+    ``pid`` and ``stamp`` (the file's ``last_heartbeat``, None without one) identify what was
+    read; ``since`` is when, on the watchdog's monotonic clock, this instance's heartbeat last
+    changed: the silence counts from there. ``read_at`` is the last read.
+    """
+
+    pid: int
+    stamp: float | None
+    since: float
+    read_at: float
+
+
+def observe_beat(seen: BeatSeen | None, pid: int, stamp: float | None,
+                 started_at: float | None, now: float, mono: float,
+                 last_step: tuple[float, float, float] | None) -> BeatSeen:
+    """The heartbeat read at ``now`` (wall) / ``mono`` (monotonic): unchanged, its silence
+    keeps counting from ``seen.since``; new, it counts from when it was written
+    (``written_at``; from ``started_at``, supervisord's start of the process, if the file is
+    older: it was written by the instance before). So a wall clock that jumps forward ages
+    no heartbeat, and one that jumps back cannot make a frozen agent's heartbeat young again:
+    its stamp no longer changes, and the monotonic clock goes on counting."""
+    if seen is not None and seen.pid == pid and seen.stamp == stamp:
+        return replace(seen, read_at=mono)
+    if stamp is None:
+        return BeatSeen(pid, stamp, mono, mono)
+    stamped = stamp if started_at is None else max(stamp, started_at)
+    not_before = seen.read_at if seen is not None and seen.pid == pid else -math.inf
+    return BeatSeen(pid, stamp, written_at(stamped, now, mono, not_before, last_step), mono)
+
+
+def written_at(stamp: float, now: float, mono: float, not_before: float,
+               last_step: tuple[float, float, float] | None) -> float:
+    """The monotonic moment something stamped ``stamp`` on the wall clock was written, read
+    at ``now``/``mono``: the two clocks differ by ``now - mono``, except before the last
+    wall-clock step. ``last_step`` is (the look before it, the look that saw it, the
+    difference before it): a stamp could be from after the step only if the clock of now puts
+    it after the look before, and from before it only if the clock before puts it before the
+    look that saw it; when both could be, the younger is taken (an agent is never made older
+    than it could be). Never before ``not_before`` (the last read, which saw another stamp)
+    nor after now."""
+    written = stamp - (now - mono)
+    if last_step is not None:
+        after, seen, offset_before = last_step
+        before = stamp - offset_before
+        # a stamp may be up to a step too small to be seen (WALL_STEP) in the future; and
+        # within a millisecond: epoch seconds in a float carry about a microsecond
+        candidates = [w for w, possible in ((written, after - 1e-3 <= written <= mono + WALL_STEP),
+                                             (before, before <= seen + 1e-3)) if possible]
+        written = max(candidates, default=written)
+    return min(mono, max(written, not_before))
+
+
 def heartbeat_next_look(last_heartbeat: float | None, status: str,
                         stale_after: float) -> float | None:
     """When the health check must read an agent's heartbeat again (None: at every check).
 
-    The agent only ever writes a newer heartbeat, so nothing but time turns a fresh one
-    stale, and not before ``last_heartbeat + stale_after``; a full disk only postpones that
-    (``heartbeat_counted_from``), so looking then is never late. Any other status is read
-    at every check, so a recovery, a new episode or an escalation to hung is seen at once.
+    ``last_heartbeat`` is when the watchdog's clock last saw it change (BeatSeen.since). Only
+    the agent writes a newer heartbeat, so nothing but time turns a fresh one stale, and not
+    before ``last_heartbeat + stale_after``; a full disk only postpones that
+    (``heartbeat_counted_from``), so looking then is never late. Any other status is read at
+    every check, so a recovery, a new episode or an escalation to hung is seen at once.
     """
     if status == FRESH and last_heartbeat is not None:
         return last_heartbeat + stale_after
@@ -52,13 +110,8 @@ def heartbeat_next_look(last_heartbeat: float | None, status: str,
 
 
 def heartbeat_counted_from(last_heartbeat: float | None, disk_full_at: float | None,
-                           frozen: bool, started_at: float | None = None) -> float | None:
-    """When a heartbeat's age starts counting, for ``heartbeat_status``.
-
-    A heartbeat older than the running process (``started_at``, supervisord's start time) was
-    written by the instance before it: the new one is not late for it, and gets the full
-    allowance from its own start (an agent killed again and again while still importing would
-    otherwise be taken for hung at once, restarted, and so on).
+                           frozen: bool) -> float | None:
+    """When a heartbeat's age starts counting, for ``heartbeat_status`` (all on one clock).
 
     A full disk refuses heartbeat files: while it was full (last seen full at
     ``disk_full_at``), the heartbeat of a process that still runs does not age, so waiting for
@@ -67,11 +120,20 @@ def heartbeat_counted_from(last_heartbeat: float | None, disk_full_at: float | N
     """
     if last_heartbeat is None:
         return None
-    if started_at is not None:
-        last_heartbeat = max(last_heartbeat, started_at)
     if frozen or disk_full_at is None:
         return last_heartbeat
     return max(last_heartbeat, disk_full_at)
+
+
+def escalation_held_until(held_until: float | None, step: float, mono: float,
+                          escalate_after: float | None) -> float | None:
+    """After the wall clock jumped forward by ``step``, every pending task looks ``step``
+    seconds older than it is: escalating them would be the jump's doing. So escalation waits
+    ``escalate_after`` on the monotonic clock (then a task still pending did wait that long);
+    a jump back makes tasks look younger: they escalate up to the step late, never early."""
+    if step <= 0 or not escalate_after:
+        return held_until
+    return max(held_until or -math.inf, mono + escalate_after)
 
 
 def should_warn(previous_status: str | None, new_status: str) -> bool:

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from coffee_team import clock
+from coffee_team.clock import WALL_STEP, wall_step
 from coffee_team.cli.costs import parse_since
 from coffee_team.cli.base import UserError
 from coffee_team.llm import budget, ratelimit
@@ -88,3 +89,22 @@ def test_rate_limit_texts_use_the_same_units():
     assert ratelimit.reset_time("try again in 2 minutes", 1000.0) == 1000.0 + 2 * 60
     assert ratelimit.reset_time("retry after 3 hours", 1000.0) == 1000.0 + 3 * 3600
     assert ratelimit.reset_time("Try again in 45s", 1000.0) == 1045.0
+
+
+# --- wall_step: a step of the wall clock against the monotonic one --------------------------
+
+@pytest.mark.parametrize("wall_moved, mono_moved, step", [
+    (1.0, 1.0, 0.0),            # time passed: both moved together
+    (1.0 + WALL_STEP, 1.0, 0.0),  # at the threshold: not a step (NTP slews far less)
+    (603.0, 3.0, 600.0),        # forward: date -s, a VM or laptop resumed
+    (-3597.0, 3.0, -3600.0),    # back
+    (0.0, 3.0, -3.0),
+])
+def test_wall_step_boundaries(wall_moved, mono_moved, step):
+    before = (1_700_000_000.0, 500.0)
+    found = wall_step(before, before[0] + wall_moved, before[1] + mono_moved)
+    assert found == pytest.approx(step)
+
+
+def test_wall_step_needs_an_earlier_reading():
+    assert wall_step(None, 1_700_000_000.0, 5.0) == 0.0

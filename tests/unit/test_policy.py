@@ -1,6 +1,8 @@
 """The watchdog's pure rules, checked at their exact boundaries (no clocks, no sleeps)."""
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -577,18 +579,116 @@ def test_a_heartbeat_does_not_age_while_the_disk_is_full():
 def test_a_heartbeat_older_than_the_process_counts_from_its_start():
     """The heartbeat file outlives its process: an instance restarted after its predecessor's
     last beat (still importing, or killed again before its first beat) is not hung for it."""
-    from coffee_team.watchdog.policy import FRESH, HUNG, STALE, heartbeat_counted_from
-    last, started = 1000.0, 1010.0
-    assert heartbeat_counted_from(last, None, frozen=False) == last
-    counted = heartbeat_counted_from(last, None, frozen=False, started_at=started)
-    assert counted == started
-    assert heartbeat_status(last, started + 1, stale_after=3) == HUNG  # the old verdict
-    assert heartbeat_status(counted, started + 1, stale_after=3) == FRESH
+    from coffee_team.watchdog.policy import FRESH, HUNG, STALE, observe_beat
+    last, started, mono = 1000.0, 1010.0, 50.0
+    old = observe_beat(None, 7, last, None, started + 1, mono, None)
+    assert heartbeat_status(old.since, mono, stale_after=3) == HUNG  # the old verdict
+    seen = observe_beat(None, 7, last, started, started + 1, mono, None)
+    assert seen.since == mono - 1  # counted from the start, 1 s ago
+    assert heartbeat_status(seen.since, mono, stale_after=3) == FRESH
     # silent since its own start: stale, then hung, as any other process
-    assert heartbeat_status(counted, started + 5, stale_after=3) == STALE
-    assert heartbeat_status(counted, started + 7, stale_after=3) == HUNG
-    # its own beats count as they are; a frozen process is judged from its start too
-    assert heartbeat_counted_from(1020.0, None, frozen=False, started_at=started) == 1020.0
-    assert heartbeat_counted_from(last, 1500.0, frozen=True, started_at=started) == started
-    assert heartbeat_counted_from(last, 1500.0, frozen=False, started_at=started) == 1500.0
-    assert heartbeat_counted_from(None, None, frozen=False, started_at=started) is None
+    assert heartbeat_status(seen.since, mono + 4, stale_after=3) == STALE
+    assert heartbeat_status(seen.since, mono + 6, stale_after=3) == HUNG
+    # its own beats count as they are
+    assert observe_beat(None, 7, 1020.0, started, 1021.0, mono, None).since == mono - 1
+
+
+# --- observe_beat: heartbeat ages on the watchdog's monotonic clock ---------------------------
+W0, M0 = 1_700_000_000.0, 500.0  # the watchdog's wall and monotonic clocks at the first look
+
+
+def test_an_unchanged_heartbeat_ages_on_the_monotonic_clock_whatever_the_wall_clock_says():
+    from coffee_team.watchdog.policy import observe_beat
+    seen = observe_beat(None, 7, W0 - 5, None, W0, M0, None)
+    assert seen.since == M0 - 5
+    for wall in (W0 - 86400, W0, W0 + 86400):  # the wall clock went back, stood, went forward
+        again = observe_beat(seen, 7, W0 - 5, None, wall, M0 + 100, None)
+        assert again.since == M0 - 5 and again.read_at == M0 + 100
+
+
+@pytest.mark.parametrize("wall_age, age", [
+    (3.0, 3.0),       # the wall age, when no step says otherwise
+    (-40.0, 0.0),     # stamped "in the future": just now (a step the watchdog did not see)
+    (600.0, 30.0),    # older than the last read, which saw another stamp: not possible
+])
+def test_a_changed_heartbeat_counts_from_when_it_was_written(wall_age, age):
+    from coffee_team.watchdog.policy import BeatSeen, observe_beat
+    now_mono = M0 + 30
+    seen = BeatSeen(pid=7, stamp=W0 - 999, since=M0 - 10, read_at=M0)
+    new = observe_beat(seen, 7, W0 - wall_age, None, W0, now_mono, None)
+    assert new.since == pytest.approx(now_mono - age)
+
+
+@pytest.mark.parametrize("step", [600.0, -3600.0])
+@pytest.mark.parametrize("written_ago, before_step", [(10.0, True), (1.0, False), (25.0, True)])
+def test_a_stamp_from_before_a_step_is_read_on_the_clock_before_it(step, written_ago,
+                                                                  before_step):
+    """The watchdog saw the step between its looks at mono M0 + 28 and M0 + 29 (now: M0 + 30);
+    the heartbeat was written ``written_ago`` seconds ago, by the clock of the moment."""
+    from coffee_team.watchdog.policy import written_at
+    mono, offset_before = M0 + 30, W0 - M0
+    offset = offset_before + step
+    at = mono - written_ago
+    stamp = at + (offset_before if before_step else offset)
+    found = written_at(stamp, mono + offset, mono, -math.inf, (M0 + 28, M0 + 29, offset_before))
+    assert found == pytest.approx(at)
+
+
+def test_a_new_instance_is_a_new_heartbeat_even_with_the_same_stamp():
+    from coffee_team.watchdog.policy import observe_beat
+    seen = observe_beat(None, 7, W0 - 10, None, W0, M0, None)
+    restarted = observe_beat(seen, 8, W0 - 10, W0 + 40, W0 + 50, M0 + 50, None)
+    assert (restarted.pid, restarted.since) == (8, M0 + 40)  # from the new one's start
+
+
+@settings(max_examples=500, deadline=None)
+@given(steps=st.lists(st.tuples(st.floats(0.5, 120), st.floats(-3600, 3600),
+                                st.booleans()), min_size=1, max_size=40))
+def test_no_wall_clock_step_makes_a_beating_agent_old_or_a_frozen_one_young(steps):
+    """Time passes in random pieces, with wall-clock steps of up to an hour either way, and
+    the agent beats (on its own monotonic cadence) or is frozen: whatever the steps, the age
+    the watchdog counts is never more than the agent's silence on the monotonic clock (no
+    jump forward makes it hung), and for a frozen agent it is at least what it was plus the
+    time that passed (no jump back makes it young)."""
+    from coffee_team.clock import wall_step
+    from coffee_team.watchdog.policy import observe_beat
+    wall, mono = W0, M0
+    clock_seen, last_step = (wall, mono), None
+    stamp, written_mono = wall, mono
+    seen = observe_beat(None, 7, stamp, None, wall, mono, last_step)
+    slack = 0.0  # a step too small to be seen, between the last beat and its look
+    for index, (passed, jump, frozen) in enumerate(steps):
+        before = mono - seen.since
+        if not frozen:  # the agent beats just before the look: its stamp is its wall clock
+            # (+ a µs apart: two beats never carry the same stamp, as with time.time())
+            stamp, written_mono = wall + passed + 1e-6 * index, mono + passed
+        wall, mono = wall + passed + jump, mono + passed
+        step = wall_step(clock_seen, wall, mono)
+        if step:
+            last_step = (clock_seen[1], mono, clock_seen[0] - clock_seen[1])
+        clock_seen = (wall, mono)
+        if not frozen:
+            slack = 0.0 if step else abs(jump)
+        seen = observe_beat(seen, 7, stamp, None, wall, mono, last_step)
+        age = mono - seen.since
+        assert age <= mono - written_mono + slack + 1e-6
+        if frozen:
+            assert age == pytest.approx(before + passed)
+
+
+def test_a_rebased_restart_state_moves_with_the_wall_clock():
+    from coffee_team.restarts import rebased
+    state = RestartState(attempts=2, next_restart_at=T0 + 40, running_since=None,
+                         last_crash_at=T0 - 20)
+    assert rebased(state, 600.0) == RestartState(attempts=2, next_restart_at=T0 + 640,
+                                                 last_crash_at=T0 + 580)
+    assert rebased(rebased(state, 600.0), -600.0) == state
+    assert rebased(RestartState(running_since=T0), -5.0) == RestartState(running_since=T0 - 5)
+
+
+def test_escalation_waits_escalate_after_once_the_clock_jumped_forward():
+    from coffee_team.watchdog.policy import escalation_held_until
+    assert escalation_held_until(None, 600.0, 100.0, 60.0) == 160.0
+    assert escalation_held_until(None, -600.0, 100.0, 60.0) is None  # back: tasks look younger
+    assert escalation_held_until(None, 600.0, 100.0, None) is None   # escalation is off
+    assert escalation_held_until(170.0, 600.0, 100.0, 60.0) == 170.0  # the later hold stands

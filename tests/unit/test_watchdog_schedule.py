@@ -76,17 +76,16 @@ PENDING = {"a": RestartState(attempts=1, next_restart_at=T0 + 10),
            "c": RestartState(running_since=T0 - 100)}
 
 
-@pytest.mark.parametrize("read_at, now, due", [
+@pytest.mark.parametrize("since_read, now, due", [
     (None, T0, True),               # never read
-    (T0, T0, False),
-    (T0, T0 + 10 - EPS, False),
-    (T0, T0 + 10, True),            # a's restart is due: read before acting on it
-    (T0 - 29, T0 + 0.5, False),
-    (T0 - 30, T0, True),            # the refresh
-    (T0 + 5, T0, True),             # the clock went back
+    (0, T0, False),
+    (10 - EPS, T0 + 10 - EPS, False),
+    (10, T0 + 10, True),            # a's restart is due: read before acting on it
+    (29.5, T0 + 0.5, False),
+    (30, T0, True),                 # the refresh (on the monotonic clock)
 ])
-def test_restart_states_due_boundaries(read_at, now, due):
-    assert restart_states_due(read_at, PENDING, now, refresh_every=30) is due
+def test_restart_states_due_boundaries(since_read, now, due):
+    assert restart_states_due(since_read, PENDING, now, refresh_every=30) is due
 
 
 STATE = st.builds(RestartState, attempts=st.integers(0, 5),
@@ -105,7 +104,7 @@ def test_no_restart_is_due_unseen_when_others_clear_or_stop(known, cleared, stop
     stored = {name: on_cleared(s) if name in cleared else on_stop_requested(s)
               if name in stopped else s for name, s in known.items()}
     now = T0 + later
-    if not restart_states_due(now - since_read, known, now, refresh_every=30):
+    if not restart_states_due(since_read, known, now, refresh_every=30):
         assert due_restarts(stored, now) == []
 
 
@@ -128,7 +127,8 @@ def test_cpu_seconds_since(before, now_proc, used):
 
 
 class Tables:
-    """read_table and clock for a TreeSampler: each pass takes the next table."""
+    """read_table and clock (wall and monotonic alike) for a TreeSampler: each pass takes the
+    next table."""
 
     def __init__(self, *passes):
         self.passes = list(passes)
@@ -147,7 +147,7 @@ def test_sampler_reads_the_table_once_for_every_tree_and_measures_cpu_between_pa
                      200: proc(1, 8.0)},
                     {1: proc(0, 0), 100: proc(1, 3.0), 101: proc(100, 2.0, rss_mb=5),
                      200: proc(1, 8.5)})
-    sampler = TreeSampler(tables.read, tables.clock)
+    sampler = TreeSampler(tables.read, tables.clock, tables.clock)
     first = sampler.sample([100, 200])
     assert first == {100: Usage(0.0, 15.0), 200: Usage(0.0, 10.0)}  # no earlier pass yet
     assert sampler.sample([100, 200]) == {100: Usage(20.0, 15.0), 200: Usage(5.0, 10.0)}
@@ -159,7 +159,7 @@ def test_sampler_leaves_out_gone_trees_and_forgets_them():
     tables = Tables({100: proc(1, 2.0), 101: proc(100, 1.0), 200: proc(1, 8.0)},
                     {300: restarted, 200: proc(1, 8.0)},
                     {300: proc(1, 1.5, started=T0 + 15), 200: proc(1, 9.0)})
-    sampler = TreeSampler(tables.read, tables.clock)
+    sampler = TreeSampler(tables.read, tables.clock, tables.clock)
     sampler.sample([100, 200])
     assert sampler.sample([100, 200, 300]) == {200: Usage(0.0, 10.0), 300: Usage(5.0, 10.0)}
     assert sampler.tracked() == {200, 300}  # 100 and its child are not kept
