@@ -89,7 +89,7 @@ def watchdog_cost(n: int, pids: list[int], baseline: bool, seconds: int) -> tupl
         with MessageQueue(str(root / "q.db"), agents=team.names, clock=clock,
                           handles={a.name: a.handles for a in team.agents}) as queue:
             protocol = ListenerProtocol(io.StringIO(), io.StringIO(), io.StringIO(), clock=clock)
-            wd = Watchdog(team, protocol, rpc, queue, clock=clock)
+            wd = Watchdog(team, protocol, rpc, queue, clock=clock, mono=clock.monotonic)
             if baseline:
                 wd.sampler = PerAgentPsutilSampler()
             checks, loops = [], []
@@ -98,7 +98,7 @@ def watchdog_cost(n: int, pids: list[int], baseline: bool, seconds: int) -> tupl
                     for name in team.names:
                         write_heartbeat(team.status_dir, name, {"last_heartbeat": clock()})
                 clock.advance(1.0)
-                checking = clock() >= wd.next_health_check
+                checking = clock.monotonic() >= wd.next_health_check
                 t0 = time.process_time()
                 wd.on_timer()
                 wd.seconds_to_next_timer()

@@ -4,7 +4,8 @@
 process stops heartbeating and the watchdog restarts it. *Progress* means the handler still
 produces output (or calls ``ctx.progress()``); a long, silent task is a *stall*, warned about
 (or cancelled) but never taken for a hang. Nothing here reads a clock or does I/O: the caller
-passes ``now`` in.
+passes ``now`` in, on the monotonic clock, as every time compared with it (a wall-clock step
+is no time passing).
 """
 from __future__ import annotations
 

@@ -186,7 +186,7 @@ def start(signals_restored, monkeypatch):
             real = MessageQueue.from_team(team, clock=clock)
             opened.append(real)
             queue = ScriptedQueue(real)
-            agent = Agent(team, name, queue=queue, clock=clock)
+            agent = Agent(team, name, queue=queue, clock=clock, mono=clock.monotonic)
             harness = Harness(team, real, queue, clock, fake_time, agent)
 
             def dispatch(task: dict, ctx: HandlerContext):

@@ -62,7 +62,7 @@ class TaskExecution:
         (complete_and_claim). Not when something else comes first: a stop, the periodic run,
         or an llm agent's budget check (before_claim)."""
         return (not self.stopping and self.before_claim is None
-                and self.clock() < self.next_periodic)
+                and self.mono() < self.next_periodic)
 
     def _complete(self, task_id: int, result: Any, sends: list[dict]) -> bool:
         """Mark done and enqueue the follow-ups in one transaction (never sent twice)."""

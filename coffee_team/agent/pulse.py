@@ -14,12 +14,19 @@ idle agent wakes once per heartbeat interval instead of twice a second.
 A frozen process (SIGSTOP, a deadlock holding the GIL) freezes this thread too, so the
 heartbeat stops and the watchdog restarts it as before. A main loop stuck outside a handler is
 caught by ``liveness.main_loop_alive``: the heartbeat is withheld.
+
+Every cadence and silence here is measured on the monotonic clock (``host.mono``): a wall clock
+that jumps forward must not withhold the heartbeat or call a task stalled, and one that jumps
+back must not stop the heartbeat for the size of the jump. The wall clock (``host.clock``) only
+stamps what others read: the heartbeat file and the lease in the database. A step of it renews
+the lease at once (its expiry, in wall time, moved with the step) and beats.
 """
 from __future__ import annotations
 
 import threading
 from typing import Any, Callable
 
+from ..clock import wall_step
 from ..liveness import (CHECK_EVERY, STARTING, WORKING, due, lease_renew_every, main_loop_alive,
                        stall_check)
 
@@ -28,23 +35,27 @@ class Activity:
     """What the agent is doing: written by the main thread, read by the heartbeat thread.
 
     Each change is one attribute assignment (atomic under the GIL) and ``task`` is replaced,
-    never mutated, so the reader always sees a consistent task.
+    never mutated, so the reader always sees a consistent task. Times shown to people are on
+    the wall clock (``clock``); the ones rules compare are monotonic (``mono``): ``tick_at``,
+    ``output_at``.
     """
 
-    def __init__(self, clock: Callable[[], float]):
+    def __init__(self, clock: Callable[[], float], mono: Callable[[], float]):
         self.clock = clock
+        self.mono = mono
         self.state = STARTING
         self.task: dict[str, Any] | None = None  # {"id", "type", "started_at", "deadline"}
-        self.last_output_at: float | None = None
+        self.last_output_at: float | None = None  # wall, for the heartbeat file
+        self.output_at: float | None = None       # monotonic, for the stall rule
         self.progress: str | None = None
-        self.tick_at = clock()
+        self.tick_at = mono()
         self.began = threading.Event()  # wakes the heartbeat thread when work begins
 
     def begin(self, task_id: int | None, task_type: str, limit: float | None = None) -> None:
         """A task starts; ``limit`` is its timeout_seconds (None: none), so the heartbeat
         carries its deadline and ``status`` can say how long is left."""
         now = self.clock()
-        self.last_output_at, self.progress = now, None
+        self.last_output_at, self.output_at, self.progress = now, self.mono(), None
         self.task = {"id": task_id, "type": task_type, "started_at": now,
                      "deadline": None if limit is None else now + limit}
         self.state = WORKING
@@ -53,17 +64,17 @@ class Activity:
     def end(self, state: str) -> None:
         self.state = state
         self.task = None
-        self.tick_at = self.clock()
+        self.tick_at = self.mono()
 
     def touch(self, message: str | None = None) -> None:
         """Output or ctx.progress(): the handler is getting somewhere."""
-        self.last_output_at = self.clock()
+        self.last_output_at, self.output_at = self.clock(), self.mono()
         if message is not None:
             self.progress = message
 
     def tick(self) -> None:
         """The main loop went round once (it is not stuck)."""
-        self.tick_at = self.clock()
+        self.tick_at = self.mono()
 
     def fields(self) -> dict[str, Any]:
         """The heartbeat file's view of the activity."""
@@ -75,8 +86,8 @@ class Activity:
 
 
 class Pulse(threading.Thread):
-    """Runs ``check`` every second while a task runs, until ``stop``. ``host`` is the Agent: it provides name,
-    activity, queue, clock, db_errors, write_status(), abort(task_id, reason, message),
+    """Runs ``check`` every second while a task runs, until ``stop``. ``host`` is the Agent: it
+    provides name, activity, queue, clock (wall), mono (monotonic), db_errors, write_status(), abort(task_id, reason, message),
     warn_stall(task, silent_for, action), problem(what, message) and recovered(what)."""
 
     def __init__(self, host: Any, *, heartbeat_interval: float, lease_seconds: float,
@@ -90,9 +101,10 @@ class Pulse(threading.Thread):
         self.stall_after = stall_after
         self.on_stall = on_stall
         self._halt = threading.Event()
-        self.last_beat: float | None = None
+        self.last_beat: float | None = None  # every time here is monotonic (host.mono)
         self.lease_task: int | None = None
-        self.renewed_at = 0.0
+        self.renewed_at: float | None = 0.0
+        self.clock_seen: tuple[float, float] | None = None  # (wall, mono) at the last check
         self.warned_for: float | None = None  # the last_output_at whose stall was reported
         self.withheld = False
         self.shown: tuple[str, int | None] | None = None  # (state, task id) last written
@@ -111,7 +123,7 @@ class Pulse(threading.Thread):
                     activity.began.wait()
                     activity.began.clear()  # state is read again before sleeping on it
                 elif not self._halt.wait(min(CHECK_EVERY, self.heartbeat_interval)):
-                    self.check(self.host.clock())
+                    self.check(self.host.mono())
         finally:
             self.host.queue.backend.close()  # this thread's own connection
 
@@ -133,8 +145,13 @@ class Pulse(threading.Thread):
         return max(0.0, self.last_beat + self.heartbeat_interval - now)
 
     def check(self, now: float) -> None:
+        """One look, at ``now`` on the monotonic clock."""
         activity = self.host.activity
         state, task = activity.state, activity.task
+        wall = self.host.clock()
+        if wall_step(self.clock_seen, wall, now):  # the lease's expiry moved with the wall clock
+            self.renewed_at = self.last_beat = None  # renew and beat now
+        self.clock_seen = (wall, now)
         # A new task shows within a second, not at the next beat; tasks shorter than that
         # cost no file write (a heartbeat write per task would slow a busy agent down).
         shown = (state, task and task["id"])
@@ -145,7 +162,7 @@ class Pulse(threading.Thread):
         if state == WORKING and task is not None:
             if task["id"] is not None and on_file:
                 self._follow_lease(task, now)
-            self._check_stall(task, activity.last_output_at, now)
+            self._check_stall(task, activity.output_at, now)
 
     def _on_database_file(self) -> bool:
         """This thread's connection follows a replaced database file (the main thread reopens
@@ -170,7 +187,7 @@ class Pulse(threading.Thread):
         """Renew every lease/3; in between, a cheap read each second notices a cancel."""
         host, task_id = self.host, task["id"]
         if task_id != self.lease_task:  # a new task: its claim just set a full lease
-            self.lease_task, self.renewed_at = task_id, task["started_at"]
+            self.lease_task, self.renewed_at = task_id, now
         try:
             if due(self.renewed_at, now, self.renew_every):
                 held = host.queue.renew_lease(task_id, host.name, self.lease_seconds)

@@ -51,15 +51,16 @@ def make_runner(team: Team, spec: AgentSpec):
 
 
 class Agent(TaskExecution):
-    def __init__(self, team: Team, name: str, queue=None, clock=time.time):
+    def __init__(self, team: Team, name: str, queue=None, clock=time.time, mono=time.monotonic):
         self.team = team
         self.spec = team.agent(name)
         self.name = name
-        self.clock = clock
+        self.clock = clock  # wall: what is stamped (heartbeats, the database)
+        self.mono = mono    # monotonic: what is due when (periodic runs, heartbeats, stalls)
         self.queue = queue
         self.runner = make_runner(team, self.spec)
         self.started_at = clock()
-        self.activity = Activity(clock)
+        self.activity = Activity(clock, mono)
         self.pending_abort: tuple[int | None, str, str] | None = None  # set by the pulse thread
         self.counts = {"tasks_completed": 0, "tasks_failed": 0, "tasks_requeued": 0,
                        "tasks_cancelled": 0, "tasks_deferred": 0, "periodic_runs": 0}
@@ -205,7 +206,7 @@ class Agent(TaskExecution):
         the seconds until the next one is due."""
         if self.pulse is None or self.activity.state == WORKING:
             return IDLE_WAIT_CAP
-        return self.pulse.idle_beat(self.clock())
+        return self.pulse.idle_beat(self.mono())
 
     def warn_stall(self, task: dict, silent_for: float, action: str) -> None:
         """One WARNING per stall (from the pulse thread, on its own connection)."""
@@ -218,16 +219,16 @@ class Agent(TaskExecution):
                                 silent_for=round(silent_for, 1), action=action)
 
     def loop(self) -> None:
-        self.next_periodic = self.clock()
+        self.next_periodic = self.mono()
         while not self.stopping:
             self.activity.tick()
             if self.supervised and not self.parent.parent_alive():
                 log(self.name, "supervisord is gone; exiting")
                 return  # a task claimed with the last completion is requeued by _shutdown
             tasks, self.claimed_next = self.claimed_next, []
-            if not tasks and self.clock() >= self.next_periodic:
+            if not tasks and self.mono() >= self.next_periodic:
                 self.periodic()
-                self.next_periodic = self.clock() + self.spec.check_interval
+                self.next_periodic = self.mono() + self.spec.check_interval
                 continue
             if not tasks and self.before_claim is not None:
                 self.durable(self.before_claim)
@@ -239,7 +240,7 @@ class Agent(TaskExecution):
                 self.process(tasks[0])
                 continue
             self.activity.state = IDLE
-            timeout = min(self.next_periodic - self.clock(), self.idle_beat())
+            timeout = min(self.next_periodic - self.mono(), self.idle_beat())
             if self.wait_cap is not None:
                 timeout = min(timeout, self.wait_cap)
             self.durable(self.queue.wait, self.name, max(0.0, timeout), interruptible=True)

@@ -53,12 +53,14 @@ class Standby:
 
     def __init__(self, team: Any, lock: Any, holder: Holder,
                  clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep,
+                 mono: Callable[[], float] = time.monotonic):
         self.team = team
         self.lock = lock
         self.name = lock.name
         self.holder = holder
-        self.clock = clock
+        self.clock = clock  # stamps the heartbeat
+        self.mono = mono    # times its cadence: a wall-clock step must not stop it
         self.sleep = sleep
         self.started_at = clock()
         self.parent = ParentWatch()
@@ -85,9 +87,8 @@ class Standby:
         delays = retry.delays(STANDBY_POLL, DB_RETRY_MAX)  # longer only while the database fails
         delay = next(delays)
         while True:
-            now = self.clock()
-            if due(self.beat_at, now, self.team.settings.heartbeat_interval):
-                self._beat(now)
+            if due(self.beat_at, self.mono(), self.team.settings.heartbeat_interval):
+                self._beat(self.clock())
             self.sleep(delay)
             if not self.parent.parent_alive():
                 raise StandbyEnded("supervisord is gone")
@@ -115,7 +116,7 @@ class Standby:
             write_heartbeat(self.team.status_dir, self.name, beat)
         except OSError as exc:  # the next beat tries again; a standby holds nothing to lose
             log(self.name, f"cannot write the heartbeat file: {exc.strerror or exc}")
-        self.beat_at = now
+        self.beat_at = self.mono()
 
     def _problem(self, exc: BaseException) -> None:
         text = describe_error(exc)

@@ -49,7 +49,8 @@ class Project:
 
     def agent(self, name: str) -> Agent:
         """A new Agent (as after a restart), attached as run_agent attaches it."""
-        agent = Agent(self.team, name, queue=self.queue, clock=self.clock)
+        agent = Agent(self.team, name, queue=self.queue, clock=self.clock,
+                      mono=self.clock.monotonic)
         if agent.spec.llm is not None:
             agent.runner.attach(self.queue, agent.durable, self.clock)
         return agent

@@ -115,9 +115,11 @@ class FakeHost:
     db_errors = (OSError,)
 
     def __init__(self):
-        self.now = T0
-        self.clock = lambda: self.now
-        self.activity = Activity(self.clock)
+        self.now = T0          # the monotonic clock; the wall clock is it plus wall_offset
+        self.wall_offset = 0.0  # a test steps the wall clock alone by changing it
+        self.clock = lambda: self.now + self.wall_offset
+        self.mono = lambda: self.now
+        self.activity = Activity(self.clock, self.mono)
         self.activity.state = IDLE
         self.queue = FakeQueue()
         self.beats, self.aborts, self.stalls, self.problems = [], [], [], []
@@ -160,7 +162,8 @@ def test_beats_while_a_task_runs_for_two_hours_and_keeps_its_lease():
     run(host, pulse, 7200)
     assert len(host.beats) == 3600  # every heartbeat_interval, the main thread busy throughout
     renewals = [c for c in host.queue.calls if c[0] == "renew"]
-    assert len(renewals) == 720 and all(c == ("renew", 42, 30.0) for c in renewals)  # lease/3
+    # every lease/3 from the first look (the claim set a full lease a moment before)
+    assert len(renewals) == 719 and all(c == ("renew", 42, 30.0) for c in renewals)
     assert len(host.queue.calls) == 7200  # a cheap read in every other second: cancel seen in 1 s
     assert host.aborts == [] and host.stalls == []
 
@@ -324,3 +327,43 @@ def test_a_new_task_shows_at_the_next_check_not_the_next_beat():
     host.activity.tick()
     run(host, pulse, 1)
     assert host.beats == [T0 + 1, T0 + 2, T0 + 4]
+
+
+# --- wall-clock steps: every cadence and silence is on the monotonic clock --------------------
+
+@pytest.mark.parametrize("jump", [-3600.0, 3600.0])
+def test_a_wall_clock_step_changes_no_cadence_and_renews_the_lease_at_once(jump):
+    host, pulse = make(stall_after=30)  # heartbeat_interval 2 s, lease 30 s (renew every 10)
+    host.activity.begin(42, "build")
+    run(host, pulse, 4)
+    host.activity.touch()
+    renewals = lambda: [c for c in host.queue.calls if c[0] == "renew"]  # noqa: E731
+    assert renewals() == []
+    host.wall_offset = jump  # the wall clock steps; the monotonic clock (host.now) does not
+    run(host, pulse, 1)
+    assert len(renewals()) == 1  # the lease's expiry, in wall time, moved: renewed now
+    run(host, pulse, 25)
+    assert len(renewals()) == 3  # then every 10 s again
+    assert host.beats == [T0 + n for n in range(1, 30, 2)]  # every 2 s throughout
+    assert host.stalls == [] and host.problems == [] and host.aborts == []
+
+
+@pytest.mark.parametrize("jump", [-3600.0, 3600.0])
+def test_an_idle_agent_beats_on_its_interval_across_a_wall_clock_step(jump):
+    host, pulse = make()  # heartbeat_interval 2 s
+    assert idle_beat(host, pulse, T0) == 2.0
+    host.wall_offset = jump
+    assert idle_beat(host, pulse, T0 + 1) == 1.0 and host.beats == [T0]
+    assert idle_beat(host, pulse, T0 + 2) == 2.0 and host.beats == [T0, T0 + 2]
+
+
+def test_a_stuck_main_loop_is_found_on_the_monotonic_clock_only():
+    host, pulse = make()  # loop_limit 3 s
+    host.activity.begin(1, "t")
+    host.activity.end(IDLE)
+    host.wall_offset = 3600.0  # a jump forward does not make the loop look stuck
+    run(host, pulse, 2)
+    assert host.problems == []
+    host.wall_offset = -3600.0  # nor does a jump back hide a stuck one
+    run(host, pulse, 5)
+    assert host.problems == ["main loop"]

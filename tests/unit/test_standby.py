@@ -128,8 +128,8 @@ class FakeLock:
 
 def _standby(team, lock, clock=None):
     times = iter(range(100))
-    return Standby(team, lock, HOLDER_A, clock=clock or (lambda: float(next(times))),
-                   sleep=lambda seconds: None)
+    clock = clock or (lambda: float(next(times)))
+    return Standby(team, lock, HOLDER_A, clock=clock, sleep=lambda seconds: None, mono=clock)
 
 
 def test_standby_waits_beating_then_takes_over(capfd):
