@@ -83,11 +83,13 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         pid = info.get("pid", 0) or 0
         running = state == "RUNNING" and pid > 0
         cpu, rss = table.tree_usage(pid, now) if running else (0.0, 0.0)
+        proc = table.procs.get(pid) if running else None
         beat = beats.read(status_dir, spec.name)
         last = last_beat(beat)
         row = {
             "name": spec.name, "state": state, "pid": pid, "priority": spec.priority,
-            "uptime_seconds": round(now - info["start"], 1) if running else 0,
+            "uptime_seconds": uptime(now, proc.started if proc else info["start"])
+            if running else 0,
             "cpu_percent": cpu, "rss_mb": rss,
             "heartbeat_age_seconds": None if last is None else round(max(0.0, now - last), 1),
             "last_heartbeat": last, "current_task": beat.get("current_task"),
@@ -104,9 +106,8 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
         row.update((extra or {}).get(spec.name, {}))
         agents.append(row)
     started = table.procs.get(supervisord_pid)
-    uptime = now - started.started if started else 0.0
     data = {
-        "uptime_seconds": round(uptime, 1),
+        "uptime_seconds": uptime(now, started.started) if started else 0.0,
         "agents_running": sum(1 for a in agents if is_active(a)),
         "agents_standby": sum(1 for a in agents if is_standby(a)),
         "agents_total": len(agents),
@@ -129,6 +130,13 @@ def program_rows(team: Team, infos: list[dict[str, Any]]) -> list[dict[str, Any]
              # spawnerr says why supervisord could not run it (a missing command)
              "description": info.get("spawnerr") or info.get("description", "")}
             for info in sorted(infos, key=lambda i: i["name"]) if info["name"] not in names]
+
+
+def uptime(now: float, started: float) -> float:
+    """Seconds since ``started``, never negative. A start time from the process table moves
+    with the wall clock (the kernel's boot time does); supervisord's own (``info["start"]``,
+    the fallback off Linux) does not: after the clock went back it lies in the future."""
+    return round(max(0.0, now - started), 1)
 
 
 def is_standby(agent: dict[str, Any]) -> bool:

@@ -157,3 +157,23 @@ def test_small_clock_corrections_are_not_steps(rig):
         rig.clock.jump(jump)
         live(rig, 40)
     assert clock_steps(rig) == [] and "stepped" not in rig.stderr.getvalue()
+
+
+def test_uptime_is_never_negative_after_the_clock_went_back(tmp_path):
+    """supervisord stamps a process's start with the wall clock; the clock then went back a
+    day (finding: "uptime -1d 22h")."""
+    import os
+    import time
+
+    from coffee_team import status
+    from tests.test_watchdog import make_team
+    team = make_team(tmp_path, {"a": {"priority": 1}, "b": {"priority": 2}})
+    now = time.time()
+    infos = [{"name": "a", "statename": "RUNNING", "pid": os.getpid(), "start": now + 86400},
+             {"name": "b", "statename": "RUNNING", "pid": 2**22 + 7, "start": now + 86400}]
+    data = status.collect(team, infos, os.getpid(), now=now)
+    by_name = {a["name"]: a for a in data["agents"]}
+    assert 0 < by_name["a"]["uptime_seconds"] < 86400  # from the kernel's start time
+    assert by_name["b"]["uptime_seconds"] == 0  # not in the process table: supervisord's, capped
+    assert data["uptime_seconds"] > 0
+    assert status.uptime(now, now + 3600) == 0.0 and status.uptime(now, now - 90) == 90.0
