@@ -79,19 +79,21 @@ def written_at(stamp: float, now: float, mono: float, not_before: float,
     wall-clock step. ``last_step`` is (the look before it, the look that saw it, the
     difference before it): a stamp could be from after the step only if the clock of now puts
     it after the look before, and from before it only if the clock before puts it before the
-    look that saw it; when both could be, the younger is taken (an agent is never made older
-    than it could be). Never before ``not_before`` (the last read, which saw another stamp)
-    nor after now."""
-    written = stamp - (now - mono)
+    look that saw it. A moment is possible from ``not_before`` (the last read, which saw
+    another stamp) to now (up to a step too small to be seen, WALL_STEP, later); of the
+    possible ones the latest is taken, and if none is (the writer's clock is not the one the
+    watchdog knows: it stepped unseen, or it is another process's), now: an agent is never
+    made older than the monotonic clock proves."""
+    on_now = stamp - (now - mono)
+    candidates = [on_now]
     if last_step is not None:
         after, seen, offset_before = last_step
         before = stamp - offset_before
-        # a stamp may be up to a step too small to be seen (WALL_STEP) in the future; and
-        # within a millisecond: epoch seconds in a float carry about a microsecond
-        candidates = [w for w, possible in ((written, after - 1e-3 <= written <= mono + WALL_STEP),
+        # (within a millisecond: epoch seconds in a float carry about a microsecond)
+        candidates = [w for w, possible in ((on_now, on_now >= after - 1e-3),
                                              (before, before <= seen + 1e-3)) if possible]
-        written = max(candidates, default=written)
-    return min(mono, max(written, not_before))
+    possible = [w for w in candidates if not_before - 1e-3 <= w <= mono + WALL_STEP]
+    return min(mono, max(possible, default=mono))
 
 
 def heartbeat_next_look(last_heartbeat: float | None, status: str,

@@ -609,7 +609,9 @@ def test_an_unchanged_heartbeat_ages_on_the_monotonic_clock_whatever_the_wall_cl
 @pytest.mark.parametrize("wall_age, age", [
     (3.0, 3.0),       # the wall age, when no step says otherwise
     (-40.0, 0.0),     # stamped "in the future": just now (a step the watchdog did not see)
-    (600.0, 30.0),    # older than the last read, which saw another stamp: not possible
+    (600.0, 0.0),     # older than the last read, which saw another stamp: not on our clock
+    (31.0, 0.0),      # just before that read: the same
+    (29.0, 29.0),     # just after it
 ])
 def test_a_changed_heartbeat_counts_from_when_it_was_written(wall_age, age):
     from coffee_team.watchdog.policy import BeatSeen, observe_beat
