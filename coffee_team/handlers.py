@@ -46,8 +46,8 @@ class Interrupted(BaseException):
     """Raised from a signal handler to stop a running handler.
 
     A BaseException, so a handler's own ``except Exception`` cannot swallow it. ``reason`` is
-    "timeout" or "stalled" (the task fails), "stop" (the task is requeued for the next run) or
-    "cancelled" (the task is no longer this agent's: nothing is recorded).
+    "timeout", "stalled" or "memory" (the task fails), "stop" (the task is requeued for the
+    next run) or "cancelled" (the task is no longer this agent's: nothing is recorded).
     """
 
     def __init__(self, reason: str, message: str):

@@ -47,6 +47,31 @@ def lease_renew_every(lease_seconds: float) -> float:
     return lease_seconds / 3.0
 
 
+# --- memory_limit_mb, enforced by the agent while a task runs (agent/memguard.py) ----------
+MEMORY_OVERSHOOT = 1.5  # the process tree must never pass this × memory_limit_mb
+# The fastest growth assumed between two readings when none faster was measured: a loop
+# touching fresh pages (2 GB/s and more on one core of a current machine), with margin.
+ALLOC_BURST_MB_S = 4000.0
+MEMORY_SAMPLE_MIN, MEMORY_SAMPLE_MAX = 0.002, 1.0  # seconds between readings
+
+
+def memory_next_sample(rss_mb: float, growth_mb_s: float, limit_mb: float) -> float:
+    """Seconds until the tree's RSS must be read again: growing at the faster of its measured
+    rate and ALLOC_BURST_MB_S, it would use at most half the headroom left below
+    MEMORY_OVERSHOOT × the limit meanwhile. Far below the limit that is a few readings a
+    second (each is a few small /proc reads); close to it, hundreds."""
+    headroom = MEMORY_OVERSHOOT * limit_mb - rss_mb
+    rate = max(growth_mb_s, ALLOC_BURST_MB_S)
+    return min(MEMORY_SAMPLE_MAX, max(MEMORY_SAMPLE_MIN, headroom / rate / 2))
+
+
+def memory_exceeded(rss_mb: float, limit_mb: float) -> str | None:
+    """The failed task's reason when the tree is over the limit, else None."""
+    if rss_mb <= limit_mb:
+        return None
+    return f"memory limit {limit_mb:g} MB exceeded: {rss_mb:.0f} MB"
+
+
 @dataclass(frozen=True)
 class Stall:
     stalled: bool      # silent for longer than stall_after

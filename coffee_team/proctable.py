@@ -54,6 +54,28 @@ class ProcessTable:
         return round(100.0 * cpu_seconds / lifetime, 1), round(rss / 2**20, 1)
 
 
+def rss_of(pids) -> int:
+    """Resident bytes of ``pids`` now (one gone counts 0): on Linux one small read of
+    ``/proc/PID/statm`` each, so it can be called many times a second."""
+    if not os.path.isfile("/proc/self/statm"):
+        import psutil
+        total = 0
+        for pid in pids:
+            try:
+                total += psutil.Process(pid).memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+    page, total = os.sysconf("SC_PAGE_SIZE"), 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):  # gone since
+            pass
+    return total
+
+
 def _linux_procs() -> dict[int, Proc]:
     ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
     boot = _boot_time()

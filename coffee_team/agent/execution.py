@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import events as kinds
 from .. import handlers, otel
 from ..errors import HandlerError, QueueError, UnstorableResult
 from ..handlers import Deferred, HandlerContext, Interrupted
@@ -95,6 +96,9 @@ class TaskExecution:
                 self._dropped(data, f"{exc}; handler stopped")
                 return
             self._fail(data, str(exc))
+            if exc.reason == "memory":  # the history shows it beside the watchdog's restarts
+                self.durable(self.queue.record_event, self.name, kinds.MEMORY_LIMIT,
+                             task_id=data["id"], reason=str(exc))
             return
         except Deferred as exc:
             self._defer(data, exc)

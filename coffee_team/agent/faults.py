@@ -9,6 +9,7 @@ import signal
 import time
 from typing import Any
 
+from ..errors import HandlerError
 from ..handlers import HandlerContext
 
 
@@ -38,6 +39,21 @@ def hog_memory(task: dict, ctx: HandlerContext) -> Any:
         for i in range(0, len(hog_memory.ballast), 4096):
             hog_memory.ballast[i] = 1
     return None
+
+
+def allocate(task: dict, ctx: HandlerContext) -> Any:
+    """A task of type "grow": allocate ``chunk_mb`` MB at a time, every page touched, until
+    stopped (memory_limit_mb), or fail at ``max_mb`` (so a guard that never fires fails a
+    test rather than exhaust the machine); any other task completes at once."""
+    if task["type"] != "grow":
+        return {"ack": task["type"]}
+    chunk, most = int(ctx.options.get("chunk_mb", 8)), int(ctx.options.get("max_mb", 1000))
+    held: list[bytearray] = []
+    while len(held) * chunk < most:
+        block = bytearray(chunk << 20)
+        block[::4096] = b"\1" * len(block[::4096])
+        held.append(block)
+    raise HandlerError(f"never stopped: {most} MB allocated")
 
 
 def record(task: dict, ctx: HandlerContext) -> Any:

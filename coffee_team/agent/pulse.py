@@ -50,6 +50,13 @@ class Activity:
         self.progress: str | None = None
         self.tick_at = mono()
         self.began = threading.Event()  # wakes the heartbeat thread when work begins
+        self.watchers: list[threading.Event] = []  # and the others' (subscribe)
+
+    def subscribe(self) -> threading.Event:
+        """An event of its own, set whenever work begins (for a thread besides the pulse)."""
+        event = threading.Event()
+        self.watchers.append(event)
+        return event
 
     def begin(self, task_id: int | None, task_type: str, limit: float | None = None) -> None:
         """A task starts; ``limit`` is its timeout_seconds (None: none), so the heartbeat
@@ -60,6 +67,8 @@ class Activity:
                      "deadline": None if limit is None else now + limit}
         self.state = WORKING
         self.began.set()
+        for event in self.watchers:
+            event.set()
 
     def end(self, state: str) -> None:
         self.state = state

@@ -29,6 +29,7 @@ from ..heartbeat import announce_ready, write_heartbeat
 from ..layout import ensure_data_dirs
 from ..liveness import IDLE, STOPPED, STOPPING, WORKING
 from ..output import log
+from .memguard import MemoryGuard
 from .pulse import Activity, Pulse
 from ..parentwatch import ParentWatch, die_with_parent
 from .locks import AgentLock, PgAgentLock
@@ -261,6 +262,9 @@ class Agent(TaskExecution):
         if pulse.last_beat is not None:  # the first heartbeat: the boot's next group may start
             announce_ready(self.team.run_dir, self.name)
         pulse.start()
+        guard = MemoryGuard(self, spec.memory_limit_mb) if spec.memory_limit_mb else None
+        if guard is not None:
+            guard.start()
         try:
             self.loop()
         except Interrupted as exc:
@@ -271,6 +275,8 @@ class Agent(TaskExecution):
                 signal.signal(sig, signal.SIG_IGN)
             self.runner.kill()
             pulse.stop()
+            if guard is not None:
+                guard.stop()
             self._shutdown()
         return 0
 
