@@ -18,7 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = [f"tests/integration/test_{name}.py"
-         for name in ("chaos", "reliability", "watchdog_live", "sick_storage", "pg_sick")]
+         for name in ("chaos", "reliability", "watchdog_live", "sick_storage", "pg_sick",
+                      "clock_steps_live", "memory_limit_live")]
 
 
 def main() -> int:

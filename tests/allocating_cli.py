@@ -3,7 +3,7 @@ default 8) MB at a time, every page touched, until it is stopped; it prints "all
 on stderr after each chunk (the agent's log keeps the last one). At ``MAX_MB`` (argv[2],
 default 1000) it gives up and exits 3, so a guard that never fires fails the test instead of
 exhausting the machine. Any other task is answered at once with {"ok": true}. Used by
-tests/test_memory_limit_live.py."""
+tests/integration/test_memory_limit_live.py."""
 from __future__ import annotations
 
 import json

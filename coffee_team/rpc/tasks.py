@@ -126,10 +126,11 @@ class TasksRPC:
 
     @rpc_method
     def retryTask(self, id):
-        """ Put a failed or cancelled task back to pending now, attempts reset
+        """ Put a failed or cancelled task back to pending now, attempts reset; make a
+        delayed pending task due now
 
         @param int id            The task id
-        @return string previous  The state it was in (failed or cancelled)
+        @return string previous  The state it was in (failed, cancelled or pending)
         """
         return self._queue_().retry_task(check_id(id, "id"))
 

@@ -95,7 +95,8 @@ class ClockSteps:
 def wall_clock(offset_file: str | None) -> Callable[[], float]:
     """time.time; with ``offset_file`` (a test hook: COFFEE_TEST_CLOCK_OFFSET_FILE) time.time
     plus the seconds the file holds, read at every call, so a test steps this process's wall
-    clock alone, and at any moment, by rewriting the file (tests/test_clock_steps_live.py)."""
+    clock alone, and at any moment, by rewriting the file
+    (tests/integration/test_clock_steps_live.py)."""
     if not offset_file:
         return time.time
 

@@ -12,11 +12,10 @@
   ``team_reload_failed`` event). Editing the file alone changes nothing until it is applied;
 - hands notifications to ``team.notify`` targets from a thread of its own (coffee_team.notify).
 
-Restart state lives in the database, so killing the listener or supervisord keeps pending
-backoffs and counts. Time spans (heartbeat ages, the timers) are measured on the monotonic
-clock; a step of the wall clock is logged once and re-bases what it reaches (clocksteps.py).
-stdin/stdout/the RPC proxy/the queue are injected (superlance style);
-logging goes to stderr only, because stdout is the protocol. The listener never stops itself.
+Restart state lives in the database: killing the listener or supervisord keeps pending
+backoffs and counts. Time spans are monotonic; wall-clock steps: clocksteps.py. stdin/stdout,
+the RPC proxy and the queue are injected (superlance style); logging goes to stderr only,
+because stdout is the protocol. The listener never stops itself.
 """
 from __future__ import annotations
 

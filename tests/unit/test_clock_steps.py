@@ -166,7 +166,7 @@ def test_uptime_is_never_negative_after_the_clock_went_back(tmp_path):
     import time
 
     from coffee_team import status
-    from tests.test_watchdog import make_team
+    from tests.watchdog_rig import make_team
     team = make_team(tmp_path, {"a": {"priority": 1}, "b": {"priority": 2}})
     now = time.time()
     infos = [{"name": "a", "statename": "RUNNING", "pid": os.getpid(), "start": now + 86400},

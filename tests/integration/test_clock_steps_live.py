@@ -43,11 +43,32 @@ def pids(project):
     return {i["name"]: i["pid"] for i in project.rpc().supervisor.getAllProcessInfo()}
 
 
-def test_a_jump_forward_of_ten_minutes_restarts_no_agent(project, tmp_path):
+def send_work(project, count=30):
+    with MessageQueue.from_team(project.team) as q:
+        return [q.send("cli", ("ann", "bob", "cy")[i % 3], "work", {"n": i}) for i in range(count)]
+
+
+def outcome(project, ids):
+    """(lost, completed more than once): each task done once, none left behind."""
+    with MessageQueue.from_team(project.team) as q:
+        rows = {t["id"]: t for t in q.list_tasks(limit=10000) if t["id"] in ids}
+    return (sum(1 for i in ids if rows.get(i, {}).get("status") != "completed"),
+            sum(1 for i in ids if rows.get(i, {}).get("attempts", 0) > 1))
+
+
+def test_a_jump_forward_of_ten_minutes_restarts_no_agent(project, tmp_path, reliability):
     before = boot(project, tmp_path / "offset")
+    ids = send_work(project)
     (tmp_path / "offset").write_text("600")
     steps = wait_until(lambda: journal(project, "clock_step"), 10, 0.2, "the step's event")
+    ids += send_work(project)
     time.sleep(3 * 4)  # three times what makes an agent hung
+    lost, twice = outcome(project, ids)
+    reliability("wall clock jumps forward 10 min", f"{len(ids)} tasks, 3 agents",
+                "the watchdog's wall clock +600 s (2 × stale_after is 4 s)", lost, str(twice),
+                f"no agent restarted, no stale or hung warning in 12 s; the step logged once "
+                f"(clock_step {steps[0]['detail']['step']:+.0f} s)")
+    assert (lost, twice) == (0, 0)
     assert pids(project) == before
     assert journal(project, "hung") == [] and journal(project, "stale") == []
     with MessageQueue.from_team(project.team) as q:
@@ -56,10 +77,12 @@ def test_a_jump_forward_of_ten_minutes_restarts_no_agent(project, tmp_path):
     assert steps[0]["agent"] is None
 
 
-def test_a_jump_back_leaves_hang_detection_on(project, tmp_path):
+def test_a_jump_back_leaves_hang_detection_on(project, tmp_path, reliability):
     before = boot(project, tmp_path / "offset")
     (tmp_path / "offset").write_text("-3600")
     wait_until(lambda: journal(project, "clock_step"), 10, 0.2, "the step's event")
+    ids = send_work(project)
+    wait_until(lambda: outcome(project, ids)[0] == 0, 20, 0.2, "the work before the freeze")
     os.kill(before["bob"], signal.SIGSTOP)
     frozen_at = time.monotonic()
     try:
@@ -69,8 +92,17 @@ def test_a_jump_back_leaves_hang_detection_on(project, tmp_path):
     finally:
         with_suppressed_kill(before["bob"], signal.SIGCONT)
     [hung] = [e for e in journal(project, "hung") if e["agent"] == "bob"][:1]
-    print(f"frozen agent found hung {hung['detail']['age']}s after its last beat, "
+    print(f"frozen agent found hung at {hung['detail']['age']}s of silence, "
           f"restarted {took:.1f}s after SIGSTOP")
+    ids += send_work(project)  # bob's share waits for its new instance
+    wait_until(lambda: outcome(project, ids)[0] == 0, 30, 0.2, "every task done")
+    lost, twice = outcome(project, ids)
+    reliability("wall clock jumps back 1 h, then an agent is frozen",
+                f"{len(ids)} tasks, 3 agents",
+                "the watchdog's wall clock -3600 s; SIGSTOP of 1 agent", lost, str(twice),
+                f"frozen agent found hung at {hung['detail']['age']}s of heartbeat silence "
+                f"(2 × stale_after = 4 s), restarted {took:.1f}s after SIGSTOP; the others "
+                f"kept their PIDs")
     assert 4 <= hung["detail"]["age"] <= 4 + 2 + 1  # 2 × stale_after (+ beat and check cadence)
     now = pids(project)
     assert now["ann"] == before["ann"] and now["cy"] == before["cy"]

@@ -20,7 +20,7 @@ from tests.harness import boot_supervisord, wait_until
 pytestmark = pytest.mark.slow
 
 LIMIT = 200
-CLI = str(Path(__file__).with_name("allocating_cli.py"))
+CLI = str(Path(__file__).resolve().parents[1] / "allocating_cli.py")
 REASON = re.compile(rf"^memory limit {LIMIT} MB exceeded: (\d+) MB$")
 
 
@@ -41,7 +41,7 @@ def finished(project, task_id):
 
 @pytest.mark.parametrize("agent", ["cmd", "py"])
 def test_a_handler_allocating_past_its_limit_is_stopped_below_one_and_a_half_times_it(
-        project, agent):
+        project, agent, reliability):
     team(project)
     boot_supervisord(project)
     infos = project.wait_states("RUNNING", timeout=40)
@@ -64,5 +64,11 @@ def test_a_handler_allocating_past_its_limit_is_stopped_below_one_and_a_half_tim
         assert [e["detail"]["task_id"] for e in events] == [grow]
         after = q.send("cli", agent, "small")
     done = wait_until(lambda: finished(project, after), 20, 0.1, "the next task")
+    kind = "command" if agent == "cmd" else "Python handler"
+    reliability(f"{kind} allocating past memory_limit_mb", "2 tasks (grow, then a small one)",
+                f"8 MB chunks without end; memory_limit_mb {LIMIT}, health_check_interval "
+                f"3600", 0 if done["status"] == "completed" else 1, "0",
+                f"stopped at {reached} MB of the agent's tree (< {1.5 * LIMIT:g}): failed "
+                f"\"{row['error']}\"; same PID, next task done")
     assert done["status"] == "completed"  # the agent carries on
     assert project.infos()[agent]["pid"] == infos[agent]["pid"]  # not restarted
