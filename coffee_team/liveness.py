@@ -9,6 +9,7 @@ is no time passing).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,10 +67,11 @@ def memory_next_sample(rss_mb: float, growth_mb_s: float, limit_mb: float) -> fl
 
 
 def memory_exceeded(rss_mb: float, limit_mb: float) -> str | None:
-    """The failed task's reason when the tree is over the limit, else None."""
+    """The failed task's reason when the tree is over the limit, else None (whole MB rounded
+    up: 200.3 MB over a limit of 200 reads 201, not 200)."""
     if rss_mb <= limit_mb:
         return None
-    return f"memory limit {limit_mb:g} MB exceeded: {rss_mb:.0f} MB"
+    return f"memory limit {limit_mb:g} MB exceeded: {math.ceil(rss_mb)} MB"
 
 
 @dataclass(frozen=True)

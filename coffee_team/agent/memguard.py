@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from ..liveness import WORKING, memory_exceeded, memory_next_sample
+from ..liveness import MEMORY_SAMPLE_MAX, WORKING, memory_exceeded, memory_next_sample
 from ..output import log
 from ..proctable import ProcessTable, rss_of
 
@@ -55,6 +55,7 @@ class MemoryGuard(threading.Thread):
         self._halt = threading.Event()
         self.wait = wait or self._halt.wait  # between readings; a stop ends it at once
         self.peak_mb = 0.0  # the highest reading of the last task (tests, logs)
+        self.idle_mb: float | None = None  # the reading after the last task ended
 
     def stop(self) -> None:
         self._halt.set()
@@ -70,10 +71,18 @@ class MemoryGuard(threading.Thread):
             task = activity.task
             if activity.state == WORKING and task is not None:
                 self.watch(task)
+                self.idle_mb = self.read_rss(self.read_table().tree(self.pid)) / 2**20
 
     def watch(self, task: dict) -> None:
         """Read the tree until ``task`` ends (or is stopped for memory)."""
         activity = self.host.activity
+        if self.idle_mb is not None and self.idle_mb > self.limit_mb:
+            # over it between tasks, before this handler ran: not this task's doing
+            log(self.host.name, f"over memory_limit_mb ({self.idle_mb:.0f} MB) before task "
+                                f"{task['id']} began; left to the watchdog's restart")
+            while activity.task is task and not self._halt.is_set():
+                self.wait(MEMORY_SAMPLE_MAX)
+            return
         members: list[int] = []
         found_at = -REDISCOVER
         before: tuple[float, float] | None = None  # (when, MB) of the previous reading
@@ -87,11 +96,7 @@ class MemoryGuard(threading.Thread):
             self.peak_mb = max(self.peak_mb, rss_mb)
             reason = memory_exceeded(rss_mb, self.limit_mb)
             if reason is not None:
-                if before is None:  # over it before the handler ran: not this task's doing
-                    log(self.host.name, f"over memory_limit_mb ({rss_mb:.0f} MB) as task "
-                                        f"{task['id']} began; left to the watchdog's restart")
-                else:
-                    self.host.abort(task["id"], "memory", reason)
+                self.host.abort(task["id"], "memory", reason)
                 return
             growth = 0.0 if before is None else \
                 max(0.0, rss_mb - before[1]) / max(now - before[0], 1e-6)
