@@ -244,6 +244,20 @@ class ControlContract:
         [task] = q.claim("alice")
         assert task.id == delayed and task.attempts == 1 and task.type == "later"
 
+    def test_retry_releases_a_backed_off_task_as_a_failed_one(self):
+        q = self.make_queue(retry=flaky(3, backoff=3600))
+        task_id = q.send("cli", "alice", "t")
+        q.claim("alice")
+        q.mark_failed(task_id, "flaky")  # back to pending, due in an hour
+        assert q.claim("alice") == []
+        depth = self.depth(q, "alice")
+        assert q.retry_task(task_id) == "pending"
+        row = q.get_task(task_id)
+        assert (row["status"], row["attempts"], row["failures"]) == ("pending", 0, 0)
+        assert [e["error"] for e in row["errors"]] == ["flaky"]  # the history stays
+        assert self.depth(q, "alice") == depth  # pending already: not counted again
+        assert [t.id for t in q.claim("alice")] == [task_id]
+
     def test_bring_back_moves_tasks_stamped_while_the_clock_was_ahead(self):
         """The clock ran 2 h ahead while tasks were sent, then went back: they would wait
         for it to catch up (2 h) and their age would read negative."""

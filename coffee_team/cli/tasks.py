@@ -90,8 +90,8 @@ def _control_command(action: str, doc: str):
 task_cancel = _control_command(
     "cancel", "Cancel task ID (pending or in progress; a running handler is stopped by its agent).")
 task_retry = _control_command(
-    "retry", "Put a failed or cancelled task ID back to pending, attempts reset; make a "
-             "delayed pending one due now.")
+    "retry", "Put a failed, cancelled or delayed pending task ID back to pending now, "
+             "attempts reset.")
 
 
 @main.command()

@@ -92,24 +92,20 @@ class ControlMixin:
         return self._control(task_id, "cancel", apply)[0]
 
     def retry_task(self, task_id: int) -> str:
-        """failed or cancelled → pending now, attempts reset (the errors history stays); a
-        pending task waiting for its delay or backoff → due now, as it is."""
+        """failed or cancelled → pending now, attempts reset (the errors history stays); so is
+        a pending task waiting for its delay or backoff (e.g. one set while the clock was
+        ahead: task retry releases it)."""
         def apply(status: str, recipient: str, dedupe_key, run_after) -> int:
             now = self.clock()
-            if status == "pending":
-                if run_after <= now:
-                    raise TaskStateError(f"task {task_id} is pending and due already: "
-                                         f"nothing to release")
-                changed = self.backend.run(self._sql.RELEASE_DELAYED,
-                                           (now, task_id, now)).rowcount
-                if changed and self._tx_wake:
-                    self._tx_wake(self.backend, {recipient})
-                return changed
-            if dedupe_key is not None and self.backend.run(
-                    self._sql.LIVE_DEDUPE, (recipient, dedupe_key)).fetchone():
-                raise TaskStateError(f"task {task_id}: another live task has its dedupe_key "
-                                     f"{dedupe_key!r}")
-            self._reserve([(None, recipient)])  # backpressure applies as to a send
+            if status == "pending" and run_after <= now:
+                raise TaskStateError(f"task {task_id} is pending and due already: "
+                                     f"nothing to release")
+            if status != "pending":  # a pending one is counted and holds its key already
+                if dedupe_key is not None and self.backend.run(
+                        self._sql.LIVE_DEDUPE, (recipient, dedupe_key)).fetchone():
+                    raise TaskStateError(f"task {task_id}: another live task has its "
+                                         f"dedupe_key {dedupe_key!r}")
+                self._reserve([(None, recipient)])  # backpressure applies as to a send
             changed = self.backend.run(self._sql.RETRY_TASK, (now, task_id, status)).rowcount
             if changed and self._tx_wake:
                 self._tx_wake(self.backend, {recipient})
@@ -142,8 +138,8 @@ class ControlMixin:
         now, backend = self.clock(), self.backend
         limit = now + WALL_STEP
         with backend.write_transaction():
-            rows = backend.run(self._sql.BRING_BACK_SENT, (now, now, now, now, limit)).fetchall()
-            rows += backend.run(self._sql.BRING_BACK_ESCALATED, (now, limit)).fetchall()
+            rows = backend.run(self._sql.BRING_BACK, (limit, now, limit, now, limit, now, limit,
+                                                      limit)).fetchall()
             woken = {recipient for recipient, status in rows if status == "pending"}
             if woken and self._tx_wake:
                 self._tx_wake(self.backend, woken)

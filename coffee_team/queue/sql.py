@@ -228,18 +228,11 @@ RETRY_TASK = ("UPDATE tasks SET status = 'pending', attempts = 0, failures = 0, 
               " claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL,"
               " completed_at = NULL, error = NULL, result = NULL, escalated_at = NULL"
               " WHERE id = ? AND status = ?")
-# `task retry` of a delayed pending task: due now (attempts and history unchanged).
-RELEASE_DELAYED = ("UPDATE tasks SET run_after = ? WHERE id = ? AND status = 'pending'"
-                   " AND run_after > ?")
-# After the wall clock went back: a task stamped in the future was sent while it was ahead.
-# Parameters: now four times, then the tolerance's limit. Its created_at comes back to now and
-# its run_after by as much (the delay asked for stays); an escalation stamp too. A full scan
-# (created_at has no index), once per clock step and once at the watchdog's start.
-BRING_BACK_SENT = ("UPDATE tasks SET run_after = run_after - (created_at - ?),"
-                   " escalated_at = CASE WHEN escalated_at > ? THEN ? ELSE escalated_at END,"
-                   " created_at = ? WHERE created_at > ? RETURNING recipient, status")
-BRING_BACK_ESCALATED = ("UPDATE tasks SET escalated_at = ? WHERE status = 'pending'"
-                        " AND escalated_at > ? RETURNING recipient, status")
+# Tasks stamped ahead of the clock (sent while it was ahead) back to now: control.bring_back.
+BRING_BACK = ("UPDATE tasks SET run_after = CASE WHEN created_at > ? THEN run_after - created_at"
+              " + ? ELSE run_after END, escalated_at = CASE WHEN escalated_at > ? THEN ? ELSE"
+              " escalated_at END, created_at = CASE WHEN created_at > ? THEN ? ELSE created_at"
+              " END WHERE created_at > ? OR escalated_at > ? RETURNING recipient, status")
 PAUSE_AGENT = ("INSERT INTO agent_pause (agent, paused_at, paused_until, reason) VALUES (?, ?, ?, ?)"
                " ON CONFLICT (agent) DO UPDATE SET paused_at = excluded.paused_at,"
                " paused_until = excluded.paused_until, reason = excluded.reason")

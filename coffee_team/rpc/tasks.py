@@ -126,8 +126,8 @@ class TasksRPC:
 
     @rpc_method
     def retryTask(self, id):
-        """ Put a failed or cancelled task back to pending now, attempts reset; make a
-        delayed pending task due now
+        """ Put a failed, cancelled or delayed pending task back to pending now, attempts
+        reset
 
         @param int id            The task id
         @return string previous  The state it was in (failed, cancelled or pending)
