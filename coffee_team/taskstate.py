@@ -1,5 +1,8 @@
 """The task state machine as pure functions: no I/O, no clock, no randomness of its own.
 
+    waiting ──release (its last parent completed)──> pending
+       │ ──fail_dependency (a parent failed or was cancelled)──> failed
+       └──cancel──> cancelled
     pending ──claim──> in_progress ──complete──> completed
        ^                   │ ──fail (retry left, error matches)──> pending (run_after later)
        │                   │ ──fail (last attempt / no match)──> failed
@@ -7,6 +10,10 @@
        └──cancel──> cancelled
     failed | cancelled ──retry──> pending (attempts reset)
     pending (delayed) ──retry──> pending, due now
+
+A task sent ``after`` other tasks (its parents) is ``waiting`` until every parent completed
+(``after_parents``); the queue's database triggers apply ``after_parent_finished`` in the
+transaction that finishes a parent, so the last completion and the release commit together.
 
 MessageQueue applies these rules inside one write transaction each; the rules live here so they
 can be tested exhaustively without a database. Kept outside ``coffee_team.queue`` because the
@@ -18,11 +25,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from . import retry
 
-STATES = ("pending", "in_progress", "completed", "failed", "cancelled")
+STATES = ("waiting", "pending", "in_progress", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
 MAX_DELAY_SECONDS = 30 * 86400.0
 # Up to +10 % on each backoff: agents failing together (an API outage) do not retry in step.
@@ -34,9 +41,13 @@ ACTIONS = {
     # action: (states it may start from, state it leads to)
     "claim": (("pending",), "in_progress"),
     "complete": (("in_progress",), "completed"),
-    "cancel": (("pending", "in_progress"), "cancelled"),
+    "cancel": (("waiting", "pending", "in_progress"), "cancelled"),
     "retry": (("failed", "cancelled", "pending"), "pending"),
+    "release": (("waiting",), "pending"),
+    "fail_dependency": (("waiting",), "failed"),
 }
+# What a parent's failure (failed or cancelled) does to a waiting child, per send.
+ON_DEPENDENCY_FAILURE = ("fail", "run")
 
 
 class TransitionError(ValueError):
@@ -129,3 +140,55 @@ def attempt_label(status: str, failures: int, policy: RetryPolicy) -> str:
     """``k/N`` for listings: the try running, next or (failed) last; N the policy's tries."""
     k = failures if status == "failed" and failures else failures + 1
     return f"{k}/{max(policy.attempts, k)}"
+
+
+def dependency_error(parent_id: int, parent_status: str) -> str:
+    """The error of a child failed by its parent (``dependency #41 failed``)."""
+    return f"dependency #{parent_id} failed" + (" (cancelled)" if parent_status == "cancelled"
+                                                 else "")
+
+
+@dataclass(frozen=True)
+class DependencyOutcome:
+    status: str           # "waiting", "pending" or "failed"
+    waiting_on: int       # parents not finished yet
+    error: Optional[str]  # for "failed": dependency_error of the parent that failed
+
+
+def after_parents(parents: Sequence[tuple[int, str]], on_failure: str = "fail"
+                  ) -> DependencyOutcome:
+    """The state of a task sent after ``parents`` ((id, status) each) at the moment it is sent:
+    waiting while one is unfinished; failed at once if one already failed or was cancelled
+    (unless ``on_failure`` is "run", which counts a failed parent as done); else pending."""
+    check_on_failure(on_failure)
+    waiting_on = 0
+    for parent_id, status in parents:
+        if status not in FINISHED:
+            waiting_on += 1
+        elif status != "completed" and on_failure == "fail":
+            return DependencyOutcome("failed", 0, dependency_error(parent_id, status))
+    return DependencyOutcome("waiting" if waiting_on else "pending", waiting_on, None)
+
+
+def after_parent_finished(child_status: str, waiting_on: int, parent_id: int,
+                          parent_status: str, on_failure: str) -> DependencyOutcome:
+    """What one parent finishing (into ``parent_status``) does to a child: only a waiting
+    child changes; it fails with the parent (``on_failure`` "fail"), or counts the parent done
+    and is released when it was the last one (sql_schema's dependency triggers apply this)."""
+    check_on_failure(on_failure)
+    if child_status != "waiting" or parent_status not in FINISHED:
+        return DependencyOutcome(child_status, waiting_on, None)
+    if parent_status != "completed" and on_failure == "fail":
+        return DependencyOutcome(transition("waiting", "fail_dependency"), waiting_on,
+                                 dependency_error(parent_id, parent_status))
+    left = waiting_on - 1
+    if left <= 0:
+        return DependencyOutcome(transition("waiting", "release"), 0, None)
+    return DependencyOutcome("waiting", left, None)
+
+
+def check_on_failure(value: str) -> str:
+    if value not in ON_DEPENDENCY_FAILURE:
+        raise ValueError(f"on_dependency_failure must be one of "
+                         f"{', '.join(ON_DEPENDENCY_FAILURE)}, got {value!r}")
+    return value

@@ -146,6 +146,17 @@ def options(v: Any) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(v.items()))
 
 
+# A time zone's shape (Area/City, UTC); whether it exists is asked of zoneinfo only where
+# schedules are evaluated (team/parse.py's check_schedules).
+ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
+
+
+def zone_name(v: Any) -> str:
+    if not isinstance(v, str) or len(v) > 64 or not ZONE.match(v):
+        raise Invalid(f"a time zone name like Europe/Paris or UTC, got {describe(v)}")
+    return v
+
+
 def choice(*allowed: str) -> Callable[[Any], str]:
     def check(v: Any) -> str:
         if v not in allowed:
@@ -177,6 +188,7 @@ TEAM_FIELDS: dict[str, Callable[[Any], Any]] = {
     "require_branch": optional(lambda v: ini_text(v, "a git branch name")),
     "escalate_after": optional(positive_number(10**7)),
     "host_name": optional(lambda v: host_name(v)),  # defined below, with the other names
+    "timezone": optional(zone_name),
 }
 
 AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {

@@ -64,8 +64,11 @@ def _fields(mapping: Any, schema: Mapping[str, Callable[[Any], Any]], where: str
     return cleaned
 
 
-def parse_team(document: Any, source: str = "<team>", path: Path | None = None) -> Team:
-    """Validate an already-parsed YAML document into a ``Team`` (pure: no file access)."""
+def parse_team(document: Any, source: str = "<team>", path: Path | None = None, *,
+               check_schedules: bool = True) -> Team:
+    """Validate an already-parsed YAML document into a ``Team`` (pure: no file access).
+    ``check_schedules`` False (an agent, which never evaluates them) checks the shape of cron
+    expressions and time zones only, without importing cronsim and zoneinfo."""
     if not isinstance(document, dict):
         raise TeamError(f"{source}: expected a mapping with 'team:' and 'agents:' at the top")
     _fields(document, {"team": lambda v: v, "agents": lambda v: v, "hosts": lambda v: v},
@@ -108,8 +111,9 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
             agent_doc = dict(agent_doc)
             retry = _retry(agent_doc.pop("retry", None), f"agents.{name}.retry", source)
             extras = _agent_extras(agent_doc, f"agents.{name}", source)
+            extras.update(_over_time(agent_doc, f"agents.{name}", source))
         values = _fields(agent_doc, AGENT_FIELDS, f"agents.{name}", source,
-                         ("retry", *_EXTRAS))
+                         ("retry", *_EXTRAS, *_OVER_TIME))
         values["retry"] = retry or settings.retry
         if "handler" in values and "command" in values:
             raise TeamError(f"{source}: agents.{name}: set either 'handler' or 'command', not both")
@@ -117,6 +121,9 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
         if other and "llm" in extras:
             raise TeamError(f"{source}: agents.{name}: set either 'llm' or '{other}', not both")
         values.update(extras)
+        if "memory_trend" in values and values.get("memory_limit_mb") is None:
+            raise TeamError(f"{source}: agents.{name}.memory_trend: needs memory_limit_mb "
+                            f"(the limit the trend is projected to)")
         if values.get("on_stall") == "cancel" and values.get("stall_after") is None:
             raise TeamError(f"{source}: agents.{name}.on_stall: 'cancel' needs stall_after "
                             f"(seconds without output before the task is cancelled)")
@@ -126,7 +133,66 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None) 
         raise TeamError(f"{source}: agents.{WEB_PROGRAM}: this name is the dashboard's program "
                         f"while team.web is set; rename the agent")
     hosts = _hosts(document["hosts"], source) if "hosts" in document else ()
+    if check_schedules:
+        _check_schedules(settings, agents, source)
     return Team(settings=settings, agents=tuple(agents), path=path or Path(source), hosts=hosts)
+
+
+_OVER_TIME = ("schedule", "memory_trend")
+
+
+def _over_time(agent_doc: dict, where: str, source: str) -> dict[str, Any]:
+    """``schedule:`` and ``memory_trend:`` of an agent (popped from ``agent_doc``)."""
+    from .schedule import MEMORY_TREND_FIELDS, SCHEDULE_FIELDS, MemoryTrend, ScheduleEntry
+    found: dict[str, Any] = {}
+    if "memory_trend" in agent_doc:
+        trend = _fields(agent_doc.pop("memory_trend"), MEMORY_TREND_FIELDS,
+                        f"{where}.memory_trend", source)
+        if set(trend) != set(MEMORY_TREND_FIELDS):
+            raise TeamError(f"{source}: {where}.memory_trend: needs window and restart_before "
+                            f"(durations like 30m and 10m)")
+        found["memory_trend"] = MemoryTrend(**trend)
+    if "schedule" not in agent_doc:
+        return found
+    doc = agent_doc.pop("schedule")
+    if not isinstance(doc, list):
+        raise TeamError(f"{source}: {where}.schedule: expected a list of {{cron, type}} "
+                        f"mappings, got {describe(doc)}")
+    entries: list[ScheduleEntry] = []
+    for i, item in enumerate(doc):
+        values = _fields(item, SCHEDULE_FIELDS, f"{where}.schedule[{i}]", source)
+        missing = {"cron", "type"} - set(values)
+        if missing:
+            raise TeamError(f"{source}: {where}.schedule[{i}]: missing "
+                            f"{', '.join(sorted(missing))}")
+        values.setdefault("name", values["type"])
+        if any(e.name == values["name"] for e in entries):
+            raise TeamError(f"{source}: {where}.schedule[{i}].name: a second entry named "
+                            f"{values['name']!r}; give each entry its own name:")
+        entries.append(ScheduleEntry(**values))
+    found["schedule"] = tuple(entries)
+    return found
+
+
+def _check_schedules(settings: TeamSettings, agents: list[AgentSpec], source: str) -> None:
+    """What the shape checks leave to cronsim and zoneinfo: the cron expressions' ranges and
+    that each time zone exists (imported only for a team with schedules or a time zone)."""
+    if settings.timezone is None and not any(a.schedule for a in agents):
+        return
+    from ..rules import cron
+    checks = [("team.timezone", cron.zone, settings.timezone)]
+    for agent in agents:
+        for i, entry in enumerate(agent.schedule):
+            where = f"agents.{agent.name}.schedule[{i}]"
+            checks += [(f"{where}.cron", cron.check, entry.cron),
+                       (f"{where}.timezone", cron.zone, entry.timezone)]
+    for where, check, value in checks:
+        if value is None:
+            continue
+        try:
+            check(value)
+        except ValueError as exc:
+            raise TeamError(f"{source}: {where}: expected {exc}") from None
 
 
 def _server(doc: Any, where: str, source: str, what: str = "the XML-RPC API") -> HttpSettings:
@@ -248,7 +314,8 @@ def read_team_text(path: str | os.PathLike[str] = "data/team.yaml") -> str:
         raise TeamError(f"{path}: cannot read team file: {exc}") from None
 
 
-def parse_team_text(text: str, path: str | os.PathLike[str]) -> Team:
+def parse_team_text(text: str, path: str | os.PathLike[str], *,
+                    check_schedules: bool = True) -> Team:
     """The team in ``text`` as if read from ``path`` (which fixes the project root)."""
     path = Path(path)
     try:
@@ -260,8 +327,9 @@ def parse_team_text(text: str, path: str | os.PathLike[str]) -> Team:
         where = f"line {mark.line + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or error_line(exc)
         raise TeamError(f"{path}: {where}invalid YAML: {problem}") from None
-    return parse_team(document, str(path), path)
+    return parse_team(document, str(path), path, check_schedules=check_schedules)
 
 
-def load_team(path: str | os.PathLike[str] = "data/team.yaml") -> Team:
-    return parse_team_text(read_team_text(path), path)
+def load_team(path: str | os.PathLike[str] = "data/team.yaml", *,
+              check_schedules: bool = True) -> Team:
+    return parse_team_text(read_team_text(path), path, check_schedules=check_schedules)

@@ -19,6 +19,7 @@ from .fields import is_loopback
 if TYPE_CHECKING:  # imported by the parser only for a team that has llm agents or budgets
     from ..llm.budget import Budget
     from .llm import LlmSpec, WorkspaceSpec
+    from .schedule import MemoryTrend, ScheduleEntry
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ class AgentSpec:
     budget: Budget | None = None      # per UTC day; reaching it pauses intake
     workspace: WorkspaceSpec | None = None
     rate_limit: str | None = None     # regex of a rate-limit message (else the default)
+    schedule: tuple[ScheduleEntry, ...] = ()  # wall-clock tasks the watchdog sends it
+    memory_trend: MemoryTrend | None = None   # restart between tasks before memory_limit_mb
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class TeamSettings:
     host_name: str | None = None  # this host among hosts sharing PostgreSQL; None: hostname
     notify: tuple[NotifyTarget, ...] = ()
     budget: Budget | None = None  # the whole team's, per UTC day
+    timezone: str | None = None  # schedules' default time zone (None: UTC)
 
 
 @dataclass(frozen=True)

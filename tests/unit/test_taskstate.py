@@ -7,15 +7,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coffee_team.taskstate import (ACTIONS, JITTER, MAX_DELAY_SECONDS, NO_RETRY, STATES,
-                                   RetryPolicy, TransitionError, after_failure, attempt_label,
+from coffee_team.taskstate import (ACTIONS, FINISHED, JITTER, MAX_DELAY_SECONDS, NO_RETRY,
+                                   ON_DEPENDENCY_FAILURE, STATES, DependencyOutcome,
+                                   RetryPolicy, TransitionError, after_failure,
+                                   after_parent_finished, after_parents, attempt_label,
                                    backoff_delay, check_delay, escalated_priority, exit_code,
                                    transition)
 
 ALLOWED = {("claim", "pending"): "in_progress", ("complete", "in_progress"): "completed",
            ("cancel", "pending"): "cancelled", ("cancel", "in_progress"): "cancelled",
+           ("cancel", "waiting"): "cancelled",
            ("retry", "failed"): "pending", ("retry", "cancelled"): "pending",
-           ("retry", "pending"): "pending"}  # a delayed one is released (queue.retry_task)
+           ("retry", "pending"): "pending",  # a delayed one is released (queue.retry_task)
+           ("release", "waiting"): "pending", ("fail_dependency", "waiting"): "failed"}
 
 
 @pytest.mark.parametrize("action", sorted(ACTIONS))
@@ -32,6 +36,62 @@ def test_finished_states_only_leave_by_retry():
     for state in ("completed", "failed", "cancelled"):
         leaving = [a for a in ACTIONS if (a, state) in ALLOWED]
         assert leaving == ([] if state == "completed" else ["retry"])
+
+
+def test_waiting_leaves_only_by_release_dependency_failure_or_cancel():
+    assert sorted(a for a, (sources, _) in ACTIONS.items() if "waiting" in sources) == [
+        "cancel", "fail_dependency", "release"]
+    assert all(ACTIONS[a][1] != "waiting" for a in ACTIONS)  # only a send makes a task wait
+
+
+# --- dependencies: every parent state, policy and count -----------------------------------
+
+@pytest.mark.parametrize("on_failure", ON_DEPENDENCY_FAILURE)
+@pytest.mark.parametrize("parent", STATES)
+@pytest.mark.parametrize("child", STATES)
+@pytest.mark.parametrize("waiting_on", [1, 2, 3])
+def test_after_parent_finished_exhaustively(child, parent, on_failure, waiting_on):
+    outcome = after_parent_finished(child, waiting_on, 41, parent, on_failure)
+    if child != "waiting" or parent not in FINISHED:
+        assert outcome == DependencyOutcome(child, waiting_on, None)  # nothing happens
+    elif parent != "completed" and on_failure == "fail":
+        assert outcome.status == "failed"
+        assert outcome.error.startswith("dependency #41 failed")
+    elif waiting_on == 1:
+        assert outcome == DependencyOutcome("pending", 0, None)  # the last one: released
+    else:
+        assert outcome == DependencyOutcome("waiting", waiting_on - 1, None)
+
+
+@given(st.lists(st.sampled_from(STATES), max_size=6), st.sampled_from(ON_DEPENDENCY_FAILURE))
+def test_after_parents_waits_for_every_unfinished_parent(statuses, on_failure):
+    parents = list(enumerate(statuses, start=100))
+    outcome = after_parents(parents, on_failure)
+    unfinished = sum(1 for s in statuses if s not in FINISHED)
+    failed = [i for i, s in parents if s in ("failed", "cancelled")]
+    if failed and on_failure == "fail":
+        assert (outcome.status, outcome.error) == ("failed", f"dependency #{failed[0]} failed"
+                                                   + (" (cancelled)" if statuses[failed[0] - 100]
+                                                      == "cancelled" else ""))
+    else:
+        assert outcome == DependencyOutcome("waiting" if unfinished else "pending", unfinished,
+                                            None)
+
+
+@given(st.permutations(["completed", "completed", "completed"]))
+def test_a_child_of_three_is_released_by_the_last_completion_only(order):
+    status, waiting_on = "waiting", 3
+    seen = []
+    for i, parent in enumerate(order):
+        outcome = after_parent_finished(status, waiting_on, i, parent, "fail")
+        status, waiting_on = outcome.status, outcome.waiting_on
+        seen.append(status)
+    assert seen == ["waiting", "waiting", "pending"]
+
+
+def test_a_bad_on_dependency_failure_is_one_line():
+    with pytest.raises(ValueError, match="^on_dependency_failure must be one of fail, run"):
+        after_parents([], "skip")
 
 
 policies = st.builds(RetryPolicy, attempts=st.integers(1, 20),
