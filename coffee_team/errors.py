@@ -83,6 +83,11 @@ class SchemaTooNew(QueueError):
     """The database was written by a newer coffee-team; refuse rather than corrupt it."""
 
 
+class DependencyError(ContentError):
+    """``after`` names a task that does not exist, or one whose chain includes the task sent
+    (a cycle): refused at send, nothing written."""
+
+
 class TaskNotFound(QueueError):
     """No task has that id (never existed, or removed by cleanup)."""
 

@@ -39,6 +39,7 @@ class CompletionNeeds(Protocol):
                           trace: Optional[str] = None) -> list[tuple]: ...
     def _enqueue_locked(self, rows: list[tuple]) -> tuple[list[int], list[tuple]]: ...
     def _wake_recipients(self, rows: list[tuple]) -> None: ...
+    def _released_by(self, task_id: int) -> list[str]: ...
 
 
 class CompletionMixin:
@@ -79,12 +80,13 @@ class CompletionMixin:
             completed = bool(fused[0][0])
             claimed = [row[1:] for row in fused if row[1] is not None]
         else:
+            released: list[tuple] = []
             with backend.write_transaction():
-                completed = self._finish_locked(finish, now)
+                completed = self._finish_locked(finish, now, released)
                 if completed and rows:
                     _, sent = self._enqueue_locked(rows)
                 claimed = self._claim_locked(agent, limit, now)
-            self._wake_recipients(list(sent))
+            self._wake_recipients([*sent, *released])
         # The completion is committed: an error from here on must not make a caller retry the
         # whole call (it would find the task no longer held and report its result lost); the
         # caller's next claim() takes over, as after a claim that failed.
@@ -99,21 +101,24 @@ class CompletionMixin:
     def _finish(self, task_id: int, status: str, *, result: Optional[str] = None,
                 error: Optional[str] = None, agent: Optional[str] = None,
                 follow_ups: list[tuple] = ()) -> bool:
-        now, sent = self.clock(), ()
+        now, sent, released = self.clock(), (), []
         params = (status, now, result, error, task_id, agent)
         if self._folded and agent is not None and not follow_ups:
             finished = self._finish_locked(params, now)  # one statement: its own transaction
         else:
             with self.backend.write_transaction():
-                finished = self._finish_locked(params, now)
+                finished = self._finish_locked(params, now, released)
                 if finished and follow_ups:
                     _, sent = self._enqueue_locked(follow_ups)
-        self._wake_recipients(list(sent))
+        self._wake_recipients([*sent, *released])
         return finished
 
-    def _finish_locked(self, params: tuple, now: float) -> bool:
+    def _finish_locked(self, params: tuple, now: float, released: Optional[list] = None
+                       ) -> bool:
         """Finish a task in progress (sql.FINISH_BY's parameters; agent None: whoever holds
-        it) and record its duration in metrics. True if it was in progress (for the agent)."""
+        it) and record its duration in metrics. True if it was in progress (for the agent).
+        Tasks sent after it that its end released (the dependency trigger) go into
+        ``released`` as rows for _wake_recipients (PostgreSQL's trigger NOTIFYs them)."""
         if self._folded and params[-1] is not None:
             return self.backend.run(self._sql.PG_FINISH_BY_WITH_METRIC, params).fetchone() \
                 is not None
@@ -123,7 +128,9 @@ class CompletionMixin:
             row = self.backend.run(self._sql.FINISH_BY, params).fetchone()
         if row is None:
             return False
-        claimed_by, task_type, claimed_at = row
+        claimed_by, task_type, claimed_at, dependents = row
         self.backend.run(self._sql.ADD_METRIC, (claimed_by, task_type,
                                                max(0.0, (now - claimed_at) * 1000.0), now))
+        if dependents and released is not None:
+            released += [(None, r) for r in self._released_by(params[4])]
         return True

@@ -34,6 +34,7 @@ class ControlNeeds(Protocol):
     escalate_after: Optional[float]
 
     def _reserve(self, rows: list[tuple]) -> None: ...
+    def _released_by(self, task_id: int) -> list[str]: ...
     def list_tasks(self, status: Optional[str] = None, agent: Optional[str] = None,
                    limit: int = 100, task_id: Optional[int] = None) -> list[dict]: ...
 
@@ -70,6 +71,8 @@ class ControlMixin:
                 backend.run(self._sql.ADD_PENDING, (recipient, 1)).fetchone()
             backend.run(self._sql.ADD_METRIC, (holder, task_type,
                                                   max(0.0, (now - claimed_at) * 1000.0), now))
+        if outcome.status == "failed":
+            self._wake_released(task_id)  # tasks sent after it with on_dependency_failure run
         return True
 
     # -- control ----------------------------------------------------------
@@ -86,10 +89,20 @@ class ControlMixin:
         def apply(status: str, recipient: str, _key, _run_after) -> int:
             changed = self.backend.run(self._sql.CANCEL_TASK,
                                        (self.clock(), task_id, status)).rowcount
-            if changed and status == "pending":  # keep the depth bound tight (never below)
+            if changed and status in ("waiting", "pending"):  # keep the depth bound tight
                 self.backend.run(self._sql.ADD_PENDING, (recipient, -1)).fetchone()
             return changed
-        return self._control(task_id, "cancel", apply)[0]
+        was = self._control(task_id, "cancel", apply)[0]
+        self._wake_released(task_id)
+        return was
+
+    def _wake_released(self, task_id: int) -> None:
+        """After a commit that ended ``task_id``: wake the recipients of the tasks its end
+        released (SQLite; PostgreSQL's dependency trigger NOTIFYs them at the commit)."""
+        if self._wake and self._tx_wake is None:
+            released = self._released_by(task_id)
+            if released:
+                self._wake.notify(set(released))
 
     def retry_task(self, task_id: int) -> str:
         """failed or cancelled → pending now, attempts reset (the errors history stays); so is

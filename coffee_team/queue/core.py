@@ -25,12 +25,14 @@ from coffee_team.queue.content import read_stored, too_deep_message
 from coffee_team.queue.completion import CompletionMixin
 from coffee_team.queue.control import ControlMixin
 from coffee_team.queue.delivery import DeliveryMixin
+from coffee_team.queue.dependencies import DependencyMixin
 from coffee_team.queue.enqueue import EnqueueMixin
 from coffee_team.queue.factory import backend_for, open_database
 from coffee_team.queue.files import StaleFile
 from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.migrate import migrate
 from coffee_team.queue.reporting import ReportingMixin
+from coffee_team.queue.schedules import ScheduleMixin
 from coffee_team.queue.usage import UsageMixin
 from coffee_team.queue.wake import drain
 from coffee_team import retry
@@ -66,11 +68,12 @@ class CoreNeeds(Protocol):
 
 
 class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin,
-                   DeliveryMixin, UsageMixin):
+                   DeliveryMixin, UsageMixin, DependencyMixin, ScheduleMixin):
     """The queue's state (set here) over one backend, and its parts: claims, requeues,
     waits and leases here; sending (enqueue.py), completing (completion.py), task control
     (control.py), the journal (journal.py), reports (reporting.py), notification deliveries
-    (delivery.py), LLM usage (usage.py). Each part's ``...Needs`` protocol lists all it uses
+    (delivery.py), LLM usage (usage.py), dependencies between tasks (dependencies.py),
+    schedule slots (schedules.py). Each part's ``...Needs`` protocol lists all it uses
     of the state and of the other parts (tests/unit/test_queue_structure.py holds them to it)."""
 
     def __init__(

@@ -76,6 +76,7 @@ class SqlBackend:
     # Schema 3's triggers and schema 8's metrics index statement (sql_schema), per dialect.
     task_count_triggers: tuple[str, ...] = ()
     metrics_index_v8 = ""
+    dependency_triggers: tuple[str, ...] = ()  # schema 10 (sql_schema)
 
     def __init__(self, db):
         self.db = db
@@ -171,5 +172,13 @@ class SqlBackend:
 
     def restart_state_v4_after(self, host: str) -> None:
         """After create_tables: the older rows, now ``host``'s."""
+        raise NotImplementedError
+
+    def tasks_v10_before(self) -> None:
+        """Before create_tables: make room for the version-10 tasks table (the waiting state)."""
+        raise NotImplementedError
+
+    def tasks_v10_after(self) -> None:
+        """After create_tables: the older rows in the version-10 tasks table."""
         raise NotImplementedError
 

@@ -7,19 +7,20 @@ queue's state.
 from __future__ import annotations
 
 from itertools import chain
-from typing import Any, Callable, Iterable, Mapping, Optional, Protocol
+from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Sequence
 
 from coffee_team import otel
 from coffee_team.errors import ContentError, QueueFullError, RoutingError, UnroutableError
 from coffee_team.queue.content import MAX_DEDUPE_KEY_CHARS, check_name, check_priority, encode_json
 from coffee_team.queue.db import SqlBackend
+from coffee_team.queue.dependencies import DependentRow, dependent_row
 from coffee_team.queue.routing import resolve_recipients
 from coffee_team.queue.wake import pg_channel
 from coffee_team.taskstate import check_delay
 
 _INSERT_CHUNK_ROWS = 500  # 9 params/row stays far below SQLite's 32766 limit
 _MESSAGE_FIELDS = frozenset(("sender", "recipient", "type", "content", "priority", "dedupe_key",
-                             "delay"))
+                             "delay", "after", "on_dependency_failure"))
 # Positions in a message row: _add_rows builds sql.insert_tasks' 9 parameters.
 _RECIPIENT, _DEDUPE_KEY = 1, 6
 
@@ -38,18 +39,25 @@ class EnqueueNeeds(Protocol):
     handles: dict[str, tuple[str, ...]]
     max_queue_size: int
 
+    def _depend_locked(self, child: int, row: DependentRow, now: float) -> None: ...
+    def _refuse_cycle(self, existing: int, after: Sequence[int]) -> None: ...
+
 
 class EnqueueMixin:
     """Needs EnqueueNeeds from the rest of MessageQueue."""
 
     def send(self, sender: str, recipient: Optional[str], type: str, content: Any = None,
-             priority: int = 5, dedupe_key: Optional[str] = None, delay: float = 0.0) -> int:
+             priority: int = 5, dedupe_key: Optional[str] = None, delay: float = 0.0,
+             after: Sequence[int] = (), on_dependency_failure: str = "fail") -> int:
         """Enqueue one task, claimable ``delay`` seconds from now; for recipient "all"
-        returns the first of the ids."""
+        returns the first of the ids. With ``after`` (task ids) it is ``waiting`` until each
+        of them completed; one that fails or is cancelled fails it too ("dependency #41
+        failed"), unless ``on_dependency_failure`` is "run" (a failed parent counts as done).
+        A missing task in ``after``, or a cycle, is a DependencyError (nothing sent)."""
         rows: list[tuple] = []
         with otel.sending(type) as trace:  # a no-op unless tracing is on
             self._add_rows(rows, {}, self.clock(), sender, recipient, type, content, priority,
-                           dedupe_key, delay, trace)
+                           dedupe_key, delay, trace, after, on_dependency_failure)
             return self._enqueue(rows)[0]
 
     def send_all(self, sender: str, type: str, content: Any = None, priority: int = 5) -> list[int]:
@@ -79,12 +87,14 @@ class EnqueueMixin:
                 raise ContentError(f"unknown message field(s): {unknown}")
             get = message.get
             add(rows, routes, now, get("sender"), get("recipient"), get("type"),
-                get("content"), get("priority", 5), get("dedupe_key"), get("delay", 0.0), trace)
+                get("content"), get("priority", 5), get("dedupe_key"), get("delay", 0.0), trace,
+                get("after"), get("on_dependency_failure", "fail"))
         return rows
 
     def _add_rows(self, rows: list, routes: dict, now: float, sender: Any, recipient: Any,
                   task_type: Any, content: Any, priority: Any, dedupe_key: Any,
-                  delay: Any = 0.0, trace: Optional[str] = None) -> None:
+                  delay: Any = 0.0, trace: Optional[str] = None, after: Any = None,
+                  on_failure: Any = "fail") -> None:
         """Validate one message and append its (one per recipient) rows."""
         key = (sender, recipient, task_type)
         try:
@@ -114,13 +124,15 @@ class EnqueueMixin:
                 raise UnroutableError(str(exc)) from None
             routes[key] = recipients
         for name in recipients:
-            rows.append((sender, name, task_type, content, priority, now, dedupe_key,
-                         now + delay, trace))
+            row = (sender, name, task_type, content, priority, now, dedupe_key, now + delay,
+                   trace)
+            rows.append(dependent_row(row, after, on_failure) if after else row)
 
     def _enqueue(self, rows: list[tuple]) -> list[int]:
         if not rows:
             return []
-        if self._folded and len(rows) == 1 and rows[0][_DEDUPE_KEY] is None:
+        if self._folded and len(rows) == 1 and rows[0][_DEDUPE_KEY] is None \
+                and rows[0].__class__ is tuple:  # not a DependentRow
             recipient = rows[0][_RECIPIENT]
             inserted = self.backend.run(self._sql.PG_SEND_ONE, (
                 recipient, *rows[0], self.max_queue_size, pg_channel(recipient))).fetchone()
@@ -145,13 +157,25 @@ class EnqueueMixin:
             new_ids = self._insert_rows(new_rows)
             if self._tx_wake:
                 self._tx_wake(self.backend, {row[_RECIPIENT] for row in new_rows})
+            self._apply_dependencies(new_rows, new_ids)
         if fresh is None:
             return new_ids, new_rows
+        inserted = set(fresh)
+        for i, row in enumerate(rows):  # deduplicated to a live task: a cycle is refused
+            if row.__class__ is DependentRow and ids[i] is not None and i not in inserted:
+                self._refuse_cycle(ids[i], row.after)
         for i, new_id in zip(fresh, new_ids if new_rows else ()):
             ids[i] = new_id
         for i, first in duplicate_of.items():  # same key twice in this batch
             ids[i] = ids[first]
         return ids, new_rows
+
+    def _apply_dependencies(self, rows: list[tuple], ids: list[int]) -> None:
+        now = None
+        for row, new_id in zip(rows, ids):
+            if row.__class__ is DependentRow:
+                now = self.clock() if now is None else now
+                self._depend_locked(new_id, row, now)
 
     def _wake_recipients(self, rows: list[tuple]) -> None:
         if self._wake and rows:

@@ -74,6 +74,8 @@ def _open_sqlite(path: str, busy_timeout_ms: int, cache_size_kib: int) -> Sqlite
         ("synchronous", "normal"),  # WAL + NORMAL: durable across app crashes
         ("foreign_keys", 1),
         ("cache_size", -int(cache_size_kib)),
+        # a child failed by its parent's dependency trigger fails its own children in turn
+        ("recursive_triggers", 1),
     ]
     return SqliteDatabase(path, pragmas, timeout=busy_timeout_ms / 1000.0)
 

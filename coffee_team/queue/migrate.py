@@ -50,6 +50,12 @@ def _upgrade(backend: SqlBackend, host: str) -> int:
                     for index in sql_schema.V1_CLAIM_INDEXES:
                         db.execute_sql(sql_schema.drop_index(index))
                     backend.tasks_v2_before()
+                # after the v2 step: SQLite's moved the table away (rebuilt below with every
+                # column); PostgreSQL's altered it in place, and this adds schema 10's part
+                upgrade_v10 = "tasks" in db.get_tables() and not _has_column(
+                    db, "tasks", "waiting_on")
+                if upgrade_v10:
+                    backend.tasks_v10_before()
                 if upgrade_v4:
                     backend.restart_state_v4_before(host)
                 db.create_tables(ALL_MODELS, safe=True)
@@ -57,16 +63,24 @@ def _upgrade(backend: SqlBackend, host: str) -> int:
                     backend.tasks_v2_after()
                 if upgrade_v4:
                     backend.restart_state_v4_after(host)
+                if upgrade_v10:
+                    backend.tasks_v10_after()
                 if "tasks" in tables and "queue_depth" not in tables:
                     _add_queue_depth(backend)
                 if version < 3:
                     _add_task_counts(backend)
+                elif upgrade_v10:  # a rebuilt table (SQLite) lost its triggers with the old one
+                    for statement in backend.task_count_triggers:
+                        backend.execute(statement)
                 if "tasks" in tables:
                     _tasks_v7(db)
                 if "llm_usage" in tables:
                     _llm_usage_v9(db)
                 if version < 8:
                     db.execute_sql(backend.metrics_index_v8)
+                if version < 10:
+                    for statement in backend.dependency_triggers:
+                        backend.execute(statement)
                 if version < SCHEMA_VERSION:
                     backend.execute(sql_schema.RECORD_SCHEMA_VERSION, (SCHEMA_VERSION, time.time()))
     return SCHEMA_VERSION

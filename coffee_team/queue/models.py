@@ -70,6 +70,10 @@ class Task(BaseModel):
     # W3C ``traceparent`` of the sender's span, then "\n" + ``tracestate`` when it has one;
     # NULL when tracing was off (otel.py). The claim hands it to the consumer's span.
     traceparent = TextField(null=True)
+    # Dependencies (schema 10): parents not finished yet of a waiting task, and how many tasks
+    # were sent after this one (> 0 lets the dependency trigger skip every other task).
+    waiting_on = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    dependents = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
 
     class Meta:
         table_name = "tasks"
@@ -93,7 +97,7 @@ Task.add_index(
         Task.recipient,
         Task.dedupe_key,
         unique=True,
-        where=SQL("dedupe_key IS NOT NULL AND status IN ('pending', 'in_progress')"),
+        where=SQL("dedupe_key IS NOT NULL AND status IN ('waiting', 'pending', 'in_progress')"),
         name="tasks_live_dedupe_key",
     )
 )
@@ -313,6 +317,48 @@ class AgentSession(BaseModel):
         table_name = "agent_session"
 
 
+class TaskDep(BaseModel):
+    """``child`` was sent after ``parent`` (``send(after=...)``). ``resolved`` once the parent
+    finished (the trigger of sql_schema.DEPENDENCY_TRIGGERS counts it once, however often the
+    parent is retried); ``run_on_failure`` 1: a failed parent counts as done for this child;
+    ``channel``: the child's NOTIFY channel on PostgreSQL, for the trigger's wake-up."""
+    parent = BigIntegerField()
+    child = BigIntegerField()
+    resolved = IntegerField(default=0)
+    run_on_failure = IntegerField(default=0)
+    channel = TextField(null=True)
+
+    class Meta:
+        table_name = "task_deps"
+        primary_key = CompositeKey("parent", "child")
+        indexes = ((("child",), False),)
+
+
+class ScheduleRun(BaseModel):
+    """One slot of one agent's schedule entry, sent (``task_id``) or only recorded (NULL: seen
+    late with catch_up none, or the entry's first look): the key makes it once per slot,
+    whichever watchdog (host) gets there first."""
+    agent = CharField(max_length=100)
+    entry = CharField(max_length=100)
+    slot = DoubleField()
+    recorded_at = DoubleField()
+    task_id = BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "schedule_runs"
+        primary_key = CompositeKey("agent", "entry", "slot")
+
+
+class WaitCycle(BaseModel):
+    """A wait cycle among agents that was reported (``cycle`` names its tasks): once per cycle,
+    whichever watchdog found it."""
+    cycle = CharField(max_length=255, primary_key=True)
+    reported_at = DoubleField()
+
+    class Meta:
+        table_name = "wait_cycles"
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DoubleField()
@@ -323,4 +369,4 @@ class SchemaVersion(BaseModel):
 
 ALL_MODELS = (Task, QueueDepth, TaskCount, Metric, Event, Notification, RestartState, AgentPause,
               NotifyTargetRow, Delivery, LlmUsage, BudgetStop, BudgetAllowance, AgentSession,
-              SchemaVersion)
+              TaskDep, ScheduleRun, WaitCycle, SchemaVersion)

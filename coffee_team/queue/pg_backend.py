@@ -43,6 +43,7 @@ class PostgresBackend(SqlBackend):
     folded = True
     task_count_triggers = sql_schema.PG_TASK_COUNT_TRIGGERS
     metrics_index_v8 = sql_schema.PG_METRICS_TIMESTAMP_INDEX
+    dependency_triggers = sql_schema.PG_DEPENDENCY_TRIGGERS
 
     def __init__(self, db: peewee.Database):
         super().__init__(db)
@@ -155,6 +156,14 @@ class PostgresBackend(SqlBackend):
         self.db.execute_sql(sql_schema.PG_V4_ADD_KEY)
 
     def restart_state_v4_after(self, host: str) -> None:
+        pass  # altered in place
+
+    def tasks_v10_before(self) -> None:
+        for statement in (sql_schema.PG_V10_ADD_COLUMNS, sql_schema.PG_V2_DROP_CHECK,
+                          sql_schema.PG_V2_ADD_CHECK, sql_schema.PG_V10_DROP_DEDUPE):
+            self.db.execute_sql(statement)
+
+    def tasks_v10_after(self) -> None:
         pass  # altered in place
 
 

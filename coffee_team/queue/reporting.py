@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Optional, Protocol, Sequence
 
-from coffee_team.queue import sql
+from coffee_team.queue import sql, sql_work
 from coffee_team.queue.content import decode_stored
 from coffee_team.queue.db import SqlBackend
 from coffee_team.taskstate import STATES
@@ -66,10 +66,13 @@ class ReportingMixin:
         return self.backend.fetchall(sql.METRICS_AFTER, (metric_id, limit))
 
     def cleanup(self, older_than_seconds: float) -> int:
-        """Delete completed/failed/cancelled tasks finished more than that long ago."""
+        """Delete completed/failed/cancelled tasks finished more than that long ago (with the
+        edges to their parents), and schedule slots as old but each entry's latest."""
+        before = self.clock() - older_than_seconds
         with self.backend.write_transaction():
-            return self.backend.execute(sql.DELETE_FINISHED_BEFORE,
-                                        (self.clock() - older_than_seconds,)).rowcount
+            self.backend.execute(sql_work.DELETE_DEPENDENCIES_BEFORE, (before,))
+            self.backend.execute(sql_work.DELETE_SLOTS_BEFORE, (before,))
+            return self.backend.execute(sql.DELETE_FINISHED_BEFORE, (before,)).rowcount
 
     def state_counts(self, days: float = 7) -> dict[str, int]:
         """{state: tasks created in the last ``days``}, every state present."""

@@ -70,9 +70,10 @@ WORK_AVAILABLE = (
 NEXT_DUE = "SELECT MIN(run_after) FROM tasks WHERE recipient = ? AND status = 'pending'"
 _FINISH = ("UPDATE tasks SET status = ?, completed_at = ?, result = ?, error = ?,"
            " lease_expires_at = NULL WHERE id = ? AND status = 'in_progress'")
-FINISH = _FINISH + " RETURNING claimed_by, type, claimed_at"
+# dependents: tasks sent after this one, whose recipients SQLite wakes after the commit.
+FINISH = _FINISH + " RETURNING claimed_by, type, claimed_at, dependents"
 # FINISH, only if the given agent still holds the task.
-FINISH_BY = _FINISH + " AND claimed_by = ? RETURNING claimed_by, type, claimed_at"
+FINISH_BY = _FINISH + " AND claimed_by = ? RETURNING claimed_by, type, claimed_at, dependents"
 # PostgreSQL folds the metrics row into the same statement: FINISH_BY's parameters; a row
 # (the agent) when the task finished.
 _METRIC_OF_FINISHED = (
@@ -126,12 +127,13 @@ PG_SEND_ONE = (
     " RETURNING id) SELECT id, pg_notify(?, '') FROM task")
 SET_PENDING = "UPDATE queue_depth SET pending_bound = ? WHERE recipient = ?"
 # The truth, capped: at most max_queue_size + 1 index steps.
+# Waiting tasks count too: each becomes pending without a send (dependency trigger).
 COUNT_PENDING = (
     "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE recipient = ?"
-    " AND status = 'pending' LIMIT ?) AS p")
+    " AND status IN ('waiting', 'pending') LIMIT ?) AS p")
 LIVE_DEDUPE = (
     "SELECT id FROM tasks WHERE recipient = ? AND dedupe_key = ?"
-    " AND status IN ('pending', 'in_progress') LIMIT 1")
+    " AND status IN ('waiting', 'pending', 'in_progress') LIMIT 1")
 
 # --- wake-ups (wake.py) ---------------------------------------------------------------------
 
@@ -240,7 +242,7 @@ RESUME_AGENT = "DELETE FROM agent_pause WHERE agent = ?"
 # An agent removed from the team (coffee-team apply --yes): its open work fails with a reason.
 FAIL_OPEN_TASKS = ("UPDATE tasks SET status = 'failed', completed_at = ?, error = ?,"
                    " lease_expires_at = NULL WHERE recipient = ?"
-                   " AND status IN ('pending', 'in_progress')")
+                   " AND status IN ('waiting', 'pending', 'in_progress')")
 ACTIVE_PAUSES = ("SELECT agent, paused_at, paused_until, reason FROM agent_pause"
                  " WHERE paused_until IS NULL OR paused_until > ?")
 # No status index: a scan of the tasks table once per watchdog pass, only if escalate_after.
@@ -306,7 +308,7 @@ SAVE_AGENT_SESSION = (
 
 _TASK_COLUMNS = ("id, sender, recipient, type, content, priority, created_at, completed_at,"
                  " status, claimed_by, claimed_at, lease_expires_at, attempts, dedupe_key,"
-                 " error, result, failures, run_after, escalated_at, errors")
+                 " error, result, failures, run_after, escalated_at, errors, waiting_on")
 TASKS_OF_RECIPIENT = (
     f"SELECT {_TASK_COLUMNS} FROM tasks WHERE recipient = ? AND status = ?"
     " ORDER BY priority, id")
@@ -316,7 +318,7 @@ TASKS_OF_RECIPIENT = (
 FINISHED_COUNTS = "SELECT recipient, status, n FROM task_counts WHERE n > 0"
 LIVE_COUNTS = ("SELECT recipient, status, COUNT(*), MIN(created_at) FROM tasks"
                " WHERE recipient IN (SELECT recipient FROM queue_depth)"
-               " AND status IN ('pending', 'in_progress') GROUP BY recipient, status")
+               " AND status IN ('waiting', 'pending', 'in_progress') GROUP BY recipient, status")
 DELETE_FINISHED_BEFORE = (
     "DELETE FROM tasks WHERE status IN ('completed', 'failed', 'cancelled')"
     " AND completed_at < ?")

@@ -91,3 +91,61 @@ V9_ADD_ESTIMATED = "ALTER TABLE llm_usage ADD COLUMN estimated BOOLEAN NOT NULL 
 
 def drop_index(name: str) -> str:
     return f"DROP INDEX IF EXISTS {name}"
+
+
+# Schema 10: the 'waiting' state and dependencies (migrate.py's upgrade_v10). SQLite cannot change the
+# status CHECK in place: the table is renamed, created anew and its rows copied (ids kept); its
+# indexes go with the old table, so their names are dropped first.
+V9_INDEXES = ("tasks_recipient_status_priority_id_run_after", "tasks_live_dedupe_key")
+SQLITE_V10_RENAME = "ALTER TABLE tasks RENAME TO tasks_v9"
+SQLITE_V10_DROP_OLD = "DROP TABLE tasks_v9"
+
+
+def sqlite_v10_copy(columns: list[str]) -> str:
+    """Every column the old table has (version 2 to 9: traceparent came with 7)."""
+    names = ", ".join(columns)
+    return f"INSERT INTO tasks ({names}) SELECT {names} FROM tasks_v9"
+
+
+PG_V10_ADD_COLUMNS = ("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS waiting_on INTEGER NOT NULL"
+                     " DEFAULT 0, ADD COLUMN IF NOT EXISTS dependents INTEGER NOT NULL DEFAULT 0")
+PG_V10_DROP_DEDUPE = "DROP INDEX IF EXISTS tasks_live_dedupe_key"  # create_tables: with waiting
+
+# The dependency rule of taskstate.after_parent_finished, applied by the database in the
+# transaction that finishes a parent (any statement: complete, fail, cancel, a lease expiry,
+# an agent removed), so the last parent's completion and the child's release commit together
+# on both databases, whoever writes. A child failed here finishes in turn and fails or
+# releases its own children (SQLite: recursive_triggers, set on every connection).
+# ``dependents > 0`` keeps the trigger off every task nothing was sent after.
+_ENDS = (f"NEW.dependents > 0 AND OLD.status NOT IN {_FINISHED}"
+         f" AND NEW.status IN {_FINISHED}")
+_ENDED_AT = "COALESCE(NEW.completed_at, NEW.created_at)"
+_FAIL_CHILDREN = (
+    f"UPDATE tasks SET status = 'failed', completed_at = {_ENDED_AT}, lease_expires_at = NULL,"
+    " error = 'dependency #' || CAST(NEW.id AS TEXT) || ' failed'"
+    " || CASE WHEN NEW.status = 'cancelled' THEN ' (cancelled)' ELSE '' END"
+    " WHERE status = 'waiting' AND id IN (SELECT child FROM task_deps WHERE parent = NEW.id"
+    " AND resolved = 0 AND run_on_failure = 0)")
+_COUNT_CHILDREN = (
+    "UPDATE tasks SET waiting_on = waiting_on - 1,"
+    " status = CASE WHEN waiting_on <= 1 THEN 'pending' ELSE 'waiting' END,"
+    f" run_after = CASE WHEN waiting_on <= 1 AND run_after < {_ENDED_AT} THEN {_ENDED_AT}"
+    " ELSE run_after END"  # waiting since its release, for escalate_after
+    " WHERE status = 'waiting' AND id IN (SELECT child FROM task_deps WHERE parent = NEW.id"
+    " AND resolved = 0 AND (NEW.status = 'completed' OR run_on_failure = 1))")
+_RESOLVE_EDGES = "UPDATE task_deps SET resolved = 1 WHERE parent = NEW.id AND resolved = 0"
+SQLITE_DEPENDENCY_TRIGGERS = (
+    f"CREATE TRIGGER IF NOT EXISTS tasks_dependents AFTER UPDATE OF status ON tasks WHEN {_ENDS}"
+    f" BEGIN {_FAIL_CHILDREN} AND NEW.status <> 'completed'; {_COUNT_CHILDREN};"
+    f" {_RESOLVE_EDGES}; END",
+)
+PG_DEPENDENCY_TRIGGERS = (
+    "CREATE OR REPLACE FUNCTION coffee_dependents() RETURNS trigger LANGUAGE plpgsql AS $$"
+    f" BEGIN IF NEW.status <> 'completed' THEN {_FAIL_CHILDREN}; END IF; {_COUNT_CHILDREN};"
+    # released children's recipients wake at commit, as after a send (wake.pg_channel)
+    " PERFORM pg_notify(d.channel, '') FROM task_deps d JOIN tasks c ON c.id = d.child"
+    " WHERE d.parent = NEW.id AND d.resolved = 0 AND d.channel IS NOT NULL"
+    f" AND c.status = 'pending'; {_RESOLVE_EDGES}; RETURN NULL; END $$",
+    "CREATE OR REPLACE TRIGGER tasks_dependents AFTER UPDATE OF status ON tasks FOR EACH ROW"
+    f" WHEN ({_ENDS}) EXECUTE FUNCTION coffee_dependents()",
+)

@@ -192,6 +192,7 @@ class SqliteBackend(SqlBackend):
 
     task_count_triggers = sql_schema.SQLITE_TASK_COUNT_TRIGGERS
     metrics_index_v8 = sql_schema.SQLITE_V8_DROP_METRICS_INDEX
+    dependency_triggers = sql_schema.SQLITE_DEPENDENCY_TRIGGERS
 
     def tasks_v2_before(self) -> None:
         self.db.execute_sql(sql_schema.SQLITE_V2_RENAME)
@@ -206,6 +207,16 @@ class SqliteBackend(SqlBackend):
     def restart_state_v4_after(self, host: str) -> None:
         self.db.execute_sql(sql_schema.SQLITE_V4_COPY, (host,))
         self.db.execute_sql(sql_schema.SQLITE_V4_DROP_OLD)
+
+    def tasks_v10_before(self) -> None:
+        for index in sql_schema.V9_INDEXES:
+            self.db.execute_sql(sql_schema.drop_index(index))
+        self.db.execute_sql(sql_schema.SQLITE_V10_RENAME)
+
+    def tasks_v10_after(self) -> None:
+        columns = [c.name for c in self.db.get_columns("tasks_v9")]
+        self.db.execute_sql(sql_schema.sqlite_v10_copy(columns))  # ids kept
+        self.db.execute_sql(sql_schema.SQLITE_V10_DROP_OLD)
 
 
 _MAX_ROWID = 2 ** 63 - 1

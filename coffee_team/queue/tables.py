@@ -14,7 +14,9 @@ from coffee_team.taskstate import STATES
 # 7: tasks.traceparent, the W3C trace context of the code that sent the task (otel.py).
 # 8: metrics without its timestamp index on SQLite (kept on PostgreSQL).
 # 9: llm_usage.estimated (runs recorded as they go) and budget_allowance (resume --raise).
-SCHEMA_VERSION = 9
+# 10: the 'waiting' state, tasks.waiting_on/dependents, task_deps and its trigger (send after
+#    other tasks); schedule_runs (a cron slot sent once); wait_cycles (reported once).
+SCHEMA_VERSION = 10
 
 STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))
 

@@ -14,6 +14,7 @@ from tests.queue_contract import QueueContract
 from tests.queue_control_contract import ControlContract
 from tests.queue_fused_contract import FusedContract
 from tests.queue_listing_contract import ListingContract
+from tests.queue_work_contract import WorkContract
 
 PG_URL = os.environ.get("COFFEE_TEST_PG_URL")
 
@@ -31,7 +32,8 @@ def _admin(sql: str) -> None:
         conn.close()
 
 
-class TestPostgresQueue(QueueContract, ListingContract, ControlContract, FusedContract):
+class TestPostgresQueue(QueueContract, ListingContract, ControlContract, FusedContract,
+                      WorkContract):
     def database_url(self) -> str:
         self._schema = "ct_" + uuid.uuid4().hex[:12]
         _admin(f"CREATE SCHEMA {self._schema}")
