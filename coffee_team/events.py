@@ -46,6 +46,13 @@ HIGH_MEMORY = "high_memory"
 MEMORY_LIMIT = "memory_limit"
 STALLED = "stalled"                # a running handler printed nothing for stall_after
 CLOCK_STEP = "clock_step"          # the wall clock jumped; detail: step (s, + forward), brought_back
+MEMORY_TREND = "memory_trend"      # RSS growth projected past memory_limit_mb: restart between
+#                                    tasks; detail: rss_mb, limit_mb, reaches_in
+WAIT_CYCLE = "wait_cycle"          # agents waiting on each other's tasks; detail: cycle
+
+# Schedules (the watchdog sends each slot's task once).
+SCHEDULED = "scheduled"            # detail: entry, slot, task_id, late (seconds)
+SCHEDULE_SKIPPED = "schedule_skipped"  # a slot seen late with catch_up none, or not sendable
 
 # The queue.
 REQUEUED = "requeued"              # a dead agent's in-progress tasks went back to pending
@@ -58,10 +65,11 @@ REMOVED = "removed"                # an agent left the team; detail: failed_task
 
 # What an agent's restart history shows (coffee.getRestartHistory, coffee-team history).
 RESTART_HISTORY = (LAUNCHED, RUNNING, EXITED, BACKOFF, STOPPED, CRASH, RESTART_SCHEDULED,
-                   RESTARTED, GIVEN_UP, HUNG, MEMORY_LIMIT, START_FAILED, MANUAL_RESTART,
-                   TOOK_OVER)
+                   RESTARTED, GIVEN_UP, HUNG, MEMORY_LIMIT, MEMORY_TREND, START_FAILED,
+                   MANUAL_RESTART, TOOK_OVER)
 # Ends of a RUNNING span on a timeline.
 LIFETIME_ENDS = frozenset({EXITED, STOPPED, BACKOFF})
 # Points on a timeline.
 INSTANTS = frozenset({CRASH, RESTARTED, RESTART_SCHEDULED, GIVEN_UP, STALE, MISSING, HUNG,
-                      HIGH_CPU, HIGH_MEMORY, MEMORY_LIMIT, REQUEUED, STALLED, TOOK_OVER})
+                      HIGH_CPU, HIGH_MEMORY, MEMORY_LIMIT, MEMORY_TREND, REQUEUED, STALLED,
+                      TOOK_OVER, SCHEDULED, SCHEDULE_SKIPPED, WAIT_CYCLE})

@@ -63,12 +63,28 @@ class HandlerContext:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     on_progress: Callable[[str | None], None] | None = None
     on_step: Callable[[str], None] | None = None
+    # (task ids, timeout) -> {id: result}: given by the agent running the task
+    waiter: Callable[[list[int], float | None], dict[int, Any]] | None = None
 
     def send(self, recipient: str | None, type: str, content: Any = None,
-             priority: int = 5) -> None:
-        """Queue a follow-up message; it is sent when the current task completes."""
-        self.outbox.append({"recipient": recipient, "type": type, "content": content,
-                            "priority": priority})
+             priority: int = 5, after: list[int] | None = None,
+             on_dependency_failure: str = "fail") -> None:
+        """Queue a follow-up message; it is sent when the current task completes. ``after``
+        (task ids, this task's own included) makes it wait until each of them completed."""
+        message = {"recipient": recipient, "type": type, "content": content,
+                   "priority": priority}
+        if after:
+            message.update(after=list(after), on_dependency_failure=on_dependency_failure)
+        self.outbox.append(message)
+
+    def wait_for(self, *task_ids: int, timeout: float | None = None) -> dict[int, Any]:
+        """Block until each task (sent by this handler, or any other) completed: {id: result}.
+        HandlerError if one failed, was cancelled or the timeout passed. The wait is recorded,
+        so the watchdog names a cycle of agents waiting on each other's tasks; waiting on a
+        task sent after this one (it could never start) is refused at once."""
+        if self.waiter is None:
+            raise HandlerError("wait_for needs a task run by an agent")
+        return self.waiter(list(task_ids), timeout)
 
     def progress(self, message: str | None = None) -> None:
         """Mark progress: the task is not stalled (``stall_after``). A message is logged."""

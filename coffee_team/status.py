@@ -76,6 +76,7 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
     table = ProcessTable.read()  # every agent tree's CPU and RSS from one pass
     beats = HeartbeatFiles() if beats is None else beats
     status_dir = team.status_dir
+    runs = schedule_runs(team, now)
     agents = []
     for spec in sorted(team.agents, key=lambda a: (a.priority, a.name)):
         info = by_name.get(spec.name, {})
@@ -103,6 +104,10 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
             "description": info.get("description", ""),
         }
         row["activity"] = activity_text(row, now)  # "working on #42 for 1h 12m"
+        if spec.name in runs:  # the next slot of each schedule entry, and the earliest
+            row["schedule"] = runs[spec.name]
+            row["next_run"] = min((e["next_run"] for e in runs[spec.name]
+                                   if e["next_run"] is not None), default=None)
         row.update((extra or {}).get(spec.name, {}))
         agents.append(row)
     started = table.procs.get(supervisord_pid)
@@ -137,6 +142,14 @@ def uptime(now: float, started: float) -> float:
     with the wall clock (the kernel's boot time does); supervisord's own (``info["start"]``,
     the fallback off Linux) does not: after the clock went back it lies in the future."""
     return round(max(0.0, now - started), 1)
+
+
+def schedule_runs(team: Team, now: float) -> dict[str, list[dict[str, Any]]]:
+    """rules.cron.next_runs for a team with schedules; cronsim is imported only then."""
+    if not any(agent.schedule for agent in team.agents):
+        return {}
+    from .rules.cron import next_runs
+    return next_runs(team.agents, team.settings.timezone, now)
 
 
 def is_standby(agent: dict[str, Any]) -> bool:

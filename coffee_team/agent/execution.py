@@ -8,10 +8,11 @@ between the handler's return and the write is never overwritten.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .. import events as kinds
-from .. import handlers, otel
+from .. import handlers, otel, retry
 from ..errors import HandlerError, QueueError, UnstorableResult
 from ..handlers import Deferred, HandlerContext, Interrupted
 from ..liveness import IDLE, STOPPING
@@ -35,7 +36,38 @@ class TaskExecution:
                 log(self.name, f"{tag} progress: {message}")
         return HandlerContext(agent=self.name, options=dict(self.spec.options),
                               auto_approve=self.spec.auto_approve, on_progress=progress,
-                              on_step=self.activity.touch)
+                              on_step=self.activity.touch,
+                              waiter=lambda ids, timeout: self._wait_for(task, ids, timeout))
+
+    def _wait_for(self, task: dict, ids: list[int], timeout: float | None) -> dict[int, Any]:
+        """ctx.wait_for: record the wait (the watchdog's wait-for graph), then poll, ever less
+        often, until each task finished (the pulse thread keeps the lease and heartbeat)."""
+        if task["id"] is None:
+            raise HandlerError("a periodic run cannot wait for tasks")
+        try:
+            self.durable(self.queue.wait_on, task["id"], self.name, ids)
+        except QueueError as exc:
+            raise HandlerError(str(exc)) from None
+        deadline = None if timeout is None else self.clock() + timeout
+        results: dict[int, Any] = {}
+        for delay in retry.delays(0.05, 2.0):
+            for task_id in ids:
+                done = task_id in results or self.durable(self.queue.finished, task_id)
+                if done is True:
+                    continue
+                if done:
+                    status, result, error = done
+                    if status != "completed":
+                        raise HandlerError(f"task #{task_id} {status}: {error or ''}".rstrip(": "))
+                    results[task_id] = result
+            if len(results) == len(set(ids)):
+                return results
+            if deadline is not None and self.clock() >= deadline:
+                raise HandlerError(f"timed out waiting for task(s) "
+                                   f"{', '.join(f'#{i}' for i in ids if i not in results)}")
+            time.sleep(delay if deadline is None else max(0.0, min(delay,
+                                                                    deadline - self.clock())))
+        raise AssertionError("unreachable: retry.delays is endless")
 
     def _run_handler(self, task: dict) -> tuple[Any, list[dict]]:
         ctx = self._context(task)

@@ -107,9 +107,9 @@ COMMAND_MODULES = {
                      "agent"), "lifecycle"),
     "init": "init",
     **dict.fromkeys(("apply", "service"), "live"),
-    **dict.fromkeys(("send", "queue", "metrics", "cleanup", "notifications", "history",
-                     "trace"), "data"),
-    **dict.fromkeys(("task", "pause", "resume"), "tasks"),
+    **dict.fromkeys(("queue", "metrics", "cleanup", "notifications", "history", "trace"),
+                    "data"),
+    **dict.fromkeys(("send", "task", "pause", "resume", "schedule"), "tasks"),
     "costs": "costs",
 }
 

@@ -1,5 +1,5 @@
-"""``coffee-team`` commands over the team's database: send, queue, metrics, cleanup,
-notifications, history, trace. They work whether or not supervisord is running."""
+"""``coffee-team`` commands over the team's database: queue, metrics, cleanup, notifications,
+history, trace (send is with the task commands). They work whether or not supervisord runs."""
 from __future__ import annotations
 
 import json
@@ -60,58 +60,6 @@ def _when(ts: float | None) -> str:
 
 # --- messages --------------------------------------------------------------------------------
 
-def read_content(content: str) -> object:
-    """--content: JSON text, @FILE (a file holding it) or - (standard input); at most the
-    queue's limit, checked like every other door."""
-    from ..queue.content import MAX_CONTENT_BYTES, load_json_text
-    from ..errors import ContentError
-    if content == "-":
-        text = sys.stdin.read(MAX_CONTENT_BYTES + 1)
-    elif content.startswith("@"):
-        try:
-            with open(content[1:], encoding="utf-8") as f:
-                text = f.read(MAX_CONTENT_BYTES + 1)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"--content {content}: {getattr(exc, 'strerror', None) or exc}",
-                            exit_code=2) from None
-    else:
-        text = content
-    try:
-        return load_json_text(text, "--content")
-    except ContentError as exc:
-        raise UserError(str(exc), exit_code=2) from None
-
-
-@main.command()
-@click.argument("recipient")
-@click.argument("type")
-@click.option("--content", default=None, help="Task content as JSON (object, list, string…); "
-                                               "@FILE reads it from a file, - from stdin.")
-@click.option("--priority", default=5, show_default=True, type=int,
-              help="0 (most urgent) to 9.")
-@click.option("--from", "sender", default="cli", show_default=True, help="Sender name.")
-@click.option("--dedupe-key", default=None, help="Return the existing task if one with this "
-                                                  "key is pending or in progress.")
-@click.option("--delay", default=None, metavar="DURATION",
-              help="Claimable only after this long: 30 (seconds), 30s, 5m, 2h (at most 30 days).")
-@pass_ctx
-def send(ctx: Context, recipient: str, type: str, content: str | None, priority: int,
-         sender: str, dedupe_key: str | None, delay: str | None) -> None:
-    """Send a task to RECIPIENT (an agent, 'all' for a broadcast, or '-' to route by TYPE)."""
-    from ..clock import parse_duration
-    from ..taskstate import check_delay
-    payload = read_content(content) if content is not None else None
-    try:
-        seconds = check_delay(parse_duration(delay)) if delay is not None else 0.0
-    except ValueError as exc:
-        raise UserError(f"--delay: {exc}", exit_code=2) from None
-    message = dict(sender=sender, recipient=None if recipient == "-" else recipient, type=type,
-                   content=payload, priority=priority, dedupe_key=dedupe_key, delay=seconds)
-    with open_queue(ctx, create=True) as queue:
-        ids = queue.send_many([message]) if recipient == "all" else [queue.send(**message)]
-    click.echo(" ".join(str(i) for i in ids))
-
-
 @main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
@@ -138,8 +86,8 @@ def queue(click_ctx: click.Context, as_json: bool) -> None:
 
 
 @queue.command("list")
-@click.option("--status", type=click.Choice(["pending", "in_progress", "completed", "failed",
-                                             "cancelled"]))
+@click.option("--status", type=click.Choice(["waiting", "pending", "in_progress", "completed",
+                                             "failed", "cancelled"]))
 @click.option("--agent", help="Only tasks for this recipient.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
@@ -150,6 +98,10 @@ def queue_list(ctx: Context, status: str | None, agent: str | None, limit: int,
     parse_agents(ctx.team, agent)
     with open_queue(ctx) as q:
         tasks = q.list_tasks(status=status, agent=agent, limit=limit)
+        waits = q.waits_of([t["id"] for t in tasks if t["status"] == "waiting"])
+    for t in tasks:
+        if t["status"] == "waiting":
+            t["waits_on"] = waits.get(t["id"], [])
     if as_json:
         echo_json(tasks)
         return
@@ -162,6 +114,8 @@ def queue_list(ctx: Context, status: str | None, agent: str | None, limit: int,
         attempt = attempt_label(t["status"], t["failures"], policies.get(t["recipient"], NO_RETRY))
         later = (f" next try {_when(t['run_after'])}"
                  if t["status"] == "pending" and t["run_after"] > now else "")
+        if t["status"] == "waiting":
+            later = " after " + ",".join(f"#{i}" for i in t["waits_on"])
         click.echo(f"{t['id']:>6} {t['status']:<11} p{t['priority']} {t['sender']}→"
                    f"{t['recipient']} {t['type']} attempt {attempt}{later} {took} "
                    f"{t.get('error') or ''}".rstrip())

@@ -76,21 +76,49 @@ class DependencyMixin:
             channel = pg_channel(row[1])
         for parent, status in parents:
             backend.execute(sql_work.INSERT_DEPENDENCY,
-                            (parent, child, 1 if status in FINISHED else 0, run, channel))
+                            (parent, child, 1 if status in FINISHED else 0, run, channel,
+                             "after"))
         if outcome.status == "waiting":
             backend.execute(sql_work.SET_WAITING, (outcome.waiting_on, child))
         elif outcome.status == "failed":
             backend.execute(sql_work.SET_DEPENDENCY_FAILED, (now, outcome.error, child))
 
-    def _refuse_cycle(self, existing: int, after: Sequence[int]) -> None:
+    def wait_on(self, task_id: int, agent: str, awaited: Sequence[int]) -> None:
+        """Record that ``agent``'s running task waits on ``awaited`` (ctx.wait_for): the
+        watchdog then sees a wait cycle it takes part in. Waiting on a task whose chain
+        includes ``task_id`` (one sent after it) could never end: DependencyError."""
+        ids = dependent_row((), list(awaited), "fail").after if awaited else ()
+        with self.backend.write_transaction():
+            if self.backend.execute(sql_work.HELD_BY, (task_id, agent)).fetchone() is None:
+                raise DependencyError(f"task #{task_id} is not in progress for {agent}")
+            self._refuse_cycle(task_id, ids, "the one that would wait")
+            for parent in ids:
+                found = self.backend.execute(sql_work.LOCK_PARENT, (parent,)).fetchone()
+                if found is None:
+                    raise DependencyError(f"wait for #{parent}: no such task")
+                self.backend.execute(sql_work.INSERT_DEPENDENCY, (
+                    parent, task_id, 1 if found[0] in FINISHED else 0, 1, None, "reply"))
+
+    def finished(self, task_id: int) -> Optional[tuple[str, Any, Optional[str]]]:
+        """(status, result, error) once ``task_id`` finished; None while it is not (or is
+        gone: TaskNotFound from get_task tells)."""
+        from coffee_team.queue.content import decode_stored
+        row = self.backend.fetchone(sql_work.FINISHED_OF, (task_id,))
+        if row is None or row[0] not in FINISHED:
+            return None
+        return row[0], decode_stored(row[1], "result"), row[2]
+
+    def _refuse_cycle(self, existing: int, after: Sequence[int],
+                      why: str = "this send's, by its dedupe_key") -> None:
         """A send deduplicated to the live task ``existing`` leaves it as it is; naming in
-        ``after`` a task whose chain includes ``existing`` asks for a cycle: refused."""
+        ``after`` a task whose chain includes ``existing`` asks for a cycle: refused (and so
+        is a running task's wait on a task sent after it)."""
         seen: set[int] = set()
         frontier = {task: task for task in after}  # task -> the id of ``after`` it came from
         while frontier:
             if existing in frontier:
-                raise DependencyError(f"after #{frontier[existing]}: task #{existing} (this "
-                                      f"send's, by its dedupe_key) is in its chain: a cycle")
+                raise DependencyError(f"after #{frontier[existing]}: task #{existing} ({why})"
+                                      f" is in its chain: a cycle")
             seen.update(frontier)
             if len(seen) > MAX_CHAIN:
                 raise DependencyError(f"after: a chain of more than {MAX_CHAIN} tasks")

@@ -40,7 +40,8 @@ class EnqueueNeeds(Protocol):
     max_queue_size: int
 
     def _depend_locked(self, child: int, row: DependentRow, now: float) -> None: ...
-    def _refuse_cycle(self, existing: int, after: Sequence[int]) -> None: ...
+    def _refuse_cycle(self, existing: int, after: Sequence[int],
+                      why: str = "this send's, by its dedupe_key") -> None: ...
 
 
 class EnqueueMixin:

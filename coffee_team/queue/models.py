@@ -321,12 +321,16 @@ class TaskDep(BaseModel):
     """``child`` was sent after ``parent`` (``send(after=...)``). ``resolved`` once the parent
     finished (the trigger of sql_schema.DEPENDENCY_TRIGGERS counts it once, however often the
     parent is retried); ``run_on_failure`` 1: a failed parent counts as done for this child;
-    ``channel``: the child's NOTIFY channel on PostgreSQL, for the trigger's wake-up."""
+    ``channel``: the child's NOTIFY channel on PostgreSQL, for the trigger's wake-up; ``kind``
+    below."""
     parent = BigIntegerField()
     child = BigIntegerField()
     resolved = IntegerField(default=0)
     run_on_failure = IntegerField(default=0)
     channel = TextField(null=True)
+    # "after": the child was sent after the parent; "reply": the child's running handler
+    # waits on the parent (ctx.wait_for): only the wait-for graph tells them apart.
+    kind = CharField(max_length=10, default="after")
 
     class Meta:
         table_name = "task_deps"

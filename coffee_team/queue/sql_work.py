@@ -14,8 +14,11 @@ _FINISHED = "({})".format(", ".join(f"'{s}'" for s in FINISHED))
 # A parent locked for the send (its row lock on PostgreSQL): it cannot finish between this
 # read and the child's edge, so its trigger either sees the edge or the send sees it finished.
 LOCK_PARENT = "UPDATE tasks SET dependents = dependents + 1 WHERE id = ? RETURNING status"
-INSERT_DEPENDENCY = ("INSERT INTO task_deps (parent, child, resolved, run_on_failure, channel)"
-                     " VALUES (?, ?, ?, ?, ?)")
+INSERT_DEPENDENCY = ("INSERT INTO task_deps (parent, child, resolved, run_on_failure, channel,"
+                     " kind) VALUES (?, ?, ?, ?, ?, ?)")
+# A running handler's wait (ctx.wait_for): the task must be this agent's, in progress.
+HELD_BY = "SELECT 1 FROM tasks WHERE id = ? AND status = 'in_progress' AND claimed_by = ?"
+FINISHED_OF = "SELECT status, result, error FROM tasks WHERE id = ?"
 SET_WAITING = ("UPDATE tasks SET status = 'waiting', waiting_on = ? WHERE id = ?"
                " AND status = 'pending'")
 SET_DEPENDENCY_FAILED = ("UPDATE tasks SET status = 'failed', completed_at = ?, error = ?"
@@ -40,12 +43,15 @@ DELETE_DEPENDENCIES_BEFORE = (
 
 # --- the wait-for graph (dependencies.py; the watchdog's health check) ----------------------
 
-# Unfinished tasks that wait on unfinished ones: (task, its recipient, its status, the task it
-# waits on, that one's recipient and status). A scan of the unresolved edges only.
+# Tasks that wait on unfinished ones: (task, its recipient, its status, the task it waits on,
+# that one's recipient and status); a waiting task on its parents, a running one on what its
+# handler waits for. A scan of the unresolved edges only.
 WAIT_EDGES = (
     "SELECT c.id, c.recipient, c.status, p.id, p.recipient, p.status FROM task_deps d"
     " JOIN tasks c ON c.id = d.child JOIN tasks p ON p.id = d.parent"
-    f" WHERE d.resolved = 0 AND c.status NOT IN {_FINISHED} AND p.status NOT IN {_FINISHED}")
+    " WHERE d.resolved = 0 AND ((d.kind = 'after' AND c.status = 'waiting')"
+    " OR (d.kind = 'reply' AND c.status = 'in_progress'))"
+    f" AND p.status NOT IN {_FINISHED}")
 RUNNING_OF = "SELECT id FROM tasks WHERE recipient = ? AND status = 'in_progress'"
 REPORT_CYCLE = ("INSERT INTO wait_cycles (cycle, reported_at) VALUES (?, ?)"
                 " ON CONFLICT (cycle) DO NOTHING RETURNING cycle")

@@ -214,7 +214,9 @@ class CoffeeNamespaceRPCInterface(TasksRPC, JournalRPC, CostsRPC):
         for 1h 12m"), restarts (crash restarts
         counted by the watchdog), given_up,
         next_restart_at (left out unless a backoff restart is pending), description,
-        cost_today_usd and tokens_today (input + output) of its CLI runs this UTC day.
+        cost_today_usd and tokens_today (input + output) of its CLI runs this UTC day;
+        for an agent with a schedule, next_run (the earliest) and schedule (array of structs:
+        name, cron, type, timezone, catch_up, next_run).
 
         @return struct status  uptime_seconds, agents_running (standbys apart),
                                agents_standby, agents_total,

@@ -33,7 +33,8 @@ class TasksRPC:
     _agent: Any
 
     @rpc_method
-    def sendMessage(self, sender, recipient, type, content, priority=5, dedupe_key="", delay=0):
+    def sendMessage(self, sender, recipient, type, content, priority=5, dedupe_key="", delay=0,
+                    after=(), on_dependency_failure="fail"):
         """ Enqueue one task (same routing, dedupe and backpressure as MessageQueue.send)
 
         @param string sender     Who sends it (1-100 characters)
@@ -43,6 +44,9 @@ class TasksRPC:
         @param int priority      0 (most urgent) to 9; default 5
         @param string dedupe_key Optional: a live task with the same key is not duplicated
         @param double delay      Optional: seconds (0 to 30 days) before it may be claimed
+        @param array after       Optional: task ids; it waits until each completed
+        @param string on_dependency_failure  Optional: fail (default) or run, when one of
+                                 those fails or is cancelled
         @return int id           The task id (the first one for a broadcast)
         """
         for value, what in ((sender, "sender"), (recipient, "recipient"), (type, "type"),
@@ -57,8 +61,12 @@ class TasksRPC:
         elif not isinstance(content, (dict, list, int, float, bool)):
             raise RPCError(Faults.BAD_ARGUMENTS,
                            f"content must be a struct, an array or a JSON string, got {kind_of(content)}")
+        if not isinstance(after, (list, tuple)):
+            raise RPCError(Faults.BAD_ARGUMENTS, f"after must be an array of task ids, got "
+                                                 f"{kind_of(after)}")
         return self._queue_().send(sender, recipient or None, type, content, priority=priority,
-                                   dedupe_key=dedupe_key or None, delay=delay)
+                                   dedupe_key=dedupe_key or None, delay=delay, after=list(after),
+                                   on_dependency_failure=on_dependency_failure)
 
     @rpc_method
     def getQueueStats(self):
@@ -80,8 +88,8 @@ class TasksRPC:
         completed_at, claimed_by, claimed_at, lease_expires_at, dedupe_key, error (each left
         out when unset), content_json and result_json (the JSON text of content / result).
 
-        @param struct filter  Optional keys: status (pending, in_progress, completed, failed,
-                              cancelled),
+        @param struct filter  Optional keys: status (waiting, pending, in_progress,
+                              completed, failed, cancelled),
                               agent (the recipient), limit (1-1000, default 100)
         @return array tasks   An array of task structs
         """

@@ -87,3 +87,22 @@ def due(expr: str, tz: tzinfo, last_sent: Optional[float], now: float,
     if last_sent is not None and catch_up == "one":
         return Due(SEND, latest)
     return Due(RECORD, latest)
+
+
+def zone_of(entry, team_zone: Optional[str]) -> str:
+    """The zone an entry's cron is read in: its own, else the team's, else UTC."""
+    return entry.timezone or team_zone or "UTC"
+
+
+def next_runs(agents, team_zone: Optional[str], now: float) -> dict[str, list[dict]]:
+    """{agent: [{name, cron, type, timezone, catch_up, next_run}]} for each agent (AgentSpec)
+    with a schedule: what ``coffee-team schedule``, ``status --json`` and
+    coffee.getTeamStatus show. next_run is epoch seconds, None when it never comes."""
+    runs: dict[str, list[dict]] = {}
+    for agent in agents:
+        for entry in agent.schedule:
+            name = zone_of(entry, team_zone)
+            runs.setdefault(agent.name, []).append({
+                "name": entry.name, "cron": entry.cron, "type": entry.type, "timezone": name,
+                "catch_up": entry.catch_up, "next_run": next_slot(entry.cron, zone(name), now)})
+    return runs

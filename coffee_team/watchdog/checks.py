@@ -6,8 +6,9 @@ process table for every tree, and an agent's heartbeat file only once its last h
 have turned stale (policy.heartbeat_next_look), and then parsed only if the file changed.
 
 HealthChecks is mixed into Watchdog (listener.py), which provides ``team``, ``rpc``,
-``queue``, ``clock``, ``mono``, ``sampler``, ``heartbeat_files``, the per-agent memories and
-``state``/``save``/``event``/``log``; the rules are policy.py's pure functions.
+``queue``, ``clock``, ``mono``, ``sampler``, ``heartbeat_files``, the per-agent memories,
+``state``/``save``/``event``/``log`` and work.py's checks (memory trend, wait cycles); the
+rules are policy.py's pure functions.
 """
 from __future__ import annotations
 
@@ -57,10 +58,14 @@ class HealthChecks:
                     continue  # stopped for hanging: its tree is on its way out
             running.append((spec, info["pid"]))
         usage = self.sampler.sample(pid for _, pid in running)
+        pauses = self.queue.pauses() if any(s.memory_trend for s, _ in running) else {}
         for spec, pid in running:
             if pid in usage:
                 self._check_resources(spec, usage[pid])
+                self.check_memory_trend(spec, usage[pid].rss_mb, now,
+                                        infos[spec.name].get("start"), pauses)
         self.escalate()
+        self.report_wait_cycles()
 
     def _check_disk(self, now: float) -> None:
         """A full disk stops heartbeat files: remember when it was last seen full (one line

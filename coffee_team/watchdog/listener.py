@@ -38,6 +38,7 @@ from coffee_team.watchdog.clocksteps import ClockSteps, wall_clock
 from coffee_team.watchdog.health import TreeSampler
 from coffee_team.watchdog.launch import Launch
 from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEvent
+from coffee_team.watchdog.work import WorkOverTime
 
 MAX_IDLE_WAIT = 1.0    # wake at least this often so a due restart is at most ~1 s late
 CLEANUP_EVERY = 3600.0  # seconds between removals of finished tasks older than the retention
@@ -48,7 +49,7 @@ GONE = ("EXITED", "STOPPED", "FATAL", "BACKOFF")
 FINAL_FAULTS = (Faults.ALREADY_STARTED, Faults.BAD_NAME)
 
 
-class Watchdog(Launch, HealthChecks, ClockSteps):
+class Watchdog(Launch, HealthChecks, ClockSteps, WorkOverTime):
     def __init__(self, team, protocol: ListenerProtocol, rpc: Any, queue: Any,
                  clock: Callable[[], float] = time.time,
                  mono: Callable[[], float] = time.monotonic,
@@ -96,6 +97,7 @@ class Watchdog(Launch, HealthChecks, ClockSteps):
         self.heartbeat_files.forget(self.names)
         self.memory_restart &= self.names
         self.states_read_at = None
+        self.use_work(team)
 
     def request_reload(self, *_signal_args: Any) -> None:
         """SIGHUP handler: only a flag, so a signal never lands in the middle of a decision."""
@@ -218,7 +220,7 @@ class Watchdog(Launch, HealthChecks, ClockSteps):
         transition = restarts.on_stopped(self.state(name), now, self.policy)
         if transition is not None:
             self.decided(name, *transition, reason="hung (heartbeat stopped)")
-        elif name in self.memory_restart:
+        elif name in self.memory_restart:  # over memory_limit_mb, or its trend (work.py)
             self.memory_restart.discard(name)
             self._start(name, kinds.RESTARTED, reason=kinds.MEMORY_LIMIT)
 
@@ -265,10 +267,11 @@ class Watchdog(Launch, HealthChecks, ClockSteps):
                 self.save(name, restarts.on_restart_unanswered(states[name], now + MAX_IDLE_WAIT))
 
     def seconds_to_next_timer(self) -> float:
+        now = self.clock()
         waits = [self.next_health_check - self.mono(), MAX_IDLE_WAIT]
-        restart = restarts.next_wakeup(self.known_states, self.clock())
-        if restart is not None:
-            waits.append(restart)
+        for wait in (restarts.next_wakeup(self.known_states, now), self.schedule_wakeup(now)):
+            if wait is not None:
+                waits.append(wait)
         return max(0.0, min(waits))
 
     def escalate(self) -> None:
@@ -304,6 +307,7 @@ class Watchdog(Launch, HealthChecks, ClockSteps):
         if not self.database_file_usable():
             return
         self.restart_due()
+        self.send_due_slots()
         if restarts.is_due(self.next_health_check, self.mono(),
                            self.team.settings.health_check_interval):
             self.health_check()
