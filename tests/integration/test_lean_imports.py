@@ -49,7 +49,7 @@ print(json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))
 NOT_FOR_AN_AGENT = ("click", "coffee_team.cli", "coffee_team.llm", "coffee_team.team.llm",
                     "opentelemetry", "prometheus_client", "supervisor", "psycopg2", "psycopg", "psutil",
                     "coffee_team.confgen", "peewee", "coffee_team.queue.models", "hashlib",
-                    "uuid", "decimal", "logging")
+                    "uuid", "decimal", "logging", "cronsim", "zoneinfo", "coffee_team.rules")
 # What `status` does not need: the other commands, the queue and its driver, llm checkers.
 NOT_FOR_STATUS = ("coffee_team.cli.data", "coffee_team.cli.tasks", "coffee_team.cli.costs",
                   "coffee_team.cli.live", "coffee_team.queue", "peewee", "sqlite3",
@@ -95,6 +95,21 @@ def test_an_llm_team_file_brings_the_llm_checkers_in():
         team.path.write_text(yaml.safe_dump(document))
         modules = modules_of(AGENT_ENTRY, team.path)
     assert "coffee_team.team.llm" in inside(modules, NOT_FOR_AN_AGENT)
+
+
+def test_an_agent_with_a_schedule_leaves_it_to_the_watchdog():
+    """The schedule's evaluation (cronsim, zoneinfo) is the watchdog's; `status` shows the
+    next run, so it imports cronsim (the check above can fail)."""
+    with temp_root() as root:
+        team = write_team(root, {"worker": {"handler": "coffee_team.agent.demo:handle",
+                                            "schedule": [{"cron": "0 9 * * 1-5", "type": "t",
+                                                          "timezone": "Europe/Paris"}]}})
+        MessageQueue.from_team(team).close()
+        agent_modules = modules_of(AGENT_ENTRY, team.path)
+        status_modules = modules_of(STATUS_ENTRY, team.path)
+    assert "coffee_team.queue.core" in agent_modules
+    assert inside(agent_modules, NOT_FOR_AN_AGENT) == []
+    assert {"cronsim", "coffee_team.rules.cron"} <= set(status_modules)
 
 
 def test_status_imports_only_its_own_command():

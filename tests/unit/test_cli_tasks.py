@@ -101,3 +101,61 @@ def test_pause_and_resume_are_stored(proj):
 def test_reading_commands_need_the_database(proj):
     line = one_line_error(run(proj, "task", "show", "1"), 1)
     assert "database not found" in line
+
+
+def test_send_after_waits_and_show_and_list_say_on_what(proj):
+    first = run(proj, "send", "architect", "backend").output.strip()
+    second = run(proj, "send", "architect", "frontend").output.strip()
+    child = run(proj, "send", "assistant", "verify", "--after", f"{first},#{second}")
+    assert child.exit_code == 0, child.output
+    child_id = child.output.strip()
+    listed = run(proj, "queue", "list", "--status", "waiting").output
+    assert f"{child_id} waiting" in listed and f"after #{first},#{second}" in listed
+    shown = run(proj, "task", "show", child_id).output
+    assert f"parent #{first}: pending  backend  → architect" in shown
+    assert "waiting on 2 task(s)" in shown
+    assert f"child #{child_id}: waiting" in run(proj, "task", "show", first).output
+    as_json = json.loads(run(proj, "task", "show", child_id, "--json").output)
+    assert [p["id"] for p in as_json["parents"]] == [int(first), int(second)]
+    with MessageQueue.from_team(proj.team) as q:
+        for _ in range(2):
+            [task] = q.claim("architect")
+            q.mark_completed(task.id)
+        assert q.get_task(int(child_id))["status"] == "pending"
+
+
+@pytest.mark.parametrize("after, says", [("999", "after #999: no such task"),
+                                          ("4x", "--after: expected task ids"),
+                                          ("0", "--after: expected task ids")])
+def test_send_after_refuses_what_cannot_be_waited_on(proj, after, says):
+    run(proj, "send", "assistant", "before")
+    assert says in one_line_error(run(proj, "send", "architect", "t", "--after", after), 2)
+    assert len(json.loads(run(proj, "queue", "list", "--json").output)) == 1  # nothing sent
+
+
+def test_send_after_a_cycle_is_refused_in_one_line(proj):
+    first = run(proj, "send", "architect", "a", "--dedupe-key", "k").output.strip()
+    second = run(proj, "send", "assistant", "b", "--after", first).output.strip()
+    line = one_line_error(run(proj, "send", "architect", "a", "--dedupe-key", "k",
+                              "--after", second), 2)
+    assert f"after #{second}: task #{first}" in line and "a cycle" in line
+
+
+def test_schedule_lists_each_entry_with_its_next_run(proj):
+    import yaml
+    document = yaml.safe_load(proj.team_file.read_text())
+    document["team"]["timezone"] = "Europe/Paris"
+    document["agents"]["architect"]["schedule"] = [
+        {"cron": "0 9 * * 1-5", "type": "daily_review"},
+        {"cron": "*/15 * * * *", "type": "poll", "timezone": "UTC", "catch_up": "none"}]
+    proj.team_file.write_text(yaml.safe_dump(document))
+    text = run(proj, "schedule").output.splitlines()
+    assert text[0].split()[:4] == ["architect", "daily_review", "0", "9"]
+    assert "Europe/Paris" in text[0] and ":00 CE" in text[0] and "(catch_up one)" in text[0]
+    assert "UTC" in text[1] and "(catch_up none)" in text[1]
+    runs = json.loads(run(proj, "schedule", "--json").output)["architect"]
+    import time
+    assert all(time.time() < r["next_run"] <= time.time() + 4 * 86400 for r in runs)
+    document["agents"]["architect"]["schedule"] = [{"cron": "0 9 * *", "type": "x"}]
+    proj.team_file.write_text(yaml.safe_dump(document))
+    assert "five-field cron" in one_line_error(run(proj, "schedule"), 2)
