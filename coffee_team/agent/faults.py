@@ -120,3 +120,17 @@ def unstorable(task: dict, ctx: HandlerContext) -> Any:
                "nan": lambda: float("nan"), "deep": lambda: deep,
                "huge": lambda: "x" * (2 * 2**20)}
     return results.get(task["content"], lambda: "ok")()
+
+
+def fan_in(task: dict, ctx: HandlerContext) -> Any:
+    """A fan-in workload: each task appends ``<type> <id> <time>`` to ``options.record_file``
+    (so a test can tell a "verify" never ran before its parents completed); a "verify" answers
+    with an "ack" follow-up to its own agent (sent with the completion, so exactly once)."""
+    if task["type"] in ("periodic", "ack"):
+        return None
+    with open(ctx.options["record_file"], "a") as f:
+        f.write(f"{task['type']} {task['id']} {time.time():.6f}\n")
+    time.sleep(float(ctx.options.get("work_seconds", 0.0)))
+    if task["type"] == "verify":
+        ctx.send(ctx.agent, "ack", {"source": task["id"]})
+    return {"done": task["id"]}
