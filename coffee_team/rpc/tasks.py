@@ -115,12 +115,15 @@ class TasksRPC:
     @rpc_method
     def getTask(self, id):
         """ Return one task: the listTasks fields plus failures, run_after (when it may be
-        claimed), escalated_at and errors (one {attempt, at, error} per failed attempt)
+        claimed), escalated_at, errors (one {attempt, at, error} per failed attempt),
+        waiting_on, parents and children (structs: id, status, recipient, type, resolved,
+        on_dependency_failure)
 
         @param int id        The task id
         @return struct task  The task
         """
-        return task_struct(self._queue_().get_task(check_id(id, "id")))
+        queue, task_id = self._queue_(), check_id(id, "id")
+        return task_struct({**queue.get_task(task_id), **queue.dependencies(task_id)})
 
     @rpc_method
     def cancelTask(self, id):

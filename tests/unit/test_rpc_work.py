@@ -16,7 +16,11 @@ def test_send_message_after_waits_until_its_parents_completed(coffee):
     second = coffee.call("sendMessage", "ci", "architect", "b", {})
     child = coffee.call("sendMessage", "ci", "assistant", "verify", {}, 5, "", 0,
                         [first, second], "run")
-    assert coffee.call("getTask", child)["status"] == "waiting"
+    shown = coffee.call("getTask", child)
+    assert shown["status"] == "waiting" and shown["waiting_on"] == 2
+    assert [(p["id"], p["resolved"], p["on_dependency_failure"]) for p in shown["parents"]] == [
+        (first, False, "run"), (second, False, "run")]
+    assert [c["id"] for c in coffee.call("getTask", first)["children"]] == [child]
     assert [t["id"] for t in coffee.call("listTasks", {"status": "waiting"})] == [child]
     assert coffee.call("getQueueStats")["assistant"]["waiting"] == 1
     for _ in range(2):
