@@ -242,21 +242,21 @@ class WorkContract:
         assert [n["title"] for n in q.notifications()] == ["cycle"]
         assert x_task.id == z
 
-    # -- schema 9 -------------------------------------------------------------------------
-    def test_a_version_8_database_gains_dependencies_and_keeps_its_tasks(self):
+    # -- schema 10 ------------------------------------------------------------------------
+    def test_a_version_9_database_gains_dependencies_and_keeps_its_tasks(self):
         from coffee_team.queue.tables import SCHEMA_VERSION
         q = self.make_queue()
         kept = [q.send("cli", "alice", "old", {"n": n}) for n in range(3)]
         q.claim("alice")
         q.mark_completed(kept[0])
         pg = q.backend.folded
-        with q.backend.write_transaction():  # what version 8 had: none of schema 9
+        with q.backend.write_transaction():  # what version 9 had: none of schema 10
             for table in ("task_deps", "schedule_runs", "wait_cycles"):
                 q.backend.execute(f"DROP TABLE {table}")
             q.backend.execute("DROP TRIGGER tasks_dependents" + (" ON tasks" if pg else ""))
             for column in ("waiting_on", "dependents"):
                 q.backend.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
-            q.backend.execute("UPDATE schema_version SET version = 8")
+            q.backend.execute("UPDATE schema_version SET version = 9")
         q.close()
         upgraded = self.make_queue()
         assert upgraded.backend.fetchone("SELECT MAX(version) FROM schema_version")[0] == \
