@@ -62,7 +62,7 @@ class HealthChecks:
         for spec, pid in running:
             if pid in usage:
                 self._check_resources(spec, usage[pid])
-                self.check_memory_trend(spec, usage[pid].rss_mb, now,
+                self.check_memory_trend(spec, pid, usage[pid].rss_mb, now,
                                         infos[spec.name].get("start"), pauses)
         self.escalate()
         self.report_wait_cycles()

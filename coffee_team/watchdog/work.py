@@ -8,6 +8,7 @@ WorkOverTime is mixed into Watchdog (listener.py), which provides ``team``, ``rp
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from coffee_team import events as kinds
@@ -31,7 +32,9 @@ class WorkOverTime:
         missed while the team was down is caught up then); forget agents that left."""
         self.schedule_due_at: float | None = None
         samples = getattr(self, "rss_samples", {})
-        self.rss_samples: dict[str, list] = {n: s for n, s in samples.items() if n in team.names}
+        # agent -> (pid, its (time, rss_mb) samples inside its memory_trend window)
+        self.rss_samples: dict[str, tuple] = {n: s for n, s in samples.items()
+                                              if n in team.names}
 
     # --- schedules -----------------------------------------------------------------------
     def send_due_slots(self) -> None:
@@ -55,7 +58,8 @@ class WorkOverTime:
                     self.event(agent.name, kinds.SCHEDULE_SKIPPED, entry=entry.name,
                                slot=due.slot, reason="late (catch_up none)")
             wakes.append(cron.next_slot(entry.cron, zone, now))
-        self.schedule_due_at = min((w for w in wakes if w is not None), default=None)
+        # an entry that never comes due (cronsim found no slot in 50 years) is looked at hourly
+        self.schedule_due_at = min((w for w in wakes if w is not None), default=now + 3600)
 
     def _send_slot(self, agent: str, entry, slot: float, now: float) -> None:
         from coffee_team.errors import QueueError
@@ -96,8 +100,8 @@ class WorkOverTime:
                 self.event(cycle.agents[0], kinds.WAIT_CYCLE, cycle=text)
 
     # --- predictive restart (the health check) -------------------------------------------
-    def check_memory_trend(self, spec, rss_mb: float, now: float, pid_started: float | None,
-                           pauses: dict) -> None:
+    def check_memory_trend(self, spec, pid: int, rss_mb: float, now: float,
+                           pid_started: float | None, pauses: dict) -> None:
         """Keep the agent's RSS samples of its memory_trend window; when they project a
         crossing of memory_limit_mb within restart_before, pause its intake (its current
         task finishes), restart it once it holds no task, and resume it once it runs again."""
@@ -105,16 +109,20 @@ class WorkOverTime:
             return
         pause = pauses.get(spec.name)
         ours = pause is not None and pause["reason"] == TREND_PAUSE
-        if ours and pid_started is not None and pid_started > pause["paused_at"]:
+        # supervisord's start time is whole seconds; the paused instance had run for at least
+        # half the window (its own samples), so any later start is a new instance
+        if ours and pid_started is not None and pid_started >= math.floor(pause["paused_at"]):
             self.queue.resume_agent(spec.name)  # the new instance runs: intake again
             self.rss_samples.pop(spec.name, None)
             return
         if spec.name in self.memory_restart:
             return  # already on its way out (over memory_limit_mb, or ours)
         window = spec.memory_trend.window
-        samples = trend.keep(self.rss_samples.get(spec.name, []), now, window)
+        seen_pid, samples = self.rss_samples.get(spec.name, (pid, []))
+        # one instance's growth only: a new process starts a new trend
+        samples = trend.keep(samples, now, window) if seen_pid == pid else []
         samples.append((now, rss_mb))
-        self.rss_samples[spec.name] = samples
+        self.rss_samples[spec.name] = (pid, samples)
         if ours:
             self._restart_if_idle(spec.name)
             return

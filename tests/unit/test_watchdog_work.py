@@ -192,3 +192,18 @@ def test_a_flat_or_short_history_restarts_nothing(make_rig):
     for _ in range(3):
         leak(rig, pid, 60.0)  # a jump, but over a minute and a half of a 30-minute window
     assert rig.events("code_developer", "memory_trend") == [] and rig.rpc.stopped() == []
+
+
+def test_a_new_instance_starts_a_new_trend(make_rig):
+    """Samples of the process before a crash restart do not count toward the new one's."""
+    rig, pid = leaking_rig(make_rig)
+    for _ in range(40):  # 20 minutes of +2 MB a check: 280 MB, not yet within 10 minutes
+        leak(rig, pid, 2.0)
+    rig.rpc.set_state("code_developer", "EXITED")
+    rig.rpc.set_state("code_developer", "RUNNING", started_at=int(rig.clock()))
+    new_pid = rig.rpc.pids["code_developer"]
+    rig.wd.sampler.usage[new_pid] = Usage(1.0, 470.0)  # high, but flat from here on
+    for _ in range(10):
+        leak(rig, new_pid, 0.0)
+    assert rig.events("code_developer", "memory_trend") == []
+    assert len(rig.wd.rss_samples["code_developer"][1]) == 10
