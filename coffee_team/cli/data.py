@@ -76,11 +76,11 @@ def queue(click_ctx: click.Context, as_json: bool) -> None:
     if not stats:
         click.echo("queue is empty")
         return
-    click.echo(f"{'recipient':<20} {'pending':>8} {'working':>8} {'done':>8} {'failed':>8} "
-               f"{'cancelled':>9}  oldest pending")
+    click.echo(f"{'recipient':<20} {'waiting':>8} {'pending':>8} {'working':>8} {'done':>8} "
+               f"{'failed':>8} {'cancelled':>9}  oldest pending")
     for name, row in sorted(stats.items()):
         age = row.get("oldest_pending_age_s")
-        click.echo(f"{name:<20} {row['pending']:>8} {row['in_progress']:>8} "
+        click.echo(f"{name:<20} {row['waiting']:>8} {row['pending']:>8} {row['in_progress']:>8} "
                    f"{row['completed']:>8} {row['failed']:>8} {row['cancelled']:>9}  "
                    f"{human_duration(age) if age is not None else '-'}")
 

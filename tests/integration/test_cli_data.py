@@ -53,7 +53,7 @@ def test_send_route_broadcast_and_list(proj):
     stats = json.loads(run(proj, "queue", "--json").output)
     assert stats["architect"]["pending"] == 2 and stats["code_developer"]["pending"] == 2
     table = run(proj, "queue").output
-    assert table.splitlines()[0].split()[:3] == ["recipient", "pending", "working"]
+    assert table.splitlines()[0].split()[:4] == ["recipient", "waiting", "pending", "working"]
     listed = json.loads(run(proj, "queue", "list", "--agent", "architect", "--json").output)
     assert [t["type"] for t in listed] == ["roadmap_updated", "design_request"]
 
