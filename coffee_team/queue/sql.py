@@ -70,7 +70,6 @@ WORK_AVAILABLE = (
 NEXT_DUE = "SELECT MIN(run_after) FROM tasks WHERE recipient = ? AND status = 'pending'"
 _FINISH = ("UPDATE tasks SET status = ?, completed_at = ?, result = ?, error = ?,"
            " lease_expires_at = NULL WHERE id = ? AND status = 'in_progress'")
-# dependents: tasks sent after this one, whose recipients SQLite wakes after the commit.
 FINISH = _FINISH + " RETURNING claimed_by, type, claimed_at, dependents"
 # FINISH, only if the given agent still holds the task.
 FINISH_BY = _FINISH + " AND claimed_by = ? RETURNING claimed_by, type, claimed_at, dependents"
@@ -126,8 +125,7 @@ PG_SEND_ONE = (
     " CAST(? AS DOUBLE PRECISION), ?, 'pending', 0 FROM depth WHERE pending_bound <= ?"
     " RETURNING id) SELECT id, pg_notify(?, '') FROM task")
 SET_PENDING = "UPDATE queue_depth SET pending_bound = ? WHERE recipient = ?"
-# The truth, capped: at most max_queue_size + 1 index steps.
-# Waiting tasks count too: each becomes pending without a send (dependency trigger).
+# The truth (waiting tasks too: each turns pending unsent), capped: max_queue_size + 1 steps.
 COUNT_PENDING = (
     "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE recipient = ?"
     " AND status IN ('waiting', 'pending') LIMIT ?) AS p")

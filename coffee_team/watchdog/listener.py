@@ -274,14 +274,6 @@ class Watchdog(Launch, HealthChecks, ClockSteps, WorkOverTime):
                 waits.append(wait)
         return max(0.0, min(waits))
 
-    def escalate(self) -> None:
-        """Pending work waiting past the team's escalate_after moves up a priority step."""
-        if self.escalation_held():
-            return
-        raised = self.queue.escalate_pending()
-        if raised:
-            self.log(f"escalated {len(raised)} waiting task(s): {raised[:10]}")
-
     def cleanup(self) -> None:
         self.next_cleanup = self.mono() + CLEANUP_EVERY
         removed = self.queue.cleanup(self.team.settings.cleanup_interval_hours * 3600)

@@ -4,7 +4,8 @@ tasks. The rules are coffee_team.rules' pure functions (cron, waits, trend); the
 each slot and reports each cycle once, whichever watchdog (host) gets there first.
 
 WorkOverTime is mixed into Watchdog (listener.py), which provides ``team``, ``rpc``,
-``queue``, ``clock``, ``memory_restart``, ``event``, ``log``.
+``queue``, ``clock``, ``memory_restart``, ``event``, ``log`` (and clocksteps.py's
+``escalation_held``). Escalating pending work (team.escalate_after) lives here too.
 """
 from __future__ import annotations
 
@@ -81,6 +82,15 @@ class WorkOverTime:
     def schedule_wakeup(self, now: float) -> float | None:
         """Seconds until the next schedule slot (None: no schedules)."""
         return None if self.schedule_due_at is None else max(0.0, self.schedule_due_at - now)
+
+    # --- pending work (the health check) -------------------------------------------------
+    def escalate(self) -> None:
+        """Pending work waiting past the team's escalate_after moves up a priority step."""
+        if self.escalation_held():
+            return
+        raised = self.queue.escalate_pending()
+        if raised:
+            self.log(f"escalated {len(raised)} waiting task(s): {raised[:10]}")
 
     # --- wait cycles (the health check) --------------------------------------------------
     def report_wait_cycles(self) -> None:
