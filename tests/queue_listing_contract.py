@@ -23,6 +23,17 @@ class ListingContract:
         assert [r["id"] for r in q.list_tasks(agent="alice")] == [a]
         assert len(q.list_tasks(limit=1)) == 1
 
+    def test_list_tasks_pages_by_id(self):
+        """The dashboard pages past its latest 30: ``before_id`` is the last id shown."""
+        q = self.make_queue()
+        ids = [q.send("cli", "alice", "t") for _ in range(5)]
+        first = q.list_tasks(agent="alice", limit=2)
+        assert [r["id"] for r in first] == ids[:-3:-1]
+        second = q.list_tasks(agent="alice", limit=2, before_id=first[-1]["id"])
+        assert [r["id"] for r in second] == [ids[2], ids[1]]
+        assert [r["id"] for r in q.list_tasks(status="pending", before_id=ids[1])] == [ids[0]]
+        assert q.list_tasks(before_id=ids[0]) == []
+
     def test_stats(self):
         q = self.make_queue()
         q.send("cli", "alice", "t")

@@ -28,11 +28,14 @@ class ReportingMixin:
         return self._task_dicts(sql.TASKS_OF_RECIPIENT, (recipient, status))
 
     def list_tasks(self, status: Optional[str] = None, agent: Optional[str] = None,
-                   limit: int = 100, task_id: Optional[int] = None) -> list[dict]:
-        """Newest first; ``agent`` matches the recipient."""
-        filters = [value for value in (task_id, status, agent) if value is not None]
+                   limit: int = 100, task_id: Optional[int] = None,
+                   before_id: Optional[int] = None) -> list[dict]:
+        """Newest first; ``agent`` matches the recipient; ``before_id`` pages: only tasks with
+        a smaller id (the last one of the previous page)."""
+        filters = [value for value in (task_id, status, agent, before_id) if value is not None]
         return self._task_dicts(
-            sql.list_tasks(task_id is not None, status is not None, agent is not None),
+            sql.list_tasks(task_id is not None, status is not None, agent is not None,
+                           before_id is not None),
             (*filters, limit))
 
     def _task_dicts(self, statement: str, params: Sequence[Any]) -> list[dict]:

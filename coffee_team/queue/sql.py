@@ -361,11 +361,11 @@ def insert_tasks(rows: int, *, returning_ids: bool) -> str:
             + (" RETURNING id" if returning_ids else ""))
 
 
-def list_tasks(by_id: bool, by_status: bool, by_recipient: bool) -> str:
-    """Tasks newest first, filtered by the given equalities (id, status, recipient), LIMIT ?.
-    Separate statements, not ``? IS NULL OR ...``: SQLite plans before it sees the values."""
+def list_tasks(by_id: bool, by_status: bool, by_recipient: bool, before: bool = False) -> str:
+    """Tasks newest first by id, status, recipient and ``id < ?`` (a page), LIMIT ?. Separate
+    statements, not ``? IS NULL OR ...``: SQLite plans before it sees the values."""
     clauses = [c for c, on in (("id = ?", by_id), ("status = ?", by_status),
-                               ("recipient = ?", by_recipient)) if on]
+                               ("recipient = ?", by_recipient), ("id < ?", before)) if on]
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     return f"SELECT {_TASK_COLUMNS} FROM tasks{where} ORDER BY id DESC LIMIT ?"
 
