@@ -67,6 +67,29 @@ REMOVED = "removed"                # an agent left the team; detail: failed_task
 RESTART_HISTORY = (LAUNCHED, RUNNING, EXITED, BACKOFF, STOPPED, CRASH, RESTART_SCHEDULED,
                    RESTARTED, GIVEN_UP, HUNG, MEMORY_LIMIT, MEMORY_TREND, START_FAILED,
                    MANUAL_RESTART, TOOK_OVER)
+
+
+def lifecycle_summary(events: list[dict]) -> dict[str, dict]:
+    """{agent: {crashes, restarts, manual_restarts, given_up, last_crash}} over ``events``
+    (journal rows, oldest first): what the watchdog recorded, as ``coffee-team history`` and
+    the dashboard count it. A person's restart clears the count toward give-up, not these."""
+    summary: dict[str, dict] = {}
+    for e in events:
+        row = summary.setdefault(e["agent"] or "-", {"crashes": 0, "restarts": 0,
+                                                     "manual_restarts": 0, "given_up": False,
+                                                     "last_crash": None})
+        if e["kind"] == CRASH:
+            row["crashes"] += 1
+            row["last_crash"] = (e.get("detail") or {}).get("reason")
+        elif e["kind"] == RESTARTED:
+            row["restarts"] += 1
+        elif e["kind"] == MANUAL_RESTART:
+            row["manual_restarts"] += 1
+        elif e["kind"] == GIVEN_UP:
+            row["given_up"] = True
+    return summary
+
+
 # Ends of a RUNNING span on a timeline.
 LIFETIME_ENDS = frozenset({EXITED, STOPPED, BACKOFF})
 # Points on a timeline.

@@ -264,21 +264,6 @@ def notifications_test(ctx: Context) -> None:
         raise SystemExit(1)
 
 
-def history_summary(events: list[dict]) -> dict[str, dict]:
-    summary: dict[str, dict] = {}
-    for e in events:
-        row = summary.setdefault(e["agent"] or "-", {"crashes": 0, "restarts": 0,
-                                                     "given_up": False, "last_crash": None})
-        if e["kind"] == kinds.CRASH:
-            row["crashes"] += 1
-            row["last_crash"] = e["detail"].get("reason")
-        elif e["kind"] == kinds.RESTARTED:
-            row["restarts"] += 1
-        elif e["kind"] == kinds.GIVEN_UP:
-            row["given_up"] = True
-    return summary
-
-
 def _exit_detail(e: dict) -> str:
     d = e["detail"]
     return ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("due_at",))
@@ -294,7 +279,7 @@ def history(ctx: Context, agent: str | None, limit: int, as_json: bool) -> None:
     parse_agents(ctx.team, agent)
     with open_queue(ctx) as q:
         events = q.events(agent=agent, limit=10**7)
-    summary = history_summary(events)
+    summary = kinds.lifecycle_summary(events)
     recent = events[-limit:]
     if as_json:
         echo_json({"summary": summary, "events": recent})
@@ -305,6 +290,8 @@ def history(ctx: Context, agent: str | None, limit: int, as_json: bool) -> None:
         click.echo("")
     for name, row in sorted(summary.items()):
         line = f"{name}: {row['crashes']} crash(es), {row['restarts']} restart(s)"
+        if row["manual_restarts"]:
+            line += f" + {row['manual_restarts']} by hand"
         if row["last_crash"]:
             line += f", last crash: {row['last_crash']}"
         if row["given_up"]:
