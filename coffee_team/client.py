@@ -24,6 +24,7 @@ class Faults:
     BAD_ARGUMENTS = 3
     SHUTDOWN_STATE = 6
     BAD_NAME = 10
+    NO_FILE = 20
     FAILED = 30
 
 
@@ -40,7 +41,9 @@ class Endpoint:
         return xmlrpc.client.ServerProxy(self.url.rstrip("/") + "/RPC2", transport=transport)
 
 
-class _UnixConnection(http.client.HTTPConnection):
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (supervisord's own); the web program forwards /RPC2 with it."""
+
     def __init__(self, path: str, timeout: float | None):
         super().__init__("localhost", timeout=timeout)
         self.socket_path = path
@@ -63,7 +66,7 @@ class _Transport(xmlrpc.client.Transport):
 
     def make_connection(self, host):
         if self.endpoint.url.startswith("unix://"):
-            return _UnixConnection(self.endpoint.url[len("unix://"):], self.timeout)
+            return UnixConnection(self.endpoint.url[len("unix://"):], self.timeout)
         conn = super().make_connection(host)
         conn.timeout = self.timeout
         return conn

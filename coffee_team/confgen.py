@@ -118,14 +118,20 @@ def agent_section(team: Team, agent: AgentSpec) -> str:
 
 
 def web_section(team: Team) -> str:
-    """``[program:web]``: the dashboard and /metrics (``python -m coffee_team.web``).
+    """``[program:web]`` (``python -m coffee_team.web``): the dashboard and /metrics
+    (``team.web``) and XML-RPC over HTTP (``team.http``, passed on to supervisord's unix
+    socket: supervisord's own ``[inet_http_server]`` has no connection cap, idle timeout or
+    body limit, and serves supervisor's web UI).
 
     Unlike agents, supervisord itself starts it and restarts it at once when it dies: it holds
-    no work, and agents never depend on it. It reads the password from the environment
-    supervisord was started with (``password_env``), as ``[inet_http_server]`` does.
+    no work, and agents never depend on it. It reads the passwords from the environment
+    supervisord was started with (``password_env``), so they are never written to a file.
     """
-    web = team.settings.web
-    check_http(web, str(team.path), "team.web", "the dashboard")
+    s = team.settings
+    if s.web is not None:
+        check_http(s.web, str(team.path), "team.web", "the dashboard")
+    if s.http is not None:
+        check_http(s.http, str(team.path))
     lines = [
         f"[program:{WEB_PROGRAM}]",
         "command=" + python_argv(team, WEB_MODULE),
@@ -163,8 +169,10 @@ def listener_buffer_size(team: Team) -> int:
 SUPERVISOR_MINFDS, SUPERVISOR_MINPROCS = 1024, 200
 FDS_PER_PROGRAM = 3    # stdin and stdout pipes (stderr is redirected into stdout), stdout log
 FDS_PER_LISTENER = 4   # stdin, stdout and stderr pipes, stderr log (stdout is the protocol)
-# stdio, its own log, the unix and inet servers, coffee.*'s database files and wake socket,
-# the RPC clients served at once (watchdog, CLI, web), a spawn's pipe ends before they close
+# stdio, its own log, its unix socket server, coffee.*'s database files and wake socket, the
+# RPC clients served at once (watchdog, CLI, the web program's dashboard and its XML-RPC
+# gateway, which passes on at most rpcproxy.UPSTREAM_CALLS = 8 calls at a time), a spawn's
+# pipe ends before they close. No TCP port: nobody else can open descriptors in supervisord.
 FDS_SUPERVISORD = 64
 # RLIMIT_NPROC counts every thread of the user: an agent, its heartbeat thread, a lock keeper
 # (PostgreSQL) and a command handler's child; the listener and its notify thread; the web
@@ -196,21 +204,13 @@ def main_config(team: Team) -> str:
         "file=" + here_path(team, team.run_dir / "supervisor.sock") + "\n"
         "chmod=0700\n",
     ]
-    if s.http is not None:
-        check_http(s.http, str(team.path))
-        sections.append(
-            "[inet_http_server]\n"
-            f"port={s.http.host}:{s.http.port}\n"
-            f"username={escape_percent(s.http.username)}\n"
-            # supervisor expands ENV_ names itself, so the password never lands in a file.
-            f"password=%(ENV_{s.http.password_env})s\n")
     sections += [
         "[supervisord]\n"
         "logfile=" + here_path(team, team.log_dir / "supervisord.log") + "\n"
         "pidfile=" + here_path(team, team.run_dir / "supervisord.pid") + "\n"
         "childlogdir=" + here_path(team, team.log_dir) + "\n"
         "umask=077\n"
-        f"minfds={min_fds(len(team.agents) + (s.web is not None))}\n"
+        f"minfds={min_fds(len(team.agents) + s.web_program)}\n"
         f"minprocs={min_procs(len(team.agents))}\n",
         "[rpcinterface:supervisor]\n"
         "supervisor.rpcinterface_factory=supervisor.rpcinterface:make_main_rpcinterface\n",
@@ -242,7 +242,7 @@ def main_config(team: Team) -> str:
         "[include]\n"
         "files=agent-*.conf\n",
     ]
-    if s.web is not None:
+    if s.web_program:
         sections.append(web_section(team))
     return "\n".join(sections)
 

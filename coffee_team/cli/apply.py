@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from .. import client, confgen
 from .. import events as kinds
-from ..team import Team
+from ..team import WEB_PROGRAM, Team
 from .. import restarts
 
 REMOVED_REASON = "agent removed from the team"
@@ -71,8 +71,9 @@ def plan(old: Team, new: Team) -> Plan:
     verdicts = {n: agent_changed(old, new, n) for n in kept}
     notes = ()
     if confgen.main_config(old) != confgen.main_config(new):
-        notes = ("supervisord.conf changed (listener buffer, http or paths): that part takes "
-                 "effect at the next `coffee-team stop` and `coffee-team start`",)
+        notes = ("supervisord.conf changed (listener buffer, web, http or paths): that part "
+                 "takes effect at the next `coffee-team stop` and `coffee-team start` (web and "
+                 "http alone: `coffee-team restart web`)",)
     return Plan(
         added=by_priority(new, (n for n in new.names if n not in old.names)),
         removed=by_priority(old, (n for n in old.names if n not in new.names)),
@@ -183,9 +184,20 @@ class Applier:
             self.say(f"started {name}" if states[name] == "RUNNING"
                      else f"{name} did not start ({states[name]}): see `coffee-team logs {name}`")
 
+    def reload_web(self) -> None:
+        """SIGHUP to the web program (its dashboard then shows the new agents); nothing to do
+        when it does not run. Its ports and passwords change with `coffee-team restart web`."""
+        try:
+            if self.state(WEB_PROGRAM) == "RUNNING":
+                self.rpc("supervisor.signalProcess", WEB_PROGRAM, "HUP")
+        except Exception:  # not a program of this supervisord, or it just stopped
+            pass
+
     def reload_watchers(self, since_event: int) -> None:
-        """The rpcinterface and the watchdog use the new team before anything starts."""
+        """The rpcinterface, the web program and the watchdog use the new team before anything
+        starts."""
         self.rpc("coffee.reloadTeam")
+        self.reload_web()
         try:
             self.rpc("supervisor.signalProcess", WATCHDOG, "HUP")
         except Exception as exc:  # not running: it reads the file when it starts

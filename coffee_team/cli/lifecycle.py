@@ -116,7 +116,7 @@ def start(ctx: Context, agents: str | None, timeout: float) -> None:
 
 
 def _require_password_env(team) -> None:
-    servers = (("http", team.settings.http, "supervisord reads the XML-RPC password from it"),
+    servers = (("http", team.settings.http, "the web program reads the XML-RPC password from it"),
                ("web", team.settings.web, "the dashboard reads its password from it"))
     for key, server, why in servers:
         if server is not None and not os.environ.get(server.password_env):
@@ -170,7 +170,9 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 @click.argument("agent")
 @pass_ctx
 def restart(ctx: Context, agent: str) -> None:
-    """Stop (if running) and start one agent; clears a give-up."""
+    """Stop (if running) and start one agent (clears a give-up), or the web program."""
+    if agent == WEB_PROGRAM and ctx.team.settings.web_program:
+        return _restart_web(ctx)
     (name,) = parse_agents(ctx.team, agent)
     info = loaded_processes(ctx, (name,))[name]
     forget_restarts(ctx, (name,), give_ups=True)
@@ -179,6 +181,24 @@ def restart(ctx: Context, agent: str) -> None:
     ctx.rpc("supervisor.startProcess", name, False)
     wait_running(ctx, (name,), timeout=ctx.team.settings.start_seconds + 30)
     click.echo(f"{name}: restarted")
+
+
+def _restart_web(ctx: Context) -> None:
+    """The web program reads the team file, its ports and passwords when it starts; one the
+    running supervisord does not know yet (web or http added since it started) is added."""
+    infos = {i["name"]: i for i in ctx.rpc("supervisor.getAllProcessInfo")}
+    if WEB_PROGRAM not in infos:
+        added = ctx.rpc("supervisor.reloadConfig")[0][0]
+        if WEB_PROGRAM not in added:
+            raise UserError(f"supervisord does not know the web program; run `coffee-team "
+                            f"gen-config` and try again")
+        ctx.rpc("supervisor.addProcessGroup", WEB_PROGRAM)  # autostart: it starts now
+    else:
+        if infos[WEB_PROGRAM]["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
+            ctx.rpc("supervisor.stopProcess", WEB_PROGRAM, True)
+        ctx.rpc("supervisor.startProcess", WEB_PROGRAM, False)
+    wait_running(ctx, (WEB_PROGRAM,), timeout=30)
+    click.echo(f"{WEB_PROGRAM}: restarted")
 
 
 # --- status ----------------------------------------------------------------------------------

@@ -129,9 +129,14 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None, 
                             f"(seconds without output before the task is cancelled)")
         agents.append(AgentSpec(name=name, **values))
     _check_timing(settings, source)
-    if settings.web is not None and any(a.name == WEB_PROGRAM for a in agents):
-        raise TeamError(f"{source}: agents.{WEB_PROGRAM}: this name is the dashboard's program "
-                        f"while team.web is set; rename the agent")
+    if settings.web_program and any(a.name == WEB_PROGRAM for a in agents):
+        raise TeamError(f"{source}: agents.{WEB_PROGRAM}: this name is the web program's "
+                        f"(the dashboard and XML-RPC over HTTP) while team.web or team.http "
+                        f"is set; rename the agent")
+    web, http = settings.web, settings.http
+    if web is not None and http is not None and web.port == http.port:
+        raise TeamError(f"{source}: team.web.port: {web.port} is team.http's port too; the "
+                        f"dashboard and XML-RPC need a port each")
     hosts = _hosts(document["hosts"], source) if "hosts" in document else ()
     if check_schedules:
         _check_schedules(settings, agents, source)

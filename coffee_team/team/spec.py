@@ -43,7 +43,8 @@ def check_http(http: HttpSettings, source: str, where: str = "team.http",
                         f"expose it on purpose")
 
 
-# The dashboard's supervisord program; an agent cannot have this name while team.web is set.
+# The web program's name in supervisord; an agent cannot have it while team.web or team.http
+# is set.
 WEB_PROGRAM = "web"
 
 
@@ -130,6 +131,12 @@ class TeamSettings:
     notify: tuple[NotifyTarget, ...] = ()
     budget: Budget | None = None  # the whole team's, per UTC day
     timezone: str | None = None  # schedules' default time zone (None: UTC)
+
+    @property
+    def web_program(self) -> bool:
+        """Whether supervisord runs the web program: it serves the dashboard (``web``) and
+        XML-RPC over HTTP (``http``); supervisord itself listens on its unix socket only."""
+        return self.web is not None or self.http is not None
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,36 @@ def perform(kind: str, action: str, target: str, agent_names: tuple[str, ...],
         return _fault_answer(exc)
 
 
+LOG_FIRST = 16 * 1024   # bytes of a log's end shown when it is opened
+LOG_MAX = 64 * 1024     # bytes at most per read (following it reads what was added)
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    code: int
+    data: dict[str, Any]
+
+
+def read_log(name: str, offset: int, length: int, agent_names: tuple[str, ...],
+             call: Callable[..., Any]) -> LogChunk:
+    """An agent's log from ``offset`` (0: its last ``length`` bytes), as supervisor's
+    ``tailProcessStdoutLog`` reads it: ``{agent, text, offset, overflow}``; ``offset`` is where
+    the next read (following the log) starts; ``overflow`` that more was written than read."""
+    if name not in agent_names:
+        return LogChunk(404, {"error": f"unknown agent {name[:60]!r}"})
+    length = max(0, min(length, LOG_MAX))
+    try:
+        text, offset, overflow = call("supervisor.tailProcessStdoutLog", name, offset, length)
+    except SupervisorDown as exc:
+        return LogChunk(503, {"error": str(exc)})
+    except xmlrpc.client.Fault as exc:
+        answer = _fault_answer(exc)
+        code = 404 if exc.faultCode == Faults.NO_FILE else answer.code
+        return LogChunk(code, {"error": f"{name}: cannot read the log: {answer.message}"})
+    return LogChunk(200, {"agent": name, "text": text, "offset": offset,
+                          "overflow": bool(overflow)})
+
+
 def _fault_answer(fault: xmlrpc.client.Fault) -> Answer:
     text = fault.faultString.split(":", 1)[-1].strip() or fault.faultString
     if fault.faultCode == Faults.BAD_NAME or (fault.faultCode == Faults.BAD_ARGUMENTS and text.startswith("no ")):

@@ -1,23 +1,47 @@
-"""The web program's entry point: settings from the team file, password from the
+"""The web program's entry point: settings from the team file, passwords from the
 environment, then serve until SIGTERM. Agents never depend on it: it only reads, and acts
-through supervisord's ``coffee.*`` like the CLI does."""
+through supervisord's ``coffee.*`` like the CLI does.
+
+It serves what the team file asks for, each on its own port with ``httpd``'s limits: the
+dashboard (``team.web``) and XML-RPC over HTTP (``team.http``, passed on to supervisord's
+unix socket by ``rpcproxy``). SIGHUP re-reads the team file, as the watchdog does
+(``coffee-team apply`` sends it): the dashboard then shows the applied team. Ports and
+credentials are read at start only (``coffee-team restart web``).
+"""
 from __future__ import annotations
 
 import argparse
 import os
+import queue as queues
 import signal
 import sys
+import threading
+import time
+from typing import Any
 
 from ..errors import CoffeeError, TeamError
 from ..parentwatch import die_with_parent
-from ..team import load_team
-from .server import Dashboard, make_server
-from .snapshot import Snapshots
+from ..team import HttpSettings, Team, load_team
+
+HUP, TERM = "reload", "stop"
+
+
+def say(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} coffee-team web: {message}", file=sys.stderr,
+          flush=True)
 
 
 def fail(message: str) -> int:
     print(f"coffee-team web: {message}", file=sys.stderr, flush=True)
     return 2
+
+
+def password_of(server: HttpSettings, where: str) -> str:
+    password = os.environ.get(server.password_env)
+    if not password:
+        raise TeamError(f"{where}.password_env: the environment variable {server.password_env} "
+                        f"is not set; export it before starting supervisord")
+    return password
 
 
 def main(argv: list[str]) -> int:
@@ -26,35 +50,117 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         team = load_team(args.team)
+        web, http = team.settings.web, team.settings.http
+        if web is None and http is None:
+            return fail(f"{team.path}: neither team.web nor team.http is set")
+        passwords = {name: password_of(server, f"team.{name}")
+                     for name, server in (("web", web), ("http", http)) if server is not None}
     except TeamError as exc:
         return fail(str(exc))
-    web = team.settings.web
-    if web is None:
-        return fail(f"{team.path}: team.web is not set (port, username, password_env)")
-    password = os.environ.get(web.password_env)
-    if not password:
-        return fail(f"team.web.password_env: the environment variable {web.password_env} is "
-                    f"not set; export it before starting supervisord")
     if os.environ.get("SUPERVISOR_ENABLED"):
-        die_with_parent()  # an orphan would keep the port from the next supervisord's web
+        die_with_parent()  # an orphan would keep the ports from the next supervisord's web
+    # the file was just read: a reload asked for before the handler is set has nothing to add
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    servers, closers, dashboard = [], [], None
+    try:
+        if http is not None:
+            servers.append(rpc_server(team, http, passwords["http"]))
+        if web is not None:
+            dashboard, server, close = dashboard_server(team, web, passwords["web"])
+            servers.append(server)
+            closers.append(close)
+    except (CoffeeError, OSError) as exc:
+        for server in servers:
+            server.server_close()
+        for close in closers:
+            close()
+        return fail(str(exc) if isinstance(exc, CoffeeError)
+                    else f"cannot listen on {exc.strerror or exc}")
+    return serve(servers, closers, dashboard, args.team)
+
+
+def rpc_server(team: Team, http: HttpSettings, password: str):
+    from .rpcproxy import Gateway, make_rpc_server
+    # a call may wait for a graceful stop and a start (stopProcess, restartAgent)
+    timeout = team.settings.stop_wait_seconds + team.settings.start_seconds + 60
+    gateway = Gateway(http.username, password, str(team.run_dir / "supervisor.sock"), timeout)
+    return _listen(make_rpc_server, gateway, http)
+
+
+def dashboard_server(team: Team, web: HttpSettings, password: str):
     from ..queue import MessageQueue
+    from .server import Dashboard, make_server
+    from .snapshot import Snapshots
     try:
         queue = MessageQueue.from_team(team)
     except CoffeeError as exc:
-        return fail(f"{team.database_url}: {exc}")
+        raise CoffeeError(f"{team.database_url}: {exc}") from None
     snapshots = Snapshots(team, queue)
     app = Dashboard(team, snapshots, web.username, password)
     try:
-        server = make_server(app, web.host, web.port)
-    except OSError as exc:
-        return fail(f"cannot listen on {web.host}:{web.port}: {exc.strerror or exc}")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"coffee-team web: serving http://{web.host}:{server.server_address[1]}/",
-          file=sys.stderr, flush=True)
-    try:
-        # a long poll interval: idle, the program wakes only when someone connects
-        server.serve_forever(poll_interval=5)
-    finally:
-        server.server_close()
+        server = _listen(make_server, app, web)
+    except BaseException:
         snapshots.close()
+        raise
+    return app, server, snapshots.close
+
+
+def _listen(make: Any, app: Any, where: HttpSettings):
+    try:
+        return make(app, where.host, where.port)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{where.host}:{where.port}: {exc.strerror or exc}") from None
+
+
+def serve(servers: list, closers: list, dashboard: Any, team_path: str) -> int:
+    signals: queues.Queue[str] = queues.Queue()
+    signal.signal(signal.SIGTERM, lambda *_: signals.put(TERM))
+    signal.signal(signal.SIGHUP, lambda *_: signals.put(HUP))
+    threads = []
+    for server in servers:
+        # a long poll interval: idle, the program wakes only when someone connects
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 5},
+                                  name=f"coffee-{server.name}", daemon=True)
+        thread.start()
+        threads.append(thread)
+        host, port = server.server_address[:2]
+        say(f"serving {'XML-RPC at' if server.name == 'http' else 'the dashboard at'} "
+            f"http://{host}:{port}/{'RPC2' if server.name == 'http' else ''}")
+    try:
+        while (what := _next_signal(signals)) != TERM:
+            if what == HUP:
+                reload_team(dashboard, team_path)
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        for close in closers:
+            close()
     return 0
+
+
+def _next_signal(signals: queues.Queue[str]) -> str:
+    # a timeout so the main thread runs Python code often enough to see a signal at once
+    while True:
+        try:
+            return signals.get(timeout=1.0)
+        except queues.Empty:
+            continue
+
+
+def reload_team(dashboard: Any, team_path: str) -> None:
+    """SIGHUP: the dashboard follows the team file (a file that does not load changes
+    nothing); the XML-RPC gateway does not depend on the agents."""
+    try:
+        team = load_team(team_path)
+    except TeamError as exc:
+        say(f"team file not reloaded (keeping the team shown): {exc}")
+        return
+    if dashboard is None:
+        say("team file re-read (no dashboard to update)")
+        return
+    before = set(dashboard.team.names)
+    dashboard.use_team(team)
+    added, removed = sorted(set(team.names) - before), sorted(before - set(team.names))
+    say(f"team reloaded: {len(team.names)} agents (added {added or '-'}, "
+        f"removed {removed or '-'})")

@@ -1,31 +1,30 @@
-"""The web program: one dashboard page, its JSON, the actions and ``/metrics``.
+"""The web program's dashboard: one page, its JSON, the actions, an agent's log and ``/metrics``.
 
-Standard library ``http.server`` (threaded): the program serves one page, a few JSON routes and
-a text endpoint to a handful of people and one Prometheus, so a framework would add a
-dependency and start-up time without adding anything the page needs.
+Standard library ``http.server`` (threaded, with ``httpd``'s deadlines and connection cap):
+the program serves one page, a few JSON routes and a text endpoint to a handful of people and
+one Prometheus, so a framework would add a dependency and start-up time without adding
+anything the page needs.
 
 Security: every path needs HTTP basic auth (the team's ``web.username`` and the password from
-``web.password_env``); actions are POST only and need both the page's CSRF token (in a header
-a cross-site form cannot set, and that another origin cannot read from the page) and, when the
-browser sends one, an ``Origin`` equal to this server's own.
+``web.password_env``); actions are POST only and, like reading an agent's log, need both the
+page's CSRF token (in a header a cross-site form cannot set, and that another origin cannot
+read from the page) and, when the browser sends one, an ``Origin`` equal to this server's own.
 """
 from __future__ import annotations
 
-import base64
 import hmac
 import json
 import re
 import secrets
-import sys
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from .. import client, promexport
 from ..errors import TaskNotFound
+from ..taskstate import STATES
 from . import actions
+from .httpd import GuardedHandler, GuardedServer, basic_auth_ok
 from .snapshot import Snapshots
 
 PAGE = Path(__file__).with_name("page.html")
@@ -33,6 +32,9 @@ CSRF_HEADER = "X-Coffee-CSRF"
 ACTION_PATH = re.compile(r"^/api/(agents|tasks|notifications)/([^/]{1,100})/([a-z]+)$")
 TASK_PATH = re.compile(r"^/api/tasks/([^/]{1,100})$")
 AGENT_PATH = re.compile(r"^/api/agents/([^/]{1,100})$")
+LOG_PATH = re.compile(r"^/api/agents/([^/]{1,100})/log$")
+ACTION_BODY = 64 * 1024     # actions take no body; more than this is refused (413)
+PAGE_SIZE, MAX_PAGE = 50, 200
 SECURITY_HEADERS = (
     ("X-Frame-Options", "DENY"),
     ("X-Content-Type-Options", "nosniff"),
@@ -56,16 +58,12 @@ class Dashboard:
         self.page = PAGE.read_text(encoding="utf-8").replace("{{CSRF_TOKEN}}", self.csrf_token)
 
     def authorized(self, header: str | None) -> bool:
-        if not header or not header.startswith("Basic "):
-            return False
-        try:
-            user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        # both compared in constant time, and always both (no early exit on the user name)
-        ok_user = hmac.compare_digest(user.encode(), self.username.encode())
-        ok_password = hmac.compare_digest(password.encode(), self.password.encode())
-        return ok_user and ok_password
+        return basic_auth_ok(header, self.username, self.password)
+
+    def use_team(self, team) -> None:
+        """The team file was applied (SIGHUP): show and act on its agents from now on."""
+        self.snapshots.use_team(team)
+        self.team = team
 
     def metrics(self) -> bytes:
         return self.snapshots.run(self._metrics)
@@ -82,18 +80,18 @@ class Dashboard:
         self.snapshots.invalidate()
         return answer
 
+    def tail_log(self, name: str, offset: int, length: int) -> actions.LogChunk:
+        endpoint = self.snapshots.endpoint
+        return actions.read_log(name, offset, length, self.team.names,
+                                lambda method, *args: client.call(endpoint, method, *args,
+                                                                  timeout=10))
 
-class Handler(BaseHTTPRequestHandler):
+
+class Handler(GuardedHandler):
     server_version = "coffee-team-web"
-    protocol_version = "HTTP/1.1"
     app: Dashboard  # set on the subclass made by make_server
 
     # --- plumbing ---------------------------------------------------------------------------
-    def log_message(self, format: str, *args: Any) -> None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{stamp} web: {self.address_string()} {format % args}", file=sys.stderr,
-              flush=True)
-
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         if str(code) not in ("200", "304"):  # polls every second: log only what is unusual
             super().log_request(code, size)
@@ -117,17 +115,14 @@ class Handler(BaseHTTPRequestHandler):
         self._json(code, {"message" if code < 400 else "error": message})
 
     def _authenticate(self) -> bool:
-        if self.app.authorized(self.headers.get("Authorization")):
-            return True
-        self._send(401, b"authentication required\n", "text/plain; charset=utf-8",
-                   (("WWW-Authenticate", 'Basic realm="coffee-team", charset="UTF-8"'),))
-        return False
+        return self.authenticated(self.app.username, self.app.password, "coffee-team")
 
     # --- GET --------------------------------------------------------------------------------
     def do_GET(self) -> None:
         if not self._authenticate():
             return
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
         if path in ("/", "/index.html"):
             self._send(200, self.app.page.encode(), "text/html; charset=utf-8")
         elif path == "/api/dashboard":
@@ -135,8 +130,12 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/metrics":
             from prometheus_client import CONTENT_TYPE_LATEST
             self._send(200, self.app.metrics(), CONTENT_TYPE_LATEST)
+        elif path == "/api/tasks":
+            self._tasks(parse_qs(url.query))
         elif match := TASK_PATH.match(path):
             self._task(match.group(1))
+        elif match := LOG_PATH.match(path):
+            self._log(match.group(1), parse_qs(url.query))
         elif match := AGENT_PATH.match(path):
             self._agent(match.group(1))
         else:
@@ -152,6 +151,32 @@ class Handler(BaseHTTPRequestHandler):
         except TaskNotFound as exc:
             self._message(404, str(exc))
 
+    def _tasks(self, query: dict[str, list[str]]) -> None:
+        """A page of tasks, newest first: ``status``, ``agent``, ``before`` (the last id of
+        the previous page), ``limit``; ``next_before`` is null on the last page."""
+        status, agent = _one(query, "status"), _one(query, "agent")
+        before, limit = _one(query, "before"), _one(query, "limit") or str(PAGE_SIZE)
+        if status and status not in STATES:
+            return self._message(400, f"status: one of {', '.join(STATES)}")
+        if before and not _small_int(before):
+            return self._message(400, "before: a task id")
+        if not _small_int(limit) or not 1 <= int(limit) <= MAX_PAGE:
+            return self._message(400, f"limit: 1 to {MAX_PAGE}")
+        self._json(200, self.app.snapshots.task_page(status or None, (agent or "")[:100] or None,
+                                                      int(before) if before else None,
+                                                      int(limit)))
+
+    def _log(self, name: str, query: dict[str, list[str]]) -> None:
+        refusal = self._cross_site_refusal()
+        if refusal:
+            return self._message(403, refusal)
+        offset, length = _one(query, "offset") or "0", _one(query, "length") or ""
+        if not _small_int(offset) or (length and not _small_int(length)):
+            return self._message(400, "offset and length: whole numbers of bytes")
+        chunk = self.app.tail_log(name, int(offset),
+                                  int(length) if length else actions.LOG_FIRST)
+        self._json(chunk.code, chunk.data)
+
     def _agent(self, name: str) -> None:
         rows = {a["name"]: a for a in self.app.snapshots.dashboard()["agents"]}
         if name not in rows:
@@ -162,7 +187,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if not self._authenticate():
             return
-        self._drain_body()
+        if self.read_body(ACTION_BODY) is None:
+            return
         refusal = self._cross_site_refusal()
         if refusal:
             return self._message(403, refusal)
@@ -172,12 +198,6 @@ class Handler(BaseHTTPRequestHandler):
         kind, target, action = match.groups()
         answer = self.app.act(kind, target, action)
         self._message(answer.code, answer.message)
-
-    def _drain_body(self) -> None:
-        """Actions take no body; read what was sent so the connection stays usable."""
-        length = int(self.headers.get("Content-Length") or 0)
-        if 0 < length <= 65536:
-            self.rfile.read(length)
 
     def _cross_site_refusal(self) -> str:
         token = self.headers.get(CSRF_HEADER, "")
@@ -191,8 +211,15 @@ class Handler(BaseHTTPRequestHandler):
         return ""
 
 
-def make_server(app: Dashboard, host: str, port: int) -> ThreadingHTTPServer:
+def _one(query: dict[str, list[str]], key: str) -> str:
+    values = query.get(key)
+    return values[-1] if values else ""
+
+
+def _small_int(text: str) -> bool:
+    return text.isdigit() and len(text) <= 15
+
+
+def make_server(app: Dashboard, host: str, port: int) -> GuardedServer:
     handler = type("BoundHandler", (Handler,), {"app": app})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return GuardedServer((host, port), handler, name="web")

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from .. import client, status, tracing
 from ..errors import SupervisorDown, error_line
+from ..events import lifecycle_summary
 from ..team import Team
 
 WINDOW = 3600.0           # the timeline's span, seconds
@@ -60,10 +61,20 @@ def current_work(agent: dict[str, Any], now: float) -> str:
     return f"#{task['id']} {task.get('type', '')}{took}"
 
 
-def agent_row(agent: dict[str, Any], queue: dict[str, Any], now: float) -> dict[str, Any]:
+NO_LIFECYCLE = {"crashes": 0, "restarts": 0, "manual_restarts": 0, "given_up": False,
+                "last_crash": None}
+
+
+def agent_row(agent: dict[str, Any], queue: dict[str, Any], now: float,
+              hour: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One agent's row. ``restarts`` stays the watchdog's count toward give-up (a person's
+    restart clears it); ``hour`` is what the journal holds of the last hour (crashes,
+    restarts by the watchdog and by hand), which no restart resets."""
     label, detail = display_state(agent, now)
     return {**agent, "display_state": label, "state_detail": detail,
             "working_on": current_work(agent, now), "cost_today": agent.get("cost_today_usd"),
+            "last_hour": {k: (hour or NO_LIFECYCLE)[k] for k in
+                          ("crashes", "restarts", "manual_restarts")},
             "queue": {key: queue.get(key, 0 if key != "oldest_pending_age_s" else None)
                       for key in QUEUE_KEYS}}
 
@@ -118,6 +129,14 @@ class Snapshots:
         self.window = EventWindow()
         self._cached: tuple[float, dict] | None = None
         self._status: tuple[float, tuple[dict | None, str]] | None = None
+
+    def use_team(self, team: Team) -> None:
+        """A team file applied while the program runs (SIGHUP): its agents from now on."""
+        def adopt() -> None:
+            self.queue.adopt_team(team)
+            self.team = team
+            self._cached = self._status = None
+        self.run(adopt)
 
     def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """``function(*args)`` on the database thread, one call at a time."""
@@ -176,10 +195,12 @@ class Snapshots:
         status, error = self.shared_status()
         agents = status["agents"] if status else offline_agents(self.team)
         counts = self.queue.stats()
-        rows = [agent_row(a, counts.get(a["name"], {}), now) for a in agents]
+        events = self.window.refresh(self.queue, now)
+        hour = lifecycle_summary(events)
+        rows = [agent_row(a, counts.get(a["name"], {}), now, hour.get(a["name"]))
+                for a in agents]
         running = {a["name"]: now - a["uptime_seconds"] for a in agents
                    if a["state"] == "RUNNING" and a.get("uptime_seconds")}
-        events = self.window.refresh(self.queue, now)
         return {
             "now": now, "error": error,
             "team": {k: (status or {}).get(k) for k in
@@ -192,6 +213,15 @@ class Snapshots:
 
     def task(self, task_id: int) -> dict:
         return self.run(self.queue.get_task, task_id)
+
+    def task_page(self, status: str | None, agent: str | None, before: int | None,
+                  limit: int) -> dict[str, Any]:
+        """Tasks newest first by status and recipient, ``limit`` per page after id
+        ``before``; ``next_before`` continues with the next page (None: this is the last)."""
+        rows = self.run(lambda: self.queue.list_tasks(status=status, agent=agent,
+                                                      limit=limit + 1, before_id=before))
+        page = [task_summary(t) for t in rows[:limit]]
+        return {"tasks": page, "next_before": page[-1]["id"] if len(rows) > limit else None}
 
     def close(self) -> None:
         self.run(self.queue.close)

@@ -8,6 +8,7 @@ import re
 import shlex
 import shutil
 import string
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -271,18 +272,20 @@ def test_demo_server_sections(tmp_path):
     assert "[inet_http_server]" not in text
 
 
-def test_http_server_reads_the_password_from_the_environment(tmp_path, monkeypatch):
+def test_http_is_served_by_the_web_program_not_by_supervisord(tmp_path, monkeypatch):
+    """supervisord's own inet server (no connection cap, no idle timeout, its web UI) is never
+    configured: team.http runs the web program, which reads the password from the
+    environment; supervisord listens on its unix socket only."""
     monkeypatch.setenv("CT_TEST_PASSWORD", "s3cr%t;#")
     team = project_team(tmp_path, {"team": {"http": {"port": 9123, "username": "ad.min",
                                                      "password_env": "CT_TEST_PASSWORD"}},
                                    "agents": {"a": {}}})
     text = confgen.render(team)["supervisord.conf"]
-    assert "s3cr" not in text
+    assert "s3cr" not in text and "[inet_http_server]" not in text
     options = supervisor_read(team)
-    inet = [c for c in options.configroot.supervisord.server_configs if c.get("port")]
-    assert len(inet) == 1
-    assert (inet[0]["host"], inet[0]["port"]) == ("127.0.0.1", 9123)
-    assert (inet[0]["username"], inet[0]["password"]) == ("ad.min", "s3cr%t;#")
+    (server,) = options.configroot.supervisord.server_configs
+    assert server["family"] == socket.AF_UNIX
+    assert "web" in programs(options)
 
 
 @pytest.mark.parametrize("http", [

@@ -56,6 +56,19 @@ def web(tmp_path):
         return actions.perform(kind, action, target, team.names, call)
 
     app.act = fake_act
+    log = "line one\n<script>alert(1)</script>\n"
+
+    def fake_tail(name, offset, length):
+        def call(method, name, offset, length):
+            calls.append((method, name, offset, length))
+            if name == "code_developer":
+                raise xmlrpc.client.Fault(20, "NO_FILE: /x/code_developer.log")
+            data = log.encode()
+            start = max(0, len(data) - length) if offset == 0 else min(offset, len(data))
+            return data[start:].decode(), len(data), False
+        return actions.read_log(name, offset, length, team.names, call)
+
+    app.tail_log = fake_tail
     httpd = server.make_server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
@@ -152,6 +165,105 @@ def test_cross_site_actions_are_refused(web, headers):
     assert calls == []
 
 
+def test_an_agents_log_reads_its_end_then_what_was_added(web):
+    base, _, calls, app = web
+    csrf = {server.CSRF_HEADER: app.csrf_token}
+    code, body, _ = request(base + "/api/agents/architect/log", headers=csrf)
+    first = json.loads(body)
+    assert code == 200 and first["text"].startswith("line one") and first["overflow"] is False
+    assert calls[-1] == ("supervisor.tailProcessStdoutLog", "architect", 0, actions.LOG_FIRST)
+    code, body, _ = request(f"{base}/api/agents/architect/log?offset={first['offset']}"
+                            f"&length=999999999", headers=csrf)
+    assert code == 200 and json.loads(body)["text"] == ""  # nothing new since
+    assert calls[-1][3] == actions.LOG_MAX  # a read is bounded whatever is asked
+    assert request(base + "/api/agents/nobody/log", headers=csrf)[0] == 404
+    code, body, _ = request(base + "/api/agents/code_developer/log", headers=csrf)
+    assert code == 404 and "cannot read the log" in json.loads(body)["error"]
+    assert request(base + "/api/agents/architect/log?offset=-1", headers=csrf)[0] == 400
+
+
+@pytest.mark.parametrize("headers", [{}, {server.CSRF_HEADER: "forged"},
+                                     {"Sec-Fetch-Site": "cross-site"}])
+def test_reading_a_log_needs_the_csrf_token_like_an_action(web, headers):
+    base, _, calls, app = web
+    code, body, _ = request(base + "/api/agents/architect/log", headers=headers)
+    assert code == 403 and json.loads(body)["error"].startswith("refused")
+    assert calls == []
+    assert request(base + "/api/agents/architect/log", password=None)[0] == 401
+
+
+def test_tasks_are_listed_by_status_and_paged_past_the_latest(web):
+    base, queue, _, _ = web
+    failed = []
+    for i in range(45):
+        task_id = queue.send("cli", AGENTS[i % 2], "job", {"i": i})
+        if i % 3 == 0:
+            (task,) = queue.claim(AGENTS[i % 2])
+            queue.mark_failed(task.id, f"boom {i}")
+            failed.append(task.id)
+    failed.reverse()  # newest first
+    seen, before = [], ""
+    while True:
+        code, body, _ = request(f"{base}/api/tasks?status=failed&limit=4{before}")
+        page = json.loads(body)
+        assert code == 200 and all(t["status"] == "failed" for t in page["tasks"])
+        seen += [t["id"] for t in page["tasks"]]
+        if page["next_before"] is None:
+            break
+        before = f"&before={page['next_before']}"
+    assert seen == failed and len(seen) == 15
+    code, body, _ = request(f"{base}/api/tasks?status=failed&agent=architect")
+    assert [t["id"] for t in json.loads(body)["tasks"]] == [
+        t for t in failed if queue.get_task(t)["recipient"] == "architect"]
+    assert json.loads(body)["tasks"][0]["error"].startswith("boom")
+    for bad in ("status=lost", "before=x", "limit=0", "limit=201"):
+        code, body, _ = request(f"{base}/api/tasks?{bad}")
+        assert code == 400 and "\n" not in json.loads(body)["error"], bad
+
+
+def test_the_dashboard_follows_an_applied_team(tmp_path):
+    """SIGHUP reloads the team file (main.reload_team): added agents get rows and actions."""
+    from coffee_team.web import main
+    path = tmp_path / "data" / "team.yaml"
+    path.parent.mkdir(parents=True)
+    doc = {"team": {"web": WEB}, "agents": {"architect": {}}}
+    path.write_text(json.dumps(doc))
+    team = parse_team(doc, str(path), path)
+    queue = MessageQueue(str(tmp_path / "q.db"), agents=team.names)
+    snapshots = Snapshots(team, queue, ttl=0, fetch_status=lambda: None)
+    app = server.Dashboard(team, snapshots, "ops", "s3cret")
+    try:
+        assert [a["name"] for a in snapshots.dashboard()["agents"]] == ["architect"]
+        doc["agents"]["reviewer"] = {}
+        path.write_text(json.dumps(doc))
+        main.reload_team(app, str(path))
+        assert [a["name"] for a in snapshots.dashboard()["agents"]] == ["architect", "reviewer"]
+        assert app.team.names == ("architect", "reviewer")
+        queue.send("cli", "reviewer", "review", {})  # the queue routes to it as well
+        path.write_text("agents: [")  # a file that does not load changes nothing
+        main.reload_team(app, str(path))
+        assert app.team.names == ("architect", "reviewer")
+    finally:
+        snapshots.close()
+
+
+def test_crashes_are_counted_from_the_journal_not_reset_by_a_manual_restart(tmp_path):
+    """Finding 8: after `restart`, the watchdog's attempt count is 0 (a person cleared it),
+    but the crashes it recorded still show."""
+    team = parse_team({"agents": {"a": {}}}, "t", tmp_path / "data" / "team.yaml")
+    queue = MessageQueue(str(tmp_path / "q.db"), agents=("a",))
+    for kind in ("crash", "restarted", "crash", "manual_restart"):
+        queue.record_event("a", kind, reason="exit 1")
+    status = status_of(agent("a", restarts=0))  # restart_state cleared by the restart
+    snapshots = Snapshots(team, queue, ttl=0, fetch_status=lambda: status)
+    try:
+        (row,) = snapshots.dashboard()["agents"]
+    finally:
+        snapshots.close()
+    assert row["restarts"] == 0
+    assert row["last_hour"] == {"crashes": 2, "restarts": 1, "manual_restarts": 1}
+
+
 def test_actions_are_post_only(web):
     base, _, calls, _ = web
     assert request(base + "/api/agents/architect/restart")[0] == 404
@@ -221,8 +333,18 @@ def test_bad_web_blocks_are_one_line(tmp_path, web, message):
 
 
 def test_an_agent_named_web_clashes_with_the_program(tmp_path):
-    with pytest.raises(TeamError, match="agents.web: this name is the dashboard's program"):
+    with pytest.raises(TeamError, match="agents.web: this name is the web program's"):
         web_team(tmp_path, WEB, {"web": {}})
+    path = tmp_path / "data" / "team.yaml"
+    with pytest.raises(TeamError, match="agents.web: this name is the web program's"):
+        parse_team({"team": {"http": WEB}, "agents": {"web": {}}}, str(path), path)
+
+
+def test_the_dashboard_and_xmlrpc_need_a_port_each(tmp_path):
+    path = tmp_path / "data" / "team.yaml"
+    with pytest.raises(TeamError, match="team.web.port: 8099 is team.http's port too") as caught:
+        parse_team({"team": {"http": WEB, "web": WEB}, "agents": {"a": {}}}, str(path), path)
+    assert "\n" not in str(caught.value)
 
 
 def test_web_program_round_trips_through_supervisor(tmp_path):

@@ -1,0 +1,194 @@
+"""The web program's HTTP server against floods (issue 26, finding 2): ~1,000 idle
+connections made the dashboard unreachable; a request trickled a byte at a time stayed open.
+
+A real ``GuardedServer`` on loopback with a shortened head timeout and a small cap, so each
+flood is bounded in count (at most 200 sockets) and time (a few seconds)."""
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+
+import pytest
+
+from coffee_team.web import httpd
+
+HEAD = 1.0   # the head timeout in these tests (10 s in the program)
+CAP = 16
+AUTH = "Basic " + base64.b64encode(b"ops:pw").decode()
+
+
+class Echo(httpd.GuardedHandler):
+    head_timeout = HEAD
+    release = threading.Event()
+
+    def log_message(self, format, *args):
+        pass
+
+    def do_GET(self):
+        if not self.authenticated("ops", "pw", "test"):
+            return
+        if self.path == "/slow":
+            self.release.wait(10)
+        self.send_plain(200, "ok\n")
+
+    def do_POST(self):
+        if not self.authenticated("ops", "pw", "test"):
+            return
+        body = self.read_body(1000, required=True)
+        if body is not None:
+            self.send_plain(200, f"{len(body)}\n")
+
+
+@pytest.fixture
+def server():
+    Echo.release = threading.Event()
+    srv = httpd.GuardedServer(("127.0.0.1", 0), Echo, max_connections=CAP, name="test")
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield srv
+    finally:
+        Echo.release.set()
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+def connect(srv) -> socket.socket:
+    return socket.create_connection(srv.server_address[:2], timeout=5)
+
+
+def ask(srv, request: bytes, timeout: float = 5) -> tuple[bytes, float]:
+    """Send ``request`` on a new connection; (the answer up to the server's close, seconds)."""
+    started = time.monotonic()
+    with connect(srv) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(request)
+        return read_to_close(sock), time.monotonic() - started
+
+
+def read_to_close(sock: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data
+
+
+def closed_by_server(sock: socket.socket, within: float) -> float | None:
+    """Seconds until the server closed ``sock`` (it sent nothing), None if it stayed open."""
+    started = time.monotonic()
+    sock.settimeout(within)
+    try:
+        while sock.recv(1024):
+            pass
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - started
+
+
+def get(path: str = "/", auth: bool = True, close: bool = True) -> bytes:
+    headers = f"GET {path} HTTP/1.1\r\nHost: x\r\n"
+    headers += f"Authorization: {AUTH}\r\n" if auth else ""
+    headers += "Connection: close\r\n" if close else ""
+    return (headers + "\r\n").encode()
+
+
+def test_an_idle_flood_neither_locks_out_a_client_nor_grows_past_the_cap(server):
+    flood, admitted_max = [], 0
+    try:
+        for _ in range(200):
+            flood.append(connect(server))
+            admitted_max = max(admitted_max, server.connections()[0])
+        answer, took = ask(server, get())
+        assert answer.startswith(b"HTTP/1.1 200") and took < 1.0, (answer, took)
+        # each new connection beyond the cap evicted the one that waited longest
+        assert admitted_max <= httpd.HARD_LIMIT * CAP
+        assert threading.active_count() < httpd.HARD_LIMIT * CAP + 10
+        # the survivors are cut at the head timeout; nothing stays open past it
+        assert all(closed_by_server(sock, HEAD + 1.0) is not None for sock in flood[-CAP:])
+    finally:
+        for sock in flood:
+            sock.close()
+    deadline = time.monotonic() + 2  # the last handler threads see their closed sockets
+    while server.connections() != (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.connections() == (0, 0)
+    assert server.dropped["evicted"] >= 200 - CAP
+
+
+def test_a_request_trickled_byte_by_byte_is_cut_at_the_deadline(server):
+    with connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        started, sent = time.monotonic(), 0
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            while time.monotonic() - started < 5 * HEAD:
+                sock.sendall(b"X")  # a header that never ends, one byte per 50 ms
+                sent += 1
+                time.sleep(0.05)
+        took = time.monotonic() - started
+    assert took < HEAD + 0.5 and sent >= 10, (took, sent)
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_head_timeout(server):
+    with connect(server) as sock:
+        sock.sendall(get(close=False))
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        took = closed_by_server(sock, HEAD + 2)
+    assert took is not None and took < HEAD + 0.5
+
+
+def test_without_credentials_it_is_401_and_the_connection_closes(server):
+    answer, took = ask(server, get(auth=False, close=False))
+    assert answer.startswith(b"HTTP/1.1 401") and b"Connection: close" in answer
+    assert took < HEAD  # closed by the server at once, not by the head timeout
+
+
+def test_bodies_over_the_limit_are_refused_before_they_are_read(server):
+    head = f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n".encode()
+    answer, took = ask(server, head + b"Content-Length: 300000000\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 413") and took < 0.5
+    answer, _ = ask(server, head + b"Transfer-Encoding: chunked\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 411")
+    answer, _ = ask(server, head + b"Connection: close\r\nContent-Length: 5\r\n\r\nhello")
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\n5\n")
+
+
+def test_a_slow_body_is_cut_at_its_deadline(server):
+    head = f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n".encode()
+    with connect(server) as sock:
+        sock.sendall(head + b"Content-Length: 900\r\n\r\n" + b"x" * 10)
+        took = closed_by_server(sock, HEAD + 2)
+    assert took is not None and took < HEAD + 0.5
+
+
+def test_when_every_connection_is_busy_a_new_one_is_503_at_once(server):
+    busy = []
+    try:
+        for _ in range(CAP):
+            sock = connect(server)
+            sock.sendall(get("/slow"))
+            busy.append(sock)
+        deadline = time.monotonic() + 5
+        while server.connections() != (CAP, 0) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        answer, took = ask(server, get())
+        assert answer.startswith(b"HTTP/1.1 503") and took < 0.5, (answer, took)
+        Echo.release.set()
+        assert all(read_to_close(sock).startswith(b"HTTP/1.1 200") for sock in busy)
+    finally:
+        for sock in busy:
+            sock.close()
+    assert server.dropped["refused"] == 1
+
+
+def test_the_dashboard_and_the_gateway_use_the_guarded_server():
+    from coffee_team.web import rpcproxy, server
+    assert issubclass(server.Handler, httpd.GuardedHandler)
+    assert issubclass(rpcproxy.RpcHandler, httpd.GuardedHandler)
