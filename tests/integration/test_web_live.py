@@ -1,7 +1,8 @@
 """The dashboard of a running demo team under a real supervisord, in a real browser (Debian's
-headless Chromium driven by playwright), and its /metrics against ``status --json``.
+headless Chromium driven by playwright, at 1280×800), and its /metrics against ``status
+--json``; it follows `coffee-team apply` and `coffee-team restart web` (issue 26, finding 8).
 
-One boot serves every check (a boot costs seconds); the screenshot is kept in
+Each test boots its own team (a boot costs seconds); the screenshots are kept in
 tests/artifacts/ for a person to look at.
 """
 from __future__ import annotations
@@ -16,14 +17,19 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.harness import boot_supervisord, wait_until
+from tests.harness import boot_supervisord, demo_agents, wait_until
+
+pytestmark = pytest.mark.slow
 
 pytestmark = pytest.mark.slow  # the tests here start processes
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PASSWORD = "dashboard-test-password"
+SCREEN = {"width": 1280, "height": 800}
+HTML_TYPE = "<b>bold</b>"   # a task type that would be markup if the page rendered it as such
 
 
 def free_port() -> int:
@@ -34,16 +40,36 @@ def free_port() -> int:
 
 @pytest.fixture
 def dashboard(project):
-    """The demo team with team.web, all RUNNING, and the web program answering."""
+    """The demo team and an agent whose every task fails (``flaky``), with team.web, all
+    RUNNING, and the web program answering."""
     port = free_port()
+    agents = {**demo_agents(), "flaky": {
+        "priority": 5, "handler": "coffee_team.agent.faults:flaky",
+        "options": {"fail_times": 10**6, "record_file": str(project.root / "flaky.txt")}}}
     # a long backoff: a killed agent stays crashed until someone presses restart
-    project.write_team(web={"port": port, "username": "ops", "password_env": "CT_WEB_PASSWORD"},
-                       restart_backoff=60.0)
+    project.write_team(agents, web={"port": port, "username": "ops",
+                                    "password_env": "CT_WEB_PASSWORD"}, restart_backoff=60.0)
     boot_supervisord(project, env={"CT_WEB_PASSWORD": PASSWORD})
     project.wait_states("RUNNING", timeout=40)
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: get(base + "/api/dashboard") is not None, 15, 0.1, "the web program")
     return project, base
+
+
+def browser_page(p, base: str):
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+    context = browser.new_context(http_credentials={"username": "ops", "password": PASSWORD},
+                                  viewport=SCREEN)
+    page = context.new_page()
+    page.goto(base + "/")
+    return browser, page
+
+
+def needs_browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    return playwright
 
 
 def get(url: str) -> bytes | None:
@@ -82,26 +108,24 @@ def test_metrics_parse_and_agree_with_status_json(dashboard):
 
 
 def test_the_page_follows_a_crash_and_a_restart_in_a_browser(dashboard):
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    """Also finding 8: the crash still counts after the restart by hand (the watchdog's count
+    toward give-up is cleared by it), and the agent's log, followed, shows the new process."""
+    playwright = needs_browser()
     project, base = dashboard
+    names = project.team.names
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox"])
+        browser, page = browser_page(p, base)
         try:
-            context = browser.new_context(http_credentials={"username": "ops",
-                                                            "password": PASSWORD},
-                                          viewport={"width": 1600, "height": 1000})
-            page = context.new_page()
-            page.goto(base + "/")
             # the page's CSP forbids eval, so waits are locators, not wait_for_function
             running = page.locator("#agents td.state[data-state=RUNNING]")
-            playwright.expect(running).to_have_count(6, timeout=10_000)
-            assert page.locator("#agents td.state").count() == 6
+            playwright.expect(running).to_have_count(len(names), timeout=10_000)
+            assert page.locator("#agents td.state").count() == len(names)
 
             victim = "code_searcher"
             row = page.locator(f'#agents tr[data-agent="{victim}"]')
+            row.locator("button[data-log]").click()
+            log = page.locator("#log")
+            playwright.expect(log).to_contain_text(f"{victim}: started (PID", timeout=5_000)
             pid = project.infos()[victim]["pid"]
             killed_at = time.monotonic()
             os.kill(pid, signal.SIGKILL)
@@ -109,6 +133,8 @@ def test_the_page_follows_a_crash_and_a_restart_in_a_browser(dashboard):
             seen_after = time.monotonic() - killed_at
             assert "crashed, restart in" in row.locator("td.state").inner_text()
             assert seen_after <= 3.0
+            crashes = row.locator("td").nth(8)
+            playwright.expect(crashes).to_have_text("1", timeout=5_000)
 
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
@@ -117,6 +143,91 @@ def test_the_page_follows_a_crash_and_a_restart_in_a_browser(dashboard):
             page.locator("#message").filter(has_text=f"{victim}: restart requested").wait_for(
                 timeout=10_000)
             row.locator("td.state[data-state=RUNNING]").wait_for(timeout=15_000)
-            assert project.infos()[victim]["pid"] != pid
+            new_pid = project.infos()[victim]["pid"]
+            assert new_pid != pid
+            # followed: the new process's first line arrives without reopening the log
+            playwright.expect(log).to_contain_text(f"started (PID {new_pid}", timeout=5_000)
+            # the restart by hand cleared the watchdog's count; the crash still shows
+            status = json.loads(project.cli("status", "--json", check=True).stdout)
+            assert {a["name"]: a for a in status["agents"]}[victim]["restarts"] == 0
+            playwright.expect(crashes).to_have_text("1")
+            assert "1 by hand" in crashes.get_attribute("title")
         finally:
             browser.close()
+
+
+def test_failed_tasks_past_the_latest_30_and_the_table_at_1280(dashboard):
+    playwright = needs_browser()
+    project, base = dashboard
+    rpc = project.rpc()
+    failed = [rpc.coffee.sendMessage("test", "flaky", HTML_TYPE, "{}", 5) for _ in range(45)]
+    wait_until(lambda: all(rpc.coffee.getTask(i)["status"] == "failed" for i in failed), 30, 0.2,
+               "the flaky agent to fail its tasks")
+    rpc.coffee.pauseAgent("assistant", "test")
+    newer = [rpc.coffee.sendMessage("test", "assistant", "later", "{}", 5) for _ in range(35)]
+    with playwright.sync_playwright() as p:
+        browser, page = browser_page(p, base)
+        try:
+            rows = page.locator("#tasks tbody tr[data-task]")
+            playwright.expect(rows.first).to_have_attribute("data-task", str(newer[-1]),
+                                                            timeout=10_000)
+            assert rows.count() == 30  # the latest 30: none of the failed ones
+            page.select_option("#task-status", "failed")
+            page.select_option("#task-agent", "flaky")
+            playwright.expect(rows.first).to_have_attribute("data-task", str(failed[-1]),
+                                                            timeout=5_000)
+            shown = [int(r.get_attribute("data-task")) for r in rows.all()]
+            starts = [shown[0]]
+            assert len(shown) == 30
+            while page.locator("button[data-page=older]").is_enabled():
+                page.click("button[data-page=older]")
+                playwright.expect(rows.first).not_to_have_attribute("data-task", str(starts[-1]),
+                                                                    timeout=5_000)
+                page_ids = [int(r.get_attribute("data-task")) for r in rows.all()]
+                assert page_ids[0] < shown[-1]
+                starts.append(page_ids[0])
+                shown += page_ids
+            # every failed task of flaky, newest first (a broadcast it failed is one of them)
+            expected = [t["id"] for t in rpc.coffee.listTasks(
+                {"status": "failed", "agent": "flaky", "limit": 1000})]
+            assert len(starts) >= 2 and shown == expected and set(failed) <= set(shown)
+            page.click("button[data-page=newer]")
+            playwright.expect(rows.first).to_have_attribute("data-task", str(starts[-2]),
+                                                            timeout=5_000)
+
+            # the log shows the failures' lines as text: the task type is not markup
+            page.locator('#agents tr[data-agent="flaky"] button[data-log]').click()
+            playwright.expect(page.locator("#log")).to_contain_text(f"({HTML_TYPE}) failed",
+                                                                    timeout=5_000)
+            assert page.locator("#log b").count() == 0
+
+            # every column, the actions last, on a 1280-pixel screen: no sideways scrolling
+            assert page.evaluate("document.documentElement.scrollWidth") <= SCREEN["width"]
+            actions = page.locator("#agents thead th").last.bounding_box()
+            assert actions["x"] + actions["width"] <= SCREEN["width"]
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-1280.png"))
+        finally:
+            browser.close()
+
+
+def test_the_dashboard_follows_apply_and_restart_web(dashboard):
+    """Finding 8: an agent added with `apply` was not shown until the web program restarted,
+    and `coffee-team restart web` refused."""
+    project, base = dashboard
+    web_pid = project.infos()["web"]["pid"]
+    doc = yaml.safe_load(project.team_file.read_text())
+    doc["agents"]["reviewer"] = {"priority": 6, "handler": "coffee_team.agent.demo:handle"}
+    project.team_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    project.cli("apply", check=True)
+
+    def agents_shown() -> set[str]:
+        return {a["name"] for a in json.loads(get(base + "/api/dashboard"))["agents"]}
+    wait_until(lambda: "reviewer" in agents_shown(), 10, 0.2, "the dashboard to show reviewer")
+    assert project.infos()["web"]["pid"] == web_pid  # reloaded, not restarted
+
+    out = project.cli("restart", "web", env={"CT_WEB_PASSWORD": PASSWORD}, check=True)
+    assert out.stdout.strip().endswith("web: restarted")
+    assert project.infos()["web"]["pid"] != web_pid
+    wait_until(lambda: get(base + "/api/dashboard") is not None, 15, 0.1, "the web program")
+    assert "reviewer" in agents_shown()
