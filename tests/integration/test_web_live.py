@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -211,7 +212,51 @@ def test_failed_tasks_past_the_latest_30_and_the_table_at_1280(dashboard):
             browser.close()
 
 
-def test_the_dashboard_follows_apply_and_restart_web(dashboard):
+def test_the_dashboard_stays_reachable_under_an_idle_and_a_slow_flood(dashboard, reliability):
+    """Finding 2: the dashboard had no request timeout: ~1,000 idle connections made it
+    unreachable. 1,100 idle connections and 50 that trickle a header byte every 0.5 s."""
+    from coffee_team.web import httpd
+    project, base = dashboard
+    port = int(base.rsplit(":", 1)[1])
+    web = psutil.Process(project.infos()["web"]["pid"])
+    idle, slow, threads_max = [], [], 0
+    try:
+        for i in range(1100):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            if i % 100 == 0:
+                threads_max = max(threads_max, web.num_threads())
+        for _ in range(50):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET / HTTP/1.1\r\nX-Slow: ")
+            slow.append(sock)
+        slow_opened = time.monotonic()
+        asked = time.monotonic()
+        assert json.loads(get(base + "/api/dashboard"))["agents"]
+        answered_in = time.monotonic() - asked
+        alive = list(slow)
+        while alive and time.monotonic() - slow_opened < httpd.HEAD_TIMEOUT + 10:
+            time.sleep(0.5)
+            for sock in list(alive):
+                try:
+                    sock.sendall(b"a")
+                except OSError:
+                    alive.remove(sock)
+        slow_cut_after = time.monotonic() - slow_opened
+        assert not alive
+        assert json.loads(get(base + "/api/dashboard"))["agents"]
+    finally:
+        for sock in idle + slow:
+            sock.close()
+    assert answered_in < 2.0 and threads_max <= httpd.HARD_LIMIT * httpd.MAX_CONNECTIONS + 10
+    assert slow_cut_after < httpd.HEAD_TIMEOUT + 3
+    reliability("idle and slow connections on the dashboard", "1100 idle + 50 slowloris "
+                "connections, demo team", "connection flood", 0, "0",
+                f"/api/dashboard answered in {answered_in:.2f}s during it; web program <= "
+                f"{threads_max} threads; trickling connections cut {slow_cut_after:.1f}s after "
+                f"they opened")
+
+
+def test_the_dashboard_follows_apply_and_restart_web(dashboard, reliability):
     """Finding 8: an agent added with `apply` was not shown until the web program restarted,
     and `coffee-team restart web` refused."""
     project, base = dashboard
@@ -220,10 +265,12 @@ def test_the_dashboard_follows_apply_and_restart_web(dashboard):
     doc["agents"]["reviewer"] = {"priority": 6, "handler": "coffee_team.agent.demo:handle"}
     project.team_file.write_text(yaml.safe_dump(doc, sort_keys=False))
     project.cli("apply", check=True)
+    applied = time.monotonic()
 
     def agents_shown() -> set[str]:
         return {a["name"] for a in json.loads(get(base + "/api/dashboard"))["agents"]}
-    wait_until(lambda: "reviewer" in agents_shown(), 10, 0.2, "the dashboard to show reviewer")
+    wait_until(lambda: "reviewer" in agents_shown(), 10, 0.05, "the dashboard to show reviewer")
+    shown_after = time.monotonic() - applied
     assert project.infos()["web"]["pid"] == web_pid  # reloaded, not restarted
 
     out = project.cli("restart", "web", env={"CT_WEB_PASSWORD": PASSWORD}, check=True)
@@ -231,3 +278,7 @@ def test_the_dashboard_follows_apply_and_restart_web(dashboard):
     assert project.infos()["web"]["pid"] != web_pid
     wait_until(lambda: get(base + "/api/dashboard") is not None, 15, 0.1, "the web program")
     assert "reviewer" in agents_shown()
+    reliability("agent added while the dashboard is open", "demo team + 1 agent by apply",
+                "team file changed; web program restarted", 0, "0",
+                f"new agent on the dashboard {shown_after:.2f}s after apply, same web PID; "
+                "`restart web` exit 0")
