@@ -114,6 +114,9 @@ def call(endpoint: Endpoint, method: str, *args, timeout: float | None = 30.0):
     except xmlrpc.client.ProtocolError as exc:
         if exc.errcode == 401:
             raise SupervisorDown(f"{endpoint.url}: wrong username or password") from None
+        if exc.errcode == 502:  # the web program answered for a supervisord that does not
+            raise SupervisorDown(f"supervisord is not running (the web program at "
+                                 f"{endpoint.url} cannot reach its socket)") from None
         raise
 
 

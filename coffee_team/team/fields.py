@@ -262,7 +262,8 @@ USER_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
 
 
 def is_loopback(host: str) -> bool:
-    """True for localhost and 127.0.0.0/8 (what [inet_http_server] may bind without allow_remote)."""
+    """True for localhost and 127.0.0.0/8 (what team.http and team.web may bind without
+    allow_remote)."""
     import ipaddress
     if host == "localhost":
         return True
@@ -280,7 +281,7 @@ def matching(pattern: re.Pattern[str], allowed: str) -> Callable[[Any], str]:
     return check
 
 
-# supervisor's inet server is IPv4 only and reads "host:port": no IPv6 literals, no '*'.
+# The web program's servers are IPv4 (http.server's AF_INET): no IPv6 literals, no '*'.
 http_host = matching(HOST_NAME, "an IPv4 address or host name such as 127.0.0.1")
 host_name = matching(HOST_NAME, "a host name of letters, digits, '.' and '-'")
 env_name = matching(ENV_KEY, "the name of an environment variable like COFFEE_RPC_PASSWORD")

@@ -27,8 +27,8 @@ QUEUE_KEYS = ("pending", "in_progress", "failed", "oldest_pending_age_s")
 
 
 def status_endpoint(team: Team) -> client.Endpoint:
-    """supervisord's own socket, whatever SUPERVISOR_SERVER_URL says: supervisord sets that for
-    its children to the first server it serves, which may be the password-protected TCP one."""
+    """supervisord's own socket, whatever SUPERVISOR_SERVER_URL says (the environment of
+    whoever started supervisord may name another server)."""
     return client.Endpoint("unix://" + str(team.run_dir / "supervisor.sock"))
 
 
