@@ -208,6 +208,8 @@ def test_an_idle_flood_never_reaches_supervisord(http_team, reliability):
         for sock in flood:
             sock.close()
     assert fds_during - fds_before < 10, (fds_before, fds_during)
+    soft_limit, _ = supervisord.rlimit(psutil.RLIMIT_NOFILE)  # minfds: room to spawn agents
+    assert fds_during * 4 < soft_limit
     assert threads_max <= httpd.HARD_LIMIT * httpd.MAX_CONNECTIONS + 10
     assert answered_in < 2.0 and restarted_in < 15
     assert max(closed_at) < opened_in + httpd.HEAD_TIMEOUT + 2
