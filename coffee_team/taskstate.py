@@ -3,6 +3,8 @@
     waiting ──release (its last parent completed)──> pending
        │ ──fail_dependency (a parent failed or was cancelled)──> failed
        └──cancel──> cancelled
+    awaiting_approval ──approve──> pending        (sent for an agent's approve_before type)
+       └──deny | cancel──> cancelled
     pending ──claim──> in_progress ──complete──> completed
        ^                   │ ──fail (retry left, error matches)──> pending (run_after later)
        │                   │ ──fail (last attempt / no match)──> failed
@@ -14,6 +16,10 @@
 A task sent ``after`` other tasks (its parents) is ``waiting`` until every parent completed
 (``after_parents``); the queue's database triggers apply ``after_parent_finished`` in the
 transaction that finishes a parent, so the last completion and the release commit together.
+A task is sent ``awaiting_approval`` when its type is one its recipient's ``approve_before``
+names (``initial_state``): it is claimed by nobody until a person approves it (then it is
+pending like any other) or denies it (cancelled, the reason kept); such a task is not
+sent ``after`` others too (the send is refused: a released task would skip the person).
 
 MessageQueue applies these rules inside one write transaction each; the rules live here so they
 can be tested exhaustively without a database. Kept outside ``coffee_team.queue`` because the
@@ -25,11 +31,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 from . import retry
 
-STATES = ("waiting", "pending", "in_progress", "completed", "failed", "cancelled")
+STATES = ("waiting", "awaiting_approval", "pending", "in_progress", "completed", "failed",
+          "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
 MAX_DELAY_SECONDS = 30 * 86400.0
 # Up to +10 % on each backoff: agents failing together (an API outage) do not retry in step.
@@ -41,10 +48,12 @@ ACTIONS = {
     # action: (states it may start from, state it leads to)
     "claim": (("pending",), "in_progress"),
     "complete": (("in_progress",), "completed"),
-    "cancel": (("waiting", "pending", "in_progress"), "cancelled"),
+    "cancel": (("waiting", "awaiting_approval", "pending", "in_progress"), "cancelled"),
     "retry": (("failed", "cancelled", "pending"), "pending"),
     "release": (("waiting",), "pending"),
     "fail_dependency": (("waiting",), "failed"),
+    "approve": (("awaiting_approval",), "pending"),
+    "deny": (("awaiting_approval",), "cancelled"),
 }
 # What a parent's failure (failed or cancelled) does to a waiting child, per send.
 ON_DEPENDENCY_FAILURE = ("fail", "run")
@@ -61,6 +70,13 @@ def transition(status: str, action: str) -> str:
         allowed = " or ".join(sources)
         raise TransitionError(f"cannot {action} a task that is {status} (only {allowed})")
     return target
+
+
+def initial_state(recipient: str, task_type: str,
+                  approve_before: Mapping[str, Sequence[str]]) -> str:
+    """The state a task is sent in: ``awaiting_approval`` when its type is one its recipient
+    must have approved first (``approve_before``: {agent: task types}), else ``pending``."""
+    return "awaiting_approval" if task_type in approve_before.get(recipient, ()) else "pending"
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,7 @@ AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "handler": handler,
     "command": command,
     "handles": task_types,
+    "approve_before": task_types,
     "environment": environment,
     "restart_on_hang": boolean,
     "stall_after": optional(positive_number()),

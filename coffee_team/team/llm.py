@@ -13,7 +13,8 @@ from typing import Any, Callable, Optional
 
 from .fields import Invalid, describe
 from .fields import boolean, choice, integer, positive_number  # the team file's checkers
-from ..llm import presets, template
+from ..clock import parse_duration
+from ..llm import permissions, presets, template
 from ..llm.budget import Budget, Prices
 
 DEFAULT_PROMPT = "Task ${type} (#${id}) for ${agent}:\n${content}"
@@ -64,6 +65,41 @@ class WorkspaceSpec:
 
     def path_for(self, agent: str) -> str:
         return template.parse(self.path, ("agent",)).render({"agent": agent})
+
+
+@dataclass(frozen=True)
+class ApprovalsSpec:
+    """Which of the agent's tool calls wait for a person (llm/permissions.py decides), how
+    long a person has, and what no answer means."""
+    ask: tuple[str, ...] = ()                     # Claude Code rules: these always ask
+    allow: tuple[str, ...] = ()                   # ... these run (unless an ask rule matches)
+    timeout: float = 3600.0                       # seconds a call waits for a person
+    on_timeout: str = "deny"                      # or "allow"
+
+    @property
+    def ask_rules(self) -> tuple[permissions.Rule, ...]:
+        return tuple(permissions.parse_rule(r) for r in self.ask)
+
+    @property
+    def allow_rules(self) -> tuple[permissions.Rule, ...]:
+        return tuple(permissions.parse_rule(r) for r in self.allow)
+
+
+# Options with which Claude Code never asks: nothing would reach a person.
+SKIPS_PERMISSIONS = ("--dangerously-skip-permissions", "bypassPermissions",
+                     "--permission-mode=bypassPermissions")
+PROMPT_TOOL_OPTION = "--permission-prompt-tool"
+
+
+def asks_a_person(llm: LlmSpec, auto_approve: bool) -> bool:
+    """Does this agent's CLI hand the calls it would ask about to a person? Claude Code does
+    (``--permission-prompt-tool``) unless the agent auto-approves, the command skips its
+    permission checks or names a prompt tool of its own."""
+    command = llm.command
+    return (llm.preset == "claude" and not auto_approve
+            and not any(a in SKIPS_PERMISSIONS for a in command)
+            and not any(a == PROMPT_TOOL_OPTION or a.startswith(PROMPT_TOOL_OPTION + "=")
+                        for a in command))
 
 
 def _text(what: str) -> Callable[[Any], str]:
@@ -153,6 +189,41 @@ WORKSPACE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "path": _text("a directory template such as data/worktrees/${agent}"),
     "base": _text("a git revision"),
 }
+
+
+def _rules(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list):
+        raise Invalid(f"a list of rules such as [\"Bash(git push:*)\", Write], got {describe(v)}")
+    for rule in v:
+        try:
+            permissions.parse_rule(rule)
+        except permissions.RuleError as exc:
+            raise Invalid(str(exc)) from None
+    return tuple(v)
+
+
+def _duration(v: Any) -> float:
+    """Seconds: a number, or a text such as 30m, 1h, 1d (clock.parse_duration)."""
+    try:
+        seconds = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) \
+            else parse_duration(v) if isinstance(v, str) else math.nan
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or not 0 < seconds <= 30 * 86400:
+        raise Invalid(f"a duration from 1s to 30d such as 1h or 30m, got {describe(v)}")
+    return seconds
+
+
+APPROVALS_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "ask": _rules,
+    "allow": _rules,
+    "timeout": _duration,
+    "on_timeout": choice("deny", "allow"),
+}
+
+
+def build_approvals(values: dict[str, Any]) -> ApprovalsSpec:
+    return ApprovalsSpec(**values)
 
 
 def _template(text: str, key: str, allowed: tuple[str, ...]) -> None:

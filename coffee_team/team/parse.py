@@ -124,6 +124,7 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None, 
         if "memory_trend" in values and values.get("memory_limit_mb") is None:
             raise TeamError(f"{source}: agents.{name}.memory_trend: needs memory_limit_mb "
                             f"(the limit the trend is projected to)")
+        _approvals(values, f"agents.{name}", source)
         if values.get("on_stall") == "cancel" and values.get("stall_after") is None:
             raise TeamError(f"{source}: agents.{name}.on_stall: 'cancel' needs stall_after "
                             f"(seconds without output before the task is cancelled)")
@@ -231,7 +232,7 @@ def _notify(doc: Any, source: str) -> tuple[NotifyTarget, ...]:
     return tuple(targets)
 
 
-_NESTED = ("llm", "budget", "workspace")
+_NESTED = ("llm", "budget", "workspace", "approvals")
 _EXTRAS = (*_NESTED, "rate_limit")
 
 
@@ -240,7 +241,8 @@ def _nested(doc: Any, key: str, where: str, source: str) -> Any:
     from . import llm as spec
     schema, build = {"llm": (spec.LLM_FIELDS, spec.build_llm),
                      "budget": (spec.BUDGET_FIELDS, spec.build_budget),
-                     "workspace": (spec.WORKSPACE_FIELDS, spec.build_workspace)}[key]
+                     "workspace": (spec.WORKSPACE_FIELDS, spec.build_workspace),
+                     "approvals": (spec.APPROVALS_FIELDS, spec.build_approvals)}[key]
     values = _fields(doc, schema, where, source)
     try:
         return build(values)
@@ -257,10 +259,30 @@ def _agent_extras(agent_doc: dict, where: str, source: str) -> dict[str, Any]:
         from .llm import regex_field
         extras["rate_limit"] = _fields({"rate_limit": agent_doc.pop("rate_limit")},
                                        {"rate_limit": regex_field}, where, source)["rate_limit"]
-    orphan = next((k for k in ("budget", "workspace", "rate_limit") if k in extras), None)
+    orphan = next((k for k in ("budget", "workspace", "rate_limit", "approvals") if k in extras),
+                  None)
     if orphan and "llm" not in extras:
         raise TeamError(f"{source}: {where}.{orphan}: only an llm agent has one (add llm:)")
     return extras
+
+
+def _approvals(values: dict[str, Any], where: str, source: str) -> None:
+    """An llm agent whose CLI hands the calls it would ask about to a person (team/llm.py's
+    asks_a_person: auto_approve false, the claude preset) gets its approvals rules, the
+    defaults unless it sets some; rules that nothing would apply are refused."""
+    llm = values.get("llm")
+    if llm is None:
+        return
+    from .llm import ApprovalsSpec, asks_a_person
+    if asks_a_person(llm, values.get("auto_approve", False)):
+        values.setdefault("approvals", ApprovalsSpec())
+    elif "approvals" in values:
+        why = ("auto_approve is true" if values.get("auto_approve") else
+               f"preset {llm.preset} cannot ask a person (only claude can)"
+               if llm.preset != "claude" else
+               "the command skips Claude Code's permission prompts or names its own "
+               "--permission-prompt-tool")
+        raise TeamError(f"{source}: {where}.approvals: nothing would ask a person: {why}")
 
 
 def _retry(doc: Any, where: str, source: str) -> RetryPolicy | None:

@@ -18,7 +18,7 @@ from .fields import is_loopback
 
 if TYPE_CHECKING:  # imported by the parser only for a team that has llm agents or budgets
     from ..llm.budget import Budget
-    from .llm import LlmSpec, WorkspaceSpec
+    from .llm import ApprovalsSpec, LlmSpec, WorkspaceSpec
     from .schedule import MemoryTrend, ScheduleEntry
 
 
@@ -103,6 +103,10 @@ class AgentSpec:
     rate_limit: str | None = None     # regex of a rate-limit message (else the default)
     schedule: tuple[ScheduleEntry, ...] = ()  # wall-clock tasks the watchdog sends it
     memory_trend: MemoryTrend | None = None   # restart between tasks before memory_limit_mb
+    # an llm agent whose tool calls may wait for a person (set for auto_approve: false on
+    # the claude preset: the defaults, or the team file's approvals:); None: nothing asks
+    approvals: ApprovalsSpec | None = None
+    approve_before: tuple[str, ...] = ()  # task types a person approves before they run
 
 
 @dataclass(frozen=True)
@@ -232,6 +236,8 @@ class Team:
             "escalate_after": self.settings.escalate_after,
             "lease_seconds": self.settings.lease_seconds,
             "wake_dir": self.wake_dir,
+            "approve_before": {a.name: a.approve_before for a in self.agents
+                               if a.approve_before},
             "host": self.state_host,  # hosts sharing PostgreSQL keep their own restart state
             **overrides,
         }

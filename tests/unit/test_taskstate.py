@@ -12,14 +12,17 @@ from coffee_team.taskstate import (ACTIONS, FINISHED, JITTER, MAX_DELAY_SECONDS,
                                    RetryPolicy, TransitionError, after_failure,
                                    after_parent_finished, after_parents, attempt_label,
                                    backoff_delay, check_delay, escalated_priority, exit_code,
-                                   transition)
+                                   initial_state, transition)
 
 ALLOWED = {("claim", "pending"): "in_progress", ("complete", "in_progress"): "completed",
            ("cancel", "pending"): "cancelled", ("cancel", "in_progress"): "cancelled",
            ("cancel", "waiting"): "cancelled",
            ("retry", "failed"): "pending", ("retry", "cancelled"): "pending",
            ("retry", "pending"): "pending",  # a delayed one is released (queue.retry_task)
-           ("release", "waiting"): "pending", ("fail_dependency", "waiting"): "failed"}
+           ("release", "waiting"): "pending", ("fail_dependency", "waiting"): "failed",
+           ("approve", "awaiting_approval"): "pending",
+           ("deny", "awaiting_approval"): "cancelled",
+           ("cancel", "awaiting_approval"): "cancelled"}
 
 
 @pytest.mark.parametrize("action", sorted(ACTIONS))
@@ -30,6 +33,26 @@ def test_every_transition(action, state):
     else:
         with pytest.raises(TransitionError, match=f"^cannot {action} a task that is {state}"):
             transition(state, action)
+
+
+def test_a_task_awaiting_approval_leaves_only_by_a_decision_or_a_cancel():
+    leaving = {a: ALLOWED[(a, "awaiting_approval")] for a in ACTIONS
+               if (a, "awaiting_approval") in ALLOWED}
+    assert leaving == {"approve": "pending", "deny": "cancelled", "cancel": "cancelled"}
+    # nothing else leads into it: only a send does (initial_state)
+    assert not any(target == "awaiting_approval" for target in ALLOWED.values())
+
+
+@pytest.mark.parametrize("recipient, task_type, expected", [
+    ("deployer", "deploy", "awaiting_approval"),
+    ("deployer", "report", "pending"),
+    ("other", "deploy", "pending"),     # approve_before is the recipient's, not the type's
+])
+def test_a_task_is_sent_awaiting_approval_only_for_its_recipients_types(recipient, task_type,
+                                                                        expected):
+    gates = {"deployer": ("deploy", "release")}
+    assert initial_state(recipient, task_type, gates) == expected
+    assert initial_state(recipient, task_type, {}) == "pending"
 
 
 def test_finished_states_only_leave_by_retry():

@@ -196,7 +196,8 @@ def test_a_bare_yaml_on_key_in_retry_means_on():
 
 def test_queue_options_are_the_one_team_to_queue_mapping(tmp_path):
     from coffee_team.taskstate import RetryPolicy
-    team = parse_team(doc({"a": {"handles": ["review"]}, "b": {"retry": {"attempts": 5}}},
+    team = parse_team(doc({"a": {"handles": ["review"], "approve_before": ["deploy"]},
+                           "b": {"retry": {"attempts": 5}}},
                           max_queue_size=9, lease_seconds=45, escalate_after=600),
                       SOURCE, tmp_path / "data" / "team.yaml")
     clock = object()
@@ -204,7 +205,7 @@ def test_queue_options_are_the_one_team_to_queue_mapping(tmp_path):
         "agents": ("a", "b"), "handles": {"a": ("review",), "b": ()}, "max_queue_size": 9,
         "retry": {"b": RetryPolicy(attempts=5)}, "escalate_after": 600.0,
         "lease_seconds": 45.0, "wake_dir": str(tmp_path / "data" / "run" / "wake"), "host": "",
-        "clock": clock}
+        "approve_before": {"a": ("deploy",)}, "clock": clock}
 
 
 def test_unknown_team_key_lists_http_as_allowed():
