@@ -99,3 +99,12 @@ class TaskStateError(QueueError):
 class DatabaseUnavailable(QueueError):
     """The database cannot be used right now (cannot be opened, or its file was deleted);
     said at once instead of waiting, by code that must not block (inside supervisord)."""
+
+
+class ApprovalNotFound(QueueError):
+    """No approval request has that id."""
+
+
+class ApprovalDecided(QueueError):
+    """The approval was decided already (by a person, its timeout, or its withdrawal): the
+    first decision stands; ``str()`` says by whom, when and why."""

@@ -144,6 +144,12 @@ def _active() -> _Tracing:
 
 # --- the stored context ----------------------------------------------------------------------
 
+def current_context() -> Optional[str]:
+    """The current span's context as stored text (None while tracing is off or outside a
+    span): handed to a process that sends on the current task's behalf."""
+    return _carrier_text() if _enabled else None
+
+
 def _carrier_text() -> Optional[str]:
     """The current span's context as stored in tasks.traceparent."""
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -163,17 +169,20 @@ def _context_of(text: Optional[str]) -> Any:
 
 # --- the hooks ---------------------------------------------------------------------------------
 
-def sending(what: str) -> Any:
+def sending(what: str, parent: Optional[str] = None) -> Any:
     """Around an enqueue: a PRODUCER span, yielding the context to store with the new tasks
-    (``with`` yields None while tracing is off)."""
-    return _sending(what) if _enabled else OFF
+    (``with`` yields None while tracing is off). ``parent``, a stored context (the running
+    task's, for a send from its run through another process), is its parent instead of the
+    current span."""
+    return _sending(what, parent) if _enabled else OFF
 
 
 @contextlib.contextmanager
-def _sending(what: str):
+def _sending(what: str, parent: Optional[str] = None):
     from opentelemetry.trace import SpanKind
     attributes = {"messaging.system": SYSTEM, "messaging.operation.type": "send"}
     with _active().tracer.start_as_current_span(f"send {what}", kind=SpanKind.PRODUCER,
+                                                context=_context_of(parent),
                                                 attributes=attributes):
         yield _carrier_text()
 

@@ -38,6 +38,12 @@ from . import retry
 STATES = ("waiting", "awaiting_approval", "pending", "in_progress", "completed", "failed",
           "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
+# a dedupe_key is held in these; the first three count against max_queue_size
+LIVE_STATES = ("waiting", "awaiting_approval", "pending", "in_progress")
+QUEUED_STATES = LIVE_STATES[:3]
+# A request for a person's approval: waiting, or decided (a timeout decides too), or
+# withdrawn because what asked went away (the run ended, the task was cancelled).
+APPROVAL_STATES = ("pending", "approved", "denied", "cancelled")
 MAX_DELAY_SECONDS = 30 * 86400.0
 # Up to +10 % on each backoff: agents failing together (an API outage) do not retry in step.
 JITTER = 0.1

@@ -447,10 +447,11 @@ class QueueContract:
         q = self.team_queue()
         reloaded = dict(agents=("solo",), handles={"solo": ("review",)}, max_queue_size=2,
                         retry={}, escalate_after=60.0, lease_seconds=5.0,
-                        wake_dir="/elsewhere", host="other-host")
+                        wake_dir="/elsewhere", host="other-host",
+                        approve_before={"solo": ("deploy",)})
         q.adopt_team(SimpleNamespace(queue_options=lambda **o: {**reloaded, **o}))
-        assert (q.agents, q.max_queue_size, q.escalate_after, q.lease_seconds) == (
-            ("solo",), 2, 60.0, 5.0)
+        assert (q.agents, q.max_queue_size, q.escalate_after, q.lease_seconds,
+                q.approve_before) == (("solo",), 2, 60.0, 5.0, {"solo": ("deploy",)})
         assert q.host == ""  # whose restart state the process keeps does not move
         q.send("cli", None, "review")
         assert q.claim("solo")

@@ -44,8 +44,9 @@ class ListingContract:
         q.mark_completed(task.id)
         self.clock.advance(5)
         stats = q.stats()
-        assert stats["alice"] == {"waiting": 0, "pending": 2, "in_progress": 0, "completed": 0,
-                                  "failed": 0, "cancelled": 0, "oldest_pending_age_s": 15.0}
+        assert stats["alice"] == {"waiting": 0, "awaiting_approval": 0, "pending": 2,
+                                  "in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0,
+                                  "oldest_pending_age_s": 15.0}
         assert stats["bob"]["completed"] == 1 and stats["bob"]["oldest_pending_age_s"] is None
 
     def test_stats_match_the_rows_through_every_transition(self):

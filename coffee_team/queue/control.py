@@ -16,7 +16,8 @@ from coffee_team.clock import WALL_STEP
 from coffee_team.errors import TaskNotFound, TaskStateError
 from coffee_team.queue.content import check_name
 from coffee_team.queue.db import SqlBackend
-from coffee_team.taskstate import NO_RETRY, RetryPolicy, TransitionError, after_failure
+from coffee_team.taskstate import NO_RETRY, QUEUED_STATES, RetryPolicy, TransitionError
+from coffee_team.taskstate import after_failure
 from coffee_team.taskstate import escalated_priority, transition
 
 
@@ -35,6 +36,7 @@ class ControlNeeds(Protocol):
 
     def _reserve(self, rows: list[tuple]) -> None: ...
     def _released_by(self, task_id: int) -> list[str]: ...
+    def _withdraw_task_approval(self, task_id: int, why: str) -> None: ...
     def list_tasks(self, status: Optional[str] = None, agent: Optional[str] = None,
                    limit: int = 100, task_id: Optional[int] = None,
                    before_id: Optional[int] = None) -> list[dict]: ...
@@ -85,13 +87,16 @@ class ControlMixin:
         return rows[0]
 
     def cancel_task(self, task_id: int) -> str:
-        """pending or in_progress → cancelled at once; returns the state it left. A holder's
-        later renew_lease / mark_completed / mark_failed then finds it not in progress."""
+        """awaiting_approval, pending or in_progress → cancelled at once; returns the state it
+        left. A holder's later renew_lease / mark_completed / mark_failed then finds it not in
+        progress; a request for its approval is withdrawn."""
         def apply(status: str, recipient: str, _key, _run_after) -> int:
             changed = self.backend.run(self._sql.CANCEL_TASK,
                                        (self.clock(), task_id, status)).rowcount
-            if changed and status in ("waiting", "pending"):  # keep the depth bound tight
+            if changed and status in QUEUED_STATES:  # keep the depth bound tight
                 self.backend.run(self._sql.ADD_PENDING, (recipient, -1)).fetchone()
+            if changed and status == "awaiting_approval":
+                self._withdraw_task_approval(task_id, "the task was cancelled")
             return changed
         was = self._control(task_id, "cancel", apply)[0]
         self._wake_released(task_id)

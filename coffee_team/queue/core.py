@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, Union
 
+from coffee_team.queue.approvals import ApprovalsMixin
 from coffee_team.queue.content import read_stored, too_deep_message
 from coffee_team.queue.completion import CompletionMixin
 from coffee_team.queue.control import ControlMixin
@@ -55,7 +56,8 @@ class ClaimedTask:
 
 # The options a reloaded team file changes on an open queue (the database, wake-ups and the
 # restart state's host stay what the process opened).
-LIVE_OPTIONS = ("agents", "handles", "max_queue_size", "retry", "escalate_after", "lease_seconds")
+LIVE_OPTIONS = ("agents", "handles", "max_queue_size", "retry", "escalate_after", "lease_seconds",
+                "approve_before")
 
 
 class CoreNeeds(Protocol):
@@ -68,13 +70,14 @@ class CoreNeeds(Protocol):
 
 
 class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin,
-                   DeliveryMixin, UsageMixin, DependencyMixin, ScheduleMixin):
+                   DeliveryMixin, UsageMixin, DependencyMixin, ScheduleMixin, ApprovalsMixin):
     """The queue's state (set here) over one backend, and its parts: claims, requeues,
     waits and leases here; sending (enqueue.py), completing (completion.py), task control
     (control.py), the journal (journal.py), reports (reporting.py), notification deliveries
     (delivery.py), LLM usage (usage.py), dependencies between tasks (dependencies.py),
-    schedule slots (schedules.py). Each part's ``...Needs`` protocol lists all it uses
-    of the state and of the other parts (tests/unit/test_queue_structure.py holds them to it)."""
+    schedule slots (schedules.py), a person's approvals (approvals.py). Each part's
+    ``...Needs`` protocol lists all it uses of the state and of the other parts
+    (tests/unit/test_queue_structure.py holds them to it)."""
 
     def __init__(
         self,
@@ -91,6 +94,7 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         escalate_after: Optional[float] = None,
         jitter: Callable[[], float] = random.random,
         host: str = "",
+        approve_before: Optional[Mapping[str, Sequence[str]]] = None,
     ):
         self.db = open_database(database) if isinstance(database, (str, os.PathLike)) else database
         self.backend = backend_for(self.db)
@@ -105,6 +109,8 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         self.retry = dict(retry or {})  # recipient -> RetryPolicy; none means no retries
         self.escalate_after = escalate_after
         self.jitter = jitter  # 0..1 per backoff; tests inject a constant
+        # recipient -> task types a person approves before they may be claimed
+        self.approve_before = {k: tuple(v) for k, v in (approve_before or {}).items()}
         # After commit, and inside a write transaction (PostgreSQL's NOTIFY): backend.wake()
         self._wake, self._tx_wake = self.backend.wake(wake_dir)
         self._sql = self.backend.prepared  # the sql module's statements, translated once

@@ -182,3 +182,13 @@ class SqlBackend:
         """After create_tables: the older rows in the version-10 tasks table."""
         raise NotImplementedError
 
+    def tasks_v11_before(self) -> None:
+        """Before create_tables: make room for the version-11 tasks table (the
+        awaiting_approval state, sent_from)."""
+        raise NotImplementedError
+
+    def tasks_v11_after(self) -> bool:
+        """After create_tables: the older rows in the version-11 table; True when the table
+        was made anew (its triggers are to be made again)."""
+        raise NotImplementedError
+

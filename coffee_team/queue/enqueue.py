@@ -10,19 +10,21 @@ from itertools import chain
 from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Sequence
 
 from coffee_team import otel
-from coffee_team.errors import ContentError, QueueFullError, RoutingError, UnroutableError
+from coffee_team.errors import (ContentError, DependencyError, QueueFullError, RoutingError,
+                                UnroutableError)
 from coffee_team.queue.content import MAX_DEDUPE_KEY_CHARS, check_name, check_priority, encode_json
 from coffee_team.queue.db import SqlBackend
 from coffee_team.queue.dependencies import DependentRow, dependent_row
 from coffee_team.queue.routing import resolve_recipients
+from coffee_team.queue.sql_approvals import SET_SENT_FROM
 from coffee_team.queue.wake import pg_channel
-from coffee_team.taskstate import check_delay
+from coffee_team.taskstate import check_delay, initial_state
 
 _INSERT_CHUNK_ROWS = 500  # 9 params/row stays far below SQLite's 32766 limit
 _MESSAGE_FIELDS = frozenset(("sender", "recipient", "type", "content", "priority", "dedupe_key",
                              "delay", "after", "on_dependency_failure"))
 # Positions in a message row: _add_rows builds sql.insert_tasks' 9 parameters.
-_RECIPIENT, _DEDUPE_KEY = 1, 6
+_RECIPIENT, _TYPE, _DEDUPE_KEY = 1, 2, 6
 
 
 class EnqueueNeeds(Protocol):
@@ -38,6 +40,9 @@ class EnqueueNeeds(Protocol):
     agents: tuple[str, ...]
     handles: dict[str, tuple[str, ...]]
     max_queue_size: int
+    approve_before: dict[str, tuple[str, ...]]
+
+    def _hold_for_approval(self, task_ids: list[int], rows: list[tuple]) -> list[int]: ...
 
     def _depend_locked(self, child: int, row: DependentRow, now: float) -> None: ...
     def _refuse_cycle(self, existing: int, after: Sequence[int],
@@ -49,17 +54,20 @@ class EnqueueMixin:
 
     def send(self, sender: str, recipient: Optional[str], type: str, content: Any = None,
              priority: int = 5, dedupe_key: Optional[str] = None, delay: float = 0.0,
-             after: Sequence[int] = (), on_dependency_failure: str = "fail") -> int:
+             after: Sequence[int] = (), on_dependency_failure: str = "fail",
+             sent_from: Optional[int] = None, trace_parent: Optional[str] = None) -> int:
         """Enqueue one task, claimable ``delay`` seconds from now; for recipient "all"
         returns the first of the ids. With ``after`` (task ids) it is ``waiting`` until each
         of them completed; one that fails or is cancelled fails it too ("dependency #41
         failed"), unless ``on_dependency_failure`` is "run" (a failed parent counts as done).
-        A missing task in ``after``, or a cycle, is a DependencyError (nothing sent)."""
+        A missing task in ``after``, or a cycle, is a DependencyError (nothing sent).
+        ``sent_from`` names the task whose run sends it (an agent's send through the MCP
+        server), ``trace_parent`` that run's trace context."""
         rows: list[tuple] = []
-        with otel.sending(type) as trace:  # a no-op unless tracing is on
+        with otel.sending(type, trace_parent) as trace:  # a no-op unless tracing is on
             self._add_rows(rows, {}, self.clock(), sender, recipient, type, content, priority,
                            dedupe_key, delay, trace, after, on_dependency_failure)
-            return self._enqueue(rows)[0]
+            return self._enqueue(rows, sent_from)[0]
 
     def send_all(self, sender: str, type: str, content: Any = None, priority: int = 5) -> list[int]:
         """Broadcast: one task per team agent; returns their ids."""
@@ -127,13 +135,25 @@ class EnqueueMixin:
         for name in recipients:
             row = (sender, name, task_type, content, priority, now, dedupe_key, now + delay,
                    trace)
+            if after and self.approve_before and initial_state(
+                    name, task_type, self.approve_before) != "pending":
+                # released by its last parent, it would run without the person's decision
+                raise DependencyError(f"{task_type} tasks of {name} wait for a person's "
+                                      f"approval (approve_before): not sent after other tasks; "
+                                      f"send it once they are done")
             rows.append(dependent_row(row, after, on_failure) if after else row)
 
-    def _enqueue(self, rows: list[tuple]) -> list[int]:
+    def _plain(self, rows: list[tuple]) -> bool:
+        """No row of these waits for a person (approve_before): each is sent pending."""
+        gates = self.approve_before
+        return not gates or all(initial_state(row[_RECIPIENT], row[_TYPE], gates) == "pending"
+                                for row in rows)
+
+    def _enqueue(self, rows: list[tuple], sent_from: Optional[int] = None) -> list[int]:
         if not rows:
             return []
         if self._folded and len(rows) == 1 and rows[0][_DEDUPE_KEY] is None \
-                and rows[0].__class__ is tuple:  # not a DependentRow
+                and rows[0].__class__ is tuple and sent_from is None and self._plain(rows):
             recipient = rows[0][_RECIPIENT]
             inserted = self.backend.run(self._sql.PG_SEND_ONE, (
                 recipient, *rows[0], self.max_queue_size, pg_channel(recipient))).fetchone()
@@ -142,12 +162,14 @@ class EnqueueMixin:
                 return [inserted[0]]
             # past the bound: count in a transaction below, exactly as any send does
         with self.backend.write_transaction():
-            ids, new_rows = self._enqueue_locked(rows)
+            ids, new_rows = self._enqueue_locked(rows, sent_from)
         self._wake_recipients(new_rows)
         return ids
 
-    def _enqueue_locked(self, rows: list[tuple]) -> tuple[list[int], list[tuple]]:
-        """Insert prepared rows inside the caller's write transaction: (ids, rows inserted)."""
+    def _enqueue_locked(self, rows: list[tuple],
+                        sent_from: Optional[int] = None) -> tuple[list[int], list[tuple]]:
+        """Insert prepared rows inside the caller's write transaction: (ids, rows inserted).
+        Rows of an approve_before type wait for a person (approvals.py)."""
         if any(row[_DEDUPE_KEY] is not None for row in rows):
             ids, fresh, duplicate_of = self._resolve_dedupe(rows)
             new_rows = [rows[i] for i in fresh]
@@ -156,6 +178,11 @@ class EnqueueMixin:
         if new_rows:
             self._reserve(new_rows)
             new_ids = self._insert_rows(new_rows)
+            if not self._plain(new_rows):
+                self._hold_for_approval(new_ids, new_rows)
+            if sent_from is not None:
+                for new_id in new_ids:
+                    self.backend.execute(SET_SENT_FROM, (sent_from, new_id))
             if self._tx_wake:
                 self._tx_wake(self.backend, {row[_RECIPIENT] for row in new_rows})
             self._apply_dependencies(new_rows, new_ids)

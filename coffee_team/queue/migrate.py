@@ -56,6 +56,12 @@ def _upgrade(backend: SqlBackend, host: str) -> int:
                     db, "tasks", "waiting_on")
                 if upgrade_v10:
                     backend.tasks_v10_before()
+                # after those: SQLite's moved the table away already; PostgreSQL's altered it
+                # in place, and this adds schema 11's part
+                upgrade_v11 = "tasks" in db.get_tables() and not _has_column(
+                    db, "tasks", "sent_from")
+                if upgrade_v11:
+                    backend.tasks_v11_before()
                 if upgrade_v4:
                     backend.restart_state_v4_before(host)
                 db.create_tables(ALL_MODELS, safe=True)
@@ -65,11 +71,12 @@ def _upgrade(backend: SqlBackend, host: str) -> int:
                     backend.restart_state_v4_after(host)
                 if upgrade_v10:
                     backend.tasks_v10_after()
+                rebuilt = upgrade_v11 and backend.tasks_v11_after()
                 if "tasks" in tables and "queue_depth" not in tables:
                     _add_queue_depth(backend)
                 if version < 3:
                     _add_task_counts(backend)
-                elif upgrade_v10:  # a rebuilt table (SQLite) lost its triggers with the old one
+                elif upgrade_v10 or rebuilt:  # a rebuilt table lost its triggers with the old one
                     for statement in backend.task_count_triggers:
                         backend.execute(statement)
                 if "tasks" in tables:
@@ -78,7 +85,7 @@ def _upgrade(backend: SqlBackend, host: str) -> int:
                     _llm_usage_v9(db)
                 if version < 8:
                     db.execute_sql(backend.metrics_index_v8)
-                if version < 10:
+                if version < 10 or rebuilt:
                     for statement in backend.dependency_triggers:
                         backend.execute(statement)
                 if version < SCHEMA_VERSION:

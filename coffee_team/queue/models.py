@@ -25,7 +25,7 @@ from peewee import (
     TextField,
 )
 
-from coffee_team.queue.tables import STATUS_CHECK
+from coffee_team.queue.tables import APPROVAL_STATUS_CHECK, LIVE_STATUSES, STATUS_CHECK
 
 database_proxy = DatabaseProxy()
 
@@ -74,6 +74,7 @@ class Task(BaseModel):
     # were sent after this one (> 0 lets the dependency trigger skip every other task).
     waiting_on = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
     dependents = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    sent_from = BigIntegerField(null=True)  # the task whose run sent it (through the MCP server)
 
     class Meta:
         table_name = "tasks"
@@ -97,7 +98,7 @@ Task.add_index(
         Task.recipient,
         Task.dedupe_key,
         unique=True,
-        where=SQL("dedupe_key IS NOT NULL AND status IN ('waiting', 'pending', 'in_progress')"),
+        where=SQL(f"dedupe_key IS NOT NULL AND status IN {LIVE_STATUSES}"),
         name="tasks_live_dedupe_key",
     )
 )
@@ -363,6 +364,29 @@ class WaitCycle(BaseModel):
         table_name = "wait_cycles"
 
 
+class Approval(BaseModel):
+    """A person's approval asked for (kind: ``tool`` call, ``task``, ...) and its decision:
+    who, when, why (a timeout's: decided_by 'timeout'). Never deleted; see approvals.py."""
+    id = AutoField()
+    kind = CharField(max_length=20)
+    agent = CharField(max_length=100)           # whose work asks
+    task_id = BigIntegerField(null=True)        # the task it is about (the running one)
+    subject = TextField()                       # one line for a person
+    request = TextField(default="{}")           # JSON: what exactly is asked
+    status = CharField(max_length=20, default="pending", constraints=[SQL(APPROVAL_STATUS_CHECK)])
+    created_at = DoubleField()
+    expires_at = DoubleField(null=True)         # NULL: waits until someone decides
+    on_timeout = CharField(max_length=10, default="deny")
+    notification_id = BigIntegerField(null=True)  # acknowledged with the decision
+    decided_at = DoubleField(null=True)
+    decided_by = CharField(max_length=100, null=True)
+    reason = TextField(null=True)
+
+    class Meta:
+        table_name = "approvals"
+        indexes = ((("status", "id"), False), (("task_id",), False), (("agent", "status"), False))
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DoubleField()
@@ -373,4 +397,4 @@ class SchemaVersion(BaseModel):
 
 ALL_MODELS = (Task, QueueDepth, TaskCount, Metric, Event, Notification, RestartState, AgentPause,
               NotifyTargetRow, Delivery, LlmUsage, BudgetStop, BudgetAllowance, AgentSession,
-              TaskDep, ScheduleRun, WaitCycle, SchemaVersion)
+              TaskDep, ScheduleRun, WaitCycle, Approval, SchemaVersion)

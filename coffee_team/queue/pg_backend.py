@@ -166,6 +166,15 @@ class PostgresBackend(SqlBackend):
     def tasks_v10_after(self) -> None:
         pass  # altered in place
 
+    def tasks_v11_before(self) -> None:
+        # the dedupe index goes: create_tables makes it anew, awaiting_approval counted live
+        for statement in (sql_schema.PG_V11_ADD_SENT_FROM, sql_schema.PG_V2_DROP_CHECK,
+                          sql_schema.PG_V2_ADD_CHECK, sql_schema.PG_V10_DROP_DEDUPE):
+            self.db.execute_sql(statement)
+
+    def tasks_v11_after(self) -> bool:
+        return False  # altered in place: its triggers are still there
+
 
 class _PgTransaction:
     __slots__ = ("backend", "atomic")

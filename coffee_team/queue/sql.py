@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from coffee_team.queue.tables import LIVE_STATUSES, QUEUED_STATUSES
 
 # LIMIT ? with this returns every row: SQLite refuses LIMIT NULL and PostgreSQL a negative
 # LIMIT, but both take the largest bigint.
@@ -128,10 +129,10 @@ SET_PENDING = "UPDATE queue_depth SET pending_bound = ? WHERE recipient = ?"
 # The truth (waiting tasks too: each turns pending unsent), capped: max_queue_size + 1 steps.
 COUNT_PENDING = (
     "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE recipient = ?"
-    " AND status IN ('waiting', 'pending') LIMIT ?) AS p")
+    f" AND status IN {QUEUED_STATUSES} LIMIT ?) AS p")
 LIVE_DEDUPE = (
     "SELECT id FROM tasks WHERE recipient = ? AND dedupe_key = ?"
-    " AND status IN ('waiting', 'pending', 'in_progress') LIMIT 1")
+    f" AND status IN {LIVE_STATUSES} LIMIT 1")
 
 # --- wake-ups (wake.py) ---------------------------------------------------------------------
 
@@ -239,8 +240,7 @@ PAUSE_AGENT = ("INSERT INTO agent_pause (agent, paused_at, paused_until, reason)
 RESUME_AGENT = "DELETE FROM agent_pause WHERE agent = ?"
 # An agent removed from the team (coffee-team apply --yes): its open work fails with a reason.
 FAIL_OPEN_TASKS = ("UPDATE tasks SET status = 'failed', completed_at = ?, error = ?,"
-                   " lease_expires_at = NULL WHERE recipient = ?"
-                   " AND status IN ('waiting', 'pending', 'in_progress')")
+                   f" lease_expires_at = NULL WHERE recipient = ? AND status IN {LIVE_STATUSES}")
 ACTIVE_PAUSES = ("SELECT agent, paused_at, paused_until, reason FROM agent_pause"
                  " WHERE paused_until IS NULL OR paused_until > ?")
 # No status index: a scan of the tasks table once per watchdog pass, only if escalate_after.
@@ -304,9 +304,9 @@ SAVE_AGENT_SESSION = (
 
 # --- reporting (reporting.py) ---------------------------------------------------------------
 
-_TASK_COLUMNS = ("id, sender, recipient, type, content, priority, created_at, completed_at,"
-                 " status, claimed_by, claimed_at, lease_expires_at, attempts, dedupe_key,"
-                 " error, result, failures, run_after, escalated_at, errors, waiting_on")
+_TASK_COLUMNS = ("id, sender, recipient, type, content, priority, created_at, completed_at, status,"
+                 " claimed_by, claimed_at, lease_expires_at, attempts, dedupe_key, error, result,"
+                 " failures, run_after, escalated_at, errors, waiting_on, sent_from")
 TASKS_OF_RECIPIENT = (
     f"SELECT {_TASK_COLUMNS} FROM tasks WHERE recipient = ? AND status = ?"
     " ORDER BY priority, id")
@@ -316,7 +316,7 @@ TASKS_OF_RECIPIENT = (
 FINISHED_COUNTS = "SELECT recipient, status, n FROM task_counts WHERE n > 0"
 LIVE_COUNTS = ("SELECT recipient, status, COUNT(*), MIN(created_at) FROM tasks"
                " WHERE recipient IN (SELECT recipient FROM queue_depth)"
-               " AND status IN ('waiting', 'pending', 'in_progress') GROUP BY recipient, status")
+               f" AND status IN {LIVE_STATUSES} GROUP BY recipient, status")
 DELETE_FINISHED_BEFORE = (
     "DELETE FROM tasks WHERE status IN ('completed', 'failed', 'cancelled')"
     " AND completed_at < ?")

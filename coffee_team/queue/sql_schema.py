@@ -149,3 +149,18 @@ PG_DEPENDENCY_TRIGGERS = (
     "CREATE OR REPLACE TRIGGER tasks_dependents AFTER UPDATE OF status ON tasks FOR EACH ROW"
     f" WHEN ({_ENDS}) EXECUTE FUNCTION coffee_dependents()",
 )
+
+
+# Schema 11: the 'awaiting_approval' state (the status CHECK and the live dedupe index) and
+# tasks.sent_from (migrate.py's upgrade_v11), the same way as schema 10's: SQLite renames,
+# creates anew and copies (ids kept), PostgreSQL alters in place.
+V10_INDEXES = V9_INDEXES
+SQLITE_V11_RENAME = "ALTER TABLE tasks RENAME TO tasks_v10"
+SQLITE_V11_DROP_OLD = "DROP TABLE tasks_v10"
+PG_V11_ADD_SENT_FROM = "ALTER TABLE tasks ADD COLUMN IF NOT EXISTS sent_from BIGINT"
+
+
+def sqlite_v11_copy(columns: list[str]) -> str:
+    """Every column the old table has (waiting_on and dependents from version 10 on)."""
+    names = ", ".join(columns)
+    return f"INSERT INTO tasks ({names}) SELECT {names} FROM tasks_v10"

@@ -218,5 +218,16 @@ class SqliteBackend(SqlBackend):
         self.db.execute_sql(sql_schema.sqlite_v10_copy(columns))  # ids kept
         self.db.execute_sql(sql_schema.SQLITE_V10_DROP_OLD)
 
+    def tasks_v11_before(self) -> None:
+        for index in sql_schema.V10_INDEXES:
+            self.db.execute_sql(sql_schema.drop_index(index))
+        self.db.execute_sql(sql_schema.SQLITE_V11_RENAME)
+
+    def tasks_v11_after(self) -> bool:
+        columns = [c.name for c in self.db.get_columns("tasks_v10")]
+        self.db.execute_sql(sql_schema.sqlite_v11_copy(columns))  # ids kept
+        self.db.execute_sql(sql_schema.SQLITE_V11_DROP_OLD)
+        return True  # its triggers went with the old table
+
 
 _MAX_ROWID = 2 ** 63 - 1

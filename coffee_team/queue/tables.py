@@ -3,7 +3,7 @@ tables (and imports these), but only migrations load it (an agent does not).
 """
 from __future__ import annotations
 
-from coffee_team.taskstate import STATES
+from coffee_team.taskstate import APPROVAL_STATES, LIVE_STATES, QUEUED_STATES, STATES
 
 # 2: run_after, failures, errors, escalated_at and the 'cancelled' state on tasks;
 # agent_pause (migrate.py upgrades a version-1 database in place).
@@ -16,9 +16,16 @@ from coffee_team.taskstate import STATES
 # 9: llm_usage.estimated (runs recorded as they go) and budget_allowance (resume --raise).
 # 10: the 'waiting' state, tasks.waiting_on/dependents, task_deps and its trigger (send after
 #    other tasks); schedule_runs (a cron slot sent once); wait_cycles (reported once).
-SCHEMA_VERSION = 10
+# 11: approvals (a person's decisions: tool calls, tasks of approve_before types), the
+#     'awaiting_approval' task state (SQLite rebuilds tasks for the CHECK) and tasks.sent_from.
+SCHEMA_VERSION = 11
 
 STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))
+# The states in which a task holds its dedupe_key (taskstate.LIVE_STATES), as SQL.
+LIVE_STATUSES = "({})".format(", ".join(f"'{s}'" for s in LIVE_STATES))
+QUEUED_STATUSES = "({})".format(", ".join(f"'{s}'" for s in QUEUED_STATES))
+APPROVAL_STATUS_CHECK = "CHECK (status IN ({}))".format(
+    ", ".join(f"'{s}'" for s in APPROVAL_STATES))
 
 # The restart_state columns besides its key (agent, host) and their defaults, as
 # models.RestartState declares them (tests/unit/test_policy.py keeps the two in step).

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.queue_approvals_contract import ApprovalsContract
 from tests.queue_contract import QueueContract
 from tests.queue_control_contract import ControlContract
 from tests.queue_fused_contract import FusedContract
@@ -33,7 +34,7 @@ def _admin(sql: str) -> None:
 
 
 class TestPostgresQueue(QueueContract, ListingContract, ControlContract, FusedContract,
-                      WorkContract):
+                        WorkContract, ApprovalsContract):
     def database_url(self) -> str:
         self._schema = "ct_" + uuid.uuid4().hex[:12]
         _admin(f"CREATE SCHEMA {self._schema}")

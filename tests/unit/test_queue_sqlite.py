@@ -6,6 +6,7 @@ import tempfile
 import pytest
 
 from coffee_team.queue.factory import open_database
+from tests.queue_approvals_contract import ApprovalsContract
 from tests.queue_contract import QueueContract
 from tests.queue_control_contract import ControlContract
 from tests.queue_fused_contract import FusedContract
@@ -14,7 +15,7 @@ from tests.queue_work_contract import WorkContract
 
 
 class TestSqliteQueue(QueueContract, ListingContract, ControlContract, FusedContract,
-                      WorkContract):
+                      WorkContract, ApprovalsContract):
     def database_url(self) -> str:
         self._tmp = tempfile.mkdtemp(prefix="ctq")
         return os.path.join(self._tmp, "db", "queue.db")

@@ -377,8 +377,8 @@ def test_database_busy_is_a_quick_failed_and_reads_go_on(coffee):
 # --- getQueueStats ---------------------------------------------------------------------------
 
 def test_queue_stats_count_every_status(coffee):
-    zero = {"waiting": 0, "pending": 0, "in_progress": 0, "completed": 0, "failed": 0,
-            "cancelled": 0}
+    zero = {"waiting": 0, "awaiting_approval": 0, "pending": 0, "in_progress": 0, "completed": 0,
+            "failed": 0, "cancelled": 0}
     empty = coffee.call("getQueueStats")
     assert set(empty) == set(coffee.team.names)
     assert all(s == zero for s in empty.values())
