@@ -108,3 +108,13 @@ class ApprovalNotFound(QueueError):
 class ApprovalDecided(QueueError):
     """The approval was decided already (by a person, its timeout, or its withdrawal): the
     first decision stands; ``str()`` says by whom, when and why."""
+
+
+class ActionRefused(CoffeeError):
+    """A person's action that cannot be done as asked (an agent not loaded, one that failed
+    to start, a resume past a budget without saying how far): ``exit_code`` is the command
+    line's (2 for the input, 1 for the team's state)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code

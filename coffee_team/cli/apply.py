@@ -25,6 +25,7 @@ from .. import client, confgen
 from .. import events as kinds
 from ..team import WEB_PROGRAM, Team
 from .. import restarts
+from ..ops.lifecycle import reset_restarts
 
 REMOVED_REASON = "agent removed from the team"
 WATCHDOG = "watchdog"
@@ -105,14 +106,6 @@ def open_work(queue: Any, names: tuple[str, ...]) -> dict[str, dict[str, int]]:
         if any(counts.values()):
             work[name] = counts
     return work
-
-
-def reset_restarts(queue: Any, names, rule: Callable[[restarts.RestartState], restarts.RestartState]
-                   ) -> None:
-    """Apply a person's decision (``restarts.on_cleared``/``on_stop_requested``) to each agent."""
-    for name in names:
-        state = restarts.RestartState.from_dict(queue.restart_state(name))
-        queue.save_restart_state(name, **rule(state).to_dict())
 
 
 @dataclass

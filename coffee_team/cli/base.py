@@ -8,11 +8,12 @@ import json
 import os
 import sys
 import xmlrpc.client
+from contextlib import contextmanager
 
 import click
 
 from .. import client
-from ..errors import CoffeeError, SupervisorDown, TeamError, describe_error
+from ..errors import ActionRefused, CoffeeError, SupervisorDown, TeamError, describe_error
 from ..team import Team, load_team
 
 
@@ -159,28 +160,21 @@ def main(ctx: click.Context, team_path: str, conf: str | None) -> None:
     ctx.obj = Context(team_path, conf)
 
 
-def config_team(ctx: Context) -> Team:
-    """The team, if supervisord can run it from this path, its notify targets are usable,
-    its llm agents' role files and workspaces exist, its interpreter imports coffee_team and
-    the extras it needs are installed; else one line and exit 2 (gen-config, start, apply)."""
-    from .. import layout, notify
-    from ..llm.workspace import team_problems
-    team = ctx.team
+@contextmanager
+def refused():
+    """An action the library refused (errors.ActionRefused) as the command's one line."""
     try:
-        layout.check_project_path(team)
-        notify.check_targets(team)
-    except TeamError as exc:
-        raise UserError(str(exc), exit_code=2) from None
-    problems = team_problems(team)
-    if problems:
-        raise UserError(problems[0], exit_code=2)
-    from ..extras import missing
-    from ..team.interpreter import problem
-    bad = problem(team) or (team.is_postgres and missing(
-        "postgres", f"{team.path}: team.database_path (PostgreSQL)")) or None
-    if bad:
-        raise UserError(bad, exit_code=2)
-    return team
+        yield
+    except ActionRefused as exc:
+        raise UserError(str(exc), exc.exit_code) from None
+
+
+def config_team(ctx: Context) -> Team:
+    """The team, if it can run (ops.lifecycle.runnable); else one line and exit 2
+    (gen-config, start, apply)."""
+    from ..ops.lifecycle import runnable
+    with refused():
+        return runnable(ctx.team)
 
 
 def parse_agents(team: Team, agents: str | None) -> tuple[str, ...]:

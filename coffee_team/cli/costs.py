@@ -9,23 +9,14 @@ import time
 
 import click
 
-from ..clock import DAY, parse_duration
-from .base import Context, UserError, echo_json, main, pass_ctx
+from .base import Context, echo_json, main, pass_ctx, refused
 from .data import _when, open_queue
 
-MAX_SINCE_DAYS = 3650
-
-
 def parse_since(text: str) -> float:
-    """``7d``, ``24h``, ``30m``, ``90s`` → seconds (a bare number is seconds, as everywhere)."""
-    try:
-        seconds = parse_duration(text)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds <= MAX_SINCE_DAYS * DAY:
-        raise UserError(f"--since: expected a duration like 7d, 24h or 30m (at most "
-                        f"{MAX_SINCE_DAYS} days), got {text!r}", exit_code=2)
-    return seconds
+    """``7d``, ``24h``, ``30m``, ``90s`` → seconds (ops.records.since_seconds)."""
+    from ..ops.records import since_seconds
+    with refused():
+        return since_seconds(text)
 
 
 def render(data: dict, since_text: str) -> str:

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 
 import click
 
-from .. import events as kinds
 from ..errors import describe_error
 from ..status import human_duration
 from .base import Context, UserError, config_team, echo_json, main, parse_agents, pass_ctx
@@ -276,13 +275,13 @@ def _exit_detail(e: dict) -> str:
 @pass_ctx
 def history(ctx: Context, agent: str | None, limit: int, as_json: bool) -> None:
     """Lifecycle history: why an agent crashed, its restarts, who exceeded max restarts."""
+    from ..ops.records import history as read_history
     parse_agents(ctx.team, agent)
     with open_queue(ctx) as q:
-        events = q.events(agent=agent, limit=10**7)
-    summary = kinds.lifecycle_summary(events)
-    recent = events[-limit:]
+        data = read_history(q, agent, limit)
+    summary, recent = data["summary"], data["events"]
     if as_json:
-        echo_json({"summary": summary, "events": recent})
+        echo_json(data)
         return
     for e in recent:
         click.echo(f"{_when(e['ts'])} {e['agent'] or '-':<18} {e['kind']:<18} {_exit_detail(e)}")

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import click
 
-from .. import client, layout
-from ..errors import SupervisorDown, TeamError
+from .. import layout
+from ..errors import TeamError
+from ..ops import lifecycle as ops
 from ..team import WEB_PROGRAM
-from .base import Context, UserError, config_team, echo_json, main, parse_agents, pass_ctx
-from .starting import WATCHDOG, HelperFailed, wait_running, why_not_started
+from .base import (Context, UserError, config_team, echo_json, main, parse_agents, pass_ctx,
+                   refused)
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -42,45 +42,10 @@ def gen_config(ctx: Context, check: bool) -> None:
 
 # --- lifecycle -------------------------------------------------------------------------------
 
-def forget_restarts(ctx: Context, names: tuple[str, ...], give_ups: bool) -> None:
-    """A human start/restart clears a give-up; a human stop cancels a pending backoff restart."""
-    from .apply import reset_restarts
-    from .. import restarts
+def queue_opener(ctx: Context):
+    """The team's queue for ops/ (made if it does not exist yet: a boot makes it anyway)."""
     from .data import open_queue
-    rule = restarts.on_cleared if give_ups else restarts.on_stop_requested
-    with open_queue(ctx, create=True) as queue:
-        reset_restarts(queue, names, rule)
-
-
-def loaded_processes(ctx: Context, names: tuple[str, ...]) -> dict[str, dict]:
-    """supervisord's process infos by name, if it knows every one of ``names``; an agent it
-    does not know was added to the team file after it started: say how to apply that."""
-    infos = {i["name"]: i for i in ctx.rpc("supervisor.getAllProcessInfo")}
-    missing = [name for name in names if name not in infos]
-    if missing:
-        raise UserError(f"{', '.join(missing)}: in the team file but not in the running "
-                        f"supervisord (the team file changed since it started); apply the "
-                        f"change with `coffee-team apply`", exit_code=2)
-    return infos
-
-
-def start_in_priority_order(ctx: Context, names: tuple[str, ...]) -> None:
-    from .. import restarts
-    team = ctx.team
-    infos = loaded_processes(ctx, names)
-    watchdog = infos.get(WATCHDOG)
-    if watchdog is not None and client.start_failures({WATCHDOG: watchdog}, (), (WATCHDOG,)):
-        # agents started now would run, but nothing would restart one that crashes
-        raise UserError(f"{WATCHDOG} is {watchdog['statename']}: "
-                        f"{why_not_started(ctx, watchdog)}; mend it, then `coffee-team stop` "
-                        f"and `coffee-team start`")
-    forget_restarts(ctx, names, give_ups=True)
-    todo = [team.agent(n) for n in names
-            if infos.get(n, {}).get("statename") not in ("RUNNING", "STARTING")]
-    for group in restarts.launch_groups({a.name: a.priority for a in todo}):
-        for name in group:
-            ctx.rpc("supervisor.startProcess", name, False)
-        wait_running(ctx, group, timeout=team.settings.start_seconds + 30)
+    return lambda: open_queue(ctx, create=True)
 
 
 @main.command()
@@ -91,38 +56,10 @@ def start(ctx: Context, agents: str | None, timeout: float) -> None:
     """Boot supervisord if needed, start agents in priority order, wait, print the status."""
     team = config_team(ctx)
     names = parse_agents(team, agents) or team.names
-    diff = layout.diff_config(team)
-    if not diff.clean:
-        raise UserError(f"{team.conf_dir}: generated config is stale "
-                        f"({', '.join(diff.changed + diff.stale)}); run `coffee-team gen-config`")
-    layout.ensure_data_dirs(team)
-    endpoint = ctx.endpoint
-    if not client.is_running(endpoint):
-        _require_password_env(team)
-        forget_restarts(ctx, names, give_ups=True)
-        try:
-            client.boot(team, endpoint, launch=parse_agents(team, agents))
-        except SupervisorDown as exc:
-            raise UserError(str(exc)) from None
-        helpers = (WATCHDOG,) + ((WEB_PROGRAM,) if team.settings.web is not None else ())
-        try:
-            wait_running(ctx, names, timeout, helpers=helpers)
-        except HelperFailed as exc:
-            _shutdown(ctx)  # so the next `start` boots on the mended config
-            raise UserError(f"{exc.message}; supervisord stopped again") from None
-    else:
-        start_in_priority_order(ctx, names)
+    with refused():
+        ops.start(team, ctx.endpoint, ctx.rpc, queue_opener(ctx), names,
+                  launch=parse_agents(team, agents), timeout=timeout)
     _print_status(ctx, as_json=False)
-
-
-def _require_password_env(team) -> None:
-    servers = (("http", team.settings.http, "the web program reads the XML-RPC password from it"),
-               ("web", team.settings.web, "the dashboard reads its password from it"))
-    for key, server, why in servers:
-        if server is not None and not os.environ.get(server.password_env):
-            raise UserError(f"{team.path}: team.{key}.password_env: the environment variable "
-                            f"{server.password_env} is not set; export it before "
-                            f"`coffee-team start` ({why})", exit_code=2)
 
 
 @main.command()
@@ -131,39 +68,14 @@ def _require_password_env(team) -> None:
 def stop(ctx: Context, agents: str | None) -> None:
     """Stop agents, or with no --agents the whole team and supervisord."""
     names = parse_agents(ctx.team, agents)
-    if names:
-        infos = loaded_processes(ctx, names)
-        forget_restarts(ctx, names, give_ups=False)
-        for name in names:
-            if infos[name]["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
-                ctx.rpc("supervisor.stopProcess", name, True)
-            click.echo(f"{name}: stopped")
-        return
-    pid = _shutdown(ctx)
+    with refused():
+        if names:
+            ops.stop_agents(ctx.rpc, queue_opener(ctx), names)
+            for name in names:
+                click.echo(f"{name}: stopped")
+            return
+        pid = ops.shutdown(ctx.team, ctx.rpc)
     click.echo(f"team stopped (supervisord PID {pid} exited)")
-
-
-def _shutdown(ctx: Context) -> int:
-    """Stop every program and supervisord; its PID once it exited."""
-    pid = ctx.rpc("supervisor.getPID")
-    # Signal every agent at once: supervisord's own shutdown stops one group per loop pass
-    # (about a second each), which takes minutes for a large team.
-    ctx.rpc("supervisor.stopAllProcesses", False)
-    ctx.rpc("supervisor.shutdown")
-    if not _wait_gone(pid, timeout=ctx.team.settings.stop_wait_seconds + 15):
-        raise UserError(f"supervisord (PID {pid}) still running after shutdown request")
-    return pid
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    import psutil
-    try:
-        psutil.Process(pid).wait(timeout)
-        return True
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.TimeoutExpired:
-        return False
 
 
 @main.command()
@@ -172,67 +84,25 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 def restart(ctx: Context, agent: str) -> None:
     """Stop (if running) and start one agent (clears a give-up), or the web program."""
     if agent == WEB_PROGRAM and ctx.team.settings.web_program:
-        return _restart_web(ctx)
+        with refused():
+            ops.restart_web(ctx.team, ctx.rpc)
+        click.echo(f"{WEB_PROGRAM}: restarted")
+        return
     (name,) = parse_agents(ctx.team, agent)
-    info = loaded_processes(ctx, (name,))[name]
-    forget_restarts(ctx, (name,), give_ups=True)
-    if info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
-        ctx.rpc("supervisor.stopProcess", name, True)
-    ctx.rpc("supervisor.startProcess", name, False)
-    wait_running(ctx, (name,), timeout=ctx.team.settings.start_seconds + 30)
+    with refused():
+        ops.restart_agent(ctx.team, ctx.rpc, queue_opener(ctx), name)
     click.echo(f"{name}: restarted")
-
-
-def _restart_web(ctx: Context) -> None:
-    """The web program reads the team file, its ports and passwords when it starts; one the
-    running supervisord does not know yet (web or http added since it started) is added."""
-    infos = {i["name"]: i for i in ctx.rpc("supervisor.getAllProcessInfo")}
-    if WEB_PROGRAM not in infos:
-        added = ctx.rpc("supervisor.reloadConfig")[0][0]
-        if WEB_PROGRAM not in added:
-            raise UserError(f"supervisord does not know the web program; run `coffee-team "
-                            f"gen-config` and try again")
-        ctx.rpc("supervisor.addProcessGroup", WEB_PROGRAM)  # autostart: it starts now
-    else:
-        if infos[WEB_PROGRAM]["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
-            ctx.rpc("supervisor.stopProcess", WEB_PROGRAM, True)
-        ctx.rpc("supervisor.startProcess", WEB_PROGRAM, False)
-    wait_running(ctx, (WEB_PROGRAM,), timeout=30)
-    click.echo(f"{WEB_PROGRAM}: restarted")
 
 
 # --- status ----------------------------------------------------------------------------------
 
 def _team_status(ctx: Context) -> dict:
-    """coffee.getTeamStatus when supervisord serves it; otherwise (a supervisord started from
-    an older config, or a coffee.* that fails) supervisor.* + the queue. The processes are
-    always shown; trouble with the database is one line under them."""
-    import xmlrpc.client
-
-    from .. import status
-    try:
-        data = ctx.rpc("coffee.getTeamStatus")
-    except xmlrpc.client.Fault:
-        infos = ctx.rpc("supervisor.getAllProcessInfo")
-        pid = ctx.rpc("supervisor.getPID")
-        data = status.with_database(ctx.team, infos, pid, lambda: _queue_columns(ctx))
-    else:
-        for agent in data["agents"]:  # XML-RPC leaves out what is unset
-            for key in ("heartbeat_age_seconds", "next_restart_at", "restart_attempt",
-                        "given_up_at"):
-                agent.setdefault(key, None)
-    for program in data.get("programs", ()):
-        if program["description"].startswith(client.EXITED_TOO_QUICKLY):
-            # the program ran and said why it stopped: its last line beats "see the log"
-            program["description"] = why_not_started(ctx, {"name": program["name"]})
-    return data
-
-
-def _queue_columns(ctx: Context) -> dict:
-    from .. import status
-    from ..queue import MessageQueue
-    with MessageQueue.from_team(ctx.team) as queue:
-        return status.queue_columns(queue, ctx.team)
+    """ops.team_status: coffee.getTeamStatus, else supervisor.* and the queue (imported only
+    then: status does not need it otherwise)."""
+    def open_queue():
+        from ..queue import MessageQueue
+        return MessageQueue.from_team(ctx.team)
+    return ops.team_status(ctx.team, ctx.rpc, open_queue)
 
 
 def _print_status(ctx: Context, as_json: bool) -> None:

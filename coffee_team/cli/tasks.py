@@ -14,7 +14,7 @@ import time
 
 import click
 
-from .base import Context, UserError, echo_json, main, pass_ctx, require_agents
+from .base import Context, UserError, echo_json, main, pass_ctx, refused, require_agents
 from .data import _when, open_queue
 
 
@@ -204,31 +204,15 @@ def resume(ctx: Context, agent: str, raise_usd: float | None, raise_tokens: int 
            no_budget_today: bool, as_json: bool) -> None:
     """AGENT claims tasks again. Past its daily budget (or the team's) say how far for today:
     --raise USD, --raise-tokens N or --no-budget-today, so nothing runs unbounded by accident."""
+    from ..ops import records
     name = _agent_name(ctx, agent)
-    raising = _raise(raise_usd, raise_tokens, no_budget_today)
-    from ..clock import utc_day
-    from ..llm.budget import TEAM_SCOPE
-    day = utc_day(time.time())
-    with open_queue(ctx, create=True) as q:
-        stops = q.budget_stops(name, day, TEAM_SCOPE)
-        if stops and raising is None:
-            why = next(iter(stops.values())).split(";")[0]
-            raise UserError(f"{name} is stopped by the daily budget ({why}); resume it with "
-                            f"--raise USD or --raise-tokens N for today, or --no-budget-today",
-                            exit_code=2)
-        if raising is not None and not stops:
-            raise UserError(f"{name} is not stopped by a budget today: nothing to raise "
-                            f"(resume it without --raise, --raise-tokens, --no-budget-today)",
-                            exit_code=2)
-        if raising is not None:
-            _check_enough(ctx, q, name, sorted(stops), day, raising)
-            was_paused = q.lift_budget_stop(name, sorted(stops), day, *raising)
-        else:
-            was_paused = q.resume_agent(name)
+    with refused():
+        raising = records.budget_raise(raise_usd, raise_tokens, no_budget_today)
+        with open_queue(ctx, create=True) as q:
+            done = records.resume(ctx.team, q, name, raising, time.time())
+    was_paused = done["was_paused"]
     if as_json:
-        echo_json({"agent": name, "paused": False, "was_paused": was_paused,
-                   "budget_raised": None if raising is None else dict(zip(
-                       ("usd", "tokens", "unlimited"), raising))})
+        echo_json(done)
     elif raising is not None:
         usd, tokens, unlimited = raising
         raised = [f"${usd:g}"] * bool(usd) + [f"{tokens:,} tokens"] * bool(tokens)
@@ -237,36 +221,6 @@ def resume(ctx: Context, agent: str, raise_usd: float | None, raise_tokens: int 
         click.echo(f"{name}: resumed, {how}")
     else:
         click.echo(f"{name}: resumed" if was_paused else f"{name}: was not paused")
-
-
-def _raise(usd: float | None, tokens: int | None,
-           unlimited: bool) -> tuple[float, int, bool] | None:
-    """(USD, tokens, no budget) a person allows for today, or None; bad values: exit 2."""
-    if usd is None and tokens is None and not unlimited:
-        return None
-    if unlimited and (usd is not None or tokens is not None):
-        raise UserError("--no-budget-today and --raise/--raise-tokens: choose one", exit_code=2)
-    if usd is not None and not (0 < usd <= 10**6):
-        raise UserError(f"--raise: expected USD above 0, up to 1e6, got {usd:g}", exit_code=2)
-    if tokens is not None and not (0 < tokens <= 10**12):
-        raise UserError(f"--raise-tokens: expected a count above 0, got {tokens}", exit_code=2)
-    return float(usd or 0.0), int(tokens or 0), unlimited
-
-
-def _check_enough(ctx: Context, q, name: str, scopes: list[str], day: str,
-                  raising: tuple[float, int, bool]) -> None:
-    """A raise that leaves a budget reached would stop the agent again at once: refused."""
-    from ..llm.budget import TEAM_SCOPE, Allowance, Budget, Spend, effective, reached
-    for scope in scopes:
-        base = ctx.team.settings.budget if scope == TEAM_SCOPE else ctx.team.agent(name).budget
-        usd, tokens, unlimited = q.budget_allowance(scope, day)
-        allowed = Allowance(usd + raising[0], tokens + raising[1], unlimited or raising[2])
-        why = reached(Spend(*q.spend_on(day, None if scope == TEAM_SCOPE else scope)),
-                      effective(base, allowed) or Budget())
-        if why is not None:
-            who = "the team" if scope == TEAM_SCOPE else scope
-            raise UserError(f"{who}'s {why} today even after this raise: raise more, or "
-                            f"--no-budget-today", exit_code=2)
 
 
 @main.command()
