@@ -20,11 +20,12 @@ import tempfile
 import time
 from typing import Any, Optional
 
+from .. import otel
 from ..errors import HandlerError, TeamError
 from ..handlers import CommandRunner, Deferred, HandlerContext
 from ..output import log, task_tag
 from .workspace import Workspace
-from . import ratelimit, template
+from . import mcpconfig, ratelimit, template
 from .budget import settle, stop
 from .gate import BudgetGate
 from .live import EventScan, StdoutTail
@@ -56,6 +57,10 @@ class LlmRunner(CommandRunner):
         self.gate: Optional[BudgetGate] = None
         self.session_id: Optional[str] = None
         self.rate_limited_runs = 0  # in a row, for the backoff when no reset time is stated
+        # Claude Code gets coffee-team's MCP server (its tools; the permission prompt when
+        # a person approves its calls): load time made sure the SDK is there if it must be
+        self.asks = spec.approvals is not None
+        self.mcp = self.preset.name == "claude" and (self.asks or mcpconfig.sdk_installed())
 
     # --- set-up, once the agent has its queue --------------------------------------------------
     def attach(self, queue: Any, durable: Any, clock: Any = None) -> None:
@@ -105,7 +110,7 @@ class LlmRunner(CommandRunner):
         scratch = tempfile.mkdtemp(prefix="coffee-llm-")
         try:
             code, out, err = self.execute(
-                self.argv_for(prompt, capped),
+                self.argv_for(prompt, capped, self._mcp_args(task, cwd)),
                 prompt.encode() if self.llm.prompt_via == "stdin" else b"",
                 task, ctx, os.path.join(scratch, "result.json"), cwd=str(cwd), scan=scan)
         except OverBudget as exc:  # the run crossed a budget: stopped at this event
@@ -116,6 +121,7 @@ class LlmRunner(CommandRunner):
             raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            self._withdraw_requests()
         return self.outcome(task, code, out.text(), err.tail.decode(errors="replace"),
                             stream, meter, capped)
 
@@ -138,8 +144,32 @@ class LlmRunner(CommandRunner):
             return None
         return usd_left
 
-    def argv_for(self, prompt: str, capped: Optional[float] = None) -> list[str]:
-        argv = list(self.llm.command)
+    def _mcp_args(self, task: dict, cwd: Any) -> list[str]:
+        """This run's --mcp-config (with its task and trace) and the options naming it."""
+        if not self.mcp:
+            return []
+        path = mcpconfig.write_config(self.team, self.spec.name, task.get("id"), str(cwd),
+                                      otel.current_context())
+        return mcpconfig.cli_args(path, self.asks)
+
+    def _withdraw_requests(self) -> None:
+        """The run ended: its tool calls still waiting for a person are withdrawn (their
+        server went with the CLI). Never hides how the run ended."""
+        if not self.asks or self.queue is None:
+            return
+        try:
+            withdrawn = self.durable(self.queue.withdraw_approvals, self.spec.name,
+                                     "the run ended before a decision")
+        except Exception as exc:  # noqa: BLE001 (whatever ended the run goes on)
+            log(self.spec.name, f"approval requests of the ended run not withdrawn: {exc}")
+            return
+        if withdrawn:
+            log(self.spec.name, f"approval(s) {', '.join(map(str, withdrawn))} withdrawn: the "
+                                f"run ended before a decision")
+
+    def argv_for(self, prompt: str, capped: Optional[float] = None,
+                 extra: Optional[list[str]] = None) -> list[str]:
+        argv = list(self.llm.command) + list(extra or ())
         if self.llm.session == "keep" and self.session_id:
             values = {"session_id": self.session_id, "agent": self.spec.name}
             argv += [arg.render(values) for arg in self.session_args]

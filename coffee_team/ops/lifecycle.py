@@ -27,6 +27,7 @@ def runnable(team: Team) -> Team:
     the extras it needs are installed; else ActionRefused (exit 2): gen-config, start, apply."""
     from .. import notify
     from ..extras import missing
+    from ..llm import mcpconfig
     from ..llm.workspace import team_problems
     from ..team.interpreter import problem
     try:
@@ -34,7 +35,7 @@ def runnable(team: Team) -> Team:
         notify.check_targets(team)
     except TeamError as exc:
         raise ActionRefused(str(exc), 2) from None
-    problems = team_problems(team)
+    problems = team_problems(team) + mcpconfig.team_problems(team)
     if problems:
         raise ActionRefused(problems[0], 2)
     bad = problem(team) or (team.is_postgres and missing(

@@ -175,6 +175,15 @@ class ApprovalsMixin:
                 self._settle(self.approval(approval_id), "cancelled", "coffee-team", why, set())
         return ids
 
+    def cancel_approval(self, approval_id: int, why: str) -> bool:
+        """Withdraw one request still waiting (its asker gave up); False if it was decided."""
+        with self.backend.write_transaction():
+            row = self.approval(approval_id)
+            if row["status"] != "pending":
+                return False
+            self._settle(row, "cancelled", "coffee-team", why, set())
+        return True
+
     def _withdraw_task_approval(self, task_id: int, why: str) -> None:
         """Inside a write transaction: the task no longer waits (cancelled, failed)."""
         pending = self.backend.execute(sql.PENDING_TASK_APPROVALS, (task_id,)).fetchall()
