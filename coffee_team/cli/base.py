@@ -111,7 +111,9 @@ COMMAND_MODULES = {
     **dict.fromkeys(("queue", "metrics", "cleanup", "notifications", "history", "trace"),
                     "data"),
     **dict.fromkeys(("send", "task", "pause", "resume", "schedule"), "tasks"),
+    **dict.fromkeys(("approvals", "approve", "deny"), "approvals"),
     "costs": "costs",
+    "mcp": "mcpsetup",
 }
 
 

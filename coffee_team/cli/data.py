@@ -20,7 +20,7 @@ def open_queue(ctx: Context, create: bool = False):
     """The team's queue; reading commands refuse to invent an empty database."""
     from pathlib import Path
 
-    from ..errors import ContentError, TaskNotFound
+    from ..errors import ApprovalNotFound, ContentError, TaskNotFound
     from ..queue import MessageQueue, QueueError
     url = ctx.team.database_url
     if not create and "://" not in url and not Path(url).exists():
@@ -39,7 +39,7 @@ def open_queue(ctx: Context, create: bool = False):
     try:
         yield queue
     except QueueError as exc:  # an unknown task id or bad content is bad input (2); the rest
-        bad_input = isinstance(exc, (TaskNotFound, ContentError))  # is state (1)
+        bad_input = isinstance(exc, (TaskNotFound, ApprovalNotFound, ContentError))  # state: 1
         raise UserError(str(exc), exit_code=2 if bad_input else 1) from None
     finally:
         queue.close()

@@ -116,7 +116,8 @@ def task_show(ctx: Context, task_id: str, as_json: bool) -> None:
         return
     policy = next((a.retry for a in ctx.team.agents if a.name == t["recipient"]), None)
     lines = [f"task {t['id']}: {t['status']}  {t['type']}  {t['sender']} → {t['recipient']}"
-             f"  priority {t['priority']}",
+             f"  priority {t['priority']}"
+             + (f"  (sent from task {t['sent_from']})" if t.get("sent_from") else ""),
              f"attempt {attempt_label(t['status'], t['failures'], policy or NO_RETRY)}"
              f"  (deliveries {t['attempts']}, failures {t['failures']})",
              f"created {_when(t['created_at'])}  due {_when(t['run_after'])}"

@@ -49,7 +49,8 @@ print(json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))
 NOT_FOR_AN_AGENT = ("click", "coffee_team.cli", "coffee_team.llm", "coffee_team.team.llm",
                     "opentelemetry", "prometheus_client", "supervisor", "psycopg2", "psycopg", "psutil",
                     "coffee_team.confgen", "peewee", "coffee_team.queue.models", "hashlib",
-                    "uuid", "decimal", "logging", "cronsim", "zoneinfo", "coffee_team.rules")
+                    "uuid", "decimal", "logging", "cronsim", "zoneinfo", "coffee_team.rules",
+                    "mcp", "coffee_team.mcpserver", "coffee_team.ops")
 # What `status` does not need: the other commands, the queue and its driver, llm checkers.
 NOT_FOR_STATUS = ("coffee_team.cli.data", "coffee_team.cli.tasks", "coffee_team.cli.costs",
                   "coffee_team.cli.live", "coffee_team.queue", "peewee", "sqlite3",
@@ -110,6 +111,17 @@ def test_an_agent_with_a_schedule_leaves_it_to_the_watchdog():
     assert "coffee_team.queue.core" in agent_modules
     assert inside(agent_modules, NOT_FOR_AN_AGENT) == []
     assert {"cronsim", "coffee_team.rules.cron"} <= set(status_modules)
+
+
+def test_an_llm_agent_whose_calls_a_person_approves_never_loads_the_mcp_sdk():
+    """Its CLI starts the MCP server, a process of its own; the agent only writes the config."""
+    with temp_root() as root:
+        team = write_team(root, {"coder": {"llm": {"command": ["claude", "-p"]}}})
+        assert team.agent("coder").approvals is not None  # auto_approve false: a person asks
+        MessageQueue.from_team(team).close()
+        modules = modules_of(AGENT_ENTRY.replace('"worker"', '"coder"'), team.path)
+    assert "coffee_team.llm.runner" in modules
+    assert inside(modules, ("mcp", "coffee_team.mcpserver", "coffee_team.ops")) == []
 
 
 def test_status_imports_only_its_own_command():

@@ -7,6 +7,7 @@
                 coffee_team.watchdog  the watchdog event listener (python -m coffee_team.watchdog)
                 coffee_team.cli       coffee-team, the command line
                 coffee_team.web       the dashboard (python -m coffee_team.web)
+                coffee_team.mcpserver the MCP server (coffee-team mcp: python -m coffee_team.mcpserver)
     library     everything else outside queue/: team/, llm/ and the flat top level
     database    coffee_team.queue: the only code that names a driver or writes SQL
 
@@ -15,7 +16,8 @@ The rules (``violations`` names the one each line breaks):
     and nothing imports the dispatcher;
   - ``queue/`` imports only the leaves in QUEUE_LEAVES outside itself (never team/ or llm/),
     those leaves import only each other, and ``team/`` never imports ``queue/``;
-  - the database drivers and SQL text appear only in ``queue/``;
+  - the database drivers and SQL text appear only in ``queue/``; the MCP SDK (``mcp``) only in
+    ``mcpserver/``, so no other process ever loads it;
   - no import cycle between modules (``typing.TYPE_CHECKING`` imports never run: not counted);
   - no module over MAX_LINES lines; at most MAX_TOP_LEVEL modules in the flat top level.
 
@@ -34,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "coffee_team"
 DISPATCHER = "coffee_team.__main__"
 PROCESSES = ("coffee_team.agent", "coffee_team.rpc", "coffee_team.watchdog", "coffee_team.cli",
-             "coffee_team.web")
+             "coffee_team.web", "coffee_team.mcpserver")
+MCP_SERVER, MCP_SDK = "coffee_team.mcpserver", "mcp"
 QUEUE, TEAM = "coffee_team.queue", "coffee_team.team"
 # Leaves that import nothing of ours but each other (taskstate's backoff is retry's).
 QUEUE_LEAVES = {"coffee_team.errors", "coffee_team.taskstate", "coffee_team.retry",
@@ -118,6 +121,8 @@ def layer_breaches(imp: Import) -> list[str]:
     if not under(dst, PACKAGE):
         if imp.target.split(".")[0] in DRIVERS and not under(src, QUEUE):
             return [f"driver outside queue/: {where}"]
+        if imp.target.split(".")[0] == MCP_SDK and not under(src, MCP_SERVER):
+            return [f"the MCP SDK outside mcpserver/: {where}"]
         return []
     found = []
     if dst == DISPATCHER:
@@ -238,6 +243,8 @@ def test_the_check_sees_every_broken_rule(tmp_path, monkeypatch):
         "cli/__init__.py": "main = 1\n",
         "watchdog/__init__.py": "from coffee_team import __main__\n",
         "web/__init__.py": "",
+        "mcpserver/__init__.py": "import mcp.server\n",                 # its own: allowed
+        "web/main.py": "from mcp import Client\n",
         # A function-level import counts.
         "status.py": '"""SELECT x FROM y in a docstring is prose."""\n'
                      "def show():\n    from coffee_team.cli import main\n",
@@ -263,9 +270,10 @@ def test_the_check_sees_every_broken_rule(tmp_path, monkeypatch):
     assert "a leaf imports beyond the leaves: coffee_team.errors:1 imports coffee_team.status" in found
     assert "driver outside queue/: coffee_team.llm:1 imports psycopg" in found
     assert "SQL outside queue/: coffee_team.llm:2" in found
+    assert "the MCP SDK outside mcpserver/: coffee_team.web.main:1 imports mcp" in found
     assert "import cycle: coffee_team.queue.a -> coffee_team.queue.b" in found
     assert f"module over {MAX_LINES} lines: coffee_team/queue/long.py has {MAX_LINES + 1}" in found
     assert f"flat top level has {MAX_TOP_LEVEL + 1} modules" in found
-    assert len(found.splitlines()) == 11, found  # nothing else: the allowed imports stay quiet
+    assert len(found.splitlines()) == 12, found  # nothing else: the allowed imports stay quiet
     assert "docstring" not in found and "coffee_team.queue.c -> " not in found  # type hints only
 
