@@ -55,6 +55,8 @@ VALID_CALLS = {
     "getLoadedTeam": (),
     "reloadTeam": (),
     "getCosts": (),
+    "listApprovals": (),
+    "decideApproval": (1, "approve", "ana"),
 }
 
 HUGE = "x" * (2 * 2**20)

@@ -37,6 +37,7 @@ from supervisor.xmlrpc import Faults, RPCError
 from coffee_team import events as kinds
 from coffee_team.errors import UnknownAgentError
 from coffee_team.heartbeat import HeartbeatFiles
+from coffee_team.rpc.approvals import ApprovalsRPC
 from coffee_team.rpc.costs import CostsRPC
 from coffee_team.rpc.journal import JournalRPC
 from coffee_team.rpc.queue import RpcQueue, one_line
@@ -55,7 +56,7 @@ REQUEUE_ON = (events.ProcessStateExitedEvent, events.ProcessStateStoppedEvent,
               events.ProcessStateBackoffEvent)
 
 
-class CoffeeNamespaceRPCInterface(TasksRPC, JournalRPC, CostsRPC):
+class CoffeeNamespaceRPCInterface(TasksRPC, JournalRPC, CostsRPC, ApprovalsRPC):
     """``coffee.*``: the team's queue, journal and status for automation."""
 
     def __init__(self, supervisord, team_path: str):
@@ -317,7 +318,7 @@ class CoffeeNamespaceRPCInterface(TasksRPC, JournalRPC, CostsRPC):
 
 # supervisor publishes only what the class itself defines (system.listMethods and methodHelp
 # read __class__.__dict__), so the mixins' methods are copied in.
-for _mixin in (TasksRPC, JournalRPC, CostsRPC):
+for _mixin in (TasksRPC, JournalRPC, CostsRPC, ApprovalsRPC):
     for _name, _method in vars(_mixin).items():
         if not _name.startswith("_") and callable(_method):
             setattr(CoffeeNamespaceRPCInterface, _name, _method)

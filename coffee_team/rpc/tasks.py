@@ -88,7 +88,7 @@ class TasksRPC:
         completed_at, claimed_by, claimed_at, lease_expires_at, dedupe_key, error (each left
         out when unset), content_json and result_json (the JSON text of content / result).
 
-        @param struct filter  Optional keys: status (waiting, pending, in_progress,
+        @param struct filter  Optional keys: status (waiting, awaiting_approval, pending, in_progress,
                               completed, failed, cancelled),
                               agent (the recipient), limit (1-1000, default 100)
         @return array tasks   An array of task structs
@@ -127,11 +127,12 @@ class TasksRPC:
 
     @rpc_method
     def cancelTask(self, id):
-        """ Cancel a pending or in-progress task at once (its agent stops the handler when
-        its lease renewal fails; a late completion is ignored)
+        """ Cancel a task awaiting approval, pending or in progress at once (its agent stops
+        the handler when its lease renewal fails; a late completion is ignored)
 
         @param int id            The task id
-        @return string previous  The state it was in (pending or in_progress)
+        @return string previous  The state it was in (awaiting_approval, pending or
+                                 in_progress)
         """
         return self._queue_().cancel_task(check_id(id, "id"))
 

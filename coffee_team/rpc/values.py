@@ -131,11 +131,12 @@ def expected_fault(exc: Exception) -> RPCError | None:
     """The fault for an error the caller caused or the database's state explains (None for
     anything else). A database that is busy, locked or past the rpcinterface's time limit is
     a FAILED fault at once: the caller retries, supervisord never waits."""
-    from coffee_team.errors import (ContentError, DatabaseUnavailable, QueueFullError,
-                                    TaskNotFound, TaskStateError, UnroutableError, error_line)
-    if isinstance(exc, TaskNotFound):
+    from coffee_team.errors import (ApprovalDecided, ApprovalNotFound, ContentError,
+                                    DatabaseUnavailable, QueueFullError, TaskNotFound,
+                                    TaskStateError, UnroutableError, error_line)
+    if isinstance(exc, (TaskNotFound, ApprovalNotFound)):
         return RPCError(Faults.BAD_ARGUMENTS, str(exc))
-    if isinstance(exc, TaskStateError):
+    if isinstance(exc, (TaskStateError, ApprovalDecided)):
         return RPCError(Faults.FAILED, str(exc))
     if isinstance(exc, UnroutableError):
         return RPCError(Faults.BAD_NAME, str(exc))
