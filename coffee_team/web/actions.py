@@ -37,6 +37,12 @@ def _task_message(action: str, task_id: int, previous: Any) -> str:
     return f"task {task_id} is pending again (it was {previous})"
 
 
+def _approval_message(approval_id: int, row: Any) -> str:
+    status = row.get("status") if isinstance(row, dict) else None
+    return f"approval {approval_id} {status}: {row.get('agent')} {row.get('subject')}" \
+        if status else f"approval {approval_id} decided"
+
+
 def _ack_message(notification_id: int, acknowledged: Any) -> str:
     return (f"notification {notification_id} acknowledged" if acknowledged
             else f"notification {notification_id} was already acknowledged")
@@ -50,12 +56,16 @@ ACTIONS: dict[tuple[str, str], tuple[str, Callable[..., str]]] = {
     ("tasks", "cancel"): ("coffee.cancelTask", lambda i, r: _task_message("cancel", i, r)),
     ("tasks", "retry"): ("coffee.retryTask", lambda i, r: _task_message("retry", i, r)),
     ("notifications", "ack"): ("coffee.ackNotification", _ack_message),
+    # the decision, who decides and why follow the id (Dashboard.act)
+    ("approvals", "approve"): ("coffee.decideApproval", _approval_message),
+    ("approvals", "deny"): ("coffee.decideApproval", _approval_message),
 }
 
 
 def perform(kind: str, action: str, target: str, agent_names: tuple[str, ...],
-            call: Callable[..., Any]) -> Answer:
-    """Run one action on ``target`` (an agent name or a numeric id) through ``call``."""
+            call: Callable[..., Any], extra: tuple = ()) -> Answer:
+    """Run one action on ``target`` (an agent name or a numeric id) through ``call``, with
+    ``extra`` arguments after the target (an approval's decision, who decides, why)."""
     if (kind, action) not in ACTIONS:
         return Answer(404, f"no action {action!r} on {kind}")
     method, message = ACTIONS[kind, action]
@@ -68,7 +78,7 @@ def perform(kind: str, action: str, target: str, agent_names: tuple[str, ...],
             return Answer(404, f"no {kind[:-1]} with id {target[:20]!r}")
         key = int(target)
     try:
-        return Answer(200, message(key, call(method, key)))
+        return Answer(200, message(key, call(method, key, *extra)))
     except SupervisorDown as exc:
         return Answer(503, str(exc))
     except xmlrpc.client.Fault as exc:
@@ -107,7 +117,8 @@ def read_log(name: str, offset: int, length: int, agent_names: tuple[str, ...],
 
 def _fault_answer(fault: xmlrpc.client.Fault) -> Answer:
     text = fault.faultString.split(":", 1)[-1].strip() or fault.faultString
-    if fault.faultCode == Faults.BAD_NAME or (fault.faultCode == Faults.BAD_ARGUMENTS and text.startswith("no ")):
+    if fault.faultCode == Faults.BAD_NAME or (fault.faultCode == Faults.BAD_ARGUMENTS
+                                              and text.startswith("no ")):
         return Answer(404, text)
     if fault.faultCode == Faults.FAILED:
         return Answer(409, text)

@@ -29,11 +29,12 @@ from .snapshot import Snapshots
 
 PAGE = Path(__file__).with_name("page.html")
 CSRF_HEADER = "X-Coffee-CSRF"
-ACTION_PATH = re.compile(r"^/api/(agents|tasks|notifications)/([^/]{1,100})/([a-z]+)$")
+ACTION_PATH = re.compile(
+    r"^/api/(agents|tasks|notifications|approvals)/([^/]{1,100})/([a-z]+)$")
 TASK_PATH = re.compile(r"^/api/tasks/([^/]{1,100})$")
 AGENT_PATH = re.compile(r"^/api/agents/([^/]{1,100})$")
 LOG_PATH = re.compile(r"^/api/agents/([^/]{1,100})/log$")
-ACTION_BODY = 64 * 1024     # actions take no body; more than this is refused (413)
+ACTION_BODY = 64 * 1024     # an action's body (a decision's reason); more is refused (413)
 PAGE_SIZE, MAX_PAGE = 50, 200
 SECURITY_HEADERS = (
     ("X-Frame-Options", "DENY"),
@@ -72,11 +73,14 @@ class Dashboard:
         status, _ = self.snapshots.shared_status()
         return promexport.render(status, self.snapshots.queue, self.team.names, self.histogram)
 
-    def act(self, kind: str, target: str, action: str) -> actions.Answer:
-        endpoint = self.snapshots.endpoint
-        answer = actions.perform(kind, action, target, self.team.names,
-                                 lambda method, *args: client.call(endpoint, method, *args,
-                                                                   timeout=30))
+    def call(self, method: str, *args: Any) -> Any:
+        """One coffee.* call to supervisord (the tests' seam)."""
+        return client.call(self.snapshots.endpoint, method, *args, timeout=30)
+
+    def act(self, kind: str, target: str, action: str, reason: str = "") -> actions.Answer:
+        # a decision is the signed-in person's, with the reason they typed
+        extra = (action, self.username, reason) if kind == "approvals" else ()
+        answer = actions.perform(kind, action, target, self.team.names, self.call, extra)
         self.snapshots.invalidate()
         return answer
 
@@ -187,7 +191,8 @@ class Handler(GuardedHandler):
     def do_POST(self) -> None:
         if not self._authenticate():
             return
-        if self.read_body(ACTION_BODY) is None:
+        body = self.read_body(ACTION_BODY)  # only a decision's reason means anything
+        if body is None:
             return
         refusal = self._cross_site_refusal()
         if refusal:
@@ -196,7 +201,7 @@ class Handler(GuardedHandler):
         if not match:
             return self._message(404, f"no action at {self.path[:80]!r}")
         kind, target, action = match.groups()
-        answer = self.app.act(kind, target, action)
+        answer = self.app.act(kind, target, action, reason_of(body))
         self._message(answer.code, answer.message)
 
     def _cross_site_refusal(self) -> str:
@@ -218,6 +223,15 @@ def _one(query: dict[str, list[str]], key: str) -> str:
 
 def _small_int(text: str) -> bool:
     return text.isdigit() and len(text) <= 15
+
+
+def reason_of(body: bytes) -> str:
+    """``{"reason": "..."}`` of an approval's decision ("" for anything else)."""
+    try:
+        reason = json.loads(body or b"{}").get("reason", "")
+    except (ValueError, AttributeError):
+        return ""
+    return reason[:1000] if isinstance(reason, str) else ""
 
 
 def make_server(app: Dashboard, host: str, port: int) -> GuardedServer:

@@ -21,6 +21,7 @@ from ..team import Team
 WINDOW = 3600.0           # the timeline's span, seconds
 LATEST_TASKS = 30
 LATEST_NOTIFICATIONS = 30
+WAITING_APPROVALS = 30
 EVENT_BATCH = 1000
 FIRST_EVENTS = 5000       # read once at start: more than an hour of a busy team's journal
 QUEUE_KEYS = ("pending", "in_progress", "failed", "oldest_pending_age_s")
@@ -208,6 +209,8 @@ class Snapshots:
             "agents": rows,
             "tasks": [task_summary(t) for t in self.queue.list_tasks(limit=LATEST_TASKS)],
             "notifications": self.queue.newest_notifications(LATEST_NOTIFICATIONS),
+            "approvals": [approval_summary(a)
+                          for a in self.queue.list_approvals("pending", WAITING_APPROVALS)],
             "timeline": tracing.timeline(events, running, now - WINDOW, now),
         }
 
@@ -226,6 +229,17 @@ class Snapshots:
     def close(self) -> None:
         self.run(self.queue.close)
         self._db_thread.shutdown()
+
+
+def approval_summary(row: dict) -> dict:
+    """A request waiting for a person, for the page: what it asks, in one line and in full."""
+    import json
+    keep = ("id", "kind", "agent", "task_id", "subject", "created_at", "expires_at",
+            "on_timeout")
+    summary = {key: row.get(key) for key in keep}
+    summary["detail"] = json.dumps(row.get("request", {}).get("input", row.get("request")),
+                                   ensure_ascii=False)[:2000]
+    return summary
 
 
 def task_summary(task: dict) -> dict:

@@ -46,16 +46,19 @@ def web(tmp_path):
     app = server.Dashboard(team, snapshots, "ops", "s3cret")
     calls = []
 
-    def fake_act(kind, target, action):
-        def call(method, *args):
-            calls.append((method, *args))
-            if method == "coffee.retryTask":
-                raise xmlrpc.client.Fault(30, "FAILED: task 1 is pending; only failed or "
-                                              "cancelled tasks can be retried")
-            return "pending" if method == "coffee.cancelTask" else True
-        return actions.perform(kind, action, target, team.names, call)
+    def call(method, *args):
+        calls.append((method, *args))
+        if method == "coffee.retryTask":
+            raise xmlrpc.client.Fault(30, "FAILED: task 1 is pending; only failed or "
+                                          "cancelled tasks can be retried")
+        if method == "coffee.decideApproval":
+            if args[0] == 8:
+                raise xmlrpc.client.Fault(30, "FAILED: approval 8 was already approved by bob")
+            return {"status": "denied" if args[1] == "deny" else "approved", "agent": "architect",
+                    "subject": "Bash: git push"}
+        return "pending" if method == "coffee.cancelTask" else True
 
-    app.act = fake_act
+    app.call = call
     log = "line one\n<script>alert(1)</script>\n"
 
     def fake_tail(name, offset, length):
@@ -81,12 +84,12 @@ def web(tmp_path):
 
 
 def request(url: str, method: str = "GET", password: str | None = "s3cret",
-            headers: dict | None = None) -> tuple[int, bytes, dict]:
+            headers: dict | None = None, data: bytes = b"") -> tuple[int, bytes, dict]:
     headers = dict(headers or {})
     if password is not None:
         headers["Authorization"] = "Basic " + base64.b64encode(f"ops:{password}".encode()).decode()
     req = urllib.request.Request(url, method=method, headers=headers,
-                                 data=b"" if method == "POST" else None)
+                                 data=data if method == "POST" else None)
     try:
         with urllib.request.urlopen(req, timeout=10) as response:
             return response.status, response.read(), dict(response.headers)
@@ -94,10 +97,10 @@ def request(url: str, method: str = "GET", password: str | None = "s3cret",
         return exc.code, exc.read(), dict(exc.headers)
 
 
-def post(base: str, path: str, app, **headers) -> tuple[int, dict]:
+def post(base: str, path: str, app, body: bytes = b"", **headers) -> tuple[int, dict]:
     headers = {server.CSRF_HEADER: app.csrf_token, **headers}
-    code, body, _ = request(base + path, "POST", headers=headers)
-    return code, json.loads(body)
+    code, answer, _ = request(base + path, "POST", headers=headers, data=body)
+    return code, json.loads(answer)
 
 
 def test_every_path_needs_the_password(web):
@@ -150,6 +153,38 @@ def test_actions_answer_with_a_clear_message(web):
     assert post(base, "/api/agents/architect/explode", app)[0] == 404
     assert calls == [("coffee.restartAgent", "architect"), ("coffee.cancelTask", 7),
                      ("coffee.retryTask", 7)]
+
+
+def test_a_decision_is_the_signed_in_persons_with_the_reason_they_typed(web):
+    base, queue, calls, app = web
+    assert post(base, "/api/approvals/7/deny", app, json.dumps({"reason": "not prod"}).encode()
+                ) == (200, {"message": "approval 7 denied: architect Bash: git push"})
+    assert post(base, "/api/approvals/7/approve", app)[0] == 200
+    code, body = post(base, "/api/approvals/8/approve", app)
+    assert code == 409 and body["error"].startswith("approval 8 was already approved by bob")
+    assert post(base, "/api/approvals/x/approve", app)[0] == 404
+    assert post(base, "/api/approvals/7/explode", app)[0] == 404
+    assert post(base, "/api/approvals/7/deny", app, b"{not json")[0] == 200  # no reason, still
+    assert calls == [("coffee.decideApproval", 7, "deny", "ops", "not prod"),
+                     ("coffee.decideApproval", 7, "approve", "ops", ""),
+                     ("coffee.decideApproval", 8, "approve", "ops", ""),
+                     ("coffee.decideApproval", 7, "deny", "ops", "")]
+    calls.clear()
+    code, body = post(base, "/api/approvals/7/approve", app, **{server.CSRF_HEADER: "forged"})
+    assert code == 403 and calls == []  # CSRF-protected like every action
+
+
+def test_the_dashboard_lists_what_waits_for_a_person(web):
+    base, queue, _, _ = web
+    asked = queue.request_approval("tool", "architect", "Bash: git push origin main",
+                                   {"tool_name": "Bash", "input": {"command": "git push"}},
+                                   task_id=3, timeout=600)
+    queue.decide_approval(queue.request_approval("tool", "architect", "Write x"), True, "ana")
+    data = json.loads(request(base + "/api/dashboard")[1])
+    [row] = data["approvals"]
+    assert (row["id"], row["agent"], row["task_id"], row["subject"]) == (
+        asked, "architect", 3, "Bash: git push origin main")
+    assert json.loads(row["detail"]) == {"command": "git push"}
 
 
 @pytest.mark.parametrize("headers", [
