@@ -23,6 +23,13 @@ and tokens its options give are the run's totals, spread over its turns (``--ste
     FAKE-SLEEP=SECONDS        take that long first (progress on stderr every second)
     FAKE-STEPS=N, FAKE-PACE=SECONDS   override --steps and --pace
     FAKE-TOUCH=NAME           create NAME in its working directory (left uncommitted)
+    FAKE-PUSH                 a Bash call ``git push origin main``
+    FAKE-WRITE=PATH           a Write call of PATH
+    FAKE-MCP-SEND=TYPE        a call of the coffee MCP server's send_task (routed by TYPE)
+
+Those calls go through ``--allowedTools``, ``--mcp-config`` and ``--permission-prompt-tool``
+as Claude Code's are (tests/fake_claude_mcp.py, the MCP SDK's own client); each call's
+outcome is logged (``--log``) as a ``calls`` record and shown in the answer.
 
 ``--send TYPE`` makes the answer end in a fenced JSON block asking for a follow-up of that
 type (routed by the team's ``handles``); ``--log FILE`` appends one JSON line per run: argv,
@@ -63,12 +70,28 @@ def options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--send", action="append", default=[])
     parser.add_argument("--log")
     parser.add_argument("--resume")
+    parser.add_argument("--mcp-config", action="append", default=[])
+    parser.add_argument("--allowedTools", action="append", default=[])
+    parser.add_argument("--permission-prompt-tool")
     return parser.parse_known_args(argv)
+
+
+def planned_calls(prompt: str) -> list[tuple[str, dict]]:
+    calls: list[tuple[str, dict]] = []
+    if directive(prompt, "PUSH") is not None:
+        calls.append(("Bash", {"command": "git push origin main",
+                               "description": "Push the work"}))
+    if directive(prompt, "WRITE"):
+        calls.append(("Write", {"file_path": directive(prompt, "WRITE"), "content": "x\n"}))
+    if directive(prompt, "MCP-SEND"):
+        calls.append(("mcp__coffee__send_task", {"recipient": "", "type": directive(
+            prompt, "MCP-SEND"), "content": {"from": "a run"}}))
+    return calls
 
 
 def directive(prompt: str, name: str) -> str | None:
     """``FAKE-NAME`` → "", ``FAKE-NAME=value`` → value, absent → None."""
-    match = re.search(rf"FAKE-{name}(?:=([\w./-]+))?", prompt)
+    match = re.search(rf"FAKE-{name}(?![\w-])(?:=([\w./-]+))?", prompt)
     return None if match is None else (match.group(1) or "")
 
 
@@ -196,6 +219,15 @@ def main(argv: list[str]) -> int:
     if directive(prompt, "FAIL") is not None:
         print("fake: something broke", file=sys.stderr)
         return 1
+    calls = planned_calls(prompt)
+    outcomes = ""
+    if calls:
+        import fake_claude_mcp
+        records = fake_claude_mcp.run(calls, opts.mcp_config, opts.allowedTools,
+                                      opts.permission_prompt_tool, run.emit, session)
+        if opts.log:
+            log_run(opts.log, {"calls": records, "pid": os.getpid()})
+        outcomes = "\n" + "; ".join(f"{r['tool']}: {r['behavior']}" for r in records)
     if directive(prompt, "GARBAGE") is not None:
         print("this is not JSON at all")
         return 0
@@ -214,9 +246,9 @@ def main(argv: list[str]) -> int:
         run.turn(run.steps - 1, "I could not do it.", None)
         run.finish(run.result("the model could not do it", "error_during_execution", True))
         return 0
-    run.turn(run.steps - 1, answer(prompt, opts.send), None)
+    run.turn(run.steps - 1, answer(prompt, opts.send) + outcomes, None)
     print("fake: done", file=sys.stderr, flush=True)
-    run.finish(run.result(answer(prompt, opts.send)))
+    run.finish(run.result(answer(prompt, opts.send) + outcomes))
     return 0
 
 

@@ -90,13 +90,15 @@ class Desk:
     def task_show(self, task_id: int) -> dict:
         return self.queue.get_task(task_id)
 
+    # Lists come back inside an object: one JSON document a client reads as a whole (the SDK
+    # would make a bare list into one content block per item).
     def task_list(self, status: Optional[str] = None, agent: Optional[str] = None,
-                  limit: int = 20) -> list[dict]:
+                  limit: int = 20) -> dict:
         if status is not None and status not in STATES:
             raise Refused(f"status: one of {', '.join(STATES)}, got {status!r}")
-        return self.queue.list_tasks(status=status,
-                                     agent=self.agent_name(agent) if agent else None,
-                                     limit=max(1, min(limit, MAX_LIST)))
+        return {"tasks": self.queue.list_tasks(status=status,
+                                               agent=self.agent_name(agent) if agent else None,
+                                               limit=max(1, min(limit, MAX_LIST)))}
 
     def costs(self, by: str = "agent", since: str = "7d") -> dict:
         from ..queue.usage import COST_GROUPS
@@ -104,8 +106,9 @@ class Desk:
             raise Refused(f"by: one of {', '.join(COST_GROUPS)}, got {by!r}")
         return self.queue.costs(self.clock() - records.since_seconds(since, "since"), by)
 
-    def approvals_list(self, status: Optional[str] = "pending", limit: int = 50) -> list[dict]:
-        return self.queue.list_approvals(status or None, max(1, min(limit, MAX_LIST)))
+    def approvals_list(self, status: Optional[str] = "pending", limit: int = 50) -> dict:
+        return {"approvals": self.queue.list_approvals(status or None,
+                                                       max(1, min(limit, MAX_LIST)))}
 
     # --- sending --------------------------------------------------------------------------
     def send_task(self, recipient: str, type: str, content: Any = None, priority: int = 5,
