@@ -213,12 +213,23 @@ class Pulse(threading.Thread):
             host.abort(task_id, "cancelled", f"task {task_id} is no longer in progress for "
                                              f"{host.name} (cancelled or requeued)")
 
+    def _waits_for_a_person(self) -> bool:
+        """Does a request of this agent's run wait for a person? Read only when a stall
+        would be reported (a database that does not answer: no, the stall rule stands)."""
+        try:
+            return self.host.queue.awaits_person(self.host.name)
+        except self.host.db_errors:
+            return False
+
     def _check_stall(self, task: dict[str, Any], last_output_at: float | None,
                      now: float) -> None:
         if last_output_at is None:
             return
         stall = stall_check(last_output_at, now, self.stall_after, self.warned_for)
         if not stall.warn:
+            return
+        if self._waits_for_a_person():  # its CLI waits for an approval: silence, no stall
+            self.host.activity.touch()  # the silence counts from the decision on
             return
         self.warned_for = last_output_at
         try:

@@ -123,6 +123,10 @@ class ApprovalsMixin:
             raise ApprovalNotFound(f"no approval with id {approval_id}")
         return row[0], row[1], row[2]
 
+    def awaits_person(self, agent: str) -> bool:
+        """Does a tool call of ``agent``'s run wait for a person now? (its stall rule)"""
+        return self.backend.fetchone(sql.PENDING_TOOL_APPROVALS, (agent,)) is not None
+
     def list_approvals(self, status: Optional[str] = None, limit: int = 100) -> list[dict]:
         """Newest first; the ones past their time are decided by it first, so a listing never
         shows a request as waiting that nobody can answer any more."""

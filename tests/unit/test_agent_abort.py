@@ -86,6 +86,25 @@ def test_stalled_python_handler_is_cancelled_with_one_warning(rig):
     assert agent.counts["tasks_failed"] == 1
 
 
+def test_a_run_waiting_for_a_person_is_not_stalled_until_the_decision(rig):
+    agent, queue = rig
+    asked = queue.request_approval("tool", "ann", "Bash: git push", timeout=3600)
+    seen = []
+
+    def wait_then_go_silent(pulse, task_id):
+        pulse.check(time.time() + 31)  # silent 31 s, but a person is asked: no stall
+        seen.append((agent.pending_abort, len(queue.events(agent="ann"))))
+        with MessageQueue.from_team(agent.team) as other:
+            other.decide_approval(asked, True, "ana")
+        pulse.check(time.time() + 62)  # 31 s of silence since then: a stall
+        agent.queue.backend.close()
+
+    row, took = run_blocking_handler(agent, queue, wait_then_go_silent)
+    assert seen == [(None, 0)]  # nothing aborted, nothing reported while the person was asked
+    assert took < 10 and (row["status"], row["error"]) == ("failed", "stalled: no output for 30 s")
+    assert [e["kind"] for e in queue.events(agent="ann")] == ["stalled"]
+
+
 def test_an_abort_for_a_finished_task_is_ignored(rig):
     agent, queue = rig
     agent.abort(5, "cancelled", "late")  # nothing runs: no signal, no pending abort
