@@ -15,6 +15,7 @@ EXTRAS = {
     "notify": (("apprise",), "Apprise"),
     "otel": (("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"),
              "the OpenTelemetry SDK and its OTLP exporter"),
+    "mcp": (("mcp",), "the MCP SDK"),
 }
 
 

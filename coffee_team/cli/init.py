@@ -92,8 +92,12 @@ def command_name() -> str:
               help="starter: two small command agents; demo: the six seed agents (Python "
                    "handlers); llm-team: six agents running Claude Code, with role files.")
 @click.option("--force", is_flag=True, help="Overwrite the team file and role files.")
+@click.option("--mcp", "with_mcp", is_flag=True,
+              help="Also give Claude Code the team's MCP server (.mcp.json) and the "
+                   "orchestrator subagent (.claude/agents/orchestrator.md), as `coffee-team mcp "
+                   "install` does.")
 @pass_ctx
-def init(ctx: Context, example: str, force: bool) -> None:
+def init(ctx: Context, example: str, force: bool, with_mcp: bool) -> None:
     """Set up a team in this repository: data/team.yaml, its config, a .gitignore block."""
     from .. import layout
     from ..team import interpreter
@@ -128,6 +132,13 @@ def init(ctx: Context, example: str, force: bool) -> None:
     commit = [os.path.relpath(team_path)] + ([os.path.relpath(root / ROLE_DIR) + "/"]
                                              if role_files(example) else [])
     commit += [os.path.relpath(root / ".gitignore")]
+    if with_mcp:
+        from ..ops.claude import install
+        from .base import refused
+        with refused():
+            for line in install(team, force):
+                click.echo(line)
+        commit += [os.path.relpath(root / ".mcp.json"), os.path.relpath(root / ".claude")]
     if outside:
         click.echo(f"the programs run {python} (outside the project), so "
                    f"{os.path.relpath(team.conf_dir)}/ is ignored: run `coffee-team gen-config` "

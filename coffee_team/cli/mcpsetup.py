@@ -3,7 +3,6 @@ line hands over to ``python -m coffee_team.mcpserver``), and ``mcp install``, wh
 project's Claude Code the server (``.mcp.json``) and the orchestrator subagent."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 
@@ -18,9 +17,11 @@ def mcp(click_ctx: click.Context) -> None:
     """Serve coffee-team's MCP server over stdio (the client starts it: see `mcp install`)."""
     if click_ctx.invoked_subcommand is not None:
         return
-    from ..llm.mcpconfig import INSTALL_HINT, MODULE
-    if importlib.util.find_spec("mcp") is None:
-        raise UserError(f"the MCP server needs the mcp package: {INSTALL_HINT}")
+    from ..extras import missing
+    from ..llm.mcpconfig import MODULE
+    absent = missing("mcp", "the MCP server")
+    if absent:
+        raise UserError(absent)
     ctx: Context = click_ctx.obj
     team = ctx.team  # a bad team file is one line here, exit 2
     # the server is a process package of its own: this process becomes it
@@ -33,10 +34,11 @@ def mcp(click_ctx: click.Context) -> None:
 def mcp_install(ctx: Context, force: bool) -> None:
     """Add the server to the project's .mcp.json and write the orchestrator subagent
     (.claude/agents/orchestrator.md) that uses its tools."""
-    from ..llm.mcpconfig import INSTALL_HINT
+    from ..extras import missing
     from ..ops.claude import install
     with refused():
         for line in install(ctx.team, force):
             click.echo(line)
-    if importlib.util.find_spec("mcp") is None:
-        click.echo(f"note: the server needs the mcp package: {INSTALL_HINT}")
+    absent = missing("mcp", "the server")
+    if absent:
+        click.echo(f"note: {absent}")

@@ -12,7 +12,6 @@ agent whose calls may wait for a person, asks the server's ``approve`` tool
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -22,7 +21,6 @@ from typing import Any, Optional
 SERVER = "coffee"
 PROMPT_TOOL = f"mcp__{SERVER}__approve"
 MODULE = "coffee_team.mcpserver"
-INSTALL_HINT = "pip install 'coffee-team[mcp]'"
 # What the server takes from the agent's own environment besides what the file names.
 PASSED_ON = ("PYTHONPATH", "OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER",
              "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -31,7 +29,8 @@ PASSED_ON = ("PYTHONPATH", "OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER",
 
 def sdk_installed() -> bool:
     """Is the MCP SDK importable here (without importing it)?"""
-    return importlib.util.find_spec("mcp") is not None
+    from ..extras import installed
+    return installed("mcp")
 
 
 def server_entry(team: Any, env: dict[str, str], python: Optional[str] = None) -> dict:
@@ -75,9 +74,8 @@ def cli_args(path: Path, asks: bool) -> list[str]:
 
 def team_problems(team: Any) -> list[str]:
     """An agent whose calls may wait for a person needs the MCP server: one line each."""
-    if sdk_installed():
-        return []
-    return [f"{team.path}: agents.{spec.name}: auto_approve is false, so a person approves "
-            f"its tool calls through coffee-team's MCP server, which needs the mcp package: "
-            f"{INSTALL_HINT} (or set auto_approve: true)"
-            for spec in team.agents if spec.approvals is not None]
+    from ..extras import missing
+    found = (missing("mcp", f"{team.path}: agents.{spec.name}: a person approving its tool "
+                            f"calls (auto_approve: false; or set it to true)")
+             for spec in team.agents if spec.approvals is not None)
+    return [line for line in found if line]

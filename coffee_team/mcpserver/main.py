@@ -5,12 +5,11 @@ person's client with none of them."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 
 from ..errors import TeamError
-from ..llm.mcpconfig import INSTALL_HINT
+from ..extras import missing
 
 
 def fail(message: str, code: int = 2) -> int:
@@ -22,8 +21,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m coffee_team.mcpserver")
     parser.add_argument("--team", default=os.environ.get("COFFEE_TEAM", "data/team.yaml"))
     args = parser.parse_args(argv)
-    if importlib.util.find_spec("mcp") is None:
-        return fail(f"the MCP server needs the mcp package: {INSTALL_HINT}", 1)
+    absent = missing("mcp", "the MCP server")
+    if absent:
+        return fail(absent, 1)
     from ..team import load_team
     try:
         team = load_team(args.team)

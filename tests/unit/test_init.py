@@ -130,3 +130,15 @@ def test_another_team_path_is_in_the_next_commands(project):
     assert load_team(project / "ops" / "team" / "team.yaml").names == ("writer", "reviewer")
     assert (project / "ops" / "supervisord.conf.d" / "supervisord.conf").exists()
     assert result.output.splitlines()[-2].endswith(" --team ops/team/team.yaml start")
+
+
+def test_init_with_mcp_gives_claude_code_the_server_and_the_orchestrator(project):
+    result = init("--mcp")
+    assert result.exit_code == 0, result.output
+    import json
+    entry = json.loads((project / ".mcp.json").read_text())["mcpServers"]["coffee"]
+    assert entry["args"][:2] == ["-m", "coffee_team.mcpserver"]
+    assert (project / ".claude" / "agents" / "orchestrator.md").read_text().startswith(
+        "---\nname: orchestrator\n")
+    assert "commit: git add data/team.yaml data/agents/ .gitignore .mcp.json .claude" in \
+        result.output.splitlines()

@@ -109,6 +109,11 @@ class FakeQueue:
             raise OSError("database is locked")
         return self.held
 
+    def awaits_person(self, agent):
+        """No tool call of the run waits for a person (tests/unit/test_agent_abort.py has one
+        that does)."""
+        return False
+
 
 class FakeHost:
     name = "ann"

@@ -4,13 +4,13 @@ form, using the server's tools), and a team whose calls a person approves refuse
 SDK is missing. No process is started: the command line runs in-process (CliRunner)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from coffee_team import extras
 from coffee_team.cli import main
 from coffee_team.errors import ActionRefused
 from coffee_team.mcpserver import main as server_main
@@ -29,9 +29,8 @@ def team():
 
 @pytest.fixture
 def no_sdk(monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "mcp" else real(name, *a))
+    real = extras.installed
+    monkeypatch.setattr(extras, "installed", lambda module: module != "mcp" and real(module))
 
 
 def cli(team, *args):
@@ -41,20 +40,20 @@ def cli(team, *args):
 def test_without_the_sdk_mcp_says_which_extra_in_one_line(team, no_sdk, capsys):
     result = cli(team, "mcp")
     assert result.exit_code == 1
-    assert result.output.strip() == ("Error: the MCP server needs the mcp package: "
+    assert result.output.strip() == ("Error: the MCP server needs the MCP SDK: "
                                      "pip install 'coffee-team[mcp]'")
     assert server_main.main(["--team", str(team.path)]) == 1
-    assert capsys.readouterr().err.strip() == ("coffee-team mcp: the MCP server needs the mcp "
-                                               "package: pip install 'coffee-team[mcp]'")
+    assert capsys.readouterr().err.strip() == ("coffee-team mcp: the MCP server needs the MCP "
+                                               "SDK: pip install 'coffee-team[mcp]'")
 
 
 def test_without_the_sdk_a_team_whose_calls_a_person_approves_is_refused(team, no_sdk):
     with pytest.raises(ActionRefused) as info:
         runnable(team)
     assert info.value.exit_code == 2 and "\n" not in str(info.value)
-    assert ("agents.dev: auto_approve is false, so a person approves its tool calls through "
-            "coffee-team's MCP server, which needs the mcp package: pip install "
-            "'coffee-team[mcp]' (or set auto_approve: true)") in str(info.value)
+    assert str(info.value) == (f"{team.path}: agents.dev: a person approving its tool calls "
+                               f"(auto_approve: false; or set it to true) needs the MCP SDK: "
+                               f"pip install 'coffee-team[mcp]'")
     result = cli(team, "gen-config")
     assert result.exit_code == 2 and "pip install 'coffee-team[mcp]'" in result.output
 
