@@ -102,6 +102,27 @@ def test_a_stored_tracestate_reaches_the_consumer(spans, chain_team):
     assert consumer.context.trace_state.get("vendor") == "v1"
 
 
+def test_a_send_from_a_running_task_in_another_process_continues_its_trace(spans, chain_team):
+    """The MCP server sends on a running task's behalf: the task's context, handed over as
+    text (otel.current_context, in its --mcp-config), is the send's parent, and the new task
+    names the task that sent it."""
+    with MessageQueue.from_team(chain_team) as queue:
+        queue.send("cli", "architect", "design_request", {})
+        (task,) = queue.claim("architect")
+        with otel.handling("architect", task):
+            handed_over = otel.current_context()
+        sent = queue.send("architect", "code_developer", "spec_created", {},
+                          sent_from=task.id, trace_parent=handed_over)
+        (child,) = queue.claim("code_developer")
+    assert child.id == sent
+    consumer = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.CONSUMER)
+    producer = next(s for s in spans.get_finished_spans() if s.name == "send spec_created")
+    assert producer.context.trace_id == consumer.context.trace_id
+    assert producer.parent.span_id == consumer.context.span_id
+    assert child.traceparent.split("-")[2] == format(producer.context.span_id, "016x")
+    assert otel.current_context() is None  # outside any span: nothing to hand over
+
+
 def test_watchdog_decisions_are_spans_on_the_agents_resource(spans):
     otel.lifecycle("code_developer", "given_up", {"reason": "3 crashes", "at": None})
     otel.lifecycle("code_developer", "running", {"pid": 1})  # not a decision: no span
