@@ -89,6 +89,16 @@ class ApprovalsContract:
         with pytest.raises(ApprovalDecided, match=f"already {status} by timeout"):
             q.decide_approval(asked, True, "ana")
 
+    def test_a_reader_that_writes_nothing_leaves_out_what_timed_out(self):
+        q = self.make_queue()
+        late = q.request_approval("tool", "alice", "Bash: a", timeout=10)
+        waits = q.request_approval("task", "alice", "task #1 deploy")
+        self.clock.advance(11)
+        assert [a["id"] for a in q.list_approvals("pending", expire=False)] == [waits]
+        assert q.approval(late)["status"] == "pending"  # nothing written
+        assert [a["id"] for a in q.list_approvals("pending")] == [waits]
+        assert q.approval(late)["status"] == "denied"  # a listing that may write decides it
+
     def test_a_run_that_ended_withdraws_its_calls_still_waiting(self):
         q = self.make_queue()
         mine = q.request_approval("tool", "alice", "Bash: a")

@@ -127,15 +127,20 @@ class ApprovalsMixin:
         """Does a tool call of ``agent``'s run wait for a person now? (its stall rule)"""
         return self.backend.fetchone(sql.PENDING_TOOL_APPROVALS, (agent,)) is not None
 
-    def list_approvals(self, status: Optional[str] = None, limit: int = 100) -> list[dict]:
+    def list_approvals(self, status: Optional[str] = None, limit: int = 100,
+                       expire: bool = True) -> list[dict]:
         """Newest first; the ones past their time are decided by it first, so a listing never
-        shows a request as waiting that nobody can answer any more."""
-        self.expire_approvals()
+        shows a request as waiting that nobody can answer any more (``expire=False``: a
+        reader that writes nothing, the dashboard, leaves those out of what is pending)."""
+        now = self.clock()
+        if expire:
+            self.expire_approvals()
         if status is None:
             rows = self.backend.fetchdicts(sql.APPROVALS_NEWEST, (limit,))
         else:
             rows = self.backend.fetchdicts(sql.APPROVALS_BY_STATUS, (status, limit))
-        return [_approval(row) for row in rows]
+        return [_approval(row) for row in rows if expire or row["status"] != "pending"
+                or row["expires_at"] is None or row["expires_at"] > now]
 
     # -- deciding -------------------------------------------------------------------------
     def decide_approval(self, approval_id: int, approve: bool, by: str,

@@ -210,7 +210,8 @@ class Snapshots:
             "tasks": [task_summary(t) for t in self.queue.list_tasks(limit=LATEST_TASKS)],
             "notifications": self.queue.newest_notifications(LATEST_NOTIFICATIONS),
             "approvals": [approval_summary(a)
-                          for a in self.queue.list_approvals("pending", WAITING_APPROVALS)],
+                          for a in self.queue.list_approvals("pending", WAITING_APPROVALS,
+                                                             expire=False)],
             "timeline": tracing.timeline(events, running, now - WINDOW, now),
         }
 
