@@ -6,7 +6,8 @@ coffee-team wrote for the run, asks a person, and the answer comes from
 
 - the command line (``coffee-team approve`` / ``deny --reason``),
 - the dashboard, in Debian's headless Chromium (playwright),
-- the MCP server itself (a person's SDK client calling ``approval_decide``),
+- the MCP server itself, started from the .mcp.json entry `mcp install` wrote (a person's
+  SDK client calling ``approval_decide``),
 - nobody: the agent's ``approvals.timeout`` denies;
 
 and a run sends a task through the server mid-run, recorded as sent from its running task.
@@ -165,14 +166,17 @@ def test_denied_from_the_command_line_the_agent_reads_why_and_goes_on(team):
 # --- ... from the MCP server, with the SDK's own client ----------------------------------------
 
 def test_approved_from_the_mcp_server(team):
+    """Through the server as a person's Claude Code starts it: the entry `mcp install` wrote
+    into .mcp.json (and `coffee-team mcp`, which hands over to the same server)."""
     from mcp import Client, StdioServerParameters
+    from tests.harness import BIN
+    team.cli("mcp", "install", check=True)
+    entry = json.loads((team.root / ".mcp.json").read_text())["mcpServers"]["coffee"]
     task_id = send(team, "dev", "build", "FAKE-PUSH mcp-approve")
     request = waiting(team, task_id)
 
     async def decide():
-        server = StdioServerParameters(command=sys.executable, args=[
-            "-m", "coffee_team.mcpserver", "--team", str(team.team_file)],
-            env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+        server = StdioServerParameters(command=entry["command"], args=entry["args"])
         async with Client(server) as person:
             listed = json.loads((await person.call_tool("approvals_list", {})).content[0].text)
             assert request["id"] in [a["id"] for a in listed["approvals"]]
@@ -185,6 +189,14 @@ def test_approved_from_the_mcp_server(team):
     assert finished(team, task_id)["status"] == "completed"
     [push] = calls_of(team, "mcp-approve")
     assert push["behavior"] == "allow"
+
+    async def through_the_cli():
+        server = StdioServerParameters(command=str(BIN / "coffee-team"),
+                                       args=["--team", str(team.team_file), "mcp"])
+        async with Client(server) as person:
+            return json.loads((await person.call_tool("approvals_list", {
+                "status": "approved"})).content[0].text)
+    assert request["id"] in [a["id"] for a in anyio.run(through_the_cli)["approvals"]]
 
 
 # --- ... from the dashboard, in a browser --------------------------------------------------------
