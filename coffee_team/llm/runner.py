@@ -78,6 +78,8 @@ class LlmRunner(CommandRunner):
         if killed:
             log(self.spec.name, f"{killed} run(s) cut off when this agent died recorded as "
                                 f"killed, with what they had spent (estimated)")
+        if self.asks:  # a run cut off by the agent's death left its requests waiting
+            durable(queue.withdraw_approvals, self.spec.name, "the agent restarted")
         if self.llm.session == "keep":
             self.session_id = durable(queue.agent_session, self.spec.name)
         settings = self.team.settings

@@ -244,3 +244,16 @@ def test_the_config_a_run_gets(team):
         f"--mcp-config={path}", "--allowedTools=mcp__coffee",
         "--permission-prompt-tool=mcp__coffee__approve"]
     assert mcpconfig.cli_args(path, asks=False)[-1] == "--allowedTools=mcp__coffee"
+
+
+def test_an_agent_that_restarts_withdraws_what_its_dead_run_asked(team):
+    """kill -9 of the agent: its run's request waits for nobody; the next start withdraws it."""
+    from coffee_team.llm.runner import LlmRunner
+    from coffee_team.queue import MessageQueue
+    with MessageQueue.from_team(team) as queue:
+        orphan = queue.request_approval("tool", "dev", "Bash: git push", timeout=3600)
+        other = queue.request_approval("tool", "free", "Bash: ls", timeout=3600)
+        LlmRunner(team, team.agent("dev")).attach(queue, lambda f, *a, **k: f(*a, **k))
+        assert queue.approval(orphan)["status"] == "cancelled"
+        assert queue.approval(orphan)["reason"] == "the agent restarted"
+        assert queue.approval(other)["status"] == "pending"  # another agent's: untouched
