@@ -98,7 +98,7 @@ def test_the_tools_do_what_the_command_line_does(team):
     ("task_show", {"task_id": 404}, "no task with id 404"),
     ("task_cancel", {"task_id": 404}, "no task with id 404"),
     ("pause_agent", {"agent": "nobody"}, "unknown agent(s) nobody"),
-    ("task_list", {"status": "lost"}, "status: one of awaiting_approval"),
+    ("task_list", {"status": "lost"}, "status: one of waiting, awaiting_approval"),
     ("costs", {"since": "forever"}, "since: expected a duration"),
     ("send_task", {"recipient": "", "type": "nobody_handles_this"}, "nobody_handles_this"),
     ("send_task", {"recipient": "ops", "type": "t", "delay": "soon"}, "delay: expected"),
