@@ -121,7 +121,8 @@ def test_the_history_says_why_an_agent_crashed_without_supervisord(team):
     desk.queue.record_event("ops", "restarted")
     kind, data = session(desk, lambda client: call(client, "agent_history", agent="ops"))
     assert kind == "ok" and data["summary"]["ops"] == {
-        "crashes": 1, "restarts": 1, "given_up": False, "last_crash": "exit status 1 (expected 0)"}
+        "crashes": 1, "restarts": 1, "manual_restarts": 0, "given_up": False,
+        "last_crash": "exit status 1 (expected 0)"}
     assert [e["kind"] for e in data["events"]] == ["crash", "restarted"]
     assert data["log_tail"].startswith("(log not available: supervisord is not running")
 
