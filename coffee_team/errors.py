@@ -50,6 +50,12 @@ class HandlerError(CoffeeError):
     """The handler failed; ``str()`` is stored as the task's error."""
 
 
+class PermanentError(HandlerError):
+    """A failure no retry can fix (a prompt template naming a field the task lacks, output
+    that cannot be read after a clean exit): the task fails at once, whatever its
+    ``retry:`` policy says."""
+
+
 class QueueError(CoffeeError):
     """Base of every user-facing queue error."""
 

@@ -132,10 +132,11 @@ class FailureOutcome:
 
 
 def after_failure(policy: RetryPolicy, failures_before: int, error: str, now: float,
-                  jitter: float = 0.0) -> FailureOutcome:
-    """What a handler failure of an in-progress task leads to."""
+                  jitter: float = 0.0, permanent: bool = False) -> FailureOutcome:
+    """What a handler failure of an in-progress task leads to; a ``permanent`` one (that no
+    retry can fix) is final whatever the policy."""
     failures = failures_before + 1
-    if failures < policy.attempts and policy.matches(error):
+    if not permanent and failures < policy.attempts and policy.matches(error):
         return FailureOutcome("pending", failures, now + backoff_delay(policy, failures, jitter))
     return FailureOutcome("failed", failures, None)
 

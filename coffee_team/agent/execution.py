@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import events as kinds
 from .. import handlers, otel, retry
-from ..errors import HandlerError, QueueError, UnstorableResult
+from ..errors import HandlerError, PermanentError, QueueError, UnstorableResult
 from ..handlers import Deferred, HandlerContext, Interrupted
 from ..liveness import IDLE, STOPPING
 from ..output import log
@@ -136,7 +136,7 @@ class TaskExecution:
             self._defer(data, exc)
             return
         except HandlerError as exc:
-            self._fail(data, str(exc))
+            self._fail(data, str(exc), permanent=isinstance(exc, PermanentError))
             return
         try:
             completed = self._complete(data["id"], result, sends)
@@ -148,9 +148,11 @@ class TaskExecution:
         else:
             self._dropped(data, "no longer in progress for this agent when it finished")
 
-    def _fail(self, data: dict, error: str) -> None:
-        log(self.name, f"task {data['id']} ({data['type']}) failed: {error}")
-        if self.durable(self.queue.mark_failed, data["id"], error, agent=self.name):
+    def _fail(self, data: dict, error: str, permanent: bool = False) -> None:
+        log(self.name, f"task {data['id']} ({data['type']}) failed"
+                       f"{' (not retried: no retry can fix it)' if permanent else ''}: {error}")
+        if self.durable(self.queue.mark_failed, data["id"], error, agent=self.name,
+                        permanent=permanent):
             self.counts["tasks_failed"] += 1
         else:
             self._dropped(data, "no longer in progress for this agent when it failed")

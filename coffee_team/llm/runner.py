@@ -21,7 +21,7 @@ import time
 from typing import Any, Optional
 
 from .. import otel
-from ..errors import HandlerError, TeamError
+from ..errors import HandlerError, PermanentError, TeamError
 from ..handlers import CommandRunner, Deferred, HandlerContext
 from ..output import log, task_tag
 from .workspace import Workspace
@@ -130,8 +130,8 @@ class LlmRunner(CommandRunner):
     def render(self, prompt_template: template.Template, task: dict) -> str:
         try:
             body = prompt_template.render(template.task_values(task, self.spec.name))
-        except template.TemplateError as exc:
-            raise HandlerError(f"prompt template: {exc}") from None
+        except template.TemplateError as exc:  # the same task renders the same way every time
+            raise PermanentError(f"prompt template: {exc}") from None
         prompt = f"{self.role_text}\n\n{body}" if self.role_text else body
         if self.llm.prompt_via == "arg" and len(prompt.encode()) > MAX_ARG_BYTES:
             raise HandlerError(f"the prompt is {len(prompt.encode())} bytes, too long for "
@@ -206,7 +206,9 @@ class LlmRunner(CommandRunner):
         if capped_out:
             raise self._budget_stop(None, meter, usage)
         if failed:
-            raise HandlerError(self._failure(code, problem, reading, stderr, stdout))
+            # output unreadable after a clean exit: the preset cannot read what this CLI prints
+            error = PermanentError if code == 0 and problem is not None else HandlerError
+            raise error(self._failure(code, problem, reading, stderr, stdout))
         self.rate_limited_runs = 0
         self._keep_session(reading)
         return result_of(reading)

@@ -46,10 +46,12 @@ class ControlMixin:
     """Needs ControlNeeds from the rest of MessageQueue."""
 
     # -- handler failures -------------------------------------------------
-    def mark_failed(self, task_id: int, error: str, *, agent: Optional[str] = None) -> bool:
+    def mark_failed(self, task_id: int, error: str, *, agent: Optional[str] = None,
+                    permanent: bool = False) -> bool:
         """Record a failed attempt: back to pending after a backoff while the recipient's
-        retry policy allows, else failed. Every attempt's error is kept in ``errors``.
-        False if the task is not in progress (for ``agent``): e.g. cancelled meanwhile."""
+        retry policy allows (never for a ``permanent`` error), else failed. Every attempt's
+        error is kept in ``errors``. False if the task is not in progress (for ``agent``):
+        e.g. cancelled meanwhile."""
         error, now, backend = str(error), self.clock(), self.backend
         with backend.write_transaction():
             row = backend.run(self._sql.FAILING_TASK, (task_id,)).fetchone()
@@ -57,7 +59,7 @@ class ControlMixin:
                 return False
             recipient, holder, task_type, claimed_at, _, failures, errors = row
             outcome = after_failure(self.retry.get(recipient, NO_RETRY), failures, error, now,
-                                    self.jitter())
+                                    self.jitter(), permanent)
             history = json.loads(errors) if errors else []
             history.append({"attempt": outcome.failures, "at": now, "error": error})
             history_json = json.dumps(history)

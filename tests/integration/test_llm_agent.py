@@ -173,6 +173,20 @@ def test_a_missing_template_field_fails_the_task_without_running_the_cli(project
     assert p.runs() == []
 
 
+def test_errors_no_retry_can_fix_are_not_retried_and_the_others_are(project):
+    p = project(one(prompt="${content.job}: ${content.spec_id}"),
+                retry={"attempts": 3, "backoff": 1})
+    missing = p.send("architect", {"job": "x"})                  # the template needs spec_id
+    garbage = p.send("architect", {"job": "FAKE-GARBAGE", "spec_id": 1})  # exit 0, no JSON
+    broken = p.send("architect", {"job": "FAKE-FAIL", "spec_id": 2})      # exit 1: may pass
+    for _ in range(3):
+        p.drain("architect")
+        p.clock.advance(10)
+    assert [(p.task(t)["status"], p.task(t)["failures"]) for t in (missing, garbage, broken)] \
+        == [("failed", 1), ("failed", 1), ("failed", 3)]
+    assert len(p.runs()) == 1 + 3
+
+
 def test_a_rate_limit_defers_the_task_to_the_stated_reset_without_using_an_attempt(project):
     p = project(one(), retry={"attempts": 2, "backoff": 1})
     reset = int(T0) + 3600

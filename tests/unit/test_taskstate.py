@@ -153,6 +153,13 @@ def test_no_policy_never_retries():
     assert after_failure(NO_RETRY, 0, "x", 5.0).status == "failed"
 
 
+def test_a_permanent_failure_is_final_whatever_the_policy():
+    policy = RetryPolicy(attempts=5)
+    assert after_failure(policy, 0, "x", 5.0).status == "pending"
+    assert after_failure(policy, 0, "x", 5.0, permanent=True) == \
+        after_failure(NO_RETRY, 0, "x", 5.0)
+
+
 @pytest.mark.parametrize("error, retried", [
     ("worker exited with 75: busy", True),
     ("worker exited with 75", True),
