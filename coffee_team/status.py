@@ -48,15 +48,18 @@ def with_database(team: Team, infos: list[dict], supervisord_pid: int,
 
 
 def queue_columns(queue: Any, team: Team) -> dict[str, dict[str, Any]]:
-    """Status columns kept in the database: restarts (restart_columns), pauses, and what
-    each agent's CLI runs cost today (UTC)."""
+    """Status columns kept in the database: restarts (restart_columns), pauses, what each
+    agent's CLI runs cost today (UTC), and its tasks that failed for good (the last one,
+    and how many in the last 24 h)."""
     names = team.names
     columns = restart_columns(queue.restart_states(names), team.settings.max_restart_attempts)
     pauses = queue.pauses()
     spend = queue.spend_by_agent(utc_day(queue.clock()))
+    failures = queue.recent_failures()
     for name in names:
         usd, tokens = spend.get(name, (0.0, 0))
         columns[name].update(cost_today_usd=usd, tokens_today=tokens)
+        columns[name].update(failures.get(name, {"last_failure": None, "failed_24h": 0}))
         pause = pauses.get(name)
         columns[name]["paused"] = pause is not None
         if pause is not None:
@@ -222,6 +225,18 @@ def future(agent: dict, now: float) -> str | None:
     return None
 
 
+def failure_text(agent: dict[str, Any], now: float) -> str:
+    """"last failed #12 4m ago: timed out after 600s, 3 failed in 24h" while the last 24 h
+    had a failure; "" otherwise."""
+    last, count = agent.get("last_failure"), agent.get("failed_24h") or 0
+    if not count or not isinstance(last, dict):
+        return ""
+    error = " ".join(str(last.get("error") or "").split())
+    error = error if len(error) <= 80 else error[:79] + "…"
+    ago = human_duration(max(0.0, now - last["at"]))
+    return f"last failed #{last['task_id']} {ago} ago: {error}, {count} failed in 24h"
+
+
 def render(status: dict) -> str:
     """The seed's status format."""
     now = status.get("now") or time.time()
@@ -247,6 +262,8 @@ def render(status: dict) -> str:
         paused = " PAUSED" if a.get("paused") else ""
         if a.get("paused_reason"):
             detail += f", paused: {a['paused_reason']}"
+        failed = failure_text(a, now)
+        detail += f", {failed}" if failed else ""
         lines.append(f"  {a['name']}: {coming or a['state']}{paused} ({detail})")
     down = [p for p in status.get("programs", ()) if p["state"] != "RUNNING"]
     if down:

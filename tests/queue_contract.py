@@ -381,6 +381,8 @@ class QueueContract:
         assert deep["error"] == "content is nested more than 64 levels deep; not run"
         assert deep["content"].startswith("<content not shown: nested more than 64 levels")
         assert q.stats()["alice"]["failed"] == 1
+        [note] = q.notifications()  # failed for good: said once
+        assert note["title"] == f"alice: task #{deep['id']} (t) failed"
         json.dumps(q.list_tasks())  # every reader downstream can walk what it gets
 
     def test_content_just_under_limit_is_accepted(self):

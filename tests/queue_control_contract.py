@@ -327,6 +327,71 @@ class ControlContract:
         assert all(len(v) == 1 for v in outcomes.values()) and len(outcomes) == 20
         assert {i: q.get_task(i)["status"] for i in ids} == {i: v[0] for i, v in outcomes.items()}
 
+    # -- failed for good: one notice each, and the agent's last failure and count ----------
+    def failure_notes(self, q: MessageQueue) -> list[tuple[str, str, str]]:
+        return [(n["level"], n["agent"], n["message"]) for n in q.notifications()]
+
+    def test_a_task_that_fails_for_good_raises_one_silent_warning_naming_it(self):
+        q = self.make_queue(retry=flaky(attempts=2, backoff=1.0), jitter=lambda: 0.0)
+        task_id = q.send("cli", "alice", "review", {"x": 1})
+        [task] = q.claim("alice")
+        q.mark_failed(task.id, "boom 1", agent="alice")
+        assert q.notifications() == [] and q.recent_failures() == {}  # a retry is left
+        self.clock.advance(5)
+        [task] = q.claim("alice")
+        assert q.mark_failed(task.id, "timed out after 600s", agent="alice")
+        assert not q.mark_failed(task.id, "again", agent="alice")  # once only
+        [note] = q.notifications()
+        assert (note["level"], note["agent"], note["sound"]) == ("WARNING", "alice", False)
+        assert note["title"] == f"alice: task #{task_id} (review) failed"
+        assert note["message"].endswith(": timed out after 600s")
+        assert q.recent_failures() == {"alice": {
+            "last_failure": {"task_id": task_id, "type": "review",
+                             "error": "timed out after 600s", "at": self.clock()},
+            "failed_24h": 1}}
+
+    def test_a_permanent_error_fails_at_once_despite_the_retry_policy(self):
+        q = self.make_queue(retry=flaky(attempts=3))
+        task_id = q.send("cli", "alice", "t")
+        q.claim("alice")
+        assert q.mark_failed(task_id, "prompt template: no field", agent="alice", permanent=True)
+        row = q.get_task(task_id)
+        assert (row["status"], row["failures"]) == ("failed", 1)
+        assert len(q.notifications()) == 1
+
+    def test_leases_and_restarts_past_max_attempts_notify_too(self):
+        q = self.make_queue(lease_seconds=10, max_attempts=1)
+        expired = q.send("cli", "alice", "lease")
+        q.claim("alice")
+        self.clock.advance(11)
+        assert q.claim("alice") == []  # the release fails it: out of attempts
+        crashed = q.send("cli", "bob", "crash")
+        q.claim("bob")
+        assert q.requeue_agent("bob") == 0
+        assert self.failure_notes(q) == [
+            ("WARNING", "alice", f"alice: task #{expired} (lease) failed, no retry left: "
+                                 f"lease expired after 1 attempts"),
+            ("WARNING", "bob", f"bob: task #{crashed} (crash) failed, no retry left: "
+                               f"agent restarted after 1 attempts")]
+        assert set(q.recent_failures()) == {"alice", "bob"}
+
+    def test_the_failure_count_covers_24_clock_hours_and_the_last_one_is_kept(self):
+        q = self.make_queue()
+        hours = (0, 1, 23, 24)  # clock hours after the first failure's
+        ids = [q.send("cli", "alice", "t") for _ in hours]
+        start = (self.clock() // 3600 + 1) * 3600
+        for task_id, hour in zip(ids, hours):
+            self.clock.set(start + hour * 3600 + 10)
+            q.claim("alice")
+            q.mark_failed(task_id, f"error at hour {hour}", agent="alice")
+        failures = q.recent_failures()["alice"]
+        assert failures["failed_24h"] == 3  # hours 1..24: the current one and the 23 before
+        assert failures["last_failure"]["task_id"] == ids[-1]
+        assert failures["last_failure"]["error"] == "error at hour 24"
+        self.clock.advance(48 * 3600)
+        assert q.recent_failures()["alice"]["failed_24h"] == 0
+        assert q.recent_failures()["alice"]["last_failure"]["task_id"] == ids[-1]
+
     # -- pause ----------------------------------------------------------------
     def test_paused_agent_claims_nothing_until_resumed(self):
         q = self.make_queue()

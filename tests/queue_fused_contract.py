@@ -198,7 +198,7 @@ class FusedContract:
         q.close()
         upgraded = self.make_queue()
         assert upgraded.backend.fetchall("SELECT MAX(version) FROM schema_version") == [
-            (SCHEMA_VERSION,)]
+            (SCHEMA_VERSION,)] and SCHEMA_VERSION >= 8
         indexes = {name for (name,) in upgraded.backend.fetchall(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'metrics'" if pg else
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'metrics'")}

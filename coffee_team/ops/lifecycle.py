@@ -67,7 +67,7 @@ def team_status(team: Team, rpc: Rpc, open_queue: QueueOpener) -> dict:
     else:
         for agent in data["agents"]:  # XML-RPC leaves out what is unset
             for key in ("heartbeat_age_seconds", "next_restart_at", "restart_attempt",
-                        "given_up_at"):
+                        "given_up_at", "last_failure"):
                 agent.setdefault(key, None)
     for program in data.get("programs", ()):
         if program["description"].startswith(client.EXITED_TOO_QUICKLY):

@@ -23,7 +23,8 @@ from coffee_team.taskstate import escalated_priority, transition
 
 class ControlNeeds(Protocol):
     """What ControlMixin uses from the rest of MessageQueue: its state and wake-ups
-    (core.py), backpressure (enqueue.py) and the task listing (reporting.py)."""
+    (core.py), backpressure (enqueue.py), the task listing (reporting.py) and the notice of
+    a task failed for good (failures.py)."""
 
     backend: SqlBackend  # the database, in its dialect (core.py sets it, and the rest)
     clock: Callable[[], float]
@@ -37,6 +38,8 @@ class ControlNeeds(Protocol):
     def _reserve(self, rows: list[tuple]) -> None: ...
     def _released_by(self, task_id: int) -> list[str]: ...
     def _withdraw_task_approval(self, task_id: int, why: str) -> None: ...
+    def _failed_for_good(self, agent: str, task_id: int, task_type: str,
+                         error: Optional[str], now: float) -> None: ...
     def list_tasks(self, status: Optional[str] = None, agent: Optional[str] = None,
                    limit: int = 100, task_id: Optional[int] = None,
                    before_id: Optional[int] = None) -> list[dict]: ...
@@ -74,6 +77,8 @@ class ControlMixin:
                 return False
             if outcome.status == "pending":  # pending again: the depth bound must cover it
                 backend.run(self._sql.ADD_PENDING, (recipient, 1)).fetchone()
+            else:
+                self._failed_for_good(recipient, task_id, task_type, error, now)
             backend.run(self._sql.ADD_METRIC, (holder, task_type,
                                                   max(0.0, (now - claimed_at) * 1000.0), now))
         if outcome.status == "failed":

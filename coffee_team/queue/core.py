@@ -29,6 +29,7 @@ from coffee_team.queue.delivery import DeliveryMixin
 from coffee_team.queue.dependencies import DependencyMixin
 from coffee_team.queue.enqueue import EnqueueMixin
 from coffee_team.queue.factory import backend_for, open_database
+from coffee_team.queue.failures import FailureMixin
 from coffee_team.queue.files import StaleFile
 from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.migrate import migrate
@@ -62,20 +63,25 @@ LIVE_OPTIONS = ("agents", "handles", "max_queue_size", "retry", "escalate_after"
 
 class CoreNeeds(Protocol):
     """What MessageQueue's own methods (below) use of its mixed-in parts: failing a claimed
-    task no handler could read (completion.py)."""
+    task no handler could read (completion.py, enqueue.py), and saying so of every task failed
+    for good (failures.py)."""
 
-    def _finish(self, task_id: int, status: str, *, result: Optional[str] = None,
-                error: Optional[str] = None, agent: Optional[str] = None,
-                follow_ups: list[tuple] = ()) -> bool: ...
+    def _finish_locked(self, params: tuple, now: float, released: Optional[list] = None
+                       ) -> bool: ...
+    def _wake_recipients(self, rows: list[tuple]) -> None: ...
+    def _failed_for_good(self, agent: str, task_id: int, task_type: str,
+                         error: Optional[str], now: float) -> None: ...
 
 
 class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin,
-                   DeliveryMixin, UsageMixin, DependencyMixin, ScheduleMixin, ApprovalsMixin):
+                   DeliveryMixin, UsageMixin, DependencyMixin, ScheduleMixin, ApprovalsMixin,
+                   FailureMixin):
     """The queue's state (set here) over one backend, and its parts: claims, requeues,
     waits and leases here; sending (enqueue.py), completing (completion.py), task control
     (control.py), the journal (journal.py), reports (reporting.py), notification deliveries
     (delivery.py), LLM usage (usage.py), dependencies between tasks (dependencies.py),
-    schedule slots (schedules.py), a person's approvals (approvals.py). Each part's
+    schedule slots (schedules.py), a person's approvals (approvals.py),
+    tasks failed for good (failures.py). Each part's
     ``...Needs`` protocol lists all it uses of the state and of the other parts
     (tests/unit/test_queue_structure.py holds them to it)."""
 
@@ -204,8 +210,11 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
             released = backend.run(self._sql.RELEASE_EXPIRED, (
                 max_attempts, max_attempts, max_attempts, now, max_attempts, agent, now)
             ).fetchall()
+            for status, task_id, task_type, error in released:
+                if status == "failed":
+                    self._failed_for_good(agent, task_id, task_type, error, now)
             # Claims leave queue_depth alone (an upper bound); releases raise it.
-            back = sum(1 for (status,) in released if status == "pending")
+            back = sum(1 for row in released if row[0] == "pending")
             if back:
                 backend.run(self._sql.ADD_PENDING, (agent, back)).fetchone()
         return backend.run(self._sql.CLAIM, (
@@ -229,12 +238,19 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
              lease_expires_at, trace) in rows:
             value, readable = read_stored(content)
             if not readable:
-                self._finish(task_id, "failed", agent=agent,
-                             error=f"{too_deep_message('content')}; not run")
+                self._fail_unread(task_id, agent, task_type,
+                                  f"{too_deep_message('content')}; not run")
                 continue
             tasks.append(ClaimedTask(task_id, sender, recipient, task_type, value, priority,
                                      attempts, created_at, lease_expires_at, trace))
         return tasks
+
+    def _fail_unread(self, task_id: int, agent: str, task_type: str, error: str) -> None:
+        now, released = self.clock(), []
+        with self.backend.write_transaction():
+            if self._finish_locked(("failed", now, None, error, task_id, agent), now, released):
+                self._failed_for_good(agent, task_id, task_type, error, now)
+        self._wake_recipients(released)  # tasks sent after it, with on_dependency_failure
 
     def requeue_agent(self, agent: str, unless_running: bool = False) -> int:
         """Put ``agent``'s in-progress tasks back to pending (after a crash).
@@ -251,7 +267,9 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         with self.backend.write_transaction():
             if unless_running and self.backend.instance_running(agent):
                 return 0
-            self.backend.run(self._sql.FAIL_HELD, (now, agent, self.max_attempts))
+            for task_id, recipient, task_type, error in self.backend.run(
+                    self._sql.FAIL_HELD, (now, agent, self.max_attempts)).fetchall():
+                self._failed_for_good(recipient, task_id, task_type, error, now)
             requeued = self.backend.run(self._sql.REQUEUE_HELD, (agent,)).fetchall()
             counts: dict[str, int] = {}
             for (recipient,) in requeued:

@@ -35,7 +35,9 @@ def migrate(db: Any, host: str = "") -> int:
 
 
 def _upgrade(backend: SqlBackend, host: str) -> int:
-    from coffee_team.queue.models import ALL_MODELS
+    from coffee_team.queue.models import ALL_MODELS as TASK_MODELS
+    from coffee_team.queue.models_agents import AGENT_MODELS
+    ALL_MODELS = TASK_MODELS + AGENT_MODELS
     db = backend.db
     with _BIND_LOCK, db.bind_ctx(ALL_MODELS):
         with backend.write_transaction():

@@ -1,4 +1,5 @@
-"""Peewee models: the single source of truth for the coffee-team schema.
+"""Peewee models: the single source of truth for the coffee-team schema (with
+models_agents.py: what is kept per agent beside the tasks).
 
 Models bind to ``database_proxy`` (playhouse style).  A process that talks to
 exactly one database may call ``database_proxy.initialize(db)`` and use the
@@ -308,16 +309,6 @@ class BudgetAllowance(BaseModel):
         primary_key = CompositeKey("scope", "day")
 
 
-class AgentSession(BaseModel):
-    """The CLI session an llm agent with ``session: keep`` resumes on its next task."""
-    agent = CharField(max_length=100, primary_key=True)
-    session_id = TextField()
-    updated_at = DoubleField()
-
-    class Meta:
-        table_name = "agent_session"
-
-
 class TaskDep(BaseModel):
     """``child`` was sent after ``parent`` (``send(after=...)``). ``resolved`` once the parent
     finished (the trigger of sql_schema.DEPENDENCY_TRIGGERS counts it once, however often the
@@ -395,6 +386,7 @@ class SchemaVersion(BaseModel):
         table_name = "schema_version"
 
 
+# models_agents.AGENT_MODELS are the rest: migrate.py creates both.
 ALL_MODELS = (Task, QueueDepth, TaskCount, Metric, Event, Notification, RestartState, AgentPause,
-              NotifyTargetRow, Delivery, LlmUsage, BudgetStop, BudgetAllowance, AgentSession,
-              TaskDep, ScheduleRun, WaitCycle, Approval, SchemaVersion)
+              NotifyTargetRow, Delivery, LlmUsage, BudgetStop, BudgetAllowance, TaskDep,
+              ScheduleRun, WaitCycle, Approval, SchemaVersion)

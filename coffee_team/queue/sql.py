@@ -56,7 +56,7 @@ RELEASE_EXPIRED = (
     " completed_at = CASE WHEN attempts - failures >= ? THEN ? ELSE completed_at END,"
     " claimed_by = CASE WHEN attempts - failures >= ? THEN claimed_by ELSE NULL END"
     " WHERE recipient = ? AND status = 'in_progress' AND lease_expires_at < ?"
-    " RETURNING status")
+    " RETURNING status, id, type, error")
 # (any due pending, any lease expired, paused): each EXISTS is one index probe (an OR on
 # status would scan the recipient's tasks); the pause is one primary-key probe, so a paused
 # agent takes no write lock either.
@@ -101,7 +101,8 @@ ADD_METRIC = "INSERT INTO metrics (agent, task_type, duration_ms, timestamp) VAL
 FAIL_HELD = (
     "UPDATE tasks SET status = 'failed', completed_at = ?, lease_expires_at = NULL,"
     " error = 'agent restarted after ' || CAST(attempts AS TEXT) || ' attempts'"
-    " WHERE claimed_by = ? AND status = 'in_progress' AND attempts - failures >= ?")
+    " WHERE claimed_by = ? AND status = 'in_progress' AND attempts - failures >= ?"
+    " RETURNING id, recipient, type, error")
 REQUEUE_HELD = (
     "UPDATE tasks SET status = 'pending', claimed_by = NULL, claimed_at = NULL,"
     " lease_expires_at = NULL WHERE claimed_by = ? AND status = 'in_progress'"

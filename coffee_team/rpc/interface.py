@@ -215,7 +215,9 @@ class CoffeeNamespaceRPCInterface(TasksRPC, JournalRPC, CostsRPC, ApprovalsRPC):
         for 1h 12m"), restarts (crash restarts
         counted by the watchdog), given_up,
         next_restart_at (left out unless a backoff restart is pending), description,
-        cost_today_usd and tokens_today (input + output) of its CLI runs this UTC day;
+        cost_today_usd and tokens_today (input + output) of its CLI runs this UTC day,
+        last_failure (struct: task_id, type, error, at; left out when no task of the agent
+        ever failed for good) and failed_24h (tasks failed for good in the last 24 hours);
         for an agent with a schedule, next_run (the earliest) and schedule (array of structs:
         name, cron, type, timezone, catch_up, next_run).
 

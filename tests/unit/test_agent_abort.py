@@ -82,7 +82,9 @@ def test_stalled_python_handler_is_cancelled_with_one_warning(rig):
     assert took < 10
     assert (row["status"], row["error"]) == ("failed", "stalled: no output for 30 s")
     assert [e["kind"] for e in queue.events(agent="ann")] == ["stalled"]
-    assert [n["level"] for n in queue.notifications()] == ["WARNING"]
+    stall, failure = queue.notifications()  # the stall, then the task failed for good
+    assert (stall["level"], failure["level"]) == ("WARNING", "WARNING")
+    assert "stalled" in stall["title"] and failure["title"].endswith("(work) failed")
     assert agent.counts["tasks_failed"] == 1
 
 

@@ -1,0 +1,21 @@
+"""The statements of failures.py (tasks failed for good), apart from sql.py's hot path: they
+run once per task that fails for good and once per status call, so they are translated per
+call (``backend.execute``) instead of prepared."""
+from __future__ import annotations
+
+# The newest failure wins, whichever writer commits last.
+SAVE_LAST_FAILURE = (
+    "INSERT INTO agent_failure (agent, task_id, task_type, error, failed_at)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (agent) DO UPDATE SET task_id = excluded.task_id,"
+    " task_type = excluded.task_type, error = excluded.error, failed_at = excluded.failed_at"
+    " WHERE agent_failure.failed_at <= excluded.failed_at")
+COUNT_FAILURE = (
+    "INSERT INTO failure_count (agent, hour, n) VALUES (?, ?, 1)"
+    " ON CONFLICT (agent, hour) DO UPDATE SET n = failure_count.n + 1")
+PRUNE_FAILURE_COUNTS = "DELETE FROM failure_count WHERE agent = ? AND hour < ?"
+# Per agent with a failure: the last one, and the failures counted since the given hour
+# (at most 24 primary-key rows each).
+RECENT_FAILURES = (
+    "SELECT f.agent, f.task_id, f.task_type, f.error, f.failed_at,"
+    " (SELECT COALESCE(SUM(c.n), 0) FROM failure_count c WHERE c.agent = f.agent"
+    " AND c.hour >= ?) FROM agent_failure f")
