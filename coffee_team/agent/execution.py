@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from .. import events as kinds
-from .. import handlers, otel, retry
+from .. import followups, handlers, otel, retry
 from ..errors import HandlerError, PermanentError, QueueError, UnstorableResult
 from ..handlers import Deferred, HandlerContext, Interrupted
 from ..liveness import IDLE, STOPPING
@@ -69,26 +69,34 @@ class TaskExecution:
                                                                     deadline - self.clock())))
         raise AssertionError("unreachable: retry.delays is endless")
 
-    def _run_handler(self, task: dict) -> tuple[Any, list[dict]]:
+    def _run_handler(self, task: dict) -> tuple[Any, list[dict], list[dict]]:
+        """(result, the follow-ups to send, the undelivered ones: followups.py)."""
         ctx = self._context(task)
         try:
             self.pending_abort = None  # an abort meant for an earlier task is void
             self.activity.begin(task["id"], task["type"], self.spec.timeout_seconds)
             with handlers.time_limit(self.spec.timeout_seconds):
                 result = self.runner(task, ctx)
-            result, sends = handlers.split_follow_ups(result)
-            return result, ctx.outbox + sends
+            result, sends, problems = handlers.split_follow_ups(result)
+            messages = [{"priority": 5, **msg, "sender": self.name} for msg in ctx.outbox + sends]
+            return (result, *followups.sort(messages, self.queue.undeliverable, problems))
         finally:
             self.activity.end(STOPPING if self.stopping else IDLE)
 
-    def _messages(self, sends: list[dict]) -> list[dict]:
-        return [{"priority": 5, **msg, "sender": self.name} for msg in sends]
-
-    def _send_follow_ups(self, sends: list[dict]) -> None:
+    def _send_follow_ups(self, messages: list[dict], undelivered: list[dict]) -> None:
         try:
-            self.durable(self.queue.send_many, self._messages(sends))
-        except QueueError as exc:  # a bad follow-up is the handler's bug: log it, carry on
-            log(self.name, f"follow-up messages not sent: {exc}")
+            self.durable(self.queue.send_many, messages)
+        except QueueError as exc:  # refused as a batch when written (e.g. a full queue)
+            undelivered = undelivered + followups.unsent(messages, str(exc))
+        self._say_undelivered(None, undelivered)
+
+    def _say_undelivered(self, task_id: int | None, undelivered: list[dict]) -> None:
+        """One WARNING for the follow-ups of a task (or periodic run) that were not sent."""
+        if not undelivered:
+            return
+        title, message = followups.notice(self.name, task_id, undelivered)
+        log(self.name, message.removeprefix(f"{self.name}: "))
+        self.durable(self.queue.notify, "WARNING", self.name, title, message)
 
     def _claims_next(self) -> bool:
         """Would the loop claim right after this completion? Then both go in one transaction
@@ -97,21 +105,26 @@ class TaskExecution:
         return (not self.stopping and self.before_claim is None
                 and self.mono() < self.next_periodic)
 
-    def _complete(self, task_id: int, result: Any, sends: list[dict]) -> bool:
-        """Mark done and enqueue the follow-ups in one transaction (never sent twice)."""
+    def _complete(self, task_id: int, result: Any, messages: list[dict],
+                  undelivered: list[dict]) -> tuple[bool, list[dict]]:
+        """Mark done and enqueue the follow-ups in one transaction (never sent twice), the
+        undelivered ones recorded in the result: (completed, the undelivered ones)."""
         try:
+            stored = followups.recorded(result, undelivered)
             if self._claims_next():
                 completed, self.claimed_next = self.durable(
-                    self.queue.complete_and_claim, task_id, result, agent=self.name,
-                    follow_ups=self._messages(sends))
-                return completed
-            return self.durable(self.queue.mark_completed, task_id, result, agent=self.name,
-                                follow_ups=self._messages(sends))
+                    self.queue.complete_and_claim, task_id, stored, agent=self.name,
+                    follow_ups=messages)
+                return completed, undelivered
+            return self.durable(self.queue.mark_completed, task_id, stored, agent=self.name,
+                                follow_ups=messages), undelivered
         except UnstorableResult:
             raise  # the result itself: process() fails the task with the reason
-        except QueueError as exc:  # only the follow-ups are bad: complete without them
-            log(self.name, f"task {task_id}: follow-up messages not sent: {exc}")
-            return self.durable(self.queue.mark_completed, task_id, result, agent=self.name)
+        except QueueError as exc:  # refused as a batch when written: complete without them
+            undelivered = undelivered + followups.unsent(messages, str(exc))
+            return self.durable(self.queue.mark_completed, task_id,
+                                followups.recorded(result, undelivered),
+                                agent=self.name), undelivered
 
     def process(self, task: Any) -> None:
         with otel.handling(self.name, task):  # a CONSUMER span when tracing is on
@@ -120,7 +133,7 @@ class TaskExecution:
     def _process(self, task: Any) -> None:
         data = task_dict(task)
         try:
-            result, sends = self._run_handler(data)
+            result, messages, undelivered = self._run_handler(data)
         except Interrupted as exc:
             if exc.reason == "stop":
                 raise
@@ -139,12 +152,13 @@ class TaskExecution:
             self._fail(data, str(exc), permanent=isinstance(exc, PermanentError))
             return
         try:
-            completed = self._complete(data["id"], result, sends)
+            completed, undelivered = self._complete(data["id"], result, messages, undelivered)
         except UnstorableResult as exc:  # a handler bug like any other: fail it, carry on
             self._fail(data, f"result not stored: {exc}")
             return
         if completed:
             self.counts["tasks_completed"] += 1
+            self._say_undelivered(data["id"], undelivered)  # after the commit: said once
         else:
             self._dropped(data, "no longer in progress for this agent when it finished")
 
@@ -174,11 +188,11 @@ class TaskExecution:
         task = {"id": None, "sender": "scheduler", "recipient": self.name, "type": "periodic",
                 "content": None, "priority": 5, "attempts": 1}
         try:
-            _, sends = self._run_handler(task)
+            _, messages, undelivered = self._run_handler(task)
         except (HandlerError, Interrupted) as exc:
             if isinstance(exc, Interrupted) and exc.reason == "stop":
                 raise
             log(self.name, f"periodic run failed: {exc}")
             return
         self.counts["periodic_runs"] += 1
-        self._send_follow_ups(sends)
+        self._send_follow_ups(messages, undelivered)

@@ -10,8 +10,8 @@ from itertools import chain
 from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Sequence
 
 from coffee_team import otel
-from coffee_team.errors import (ContentError, DependencyError, QueueFullError, RoutingError,
-                                UnroutableError)
+from coffee_team.errors import (ContentError, DependencyError, QueueError, QueueFullError,
+                                RoutingError, UnroutableError)
 from coffee_team.queue.content import MAX_DEDUPE_KEY_CHARS, check_name, check_priority, encode_json
 from coffee_team.queue.db import SqlBackend
 from coffee_team.queue.dependencies import DependentRow, dependent_row
@@ -82,6 +82,15 @@ class EnqueueMixin:
         """
         with otel.sending("batch") as trace:
             return self._enqueue(self._prepare_messages(messages, trace))
+
+    def undeliverable(self, message: Mapping[str, Any]) -> Optional[str]:
+        """Why ``message`` (a dict of send()'s arguments) could not be sent, or None: send()'s
+        checks and routing, nothing written (a full queue shows only when it is written)."""
+        try:
+            self._prepare_messages([message])
+        except QueueError as exc:
+            return str(exc)
+        return None
 
     def _prepare_messages(self, messages: Iterable[Mapping[str, Any]],
                           trace: Optional[str] = None) -> list[tuple]:

@@ -150,6 +150,24 @@ def test_follow_ups_in_a_fenced_json_block_are_sent_with_the_completion(project)
         ("architect", "spec_created", {"spec_id": "SPEC-3"})
 
 
+def test_a_follow_up_nobody_handles_is_recorded_and_notified_once_the_good_one_sent(project):
+    p = project(lambda log: {
+        "architect": {**llm_agent(log, "--send", "spec_created", "--send", "nobody_handles"),
+                      "handles": ["design"]},
+        "code_developer": {**llm_agent(log), "handles": ["spec_created"]}})
+    task_id = p.send("architect", {"spec_id": "SPEC-4"}, type="design")
+    p.drain("architect")
+    task = p.task(task_id)
+    assert task["status"] == "completed" and task["attempts"] == 1
+    [undelivered] = task["result"]["undelivered"]
+    assert undelivered["follow_up"]["type"] == "nobody_handles"
+    assert undelivered["error"].startswith("no agent handles task type 'nobody_handles'")
+    assert [t["type"] for t in p.queue.list_tasks(agent="code_developer")] == ["spec_created"]
+    [note] = p.queue.notifications()
+    assert (note["level"], note["agent"]) == ("WARNING", "architect")
+    assert note["title"] == f"architect: 1 follow-up of task #{task_id} not sent"
+
+
 @pytest.mark.parametrize("trouble, error", [
     ("FAKE-GARBAGE", "expected a JSON result, got 'this is not JSON at all'"),
     ("FAKE-FAIL", "exited with 1: fake: something broke"),

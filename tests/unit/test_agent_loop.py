@@ -142,12 +142,18 @@ def test_a_set_time_limit_is_the_tasks_deadline_in_the_heartbeat(start):
     assert seen["task"]["deadline"] == seen["task"]["started_at"] + 7200
 
 
-def test_malformed_follow_ups_fail_the_task(start):
+def test_malformed_follow_ups_are_recorded_on_the_completed_task(start):
     h = start(lambda task, ctx: {"send": "reviewer please"})
     task_id = h.send()
     h.run()
-    assert h.task(task_id)["status"] == "failed"
-    assert "'send' must be a list" in h.task(task_id)["error"]
+    task = h.task(task_id)
+    assert task["status"] == "completed"
+    assert task["result"] == {"undelivered": [{
+        "follow_up": "reviewer please",
+        "error": "result 'send' must be a list of message objects"}]}
+    [note] = h.real.notifications()
+    assert (note["level"], note["title"]) == ("WARNING",
+                                              f"worker: 1 follow-up of task #{task_id} not sent")
 
 
 # --- follow-up messages ----------------------------------------------------------------------
@@ -168,20 +174,32 @@ def test_follow_ups_are_enqueued_with_the_completion(start):
     assert all(t["created_at"] == h.task(task_id)["completed_at"] for t in sent)
 
 
-def test_unroutable_follow_up_still_completes_the_task(start, capsys):
-    """A bad follow-up is the handler's bug: the task completes, none of its messages go
-    (they are all-or-none), and the agent says why."""
+def test_unroutable_follow_up_is_reported_and_the_good_ones_are_sent(start, capsys):
+    """A bad follow-up is the handler's bug: the task completes, the good follow-ups of the
+    same answer go, the bad ones are recorded on the task and said in one WARNING."""
     def misaddressed(task, ctx):
         ctx.send("reviewer", "review", {})
-        ctx.send("nobody", "review", {})
-        return 42
+        ctx.send("nobody", "review", {"big": "x" * 300})
+        return {"ok": 42, "send": [{"type": "nobody_handles"}, ["not", "a", "message"]]}
 
     h = start(misaddressed)
     task_id = h.send()
     assert h.run() == 0
-    assert (h.task(task_id)["status"], h.task(task_id)["result"]) == ("completed", 42)
-    assert h.tasks(agent="reviewer") == []
-    assert log_lines(capsys, f"task {task_id}: follow-up messages not sent")
+    task = h.task(task_id)
+    assert task["status"] == "completed" and task["result"]["ok"] == 42
+    assert [t["type"] for t in h.tasks(agent="reviewer")] == ["review"]
+    errors = [(u["follow_up"], u["error"].split(";")[0]) for u in task["result"]["undelivered"]]
+    assert errors == [
+        ('["not", "a", "message"]', "a follow-up must be a message object {recipient, type, "
+                                    "content, priority}"),
+        ({"recipient": "nobody", "type": "review", "priority": 5,
+          "content": '{"big": "' + "x" * 191 + "…"}, "unknown recipient 'nobody'"),
+        ({"type": "nobody_handles", "priority": 5}, "no agent handles task type 'nobody_handles'")]
+    [note] = h.real.notifications()
+    assert note["title"] == f"worker: 3 follow-ups of task #{task_id} not sent"
+    assert "review to nobody: unknown recipient 'nobody'" in note["message"]
+    assert "nobody_handles to (routed by type): no agent handles" in note["message"]
+    assert log_lines(capsys, f"3 follow-ups of task #{task_id} not sent (the others were sent)")
 
 
 def test_follow_ups_are_not_sent_twice_when_the_commit_is_reported_failed(start):
@@ -211,6 +229,18 @@ def test_periodic_run_sends_its_follow_ups(start):
     [sent] = h.tasks(agent="reviewer")
     assert (sent["sender"], sent["content"]) == ("worker", {"periodic": True})
     assert h.status()["periodic_runs"] == 1
+
+
+def test_a_periodic_runs_bad_follow_up_is_notified_and_the_good_one_sent(start):
+    def tick(task, ctx):
+        ctx.send("reviewer", "review", {"periodic": True})
+        ctx.send(None, "nobody_handles")
+
+    h = start(echo, periodic=tick)
+    h.run()
+    assert len(h.tasks(agent="reviewer")) == 1
+    [note] = h.real.notifications()
+    assert note["title"] == "worker: 1 follow-up of its periodic run not sent"
 
 
 def test_periodic_failures_are_logged_and_work_goes_on(start, capsys):
@@ -318,7 +348,7 @@ def test_unstorable_result_fails_the_task_instead_of_killing_the_agent(start, re
 
 
 def test_unstorable_follow_up_alone_still_completes_the_task(start, capsys):
-    """Bad follow-up content is not a bad result: the task completes without its messages."""
+    """Bad follow-up content is not a bad result: the task completes without that message."""
     def handler(task, ctx):
         ctx.send("reviewer", "review", {float("nan")})
         return "fine"
@@ -326,6 +356,9 @@ def test_unstorable_follow_up_alone_still_completes_the_task(start, capsys):
     h = start(handler)
     task_id = h.send()
     assert h.run() == 0
-    assert (h.task(task_id)["status"], h.task(task_id)["result"]) == ("completed", "fine")
+    task = h.task(task_id)
+    assert (task["status"], task["result"]["value"]) == ("completed", "fine")
+    [undelivered] = task["result"]["undelivered"]
+    assert undelivered["error"].startswith("content ")
     assert h.tasks(agent="reviewer") == []
-    assert log_lines(capsys, f"task {task_id}: follow-up messages not sent")
+    assert log_lines(capsys, f"1 follow-up of task #{task_id} not sent")

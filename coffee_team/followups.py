@@ -1,0 +1,79 @@
+"""Follow-ups that cannot be delivered: sorted out, recorded on the task, said once.
+
+A handler's answer may ask for several follow-ups (``send`` in its result, ``ctx.send``). Each
+is checked as ``send()`` would check it (an unknown recipient, a type no agent handles, bad
+content, a malformed entry): the good ones are sent with the completion, the bad ones are
+kept in the task's result under ``undelivered`` (``{"follow_up", "error"}`` each) and named in
+one silent WARNING. One bad follow-up never costs the others, nor the task's own result.
+
+Pure: ``check`` is the queue's (``MessageQueue.undeliverable``).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Optional
+
+PREVIEW_CHARS = 200
+MESSAGE_KEYS = ("recipient", "type", "priority")
+
+
+def preview(value: Any) -> Any:
+    """What is kept of a follow-up that was not sent: its routing, the content in short."""
+    if not isinstance(value, dict):
+        return _short(value)
+    kept = {k: value[k] for k in MESSAGE_KEYS if k in value}
+    if "content" in value:
+        kept["content"] = None if value["content"] is None else _short(value["content"])
+    return kept
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=repr)
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "…"
+
+
+def sort(messages: list[Any], check: Callable[[Any], Optional[str]],
+         problems: list[dict] = ()) -> tuple[list[dict], list[dict]]:
+    """(the messages to send, the undelivered records): ``check`` says why one cannot be sent;
+    ``problems`` are entries already found malformed."""
+    good, bad = [], list(problems)
+    for message in messages:
+        why = check(message)
+        if why is None:
+            good.append(message)
+        else:
+            bad.append({"follow_up": preview(message), "error": why})
+    return good, bad
+
+
+def unsent(messages: list[dict], error: str) -> list[dict]:
+    """Every message as undelivered with one reason (e.g. the queue refused the batch)."""
+    return [{"follow_up": preview(m), "error": error} for m in messages]
+
+
+def recorded(result: Any, undelivered: list[dict]) -> Any:
+    """The task's result with the undelivered follow-ups in it (a result that is not a
+    mapping is kept under ``value``)."""
+    if not undelivered:
+        return result
+    if result is None:
+        return {"undelivered": undelivered}
+    if not isinstance(result, dict):
+        return {"value": result, "undelivered": undelivered}
+    return {**result, "undelivered": undelivered}
+
+
+def notice(agent: str, task_id: Optional[int], undelivered: list[dict]) -> tuple[str, str]:
+    """(title, message) of the one WARNING for a task's (or periodic run's) bad follow-ups."""
+    what = f"task #{task_id}" if task_id is not None else "its periodic run"
+    count = len(undelivered)
+    title = f"{agent}: {count} follow-up{'s' if count != 1 else ''} of {what} not sent"
+    lines = []
+    for entry in undelivered:
+        message = entry["follow_up"]
+        if isinstance(message, dict):
+            name = f"{message.get('type')!s} to {message.get('recipient') or '(routed by type)'}"
+        else:
+            name = repr(message)[:80]
+        lines.append(f"{name}: {entry['error']}")
+    return title, f"{title} (the others were sent): " + "; ".join(lines)
