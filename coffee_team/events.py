@@ -49,6 +49,7 @@ CLOCK_STEP = "clock_step"          # the wall clock jumped; detail: step (s, + f
 MEMORY_TREND = "memory_trend"      # RSS growth projected past memory_limit_mb: restart between
 #                                    tasks; detail: rss_mb, limit_mb, reaches_in
 WAIT_CYCLE = "wait_cycle"          # agents waiting on each other's tasks; detail: cycle
+SET_ASIDE = "set_aside"            # a stopped run's uncommitted edits stashed; detail: stash
 
 # Schedules (the watchdog sends each slot's task once).
 SCHEDULED = "scheduled"            # detail: entry, slot, task_id, late (seconds)

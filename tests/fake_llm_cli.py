@@ -206,16 +206,16 @@ def main(argv: list[str]) -> int:
               "model": "claude-fake", "tools": [t for t, _ in TOOLS],
               "permissionMode": "default"})
     print("fake: reading the task", file=sys.stderr, flush=True)
+    touch = directive(prompt, "TOUCH")
+    if touch:  # before the sleep: a run killed while it sleeps leaves the file behind
+        with open(touch, "w") as f:
+            f.write("uncommitted work\n")
     seconds = directive(prompt, "SLEEP")
     if seconds:
         deadline = time.monotonic() + float(seconds)
         while time.monotonic() < deadline:
             print("fake: still thinking", file=sys.stderr, flush=True)
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-    touch = directive(prompt, "TOUCH")
-    if touch:
-        with open(touch, "w") as f:
-            f.write("uncommitted work\n")
     if directive(prompt, "FAIL") is not None:
         print("fake: something broke", file=sys.stderr)
         return 1

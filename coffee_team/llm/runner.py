@@ -20,6 +20,7 @@ import tempfile
 import time
 from typing import Any, Optional
 
+from .. import events as kinds
 from .. import otel
 from ..errors import HandlerError, PermanentError, TeamError
 from ..handlers import CommandRunner, Deferred, HandlerContext
@@ -102,6 +103,8 @@ class LlmRunner(CommandRunner):
             return None
         cwd = self.workspace.require()
         prompt = self.render(prompt_template, task)
+        set_aside = self._set_aside(task)
+        self.workspace.begin_run(task)
         meter = RunMeter(self.spec.name, self.queue, self.durable, self.clock, self.gate,
                          self.llm.prices)
         meter.begin(task)
@@ -124,8 +127,10 @@ class LlmRunner(CommandRunner):
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             self._withdraw_requests()
-        return self.outcome(task, code, out.text(), err.tail.decode(errors="replace"),
-                            stream, meter, capped)
+        result = self.outcome(task, code, out.text(), err.tail.decode(errors="replace"),
+                              stream, meter, capped)
+        self.workspace.end_run()  # it answered: what it left uncommitted is its work
+        return {**result, "set_aside": set_aside} if set_aside else result
 
     def render(self, prompt_template: template.Template, task: dict) -> str:
         try:
@@ -275,6 +280,19 @@ class LlmRunner(CommandRunner):
         self.session_id = reading.session_id
         if self.queue is not None:
             self.durable(self.queue.save_agent_session, self.spec.name, reading.session_id)
+
+    def _set_aside(self, task: dict) -> Optional[dict]:
+        """A stopped run's uncommitted edits stashed (workspace.py), logged and journaled on
+        the task that left them; what the next task's result records, or None."""
+        aside = self.workspace.set_aside(task)
+        if aside is not None:
+            log(self.spec.name, f"{aside['message']}: stash {aside['stash']}, "
+                                f"{len(aside['files'])} file(s)")
+            if self.queue is not None:
+                self.durable(self.queue.record_event, self.spec.name, kinds.SET_ASIDE,
+                             task_id=aside["left_by"].get("task_id"), before_task=task.get("id"),
+                             stash=aside["stash"], files=aside["files"])
+        return aside
 
     def _paused(self) -> bool:
         if self.queue is None:

@@ -6,17 +6,30 @@ after any restart, so parallel agents never edit the same checkout. The branch a
 on is read from git's files (no process per task); ``Workspace.require`` fails a task rather
 than let it run in a checkout on another branch (the worktree's own, else team.require_branch,
 seed CFR-013). ``problems`` are the start-time checks and ``health`` the doctor's.
+
+Clean retries: a run that does not end with an answer (killed by a timeout, stall, cancel,
+stop or crash, or failed) may leave half-done edits in the worktree, which the next run's
+commit would sweep in. A marker in the worktree's git directory says a run is under way
+(``begin_run``; ``end_run`` removes it once the run answered); before the next run,
+``set_aside`` finds it and stashes what is uncommitted (``git stash push --include-untracked``,
+the message naming the agent and the task), so every run starts from the last commit.
 """
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import HandlerError, TeamError
 
 GIT_TIMEOUT = 60
+RUN_MARKER = "coffee-team-run.json"  # in the worktree's git directory: never in a commit
+LISTED_FILES = 50  # of the files set aside, recorded on the task
+# The stash commit is the agent's, whatever the user's git identity (or lack of one).
+_AS_AGENT = ("-c", "user.name=coffee-team", "-c", "user.email=coffee-team@localhost")
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,62 @@ class Workspace:
                                    f"{wanted}: the task does not run there")
         return directory
 
+    # --- clean retries ----------------------------------------------------------------------
+    def begin_run(self, task: dict) -> None:
+        """Mark a run under way (a worktree only); end_run() unmarks it once it answered."""
+        marker = self._marker()
+        if marker is not None:
+            marker.write_text(json.dumps({"task_id": task.get("id"), "type": task.get("type"),
+                                          "attempt": task.get("attempts"),
+                                          "started_at": time.time()}))
+
+    def end_run(self) -> None:
+        marker = self._marker()
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+    def set_aside(self, task: dict) -> Optional[dict[str, Any]]:
+        """Before a run: stash what the previous run left uncommitted if it did not answer.
+        What was stashed ({stash, message, files, left_by}), or None (nothing to set aside).
+        HandlerError (the task is retried) if git cannot stash: it never runs on those edits."""
+        marker = self._marker()
+        if marker is None or not marker.exists():
+            return None
+        try:
+            left_by = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            left_by = {}
+        path = self.directory
+        code, out = _git(path, "status", "--porcelain", "--untracked-files=all", check=False)
+        files = [line[3:] for line in out.splitlines() if line.strip()] if code == 0 else []
+        if code == 0 and not files:
+            marker.unlink(missing_ok=True)
+            return None
+        what = f"task #{left_by.get('task_id')}" if left_by.get("task_id") is not None \
+            else "a periodic run"
+        nth = f" attempt {left_by['attempt']}" if left_by.get("attempt") else ""
+        now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        message = (f"coffee-team: {self.agent}: {what}{nth} stopped mid-run ({now} UTC); "
+                   f"set aside before task #{task.get('id')}")
+        code, out = _git(path, *_AS_AGENT, "stash", "push", "--include-untracked", "-m",
+                         message, check=False)
+        if code != 0:
+            last = (out.strip().splitlines() or [f"exited with {code}"])[-1][:300]
+            lock = marker.parent / "index.lock"
+            if lock.exists():  # git stash fails silently on it; a killed `git commit` leaves it
+                last += f"; {lock} exists: remove it if no git command runs there"
+            raise HandlerError(f"worktree {path}: cannot set aside the changes {what} left "
+                               f"uncommitted (git stash: {last}); the task does not run on them")
+        marker.unlink(missing_ok=True)
+        return {"stash": _stash_of(path, message), "message": message,
+                "files": files[:LISTED_FILES], "left_by": left_by}
+
+    def _marker(self) -> Optional[Path]:
+        if not self.is_worktree:
+            return None
+        found = git_dir(self.directory)
+        return None if found is None else found / RUN_MARKER
+
     # --- doctor -----------------------------------------------------------------------------
     def health(self) -> tuple[bool, str]:
         """(ok, detail): the worktree exists, is on its branch, and is clean or what is dirty."""
@@ -119,25 +188,42 @@ def repository(path: Path) -> Optional[Path]:
     return Path(out.strip()) if code == 0 and out.strip() else None
 
 
-def current_branch(path: Path) -> Optional[str]:
-    """The branch checked out at ``path`` (None: detached or not a checkout), from git's
+def git_dir(path: Path) -> Optional[Path]:
+    """The git directory of the checkout holding ``path`` (None: not a checkout), from git's
     files: ``.git`` is a directory, or in a worktree a file naming the git directory."""
     for directory in (path, *path.parents):
         dot_git = directory / ".git"
         try:
             if dot_git.is_file():
                 text = dot_git.read_text().strip()
-                git_dir = Path(text.removeprefix("gitdir:").strip())
-                git_dir = git_dir if git_dir.is_absolute() else directory / git_dir
-            elif dot_git.is_dir():
-                git_dir = dot_git
-            else:
-                continue
-            head = (git_dir / "HEAD").read_text().strip()
+                found = Path(text.removeprefix("gitdir:").strip())
+                return found if found.is_absolute() else directory / found
         except OSError:
             return None
-        prefix = "ref: refs/heads/"
-        return head[len(prefix):] if head.startswith(prefix) else None
+        if dot_git.is_dir():
+            return dot_git
+    return None
+
+
+def current_branch(path: Path) -> Optional[str]:
+    """The branch checked out at ``path`` (None: detached or not a checkout)."""
+    found = git_dir(path)
+    try:
+        head = (found / "HEAD").read_text().strip() if found is not None else ""
+    except OSError:
+        return None
+    prefix = "ref: refs/heads/"
+    return head[len(prefix):] if head.startswith(prefix) else None
+
+
+def _stash_of(path: Path, message: str) -> Optional[str]:
+    """The commit of the stash entry with ``message`` (the stash list is the repository's,
+    shared by every worktree: another agent may have stashed meanwhile)."""
+    code, out = _git(path, "reflog", "show", "--format=%H %gs", "refs/stash", check=False)
+    for line in out.splitlines() if code == 0 else ():
+        sha, _, subject = line.partition(" ")
+        if subject.endswith(message):
+            return sha
     return None
 
 

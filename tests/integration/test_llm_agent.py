@@ -326,6 +326,65 @@ def test_two_agents_work_in_two_worktrees_on_their_own_branches(project):
                             f"uncommitted: architect.txt")
 
 
+def test_a_stopped_runs_edits_are_set_aside_before_the_next_run_and_an_answers_kept(project):
+    p = project(lambda log: {"architect": {
+        **llm_agent(log), "workspace": {"worktree": True}, "timeout_seconds": 1.5,
+        "retry": {"attempts": 2, "backoff": 1, "on": ["exited with 1"]}}}, start=False)
+    init_repo(p.root)
+    p.start()
+    tree = p.root / "data/worktrees/architect"
+    killed = p.send("architect", "FAKE-TOUCH=half.txt FAKE-SLEEP=30")  # killed by the timeout
+    failed = p.send("architect", "FAKE-TOUCH=broken.txt FAKE-FAIL")     # exits 1, retried
+    p.drain("architect")
+    p.clock.advance(10)
+    kept = p.send("architect", "FAKE-TOUCH=kept.txt")  # answers: its edit is its work
+    looked = p.send("architect", "look around")
+    p.drain("architect")
+    first, retried = [r for r in p.runs() if "broken" in r["prompt"]]
+    assert "half.txt" not in first["files"]
+    assert "broken.txt" not in retried["files"]  # a retried run starts from a clean worktree
+    look = next(r for r in p.runs() if "look around" in r["prompt"])
+    assert "kept.txt" in look["files"] and "broken.txt" not in look["files"]
+    stashes = git(tree, "stash", "list", "--format=%gs").splitlines()
+    assert [s.split("coffee-team: architect: ")[1].split(" (")[0] for s in stashes] == [
+        f"task #{failed} attempt 2 stopped mid-run", f"task #{failed} attempt 1 stopped mid-run",
+        f"task #{killed} attempt 1 stopped mid-run"]
+    assert stashes[2].endswith(f"set aside before task #{failed}")
+    shown = git(tree, "show", "--name-only", "--format=", "stash@{2}^3").split()
+    assert shown == ["half.txt"]  # the untracked file is kept in the stash, not lost
+    assert (p.task(failed)["status"], p.task(failed)["failures"]) == ("failed", 2)
+    aside = p.task(kept)["result"]["set_aside"]
+    assert (aside["files"], aside["left_by"]["task_id"]) == (["broken.txt"], failed)
+    assert aside["stash"] == git(tree, "rev-parse", "stash@{0}").strip()
+    assert "set_aside" not in p.task(looked)["result"]
+    events = [e["detail"] for e in p.queue.events() if e["kind"] == "set_aside"]
+    assert [(e["task_id"], e["before_task"]) for e in events] == [
+        (killed, failed), (failed, failed), (failed, kept)]
+    assert git(tree, "status", "--porcelain") == "?? kept.txt\n"
+
+
+def test_edits_that_cannot_be_set_aside_keep_the_task_from_running_on_them(project):
+    p = project(lambda log: {"architect": {**llm_agent(log), "workspace": {"worktree": True}}},
+                start=False)
+    init_repo(p.root)
+    p.start()
+    workspace = p.agents["architect"].runner.workspace
+    workspace.begin_run({"id": 7, "type": "job", "attempts": 1})  # then killed, mid-commit:
+    (workspace.directory / "half.txt").write_text("x")
+    lock = p.root / ".git/worktrees/architect/index.lock"
+    lock.write_text("")
+    task_id = p.send("architect")
+    p.drain("architect")
+    error = p.task(task_id)["error"]
+    assert error.startswith(f"worktree {workspace.directory}: cannot set aside the changes "
+                            f"task #7 left uncommitted (git stash: ")
+    assert "index.lock" in error and p.runs() == []
+    lock.unlink()
+    p.queue.retry_task(task_id)
+    p.drain("architect")
+    assert p.task(task_id)["result"]["set_aside"]["files"] == ["half.txt"]
+
+
 def test_a_task_never_runs_in_a_checkout_on_another_branch(project):
     p = project(lambda log: {"architect": {**llm_agent(log), "workspace": {"worktree": True}}},
                 start=False)
