@@ -552,6 +552,26 @@ class ControlContract:
                                        "00-" + "1" * 32 + "-" + "2" * 16 + "-01"], 1)
         assert upgraded.claim("alice")[0].traceparent.startswith("00-111")
 
+    def test_a_version_11_session_becomes_the_session_of_key_empty(self):
+        from coffee_team.queue.factory import is_postgres
+        q = self.make_queue()
+        dbl = "DOUBLE PRECISION" if is_postgres(q.db) else "REAL"
+        with q.db.atomic():
+            q.db.execute_sql("DROP TABLE llm_session")
+            q.db.execute_sql("CREATE TABLE agent_session (agent VARCHAR(100) NOT NULL PRIMARY"
+                             f" KEY, session_id TEXT NOT NULL, updated_at {dbl} NOT NULL)")
+            q.db.execute_sql("INSERT INTO agent_session VALUES ('alice', 'sess-1', 5)")
+            q.db.execute_sql("UPDATE schema_version SET version = 11")
+        q.close()
+        upgraded = self.make_queue()
+        assert "agent_session" not in upgraded.db.get_tables()
+        assert upgraded.agent_session("alice") == "sess-1"
+        assert upgraded.agent_session("alice", "SPEC-1") is None
+        upgraded.save_agent_session("alice", "sess-2", "SPEC-1")
+        upgraded.save_agent_session("alice", "sess-3", "SPEC-1")
+        assert (upgraded.agent_session("alice"), upgraded.agent_session("alice", "SPEC-1")) == \
+            ("sess-1", "sess-3")
+
     def test_a_restart_state_without_host_goes_to_the_upgrading_host(self):
         from coffee_team.queue.factory import is_postgres
         q = self.make_queue()

@@ -50,6 +50,8 @@ class LlmRunner(CommandRunner):
                                 if self.llm.periodic_prompt else None)
         self.session_args = [template.parse(a, template.SESSION_FIELDS)
                              for a in self.llm.resume_args]
+        self.session_key = template.parse(self.llm.session_key) if self.llm.session_key else None
+        self.key: Optional[str] = None  # the running task's session key (None: keep none)
         self.rate_limit = spec.rate_limit or ratelimit.DEFAULT_PATTERN
         self.workspace = Workspace.of(team, spec)
         self.role_text = ""
@@ -65,7 +67,7 @@ class LlmRunner(CommandRunner):
 
     # --- set-up, once the agent has its queue --------------------------------------------------
     def attach(self, queue: Any, durable: Any, clock: Any = None) -> None:
-        """Read the role text, make the workspace, restore the session: a problem here is the
+        """Read the role text, make the workspace, settle killed runs: a problem here is the
         team file's (TeamError), reported when the agent starts, not at its first task."""
         self.queue, self.durable, self.clock = queue, durable, clock or self.clock
         role = self.llm.system_prompt_file
@@ -81,8 +83,6 @@ class LlmRunner(CommandRunner):
                                 f"killed, with what they had spent (estimated)")
         if self.asks:  # a run cut off by the agent's death left its requests waiting
             durable(queue.withdraw_approvals, self.spec.name, "the agent restarted")
-        if self.llm.session == "keep":
-            self.session_id = durable(queue.agent_session, self.spec.name)
         settings = self.team.settings
         if self.spec.budget is not None or settings.budget is not None:
             llm_agents = [a.name for a in self.team.agents if a.llm is not None]
@@ -103,6 +103,7 @@ class LlmRunner(CommandRunner):
             return None
         cwd = self.workspace.require()
         prompt = self.render(prompt_template, task)
+        self._resume(task)
         set_aside = self._set_aside(task)
         self.workspace.begin_run(task)
         meter = RunMeter(self.spec.name, self.queue, self.durable, self.clock, self.gate,
@@ -273,13 +274,21 @@ class LlmRunner(CommandRunner):
         return Deferred(f"rate limited: retrying at {when} "
                         f"({'the reset time the CLI stated' if stated else 'backoff'})", until)
 
+    def _resume(self, task: dict) -> None:
+        """With session: keep, the session kept for this task's key (one read per task)."""
+        self.session_id, self.key = None, None
+        if self.llm.session == "keep":
+            self.key = template.session_key(self.session_key, task, self.spec.name)
+        if self.key is not None and self.queue is not None:
+            self.session_id = self.durable(self.queue.agent_session, self.spec.name, self.key)
+
     def _keep_session(self, reading: Reading) -> None:
-        if self.llm.session != "keep" or not reading.session_id \
-                or reading.session_id == self.session_id:
+        if self.key is None or not reading.session_id or reading.session_id == self.session_id:
             return
         self.session_id = reading.session_id
         if self.queue is not None:
-            self.durable(self.queue.save_agent_session, self.spec.name, reading.session_id)
+            self.durable(self.queue.save_agent_session, self.spec.name, reading.session_id,
+                         self.key)
 
     def _set_aside(self, task: dict) -> Optional[dict]:
         """A stopped run's uncommitted edits stashed (workspace.py), logged and journaled on

@@ -7,10 +7,11 @@ option (the runner passes the prompt on stdin, or as one argv element). ``$$`` i
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 # ${name} or ${name.path.to.field}: the path parts are dict keys or list indices.
 _PLACEHOLDER = re.compile(r"\$\$|\$\{([^{}]*)\}|\$\{")
@@ -18,6 +19,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*$")
 
 TASK_FIELDS = ("type", "content", "id", "agent", "sender", "priority", "attempt")
 SESSION_FIELDS = ("session_id", "agent")
+MAX_KEY_CHARS = 200  # a longer session key is stored as its SHA-256
 
 
 class TemplateError(ValueError):
@@ -96,3 +98,18 @@ def task_values(task: dict, agent: str) -> dict[str, Any]:
     return {"type": task.get("type"), "content": task.get("content"), "id": task.get("id"),
             "agent": agent, "sender": task.get("sender"), "priority": task.get("priority"),
             "attempt": task.get("attempts")}
+
+
+def session_key(key: Optional[Template], task: dict, agent: str) -> Optional[str]:
+    """Which kept session a task resumes (``session_key`` rendered): '' for every task when
+    there is no key template; None (start fresh, keep nothing) for a task the key does not
+    fit (a field it names is missing, or it renders empty): such a task is unrelated."""
+    if key is None:
+        return ""
+    try:
+        text = key.render(task_values(task, agent))
+    except TemplateError:
+        return None
+    if len(text) > MAX_KEY_CHARS:
+        text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return text or None

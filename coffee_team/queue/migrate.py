@@ -90,6 +90,9 @@ def _upgrade(backend: SqlBackend, host: str) -> int:
                 if version < 10 or rebuilt:
                     for statement in backend.dependency_triggers:
                         backend.execute(statement)
+                if "agent_session" in tables:  # schema 12: sessions keyed by agent and key
+                    backend.execute(sql_schema.V12_COPY_SESSIONS)
+                    backend.execute(sql_schema.V12_DROP_OLD_SESSIONS)
                 if version < SCHEMA_VERSION:
                     backend.execute(sql_schema.RECORD_SCHEMA_VERSION, (SCHEMA_VERSION, time.time()))
     return SCHEMA_VERSION

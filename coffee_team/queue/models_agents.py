@@ -9,13 +9,16 @@ from coffee_team.queue.models import BaseModel
 
 
 class AgentSession(BaseModel):
-    """The CLI session an llm agent with ``session: keep`` resumes on its next task."""
-    agent = CharField(max_length=100, primary_key=True)
+    """The CLI session an llm agent with ``session: keep`` resumes, per session key: the
+    rendered ``session_key`` template (e.g. the spec id), '' when the agent sets none."""
+    agent = CharField(max_length=100)
+    session_key = CharField(max_length=200, default="")
     session_id = TextField()
     updated_at = DoubleField()
 
     class Meta:
-        table_name = "agent_session"
+        table_name = "llm_session"
+        primary_key = CompositeKey("agent", "session_key")
 
 
 class AgentFailure(BaseModel):

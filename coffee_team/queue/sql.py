@@ -297,10 +297,10 @@ DEFER_TASK = (
     " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
     " claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL"
     " WHERE id = ? AND status = 'in_progress' AND claimed_by = ? RETURNING recipient")
-AGENT_SESSION = "SELECT session_id FROM agent_session WHERE agent = ?"
+AGENT_SESSION = "SELECT session_id FROM llm_session WHERE agent = ? AND session_key = ?"
 SAVE_AGENT_SESSION = (
-    "INSERT INTO agent_session (agent, session_id, updated_at) VALUES (?, ?, ?)"
-    " ON CONFLICT (agent) DO UPDATE SET session_id = excluded.session_id,"
+    "INSERT INTO llm_session (agent, session_key, session_id, updated_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (agent, session_key) DO UPDATE SET session_id = excluded.session_id,"
     " updated_at = excluded.updated_at")
 
 # --- reporting (reporting.py) ---------------------------------------------------------------

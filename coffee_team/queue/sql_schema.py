@@ -7,6 +7,10 @@ from coffee_team.queue.tables import STATUS_CHECK
 from coffee_team.taskstate import FINISHED
 
 SCHEMA_VERSION = "SELECT MAX(version) FROM schema_version"
+# Schema 12: the sessions of schema 6 (one per agent) become the sessions of key ''.
+V12_COPY_SESSIONS = ("INSERT INTO llm_session (agent, session_key, session_id, updated_at)"
+                    " SELECT agent, '', session_id, updated_at FROM agent_session")
+V12_DROP_OLD_SESSIONS = "DROP TABLE agent_session"
 RECORD_SCHEMA_VERSION = "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"
 # Serialises concurrent migrations (SQLite has BEGIN IMMEDIATE for that); ends with the
 # transaction.

@@ -18,7 +18,8 @@ from coffee_team.taskstate import APPROVAL_STATES, LIVE_STATES, QUEUED_STATES, S
 #    other tasks); schedule_runs (a cron slot sent once); wait_cycles (reported once).
 # 11: approvals (a person's decisions: tool calls, tasks of approve_before types), the
 #     'awaiting_approval' task state (SQLite rebuilds tasks for the CHECK) and tasks.sent_from.
-# 12: agent_failure and failure_count (tasks that failed for good, for status).
+# 12: agent_failure and failure_count (tasks that failed for good, for status); llm_session
+#     (keyed by agent and session key) replaces agent_session, whose rows get the key ''.
 SCHEMA_VERSION = 12
 
 STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))

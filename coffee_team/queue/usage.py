@@ -144,13 +144,15 @@ class UsageMixin:
                 backend.run(self._sql.PAUSE_AGENT, (agent, now, run_after, reason[:1000]))
         return True
 
-    def agent_session(self, agent: str) -> Optional[str]:
-        row = self.backend.run(self._sql.AGENT_SESSION, (agent,)).fetchone()
+    def agent_session(self, agent: str, key: str = "") -> Optional[str]:
+        """The session ``agent`` resumes for ``key`` (llm.session_key rendered; '' without)."""
+        row = self.backend.run(self._sql.AGENT_SESSION, (agent, key)).fetchone()
         return row[0] if row else None
 
-    def save_agent_session(self, agent: str, session_id: str) -> None:
+    def save_agent_session(self, agent: str, session_id: str, key: str = "") -> None:
         with self.backend.write_transaction():
-            self.backend.run(self._sql.SAVE_AGENT_SESSION, (agent, session_id, self.clock()))
+            self.backend.run(self._sql.SAVE_AGENT_SESSION, (agent, key, session_id,
+                                                            self.clock()))
 
 
 def _figures(usage: dict[str, Any]) -> list[Any]:

@@ -42,6 +42,7 @@ class LlmSpec:
     prompt_via: str = "stdin"                     # or "arg": the last argument
     session: str = "none"                         # or "keep": resume the previous session
     session_args: Optional[tuple[str, ...]] = None  # None: the preset's
+    session_key: Optional[str] = None              # template: one session per rendered key
     periodic_prompt: Optional[str] = None          # None: periodic runs call no model
     prices: Optional[Prices] = None                # USD per million tokens, for estimates
 
@@ -173,6 +174,7 @@ LLM_FIELDS: dict[str, Callable[[Any], Any]] = {
     "prompt_via": choice("stdin", "arg"),
     "session": choice("keep", "none"),
     "session_args": _strings("a list of arguments, e.g. [--resume, '${session_id}']"),
+    "session_key": _text("a key template such as '${content.spec_id}'"),
     "periodic_prompt": _text("a prompt template"),
     "prices": _prices,
 }
@@ -237,9 +239,12 @@ def build_llm(values: dict[str, Any]) -> LlmSpec:
     if "command" not in values:
         raise SpecError("command", "required: the CLI to run, e.g. [claude, -p, "
                                    "--output-format, json]")
-    for key in ("prompt", "periodic_prompt"):
+    for key in ("prompt", "periodic_prompt", "session_key"):
         if key in values:
             _template(values[key], key, template.TASK_FIELDS)
+    if "session_key" in values and values.get("session") != "keep":
+        raise SpecError("session_key", "only with session: keep (the key picks which kept "
+                                       "session a task resumes)")
     for i, arg in enumerate(values.get("session_args", ())):
         _template(arg, f"session_args[{i}]", template.SESSION_FIELDS)
     if values.get("preset") == "json" and "result" not in dict(values.get("fields", ())):

@@ -138,6 +138,26 @@ def test_session_keep_resumes_the_previous_session_also_after_a_restart(project)
     assert p.runs()[-1]["resumed"] == second["resumed"]
 
 
+def test_a_session_key_resumes_each_specs_own_session_and_others_start_fresh(project):
+    p = project(one("architect", session="keep", session_key="${content.spec_id}"))
+    for content in ({"spec_id": "SPEC-1"}, {"spec_id": "SPEC-3"}, {"note": "unrelated"},
+                    {"spec_id": "SPEC-1"}):
+        p.send("architect", content)
+    assert p.drain("architect") == 4
+    one_a, three, unrelated, one_b = p.runs()
+    assert (one_a["resumed"], three["resumed"], unrelated["resumed"]) == (None, None, None)
+    assert "SPEC-1" in one_b["prompt"] and one_b["resumed"] is not None
+    p.agents["architect"] = p.agent("architect")  # a restarted agent reads them back
+    p.send("architect", {"spec_id": "SPEC-3"})
+    p.send("architect", {"note": "unrelated again"})
+    p.drain("architect")
+    three_b, unrelated_b = p.runs()[-2:]
+    assert three_b["resumed"] is not None and three_b["resumed"] != one_b["resumed"]
+    assert unrelated_b["resumed"] is None
+    assert p.queue.agent_session("architect", "SPEC-3") == three_b["resumed"]
+    assert p.queue.agent_session("architect") is None  # the unkeyed session is not used
+
+
 def test_follow_ups_in_a_fenced_json_block_are_sent_with_the_completion(project):
     p = project(lambda log: {
         "architect": {**llm_agent(log, "--send", "spec_created"), "handles": ["design"]},

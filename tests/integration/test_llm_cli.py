@@ -116,7 +116,7 @@ def test_the_example_llm_team_is_the_seed_team_and_passes_the_start_checks(tmp_p
 def test_a_version_5_database_gains_the_llm_tables(tmp_path):
     path = str(tmp_path / "v2.db")
     with MessageQueue(path) as q:
-        for table in ("llm_usage", "budget_stop", "agent_session"):
+        for table in ("llm_usage", "budget_stop", "llm_session"):
             q.backend.execute(f"DROP TABLE {table}")
         q.backend.execute("DELETE FROM schema_version WHERE version >= 6")
         q.backend.execute("INSERT INTO schema_version (version, applied_at) VALUES (5, 0)")

@@ -352,6 +352,12 @@ LLM = {"command": ["claude", "-p", "--output-format", "json"]}
     ({"llm": {**LLM, "prompt": "${"}}, "agents.architect.llm.prompt: malformed placeholder"),
     ({"llm": {**LLM, "session_args": ["--resume", "${content}"]}},
      "agents.architect.llm.session_args[1]: unknown field ${content}"),
+    ({"llm": {**LLM, "session": "keep", "session_key": "${spec}"}},
+     "agents.architect.llm.session_key: unknown field ${spec}"),
+    ({"llm": {**LLM, "session": "keep", "session_key": ""}},
+     "agents.architect.llm.session_key: expected a key template"),
+    ({"llm": {**LLM, "session_key": "${content.spec_id}"}},
+     "agents.architect.llm.session_key: only with session: keep"),
     ({"llm": {**LLM, "prompt_via": "env"}}, "agents.architect.llm.prompt_via: expected one of"),
     ({"llm": {**LLM, "bogus": 1}}, "agents.architect.llm.bogus: unknown key"),
     ({"llm": {**LLM, "preset": "json"}}, "agents.architect.llm.fields: preset json needs"),
@@ -405,6 +411,22 @@ def test_a_full_llm_agent_loads():
     assert team.settings.budget == budget.Budget(50.0, None)
     assert spec.workspace.branch_for("architect") == "agents/architect"
     assert spec.workspace.path_for("architect") == "data/worktrees/architect"
+
+
+@pytest.mark.parametrize("content, key", [
+    ({"spec_id": "SPEC-1"}, "spec SPEC-1"),
+    ({"spec_id": 7}, "spec 7"),
+    ({"other": 1}, None),          # the task lacks the field: unrelated, starts fresh
+    (None, None),                  # a periodic run's content
+    ({"spec_id": "x" * 300}, "sha256:" + __import__("hashlib").sha256(
+        ("spec " + "x" * 300).encode()).hexdigest()),
+])
+def test_the_session_key_of_a_task(content, key):
+    task = {**TASK, "content": content}
+    assert template.session_key(template.parse("spec ${content.spec_id}"), task, "a") == key
+    assert template.session_key(None, task, "a") == ""  # no key: one session for every task
+    assert template.session_key(template.parse("${content.spec_id}"),
+                                {**TASK, "content": {"spec_id": ""}}, "a") is None
 
 
 def test_an_answer_too_long_for_the_queue_is_cut_not_refused():
