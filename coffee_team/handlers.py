@@ -34,12 +34,15 @@ PIPE_SIZE = 1 << 20
 class Deferred(HandlerError):
     """The task could not run now (e.g. the model's rate limit): back to pending, claimable
     at ``until``, counting neither a delivery nor a failure; the agent pauses intake until
-    then, unless ``pause`` is False (it is paused already, e.g. by its budget)."""
+    then, unless ``pause`` is False (it is paused already, e.g. by its budget), and so do
+    the agents in ``pause_also`` (those sharing the limit)."""
 
-    def __init__(self, message: str, until: float, pause: bool = True):
+    def __init__(self, message: str, until: float, pause: bool = True,
+                 pause_also: tuple[str, ...] = ()):
         super().__init__(message)
         self.until = until
         self.pause = pause
+        self.pause_also = pause_also
 
 
 class Interrupted(BaseException):

@@ -413,6 +413,32 @@ class ControlContract:
         self.clock.advance(60)
         assert q.pauses() == {} and len(q.claim("alice")) == 1
 
+    def test_a_pause_that_ends_by_itself_ends_the_wait(self):
+        q = self.make_queue(wake_dir=self.wake_dir, clock=time.time)
+        q.send("cli", "alice", "t")
+        q.pause_agent("alice", until=time.time() + 0.3)
+        started = time.monotonic()
+        assert q.wait("alice", timeout=10.0) is True
+        assert 0.2 <= time.monotonic() - started < 2.0
+
+    def test_automatic_pauses_only_lengthen_a_pause_in_force(self):
+        q = self.make_queue()
+        now = self.clock()
+        q.pause_agent("alice", "by hand")                   # until resumed
+        q.pause_agent("bob", "long", until=now + 500)
+        q.pause_agent("carol", "short", until=now + 10)
+        q.pause_agent("dave", "over", until=now - 10)       # past: as if none
+        task = q.send("cli", "erin", "t")
+        q.claim("erin")
+        assert q.defer_task(task, "erin", now + 100, "rate limited",
+                            also=("alice", "bob", "carol", "dave"))
+        until = {name: p["paused_until"] for name, p in q.pauses().items()}
+        assert until == {"alice": None, "bob": now + 500, "carol": now + 100,
+                         "dave": now + 100, "erin": now + 100}
+        assert q.pauses()["carol"]["reason"] == "erin rate limited"
+        assert q.stop_for_budget("erin", "day", now + 50, "budget", ["erin", "bob"], "t", "erin")
+        assert q.pauses()["erin"]["paused_until"] == now + 100  # not shortened by the budget
+
     def test_paused_agent_waits_and_resume_wakes_it(self):
         q = self.make_queue(wake_dir=self.wake_dir, clock=time.time)
         q.send("cli", "alice", "t")

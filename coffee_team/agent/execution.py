@@ -175,7 +175,7 @@ class TaskExecution:
         """Back to pending at ``deferred.until`` (no attempt used); intake pauses until then."""
         log(self.name, f"task {data['id']} ({data['type']}) deferred: {deferred}")
         if self.durable(self.queue.defer_task, data["id"], self.name, deferred.until,
-                        str(deferred), pause=deferred.pause):
+                        str(deferred), pause=deferred.pause, also=deferred.pause_also):
             self.counts["tasks_deferred"] += 1
         else:
             self._dropped(data, "no longer in progress for this agent when it was deferred")

@@ -6,12 +6,16 @@ print, e.g. claude's ``Claude AI usage limit reached|1760000400`` (epoch seconds
 limit will reset at 9am (America/Chicago)``, ``You've hit your limit · resets Apr 23 at 4pm
 (America/Recife)``, or generic ``try again in 30 seconds`` / ``Retry-After: 120``. When none is
 stated the caller backs off. Pure: ``now`` is passed in.
+
+Agents that share an account share its limit: a group (``rate_limit_group``, by default
+every llm agent running the same CLI) pauses together until the reset one of them was told.
 """
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Optional
+from pathlib import PurePath
+from typing import Any, Optional, Sequence
 
 from .. import retry
 from ..clock import UNIT_SECONDS
@@ -48,6 +52,27 @@ def reset_time(text: str, now: float, local: Optional[tzinfo] = None) -> Optiona
 def backoff(consecutive: int) -> float:
     """Seconds to wait after the n-th rate limit in a row that stated no reset time."""
     return retry.delay(max(consecutive, 1), BACKOFF_FIRST, BACKOFF_MAX)
+
+
+def paused_until(text: str, now: float, consecutive: int) -> tuple[float, bool]:
+    """(until when a rate-limited agent and its group pause, whether the CLI stated it):
+    the reset time in ``text``, else the backoff of the ``consecutive``-th limit in a row."""
+    stated = reset_time(text, now)
+    return (stated, True) if stated is not None else (now + backoff(consecutive), False)
+
+
+def group_of(agent: Any) -> str:
+    """An llm agent's rate-limit group: its ``rate_limit_group``, else the program its
+    command runs (``claude``, ``codex``...): agents on one CLI are taken to share an account."""
+    return agent.rate_limit_group or PurePath(agent.llm.command[0]).name
+
+
+def peers(agents: Sequence[Any], name: str) -> tuple[str, ...]:
+    """The other llm agents of ``name``'s group: they pause when ``name`` hits a limit."""
+    me = next(a for a in agents if a.name == name)
+    group = group_of(me)
+    return tuple(a.name for a in agents
+                 if a.llm is not None and a.name != name and group_of(a) == group)
 
 
 def _from_epoch(text: str) -> Optional[float]:

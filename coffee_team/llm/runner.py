@@ -53,6 +53,8 @@ class LlmRunner(CommandRunner):
         self.session_key = template.parse(self.llm.session_key) if self.llm.session_key else None
         self.key: Optional[str] = None  # the running task's session key (None: keep none)
         self.rate_limit = spec.rate_limit or ratelimit.DEFAULT_PATTERN
+        self.rate_limit_group = ratelimit.group_of(spec)
+        self.rate_limit_peers = ratelimit.peers(team.agents, spec.name)  # pause with it
         self.workspace = Workspace.of(team, spec)
         self.role_text = ""
         self.queue: Any = None
@@ -265,14 +267,14 @@ class LlmRunner(CommandRunner):
         return f"{name} reported an error: {preview(reading.text)}"
 
     def _deferral(self, evidence: str) -> Deferred:
-        now = self.clock()
         self.rate_limited_runs += 1
-        until = ratelimit.reset_time(evidence, now)
-        stated = until is not None
-        until = until if stated else now + ratelimit.backoff(self.rate_limited_runs)
+        until, stated = ratelimit.paused_until(evidence, self.clock(), self.rate_limited_runs)
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(until))
+        group = (f"; group {self.rate_limit_group} ({', '.join(self.rate_limit_peers)}) "
+                 f"pauses too" if self.rate_limit_peers else "")
         return Deferred(f"rate limited: retrying at {when} "
-                        f"({'the reset time the CLI stated' if stated else 'backoff'})", until)
+                        f"({'the reset time the CLI stated' if stated else 'backoff'}){group}",
+                        until, pause_also=self.rate_limit_peers)
 
     def _resume(self, task: dict) -> None:
         """With session: keep, the session kept for this task's key (one read per task)."""

@@ -298,6 +298,11 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         due = self.backend.run(self._sql.NEXT_DUE, (agent,)).fetchone()[0]
         return float("inf") if due is None else max(0.0, due - self.clock())
 
+    def _until_resumed(self, agent: str) -> float:
+        """Seconds until ``agent``'s pause ends by itself (inf: paused until resumed)."""
+        row = self.backend.run(self._sql.PAUSE_END, (agent,)).fetchone()
+        return float("inf") if row is None or row[0] is None else max(0.0, row[0] - self.clock())
+
     def wait(self, agent: str, timeout: float) -> bool:
         """Block until ``agent`` may have work (True) or ``timeout`` passes (False)."""
         deadline = time.monotonic() + max(0.0, timeout)
@@ -308,8 +313,10 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
                 return True
             remaining = deadline - time.monotonic()
             until_due = self._until_due(agent)
-            if until_due > 0:  # 0: due work, yet no work for us: paused, so wait for resume
+            if until_due > 0:
                 remaining = min(remaining, until_due)
+            else:  # due work, yet no work for us: paused, so wait for resume or its end
+                remaining = min(remaining, self._until_resumed(agent))
             if remaining > 0 and select.select([listener], [], [], remaining)[0]:
                 self._drained(agent, listener)
                 return True

@@ -96,7 +96,7 @@ class UsageMixin:
             first = backend.run(self._sql.INSERT_BUDGET_STOP,
                                 (scope, day, now, reason)).fetchone() is not None
             for name in agents if first else already:
-                backend.run(self._sql.PAUSE_AGENT, (name, now, until, reason[:1000]))
+                backend.run(self._sql.EXTEND_PAUSE, (name, now, until, reason[:1000]))
             if first:
                 backend.run(self._sql.INSERT_NOTIFICATION, (now, "CRITICAL", agent, title,
                                                             reason, False, False)).fetchone()
@@ -129,11 +129,13 @@ class UsageMixin:
         return self.resume_agent(agent)
 
     def defer_task(self, task_id: int, agent: str, run_after: float, reason: str,
-                   pause: bool = True) -> bool:
+                   pause: bool = True, also: Sequence[str] = ()) -> bool:
         """A rate-limited run: the task back to pending, claimable at ``run_after``, with
         neither a delivery nor a failure counted; ``agent`` pauses intake until then (unless
-        ``pause`` is False: a run stopped by the budget, whose stop paused it). False when
-        the task is no longer in progress for ``agent`` (e.g. cancelled meanwhile)."""
+        ``pause`` is False: a run stopped by the budget, whose stop paused it), and so do the
+        agents ``also`` (its rate-limit group: the pause is in the database, so each of them
+        sees it at its next claim). False when the task is no longer in progress for
+        ``agent`` (e.g. cancelled meanwhile)."""
         now, backend = self.clock(), self.backend
         with backend.write_transaction():
             row = backend.run(self._sql.DEFER_TASK, (run_after, reason, task_id, agent)).fetchone()
@@ -141,7 +143,10 @@ class UsageMixin:
                 return False
             backend.run(self._sql.ADD_PENDING, (row[0], 1)).fetchone()
             if pause:
-                backend.run(self._sql.PAUSE_AGENT, (agent, now, run_after, reason[:1000]))
+                backend.run(self._sql.EXTEND_PAUSE, (agent, now, run_after, reason[:1000]))
+            for name in also:
+                backend.run(self._sql.EXTEND_PAUSE, (name, now, run_after,
+                                                     f"{agent} {reason}"[:1000]))
         return True
 
     def agent_session(self, agent: str, key: str = "") -> Optional[str]:

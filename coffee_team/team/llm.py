@@ -21,6 +21,7 @@ DEFAULT_PROMPT = "Task ${type} (#${id}) for ${agent}:\n${content}"
 DEFAULT_BRANCH = "agents/${agent}"
 DEFAULT_WORKTREE_PATH = "data/worktrees/${agent}"
 # git check-ref-format, roughly: no spaces, control characters, '..', '~^:?*[\', no leading '-'.
+_GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[^\s~^:?*\[\\\x00-\x1f]+(?<![./])$")
 
 
@@ -164,6 +165,18 @@ def regex_field(v: Any) -> str:
         raise Invalid(f"a valid regular expression, got {describe(v)} ({exc})") from None
     return v
 
+
+def group_field(v: Any) -> str:
+    if not isinstance(v, str) or not _GROUP.fullmatch(v):
+        raise Invalid(f"a group name of letters, digits, '_', '.' and '-', got {describe(v)}")
+    return v
+
+
+# An llm agent's own keys beside llm: (not nested under it).
+AGENT_LLM_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "rate_limit": regex_field,
+    "rate_limit_group": group_field,
+}
 
 LLM_FIELDS: dict[str, Callable[[Any], Any]] = {
     "command": _command,

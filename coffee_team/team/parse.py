@@ -233,7 +233,7 @@ def _notify(doc: Any, source: str) -> tuple[NotifyTarget, ...]:
 
 
 _NESTED = ("llm", "budget", "workspace", "approvals")
-_EXTRAS = (*_NESTED, "rate_limit")
+_EXTRAS = (*_NESTED, "rate_limit", "rate_limit_group")
 
 
 def _nested(doc: Any, key: str, where: str, source: str) -> Any:
@@ -251,16 +251,16 @@ def _nested(doc: Any, key: str, where: str, source: str) -> Any:
 
 
 def _agent_extras(agent_doc: dict, where: str, source: str) -> dict[str, Any]:
-    """The LLM keys of an agent (popped from ``agent_doc``); budget, workspace and rate_limit
-    only mean something for an llm agent."""
+    """The LLM keys of an agent (popped from ``agent_doc``); budget, workspace, approvals,
+    rate_limit and rate_limit_group only mean something for an llm agent."""
     extras = {key: _nested(agent_doc.pop(key), key, f"{where}.{key}", source)
               for key in _NESTED if key in agent_doc}
-    if "rate_limit" in agent_doc:
-        from .llm import regex_field
-        extras["rate_limit"] = _fields({"rate_limit": agent_doc.pop("rate_limit")},
-                                       {"rate_limit": regex_field}, where, source)["rate_limit"]
-    orphan = next((k for k in ("budget", "workspace", "rate_limit", "approvals") if k in extras),
-                  None)
+    flat = [key for key in _EXTRAS if key not in _NESTED and key in agent_doc]
+    if flat:
+        from .llm import AGENT_LLM_FIELDS
+        extras.update(_fields({key: agent_doc.pop(key) for key in flat},
+                              AGENT_LLM_FIELDS, where, source))
+    orphan = next((k for k in _EXTRAS[1:] if k in extras), None)
     if orphan and "llm" not in extras:
         raise TeamError(f"{source}: {where}.{orphan}: only an llm agent has one (add llm:)")
     return extras

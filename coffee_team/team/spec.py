@@ -101,6 +101,7 @@ class AgentSpec:
     budget: Budget | None = None      # per UTC day; reaching it pauses intake
     workspace: WorkspaceSpec | None = None
     rate_limit: str | None = None     # regex of a rate-limit message (else the default)
+    rate_limit_group: str | None = None  # who pauses with it at a limit (else: same CLI)
     schedule: tuple[ScheduleEntry, ...] = ()  # wall-clock tasks the watchdog sends it
     memory_trend: MemoryTrend | None = None   # restart between tasks before memory_limit_mb
     # an llm agent whose tool calls may wait for a person (set for auto_approve: false on

@@ -242,6 +242,34 @@ def test_a_rate_limit_defers_the_task_to_the_stated_reset_without_using_an_attem
     assert usage["runs"] == 1
 
 
+def test_agents_on_one_account_pause_together_until_the_stated_reset(project):
+    p = project(lambda log: {name: llm_agent(log) for name in (
+        "architect", "code_developer", "tester", "designer")}
+        | {"reviewer": {**llm_agent(log), "rate_limit_group": "other"}})
+    reset = int(T0) + 3600
+    p.queue.pause_agent("code_developer", "short", until=T0 + 60)      # lengthened
+    p.queue.pause_agent("tester", "a person's pause")                  # until resumed: kept
+    p.queue.pause_agent("designer", "budget", until=reset + 7200)      # longer: kept
+    limited = p.send("architect", f"FAKE-RATELIMIT={reset}")
+    assert p.drain("architect") == 1
+    pauses = p.queue.pauses()
+    assert {name: pause["paused_until"] for name, pause in pauses.items()} == {
+        "architect": reset, "code_developer": reset, "tester": None, "designer": reset + 7200}
+    assert pauses["code_developer"]["reason"].startswith("architect rate limited: retrying")
+    assert "group python (code_developer, tester, designer) pauses too" in \
+        pauses["code_developer"]["reason"]
+    p.queue.cancel_task(limited)
+    followers = {name: p.send(name) for name in ("architect", "code_developer", "reviewer")}
+    assert p.drain("reviewer") == 1  # another group (account): goes on
+    assert p.drain("architect") == 0 and p.drain("code_developer") == 0
+    p.clock.set(reset - 1)
+    assert p.drain("code_developer") == 0
+    p.clock.set(reset)  # the stated reset: the group works again by itself
+    assert p.drain("architect") == 1 and p.drain("code_developer") == 1
+    assert all(p.task(t)["status"] == "completed" for t in followers.values())
+    assert len(p.runs()) == 1 + 3
+
+
 def test_a_rate_limit_without_a_reset_time_backs_off_a_minute_then_two(project):
     p = project(one())
     task_id = p.send("architect", "FAKE-RATELIMIT")

@@ -241,6 +241,32 @@ def test_the_backoff_doubles_from_a_minute_to_an_hour():
     assert [ratelimit.backoff(n) for n in (1, 2, 3, 7, 50)] == [60, 120, 240, 3600, 3600]
 
 
+@pytest.mark.parametrize("text, now, consecutive, expected", [
+    (f"usage limit reached|{int(NOW) + 3600}", NOW, 5, (NOW + 3600, True)),  # stated: it
+    (f"usage limit reached|{int(NOW) + 3600}", NOW + 3600, 1, (NOW + 3660, False)),  # past
+    ("rate limited", NOW, 1, (NOW + 60, False)),
+    ("rate limited", NOW + 10, 3, (NOW + 250, False)),
+])
+def test_a_group_pauses_until_the_stated_reset_else_a_backoff(text, now, consecutive, expected):
+    assert ratelimit.paused_until(text, now, consecutive) == expected
+
+
+def test_rate_limit_groups_default_to_the_cli_and_an_explicit_group_wins():
+    cli = lambda *argv: {"llm": {"command": list(argv)}}
+    team = parse_team({"agents": {
+        "architect": cli("claude", "-p"), "code_developer": cli("/usr/local/bin/claude"),
+        "reviewer": {**cli("claude"), "rate_limit_group": "second-account"},
+        "auditor": {**cli("codex", "exec"), "rate_limit_group": "second-account"},
+        "coder": cli("codex", "exec"), "plain": {}}}, "team.yaml")
+    groups = {a.name: ratelimit.group_of(a) for a in team.agents if a.llm is not None}
+    assert groups == {"architect": "claude", "code_developer": "claude",
+                      "reviewer": "second-account", "auditor": "second-account",
+                      "coder": "codex"}
+    assert ratelimit.peers(team.agents, "architect") == ("code_developer",)
+    assert ratelimit.peers(team.agents, "auditor") == ("reviewer",)
+    assert ratelimit.peers(team.agents, "coder") == ()
+
+
 # --- budgets -------------------------------------------------------------------------------------
 
 def test_a_budget_is_reached_at_its_limit_not_before():
@@ -376,6 +402,10 @@ LLM = {"command": ["claude", "-p", "--output-format", "json"]}
     ({"llm": LLM, "workspace": {"worktree": True, "branch": "x/${type}"}},
      "agents.architect.workspace.branch: unknown field ${type}"),
     ({"llm": LLM, "rate_limit": "(("}, "agents.architect.rate_limit: expected a valid regular"),
+    ({"llm": LLM, "rate_limit_group": "two words"},
+     "agents.architect.rate_limit_group: expected a group name of letters, digits"),
+    ({"llm": LLM, "rate_limit_group": 3}, "agents.architect.rate_limit_group: expected a group"),
+    ({"rate_limit_group": "a"}, "agents.architect.rate_limit_group: only an llm agent has one"),
     ({"budget": {"usd_per_day": 1}}, "agents.architect.budget: only an llm agent has one"),
     ({"workspace": {"dir": "."}}, "agents.architect.workspace: only an llm agent has one"),
     ({"llm": LLM, "command": ["x"]}, "agents.architect: set either 'llm' or 'command'"),
