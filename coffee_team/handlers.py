@@ -272,18 +272,16 @@ class CommandRunner:
             proc.wait()
 
 
-def split_follow_ups(result: Any) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+def split_follow_ups(result: Any) -> tuple[Any, list[dict[str, Any]], list[tuple[Any, str]]]:
     """Take the ``send`` list out of a handler result: (the rest, the message objects, the
-    malformed entries as followups records). A malformed entry costs neither the task nor
-    the other follow-ups (followups.py)."""
-    from .followups import preview
+    malformed entries with why). A malformed entry costs neither the task nor the other
+    follow-ups (agent/followups.py)."""
     if not (isinstance(result, dict) and "send" in result):
         return result, [], []
     rest = {k: v for k, v in result.items() if k != "send"}
     sends = result["send"]
     if not isinstance(sends, list):
-        return (rest or None), [], [{"follow_up": preview(sends), "error":
-                                     "result 'send' must be a list of message objects"}]
-    problems = [{"follow_up": preview(s), "error": "a follow-up must be a message object "
-                 "{recipient, type, content, priority}"} for s in sends if not isinstance(s, dict)]
-    return (rest or None), [s for s in sends if isinstance(s, dict)], problems
+        return (rest or None), [], [(sends, "result 'send' must be a list of message objects")]
+    malformed = [(s, "a follow-up must be a message object {recipient, type, content, "
+                     "priority}") for s in sends if not isinstance(s, dict)]
+    return (rest or None), [s for s in sends if isinstance(s, dict)], malformed

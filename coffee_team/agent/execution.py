@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from .. import events as kinds
-from .. import followups, handlers, otel, retry
+from .. import handlers, otel, retry
+from . import followups
 from ..errors import HandlerError, PermanentError, QueueError, UnstorableResult
 from ..handlers import Deferred, HandlerContext, Interrupted
 from ..liveness import IDLE, STOPPING

@@ -33,10 +33,10 @@ def _short(value: Any) -> str:
 
 
 def sort(messages: list[Any], check: Callable[[Any], Optional[str]],
-         problems: list[dict] = ()) -> tuple[list[dict], list[dict]]:
+         malformed: list[tuple[Any, str]] = ()) -> tuple[list[dict], list[dict]]:
     """(the messages to send, the undelivered records): ``check`` says why one cannot be sent;
-    ``problems`` are entries already found malformed."""
-    good, bad = [], list(problems)
+    ``malformed`` are entries already found malformed, with why."""
+    good, bad = [], [{"follow_up": preview(m), "error": why} for m, why in malformed]
     for message in messages:
         why = check(message)
         if why is None:
