@@ -35,6 +35,7 @@ from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.migrate import migrate
 from coffee_team.queue.reporting import ReportingMixin
 from coffee_team.queue.schedules import ScheduleMixin
+from coffee_team.queue import sql_control
 from coffee_team.queue.usage import UsageMixin
 from coffee_team.queue.wake import drain
 from coffee_team import retry
@@ -300,7 +301,7 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
 
     def _until_resumed(self, agent: str) -> float:
         """Seconds until ``agent``'s pause ends by itself (inf: paused until resumed)."""
-        row = self.backend.run(self._sql.PAUSE_END, (agent,)).fetchone()
+        row = self.backend.fetchone(sql_control.PAUSE_END, (agent,))
         return float("inf") if row is None or row[0] is None else max(0.0, row[0] - self.clock())
 
     def wait(self, agent: str, timeout: float) -> bool:

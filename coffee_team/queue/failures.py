@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Protocol
 
 from coffee_team.clock import UNIT_SECONDS
-from coffee_team.queue import sql_failures
+from coffee_team.queue import sql_control
 from coffee_team.queue.db import SqlBackend
 
 HOUR = UNIT_SECONDS["h"]
@@ -57,15 +57,15 @@ class FailureMixin:
         self.backend.run(self._sql.INSERT_NOTIFICATION, (now, "WARNING", agent, title, message,
                                                          False, False)).fetchone()
         execute = self.backend.execute
-        execute(sql_failures.SAVE_LAST_FAILURE, (agent, task_id, task_type,
+        execute(sql_control.SAVE_LAST_FAILURE, (agent, task_id, task_type,
                                                  error[:ERROR_CHARS], now))
-        execute(sql_failures.COUNT_FAILURE, (agent, hour_of(now)))
-        execute(sql_failures.PRUNE_FAILURE_COUNTS, (agent, first_counted_hour(now)))
+        execute(sql_control.COUNT_FAILURE, (agent, hour_of(now)))
+        execute(sql_control.PRUNE_FAILURE_COUNTS, (agent, first_counted_hour(now)))
 
     def recent_failures(self) -> dict[str, dict[str, Any]]:
         """{agent: {"last_failure": {task_id, type, error, at}, "failed_24h": n}} for every
         agent that ever had a task fail for good (``failed_24h``: in the last 24 clock hours)."""
-        rows = self.backend.fetchall(sql_failures.RECENT_FAILURES,
+        rows = self.backend.fetchall(sql_control.RECENT_FAILURES,
                                      (first_counted_hour(self.clock()),))
         return {agent: {"last_failure": {"task_id": task_id, "type": task_type, "error": error,
                                          "at": at},

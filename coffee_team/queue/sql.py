@@ -96,8 +96,7 @@ HOLDS_TASK = "SELECT 1 FROM tasks WHERE id = ? AND status = 'in_progress' AND cl
 RENEW_LEASE = ("UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND status = 'in_progress'"
                " AND claimed_by = ? RETURNING id")
 ADD_METRIC = "INSERT INTO metrics (agent, task_type, duration_ms, timestamp) VALUES (?, ?, ?, ?)"
-# A restarted agent's tasks that used up their attempts fail; REQUEUE_HELD then puts the
-# rest back to pending.
+# A restarted agent's tasks out of attempts fail (each said once); REQUEUE_HELD requeues the rest.
 FAIL_HELD = (
     "UPDATE tasks SET status = 'failed', completed_at = ?, lease_expires_at = NULL,"
     " error = 'agent restarted after ' || CAST(attempts AS TEXT) || ' attempts'"
@@ -238,10 +237,6 @@ BRING_BACK = ("UPDATE tasks SET run_after = CASE WHEN created_at > ? THEN run_af
 PAUSE_AGENT = ("INSERT INTO agent_pause (agent, paused_at, paused_until, reason) VALUES (?, ?, ?, ?)"
                " ON CONFLICT (agent) DO UPDATE SET paused_at = excluded.paused_at,"
                " paused_until = excluded.paused_until, reason = excluded.reason")
-# A budget's or rate limit's pause lengthens one in force, never shortens it or ends a NULL one.
-EXTEND_PAUSE = (PAUSE_AGENT + " WHERE agent_pause.paused_until IS NOT NULL"
-                " AND agent_pause.paused_until < excluded.paused_until")
-PAUSE_END = "SELECT paused_until FROM agent_pause WHERE agent = ?"  # NULL: until resumed
 RESUME_AGENT = "DELETE FROM agent_pause WHERE agent = ?"
 # An agent removed from the team (coffee-team apply --yes): its open work fails with a reason.
 FAIL_OPEN_TASKS = ("UPDATE tasks SET status = 'failed', completed_at = ?, error = ?,"

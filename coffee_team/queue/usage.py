@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Protocol, Sequence
 
 from coffee_team.clock import utc_day
+from coffee_team.queue import sql_control
 from coffee_team.queue.db import SqlBackend
 
 COST_GROUPS = ("agent", "type", "day")
@@ -96,7 +97,7 @@ class UsageMixin:
             first = backend.run(self._sql.INSERT_BUDGET_STOP,
                                 (scope, day, now, reason)).fetchone() is not None
             for name in agents if first else already:
-                backend.run(self._sql.EXTEND_PAUSE, (name, now, until, reason[:1000]))
+                backend.execute(sql_control.EXTEND_PAUSE, (name, now, until, reason[:1000]))
             if first:
                 backend.run(self._sql.INSERT_NOTIFICATION, (now, "CRITICAL", agent, title,
                                                             reason, False, False)).fetchone()
@@ -143,9 +144,9 @@ class UsageMixin:
                 return False
             backend.run(self._sql.ADD_PENDING, (row[0], 1)).fetchone()
             if pause:
-                backend.run(self._sql.EXTEND_PAUSE, (agent, now, run_after, reason[:1000]))
+                backend.execute(sql_control.EXTEND_PAUSE, (agent, now, run_after, reason[:1000]))
             for name in also:
-                backend.run(self._sql.EXTEND_PAUSE, (name, now, run_after,
+                backend.execute(sql_control.EXTEND_PAUSE, (name, now, run_after,
                                                      f"{agent} {reason}"[:1000]))
         return True
 

@@ -1,7 +1,16 @@
-"""The statements of failures.py (tasks failed for good), apart from sql.py's hot path: they
-run once per task that fails for good and once per status call, so they are translated per
-call (``backend.execute``) instead of prepared."""
+"""Task control off sql.py's hot path, translated per call (``backend.execute``) instead of
+prepared: tasks failed for good (failures.py: once per such task, and per status call), and
+the pauses budgets and rate limits set (usage.py) and a paused agent's wait for their end
+(core.py): once per stop, deferral or paused wait."""
 from __future__ import annotations
+
+from coffee_team.queue.sql import PAUSE_AGENT
+
+# A budget's or rate limit's pause lengthens one in force: it never shortens one, nor ends a
+# pause until resumed (NULL); a past one is replaced (it ends before any new one).
+EXTEND_PAUSE = (PAUSE_AGENT + " WHERE agent_pause.paused_until IS NOT NULL"
+                " AND agent_pause.paused_until < excluded.paused_until")
+PAUSE_END = "SELECT paused_until FROM agent_pause WHERE agent = ?"  # NULL: until resumed
 
 # The newest failure wins, whichever writer commits last.
 SAVE_LAST_FAILURE = (
