@@ -69,12 +69,12 @@ class TransitionError(ValueError):
     """The action is not allowed from the task's current state; ``str()`` is one line."""
 
 
-def transition(status: str, action: str) -> str:
+def transition(status: str, action: str, actions: dict = ACTIONS, what: str = "a task") -> str:
     """The state ``action`` leads to from ``status``, or TransitionError."""
-    sources, target = ACTIONS[action]
+    sources, target = actions[action]
     if status not in sources:
         allowed = " or ".join(sources)
-        raise TransitionError(f"cannot {action} a task that is {status} (only {allowed})")
+        raise TransitionError(f"cannot {action} {what} that is {status} (only {allowed})")
     return target
 
 
@@ -83,6 +83,32 @@ def initial_state(recipient: str, task_type: str,
     """The state a task is sent in: ``awaiting_approval`` when its type is one its recipient
     must have approved first (``approve_before``: {agent: task types}), else ``pending``."""
     return "awaiting_approval" if task_type in approve_before.get(recipient, ()) else "pending"
+
+
+# --- merge items: one agent branch's reviewed commits on their way to the target branch ----
+#
+#   waiting_review ──approve──> approved ──begin──> checking ──merged──> merged
+#        │                         ^                   │ ──fail (conflict, a check)──> failed
+#        └──reject (changes)──> failed                 └──release (retry later)──> approved
+#
+# Each item is in exactly one state; the queue applies an action as one UPDATE that names the
+# state it expects (merges.py), so two processes can never both move the same item.
+MERGE_STATES = ("waiting_review", "approved", "checking", "merged", "failed")
+MERGE_FINISHED = ("merged", "failed")
+MERGE_LIVE = ("waiting_review", "approved", "checking")  # its commits still on their way
+MERGE_ACTIONS = {
+    "approve": (("waiting_review",), "approved"),
+    "reject": (("waiting_review",), "failed"),
+    "begin": (("approved",), "checking"),
+    "merged": (("checking",), "merged"),
+    "fail": (("checking",), "failed"),
+    "release": (("checking",), "approved"),
+}
+
+
+def merge_transition(state: str, action: str) -> str:
+    """The state a merge item goes to by ``action`` from ``state``, or TransitionError."""
+    return transition(state, action, MERGE_ACTIONS, "a merge item")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from .fields import Invalid, describe
+from .fields import AGENT_NAME, Invalid, describe
 from .fields import boolean, choice, integer, positive_number  # the team file's checkers
 from ..clock import parse_duration
 from ..llm import permissions, presets, template
@@ -20,6 +20,7 @@ from ..llm.budget import Budget, Prices
 DEFAULT_PROMPT = "Task ${type} (#${id}) for ${agent}:\n${content}"
 DEFAULT_BRANCH = "agents/${agent}"
 DEFAULT_WORKTREE_PATH = "data/worktrees/${agent}"
+DEFAULT_CHECK_TIMEOUT = 1800.0  # seconds a merge check may take before it counts as failed
 # git check-ref-format, roughly: no spaces, control characters, '..', '~^:?*[\', no leading '-'.
 _GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[^\s~^:?*\[\\\x00-\x1f]+(?<![./])$")
@@ -54,13 +55,31 @@ class LlmSpec:
         return presets.PRESETS[self.preset].session_args
 
 
+PERSON = "person"  # review_by: a person decides (an approval), not an agent
+
+
+@dataclass(frozen=True)
+class MergeSpec:
+    """``workspace.merge``: the agent's commits are reviewed, then merged into ``into``."""
+    into: str                                     # the target branch, e.g. roadmap
+    review_by: str                                # an agent of the team, or "person"
+    checks: tuple[tuple[str, ...], ...] = ()      # argvs run on the merge result, in order
+    check_timeout: float = DEFAULT_CHECK_TIMEOUT  # seconds, per check
+
+    @property
+    def reviewer(self) -> Optional[str]:
+        """The reviewing agent (None: a person)."""
+        return None if self.review_by == PERSON else self.review_by
+
+
 @dataclass(frozen=True)
 class WorkspaceSpec:
     dir: Optional[str] = None                     # run the CLI there (relative to the root)
     worktree: bool = False                        # or: a git worktree of its own
     branch: str = DEFAULT_BRANCH                  # ${agent} substituted
     path: str = DEFAULT_WORKTREE_PATH             # where the worktree lives
-    base: Optional[str] = None                    # the new branch's start (default: HEAD)
+    base: Optional[str] = None                    # the new branch's start (default: HEAD,
+    merge: Optional[MergeSpec] = None             # or merge.into when merging)
 
     def branch_for(self, agent: str) -> str:
         return template.parse(self.branch, ("agent",)).render({"agent": agent})
@@ -203,6 +222,34 @@ WORKSPACE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "branch": _text("a branch name template such as agents/${agent}"),
     "path": _text("a directory template such as data/worktrees/${agent}"),
     "base": _text("a git revision"),
+    "merge": lambda v: v,  # a mapping of its own: parse checks it with MERGE_FIELDS
+}
+
+
+def _checks(v: Any) -> tuple[tuple[str, ...], ...]:
+    what = "a list of commands, each a non-empty list of arguments, e.g. [[pytest, -q]]"
+    if not isinstance(v, list) or not all(isinstance(argv, list) and argv for argv in v):
+        raise Invalid(f"{what}, got {describe(v)}")
+    return tuple(_strings(what)(argv) for argv in v)
+
+
+def branch_name(v: Any) -> str:
+    if not isinstance(v, str) or not _BRANCH.fullmatch(v):
+        raise Invalid(f"a git branch name such as roadmap, got {describe(v)}")
+    return v
+
+
+def _reviewer(v: Any) -> str:
+    if not isinstance(v, str) or not (v == PERSON or AGENT_NAME.fullmatch(v)):
+        raise Invalid(f"an agent of the team or {PERSON}, got {describe(v)}")
+    return v
+
+
+MERGE_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "into": branch_name,
+    "review_by": _reviewer,
+    "checks": _checks,
+    "check_timeout": positive_number(7 * 86400),
 }
 
 
@@ -279,14 +326,44 @@ def build_budget(values: dict[str, Any]) -> Budget:
     return Budget(**values)
 
 
+def build_merge(values: dict[str, Any]) -> MergeSpec:
+    missing = [key for key in ("into", "review_by") if key not in values]
+    if missing:
+        raise SpecError(missing[0], "required: merge needs into (the target branch) and "
+                                    "review_by (an agent of the team, or person)")
+    return MergeSpec(**values)
+
+
 def build_workspace(values: dict[str, Any]) -> WorkspaceSpec:
     spec = WorkspaceSpec(**values)
     if (spec.dir is None) == (not spec.worktree):
         raise SpecError("", "set either dir: PATH or worktree: true")
-    if not spec.worktree and any(k in values for k in ("branch", "path", "base")):
-        raise SpecError("", "branch, path and base are for worktree: true")
+    if not spec.worktree and any(k in values for k in ("branch", "path", "base", "merge")):
+        raise SpecError("", "branch, path, base and merge are for worktree: true")
     for key in ("branch", "path"):
         _template(getattr(spec, key), key, ("agent",))
     if spec.worktree and not _BRANCH.fullmatch(spec.branch_for("a")):
         raise SpecError("branch", f"not a usable git branch name: {spec.branch!r}")
     return spec
+
+
+def merge_problems(agents: Any) -> list[tuple[str, str]]:
+    """(key path, problem) of every ``workspace.merge`` the rest of the team contradicts: a
+    reviewer that is no agent of the team, or the author itself; a target that is the
+    agent's own branch."""
+    names = {a.name for a in agents}
+    found = []
+    for agent in agents:
+        merge = agent.workspace.merge if agent.workspace is not None else None
+        if merge is None:
+            continue
+        where = f"agents.{agent.name}.workspace.merge"
+        if merge.reviewer is not None and merge.reviewer not in names:
+            found.append((f"{where}.review_by", f"{merge.reviewer!r} is no agent of the team "
+                                                f"(known: {', '.join(sorted(names))}; or "
+                                                f"{PERSON})"))
+        elif merge.reviewer == agent.name:
+            found.append((f"{where}.review_by", "an agent cannot review its own commits"))
+        if merge.into == agent.workspace.branch_for(agent.name):
+            found.append((f"{where}.into", f"{merge.into!r} is the agent's own branch"))
+    return found

@@ -130,6 +130,10 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None, 
                             f"(seconds without output before the task is cancelled)")
         agents.append(AgentSpec(name=name, **values))
     _check_timing(settings, source)
+    if any(a.workspace is not None and a.workspace.merge is not None for a in agents):
+        from .llm import merge_problems
+        for where, problem in merge_problems(agents):
+            raise TeamError(f"{source}: {where}: {problem}")
     if settings.web_program and any(a.name == WEB_PROGRAM for a in agents):
         raise TeamError(f"{source}: agents.{WEB_PROGRAM}: this name is the web program's "
                         f"(the dashboard and XML-RPC over HTTP) while team.web or team.http "
@@ -242,8 +246,11 @@ def _nested(doc: Any, key: str, where: str, source: str) -> Any:
     schema, build = {"llm": (spec.LLM_FIELDS, spec.build_llm),
                      "budget": (spec.BUDGET_FIELDS, spec.build_budget),
                      "workspace": (spec.WORKSPACE_FIELDS, spec.build_workspace),
-                     "approvals": (spec.APPROVALS_FIELDS, spec.build_approvals)}[key]
+                     "approvals": (spec.APPROVALS_FIELDS, spec.build_approvals),
+                     "merge": (spec.MERGE_FIELDS, spec.build_merge)}[key]
     values = _fields(doc, schema, where, source)
+    if key == "workspace" and "merge" in values:
+        values["merge"] = _nested(values["merge"], "merge", f"{where}.merge", source)
     try:
         return build(values)
     except spec.SpecError as exc:

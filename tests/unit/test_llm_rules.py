@@ -396,7 +396,7 @@ LLM = {"command": ["claude", "-p", "--output-format", "json"]}
     ({"llm": LLM, "budget": {}}, "agents.architect.budget: set usd_per_day and/or"),
     ({"llm": LLM, "workspace": {}}, "agents.architect.workspace: set either dir"),
     ({"llm": LLM, "workspace": {"dir": "x", "branch": "b"}},
-     "agents.architect.workspace: branch, path and base are for worktree"),
+     "agents.architect.workspace: branch, path, base and merge are for worktree"),
     ({"llm": LLM, "workspace": {"worktree": True, "branch": "a b/${agent}"}},
      "agents.architect.workspace.branch: not a usable git branch name"),
     ({"llm": LLM, "workspace": {"worktree": True, "branch": "x/${type}"}},
