@@ -58,6 +58,14 @@ SCHEDULE_SKIPPED = "schedule_skipped"  # a slot seen late with catch_up none, or
 # The queue.
 REQUEUED = "requeued"              # a dead agent's in-progress tasks went back to pending
 
+# The review and merge queue (queue/merges.py; the merger runs in the watchdog).
+REVIEW_REQUESTED = "review_requested"  # a task left commits; detail: item, base, head
+REVIEW_DECIDED = "review_decided"      # detail: item, approved, by
+MERGED = "merged"                      # detail: item, target, head (None: it was there already)
+MERGE_FAILED = "merge_failed"          # detail: item, reason
+WORKTREE_UPDATED = "worktree_updated"  # an agent's worktree brought onto the target's head
+WORKTREE_NOT_UPDATED = "worktree_not_updated"  # ... and when it was left as it was: why
+
 # Team changes (coffee-team apply).
 TEAM_APPLIED = "team_applied"      # detail: added, removed, changed
 TEAM_RELOADED = "team_reloaded"    # the watchdog uses the new team file

@@ -1,11 +1,14 @@
 """Peewee models of what the queue keeps per agent beside its tasks: the CLI session an llm
-agent resumes, and its tasks that failed for good (for ``status``). Apart from models.py (at
-its size limit); migrate.py creates them with the rest (``AGENT_MODELS``)."""
+agent resumes, its tasks that failed for good (for ``status``), and the review and merge
+queue of its commits. Apart from models.py (at its size limit); migrate.py creates them with
+the rest (``AGENT_MODELS``)."""
 from __future__ import annotations
 
-from peewee import BigIntegerField, CharField, CompositeKey, DoubleField, IntegerField, TextField
+from peewee import (SQL, AutoField, BigIntegerField, CharField, CompositeKey, DoubleField,
+                    IntegerField, TextField)
 
 from coffee_team.queue.models import BaseModel
+from coffee_team.queue.tables import MERGE_STATE_CHECK
 
 
 class AgentSession(BaseModel):
@@ -47,4 +50,41 @@ class FailureCount(BaseModel):
         primary_key = CompositeKey("agent", "hour")
 
 
-AGENT_MODELS = (AgentSession, AgentFailure, FailureCount)
+class MergeItem(BaseModel):
+    """One agent branch's reviewed commits on their way into a target branch (schema 13):
+    ``base..head`` of ``branch`` (the commits ``head`` has that ``target`` had not), asked for
+    by the task ``task_id`` of ``author``. ``state`` is exactly one of MERGE_STATES; every
+    change is one UPDATE naming the state it expects (merges.py). At most one item per
+    (host, target) is ``checking``: the partial unique index is the per-target merge lock,
+    the same on SQLite and PostgreSQL. ``host`` is the author's host ('' on SQLite): its
+    repository is the one the merge happens in."""
+    id = AutoField()
+    created_at = DoubleField()
+    updated_at = DoubleField()
+    state = CharField(max_length=20, constraints=[SQL(MERGE_STATE_CHECK)])
+    author = CharField(max_length=100)
+    host = CharField(max_length=255, default="", constraints=[SQL("DEFAULT ''")])
+    branch = TextField()
+    target = TextField()
+    base = CharField(max_length=64)
+    head = CharField(max_length=64)
+    task_id = BigIntegerField(null=True)
+    reviewer = CharField(max_length=100, null=True)  # None: a person reviews
+    decided_by = TextField(null=True)                # who approved or asked for changes
+    comments = TextField(null=True)                  # the reviewer's
+    merged_head = CharField(max_length=64, null=True)  # the target's head after the merge
+    reason = TextField(null=True)                    # why it failed, in one line
+    output = TextField(null=True)                    # the checks' (or git's) output, its tail
+    attempts = IntegerField(default=0)               # merges begun
+    not_before = DoubleField(default=0.0)            # an approved item waits until then
+
+    class Meta:
+        table_name = "merge_items"
+        indexes = ((("state", "id"), False), (("author", "state"), False))
+
+
+MergeItem.add_index(MergeItem.index(MergeItem.host, MergeItem.target, unique=True,
+                                    where=SQL("state = 'checking'"), name="merge_items_checking"))
+
+
+AGENT_MODELS = (AgentSession, AgentFailure, FailureCount, MergeItem)

@@ -3,7 +3,8 @@ tables (and imports these), but only migrations load it (an agent does not).
 """
 from __future__ import annotations
 
-from coffee_team.taskstate import APPROVAL_STATES, LIVE_STATES, QUEUED_STATES, STATES
+from coffee_team.taskstate import (APPROVAL_STATES, LIVE_STATES, MERGE_STATES, QUEUED_STATES,
+                                   STATES)
 
 # 2: run_after, failures, errors, escalated_at and the 'cancelled' state on tasks;
 # agent_pause (migrate.py upgrades a version-1 database in place).
@@ -20,7 +21,8 @@ from coffee_team.taskstate import APPROVAL_STATES, LIVE_STATES, QUEUED_STATES, S
 #     'awaiting_approval' task state (SQLite rebuilds tasks for the CHECK) and tasks.sent_from.
 # 12: agent_failure and failure_count (tasks that failed for good, for status); llm_session
 #     (keyed by agent and session key) replaces agent_session, whose rows get the key ''.
-SCHEMA_VERSION = 12
+# 13: merge_items, the review and merge queue (a new table only: create_tables adds it).
+SCHEMA_VERSION = 13
 
 STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))
 # The states in which a task holds its dedupe_key (taskstate.LIVE_STATES), as SQL.
@@ -28,6 +30,7 @@ LIVE_STATUSES = "({})".format(", ".join(f"'{s}'" for s in LIVE_STATES))
 QUEUED_STATUSES = "({})".format(", ".join(f"'{s}'" for s in QUEUED_STATES))
 APPROVAL_STATUS_CHECK = "CHECK (status IN ({}))".format(
     ", ".join(f"'{s}'" for s in APPROVAL_STATES))
+MERGE_STATE_CHECK = "CHECK (state IN ({}))".format(", ".join(f"'{s}'" for s in MERGE_STATES))
 
 # The restart_state columns besides its key (agent, host) and their defaults, as
 # models.RestartState declares them (tests/unit/test_policy.py keeps the two in step).

@@ -16,6 +16,7 @@ from tests.queue_control_contract import ControlContract
 from tests.queue_fused_contract import FusedContract
 from tests.queue_listing_contract import ListingContract
 from tests.queue_work_contract import WorkContract
+from tests.queue_merges_contract import MergesContract
 
 PG_URL = os.environ.get("COFFEE_TEST_PG_URL")
 
@@ -34,7 +35,7 @@ def _admin(sql: str) -> None:
 
 
 class TestPostgresQueue(QueueContract, ListingContract, ControlContract, FusedContract,
-                        WorkContract, ApprovalsContract):
+                        WorkContract, ApprovalsContract, MergesContract):
     def database_url(self) -> str:
         self._schema = "ct_" + uuid.uuid4().hex[:12]
         _admin(f"CREATE SCHEMA {self._schema}")
