@@ -6,7 +6,7 @@ works from any install of the package. The logic lives in ``coffee_team.watchdog
 """
 import sys
 
-from coffee_team.watchdog.listener import main
+from coffee_team.watchdog.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,7 @@ between the handler's return and the write is never overwritten.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Optional
 
 from .. import events as kinds
 from .. import handlers, otel, retry
@@ -17,6 +17,7 @@ from . import followups
 from ..errors import HandlerError, PermanentError, QueueError, UnstorableResult
 from ..handlers import Deferred, HandlerContext, Interrupted
 from ..liveness import IDLE, STOPPING
+from ..merge import review
 from ..output import log
 
 
@@ -107,25 +108,74 @@ class TaskExecution:
                 and self.mono() < self.next_periodic)
 
     def _complete(self, task_id: int, result: Any, messages: list[dict],
-                  undelivered: list[dict]) -> tuple[bool, list[dict]]:
+                  undelivered: list[dict], step: Optional[tuple] = None
+                  ) -> tuple[bool, list[dict]]:
         """Mark done and enqueue the follow-ups in one transaction (never sent twice), the
-        undelivered ones recorded in the result: (completed, the undelivered ones)."""
+        undelivered ones recorded in the result, with the task's part in the review and
+        merge queue (``step``) if it has one: (completed, the undelivered ones)."""
         try:
             stored = followups.recorded(result, undelivered)
-            if self._claims_next():
-                completed, self.claimed_next = self.durable(
-                    self.queue.complete_and_claim, task_id, stored, agent=self.name,
-                    follow_ups=messages)
-                return completed, undelivered
-            return self.durable(self.queue.mark_completed, task_id, stored, agent=self.name,
-                                follow_ups=messages), undelivered
+            return self._write_completion(task_id, stored, messages, step), undelivered
         except UnstorableResult:
             raise  # the result itself: process() fails the task with the reason
         except QueueError as exc:  # refused as a batch when written: complete without them
             undelivered = undelivered + followups.unsent(messages, str(exc))
-            return self.durable(self.queue.mark_completed, task_id,
-                                followups.recorded(result, undelivered),
+        stored = followups.recorded(result, undelivered)
+        try:
+            return self._write_completion(task_id, stored, [], step), undelivered
+        except QueueError as exc:  # the review request itself (a reviewer gone): without it
+            log(self.name, f"task {task_id}: no review requested: {exc}")
+            return self.durable(self.queue.mark_completed, task_id, stored,
                                 agent=self.name), undelivered
+
+    def _write_completion(self, task_id: int, result: Any, follow_ups: list[dict],
+                          step: Optional[tuple]) -> bool:
+        if step is not None:
+            return self._complete_merge_step(task_id, result, follow_ups, step)
+        if self._claims_next():
+            completed, self.claimed_next = self.durable(
+                self.queue.complete_and_claim, task_id, result, agent=self.name,
+                follow_ups=follow_ups)
+            return completed
+        return self.durable(self.queue.mark_completed, task_id, result, agent=self.name,
+                            follow_ups=follow_ups)
+
+    def _merge_step(self, data: dict, result: Any) -> Optional[tuple]:
+        """The task's part in the review and merge queue: the verdict of a review it was
+        asked for (an answer without one fails the task, saying how to answer), or the new
+        commits it left up for review (an llm agent's runner says so)."""
+        take = getattr(self.runner, "take_review", None)
+        request = take() if take is not None else None
+        item_id = review.item_of(data)
+        if item_id is not None:
+            try:
+                return ("verdict", item_id, *review.verdict_of(result))
+            except review.NoVerdict as exc:
+                raise HandlerError(str(exc)) from None
+        return ("request", request) if request is not None else None
+
+    def _complete_merge_step(self, task_id: int, result: Any, follow_ups: list[dict],
+                             step: tuple) -> bool:
+        if step[0] == "request":
+            item = step[1]["item"]
+            completed, item_id = self.durable(
+                self.queue.request_review, task_id, result, agent=self.name,
+                follow_ups=follow_ups, item=item, review=step[1]["review"])
+            if item_id is not None:
+                log(self.name, f"task {task_id}: commits {item['base'][:10]}..{item['head'][:10]}"
+                               f" up for review as merge #{item_id} "
+                               f"({item['reviewer'] or 'by a person'})")
+            return completed
+        _, item_id, approved, comments = step
+        item = self.durable(self.queue.merge_item, item_id)
+        back = [] if approved or item is None else [review.changes_requested(item, self.name,
+                                                                             comments)]
+        completed, decided = self.durable(
+            self.queue.decide_review, item_id, approved, by=self.name, comments=comments,
+            messages=back, task=(task_id, result, self.name, follow_ups))
+        if decided:
+            log(self.name, f"merge #{item_id}: {'approved' if approved else 'changes requested'}")
+        return completed
 
     def process(self, task: Any) -> None:
         with otel.handling(self.name, task):  # a CONSUMER span when tracing is on
@@ -135,6 +185,7 @@ class TaskExecution:
         data = task_dict(task)
         try:
             result, messages, undelivered = self._run_handler(data)
+            step = self._merge_step(data, result)
         except Interrupted as exc:
             if exc.reason == "stop":
                 raise
@@ -153,7 +204,8 @@ class TaskExecution:
             self._fail(data, str(exc), permanent=isinstance(exc, PermanentError))
             return
         try:
-            completed, undelivered = self._complete(data["id"], result, messages, undelivered)
+            completed, undelivered = self._complete(data["id"], result, messages, undelivered,
+                                                    step)
         except UnstorableResult as exc:  # a handler bug like any other: fail it, carry on
             self._fail(data, f"result not stored: {exc}")
             return

@@ -25,6 +25,8 @@ from .. import otel
 from ..errors import HandlerError, PermanentError, TeamError
 from ..handlers import CommandRunner, Deferred, HandlerContext
 from ..output import log, task_tag
+from ..merge.review import BRANCH_UPDATED
+from ..merge.worktree import AgentMerging
 from .workspace import Workspace
 from . import mcpconfig, ratelimit, template
 from .budget import settle, stop
@@ -56,6 +58,8 @@ class LlmRunner(CommandRunner):
         self.rate_limit_group = ratelimit.group_of(spec)
         self.rate_limit_peers = ratelimit.peers(team.agents, spec.name)  # pause with it
         self.workspace = Workspace.of(team, spec)
+        self.merging = AgentMerging.of(team, self.workspace)  # None: no workspace.merge
+        self.review: Optional[dict] = None  # the last task's review request (merge/worktree.py)
         self.role_text = ""
         self.queue: Any = None
         self.durable: Any = lambda operation, *args, **kwargs: operation(*args, **kwargs)
@@ -98,6 +102,9 @@ class LlmRunner(CommandRunner):
 
     # --- one task -----------------------------------------------------------------------------
     def __call__(self, task: dict, ctx: HandlerContext) -> Any:
+        self.review = None
+        if task.get("type") == BRANCH_UPDATED and task.get("id") is not None:
+            return {"worktree": self._sync()}  # "update your local branch": no model run
         prompt_template = self.prompt if task.get("id") is not None else self.periodic_prompt
         if prompt_template is None:
             return None  # a periodic run without periodic_prompt calls no model
@@ -106,7 +113,9 @@ class LlmRunner(CommandRunner):
         cwd = self.workspace.require()
         prompt = self.render(prompt_template, task)
         self._resume(task)
-        set_aside = self._set_aside(task)
+        set_aside = self._set_aside(task)  # a cut-off run's leftovers first, then the target
+        self._sync()
+        before = self.merging.head() if self.merging is not None else None
         self.workspace.begin_run(task)
         meter = RunMeter(self.spec.name, self.queue, self.durable, self.clock, self.gate,
                          self.llm.prices)
@@ -133,7 +142,17 @@ class LlmRunner(CommandRunner):
         result = self.outcome(task, code, out.text(), err.tail.decode(errors="replace"),
                               stream, meter, capped)
         self.workspace.end_run()  # it answered: what it left uncommitted is its work
+        if self.merging is not None and task.get("id") is not None:
+            try:
+                self.review = self.merging.request(task, before)
+            except TeamError as exc:  # git failing: the next task's review takes them in
+                log(self.spec.name, f"task {task['id']}: no review requested: {exc}")
         return {**result, "set_aside": set_aside} if set_aside else result
+
+    def take_review(self) -> Optional[dict]:
+        """The review request of the task just run (its new commits), for its completion."""
+        review, self.review = self.review, None
+        return review
 
     def render(self, prompt_template: template.Template, task: dict) -> str:
         try:
@@ -304,6 +323,18 @@ class LlmRunner(CommandRunner):
                              task_id=aside["left_by"].get("task_id"), before_task=task.get("id"),
                              stash=aside["stash"], files=aside["files"])
         return aside
+
+    def _sync(self) -> str:
+        """The worktree brought onto the merge target's head (merge/worktree.py)."""
+        if self.merging is None or self.queue is None:
+            return "no worktree to update"
+        try:
+            return self.merging.sync(
+                lambda: self.durable(self.queue.live_merges, self.spec.name),
+                lambda *a, **k: self.durable(self.queue.record_event, *a, **k))
+        except TeamError as exc:  # git failing: the task runs on the worktree as it is
+            log(self.spec.name, f"worktree not updated: {exc}")
+            return f"not updated: {exc}"
 
     def _paused(self) -> bool:
         if self.queue is None:

@@ -17,19 +17,16 @@ the message naming the agent and the task), so every run starts from the last co
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import HandlerError, TeamError
+from ..merge.git import IDENTITY, branch_head, git
 
-GIT_TIMEOUT = 60
 RUN_MARKER = "coffee-team-run.json"  # in the worktree's git directory: never in a commit
 LISTED_FILES = 50  # of the files set aside, recorded on the task
-# The stash commit is the agent's, whatever the user's git identity (or lack of one).
-_AS_AGENT = ("-c", "user.name=coffee-team", "-c", "user.email=coffee-team@localhost")
 
 
 @dataclass(frozen=True)
@@ -83,17 +80,37 @@ class Workspace:
         repo = repository(self.root)
         if repo is None:
             raise TeamError(f"agents.{self.agent}.workspace: {self.root} is not in a git repository")
+        if self.spec.merge is not None:
+            self._ensure_target(repo)
         if path.exists():
             if _common_dir(path) != _common_dir(repo):
                 raise TeamError(f"agents.{self.agent}.workspace: {path} exists and is not a "
                                 f"worktree of {repo}")
             return
-        _git(repo, "worktree", "prune")  # a worktree deleted by hand is still registered
+        git(repo, "worktree", "prune")  # a worktree deleted by hand is still registered
         path.parent.mkdir(parents=True, exist_ok=True)
-        if _git(repo, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}", check=False)[0] == 0:
-            _git(repo, "worktree", "add", str(path), branch)
+        if branch_head(repo, branch) is not None:
+            git(repo, "worktree", "add", str(path), branch)
         else:
-            _git(repo, "worktree", "add", "-b", branch, str(path), self.spec.base or "HEAD")
+            git(repo, "worktree", "add", "-b", branch, str(path), self.start_point)
+
+    @property
+    def start_point(self) -> str:
+        """Where a new branch of the agent starts: ``base``, else the merge target (what its
+        work is merged into), else HEAD."""
+        merge = self.spec.merge
+        return self.spec.base or (merge.into if merge is not None else "HEAD")
+
+    def _ensure_target(self, repo: Path) -> None:
+        """The merge target exists (made from ``base`` or HEAD the first time): the agent's
+        branch starts from it, and the merge queue moves it forward. Agents starting
+        together may race to make it; whoever loses finds it made."""
+        into = self.spec.merge.into
+        if branch_head(repo, into) is None:
+            code, out = git(repo, "branch", into, self.spec.base or "HEAD", check=False)
+            if code != 0 and branch_head(repo, into) is None:
+                raise TeamError(f"agents.{self.agent}.workspace.merge.into: cannot create "
+                                f"branch {into}: {out.strip()[-200:]}")
 
     # --- per task ---------------------------------------------------------------------------
     def require(self) -> Path:
@@ -133,7 +150,7 @@ class Workspace:
         except (OSError, ValueError):
             left_by = {}
         path = self.directory
-        code, out = _git(path, "status", "--porcelain", "--untracked-files=all", check=False)
+        code, out = git(path, "status", "--porcelain", "--untracked-files=all", check=False)
         files = [line[3:] for line in out.splitlines() if line.strip()] if code == 0 else []
         if code == 0 and not files:
             marker.unlink(missing_ok=True)
@@ -144,7 +161,7 @@ class Workspace:
         now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
         message = (f"coffee-team: {self.agent}: {what}{nth} stopped mid-run ({now} UTC); "
                    f"set aside before task #{task.get('id')}")
-        code, out = _git(path, *_AS_AGENT, "stash", "push", "--include-untracked", "-m",
+        code, out = git(path, *IDENTITY, "stash", "push", "--include-untracked", "-m",
                          message, check=False)
         if code != 0:
             last = (out.strip().splitlines() or [f"exited with {code}"])[-1][:300]
@@ -172,7 +189,7 @@ class Workspace:
         current = current_branch(path)
         if current != wanted:
             return False, f"{path} is on {current or 'no branch'}, expected {wanted}"
-        code, out = _git(path, "status", "--porcelain", check=False)
+        code, out = git(path, "status", "--porcelain", check=False)
         dirty = [line[3:] for line in out.splitlines() if line.strip()]
         if code != 0:
             return False, f"{path}: git status failed: {out.strip()[:200]}"
@@ -184,7 +201,7 @@ class Workspace:
 
 def repository(path: Path) -> Optional[Path]:
     """The top of the git work tree holding ``path``, or None."""
-    code, out = _git(path, "rev-parse", "--show-toplevel", check=False)
+    code, out = git(path, "rev-parse", "--show-toplevel", check=False)
     return Path(out.strip()) if code == 0 and out.strip() else None
 
 
@@ -219,7 +236,7 @@ def current_branch(path: Path) -> Optional[str]:
 def _stash_of(path: Path, message: str) -> Optional[str]:
     """The commit of the stash entry with ``message`` (the stash list is the repository's,
     shared by every worktree: another agent may have stashed meanwhile)."""
-    code, out = _git(path, "reflog", "show", "--format=%H %gs", "refs/stash", check=False)
+    code, out = git(path, "reflog", "show", "--format=%H %gs", "refs/stash", check=False)
     for line in out.splitlines() if code == 0 else ():
         sha, _, subject = line.partition(" ")
         if subject.endswith(message):
@@ -228,22 +245,8 @@ def _stash_of(path: Path, message: str) -> Optional[str]:
 
 
 def _common_dir(path: Path) -> Optional[Path]:
-    code, out = _git(path, "rev-parse", "--path-format=absolute", "--git-common-dir", check=False)
+    code, out = git(path, "rev-parse", "--path-format=absolute", "--git-common-dir", check=False)
     return Path(out.strip()).resolve() if code == 0 else None
-
-
-def _git(cwd: Path, *args: str, check: bool = True) -> tuple[int, str]:
-    try:
-        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        if check:
-            raise TeamError(f"git {' '.join(args)} in {cwd}: {exc}") from None
-        return 1, str(exc)
-    if check and proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        raise TeamError(f"git {' '.join(args)} in {cwd} failed: {lines[-1] if lines else ''}")
-    return proc.returncode, proc.stdout + (proc.stderr if proc.returncode else "")
 
 
 def team_problems(team) -> list[str]:

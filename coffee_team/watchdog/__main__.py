@@ -2,6 +2,6 @@
 (``[eventlistener:watchdog]`` in the generated config), from whatever install of the package."""
 import sys
 
-from coffee_team.watchdog.listener import main
+from coffee_team.watchdog.main import main
 
 sys.exit(main())

@@ -10,7 +10,8 @@
   ``supervisor.signalProcess``): the handler only sets a flag, the loop reloads within a
   second, and a team file that does not validate keeps the old team (logged, and a
   ``team_reload_failed`` event). Editing the file alone changes nothing until it is applied;
-- hands notifications to ``team.notify`` targets from a thread of its own (coffee_team.notify).
+- beside it (main.py starts them): notifications handed to ``team.notify`` targets
+  (coffee_team.notify) and the merge queue's merges (coffee_team.merge.merger), each a thread.
 
 Restart state lives in the database: killing the listener or supervisord keeps pending
 backoffs and counts. Time spans are monotonic; wall-clock steps: clocksteps.py. stdin/stdout,
@@ -19,10 +20,6 @@ because stdout is the protocol. The listener never stops itself.
 """
 from __future__ import annotations
 
-import argparse
-import os
-import signal
-import sys
 import time
 from typing import Any, Callable
 
@@ -34,7 +31,7 @@ from coffee_team.heartbeat import HeartbeatFiles, ReadyInbox
 from coffee_team import restarts
 from coffee_team.watchdog import policy
 from coffee_team.watchdog.checks import HealthChecks
-from coffee_team.watchdog.clocksteps import ClockSteps, wall_clock
+from coffee_team.watchdog.clocksteps import ClockSteps
 from coffee_team.watchdog.health import TreeSampler
 from coffee_team.watchdog.launch import Launch
 from coffee_team.watchdog.protocol import Event, ListenerProtocol, MalformedEvent
@@ -350,47 +347,3 @@ class Watchdog(Launch, HealthChecks, ClockSteps, WorkOverTime):
             self._guarded(event.eventname, lambda: self.handle(event))
             self.protocol.ok()
             self.protocol.ready()
-
-
-def main(argv: list[str] | None = None) -> int:
-    from supervisor import childutils
-
-    from coffee_team.notify import Deliverer
-    from coffee_team.queue import MessageQueue
-    from coffee_team.team import load_team
-    from coffee_team.watchdog.startup import open_patiently
-
-    parser = argparse.ArgumentParser(prog="watchdog")
-    parser.add_argument("--team", default="data/team.yaml")
-    args = parser.parse_args(argv)
-    protocol = ListenerProtocol.for_supervisor()
-    # supervisord stops us with SIGTERM at shutdown: exit quietly, not "terminated by SIGTERM".
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-
-    def open_all():
-        team = load_team(args.team)
-        return team, MessageQueue.from_team(team)
-
-    opened = open_patiently(open_all, protocol)
-    if opened is None:
-        return 0
-    team, queue = opened.value
-    if opened.waited:
-        protocol.log("started: the team file and the database open now")
-    launch_only = tuple(n for n in os.environ.get("COFFEE_LAUNCH_AGENTS", "").split(",") if n)
-    rpc = childutils.getRPCInterface(os.environ)
-    clock = wall_clock(os.environ.get("COFFEE_TEST_CLOCK_OFFSET_FILE"))
-    with queue, MessageQueue.from_team(team) as delivery_queue:
-        # Opening it connected this thread (connections are per thread); only the deliverer's
-        # thread uses it, so this connection would be left behind on a replaced database file.
-        delivery_queue.backend.close()
-        watchdog = Watchdog(team, protocol, rpc, queue, clock=clock, launch_only=launch_only,
-                            load_team=lambda: load_team(args.team))
-        signal.signal(signal.SIGHUP, watchdog.request_reload)
-        # its own connection: the thread never shares a transaction with the event loop
-        Deliverer(delivery_queue, lambda: watchdog.team.settings.notify, protocol.log).start()
-        return watchdog.run(launch=opened.supervisor_running, already_ready=opened.waited)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

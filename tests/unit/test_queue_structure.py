@@ -1,20 +1,12 @@
 """The shape of coffee_team.queue, read with ``ast``: absolute imports, and MessageQueue's parts
 keeping to their declared contracts (its import rules and module sizes: test_layering.py).
 
-<<<<<<< HEAD
-MessageQueue is core.py's class plus eleven mixins (completion, enqueue, control, journal,
-reporting, delivery, usage, dependencies, schedules, approvals, failures). Each part states in a ``...Needs``
-protocol, beside it, what it uses of the queue's state and of the other parts; here every ``self.x`` a part reads must be its own
-or declared there, every declared name must be used (no stale contract), and the real
-MessageQueue must provide each one, methods with the declared parameters.
-=======
-MessageQueue is core.py's class plus ten mixins (completion, enqueue, control, journal,
-reporting, delivery, usage, dependencies, schedules, merges). Each part states in a
-``...Needs`` protocol, beside it, what it uses of the queue's state and of the other parts;
-here every ``self.x`` a part reads must be its own or declared there, every declared name
-must be used (no stale contract), and the real MessageQueue must provide each one, methods
-with the declared parameters.
->>>>>>> 6a37456 (merge_items (schema 11) and the queue's merges part: a review requested with the task that left the commits, a verdict with the reviewer's task, a merge begun (oldest approved first, at most one checking item per target: a partial unique index, the per-target lock on SQLite and PostgreSQL) and ended, each one transaction with the tasks it sends and its journal event; the llm agents' models move to models_llm.py (models.py within 400 lines))
+MessageQueue is core.py's class plus twelve mixins (completion, enqueue, control, journal,
+reporting, delivery, usage, dependencies, schedules, approvals, failures, merges). Each part
+states in a ``...Needs`` protocol, beside it, what it uses of the queue's state and of the
+other parts; here every ``self.x`` a part reads must be its own or declared there, every
+declared name must be used (no stale contract), and the real MessageQueue must provide each
+one, methods with the declared parameters.
 """
 from __future__ import annotations
 
@@ -104,7 +96,7 @@ def test_messagequeue_is_the_parts_that_declare_their_contracts():
     from coffee_team.queue.core import MessageQueue
     mixins = {part for _, part, _ in queue_parts()} - {"MessageQueue"}
     assert {cls.__name__ for cls in MessageQueue.__mro__ if cls.__name__.endswith("Mixin")} \
-        == mixins and len(mixins) == 11
+        == mixins and len(mixins) == 12
 
 
 @pytest.mark.parametrize("module, part, needs", queue_parts())

@@ -1,0 +1,159 @@
+"""One merge of an approved item, in git: the head merged onto the target in a scratch
+worktree, the checks run there, and the target moved forward only if they pass.
+
+The target moves by a compare-and-swap (``git update-ref REF NEW OLD``), or, when a checkout
+has it checked out (a person's), by ``git merge --ff-only`` there, which also keeps that
+checkout's files in step: never a force, never a push, and NEW always contains OLD, so no
+commit the target had is ever lost. A target that moved meanwhile makes the swap fail: the
+merge is made again on its new head. The scratch worktree is removed whatever happens.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..errors import describe_error
+from . import rules
+from .git import branch_head, checkout_of, git, identity, is_ancestor, rev
+
+MERGE_TIMEOUT = 300.0       # seconds git may take for one merge (a huge repository)
+OUTPUT_TAIL = 64 * 1024     # bytes of a check's output kept: the end is where it failed
+
+
+class Checks:
+    """Runs the checks one after the other, each in its own session so a timeout (or the
+    merger's stop) ends it with everything it started."""
+
+    def __init__(self) -> None:
+        self.current: Optional[subprocess.Popen] = None
+
+    def run(self, argv: Sequence[str], cwd: Path, timeout: float) -> tuple[bool, str]:
+        """(passed, output) of one check: exit 0 within ``timeout`` seconds."""
+        try:
+            proc = subprocess.Popen(list(argv), cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        except OSError as exc:
+            return False, f"cannot run {argv[0]}: {exc.strerror or exc}"
+        self.current = proc
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+            verdict = None if proc.returncode == 0 else f"exit code {proc.returncode}"
+        except subprocess.TimeoutExpired:
+            self.kill()
+            out, _ = proc.communicate()
+            verdict = f"timed out after {timeout:g} s"
+        finally:
+            self.current = None
+        text = out[-OUTPUT_TAIL:].decode(errors="replace")
+        return verdict is None, text + (f"\n[{verdict}]" if verdict else "")
+
+    def kill(self) -> None:
+        proc = self.current
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def attempt(repo: Path, item: dict, checks: Sequence[Sequence[str]], check_timeout: float,
+            scratch: Path, runner: Optional[Checks] = None) -> rules.Attempt:
+    """Merge ``item`` (its head onto its target) with ``checks``; never raises for git's
+    or a check's trouble: that is the attempt's outcome."""
+    try:
+        return _attempt(repo, item, checks, check_timeout, scratch, runner or Checks())
+    except Exception as exc:  # noqa: BLE001 (git missing, a timeout, a disk full: one line)
+        return rules.Attempt(rules.ERROR, detail=describe_error(exc))
+    finally:
+        remove_scratch(repo, scratch)
+
+
+def _attempt(repo: Path, item: dict, checks: Sequence[Sequence[str]], check_timeout: float,
+             scratch: Path, runner: Checks) -> rules.Attempt:
+    target, head = item["target"], item["head"]
+    old = branch_head(repo, target)
+    if old is None:
+        return rules.Attempt(rules.ERROR, detail=f"the branch {target} does not exist")
+    if rev(repo, head) is None:
+        return rules.Attempt(rules.ERROR, detail=f"commit {head[:12]} is not in the repository")
+    plan = rules.merge_plan(is_ancestor(repo, head, old), is_ancestor(repo, old, head))
+    if plan == rules.ALREADY:
+        return rules.Attempt(rules.ALREADY_THERE, new_head=old)
+    remove_scratch(repo, scratch)
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    git(repo, "worktree", "add", "--detach", str(scratch),
+        head if plan == rules.FAST_FORWARD else old)
+    if plan == rules.MERGE:
+        code, out = git(scratch, *identity(repo), "merge", "--no-ff", "--no-edit", "-m",
+                        f"Merge {item['branch']} into {target} (review #{item['id']})", head,
+                        check=False, timeout=MERGE_TIMEOUT)
+        if code != 0:
+            _, unmerged = git(scratch, "diff", "--name-only", "--diff-filter=U", check=False)
+            files = unmerged.split()
+            git(scratch, "merge", "--abort", check=False)
+            detail = ", ".join(files) if files else (out.strip().splitlines() or ["?"])[-1]
+            return rules.Attempt(rules.CONFLICT, detail=detail, output=out)
+    new = rev(scratch, "HEAD")
+    outputs = []
+    for argv in checks:
+        passed, out = runner.run(argv, scratch, check_timeout)
+        outputs.append(f"$ {' '.join(argv)}\n{out}")
+        if not passed:
+            last = out.strip().splitlines()[-1] if out.strip() else ""
+            return rules.Attempt(rules.CHECK_FAILED, detail=f"{' '.join(argv)[:200]}: {last}",
+                                 output="\n".join(outputs))
+    return move_target(repo, target, old, new, "\n".join(outputs))
+
+
+def move_target(repo: Path, target: str, old: str, new: str, output: str = "") -> rules.Attempt:
+    """``target`` from ``old`` to ``new`` (which contains it), only if it is still at
+    ``old``."""
+    checkout = checkout_of(repo, target)
+    if checkout is None:
+        code, out = git(repo, "update-ref", "-m", "coffee-team merge queue",
+                        f"refs/heads/{target}", new, old, check=False)
+    elif rev(checkout, "HEAD") != old:
+        code, out = 1, "moved"
+    else:  # as `git merge` would: its files follow, its uncommitted changes stay
+        code, out = git(checkout, "merge", "--ff-only", "--no-edit", new, check=False)
+    if code == 0:
+        return rules.Attempt(rules.MERGED, new_head=new, old_head=old, output=output)
+    if branch_head(repo, target) != old:
+        return rules.Attempt(rules.MOVED, output=output)
+    if checkout is not None:
+        last = (out.strip().splitlines() or ["?"])
+        return rules.Attempt(rules.BLOCKED, detail=f"{checkout}: {_in_the_way(out) or last[-1]}",
+                             output=output)
+    return rules.Attempt(rules.ERROR, detail=f"git update-ref {target}: {out.strip()[-200:]}",
+                         output=output)
+
+
+def _in_the_way(out: str) -> str:
+    """The files ``git merge`` says local changes would be overwritten in."""
+    lines, files, listing = out.splitlines(), [], False
+    for line in lines:
+        if "would be overwritten" in line:
+            listing = True
+        elif listing and line.startswith(("\t", "    ")):
+            files.append(line.strip())
+        elif listing:
+            listing = False
+    return ", ".join(files)
+
+
+def remove_scratch(repo: Path, scratch: Path) -> None:
+    """The scratch worktree gone, and git's record of it."""
+    if scratch.exists():
+        git(repo, "worktree", "remove", "--force", str(scratch), check=False)
+        shutil.rmtree(scratch, ignore_errors=True)
+    git(repo, "worktree", "prune", check=False)
+
+
+def scratch_for(root: Path, item_id: int) -> Path:
+    return root / "data" / "worktrees" / ".merge" / str(item_id)
+
