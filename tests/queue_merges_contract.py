@@ -51,7 +51,8 @@ class MergesContract:
         q.send("cli", "dev", "work")
         [task] = q.claim("dev")
         completed, item_id = q.request_review(
-            task.id, {"ok": 1}, agent="dev", follow_ups=[{"sender": "dev", "recipient": "other", "type": "x"}],
+            task.id, {"ok": 1}, agent="dev",
+            follow_ups=[{"sender": "dev", "recipient": "other", "type": "x"}],
             item=item(task.id), review=review())
         assert completed
         assert q.get_task(task.id)["status"] == "completed"
