@@ -114,6 +114,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("approvals", "approve", "deny"), "approvals"),
     "costs": "costs",
     "mcp": "mcpsetup",
+    "merges": "merges",
 }
 
 

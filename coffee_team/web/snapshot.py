@@ -22,6 +22,7 @@ WINDOW = 3600.0           # the timeline's span, seconds
 LATEST_TASKS = 30
 LATEST_NOTIFICATIONS = 30
 WAITING_APPROVALS = 30
+LATEST_MERGES = 20
 EVENT_BATCH = 1000
 FIRST_EVENTS = 5000       # read once at start: more than an hour of a busy team's journal
 QUEUE_KEYS = ("pending", "in_progress", "failed", "oldest_pending_age_s")
@@ -212,6 +213,7 @@ class Snapshots:
             "approvals": [approval_summary(a)
                           for a in self.queue.list_approvals("pending", WAITING_APPROVALS,
                                                              expire=False)],
+            "merges": [merge_summary(m) for m in self.queue.merge_items(limit=LATEST_MERGES)],
             "timeline": tracing.timeline(events, running, now - WINDOW, now),
         }
 
@@ -241,6 +243,11 @@ def approval_summary(row: dict) -> dict:
     summary["detail"] = json.dumps(row.get("request", {}).get("input", row.get("request")),
                                    ensure_ascii=False)[:2000]
     return summary
+
+
+def merge_summary(item: dict) -> dict:
+    """A merge item for the list: everything but its checks' output (``merges show``)."""
+    return {key: value for key, value in item.items() if key != "output"}
 
 
 def task_summary(task: dict) -> dict:

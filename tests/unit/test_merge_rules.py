@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 
@@ -249,3 +250,49 @@ def test_merge_needs_a_worktree():
                       "rev": {"llm": LLM}}}
     with pytest.raises(TeamError, match="branch, path, base and merge are for worktree: true"):
         parse_team(doc, "team.yaml")
+
+
+# --- coffee-team merges -----------------------------------------------------------------------
+
+def test_coffee_team_merges_lists_the_queue_by_state_and_shows_an_item(tmp_path):
+    from click.testing import CliRunner
+
+    from coffee_team.cli import main
+    from coffee_team.queue import MessageQueue
+    from coffee_team.team import load_team
+    team_file = tmp_path / "data" / "team.yaml"
+    team_file.parent.mkdir()
+    team_file.write_text("agents:\n  dev: {command: [x]}\n  rev: {command: [x]}\n")
+
+    def run(*args):
+        return CliRunner().invoke(main, ["--team", str(team_file), *args],
+                                  catch_exceptions=False)
+    with MessageQueue.from_team(load_team(team_file)) as q:
+        assert "no merges yet" in run("merges").output
+        ids = []
+        for n in range(3):
+            q.send("cli", "dev", "work")
+            [task] = q.claim("dev")
+            ids.append(q.request_review(task.id, None, agent="dev", item={
+                "author": "dev", "host": "", "branch": "agents/dev", "target": "roadmap",
+                "base": f"{n}" * 40, "head": f"{n + 5}" * 40, "task_id": task.id,
+                "reviewer": None if n == 2 else "rev"}, review=None)[1])
+        q.decide_review(ids[0], True, by="rev")
+        q.decide_review(ids[1], True, by="rev")
+        q.begin_merge("")
+        q.finish_merge(ids[0], "fail", reason="conflict with roadmap: f.txt", output="CONFLICT")
+        q.begin_merge("")
+        q.finish_merge(ids[1], "merged", merged_head="9" * 40)
+    listing = run("merges").output.splitlines()
+    assert listing[0] == "waiting for review (1):" and "reviewer a person" in listing[1]
+    assert listing[2] == "merged (1):"
+    assert f"#{ids[1]}" in listing[3] and "roadmap at 9999999999" in listing[3]
+    assert listing[4] == "failed (1):" and listing[5].endswith("conflict with roadmap: f.txt")
+    assert "agents/dev → roadmap  0000000000..5555555555" in listing[5]
+    shown = run("merges", "show", str(ids[0])).output
+    assert "state:       failed" in shown and shown.rstrip().endswith("output:\nCONFLICT")
+    merged = json.loads(run("merges", "--state", "merged", "--json").output)
+    assert [item["id"] for item in merged] == [ids[1]]
+    missing = run("merges", "show", "99")
+    assert missing.exit_code == 2 and missing.output.strip().splitlines() == [
+        "Error: no merge item #99 (coffee-team merges lists them)"]

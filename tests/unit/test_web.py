@@ -320,6 +320,27 @@ def test_supervisord_down_is_a_banner_not_an_error(tmp_path):
     assert [a["state"] for a in data["agents"]] == ["UNKNOWN"]
 
 
+def test_the_dashboard_lists_the_merge_queue_without_its_output(tmp_path):
+    team = parse_team({"agents": {"a": {}, "b": {}}}, "t", tmp_path / "data" / "team.yaml")
+    queue = MessageQueue(str(tmp_path / "q.db"), agents=("a", "b"))
+    queue.send("cli", "a", "work")
+    [task] = queue.claim("a")
+    _, item_id = queue.request_review(task.id, None, agent="a", item={
+        "author": "a", "host": "", "branch": "agents/a", "target": "roadmap", "base": "1" * 40,
+        "head": "2" * 40, "task_id": task.id, "reviewer": "b"}, review=None)
+    queue.decide_review(item_id, True, by="b")
+    queue.begin_merge("")
+    queue.finish_merge(item_id, "fail", reason="check failed: make: exit 2", output="x" * 5000)
+    snapshots = Snapshots(team, queue, fetch_status=lambda: {"agents": []})
+    try:
+        [row] = snapshots.dashboard()["merges"]
+    finally:
+        snapshots.close()
+    assert (row["id"], row["state"], row["reason"]) == (item_id, "failed",
+                                                         "check failed: make: exit 2")
+    assert "output" not in row
+
+
 @pytest.mark.parametrize("row, label", [
     (agent("a"), "RUNNING"),
     (agent("a", paused=True), "PAUSED"),
