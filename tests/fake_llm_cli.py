@@ -26,13 +26,19 @@ and tokens its options give are the run's totals, spread over its turns (``--ste
     FAKE-PUSH                 a Bash call ``git push origin main``
     FAKE-WRITE=PATH           a Write call of PATH
     FAKE-MCP-SEND=TYPE        a call of the coffee MCP server's send_task (routed by TYPE)
+    FAKE-COMMIT=NAME          write "<branch> <FAKE-TEXT or work>" to NAME and commit it
 
 Those calls go through ``--allowedTools``, ``--mcp-config`` and ``--permission-prompt-tool``
 as Claude Code's are (tests/fake_claude_mcp.py, the MCP SDK's own client); each call's
 outcome is logged (``--log``) as a ``calls`` record and shown in the answer.
 
 ``--send TYPE`` makes the answer end in a fenced JSON block asking for a follow-up of that
-type (routed by the team's ``handles``); ``--log FILE`` appends one JSON line per run: argv,
+type (routed by the team's ``handles``); ``--review`` makes it a reviewer, whose answer ends
+in a fenced ``{"verdict": ...}`` block: request_changes when the review's diff stat names a
+NEEDS-WORK file, else approve; ``--resolve`` makes it fix what a ``merge_failed`` task
+reports: it merges the target branch named in the task (a conflict resolved by keeping both
+sides' lines), renames NEEDS-WORK files to reworked, turns every BREAK in its *.txt files into
+"fixed", and commits; ``--log FILE`` appends one JSON line per run: argv,
 prompt, cwd, the files there, the git branch, the session it resumed.
 """
 from __future__ import annotations
@@ -68,6 +74,8 @@ def options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--pace", type=float, default=0.0)
     parser.add_argument("--prompt-via", choices=("stdin", "arg"), default="stdin")
     parser.add_argument("--send", action="append", default=[])
+    parser.add_argument("--review", action="store_true")
+    parser.add_argument("--resolve", action="store_true")
     parser.add_argument("--log")
     parser.add_argument("--resume")
     parser.add_argument("--mcp-config", action="append", default=[])
@@ -109,9 +117,50 @@ def log_run(path: str, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def answer(prompt: str, sends: list[str]) -> str:
+def git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], capture_output=True, text=True, timeout=60)
+
+
+def commit(name: str, text: str) -> None:
+    """Some work on the branch checked out here: one file written and committed."""
+    with open(name, "w") as f:
+        f.write(f"{branch()} {text}\n")
+    git("add", name)
+    git("commit", "-qm", f"{branch()}: {name}")
+
+
+def resolve(prompt: str) -> None:
+    """What a merge_failed task asks: the target merged in (both sides of a conflict kept),
+    the broken files fixed, committed."""
+    target = re.search(r'"into": "([^"]+)"', prompt)
+    if target is not None and git("merge", "--no-edit", target.group(1)).returncode != 0:
+        for name in git("diff", "--name-only", "--diff-filter=U").stdout.split():
+            with open(name) as f:
+                kept = [line for line in f if not line.startswith(("<<<<<<<", "=======",
+                                                                   ">>>>>>>"))]
+            with open(name, "w") as f:
+                f.writelines(kept)
+            git("add", name)
+    for name in git("ls-files", "*.txt").stdout.split():  # its work, not the project's code
+        if "NEEDS-WORK" in name:
+            git("mv", name, name.replace("NEEDS-WORK", "reworked"))
+            continue
+        with open(name) as f:
+            text = f.read()
+        if "BREAK" in text:
+            with open(name, "w") as f:
+                f.write(text.replace("BREAK", "fixed"))
+    git("commit", "-qam", f"{branch()}: fixed what the merge queue reported", "--allow-empty")
+
+
+def answer(prompt: str, sends: list[str], review: bool = False) -> str:
     first = prompt.strip().splitlines()[-1] if prompt.strip() else ""
     text = f"Done: {first[:200]}"
+    if review:  # what the change does, as its diff stat says: the commits' net effect
+        stat = re.search(r'"diffstat": "((?:[^"\\]|\\.)*)"', prompt)
+        verdict = ({"verdict": "request_changes", "comments": "NEEDS-WORK: rename it"}
+                   if stat and "NEEDS-WORK" in stat.group(1) else {"verdict": "approve"})
+        return text + "\n\n```json\n" + json.dumps(verdict) + "\n```\n"
     if sends:
         spec = re.search(r"SPEC-\d+", prompt)
         follow_ups = [{"recipient": None, "type": t,
@@ -216,6 +265,11 @@ def main(argv: list[str]) -> int:
         while time.monotonic() < deadline:
             print("fake: still thinking", file=sys.stderr, flush=True)
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    written = directive(prompt, "COMMIT")
+    if written:
+        commit(written, directive(prompt, "TEXT") or "work")
+    if opts.resolve and "merge_failed" in prompt:
+        resolve(prompt)
     if directive(prompt, "FAIL") is not None:
         print("fake: something broke", file=sys.stderr)
         return 1
@@ -246,9 +300,9 @@ def main(argv: list[str]) -> int:
         run.turn(run.steps - 1, "I could not do it.", None)
         run.finish(run.result("the model could not do it", "error_during_execution", True))
         return 0
-    run.turn(run.steps - 1, answer(prompt, opts.send) + outcomes, None)
+    run.turn(run.steps - 1, answer(prompt, opts.send, opts.review) + outcomes, None)
     print("fake: done", file=sys.stderr, flush=True)
-    run.finish(run.result(answer(prompt, opts.send) + outcomes))
+    run.finish(run.result(answer(prompt, opts.send, opts.review) + outcomes))
     return 0
 
 

@@ -31,14 +31,15 @@ class Checks:
     def __init__(self) -> None:
         self.current: Optional[subprocess.Popen] = None
 
-    def run(self, argv: Sequence[str], cwd: Path, timeout: float) -> tuple[bool, str]:
-        """(passed, output) of one check: exit 0 within ``timeout`` seconds."""
+    def run(self, argv: Sequence[str], cwd: Path, timeout: float) -> tuple[Optional[str], str]:
+        """(why it failed in one line, or None if it passed; its output) of one check: it
+        passes by exiting 0 within ``timeout`` seconds."""
         try:
             proc = subprocess.Popen(list(argv), cwd=cwd, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         except OSError as exc:
-            return False, f"cannot run {argv[0]}: {exc.strerror or exc}"
+            return f"cannot run {argv[0]}: {exc.strerror or exc}", ""
         self.current = proc
         try:
             out, _ = proc.communicate(timeout=timeout)
@@ -50,7 +51,10 @@ class Checks:
         finally:
             self.current = None
         text = out[-OUTPUT_TAIL:].decode(errors="replace")
-        return verdict is None, text + (f"\n[{verdict}]" if verdict else "")
+        if verdict is None:
+            return None, text
+        last = text.strip().splitlines()[-1:]
+        return (f"{verdict}: {last[0][:300]}" if last else verdict), f"{text}[{verdict}]\n"
 
     def kill(self) -> None:
         proc = self.current
@@ -101,11 +105,10 @@ def _attempt(repo: Path, item: dict, checks: Sequence[Sequence[str]], check_time
     new = rev(scratch, "HEAD")
     outputs = []
     for argv in checks:
-        passed, out = runner.run(argv, scratch, check_timeout)
+        failure, out = runner.run(argv, scratch, check_timeout)
         outputs.append(f"$ {' '.join(argv)}\n{out}")
-        if not passed:
-            last = out.strip().splitlines()[-1] if out.strip() else ""
-            return rules.Attempt(rules.CHECK_FAILED, detail=f"{' '.join(argv)[:200]}: {last}",
+        if failure is not None:
+            return rules.Attempt(rules.CHECK_FAILED, detail=f"{' '.join(argv)[:200]}: {failure}",
                                  output="\n".join(outputs))
     return move_target(repo, target, old, new, "\n".join(outputs))
 
