@@ -66,6 +66,14 @@ def diffstat(cwd: Path, base: str, head: str, limit: int = 4000) -> str:
     return out if len(out) <= limit else out[:limit] + "\n[… cut]"
 
 
+def patch(cwd: Path, base: str, head: str, limit: int = 40_000) -> str:
+    """The change ``base..head`` makes, as a patch of at most ``limit`` characters."""
+    _, out = git(cwd, "diff", "--no-color", "--no-ext-diff", base, head)
+    if len(out) <= limit:
+        return out
+    return out[:limit] + f"\n[… {len(out) - limit} more characters: git diff {base} {head}]"
+
+
 def dirty(cwd: Path) -> list[str]:
     """The paths ``git status`` shows as changed or untracked in the checkout at ``cwd``."""
     _, out = git(cwd, "status", "--porcelain")

@@ -1,7 +1,7 @@
 """The tasks the review and merge queue sends, and the reviewer's verdict: pure.
 
 - ``review_requested`` to the reviewing agent: the commit range, its commits, the diff stat,
-  the task that made them, and how to answer;
+  the patch (cut to a prompt's size), the task that made them, and how to answer;
 - ``merge_failed`` back to the author: a conflict, a failed check or the reviewer's change
   request, with the output and what to do;
 - ``branch_updated`` to every agent after a merge: the target's new head (an agent's worktree
@@ -21,9 +21,9 @@ BRANCH_UPDATED = "branch_updated"
 TYPES = (REVIEW_REQUESTED, MERGE_FAILED, BRANCH_UPDATED)
 SENDER = "merge_queue"          # who sends merge_failed and branch_updated
 VERDICTS = {"approve": True, "request_changes": False}
-ANSWER = ('Review the commits (git log -p BASE..HEAD in the repository). End your answer with '
-          'a JSON block: {"verdict": "approve"}, or {"verdict": "request_changes", '
-          '"comments": "what to change"}.')
+ANSWER = ('Review the change (the patch here, or git log -p BASE..HEAD in the repository). '
+          'End your answer with a JSON block: {"verdict": "approve"}, or '
+          '{"verdict": "request_changes", "comments": "what to change"}.')
 OUTPUT_CHARS = 6000             # of git's or the checks' output in a merge_failed task
 
 
@@ -56,12 +56,15 @@ def item_of(task: dict) -> Optional[int]:
     return item if isinstance(item, int) and not isinstance(item, bool) else None
 
 
-def review_request(item: dict, task: dict, commits: list[str], diffstat: str) -> dict:
-    """The review_requested task to the reviewing agent (the queue adds ``merge_item``)."""
+def review_request(item: dict, task: dict, commits: list[str], diffstat: str,
+                   patch: str = "") -> dict:
+    """The review_requested task to the reviewing agent (the queue adds ``merge_item``): the
+    patch too, cut to a size a prompt takes, for a reviewer that may run no git."""
     content = {"author": item["author"], "branch": item["branch"], "into": item["target"],
                "range": f"{item['base']}..{item['head']}", "base": item["base"],
                "head": item["head"], "commits": commits, "diffstat": diffstat,
-               "task": {"id": task.get("id"), "type": task.get("type")}, "answer": ANSWER}
+               "task": {"id": task.get("id"), "type": task.get("type")}, "patch": patch,
+               "answer": ANSWER}
     return {"sender": item["author"], "recipient": item["reviewer"], "type": REVIEW_REQUESTED,
             "content": content}
 

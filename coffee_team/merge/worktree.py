@@ -17,7 +17,7 @@ from .. import events as kinds
 from ..output import log
 from . import review, rules
 from .git import (branch_head, commits, diffstat, dirty, git, identity, is_ancestor,
-                  merge_base)
+                  merge_base, patch)
 
 REBASE_TIMEOUT = 300.0
 
@@ -53,7 +53,8 @@ class AgentMerging:
         message = None
         if item["reviewer"] is not None:
             message = review.review_request(item, task, commits(where, into, after),
-                                            diffstat(where, item["base"], after))
+                                            diffstat(where, item["base"], after),
+                                            patch(where, item["base"], after))
         return {"item": item, "review": message}
 
     # --- before a task ----------------------------------------------------------------------
