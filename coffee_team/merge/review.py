@@ -101,7 +101,10 @@ def merge_failed(item: dict, outcome: str, detail: str, output: str) -> dict:
 
 
 def branch_updated(item: dict, previous: str, head: str) -> dict:
-    """To every agent: ``target`` moved (an llm agent updates its worktree, no model run)."""
+    """To every agent: ``target`` moved (an llm agent updates its worktree, no model run;
+    merges in a row leave one such task waiting per agent, not one per merge)."""
     return {"sender": SENDER, "recipient": "all", "type": BRANCH_UPDATED,
             "content": {"branch": item["target"], "head": head, "previous": previous,
-                        "merge_item": item["id"], "author": item["author"]}}
+                        "merge_item": item["id"], "author": item["author"]},
+            # one waiting per agent: its worktree goes to the target's head of the moment
+            "dedupe_key": f"{BRANCH_UPDATED}:{item['target']}"}

@@ -272,7 +272,9 @@ def test_worktrees_follow_roadmap_keeping_their_own_commits(repo):
     assert git(where_b, "rev-parse", "HEAD") == before
     assert [kind for _, kind, _ in events] == [
         "worktree_updated", "worktree_not_updated", "worktree_updated", "worktree_not_updated"]
-    assert a
+    # three merges while dev_b took no task: one branch_updated waits for it, not three
+    assert len(repo.tasks_of("dev_b", "branch_updated")) == 1
+    assert repo.queue.merge_item(a)["state"] == "merged"
 
 
 def test_no_new_commits_ask_for_no_review(repo):
