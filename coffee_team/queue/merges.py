@@ -35,7 +35,8 @@ class MergesNeeds(Protocol):
     backend: SqlBackend
     clock: Callable[[], float]
 
-    def _finish_locked(self, params: tuple, now: float) -> bool: ...
+    def _finish_locked(self, params: tuple, now: float,
+                       released: Optional[list] = None) -> bool: ...
     def _prepare_messages(self, messages: Iterable[Mapping[str, Any]],
                           trace: Optional[str] = None) -> list[tuple]: ...
     def _enqueue_locked(self, rows: list[tuple]) -> tuple[list[int], list[tuple]]: ...
@@ -61,16 +62,17 @@ class MergesMixin:
         missing = [k for k in _ITEM_FIELDS if k not in item]
         if missing:
             raise ContentError(f"merge item without {', '.join(missing)}")
-        now, sent, item_id = self.clock(), [], None
+        now, sent, item_id = self.clock(), [], None  # sent: rows to wake, released ones too
         with self.backend.write_transaction():
-            if self._finish_locked(("completed", now, result_json, None, task_id, agent), now):
+            if self._finish_locked(("completed", now, result_json, None, task_id, agent), now,
+                                   sent):
                 item_id = self.backend.insert(sql_merges.INSERT_ITEM, (
                     now, now, *(item[k] for k in _ITEM_FIELDS)))
                 if review is not None:
                     content = {**(review.get("content") or {}), "merge_item": item_id}
                     rows += self._prepare_messages([{**review, "content": content}])
                 if rows:
-                    _, sent = self._enqueue_locked(rows)
+                    sent += self._enqueue_locked(rows)[1]
                 self._journal(now, item["author"], kinds.REVIEW_REQUESTED, item=item_id,
                               base=item["base"], head=item["head"], reviewer=item["reviewer"])
         self._wake_recipients(list(sent))
@@ -97,7 +99,7 @@ class MergesMixin:
         with self.backend.write_transaction():
             if task is not None:
                 completed = self._finish_locked(
-                    ("completed", now, result_json, None, task_id, agent), now)
+                    ("completed", now, result_json, None, task_id, agent), now, sent)
                 if completed and task_rows:
                     sent += self._enqueue_locked(task_rows)[1]
             decided = self._move(item_id, action, now, sql_merges.DECIDE,
