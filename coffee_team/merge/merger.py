@@ -17,7 +17,9 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from .. import retry
 from ..errors import describe_error
+from ..queue.db import database_errors
 from . import review, rules
 from .attempt import Checks, attempt, scratch_for
 
@@ -58,9 +60,11 @@ class Merger:
                                                 result.output))
         if end.broadcast:
             messages.append(review.branch_updated(item, result.old_head, result.new_head))
-        self.queue.finish_merge(item["id"], end.action, merged_head=result.new_head,
-                                reason=end.reason, output=result.output or None,
-                                messages=messages, retry_at=self.clock() + end.retry_after)
+        # the target may have moved already: the record must follow, however busy the database
+        self.durably(self.queue.finish_merge, item["id"], end.action,
+                     merged_head=result.new_head, reason=end.reason,
+                     output=result.output or None, messages=messages,
+                     retry_at=self.clock() + end.retry_after)
         self.log(f"merge #{item['id']} ({item['branch']} {item['head'][:10]} into "
                  f"{item['target']}): {end.action}" + (f": {end.reason}" if end.reason else ""))
         if end.warn:
@@ -70,14 +74,24 @@ class Merger:
                               f"every {rules.BLOCKED_RETRY:g} s")
         return end
 
+    def durably(self, operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``operation``, retried with backoff while the database is unusable (locked, gone):
+        an item left ``checking`` would hold its target until the next watchdog. None if the
+        merger stops first."""
+        errors = database_errors()
+        for delay in retry.delays(0.1, retry.DB_RETRY_MAX):
+            try:
+                return operation(*args, **kwargs)
+            except errors as exc:
+                self.log(f"merge queue: {describe_error(exc)}; retrying")
+                if self._stop.wait(delay):
+                    return None
+
     def run(self, interval: float = POLL_INTERVAL) -> None:
-        try:
-            released = self.queue.release_merges(self.host)
-            if released:
-                self.log(f"{released} merge(s) left under way by the last watchdog: "
-                         f"merging them again")
-        except Exception as exc:  # noqa: BLE001 (the loop below tries the database again)
-            self.log(f"merge queue: {describe_error(exc)}")
+        released = self.durably(self.queue.release_merges, self.host)
+        if released:
+            self.log(f"{released} merge(s) left under way by the last watchdog: merging them "
+                     f"again")
         while not self._stop.is_set():
             try:
                 while not self._stop.is_set() and self.pass_once() is not None:

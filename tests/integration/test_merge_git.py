@@ -297,3 +297,19 @@ def test_a_merger_that_starts_again_finishes_what_its_predecessor_left(repo):
     repo.merger._stop.clear()
     repo.merger.pass_once()
     assert repo.queue.merge_item(item)["state"] == "merged"
+
+
+def test_a_busy_database_at_the_end_of_a_merge_is_waited_for(repo, monkeypatch):
+    import sqlite3
+    item = repo.task("dev_a", ("a.txt", "a\n", "a: a"))
+    real, calls = repo.queue.finish_merge, []
+
+    def busy_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(repo.queue, "finish_merge", busy_once)
+    repo.merger.pass_once()
+    assert len(calls) == 2 and repo.queue.merge_item(item)["state"] == "merged"
+    assert any("database is locked; retrying" in line for line in repo.logged)
