@@ -23,10 +23,10 @@ and tokens its options give are the run's totals, spread over its turns (``--ste
     FAKE-SLEEP=SECONDS        take that long first (progress on stderr every second)
     FAKE-STEPS=N, FAKE-PACE=SECONDS   override --steps and --pace
     FAKE-TOUCH=NAME           create NAME in its working directory (left uncommitted)
+    FAKE-COMMIT=NAME          write "<branch> <FAKE-TEXT or work>" to NAME and commit it
     FAKE-PUSH                 a Bash call ``git push origin main``
     FAKE-WRITE=PATH           a Write call of PATH
     FAKE-MCP-SEND=TYPE        a call of the coffee MCP server's send_task (routed by TYPE)
-    FAKE-COMMIT=NAME          write "<branch> <FAKE-TEXT or work>" to NAME and commit it
 
 Those calls go through ``--allowedTools``, ``--mcp-config`` and ``--permission-prompt-tool``
 as Claude Code's are (tests/fake_claude_mcp.py, the MCP SDK's own client); each call's
