@@ -200,3 +200,44 @@ class MergesContract:
         q.begin_merge("b")
         assert q.release_merges("") == 1
         assert [q.merge_item(i)["state"] for i in (mine, theirs)] == ["approved", "checking"]
+
+    # -- a person reviews: an approval of kind review --------------------------------------
+    def person_asks(self, q):
+        q.send("cli", "dev", "work")
+        [task] = q.claim("dev")
+        back = {"sender": "merge_queue", "recipient": "dev", "type": "merge_failed",
+                "content": {"reason": "changes_requested", "merge_item": None}}
+        _, item_id = q.request_review(
+            task.id, None, agent="dev", item=item(task.id, reviewer=None), review=None,
+            ask={"subject": "review agents/dev aaaa..bbbb (1 commit) for roadmap",
+                 "request": {"commits": ["bbbb x"], "on_reject": back}})
+        [approval] = q.list_approvals("pending")
+        return item_id, approval
+
+    def test_a_person_review_is_an_approval_that_names_the_item(self):
+        q = self.merges_queue()
+        item_id, approval = self.person_asks(q)
+        assert (approval["kind"], approval["agent"]) == ("review", "dev")
+        assert approval["request"]["merge_item"] == item_id
+        assert approval["subject"].startswith("review agents/dev")
+        assert q.claim("rev") == []  # no task for anyone
+        decided = q.decide_approval(approval["id"], True, by="alice")
+        assert decided["status"] == "approved"
+        row = q.merge_item(item_id)
+        assert (row["state"], row["decided_by"]) == ("approved", "alice")
+        assert q.begin_merge("")["id"] == item_id
+
+    def test_a_person_denying_a_review_sends_their_reason_back_to_the_author(self):
+        from coffee_team.errors import ApprovalDecided
+        q = self.merges_queue()
+        item_id, approval = self.person_asks(q)
+        q.decide_approval(approval["id"], False, by="alice", reason="split it in two")
+        row = q.merge_item(item_id)
+        assert (row["state"], row["comments"]) == ("failed", "split it in two")
+        assert row["reason"] == "changes requested by alice: split it in two"
+        [back] = [t for t in q.claim("dev", 10) if t.type == "merge_failed"]
+        assert back.content == {"reason": "changes_requested", "merge_item": item_id,
+                                "detail": "split it in two"}
+        with pytest.raises(ApprovalDecided):  # the first decision stands
+            q.decide_approval(approval["id"], True, by="bob")
+        assert q.merge_item(item_id)["state"] == "failed"

@@ -160,7 +160,8 @@ class TaskExecution:
             item = step[1]["item"]
             completed, item_id = self.durable(
                 self.queue.request_review, task_id, result, agent=self.name,
-                follow_ups=follow_ups, item=item, review=step[1]["review"])
+                follow_ups=follow_ups, item=item, review=step[1]["review"],
+                ask=step[1].get("ask"))
             if item_id is not None:
                 log(self.name, f"task {task_id}: commits {item['base'][:10]}..{item['head'][:10]}"
                                f" up for review as merge #{item_id} "

@@ -95,8 +95,9 @@ def _decision_command(name: str, approve: bool, doc: str):
 
 
 approve = _decision_command(
-    "approve", True, "Approve request ID: the waiting tool call runs, or the held task goes "
-                     "to pending.")
+    "approve", True, "Approve request ID: the waiting tool call runs, the held task goes to "
+                     "pending, or the reviewed commits join the merge queue.")
 deny = _decision_command(
-    "deny", False, "Deny request ID: the waiting tool call is refused with --reason, or the "
-                   "held task is cancelled.")
+    "deny", False, "Deny request ID: the waiting tool call is refused with --reason, the held "
+                   "task is cancelled, or the reviewed commits go back to their author with "
+                   "--reason.")

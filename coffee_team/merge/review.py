@@ -2,6 +2,8 @@
 
 - ``review_requested`` to the reviewing agent: the commit range, its commits, the diff stat,
   the patch (cut to a prompt's size), the task that made them, and how to answer;
+- for ``review_by: person`` an approval instead (``person_request``), decided with
+  ``coffee-team approve``/``deny``, the dashboard or the MCP server;
 - ``merge_failed`` back to the author: a conflict, a failed check or the reviewer's change
   request, with the output and what to do;
 - ``branch_updated`` to every agent after a merge: the target's new head (an agent's worktree
@@ -67,6 +69,20 @@ def review_request(item: dict, task: dict, commits: list[str], diffstat: str,
                "answer": ANSWER}
     return {"sender": item["author"], "recipient": item["reviewer"], "type": REVIEW_REQUESTED,
             "content": content}
+
+
+def person_request(item: dict, task: dict, commits: list[str], diffstat: str) -> dict:
+    """What a person is asked (``review_by: person``): an approval of kind ``review`` (the
+    queue adds ``merge_item``); ``on_reject`` is the merge_failed task a denial sends the
+    author, the person's reason as its detail."""
+    count = f"{len(commits)} commit{'s' if len(commits) != 1 else ''}"
+    subject = (f"review {item['branch']} {item['base'][:10]}..{item['head'][:10]} ({count}) "
+               f"for {item['target']}")
+    request = {"author": item["author"], "branch": item["branch"], "into": item["target"],
+               "range": f"{item['base']}..{item['head']}", "commits": commits,
+               "diffstat": diffstat, "task": {"id": task.get("id"), "type": task.get("type")},
+               "on_reject": changes_requested({**item, "id": None}, "a person", None)}
+    return {"subject": subject, "request": request}
 
 
 def _back_to_author(item: dict, reason: str, detail: str, todo: str,

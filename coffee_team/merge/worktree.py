@@ -41,7 +41,8 @@ class AgentMerging:
 
     # --- after a task -----------------------------------------------------------------------
     def request(self, task: dict, before: Optional[str]) -> Optional[dict]:
-        """The review request of the commits ``task`` left ({item, review}; None: none)."""
+        """The review request of the commits ``task`` left ({item, review, ask}: a task to the
+        reviewing agent, or what a person is asked; None: no new commits)."""
         after, where = self.head(), self.directory
         known = before is not None and after is not None
         if not rules.needs_review(before, after, known and is_ancestor(where, after, before)):
@@ -50,12 +51,12 @@ class AgentMerging:
         item = {"author": self.agent, "host": self.host, "branch": self.branch, "target": into,
                 "base": merge_base(where, into, after) or before or after, "head": after,
                 "task_id": task.get("id"), "reviewer": self.merge.reviewer}
-        message = None
-        if item["reviewer"] is not None:
-            message = review.review_request(item, task, commits(where, into, after),
-                                            diffstat(where, item["base"], after),
-                                            patch(where, item["base"], after))
-        return {"item": item, "review": message}
+        listed, stat = commits(where, into, after), diffstat(where, item["base"], after)
+        if item["reviewer"] is None:  # a person: an approval, not a task
+            return {"item": item, "review": None,
+                    "ask": review.person_request(item, task, listed, stat)}
+        return {"item": item, "ask": None, "review": review.review_request(
+            item, task, listed, stat, patch(where, item["base"], after))}
 
     # --- before a task ----------------------------------------------------------------------
     def sync(self, live_merges: Callable[[], int],

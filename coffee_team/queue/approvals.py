@@ -249,5 +249,5 @@ class ApprovalsMixin:
 
 # kind → the ApprovalsMixin (or MessageQueue) method a decision of that kind runs, inside
 # its transaction: (row, approved, by, reason, woken recipients). A tool call's is its MCP
-# server's, which polls the row; a review's merge item registers its own here.
-APPROVAL_EFFECTS: dict[str, str] = {"task": "_decide_task"}
+# server's, which polls the row; a review's is the merge item's verdict (merges.py).
+APPROVAL_EFFECTS: dict[str, str] = {"task": "_decide_task", "review": "_decide_review_approval"}

@@ -24,13 +24,19 @@ MAX_REASON_CHARS = 2000
 _ITEM_FIELDS = ("author", "host", "branch", "target", "base", "head", "task_id", "reviewer")
 
 
+def _verdict_reason(approved: bool, by: str, comments: Optional[str]) -> Optional[str]:
+    """What a change request leaves as the item's reason (an approval: none)."""
+    return None if approved else _tail(f"changes requested by {by}: {comments or '-'}",
+                                       MAX_REASON_CHARS)
+
+
 def _tail(text: Optional[str], limit: int) -> Optional[str]:
     return text if text is None or len(text) <= limit else "…" + text[-(limit - 1):]
 
 
 class MergesNeeds(Protocol):
     """What MergesMixin uses from the rest of MessageQueue: its state (core.py), finishing a
-    task (completion.py) and the sending side (enqueue.py)."""
+    task (completion.py), the sending side (enqueue.py) and asking a person (approvals.py)."""
 
     backend: SqlBackend
     clock: Callable[[], float]
@@ -42,6 +48,8 @@ class MergesNeeds(Protocol):
     def _enqueue_locked(self, rows: list[tuple],
                         sent_from: Optional[int] = None) -> tuple[list[int], list[tuple]]: ...
     def _wake_recipients(self, rows: list[tuple]) -> None: ...
+    def _ask(self, kind: str, agent: str, subject: str, request: Any, task_id: Optional[int],
+             timeout: Optional[float], on_timeout: str) -> int: ...
 
 
 class MergesMixin:
@@ -49,13 +57,16 @@ class MergesMixin:
 
     def request_review(self, task_id: int, result: Any, *, agent: str,
                        follow_ups: Iterable[Mapping[str, Any]] = (), item: Mapping[str, Any],
-                       review: Optional[Mapping[str, Any]] = None) -> tuple[bool, Optional[int]]:
+                       review: Optional[Mapping[str, Any]] = None,
+                       ask: Optional[Mapping[str, Any]] = None) -> tuple[bool, Optional[int]]:
         """Complete ``agent``'s task and put the commits it left up for review, in one
         transaction: a merge item (``item``: author, host, branch, target, base, head,
         task_id, reviewer) waiting for review, and ``review`` (a message to the reviewing
         agent, None when a person reviews) with the item's id added to its content as
-        ``merge_item``. (completed, the item's id); nothing is written unless the task was
-        still ``agent``'s."""
+        ``merge_item``; or ``ask`` ({subject, request}) when a person reviews: an approval of
+        kind ``review`` whose request names the item (its decision is
+        _decide_review_approval's). (completed, the item's id); nothing is written unless the
+        task was still ``agent``'s."""
         result_json = _stored_result(result)
         rows = self._prepare_messages(follow_ups)
         if review is not None:
@@ -74,6 +85,10 @@ class MergesMixin:
                     rows += self._prepare_messages([{**review, "content": content}])
                 if rows:
                     sent += self._enqueue_locked(rows)[1]
+                if ask is not None:
+                    self._ask("review", item["author"], ask["subject"],
+                              {**(ask.get("request") or {}), "merge_item": item_id},
+                              item["task_id"], None, "deny")
                 self._journal(now, item["author"], kinds.REVIEW_REQUESTED, item=item_id,
                               base=item["base"], head=item["head"], reviewer=item["reviewer"])
         self._wake_recipients(list(sent))
@@ -94,8 +109,7 @@ class MergesMixin:
         if task is not None:
             task_id, result, agent, follow_ups = task
             result_json, task_rows = _stored_result(result), self._prepare_messages(follow_ups)
-        reason = None if approve else _tail(f"changes requested by {by}: {comments or '-'}",
-                                            MAX_REASON_CHARS)
+        reason = _verdict_reason(approve, by, comments)
         now, sent, completed = self.clock(), [], task is None
         with self.backend.write_transaction():
             if task is not None:
@@ -112,6 +126,29 @@ class MergesMixin:
                               approved=approve, by=by)
         self._wake_recipients(sent)
         return completed, decided
+
+    def _decide_review_approval(self, row: dict, approved: bool, by: str, reason: str,
+                                woken: set[str]) -> None:
+        """A person's decision on a ``review`` approval, inside its transaction
+        (approvals.APPROVAL_EFFECTS): the item's verdict, and when it is a change request
+        the request's ``on_reject`` message (the merge_failed task to the author) with the
+        person's reason as its ``detail``. An item decided meanwhile is left alone."""
+        request, now = row["request"], self.clock()
+        item_id = request.get("merge_item")
+        comments = reason or None
+        if not isinstance(item_id, int) or not self._move(
+                item_id, "approve" if approved else "reject", now, sql_merges.DECIDE,
+                (by, comments, _verdict_reason(approved, by, comments))):
+            return
+        message = request.get("on_reject")
+        if not approved and isinstance(message, dict):
+            content = {**(message.get("content") or {}), "merge_item": item_id,
+                       "detail": comments or "-"}
+            _, sent = self._enqueue_locked(self._prepare_messages([{**message,
+                                                                    "content": content}]))
+            woken.update(sent_row[1] for sent_row in sent)
+        self._journal(now, self._author(item_id), kinds.REVIEW_DECIDED, item=item_id,
+                      approved=approved, by=by)
 
     def merge_due(self, host: str = "") -> bool:
         """Is an approved item of ``host`` due? (A read: the merger's idle look takes no

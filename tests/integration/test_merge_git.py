@@ -35,7 +35,7 @@ def git(cwd: Path, *args: str) -> str:
 
 class Repo:
     """A project that is a git repository, its team (dev_a, dev_b, slow merge into roadmap,
-    reviewed by rev), its queue and its merger."""
+    reviewed by rev; dev_p's by a person), its queue and its merger."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -54,6 +54,8 @@ class Repo:
         agents["slow"] = {"llm": llm, "workspace": {"worktree": True, "merge": {
             **merge, "checks": [[sys.executable, "-c", "import time; time.sleep(30)"]],
             "check_timeout": 1}}}
+        agents["dev_p"] = {"llm": llm, "workspace": {"worktree": True, "merge": {
+            **merge, "review_by": "person"}}}
         agents["rev"] = {"llm": llm}
         (root / "data").mkdir()
         (root / "data" / "team.yaml").write_text(yaml.safe_dump({"agents": agents}))
@@ -62,7 +64,7 @@ class Repo:
         self.logged: list[str] = []
         self.merger = Merger(self.queue, lambda: self.team, self.logged.append)
         self.sides = {}
-        for name in ("dev_a", "dev_b", "slow"):
+        for name in ("dev_a", "dev_b", "slow", "dev_p"):
             workspace = Workspace.of(self.team, self.team.agent(name))
             workspace.ensure()
             self.sides[name] = AgentMerging.of(self.team, workspace)
@@ -313,3 +315,38 @@ def test_a_busy_database_at_the_end_of_a_merge_is_waited_for(repo, monkeypatch):
     repo.merger.pass_once()
     assert len(calls) == 2 and repo.queue.merge_item(item)["state"] == "merged"
     assert any("database is locked; retrying" in line for line in repo.logged)
+
+
+def test_a_person_reviews_through_an_approval(repo):
+    side = repo.sides["dev_p"]
+    repo.queue.send("cli", "dev_p", "work")
+    [task] = repo.queue.claim("dev_p")
+    before = side.head()
+    repo.commit("dev_p", "p.txt", "p\n", "p: one")
+    request = side.request({"id": task.id, "type": "work"}, before)
+    assert request["review"] is None
+    _, item_id = repo.queue.request_review(task.id, None, agent="dev_p", item=request["item"],
+                                           review=None, ask=request["ask"])
+    [approval] = repo.queue.list_approvals("pending")
+    assert approval["kind"] == "review" and "(1 commit) for roadmap" in approval["subject"]
+    assert approval["request"]["commits"][0].endswith("p: one")
+    repo.queue.decide_approval(approval["id"], False, by="alice", reason="call it q")
+    [back] = repo.tasks_of("dev_p", "merge_failed")
+    assert back.content["detail"] == "call it q" and back.content["merge_item"] == item_id
+    assert "a person asked for changes" in back.content["todo"]
+    assert repo.merger.pass_once() is None  # nothing approved
+    # the rework, approved this time, merges
+    repo.queue.send("cli", "dev_p", "rework")
+    [rework] = [t for t in repo.queue.claim("dev_p", 10) if t.type == "rework"]
+    head = side.head()
+    git(side.directory, "mv", "p.txt", "q.txt")
+    git(side.directory, "commit", "-qm", "p: renamed")
+    request = side.request({"id": rework.id, "type": "rework"}, head)
+    _, again = repo.queue.request_review(rework.id, None, agent="dev_p", item=request["item"],
+                                         review=None, ask=request["ask"])
+    [approval] = repo.queue.list_approvals("pending")
+    repo.queue.decide_approval(approval["id"], True, by="alice")
+    assert repo.merger.pass_once()["id"] == again
+    row = repo.queue.merge_item(again)
+    assert (row["state"], row["decided_by"]) == ("merged", "alice")
+    assert git(repo.root, "ls-tree", "--name-only", "roadmap").split().count("q.txt") == 1

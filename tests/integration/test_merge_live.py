@@ -7,7 +7,8 @@ third reviews with it; the watchdog's merger merges into roadmap.
   roadmap, and roadmap holds every reviewed commit exactly once;
 - a commit that breaks the check fails its merge (roadmap never points at it), the author
   fixes it and it merges; a change request from the reviewer goes back to the author the same
-  way;
+  way; dev_p's commits wait for a person, who denies them and approves the rework with
+  coffee-team deny/approve;
 - coffee-team merges lists it all.
 """
 from __future__ import annotations
@@ -46,6 +47,8 @@ def agents() -> dict:
              "check_timeout": 60}
     team = {name: {"llm": {"command": [sys.executable, FAKE, *STREAM, "--resolve"]},
                    "workspace": {"worktree": True, "merge": merge}} for name in DEVS}
+    team["dev_p"] = {"llm": {"command": [sys.executable, FAKE, *STREAM, "--resolve"]},
+                     "workspace": {"worktree": True, "merge": {**merge, "review_by": "person"}}}
     team["rev"] = {"llm": {"command": [sys.executable, FAKE, *STREAM, "--review"]}}
     return team
 
@@ -153,6 +156,37 @@ def test_a_change_request_goes_back_to_the_author_and_the_rework_merges(team):
     assert done[0]["reason"] == "changes requested by rev: NEEDS-WORK: rename it"
     names = git(team.root, "ls-tree", "--name-only", "roadmap").split()
     assert "reworked.txt" in names and "NEEDS-WORK.txt" not in names
+
+
+def pending_review(project, besides: int = 0):
+    """The review a person is asked, other than approval ``besides`` (None: none waits)."""
+    with MessageQueue.from_team(project.team) as q:
+        waiting = [a for a in q.list_approvals("pending")
+                   if a["kind"] == "review" and a["id"] != besides]
+    return waiting[0] if waiting else None
+
+
+def test_a_person_denies_then_approves_from_the_command_line(team):
+    before = len(items(team))
+    send(team, "dev_p", "FAKE-COMMIT=person.txt")
+    asked = wait_until(lambda: pending_review(team), 60, interval=0.3,
+                       message="the approval a person is asked")
+    assert asked["agent"] == "dev_p" and "for roadmap" in asked["subject"]
+    team.cli("deny", str(asked["id"]), "--reason", "say why in the file", "--by", "alice",
+             check=True)
+    again = wait_until(lambda: pending_review(team, besides=asked["id"]), 60, interval=0.3,
+                       message="the rework's approval")
+    team.cli("approve", str(again["id"]), "--by", "alice", check=True)
+    done = wait_until(lambda: settled(team, before + 2), 60, interval=0.3,
+                      message="the denied item and the approved one merged")[before:]
+    assert [(i["state"], i["decided_by"]) for i in done] == [("failed", "alice"),
+                                                              ("merged", "alice")]
+    assert done[0]["reason"] == "changes requested by alice: say why in the file"
+    with MessageQueue.from_team(team.team) as q:
+        [back] = [t for t in q.list_tasks(agent="dev_p", limit=100)
+                  if t["type"] == "merge_failed"]
+    assert back["content"]["detail"] == "say why in the file"
+    assert "person.txt" in git(team.root, "ls-tree", "--name-only", "roadmap").split()
 
 
 def test_merges_lists_the_queue(team):
