@@ -21,7 +21,8 @@ from .tools import AGENT_TOOLS, PERSON_TOOLS, Desk, Refused
 
 INSTRUCTIONS = (
     "coffee-team runs a team of AI agents under supervisord. These tools read the team "
-    "(status, an agent's crash history and log, tasks, costs, approvals waiting for a person) "
+    "(status, an agent's crash history and log, tasks, costs, approvals waiting for a person, "
+    "the merge queue) "
     "and act on it (send a task, cancel or retry one, pause, resume, start, stop, restart "
     "agents, approve or deny a request), exactly as the coffee-team command line does.")
 
@@ -39,6 +40,9 @@ DESCRIPTIONS = {
     "costs": "What the llm agents' runs cost: by agent, type or day, since 7d, 24h, 30m...",
     "approvals_list": "Requests for a person's approval (status pending by default; approved, "
                       "denied, cancelled, or null for all), newest first.",
+    "merges_list": "The review and merge queue newest first: each agent's commits waiting "
+                   "for review, approved, checking, merged or failed (and why); state to "
+                   "filter.",
     "send_task": "Send a task: recipient is an agent, 'all', or '' to route by type; content "
                  "any JSON; priority 0 (most urgent) to 9; delay like 30s, 5m, 2h.",
     "task_cancel": "Cancel a task that waits for approval, is pending or in progress.",

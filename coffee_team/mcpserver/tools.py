@@ -110,6 +110,14 @@ class Desk:
         return {"approvals": self.queue.list_approvals(status or None,
                                                        max(1, min(limit, MAX_LIST)))}
 
+    def merges_list(self, state: Optional[str] = None, limit: int = 50) -> dict:
+        """The review and merge queue, newest first (without the checks' output)."""
+        from ..taskstate import MERGE_STATES
+        if state is not None and state not in MERGE_STATES:
+            raise Refused(f"state: one of {', '.join(MERGE_STATES)}, got {state!r}")
+        items = self.queue.merge_items(state=state, limit=max(1, min(limit, MAX_LIST)))
+        return {"merges": [{k: v for k, v in item.items() if k != "output"} for item in items]}
+
     # --- sending --------------------------------------------------------------------------
     def send_task(self, recipient: str, type: str, content: Any = None, priority: int = 5,
                   delay: Optional[str] = None, dedupe_key: Optional[str] = None) -> dict:
@@ -174,10 +182,9 @@ class Desk:
 
 
 # The tools a client gets, by name: a person's desk has them all but the permission prompt;
-# a running agent's reads, sends and asks. Issue 25's merge queue adds ``merges_list`` to
-# both (a Desk method over its queue listing) when it lands.
+# a running agent's reads, sends and asks.
 READING = ("team_status", "agent_history", "logs_tail", "task_show", "task_list", "costs",
-           "approvals_list")
+           "approvals_list", "merges_list")
 PERSON_TOOLS = READING + ("send_task", "task_cancel", "task_retry", "pause_agent",
                           "resume_agent", "start_agents", "stop_agents", "restart_agent",
                           "approval_decide")

@@ -103,6 +103,7 @@ def test_the_tools_do_what_the_command_line_does(team):
     ("send_task", {"recipient": "", "type": "nobody_handles_this"}, "nobody_handles_this"),
     ("send_task", {"recipient": "ops", "type": "t", "delay": "soon"}, "delay: expected"),
     ("approval_decide", {"approval_id": 9, "decision": "maybe"}, "decision: approve or deny"),
+    ("merges_list", {"state": "lost"}, "state: one of waiting_review, approved"),
     ("approval_decide", {"approval_id": 9, "decision": "approve"}, "no approval with id 9"),
     ("resume_agent", {"agent": "ops", "raise_usd": 5}, "not stopped by a budget"),
     ("stop_agents", {"agents": []}, "name the agents to stop"),
@@ -113,6 +114,23 @@ def test_the_tools_do_what_the_command_line_does(team):
 def test_a_persons_mistake_is_a_one_line_tool_error(team, tool, arguments, words):
     kind, text = session(Desk(team), lambda client: call(client, tool, **arguments))
     assert kind == "error" and words in text and "\n" not in text and "Traceback" not in text
+
+
+def test_the_merge_queue_is_listed_to_a_person_and_to_a_running_agent(team):
+    desk = Desk(team)
+    desk.queue.send("cli", "ops", "report")
+    [task] = desk.queue.claim("ops")
+    _, item_id = desk.queue.request_review(task.id, None, agent="ops", item={
+        "author": "ops", "host": "", "branch": "agents/ops", "target": "roadmap",
+        "base": "a" * 40, "head": "b" * 40, "task_id": task.id, "reviewer": "dev"},
+        review=None)
+    desk.queue.decide_review(item_id, False, by="dev", comments="no")
+    kind, data = session(desk, lambda client: call(client, "merges_list"))
+    assert kind == "ok" and [(m["id"], m["state"], m["reason"]) for m in data["merges"]] == [
+        (item_id, "failed", "changes requested by dev: no")]
+    agent = Desk(team, agent="dev", task_id=1)
+    kind, data = session(agent, lambda client: call(client, "merges_list", state="merged"))
+    assert (kind, data) == ("ok", {"merges": []})
 
 
 def test_the_history_says_why_an_agent_crashed_without_supervisord(team):
