@@ -38,6 +38,10 @@ class UnknownAgentError(TeamError):
     """A name that is not an agent of the team."""
 
 
+class KubernetesError(CoffeeError):
+    """A team or an option ``gen-k8s`` cannot render (a SQLite queue, a bad image name)."""
+
+
 class SupervisorDown(CoffeeError):
     """supervisord does not answer at the URL we tried."""
 

@@ -107,6 +107,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("gen-config", "start", "stop", "restart", "status", "logs", "doctor",
                      "agent"), "lifecycle"),
     "init": "init",
+    "gen-k8s": "k8s",
     **dict.fromkeys(("apply", "service"), "live"),
     **dict.fromkeys(("queue", "metrics", "cleanup", "notifications", "history", "trace"),
                     "data"),

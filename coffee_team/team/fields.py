@@ -140,6 +140,43 @@ def environment(v: Any) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def secrets(v: Any) -> tuple[str, ...]:
+    """``secrets:``: the environment variables that hold an agent's secrets (an API key),
+    never written in the team file: supervisord's agents inherit them from its environment,
+    ``gen-k8s`` takes them from the Kubernetes Secret."""
+    if not isinstance(v, list):
+        raise Invalid(f"a list of variable names like [ANTHROPIC_API_KEY], got {describe(v)}")
+    for i, name in enumerate(v):
+        if not isinstance(name, str) or not ENV_KEY.fullmatch(name):
+            raise Invalid(f"variable names like ANTHROPIC_API_KEY, got {describe(name)}")
+        if name in v[:i]:
+            raise Invalid(f"each name once, got {name} twice")
+    return tuple(v)
+
+
+CPU_MILLI = re.compile(r"^([1-9][0-9]{0,6})m$")
+MAX_CPU = 1024  # cores
+
+
+def cpu(v: Any) -> str:
+    """``cpu:`` as Kubernetes writes a CPU quantity: cores (``2``, ``0.5``) or millicores
+    (``500m``), kept as the canonical string (``0.5`` → ``500m``, ``2000m`` → ``2``)."""
+    allowed = f"cores (0.5, 2) or millicores ('500m'), at most {MAX_CPU} cores"
+    match = CPU_MILLI.fullmatch(v) if isinstance(v, str) else None
+    if match:
+        milli = int(match.group(1))
+    elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
+            and 0 < v <= MAX_CPU:
+        milli = round(v * 1000)
+        if abs(v * 1000 - milli) > 1e-6 or milli == 0:
+            raise Invalid(f"{allowed}, in whole millicores (three decimals), got {v!r}")
+    else:
+        raise Invalid(f"{allowed}, got {describe(v)}")
+    if milli > MAX_CPU * 1000:
+        raise Invalid(f"{allowed}, got {describe(v)}")
+    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+
+
 def options(v: Any) -> tuple[tuple[str, Any], ...]:
     if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
         raise Invalid(f"a mapping of option names to values, got {describe(v)}")
@@ -202,6 +239,8 @@ AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "handles": task_types,
     "approve_before": task_types,
     "environment": environment,
+    "secrets": secrets,
+    "cpu": cpu,
     "restart_on_hang": boolean,
     "stall_after": optional(positive_number()),
     "on_stall": choice("warn", "cancel"),

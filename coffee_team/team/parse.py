@@ -121,6 +121,11 @@ def parse_team(document: Any, source: str = "<team>", path: Path | None = None, 
         if other and "llm" in extras:
             raise TeamError(f"{source}: agents.{name}: set either 'llm' or '{other}', not both")
         values.update(extras)
+        secret = values.get("secrets", ())
+        both = next((k for k, _ in values.get("environment", ()) if k in secret), None)
+        if both:
+            raise TeamError(f"{source}: agents.{name}.secrets: {both} is in environment too; a "
+                            f"secret is never written in the team file: drop it from environment")
         if "memory_trend" in values and values.get("memory_limit_mb") is None:
             raise TeamError(f"{source}: agents.{name}.memory_trend: needs memory_limit_mb "
                             f"(the limit the trend is projected to)")

@@ -90,6 +90,8 @@ class AgentSpec:
     command: tuple[str, ...] | None = None
     handles: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[str, ...] = ()  # variables it reads from the environment, never in the file
+    cpu: str | None = None  # a Kubernetes CPU quantity (gen-k8s); supervisord ignores it
     restart_on_hang: bool = True
     stall_after: float | None = None  # seconds without output or ctx.progress(): a stall
     on_stall: str = "warn"            # warn (one WARNING per stall) or cancel (fail the task)
