@@ -126,17 +126,22 @@ def probes(team: Team, agent: AgentSpec) -> dict[str, Any]:
     the team calls an agent hung); liveness: the agent's own rule (``agent probe``: no
     heartbeat for 2 x heartbeat_stale_after; a long task is never a failure), asked every
     heartbeat_interval, twice before a restart so one slow probe is no restart; readiness:
-    ready to claim, asked as often as the startup probe."""
+    ready to claim, asked as often as the startup probe. ``restart_on_hang: false``: no
+    liveness probe (the team does not restart that agent when it hangs; neither does the
+    kubelet)."""
     s = team.settings
     often = max(1, math.ceil(min(s.heartbeat_interval, MAX_PROBE_PERIOD)))
     startup_window = s.start_seconds + s.heartbeat_stale_after
     probe = ("agent", "probe", agent.name)
-    return {
+    found = {
         "startupProbe": exec_probe(coffee(*probe, "--started"), often,
                                    max(1, math.ceil(startup_window / often))),
         "livenessProbe": exec_probe(coffee(*probe), max(1, math.ceil(s.heartbeat_interval)), 2),
         "readinessProbe": exec_probe(coffee(*probe, "--ready"), often, 1),
     }
+    if not agent.restart_on_hang:
+        del found["livenessProbe"]
+    return found
 
 
 def resources(agent: AgentSpec) -> dict[str, Any]:

@@ -261,6 +261,13 @@ def test_probes_are_timed_from_the_heartbeat_settings(interval, stale, start):
         assert probe["timeoutSeconds"] >= 1 and isinstance(probe["periodSeconds"], int)
 
 
+def test_an_agent_not_restarted_when_hung_has_no_liveness_probe():
+    docs = docs_of(team_of({"a": {"restart_on_hang": False}, "b": {}}))
+    assert "livenessProbe" not in agent_container(docs, "a")
+    assert {"startupProbe", "readinessProbe"} <= set(agent_container(docs, "a"))
+    assert "livenessProbe" in agent_container(docs, "b")
+
+
 def test_each_priority_group_after_the_first_waits_for_the_earlier_ones():
     team = team_of({"a": {"priority": 1}, "b": {"priority": 1}, "c": {"priority": 4},
                     "d": {"priority": 7}})
