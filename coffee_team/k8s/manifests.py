@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
+import yaml
+
+from ..dburl import is_postgres_url
 from ..errors import KubernetesError
 from ..liveness import MEMORY_OVERSHOOT
 from ..team import AgentSpec, Team
@@ -54,9 +57,22 @@ def check_options(options: Options) -> None:
                               f"'-' and '.'), got {options.secret!r}")
 
 
-def check_team(team: Team) -> None:
+def written_database(team: Team, text: str) -> str:
+    """``team.database_path`` as the team file writes it: the ConfigMap holds the file, and
+    what is rendered must not depend on a COFFEE_DATABASE_URL in the environment of whoever
+    runs gen-k8s (it overrides the setting in every process that reads the team file)."""
+    try:
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        doc = None
+    settings = doc.get("team") if isinstance(doc, dict) else None
+    value = settings.get("database_path") if isinstance(settings, dict) else None
+    return value if isinstance(value, str) else team.settings.database_path
+
+
+def check_team(team: Team, text: str) -> None:
     """Refuse what a cluster cannot run; one line each."""
-    if not team.is_postgres:
+    if not is_postgres_url(written_database(team, text)):
         raise KubernetesError(f"{team.path}: team.database_path is a SQLite file; a cluster "
                               f"needs the PostgreSQL queue (set database_path: "
                               f"postgresql://user@host/db, see docs/kubernetes.md)")
@@ -80,16 +96,17 @@ def without_password(url: str) -> str:
 
 def config_text(team: Team, text: str) -> str:
     """The team file as the ConfigMap holds it: the database URL's password removed."""
-    url = team.settings.database_path
-    clean = without_password(url)
-    if clean == url:
-        return text
-    password = urlsplit(url).password or ""
-    text = text.replace(url, clean)
-    if password in text:
-        raise KubernetesError(f"{team.path}: team.database_path: the password in the URL "
-                              f"cannot be taken out of the team file; write the URL without it "
-                              f"(the Secret's {n.DATABASE_URL_ENV} carries the whole URL)")
+    for url in dict.fromkeys([written_database(team, text), team.settings.database_path]):
+        clean = without_password(url)
+        if clean == url:
+            continue
+        password = urlsplit(url).password or ""
+        text = text.replace(url, clean)
+        if f":{password}@" in text:  # the URL written another way, or a second one
+            raise KubernetesError(f"{team.path}: team.database_path: the password in the URL "
+                                  f"cannot be taken out of the team file; write the URL "
+                                  f"without it (the Secret's {n.DATABASE_URL_ENV} carries the "
+                                  f"whole URL)")
     return text
 
 
@@ -324,7 +341,7 @@ def render(team: Team, text: str, options: Options,
     gives them, mounted at that path under the pod's project root."""
     files = dict(files or {})
     check_options(options)
-    check_team(team)
+    check_team(team, text)
     text = config_text(team, text)
     digest = team_hash(text, files)
     k8s_names = n.agent_names(team.names)

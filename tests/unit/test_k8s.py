@@ -25,7 +25,7 @@ def team_of(agents: dict, path: str = "/p/data/team.yaml", **settings):
     return parse_team({"team": settings, "agents": agents}, path, None)
 
 
-def docs_of(team, text: str = "team: {}\n", files=None, **options):
+def docs_of(team, text: str = f"team:\n  database_path: {PG}\n", files=None, **options):
     options.setdefault("image", IMAGE)
     return render(team, text, Options(**options), files)
 
@@ -95,7 +95,7 @@ def test_bad_settings_are_one_line_naming_the_key(agent, message):
 @pytest.mark.parametrize("db", ["data/orchestrator.db", "sqlite:///data/q.db", "/abs/q.db"])
 def test_a_sqlite_team_is_refused_in_one_line(db):
     with pytest.raises(KubernetesError) as caught:
-        docs_of(team_of({"a": {}}, database_path=db))
+        docs_of(team_of({"a": {}}, database_path=db), f"team:\n  database_path: {db}\n")
     message = str(caught.value)
     assert "\n" not in message and "a cluster needs the PostgreSQL queue" in message
 
@@ -156,9 +156,27 @@ def test_a_password_in_the_database_url_never_reaches_a_manifest():
 
 def test_a_password_that_cannot_be_taken_out_is_refused():
     url = "postgresql://coffee:hunter2@db/coffee"
-    text = f"# the password is hunter2\nteam:\n  database_path: {url}\n"
+    text = f"# was postgresql://coffee:hunter2@old/coffee\nteam:\n  database_path: {url}\n"
     with pytest.raises(KubernetesError, match="write the URL without it"):
         docs_of(team_of({"a": {}}, database_path=url), text)
+
+
+def test_a_password_that_is_also_a_word_of_the_file_is_no_trouble():
+    url = "postgresql://coffee:coffee@db/coffee"
+    text = f"# coffee\nteam:\n  database_path: {url}\n"
+    config = docs_of(team_of({"a": {}}, database_path=url), text)[0]
+    assert config["data"][n.TEAM_KEY] == text.replace("coffee:coffee@", "coffee@")
+
+
+def test_the_team_file_as_written_decides_not_the_environments_override():
+    """COFFEE_DATABASE_URL replaces database_path in the Team of whoever runs gen-k8s: the
+    refusal and the password's removal read the file's own value."""
+    overridden = team_of({"a": {}}, database_path="postgresql://me:envpw@db/coffee")
+    with pytest.raises(KubernetesError, match="a cluster needs the PostgreSQL queue"):
+        docs_of(overridden, "team:\n  database_path: data/q.db\n")
+    text = "team:\n  database_path: postgresql://u:filepw@db/coffee\n"
+    config = docs_of(overridden, text)[0]
+    assert config["data"][n.TEAM_KEY] == "team:\n  database_path: postgresql://u@db/coffee\n"
 
 
 @pytest.mark.parametrize("url, expected", [
