@@ -35,6 +35,7 @@ PROBE_TIMEOUT = 10
 MAX_PROBE_PERIOD = 10
 INIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "64Mi"}}
 CONTROL_PLANE_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}}
+MAX_CONFIGMAP = 1024 * 1024  # bytes of data a ConfigMap may hold
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,10 @@ def team_hash(text: str, files: Mapping[str, str]) -> str:
 def configmap(text: str, files: Mapping[str, str], options: Options) -> dict[str, Any]:
     data = {n.TEAM_KEY: text}
     data.update({n.file_key(i, path): files[path] for i, path in enumerate(sorted(files))})
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
+    if size > MAX_CONFIGMAP:
+        raise KubernetesError(f"the team file and the role files come to {size} bytes, over a "
+                              f"ConfigMap's {MAX_CONFIGMAP}; shorten the role files")
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": metadata(n.CONFIGMAP, options, labels("team-file")), "data": data}
 
@@ -228,9 +233,15 @@ def agents_service(options: Options) -> dict[str, Any]:
                      "selector": labels("agent")}}
 
 
+def literal(value: str) -> str:
+    """An env value the kubelet passes on as written: it expands ``$(NAME)`` and reads ``$$``
+    as ``$``, where supervisord passes the team file's values unchanged."""
+    return value.replace("$", "$$") if "$(" in value or "$$" in value else value
+
+
 def agent_env(agent: AgentSpec, options: Options) -> list[dict[str, Any]]:
     plain = dict([("PYTHONUNBUFFERED", "1"), *agent.environment])
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
+    env: list[dict[str, Any]] = [{"name": k, "value": literal(v)} for k, v in plain.items()]
     secret = dict.fromkeys([n.DATABASE_URL_ENV, *agent.secrets])
     return env + [secret_env(name, options) for name in secret]
 

@@ -243,6 +243,35 @@ def test_environment_and_secrets():
     assert "ANTHROPIC_API_KEY" not in env_of(agent_container(docs_of(team), "b"))
 
 
+@pytest.mark.parametrize("value, rendered", [
+    ("plain", "plain"), ("$HOME/x", "$HOME/x"), ("cost $5", "cost $5"), ("end$", "end$"),
+    ("$(HOME)/x", "$$(HOME)/x"), ("a$$b", "a$$$$b"), ("$x $(y)", "$$x $$(y)")])
+def test_environment_values_reach_the_process_as_written(value, rendered):
+    """The kubelet expands $(NAME) and reads $$ as $; supervisord passes values unchanged."""
+    env = agent_container(docs_of(team_of({"a": {"environment": {"V": value}}})), "a")["env"]
+    assert {"name": "V", "value": rendered} in env
+    # the kubelet's rule, applied to what is rendered, gives the value back
+    assert kubelet_expand(rendered) == value
+
+
+def kubelet_expand(text: str) -> str:
+    """Kubernetes' env expansion with no variable defined: $$ → $, $(X) kept, $ otherwise."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "$" and i + 1 < len(text) and text[i + 1] == "$":
+            out.append("$")
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def test_a_configmap_over_a_mebibyte_is_refused():
+    with pytest.raises(KubernetesError, match="over a ConfigMap's 1048576"):
+        docs_of(team_of({"a": {}}), files={"big.md": "x" * (1024 * 1024)})
+
+
 @pytest.mark.parametrize("agent, expected", [
     ({}, None),
     ({"memory_limit_mb": 512}, {"requests": {"memory": "512Mi"}, "limits": {"memory": "768Mi"}}),
