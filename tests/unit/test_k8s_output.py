@@ -14,6 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from coffee_team import k8s
 from coffee_team.cli import main
@@ -221,3 +222,55 @@ def test_gen_k8s_bad_option_and_missing_role_file(project):
     assert result.exit_code == 0, result.output
     config = next(yaml.safe_load_all(result.stdout))
     assert config["data"]["file0-architect.md"] == "You design.\n"
+
+
+# --- any team ------------------------------------------------------------------------------
+
+ENV_VALUE = st.text(st.sampled_from("ab$(){}/: 1"), max_size=12).filter(
+    lambda v: v[:1] != "'" and v[-1:] != "'" and " ;" not in v and " #" not in v)
+AGENT = st.fixed_dictionaries({"handler": st.just("m:f")}, optional={
+    "priority": st.integers(0, 999),
+    "memory_limit_mb": st.integers(1, 10**7),
+    "cpu": st.one_of(st.integers(1, 1024), st.sampled_from(["1m", "250m", "1500m", 0.5, 0.125])),
+    "restart_on_hang": st.booleans(),
+    "environment": st.dictionaries(st.from_regex(r"[A-Z][A-Z0-9_]{0,8}", fullmatch=True),
+                                   ENV_VALUE, max_size=3),
+    "secrets": st.lists(st.from_regex(r"S_[A-Z0-9]{1,6}", fullmatch=True), max_size=3,
+                        unique=True)})
+
+
+@st.composite
+def teams(draw):
+    interval = draw(st.floats(0.1, 1000))
+    settings = {"database_path": PG, "heartbeat_interval": interval,
+                "heartbeat_stale_after": interval + draw(st.floats(0.1, 5000)),
+                "start_seconds": draw(st.integers(0, 3600)),
+                "stop_wait_seconds": draw(st.integers(1, 3600))}
+    names = draw(st.lists(st.from_regex(r"[a-z0-9][a-z0-9_-]{0,63}", fullmatch=True),
+                          min_size=1, max_size=3, unique=True))
+    return parse_team({"team": settings, "agents": {name: draw(AGENT) for name in names}},
+                      "/p/data/team.yaml")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(team=teams(), namespace=st.one_of(
+    st.none(), st.from_regex(r"[a-z]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)))
+def test_any_valid_team_renders_manifests_kubernetes_accepts(team, namespace):
+    docs = k8s.render(team, f"team:\n  database_path: {PG}\n",
+                      k8s.Options(image="img:1", namespace=namespace))
+    for doc in docs:
+        assert yaml.safe_load(emit.to_yaml(doc)) == doc
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    sets = [d for d in docs if d["kind"] == "StatefulSet"]
+    assert len({d["metadata"]["name"] for d in sets}) == len(team.agents)
+    first = min(a.priority for a in team.agents)
+    for sts in sets:
+        name = sts["metadata"]["name"]
+        assert n.is_dns_label(name) and len(name) <= n.MAX_STATEFULSET_NAME
+        agent = team.agent(sts["metadata"]["annotations"][n.AGENT_NAME_ANNOTATION])
+        spec = sts["spec"]["template"]["spec"]
+        assert spec["containers"][0]["command"][-1] == agent.name
+        assert ("initContainers" in spec) == (agent.priority != first)
+        startup = spec["containers"][0]["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= \
+            team.settings.start_seconds + team.settings.heartbeat_stale_after
