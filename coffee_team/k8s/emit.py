@@ -94,7 +94,7 @@ def containerfile(team: Team) -> str:
         f"FROM {BASE_IMAGE}",
         "ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
         "COPY coffee_team-*.whl /tmp/wheels/",
-        "RUN set -e; wheel=$(ls /tmp/wheels/coffee_team-*.whl); "
+        "RUN set -e; wheel=$(ls /tmp/wheels/coffee_team-*.whl | sort -V | tail -n 1); "
         f"pip install \"$wheel[{wanted}]\"; rm -rf /tmp/wheels",
     ]
     needed = programs(team)
