@@ -76,9 +76,13 @@ def extras(team: Team) -> list[str]:
 
 
 def programs(team: Team) -> list[str]:
-    """The programs the team's command and llm agents run that the image lacks."""
+    """The programs the team runs that the image lacks: its command and llm agents', its
+    notification commands', its merge checks'."""
     argv0 = [a.command[0] for a in team.agents if a.command] + \
-            [a.llm.command[0] for a in team.agents if a.llm is not None]
+            [a.llm.command[0] for a in team.agents if a.llm is not None] + \
+            [t.command[0] for t in team.settings.notify if t.command] + \
+            [check[0] for a in team.agents if a.workspace is not None and a.workspace.merge
+             for check in a.workspace.merge.checks if check]
     return sorted({p for p in argv0 if not IN_IMAGE.fullmatch(p)})
 
 

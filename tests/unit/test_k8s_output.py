@@ -57,7 +57,8 @@ def everything_team():
                     "heartbeat_interval": 5, "heartbeat_stale_after": 20,
                     "web": {"port": 9000, "username": "me", "password_env": "WEB_PASSWORD",
                             "host": "0.0.0.0", "allow_remote": True},
-                    "notify": [{"url": "json://hooks.example.com/x"}]},
+                    "notify": [{"url": "json://hooks.example.com/x"},
+                               {"command": ["/usr/local/bin/page-me", "--quiet"]}]},
            "agents": {"lead_dev": {"priority": 1, "handler": "m:f", "cpu": "1500m",
                                    "memory_limit_mb": 2048, "secrets": ["GH_TOKEN"],
                                    "environment": {"MODE": "ci", "N": 3}},
@@ -144,9 +145,15 @@ def test_the_containerfile():
     llm, _, _ = example("llm-team")
     assert '"$wheel[postgres,mcp]"' in k8s.containerfile(llm)
     assert "# The team's agents also run: claude." in k8s.containerfile(llm)
+    _, text, _ = example("llm-team")
+    merge = "merge: &merge {into: roadmap, review_by: project_manager}"
+    assert merge in text
+    checked = parse_team_text(text.replace(merge, merge[:-1] + ", checks: [[pytest, -q]]}"),
+                              REPO / "data" / "team.yaml")
+    assert "also run: claude, pytest." in k8s.containerfile(checked)
     everything, _ = everything_team()
     assert '"$wheel[postgres,notify]"' in k8s.containerfile(everything)
-    assert "also run: node." in k8s.containerfile(everything)
+    assert "also run: /usr/local/bin/page-me, node." in k8s.containerfile(everything)
 
 
 # --- the command -----------------------------------------------------------------------------
