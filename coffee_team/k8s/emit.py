@@ -94,7 +94,7 @@ def containerfile(team: Team) -> str:
         "# The image of the manifests `coffee-team gen-k8s` writes (docs/kubernetes.md).",
         "# Build it in the directory that holds this file and coffee-team's wheel:",
         "#   python -m pip wheel --no-deps -w DIR .        (in a checkout of coffee-team)",
-        "#   podman build -t IMAGE DIR                      (or docker build)",
+        "#   podman build -t IMAGE DIR           (docker build -f DIR/Containerfile -t IMAGE DIR)",
         f"FROM {BASE_IMAGE}",
         "ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
         "COPY coffee_team-*.whl /tmp/wheels/",
