@@ -17,18 +17,21 @@ import os
 import selectors
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import HandlerError
-from .output import (FdSink, NullSink, ResultScan, TaggedLines, has_result, last_line,
+from .output import (FdSink, NullSink, ResultScan, TaggedLines, has_result, last_line, log,
                      read_result_file, task_tag)
-from .parentwatch import die_with_parent
+from .parentwatch import become_subreaper, children, die_with_parent, end_leftovers
 
 READ_CHUNK = 1 << 20
 # Linux: a 1 MiB pipe instead of 64 KiB lets a chatty command write ahead and us read in large
 # chunks: 16x fewer wake-ups and system calls per MB of output.
 PIPE_SIZE = 1 << 20
+EXIT_GRACE = 2.0  # seconds its output is still read after the command exited
+EXIT_POLL = 0.25  # how often it is asked whether it exited, where no pidfd can tell
 
 
 class Deferred(HandlerError):
@@ -159,6 +162,8 @@ class CommandRunner:
         self.cwd = cwd
         self.sink = sink or FdSink()
         self.current: subprocess.Popen | None = None
+        self.marked: tuple[str, set[int]] = ("", set())  # the run's marker, our children before
+        self.exit_grace = EXIT_GRACE
 
     def __call__(self, task: dict, ctx: HandlerContext) -> Any:
         # here, not at import: with bz2/lzma/random they are ~1.4 MB that an agent running
@@ -182,13 +187,24 @@ class CommandRunner:
                 result_file: str, cwd: str | None = None,
                 scan: Any = None) -> tuple[int, Any, TaggedLines]:
         """Run ``argv`` to its end in its own process group, streaming its output into the
-        log; (exit code, the stdout scan, stderr's lines). Interrupted kills the group."""
+        log; (exit code, the stdout scan, stderr's lines). It ends when the command exits
+        (EXIT_GRACE more for its last output, even if something it started still holds
+        its stdout), and what it left running is ended with it (parentwatch.end_leftovers).
+        Interrupted kills the group and what left it."""
+        self.marked = (result_file, children())  # the marker, and the children we had before
         proc = self._start(result_file, argv, cwd)
         self.current = proc
         try:
-            out, err = self._pump(proc, stdin_data, task_tag(task).encode(), ctx,
-                                  scan or ResultScan())
+            out, err, held = self._pump(proc, stdin_data, task_tag(task).encode(), ctx,
+                                        scan or ResultScan())
+            exited = _wait_exit(proc)
+            ended = end_leftovers(proc.pid, proc.pid if exited else None, self.marked[1],
+                                  result_file, search=held)
             proc.wait()
+            if held or ended:
+                log(ctx.agent, f"{task_tag(task)}{argv[0]} exited with {proc.returncode}; "
+                               f"{'its output was still held open; ' if held else ''}ended "
+                               f"what it left running{_pids(ended)}")
         except BaseException:  # timeout, stop or cancel (Interrupted): take the group down
             self.kill()
             raise
@@ -209,11 +225,12 @@ class CommandRunner:
             raise HandlerError(f"cannot start {argv[0]!r}: {exc}") from None
 
     def _pump(self, proc: subprocess.Popen, stdin_data: bytes, tag: bytes,
-              ctx: HandlerContext, scan: Any) -> tuple[Any, TaggedLines]:
+              ctx: HandlerContext, scan: Any) -> tuple[Any, TaggedLines, bool]:
         """Feed stdin, log stdout and stderr as they come, feeding stdout's complete lines to
-        ``scan``; return (scan, stderr). The last line printed is the current step, unless the
-        scan shows steps itself (``shows_steps``: it reads events, and logs them instead of
-        stdout's raw lines)."""
+        ``scan``, until both end or the command exited EXIT_GRACE ago; return (scan,
+        stderr, whether they were still open). The last line printed is the current step,
+        unless the scan shows steps itself (``shows_steps``: it reads events, and logs them
+        instead of stdout's raw lines)."""
         own_steps = getattr(scan, "shows_steps", False)
         out = TaggedLines(tag, NullSink() if own_steps else self.sink)
         err = TaggedLines(tag, self.sink)
@@ -221,37 +238,66 @@ class CommandRunner:
         for fd in streams:
             with contextlib.suppress(AttributeError, OSError):  # not Linux, or over the limit
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        exit_fd = _exit_fd(proc.pid)  # readable once it exited (Linux 5.3+); else polled
+        deadline = None
         with selectors.DefaultSelector() as selector:
             for fd in streams:
                 selector.register(fd, selectors.EVENT_READ)
+            if exit_fd is not None:
+                selector.register(exit_fd, selectors.EVENT_READ)
             pending = memoryview(stdin_data)
             stdin_fd = proc.stdin.fileno()
             os.set_blocking(stdin_fd, False)  # a command that does not read must not block us
             selector.register(stdin_fd, selectors.EVENT_WRITE)
-            while len(selector.get_map()) > 0:
-                for key, _ in selector.select():
+            held = list(streams)
+            while held:
+                wait = (max(0.0, deadline - time.monotonic()) if deadline is not None
+                        else None if exit_fd is not None else EXIT_POLL)
+                exited = False
+                for key, _ in selector.select(wait):
                     fd = key.fd
-                    if fd == stdin_fd:
+                    if fd == exit_fd:
+                        selector.unregister(fd)  # stays readable: once is enough
+                        exited = True
+                    elif fd == stdin_fd:
                         pending = self._feed_stdin(selector, proc, pending)
-                        continue
-                    chunk = os.read(fd, READ_CHUNK)
-                    if not chunk:
-                        selector.unregister(fd)
-                        last = streams[fd].close()
-                        if fd == proc.stdout.fileno():
-                            scan.feed(last)
-                        continue
-                    lines = streams[fd].feed(chunk)
-                    if fd == proc.stdout.fileno():
-                        scan.feed(lines)
-                    shown = None if own_steps else last_line(lines)
-                    if shown:
-                        ctx.step(shown)
                     else:
-                        ctx.progress()  # output all the same: not stalled
-        proc.stdout.close()
-        proc.stderr.close()
-        return scan, err
+                        self._read(fd, selector, streams, proc, scan, ctx, own_steps)
+                held = [fd for fd in streams if fd in selector.get_map()]
+                if deadline is None and (exited or exit_fd is None and _exited(proc)):
+                    deadline = time.monotonic() + self.exit_grace
+                elif deadline is not None and time.monotonic() >= deadline:
+                    break
+        for fd in held:  # something the command started holds them: what came is kept
+            last = streams[fd].close()
+            if fd == proc.stdout.fileno():
+                scan.feed(last)
+        if exit_fd is not None:
+            os.close(exit_fd)
+        if getattr(scan, "end", None) is not None:
+            scan.end()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()
+        return scan, err, bool(held)
+
+    def _read(self, fd: int, selector: Any, streams: dict, proc: subprocess.Popen, scan: Any,
+              ctx: HandlerContext, own_steps: bool) -> None:
+        chunk = os.read(fd, READ_CHUNK)
+        if not chunk:
+            selector.unregister(fd)
+            last = streams[fd].close()
+            if fd == proc.stdout.fileno():
+                scan.feed(last)
+            return
+        lines = streams[fd].feed(chunk)
+        if fd == proc.stdout.fileno():
+            scan.feed(lines)
+        shown = None if own_steps else last_line(lines)
+        if shown:
+            ctx.step(shown)
+        else:
+            ctx.progress()  # output all the same: not stalled
 
     @staticmethod
     def _feed_stdin(selector, proc: subprocess.Popen, pending: memoryview) -> memoryview:
@@ -265,11 +311,51 @@ class CommandRunner:
         return pending
 
     def kill(self) -> None:
+        """Kill the command's group and what left it (a stop, timeout or cancel)."""
         proc = self.current
-        if proc is not None and proc.poll() is None:
+        if proc is None:
+            return
+        if proc.returncode is None:  # not reaped: its pid still names its group
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
+        end_leftovers(proc.pid, None, self.marked[1], self.marked[0], search=True)
+
+    def adopt_orphans(self) -> bool:
+        """Make this process a child subreaper (the agent program does, at its start): what
+        a command started that left its session is found, ended and reaped at its end."""
+        return become_subreaper()
+
+
+def _exit_fd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux 5.3+: polled every EXIT_POLL instead
+        return None
+
+
+def _exited(proc: subprocess.Popen) -> bool:
+    """Has it exited? Not reaped: its pid keeps naming its group until the sweep is done."""
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except AttributeError:  # no waitid (macOS): wait for its output to end, as before
+        return False
+    except ChildProcessError:
+        return True
+
+
+def _wait_exit(proc: subprocess.Popen) -> bool:
+    """Wait for it to exit, leaving it unreaped; False where that cannot be done."""
+    try:
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        return True
+    except (AttributeError, ChildProcessError):
+        return False
+
+
+def _pids(pids: list[int]) -> str:
+    return f" (PID {', '.join(map(str, pids[:10]))}{', …' if len(pids) > 10 else ''})" \
+        if pids else ""
 
 
 def split_follow_ups(result: Any) -> tuple[Any, list[dict[str, Any]], list[tuple[Any, str]]]:

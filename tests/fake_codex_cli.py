@@ -7,12 +7,15 @@ Written from openai/codex docs/exec.md: JSON Lines on stdout, ``thread.started``
 {changes: [{path, kind}], status}, ``agent_message`` {text}), ``turn.completed`` with
 ``usage`` {input_tokens, cached_input_tokens, output_tokens}; ``turn.failed`` {error}. The
 prompt is the last argument, or stdin when it is ``-`` or missing. ``--steps`` commands run
-``--pace`` seconds apart; the prompt's ``FAKE-FAIL`` ends the turn in ``turn.failed``.
+``--pace`` seconds apart; the prompt's ``FAKE-FAIL`` ends the turn in ``turn.failed``, its
+``FAKE-LINGER=SECONDS`` leaves a process behind holding stdout (as tests/fake_llm_cli.py's,
+its PID logged to ``--log``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import uuid
@@ -26,6 +29,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tokens-in", type=int, default=1000)
     parser.add_argument("--cached", type=int, default=800)
     parser.add_argument("--tokens-out", type=int, default=50)
+    parser.add_argument("--log")
     opts, rest = parser.parse_known_args(argv)
     rest = [a for a in rest if a != "exec"]
     thread = rest[rest.index("resume") + 1] if "resume" in rest else str(uuid.uuid4())
@@ -35,6 +39,10 @@ def main(argv: list[str]) -> int:
         print(json.dumps(event), flush=True)
         time.sleep(opts.pace)
 
+    lingering = re.search(r"FAKE-LINGER=([\d.]+)", prompt)
+    if lingering:
+        import fake_llm_cli
+        fake_llm_cli.linger(float(lingering.group(1)), opts.log)
     emit({"type": "thread.started", "thread_id": thread})
     emit({"type": "turn.started"})
     emit({"type": "item.completed", "item": {"id": "item_0", "type": "reasoning",

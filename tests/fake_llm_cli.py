@@ -27,6 +27,12 @@ and tokens its options give are the run's totals, spread over its turns (``--ste
     FAKE-PUSH                 a Bash call ``git push origin main``
     FAKE-WRITE=PATH           a Write call of PATH
     FAKE-MCP-SEND=TYPE        a call of the coffee MCP server's send_task (routed by TYPE)
+    FAKE-SEND-MANY=N          the answer asks for N follow-ups (its first --send type, else
+                              job; content {"n": i}), in one compact fenced JSON block
+    FAKE-SEND-TO=NAME         one more follow-up, addressed to NAME (the first --send type)
+    FAKE-LINGER=SECONDS       leave a process behind: double-forked, in its own session
+                              (setsid), holding stdout and stderr open, sleeping that long;
+                              its PID is logged (--log) as {"lingering": PID}
 
 Those calls go through ``--allowedTools``, ``--mcp-config`` and ``--permission-prompt-tool``
 as Claude Code's are (tests/fake_claude_mcp.py, the MCP SDK's own client); each call's
@@ -153,9 +159,37 @@ def resolve(prompt: str) -> None:
     git("commit", "-qam", f"{branch()}: fixed what the merge queue reported", "--allow-empty")
 
 
+def linger(seconds: float, log: str | None) -> None:
+    """A descendant that outlives us: it left our session, our stdout and stderr still open."""
+    if os.fork() != 0:
+        os.waitpid(-1, 0)  # the middle one exits at once: the sleeper is an orphan
+        return
+    os.setsid()
+    if os.fork() != 0:
+        os._exit(0)
+    if log:
+        log_run(log, {"lingering": os.getpid()})
+    time.sleep(seconds)
+    os._exit(0)
+
+
+def many(prompt: str, sends: list[str]) -> str:
+    """The fenced block of FAKE-SEND-MANY and FAKE-SEND-TO, or ''."""
+    kind = sends[0] if sends else "job"
+    count, to = directive(prompt, "SEND-MANY"), directive(prompt, "SEND-TO")
+    follow_ups = [{"recipient": None, "type": kind, "content": {"n": n}}
+                  for n in range(int(count or 0))]
+    if to:
+        follow_ups.insert(len(follow_ups) // 2, {"recipient": to, "type": kind,
+                                                  "content": {"to": to}})
+    return "\n\n```json\n" + json.dumps({"send": follow_ups}) + "\n```\n" if follow_ups else ""
+
+
 def answer(prompt: str, sends: list[str], review: bool = False) -> str:
     first = prompt.strip().splitlines()[-1] if prompt.strip() else ""
     text = f"Done: {first[:200]}"
+    if directive(prompt, "SEND-MANY") is not None or directive(prompt, "SEND-TO") is not None:
+        return text + many(prompt, sends)
     if review:  # what the change does, as its diff stat says: the commits' net effect
         stat = re.search(r'"diffstat": "((?:[^"\\]|\\.)*)"', prompt)
         verdict = ({"verdict": "request_changes", "comments": "NEEDS-WORK: rename it"}
@@ -255,6 +289,9 @@ def main(argv: list[str]) -> int:
               "model": "claude-fake", "tools": [t for t, _ in TOOLS],
               "permissionMode": "default"})
     print("fake: reading the task", file=sys.stderr, flush=True)
+    lingering = directive(prompt, "LINGER")
+    if lingering:
+        linger(float(lingering), opts.log)
     touch = directive(prompt, "TOUCH")
     if touch:  # before the sleep: a run killed while it sleeps leaves the file behind
         with open(touch, "w") as f:

@@ -88,15 +88,17 @@ class TaskExecution:
     def _send_follow_ups(self, messages: list[dict], undelivered: list[dict]) -> None:
         try:
             self.durable(self.queue.send_many, messages)
+            sent = len(messages)
         except QueueError as exc:  # refused as a batch when written (e.g. a full queue)
-            undelivered = undelivered + followups.unsent(messages, str(exc))
-        self._say_undelivered(None, undelivered)
+            undelivered, sent = undelivered + followups.unsent(messages, str(exc)), 0
+        self._say_undelivered(None, undelivered, sent)
 
-    def _say_undelivered(self, task_id: int | None, undelivered: list[dict]) -> None:
+    def _say_undelivered(self, task_id: int | None, undelivered: list[dict],
+                         sent: int) -> None:
         """One WARNING for the follow-ups of a task (or periodic run) that were not sent."""
         if not undelivered:
             return
-        title, message = followups.notice(self.name, task_id, undelivered)
+        title, message = followups.notice(self.name, task_id, undelivered, sent)
         log(self.name, message.removeprefix(f"{self.name}: "))
         self.durable(self.queue.notify, "WARNING", self.name, title, message)
 
@@ -204,6 +206,7 @@ class TaskExecution:
         except HandlerError as exc:
             self._fail(data, str(exc), permanent=isinstance(exc, PermanentError))
             return
+        bad = len(undelivered)
         try:
             completed, undelivered = self._complete(data["id"], result, messages, undelivered,
                                                     step)
@@ -212,7 +215,8 @@ class TaskExecution:
             return
         if completed:
             self.counts["tasks_completed"] += 1
-            self._say_undelivered(data["id"], undelivered)  # after the commit: said once
+            sent = len(messages) - (len(undelivered) - bad)  # none when refused as a batch
+            self._say_undelivered(data["id"], undelivered, sent)  # after the commit: said once
         else:
             self._dropped(data, "no longer in progress for this agent when it finished")
 

@@ -5,6 +5,12 @@ is checked as ``send()`` would check it (an unknown recipient, a type no agent h
 content, a malformed entry): the good ones are sent with the completion, the bad ones are
 kept in the task's result under ``undelivered`` (``{"follow_up", "error"}`` each) and named in
 one silent WARNING. One bad follow-up never costs the others, nor the task's own result.
+The queue writes the good ones with the completion, in one transaction: when it refuses them
+there (a recipient's queue full), none is sent, and they are recorded and said the same way.
+
+However many there are (an answer may ask for ten thousand), what is stored and said stays
+small: the first KEPT records in the result (``undelivered_count`` tells how many there were),
+the first SAID in the notification.
 
 Pure: ``check`` is the queue's (``MessageQueue.undeliverable``).
 """
@@ -14,6 +20,8 @@ import json
 from typing import Any, Callable, Optional
 
 PREVIEW_CHARS = 200
+KEPT = 100  # undelivered records kept in the task's result (~50 KB at most)
+SAID = 10   # named in the notification
 MESSAGE_KEYS = ("recipient", "type", "priority")
 
 
@@ -56,24 +64,32 @@ def recorded(result: Any, undelivered: list[dict]) -> Any:
     mapping is kept under ``value``)."""
     if not undelivered:
         return result
+    kept: dict[str, Any] = {"undelivered": undelivered[:KEPT]}
+    if len(undelivered) > KEPT:
+        kept["undelivered_count"] = len(undelivered)
     if result is None:
-        return {"undelivered": undelivered}
+        return kept
     if not isinstance(result, dict):
-        return {"value": result, "undelivered": undelivered}
-    return {**result, "undelivered": undelivered}
+        return {"value": result, **kept}
+    return {**result, **kept}
 
 
-def notice(agent: str, task_id: Optional[int], undelivered: list[dict]) -> tuple[str, str]:
-    """(title, message) of the one WARNING for a task's (or periodic run's) bad follow-ups."""
+def notice(agent: str, task_id: Optional[int], undelivered: list[dict],
+           sent: int = 1) -> tuple[str, str]:
+    """(title, message) of the one WARNING for a task's (or periodic run's) bad follow-ups;
+    ``sent``: how many of its follow-ups were sent."""
     what = f"task #{task_id}" if task_id is not None else "its periodic run"
     count = len(undelivered)
     title = f"{agent}: {count} follow-up{'s' if count != 1 else ''} of {what} not sent"
     lines = []
-    for entry in undelivered:
+    for entry in undelivered[:SAID]:
         message = entry["follow_up"]
         if isinstance(message, dict):
             name = f"{message.get('type')!s} to {message.get('recipient') or '(routed by type)'}"
         else:
             name = repr(message)[:80]
         lines.append(f"{name}: {entry['error']}")
-    return title, f"{title} (the others were sent): " + "; ".join(lines)
+    if count > SAID:
+        lines.append(f"and {count - SAID} more (the task's result lists the first {KEPT})")
+    others = "the others were sent" if sent else "none was sent"
+    return title, f"{title} ({others}): " + "; ".join(lines)

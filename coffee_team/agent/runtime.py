@@ -354,6 +354,8 @@ def run_agent(team: Team, name: str) -> int:
             orphans = agent.durable(queue.requeue_agent, spec.name)
             if hasattr(agent.runner, "attach"):  # an llm agent: role text, workspace, session
                 agent.runner.attach(queue, agent.durable, agent.clock)
+            if hasattr(agent.runner, "adopt_orphans"):  # a command's leftovers: ours to end
+                agent.runner.adopt_orphans()
             log(spec.name, f"started (PID {os.getpid()}, priority {spec.priority}"
                            f"{f', requeued {orphans} orphaned task(s)' if orphans else ''})")
             if predecessor is not None:

@@ -183,16 +183,19 @@ def structured(text: str) -> Any:
 
 
 def result_of(reading: Reading) -> dict[str, Any]:
-    """The task's result: the answer, its data and follow-ups (``send``), turns and usage."""
+    """The task's result: the answer, its data and follow-ups (``send``), turns and usage.
+    The whole answer is parsed; the limits are on what is stored: the text is cut at
+    MAX_ANSWER_CHARS and the data left out past it, while the ``send`` list goes on whole,
+    for each follow-up to be checked on its own (agent/followups.py)."""
     text = reading.text
     if len(text) > MAX_ANSWER_CHARS:
         text = text[:MAX_ANSWER_CHARS] + f"\n[… {len(text) - MAX_ANSWER_CHARS} more characters cut]"
     result: dict[str, Any] = {"text": text, "usage": reading.usage.as_dict()}
     data = structured(reading.text)
-    if data is not None and len(json.dumps(data)) > MAX_ANSWER_CHARS:
-        data = None  # too large to store: the text (cut) is the answer
     if isinstance(data, dict):
-        result["data"] = {k: v for k, v in data.items() if k != "send"}
+        kept = {k: v for k, v in data.items() if k != "send"}
+        if len(json.dumps(kept)) <= MAX_ANSWER_CHARS:
+            result["data"] = kept  # larger: too large to store, the text (cut) is the answer
         if "send" in data:
             result["send"] = data["send"]
     if reading.session_id:

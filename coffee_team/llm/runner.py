@@ -140,7 +140,7 @@ class LlmRunner(CommandRunner):
             shutil.rmtree(scratch, ignore_errors=True)
             self._withdraw_requests()
         result = self.outcome(task, code, out.text(), err.tail.decode(errors="replace"),
-                              stream, meter, capped)
+                              stream, meter, capped, out.not_read())
         self.workspace.end_run()  # it answered: what it left uncommitted is its work
         if self.merging is not None and task.get("id") is not None:
             try:
@@ -210,16 +210,17 @@ class LlmRunner(CommandRunner):
         return argv
 
     def outcome(self, task: dict, code: int, stdout: str, stderr: str, stream: Any = None,
-                meter: Optional[RunMeter] = None, capped: Optional[float] = None) -> Any:
+                meter: Optional[RunMeter] = None, capped: Optional[float] = None,
+                not_read: str = "") -> Any:
         """The task's result, or HandlerError / Deferred; the run's spend is recorded
-        either way."""
+        either way. ``not_read`` says what of its output was too long to read."""
         reading: Optional[Reading] = stream.reading() if stream is not None else None
         problem = None
         if reading is None:
             try:
                 reading = self.preset.read(stdout, self.fields)
             except OutputError as exc:
-                problem = str(exc)
+                problem = str(exc) + not_read
         failed = code != 0 or problem is not None or (reading is not None and reading.is_error)
         evidence = "\n".join([stderr, stdout[-4000:], reading.text if reading else ""])
         limited = failed and ratelimit.is_rate_limited(evidence, self.rate_limit)
