@@ -239,6 +239,25 @@ class CommandRunner:
             with contextlib.suppress(AttributeError, OSError):  # not Linux, or over the limit
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         exit_fd = _exit_fd(proc.pid)  # readable once it exited (Linux 5.3+); else polled
+        try:
+            held = self._select(proc, stdin_data, streams, exit_fd, scan, ctx, own_steps)
+        finally:
+            if exit_fd is not None:
+                os.close(exit_fd)
+        for fd in held:  # something the command started holds them: what came is kept
+            last = streams[fd].close()
+            if fd == proc.stdout.fileno():
+                scan.feed(last)
+        if getattr(scan, "end", None) is not None:
+            scan.end()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()
+        return scan, err, bool(held)
+
+    def _select(self, proc: subprocess.Popen, stdin_data: bytes, streams: dict,
+                exit_fd: int | None, scan: Any, ctx: HandlerContext, own_steps: bool) -> list:
+        """The pump's loop; the streams still open when it ended (held by a descendant)."""
         deadline = None
         with selectors.DefaultSelector() as selector:
             for fd in streams:
@@ -268,18 +287,7 @@ class CommandRunner:
                     deadline = time.monotonic() + self.exit_grace
                 elif deadline is not None and time.monotonic() >= deadline:
                     break
-        for fd in held:  # something the command started holds them: what came is kept
-            last = streams[fd].close()
-            if fd == proc.stdout.fileno():
-                scan.feed(last)
-        if exit_fd is not None:
-            os.close(exit_fd)
-        if getattr(scan, "end", None) is not None:
-            scan.end()
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            with contextlib.suppress(OSError):
-                pipe.close()
-        return scan, err, bool(held)
+        return held
 
     def _read(self, fd: int, selector: Any, streams: dict, proc: subprocess.Popen, scan: Any,
               ctx: HandlerContext, own_steps: bool) -> None:

@@ -11,9 +11,10 @@ stdout open. The agent is a child subreaper (``become_subreaper``, Linux 3.4+): 
 orphan is re-parented to the agent instead of init, so when the command has exited,
 ``end_leftovers`` finds it among the agent's children, kills it (and what it started in
 turn) and reaps it: no process outlives its command, and no zombie is left. Without the
-subreaper (another OS, or a process that is not an agent), the processes whose environment
-carries the run's marker (its ``COFFEE_RESULT_FILE``) are killed instead; their parent reaps
-them. ``leftovers`` is the pure choice of what to kill and reap.
+subreaper (a process that is not an agent, e.g. a test), when something was left (the
+output held open, a run cut off) the processes whose environment carries the run's marker
+(its ``COFFEE_RESULT_FILE``) are killed instead; their parent reaps them. ``leftovers`` is
+the pure choice of what to kill and reap.
 """
 from __future__ import annotations
 

@@ -8,9 +8,10 @@ is recorded and held against the day's budgets at each (meter.py): a crossing st
 and its task goes back to pending while the budget pauses the agent. Other CLIs' output
 streams into the log like any command's, read by the preset at the end. The answer becomes
 the task's result (with ``send`` follow-ups from its JSON or a fenced JSON block); every run
-leaves its cost and tokens, however it ends; with ``session: keep`` the session id is kept
-for the next task. A rate-limit message defers the task (handlers.Deferred) to the reset time
-the CLI states, or a backoff.
+leaves its cost and tokens, however it ends (the run ends at the CLI's exit, plus a short
+grace, even if something it started holds its stdout: handlers.CommandRunner.execute); with
+``session: keep`` the session id is kept for the next task. A rate-limit message defers the
+task (handlers.Deferred) to the reset time the CLI states, or a backoff.
 """
 from __future__ import annotations
 
