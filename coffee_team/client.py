@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 from pathlib import Path
 
-from .errors import SupervisorDown
+from .errors import SupervisorDown, SupervisorNotAnswering
 from .team import Team
 
 
@@ -108,6 +108,9 @@ def call(endpoint: Endpoint, method: str, *args, timeout: float | None = 30.0):
         target = getattr(target, part)
     try:
         return target(*args)
+    except socket.timeout:  # connected (or connecting) but no answer: not the same as gone
+        raise SupervisorNotAnswering(f"supervisord does not answer at {endpoint.url} within "
+                                     f"{timeout:g}s", timeout or 0.0) from None
     except (OSError, socket.error) as exc:
         raise SupervisorDown(f"supervisord is not running (no answer at {endpoint.url}: "
                              f"{exc.strerror or exc})") from None
@@ -120,12 +123,17 @@ def call(endpoint: Endpoint, method: str, *args, timeout: float | None = 30.0):
         raise
 
 
-def is_running(endpoint: Endpoint, shutdown_wait: float = 30.0, clock=time.monotonic) -> bool:
-    """True if supervisord answers; one that is shutting down is waited for, then False."""
+def is_running(endpoint: Endpoint, shutdown_wait: float = 30.0, clock=time.monotonic,
+               timeout: float = 5.0) -> bool:
+    """True if supervisord answers; one that is shutting down is waited for, then False. One
+    that accepts the connection but does not answer within ``timeout`` is neither:
+    ``SupervisorNotAnswering`` (the caller must not boot a second one)."""
     deadline = clock() + shutdown_wait
     while True:
         try:
-            return call(endpoint, "supervisor.getState", timeout=5)["statename"] == "RUNNING"
+            return call(endpoint, "supervisor.getState", timeout=timeout)["statename"] == "RUNNING"
+        except SupervisorNotAnswering:
+            raise
         except SupervisorDown:
             return False
         except xmlrpc.client.Fault as exc:
@@ -230,15 +238,32 @@ def boot(team: Team, endpoint: Endpoint, launch: tuple[str, ...] = (),
         env["COFFEE_LAUNCH_AGENTS"] = ",".join(launch)
     else:
         env.pop("COFFEE_LAUNCH_AGENTS", None)
-    result = subprocess.run([supervisord_binary(), "-c", str(team.conf_file)], env=env,
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    if result.returncode != 0:
+    # its own session: a Ctrl+C in the terminal is ours to handle, not a signal to a
+    # supervisord half way through daemonizing
+    proc = subprocess.Popen([supervisord_binary(), "-c", str(team.conf_file)], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # e.g. stuck on a socket a stopped supervisord holds
+        proc.kill()
+        proc.communicate()
+        raise SupervisorDown(f"supervisord did not start within {timeout:g}s (is another one "
+                             f"holding {endpoint.url}?); see "
+                             f"{team.log_dir / 'supervisord.log'}") from None
+    except KeyboardInterrupt:
+        proc.communicate(timeout=30)  # it daemonizes in moments: let it, so the pidfile
+        raise                         # names what the interrupt leaves running
+    if proc.returncode != 0:
         raise SupervisorDown(f"supervisord failed to start: "
-                             f"{startup_error(result.stderr + result.stdout, result.returncode)}")
+                             f"{startup_error(err + out, proc.returncode)}")
     deadline = clock() + timeout
     while clock() < deadline:
-        if is_running(endpoint):
-            return
+        try:
+            if is_running(endpoint, timeout=max(0.5, min(5.0, deadline - clock()))):
+                return
+        except SupervisorNotAnswering:
+            pass  # busy spawning its programs: it answers once its loop runs
         time.sleep(0.1)
     raise SupervisorDown(f"supervisord did not answer within {timeout:g}s; "
                          f"see {team.log_dir / 'supervisord.log'}")

@@ -46,6 +46,16 @@ class SupervisorDown(CoffeeError):
     """supervisord does not answer at the URL we tried."""
 
 
+class SupervisorNotAnswering(SupervisorDown):
+    """Something accepted the connection (supervisord's socket is there) but no answer came
+    within the call's timeout: a supervisord that is stopped (SIGSTOP) or overloaded, not one
+    that is gone. The command line says which PID and exits 4 (``ops.probe``)."""
+
+    def __init__(self, message: str, waited: float = 0.0):
+        super().__init__(message)
+        self.waited = waited
+
+
 class AgentAlreadyRunningError(CoffeeError):
     """Another process holds this agent's lock; ``str()`` names its PID and start time."""
 

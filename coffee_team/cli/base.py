@@ -1,7 +1,8 @@
 """The ``coffee-team`` group, its context and the helpers every command shares.
 
 Commands are thin over the library. User errors are one line and a non-zero exit: 2 for bad
-input or a bad team file, 3 when supervisord is not running, 1 otherwise."""
+input or a bad team file, 3 when supervisord is not running, 4 when it runs but does not
+answer (stopped, overloaded), 130 for Ctrl+C, 1 otherwise."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,8 @@ from contextlib import contextmanager
 import click
 
 from .. import client
-from ..errors import ActionRefused, CoffeeError, SupervisorDown, TeamError, describe_error
+from ..errors import (ActionRefused, CoffeeError, SupervisorDown, SupervisorNotAnswering,
+                      TeamError, describe_error)
 from ..team import Team, load_team
 
 
@@ -21,6 +23,20 @@ class UserError(click.ClickException):
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+# what a shell reports for a command that SIGINT (Ctrl+C) ended: 128 + 2
+INTERRUPTED = 130
+
+
+class Interrupted(UserError):
+    """Ctrl+C: one line saying what it left behind, exit 130, no traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(message, INTERRUPTED)
+
+    def show(self, file=None) -> None:
+        click.echo(f"interrupted: {self.message}" if self.message else "interrupted", err=True)
 
 
 class Context:
@@ -45,15 +61,31 @@ class Context:
         except SupervisorDown as exc:
             raise UserError(str(exc), exit_code=3) from None
 
-    def rpc(self, method: str, *args, timeout: float | None = 30.0):
+    def rpc(self, method: str, *args, timeout: float = 30.0):
+        """One call to supervisord, given up after ``timeout`` seconds (saying what it waits
+        for meanwhile): not running is exit 3, alive but not answering exit 4."""
+        from .waiting import waiting
+        endpoint = self.endpoint
         try:
-            return client.call(self.endpoint, method, *args, timeout=timeout)
+            with waiting(lambda: f"supervisord{self.pid_text()} to answer {method}"):
+                return client.call(endpoint, method, *args, timeout=timeout)
         except SupervisorDown as exc:
-            raise UserError(f"{exc}; start the team with `coffee-team start`",
-                            exit_code=3) from None
+            raise self.down(exc) from None
         except xmlrpc.client.Fault as exc:
             exc.call = (method, args)  # for fault_line, if no caller handles it
             raise
+
+    def pid_text(self) -> str:
+        from ..ops.lifecycle import pid_text
+        return pid_text(self.team, self.endpoint)
+
+    def down(self, exc: SupervisorDown) -> "UserError":
+        """The one line for a call that failed: supervisord gone (3), or there and silent (4,
+        naming its PID)."""
+        from ..ops import probe
+        verdict = probe.after_failure(self.team, self.endpoint, exc,
+                                      getattr(exc, "waited", 0.0))
+        return UserError(verdict.line, exit_code=verdict.exit_code)
 
 
 # What to do about the faults a person can meet on the CLI's paths (supervisor.xmlrpc.Faults)
@@ -127,6 +159,12 @@ class EdgeGroup(click.Group):
     """The CLI's edge: whatever the command, trouble of the environment is one line, exit 1.
     Commands load lazily (COMMAND_MODULES): start-up imports only the one that runs."""
 
+    def main(self, *args, **kwargs):
+        import signal
+        if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "_interrupted_early":
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # loaded: ours to handle
+        return super().main(*args, **kwargs)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *COMMAND_MODULES})
 
@@ -144,6 +182,10 @@ class EdgeGroup(click.Group):
         except BrokenPipeError:
             quiet_stdout()
             raise click.exceptions.Exit(PIPE_CLOSED) from None
+        except KeyboardInterrupt:
+            raise Interrupted("") from None
+        except SupervisorNotAnswering as exc:  # e.g. client.is_running's: alive but silent
+            raise ctx.obj.down(exc) from None
         except xmlrpc.client.Fault as exc:
             raise UserError(fault_line(exc)) from None
         except Exception as exc:

@@ -131,9 +131,14 @@ def _missing_modules(python: str, modules: list[str]) -> list[str]:
 
 
 def _check_supervisord(team: Team, conf: str | None) -> Check:
+    from ..errors import SupervisorNotAnswering
+    from ..ops import probe
     endpoint = client.endpoint_for(team, conf)
-    if client.is_running(endpoint):
-        return True, "supervisord", f"RUNNING at {endpoint.url}"
+    try:
+        if client.is_running(endpoint):
+            return True, "supervisord", f"RUNNING at {endpoint.url}"
+    except SupervisorNotAnswering as exc:
+        return False, "supervisord", probe.after_failure(team, endpoint, exc, exc.waited).line
     return False, "supervisord", f"not reachable at {endpoint.url}; run `coffee-team start`"
 
 

@@ -10,8 +10,9 @@ from .. import layout
 from ..errors import TeamError
 from ..ops import lifecycle as ops
 from ..team import WEB_PROGRAM
-from .base import (Context, UserError, config_team, echo_json, main, parse_agents, pass_ctx,
-                   refused)
+from .base import (Context, Interrupted, UserError, config_team, echo_json, main, parse_agents,
+                   pass_ctx, refused)
+from .waiting import waiting
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -56,10 +57,42 @@ def start(ctx: Context, agents: str | None, timeout: float) -> None:
     """Boot supervisord if needed, start agents in priority order, wait, print the status."""
     team = config_team(ctx)
     names = parse_agents(team, agents) or team.names
-    with refused():
-        ops.start(team, ctx.endpoint, ctx.rpc, queue_opener(ctx), names,
-                  launch=parse_agents(team, agents), timeout=timeout)
-    _print_status(ctx, as_json=False)
+    before = _supervisord_pid(ctx)
+    try:
+        with refused():
+            other = ops.start(team, ctx.endpoint, ctx.rpc, queue_opener(ctx), names,
+                              launch=parse_agents(team, agents), timeout=timeout,
+                              waiting=waiting)
+        if other is not None:  # another start runs the team: that is what was asked
+            click.echo(other)
+            return
+        _print_status(ctx, as_json=False)
+    except KeyboardInterrupt:
+        raise Interrupted(_left_by_start(ctx, before)) from None
+
+
+def _supervisord_pid(ctx: Context) -> int | None:
+    """The team's supervisord's PID if one lives (answering or not)."""
+    from ..ops import probe
+    pid = probe.own_pid(ctx.team, ctx.endpoint)
+    return pid if probe.process_kind(pid) in (probe.SUPERVISORD, probe.STOPPED) else None
+
+
+def _left_by_start(ctx: Context, before: int | None) -> str:
+    """What an interrupted start leaves: nothing, a supervisord it booted (which goes on
+    launching the team), or the one that ran before with some agents started."""
+    pid, deadline = _supervisord_pid(ctx), time.monotonic() + 2
+    sock = ctx.team.run_dir / "supervisor.sock"
+    while pid is None and before is None and sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # a supervisord binds its socket, then writes its pidfile
+        pid = _supervisord_pid(ctx)
+    if pid is None:
+        return "nothing was started"
+    if pid != before:
+        return (f"supervisord PID {pid} was started and goes on starting the team; "
+                f"`coffee-team status` shows it, `coffee-team stop` stops it")
+    return (f"supervisord PID {pid} runs as before; agents started so far keep running "
+            f"(`coffee-team status`), `coffee-team start` starts the rest")
 
 
 @main.command()
@@ -68,13 +101,20 @@ def start(ctx: Context, agents: str | None, timeout: float) -> None:
 def stop(ctx: Context, agents: str | None) -> None:
     """Stop agents, or with no --agents the whole team and supervisord."""
     names = parse_agents(ctx.team, agents)
-    with refused():
-        if names:
-            ops.stop_agents(ctx.rpc, queue_opener(ctx), names)
-            for name in names:
-                click.echo(f"{name}: stopped")
-            return
-        pid = ops.shutdown(ctx.team, ctx.rpc)
+    try:
+        with refused():
+            if names:
+                ops.stop_agents(ctx.rpc, queue_opener(ctx), names)
+                for name in names:
+                    click.echo(f"{name}: stopped")
+                return
+            pid = ops.shutdown(ctx.team, ctx.rpc, waiting)
+    except KeyboardInterrupt:
+        pid = _supervisord_pid(ctx)
+        raise Interrupted(
+            "no supervisord runs" if pid is None else
+            f"supervisord PID {pid} still runs (what it was asked to stop goes on stopping); "
+            f"`coffee-team status` shows the team, `coffee-team stop` again stops it") from None
     click.echo(f"team stopped (supervisord PID {pid} exited)")
 
 
@@ -96,13 +136,18 @@ def restart(ctx: Context, agent: str) -> None:
 
 # --- status ----------------------------------------------------------------------------------
 
-def _team_status(ctx: Context) -> dict:
+# How long `status` waits for supervisord's answer (a stopped or overloaded one: exit 4)
+STATUS_WAIT = 10.0
+
+
+def _team_status(ctx: Context, bound: float = STATUS_WAIT) -> dict:
     """ops.team_status: coffee.getTeamStatus, else supervisor.* and the queue (imported only
-    then: status does not need it otherwise)."""
+    then: status does not need it otherwise); each call given up after ``bound`` seconds."""
     def open_queue():
         from ..queue import MessageQueue
         return MessageQueue.from_team(ctx.team)
-    return ops.team_status(ctx.team, ctx.rpc, open_queue)
+    return ops.team_status(ctx.team, lambda method, *args: ctx.rpc(method, *args,
+                                                                   timeout=bound), open_queue)
 
 
 def _print_status(ctx: Context, as_json: bool) -> None:
@@ -123,22 +168,25 @@ def _print_status(ctx: Context, as_json: bool) -> None:
 @click.option("--hosts", "hosts_option", default=None, metavar="URL[,URL...]",
               help="One table over several hosts' supervisords (unix:// or http:// URLs, "
                    "optionally name=URL); default: the team file's hosts: list, if any.")
-@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Seconds to wait for each host with --hosts.")
+@click.option("--timeout", default=None, type=click.FloatRange(min=0.1),
+              help=f"Seconds to wait for supervisord's answer (default {STATUS_WAIT:g}; "
+                   f"with --hosts, for each host, default 5); one that lives but does not "
+                   f"answer in time exits 4.")
 @pass_ctx
 def status_cmd(ctx: Context, as_json: bool, watch: bool, interval: float,
-               hosts_option: str | None, timeout: float) -> None:
+               hosts_option: str | None, timeout: float | None) -> None:
     """Show every agent's state, PID, uptime, CPU, RAM, heartbeat, restarts and give-ups."""
     from .. import status
     host_list = _status_hosts(ctx, hosts_option)
     if not host_list:
-        render, fetch = status.render, lambda: _team_status(ctx)
+        render = status.render
+        fetch = lambda: _team_status(ctx, timeout or STATUS_WAIT)  # noqa: E731
     else:
         from . import hosts
         render = hosts.render
 
         def fetch():
-            data = hosts.collect(host_list, timeout=timeout)
+            data = hosts.collect(host_list, timeout=timeout or 5.0)
             if not data["hosts_reachable"] and not watch:
                 (click.echo(json.dumps(data, indent=2, sort_keys=True)) if as_json
                  else click.echo(hosts.render(data)))

@@ -14,7 +14,9 @@ from typing import Any, Callable, ContextManager, Iterable
 from .. import client, layout, restarts
 from ..errors import ActionRefused, SupervisorDown, TeamError
 from ..team import WEB_PROGRAM, Team
-from .starting import WATCHDOG, HelperFailed, wait_running, why_not_started
+from . import probe
+from .starting import (WATCHDOG, HelperFailed, Waiting, no_waiting, only_one_start,
+                       wait_running, why_not_started)
 
 Rpc = Callable[..., Any]
 QueueOpener = Callable[[], ContextManager[Any]]
@@ -107,7 +109,7 @@ def loaded_processes(rpc: Rpc, names: Iterable[str]) -> dict[str, dict]:
 
 
 def start_in_priority_order(team: Team, rpc: Rpc, open_queue: QueueOpener,
-                            names: tuple[str, ...]) -> None:
+                            names: tuple[str, ...], waiting: Waiting = no_waiting) -> None:
     """Start those of ``names`` not running, group by group in priority order, each group
     RUNNING before the next."""
     infos = loaded_processes(rpc, names)
@@ -123,36 +125,57 @@ def start_in_priority_order(team: Team, rpc: Rpc, open_queue: QueueOpener,
     for group in restarts.launch_groups({a.name: a.priority for a in todo}):
         for name in group:
             rpc("supervisor.startProcess", name, False)
-        wait_running(team, rpc, tuple(group), timeout=team.settings.start_seconds + 30)
+        wait_running(team, rpc, tuple(group), timeout=team.settings.start_seconds + 30,
+                     waiting=waiting)
 
 
 def start(team: Team, endpoint: client.Endpoint, rpc: Rpc, open_queue: QueueOpener,
-          names: tuple[str, ...], launch: tuple[str, ...] = (), timeout: float = 60.0) -> None:
+          names: tuple[str, ...], launch: tuple[str, ...] = (), timeout: float = 60.0,
+          waiting: Waiting = no_waiting, answer_within: float = 5.0) -> str | None:
     """Boot supervisord if it is not running (launching ``launch``, or the whole team), else
     start ``names`` in priority order; either way wait until they run. A watchdog or web
     program that cannot start stops supervisord again, so the next start reads the mended
-    config."""
+    config. One start at a time: a start that finds another one under way returns a line
+    saying so once that one's supervisord lives (None otherwise). A supervisord that lives
+    but does not answer within ``answer_within`` is refused (exit 4), never booted twice."""
     diff = layout.diff_config(team)
     if not diff.clean:
         raise ActionRefused(f"{team.conf_dir}: generated config is stale "
                             f"({', '.join(diff.changed + diff.stale)}); run "
                             f"`coffee-team gen-config`")
     layout.ensure_data_dirs(team)
-    if client.is_running(endpoint):
-        start_in_priority_order(team, rpc, open_queue, names)
-        return
-    require_password_env(team)
-    forget_restarts(open_queue, names, give_ups=True)
-    try:
-        client.boot(team, endpoint, launch=launch)
-    except SupervisorDown as exc:
-        raise ActionRefused(str(exc)) from None
-    helpers = (WATCHDOG,) + ((WEB_PROGRAM,) if team.settings.web is not None else ())
-    try:
-        wait_running(team, rpc, names, timeout, helpers=helpers)
-    except HelperFailed as exc:
-        shutdown(team, rpc)  # so the next `start` boots on the mended config
-        raise ActionRefused(f"{exc}; supervisord stopped again") from None
+    with only_one_start(team, waiting) as other:
+        if other is not None:
+            return other
+        with waiting(lambda: f"supervisord{pid_text(team, endpoint)} to answer"):
+            verdict = probe.judge(probe.settled(
+                team, endpoint, answer_within,
+                ask=lambda: client.is_running(endpoint, timeout=answer_within)))
+        if verdict.state == "not_answering":
+            raise ActionRefused(verdict.line, probe.NOT_ANSWERING)
+        if verdict.state == "running":
+            start_in_priority_order(team, rpc, open_queue, names, waiting)
+            return None
+        require_password_env(team)
+        forget_restarts(open_queue, names, give_ups=True)
+        try:
+            with waiting(lambda: f"supervisord{pid_text(team, endpoint)} to boot and answer"):
+                client.boot(team, endpoint, launch=launch)
+        except SupervisorDown as exc:
+            raise ActionRefused(str(exc)) from None
+        helpers = (WATCHDOG,) + ((WEB_PROGRAM,) if team.settings.web is not None else ())
+        try:
+            wait_running(team, rpc, names, timeout, helpers=helpers, waiting=waiting)
+        except HelperFailed as exc:
+            shutdown(team, rpc, waiting)  # so the next `start` boots on the mended config
+            raise ActionRefused(f"{exc}; supervisord stopped again") from None
+    return None
+
+
+def pid_text(team: Team, endpoint: client.Endpoint) -> str:
+    """" (PID N)" when the team's pidfile names one, for a line saying what we wait for."""
+    pid = probe.own_pid(team, endpoint)
+    return f" (PID {pid})" if pid else ""
 
 
 def require_password_env(team: Team) -> None:
@@ -174,14 +197,16 @@ def stop_agents(rpc: Rpc, open_queue: QueueOpener, names: tuple[str, ...]) -> No
             rpc("supervisor.stopProcess", name, True)
 
 
-def shutdown(team: Team, rpc: Rpc) -> int:
+def shutdown(team: Team, rpc: Rpc, waiting: Waiting = no_waiting) -> int:
     """Stop every program and supervisord; its PID once it exited."""
     pid = rpc("supervisor.getPID")
     # Signal every agent at once: supervisord's own shutdown stops one group per loop pass
     # (about a second each), which takes minutes for a large team.
     rpc("supervisor.stopAllProcesses", False)
     rpc("supervisor.shutdown")
-    if not _wait_gone(pid, timeout=team.settings.stop_wait_seconds + 15):
+    with waiting(f"supervisord (PID {pid}) to stop its programs and exit"):
+        gone = _wait_gone(pid, timeout=team.settings.stop_wait_seconds + 15)
+    if not gone:
         raise ActionRefused(f"supervisord (PID {pid}) still running after shutdown request")
     return pid
 

@@ -3,13 +3,23 @@ for the command line and the MCP server alike."""
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+import time
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, ContextManager, Iterator
 
 from .. import client
 from ..errors import ActionRefused
 from ..team import Team
+from . import probe
 
 WATCHDOG = "watchdog"
+# ``waiting(what)`` around a wait says what it waits for while it lasts (the command line
+# prints "waiting for WHAT... 3 s"); ``what`` is a string or a function giving one
+Waiting = Callable[[Any], ContextManager[None]]
+
+
+def no_waiting(what: Any) -> ContextManager[None]:
+    return nullcontext()
 
 
 class HelperFailed(ActionRefused):
@@ -18,11 +28,23 @@ class HelperFailed(ActionRefused):
 
 
 def wait_running(team: Team, rpc: Callable[..., Any], names: tuple[str, ...], timeout: float,
-                 helpers: tuple[str, ...] = ()) -> None:
+                 helpers: tuple[str, ...] = (), waiting: Waiting = no_waiting) -> None:
     """Wait for ``names`` (agents) and ``helpers`` (the watchdog, the web program) to run;
     the first that fails, or cannot be spawned at all, is one line naming it and why."""
-    infos = client.wait_start(lambda: rpc("supervisor.getAllProcessInfo"), names, timeout,
-                              helpers=helpers)
+    seen: dict[str, str] = {}
+
+    def poll() -> list[dict]:
+        infos = rpc("supervisor.getAllProcessInfo")
+        seen.update((i["name"], i["statename"]) for i in infos)
+        return infos
+
+    def pending() -> str:
+        left = [f"{n} ({seen.get(n, '?')})" for n in (*helpers, *names)
+                if seen.get(n) != "RUNNING"]
+        return ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "") \
+            + " to run"
+    with waiting(pending):
+        infos = client.wait_start(poll, names, timeout, helpers=helpers)
     failed = client.start_failures(infos, names, helpers)
     if failed:
         info = infos[failed[0]]
@@ -54,3 +76,55 @@ def why_not_started(rpc: Callable[..., Any], info: dict) -> str:
         if lines:
             return lines[-1]
     return info.get("description") or "no output"
+
+
+# --- one start at a time -------------------------------------------------------------------
+
+@contextmanager
+def only_one_start(team: Team, waiting: Waiting = no_waiting, bound: float = 30.0,
+                   clock: Callable[[], float] = time.monotonic) -> Iterator[str | None]:
+    """Hold the team's start lock (run/start.lock, flock: gone with its holder) for a start.
+    Yields None to the start that holds it; to one that finds another start holding it, a
+    line saying so, once that start's supervisord is alive (within ``bound`` seconds; if the
+    other start ends first without a supervisord, this one goes on as the start)."""
+    import fcntl
+    path = team.run_dir / "start.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = probe.read_pid(path) or "?"
+            line = _other_start(team, fd, other, waiting, bound, clock)
+            if line is not None:
+                yield line
+                return
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield None
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _other_start(team: Team, fd: int, other: Any, waiting: Waiting, bound: float,
+                 clock: Callable[[], float]) -> str | None:
+    """Wait for the other start's supervisord: a line naming it, or None once we hold the
+    lock (the other start ended without one)."""
+    import fcntl
+    deadline = clock() + bound
+    with waiting(f"another `coffee-team start` (PID {other}) to boot supervisord"):
+        while True:
+            pid = probe.read_pid(probe.pidfile(team))
+            if probe.process_kind(pid) in (probe.SUPERVISORD, probe.STOPPED):
+                return (f"already starting: another `coffee-team start` (PID {other}) runs "
+                        f"the team, supervisord PID {pid}; `coffee-team status` shows it")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return None
+            except BlockingIOError:
+                pass
+            if clock() > deadline:
+                raise ActionRefused(f"another `coffee-team start` (PID {other}) has held "
+                                    f"{team.run_dir / 'start.lock'} for {bound:g}s without a "
+                                    f"supervisord; wait for it, or end it and start again")
+            time.sleep(0.1)
