@@ -44,6 +44,7 @@ class Context:
         self.team_path = team_path
         self.conf = conf
         self._team: Team | None = None
+        self._checked = False  # for a supervisord stopped in state T, before the first call
 
     @property
     def team(self) -> Team:
@@ -66,6 +67,9 @@ class Context:
         for meanwhile): not running is exit 3, alive but not answering exit 4."""
         from .waiting import waiting
         endpoint = self.endpoint
+        if not self._checked:  # a stopped supervisord never answers: say so at once
+            self._checked = True
+            self.refuse_stopped()
         try:
             with waiting(lambda: f"supervisord{self.pid_text()} to answer {method}"):
                 return client.call(endpoint, method, *args, timeout=timeout)
@@ -74,6 +78,14 @@ class Context:
         except xmlrpc.client.Fault as exc:
             exc.call = (method, args)  # for fault_line, if no caller handles it
             raise
+
+    def refuse_stopped(self) -> None:
+        from ..ops import probe
+        pid = probe.own_pid(self.team, self.endpoint)
+        if probe.stopped_supervisord(pid):
+            verdict = probe.judge(probe.Seen(pid, probe.STOPPED, probe.UNASKED,
+                                             self.endpoint.url))
+            raise UserError(verdict.line, exit_code=verdict.exit_code)
 
     def pid_text(self) -> str:
         from ..ops.lifecycle import pid_text

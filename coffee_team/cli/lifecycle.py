@@ -125,12 +125,12 @@ def restart(ctx: Context, agent: str) -> None:
     """Stop (if running) and start one agent (clears a give-up), or the web program."""
     if agent == WEB_PROGRAM and ctx.team.settings.web_program:
         with refused():
-            ops.restart_web(ctx.team, ctx.rpc)
+            ops.restart_web(ctx.team, ctx.rpc, waiting)
         click.echo(f"{WEB_PROGRAM}: restarted")
         return
     (name,) = parse_agents(ctx.team, agent)
     with refused():
-        ops.restart_agent(ctx.team, ctx.rpc, queue_opener(ctx), name)
+        ops.restart_agent(ctx.team, ctx.rpc, queue_opener(ctx), name, waiting)
     click.echo(f"{name}: restarted")
 
 

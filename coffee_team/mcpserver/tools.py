@@ -156,8 +156,10 @@ class Desk:
     def start_agents(self, agents: Optional[list[str]] = None) -> dict:
         names = self.names(agents)
         endpoint = client.endpoint_for(self.team)
-        lifecycle.start(self.team, endpoint, self.rpc, self.open_queue, names,
-                        launch=names if agents else ())
+        other = lifecycle.start(self.team, endpoint, self.rpc, self.open_queue, names,
+                                launch=names if agents else ())
+        if other is not None:  # another start (the command line's) runs the team already
+            return {"started": [], "already_starting": other}
         return {"started": list(names)}
 
     def stop_agents(self, agents: list[str]) -> dict:

@@ -222,17 +222,18 @@ def _wait_gone(pid: int, timeout: float) -> bool:
         return False
 
 
-def restart_agent(team: Team, rpc: Rpc, open_queue: QueueOpener, name: str) -> None:
+def restart_agent(team: Team, rpc: Rpc, open_queue: QueueOpener, name: str,
+                  waiting: Waiting = no_waiting) -> None:
     """Stop (if running) and start one agent, clearing a give-up; wait until it runs."""
     info = loaded_processes(rpc, (name,))[name]
     forget_restarts(open_queue, (name,), give_ups=True)
     if info["statename"] in ACTIVE:
         rpc("supervisor.stopProcess", name, True)
     rpc("supervisor.startProcess", name, False)
-    wait_running(team, rpc, (name,), timeout=team.settings.start_seconds + 30)
+    wait_running(team, rpc, (name,), timeout=team.settings.start_seconds + 30, waiting=waiting)
 
 
-def restart_web(team: Team, rpc: Rpc) -> None:
+def restart_web(team: Team, rpc: Rpc, waiting: Waiting = no_waiting) -> None:
     """The web program reads the team file, its ports and passwords when it starts; one the
     running supervisord does not know yet (web or http added since it started) is added."""
     infos = {i["name"]: i for i in rpc("supervisor.getAllProcessInfo")}
@@ -246,4 +247,4 @@ def restart_web(team: Team, rpc: Rpc) -> None:
         if infos[WEB_PROGRAM]["statename"] in ACTIVE:
             rpc("supervisor.stopProcess", WEB_PROGRAM, True)
         rpc("supervisor.startProcess", WEB_PROGRAM, False)
-    wait_running(team, rpc, (WEB_PROGRAM,), timeout=30)
+    wait_running(team, rpc, (WEB_PROGRAM,), timeout=30, waiting=waiting)

@@ -106,6 +106,21 @@ def process_kind(pid: int | None) -> str:
         return SUPERVISORD
 
 
+def stopped_supervisord(pid: int | None) -> bool:
+    """Is ``pid`` a supervisord in process state T? Read from /proc (no psutil: the command
+    line asks this before its first call, and `status` does not load psutil otherwise);
+    False where there is no /proc."""
+    if pid is None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    state = stat.rpartition(")")[2].split()[:1]
+    return state in (["T"], ["t"]) and b"supervisord" in cmdline
+
+
 def own_pid(team, endpoint) -> int | None:
     """The pidfile's PID, if ``endpoint`` is the team's own socket (an endpoint from
     SUPERVISOR_SERVER_URL or --conf may be another server: its pidfile is not ours to read)."""

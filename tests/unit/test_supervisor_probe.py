@@ -21,6 +21,7 @@ from coffee_team.ops.probe import (ANSWERED, NONE, OTHER, REFUSED, STOPPED, SUPE
 
 REPO = Path(__file__).resolve().parents[2]
 URL = "unix:///p/data/run/supervisor.sock"
+GHOST = 2**22 + 4321  # above any pid_max: no process of this machine has it
 
 
 # --- the verdict ----------------------------------------------------------------------------
@@ -83,7 +84,13 @@ def own(team) -> client.Endpoint:
 def test_process_kind():
     assert probe.process_kind(None) == NONE
     assert probe.process_kind(os.getpid()) == OTHER  # pytest is no supervisord
-    assert probe.process_kind(2**22 + 12345) == NONE  # above pid_max: nobody
+    assert probe.process_kind(GHOST) == NONE
+
+
+def test_stopped_supervisord_from_proc():
+    assert not probe.stopped_supervisord(None)
+    assert not probe.stopped_supervisord(GHOST)
+    assert not probe.stopped_supervisord(os.getpid())  # running, and no supervisord
 
 
 def raises(exc):
@@ -195,8 +202,8 @@ def silent_supervisord(team_file, monkeypatch):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(run_dir / "supervisor.sock"))
     sock.listen(8)
-    (run_dir / "supervisord.pid").write_text("4321\n")
-    monkeypatch.setattr(probe, "process_kind", lambda pid: SUPERVISORD if pid == 4321 else NONE)
+    (run_dir / "supervisord.pid").write_text(f"{GHOST}\n")
+    monkeypatch.setattr(probe, "process_kind", lambda pid: SUPERVISORD if pid == GHOST else NONE)
     yield team_file
     sock.close()
 
@@ -209,7 +216,7 @@ def test_status_of_a_silent_supervisord_is_exit_4_within_its_bound(silent_superv
     result = invoke("--team", str(silent_supervisord), "status", "--timeout", "0.2")
     assert result.exit_code == 4, result.output
     line = result.output.strip().splitlines()[-1]
-    assert line.startswith("Error: supervisord PID 4321 does not answer: stopped or overloaded")
+    assert line.startswith(f"Error: supervisord PID {GHOST} does not answer: stopped or overloaded")
     assert "within 0.2s" in line and "Traceback" not in result.output
 
 
@@ -224,7 +231,7 @@ def test_start_refuses_to_boot_beside_a_silent_supervisord(silent_supervisord, m
     result = invoke("--team", str(silent_supervisord), "start")
     assert result.exit_code == 4, result.output
     assert result.output.strip().splitlines()[-1].startswith(
-        "Error: supervisord PID 4321 does not answer")
+        f"Error: supervisord PID {GHOST} does not answer")
 
 
 @pytest.mark.parametrize("command", ["start", "stop", "status"])
@@ -242,3 +249,14 @@ def test_ctrl_c_is_one_line_and_exit_130(team_file, monkeypatch, command):
     assert len(lines) == 1 and lines[0].startswith("interrupted"), result.output
     if command == "start":
         assert lines[0] == "interrupted: nothing was started"
+
+
+def test_a_supervisord_in_state_t_is_named_before_any_call(silent_supervisord, monkeypatch):
+    monkeypatch.setattr(probe, "stopped_supervisord", lambda pid: pid == GHOST)
+    monkeypatch.setattr(client, "call", lambda *a, **k: pytest.fail("asked a stopped one"))
+    result = invoke("--team", str(silent_supervisord), "stop")
+    assert result.exit_code == 4, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: supervisord PID {GHOST} does not answer: stopped (process state T, e.g. "
+        f"SIGSTOP); `kill -CONT {GHOST}` resumes it, `coffee-team stop` after that stops the "
+        f"team"]
