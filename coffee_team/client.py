@@ -110,7 +110,7 @@ def call(endpoint: Endpoint, method: str, *args, timeout: float | None = 30.0):
         return target(*args)
     except socket.timeout:  # connected (or connecting) but no answer: not the same as gone
         raise SupervisorNotAnswering(f"supervisord does not answer at {endpoint.url} within "
-                                     f"{timeout:g}s", timeout or 0.0) from None
+                                     f"{timeout or 0:g}s", timeout or 0.0) from None
     except (OSError, socket.error) as exc:
         raise SupervisorDown(f"supervisord is not running (no answer at {endpoint.url}: "
                              f"{exc.strerror or exc})") from None
