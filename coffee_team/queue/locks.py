@@ -10,18 +10,11 @@ from coffee_team.queue import sql, sql_session
 from coffee_team.queue.pg_session import (keep_when_idle, open_postgres, pg_connect, pg_poll,
                                           placeholders, readable_now)
 
-# TCP keepalives: a silently lost network (no FIN, no RST) breaks the session within ~20 s,
-# so the keeper notices a lock that PostgreSQL may have dropped.
-KEEPALIVE = dict(keepalives=1, keepalives_idle=10, keepalives_interval=3, keepalives_count=3,
-                 connect_timeout=10)
-
-# The same on the server's side (per session, TCP only): a lock holder whose host vanished
-# loses the lock within ~20 s instead of the OS default of two hours, so a standby on
-# another host takes over (standby.py).
-SERVER_KEEPALIVE = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=3" \
-                   " -c tcp_keepalives_count=3"
-
-
+# Like every connection (pg_session.connection_params): TCP keepalives on both sides, so a
+# silently lost network (no FIN, no RST) breaks the session within ~20 s: the keeper notices a
+# lock that PostgreSQL may have dropped, and a lock holder whose host vanished loses the lock
+# within ~20 s instead of the OS default of two hours, so a standby on another host takes
+# over (standby.py).
 
 def agent_lock_key(schema: str, name: str) -> int:
     """The stable signed 64-bit advisory-lock key of agent ``name`` in ``schema``: held by
@@ -50,10 +43,7 @@ class AdvisoryLockSession:
     def __init__(self, url: str, application_name: str):
         self._try_lock = placeholders(sql_session.PG_TRY_ADVISORY_LOCK)
         self._holder = placeholders(sql_session.PG_ADVISORY_LOCK_HOLDER)
-        db = open_postgres(url)
-        options = f"{db.connect_params.get('options', '')} {SERVER_KEEPALIVE}".strip()
-        self.conn = pg_connect(db, application_name=application_name, options=options,
-                               **KEEPALIVE)
+        self.conn = pg_connect(open_postgres(url), application_name=application_name)
         self.conn.autocommit = True
         keep_when_idle(self.conn)
 

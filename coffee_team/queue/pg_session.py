@@ -15,6 +15,31 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from coffee_team.errors import DatabaseUrlError
 from coffee_team.queue import sql_session
 
+# Every PostgreSQL connection (agents, watchdog, CLI, web, the LISTEN and advisory-lock
+# sessions) is opened with these, so a network partition is an error within seconds instead of
+# a wait of ~2 hours (the kernel's defaults) or for ever:
+# - connect_timeout: a server that does not answer the connection (libpq's own timer);
+# - TCP keepalives: a silently lost network (no FIN, no RST) breaks an idle session, or one
+#   waiting for an answer, within ~20 s (10 s idle, then 3 probes 3 s apart);
+# - tcp_user_timeout: data sent and never acknowledged breaks the session after 20 s;
+# - on the server's side the same keepalives (a client gone drops its session, its row locks
+#   and its advisory locks within ~20 s), and no statement, lock wait or idle transaction
+#   runs for ever.
+# A database URL's own parameters win: ?keepalives_idle=30&tcp_user_timeout=60000, and the
+# server timeouts as ?statement_timeout=600000 (milliseconds; moved into ``options``).
+CONNECT_SECONDS = 10
+KEEPALIVE = dict(keepalives=1, keepalives_idle=10, keepalives_interval=3, keepalives_count=3)
+TCP_USER_TIMEOUT_MS = 20000
+SERVER_SETTINGS = {  # name -> value, sent as ``options=-c name=value``
+    "tcp_keepalives_idle": 10, "tcp_keepalives_interval": 3, "tcp_keepalives_count": 3,
+    "statement_timeout": 300000,                    # ms: 5 min, a migration on a big table
+    "lock_timeout": 60000,                          # ms
+    "idle_in_transaction_session_timeout": 120000,  # ms
+}
+# the server settings a URL may name as query parameters of their own
+URL_SERVER_SETTINGS = ("statement_timeout", "lock_timeout",
+                       "idle_in_transaction_session_timeout")
+
 # libpq rounds connect_timeout below 2 s up to 2 s; keepalives and tcp_user_timeout notice a
 # half-open connection (a host gone without FIN or RST) within about 3 s instead of ~2 hours.
 BOUNDED_CONNECT_SECONDS = 2
@@ -37,7 +62,7 @@ def open_postgres(url: str):
     dbname = unquote(parts.path.lstrip("/"))
     if not dbname:
         raise DatabaseUrlError(f"PostgreSQL URL {url!r} names no database")
-    params: dict[str, Any] = dict(parse_qsl(parts.query))
+    params = connection_params(dict(parse_qsl(parts.query)), _libpq_version())
     if parts.username:
         params["user"] = unquote(parts.username)
     if parts.password:
@@ -49,11 +74,42 @@ def open_postgres(url: str):
     return peewee.PostgresqlDatabase(dbname, **params)
 
 
+def _libpq_version() -> int:
+    import psycopg2.extensions
+    return psycopg2.extensions.libpq_version()
+
+
+def connection_params(query: dict[str, str], libpq_version: int = 170000) -> dict[str, Any]:
+    """psycopg2 connect parameters from a URL's query: the defaults above, under what the
+    URL sets itself. ``statement_timeout``, ``lock_timeout`` and
+    ``idle_in_transaction_session_timeout`` in the query become ``-c`` options (a setting the
+    URL's ``options`` names already is left to it). libpq before 12 has no
+    ``tcp_user_timeout``: it is then left out."""
+    params: dict[str, Any] = {"connect_timeout": CONNECT_SECONDS, **KEEPALIVE}
+    if libpq_version >= 120000:
+        params["tcp_user_timeout"] = TCP_USER_TIMEOUT_MS
+    settings: dict[str, Any] = dict(SERVER_SETTINGS)
+    for name in URL_SERVER_SETTINGS:
+        if name in query:
+            settings[name] = query.pop(name)
+    params.update(query)
+    own = params.get("options", "")
+    settings = {name: value for name, value in settings.items() if f"{name}=" not in own}
+    params["options"] = with_settings(own, settings)
+    return params
+
+
+def with_settings(options: str, settings: dict[str, Any]) -> str:
+    """libpq ``options`` with ``-c name=value`` for each setting appended."""
+    added = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    return f"{options} {added}".strip()
+
+
 def bounded_pg_params(params: dict[str, Any], wait_ms: int) -> dict[str, Any]:
     """psycopg2 connect parameters under which no statement waits (for a lock, or runs) longer
-    than ``wait_ms``; the URL's own ``options`` are kept."""
-    timeouts = f"-c statement_timeout={int(wait_ms)} -c lock_timeout={int(wait_ms)}"
-    options = f"{params['options']} {timeouts}" if params.get("options") else timeouts
+    than ``wait_ms``; the URL's own ``options`` are kept (the later ``-c`` of a name wins)."""
+    options = with_settings(params.get("options", ""), {"statement_timeout": int(wait_ms),
+                                                        "lock_timeout": int(wait_ms)})
     return {"connect_timeout": BOUNDED_CONNECT_SECONDS, "tcp_user_timeout": 3000,
             **BOUNDED_KEEPALIVE, "options": options}
 
