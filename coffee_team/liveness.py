@@ -19,20 +19,32 @@ STANDBY = "standby"  # the agent runs on another host; this instance takes over 
 STATES = frozenset({STARTING, IDLE, WORKING, PAUSED, STOPPING, STOPPED, STANDBY})
 
 CHECK_EVERY = 1.0  # seconds between the heartbeat thread's checks: a cancel lands within ~1 s
+# a database call running this long shows in the heartbeat as "waiting for database since T"
+DB_WAIT_SHOWN = 1.0
 MIN_LEASE_SECONDS = 3.0  # renewals run every lease/3 on a 1 s tick: below this they cannot keep up
 
 
-def main_loop_alive(state: str, last_tick: float, now: float, limit: float) -> bool:
+def main_loop_alive(state: str, last_tick: float, now: float, limit: float,
+                    db_since: float | None = None) -> bool:
     """May the heartbeat thread vouch for the process?
 
     While a handler runs, the main thread is inside it for as long as the task takes, so the
     thread's own life is the proof (the task's limits are timeout_seconds and stall_after).
     Otherwise the main loop ticks at least every second or so; silent past ``limit`` it is
-    stuck, and the heartbeat stops so the watchdog finds the agent hung.
+    stuck, and the heartbeat stops so the watchdog finds the agent hung. A main loop inside a
+    database call (since ``db_since``, None: it is not) waits for the database, which is no
+    hang: every connection is bounded (keepalives, timeouts: queue/pg_session.py) and the call
+    retried, so the heartbeat goes on and says what it waits for (database_wait).
     """
     if state not in STATES:
         raise ValueError(f"unknown agent state {state!r}; expected one of {sorted(STATES)}")
-    return state == WORKING or now - last_tick <= limit
+    return state == WORKING or db_since is not None or now - last_tick <= limit
+
+
+def database_wait(db_since: float | None, trouble: bool, now: float) -> bool:
+    """Does the agent wait for the database? A call under way for DB_WAIT_SHOWN or more (a
+    partition, a slow disk under the server), or one that failed and is being retried."""
+    return trouble or (db_since is not None and now - db_since >= DB_WAIT_SHOWN)
 
 
 def due(last: float | None, now: float, every: float) -> bool:

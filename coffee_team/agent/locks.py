@@ -243,6 +243,42 @@ class PgAgentLock:
         self.release()
 
 
+def take_patiently(lock: PgAgentLock, log) -> Optional[Holder]:
+    """lock.take(), retried while the database is briefly down (or partitioned away): that
+    must not turn into a FATAL program. A holder on this host whose process is gone (killed
+    while the network was cut: the server has not yet noticed its session end) is waited for
+    too, rather than refused as a duplicate: a refusal would be a crash, and count as one."""
+    from ..errors import describe_error
+    from ..queue.db import database_errors
+    said = False
+    for delay in retry.delays(0.1, lock.retry_max):
+        try:
+            holder = lock.take()
+        except database_errors() as exc:
+            log(f"cannot take the advisory lock yet: {describe_error(exc)}; retrying")
+            time.sleep(delay)
+            continue
+        if holder is None or not lock.is_here(holder) or not holder.pid or \
+                (holder.pid != os.getpid() and _pid_alive(holder.pid)):
+            return holder
+        if not said:
+            said = True
+            log(f"the advisory lock is held by a session of PID {holder.pid}, which is gone; "
+                f"waiting for the server to end it")
+        time.sleep(delay)
+    return None  # not reached: retry.delays never ends
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _exit_taken(message: str) -> None:
     import sys
     print(message, file=sys.stderr, flush=True)

@@ -11,9 +11,15 @@ It checks every second only while a task runs. An idle agent's thread sleeps unt
 task begins; the main loop beats itself (``idle_beat``) on the tick of its one long wait, so an
 idle agent wakes once per heartbeat interval instead of twice a second.
 
-A frozen process (SIGSTOP, a deadlock holding the GIL) freezes this thread too, so the
-heartbeat stops and the watchdog restarts it as before. A main loop stuck outside a handler is
-caught by ``liveness.main_loop_alive``: the heartbeat is withheld.
+The heartbeat file is written by a thread of its own (``beats``), which never touches the
+database: a lease renewal or a main loop that waits for an unreachable database (a partition,
+a server whose disk commits at 500 ms) never delays a heartbeat, and the heartbeat says that
+the agent waits for the database (``waiting_for``, ``waiting_since``): a wait is no hang.
+
+A frozen process (SIGSTOP, a deadlock holding the GIL) freezes these threads too, so the
+heartbeat stops and the watchdog restarts it as before. A main loop stuck outside a handler
+and outside a database call is caught by ``liveness.main_loop_alive``: the heartbeat is
+withheld.
 
 Every cadence and silence here is measured on the monotonic clock (``host.mono``): a wall clock
 that jumps forward must not withhold the heartbeat or call a task stalled, and one that jumps
@@ -49,6 +55,10 @@ class Activity:
         self.output_at: float | None = None       # monotonic, for the stall rule
         self.progress: str | None = None
         self.tick_at = mono()
+        # the main loop's database call under way (durable()) since: monotonic, and wall for
+        # the heartbeat file; None: none
+        self.db_since: float | None = None
+        self.db_since_wall: float | None = None
         self.began = threading.Event()  # wakes the heartbeat thread when work begins
         self.watchers: list[threading.Event] = []  # and the others' (subscribe)
 
@@ -85,6 +95,15 @@ class Activity:
         """The main loop went round once (it is not stuck)."""
         self.tick_at = self.mono()
 
+    def database_call(self, under_way: bool) -> None:
+        """The main loop starts (True: unless one is under way already) or ends a database
+        call; a call retried keeps the time of its first try."""
+        if not under_way:
+            self.db_since = self.db_since_wall = None
+            self.tick_at = self.mono()
+        elif self.db_since is None:
+            self.db_since_wall, self.db_since = self.clock(), self.mono()
+
     def fields(self) -> dict[str, Any]:
         """The heartbeat file's view of the activity."""
         task = self.task
@@ -95,8 +114,9 @@ class Activity:
 
 
 class Pulse(threading.Thread):
-    """Runs ``check`` every second while a task runs, until ``stop``. ``host`` is the Agent: it
-    provides name, activity, queue, clock (wall), mono (monotonic), db_errors, write_status(), abort(task_id, reason, message),
+    """Runs ``work_check`` every second while a task runs, and on a thread of its own
+    (``beats``) ``beat_check`` (``idle_beat`` while no task runs), until ``stop``; ``check`` is
+    both at once. ``host`` is the Agent: it provides name, activity, queue, clock (wall), mono (monotonic), db_errors, write_status(), abort(task_id, reason, message),
     warn_stall(task, silent_for, action), problem(what, message) and recovered(what)."""
 
     def __init__(self, host: Any, *, heartbeat_interval: float, lease_seconds: float,
@@ -114,59 +134,105 @@ class Pulse(threading.Thread):
         self.lease_task: int | None = None
         self.renewed_at: float | None = 0.0
         self.clock_seen: tuple[float, float] | None = None  # (wall, mono) at the last check
+        self.beat_clock_seen: tuple[float, float] | None = None  # the same, of the beats
         self.warned_for: float | None = None  # the last_output_at whose stall was reported
         self.withheld = False
         self.shown: tuple[str, int | None] | None = None  # (state, task id) last written
+        self._beat_lock = threading.Lock()  # the beats thread and the main loop both beat
+        self._began = host.activity.subscribe()  # wakes the beats thread when work begins
+        self.beats = threading.Thread(target=self._run_beats, name=f"{host.name}-beats",
+                                      daemon=True)
+
+    def start(self) -> None:
+        super().start()
+        self.beats.start()
 
     def stop(self) -> None:
         self._halt.set()
         self.host.activity.began.set()  # an idle thread sleeps on it: wake it to see the halt
-        if self.is_alive():
-            self.join(timeout=10)
+        self._began.set()
+        for thread in (self, self.beats):
+            if thread.is_alive():
+                thread.join(timeout=10)
 
     def run(self) -> None:
         activity = self.host.activity
         try:
             while not self._halt.is_set():
-                if activity.state != WORKING:  # idle: the main loop beats (idle_beat)
+                if activity.state != WORKING:  # idle: no lease to keep, no stall to watch
                     activity.began.wait()
                     activity.began.clear()  # state is read again before sleeping on it
                 elif not self._halt.wait(min(CHECK_EVERY, self.heartbeat_interval)):
-                    self.check(self.host.mono())
+                    self.work_check(self.host.mono())
         finally:
             self.host.queue.backend.close()  # this thread's own connection
 
-    def idle_beat(self, now: float) -> float:
-        """From the main loop before it waits idle: beat if due, or to show that the agent went
-        idle (at most once per CHECK_EVERY, so a busy agent does not write a file per task).
-        Returns the seconds until the next beat is due: the most the loop may wait."""
+    def _run_beats(self) -> None:
+        """The heartbeat, apart from every database call: each second while a task runs;
+        idle, once per interval (the main loop beats too, between its waits; whoever comes
+        first writes), so a main loop waiting for the database keeps its heartbeat."""
         activity = self.host.activity
-        shown = (activity.state, None)
-        changed = shown != self.shown
-        if due(self.last_beat, now, self.heartbeat_interval) or \
-                (changed and due(self.last_beat, now, CHECK_EVERY)):
-            self._beat(activity.state, activity.tick_at, now)
-            if self.last_beat != now:  # not written (a full disk): again soon
-                return CHECK_EVERY
-            self.shown = shown
-        elif changed:
-            return max(0.0, self.last_beat + CHECK_EVERY - now)
-        return max(0.0, self.last_beat + self.heartbeat_interval - now)
+        wait = self.heartbeat_interval
+        while not self._halt.is_set():
+            if self._began.wait(wait):
+                self._began.clear()
+            if self._halt.is_set():
+                return
+            now = self.host.mono()
+            if activity.state == WORKING:
+                self.beat_check(now)
+                wait = min(CHECK_EVERY, self.heartbeat_interval)
+            else:
+                wait = self.idle_beat(now)
+
+    def idle_beat(self, now: float) -> float:
+        """From the main loop before it waits idle (and the beats thread): beat if due, or to
+        show that the agent went idle (at most once per CHECK_EVERY, so a busy agent does not
+        write a file per task). Returns the seconds until the next beat is due: the most the
+        loop may wait."""
+        activity = self.host.activity
+        with self._beat_lock:
+            shown = (activity.state, None)
+            changed = shown != self.shown
+            if due(self.last_beat, now, self.heartbeat_interval) or \
+                    (changed and due(self.last_beat, now, CHECK_EVERY)):
+                self._beat(activity.state, activity.tick_at, now)
+                if self.last_beat != now:  # not written (a full disk): again soon
+                    return CHECK_EVERY
+                self.shown = shown
+            elif changed:
+                return max(0.0, self.last_beat + CHECK_EVERY - now)
+            return max(0.0, self.last_beat + self.heartbeat_interval - now)
 
     def check(self, now: float) -> None:
-        """One look, at ``now`` on the monotonic clock."""
+        """One look, at ``now`` on the monotonic clock: the beat, then the work."""
+        self.beat_check(now)
+        self.work_check(now)
+
+    def beat_check(self, now: float) -> None:
+        """The heartbeat while a task runs (it never touches the database)."""
+        activity = self.host.activity
+        with self._beat_lock:
+            state, task = activity.state, activity.task
+            wall = self.host.clock()
+            if wall_step(self.beat_clock_seen, wall, now):
+                self.last_beat = None  # beat now
+            self.beat_clock_seen = (wall, now)
+            # A new task shows within a second, not at the next beat; tasks shorter than that
+            # cost no file write (a heartbeat write per task would slow a busy agent down).
+            shown = (state, task and task["id"])
+            if due(self.last_beat, now, self.heartbeat_interval) or shown != self.shown:
+                self._beat(state, activity.tick_at, now)
+                self.shown = shown
+
+    def work_check(self, now: float) -> None:
+        """The lease and the stall of the running task (on this thread's connection)."""
         activity = self.host.activity
         state, task = activity.state, activity.task
         wall = self.host.clock()
         if wall_step(self.clock_seen, wall, now):  # the lease's expiry moved with the wall clock
-            self.renewed_at = self.last_beat = None  # renew and beat now
+            self.renewed_at = None  # renew now
         self.clock_seen = (wall, now)
-        # A new task shows within a second, not at the next beat; tasks shorter than that
-        # cost no file write (a heartbeat write per task would slow a busy agent down).
-        shown = (state, task and task["id"])
-        if due(self.last_beat, now, self.heartbeat_interval) or shown != self.shown:
-            self._beat(state, activity.tick_at, now)
-            self.shown = shown
         on_file = self._on_database_file()
         if state == WORKING and task is not None:
             if task["id"] is not None and on_file:
@@ -183,7 +249,7 @@ class Pulse(threading.Thread):
         return stale is None or not stale.deleted
 
     def _beat(self, state: str, tick_at: float, now: float) -> None:
-        if main_loop_alive(state, tick_at, now, self.loop_limit):
+        if main_loop_alive(state, tick_at, now, self.loop_limit, self.host.activity.db_since):
             self.withheld = False
             if self.host.write_status():  # else (a full disk) again at the next check
                 self.last_beat = now

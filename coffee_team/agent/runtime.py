@@ -27,12 +27,12 @@ from .execution import TaskExecution
 from ..handlers import Interrupted
 from ..heartbeat import announce_ready, write_heartbeat
 from ..layout import ensure_data_dirs
-from ..liveness import IDLE, STOPPED, STOPPING, WORKING
+from ..liveness import IDLE, STOPPED, STOPPING, WORKING, database_wait
 from ..output import log
 from .memguard import MemoryGuard
 from .pulse import Activity, Pulse
 from ..parentwatch import ParentWatch, die_with_parent
-from .locks import AgentLock, PgAgentLock
+from .locks import AgentLock, PgAgentLock, take_patiently
 from .standby import Standby, StandbyEnded
 from ..team import AgentSpec, Team
 
@@ -126,11 +126,13 @@ class Agent(TaskExecution):
         """Write the heartbeat file; False if it could not be (the pulse tries again soon)."""
         now = self.clock()
         activity = self.activity.fields()
+        waiting = self.waiting_for()
         if self.stopping and activity["state"] != STOPPED:
             activity["state"] = STOPPING
         status = {"agent": self.name, "pid": os.getpid(), **activity,
                   "started_at": self.started_at, "last_heartbeat": now,
-                  "trouble": sorted(self.trouble), "waiting_for": self.waiting_for(),
+                  "trouble": sorted(self.trouble), "waiting_for": waiting,
+                  "waiting_since": self.activity.db_since_wall if waiting == "database" else None,
                   **self.counts}
         try:
             write_heartbeat(self.team.status_dir, self.name, status)
@@ -147,9 +149,13 @@ class Agent(TaskExecution):
         return True
 
     def waiting_for(self) -> str | None:
-        """What the agent waits for, as the heartbeat says it: "disk", "database" or None."""
-        return "disk" if "disk" in self.trouble else \
-            "database" if "database" in self.trouble else None
+        """What the agent waits for, as the heartbeat says it: "disk", "database" or None
+        (the database also while a call of the main loop takes DB_WAIT_SHOWN or longer)."""
+        if "disk" in self.trouble:
+            return "disk"
+        database = database_wait(self.activity.db_since, "database" in self.trouble,
+                                 self.mono())
+        return "database" if database else None
 
     def problem(self, what: str, message: str) -> None:
         if what not in self.trouble:
@@ -168,24 +174,31 @@ class Agent(TaskExecution):
         Unless ``interruptible``, a stop signal waits for the operation to finish: raising
         from a signal handler mid-transaction would leave the transaction open.
         """
-        for delay in retry.delays(0.1, DB_RETRY_MAX):
-            self.in_database = not interruptible
-            try:
-                self.check_database_file()
-                result = operation(*args, **kwargs)
-            except self.db_errors as exc:
-                self.problem("database", f"database unavailable: {describe_error(exc)}")
-                self.in_database = False
-                if self.stopping:
-                    raise Interrupted("stop", "stop requested while the database was unusable")
-                self.activity.tick()  # still alive: waiting for the database is not a hang
-                self.idle_beat()  # the heartbeat says it waits for the database
-                time.sleep(delay)
-                continue
-            finally:
-                self.in_database = False
-            self.recovered("database")
-            return result
+        # An idle wait (interruptible) is no call to wait for: it returns on its timeout.
+        try:
+            for delay in retry.delays(0.1, DB_RETRY_MAX):
+                self.in_database = not interruptible
+                if not interruptible:
+                    self.activity.database_call(True)  # the heartbeat: no hang, a wait
+                try:
+                    self.check_database_file()
+                    result = operation(*args, **kwargs)
+                except self.db_errors as exc:
+                    self.problem("database", f"database unavailable: {describe_error(exc)}")
+                    self.in_database = False
+                    if self.stopping:
+                        raise Interrupted("stop", "stop requested while the database was unusable")
+                    self.activity.tick()  # still alive: waiting for the database is not a hang
+                    self.idle_beat()  # the heartbeat says it waits for the database
+                    time.sleep(delay)
+                    continue
+                finally:
+                    self.in_database = False
+                self.recovered("database")
+                return result
+        finally:
+            if not interruptible:
+                self.activity.database_call(False)
 
     def check_database_file(self) -> None:
         """Never work in a database file that is no longer at its path: reopen a replaced
@@ -307,25 +320,13 @@ def agent_lock(team: Team, name: str):
         return AgentLock(team.lock_path(name)), None
     lock = PgAgentLock(team.database_url, name, host=team.host,
                        log=lambda message: log(name, message))
-    holder = _take_patiently(lock, name)
+    holder = take_patiently(lock, lambda message: log(name, message))
     if holder is None:
         return lock, None
     if lock.is_here(holder) or not os.environ.get("SUPERVISOR_ENABLED"):
         lock.release()
         raise AgentAlreadyRunningError(lock.refusal(holder))
     return lock, Standby(team, lock, holder).wait()
-
-
-def _take_patiently(lock: PgAgentLock, name: str):
-    """lock.take(), retried while the database is briefly down: that must not turn into a
-    FATAL program."""
-    from ..queue.db import database_errors
-    for delay in retry.delays(0.1, DB_RETRY_MAX):
-        try:
-            return lock.take()
-        except database_errors() as exc:
-            log(name, f"cannot take the advisory lock yet: {describe_error(exc)}; retrying")
-            time.sleep(delay)
 
 
 def run_agent(team: Team, name: str) -> int:

@@ -103,3 +103,22 @@ def test_unwritable_status_file_does_not_stop_the_work(start, capsys):
     assert h.run() == 0
     assert h.task(task_id)["status"] == "completed"
     assert len(log_lines(capsys, "cannot write")) == 1  # once per episode, not per beat
+
+
+def test_the_heartbeat_says_since_when_it_waits_for_the_database(start):
+    """Issue 26 (partitions): a database call that takes long, or is retried, shows in the
+    heartbeat as a wait for the database since its first try, never as a hang."""
+    h = start(echo)
+    h.send()
+    h.queue.fail("claim", LOCKED, times=3)
+    beats = []
+
+    def beat(seconds):
+        h.agent.write_status()
+        beats.append(h.status())
+    h.time.on_sleep = beat
+    assert h.run() == 0
+    assert beats and all(b["waiting_for"] == "database" for b in beats)
+    since = {b["waiting_since"] for b in beats}
+    assert len(since) == 1 and None not in since  # the first try's time, through the retries
+    assert h.status()["waiting_for"] is None and h.status()["waiting_since"] is None
