@@ -63,6 +63,14 @@ def is_busy(exc: BaseException) -> bool:
     return False
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A database that is away or busy (a write worth trying again later), not one that
+    refused the write (a constraint, a bad statement)."""
+    if isinstance(exc, (DatabaseUnavailable, sqlite3.OperationalError)) or is_busy(exc):
+        return True
+    return type(exc).__name__ in ("OperationalError", "InterfaceError")
+
+
 class SqlBackend:
     """Runs the statements of ``sql`` (written with ``?`` placeholders) in one dialect, and
     answers every question whose answer depends on the dialect (as huey's storage classes

@@ -14,7 +14,9 @@
   (coffee_team.notify) and the merge queue's merges (coffee_team.merge.merger), each a thread.
 
 Restart state lives in the database: killing the listener or supervisord keeps pending
-backoffs and counts. Time spans are monotonic; wall-clock steps: clocksteps.py. stdin/stdout,
+backoffs and counts. The loop keeps it in memory too (``known_states``) and never waits on the
+database (main.py hands it a dbworker.PatientQueue): a database that does not answer (a
+partition) delays no restart; what the loop writes meanwhile is written when it answers. Time spans are monotonic; wall-clock steps: clocksteps.py. stdin/stdout,
 the RPC proxy and the queue are injected (superlance style); logging goes to stderr only,
 because stdout is the protocol. The listener never stops itself.
 """
@@ -77,6 +79,9 @@ class Watchdog(Launch, HealthChecks, ClockSteps, WorkOverTime):
         self.disk_full_at: float | None = None  # last health check that found the disk full (mono)
         self.disk_is_full = False
         self.file_trouble: str | None = None    # the database file problem being reported
+        from coffee_team.queue.db import database_errors  # peewee's, once a queue is open
+        self.db_errors = database_errors()
+        self.db_away = False  # the database did not answer: said once, until it does again
 
     def use_team(self, team) -> None:
         """Work with ``team`` from now on (at start, and when the team file is reloaded)."""
@@ -122,15 +127,41 @@ class Watchdog(Launch, HealthChecks, ClockSteps, WorkOverTime):
 
     # --- restart state (the database is the source of truth) ------------------------------
     def state(self, name: str) -> restarts.RestartState:
-        return restarts.RestartState.from_dict(self.queue.restart_state(name))
+        """The agent's restart state from the database; while it does not answer, as the
+        watchdog last knew it (what it saved since is in known_states)."""
+        try:
+            row = self.queue.restart_state(name)
+        except self.db_errors as exc:
+            self.database_away(exc)
+            return self.known_states.get(name, restarts.RestartState())
+        return restarts.RestartState.from_dict(row)
 
     def states(self) -> dict[str, restarts.RestartState]:
-        """Every agent's restart state in one query; the timers remember it (known_states)."""
+        """Every agent's restart state in one query; the timers remember it (known_states).
+        While the database does not answer: the ones known (read again at the next tick)."""
         read_at = self.mono()
-        states = {name: restarts.RestartState.from_dict(row)
-                  for name, row in self.queue.restart_states(sorted(self.names)).items()}
+        try:
+            rows = self.queue.restart_states(sorted(self.names))
+        except self.db_errors as exc:
+            self.database_away(exc)
+            self.states_read_at = None
+            return {name: self.known_states.get(name, restarts.RestartState())
+                    for name in self.names}
+        self.database_back()
+        states = {name: restarts.RestartState.from_dict(row) for name, row in rows.items()}
         self.known_states, self.states_read_at = dict(states), read_at
         return states
+
+    def database_away(self, exc: BaseException) -> None:
+        if not self.db_away:
+            self.db_away = True
+            self.log(f"database unavailable ({type(exc).__name__}: {str(exc).strip()[:200]}); "
+                     f"restarts go on from the restart state in memory, writes wait for it")
+
+    def database_back(self) -> None:
+        if self.db_away:
+            self.db_away = False
+            self.log("database answers again")
 
     def save(self, name: str, state: restarts.RestartState) -> None:
         self.queue.save_restart_state(name, **state.to_dict())
@@ -280,7 +311,11 @@ class Watchdog(Launch, HealthChecks, ClockSteps, WorkOverTime):
     def database_file_usable(self) -> bool:
         """One line per episode when the database file is not the one open: a replaced file
         is reopened; while it is deleted the timers write nothing (False)."""
-        stale = self.queue.follow_file()
+        try:
+            stale = self.queue.follow_file()
+        except self.db_errors as exc:  # the worker waits on the database (PatientQueue)
+            self.database_away(exc)
+            return True
         if stale is not None:  # another file, other restart states
             self.states_read_at = None
         text = None if stale is None else str(stale)
@@ -295,13 +330,13 @@ class Watchdog(Launch, HealthChecks, ClockSteps, WorkOverTime):
         self.reload_if_requested()
         if not self.database_file_usable():
             return
-        self.restart_due()
-        self.send_due_slots()
+        self.restart_due()  # never waits on the database
+        self._guarded("schedules", self.send_due_slots)
         if restarts.is_due(self.next_health_check, self.mono(),
                            self.team.settings.health_check_interval):
-            self.health_check()
+            self._guarded("health check", self.health_check)
         if self.mono() >= self.next_cleanup:
-            self.cleanup()
+            self._guarded("cleanup", self.cleanup)
 
     # --- the protocol loop -----------------------------------------------------------------
     def handle(self, event: Event) -> None:
@@ -314,7 +349,11 @@ class Watchdog(Launch, HealthChecks, ClockSteps, WorkOverTime):
     def _guarded(self, what: str, action: Callable[[], None]) -> None:
         try:
             action()
-        except Exception as exc:  # a locked database or an RPC hiccup must not kill the watchdog
+        except self.db_errors as exc:  # a database away is said once per episode
+            if not self.db_away:
+                self.log(f"error in {what}: {type(exc).__name__}: {exc}")
+            self.database_away(exc)
+        except Exception as exc:  # an RPC hiccup must not kill the watchdog
             self.log(f"error in {what}: {type(exc).__name__}: {exc}")
 
     def run(self, launch: bool = False, already_ready: bool = False) -> int:

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from coffee_team.notify import Deliverer
     from coffee_team.queue import MessageQueue
     from coffee_team.team import load_team
+    from coffee_team.watchdog.dbworker import PatientQueue
     from coffee_team.watchdog.startup import open_patiently
 
     parser = argparse.ArgumentParser(prog="watchdog")
@@ -53,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         # threads use them, so these connections would be left behind on a replaced file.
         delivery_queue.backend.close()
         merge_queue.backend.close()
-        watchdog = Watchdog(team, protocol, rpc, queue, clock=clock, launch_only=launch_only,
+        # The loop's calls run on a thread of their own, on a connection of their own, and
+        # never keep it waiting on the database (dbworker.py).
+        queue.backend.close()
+        patient = PatientQueue(queue, protocol.log)
+        watchdog = Watchdog(team, protocol, rpc, patient, clock=clock, launch_only=launch_only,
                             load_team=lambda: load_team(args.team))
         signal.signal(signal.SIGHUP, watchdog.request_reload)
         # their own connections: a thread never shares a transaction with the event loop

@@ -187,7 +187,7 @@ def test_timer_errors_do_not_stop_the_loop(make_rig):
     rig.wd = rig.new_watchdog(fakes.event_text("TICK_5", when=1700000005))
     rig.clock.advance(30)
     assert rig.wd.run() == 0
-    assert "error in timers: ConnectionRefusedError" in rig.stderr.getvalue()
+    assert "error in health check: ConnectionRefusedError" in rig.stderr.getvalue()
     assert rig.stdout.getvalue() == "READY\nRESULT 2\nOKREADY\n"
 
 
