@@ -96,6 +96,12 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
             if running else 0,
             "cpu_percent": cpu, "rss_mb": rss,
             "heartbeat_age_seconds": None if last is None else round(max(0.0, now - last), 1),
+            # past heartbeat_stale_after (a running agent): the watchdog finds it stale too
+            "heartbeat_stale": running and heartbeat_stale(last, now,
+                                                           team.settings.heartbeat_stale_after),
+            # "database" or "disk" while the agent waits for it (since: the database's wait)
+            "waiting_for": beat.get("waiting_for") if running else None,
+            "waiting_since": beat.get("waiting_since") if running else None,
             "last_heartbeat": last, "current_task": beat.get("current_task"),
             # what the agent does (heartbeat "state"), distinct from supervisor's "state"
             "agent_state": beat.get("state") if running else None,
@@ -210,6 +216,28 @@ def activity_text(agent: dict[str, Any], now: float) -> str:
     return text + (f": {agent['progress']}" if agent.get("progress") else "")
 
 
+def heartbeat_stale(last: float | None, now: float, stale_after: float) -> bool:
+    """Is a heartbeat written at ``last`` (None: none) older than ``stale_after`` at ``now``?
+    A heartbeat from the future (another host's clock ahead) is not stale."""
+    return last is not None and now - last > stale_after
+
+
+def heartbeat_text(agent: dict[str, Any], now: float) -> str:
+    """'heartbeat 412s ago STALE, waiting for database since 10:31:02 (1m 40s)': the age,
+    marked past heartbeat_stale_after, and what the agent waits for; "" without a heartbeat."""
+    age = agent.get("heartbeat_age_seconds")
+    if age is None:
+        return ""
+    text = f"heartbeat {age:.0f}s ago" + (" STALE" if agent.get("heartbeat_stale") else "")
+    waiting, since = agent.get("waiting_for"), agent.get("waiting_since")
+    if waiting:
+        text += f", waiting for {waiting}"
+        if isinstance(since, (int, float)) and not isinstance(since, bool):
+            text += (f" since {time.strftime('%H:%M:%S', time.localtime(since))}"
+                     f" ({human_duration(max(0.0, now - since))})")
+    return text
+
+
 def future(agent: dict, now: float) -> str | None:
     """What the watchdog will do (or gave up doing) for a stopped agent, or None."""
     if agent.get("given_up"):
@@ -249,8 +277,8 @@ def render(status: dict) -> str:
         if a["state"] == "RUNNING":
             detail = (f"PID {a['pid']}, uptime {human_duration(a['uptime_seconds'])}, "
                       f"CPU {a['cpu_percent']}%, RAM {a['rss_mb']:.0f}MB")
-            if a["heartbeat_age_seconds"] is not None:
-                detail += f", heartbeat {a['heartbeat_age_seconds']:.0f}s ago"
+            beat = heartbeat_text(a, now)
+            detail += f", {beat}" if beat else ""
             detail += f", {a['activity']}" if a.get("activity") else ""
         else:
             detail = a["description"] or "not running"

@@ -208,7 +208,9 @@ class CoffeeNamespaceRPCInterface(TasksRPC, JournalRPC, CostsRPC, ApprovalsRPC):
 
         Agents are ordered by priority. Keys of an agent struct: name, state, pid, priority,
         uptime_seconds, cpu_percent, rss_mb, heartbeat_age_seconds (left out when the agent
-        never wrote a heartbeat), last_heartbeat, current_task (struct: id, type, started_at;
+        never wrote a heartbeat), heartbeat_stale (older than heartbeat_stale_after),
+        waiting_for and waiting_since (database or disk, while it waits), last_heartbeat,
+        current_task (struct: id, type, started_at;
         left out when idle), agent_state (idle, working, stopping, standby... from the
         heartbeat), standby_for (struct: host, pid, holder; only for a standby instance),
         task_started_at, last_output_at (left out when idle), activity (e.g. "working on #42
