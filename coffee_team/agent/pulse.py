@@ -95,14 +95,15 @@ class Activity:
         """The main loop went round once (it is not stuck)."""
         self.tick_at = self.mono()
 
-    def database_call(self, under_way: bool) -> None:
+    def database_call(self, under_way: bool, grace: float = 0.0) -> None:
         """The main loop starts (True: unless one is under way already) or ends a database
-        call; a call retried keeps the time of its first try."""
+        call; a call retried keeps the time of its first try. ``grace``: the seconds the call
+        takes by design (the idle wait's timeout): the wait for the database starts after."""
         if not under_way:
             self.db_since = self.db_since_wall = None
             self.tick_at = self.mono()
         elif self.db_since is None:
-            self.db_since_wall, self.db_since = self.clock(), self.mono()
+            self.db_since_wall, self.db_since = self.clock() + grace, self.mono() + grace
 
     def fields(self) -> dict[str, Any]:
         """The heartbeat file's view of the activity."""

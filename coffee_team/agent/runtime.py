@@ -34,6 +34,7 @@ from .pulse import Activity, Pulse
 from ..parentwatch import ParentWatch, die_with_parent
 from .locks import AgentLock, PgAgentLock, take_patiently
 from .standby import Standby, StandbyEnded
+from .startbeat import StartupBeat
 from ..team import AgentSpec, Team
 
 IDLE_WAIT_CAP = 1.0  # seconds; bounds how late a dead parent is noticed without PDEATHSIG
@@ -167,19 +168,19 @@ class Agent(TaskExecution):
             self.trouble.discard(what)
             log(self.name, f"{what} recovered")
 
-    def durable(self, operation, *args, interruptible: bool = False, **kwargs):
+    def durable(self, operation, *args, interruptible: bool = False, grace: float = 0.0,
+                **kwargs):
         """Run a queue operation, retrying with backoff while the database is unusable
         (locked by another process, read-only, missing) instead of crashing the agent.
 
         Unless ``interruptible``, a stop signal waits for the operation to finish: raising
-        from a signal handler mid-transaction would leave the transaction open.
+        from a signal handler mid-transaction would leave the transaction open. ``grace``:
+        the seconds the operation takes by design (an idle wait), not waiting for the database.
         """
-        # An idle wait (interruptible) is no call to wait for: it returns on its timeout.
         try:
             for delay in retry.delays(0.1, DB_RETRY_MAX):
                 self.in_database = not interruptible
-                if not interruptible:
-                    self.activity.database_call(True)  # the heartbeat: no hang, a wait
+                self.activity.database_call(True, grace)  # the heartbeat: no hang, a wait
                 try:
                     self.check_database_file()
                     result = operation(*args, **kwargs)
@@ -197,8 +198,7 @@ class Agent(TaskExecution):
                 self.recovered("database")
                 return result
         finally:
-            if not interruptible:
-                self.activity.database_call(False)
+            self.activity.database_call(False)
 
     def check_database_file(self) -> None:
         """Never work in a database file that is no longer at its path: reopen a replaced
@@ -257,7 +257,8 @@ class Agent(TaskExecution):
             timeout = min(self.next_periodic - self.mono(), self.idle_beat())
             if self.wait_cap is not None:
                 timeout = min(timeout, self.wait_cap)
-            self.durable(self.queue.wait, self.name, max(0.0, timeout), interruptible=True)
+            self.durable(self.queue.wait, self.name, max(0.0, timeout), interruptible=True,
+                         grace=max(0.0, timeout))
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -320,7 +321,8 @@ def agent_lock(team: Team, name: str):
         return AgentLock(team.lock_path(name)), None
     lock = PgAgentLock(team.database_url, name, host=team.host,
                        log=lambda message: log(name, message))
-    holder = take_patiently(lock, lambda message: log(name, message))
+    with StartupBeat(team, name):  # the database may not answer: alive, not ready
+        holder = take_patiently(lock, lambda message: log(name, message))
     if holder is None:
         return lock, None
     if lock.is_here(holder) or not os.environ.get("SUPERVISOR_ENABLED"):
@@ -348,11 +350,13 @@ def run_agent(team: Team, name: str) -> int:
         agent = Agent(team, spec.name)
         if signalled:  # a dead parent sends SIGTERM: no need to poll for it
             agent.wait_cap = None
-        queue = agent.queue = agent.durable(MessageQueue.from_team, team)
+        with StartupBeat(team, spec.name):
+            queue = agent.queue = agent.durable(MessageQueue.from_team, team)
         try:
             # Holding the lock proves no other instance runs: whatever is still in progress
             # under our name was orphaned by a predecessor that died.
-            orphans = agent.durable(queue.requeue_agent, spec.name)
+            with StartupBeat(team, spec.name):
+                orphans = agent.durable(queue.requeue_agent, spec.name)
             if hasattr(agent.runner, "attach"):  # an llm agent: role text, workspace, session
                 agent.runner.attach(queue, agent.durable, agent.clock)
             if hasattr(agent.runner, "adopt_orphans"):  # a command's leftovers: ours to end
