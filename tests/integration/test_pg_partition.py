@@ -29,6 +29,7 @@ pytestmark = [needs_pg, pytest.mark.slow]
 PARTITION = 20.0  # seconds: more than 2 x heartbeat_stale_after (3 s: hung after 6 s)
 WORKER = "code_developer"
 KILLED = "architect"
+SLOW = 3.5  # seconds each answer of the server is held in the slow phase
 
 
 @pytest.fixture
@@ -122,24 +123,33 @@ def test_a_partition_restarts_no_healthy_agent_and_the_killed_one_at_once(proxie
                for n in project.team.names if n != KILLED)
     assert restart_took < 10, restart_took
 
-    # A server whose every answer is half a second late: slow, never hung.
-    proxy.delay = 0.5
-    slow = send(direct, 3)
+    # A server whose every answer is late, each longer than heartbeat_stale_after (a disk
+    # that commits at SLOW s): slow, never hung.
+    proxy.delay = SLOW
+    slow = send(direct, 1)
     started = time.monotonic()
-    wait_until(lambda: all_done(direct, slow), 120, 0.2, "the tasks on a slow server")
+    slow_oldest = 0.0
+    while not all_done(direct, slow):
+        assert time.monotonic() - started < 180, "the task on a slow server"
+        now = time.time()
+        slow_oldest = max([slow_oldest] + [now - b["last_heartbeat"] for b in
+                                           beats(project).values() if b.get("last_heartbeat")])
+        time.sleep(0.5)
     slow_took = time.monotonic() - started
     proxy.delay = 0.0
+    assert slow_oldest < stale_after, f"a heartbeat {slow_oldest:.1f}s old on a slow server"
     infos = project.infos()
     assert all(infos[n]["pid"] == p for n, p in pids.items() if n != KILLED)
     assert not [e for e in direct.events(limit=10000) if e["kind"] in ("hung", "given_up")]
     print(f"restart after kill -9 {restart_took:.1f}s; oldest heartbeat {oldest:.1f}s; "
-          f"{len(during)} tasks done {done_after:.1f}s after heal; slow server: 3 tasks in "
-          f"{slow_took:.1f}s")
+          f"{len(during)} tasks done {done_after:.1f}s after heal; slow server: 1 task in "
+          f"{slow_took:.1f}s, oldest heartbeat {slow_oldest:.1f}s")
     reliability("PostgreSQL partition (TCP proxy holding every byte)",
                 f"{len(first) + len(during)} tasks, 6 agents",
                 f"partition {PARTITION:.0f} s (> 2 x heartbeat_stale_after); kill -9 of an "
-                f"idle agent 2 s in; then every answer 0.5 s late", 0, "0",
+                f"idle agent 2 s in; then every answer {SLOW:g} s late", 0, "0",
                 f"killed agent restarted {restart_took:.1f}s after the kill, during the "
                 f"partition; no healthy agent restarted, 0 hung, 0 given up, oldest heartbeat "
                 f"{oldest:.1f}s (stale at {stale_after:g}s); tasks done {done_after:.1f}s "
-                f"after the heal; slow server: 3 tasks in {slow_took:.1f}s, no restart")
+                f"after the heal; slow server: its task in {slow_took:.1f}s, oldest heartbeat "
+                f"{slow_oldest:.1f}s, no restart")

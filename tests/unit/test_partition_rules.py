@@ -99,3 +99,25 @@ def test_the_heartbeat_thread_beats_while_the_lease_thread_waits_for_the_databas
     finally:
         host.queue.healed.set()
         pulse.stop()
+
+
+# --- an agent that starts while the database does not answer (agent/startbeat.py) ----------
+
+def test_a_starting_beat_is_alive_but_not_ready():
+    from coffee_team.agent.startbeat import starting_beat
+    from coffee_team.heartbeat import last_beat
+    from coffee_team.watchdog.policy import started_since
+    beat = starting_beat("ann", 123, T0, T0 + 5)
+    assert last_beat(beat) == T0 + 5  # the watchdog sees it beat: no hang
+    assert not started_since(beat, T0 - 1)  # the boot and --started wait for the real one
+    assert (beat["state"], beat["waiting_for"], beat["waiting_since"]) == \
+        ("starting", "database", T0)
+
+
+def test_a_start_that_does_not_wait_writes_no_starting_beat(tmp_path):
+    from types import SimpleNamespace
+    from coffee_team.agent.startbeat import StartupBeat
+    team = SimpleNamespace(status_dir=tmp_path, settings=SimpleNamespace(heartbeat_interval=1))
+    with StartupBeat(team, "ann"):
+        pass  # the lock and the queue came at once
+    assert list(tmp_path.iterdir()) == []
