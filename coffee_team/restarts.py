@@ -100,12 +100,21 @@ def on_running(state: RestartState, now: float) -> RestartState:
     return replace(state, running_since=now, next_restart_at=None)
 
 
-def on_exit(state: RestartState, now: float, policy: RestartPolicy) -> Transition:
-    """An unexpected exit: schedule the next backoff restart, or give up after max_attempts."""
+def on_exit(state: RestartState, now: float, policy: RestartPolicy,
+            counted: bool = True) -> Transition:
+    """An unexpected exit: schedule the next backoff restart, or give up after max_attempts.
+
+    Not ``counted``: an agent stopped while it said it waits for the database (a partition
+    is not the agent's fault): restarted after the backoff its count gives, the count as it
+    was, never a give-up."""
     if state.given_up:
         return state, Decision(IGNORE, attempt=state.attempts)
     attempts = 0 if _ran_long_enough(state, now, policy) else state.attempts
     crashed = replace(state, running_since=None, last_crash_at=now, hang_restart=False)
+    if not counted:
+        delay = min(backoff_delay(attempts, policy.base_delay), policy.max_delay)
+        waiting = replace(crashed, attempts=attempts, next_restart_at=now + delay)
+        return waiting, Decision(RESTART, delay=delay, due_at=now + delay, attempt=attempts)
     if attempts >= policy.max_attempts:
         gave_up = replace(crashed, attempts=attempts, given_up=True, next_restart_at=None)
         return gave_up, Decision(GIVE_UP, attempt=attempts)
@@ -145,12 +154,13 @@ def on_hang(state: RestartState) -> RestartState:
     return replace(state, hang_restart=True)
 
 
-def on_stopped(state: RestartState, now: float, policy: RestartPolicy) -> Transition | None:
+def on_stopped(state: RestartState, now: float, policy: RestartPolicy,
+               counted: bool = True) -> Transition | None:
     """The agent reached STOPPED: a crash if the watchdog stopped it for hanging, else None
-    (a requested stop changes nothing)."""
+    (a requested stop changes nothing); ``counted`` as in on_exit."""
     if not state.hang_restart:
         return None
-    return on_exit(state, now, policy)
+    return on_exit(state, now, policy, counted)
 
 
 def on_restart_issued(state: RestartState) -> RestartState:

@@ -36,6 +36,7 @@ class HealthChecks:
     last_step: Any
     over_limit: dict
     memory_restart: set
+    uncounted: set
     disk_full_at: Any
     disk_is_full: bool
 
@@ -85,7 +86,8 @@ class HealthChecks:
         ``now`` is monotonic; the heartbeat's own wall-clock stamp only says whether it
         changed since the last read (policy.observe_beat)."""
         stale_after = self.team.settings.heartbeat_stale_after
-        stamp = last_beat(self.heartbeat_files.read(self.team.status_dir, spec.name))
+        beat = self.heartbeat_files.read(self.team.status_dir, spec.name)
+        stamp = last_beat(beat)
         seen = self.beats[spec.name] = policy.observe_beat(
             self.beats.get(spec.name), pid, stamp, started_at or None, self.clock(), now,
             self.last_step)
@@ -107,7 +109,13 @@ class HealthChecks:
                 self.queue.notify("WARNING", spec.name, title, title)
             self.event(spec.name, status, age=None if last is None else round(now - last, 1))
         if status == policy.HUNG and spec.restart_on_hang:
-            self.log(f"{spec.name} hung; stopping it to restart through the backoff path")
+            if beat.get("waiting_for") == "database":  # the partition's doing, not the agent's
+                self.uncounted.add(spec.name)
+                self.log(f"{spec.name} hung while waiting for the database; stopping it to "
+                         f"restart, not counted toward give-up")
+            else:
+                self.uncounted.discard(spec.name)
+                self.log(f"{spec.name} hung; stopping it to restart through the backoff path")
             before = self.state(spec.name)
             self.save(spec.name, restarts.on_hang(before))
             try:

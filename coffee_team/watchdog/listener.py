@@ -73,6 +73,7 @@ class Watchdog(Launch, HealthChecks, ClockSteps, WorkOverTime):
         self.states_read_at: float | None = None
         self.over_limit: dict[str, int] = {}
         self.memory_restart: set[str] = set()
+        self.uncounted: set[str] = set()  # stopped as hung while waiting for the database
         self.use_team(team)
         self.next_health_check = mono() + team.settings.health_check_interval
         self.next_cleanup = mono()
@@ -245,7 +246,9 @@ class Watchdog(Launch, HealthChecks, ClockSteps, WorkOverTime):
 
     def after_stop(self, name: str, now: float) -> None:
         """A stop we asked for ourselves (hung agent, memory limit) continues here."""
-        transition = restarts.on_stopped(self.state(name), now, self.policy)
+        counted = name not in self.uncounted  # stopped while waiting for the database
+        self.uncounted.discard(name)
+        transition = restarts.on_stopped(self.state(name), now, self.policy, counted)
         if transition is not None:
             self.decided(name, *transition, reason="hung (heartbeat stopped)")
         elif name in self.memory_restart:  # over memory_limit_mb, or its trend (work.py)

@@ -125,3 +125,38 @@ def test_a_posted_write_is_retried_while_the_database_is_away_and_dropped_if_ref
     assert [e["kind"] for e in rig.queue.events(agent="architect")] == ["crash"]
     assert len(lines) == 3 and "waits for the database" in lines[0]
     assert "written" in lines[1] and "notify not written: ValueError" in lines[2]
+
+
+# --- a heartbeat that stopped while it said it waits for the database -----------------------
+
+def test_a_hang_while_waiting_for_the_database_restarts_without_counting(make_rig):  # noqa: F811
+    from coffee_team.heartbeat import heartbeat_path
+    from tests import fakes
+    from tests.watchdog_rig import HEALTH, check
+    rig = make_rig(**HEALTH)
+    rig.rpc.set_state("code_developer", "RUNNING")
+    rig.queue.save_restart_state("code_developer", attempts=2)  # one more would be max - 0
+    heartbeat_path(rig.team.status_dir, "code_developer").write_text(
+        '{"agent": "code_developer", "last_heartbeat": %f, "waiting_for": "database"}'
+        % (rig.clock() + 30 - 700))
+    check(rig)
+    assert rig.rpc.method_calls("stopProcess") == [("stopProcess", "code_developer", False)]
+    assert "hung while waiting for the database" in rig.stderr.getvalue()
+    rig.rpc.settle()
+    rig.wd.handle(fakes.stopped("code_developer"))
+    state = rig.restart_state("code_developer")
+    assert state["attempts"] == 2 and not state["given_up"]  # not counted
+    assert rig.due_in("code_developer") == BASE * 4  # the backoff its count gives
+    rig.clock.advance(BASE * 4)
+    rig.wd.on_timer()
+    assert rig.rpc.started() == ["code_developer"]
+
+
+def test_uncounted_exit_is_a_pure_rule():
+    from coffee_team.restarts import RestartPolicy, RestartState, on_exit
+    policy = RestartPolicy(base_delay=10, max_attempts=3)
+    state, decision = on_exit(RestartState(attempts=3), 100.0, policy, counted=False)
+    assert decision.kind == "restart" and decision.delay == 80 and state.attempts == 3
+    assert not state.given_up and state.next_restart_at == 180.0
+    state, decision = on_exit(RestartState(attempts=3), 100.0, policy)
+    assert decision.kind == "give_up"  # counted, as ever
