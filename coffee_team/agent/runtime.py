@@ -152,11 +152,8 @@ class Agent(TaskExecution):
     def waiting_for(self) -> str | None:
         """What the agent waits for, as the heartbeat says it: "disk", "database" or None
         (the database also while a call of the main loop takes DB_WAIT_SHOWN or longer)."""
-        if "disk" in self.trouble:
-            return "disk"
-        database = database_wait(self.activity.db_since, "database" in self.trouble,
-                                 self.mono())
-        return "database" if database else None
+        waiting = database_wait(self.activity.db_since, "database" in self.trouble, self.mono())
+        return "disk" if "disk" in self.trouble else "database" if waiting else None
 
     def problem(self, what: str, message: str) -> None:
         if what not in self.trouble:
