@@ -13,10 +13,18 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from . import events as kinds
+
 STARTING, IDLE, WORKING, PAUSED, STOPPING, STOPPED = (
     "starting", "idle", "working", "paused", "stopping", "stopped")
 STANDBY = "standby"  # the agent runs on another host; this instance takes over when it dies
 STATES = frozenset({STARTING, IDLE, WORKING, PAUSED, STOPPING, STOPPED, STANDBY})
+
+# A heartbeat's health (heartbeat_status); the unhealthy ones double as the event kinds the
+# watchdog records for them.
+FRESH = "fresh"
+STALE, HUNG, MISSING = kinds.STALE, kinds.HUNG, kinds.MISSING
+HEARTBEAT_STATUSES = frozenset({FRESH, STALE, HUNG, MISSING})
 
 CHECK_EVERY = 1.0  # seconds between the heartbeat thread's checks: a cancel lands within ~1 s
 # a database call running this long shows in the heartbeat as "waiting for database since T"
@@ -45,6 +53,23 @@ def database_wait(db_since: float | None, trouble: bool, now: float) -> bool:
     """Does the agent wait for the database? A call under way for DB_WAIT_SHOWN or more (a
     partition, a slow disk under the server), or one that failed and is being retried."""
     return trouble or (db_since is not None and now - db_since >= DB_WAIT_SHOWN)
+
+
+def heartbeat_status(last_heartbeat: float | None, now: float, stale_after: float) -> str:
+    """The team's rule: fresh up to stale_after old, stale up to twice that, hung beyond;
+    missing if never seen. The watchdog restarts a hung agent; on Kubernetes its liveness
+    probe fails (``coffee-team agent probe``). A long task is never hung: the heartbeat
+    thread beats while a handler runs (agent/pulse.py)."""
+    if not stale_after > 0 or math.isinf(stale_after):
+        raise ValueError(f"stale_after must be a positive finite number, got {stale_after!r}")
+    if last_heartbeat is None:
+        return MISSING
+    age = now - last_heartbeat
+    if age <= stale_after:
+        return FRESH
+    if age <= 2 * stale_after:
+        return STALE
+    return HUNG
 
 
 def due(last: float | None, now: float, every: float) -> bool:

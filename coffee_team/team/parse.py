@@ -366,7 +366,29 @@ def parse_team_text(text: str, path: str | os.PathLike[str], *,
         where = f"line {mark.line + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or error_line(exc)
         raise TeamError(f"{path}: {where}invalid YAML: {problem}") from None
-    return parse_team(document, str(path), path, check_schedules=check_schedules)
+    team = parse_team(document, str(path), path, check_schedules=check_schedules)
+    return database_override(team, os.environ)
+
+
+DATABASE_ENV = "COFFEE_DATABASE_URL"
+
+
+def database_override(team: Team, environ: Mapping[str, str]) -> Team:
+    """``COFFEE_DATABASE_URL``, when set, replaces ``team.database_path`` (every process reads
+    the team file through here: agents, the CLI, the control plane): on Kubernetes the URL
+    with its password comes from a Secret, never from the ConfigMap's team file."""
+    url = environ.get(DATABASE_ENV, "")
+    if not url:
+        return team
+    try:
+        checked = TEAM_FIELDS["database_path"](url)
+    except Invalid as exc:
+        # the value is not echoed: it carries the password
+        what = str(exc).rsplit(", got ", 1)[0]
+        raise TeamError(f"{DATABASE_ENV} (environment): expected {what}; fix the Secret "
+                        f"or unset it to use team.database_path") from None
+    from dataclasses import replace
+    return replace(team, settings=replace(team.settings, database_path=checked))
 
 
 def load_team(path: str | os.PathLike[str] = "data/team.yaml", *,

@@ -13,30 +13,16 @@ from typing import AbstractSet, Any, Mapping
 
 from coffee_team import events as kinds
 from coffee_team.clock import WALL_STEP
+# The heartbeat rule (fresh, stale, hung, missing) is liveness.py's: the agents' liveness
+# probe on Kubernetes judges by the same one.
+from coffee_team.liveness import (FRESH, HEARTBEAT_STATUSES, HUNG, MISSING,  # noqa: F401
+                                  STALE, heartbeat_status)
 
-FRESH = "fresh"
-# The unhealthy statuses double as the event kinds the watchdog records for them.
-STALE, HUNG, MISSING = kinds.STALE, kinds.HUNG, kinds.MISSING
-HEARTBEAT_STATUSES = frozenset({FRESH, STALE, HUNG, MISSING})
 # A hung agent is worse than a stale one, so stale -> hung warns again; missing ranks with stale
 # because an agent that never reported is as suspicious as one that stopped reporting.
 _HEARTBEAT_SEVERITY = {FRESH: 0, STALE: 1, MISSING: 1, HUNG: 2}
 
 MEMORY_LIMIT_CHECKS_IN_A_ROW = 2
-
-
-def heartbeat_status(last_heartbeat: float | None, now: float, stale_after: float) -> str:
-    """fresh up to stale_after old, stale up to twice that, hung beyond; missing if never seen."""
-    if not stale_after > 0 or math.isinf(stale_after):
-        raise ValueError(f"stale_after must be a positive finite number, got {stale_after!r}")
-    if last_heartbeat is None:
-        return MISSING
-    age = now - last_heartbeat
-    if age <= stale_after:
-        return FRESH
-    if age <= 2 * stale_after:
-        return STALE
-    return HUNG
 
 
 @dataclass(frozen=True)
