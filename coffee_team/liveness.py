@@ -72,6 +72,12 @@ def heartbeat_status(last_heartbeat: float | None, now: float, stale_after: floa
     return HUNG
 
 
+def ready_to_claim(state: str, waiting_for: str | None) -> bool:
+    """Is the instance ready to claim work (Kubernetes' readiness, ``agent wait-ready``)? Its
+    loop runs (idle, or working on a task) and it waits for neither the database nor disk."""
+    return state in (IDLE, WORKING) and waiting_for is None
+
+
 def due(last: float | None, now: float, every: float) -> bool:
     """Is a periodic action that last ran at ``last`` (None: never) due again?"""
     return last is None or now - last >= every

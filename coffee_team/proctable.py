@@ -76,6 +76,25 @@ def rss_of(pids) -> int:
     return total
 
 
+def started_of(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds, to 10 ms), or None if there is none: with
+    the PID it names one process, never a later one that reused the PID. One small read on
+    Linux (the agents' probes call it every few seconds)."""
+    if os.path.isfile("/proc/self/stat"):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                data = f.read()
+            ticks = int(data[data.rfind(b")") + 2:].split()[19])
+        except (OSError, IndexError, ValueError):
+            return None
+        return round(_boot_time() + ticks / os.sysconf("SC_CLK_TCK"), 2)
+    import psutil
+    try:
+        return round(psutil.Process(pid).create_time(), 2)
+    except psutil.Error:
+        return None
+
+
 def _linux_procs() -> dict[int, Proc]:
     ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
     boot = _boot_time()

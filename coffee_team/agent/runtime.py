@@ -29,6 +29,7 @@ from ..heartbeat import announce_ready, write_heartbeat
 from ..layout import ensure_data_dirs
 from ..liveness import IDLE, STOPPED, STOPPING, WORKING, database_wait
 from ..output import log
+from .instance import InstanceRow
 from .memguard import MemoryGuard
 from .pulse import Activity, Pulse
 from ..parentwatch import ParentWatch, die_with_parent
@@ -82,6 +83,7 @@ class Agent(TaskExecution):
         self.in_database = False
         self.trouble: set[str] = set()  # what is failing now, so each episode is logged once
         self.file_checked_at = 0.0
+        self.row = InstanceRow(name, team.host, self.db_errors)  # agent_instances (run_agent)
 
     # --- signals -------------------------------------------------------------------------
     def _on_stop_signal(self, signum, frame) -> None:
@@ -124,7 +126,8 @@ class Agent(TaskExecution):
 
     # --- status ----------------------------------------------------------------------------
     def write_status(self) -> bool:
-        """Write the heartbeat file; False if it could not be (the pulse tries again soon)."""
+        """Write the heartbeat file (and the instance row); False if the file could not be
+        written (the pulse tries again soon)."""
         now = self.clock()
         activity = self.activity.fields()
         waiting = self.waiting_for()
@@ -136,6 +139,7 @@ class Agent(TaskExecution):
                   "waiting_since": self.activity.db_since_wall if waiting == "database" else None,
                   **self.counts}
         try:
+            self.row.beat(status)  # agent_instances: the heartbeat across hosts and pods
             write_heartbeat(self.team.status_dir, self.name, status)
         except OSError as exc:  # an unwritable status dir must not stop the work
             if exc.errno in DISK_FULL:
@@ -302,6 +306,7 @@ class Agent(TaskExecution):
             self.counts["tasks_requeued"] += requeued
             log(self.name, f"requeued {requeued} unfinished task(s)")
         self.write_status()
+        self.row.stopped()
 
 
 def agent_lock(team: Team, name: str):
@@ -354,6 +359,7 @@ def run_agent(team: Team, name: str) -> int:
             # under our name was orphaned by a predecessor that died.
             with StartupBeat(team, spec.name):
                 orphans = agent.durable(queue.requeue_agent, spec.name)
+            agent.row.start(queue, agent.durable)
             if hasattr(agent.runner, "attach"):  # an llm agent: role text, workspace, session
                 agent.runner.attach(queue, agent.durable, agent.clock)
             if hasattr(agent.runner, "adopt_orphans"):  # a command's leftovers: ours to end

@@ -30,6 +30,7 @@ from coffee_team.queue.dependencies import DependencyMixin
 from coffee_team.queue.enqueue import EnqueueMixin
 from coffee_team.queue.factory import backend_for, open_database
 from coffee_team.queue.failures import FailureMixin
+from coffee_team.queue.instances import InstancesMixin
 from coffee_team.queue.files import StaleFile
 from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.merges import MergesMixin
@@ -77,13 +78,14 @@ class CoreNeeds(Protocol):
 
 class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin,
                    DeliveryMixin, UsageMixin, DependencyMixin, ScheduleMixin, ApprovalsMixin,
-                   FailureMixin, MergesMixin):
+                   FailureMixin, MergesMixin, InstancesMixin):
     """The queue's state (set here) over one backend, and its parts: claims, requeues,
     waits and leases here; sending (enqueue.py), completing (completion.py), task control
     (control.py), the journal (journal.py), reports (reporting.py), notification deliveries
     (delivery.py), LLM usage (usage.py), dependencies between tasks (dependencies.py),
     schedule slots (schedules.py), a person's approvals (approvals.py), tasks failed for good
-    (failures.py), the review and merge queue (merges.py). Each part's ``...Needs`` protocol
+    (failures.py), the review and merge queue (merges.py), which process holds each agent
+    (instances.py). Each part's ``...Needs`` protocol
     lists all it uses of the state and of the other parts (tests/unit/test_queue_structure.py
     holds them to it)."""
 

@@ -4,8 +4,8 @@ queue of its commits. Apart from models.py (at its size limit); migrate.py creat
 the rest (``AGENT_MODELS``)."""
 from __future__ import annotations
 
-from peewee import (SQL, AutoField, BigIntegerField, CharField, CompositeKey, DoubleField,
-                    IntegerField, TextField)
+from peewee import (SQL, AutoField, BigIntegerField, BooleanField, CharField, CompositeKey,
+                    DoubleField, IntegerField, TextField)
 
 from coffee_team.queue.models import BaseModel
 from coffee_team.queue.tables import MERGE_STATE_CHECK
@@ -87,4 +87,27 @@ MergeItem.add_index(MergeItem.index(MergeItem.host, MergeItem.target, unique=Tru
                                     where=SQL("state = 'checking'"), name="merge_items_checking"))
 
 
-AGENT_MODELS = (AgentSession, AgentFailure, FailureCount, MergeItem)
+class AgentInstance(BaseModel):
+    """Which process holds each agent (schema 15): its host (on Kubernetes the pod), PID and
+    that process's start time (``proc_start``: a PID reused by a later process is not it), its
+    heartbeat, whether it is ready to claim, its task, and ``restarts``: instances on this host
+    that followed one that did not stop cleanly. The agent writes its own row (instances.py);
+    probes, ``wait-ready``, ``status --k8s`` and the control plane read it."""
+    agent = CharField(max_length=100, primary_key=True)
+    host = CharField(max_length=255)
+    pid = IntegerField()
+    proc_start = DoubleField(null=True)
+    started_at = DoubleField()
+    heartbeat = DoubleField(null=True)  # None until the instance's first heartbeat
+    ready = BooleanField(default=False)
+    state = CharField(max_length=20)
+    task_id = BigIntegerField(null=True)
+    task_type = CharField(max_length=100, null=True)
+    waiting_for = CharField(max_length=20, null=True)
+    restarts = IntegerField(default=0)
+
+    class Meta:
+        table_name = "agent_instances"
+
+
+AGENT_MODELS = (AgentSession, AgentFailure, FailureCount, MergeItem, AgentInstance)

@@ -22,7 +22,10 @@ from coffee_team.taskstate import (APPROVAL_STATES, LIVE_STATES, MERGE_STATES, Q
 # 12: agent_failure and failure_count (tasks that failed for good, for status); llm_session
 #     (keyed by agent and session key) replaces agent_session, whose rows get the key ''.
 # 13: merge_items, the review and merge queue (a new table only: create_tables adds it).
-SCHEMA_VERSION = 13
+# 14: reserved (ident).
+# 15: agent_instances, which process (host or pod, PID) holds each agent, its heartbeat and
+#     readiness (a new table only: create_tables adds it).
+SCHEMA_VERSION = 15
 
 STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))
 # The states in which a task holds its dedupe_key (taskstate.LIVE_STATES), as SQL.

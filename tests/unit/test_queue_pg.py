@@ -17,6 +17,7 @@ from tests.queue_fused_contract import FusedContract
 from tests.queue_listing_contract import ListingContract
 from tests.queue_work_contract import WorkContract
 from tests.queue_merges_contract import MergesContract
+from tests.queue_instances_contract import InstancesContract
 
 PG_URL = os.environ.get("COFFEE_TEST_PG_URL")
 
@@ -35,7 +36,7 @@ def _admin(sql: str) -> None:
 
 
 class TestPostgresQueue(QueueContract, ListingContract, ControlContract, FusedContract,
-                        WorkContract, ApprovalsContract, MergesContract):
+                        WorkContract, ApprovalsContract, MergesContract, InstancesContract):
     def database_url(self) -> str:
         self._schema = "ct_" + uuid.uuid4().hex[:12]
         _admin(f"CREATE SCHEMA {self._schema}")

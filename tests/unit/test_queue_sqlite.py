@@ -13,10 +13,11 @@ from tests.queue_fused_contract import FusedContract
 from tests.queue_listing_contract import ListingContract
 from tests.queue_work_contract import WorkContract
 from tests.queue_merges_contract import MergesContract
+from tests.queue_instances_contract import InstancesContract
 
 
 class TestSqliteQueue(QueueContract, ListingContract, ControlContract, FusedContract,
-                      WorkContract, ApprovalsContract, MergesContract):
+                      WorkContract, ApprovalsContract, MergesContract, InstancesContract):
     def database_url(self) -> str:
         self._tmp = tempfile.mkdtemp(prefix="ctq")
         return os.path.join(self._tmp, "db", "queue.db")

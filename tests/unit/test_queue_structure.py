@@ -1,8 +1,8 @@
 """The shape of coffee_team.queue, read with ``ast``: absolute imports, and MessageQueue's parts
 keeping to their declared contracts (its import rules and module sizes: test_layering.py).
 
-MessageQueue is core.py's class plus twelve mixins (completion, enqueue, control, journal,
-reporting, delivery, usage, dependencies, schedules, approvals, failures, merges). Each part
+MessageQueue is core.py's class plus thirteen mixins (completion, enqueue, control, journal,
+reporting, delivery, usage, dependencies, schedules, approvals, failures, merges, instances). Each part
 states in a ``...Needs`` protocol, beside it, what it uses of the queue's state and of the
 other parts; here every ``self.x`` a part reads must be its own or declared there, every
 declared name must be used (no stale contract), and the real MessageQueue must provide each
@@ -96,7 +96,7 @@ def test_messagequeue_is_the_parts_that_declare_their_contracts():
     from coffee_team.queue.core import MessageQueue
     mixins = {part for _, part, _ in queue_parts()} - {"MessageQueue"}
     assert {cls.__name__ for cls in MessageQueue.__mro__ if cls.__name__.endswith("Mixin")} \
-        == mixins and len(mixins) == 12
+        == mixins and len(mixins) == 13
 
 
 @pytest.mark.parametrize("module, part, needs", queue_parts())
