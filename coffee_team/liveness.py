@@ -78,6 +78,38 @@ def ready_to_claim(state: str, waiting_for: str | None) -> bool:
     return state in (IDLE, WORKING) and waiting_for is None
 
 
+# What ``coffee-team agent probe NAME`` asks (Kubernetes' exec probes of an agent's container).
+LIVE, STARTED, READY = "live", "started", "ready"
+
+
+def probe_verdict(kind: str, row: dict[str, Any] | None, here: bool, now: float,
+                  stale_after: float) -> tuple[bool, str]:
+    """(passes, why) for one probe of an agent, from its ``agent_instances`` row (None: it
+    never started) and ``here``: the row is this pod's own process (its host, and its PID
+    still that process). STARTED: this process wrote its first heartbeat. READY: it is ready
+    to claim and its heartbeat is fresh. LIVE: not hung by the team's rule (heartbeat_status),
+    and nothing else: a long task beats, a process that has not started here yet is the
+    startup probe's to judge, never a reason to restart."""
+    if kind not in (LIVE, STARTED, READY):
+        raise ValueError(f"unknown probe {kind!r}")
+    if row is None or not here:
+        where = "no instance yet" if row is None else \
+            f"its instance is PID {row['pid']} on {row['host']}, not running here"
+        return kind == LIVE, where
+    beat = row.get("heartbeat")
+    health = heartbeat_status(beat, now, stale_after) if beat is not None else MISSING
+    age = "" if beat is None else f" ({max(0.0, now - beat):.0f}s ago)"
+    if kind == STARTED:
+        return beat is not None, f"heartbeat {'written' + age if beat else 'not written yet'}"
+    if kind == READY:
+        ready = bool(row.get("ready")) and health == FRESH
+        why = row.get("waiting_for") and f", waiting for {row['waiting_for']}" or ""
+        return ready, f"{row.get('state')}{why}, heartbeat {health}{age}"
+    if beat is None:
+        return True, "no heartbeat yet (starting)"
+    return health != HUNG, f"heartbeat {health}{age}"
+
+
 def due(last: float | None, now: float, every: float) -> bool:
     """Is a periodic action that last ran at ``last`` (None: never) due again?"""
     return last is None or now - last >= every

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from . import retry
 
@@ -225,6 +225,16 @@ def launch_groups(priorities: Mapping[str, int]) -> list[list[str]]:
     for name, priority in priorities.items():
         by_priority.setdefault(priority, []).append(name)
     return [sorted(by_priority[p]) for p in sorted(by_priority)]
+
+
+def waiting_before(priorities: Mapping[str, int], before: int,
+                   ready: Iterable[str]) -> list[str]:
+    """The agents a group of priority ``before`` still waits for: those of every lower
+    priority number (earlier groups, as launch_groups orders them) that are not ``ready``;
+    sorted. On Kubernetes the group's init container waits on this (``agent wait-ready``)."""
+    ready = set(ready)
+    return sorted(name for name, priority in priorities.items()
+                  if priority < before and name not in ready)
 
 
 def _ran_long_enough(state: RestartState, now: float, policy: RestartPolicy) -> bool:

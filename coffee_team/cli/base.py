@@ -148,8 +148,10 @@ def environment_trouble(exc: Exception) -> str | None:
 
 # Which module registers each top-level command: imported when that command is asked for.
 COMMAND_MODULES = {
-    **dict.fromkeys(("gen-config", "start", "stop", "restart", "status", "logs", "doctor",
-                     "agent"), "lifecycle"),
+    **dict.fromkeys(("gen-config", "start", "stop", "restart", "status", "logs", "doctor"),
+                    "lifecycle"),
+    "agent": "agentcmd",
+    "control-plane": "cluster",
     "init": "init",
     "gen-k8s": "k8s",
     **dict.fromkeys(("apply", "service"), "live"),

@@ -1,4 +1,4 @@
-"""Lifecycle commands: gen-config, start, stop, restart, status, logs, doctor, agent run."""
+"""Lifecycle commands: gen-config, start, stop, restart, status, logs, doctor."""
 from __future__ import annotations
 
 import json
@@ -172,13 +172,18 @@ def _print_status(ctx: Context, as_json: bool) -> None:
               help=f"Seconds to wait for supervisord's answer (default {STATUS_WAIT:g}; "
                    f"with --hosts, for each host, default 5); one that lives but does not "
                    f"answer in time exits 4.")
+@click.option("--k8s", is_flag=True, help="The agents of a cluster, from the database: the pod "
+                                          "holding each, heartbeat, task, restarts.")
 @pass_ctx
 def status_cmd(ctx: Context, as_json: bool, watch: bool, interval: float,
-               hosts_option: str | None, timeout: float | None) -> None:
+               hosts_option: str | None, timeout: float | None, k8s: bool) -> None:
     """Show every agent's state, PID, uptime, CPU, RAM, heartbeat, restarts and give-ups."""
     from .. import status
-    host_list = _status_hosts(ctx, hosts_option)
-    if not host_list:
+    host_list = None if k8s else _status_hosts(ctx, hosts_option)
+    if k8s:
+        from . import cluster
+        render, fetch = cluster.render, lambda: cluster.collect(ctx)
+    elif not host_list:
         render = status.render
         fetch = lambda: _team_status(ctx, timeout or STATUS_WAIT)  # noqa: E731
     else:
@@ -276,24 +281,3 @@ def doctor(ctx: Context) -> None:
         click.echo(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
     if not all(ok for ok, _, _ in results):
         raise SystemExit(1)
-
-
-# --- agent runtime ---------------------------------------------------------------------------
-
-@main.group()
-def agent() -> None:
-    """Agent processes (what supervisord runs)."""
-
-
-@agent.command("run")
-@click.argument("name")
-@pass_ctx
-def agent_run(ctx: Context, name: str) -> None:
-    """Run agent NAME in the foreground (the program command of each agent)."""
-    import os
-    import sys
-    # The same process supervisord runs (python -m coffee_team ... agent run), without the
-    # CLI in memory: the agent runtime is its own layer.
-    argv = [sys.executable, "-m", "coffee_team", "--team", ctx.team_path, "agent", "run", name]
-    os.execv(sys.executable, argv)
-
