@@ -1,8 +1,8 @@
 """The web program (``python -m coffee_team.web --team PATH``): the team's dashboard page,
-its JSON and actions, and Prometheus ``/metrics``. ``gen-config`` runs it as
-``[program:web]`` when the team file has ``team.web``.
+its JSON and actions, Prometheus ``/metrics``, and XML-RPC over HTTP. ``gen-config`` runs it
+as ``[program:web]`` when the team file has ``team.web`` or ``team.http``.
 
-``snapshot`` gathers the data (supervisord's ``coffee.getTeamStatus`` + the queue database),
-``actions`` maps the buttons to ``coffee.*`` calls, ``server`` is the HTTP server, ``main``
-the entry point; ``page.html`` is the whole page (no build step).
+The dashboard itself is the library's (``coffee_team.dashboard``: the control plane serves
+it too); here are ``main``, the entry point, and ``rpcproxy``, the XML-RPC gateway to
+supervisord's unix socket.
 """

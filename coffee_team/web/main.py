@@ -89,8 +89,8 @@ def rpc_server(team: Team, http: HttpSettings, password: str):
 
 def dashboard_server(team: Team, web: HttpSettings, password: str):
     from ..queue import MessageQueue
-    from .server import Dashboard, make_server
-    from .snapshot import Snapshots
+    from ..dashboard.server import Dashboard, make_server
+    from ..dashboard.snapshot import Snapshots
     try:
         queue = MessageQueue.from_team(team)
     except CoffeeError as exc:

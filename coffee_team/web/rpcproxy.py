@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..client import UnixConnection
-from .httpd import GuardedHandler, GuardedServer
+from ..dashboard.httpd import GuardedHandler, GuardedServer
 
 RPC_PATH = "/RPC2"
 MAX_BODY = 16 * 1024 * 1024   # bytes: a 1 MiB task content, XML-escaped, fits many times over

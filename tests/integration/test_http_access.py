@@ -20,7 +20,8 @@ from coffee_team import confgen
 from coffee_team.errors import TeamError
 from coffee_team.team import load_team, parse_team
 from supervisor.xmlrpc import SupervisorTransport
-from coffee_team.web import httpd, rpcproxy
+from coffee_team.dashboard import httpd
+from coffee_team.web import rpcproxy
 from tests.harness import FAST_TEAM, boot_supervisord, demo_agents, temporary_project, wait_until
 
 pytestmark = pytest.mark.slow

@@ -215,7 +215,7 @@ def test_failed_tasks_past_the_latest_30_and_the_table_at_1280(dashboard):
 def test_the_dashboard_stays_reachable_under_an_idle_and_a_slow_flood(dashboard, reliability):
     """Finding 2: the dashboard had no request timeout: ~1,000 idle connections made it
     unreachable. 1,100 idle connections and 50 that trickle a header byte every 0.5 s."""
-    from coffee_team.web import httpd
+    from coffee_team.dashboard import httpd
     project, base = dashboard
     port = int(base.rsplit(":", 1)[1])
     web = psutil.Process(project.infos()["web"]["pid"])

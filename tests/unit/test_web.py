@@ -16,8 +16,8 @@ from coffee_team import confgen, tracing
 from coffee_team.errors import SupervisorDown, TeamError
 from coffee_team.queue import MessageQueue
 from coffee_team.team import parse_team
-from coffee_team.web import actions, server
-from coffee_team.web.snapshot import Snapshots, display_state
+from coffee_team.dashboard import actions, server
+from coffee_team.dashboard.snapshot import Snapshots, display_state
 
 WEB = {"port": 8099, "username": "ops", "password_env": "CT_WEB_PASSWORD"}
 AGENTS = ("architect", "code_developer")

@@ -14,7 +14,7 @@ import xmlrpc.client
 
 import pytest
 
-from coffee_team.web import httpd
+from coffee_team.dashboard import httpd
 
 HEAD = 1.0   # the head timeout in these tests (10 s in the program)
 CAP = 16
@@ -192,7 +192,8 @@ def test_when_every_connection_is_busy_a_new_one_is_503_at_once(server):
 
 
 def test_the_dashboard_and_the_gateway_use_the_guarded_server():
-    from coffee_team.web import rpcproxy, server
+    from coffee_team.web import rpcproxy
+    from coffee_team.dashboard import server
     assert issubclass(server.Handler, httpd.GuardedHandler)
     assert issubclass(rpcproxy.RpcHandler, httpd.GuardedHandler)
 
