@@ -110,6 +110,16 @@ def probe_verdict(kind: str, row: dict[str, Any] | None, here: bool, now: float,
     return health != HUNG, f"heartbeat {health}{age}"
 
 
+def instance_gone(row: dict[str, Any] | None, now: float, stale_after: float) -> bool:
+    """Has the process that held an agent gone (its ``agent_instances`` row: none, stopped, or
+    hung by the team's rule), so that its tasks in progress are nobody's? Where the database
+    says who holds the agent (PostgreSQL's advisory lock), that says it first."""
+    if row is None or row.get("state") == STOPPED:
+        return True
+    last = row.get("heartbeat") or row.get("started_at")
+    return heartbeat_status(last, now, stale_after) == HUNG
+
+
 def due(last: float | None, now: float, every: float) -> bool:
     """Is a periodic action that last ran at ``last`` (None: never) due again?"""
     return last is None or now - last >= every

@@ -135,6 +135,42 @@ def collect(team: Team, infos: list[dict[str, Any]], supervisord_pid: int,
     return data
 
 
+def from_instances(team: Team, rows: dict[str, dict[str, Any]],
+                   extra: dict[str, dict[str, Any]] | None = None,
+                   now: float | None = None) -> dict:
+    """The ``status --json`` object of a team without supervisord (Kubernetes): each agent's
+    process from its ``agent_instances`` row (queue/instances.py): RUNNING while its
+    heartbeat is not hung, else STOPPED (or UNKNOWN: never started); its pod as ``host``.
+    CPU and memory are the pods' (kubectl top), not read here."""
+    from .liveness import HUNG, STOPPED, heartbeat_status
+    now = time.time() if now is None else now
+    stale_after = team.settings.heartbeat_stale_after
+    agents = []
+    for spec in sorted(team.agents, key=lambda a: (a.priority, a.name)):
+        row = rows.get(spec.name)
+        beat = row and row["heartbeat"]
+        live = bool(row) and row["state"] != STOPPED and \
+            heartbeat_status(beat if beat else row["started_at"], now, stale_after) != HUNG
+        task = row and row["task_id"] and {"id": row["task_id"], "type": row["task_type"]}
+        agent = {
+            "name": spec.name, "state": "RUNNING" if live else "STOPPED" if row else "UNKNOWN",
+            "pid": row["pid"] if row else 0, "priority": spec.priority,
+            "host": row["host"] if row else None,
+            "uptime_seconds": uptime(now, row["started_at"]) if live else 0,
+            "cpu_percent": 0.0, "rss_mb": 0.0,
+            "heartbeat_age_seconds": None if not beat else round(max(0.0, now - beat), 1),
+            "last_heartbeat": beat or None, "current_task": task or None,
+            "agent_state": row["state"] if live else None, "ready": bool(row and row["ready"]),
+            "description": f"pod {row['host']}" if row else "never started"}
+        agent.update((extra or {}).get(spec.name, {}))
+        agent["restarts"] = row["restarts"] if row else 0  # the pod's, not the watchdog's
+        agent["activity"] = activity_text(agent, now)
+        agents.append(agent)
+    return {"uptime_seconds": 0.0, "agents_running": sum(a["state"] == "RUNNING" for a in agents),
+            "agents_standby": 0, "agents_total": len(agents), "supervisord_pid": 0,
+            "agents": agents, "programs": []}
+
+
 def program_rows(team: Team, infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """supervisord's programs that are not agents (the watchdog, the web dashboard): without
     the watchdog nothing launches or restarts an agent, so its state is always shown."""

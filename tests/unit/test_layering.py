@@ -8,6 +8,7 @@
                 coffee_team.cli       coffee-team, the command line
                 coffee_team.web       the dashboard (python -m coffee_team.web)
                 coffee_team.mcpserver the MCP server (coffee-team mcp: python -m coffee_team.mcpserver)
+                coffee_team.controlplane the cluster's duties on Kubernetes (coffee-team control-plane)
     library     everything else outside queue/: team/, llm/ and the flat top level
     database    coffee_team.queue: the only code that names a driver or writes SQL
 
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "coffee_team"
 DISPATCHER = "coffee_team.__main__"
 PROCESSES = ("coffee_team.agent", "coffee_team.rpc", "coffee_team.watchdog", "coffee_team.cli",
-             "coffee_team.web", "coffee_team.mcpserver")
+             "coffee_team.web", "coffee_team.mcpserver", "coffee_team.controlplane")
 MCP_SERVER, MCP_SDK = "coffee_team.mcpserver", "mcp"
 QUEUE, TEAM = "coffee_team.queue", "coffee_team.team"
 # Leaves that import nothing of ours but each other (taskstate's backoff is retry's).
