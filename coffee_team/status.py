@@ -151,7 +151,8 @@ def from_instances(team: Team, rows: dict[str, dict[str, Any]],
         beat = row and row["heartbeat"]
         live = bool(row) and row["state"] != STOPPED and \
             heartbeat_status(beat if beat else row["started_at"], now, stale_after) != HUNG
-        task = row and row["task_id"] and {"id": row["task_id"], "type": row["task_type"]}
+        task = row and row["task_id"] and {"id": row["task_id"], "type": row["task_type"],
+                                           "started_at": row["task_started_at"] or now}
         agent = {
             "name": spec.name, "state": "RUNNING" if live else "STOPPED" if row else "UNKNOWN",
             "pid": row["pid"] if row else 0, "priority": spec.priority,

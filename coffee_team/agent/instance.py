@@ -41,7 +41,7 @@ class InstanceRow:
                 self.name, self.host, self.pid, heartbeat=status["last_heartbeat"],
                 ready=ready_to_claim(status["state"], status.get("waiting_for")),
                 state=status["state"], task_id=task.get("id"), task_type=task.get("type"),
-                waiting_for=status.get("waiting_for"))
+                task_started_at=task.get("started_at"), waiting_for=status.get("waiting_for"))
         except self.db_errors:
             return False
 

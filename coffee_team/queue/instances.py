@@ -17,23 +17,26 @@ from typing import Any, Callable, Optional, Protocol
 from coffee_team.queue.db import SqlBackend
 
 COLUMNS = ("agent", "host", "pid", "proc_start", "started_at", "heartbeat", "ready", "state",
-           "task_id", "task_type", "waiting_for", "restarts")
+           "task_id", "task_type", "task_started_at", "waiting_for", "restarts")
 START = (
     "INSERT INTO agent_instances (agent, host, pid, proc_start, started_at, heartbeat, ready,"
-    " state, task_id, task_type, waiting_for, restarts)"
-    " VALUES (?, ?, ?, ?, ?, NULL, ?, 'starting', NULL, NULL, NULL, 0)"
+    " state, task_id, task_type, task_started_at, waiting_for, restarts)"
+    " VALUES (?, ?, ?, ?, ?, NULL, ?, 'starting', NULL, NULL, NULL, NULL, 0)"
     " ON CONFLICT (agent) DO UPDATE SET restarts = CASE"
     " WHEN agent_instances.host <> excluded.host THEN 0"
     " WHEN agent_instances.state = 'stopped' THEN agent_instances.restarts"
     " ELSE agent_instances.restarts + 1 END,"
     " host = excluded.host, pid = excluded.pid, proc_start = excluded.proc_start,"
     " started_at = excluded.started_at, heartbeat = NULL, ready = excluded.ready,"
-    " state = 'starting', task_id = NULL, task_type = NULL, waiting_for = NULL"
+    " state = 'starting', task_id = NULL, task_type = NULL, task_started_at = NULL,"
+    " waiting_for = NULL"
     " RETURNING restarts")
 BEAT = ("UPDATE agent_instances SET heartbeat = ?, ready = ?, state = ?, task_id = ?,"
-        " task_type = ?, waiting_for = ? WHERE agent = ? AND host = ? AND pid = ?")
+        " task_type = ?, task_started_at = ?, waiting_for = ?"
+        " WHERE agent = ? AND host = ? AND pid = ?")
 STOPPED = ("UPDATE agent_instances SET state = 'stopped', ready = ?, task_id = NULL,"
-           " task_type = NULL, heartbeat = ? WHERE agent = ? AND host = ? AND pid = ?")
+           " task_type = NULL, task_started_at = NULL, heartbeat = ?"
+           " WHERE agent = ? AND host = ? AND pid = ?")
 READ = f"SELECT {', '.join(COLUMNS)} FROM agent_instances"
 HOLDS_WORK = "SELECT 1 FROM tasks WHERE recipient = ? AND status = 'in_progress' LIMIT 1"
 
@@ -64,12 +67,13 @@ class InstancesMixin:
 
     def instance_beat(self, agent: str, host: str, pid: int, *, heartbeat: float, ready: bool,
                       state: str, task_id: Optional[int] = None,
-                      task_type: Optional[str] = None,
+                      task_type: Optional[str] = None, task_started_at: Optional[float] = None,
                       waiting_for: Optional[str] = None) -> bool:
         """One heartbeat of the instance; False if the row is another instance's now."""
         with self.backend.write_transaction():
             cursor = self.backend.execute(BEAT, (heartbeat, ready, state, task_id, task_type,
-                                                 waiting_for, agent, host, pid))
+                                                 task_started_at, waiting_for, agent, host,
+                                                 pid))
             return bool(cursor.rowcount)
 
     def instance_stopped(self, agent: str, host: str, pid: int) -> None:

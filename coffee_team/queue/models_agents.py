@@ -103,6 +103,7 @@ class AgentInstance(BaseModel):
     state = CharField(max_length=20)
     task_id = BigIntegerField(null=True)
     task_type = CharField(max_length=100, null=True)
+    task_started_at = DoubleField(null=True)
     waiting_for = CharField(max_length=20, null=True)
     restarts = IntegerField(default=0)
 
