@@ -13,6 +13,9 @@ from tests import processes
 from tests.harness import boot_supervisord, temporary_project
 
 processes.install()
+# The tests' team files name their own databases: a COFFEE_DATABASE_URL in the environment of
+# whoever runs them would override every one (the variable is for the pods of a cluster).
+os.environ.pop("COFFEE_DATABASE_URL", None)
 
 
 def pytest_collection_modifyitems(items):

@@ -64,6 +64,6 @@ def control_plane(ctx: Context) -> None:
     /metrics and /healthz (port: COFFEE_CONTROL_PLANE_PORT, default 8080)."""
     import os
     import sys
-    ctx.team  # a bad team file is one line here, exit 2
+    _ = ctx.team  # a bad team file is one line here, exit 2
     os.execv(sys.executable, [sys.executable, "-m", "coffee_team.controlplane",
                               "--team", ctx.team_path])

@@ -93,7 +93,6 @@ def main(argv: list[str]) -> int:
         server.shutdown()
         server.server_close()
         close()
-        if hasattr(deliverer, "stop"):
-            deliverer.stop()
+        deliverer.stop()
         queue.close()
     return 0
