@@ -83,7 +83,7 @@ class Agent(TaskExecution):
         self.in_database = False
         self.trouble: set[str] = set()  # what is failing now, so each episode is logged once
         self.file_checked_at = 0.0
-        self.row = InstanceRow(name, team.host, self.db_errors)  # agent_instances (run_agent)
+        self.row = InstanceRow(name, team.host, self.db_errors, team.settings.heartbeat_interval)
 
     # --- signals -------------------------------------------------------------------------
     def _on_stop_signal(self, signum, frame) -> None:

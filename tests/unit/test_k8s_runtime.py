@@ -251,3 +251,29 @@ def test_the_control_plane_port_answers_healthz(team_file):
         server.server_close()
         close()
         thread.join()
+
+
+def test_the_agent_writes_its_row_once_per_interval_unless_its_readiness_changes():
+    from coffee_team.agent.instance import InstanceRow
+    clock = FakeClock()
+    writes = []
+
+    class Queue:
+        def instance_beat(self, *args, **kw):
+            writes.append((kw["state"], kw["ready"], kw["task_id"]))
+            return True
+
+    row = InstanceRow("a", "pod-a", (), every=10.0, mono=clock.monotonic)
+    row.queue = Queue()
+
+    def beat(state, task=None, waiting_for=None):
+        return row.beat({"state": state, "last_heartbeat": clock.now, "waiting_for": waiting_for,
+                         "current_task": task and {"id": task, "type": "t", "started_at": 1.0}})
+
+    assert beat("idle") and beat("working", 1) and beat("idle")  # tasks: no write each
+    assert writes == [("idle", True, None)]
+    clock.advance(10)
+    assert beat("working", 2) and writes[-1] == ("working", True, 2)
+    assert beat("idle", waiting_for="database") and writes[-1] == ("idle", False, None)
+    assert beat("stopping") and writes[-1] == ("stopping", False, None)
+    assert len(writes) == 4
