@@ -71,7 +71,7 @@ def cluster(tmp_path, pg_db):
     handler = tmp_path / "handler.py"
     handler.write_text(HANDLER)
     team = {
-        "team": {"database_path": url, "heartbeat_interval": 1, "heartbeat_stale_after": 4,
+        "team": {"database_path": url, "heartbeat_interval": 1, "heartbeat_stale_after": 6,
                  "lease_seconds": 60, "health_check_interval": 5, "stop_wait_seconds": 3},
         "agents": {
             "worker": {"priority": 1, "check_interval": 3600,
@@ -153,7 +153,7 @@ def test_a_frozen_agent_fails_its_liveness_probe_and_is_restarted(cluster):
     sim.wait_for(lambda: sim.pods["worker-0"].ready, 60, "worker-0 ready")
     agent = sim.pods["worker-0"].containers[0]
     pid = agent.proc.pid
-    os.kill(pid, signal.SIGSTOP)  # hung: no heartbeat (stale after 4 s, hung after 8 s)
+    os.kill(pid, signal.SIGSTOP)  # hung: no heartbeat (stale after 6 s, hung after 12 s)
     try:
         sim.wait_for(lambda: sim.first("worker-0", "livenessProbe failed"), 40,
                      "the liveness probe to fail")
