@@ -22,7 +22,7 @@ class InstancesContract:
         row = q.instances()["a"]
         assert (row["heartbeat"], row["ready"], row["state"], row["task_id"],
                 row["task_type"]) == (5.0, True, "working", 3, "t")
-        q.instance_stopped("a", "pod-a", 7)
+        q.instance_beat("a", "pod-a", 7, heartbeat=6.0, ready=False, state="stopped")
         row = q.instance("a")
         assert (row["state"], row["ready"], row["task_id"]) == ("stopped", False, None)
 
@@ -31,14 +31,13 @@ class InstancesContract:
         q.instance_started("a", "pod-a", 7, 1.0)
         assert not q.instance_beat("a", "pod-a", 8, heartbeat=5.0, ready=True, state="idle")
         assert not q.instance_beat("a", "pod-b", 7, heartbeat=5.0, ready=True, state="idle")
-        q.instance_stopped("a", "pod-a", 8)
         assert q.instance("a")["state"] == "starting"
 
     def test_restarts_count_unclean_ends_on_one_host(self):
         q = self.make_queue(agents=("a",))
         q.instance_started("a", "pod-a", 7, 1.0)
         assert q.instance_started("a", "pod-a", 8, 2.0) == 1  # 7 never stopped: killed
-        q.instance_stopped("a", "pod-a", 8)
+        q.instance_beat("a", "pod-a", 8, heartbeat=6.0, ready=False, state="stopped")
         assert q.instance_started("a", "pod-a", 9, 3.0) == 1  # a clean stop is no restart
         assert q.instance_started("a", "pod-b", 10, 4.0) == 0  # another host starts afresh
 

@@ -4,7 +4,8 @@ its heartbeat and whether it is ready to claim, written beside the heartbeat fil
 On one host the file is what the watchdog reads; across the pods of a Kubernetes cluster the
 row is the heartbeat: the probes (``coffee-team agent probe``), ``agent wait-ready``,
 ``status --k8s`` and the control plane read it. A failed write costs one heartbeat of the row,
-never the work (the next beat tries again).
+never the work (the next beat tries again). The last beat, at a clean stop, says "stopped":
+the next instance on the host is no restart.
 """
 from __future__ import annotations
 
@@ -60,11 +61,3 @@ class InstanceRow:
             return False
         self.written = (now, shown)
         return written
-
-    def stopped(self) -> None:
-        if self.queue is None:
-            return
-        try:
-            self.queue.instance_stopped(self.name, self.host, self.pid)
-        except self.db_errors:  # the row stays "not stopped": the next instance counts a restart
-            pass

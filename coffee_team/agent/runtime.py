@@ -126,8 +126,7 @@ class Agent(TaskExecution):
 
     # --- status ----------------------------------------------------------------------------
     def write_status(self) -> bool:
-        """Write the heartbeat file (and the instance row); False if the file could not be
-        written (the pulse tries again soon)."""
+        """Write the heartbeat file and row; False if the file could not be (tried again soon)."""
         now = self.clock()
         activity = self.activity.fields()
         waiting = self.waiting_for()
@@ -305,8 +304,7 @@ class Agent(TaskExecution):
         if requeued:
             self.counts["tasks_requeued"] += requeued
             log(self.name, f"requeued {requeued} unfinished task(s)")
-        self.write_status()
-        self.row.stopped()
+        self.write_status()  # and the row, "stopped": the next instance is no restart
 
 
 def agent_lock(team: Team, name: str):

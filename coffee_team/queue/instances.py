@@ -1,6 +1,7 @@
 """Which process holds each agent (``agent_instances``, schema 15): the agent writes its own
-row (at start, with each heartbeat, at its stop); ``coffee-team agent probe``, ``agent
-wait-ready``, ``status --k8s`` and the control plane read it. On Kubernetes this is the only
+row (at start, and with its heartbeats: the last one, at a clean stop, says "stopped");
+``coffee-team agent probe``, ``agent wait-ready``, ``status --k8s`` and the control plane
+read it. On Kubernetes this is the only
 heartbeat there is across pods: the heartbeat file stays in the pod.
 
 A row is keyed by agent: one instance holds an agent at a time (its lock). Writes name the
@@ -34,9 +35,6 @@ START = (
 BEAT = ("UPDATE agent_instances SET heartbeat = ?, ready = ?, state = ?, task_id = ?,"
         " task_type = ?, task_started_at = ?, waiting_for = ?"
         " WHERE agent = ? AND host = ? AND pid = ?")
-STOPPED = ("UPDATE agent_instances SET state = 'stopped', ready = ?, task_id = NULL,"
-           " task_type = NULL, task_started_at = NULL, heartbeat = ?"
-           " WHERE agent = ? AND host = ? AND pid = ?")
 READ = f"SELECT {', '.join(COLUMNS)} FROM agent_instances"
 HOLDS_WORK = "SELECT 1 FROM tasks WHERE recipient = ? AND status = 'in_progress' LIMIT 1"
 
@@ -75,11 +73,6 @@ class InstancesMixin:
                                                  task_started_at, waiting_for, agent, host,
                                                  pid))
             return bool(cursor.rowcount)
-
-    def instance_stopped(self, agent: str, host: str, pid: int) -> None:
-        """The instance stopped cleanly: not ready, no task (the next one is no restart)."""
-        with self.backend.write_transaction():
-            self.backend.execute(STOPPED, (False, self.clock(), agent, host, pid))
 
     def instances(self) -> dict[str, dict[str, Any]]:
         """Every agent's row, by agent (an agent that never started has none)."""
