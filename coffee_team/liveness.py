@@ -84,17 +84,18 @@ LIVE, STARTED, READY = "live", "started", "ready"
 
 def probe_verdict(kind: str, row: dict[str, Any] | None, here: bool, now: float,
                   stale_after: float) -> tuple[bool, str]:
-    """(passes, why) for one probe of an agent, from its ``agent_instances`` row (None: it
-    never started) and ``here``: the row is this pod's own process (its host, and its PID
-    still that process). STARTED: this process wrote its first heartbeat. READY: it is ready
+    """(passes, why) for one probe of an agent, from its heartbeat as a row (``heartbeat``,
+    ``ready``, ``state``, ``waiting_for``, ``pid``, ``host``: the heartbeat file in its pod, or
+    its ``agent_instances`` row; None: no instance yet) and ``here``: it is this pod's own
+    process (its PID still that process). STARTED: this process wrote its first heartbeat. READY: it is ready
     to claim and its heartbeat is fresh. LIVE: not hung by the team's rule (heartbeat_status),
     and nothing else: a long task beats, a process that has not started here yet is the
     startup probe's to judge, never a reason to restart."""
     if kind not in (LIVE, STARTED, READY):
         raise ValueError(f"unknown probe {kind!r}")
     if row is None or not here:
-        where = "no instance yet" if row is None else \
-            f"its instance is PID {row['pid']} on {row['host']}, not running here"
+        where = "no heartbeat of an instance yet" if row is None else \
+            f"the heartbeat is PID {row['pid']}'s (on {row['host']}), not running here"
         return kind == LIVE, where
     beat = row.get("heartbeat")
     health = heartbeat_status(beat, now, stale_after) if beat is not None else MISSING

@@ -1,63 +1,108 @@
 """The agent's row in ``agent_instances`` (queue/instances.py): which process holds the agent,
-its heartbeat and whether it is ready to claim, written beside the heartbeat file.
+its heartbeat and whether it is ready to claim, kept beside the heartbeat file for whoever
+cannot read that file: ``agent wait-ready`` in another pod, ``status --k8s`` and the control
+plane. (The agent's own probes read the file: they run in its pod.)
 
-On one host the file is what the watchdog reads; across the pods of a Kubernetes cluster the
-row is the heartbeat: the probes (``coffee-team agent probe``), ``agent wait-ready``,
-``status --k8s`` and the control plane read it. A failed write costs one heartbeat of the row,
-never the work (the next beat tries again). The last beat, at a clean stop, says "stopped":
-the next instance on the host is no restart.
+The heartbeat never waits for the database (pulse.py): every heartbeat written (``write``)
+only hands its fields over, and a thread of this row's own, on its own connection, writes
+them once per heartbeat_interval, and at once when the agent's readiness changes or it starts
+or stops running (not for every task a busy agent takes: the row's task may lag by the
+interval). A failed write costs one beat of the row, never the work. The last heartbeat, at a
+clean stop, is written by the stopping thread itself and says "stopped": the next instance on
+the host is no restart.
 """
 from __future__ import annotations
 
 import os
+import threading
 import time
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
-from ..liveness import IDLE, WORKING, due, ready_to_claim
+from ..heartbeat import write_heartbeat
+from ..liveness import IDLE, STOPPED, WORKING, due, ready_to_claim
 from ..proctable import started_of
+
+START_RETRY = 1.0  # seconds between tries of the row's first write while the database fails
 
 
 class InstanceRow:
-    def __init__(self, name: str, host: str, db_errors: tuple[type[BaseException], ...],
-                 every: float, mono: Callable[[], float] = time.monotonic):
-        self.name = name
+    """``host`` is the Agent: name, team, db_errors and queue (set once it is open)."""
+
+    def __init__(self, host: Any):
         self.host = host
+        self.name = host.name
+        self.where = host.team.host
         self.pid = os.getpid()
         self.proc_start = started_of(self.pid)
-        self.db_errors = db_errors
-        self.every = every  # heartbeat_interval: the row is at most that old while it runs
-        self.mono = mono
-        self.queue: Any = None  # set by start()
-        self.written: tuple[float, tuple] | None = None  # (when, what readiness it showed)
+        self.every = host.team.settings.heartbeat_interval  # the row is at most that old
+        self.mono = time.monotonic
+        self.latest: dict[str, Any] | None = None
+        self.written: tuple[float, tuple] | None = None  # (when, what it showed)
+        self.started = False  # instance_started went through
+        self._posted = threading.Event()
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def start(self, queue: Any, durable: Callable[..., Any]) -> int:
-        """This process holds the agent from now on; the restarts the row counts."""
-        restarts = durable(queue.instance_started, self.name, self.host, self.pid,
-                           self.proc_start)
-        self.queue = queue
-        return restarts
+    def write(self, status_dir: Path, status: dict[str, Any]) -> None:
+        """The heartbeat file (OSError propagates), and its fields handed to the row."""
+        self.post(status)
+        write_heartbeat(status_dir, self.name, status)
 
-    def beat(self, status: dict[str, Any]) -> bool:
-        """The heartbeat ``status`` (the file's fields) in the row, once per ``every``, and at
-        once when its readiness changes or it starts or stops running (not for every task a
-        busy agent takes: a write per task; the row's task may lag by ``every``); False if
-        not written."""
-        if self.queue is None:
-            return False
+    def post(self, status: dict[str, Any]) -> None:
+        self.latest = status
+        if status["state"] == STOPPED:  # the last beat: on this (the stopping) thread
+            self.finish(status)
+            return
+        if self._thread is None and self.host.queue is not None:
+            self._thread = threading.Thread(target=self._run, name=f"{self.name}-instance",
+                                            daemon=True)
+            self._thread.start()
+        self._posted.set()
+
+    def _run(self) -> None:
+        queue = self.host.queue
+        try:
+            while not self.started and not self._halt.is_set():
+                try:
+                    queue.instance_started(self.name, self.where, self.pid, self.proc_start)
+                    self.started = True
+                except self.host.db_errors:
+                    self._halt.wait(START_RETRY)
+            while not self._halt.is_set():
+                if self.latest is not None:
+                    self.beat(self.latest)
+                self._posted.wait(self.every)
+                self._posted.clear()
+        finally:
+            queue.backend.close()  # this thread's own connection
+
+    def beat(self, status: dict[str, Any], force: bool = False) -> bool:
+        """The heartbeat ``status`` (the file's fields) in the row if due (see the module);
+        False if not written."""
         task = status.get("current_task") or {}
         ready = ready_to_claim(status["state"], status.get("waiting_for"))
         running = status["state"] in (IDLE, WORKING)
         shown, now = (ready, "running" if running else status["state"]), self.mono()
-        if self.written is not None and self.written[1] == shown and \
+        if not force and self.written is not None and self.written[1] == shown and \
                 not due(self.written[0], now, self.every):
             return True
         try:
-            written = self.queue.instance_beat(
-                self.name, self.host, self.pid, heartbeat=status["last_heartbeat"],
+            written = self.host.queue.instance_beat(
+                self.name, self.where, self.pid, heartbeat=status["last_heartbeat"],
                 ready=ready, state=status["state"], task_id=task.get("id"),
                 task_type=task.get("type"), task_started_at=task.get("started_at"),
                 waiting_for=status.get("waiting_for"))
-        except self.db_errors:
+        except self.host.db_errors:
             return False
         self.written = (now, shown)
         return written
+
+    def finish(self, status: dict[str, Any]) -> None:
+        """Stop the thread, then write ``status`` (stopped) here, if the row was ever made."""
+        self._halt.set()
+        self._posted.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.started:
+            self.beat(status, force=True)

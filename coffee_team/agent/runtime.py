@@ -25,7 +25,7 @@ from ..errors import (AgentAlreadyRunningError, DatabaseUnavailable, HandlerErro
                      describe_error)
 from .execution import TaskExecution
 from ..handlers import Interrupted
-from ..heartbeat import announce_ready, write_heartbeat
+from ..heartbeat import announce_ready
 from ..layout import ensure_data_dirs
 from ..liveness import IDLE, STOPPED, STOPPING, WORKING, database_wait
 from ..output import log
@@ -83,7 +83,7 @@ class Agent(TaskExecution):
         self.in_database = False
         self.trouble: set[str] = set()  # what is failing now, so each episode is logged once
         self.file_checked_at = 0.0
-        self.row = InstanceRow(name, team.host, self.db_errors, team.settings.heartbeat_interval)
+        self.row = InstanceRow(self)  # agent_instances: who holds the agent, for other pods
 
     # --- signals -------------------------------------------------------------------------
     def _on_stop_signal(self, signum, frame) -> None:
@@ -138,8 +138,7 @@ class Agent(TaskExecution):
                   "waiting_since": self.activity.db_since_wall if waiting == "database" else None,
                   **self.counts}
         try:
-            self.row.beat(status)  # agent_instances: the heartbeat across hosts and pods
-            write_heartbeat(self.team.status_dir, self.name, status)
+            self.row.write(self.team.status_dir, status)  # the file; the row on its own thread
         except OSError as exc:  # an unwritable status dir must not stop the work
             if exc.errno in DISK_FULL:
                 self.problem("disk", f"waiting for disk: cannot write the heartbeat file in "
@@ -357,7 +356,6 @@ def run_agent(team: Team, name: str) -> int:
             # under our name was orphaned by a predecessor that died.
             with StartupBeat(team, spec.name):
                 orphans = agent.durable(queue.requeue_agent, spec.name)
-            agent.row.start(queue, agent.durable)
             if hasattr(agent.runner, "attach"):  # an llm agent: role text, workspace, session
                 agent.runner.attach(queue, agent.durable, agent.clock)
             if hasattr(agent.runner, "adopt_orphans"):  # a command's leftovers: ours to end

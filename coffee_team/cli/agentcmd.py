@@ -1,8 +1,9 @@
 """``coffee-team agent ...``: the agent's own process (``run``) and what Kubernetes runs
 beside it: its probes (``probe``) and the priority groups' init container (``wait-ready``).
 
-A probe runs every few seconds in every agent's pod, so this module imports little: click,
-the team file, the queue (only its database driver and the instance rows), no lifecycle."""
+A probe runs every few seconds in every agent's pod, so it imports little: click, the team
+file and the heartbeat file's reader; no database, no lifecycle commands. ``wait-ready``
+reads the other pods' agents from the database (their instance rows)."""
 from __future__ import annotations
 
 import sys
@@ -11,6 +12,7 @@ import time
 import click
 
 from .. import liveness
+from ..liveness import ready_to_claim
 from .base import Context, UserError, main, pass_ctx, require_agents
 
 WAIT_POLL = 1.0  # seconds between reads of the instance rows while wait-ready waits
@@ -45,33 +47,41 @@ def open_instances(ctx: Context):
 @agent.command("probe")
 @click.argument("name")
 @click.option("--started", "kind", flag_value=liveness.STARTED,
-              help="Exit 0 once this pod's instance wrote its first heartbeat (startup probe).")
+              help="Exit 0 once this pod's process wrote its first heartbeat (startup probe).")
 @click.option("--ready", "kind", flag_value=liveness.READY,
               help="Exit 0 while it is ready to claim work (readiness probe).")
 @pass_ctx
 def agent_probe(ctx: Context, name: str, kind: str | None) -> None:
     """Exit 0 unless agent NAME's process in this pod is hung by the team's rule: no
-    heartbeat for twice heartbeat_stale_after (liveness probe; a long task beats)."""
+    heartbeat for twice heartbeat_stale_after (liveness probe; a long task beats). Reads the
+    heartbeat file the agent writes in the pod, as the watchdog does: no database."""
+    from ..heartbeat import read_heartbeat
     kind = kind or liveness.LIVE
     team = ctx.team
     require_agents(team, name)
-    from ..proctable import started_of
-    try:
-        with open_instances(ctx) as queue:
-            row = queue.instance(name)
-    except Exception as exc:  # the database, not this agent: never a restart for it
-        from ..errors import describe_error
-        ok = kind == liveness.LIVE
-        click.echo(f"{name}: database unavailable ({describe_error(exc)}); "
-                   f"{'not judged' if ok else 'not ' + kind}", err=not ok)
-        raise SystemExit(0 if ok else 1)
-    here = row is not None and row["host"] == team.host and (
-        started_of(row["pid"]) is not None if row["proc_start"] is None
-        else started_of(row["pid"]) == round(row["proc_start"], 2))
+    row, here = file_instance(read_heartbeat(team.status_dir, name), team.host)
     ok, why = liveness.probe_verdict(kind, row, here, time.time(),
                                      team.settings.heartbeat_stale_after)
     click.echo(f"{name} {kind}: {'yes' if ok else 'no'}: {why}", err=not ok)
     raise SystemExit(0 if ok else 1)
+
+
+def file_instance(beat: dict, host: str) -> tuple[dict | None, bool]:
+    """A heartbeat file as probe_verdict's row (None: no file, or the beat of an instance
+    still starting: no ``started_at``), and whether its process is the one running here: its
+    PID still a process that started before it stamped ``started_at`` (not a PID reused by a
+    later container; /proc's start times are good to about a second)."""
+    from ..heartbeat import last_beat
+    from ..proctable import started_of
+    pid, started = beat.get("pid"), beat.get("started_at")
+    if not isinstance(pid, int) or isinstance(started, bool) or \
+            not isinstance(started, (int, float)):
+        return None, False
+    since = started_of(pid)
+    state, waiting = beat.get("state"), beat.get("waiting_for")
+    return ({"host": host, "pid": pid, "heartbeat": last_beat(beat), "state": state,
+             "waiting_for": waiting, "ready": ready_to_claim(state, waiting)},
+            since is not None and since <= started + 1.0)
 
 
 def ready_agents(rows: dict, now: float, stale_after: float) -> set[str]:

@@ -142,29 +142,45 @@ def this_process(queue, name="a", beat=None):
                             state="idle")
 
 
-def test_probes_read_this_process_row(team_file):
+def heartbeat(team, name="a", pid=None, started_at=None, beat=None, state="idle",
+              waiting_for=None):
+    import time
+    from coffee_team.heartbeat import write_heartbeat
+    now = time.time()
+    status = {"agent": name, "pid": os.getpid() if pid is None else pid, "state": state,
+              "last_heartbeat": now if beat is None else beat, "waiting_for": waiting_for,
+              "current_task": None}
+    if started_at is not False:
+        status["started_at"] = now if started_at is None else started_at
+    team.status_dir.mkdir(parents=True, exist_ok=True)
+    write_heartbeat(team.status_dir, name, status)
+
+
+def test_probes_read_this_process_heartbeat_file(team_file):
     import time
     team = load_team(team_file)
-    with MessageQueue.from_team(team) as queue:
-        assert cli(team_file, "agent", "probe", "a").exit_code == 0  # nothing to judge yet
-        assert cli(team_file, "agent", "probe", "a", "--started").exit_code == 1
-        this_process(queue)
-        assert cli(team_file, "agent", "probe", "a", "--started").exit_code == 1
-        assert cli(team_file, "agent", "probe", "a", "--ready").exit_code == 1
-        queue.instance_beat("a", socket.gethostname(), os.getpid(), heartbeat=time.time(),
-                            ready=True, state="idle")
-        for kind in ((), ("--started",), ("--ready",)):
-            result = cli(team_file, "agent", "probe", "a", *kind)
-            assert result.exit_code == 0, result.output
-        queue.instance_beat("a", socket.gethostname(), os.getpid(),
-                            heartbeat=time.time() - 61, ready=True, state="working")
-        result = cli(team_file, "agent", "probe", "a")
-        assert result.exit_code == 1 and "hung" in result.output
-        assert cli(team_file, "agent", "probe", "a", "--ready").exit_code == 1
-        # another process's row (a restarted container before its first beat): not started
-        queue.instance_started("a", socket.gethostname(), 2 ** 22 + 1, 1.0)
-        assert cli(team_file, "agent", "probe", "a", "--started").exit_code == 1
-        assert cli(team_file, "agent", "probe", "a").exit_code == 0
+    assert cli(team_file, "agent", "probe", "a").exit_code == 0  # nothing to judge yet
+    assert cli(team_file, "agent", "probe", "a", "--started").exit_code == 1
+    heartbeat(team, started_at=False, state="starting", waiting_for="database")  # starting
+    assert cli(team_file, "agent", "probe", "a", "--started").exit_code == 1
+    assert cli(team_file, "agent", "probe", "a").exit_code == 0
+    heartbeat(team)
+    for kind in ((), ("--started",), ("--ready",)):
+        result = cli(team_file, "agent", "probe", "a", *kind)
+        assert result.exit_code == 0, result.output
+    heartbeat(team, waiting_for="database")  # alive, not ready
+    assert cli(team_file, "agent", "probe", "a", "--ready").exit_code == 1
+    assert cli(team_file, "agent", "probe", "a").exit_code == 0
+    heartbeat(team, beat=time.time() - 61, state="working")
+    result = cli(team_file, "agent", "probe", "a")
+    assert result.exit_code == 1 and "hung" in result.output
+    assert cli(team_file, "agent", "probe", "a", "--ready").exit_code == 1
+    # the file of a process that is not running (a container before this one): not started
+    heartbeat(team, started_at=started_of(os.getpid()) - 5)
+    assert cli(team_file, "agent", "probe", "a", "--started").exit_code == 1
+    assert cli(team_file, "agent", "probe", "a").exit_code == 0
+    heartbeat(team, pid=2 ** 22 + 1)
+    assert cli(team_file, "agent", "probe", "a", "--started").exit_code == 1
 
 
 def test_an_unknown_agent_is_one_line(team_file):
@@ -254,6 +270,7 @@ def test_the_control_plane_port_answers_healthz(team_file):
 
 
 def test_the_agent_writes_its_row_once_per_interval_unless_its_readiness_changes():
+    from types import SimpleNamespace
     from coffee_team.agent.instance import InstanceRow
     clock = FakeClock()
     writes = []
@@ -263,8 +280,11 @@ def test_the_agent_writes_its_row_once_per_interval_unless_its_readiness_changes
             writes.append((kw["state"], kw["ready"], kw["task_id"]))
             return True
 
-    row = InstanceRow("a", "pod-a", (), every=10.0, mono=clock.monotonic)
-    row.queue = Queue()
+    agent = SimpleNamespace(name="a", team=SimpleNamespace(
+        host="pod-a", settings=SimpleNamespace(heartbeat_interval=10.0)),
+        db_errors=(), queue=Queue())
+    row = InstanceRow(agent)
+    row.mono = clock.monotonic
 
     def beat(state, task=None, waiting_for=None):
         return row.beat({"state": state, "last_heartbeat": clock.now, "waiting_for": waiting_for,
