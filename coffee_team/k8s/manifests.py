@@ -77,6 +77,10 @@ def check_team(team: Team, text: str) -> None:
         raise KubernetesError(f"{team.path}: team.database_path is a SQLite file; a cluster "
                               f"needs the PostgreSQL queue (set database_path: "
                               f"postgresql://user@host/db, see docs/kubernetes.md)")
+    if team.settings.host_name:  # each pod's host name is its own (the pod's name)
+        raise KubernetesError(f"{team.path}: team.host_name would give every pod the same host "
+                              f"name (restart state, the singleton's holder); on Kubernetes "
+                              f"each pod is named by its pod: drop team.host_name")
     for agent in team.agents:
         for key, _ in agent.environment:
             if key == n.DATABASE_URL_ENV:
@@ -178,8 +182,9 @@ def resources(agent: AgentSpec) -> dict[str, Any]:
 
 
 def mounts(files: Mapping[str, str]) -> list[dict[str, Any]]:
-    found = [{"name": "team", "mountPath": n.TEAM_FILE, "subPath": n.TEAM_KEY, "readOnly": True},
-             {"name": "data", "mountPath": n.DATA_DIR}]
+    # The data directory first: the team file (and role files under data/) are mounted in it.
+    found = [{"name": "data", "mountPath": n.DATA_DIR},
+             {"name": "team", "mountPath": n.TEAM_FILE, "subPath": n.TEAM_KEY, "readOnly": True}]
     for i, path in enumerate(sorted(files)):
         found.append({"name": "team", "mountPath": n.mounted_at(path),
                       "subPath": n.file_key(i, path), "readOnly": True})

@@ -12,11 +12,13 @@ import posixpath
 import re
 
 # The team file, mounted from the ConfigMap; every container runs `coffee-team --team TEAM_FILE`.
-TEAM_DIR = "/etc/coffee-team"
+# It sits where a checkout keeps it (data/team.yaml), so the project root is /srv/coffee: the
+# place to mount the project's repository for agents that work in it.
+TEAM_DIR = "/srv/coffee/data"
 TEAM_FILE = f"{TEAM_DIR}/team.yaml"
 TEAM_KEY = "team.yaml"
 # team.root is the team file's directory's parent, so the data directory (heartbeats, the run
-# directory, logs) is beside it: a writable emptyDir per pod.
+# directory, logs) is the team file's own: a writable emptyDir per pod, the file mounted in it.
 PROJECT_ROOT = posixpath.dirname(TEAM_DIR)
 DATA_DIR = posixpath.join(PROJECT_ROOT, "data")
 PROGRAM = "coffee-team"  # the console script in the image

@@ -140,7 +140,7 @@ def test_a_killed_pods_task_is_requeued_by_the_control_plane_and_done_once(clust
         assert (row["host"], row["restarts"], row["task_id"]) == ("worker-0", 1, None)
     # status --k8s shows it
     env = {**os.environ, "COFFEE_DATABASE_URL": url}
-    team_file = sim.pods["worker-0"].mounts["/etc/coffee-team/team.yaml"]
+    team_file = sim.pods["worker-0"].mounts["/srv/coffee/data/team.yaml"]
     shown = subprocess.run([COFFEE, "--team", str(team_file), "status", "--k8s", "--json"],
                            env=env, capture_output=True, text=True, check=True)
     agents = {a["name"]: a for a in json.loads(shown.stdout)["agents"]}

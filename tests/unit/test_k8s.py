@@ -110,6 +110,12 @@ def test_bad_options_are_refused(options, where):
         docs_of(team_of({"a": {}}), **options)
 
 
+def test_a_team_host_name_is_refused_each_pod_is_its_own_host():
+    with pytest.raises(KubernetesError, match="team.host_name") as caught:
+        docs_of(team_of({"a": {}}, host_name="box"))
+    assert "\n" not in str(caught.value)
+
+
 def test_the_database_url_in_an_agents_environment_is_refused():
     team = team_of({"a": {"environment": {n.DATABASE_URL_ENV: PG}}})
     with pytest.raises(KubernetesError, match="agents.a.environment.COFFEE_DATABASE_URL"):
@@ -196,7 +202,7 @@ def test_an_agent_runs_its_own_name_from_the_mounted_team_file():
     assert sts["spec"]["serviceName"] == n.AGENTS_SERVICE
     assert sts["spec"]["selector"]["matchLabels"] == sts["spec"]["template"]["metadata"]["labels"]
     container = agent_container(docs, "code_developer")
-    assert container["command"] == ["coffee-team", "--team", "/etc/coffee-team/team.yaml",
+    assert container["command"] == ["coffee-team", "--team", "/srv/coffee/data/team.yaml",
                                     "agent", "run", "code_developer"]
     assert container["image"] == IMAGE
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
