@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from coffee_team.errors import UnstorableResult
+from coffee_team.errors import QueueFullError, UnstorableResult
 from coffee_team.queue.factory import is_postgres
 from coffee_team.queue.tables import SCHEMA_VERSION
 from tests.queue_contract import deep_json
@@ -206,6 +206,49 @@ class FusedContract:
         assert [p["count"] for p in upgraded.agent_performance()] == [1]
         assert [row[1:3] for row in upgraded.task_durations_after(0)] == [("alice", "t")]
 
+    # -- schema 16 ------------------------------------------------------------------------
+    def test_a_version_13_database_gets_the_triggers_of_schema_16(self):
+        """SQLite's count and dependency triggers of schemas 3 and 10 fired on status (every
+        claim ran them); schema 16 makes them anew on completed_at, with the metrics row and
+        the pending bound folded in. Counts, metrics and bounds go on from where they were."""
+        q = self.make_queue(max_queue_size=3)
+        done = q.send("cli", "alice", "t")
+        q.claim("alice")
+        q.mark_completed(done)
+        pg = is_postgres(q.db)
+        with q.db.atomic():  # what version 13 had
+            if not pg:
+                for statement in (*_V13_SQLITE_TRIGGER_NAMES, *_V13_SQLITE_TRIGGERS):
+                    q.db.execute_sql(statement)
+            q.db.execute_sql("UPDATE schema_version SET version = 13")
+        q.close()
+        up = self.make_queue(max_queue_size=3)
+        assert up.backend.fetchall("SELECT MAX(version) FROM schema_version") == [
+            (SCHEMA_VERSION,)] and SCHEMA_VERSION >= 16
+        if not pg:
+            triggers = dict(up.backend.fetchall(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+            assert {"tasks_count_update", "tasks_dependents", "tasks_count_insert"} <= set(
+                triggers)
+            for name in ("tasks_count_update", "tasks_dependents"):
+                assert "UPDATE OF completed_at" in triggers[name]
+        parent, child = up.send("cli", "alice", "p"), None
+        child = up.send("cli", "bob", "c", after=[parent])
+        up.claim("alice")
+        self.clock.advance(1)
+        assert up.mark_completed(parent, {"r": 1}, agent="alice")
+        assert up.get_task(child)["status"] == "pending"  # released by its parent's end
+        failed = up.send("cli", "alice", "f")
+        up.claim("alice")
+        up.mark_failed(failed, "boom", permanent=True)
+        assert up.retry_task(failed)  # failed -> pending: counted out of failed again
+        stats = up.stats()
+        assert (stats["alice"]["completed"], stats["alice"]["failed"]) == (2, 0)
+        assert [p["count"] for p in up.agent_performance()] == [3]  # 2 completions, 1 failure
+        up.send("cli", "alice", "x")
+        with pytest.raises(QueueFullError):  # failed-then-retried + x + y: the bound holds
+            up.send_many([{"sender": "cli", "recipient": "alice", "type": "y"}] * 2)
+
     def test_an_error_after_the_commit_keeps_the_completion_and_claims_nothing(self,
                                                                               monkeypatch):
         """Once the completion is committed, a database error while reading the claimed rows
@@ -223,3 +266,26 @@ class FusedContract:
         assert q.get_task(first)["status"] == "completed"
         assert q.get_task(first)["result"] == {"ok": 1}
         assert q.get_task(second)["status"] in ("pending", "in_progress")
+
+
+# Version 13's SQLite triggers (sql_schema before schema 16), fired on every status change.
+_V13_SQLITE_TRIGGER_NAMES = ("DROP TRIGGER tasks_count_update", "DROP TRIGGER tasks_dependents",
+                             "DROP TRIGGER tasks_count_insert")
+_FINISHED = "('completed', 'failed', 'cancelled')"
+_V13_SQLITE_TRIGGERS = (
+    "CREATE TRIGGER tasks_count_update AFTER UPDATE OF status ON tasks"
+    f" WHEN OLD.status <> NEW.status AND (OLD.status IN {_FINISHED}"
+    f" OR NEW.status IN {_FINISHED}) BEGIN"
+    " INSERT OR IGNORE INTO task_counts (recipient, status, n)"
+    f" SELECT NEW.recipient, NEW.status, 0 WHERE NEW.status IN {_FINISHED};"
+    " UPDATE task_counts SET n = n + 1 WHERE recipient = NEW.recipient AND status = NEW.status;"
+    " UPDATE task_counts SET n = n - 1 WHERE recipient = OLD.recipient AND status = OLD.status;"
+    " END",
+    "CREATE TRIGGER tasks_dependents AFTER UPDATE OF status ON tasks WHEN NEW.dependents > 0"
+    f" AND OLD.status NOT IN {_FINISHED} AND NEW.status IN {_FINISHED} BEGIN"
+    " UPDATE tasks SET waiting_on = waiting_on - 1,"
+    " status = CASE WHEN waiting_on <= 1 THEN 'pending' ELSE 'waiting' END"
+    " WHERE status = 'waiting' AND id IN (SELECT child FROM task_deps WHERE parent = NEW.id"
+    " AND resolved = 0 AND NEW.status = 'completed');"
+    " UPDATE task_deps SET resolved = 1 WHERE parent = NEW.id AND resolved = 0; END",
+)

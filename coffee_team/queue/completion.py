@@ -104,8 +104,10 @@ class CompletionMixin:
                 follow_ups: list[tuple] = ()) -> bool:
         now, sent, released = self.clock(), (), []
         params = (status, now, result, error, task_id, agent)
-        if self._folded and agent is not None and not follow_ups:
-            finished = self._finish_locked(params, now)  # one statement: its own transaction
+        if not follow_ups and (self._folded and agent is not None or (
+                status == "completed" and self.backend.metric_by_trigger)):
+            # one statement (its metrics row folded in): its own transaction
+            finished = self._finish_locked(params, now, released)
         else:
             with self.backend.write_transaction():
                 finished = self._finish_locked(params, now, released)
@@ -120,18 +122,21 @@ class CompletionMixin:
         it) and record its duration in metrics. True if it was in progress (for the agent).
         Tasks sent after it that its end released (the dependency trigger) go into
         ``released`` as rows for _wake_recipients (PostgreSQL's trigger NOTIFYs them)."""
+        backend = self.backend
         if self._folded and params[-1] is not None:
-            return self.backend.run(self._sql.PG_FINISH_BY_WITH_METRIC, params).fetchone() \
+            return backend.run(self._sql.PG_FINISH_BY_WITH_METRIC, params).fetchone() \
                 is not None
+        # fetchall: the statement ends here (outside a transaction, so does its own)
         if params[-1] is None:
-            row = self.backend.run(self._sql.FINISH, params[:-1]).fetchone()
+            rows = backend.run(self._sql.FINISH, params[:-1]).fetchall()
         else:
-            row = self.backend.run(self._sql.FINISH_BY, params).fetchone()
-        if row is None:
+            rows = backend.run(self._sql.FINISH_BY, params).fetchall()
+        if not rows:
             return False
-        claimed_by, task_type, claimed_at, dependents = row
-        self.backend.run(self._sql.ADD_METRIC, (claimed_by, task_type,
-                                               max(0.0, (now - claimed_at) * 1000.0), now))
+        claimed_by, task_type, claimed_at, dependents = rows[0]
+        if params[0] != "completed" or not backend.metric_by_trigger:
+            backend.run(self._sql.ADD_METRIC, (claimed_by, task_type,
+                                              max(0.0, (now - claimed_at) * 1000.0), now))
         if dependents and released is not None:
             released += [(None, r) for r in self._released_by(params[4])]
         return True

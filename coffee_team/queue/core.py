@@ -200,6 +200,10 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         pending, expired, paused = self._work_available(agent, now)
         if paused or not (pending or expired):
             return []
+        if not (expired or self._folded):
+            # one statement, its own transaction: SQLite takes the write lock as it starts
+            return backend.run(self._sql.CLAIM, (
+                agent, now, now + self.lease_seconds, agent, now, limit)).fetchall()
         with backend.write_transaction():
             return self._release_and_claim(agent, limit, now, expired)
 

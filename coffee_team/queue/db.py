@@ -85,6 +85,13 @@ class SqlBackend:
     task_count_triggers: tuple[str, ...] = ()
     metrics_index_v8 = ""
     dependency_triggers: tuple[str, ...] = ()  # schema 10 (sql_schema)
+    v16_drop_triggers: tuple[str, ...] = ()  # schema 16: the two above made anew (SQLite)
+    # A completion's metrics row is written by its statement's trigger (SQLite, schema 16):
+    # sql.FINISH/FINISH_BY alone, so a completion is one statement, its own transaction.
+    metric_by_trigger = False
+    # Every task inserted raises its recipient's pending bound by trigger (SQLite, schema 16):
+    # a send checks the bound instead of raising it (sql_sqlite).
+    depth_by_trigger = False
 
     def __init__(self, db):
         self.db = db

@@ -15,6 +15,7 @@ from coffee_team.errors import (ContentError, DependencyError, QueueError, Queue
 from coffee_team.queue.content import MAX_DEDUPE_KEY_CHARS, check_name, check_priority, encode_json
 from coffee_team.queue.db import SqlBackend
 from coffee_team.queue.dependencies import DependentRow, dependent_row
+from coffee_team.queue import sql_sqlite
 from coffee_team.queue.routing import resolve_recipients
 from coffee_team.queue.sql_approvals import SET_SENT_FROM
 from coffee_team.queue.wake import pg_channel
@@ -161,14 +162,21 @@ class EnqueueMixin:
     def _enqueue(self, rows: list[tuple], sent_from: Optional[int] = None) -> list[int]:
         if not rows:
             return []
-        if self._folded and len(rows) == 1 and rows[0][_DEDUPE_KEY] is None \
-                and rows[0].__class__ is tuple and sent_from is None and self._plain(rows):
-            recipient = rows[0][_RECIPIENT]
-            inserted = self.backend.run(self._sql.PG_SEND_ONE, (
-                recipient, *rows[0], self.max_queue_size, pg_channel(recipient))).fetchone()
-            if inserted is not None:
+        if len(rows) == 1 and rows[0][_DEDUPE_KEY] is None and rows[0].__class__ is tuple \
+                and sent_from is None and self._plain(rows):
+            # one statement, its own transaction (PostgreSQL: with its NOTIFY)
+            recipient, new_id = rows[0][_RECIPIENT], None
+            if self._folded:
+                inserted = self.backend.run(self._sql.PG_SEND_ONE, (
+                    recipient, *rows[0], self.max_queue_size, pg_channel(recipient))).fetchone()
+                new_id = None if inserted is None else inserted[0]
+            elif self.backend.depth_by_trigger:
+                cursor = self.backend.run(sql_sqlite.SEND_ONE,
+                                          (*rows[0], recipient, self.max_queue_size))
+                new_id = cursor.lastrowid if cursor.rowcount == 1 else None
+            if new_id is not None:
                 self._wake_recipients(rows)
-                return [inserted[0]]
+                return [new_id]
             # past the bound: count in a transaction below, exactly as any send does
         with self.backend.write_transaction():
             ids, new_rows = self._enqueue_locked(rows, sent_from)
@@ -185,7 +193,7 @@ class EnqueueMixin:
         else:
             new_rows, fresh = rows, None
         if new_rows:
-            self._reserve(new_rows)
+            self._reserve(new_rows, inserting=True)
             new_ids = self._insert_rows(new_rows)
             if not self._plain(new_rows):
                 self._hold_for_approval(new_ids, new_rows)
@@ -240,8 +248,9 @@ class EnqueueMixin:
             fresh.append(i)
         return ids, fresh, duplicate_of
 
-    def _reserve(self, rows: list[tuple]) -> None:
-        """Raise the recipients' pending bounds by the rows, or raise QueueFullError."""
+    def _reserve(self, rows: list[tuple], inserting: bool = False) -> None:
+        """Raise the recipients' pending bounds by the rows, or raise QueueFullError; rows
+        about to be inserted raise them by trigger where the backend has one (SQLite)."""
         if len(rows) == 1:
             incoming = {rows[0][_RECIPIENT]: 1}
         else:
@@ -249,15 +258,20 @@ class EnqueueMixin:
             for row in rows:
                 recipient = row[_RECIPIENT]
                 incoming[recipient] = incoming.get(recipient, 0) + 1
-        add_pending = self._sql.ADD_PENDING
+        add_pending, backend = self._sql.ADD_PENDING, self.backend
+        by_trigger = inserting and backend.depth_by_trigger
         # Sorted: concurrent batches lock counter rows in one order (no PostgreSQL deadlock).
         for recipient in sorted(incoming):
             count = incoming[recipient]
-            (bound,) = self.backend.run(add_pending, (recipient, count)).fetchone()
+            if by_trigger:
+                row = backend.run(sql_sqlite.PENDING_BOUND, (recipient,)).fetchone()
+                bound = (row[0] if row else 0) + count
+            else:
+                (bound,) = backend.run(add_pending, (recipient, count)).fetchone()
             if bound > self.max_queue_size:
-                self._recount(recipient, count)
+                self._recount(recipient, count, raised=not by_trigger)
 
-    def _recount(self, recipient: str, count: int) -> None:
+    def _recount(self, recipient: str, count: int, raised: bool = True) -> None:
         """The bound says full: count the pending rows (capped at max_queue_size
         + 1 index steps) and either refuse or reset the bound to the truth.
         Sends to this recipient wait on our counter row, so none slips in."""
@@ -267,7 +281,9 @@ class EnqueueMixin:
             raise QueueFullError(
                 f"{recipient} has {pending} pending tasks (max_queue_size "
                 f"{self.max_queue_size}); refusing {count} more")
-        self.backend.run(self._sql.SET_PENDING, (pending + count, recipient))
+        # the truth, with the rows (``raised``: counted already; else their insert adds them)
+        self.backend.run(self._sql.SET_PENDING, (pending + count if raised else pending,
+                                                 recipient))
 
     def _insert_rows(self, rows: list[tuple]) -> list[int]:
         ids: list[int] = []

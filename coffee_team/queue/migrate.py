@@ -90,6 +90,11 @@ def _upgrade(backend: SqlBackend, host: str) -> int:
                 if version < 10 or rebuilt:
                     for statement in backend.dependency_triggers:
                         backend.execute(statement)
+                if version < 16:  # SQLite: schema 3's and 10's triggers fire on completed_at
+                    for statement in (backend.v16_drop_triggers + backend.task_count_triggers
+                                      + backend.dependency_triggers if backend.v16_drop_triggers
+                                      else ()):
+                        backend.execute(statement)
                 if "agent_session" in tables:  # schema 12: sessions keyed by agent and key
                     backend.execute(sql_schema.V12_COPY_SESSIONS)
                     backend.execute(sql_schema.V12_DROP_OLD_SESSIONS)

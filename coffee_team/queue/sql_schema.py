@@ -23,20 +23,37 @@ _FINISHED = "({})".format(", ".join(f"'{s}'" for s in FINISHED))
 FILL_TASK_COUNTS = ("INSERT INTO task_counts (recipient, status, n) SELECT recipient, status,"
                     f" COUNT(*) FROM tasks WHERE status IN {_FINISHED}"
                     " GROUP BY recipient, status")
+# SQLite's triggers fire on completed_at, which every statement that moves a task into or out
+# of a finished state sets (it is set for completed, failed and cancelled tasks, cleared on a
+# retry) and a claim does not: a claim runs no trigger program (schema 16; schemas 3 and 10
+# fired on status). The count is one upsert, and a completion's metrics row (sql.FINISH's:
+# in_progress -> completed) is written here, in the completion's own statement.
+_SQLITE_ON_END = "AFTER UPDATE OF completed_at ON tasks"
 SQLITE_TASK_COUNT_TRIGGERS = (
-    "CREATE TRIGGER IF NOT EXISTS tasks_count_update AFTER UPDATE OF status ON tasks"
+    f"CREATE TRIGGER IF NOT EXISTS tasks_count_update {_SQLITE_ON_END}"
     f" WHEN OLD.status <> NEW.status AND (OLD.status IN {_FINISHED}"
     f" OR NEW.status IN {_FINISHED}) BEGIN"
-    " INSERT OR IGNORE INTO task_counts (recipient, status, n)"
-    f" SELECT NEW.recipient, NEW.status, 0 WHERE NEW.status IN {_FINISHED};"
-    " UPDATE task_counts SET n = n + 1 WHERE recipient = NEW.recipient AND status = NEW.status;"
-    " UPDATE task_counts SET n = n - 1 WHERE recipient = OLD.recipient AND status = OLD.status;"
+    " INSERT INTO task_counts (recipient, status, n) SELECT NEW.recipient, NEW.status, 1"
+    f" WHERE NEW.status IN {_FINISHED} ON CONFLICT (recipient, status) DO UPDATE SET n = n + 1;"
+    f" UPDATE task_counts SET n = n - 1 WHERE OLD.status IN {_FINISHED}"
+    " AND recipient = OLD.recipient AND status = OLD.status;"
+    " INSERT INTO metrics (agent, task_type, duration_ms, timestamp) SELECT NEW.claimed_by,"
+    " NEW.type, MAX(0.0, (NEW.completed_at - NEW.claimed_at) * 1000.0), NEW.completed_at"
+    " WHERE OLD.status = 'in_progress' AND NEW.status = 'completed';"
     " END",
+    # backpressure's bound (models.QueueDepth) raised by every row sent (sql_sqlite.SEND_ONE)
+    "CREATE TRIGGER IF NOT EXISTS tasks_count_insert AFTER INSERT ON tasks BEGIN"
+    " INSERT INTO queue_depth (recipient, pending_bound) VALUES (NEW.recipient, 1)"
+    " ON CONFLICT (recipient) DO UPDATE SET pending_bound = pending_bound + 1; END",
     "CREATE TRIGGER IF NOT EXISTS tasks_count_delete AFTER DELETE ON tasks"
     f" WHEN OLD.status IN {_FINISHED} BEGIN"
     " UPDATE task_counts SET n = n - 1 WHERE recipient = OLD.recipient AND status = OLD.status;"
     " END",
 )
+# Schema 16 on SQLite: the triggers above replace schema 3's and 10's (dropped by name, then
+# made anew from SQLITE_TASK_COUNT_TRIGGERS and SQLITE_DEPENDENCY_TRIGGERS).
+SQLITE_V16_DROP_TRIGGERS = ("DROP TRIGGER IF EXISTS tasks_count_update",
+                            "DROP TRIGGER IF EXISTS tasks_dependents")
 PG_TASK_COUNT_TRIGGERS = (
     "CREATE OR REPLACE FUNCTION coffee_count_finished() RETURNS trigger LANGUAGE plpgsql AS $$"
     f" BEGIN IF OLD.status IN {_FINISHED} THEN"
@@ -139,7 +156,7 @@ _COUNT_CHILDREN = (
     " AND resolved = 0 AND (NEW.status = 'completed' OR run_on_failure = 1))")
 _RESOLVE_EDGES = "UPDATE task_deps SET resolved = 1 WHERE parent = NEW.id AND resolved = 0"
 SQLITE_DEPENDENCY_TRIGGERS = (
-    f"CREATE TRIGGER IF NOT EXISTS tasks_dependents AFTER UPDATE OF status ON tasks WHEN {_ENDS}"
+    f"CREATE TRIGGER IF NOT EXISTS tasks_dependents {_SQLITE_ON_END} WHEN {_ENDS}"
     f" BEGIN {_FAIL_CHILDREN} AND NEW.status <> 'completed'; {_COUNT_CHILDREN};"
     f" {_RESOLVE_EDGES}; END",
 )

@@ -193,6 +193,9 @@ class SqliteBackend(SqlBackend):
     task_count_triggers = sql_schema.SQLITE_TASK_COUNT_TRIGGERS
     metrics_index_v8 = sql_schema.SQLITE_V8_DROP_METRICS_INDEX
     dependency_triggers = sql_schema.SQLITE_DEPENDENCY_TRIGGERS
+    v16_drop_triggers = sql_schema.SQLITE_V16_DROP_TRIGGERS
+    metric_by_trigger = True
+    depth_by_trigger = True
 
     def tasks_v2_before(self) -> None:
         self.db.execute_sql(sql_schema.SQLITE_V2_RENAME)

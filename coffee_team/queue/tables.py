@@ -25,7 +25,9 @@ from coffee_team.taskstate import (APPROVAL_STATES, LIVE_STATES, MERGE_STATES, Q
 # 14: reserved (ident).
 # 15: agent_instances, which process (host or pod, PID) holds each agent, its heartbeat and
 #     readiness (a new table only: create_tables adds it).
-SCHEMA_VERSION = 15
+# 16: SQLite's count and dependency triggers fire on completed_at (not on a claim), the count
+#     is one upsert and a completion's metrics row is written by the completion's statement.
+SCHEMA_VERSION = 16
 
 STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))
 # The states in which a task holds its dedupe_key (taskstate.LIVE_STATES), as SQL.
