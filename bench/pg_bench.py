@@ -7,7 +7,9 @@ Three scenarios, every implementation side by side in the same run, repeats inte
 order rotated per repeat), each run on a fresh database created for it and dropped after:
 
 - full-cycle: one process sends a task, claims it and completes it, N times: coffee-team's
-  separate calls and its agent cycle (complete_and_claim) vs raw psycopg2's three statements.
+  separate calls and its agent cycle (complete_and_claim) vs raw psycopg2's three statements;
+  besides tasks/s, the CPU per task of the client process and its server process together
+  (process_time + /proc/PID/schedstat of the connection's backend), steady on a busy machine.
 - drain: N tasks enqueued (untimed, each library's batch enqueue), then drained by one
   consumer process: coffee-team (claim + mark_completed, agent cycle, claim(limit=10)), raw
   psycopg2, procrastinate's worker (async and sync task), pgqueuer (batch 1 and its default 10).
@@ -97,11 +99,27 @@ def fresh_database(pg_url: str, backend: str):
 
 
 # -- full cycle: one process --------------------------------------------------------------
+def _on_cpu(backend_pid: int) -> float:
+    """Seconds on a CPU of this process plus the server process of its connection (its
+    schedstat, ns; the server runs on this machine): the work itself, which a busy machine's
+    waits do not blur. 0 for the server when its /proc entry cannot be read."""
+    try:
+        with open(f"/proc/{backend_pid}/schedstat") as fh:
+            server = int(fh.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        server = 0.0
+    return time.process_time() + server
+
+
+CPU_PER_TASK: dict = {}  # kind -> [CPU µs per task, client + server, one per run]
+
+
 def full_cycle(kind: str, url: str, n: int) -> float:
     if kind == "psycopg2":
         q = RawQueue(url)
         q.create()
-        t = time.perf_counter()
+        pid = q.conn.get_backend_pid()
+        cpu, t = _on_cpu(pid), time.perf_counter()
         for i in range(n):
             q.send({"i": i})
             task_id, _ = q.claim()
@@ -109,7 +127,8 @@ def full_cycle(kind: str, url: str, n: int) -> float:
         elapsed = time.perf_counter() - t
     else:
         q = ct_open(url)
-        t = time.perf_counter()
+        pid = q.db.connection().get_backend_pid()
+        cpu, t = _on_cpu(pid), time.perf_counter()
         if kind == "coffee-team cycle" and CT_AGENT_CYCLE:
             q.send("bench", AGENT, "job", {"i": 0})
             tasks = q.claim(AGENT)
@@ -122,6 +141,7 @@ def full_cycle(kind: str, url: str, n: int) -> float:
                 q.send("bench", AGENT, "job", {"i": i})
                 q.mark_completed(q.claim(AGENT)[0].id, None, agent=AGENT)
         elapsed = time.perf_counter() - t
+    CPU_PER_TASK.setdefault(kind, []).append((_on_cpu(pid) - cpu) / n * 1e6)
     q.close()
     check(kind, url, n)
     return n / elapsed
@@ -205,6 +225,8 @@ def run(pg_url: str, scenarios: list[str], n: int, n_consumers: int, repeat: int
             out[scenario] = {k: dict(summary(v), label=(FULL_CYCLE[k] if scenario == "full-cycle"
                                                         else KINDS[k].label))
                              for k, v in rates[scenario].items()}
+    for kind, cpu in CPU_PER_TASK.items():
+        out["full-cycle"][kind]["cpu_us_per_task"] = summary(cpu)
     if "consumers" in scenarios:
         out["consumers"] = {}
         for kind, by_p in rates["consumers"].items():
@@ -229,10 +251,14 @@ def table(doc: dict) -> str:
         rows = doc["results"].get(scenario)
         if not rows:
             continue
-        lines += [f"| {scenario} | tasks/s | vs raw psycopg2 |", "|---|---:|---:|"]
+        lines += [f"| {scenario} | tasks/s | vs raw psycopg2 | CPU µs per task (client + server)"
+                  " | per CPU vs raw |", "|---|---:|---:|---:|---:|"]
         for kind, s in rows.items():
+            cpu, raw_cpu = s.get("cpu_us_per_task"), rows[base].get("cpu_us_per_task")
             lines.append(f"| {s['label']} | {fmt(s)} | "
-                         f"{s['median'] / rows[base]['median']:.2f}× |")
+                         f"{s['median'] / rows[base]['median']:.2f}× | "
+                         + (f"{fmt(cpu)} | {raw_cpu['median'] / cpu['median']:.2f}× |"
+                            if cpu and raw_cpu else "– | – |"))
         lines.append("")
     sweep = doc["results"].get("consumers")
     if sweep:

@@ -11,7 +11,8 @@ via one UPDATE ... RETURNING inside BEGIN IMMEDIATE, and a completion.  It has
 none of coffee_team's guarantees beyond that (backpressure, dedupe, metrics,
 wake-ups, validation, routing).  huey, persist-queue and litequeue
 (bench/queue_baselines.py) are added when importable (pip install -e .[bench]).  Reported: min/median/max msgs/s over the
-repeats and median / median of sqlite3.
+repeats and median / median of sqlite3, and the median tasks per CPU second of this process
+(SQLite works inside it, so this is the work itself, steadier than wall time under load).
 """
 from __future__ import annotations
 
@@ -250,6 +251,7 @@ def main(argv=None):
             kinds = [k for k in IMPLS if scenario in CONSUMING
                      or not getattr(IMPLS[k], "consumes_only", False)]
             rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+            cpu_rates: dict[str, list[float]] = {kind: [] for kind in kinds}
             for rep in range(args.repeat):
                 # Interleaved, order rotated per repeat: a noisy neighbour or a
                 # warming disk cache hits every implementation alike.
@@ -258,13 +260,21 @@ def main(argv=None):
                     path = os.path.join(root, f"{run}.db")
                     impl = IMPLS[kind](path, args.n)
                     extra = (kind, path) if fn is one_producer_two_consumers else ()
+                    cpu = time.process_time()
                     rates[kind].append(args.n / fn(impl, args.n, *extra))
+                    # tasks per CPU second of this process (the database's work included, for
+                    # all but the consumer processes): steadier than wall time on a busy machine
+                    cpu_rates[kind].append(args.n / max(time.process_time() - cpu, 1e-9))
                     impl.close()
             base = statistics.median(rates["sqlite3"])
             for kind, r in rates.items():
                 results["throughput"].setdefault(scenario, {})[kind] = {
                     "min": min(r), "median": statistics.median(r), "max": max(r),
                     "vs_sqlite3": statistics.median(r) / base}
+                if fn is not one_producer_two_consumers:
+                    c = cpu_rates[kind]
+                    results.setdefault("cpu_throughput", {}).setdefault(scenario, {})[kind] = {
+                        "min": min(c), "median": statistics.median(c), "max": max(c)}
         for kind in IMPLS if not args.only or "latency" in args.only else ():
             if getattr(IMPLS[kind], "consumes_only", False):
                 continue  # the same hand-over as its parent class
@@ -288,13 +298,15 @@ def main(argv=None):
 def print_table(results):
     kinds = list(IMPLS)
     print(f"n={results['n']} repeat={results['repeat']} sqlite {results['sqlite_version']}\n")
-    print("| scenario | impl | msgs/s min | median | max | median vs sqlite3 |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| scenario | impl | msgs/s min | median | max | median vs sqlite3 | per CPU-s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for scenario, by_kind in results["throughput"].items():
         for kind in (k for k in kinds if k in by_kind):
             r = by_kind[kind]
+            c = results.get("cpu_throughput", {}).get(scenario, {}).get(kind)
+            per_cpu = "–" if c is None else f"{c['median']:,.0f}"
             print(f"| {scenario} | {kind} | {r['min']:,.0f} | {r['median']:,.0f} | {r['max']:,.0f}"
-                  f" | {r['vs_sqlite3']:.2f}x |")
+                  f" | {r['vs_sqlite3']:.2f}x | {per_cpu} |")
     dup = results.get("duplicates_1p2c", {})
     if dup:
         print("\nduplicate deliveries in 1 producer + 2 consumers (all repeats): "

@@ -2,8 +2,8 @@
 
     python bench/run_all.py [--quick] [--skip-queue] [--only queue|pg|SCENARIO ...]
 
-Runs bench/queue_bench.py, bench/pg_bench.py, bench/lifecycle_bench.py and
-bench/imports_bench.py as subprocesses (each writes its own JSON), draws
+Runs bench/queue_bench.py, bench/statement_profile.py, bench/pg_bench.py,
+bench/lifecycle_bench.py and bench/imports_bench.py as subprocesses (each writes its own JSON), draws
 bench/results/consumers.png and lifecycle.png with bench/plot.py, then builds one table: what,
 result min/median/max, baseline, ratio, target, met? A target is judged on the median of the
 runs; min and max are shown next to it. A step that fails is reported in the table and the
@@ -182,35 +182,72 @@ def goal(what, ours, base, target_ratio, note="", base_name=""):
 
 
 def sqlite_goal_rows(q: dict) -> list[dict]:
-    """Issue #17's SQLite goals: the full cycle vs plain sqlite3 and vs huey's own cycle."""
+    """Issue #29's SQLite goals, each against its anchor from the same run: the agent cycle
+    (send + complete_and_claim) vs huey's cycle with its result put, and the separate calls
+    (send, claim, mark_completed) vs plain sqlite3; the other anchor of each in its note."""
     cycle = q.get("throughput", {}).get("full cycle", {})
     if "coffee_team" not in cycle:
         return []
+    huey_kind = "huey+result" if cycle.get("huey+result") else "huey"
+    huey = cycle.get(huey_kind)
+    huey_note = ("huey: enqueue + dequeue + put_data of the result (its cycle for a task that "
+                 f"returns a value); without the result put {fmt(cycle.get('huey'), '', 0)}")
+    cpu = q.get("cpu_throughput", {}).get("full cycle", {})
+
+    def per_cpu(kind: str, base: str) -> str:
+        """The same ratio in tasks per CPU second of the benchmark process (SQLite runs in
+        it): what a busy machine's waits do not blur."""
+        if not (med(cpu.get(kind)) and med(cpu.get(base))):
+            return ""
+        return (f"; per CPU second {med(cpu[kind]):,.0f} vs {med(cpu[base]):,.0f}: "
+                f"{med(cpu[kind]) / med(cpu[base]):.2f}×")
     rows = []
-    for kind, name, how in (("coffee_team", "claim + mark_completed", q.get("durability", "")),
-                            ("coffee_team cycle", "agent cycle",
-                             f"agent cycle: {q.get('agent_cycle', '?')}")):
-        if kind not in cycle:
+    ours = cycle.get("coffee_team cycle")
+    if ours:
+        rows.append(goal("SQLite agent cycle, send + complete_and_claim, vs huey (tasks/s)",
+                         ours, huey, 1.0, f"{huey_note}; agent cycle: "
+                         f"{q.get('agent_cycle', '?')}; plain sqlite3 "
+                         f"{fmt(cycle.get('sqlite3'), '', 0)}"
+                         + per_cpu("coffee_team cycle", huey_kind), "huey"))
+    rows.append(goal("SQLite separate calls, send + claim + mark_completed, vs plain sqlite3 "
+                     "(tasks/s)", cycle["coffee_team"], cycle.get("sqlite3"), 0.5,
+                     "plain sqlite3: INSERT, BEGIN IMMEDIATE + UPDATE … RETURNING claim, UPDATE "
+                     f"completion; {q.get('durability', '')}; huey {fmt(huey, '', 0)}"
+                     + per_cpu("coffee_team", "sqlite3"), "sqlite3"))
+    return rows
+
+
+def statement_rows(st: dict) -> list[dict]:
+    """bench/statement_profile.py: each SQLite cycle's statements, coffee-team's next to the
+    anchor its goal row names (same run, interleaved)."""
+    impls = st.get("impls", {})
+    rows = []
+    for kind, base in (("coffee_team cycle", "huey+result"), ("coffee_team", "sqlite3")):
+        ours, anchor = impls.get(kind), impls.get(base)
+        if not ours or not anchor:
             continue
-        rows.append(goal(f"SQLite full cycle, {name}, vs plain sqlite3 (tasks/s)", cycle[kind],
-                         cycle.get("sqlite3"), 0.8, how, "sqlite3"))
-        huey = cycle.get("huey+result") or cycle.get("huey")
-        rows.append(goal(f"SQLite full cycle, {name}, vs huey (tasks/s)", cycle[kind], huey, 1.0,
-                         "huey: enqueue + dequeue + put_data of the result (its cycle for a "
-                         f"task that returns a value); without the result put {fmt(cycle.get('huey'), '', 0)}",
-                         "huey"))
+
+        def shown(data: dict) -> str:
+            return ", ".join(f"{name.split(' (')[0][:40]} ×{s['per_cycle']:.2g} {s['us']:.1f} µs"
+                             for name, s in list(data["statements"].items())[:6])
+        rows.append(row(f"SQLite {kind}: CPU per cycle, statement by statement (µs)",
+                        f"{ours['cpu_us']:.0f} µs, {ours['in_statements_us']:.0f} in statements",
+                        f"{base} {anchor['cpu_us']:.0f} µs, {anchor['in_statements_us']:.0f} "
+                        "in statements", anchor["cpu_us"] / ours["cpu_us"],
+                        note=f"statement_profile.py, CPU µs per cycle; {kind}: {shown(ours)}; "
+                             f"{base}: {shown(anchor)}"))
     return rows
 
 
 def pg_rows(pg: dict) -> list[dict]:
-    """Issue #17's PostgreSQL goals from bench/pg_bench.py (pg.json)."""
+    """Issue #17's and #29's PostgreSQL goals from bench/pg_bench.py (pg.json)."""
     res, rows = pg.get("results", {}), []
     cycle_how = f"agent cycle: {pg.get('agent_cycle', '?')}"
     full = res.get("full-cycle", {})
-    for kind, name in (("coffee-team", "send + claim + mark_completed"),
-                       ("coffee-team cycle", "send + agent cycle")):
+    for kind, name in (("coffee-team", "separate calls, send + claim + mark_completed"),
+                       ("coffee-team cycle", "agent cycle, send + complete_and_claim")):
         if kind in full:
-            rows.append(goal(f"PostgreSQL full cycle, one process, {name} (tasks/s)", full[kind],
+            rows.append(goal(f"PostgreSQL {name}, one process (tasks/s)", full[kind],
                              full.get("psycopg2"), 0.8,
                              "raw psycopg2: INSERT, UPDATE … FOR UPDATE SKIP LOCKED claim, UPDATE "
                              "completion, autocommit" + ("; " + cycle_how if "cycle" in kind
@@ -419,6 +456,10 @@ def main(argv=None) -> int:
         n = "1000" if args.quick else "5000"
         steps.append(run("queue", [PY, str(BENCH / "queue_bench.py"), "--n", n, "--repeat",
                                    "3", "--json", str(RESULTS / "queue.json")]))
+    if (not args.skip_queue and not args.only) or "queue" in args.only:
+        steps.append(run("statements", [PY, str(BENCH / "statement_profile.py"), "--n",
+                                        "1000" if args.quick else "2000", "--repeat", "5",
+                                        "--json", str(RESULTS / "statements.json")]))
     if not args.only or "pg" in args.only:
         steps.append(run("pg", [PY, str(BENCH / "pg_bench.py"), "--json", str(RESULTS / "pg.json")]
                          + (["--quick"] if args.quick else [])))
@@ -448,7 +489,8 @@ def report(steps: list[dict], quick: bool) -> int:
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                     "sqlite": sqlite3.sqlite_version, "platform": platform.platform()},
         "steps": steps,
-        "rows": sqlite_goal_rows(queue) + pg_rows(pg) + lifecycle_rows(lc) + imports_rows(imports)
+        "rows": sqlite_goal_rows(queue) + statement_rows(load(RESULTS / "statements.json"))
+                + pg_rows(pg) + lifecycle_rows(lc) + imports_rows(imports)
                 + watchdog_rows(load(RESULTS / "watchdog.json"))
                 + queue_rows(queue),
         "findings": scale_findings(lc),

@@ -9,7 +9,8 @@ reads listings and stats (MessageQueue mixes these parts; each states what it ne
 others in a ``Needs`` protocol, checked by tests/unit/test_queue_structure.py), ``routing``
 resolves recipients, ``wake`` wakes idle agents, ``locks`` holds PostgreSQL advisory locks (one
 instance per agent). ``sql`` names every statement (``sql_schema`` the migrations',
-``sql_session`` a connection's own, ``sql_work`` those of dependencies and schedules), ``factory`` opens a database and picks its backend,
+``sql_session`` a connection's own, ``sql_work`` those of dependencies and schedules,
+``sql_sqlite`` SQLite's one-statement send), ``factory`` opens a database and picks its backend,
 ``db`` is the backend interface (and the database errors), each backend holds its dialect's
 differences (``sqlite_db``: SQLite's per-thread connections and transactions, no ORM;
 ``pg_backend``: PostgreSQL's reconnects and prepared statements; ``pg_session``: PostgreSQL
