@@ -247,11 +247,16 @@ def pg_rows(pg: dict) -> list[dict]:
     for kind, name in (("coffee-team", "separate calls, send + claim + mark_completed"),
                        ("coffee-team cycle", "agent cycle, send + complete_and_claim")):
         if kind in full:
+            cpu, raw_cpu = (full[kind].get("cpu_us_per_task"),
+                            full.get("psycopg2", {}).get("cpu_us_per_task"))
+            on_cpu = (f"; CPU per task, client + its server process: {fmt(cpu, ' µs', 0)} vs "
+                      f"raw {fmt(raw_cpu, ' µs', 0)}: {med(raw_cpu) / med(cpu):.2f}×"
+                      if med(cpu) and med(raw_cpu) else "")
             rows.append(goal(f"PostgreSQL {name}, one process (tasks/s)", full[kind],
                              full.get("psycopg2"), 0.8,
                              "raw psycopg2: INSERT, UPDATE … FOR UPDATE SKIP LOCKED claim, UPDATE "
                              "completion, autocommit" + ("; " + cycle_how if "cycle" in kind
-                                                         else ""), "psycopg2"))
+                                                         else "") + on_cpu, "psycopg2"))
     drain = res.get("drain", {})
     ours = drain.get("coffee-team cycle")
     if ours:
