@@ -46,6 +46,8 @@ HIGH_MEMORY = "high_memory"
 MEMORY_LIMIT = "memory_limit"
 STALLED = "stalled"                # a running handler printed nothing for stall_after
 CLOCK_STEP = "clock_step"          # the wall clock jumped; detail: step (s, + forward), brought_back
+WATCHDOG_PAUSED = "watchdog_paused"  # the watchdog did not look for a while (SIGSTOP, a
+#                                      supervisord that did not answer); detail: seconds
 MEMORY_TREND = "memory_trend"      # RSS growth projected past memory_limit_mb: restart between
 #                                    tasks; detail: rss_mb, limit_mb, reaches_in
 WAIT_CYCLE = "wait_cycle"          # agents waiting on each other's tasks; detail: cycle

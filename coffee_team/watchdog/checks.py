@@ -39,11 +39,17 @@ class HealthChecks:
     uncounted: set
     disk_full_at: Any
     disk_is_full: bool
+    looked_at: float | None = None  # the last look at the heartbeats (monotonic; watch_pause)
 
     def health_check(self) -> None:
-        now = self.mono()  # ages are judged on the monotonic clock: the wall clock may step
-        self.next_health_check = now + self.team.settings.health_check_interval
+        interval = self.team.settings.health_check_interval
+        self.next_health_check = self.mono() + interval  # also when supervisord fails to answer
         infos = {i["name"]: i for i in self.rpc.supervisor.getAllProcessInfo()}
+        # Ages are judged on the monotonic clock (the wall clock may step), read after the
+        # call above: it waits as long as supervisord does not answer (SIGSTOP).
+        now = self.mono()
+        self.next_health_check = now + interval
+        self.watch_pause(now)
         self._check_disk(now)
         running = []  # (spec, pid)
         for spec in self.team.agents:
@@ -55,7 +61,7 @@ class HealthChecks:
                 continue
             if restarts.is_due(self.heartbeat_next_look.get(spec.name), now,
                              self.team.settings.heartbeat_stale_after):
-                if self._check_heartbeat(spec, now, info["pid"], info.get("start")):
+                if self._check_heartbeat(spec, info["pid"], info.get("start")):
                     continue  # stopped for hanging: its tree is on its way out
             running.append((spec, info["pid"]))
         usage = self.sampler.sample(pid for _, pid in running)
@@ -80,16 +86,35 @@ class HealthChecks:
             self.disk_full_at = now
         self.disk_is_full = full
 
-    def _check_heartbeat(self, spec, now: float, pid: int,
-                         started_at: float | None) -> bool:
+    def watch_pause(self, now: float) -> None:
+        """Before a heartbeat is judged at ``now`` (monotonic): was the watchdog away since
+        its last look (stopped, or waiting on a supervisord that did not answer)? Such a
+        pause is logged once, its silence counts for no agent (policy.unwatched, unpaused)
+        and every heartbeat is read again before any is judged: nothing is restarted or
+        warned of for it."""
+        gap = policy.unwatched(self.looked_at, now, self.team.settings.health_check_interval)
+        self.looked_at = now
+        if not gap:
+            return
+        self.beats = {name: policy.unpaused(seen, gap, now) for name, seen in self.beats.items()}
+        self.heartbeat_next_look.clear()
+        self.log(f"watchdog away for {gap:.1f}s (stopped, or supervisord did not answer); "
+                 f"heartbeats read again, that silence counted for no agent: nothing "
+                 f"restarted or escalated for it")
+        self.event(None, kinds.WATCHDOG_PAUSED, seconds=round(gap, 3))
+
+    def _check_heartbeat(self, spec, pid: int, started_at: float | None) -> bool:
         """Warn about a stale, hung or missing heartbeat; True if the agent was stopped.
-        ``now`` is monotonic; the heartbeat's own wall-clock stamp only says whether it
-        changed since the last read (policy.observe_beat)."""
+        Judged on the monotonic clock, read with the wall clock just before the file (so a
+        pause between them is a pause, not an age); the heartbeat's own wall-clock stamp
+        only says whether it changed since the last read (policy.observe_beat)."""
         stale_after = self.team.settings.heartbeat_stale_after
+        wall, now = self.clock(), self.mono()
+        self.watch_pause(now)
         beat = self.heartbeat_files.read(self.team.status_dir, spec.name)
         stamp = last_beat(beat)
         seen = self.beats[spec.name] = policy.observe_beat(
-            self.beats.get(spec.name), pid, stamp, started_at or None, self.clock(), now,
+            self.beats.get(spec.name), pid, stamp, started_at or None, wall, now,
             self.last_step)
         last = None if stamp is None else seen.since
         frozen = self.disk_full_at is not None and is_frozen(pid)

@@ -31,7 +31,8 @@ class BeatSeen:
 
     ``pid`` and ``stamp`` (the file's ``last_heartbeat``, None without one) identify what was
     read; ``since`` is when, on the watchdog's monotonic clock, this instance's heartbeat last
-    changed: the silence counts from there. ``read_at`` is the last read.
+    changed: the silence counts from there. ``read_at`` is the last read (after the watchdog
+    was away: the look that found it, ``unpaused``).
     """
 
     pid: int
@@ -80,6 +81,38 @@ def written_at(stamp: float, now: float, mono: float, not_before: float,
                                              (before, before <= seen + 1e-3)) if possible]
     possible = [w for w in candidates if not_before - 1e-3 <= w <= mono + WALL_STEP]
     return min(mono, max(possible, default=mono))
+
+
+# A look at the heartbeats this much later than the health checks' cadence means the watchdog
+# was not looking: its process stopped (SIGSTOP, a starved machine), or it waited on a
+# supervisord that did not answer (stopped itself: no events, no TICKs, no process info).
+PAUSE_SLACK = WALL_STEP
+
+
+def unwatched(looked_at: float | None, now: float, every: float,
+              slack: float = PAUSE_SLACK) -> float:
+    """How long the watchdog was away, found at a look at ``now`` (monotonic): the whole
+    span since its last look (``looked_at``) when that is longer than the cadence it keeps
+    (``every``, health_check_interval) plus ``slack``; 0.0 otherwise, and at the first look.
+
+    Nobody watched the heartbeats meanwhile, so that silence counts for no agent
+    (``unpaused``): an agent that stopped beating is hung after twice stale_after of silence
+    the watchdog did watch, however long it was away."""
+    if looked_at is None:
+        return 0.0
+    gap = now - looked_at
+    return gap if gap > every + slack else 0.0
+
+
+def unpaused(seen: BeatSeen, gap: float, resumed: float) -> BeatSeen:
+    """The heartbeat as if the ``gap`` seconds the watchdog was away, up to the look at
+    ``resumed`` that found them, had not passed: a silence goes on from where the watchdog
+    left it (``since`` moves by the gap), and a heartbeat that changed meanwhile counts from
+    ``resumed`` at the earliest (``read_at``, observe_beat's ``not_before``), as nobody saw
+    when it was written. So nothing is older than the time the watchdog watched it."""
+    if not gap > 0:
+        return seen
+    return replace(seen, since=seen.since + gap, read_at=max(seen.read_at, resumed))
 
 
 def heartbeat_next_look(last_heartbeat: float | None, status: str,
