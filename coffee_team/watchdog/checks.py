@@ -100,7 +100,7 @@ class HealthChecks:
         self.heartbeat_next_look.clear()
         self.log(f"watchdog away for {gap:.1f}s (stopped, or supervisord did not answer); "
                  f"heartbeats read again, that silence counted for no agent: nothing "
-                 f"restarted or escalated for it")
+                 f"restarted or warned of for it")
         self.event(None, kinds.WATCHDOG_PAUSED, seconds=round(gap, 3))
 
     def _check_heartbeat(self, spec, pid: int, started_at: float | None) -> bool:
