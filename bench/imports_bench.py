@@ -47,11 +47,13 @@ SHOULD_NOT = ("click", "coffee_team.team.llm", "coffee_team.llm.runner", "psutil
 # Large imports worth a row even when they are not among the slowest.
 ALWAYS = ("yaml", "sqlite3", "json", "coffee_team.queue", "coffee_team.team",
           "coffee_team.handlers")
-# What the watchdog does before it launches agents: create (or upgrade) the schema.
+# What `coffee-team start` and the watchdog do before agents launch: write the team's
+# snapshot (team/snapshot.py), create (or upgrade) the schema.
 CREATE_DATABASE = """
 import sys
 from coffee_team.queue import MessageQueue
-from coffee_team.team import load_team
+from coffee_team.team import load_team, snapshot
+snapshot.write_snapshot(sys.argv[1])
 MessageQueue.from_team(load_team(sys.argv[1])).close()
 """
 TEAM = """team:

@@ -54,7 +54,9 @@ def compile_sources() -> None:
     it starts: ~50 modules, about half of an agent's start-up CPU, in the team and in the
     baseline alike."""
     import compileall
-    compileall.compile_dir(str(Path(confgen.__file__).parent), quiet=1)
+    # not examples/: a project's files, copied by `coffee-team init`, never imported from here
+    compileall.compile_dir(str(Path(confgen.__file__).parent), quiet=1,
+                           rx=re.compile(r"/examples/"))
 
 
 def write_plain_config(project: Project, programs: dict[str, str], extra: str = "") -> None:

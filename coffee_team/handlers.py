@@ -10,21 +10,21 @@ hold ``"send": [{"recipient", "type", "content", "priority"}]`` to emit follow-u
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib
 import json
 import os
-import selectors
 import signal
-import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import HandlerError
 from .output import (FdSink, NullSink, ResultScan, TaggedLines, has_result, last_line, log,
                      read_result_file, task_tag)
 from .parentwatch import become_subreaper, children, die_with_parent, end_leftovers
+
+if TYPE_CHECKING:  # CommandRunner imports them when it runs a command: an agent is ready sooner
+    import subprocess
 
 READ_CHUNK = 1 << 20
 # Linux: a 1 MiB pipe instead of 64 KiB lets a chatty command write ahead and us read in large
@@ -214,6 +214,7 @@ class CommandRunner:
 
     def _start(self, result_file: str, argv: list[str] | None = None,
                cwd: str | None = None) -> subprocess.Popen:
+        import subprocess
         argv = argv or self.argv
         env = {**os.environ, "COFFEE_RESULT_FILE": result_file}
         try:
@@ -231,6 +232,7 @@ class CommandRunner:
         stderr, whether they were still open). The last line printed is the current step,
         unless the scan shows steps itself (``shows_steps``: it reads events, and logs them
         instead of stdout's raw lines)."""
+        import fcntl
         own_steps = getattr(scan, "shows_steps", False)
         out = TaggedLines(tag, NullSink() if own_steps else self.sink)
         err = TaggedLines(tag, self.sink)
@@ -258,6 +260,7 @@ class CommandRunner:
     def _select(self, proc: subprocess.Popen, stdin_data: bytes, streams: dict,
                 exit_fd: int | None, scan: Any, ctx: HandlerContext, own_steps: bool) -> list:
         """The pump's loop; the streams still open when it ended (held by a descendant)."""
+        import selectors
         deadline = None
         with selectors.DefaultSelector() as selector:
             for fd in streams:

@@ -100,7 +100,8 @@ def generated_commands(team: Team) -> dict[str, list[str]]:
 
 
 def write_config(team: Team) -> ConfigDiff:
-    """Bring ``supervisord.conf.d/`` in line with the team; returns what had to change."""
+    """Bring ``supervisord.conf.d/`` in line with the team, and write the team's snapshot;
+    returns what had to change in the config."""
     from . import confgen
     diff = diff_config(team)
     team.conf_dir.mkdir(parents=True, exist_ok=True)
@@ -112,6 +113,9 @@ def write_config(team: Team) -> ConfigDiff:
         os.replace(tmp, path)
     for name in diff.stale:
         (team.conf_dir / name).unlink()
+    # the compiled team agents start from (team/snapshot.py): a cache, never the truth
+    from .team.snapshot import write_snapshot
+    write_snapshot(team.path)
     return diff
 
 

@@ -377,7 +377,7 @@ def main(team_path: str, name: str) -> int:
     User errors are one line on stderr: exit 2 for a bad team file or name, 1 if the agent
     already runs.
     """
-    from ..team import load_team
+    from ..team.snapshot import load_team  # the compiled team while fresh, else the YAML
     try:
         team = load_team(team_path, check_schedules=False)  # the watchdog evaluates them
         team.agent(name)

@@ -14,6 +14,7 @@ from typing import Any, Callable, ContextManager, Iterable
 from .. import client, layout, restarts
 from ..errors import ActionRefused, SupervisorDown, TeamError
 from ..team import WEB_PROGRAM, Team
+from ..team.snapshot import write_snapshot
 from . import probe
 from .starting import (WATCHDOG, HelperFailed, Waiting, no_waiting, only_one_start,
                        wait_running, why_not_started)
@@ -144,6 +145,7 @@ def start(team: Team, endpoint: client.Endpoint, rpc: Rpc, open_queue: QueueOpen
                             f"({', '.join(diff.changed + diff.stale)}); run "
                             f"`coffee-team gen-config`")
     layout.ensure_data_dirs(team)
+    write_snapshot(team.path)  # fresh for the agents this start launches (team/snapshot.py)
     with only_one_start(team, waiting) as other:
         if other is not None:
             return other

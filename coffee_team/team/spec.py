@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from ..errors import TeamError, UnknownAgentError
 from ..dburl import is_postgres_url
 from ..taskstate import RetryPolicy
-from .fields import is_loopback
 
 if TYPE_CHECKING:  # imported by the parser only for a team that has llm agents or budgets
     from ..llm.budget import Budget
@@ -37,6 +36,7 @@ def check_http(http: HttpSettings, source: str, where: str = "team.http",
     dashboard) follows the same rules as ``team.http``."""
     if not http.username or not http.password_env:
         raise TeamError(f"{source}: {where}: username and password_env are required")
+    from .fields import is_loopback  # here: the checkers' regexes are not an agent's
     if not http.allow_remote and not is_loopback(http.host):
         raise TeamError(f"{source}: {where}.host: {http.host!r} is not a loopback address; "
                         f"{what} controls every agent, so set allow_remote: true to "

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from coffee_team.queue import MessageQueue
+from coffee_team.team import snapshot
 from tests.fast_team import temp_root, write_team
 
 pytestmark = pytest.mark.slow  # the tests here start processes
@@ -51,6 +52,12 @@ NOT_FOR_AN_AGENT = ("click", "coffee_team.cli", "coffee_team.llm", "coffee_team.
                     "coffee_team.confgen", "peewee", "coffee_team.queue.models", "hashlib",
                     "uuid", "decimal", "logging", "cronsim", "zoneinfo", "coffee_team.rules",
                     "mcp", "coffee_team.mcpserver", "coffee_team.ops")
+# What an agent starting from a fresh snapshot of its team file (team/snapshot.py) never
+# loads: the YAML parser and the team file's checkers; nor, for one running a command or a
+# Python handler, the process machinery before a task needs it.
+NOT_FROM_A_SNAPSHOT = ("yaml", "_yaml", "coffee_team.team.parse", "coffee_team.team.fields",
+                       "coffee_team.team.schedule")
+NOT_BEFORE_A_TASK = ("subprocess", "shutil", "tempfile")
 # What `status` does not need: the other commands, the queue and its driver, llm checkers.
 NOT_FOR_STATUS = ("coffee_team.cli.data", "coffee_team.cli.tasks", "coffee_team.cli.costs",
                   "coffee_team.cli.live", "coffee_team.queue", "peewee", "sqlite3",
@@ -77,6 +84,30 @@ def test_a_plain_agent_on_sqlite_imports_only_what_it_uses():
         modules = modules_of(AGENT_ENTRY, team.path)
     assert "coffee_team.queue.core" in modules and "coffee_team.agent.demo" in modules  # it got there
     assert inside(modules, NOT_FOR_AN_AGENT) == []
+
+
+def test_an_agent_starting_from_the_snapshot_reads_no_yaml():
+    with temp_root() as root:
+        team = write_team(root, {"worker": {"command": ["true"]},
+                                 "helper": {"handler": "coffee_team.agent.demo:handle"}})
+        MessageQueue.from_team(team).close()
+        assert snapshot.write_snapshot(team.path) is not None  # as gen-config and start do
+        modules = modules_of(AGENT_ENTRY, team.path)
+        helper = modules_of(AGENT_ENTRY.replace('"worker"', '"helper"'), team.path)
+    assert "coffee_team.team.snapshot" in modules and "coffee_team.queue.core" in modules
+    assert inside(modules, NOT_FOR_AN_AGENT + NOT_FROM_A_SNAPSHOT + NOT_BEFORE_A_TASK) == []
+    assert inside(helper, NOT_FOR_AN_AGENT + NOT_FROM_A_SNAPSHOT + NOT_BEFORE_A_TASK) == []
+
+
+def test_a_stale_snapshot_brings_the_yaml_parser_in():
+    """The check above can fail: a team file changed since its snapshot is parsed."""
+    with temp_root() as root:
+        team = write_team(root, {"worker": {"command": ["true"]}})
+        MessageQueue.from_team(team).close()
+        snapshot.write_snapshot(team.path)
+        team.path.write_text(team.path.read_text() + "# edited\n")
+        modules = modules_of(AGENT_ENTRY, team.path)
+    assert {"yaml", "coffee_team.team.parse"} <= set(modules)
 
 
 def test_an_agent_that_must_create_the_schema_brings_peewee_in():
