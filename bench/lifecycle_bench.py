@@ -10,13 +10,14 @@ Scenarios (each runnable alone with --only):
   scale      100 agents: staggered boot vs plain unstaggered supervisord, status, broadcast
              drain, 10 simultaneous crashes, idle CPU, fds, and what breaks first
   scale500   the same at 500 agents (50 simultaneous crashes)
-  boot       the boot alone at 100 and 500 agents (all RUNNING, all ready) vs plain
-             unstaggered supervisord, interleaved; supervisord's fds vs minfds
+  boot       the boot alone at 101 and 500 agents (all RUNNING, all ready, group by group)
+             vs supervisord spawning as many bare python sleepers and vs plain unstaggered
+             supervisord with the same commands, interleaved; supervisord's fds vs minfds
   rss        RSS per idle agent vs a bare `python -c "import time; time.sleep(1e9)"`
   consumers  queue throughput with 1/2/4/8 consumer processes (claim + mark_completed)
 
 They live in lifecycle_restart.py (restart, requeue), lifecycle_idle.py (idle_cpu, status,
-rss), lifecycle_scale.py and lifecycle_consumers.py; what they share in lifecycle_common.py,
+rss), lifecycle_scale.py, lifecycle_boot.py and lifecycle_consumers.py; what they share in lifecycle_common.py,
 the project under a real supervisord in tests/harness.py.
 
 Every figure is repeated (>= 3 runs; --quick: 2 and shorter windows) and reported as
@@ -40,7 +41,8 @@ from lifecycle_common import compile_sources, log
 from lifecycle_consumers import bench_consumers
 from lifecycle_idle import bench_idle_cpu, bench_rss, bench_status
 from lifecycle_restart import bench_requeue, bench_restart
-from lifecycle_scale import bench_boot, bench_scale
+from lifecycle_boot import bench_boot
+from lifecycle_scale import bench_scale
 
 SCENARIOS = {"restart": bench_restart, "requeue": bench_requeue, "idle_cpu": bench_idle_cpu,
              "status": bench_status, "scale": bench_scale, "boot": bench_boot, "rss": bench_rss,

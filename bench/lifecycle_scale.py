@@ -1,15 +1,14 @@
 """``scale``: 100 agents under one supervisord (``scale500``: 500). Staggered boot (to all
 RUNNING, to all ready) vs plain unstaggered supervisord with the same commands, status,
 broadcast drain, a tenth of the team (at least 10) kill -9'd at once while holding a task, idle
-CPU, fds, graceful shutdown rate, and what breaks first (log scan). ``boot``: the boot alone at
-100 and 500 agents, against the same baseline, and fds vs minfds."""
+CPU, fds, graceful shutdown rate, and what breaks first (log scan). The boot alone:
+lifecycle_boot.py."""
 from __future__ import annotations
 
 import repo_root  # noqa: F401  (first: the repository root on sys.path for tests.harness)
 
 import contextlib
 import os
-import re
 import signal
 import statistics
 import time
@@ -307,44 +306,3 @@ def still_running(p: psutil.Process) -> bool:
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
-
-
-# --- boot: only the boot, at 100 and 500 agents ---------------------------------------------
-
-BOOT_KEYS = ("boot_s", "boot_ready_s", "baseline_boot_s", "baseline_ready_s",
-             "supervisord_fds", "groups_not_ready")
-
-
-def bench_boot(repeat: int, quick: bool, sizes: tuple[int, ...] = (100, 500)) -> dict:
-    """``boot``: 10 priority groups, each started once the previous one is ready, vs plain
-    supervisord starting the same commands at once; the two interleaved run by run. Times to
-    all RUNNING and to all ready; supervisord's fds after the boot vs the minfds asked for."""
-    del quick  # a boot has no window to shorten; --quick only means fewer runs
-    out = {}
-    for n in sizes:
-        res = {k: [] for k in BOOT_KEYS}
-        for r in range(repeat):
-            run = f"boot {n} run {r + 1}/{repeat}"
-            with bench_project(fast=True) as proj:
-                proj.write_team(scale_agents(n), start_seconds=1, **RESTART_SETTINGS)
-                running_s, ready_s = boot_and_wait(proj, list(proj.team.names))
-                res["boot_s"].append(running_s)
-                res["boot_ready_s"].append(ready_s)
-                res["supervisord_fds"].append(psutil.Process(proj.supervisord_pid()).num_fds())
-                res["groups_not_ready"].append(len(events(proj, "group_not_ready")))
-                minfds = int(re.search(r"^minfds=(\d+)$", proj.conf.read_text(), re.M)[1])
-            with bench_project("cbb-", fast=True) as base:
-                running_b, ready_b = boot_and_wait(base, list(write_plain_team(base, n)))
-                res["baseline_boot_s"].append(running_b)
-                res["baseline_ready_s"].append(ready_b)
-            log(f"{run}: RUNNING {running_s:.2f}s (baseline {running_b:.2f}s), ready "
-                f"{ready_s:.2f}s (baseline {ready_b:.2f}s), supervisord fds "
-                f"{res['supervisord_fds'][-1]}/{minfds}")
-        out[str(n)] = {**{k: summary(v) for k, v in res.items()}, "agents": n,
-                       "priority_groups": 10, "runs": repeat, "minfds": minfds,
-                       "target_boot_s": BOOT_TARGETS.get(n),
-                       "boot_ratio": statistics.median(res["boot_s"])
-                       / statistics.median(res["baseline_boot_s"]),
-                       "ready_ratio": statistics.median(res["boot_ready_s"])
-                       / statistics.median(res["baseline_ready_s"])}
-    return out

@@ -15,7 +15,6 @@ agents on other hosts wake just as fast.
 from __future__ import annotations
 
 import os
-import random
 import select
 import time
 from dataclasses import dataclass
@@ -76,6 +75,12 @@ class CoreNeeds(Protocol):
                          error: Optional[str], now: float) -> None: ...
 
 
+def _jitter() -> float:
+    """random.random(), imported on the first retry backoff: not at every agent's start."""
+    import random
+    return random.random()
+
+
 class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, ControlMixin,
                    DeliveryMixin, UsageMixin, DependencyMixin, ScheduleMixin, ApprovalsMixin,
                    FailureMixin, MergesMixin, InstancesMixin):
@@ -102,7 +107,7 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         clock: Callable[[], float] = time.time,
         retry: Optional[Mapping[str, RetryPolicy]] = None,
         escalate_after: Optional[float] = None,
-        jitter: Callable[[], float] = random.random,
+        jitter: Optional[Callable[[], float]] = None,
         host: str = "",
         approve_before: Optional[Mapping[str, Sequence[str]]] = None,
     ):
@@ -118,7 +123,7 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         self.clock = clock
         self.retry = dict(retry or {})  # recipient -> RetryPolicy; none means no retries
         self.escalate_after = escalate_after
-        self.jitter = jitter  # 0..1 per backoff; tests inject a constant
+        self.jitter = jitter or _jitter  # 0..1 per backoff; tests inject a constant
         # recipient -> task types a person approves before they may be claimed
         self.approve_before = {k: tuple(v) for k, v in (approve_before or {}).items()}
         # After commit, and inside a write transaction (PostgreSQL's NOTIFY): backend.wake()
