@@ -52,8 +52,12 @@ ALWAYS = ("yaml", "sqlite3", "json", "coffee_team.queue", "coffee_team.team",
 CREATE_DATABASE = """
 import sys
 from coffee_team.queue import MessageQueue
-from coffee_team.team import load_team, snapshot
-snapshot.write_snapshot(sys.argv[1])
+from coffee_team.team import load_team
+try:
+    from coffee_team.team import snapshot
+    snapshot.write_snapshot(sys.argv[1])
+except ImportError:  # a checkout from before the snapshot
+    pass
 MessageQueue.from_team(load_team(sys.argv[1])).close()
 """
 TEAM = """team:

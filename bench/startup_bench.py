@@ -69,7 +69,11 @@ t_start = time.monotonic()
 import sys
 stamps = {"interpreter": t_start}
 import coffee_team.agent.runtime as rt
-import coffee_team.team.snapshot as snapshot, coffee_team.queue as queue_pkg
+try:
+    import coffee_team.team.snapshot as loader
+except ImportError:  # a checkout from before the snapshot: runtime.main reads the YAML
+    import coffee_team.team as loader
+import coffee_team.queue as queue_pkg
 stamps["imports"] = time.monotonic()
 def after(label, fn):
     def wrapped(*a, **k):
@@ -83,7 +87,7 @@ def before(label, fn):
         stamps.setdefault(label, time.monotonic())
         return fn(*a, **k)
     return wrapped
-snapshot.load_team = after("team", snapshot.load_team)
+loader.load_team = after("team", loader.load_team)
 rt.agent_lock = after("lock", rt.agent_lock)
 init = rt.Agent.__init__
 rt.Agent.__init__ = after("agent", init)

@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     from coffee_team.merge.merger import Merger
     from coffee_team.notify import Deliverer
     from coffee_team.queue import MessageQueue
-    from coffee_team.team import load_team
+    # the compiled team while it is fresh (gen-config, apply and start write it), else the YAML
+    from coffee_team.team.snapshot import load_team
     from coffee_team.watchdog.dbworker import PatientQueue
     from coffee_team.watchdog.startup import open_patiently
 
