@@ -21,7 +21,7 @@ import time
 
 import psutil
 
-from lifecycle_common import PY, RESTART_SETTINGS, bench_project, events, log, summary
+from lifecycle_common import PY, RESTART_SETTINGS, bench_project, events, log, role, summary
 from lifecycle_common import write_plain_config
 from lifecycle_scale import scale_agents, write_plain_team
 from tests.harness import Project, WaitTimeout, boot_supervisord
@@ -31,7 +31,7 @@ from coffee_team.watchdog.policy import started_since
 BOOT_SIZES = (101, 500)
 BOOT_TARGET_RATIO = 1.5  # issue 29: all RUNNING within 1.5x of the sleepers, order kept
 KEYS = ("boot_s", "boot_ready_s", "sleepers_boot_s", "baseline_boot_s", "baseline_ready_s",
-        "first_spawn_s", "supervisord_fds", "groups_not_ready")
+        "watchdog_started_s", "first_spawn_s", "supervisord_fds", "groups_not_ready")
 SLEEPER = f"{PY} -c 'import time; time.sleep(1e9)'"
 
 
@@ -54,7 +54,8 @@ def bench_boot(repeat: int, quick: bool, sizes: tuple[int, ...] = BOOT_SIZES) ->
                 else:
                     boot_plain(res, n)
             log(f"{run}: RUNNING {res['boot_s'][-1]:.2f}s, ready {res['boot_ready_s'][-1]:.2f}s "
-                f"(first group spawned at {res['first_spawn_s'][-1]:.2f}s); sleepers RUNNING "
+                f"(watchdog started at {res['watchdog_started_s'][-1]:.2f}s, first group "
+                f"spawned at {res['first_spawn_s'][-1]:.2f}s); sleepers RUNNING "
                 f"{res['sleepers_boot_s'][-1]:.2f}s; plain RUNNING "
                 f"{res['baseline_boot_s'][-1]:.2f}s, ready {res['baseline_ready_s'][-1]:.2f}s")
         median = statistics.median
@@ -80,8 +81,20 @@ def boot_team(res: dict, n: int) -> tuple[list[dict], int]:
         res["groups_not_ready"].append(len(events(proj, "group_not_ready")))
         timeline = group_timeline(proj, wall0)
         res["first_spawn_s"].append(timeline[0]["spawned_s"] if timeline else float("nan"))
+        res["watchdog_started_s"].append(process_started(proj, "watchdog") - wall0)
         minfds = int(re.search(r"^minfds=(\d+)$", proj.conf.read_text(), re.M)[1])
     return timeline, minfds
+
+
+def process_started(proj: Project, kind: str) -> float:
+    """When the project's process of that role was created (epoch seconds; nan if none)."""
+    for p in proj.tree():
+        try:
+            if role(p) == kind:
+                return p.create_time()
+        except psutil.Error:
+            pass
+    return float("nan")
 
 
 def boot_sleepers(res: dict, n: int) -> None:

@@ -399,8 +399,9 @@ def boot_rows(boot: dict) -> list:
                         f"supervisord spawning {n} bare python sleepers at one priority: "
                         f"{fmt(b['sleepers_boot_s'], ' s', 2)}", b["sleepers_ratio"],
                         f"≤ {target:g}×, order kept", b["sleepers_ratio"] <= target,
-                        f"first group spawned {fmt(b['first_spawn_s'], ' s', 2)} after "
-                        f"supervisord was started (supervisord, then the watchdog's start); "
+                        f"watchdog process started {fmt(b.get('watchdog_started_s'), ' s', 2)}"
+                        f" and first group spawned {fmt(b['first_spawn_s'], ' s', 2)} after "
+                        f"supervisord was started; "
                         f"each group's wait to be ready, medians: {waits} s; the last group "
                         f"is RUNNING startsecs (1 s) after its spawn; plain supervisord "
                         f"with the same commands unstaggered {fmt(b['baseline_boot_s'], ' s', 2)}"

@@ -35,6 +35,7 @@ class Launch:
     mono: Callable[[], float]
     launch_only: tuple[str, ...]
     ready_inbox: Callable[[], Any]  # () -> a ReadyInbox (or a stand-in with wait and close)
+    launched = False  # the team was launched by this process (once per supervisord boot)
 
     def launch_team(self) -> list[list[str]]:
         """Start agents group by group, each group once the previous one is ready.
@@ -61,6 +62,7 @@ class Launch:
                 self._wait_ready(group, launched, not_started, inbox)
         finally:
             inbox.close()
+        self.launched = True
         return groups
 
     def _wait_ready(self, group: list[str], launched: tuple[float, float],

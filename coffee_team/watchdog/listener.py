@@ -1,7 +1,8 @@
 """The watchdog event listener: ``[eventlistener:watchdog]`` in the generated config.
 
-- launches the team in priority order when supervisord reaches RUNNING, each group once the
-  previous one is ready (launch.py; supervisor alone would spawn every program at once);
+- launches the team in priority order when supervisord reaches RUNNING (at its start when
+  it finds supervisord's boot under way: policy.is_boot), each group once the previous one
+  is ready (launch.py; supervisor alone would spawn every program at once);
 - restarts crashed agents after ``restart_backoff × 2ⁿ`` and gives up after
   ``max_restart_attempts`` with one silent CRITICAL notification (supervisor alone respawns
   instantly forever);
@@ -344,8 +345,8 @@ class Watchdog(Launch, HealthChecks, ClockSteps, WorkOverTime):
     # --- the protocol loop -----------------------------------------------------------------
     def handle(self, event: Event) -> None:
         self.watch_clock()
-        if event.eventname == "SUPERVISOR_STATE_CHANGE_RUNNING":
-            self.launch_team()
+        if event.eventname == "SUPERVISOR_STATE_CHANGE_RUNNING" and not self.launched:
+            self.launch_team()  # not again when it was launched at start (policy.is_boot)
         elif event.eventname.startswith("PROCESS_STATE_"):
             self.on_process_state(event)
 

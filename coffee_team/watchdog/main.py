@@ -67,4 +67,18 @@ def main(argv: list[str] | None = None) -> int:
         merger = Merger(merge_queue, lambda: watchdog.team, protocol.log, team.state_host)
         merger.start()
         atexit.register(merger.stop)  # a check under way ends with the watchdog
-        return watchdog.run(launch=opened.supervisor_running, already_ready=opened.waited)
+        boot = opened.supervisor_running or supervisord_booting(rpc, team, protocol)
+        return watchdog.run(launch=boot, already_ready=opened.waited)
+
+
+def supervisord_booting(rpc, team, protocol) -> bool:
+    """policy.is_boot, asked of supervisord: launch now rather than a second later, when its
+    RUNNING event reaches this listener. No answer: wait for the event, as before."""
+    from coffee_team.watchdog.policy import is_boot
+    try:
+        return is_boot(rpc.supervisor.getState()["statename"],
+                       rpc.supervisor.getAllProcessInfo(), set(team.names))
+    except Exception as exc:  # a slow or busy supervisord: its RUNNING event still comes
+        protocol.log(f"boot not detected ({type(exc).__name__}: {exc}); waiting for "
+                     f"supervisord's RUNNING event")
+        return False

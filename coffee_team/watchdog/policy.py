@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import AbstractSet, Any, Mapping
+from typing import AbstractSet, Any, Iterable, Mapping
 
 from coffee_team import events as kinds
 from coffee_team.clock import WALL_STEP
@@ -229,6 +229,21 @@ def is_crash(
 # supervisord states in which a launched agent may still become ready; in any other (FATAL,
 # EXITED, STOPPED, UNKNOWN: not a program) there is nothing left to wait for.
 MAY_BECOME_READY = frozenset({"STARTING", "RUNNING", "BACKOFF"})
+
+
+def is_boot(supervisor_state: str, infos: Iterable[Mapping[str, Any]],
+            agents: AbstractSet[str]) -> bool:
+    """Is this supervisord's boot, with the team still to launch? RUNNING, and none of the
+    team's agents started since it (re)loaded (``start`` is 0 until a program's first spawn).
+
+    supervisord sends events only to a listener that is RUNNING (``startsecs`` after its
+    spawn), so its own SUPERVISOR_STATE_CHANGE_RUNNING reaches the watchdog a second late; a
+    watchdog that sees the boot this way launches at once. One restarted later (an agent has
+    been started) waits for that event as before, which does not come again."""
+    if supervisor_state != "RUNNING":
+        return False
+    ours = [i for i in infos if i.get("name") in agents and i.get("group") == i.get("name")]
+    return bool(ours) and all(not i.get("start") for i in ours)
 
 
 def started_since(beat: Mapping[str, Any], launched_at: float) -> bool:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coffee_team.restarts import Decision, RestartPolicy, RestartState, backoff_delay, due_restarts, launch_groups, next_wakeup, on_cleared, on_exit, on_fatal, on_hang, on_restart_issued, on_restart_unanswered, on_running, on_stop_requested, on_stopped
-from coffee_team.watchdog.policy import heartbeat_status, is_crash, MAY_BECOME_READY, GroupWait, group_wait, resource_findings, should_warn, started_since
+from coffee_team.watchdog.policy import heartbeat_status, is_boot, is_crash, MAY_BECOME_READY, GroupWait, group_wait, resource_findings, should_warn, started_since
 
 T0 = 1_700_000_000.0
 EPS = 1e-6
@@ -694,3 +694,17 @@ def test_escalation_waits_escalate_after_once_the_clock_jumped_forward():
     assert escalation_held_until(None, -600.0, 100.0, 60.0) is None  # back: tasks look younger
     assert escalation_held_until(None, 600.0, 100.0, None) is None   # escalation is off
     assert escalation_held_until(170.0, 600.0, 100.0, 60.0) == 170.0  # the later hold stands
+
+
+def test_a_boot_is_supervisord_running_with_none_of_the_agents_started_yet():
+    def info(name, start, group=None):
+        return {"name": name, "group": group or name, "start": start}
+    agents = {"a", "b"}
+    fresh = [info("watchdog", 1700000000), info("web", 1700000001), info("a", 0), info("b", 0)]
+    assert is_boot("RUNNING", fresh, agents)
+    assert not is_boot("STARTING", fresh, agents)  # supervisord still reading its config
+    restarted = fresh[:2] + [info("a", 1700000002), info("b", 0)]
+    assert not is_boot("RUNNING", restarted, agents)  # a watchdog restarted after the boot
+    assert not is_boot("RUNNING", fresh[:2], agents)  # no agent known to supervisord
+    other_group = fresh[:2] + [info("a", 0, group="pool"), info("b", 7)]
+    assert not is_boot("RUNNING", other_group, agents)

@@ -204,6 +204,16 @@ def test_rpc_error_during_requeue_does_not_lose_the_crash(make_rig):
     assert rig.due_in("code_searcher") == BASE
 
 
+def test_a_team_launched_at_start_is_not_launched_again_by_the_running_event(make_rig):
+    """main.py launches at start when policy.is_boot says so: supervisord's RUNNING event,
+    which reaches the listener a startsecs later, must not start the agents a second time."""
+    rig = make_rig()
+    rig.wd = rig.new_watchdog(fakes.event_text("SUPERVISOR_STATE_CHANGE_RUNNING"))
+    assert rig.wd.run(launch=True) == 0
+    assert rig.rpc.started() == [n for g in LAUNCH_ORDER for n in g]
+    assert "failed" not in rig.stderr.getvalue()
+
+
 def test_unknown_program_does_not_abort_the_launch(make_rig):
     agents = {"ghost": {"priority": 0}, **AGENTS}
     rig = make_rig(agents=agents)
