@@ -1,6 +1,7 @@
 """``boot``: the boot alone, at 101 and 500 agents in 10 priority groups (each group started
 once the previous one is ready), against two anchors booted in the same run, the three
-interleaved with their order rotated run by run:
+interleaved with their order rotated run by run (the database created first, as
+``coffee-team start`` does before it boots supervisord):
 
 - ``sleepers``: supervisord spawning N bare ``python -c 'import time; time.sleep(1e9)'``
   programs at one priority (one pass of its loop): the bare-process limit of a boot;
@@ -26,6 +27,7 @@ from lifecycle_common import write_plain_config
 from lifecycle_scale import scale_agents, write_plain_team
 from tests.harness import Project, WaitTimeout, boot_supervisord
 from coffee_team.heartbeat import read_heartbeat
+from coffee_team.queue import MessageQueue
 from coffee_team.watchdog.policy import started_since
 
 BOOT_SIZES = (101, 500)
@@ -70,9 +72,16 @@ def bench_boot(repeat: int, quick: bool, sizes: tuple[int, ...] = BOOT_SIZES) ->
     return out
 
 
+def create_database(proj: Project) -> None:
+    """As `coffee-team start` does before it boots supervisord (the agents then find the
+    schema made, in the team's boot and in the plain one alike)."""
+    MessageQueue.from_team(proj.team).close()
+
+
 def boot_team(res: dict, n: int) -> tuple[list[dict], int]:
     with bench_project(fast=True) as proj:
         proj.write_team(scale_agents(n), start_seconds=1, **RESTART_SETTINGS)
+        create_database(proj)
         wall0 = time.time()
         running_s, ready_s = boot_and_wait(proj, list(proj.team.names))
         res["boot_s"].append(running_s)
@@ -107,7 +116,9 @@ def boot_sleepers(res: dict, n: int) -> None:
 
 def boot_plain(res: dict, n: int) -> None:
     with bench_project("cbb-", fast=True) as base:
-        running, ready = boot_and_wait(base, list(write_plain_team(base, n)))
+        programs = write_plain_team(base, n)
+        create_database(base)
+        running, ready = boot_and_wait(base, list(programs))
         res["baseline_boot_s"].append(running)
         res["baseline_ready_s"].append(ready)
 

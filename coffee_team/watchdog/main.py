@@ -76,9 +76,12 @@ def supervisord_booting(rpc, team, protocol) -> bool:
     RUNNING event reaches this listener. No answer: wait for the event, as before."""
     from coffee_team.watchdog.policy import is_boot
     try:
-        return is_boot(rpc.supervisor.getState()["statename"],
+        boot = is_boot(rpc.supervisor.getState()["statename"],
                        rpc.supervisor.getAllProcessInfo(), set(team.names))
     except Exception as exc:  # a slow or busy supervisord: its RUNNING event still comes
         protocol.log(f"boot not detected ({type(exc).__name__}: {exc}); waiting for "
                      f"supervisord's RUNNING event")
         return False
+    if boot:
+        protocol.log("supervisord is booting (RUNNING, no agent started yet): launching now")
+    return boot
