@@ -22,7 +22,8 @@ import time
 
 import psutil
 
-from lifecycle_common import PY, RESTART_SETTINGS, bench_project, events, log, role, summary
+from lifecycle_common import (PY, RESTART_SETTINGS, agents_of, bench_project, events, log, role,
+                              summary, tree_cpu)
 from lifecycle_common import write_plain_config
 from lifecycle_scale import scale_agents, write_plain_team
 from tests.harness import Project, WaitTimeout, boot_supervisord
@@ -33,7 +34,11 @@ from coffee_team.watchdog.policy import started_since
 BOOT_SIZES = (101, 500)
 BOOT_TARGET_RATIO = 1.5  # issue 29: all RUNNING within 1.5x of the sleepers, order kept
 KEYS = ("boot_s", "boot_ready_s", "sleepers_boot_s", "baseline_boot_s", "baseline_ready_s",
-        "watchdog_started_s", "first_spawn_s", "supervisord_fds", "groups_not_ready")
+        "watchdog_started_s", "first_spawn_s", "supervisord_fds", "groups_not_ready",
+        "agent_rss_mb", "boot_cpu_s", "boot_cpu_agents_s", "boot_cpu_supervisord_s",
+        "boot_cpu_watchdog_s", "sleepers_cpu_s", "sleepers_cpu_agents_s",
+        "sleepers_cpu_supervisord_s", "baseline_cpu_s", "baseline_cpu_agents_s",
+        "baseline_cpu_supervisord_s")
 SLEEPER = f"{PY} -c 'import time; time.sleep(1e9)'"
 
 
@@ -55,6 +60,10 @@ def bench_boot(repeat: int, quick: bool, sizes: tuple[int, ...] = BOOT_SIZES) ->
                     boot_sleepers(res, n)
                 else:
                     boot_plain(res, n)
+            log(f"{run}: CPU team {res['boot_cpu_s'][-1]:.2f}s (agents "
+                f"{res['boot_cpu_agents_s'][-1]:.2f}s), sleepers {res['sleepers_cpu_s'][-1]:.2f}s "
+                f"(sleepers {res['sleepers_cpu_agents_s'][-1]:.2f}s), plain "
+                f"{res['baseline_cpu_s'][-1]:.2f}s")
             log(f"{run}: RUNNING {res['boot_s'][-1]:.2f}s, ready {res['boot_ready_s'][-1]:.2f}s "
                 f"(watchdog started at {res['watchdog_started_s'][-1]:.2f}s, first group "
                 f"spawned at {res['first_spawn_s'][-1]:.2f}s); sleepers RUNNING "
@@ -84,6 +93,7 @@ def boot_team(res: dict, n: int) -> tuple[list[dict], int]:
         create_database(proj)
         wall0 = time.time()
         running_s, ready_s = boot_and_wait(proj, list(proj.team.names))
+        add_cpu(res, "boot", proj)
         res["boot_s"].append(running_s)
         res["boot_ready_s"].append(ready_s)
         res["supervisord_fds"].append(psutil.Process(proj.supervisord_pid()).num_fds())
@@ -91,8 +101,35 @@ def boot_team(res: dict, n: int) -> tuple[list[dict], int]:
         timeline = group_timeline(proj, wall0)
         res["first_spawn_s"].append(timeline[0]["spawned_s"] if timeline else float("nan"))
         res["watchdog_started_s"].append(process_started(proj, "watchdog") - wall0)
+        res["agent_rss_mb"].append(agents_rss_median(proj))
         minfds = int(re.search(r"^minfds=(\d+)$", proj.conf.read_text(), re.M)[1])
     return timeline, minfds
+
+
+def add_cpu(res: dict, kind: str, proj: Project) -> None:
+    """CPU seconds the boot's processes used up to all RUNNING/ready, by role (what the
+    boot costs whatever else the machine does: the wall times above depend on that)."""
+    by_role: dict[str, float] = {}
+    for r, secs in tree_cpu(proj.tree()).values():
+        by_role[r] = by_role.get(r, 0.0) + secs
+    res[f"{kind}_cpu_s"].append(sum(by_role.values()))
+    res[f"{kind}_cpu_agents_s"].append(by_role.get("agent", 0.0) + by_role.get("other", 0.0)
+                                       + by_role.get("sleep", 0.0))
+    res[f"{kind}_cpu_supervisord_s"].append(by_role.get("supervisord", 0.0))
+    if f"{kind}_cpu_watchdog_s" in res:
+        res[f"{kind}_cpu_watchdog_s"].append(by_role.get("watchdog", 0.0))
+
+
+def agents_rss_median(proj: Project) -> float:
+    """The median VmRSS of the team's agents (MB), a few seconds after the boot."""
+    time.sleep(3)  # past each agent's first periodic run
+    rss = []
+    for p in agents_of(proj):
+        try:
+            rss.append(p.memory_info().rss / 2**20)
+        except psutil.Error:
+            pass
+    return statistics.median(rss) if rss else float("nan")
 
 
 def process_started(proj: Project, kind: str) -> float:
@@ -111,6 +148,7 @@ def boot_sleepers(res: dict, n: int) -> None:
         programs = {f"s{i:03d}": SLEEPER for i in range(n)}
         write_plain_config(base, programs, extra="stopwaitsecs=5\n")
         running, _ = boot_and_wait(base, list(programs), ready=False)
+        add_cpu(res, "sleepers", base)
         res["sleepers_boot_s"].append(running)
 
 
@@ -119,6 +157,7 @@ def boot_plain(res: dict, n: int) -> None:
         programs = write_plain_team(base, n)
         create_database(base)
         running, ready = boot_and_wait(base, list(programs))
+        add_cpu(res, "baseline", base)
         res["baseline_boot_s"].append(running)
         res["baseline_ready_s"].append(ready)
 

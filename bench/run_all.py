@@ -414,6 +414,12 @@ def boot_rows(boot: dict) -> list:
         rows.append(row(f"supervisord open fds after booting {n} agents",
                         fmt(b["supervisord_fds"], "", 0),
                         note=f"minfds={b['minfds']} in the generated config"))
+        if med(b.get("agent_rss_mb")) and n < 500:
+            rows.append(row(f"RSS per idle agent, median of the {n} agents after the boot (MB)",
+                            fmt(b["agent_rss_mb"], " MB", 1), "–", None, "≤ 16 MB",
+                            med(b["agent_rss_mb"]) <= 16.0,
+                            "demo handler, 3 s after all ready; a bare sleeping python: the "
+                            "`rss` row"))
     return rows
 
 
