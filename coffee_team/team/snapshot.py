@@ -9,7 +9,8 @@ when the team file's bytes and the stamp are the same as now; a missing, stale, 
 foreign snapshot falls back to parsing the YAML, which is always the truth (the snapshot
 never holds what the file does not say). Only coffee_team's own dataclasses are rebuilt from
 it, through their constructors. A team holding a value the format cannot carry (a date in an
-agent's ``options``) gets no snapshot: its agents read the YAML.
+agent's ``options``) gets no snapshot, nor does one loaded while an ``ENVIRONMENT`` variable
+is set: its agents read the YAML.
 
 A library module: it reads and writes files, as ``parse`` does.
 """
@@ -23,6 +24,11 @@ from typing import Any
 
 FORMAT = 1
 SUFFIX = ".snapshot"
+# Environment variables that change what a team file loads to (COFFEE_DATABASE_URL replaces
+# team.database_path, on Kubernetes): while one is set no snapshot is written or read, so a
+# snapshot never holds a value from someone's environment (nor a password) and the YAML path
+# applies them.
+ENVIRONMENT = ("COFFEE_DATABASE_URL",)
 # The modules whose code decides what a team file parses to (relative to coffee_team/).
 _CODE = ("team", "llm", "taskstate.py")
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -141,6 +147,9 @@ def write_snapshot(team_path: str | os.PathLike[str]) -> Path | None:
     from .parse import parse_team_text
     from ..errors import TeamError
     target = snapshot_path(team_path)
+    if _overridden():
+        _remove(target)
+        return None
     try:
         team_bytes = Path(team_path).read_bytes()
         team = parse_team_text(team_bytes.decode("utf-8"), team_path)
@@ -161,6 +170,10 @@ def write_snapshot(team_path: str | os.PathLike[str]) -> Path | None:
     return target
 
 
+def _overridden() -> bool:
+    return any(os.environ.get(name) for name in ENVIRONMENT)
+
+
 def _remove(path: Path) -> None:
     try:
         path.unlink()
@@ -170,6 +183,8 @@ def _remove(path: Path) -> None:
 
 def read_snapshot(team_path: str | os.PathLike[str]) -> Any | None:
     """The team from its snapshot, or None when there is no fresh one."""
+    if _overridden():
+        return None
     try:
         team_bytes = Path(team_path).read_bytes()
         data = snapshot_path(team_path).read_bytes()

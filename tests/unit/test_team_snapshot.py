@@ -153,3 +153,16 @@ def test_gen_config_writes_it_and_the_config_check_does_not_need_it(tmp_path):
     assert snapshot.read_snapshot(path) == team
     snapshot.snapshot_path(path).unlink()
     assert layout.diff_config(team).clean  # a cache, not part of the generated config
+
+
+def test_no_snapshot_is_written_or_read_while_the_environment_overrides_the_team(
+        tmp_path, monkeypatch):
+    """COFFEE_DATABASE_URL (Kubernetes) replaces team.database_path when the file is loaded:
+    a snapshot must neither keep a URL from someone's environment nor hide it from a pod."""
+    path = project(tmp_path, RICH)
+    target = snapshot.write_snapshot(path)
+    monkeypatch.setenv("COFFEE_DATABASE_URL", "postgresql://u:secret@db/coffee")
+    assert snapshot.read_snapshot(path) is None
+    assert snapshot.write_snapshot(path) is None and not target.exists()
+    monkeypatch.delenv("COFFEE_DATABASE_URL")
+    assert snapshot.write_snapshot(path) == target
