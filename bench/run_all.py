@@ -434,7 +434,10 @@ def startup_rows(st: dict) -> list:
                 f"bare python writing a file the same way: {fmt(st['bare_python_s'], ' ms', 1, 1000)}",
                 st["ratio_of_medians"], f"≤ {st['target_ratio']:g}×",
                 st["ratio_of_medians"] <= st["target_ratio"],
-                f"{st['runs']} runs each, interleaved; phases (ms, medians): {phases}; "
+                f"{st['runs']} runs each, interleaved; CPU to the first heartbeat "
+                f"{fmt(st.get('agent_cpu_s'), ' ms', 1, 1000)} vs bare python "
+                f"{fmt(st.get('bare_python_cpu_s'), ' ms', 1, 1000)}; phases (ms, medians): "
+                f"{phases}; "
                 f"{st['imports']['modules']} modules imported")]
 
 

@@ -12,6 +12,9 @@ writing a file the same way, interleaved run by run; then where the agent's time
    interpreter started as ``python -c`` that writes a JSON file into the same directory the
    way the agent does (a temp file renamed over the name). Each run is followed by SIGTERM and
    a wait, so runs never overlap; agent and anchor alternate.
+   CPU to that point (user + system, the interpreter's start included) is what a boot of many
+   agents pays on few cores, whatever else the machine does: the wrapper below reads it for
+   the agent, the anchor writes it into its file.
 2. Phases (``phases``): the same agent through a wrapper that stamps CLOCK_MONOTONIC at the
    wrapper's first line and around each step of ``runtime.main``: interpreter + site, imports
    of the runtime, reading the team, data dirs + lock, the Agent (its runner), opening the
@@ -54,7 +57,8 @@ agents:
 BARE = """
 import json, os, sys, time
 d = sys.argv[1]
-text = json.dumps({"agent": "bare", "pid": os.getpid(), "last_heartbeat": time.time()}, indent=1)
+text = json.dumps({"agent": "bare", "pid": os.getpid(), "last_heartbeat": time.time(),
+                   "cpu": time.process_time()}, indent=1)
 tmp = os.path.join(d, ".bare.%d.tmp" % os.getpid())
 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 os.write(fd, text.encode())
@@ -99,6 +103,7 @@ def first_beat(*a, **k):
     write(*a, **k)
     if "heartbeat" not in stamps:
         stamps["heartbeat"] = time.monotonic()
+        stamps["cpu"] = time.process_time()  # this process's CPU, its interpreter's start too
         with open(out, "w") as f:
             f.write(__import__("json").dumps(stamps))
 rt.write_heartbeat = first_beat
@@ -224,7 +229,7 @@ def start_times(repeat: int) -> dict:
     status.mkdir(parents=True, exist_ok=True)
     watch = Watch(status)
     bare = [PY, "-c", BARE, str(status)]
-    agent_s, bare_s = [], []
+    agent_s, bare_s, bare_cpu = [], [], []
     try:
         timed_start(argv, env, root, watch, "worker_status.json")  # warm the page cache
         timed_start(bare, env, root, watch, "bare_status.json")
@@ -234,14 +239,19 @@ def start_times(repeat: int) -> dict:
                 (status / name).unlink(missing_ok=True)
                 took = timed_start(cmd, env, root, watch, name)
                 (agent_s if label == "agent" else bare_s).append(took)
+                if label == "bare":
+                    bare_cpu.append(json.loads((status / name).read_text())["cpu"])
         phases = phase_times(root, argv, env, repeat)
         imports = import_profile(root, argv, env)
     finally:
         watch.close()
         shutil.rmtree(root, ignore_errors=True)
     ratio = statistics.median(agent_s) / statistics.median(bare_s)
+    agent_cpu = phases.pop("cpu")
     return {"agent_s": summary(agent_s), "bare_python_s": summary(bare_s),
             "ratio_of_medians": ratio, "target_ratio": 2.0, "runs": repeat,
+            "agent_cpu_s": agent_cpu, "bare_python_cpu_s": summary(bare_cpu),
+            "cpu_ratio_of_medians": agent_cpu["median"] / statistics.median(bare_cpu),
             "command": " ".join(shlex.quote(a) for a in argv).replace(str(root), "$PROJECT"),
             "phases": phases, "imports": imports}
 
@@ -272,6 +282,7 @@ def phase_times(root: Path, argv: list[str], env: dict, repeat: int) -> dict:
                 runs[phase].append(stamps[phase] - previous)
                 previous = stamps[phase]
         runs.setdefault("total", []).append(stamps["heartbeat"] - t0)
+        runs.setdefault("cpu", []).append(stamps["cpu"])
     return {p: summary(v) for p, v in runs.items() if v}
 
 
@@ -317,6 +328,10 @@ def main(argv=None) -> int:
           f"max {a['max'] * 1000:.1f}) vs bare python {b['median'] * 1000:.1f} ms (min "
           f"{b['min'] * 1000:.1f}, max {b['max'] * 1000:.1f}): {doc['ratio_of_medians']:.2f}× "
           f"(goal ≤ 2×), {args.repeat} runs each, interleaved")
+    ac, bc = doc["agent_cpu_s"], doc["bare_python_cpu_s"]
+    print(f"CPU to the first heartbeat: agent {ac['median'] * 1000:.1f} ms (min "
+          f"{ac['min'] * 1000:.1f}) vs bare python {bc['median'] * 1000:.1f} ms (min "
+          f"{bc['min'] * 1000:.1f}): {doc['cpu_ratio_of_medians']:.2f}×")
     for phase, s in doc["phases"].items():
         print(f"  {PHASE_LABEL.get(phase, phase):45} {s['median'] * 1000:7.1f} ms "
               f"({s['min'] * 1000:.1f}–{s['max'] * 1000:.1f})")
