@@ -30,7 +30,6 @@ from ..layout import ensure_data_dirs
 from ..liveness import IDLE, STOPPED, STOPPING, WORKING, database_wait
 from ..output import log
 from .instance import InstanceRow
-from .memguard import MemoryGuard
 from .pulse import Activity, Pulse
 from ..parentwatch import ParentWatch, die_with_parent
 from .locks import AgentLock, PgAgentLock, take_patiently
@@ -275,9 +274,10 @@ class Agent(TaskExecution):
         if pulse.last_beat is not None:  # the first heartbeat: the boot's next group may start
             announce_ready(self.team.run_dir, self.name)
         pulse.start()
-        guard = MemoryGuard(self, spec.memory_limit_mb) if spec.memory_limit_mb else None
-        if guard is not None:
-            guard.start()
+        guard = None
+        if spec.memory_limit_mb:  # imported only by an agent that has a limit
+            from .memguard import MemoryGuard
+            (guard := MemoryGuard(self, spec.memory_limit_mb)).start()
         try:
             self.loop()
         except Interrupted as exc:

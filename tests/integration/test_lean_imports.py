@@ -51,7 +51,8 @@ NOT_FOR_AN_AGENT = ("click", "coffee_team.cli", "coffee_team.llm", "coffee_team.
                     "opentelemetry", "prometheus_client", "supervisor", "psycopg2", "psycopg", "psutil",
                     "coffee_team.confgen", "peewee", "coffee_team.queue.models", "hashlib",
                     "uuid", "decimal", "logging", "cronsim", "zoneinfo", "coffee_team.rules",
-                    "mcp", "coffee_team.mcpserver", "coffee_team.ops")
+                    "mcp", "coffee_team.mcpserver", "coffee_team.ops",
+                    "coffee_team.agent.memguard")  # the last: only with memory_limit_mb
 # What an agent starting from a fresh snapshot of its team file (team/snapshot.py) never
 # loads: the YAML parser and the team file's checkers; nor, for one running a command or a
 # Python handler, the process machinery before a task needs it.
