@@ -81,7 +81,7 @@ class Launch:
             if wait.done:
                 break
             if now >= recheck_at:
-                states = self._process_states()
+                states = self._process_states(wait.not_ready)
                 look = set(wait.not_ready)
                 recheck_at = now + READY_RECHECK
             else:
@@ -111,9 +111,15 @@ class Launch:
         return {name: xmlrpc.client.Fault(answer["faultCode"], answer["faultString"])
                 if isinstance(answer, dict) else None for name, answer in zip(group, answers)}
 
-    def _process_states(self) -> dict[str, str]:
+    def _process_states(self, names: tuple[str, ...]) -> dict[str, str]:
+        """supervisord's state of each of ``names`` (the agents still awaited) in one round
+        trip: not every program's, which at hundreds of agents, every READY_RECHECK of a boot,
+        took supervisord's one thread from the spawns. A name it does not know is left out."""
+        calls = [{"methodName": "supervisor.getProcessInfo", "params": [name]} for name in names]
         try:
-            return {i["name"]: i["statename"] for i in self.rpc.supervisor.getAllProcessInfo()}
+            answers = self.rpc.system.multicall(calls)
         except Exception as exc:  # a slow supervisord: wait on with what the heartbeats say
             self.log(f"launch: process states not read: {type(exc).__name__}: {exc}")
             return {}
+        return {name: answer["statename"] for name, answer in zip(names, answers)
+                if isinstance(answer, dict) and "statename" in answer}

@@ -52,6 +52,7 @@ def test_launch_moves_on_as_soon_as_a_group_is_ready(rig):
     rig.wd.launch_team()
     assert rig.clock() - t0 == pytest.approx(len(LAUNCH_ORDER) * FakeAgents.STEP)
     assert not rig.rpc.method_calls("getAllProcessInfo")  # no poll was needed
+    assert not rig.rpc.method_calls("getProcessInfo")
 
 
 def test_launch_finds_a_ready_agent_whose_poke_was_lost(rig):
@@ -100,8 +101,12 @@ def test_launch_waits_at_most_the_window_per_group_when_nothing_gets_ready(rig):
     assert rig.clock() - t0 == pytest.approx(len(LAUNCH_ORDER) * window)
     assert rig.stderr.getvalue().count("not ready after") == 4
     # supervisord's states were re-read on the recheck cadence, not in a tight loop
-    polls = len(rig.rpc.method_calls("getAllProcessInfo"))
-    assert polls <= len(LAUNCH_ORDER) * (window / watchdog_launch.READY_RECHECK + 1)
+    polls = [c for c in rig.rpc.method_calls("multicall")
+             if c[1][0] == "supervisor.getProcessInfo"]
+    assert polls and len(polls) <= len(LAUNCH_ORDER) * (window / watchdog_launch.READY_RECHECK + 1)
+    # only the agents still awaited are asked about, never every program supervisord runs
+    assert not rig.rpc.method_calls("getAllProcessInfo")
+    assert {len(c[1]) for c in polls} <= {len(g) for g in LAUNCH_ORDER}
 
 
 def test_launch_spawns_each_group_in_one_round_trip(rig):
