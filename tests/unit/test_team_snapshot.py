@@ -166,3 +166,8 @@ def test_no_snapshot_is_written_or_read_while_the_environment_overrides_the_team
     assert snapshot.write_snapshot(path) is None and not target.exists()
     monkeypatch.delenv("COFFEE_DATABASE_URL")
     assert snapshot.write_snapshot(path) == target
+
+
+def test_the_override_the_parser_applies_is_one_the_snapshot_stands_aside_for():
+    from coffee_team.team import parse
+    assert parse.DATABASE_ENV in snapshot.ENVIRONMENT
