@@ -28,6 +28,36 @@ def is_full(path: Path | str) -> bool:
     return free is not None and free < LOW_BYTES
 
 
+def existing(path: Path | str) -> Path:
+    """``path``, or its nearest ancestor that exists (what a new file there is written on)."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def mount_point(path: Path | str) -> Path:
+    """The mount point of ``path``'s filesystem (the disk to name)."""
+    path = existing(path)
+    try:
+        device = os.stat(path).st_dev
+        while path.parent != path and os.stat(path.parent).st_dev == device:
+            path = path.parent
+    except OSError:
+        pass
+    return path
+
+
+def full_line(path: Path | str) -> str | None:
+    """One line naming the full disk ``path`` is on, with its free space; None if it has room."""
+    where = existing(path)
+    free = free_bytes(where)
+    if free is None or free >= LOW_BYTES:
+        return None
+    return (f"disk full: {where} (filesystem {mount_point(where)}) has {free // 1024} KiB free; "
+            f"free some space there")
+
+
 def watched_paths(team: Team) -> list[Path]:
     """Where the team writes: heartbeats, the data directory and a SQLite database's directory."""
     paths = [team.status_dir, team.data_dir]
@@ -36,10 +66,14 @@ def watched_paths(team: Team) -> list[Path]:
     return paths
 
 
-def problems(team: Team) -> list[str]:
+WAITING = "heartbeats and database writes wait for space"
+
+
+def problems(team: Team, advice: str = WAITING) -> list[str]:
     """One line per full filesystem the team writes to (none when all have room)."""
     lines, seen = [], set()
     for path in watched_paths(team):
+        path = existing(path)
         try:
             device = os.stat(path).st_dev
         except OSError:
@@ -49,6 +83,6 @@ def problems(team: Team) -> list[str]:
         seen.add(device)
         free = free_bytes(path)
         if free is not None and free < LOW_BYTES:
-            lines.append(f"disk full: {path} has {free // 1024} KiB free; heartbeats and "
-                         f"database writes wait for space")
+            lines.append(f"disk full: {path} (filesystem {mount_point(path)}) has "
+                         f"{free // 1024} KiB free; {advice}")
     return lines

@@ -121,6 +121,16 @@ class DatabaseUnavailable(QueueError):
     said at once instead of waiting, by code that must not block (inside supervisord)."""
 
 
+class DatabaseMissing(DatabaseUnavailable):
+    """No database at the team's path, and this command or process may not make one (only
+    ``init``, ``start`` and the watchdog do, on a project without history: files.py)."""
+
+
+class DatabaseMismatch(DatabaseUnavailable):
+    """The database at the path is not the one its leftovers belong to (a WAL of another
+    file beside it): opening it would let SQLite take that WAL up, or delete it."""
+
+
 class ApprovalNotFound(QueueError):
     """No approval request has that id."""
 

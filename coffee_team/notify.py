@@ -179,8 +179,7 @@ class Deliverer:
     def run(self, interval: float = POLL_INTERVAL) -> None:
         while not self._stop.is_set():
             try:
-                stale = self.queue.follow_file()  # the watchdog says so; this only follows
-                if stale is None or not stale.deleted:
+                if self.queue.check_file() is None:  # else the watchdog says why
                     self.pass_once()
             except Exception as exc:  # the database may be busy or gone: try again later
                 self.log(f"notification delivery: {type(exc).__name__}: {exc}")

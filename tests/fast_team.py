@@ -34,9 +34,11 @@ def temp_root() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def write_team(root: Path, agents: dict[str, dict], **team_overrides: Any) -> Team:
+def write_team(root: Path, agents: dict[str, dict], *, database: bool = True,
+               **team_overrides: Any) -> Team:
     """``root/data/team.yaml`` plus the directories the agents and the interface write to
-    (what ``layout.ensure_data_dirs`` creates); returns the loaded Team."""
+    (what ``layout.ensure_data_dirs`` creates) and, with ``database``, the SQLite database
+    (what ``start`` or the watchdog makes: nothing else does); returns the loaded Team."""
     team_file = root / "data" / "team.yaml"
     team_file.parent.mkdir(parents=True, exist_ok=True)
     document = {"team": {**FAST_TEAM, **team_overrides}, "agents": agents}
@@ -45,6 +47,9 @@ def write_team(root: Path, agents: dict[str, dict], **team_overrides: Any) -> Te
     for directory in (team.data_dir, team.run_dir, team.log_dir, team.status_dir,
                       Path(team.wake_dir)):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if database and not team.is_postgres and not Path(team.database_url).exists():
+        from coffee_team.queue import MessageQueue
+        MessageQueue.from_team(team).close()
     return team
 
 

@@ -241,13 +241,9 @@ class Pulse(threading.Thread):
             self._check_stall(task, activity.output_at, now)
 
     def _on_database_file(self) -> bool:
-        """This thread's connection follows a replaced database file (the main thread reopens
-        its own); with the file deleted it writes nothing (a reconnect would create an empty
-        one). False while the file is gone."""
-        stale = self.host.queue.file_problem()
-        if stale is not None and not stale.deleted:
-            self.host.queue.backend.close()
-        return stale is None or not stale.deleted
+        """False while the database at the path is not the one opened (renamed, deleted,
+        replaced): the lease is left alone, nothing written (the main thread says why)."""
+        return self.host.queue.check_file() is None
 
     def _beat(self, state: str, tick_at: float, now: float) -> None:
         if main_loop_alive(state, tick_at, now, self.loop_limit, self.host.activity.db_since):

@@ -199,19 +199,17 @@ class Agent(TaskExecution):
             self.activity.database_call(False)
 
     def check_database_file(self) -> None:
-        """Never work in a database file that is no longer at its path: reopen a replaced
-        one; a deleted one is DatabaseUnavailable until a file is back (durable() retries)."""
+        """Never work in a database that is no longer the one at its path (renamed, deleted
+        or replaced: identity.py): DatabaseUnavailable until the same file is back, so
+        durable() waits, claims nothing and writes nothing; said once per episode."""
         now = time.monotonic()
         if self.queue is None or \
                 ("database" not in self.trouble and now - self.file_checked_at < FILE_CHECK_EVERY):
             return
         self.file_checked_at = now
-        stale = self.queue.follow_file()
-        if stale is None:
-            return
-        if stale.deleted:
-            raise DatabaseUnavailable(f"{stale}; waiting for a database file at that path")
-        log(self.name, f"{stale}; reopening it")
+        problem = self.queue.check_file()
+        if problem is not None:
+            raise DatabaseUnavailable(str(problem))
 
     def idle_beat(self) -> float:
         """The main loop's heartbeat while no task runs (the pulse thread's while one does);
@@ -350,7 +348,7 @@ def run_agent(team: Team, name: str) -> int:
         if signalled:  # a dead parent sends SIGTERM: no need to poll for it
             agent.wait_cap = None
         with StartupBeat(team, spec.name):
-            queue = agent.queue = agent.durable(MessageQueue.from_team, team)
+            queue = agent.queue = agent.durable(MessageQueue.from_team, team, create=False)
         try:
             # Holding the lock proves no other instance runs: whatever is still in progress
             # under our name was orphaned by a predecessor that died.

@@ -16,26 +16,30 @@ from .base import Context, UserError, config_team, echo_json, main, parse_agents
 
 
 @contextmanager
-def open_queue(ctx: Context, create: bool = False):
-    """The team's queue; reading commands refuse to invent an empty database."""
-    from pathlib import Path
-
-    from ..errors import ApprovalNotFound, ContentError, TaskNotFound
+def open_queue(ctx: Context, create: bool = False, none_if_new: bool = False):
+    """The team's queue. Only ``start`` may make a database (``create``, and only where none
+    ever was: queue/files.py); every other command refuses a missing one in one line.
+    ``none_if_new``: None instead, where no database ever was (nothing in it to change)."""
+    if none_if_new and not create and _never_made(ctx.team):
+        yield None
+        return
+    from ..errors import (ApprovalNotFound, ContentError, DatabaseMissing,
+                          DatabaseUnavailable, TaskNotFound)
     from ..queue import MessageQueue, QueueError
-    url = ctx.team.database_url
-    if not create and "://" not in url and not Path(url).exists():
-        raise UserError(f"{url}: database not found (it is created when the team starts: "
-                        f"coffee-team start; or check team.database_path)")
     from ..extras import MissingExtra
     try:
-        queue = MessageQueue.from_team(ctx.team)
+        queue = MessageQueue.from_team(ctx.team, create=create)
     except MissingExtra as exc:
         raise UserError(str(exc)) from None
+    except DatabaseUnavailable as exc:  # missing, or another database's WAL beside it
+        from .doctor import stale_in_running_team
+        held = stale_in_running_team(ctx.team)  # e.g. where the running team has it now
+        raise UserError(f"{ctx.team.database_url}: database missing: {held}" if held and
+                        isinstance(exc, DatabaseMissing) else str(exc)) from None
     except QueueError as exc:
         raise UserError(f"{ctx.team.database_url}: {exc}") from None
     except Exception as exc:  # sqlite3/peewee errors: a corrupt or unreadable database
-        raise UserError(f"{ctx.team.database_url}: cannot open the database "
-                        f"({describe_error(exc)})") from None
+        raise UserError(cannot_open(ctx.team, exc)) from None
     try:
         yield queue
     except QueueError as exc:  # an unknown task id or bad content is bad input (2); the rest
@@ -43,6 +47,25 @@ def open_queue(ctx: Context, create: bool = False):
         raise UserError(str(exc), exit_code=2 if bad_input else 1) from None
     finally:
         queue.close()
+
+
+def _never_made(team) -> bool:
+    import os
+
+    from ..queue import files
+    if team.is_postgres:
+        return False
+    path = files.sqlite_path(team.database_url)
+    return not os.path.lexists(path) and files.history(path) is None
+
+
+def cannot_open(team, exc: Exception) -> str:
+    """Why the database did not open, in one line; a full disk named with its free space."""
+    from .. import diskspace
+    full = diskspace.full_line(team.database_url) if not team.is_postgres else None
+    if full:
+        return f"{team.database_url}: cannot open the database ({describe_error(exc)}): {full}"
+    return f"{team.database_url}: cannot open the database ({describe_error(exc)})"
 
 
 def _finite(param: click.Parameter, value: float | None) -> float | None:

@@ -6,7 +6,7 @@ import subprocess
 from typing import Callable
 
 from .. import client, layout
-from ..errors import TeamError
+from ..errors import DatabaseUnavailable, TeamError
 from ..team import Team, load_team
 
 Check = tuple[bool, str, str]
@@ -25,30 +25,39 @@ def _check_dirs(team: Team) -> Check:
 
 def _check_database(team: Team) -> Check:
     from ..queue import MessageQueue
-    stale = _stale_in_running_team(team)
+    stale = stale_in_running_team(team)
     if stale:
         return False, "database", f"{stale}; restart the team (`coffee-team stop`, `start`)"
+    if _never_made(team):  # a new project: start makes it; doctor makes nothing
+        return True, "database", f"{team.database_url}: none yet (`coffee-team start` makes it)"
     try:
-        with MessageQueue.from_team(team) as queue:
+        with MessageQueue.from_team(team, create=False) as queue:
             stats = queue.stats()
+    except DatabaseUnavailable as exc:  # missing (never made here), or another's WAL beside it
+        return False, "database", str(exc)
     except Exception as exc:  # any failure here is what the check reports
         return False, "database", f"{team.database_url}: {type(exc).__name__}: {exc}"
     return True, "database", f"{team.database_url} opens ({len(stats)} recipients queued)"
 
 
-def _stale_in_running_team(team: Team) -> str | None:
-    """Does supervisord or one of its children still use a database file that was deleted or
-    replaced (a new file at the path would be one nobody of the team reads)?"""
+def _never_made(team: Team) -> bool:
+    from .data import _never_made as never_made
+    return never_made(team)
+
+
+def stale_in_running_team(team: Team) -> str | None:
+    """Does supervisord or one of its children hold a database that is no longer the one at
+    the path (renamed, deleted or replaced: queue/identity.py)?"""
     import psutil
 
-    from ..queue.files import database_file_problem
+    from ..queue.files import process_problem
     try:
         supervisord = psutil.Process(int((team.run_dir / "supervisord.pid").read_text()))
         processes = [supervisord] + supervisord.children(recursive=True)
     except (OSError, ValueError, psutil.Error):
         return None  # not running: nothing holds the file
     for proc in processes:
-        stale = database_file_problem(team.database_url, proc.pid)
+        stale = process_problem(team.database_url, proc.pid)
         if stale is not None:
             return str(stale)
     return None

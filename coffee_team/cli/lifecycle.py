@@ -43,10 +43,11 @@ def gen_config(ctx: Context, check: bool) -> None:
 
 # --- lifecycle -------------------------------------------------------------------------------
 
-def queue_opener(ctx: Context):
-    """The team's queue for ops/ (made if it does not exist yet: a boot makes it anyway)."""
+def queue_opener(ctx: Context, create: bool = False):
+    """The team's queue for ops/; ``create`` (start): made where none ever was (a boot makes
+    it anyway), never where one was (queue/files.py); else None where none ever was."""
     from .data import open_queue
-    return lambda: open_queue(ctx, create=True)
+    return lambda: open_queue(ctx, create=create, none_if_new=True)
 
 
 @main.command()
@@ -60,8 +61,8 @@ def start(ctx: Context, agents: str | None, timeout: float) -> None:
     before = _supervisord_pid(ctx)
     try:
         with refused():
-            other = ops.start(team, ctx.endpoint, ctx.rpc, queue_opener(ctx), names,
-                              launch=parse_agents(team, agents), timeout=timeout,
+            other = ops.start(team, ctx.endpoint, ctx.rpc, queue_opener(ctx, create=True),
+                              names, launch=parse_agents(team, agents), timeout=timeout,
                               waiting=waiting)
         if other is not None:  # another start runs the team: that is what was asked
             click.echo(other)
@@ -145,7 +146,7 @@ def _team_status(ctx: Context, bound: float = STATUS_WAIT) -> dict:
     then: status does not need it otherwise); each call given up after ``bound`` seconds."""
     def open_queue():
         from ..queue import MessageQueue
-        return MessageQueue.from_team(ctx.team)
+        return MessageQueue.from_team(ctx.team, create=False)
     return ops.team_status(ctx.team, lambda method, *args: ctx.rpc(method, *args,
                                                                    timeout=bound), open_queue)
 

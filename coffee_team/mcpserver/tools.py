@@ -44,7 +44,7 @@ class Desk:
     def queue(self) -> Any:
         if self._queue is None:
             from ..queue import MessageQueue
-            self._queue = MessageQueue.from_team(self.team, clock=self.clock)
+            self._queue = MessageQueue.from_team(self.team, clock=self.clock, create=False)
         return self._queue
 
     def close(self) -> None:

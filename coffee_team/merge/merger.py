@@ -94,11 +94,10 @@ class Merger:
                      f"again")
         while not self._stop.is_set():
             try:
-                # a replaced database file is reopened; a deleted one waits (the watchdog says so)
-                stale = self.queue.follow_file()
-                while (stale is None or not stale.deleted) and not self._stop.is_set() \
+                # not the database opened any more: wait (the watchdog says why)
+                while self.queue.check_file() is None and not self._stop.is_set() \
                         and self.pass_once() is not None:
-                    stale = None
+                    pass
             except Exception as exc:  # noqa: BLE001 (the database may be busy or gone)
                 self.log(f"merge queue: {describe_error(exc)}")
             self._stop.wait(interval)

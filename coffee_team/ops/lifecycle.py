@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, ContextManager, Iterable
 
-from .. import client, layout, restarts
+from .. import client, diskspace, layout, restarts
 from ..errors import ActionRefused, SupervisorDown, TeamError
 from ..team import WEB_PROGRAM, Team
 from ..team.snapshot import write_snapshot
@@ -94,7 +94,8 @@ def forget_restarts(open_queue: QueueOpener, names: Iterable[str], give_ups: boo
     restart."""
     rule = restarts.on_cleared if give_ups else restarts.on_stop_requested
     with open_queue() as queue:
-        reset_restarts(queue, names, rule)
+        if queue is not None:  # None: no database yet, no restart state in it
+            reset_restarts(queue, names, rule)
 
 
 def loaded_processes(rpc: Rpc, names: Iterable[str]) -> dict[str, dict]:
@@ -139,6 +140,9 @@ def start(team: Team, endpoint: client.Endpoint, rpc: Rpc, open_queue: QueueOpen
     config. One start at a time: a start that finds another one under way returns a line
     saying so once that one's supervisord lives (None otherwise). A supervisord that lives
     but does not answer within ``answer_within`` is refused (exit 4), never booted twice."""
+    full = diskspace.problems(team, advice="free some space there, then `coffee-team start`")
+    if full:  # else SQLite says only "disk I/O error"
+        raise ActionRefused(full[0])
     diff = layout.diff_config(team)
     if not diff.clean:
         raise ActionRefused(f"{team.conf_dir}: generated config is stale "

@@ -30,7 +30,8 @@ from coffee_team.queue.enqueue import EnqueueMixin
 from coffee_team.queue.factory import backend_for, open_database
 from coffee_team.queue.failures import FailureMixin
 from coffee_team.queue.instances import InstancesMixin
-from coffee_team.queue.files import StaleFile
+from coffee_team.queue.files import FileProblem
+from coffee_team.queue.identity import RENAMED
 from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.merges import MergesMixin
 from coffee_team.queue.migrate import migrate
@@ -110,11 +111,16 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
         jitter: Optional[Callable[[], float]] = None,
         host: str = "",
         approve_before: Optional[Mapping[str, Sequence[str]]] = None,
+        create: bool = True,
     ):
-        self.db = open_database(database) if isinstance(database, (str, os.PathLike)) else database
+        # create: a missing SQLite file may be made where none ever was (files.may_create);
+        # the team's processes but the watchdog, and the CLI but init/start, pass False
+        self.db = (open_database(database, create=create)
+                   if isinstance(database, (str, os.PathLike)) else database)
         self.backend = backend_for(self.db)
         self.host = host  # whose restart state (journal) this queue keeps
         migrate(self.db, host)
+        self.backend.remember()  # the file and id opened: check_file() compares
         self.agents = tuple(agents)
         self.handles = {k: tuple(v) for k, v in (handles or {}).items()}
         self.max_queue_size = max_queue_size
@@ -148,23 +154,15 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
             self._wake.close()
         self.backend.close()
 
-    def file_problem(self) -> Optional[StaleFile]:
-        """Is this process still on the SQLite file at the database path? (files.py)"""
-        return self.backend.file_problem()
-
-    def follow_file(self) -> Optional[StaleFile]:
-        """Stay on the file at the database path: a replacement is reopened at once. Returns
-        the problem seen (None: all is well); a deleted file stays one until a file is back."""
-        stale = self.file_problem()
-        if stale is not None and not stale.deleted:
-            self.reopen()
-        return stale
-
-    def reopen(self) -> None:
-        """Close this thread's connection: the next statement opens the file now at the path
-        (after a replacement), given the schema if it is new."""
-        self.backend.close()
-        migrate(self.db, self.host)
+    def check_file(self) -> Optional[FileProblem]:
+        """Is the database at the path still the one this queue opened (identity.py)? None
+        when it is; else the problem, which callers say in one line while they write nothing
+        until it is gone (the same file back at the path). Never follows another file: a
+        renamed file's WAL goes into it (checkpoint), so it is whole under its new name."""
+        problem = self.backend.file_problem()
+        if problem is not None and problem.verdict == RENAMED:
+            self.backend.checkpoint()
+        return problem
 
     def __enter__(self) -> "MessageQueue":
         return self

@@ -160,9 +160,17 @@ class SqlBackend:
         """Inside a write transaction: does a running instance of ``agent`` hold its lock?"""
         raise NotImplementedError
 
-    def file_problem(self):
-        """Is this process still on the database file at its path? (files.StaleFile or None)"""
+    def remember(self) -> None:
+        """Right after opening (and migrating): remember the database's identity."""
         raise NotImplementedError
+
+    def file_problem(self):
+        """Is the database at the path still the one this process opened? (files.FileProblem
+        or None)"""
+        raise NotImplementedError
+
+    def checkpoint(self) -> None:
+        """SQLite: what the WAL holds, into the main file (nothing elsewhere)."""
 
     # -- creating and upgrading the schema (migrate.py) -----------------------------------
     def schema_backend(self) -> ContextManager["SqlBackend"]:

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from coffee_team.dburl import is_postgres_url
 from coffee_team.errors import DatabaseUrlError
-from coffee_team.queue import sql_session
+from coffee_team.queue import files, sql_session
 from coffee_team.queue.db import SqlBackend, is_busy
 from coffee_team.queue.pg_session import bounded_pg_params, open_postgres
 from coffee_team.queue.sqlite_db import SqliteBackend, SqliteDatabase
@@ -31,6 +31,7 @@ def open_database(
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     cache_size_kib: int = DEFAULT_CACHE_SIZE_KIB,
     bounded: bool = False,
+    create: bool = True,
 ) -> Any:
     """Return an (unconnected) database for a URL or a file path.
 
@@ -42,6 +43,10 @@ def open_database(
     is bounded by ``busy_timeout_ms`` anyway; on PostgreSQL it also becomes the statement and
     lock timeout, with a short connect timeout and TCP keepalives (see
     ``pg_session.bounded_pg_params``).
+
+    ``create``: a missing SQLite file may be made, on a path without history only
+    (files.may_create); False: a missing file is DatabaseMissing. A file whose WAL belongs to
+    another database is never opened (files.check_leftovers).
     """
     text = str(url_or_path)
     if is_postgres_url(text):
@@ -61,13 +66,15 @@ def open_database(
         )
     if not text:
         raise DatabaseUrlError("empty database path")
-    return _open_sqlite(text, busy_timeout_ms, cache_size_kib)
+    return _open_sqlite(text, busy_timeout_ms, cache_size_kib, create)
 
 
-def _open_sqlite(path: str, busy_timeout_ms: int, cache_size_kib: int) -> SqliteDatabase:
+def _open_sqlite(path: str, busy_timeout_ms: int, cache_size_kib: int, create: bool
+                 ) -> SqliteDatabase:
     if path != ":memory:":
-        path = os.path.abspath(os.path.expanduser(path))
-        _prepare_private_file(path)
+        path = files.sqlite_path(path)
+        _prepare_private_file(path, create)
+        files.check_leftovers(path)
         _ensure_wal(path, busy_timeout_ms / 1000.0)
     pragmas = [
         ("busy_timeout", int(busy_timeout_ms)),
@@ -80,28 +87,25 @@ def _open_sqlite(path: str, busy_timeout_ms: int, cache_size_kib: int) -> Sqlite
     return SqliteDatabase(path, pragmas, timeout=busy_timeout_ms / 1000.0)
 
 
-def _prepare_private_file(path: str) -> None:
-    """Create parent dirs 0700 and the db file 0600 (WAL/SHM inherit it).
+def _prepare_private_file(path: str, create: bool) -> None:
+    """Create parent dirs 0700 and the db file 0600 (WAL/SHM inherit it), where one may be
+    made (files.may_create: never where a database was; its WAL is not this file's).
 
     An existing file is never opened here: closing any descriptor of a file drops every POSIX
     lock the process holds on it, so a second queue opened in a process that already has one
     (the watchdog's delivery thread) would strip the first connection's locks, and another
-    process could then delete the WAL from under it.  A -wal/-shm pair next to a database file
-    that had to be created belongs to a deleted file (still open in running processes): a new
-    file must not share it, so it is unlinked.
+    process could then delete the WAL from under it.
     """
+    if os.path.lexists(path):
+        if os.stat(path).st_uid == os.getuid():
+            os.chmod(path, 0o600)
+        return
+    files.may_create(path, create)
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         os.makedirs(parent, mode=0o700, exist_ok=True)
-    try:
+    with contextlib.suppress(FileExistsError):  # another process made it just now
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        if os.stat(path).st_uid == os.getuid():
-            os.chmod(path, 0o600)
-    else:
-        for leftover in (path + "-wal", path + "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
 
 
 def _ensure_wal(path: str, timeout: float) -> None:
@@ -114,7 +118,7 @@ def _ensure_wal(path: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            conn = sqlite3.connect(path, timeout=timeout)
+            conn = sqlite3.connect(files.connect_uri(path), timeout=timeout, uri=True)
             try:
                 if conn.execute(sql_session.SQLITE_JOURNAL_MODE).fetchone()[0] != "wal":
                     conn.execute(sql_session.SQLITE_USE_WAL)

@@ -1,66 +1,235 @@
-"""The SQLite file under a running team: is it still the file at its path?
+"""The SQLite file at the team's path: is it still the database a process opened, may a
+missing one be made, and may the one there be opened at all?
 
-Deleting or replacing ``data/orchestrator.db`` while the team runs splits it: running processes
-go on in the old inode while a new sender creates and uses a new file nobody reads. Agents, the
-watchdog, the rpcinterface and ``doctor`` all ask ``database_file_problem`` and say so in one
-line; agents reopen the new file.
+Renaming, deleting or replacing ``data/orchestrator.db`` under a running team splits it:
+running processes go on in the old file (whose WAL keeps the old name, ``orchestrator.db-wal``)
+while a new opener would make or take up another file at the path, share that WAL and delete
+it when it closes. So:
+
+* nothing makes a database but ``init``, ``start`` and the watchdog, and only on a project
+  without history (``may_create``): no file, no ``-id`` record, no ``-wal``/``-shm``;
+  every connection opens an existing file (``connect_uri``: mode=rw), never makes one;
+* ``<path>-id`` records the id of the database made there (identity.py); a WAL beside a
+  file of another id belongs to that other database, and the file is not opened
+  (``check_leftovers``);
+* each process remembers the file and id it opened and looks again (``problem``); doctor
+  looks at the team's processes from outside (``process_problem``). identity.judge decides.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
+import stat
 from typing import NamedTuple, Optional
+from urllib.parse import quote
 
 from coffee_team.dburl import is_postgres_url
+from coffee_team.errors import DatabaseMismatch, DatabaseMissing
+from coffee_team.queue import identity
+from coffee_team.queue.identity import Opened, Seen
+from coffee_team.queue.sql_schema import READ_DATABASE_ID
+
+ID_SUFFIX = "-id"
+HISTORY = (ID_SUFFIX, "-wal", "-shm")  # leftovers that say a database was at the path
+LEFTOVER_SUFFIXES = HISTORY + ("-journal",)
+_HEADER = b"SQLite format 3\x00"
 
 
-class StaleFile(NamedTuple):
-    """A process still has the SQLite file open that no longer is the file at its path."""
+class FileProblem(NamedTuple):
+    """A process has a database open that is not the one at its path any more."""
 
+    verdict: str                   # identity.RENAMED, DELETED or REPLACED
     path: str
     pid: int
-    deleted: bool  # no file at the path any more; else another file took its place
+    now_at: Optional[str] = None   # where a renamed file is now, if known
+
+    @property
+    def deleted(self) -> bool:
+        return self.verdict == identity.DELETED
 
     def __str__(self) -> str:
-        what = "deleted" if self.deleted else "replaced by another file"
-        return (f"database file {self.path} was {what} while open (PID {self.pid} still has "
-                f"the old one)")
+        return (f"{identity.describe(self.verdict, self.path, self.now_at)} (PID {self.pid} "
+                f"has it open); {identity.remedy(self.verdict, self.path, self.now_at)}")
 
 
-def database_file_problem(url: str, pid: Optional[int] = None) -> Optional[StaleFile]:
-    """Is process ``pid`` (default: this one) using the database file that is at its path now?
+def sqlite_path(url: str) -> str:
+    """The absolute path, its directory resolved (as /proc shows an open file's name)."""
+    path = os.path.abspath(os.path.expanduser(url))
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
 
-    A SQLite file deleted or replaced under running processes splits the team: they go on in
-    the old inode while new senders create and use a new file. Each descriptor the process has
-    open on the path (``/proc/PID/fd``) is compared, by device and inode, with the path.
-    None when all match, for PostgreSQL, and where /proc cannot be read.
-    """
-    if is_postgres_url(url) or url == ":memory:":
-        return None
-    path = os.path.abspath(url)
-    path = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-    fd_dir = f"/proc/{pid or 'self'}/fd"
-    try:
-        descriptors = os.listdir(fd_dir)
-        current = _identity(path)
-    except OSError:
-        return None
-    for fd in descriptors:
-        link = os.path.join(fd_dir, fd)
-        try:
-            if os.readlink(link) not in (path, path + " (deleted)"):
-                continue
-            held = os.stat(link)
-        except OSError:  # closed meanwhile
-            continue
-        if (held.st_dev, held.st_ino) != current:
-            return StaleFile(path, pid or os.getpid(), deleted=current is None)
+
+def connect_uri(path: str, read_only: bool = False) -> str:
+    """A URI that opens the file at ``path`` and never creates one (SQLite's default does)."""
+    mode = "ro&immutable=1" if read_only else "rw"
+    return f"file:{quote(path)}?mode={mode}"
+
+
+def history(path: str) -> Optional[str]:
+    """The leftover that says a database was at ``path`` (its id record, WAL or shm), or None."""
+    for suffix in HISTORY:
+        if os.path.lexists(path + suffix):
+            return path + suffix
     return None
 
 
-def _identity(path: str) -> Optional[tuple[int, int]]:
+def may_create(path: str, create: bool) -> None:
+    """Raise DatabaseMissing unless a database may be made at ``path`` (which has none)."""
+    left = history(path)
+    if left is not None:
+        raise DatabaseMissing(
+            f"{path}: database missing, but {left} shows one was there (renamed, moved or "
+            f"deleted): put it back; to start afresh with an empty one, remove {path}-* "
+            f"(that loses what the old one held)")
+    if not create:
+        raise DatabaseMissing(f"{path}: database not found (it is made when the team starts: "
+                              f"coffee-team start; or check team.database_path)")
+
+
+def recorded_id(path: str) -> Optional[str]:
+    """The id in ``<path>-id``: the database made (or first opened) at ``path``."""
+    try:
+        with open(path + ID_SUFFIX, encoding="ascii") as f:
+            return f.read().strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def record_id(path: str, db_id: Optional[str]) -> None:
+    """Write ``<path>-id`` (atomically, 0600) if it does not say ``db_id`` already."""
+    if not db_id or recorded_id(path) == db_id:
+        return
+    tmp = f"{path}{ID_SUFFIX}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(db_id + "\n")
+        os.replace(tmp, path + ID_SUFFIX)
+    except OSError:  # a read-only directory: the record is a safeguard, not a must
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def file_id(path: str) -> Optional[str]:
+    """The id stored in the file at ``path`` itself, read without its WAL or any lock
+    (immutable: touches no -wal/-shm); None if there is none or it cannot be read."""
+    try:
+        conn = sqlite3.connect(connect_uri(path, read_only=True), uri=True, timeout=0.5)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute(READ_DATABASE_ID).fetchone()
+        return str(row[0]) if row else None
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def check_leftovers(path: str) -> None:
+    """Refuse to open ``path`` when the WAL beside it belongs to another database: SQLite
+    would read that WAL as this file's, and delete it on close."""
+    recorded, wal = recorded_id(path), path + "-wal"
+    try:
+        has_wal = os.path.getsize(wal) > 0
+    except OSError:
+        has_wal = False
+    if recorded is None or not has_wal:
+        return
+    found = file_id(path)
+    if found is not None and found != recorded:
+        raise DatabaseMismatch(
+            f"{path}: another database (id {found[:8]}) than the one {wal} belongs to (id "
+            f"{recorded[:8]}); opening it would mix the two: stop the team (its processes "
+            f"still hold the old one) or put the old file back")
+
+
+def opened_now(path: str, db_id: Optional[str]) -> Opened:
+    """What a process remembers right after it opened ``path``."""
+    return Opened(_file_at(path), db_id)
+
+
+def problem(path: str, opened: Opened) -> Optional[FileProblem]:
+    """Is ``path`` still the database this process opened? None when it is."""
+    at = _file_at(path)
+    links = now_at = None
+    seen_id = file_id(path) if at == opened.file and opened.db_id else None
+    if at != opened.file and opened.file is not None:
+        links, now_at = _held(opened.file, "self")
+    verdict = identity.judge(opened, Seen(at, seen_id, links))
+    if verdict == identity.SAME:
+        return None
+    return FileProblem(verdict, path, os.getpid(), now_at if now_at != path else None)
+
+
+def process_problem(url: str, pid: int) -> Optional[FileProblem]:
+    """Does process ``pid`` hold a database of the path that is no longer the one there (a
+    renamed, deleted or replaced file)? Its descriptors say: the file itself under its path
+    (or "(deleted)"), or, once renamed, the SQLite file of a process that holds the path's
+    WAL or shm (those keep their names). None for PostgreSQL and where /proc is unreadable."""
+    if is_postgres_url(url) or url == ":memory:":
+        return None
+    path = sqlite_path(url)
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        links = {fd: os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir)}
+    except OSError:
+        return None
+    names = {fd: link.removesuffix(" (deleted)") for fd, link in links.items()}
+    uses = any(name in (path, path + "-wal", path + "-shm") for name in names.values())
+    if not uses:
+        return None
+    at = _file_at(path)
+    for fd, name in names.items():
+        fd_path = os.path.join(fd_dir, fd)
+        if name != path and (not name.startswith("/") or name.endswith(LEFTOVER_SUFFIXES)):
+            continue
+        try:
+            held = os.stat(fd_path)
+        except OSError:  # closed meanwhile
+            continue
+        if name != path and not (stat.S_ISREG(held.st_mode) and _is_sqlite(fd_path)):
+            continue
+        opened = Opened((held.st_dev, held.st_ino), None)
+        verdict = identity.judge(opened, Seen(at, None, held.st_nlink))
+        if verdict != identity.SAME:
+            return FileProblem(verdict, path, pid, name if name != path else None)
+    return None
+
+
+def _is_sqlite(fd_path: str) -> bool:
+    try:
+        with open(fd_path, "rb") as f:
+            return f.read(len(_HEADER)) == _HEADER
+    except OSError:
+        return False
+
+
+def _held(file: tuple[int, int], pid: str) -> tuple[Optional[int], Optional[str]]:
+    """(links, name) of the file (device, inode) that process ``pid`` has open; (None, None)
+    if it has none or /proc cannot say."""
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        descriptors = os.listdir(fd_dir)
+    except OSError:
+        return None, None
+    for fd in descriptors:
+        link = os.path.join(fd_dir, fd)
+        try:
+            st = os.stat(link)
+            if (st.st_dev, st.st_ino) == file:
+                return st.st_nlink, os.readlink(link).removesuffix(" (deleted)")
+        except OSError:
+            continue
+    return None, None
+
+
+def _file_at(path: str) -> Optional[tuple[int, int]]:
     """(device, inode) of the file at ``path``; None if there is none."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
+        return None
+    except OSError:
         return None
     return st.st_dev, st.st_ino

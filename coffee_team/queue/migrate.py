@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from typing import Any
 
 from coffee_team.errors import SchemaTooNew
@@ -98,6 +99,8 @@ def _upgrade(backend: SqlBackend, host: str) -> int:
                 if "agent_session" in tables:  # schema 12: sessions keyed by agent and key
                     backend.execute(sql_schema.V12_COPY_SESSIONS)
                     backend.execute(sql_schema.V12_DROP_OLD_SESSIONS)
+                if db.execute_sql(sql_schema.READ_DATABASE_ID).fetchone() is None:
+                    backend.execute(sql_schema.RECORD_DATABASE_ID, (uuid.uuid4().hex, time.time()))
                 if version < SCHEMA_VERSION:
                     backend.execute(sql_schema.RECORD_SCHEMA_VERSION, (SCHEMA_VERSION, time.time()))
     return SCHEMA_VERSION

@@ -111,4 +111,15 @@ class AgentInstance(BaseModel):
         table_name = "agent_instances"
 
 
-AGENT_MODELS = (AgentSession, AgentFailure, FailureCount, MergeItem, AgentInstance)
+class DatabaseIdentity(BaseModel):
+    """The database's id (schema 17): one row, written when the database is made (or by the
+    upgrade of an older one) and never changed; identity.py tells databases apart by it."""
+    id = CharField(max_length=64, primary_key=True)
+    created_at = DoubleField()
+
+    class Meta:
+        table_name = "database_identity"
+
+
+AGENT_MODELS = (AgentSession, AgentFailure, FailureCount, MergeItem, AgentInstance,
+                DatabaseIdentity)

@@ -8,6 +8,7 @@ statements named in ``sql.PG_PREPARED`` are PREPAREd once per connection and EXE
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import weakref
 import zlib
@@ -17,6 +18,8 @@ import peewee
 
 from coffee_team.queue import sql, sql_schema
 from coffee_team.queue.db import SqlBackend
+from coffee_team.queue.files import FileProblem
+from coffee_team.queue.identity import SAME, Opened, Seen, judge
 from coffee_team.queue.locks import agent_lock_key
 from coffee_team.queue.pg_session import pg_connect, placeholders, readable_now
 from coffee_team.queue.wake import PgWake, WakeSockets
@@ -130,8 +133,24 @@ class PostgresBackend(SqlBackend):
         (free,) = self.run(self.prepared.PG_TRY_ADVISORY_XACT_LOCK, (key,)).fetchone()
         return not free
 
-    def file_problem(self) -> None:
-        return None  # no file
+    def remember(self) -> None:
+        row = self.run(sql_schema.READ_DATABASE_ID).fetchone()
+        self._opened = Opened(None, row[0] if row else None)
+
+    def file_problem(self) -> Optional[FileProblem]:
+        """No file: another id under the same URL is another database (restored, made anew).
+        A database that cannot be read now is no evidence: the work's own error says so."""
+        opened = getattr(self, "_opened", None)
+        if opened is None or opened.db_id is None:
+            return None
+        try:
+            row = self.run(sql_schema.READ_DATABASE_ID).fetchone()
+        except peewee.PeeweeException:
+            return None
+        verdict = judge(opened, Seen(None, row[0] if row else None, None))
+        if verdict == SAME:
+            return None
+        return FileProblem(verdict, f"{self.db.database} (PostgreSQL)", os.getpid())
 
     # -- the schema (migrate.py): peewee is this backend's own database; PostgreSQL changes
     # columns, constraints and keys in place.

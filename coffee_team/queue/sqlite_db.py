@@ -12,9 +12,11 @@ import sqlite3
 import threading
 from typing import Any, Iterator, Optional, Sequence
 
-from coffee_team.queue import sql_schema
+from coffee_team.errors import DatabaseUnavailable
+from coffee_team.queue import files, sql_schema
 from coffee_team.queue.db import SqlBackend
-from coffee_team.queue.files import StaleFile, database_file_problem
+from coffee_team.queue.files import FileProblem
+from coffee_team.queue.identity import Opened
 from coffee_team.queue.sql_session import (SQLITE_BEGIN, SQLITE_BEGIN_IMMEDIATE, SQLITE_COMMIT,
                                            SQLITE_RELEASE, SQLITE_ROLLBACK, SQLITE_ROLLBACK_TO,
                                            SQLITE_SAVEPOINT, SQLITE_TABLES, pragma)
@@ -30,10 +32,20 @@ class SqliteDatabase:
         self.pragmas = tuple(pragmas)
         self.timeout = timeout
         self._local = threading.local()
+        # the file and id this process opened (SqliteBackend.remember): a thread connects
+        # later only to that file, never to another one put at the path
+        self.opened: Optional[Opened] = None
 
     def connect(self) -> sqlite3.Connection:
+        if self.opened is not None:
+            problem = files.problem(self.database, self.opened)
+            if problem is not None:
+                raise DatabaseUnavailable(str(problem))
         # isolation_level=None: no implicit BEGIN; Transaction says when one starts.
-        conn = sqlite3.connect(self.database, timeout=self.timeout, isolation_level=None)
+        # mode=rw: a file that is not there (any more) is an error, never made anew.
+        memory = self.database == ":memory:"
+        conn = sqlite3.connect(self.database if memory else files.connect_uri(self.database),
+                               timeout=self.timeout, isolation_level=None, uri=not memory)
         try:
             for name, value in self.pragmas:
                 conn.execute(pragma(name, value))
@@ -83,8 +95,10 @@ class SqliteDatabase:
     def orm(self):
         """A peewee database on the same file with the same settings (for migrate.py)."""
         import peewee
-        return peewee.SqliteDatabase(self.database, pragmas=list(self.pragmas),
-                                     timeout=self.timeout)
+        memory = self.database == ":memory:"
+        return peewee.SqliteDatabase(self.database if memory else files.connect_uri(self.database),
+                                     pragmas=list(self.pragmas), timeout=self.timeout,
+                                     uri=not memory)
 
 
 class Transaction:
@@ -165,8 +179,29 @@ class SqliteBackend(SqlBackend):
         # SQLite serves one host, where no instance starts before its predecessor is reaped.
         return False
 
-    def file_problem(self) -> Optional[StaleFile]:
-        return database_file_problem(self.db.database)
+    def remember(self) -> None:
+        """Remember the file and id just opened (after migrate: the id exists), have the id in
+        the main file (where files.file_id reads it) and in ``<path>-id``."""
+        path = self.db.database
+        if path == ":memory:":
+            return
+        row = self.run(sql_schema.READ_DATABASE_ID).fetchone()
+        db_id = row[0] if row else None
+        if db_id and files.file_id(path) != db_id:
+            self.checkpoint()
+        self.db.opened = files.opened_now(path, db_id)
+        files.record_id(path, db_id)
+
+    def file_problem(self) -> Optional[FileProblem]:
+        opened = self.db.opened
+        return None if opened is None else files.problem(self.db.database, opened)
+
+    def checkpoint(self) -> None:
+        """What this thread's connection committed, into the main file (a renamed file is then
+        whole under its new name); never a new connection for it."""
+        if not self.db.is_closed():
+            with contextlib.suppress(sqlite3.Error):
+                self.run(sql_schema.SQLITE_CHECKPOINT).fetchall()
 
     # -- the schema (migrate.py): peewee on the same file; SQLite cannot alter a CHECK
     # constraint or a primary key, so those tables are renamed, created anew and copied.

@@ -22,12 +22,14 @@ from coffee_team.taskstate import (APPROVAL_STATES, LIVE_STATES, MERGE_STATES, Q
 # 12: agent_failure and failure_count (tasks that failed for good, for status); llm_session
 #     (keyed by agent and session key) replaces agent_session, whose rows get the key ''.
 # 13: merge_items, the review and merge queue (a new table only: create_tables adds it).
-# 14: reserved (ident).
+# 14: unused (reserved for ident, which came after 16: see 17).
 # 15: agent_instances, which process (host or pod, PID) holds each agent, its heartbeat and
 #     readiness (a new table only: create_tables adds it).
 # 16: SQLite's count and dependency triggers fire on completed_at (not on a claim), the count
 #     is one upsert and a completion's metrics row is written by the completion's statement.
-SCHEMA_VERSION = 16
+# 17: database_identity, the database's id (written at creation, or by the upgrade of an older
+#     one): a process tells the database it opened from another at the same path.
+SCHEMA_VERSION = 17
 
 STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))
 # The states in which a task holds its dedupe_key (taskstate.LIVE_STATES), as SQL.

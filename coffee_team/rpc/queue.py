@@ -54,7 +54,7 @@ class RpcQueue:
         team = self.team
         try:
             database = open_database(team.database_url, busy_timeout_ms=BUSY_TIMEOUT_MS,
-                                     bounded=True)
+                                     bounded=True, create=False)  # the watchdog makes it
             self.queue = MessageQueue(database, **team.queue_options(clock=self.clock))
         except Exception as exc:  # whatever it is, it is the reason given until it works
             self.open_error, self.retry_at = one_line(exc), now + OPEN_RETRY
@@ -68,19 +68,16 @@ class RpcQueue:
                 raise DatabaseUnavailable(self.stale)
             return
         self.checked_at = now
-        problem = self.queue.follow_file()
+        problem = self.queue.check_file()
         if problem is None:
             if self.stale:
                 self.log(f"database file back: {self.team.database_url}")
             self.stale = None
-        elif problem.deleted:
-            if self.stale != str(problem):
-                self.log(f"{problem}; calls fail until a database file is back")
-            self.stale = str(problem)
-            raise DatabaseUnavailable(self.stale)
-        else:
-            self.log(f"{problem}; reopening it")
-            self.stale = None
+            return
+        if self.stale != str(problem):
+            self.log(f"{problem}; calls fail until then")
+        self.stale = str(problem)
+        raise DatabaseUnavailable(self.stale)
 
     def close(self) -> None:
         queue, self.queue = self.queue, None

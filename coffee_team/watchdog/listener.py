@@ -313,21 +313,19 @@ class Watchdog(Launch, HealthChecks, ClockSteps, WorkOverTime):
             self.log(f"cleanup: removed {removed} finished task(s)")
 
     def database_file_usable(self) -> bool:
-        """One line per episode when the database file is not the one open: a replaced file
-        is reopened; while it is deleted the timers write nothing (False)."""
+        """False while the database at the path is not the one opened (renamed, deleted,
+        replaced: identity.py): the timers write nothing; one line per episode."""
         try:
-            stale = self.queue.follow_file()
+            problem = self.queue.check_file()
         except self.db_errors as exc:  # the worker waits on the database (PatientQueue)
             self.database_away(exc)
             return True
-        if stale is not None:  # another file, other restart states
-            self.states_read_at = None
-        text = None if stale is None else str(stale)
+        text = None if problem is None else str(problem)
         if text != self.file_trouble:
-            self.log(f"{text}; " + ("waiting for a database file there" if stale.deleted
-                                    else "reopening it") if stale else "database file back")
+            self.log(f"{text}; restarts, schedules and health checks wait" if problem
+                     else "database file back")
             self.file_trouble = text
-        return stale is None or not stale.deleted
+        return problem is None
 
     def on_timer(self) -> None:
         self.watch_clock()

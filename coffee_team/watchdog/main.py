@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def open_all():
         team = load_team(args.team)
-        return team, MessageQueue.from_team(team)
+        # the team's first process: makes the database where none ever was (queue/files.py)
+        return team, MessageQueue.from_team(team, create=True)
 
     opened = open_patiently(open_all, protocol)
     if opened is None:
@@ -49,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     launch_only = tuple(n for n in os.environ.get("COFFEE_LAUNCH_AGENTS", "").split(",") if n)
     rpc = childutils.getRPCInterface(os.environ)
     clock = wall_clock(os.environ.get("COFFEE_TEST_CLOCK_OFFSET_FILE"))
-    with queue, MessageQueue.from_team(team) as delivery_queue, \
-            MessageQueue.from_team(team) as merge_queue:
+    with queue, MessageQueue.from_team(team, create=False) as delivery_queue, \
+            MessageQueue.from_team(team, create=False) as merge_queue:
         # Opening them connected this thread (connections are per thread); only their
         # threads use them, so these connections would be left behind on a replaced file.
         delivery_queue.backend.close()

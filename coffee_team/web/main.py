@@ -92,7 +92,7 @@ def dashboard_server(team: Team, web: HttpSettings, password: str):
     from ..dashboard.server import Dashboard, make_server
     from ..dashboard.snapshot import Snapshots
     try:
-        queue = MessageQueue.from_team(team)
+        queue = MessageQueue.from_team(team, create=False)
     except CoffeeError as exc:
         raise CoffeeError(f"{team.database_url}: {exc}") from None
     snapshots = Snapshots(team, queue)

@@ -92,9 +92,9 @@ class FakeQueue:
         self.held = True
         self.calls = []
         self.fail = False
-        self.stale = None  # what file_problem() reports
+        self.stale = None  # what check_file() reports
 
-    def file_problem(self):
+    def check_file(self):
         return self.stale
 
     def renew_lease(self, task_id, agent, seconds):

@@ -109,6 +109,7 @@ def test_a_nested_transaction_rolled_back_by_sqlite_lets_the_error_through(tmp_p
     import sqlite3
 
     from coffee_team.queue.sqlite_db import SqliteDatabase
+    (tmp_path / "n.db").touch()  # connections never make a file (queue/files.py)
     db = SqliteDatabase(str(tmp_path / "n.db"), (), timeout=1)
     db.execute_sql("CREATE TABLE t (x)")
     with pytest.raises(sqlite3.IntegrityError, match="real"):

@@ -17,6 +17,7 @@ from supervisor.states import ProcessStates
 from supervisor.tests.base import DummyRequest
 from supervisor.xmlrpc import DeferredXMLRPCResponse, Faults, RPCError
 
+from coffee_team.errors import DatabaseMissing
 from coffee_team.rpc import queue as rpcqueue
 from coffee_team.queue import MessageQueue
 from tests.fake_supervisord import FakeSupervisord
@@ -200,7 +201,7 @@ def test_requeue_failure_is_logged_never_raised(supervisor_globals):
     """The handler runs inside supervisord's state machine: a database it cannot use is
     logged and left to the watchdog's fallback requeue."""
     with temp_root() as root:
-        team = write_team(root, AGENTS, database_path="data/broken.db")
+        team = write_team(root, AGENTS, database_path="data/broken.db", database=False)
         with open(team.database_url, "w") as f:
             f.write("this is not a database " * 100)
         supervisord = FakeSupervisord(team.names)
@@ -273,7 +274,7 @@ def test_pause_holds_claims_until_resume(coffee):
 def test_team_status_shows_the_processes_and_one_database_line_when_it_cannot_open(
         supervisor_globals):
     with temp_root() as root:
-        team = write_team(root, AGENTS, database_path="data/broken.db")
+        team = write_team(root, AGENTS, database_path="data/broken.db", database=False)
         with open(team.database_url, "w") as f:
             f.write("this is not a database " * 100)
         clock = FakeClock()
@@ -289,28 +290,44 @@ def test_team_status_shows_the_processes_and_one_database_line_when_it_cannot_op
         assert fault.code == Faults.FAILED and "file is not a database" in fault.text
         os.unlink(team.database_url)
         clock.advance(rpcqueue.OPEN_RETRY)
+        assert "database not found" in iface.getTeamStatus()["database"]  # never made here
+        MessageQueue.from_team(team, create=True).close()  # as the watchdog or start would
+        clock.advance(rpcqueue.OPEN_RETRY)
         assert "database" not in iface.getTeamStatus()  # a good file now: back at once
         iface._queue.close()
 
 
-def test_a_deleted_database_file_is_reported_and_a_replaced_one_reopened(coffee):
+def test_a_renamed_deleted_or_replaced_database_is_reported_and_never_followed(coffee):
     coffee.call("getQueueStats")
     path = coffee.team.database_url
+    os.rename(path, path + ".moved")
+    coffee.clock.advance(rpcqueue.FILE_CHECK_EVERY)
+    status = coffee.iface.getTeamStatus()
+    assert f"was renamed to {path}.moved while open" in status["database"]
+    assert len(status["agents"]) == 3
+    fault = coffee.fault("sendMessage", "ci", "assistant", "question", {})
+    assert fault.code == Faults.FAILED and "was renamed" in fault.text
+    assert not os.path.exists(path)  # nothing made a new one
+    os.rename(path + ".moved", path)  # the same file back: on where it stopped
+    coffee.clock.advance(rpcqueue.FILE_CHECK_EVERY)
+    assert "database" not in coffee.iface.getTeamStatus()
     os.link(path, path + ".kept")
     os.unlink(path)
     coffee.clock.advance(rpcqueue.FILE_CHECK_EVERY)
-    status = coffee.iface.getTeamStatus()
-    assert "was deleted while open" in status["database"] and len(status["agents"]) == 3
-    fault = coffee.fault("sendMessage", "ci", "assistant", "question", {})
-    assert fault.code == Faults.FAILED and "was deleted while open" in fault.text
-    os.link(path + ".kept", path)  # the same file back: nothing to reopen
+    assert "renamed while open" in coffee.iface.getTeamStatus()["database"]  # a name is left
+    os.unlink(path + ".kept")
     coffee.clock.advance(rpcqueue.FILE_CHECK_EVERY)
-    assert "database" not in coffee.iface.getTeamStatus()
-    os.unlink(path)  # and a sender makes a new file there (without the old file's WAL)
-    with MessageQueue(path, agents=coffee.team.names) as other:
-        other.send("ci", "assistant", "question")
-    coffee.queue.reopen()  # the test's own connection (this process) follows too
+    assert "was deleted while open" in coffee.iface.getTeamStatus()["database"]
+    with pytest.raises(DatabaseMissing, match="shows one was there"):
+        MessageQueue(path, agents=coffee.team.names)  # a sender makes no new file there
+    other = coffee.team.root / "other.db"
+    MessageQueue(str(other), agents=coffee.team.names).close()
+    os.rename(other, path)  # another database at the path
     coffee.clock.advance(rpcqueue.FILE_CHECK_EVERY)
-    assert coffee.iface.getQueueStats()["assistant"]["pending"] == 1  # the new file's task
+    assert "replaced by another database" in coffee.iface.getTeamStatus()["database"]
+    fault = coffee.fault("getQueueStats")
+    assert fault.code == Faults.FAILED and "replaced" in fault.text
     logged = "\n".join(coffee.supervisord.logged)
-    assert logged.count("was deleted while open") == 1 and "reopening it" in logged
+    assert logged.count("was deleted while open") == 1 and "database file back" in logged
+
+
