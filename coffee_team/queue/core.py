@@ -31,7 +31,6 @@ from coffee_team.queue.factory import backend_for, open_database
 from coffee_team.queue.failures import FailureMixin
 from coffee_team.queue.instances import InstancesMixin
 from coffee_team.queue.files import FileProblem
-from coffee_team.queue.identity import RENAMED
 from coffee_team.queue.journal import JournalMixin
 from coffee_team.queue.merges import MergesMixin
 from coffee_team.queue.migrate import migrate
@@ -157,10 +156,11 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
     def check_file(self) -> Optional[FileProblem]:
         """Is the database at the path still the one this queue opened (identity.py)? None
         when it is; else the problem, which callers say in one line while they write nothing
-        until it is gone (the same file back at the path). Never follows another file: a
-        renamed file's WAL goes into it (checkpoint), so it is whole under its new name."""
+        until it is gone (the same file back at the path). Never follows another file. The
+        WAL (which keeps the path's name) goes into the file opened, and is emptied: a renamed
+        file is whole under its new name, and nothing of it can be read into another."""
         problem = self.backend.file_problem()
-        if problem is not None and problem.verdict == RENAMED:
+        if problem is not None:
             self.backend.checkpoint()
         return problem
 

@@ -18,9 +18,11 @@ it when it closes. So:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 import stat
+import struct
 from typing import NamedTuple, Optional
 from urllib.parse import quote
 
@@ -34,6 +36,7 @@ ID_SUFFIX = "-id"
 HISTORY = (ID_SUFFIX, "-wal", "-shm")  # leftovers that say a database was at the path
 LEFTOVER_SUFFIXES = HISTORY + ("-journal",)
 _HEADER = b"SQLite format 3\x00"
+_SHM_DMS = 128  # SQLite's UNIX_SHM_DMS: 120 + SQLITE_SHM_NLOCK (8)
 
 
 class FileProblem(NamedTuple):
@@ -127,31 +130,61 @@ def file_id(path: str) -> Optional[str]:
 
 
 def check_leftovers(path: str) -> None:
-    """Refuse to open ``path`` when the WAL beside it belongs to another database: SQLite
-    would read that WAL as this file's, and delete it on close."""
+    """Refuse to open ``path`` while the WAL or shm beside it belong to another database (the
+    one ``<path>-id`` names): SQLite would read that WAL as this file's, share the shm with
+    that database's processes, and delete the WAL on close. Dead leftovers (an empty WAL that
+    no process has attached) are no hindrance: the file is opened, and its id recorded."""
     recorded, wal = recorded_id(path), path + "-wal"
-    try:
-        has_wal = os.path.getsize(wal) > 0
-    except OSError:
-        has_wal = False
-    if recorded is None or not has_wal:
+    if recorded is None:
         return
     found = file_id(path)
-    if found is not None and found != recorded:
+    if found is None or found == recorded:
+        return
+    try:
+        has_frames = os.path.getsize(wal) > 0
+    except OSError:
+        has_frames = False
+    if has_frames or attached(path + "-shm"):
         raise DatabaseMismatch(
             f"{path}: another database (id {found[:8]}) than the one {wal} belongs to (id "
             f"{recorded[:8]}); opening it would mix the two: stop the team (its processes "
-            f"still hold the old one) or put the old file back")
+            f"still hold the old one), or put the old file back; if none runs, {wal} is all "
+            f"that is left of the old one: move it and {path}-shm away to use the new file")
+
+
+def attached(shm: str) -> bool:
+    """Does any process have the database of this -shm open? Every SQLite connection in WAL
+    mode holds a read lock on the shm's byte 128 (its "dead man switch") while it is open;
+    F_OFD_GETLK asks without taking one, and sees this process's own locks too (F_GETLK,
+    where there is no OFD lock, sees only other processes'). The descriptor stays open for
+    the process's life (one per shm file, asked only where ids differ): closing it would drop
+    this process's own POSIX locks on the file."""
+    try:
+        st = os.stat(shm)
+        fd = _PROBES.get((st.st_dev, st.st_ino))
+        if fd is None:
+            fd = _PROBES[(st.st_dev, st.st_ino)] = os.open(shm, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        query = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, _SHM_DMS, 1, 0)
+        answer = fcntl.fcntl(fd, getattr(fcntl, "F_OFD_GETLK", fcntl.F_GETLK), query)
+        return struct.unpack("hhqqi4x", answer)[0] != fcntl.F_UNLCK
+    except OSError:
+        return True  # cannot tell: as if attached
+
+
+_PROBES: dict[tuple[int, int], int] = {}
 
 
 def opened_now(path: str, db_id: Optional[str]) -> Opened:
     """What a process remembers right after it opened ``path``."""
-    return Opened(_file_at(path), db_id)
+    return Opened(file_at(path), db_id)
 
 
 def problem(path: str, opened: Opened) -> Optional[FileProblem]:
     """Is ``path`` still the database this process opened? None when it is."""
-    at = _file_at(path)
+    at = file_at(path)
     links = now_at = None
     seen_id = file_id(path) if at == opened.file and opened.db_id else None
     if at != opened.file and opened.file is not None:
@@ -179,7 +212,7 @@ def process_problem(url: str, pid: int) -> Optional[FileProblem]:
     uses = any(name in (path, path + "-wal", path + "-shm") for name in names.values())
     if not uses:
         return None
-    at = _file_at(path)
+    at = file_at(path)
     for fd, name in names.items():
         fd_path = os.path.join(fd_dir, fd)
         if name != path and (not name.startswith("/") or name.endswith(LEFTOVER_SUFFIXES)):
@@ -224,7 +257,7 @@ def _held(file: tuple[int, int], pid: str) -> tuple[Optional[int], Optional[str]
     return None, None
 
 
-def _file_at(path: str) -> Optional[tuple[int, int]]:
+def file_at(path: str) -> Optional[tuple[int, int]]:
     """(device, inode) of the file at ``path``; None if there is none."""
     try:
         st = os.stat(path)

@@ -17,6 +17,9 @@ READ_DATABASE_ID = "SELECT id FROM database_identity ORDER BY created_at, id LIM
 RECORD_DATABASE_ID = "INSERT INTO database_identity (id, created_at) VALUES (?, ?)"
 # After the id is written: into the main file, where files.file_id reads it without the WAL.
 SQLITE_CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
+# A renamed file's WAL keeps the old name and SQLite leaves it behind when a moved file closes:
+# all of it into the file under its new name, the WAL emptied (nothing in it to replay).
+SQLITE_CHECKPOINT_ALL = "PRAGMA wal_checkpoint(TRUNCATE)"
 # Serialises concurrent migrations (SQLite has BEGIN IMMEDIATE for that); ends with the
 # transaction.
 PG_MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(?)"

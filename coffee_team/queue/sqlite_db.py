@@ -71,7 +71,16 @@ class SqliteDatabase:
         if self._local.depth:
             raise sqlite3.OperationalError("close() inside a transaction")
         self._local.conn = None
+        if self.moved():
+            with contextlib.suppress(sqlite3.Error):  # SQLite would leave it in the WAL
+                conn.execute(sql_schema.SQLITE_CHECKPOINT_ALL).fetchall()
         conn.close()
+
+    def moved(self) -> bool:
+        """Is the file opened no longer the one at the path (renamed, deleted, another file
+        there)? Its WAL, which keeps the path's name, is then to go into it."""
+        return self.opened is not None and self.opened.file is not None and \
+            files.file_at(self.database) != self.opened.file
 
     def execute_sql(self, statement: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self.connection().execute(statement, params)
@@ -188,7 +197,8 @@ class SqliteBackend(SqlBackend):
         row = self.run(sql_schema.READ_DATABASE_ID).fetchone()
         db_id = row[0] if row else None
         if db_id and files.file_id(path) != db_id:
-            self.checkpoint()
+            with contextlib.suppress(sqlite3.Error):
+                self.run(sql_schema.SQLITE_CHECKPOINT).fetchall()
         self.db.opened = files.opened_now(path, db_id)
         files.record_id(path, db_id)
 
@@ -199,9 +209,9 @@ class SqliteBackend(SqlBackend):
     def checkpoint(self) -> None:
         """What this thread's connection committed, into the main file (a renamed file is then
         whole under its new name); never a new connection for it."""
-        if not self.db.is_closed():
+        if not self.db.is_closed() and self.db.moved():  # not into a file overwritten in place
             with contextlib.suppress(sqlite3.Error):
-                self.run(sql_schema.SQLITE_CHECKPOINT).fetchall()
+                self.run(sql_schema.SQLITE_CHECKPOINT_ALL).fetchall()
 
     # -- the schema (migrate.py): peewee on the same file; SQLite cannot alter a CHECK
     # constraint or a primary key, so those tables are renamed, created anew and copied.

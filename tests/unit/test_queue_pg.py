@@ -46,3 +46,31 @@ class TestPostgresQueue(QueueContract, ListingContract, ControlContract, FusedCo
     def cleanup_database(self) -> None:
         shutil.rmtree(self.wake_dir, ignore_errors=True)
         _admin(f"DROP SCHEMA IF EXISTS {self._schema} CASCADE")
+
+
+def test_a_database_made_anew_under_the_same_url_is_another_database():
+    """PostgreSQL has no file: its id tells a restored or remade database from the one a
+    process opened (identity.py)."""
+    from coffee_team.queue import MessageQueue
+    from coffee_team.queue.identity import REPLACED
+    schema = "ct_" + uuid.uuid4().hex[:12]
+    _admin(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    url = f"{PG_URL}{sep}options={quote('-csearch_path=' + schema)}"
+    try:
+        q = MessageQueue(url, agents=["a"])
+        try:
+            first = q.backend._opened.db_id
+            assert first and q.check_file() is None
+            with MessageQueue(url, agents=["a"]) as other:
+                assert other.backend._opened.db_id == first  # the same database
+            q.close()
+            _admin(f"DROP SCHEMA {schema} CASCADE")
+            _admin(f"CREATE SCHEMA {schema}")
+            MessageQueue(url, agents=["a"]).close()  # made anew: another id
+            problem = q.check_file()
+            assert problem is not None and problem.verdict == REPLACED
+        finally:
+            q.close()
+    finally:
+        _admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
