@@ -12,6 +12,7 @@ import click
 from ..errors import describe_error
 from ..status import human_duration
 from .base import Context, UserError, config_team, echo_json, main, parse_agents, pass_ctx
+from .dbfile import never_made, stale_in_running_team
 
 
 
@@ -20,7 +21,7 @@ def open_queue(ctx: Context, create: bool = False, none_if_new: bool = False):
     """The team's queue. Only ``start`` may make a database (``create``, and only where none
     ever was: queue/files.py); every other command refuses a missing one in one line.
     ``none_if_new``: None instead, where no database ever was (nothing in it to change)."""
-    if none_if_new and not create and _never_made(ctx.team):
+    if none_if_new and not create and never_made(ctx.team):
         yield None
         return
     from ..errors import (ApprovalNotFound, ContentError, DatabaseMissing,
@@ -32,7 +33,6 @@ def open_queue(ctx: Context, create: bool = False, none_if_new: bool = False):
     except MissingExtra as exc:
         raise UserError(str(exc)) from None
     except DatabaseUnavailable as exc:  # missing, or another database's WAL beside it
-        from .doctor import stale_in_running_team
         held = stale_in_running_team(ctx.team)  # e.g. where the running team has it now
         raise UserError(f"{ctx.team.database_url}: database missing: {held}" if held and
                         isinstance(exc, DatabaseMissing) else str(exc)) from None
@@ -47,16 +47,6 @@ def open_queue(ctx: Context, create: bool = False, none_if_new: bool = False):
         raise UserError(str(exc), exit_code=2 if bad_input else 1) from None
     finally:
         queue.close()
-
-
-def _never_made(team) -> bool:
-    import os
-
-    from ..queue import files
-    if team.is_postgres:
-        return False
-    path = files.sqlite_path(team.database_url)
-    return not os.path.lexists(path) and files.history(path) is None
 
 
 def cannot_open(team, exc: Exception) -> str:

@@ -8,6 +8,7 @@ from typing import Callable
 from .. import client, layout
 from ..errors import DatabaseUnavailable, TeamError
 from ..team import Team, load_team
+from .dbfile import never_made, stale_in_running_team
 
 Check = tuple[bool, str, str]
 
@@ -28,7 +29,7 @@ def _check_database(team: Team) -> Check:
     stale = stale_in_running_team(team)
     if stale:
         return False, "database", f"{stale}; restart the team (`coffee-team stop`, `start`)"
-    if _never_made(team):  # a new project: start makes it; doctor makes nothing
+    if never_made(team):  # a new project: start makes it; doctor makes nothing
         return True, "database", f"{team.database_url}: none yet (`coffee-team start` makes it)"
     try:
         with MessageQueue.from_team(team, create=False) as queue:
@@ -38,29 +39,6 @@ def _check_database(team: Team) -> Check:
     except Exception as exc:  # any failure here is what the check reports
         return False, "database", f"{team.database_url}: {type(exc).__name__}: {exc}"
     return True, "database", f"{team.database_url} opens ({len(stats)} recipients queued)"
-
-
-def _never_made(team: Team) -> bool:
-    from .data import _never_made as never_made
-    return never_made(team)
-
-
-def stale_in_running_team(team: Team) -> str | None:
-    """Does supervisord or one of its children hold a database that is no longer the one at
-    the path (renamed, deleted or replaced: queue/identity.py)?"""
-    import psutil
-
-    from ..queue.files import process_problem
-    try:
-        supervisord = psutil.Process(int((team.run_dir / "supervisord.pid").read_text()))
-        processes = [supervisord] + supervisord.children(recursive=True)
-    except (OSError, ValueError, psutil.Error):
-        return None  # not running: nothing holds the file
-    for proc in processes:
-        stale = process_problem(team.database_url, proc.pid)
-        if stale is not None:
-            return str(stale)
-    return None
 
 
 def _check_disk(team: Team) -> Check:

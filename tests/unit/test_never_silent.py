@@ -142,3 +142,27 @@ def test_notify_urls_without_apprise_is_one_line_naming_the_extra(tmp_path, monk
     assert result.exit_code == 2
     assert result.output == ("Error: team.notify: url targets needs Apprise: "
                              "pip install 'coffee-team[notify]'\n")
+
+
+def test_start_on_a_full_disk_names_the_disk_and_its_free_space(tmp_path, monkeypatch):
+    """Not SQLite's "disk I/O error": which filesystem, how much is free, what to do."""
+    from coffee_team import diskspace
+    team_file = tmp_path / "data" / "team.yaml"
+    team_file.parent.mkdir(parents=True)
+    team_file.write_text(yaml.safe_dump({"agents": {"reviewer": {}}}))
+    assert CliRunner().invoke(main, ["--team", str(team_file), "gen-config"]).exit_code == 0
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: 12 * 1024)
+    result = CliRunner().invoke(main, ["--team", str(team_file), "start"])
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert "\n" not in line and line.startswith("Error: disk full: ")
+    assert "(filesystem /" in line and "12 KiB free" in line and "coffee-team start" in line
+    assert not (tmp_path / "data" / "orchestrator.db").exists()
+
+
+def test_a_database_that_cannot_be_written_for_want_of_space_names_the_disk(tmp_path,
+                                                                            monkeypatch):
+    from coffee_team import diskspace
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: 0)
+    line = diskspace.full_line(tmp_path / "data" / "orchestrator.db")
+    assert line.startswith(f"disk full: {tmp_path} (filesystem /") and "0 KiB free" in line
