@@ -18,8 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = [f"tests/integration/test_{name}.py"
-         for name in ("chaos", "reliability", "watchdog_live", "sick_storage", "pg_sick",
-                      "clock_steps_live", "memory_limit_live", "http_access", "web_live")]
+         for name in ("chaos", "reliability", "watchdog_live", "sick_storage", "db_identity",
+                      "pg_sick", "clock_steps_live", "memory_limit_live", "http_access",
+                      "web_live")]
 
 
 def main() -> int:

@@ -73,5 +73,6 @@ def remedy(verdict: str, path: str, now_at: Optional[str] = None) -> str:
     if verdict in (RENAMED, DELETED):
         return f"put the file back at {path} (the team writes nothing until then)"
     if verdict == REPLACED:
-        return "restart the team on the new one (coffee-team stop, then start), or put the old one back"
+        return ("restart the team on the new one (coffee-team stop, then start), or put the "
+                "old one back")
     return ""
