@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 import weakref
 import zlib
 from typing import Any, ContextManager, Optional, Sequence
@@ -27,6 +28,7 @@ from coffee_team.queue.wake import PgWake, WakeSockets
 _wrap_db_errors = getattr(peewee, "__exception_wrapper__")  # psycopg2 -> peewee errors
 # Arbitrary but stable key for pg_advisory_xact_lock during migrations.
 _PG_MIGRATE_LOCK_KEY = zlib.crc32(b"coffee-team:migrate")
+ID_CHECK_EVERY = 10.0  # seconds between reads of the database's id (identity.py)
 
 
 class PostgresBackend(SqlBackend):
@@ -136,21 +138,28 @@ class PostgresBackend(SqlBackend):
     def remember(self) -> None:
         row = self.run(sql_schema.READ_DATABASE_ID).fetchone()
         self._opened = Opened(None, row[0] if row else None)
+        self._looked: tuple[float, Optional[FileProblem]] = (time.monotonic(), None)
 
     def file_problem(self) -> Optional[FileProblem]:
         """No file: another id under the same URL is another database (restored, made anew).
-        A database that cannot be read now is no evidence: the work's own error says so."""
+        Asked at most every ID_CHECK_EVERY seconds (a read on the server, from every process:
+        a restore is rare). A database that cannot be read now is no evidence: the work's own
+        error says so."""
         opened = getattr(self, "_opened", None)
         if opened is None or opened.db_id is None:
             return None
+        at, seen = self._looked
+        if time.monotonic() - at < ID_CHECK_EVERY:
+            return seen
         try:
             row = self.run(sql_schema.READ_DATABASE_ID).fetchone()
         except peewee.PeeweeException:
             return None
         verdict = judge(opened, Seen(None, row[0] if row else None, None))
-        if verdict == SAME:
-            return None
-        return FileProblem(verdict, f"{self.db.database} (PostgreSQL)", os.getpid())
+        problem = None if verdict == SAME else FileProblem(
+            verdict, f"{self.db.database} (PostgreSQL)", os.getpid())
+        self._looked = (time.monotonic(), problem)
+        return problem
 
     # -- the schema (migrate.py): peewee is this backend's own database; PostgreSQL changes
     # columns, constraints and keys in place.

@@ -51,7 +51,7 @@ class TestPostgresQueue(QueueContract, ListingContract, ControlContract, FusedCo
 def test_a_database_made_anew_under_the_same_url_is_another_database():
     """PostgreSQL has no file: its id tells a restored or remade database from the one a
     process opened (identity.py)."""
-    from coffee_team.queue import MessageQueue
+    from coffee_team.queue import MessageQueue, pg_backend
     from coffee_team.queue.identity import REPLACED
     schema = "ct_" + uuid.uuid4().hex[:12]
     _admin(f"CREATE SCHEMA {schema}")
@@ -68,6 +68,8 @@ def test_a_database_made_anew_under_the_same_url_is_another_database():
             _admin(f"DROP SCHEMA {schema} CASCADE")
             _admin(f"CREATE SCHEMA {schema}")
             MessageQueue(url, agents=["a"]).close()  # made anew: another id
+            assert q.check_file() is None  # asked again only after ID_CHECK_EVERY
+            q.backend._looked = (q.backend._looked[0] - pg_backend.ID_CHECK_EVERY, None)
             problem = q.check_file()
             assert problem is not None and problem.verdict == REPLACED
         finally:
