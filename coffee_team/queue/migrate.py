@@ -7,8 +7,8 @@ peewee (the models), so an agent on a current SQLite database never imports it."
 from __future__ import annotations
 
 import threading
+import os
 import time
-import uuid
 from typing import Any
 
 from coffee_team.errors import SchemaTooNew
@@ -100,7 +100,7 @@ def _upgrade(backend: SqlBackend, host: str) -> int:
                     backend.execute(sql_schema.V12_COPY_SESSIONS)
                     backend.execute(sql_schema.V12_DROP_OLD_SESSIONS)
                 if db.execute_sql(sql_schema.READ_DATABASE_ID).fetchone() is None:
-                    backend.execute(sql_schema.RECORD_DATABASE_ID, (uuid.uuid4().hex, time.time()))
+                    backend.execute(sql_schema.RECORD_DATABASE_ID, (os.urandom(16).hex(), time.time()))
                 if version < SCHEMA_VERSION:
                     backend.execute(sql_schema.RECORD_SCHEMA_VERSION, (SCHEMA_VERSION, time.time()))
     return SCHEMA_VERSION

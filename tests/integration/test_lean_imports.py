@@ -111,10 +111,19 @@ def test_a_stale_snapshot_brings_the_yaml_parser_in():
     assert {"yaml", "coffee_team.team.parse"} <= set(modules)
 
 
-def test_an_agent_that_must_create_the_schema_brings_peewee_in():
-    """The check above can fail: creating (or upgrading) the schema needs the ORM's models."""
+def test_an_agent_that_must_upgrade_the_schema_brings_peewee_in():
+    """The check above can fail: upgrading the schema needs the ORM's models (an agent never
+    creates a database: the watchdog or start does)."""
+    import sqlite3
+
+    from coffee_team.queue.tables import SCHEMA_VERSION
     with temp_root() as root:
         team = write_team(root, {"worker": {"handler": "coffee_team.agent.demo:handle"}})
+        conn = sqlite3.connect(team.database_url)  # as made by the version before
+        conn.execute("UPDATE schema_version SET version = ? WHERE version = ?",
+                     (SCHEMA_VERSION - 1, SCHEMA_VERSION))
+        conn.commit()
+        conn.close()
         modules = modules_of(AGENT_ENTRY, team.path)
     assert {"peewee", "coffee_team.queue.models"} <= set(inside(modules, NOT_FOR_AN_AGENT))
 

@@ -82,7 +82,7 @@ def test_an_older_database_gets_its_id_when_it_is_upgraded(tmp_path):
     make(path).close()
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE database_identity")
-    conn.execute("DELETE FROM schema_version WHERE version = ?", (SCHEMA_VERSION,))
+    conn.execute("UPDATE schema_version SET version = 13 WHERE version = ?", (SCHEMA_VERSION,))
     conn.commit()
     conn.close()
     os.unlink(str(path) + "-id")
