@@ -89,24 +89,36 @@ def may_create(path: str, create: bool) -> None:
                               f"coffee-team start; or check team.database_path)")
 
 
-def recorded_id(path: str) -> Optional[str]:
-    """The id in ``<path>-id``: the database made (or first opened) at ``path``."""
+def recorded(path: str) -> Opened:
+    """What ``<path>-id`` says: the id and the file (device, inode) of the database last opened
+    at ``path`` (Opened(None, None) when there is no record)."""
     try:
         with open(path + ID_SUFFIX, encoding="ascii") as f:
-            return f.read().strip() or None
+            words = f.read().split()
     except (OSError, ValueError):
-        return None
+        return Opened(None, None)
+    file = None
+    if len(words) > 1:
+        with contextlib.suppress(ValueError):
+            dev, ino = words[1].split(":")
+            file = (int(dev), int(ino))
+    return Opened(file, words[0] if words else None)
 
 
-def record_id(path: str, db_id: Optional[str]) -> None:
-    """Write ``<path>-id`` (atomically, 0600) if it does not say ``db_id`` already."""
-    if not db_id or recorded_id(path) == db_id:
+def recorded_id(path: str) -> Optional[str]:
+    return recorded(path).db_id
+
+
+def record(path: str, opened: Opened) -> None:
+    """Write ``<path>-id`` (atomically, 0600) unless it says so already."""
+    if not opened.db_id or recorded(path) == opened:
         return
+    text = opened.db_id + (f" {opened.file[0]}:{opened.file[1]}" if opened.file else "")
     tmp = f"{path}{ID_SUFFIX}.{os.getpid()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(db_id + "\n")
+            f.write(text + "\n")
         os.replace(tmp, path + ID_SUFFIX)
     except OSError:  # a read-only directory: the record is a safeguard, not a must
         with contextlib.suppress(OSError):
@@ -130,26 +142,38 @@ def file_id(path: str) -> Optional[str]:
 
 
 def check_leftovers(path: str) -> None:
-    """Refuse to open ``path`` while the WAL or shm beside it belong to another database (the
-    one ``<path>-id`` names): SQLite would read that WAL as this file's, share the shm with
-    that database's processes, and delete the WAL on close. Dead leftovers (an empty WAL that
-    no process has attached) are no hindrance: the file is opened, and its id recorded."""
-    recorded, wal = recorded_id(path), path + "-wal"
-    if recorded is None:
+    """Refuse to open ``path`` while the WAL or shm beside it belong to another database than
+    the file there: SQLite would read that WAL as this file's, share the shm with that
+    database's processes, and delete the WAL on close. ``<path>-id`` names the file they
+    belong to; another file there is opened only if no process has the shm attached and
+    the WAL holds no frames of another database (an empty one, or this database's own:
+    the data directory copied with it)."""
+    rec = recorded(path)
+    if rec.db_id is None or rec.file == file_at(path):
         return
+    wal = path + "-wal"
     found = file_id(path)
-    if found is None or found == recorded:
+    if rec.file is None and found == rec.db_id:  # a record without the file: the id tells
         return
+    if attached(path + "-shm"):
+        hint = "stop the team (its processes still hold the old one) or put the old file back"
+    elif found is not None and found == rec.db_id:
+        return
+    elif _has_frames(wal):
+        hint = (f"put the old file back; or, if it is not wanted, move {wal} and {path}-shm "
+                f"away (all that is left of it) to use the new file")
+    else:
+        return
+    what = f"another database (id {found[:8]})" if found else "another file"
+    raise DatabaseMismatch(f"{path}: {what} than the one {wal} belongs to (id "
+                           f"{rec.db_id[:8]}); opening it would mix the two: {hint}")
+
+
+def _has_frames(wal: str) -> bool:
     try:
-        has_frames = os.path.getsize(wal) > 0
+        return os.path.getsize(wal) > 0
     except OSError:
-        has_frames = False
-    if has_frames or attached(path + "-shm"):
-        raise DatabaseMismatch(
-            f"{path}: another database (id {found[:8]}) than the one {wal} belongs to (id "
-            f"{recorded[:8]}); opening it would mix the two: stop the team (its processes "
-            f"still hold the old one), or put the old file back; if none runs, {wal} is all "
-            f"that is left of the old one: move it and {path}-shm away to use the new file")
+        return False
 
 
 def attached(shm: str) -> bool:

@@ -200,7 +200,7 @@ class SqliteBackend(SqlBackend):
             with contextlib.suppress(sqlite3.Error):
                 self.run(sql_schema.SQLITE_CHECKPOINT).fetchall()
         self.db.opened = files.opened_now(path, db_id)
-        files.record_id(path, db_id)
+        files.record(path, self.db.opened)
 
     def file_problem(self) -> Optional[FileProblem]:
         opened = self.db.opened

@@ -199,3 +199,35 @@ def test_leftovers_of_a_database_nobody_has_open_are_no_hindrance(tmp_path):
         assert new.stats() == {}
     with make(tmp_path / "moved.db") as moved:
         assert moved.stats()["a"]["pending"] == 1
+
+
+def test_a_copy_of_the_same_database_is_not_opened_while_the_old_one_is(tmp_path):
+    """Same id, another file: its pages and the old file's WAL do not go together."""
+    path = tmp_path / "o.db"
+    q = make(path)
+    q.send("t", "a", "x")
+    import shutil
+    shutil.copy(path, tmp_path / "copy.db")
+    os.rename(tmp_path / "copy.db", path)
+    with pytest.raises(DatabaseMismatch, match="stop the team"):
+        MessageQueue(str(path), agents=["a"], create=False)
+    q.backend.close()
+
+
+def test_a_data_directory_copied_with_its_wal_opens_where_it_was_copied(tmp_path):
+    """The WAL beside a copy of the same database (not attached anywhere) is its own."""
+    import shutil
+    src, dst = tmp_path / "a", tmp_path / "b"
+    src.mkdir()
+    q = make(src / "o.db")
+    task = q.send("t", "a", "x")
+    for name in os.listdir(src):  # while open: the WAL holds the task
+        shutil.copy(src / name, tmp_path / name)
+    q.close()
+    dst.mkdir()
+    for name in ("o.db", "o.db-wal", "o.db-id"):
+        shutil.copy(tmp_path / name, dst / name)
+    assert os.path.getsize(dst / "o.db-wal") > 0
+    with MessageQueue(str(dst / "o.db"), agents=["a"], create=False) as copy:
+        assert copy.get_task(task)["status"] == "pending"
+        assert files.recorded(str(dst / "o.db")).file == copy.db.opened.file  # its own now
