@@ -79,7 +79,7 @@ def apply(ctx: Context, dry_run: bool, yes: bool, as_json: bool) -> None:
         echo_json({"running": False, "dry_run": dry_run}) if as_json else click.echo(message)
         return
     plan = applying.plan(old, team)
-    with open_queue(ctx, create=True) as queue:
+    with open_queue(ctx) as queue:
         work = applying.open_work(queue, plan.removed)
         if work and not yes and not dry_run:
             refuse_removal(work)

@@ -90,7 +90,7 @@ def send(ctx: Context, recipient: str, type: str, content: str | None, priority:
     message = dict(sender=sender, recipient=None if recipient == "-" else recipient, type=type,
                    content=payload, priority=priority, dedupe_key=dedupe_key, delay=seconds,
                    after=_task_ids(after) if after else (), on_dependency_failure=on_failure)
-    with open_queue(ctx, create=True) as queue:
+    with open_queue(ctx) as queue:
         ids = queue.send_many([message]) if recipient == "all" else [queue.send(**message)]
     click.echo(" ".join(str(i) for i in ids))
 
@@ -183,7 +183,7 @@ def pause(ctx: Context, agent: str, reason: str, as_json: bool) -> None:
     """AGENT finishes its current task and claims nothing new until resumed (kept across
     restarts)."""
     name = _agent_name(ctx, agent)
-    with open_queue(ctx, create=True) as q:
+    with open_queue(ctx) as q:
         q.pause_agent(name, reason=reason)
     if as_json:
         echo_json({"agent": name, "paused": True, "reason": reason})
@@ -209,7 +209,7 @@ def resume(ctx: Context, agent: str, raise_usd: float | None, raise_tokens: int 
     name = _agent_name(ctx, agent)
     with refused():
         raising = records.budget_raise(raise_usd, raise_tokens, no_budget_today)
-        with open_queue(ctx, create=True) as q:
+        with open_queue(ctx) as q:
             done = records.resume(ctx.team, q, name, raising, time.time())
     was_paused = done["was_paused"]
     if as_json:

@@ -20,6 +20,7 @@ def proj(tmp_path):
     agents = demo_agents()
     agents["code_developer"]["handles"] = ["spec_created"]
     p.write_team(agents)
+    MessageQueue.from_team(p.team).close()  # what `start` makes: no other command does
     return p
 
 

@@ -98,9 +98,14 @@ def test_pause_and_resume_are_stored(proj):
         assert len(q.claim("architect")) == 1
 
 
-def test_reading_commands_need_the_database(proj):
-    line = one_line_error(run(proj, "task", "show", "1"), 1)
-    assert "database not found" in line
+def test_no_command_but_start_makes_the_database(proj):
+    for leftover in proj.root.glob("data/orchestrator.db*"):
+        leftover.unlink()  # a new project: `start` makes it
+    for args in (("task", "show", "1"), ("send", "architect", "x"), ("pause", "architect"),
+                 ("queue", "list")):
+        line = one_line_error(run(proj, *args), 1)
+        assert "database not found" in line and "coffee-team start" in line
+    assert list(proj.root.glob("data/orchestrator.db*")) == []
 
 
 def test_send_after_waits_and_show_and_list_say_on_what(proj):
