@@ -123,7 +123,7 @@ class DatabaseUnavailable(QueueError):
 
 class DatabaseMissing(DatabaseUnavailable):
     """No database at the team's path, and this command or process may not make one (only
-    ``start`` and the watchdog do, on a project without history: files.py)."""
+    ``init``, ``start`` and the watchdog do, on a project without history: files.py)."""
 
 
 class DatabaseMismatch(DatabaseUnavailable):

@@ -18,8 +18,8 @@ from .dbfile import never_made, stale_in_running_team
 
 @contextmanager
 def open_queue(ctx: Context, create: bool = False, none_if_new: bool = False):
-    """The team's queue. Only ``start`` may make a database (``create``, and only where none
-    ever was: queue/files.py); every other command refuses a missing one in one line.
+    """The team's queue. Only ``start`` (and ``init``) may make a database (``create``, and
+    only where none ever was: queue/files.py); every other command refuses a missing one.
     ``none_if_new``: None instead, where no database ever was (nothing in it to change)."""
     if none_if_new and not create and never_made(ctx.team):
         yield None

@@ -129,6 +129,7 @@ def init(ctx: Context, example: str, force: bool, with_mcp: bool) -> None:
     layout.write_config(team)
     click.echo(f"wrote {os.path.relpath(team.conf_dir)}/ ({len(team.agents)} agents: "
                f"{', '.join(team.names)})")
+    _make_database(team)
     commit = [os.path.relpath(team_path)] + ([os.path.relpath(root / ROLE_DIR) + "/"]
                                              if role_files(example) else [])
     commit += [os.path.relpath(root / ".gitignore")]
@@ -150,6 +151,24 @@ def init(ctx: Context, example: str, force: bool, with_mcp: bool) -> None:
         me += f" --team {ctx.team_path}"
     click.echo(f"\ncommit: git add {' '.join(commit)}\nthen:\n  {me} start\n"
                f"  {me} {FIRST_TASK[example]}")
+
+
+def _make_database(team) -> None:
+    """The team's SQLite database, on a project that never had one (init and start are the
+    commands that make one: queue/files.py); where one was, what is left says so."""
+    from ..errors import DatabaseUnavailable
+    from .dbfile import never_made
+    if not never_made(team):
+        if not team.is_postgres and not os.path.exists(team.database_url):
+            from ..queue import files
+            try:
+                files.may_create(files.sqlite_path(team.database_url), True)
+            except DatabaseUnavailable as exc:
+                click.echo(f"note: {exc}", err=True)
+        return
+    from ..queue import MessageQueue
+    MessageQueue.from_team(team, create=True).close()
+    click.echo(f"made {os.path.relpath(team.database_url)} (empty)")
 
 
 def _append_gitignore(path: Path, block: str) -> bool:

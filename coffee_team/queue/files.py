@@ -6,8 +6,8 @@ running processes go on in the old file (whose WAL keeps the old name, ``orchest
 while a new opener would make or take up another file at the path, share that WAL and delete
 it when it closes. So:
 
-* nothing makes a database but ``start`` and the watchdog (``init`` makes none), and only
-  on a project without history (``may_create``): no file, no ``-id``, ``-wal`` or ``-shm``;
+* nothing makes a database but ``init``, ``start`` and the watchdog, and only on a
+  project without history (``may_create``): no file, no ``-id``, ``-wal`` or ``-shm``;
   every connection opens an existing file (``connect_uri``: mode=rw), never makes one;
 * ``<path>-id`` records the id of the database made there (identity.py); a WAL beside a
   file of another id belongs to that other database, and the file is not opened

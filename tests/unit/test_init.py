@@ -142,3 +142,14 @@ def test_init_with_mcp_gives_claude_code_the_server_and_the_orchestrator(project
         "---\nname: orchestrator\n")
     assert "commit: git add data/team.yaml data/agents/ .gitignore .mcp.json .claude" in \
         result.output.splitlines()
+
+
+def test_init_makes_the_database_only_where_none_ever_was(project):
+    result = init()
+    assert result.exit_code == 0, result.output
+    db = project / "data" / "orchestrator.db"
+    assert "made data/orchestrator.db (empty)" in result.output and db.exists()
+    db.rename(project / "data" / "moved.db")  # one was there: init --force makes none
+    result = init("--force")
+    assert result.exit_code == 0, result.output
+    assert not db.exists() and "note: " in result.output and "shows one was there" in result.output
