@@ -79,8 +79,8 @@ def test_a_renamed_database_is_reported_everywhere_and_nothing_is_lost(project, 
     assert "database missing" in queue
     status = project.cli("status")
     assert status.returncode == 0 and "Traceback" not in status.stderr
-    lines = [line for line in status.stdout.splitlines() if "renamed" in line]
-    assert len(lines) == 1 and lines[0].strip().startswith("Database: "), status.stdout
+    lines = [line for line in status.stdout.splitlines() if line.strip().startswith("Database:")]
+    assert len(lines) == 1 and "renamed" in lines[0], status.stdout
     assert all(f"{name}: " in status.stdout for name in project.team.names)
     # nothing made a database at the path, nothing deleted the renamed file's WAL
     assert not os.path.exists(path) and os.stat(wal).st_ino == wal_inode
