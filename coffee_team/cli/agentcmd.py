@@ -41,7 +41,7 @@ def open_instances(ctx: Context):
     if not team.is_postgres:
         sys.modules.setdefault("psycopg2", None)  # peewee would import it just to probe
     from ..queue import MessageQueue
-    return MessageQueue.from_team(team)
+    return MessageQueue.from_team(team, create=False)
 
 
 @agent.command("probe")

@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
     from coffee_team.queue import MessageQueue
 
     def open_queue():
-        return MessageQueue.from_team(team)
+        return MessageQueue.from_team(team, create=True)  # the watchdog's part on Kubernetes
 
     queue = open_patiently(open_queue, stop)
     if queue is None:

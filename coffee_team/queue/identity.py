@@ -1,7 +1,7 @@
 """Database identity: the one rule that decides whether the database at the team's path is
 still the one a process opened.
 
-Every database carries an id, written at its creation (schema 14, ``database_identity``).
+Every database carries an id, written at its creation (schema 17, ``database_identity``).
 A process remembers what it opened (``Opened``: the file's device and inode, none on
 PostgreSQL, and the id) and now and then looks again (``Seen``: what is at the path now, the
 id read there, and how many names the file it holds still has). ``judge`` turns the two into

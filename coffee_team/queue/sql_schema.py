@@ -12,7 +12,7 @@ V12_COPY_SESSIONS = ("INSERT INTO llm_session (agent, session_key, session_id, u
                     " SELECT agent, '', session_id, updated_at FROM agent_session")
 V12_DROP_OLD_SESSIONS = "DROP TABLE agent_session"
 RECORD_SCHEMA_VERSION = "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"
-# Schema 14: the database's id, written once at its creation (identity.py, files.py).
+# Schema 17: the database's id, written once at its creation (identity.py, files.py).
 READ_DATABASE_ID = "SELECT id FROM database_identity ORDER BY created_at, id LIMIT 1"
 RECORD_DATABASE_ID = "INSERT INTO database_identity (id, created_at) VALUES (?, ?)"
 # After the id is written: into the main file, where files.file_id reads it without the WAL.

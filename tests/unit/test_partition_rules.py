@@ -61,7 +61,7 @@ class BlockingQueue:
         self.stale = None
         self.backend = type("B", (), {"close": lambda self: None})()
 
-    def file_problem(self):
+    def check_file(self):
         return None
 
     def renew_lease(self, *args):
