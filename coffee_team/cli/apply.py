@@ -179,9 +179,11 @@ class Applier:
 
     def reload_web(self) -> None:
         """SIGHUP to the web program (its dashboard then shows the new agents); nothing to do
-        when it does not run. Its ports and passwords change with `coffee-team restart web`."""
+        when it does not run. Its ports and passwords change with `coffee-team restart web`.
+        STARTING too: it may have read the team file before this change (it keeps the signal
+        for when it serves)."""
         try:
-            if self.state(WEB_PROGRAM) == "RUNNING":
+            if self.state(WEB_PROGRAM) in ("RUNNING", "STARTING"):
                 self.rpc("supervisor.signalProcess", WEB_PROGRAM, "HUP")
         except Exception:  # not a program of this supervisord, or it just stopped
             pass

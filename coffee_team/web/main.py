@@ -48,6 +48,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m coffee_team.web")
     parser.add_argument("--team", default="data/team.yaml")
     args = parser.parse_args(argv)
+    # A reload asked for while starting is kept, not ignored: `apply` may have changed the file
+    # since it was read below (serve() reloads once it runs).
+    signals: queues.Queue[str] = queues.Queue()
+    signal.signal(signal.SIGHUP, lambda *_: signals.put(HUP))
     try:
         team = load_team(args.team)
         web, http = team.settings.web, team.settings.http
@@ -59,8 +63,6 @@ def main(argv: list[str]) -> int:
         return fail(str(exc))
     if os.environ.get("SUPERVISOR_ENABLED"):
         die_with_parent()  # an orphan would keep the ports from the next supervisord's web
-    # the file was just read: a reload asked for before the handler is set has nothing to add
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     servers, closers, dashboard = [], [], None
     try:
         if http is not None:
@@ -76,7 +78,7 @@ def main(argv: list[str]) -> int:
             close()
         return fail(str(exc) if isinstance(exc, CoffeeError)
                     else f"cannot listen on {exc.strerror or exc}")
-    return serve(servers, closers, dashboard, args.team)
+    return serve(servers, closers, dashboard, args.team, signals)
 
 
 def rpc_server(team: Team, http: HttpSettings, password: str):
@@ -112,10 +114,9 @@ def _listen(make: Any, app: Any, where: HttpSettings):
         raise OSError(exc.errno, f"{where.host}:{where.port}: {exc.strerror or exc}") from None
 
 
-def serve(servers: list, closers: list, dashboard: Any, team_path: str) -> int:
-    signals: queues.Queue[str] = queues.Queue()
+def serve(servers: list, closers: list, dashboard: Any, team_path: str,
+          signals: queues.Queue[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: signals.put(TERM))
-    signal.signal(signal.SIGHUP, lambda *_: signals.put(HUP))
     threads = []
     for server in servers:
         # a long poll interval: idle, the program wakes only when someone connects

@@ -112,7 +112,9 @@ def test_two_concurrent_starts_both_exit_0_with_one_team(project):
 
 @pytest.mark.parametrize("delay", [0.3, 1.0, 2.5])
 def test_ctrl_c_in_start_is_one_line_and_exit_130(project, delay):
-    project.write_team()
+    # Agents RUNNING only after 6 s (startsecs): on a quiet machine `start` would otherwise be
+    # done before the latest Ctrl+C.
+    project.write_team(start_seconds=6)
     start = subprocess.Popen([str(BIN / "coffee-team"), "--team", str(project.team_file),
                               "start"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=clean_env(), cwd=project.root)
