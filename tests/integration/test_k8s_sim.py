@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests import k8s_sim
-from tests.integration.test_pg_scaleout import PG_URL, _admin, _kill_backends, needs_pg
+from tests.integration.test_pg_scaleout import needs_pg, temporary_database
 
 pytestmark = [pytest.mark.slow, needs_pg]
 COFFEE = str(Path(sys.executable).parent / "coffee-team")
@@ -45,20 +45,8 @@ def free_port() -> int:
 @pytest.fixture
 def pg_db():
     """A database of this test's own (test_pg_scaleout's is the module's): (url, name)."""
-    import uuid
-    from urllib.parse import urlsplit, urlunsplit
-    name = "coffee_k8s_" + uuid.uuid4().hex[:10]
-    _admin(f"CREATE DATABASE {name}")
-    try:
-        yield urlunsplit(urlsplit(PG_URL)._replace(path="/" + name)), name
-    finally:
-        for _ in range(50):
-            _kill_backends(name)
-            try:
-                _admin(f"DROP DATABASE IF EXISTS {name}")
-                break
-            except Exception:
-                time.sleep(0.1)
+    with temporary_database("coffee_k8s_") as made:
+        yield made
 
 
 @pytest.fixture

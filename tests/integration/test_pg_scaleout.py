@@ -106,7 +106,14 @@ def pg_db():
     """A temporary database: (url, name); dropped (after its sessions are ended) at the end."""
     if not PG_URL:
         pytest.skip("set COFFEE_TEST_PG_URL to run PostgreSQL tests")
-    name = "coffee_test_" + uuid.uuid4().hex[:10]
+    with temporary_database("coffee_test_") as made:
+        yield made
+
+
+@contextlib.contextmanager
+def temporary_database(prefix: str):
+    """(url, name) of a new database, dropped (after its sessions are ended) at the end."""
+    name = prefix + uuid.uuid4().hex[:10]
     _admin(f"CREATE DATABASE {name}")
     parts = urlsplit(PG_URL)
     url = urlunsplit(parts._replace(path="/" + name))
