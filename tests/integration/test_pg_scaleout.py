@@ -101,6 +101,11 @@ def _kill_backends(dbname: str) -> int:
     return len(rows)
 
 
+def _sessions(dbname: str) -> int:
+    return _admin("SELECT COUNT(*) FROM pg_stat_activity"
+                  f" WHERE datname = '{dbname}' AND pid <> pg_backend_pid()")[0][0]
+
+
 @pytest.fixture(scope="module")
 def pg_db():
     """A temporary database: (url, name); dropped (after its sessions are ended) at the end."""
@@ -259,6 +264,11 @@ def _job_rows(url, tag):
                   url)
 
 
+def _completed(url, tag) -> int:
+    return _admin(f"SELECT COUNT(*) FROM tasks WHERE type = '{tag}' AND status = 'completed'",
+                  url)[0][0]
+
+
 def _wait_done(url, tag, n, timeout):
     wait_until(lambda: sum(1 for r in _job_rows(url, tag) if r[0] == "completed") == n,
                timeout, interval=0.2, message=f"{n} {tag} tasks completed")
@@ -313,11 +323,14 @@ def test_singleton_holds_across_hosts(hosts, pg_db):
 def test_connection_loss_mid_run_loses_and_duplicates_nothing(hosts, pg_db):
     url, name = pg_db
     before = {host: _pids(proj) for host, proj in hosts.items()}
-    _send_jobs(url, 600, "loss")
+    _send_jobs(url, 1600, "loss")
     for _ in range(3):  # kill every session of the database (the agents', supervisord's) mid-run
-        time.sleep(0.15)
+        # Each kill once the agents are back: how soon they reconnect is the machine's (with
+        # two CPU hogs, 8-15 sessions were back 0.15 s after a kill, 16 after ~0.4 s).
+        wait_until(lambda: _sessions(name) >= 16, 15, message="the agents' sessions back")
+        assert _completed(url, "loss") < 1600, "the run ended before the kill"
         assert _kill_backends(name) >= 16
-    _wait_done(url, "loss", 600, timeout=90)
+    _wait_done(url, "loss", 1600, timeout=90)
     # The agents reconnected instead of crashing: same processes, locks taken again.
     assert {host: _pids(proj) for host, proj in hosts.items()} == before
     wait_until(lambda: _admin("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory'"
