@@ -164,6 +164,7 @@ class CommandRunner:
         self.current: subprocess.Popen | None = None
         self.marked: tuple[str, set[int]] = ("", set())  # the run's marker, our children before
         self.exit_grace = EXIT_GRACE
+        self.until: tuple[float, float] | None = None  # execute's timeout: (when, seconds)
 
     def __call__(self, task: dict, ctx: HandlerContext) -> Any:
         # here, not at import: with bz2/lzma/random they are ~1.4 MB that an agent running
@@ -184,25 +185,29 @@ class CommandRunner:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def execute(self, argv: list[str], stdin_data: bytes, task: dict, ctx: HandlerContext,
-                result_file: str, cwd: str | None = None,
-                scan: Any = None) -> tuple[int, Any, TaggedLines]:
+                result_file: str, cwd: str | None = None, scan: Any = None,
+                tag: str | None = None, timeout: float | None = None
+                ) -> tuple[int, Any, TaggedLines]:
         """Run ``argv`` to its end in its own process group, streaming its output into the
-        log; (exit code, the stdout scan, stderr's lines). It ends when the command exits
-        (EXIT_GRACE more for its last output, even if something it started still holds
-        its stdout), and what it left running is ended with it (parentwatch.end_leftovers).
-        Interrupted kills the group and what left it."""
+        log, each line after ``tag`` (the task's); (exit code, the stdout scan, stderr's
+        lines). It ends when the command exits (EXIT_GRACE more for its last output, even if
+        something it started still holds its stdout), and what it left running is ended
+        with it (parentwatch.end_leftovers). Interrupted kills the group and what left it;
+        ``timeout`` raises it from here (a thread, which has no SIGALRM: time_limit)."""
+        tag = task_tag(task) if tag is None else tag
         self.marked = (result_file, children())  # the marker, and the children we had before
+        self.until = None if timeout is None else (time.monotonic() + timeout, timeout)
         proc = self._start(result_file, argv, cwd)
         self.current = proc
         try:
-            out, err, held = self._pump(proc, stdin_data, task_tag(task).encode(), ctx,
+            out, err, held = self._pump(proc, stdin_data, tag.encode(), ctx,
                                         scan or ResultScan())
             exited = _wait_exit(proc)
             ended = end_leftovers(proc.pid, proc.pid if exited else None, self.marked[1],
                                   result_file, search=held)
             proc.wait()
             if held or ended:
-                log(ctx.agent, f"{task_tag(task)}{argv[0]} exited with {proc.returncode}; "
+                log(ctx.agent, f"{tag}{argv[0]} exited with {proc.returncode}; "
                                f"{'its output was still held open; ' if held else ''}ended "
                                f"what it left running{_pids(ended)}")
         except BaseException:  # timeout, stop or cancel (Interrupted): take the group down
@@ -275,6 +280,11 @@ class CommandRunner:
             while held:
                 wait = (max(0.0, deadline - time.monotonic()) if deadline is not None
                         else None if exit_fd is not None else EXIT_POLL)
+                if deadline is None and self.until is not None:  # not exited yet
+                    left = self.until[0] - time.monotonic()
+                    if left <= 0:
+                        raise Interrupted("timeout", f"timed out after {self.until[1]:g}s")
+                    wait = left if wait is None else min(wait, left)
                 exited = False
                 for key, _ in selector.select(wait):
                     fd = key.fd

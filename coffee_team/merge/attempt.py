@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
+import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import describe_error
+from ..errors import HandlerError, describe_error
+from ..handlers import CommandRunner, HandlerContext, Interrupted
 from . import rules
 from .git import branch_head, checkout_of, git, identity, is_ancestor, rev
 
@@ -25,44 +25,62 @@ OUTPUT_TAIL = 64 * 1024     # bytes of a check's output kept: the end is where i
 
 
 class Checks:
-    """Runs the checks one after the other, each in its own session so a timeout (or the
-    merger's stop) ends it with everything it started."""
+    """Runs the checks one after the other, as the llm runner runs its CLI
+    (handlers.CommandRunner): each in its own session, ended at its exit (plus EXIT_GRACE for
+    its last output) even if something it started still holds its output, and what it left
+    running killed with it; a timeout (or the merger's stop) ends everything it started."""
 
     def __init__(self) -> None:
-        self.current: Optional[subprocess.Popen] = None
+        self.current: Optional[CommandRunner] = None
 
     def run(self, argv: Sequence[str], cwd: Path, timeout: float) -> tuple[Optional[str], str]:
         """(why it failed in one line, or None if it passed; its output) of one check: it
         passes by exiting 0 within ``timeout`` seconds."""
+        tail = _Tail()
+        runner = self.current = CommandRunner(tuple(argv), cwd=str(cwd), sink=tail)
+        marker = tempfile.mkdtemp(prefix="coffee-check-")  # names its processes (parentwatch)
         try:
-            proc = subprocess.Popen(list(argv), cwd=cwd, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        except OSError as exc:
-            return f"cannot run {argv[0]}: {exc.strerror or exc}", ""
-        self.current = proc
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-            verdict = None if proc.returncode == 0 else f"exit code {proc.returncode}"
-        except subprocess.TimeoutExpired:
-            self.kill()
-            out, _ = proc.communicate()
+            code, _, _ = runner.execute(list(argv), b"", {}, HandlerContext("merger", {}),
+                                        os.path.join(marker, "result.json"), scan=_NoScan(),
+                                        tag="", timeout=timeout)
+            verdict = None if code == 0 else f"exit code {code}"
+        except Interrupted:
             verdict = f"timed out after {timeout:g} s"
+        except HandlerError as exc:  # it could not start
+            return str(exc), ""
         finally:
             self.current = None
-        text = out[-OUTPUT_TAIL:].decode(errors="replace")
+            shutil.rmtree(marker, ignore_errors=True)
+        text = bytes(tail.data[-OUTPUT_TAIL:]).decode(errors="replace")
         if verdict is None:
             return None, text
         last = text.strip().splitlines()[-1:]
         return (f"{verdict}: {last[0][:300]}" if last else verdict), f"{text}[{verdict}]\n"
 
     def kill(self) -> None:
-        proc = self.current
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
+        runner = self.current
+        if runner is not None:
+            runner.kill()
+
+
+class _Tail:
+    """Where a check's output goes (stdout and stderr as they come): its last OUTPUT_TAIL
+    bytes, the end being where it failed."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) > 2 * OUTPUT_TAIL:
+            del self.data[:-OUTPUT_TAIL]
+
+
+class _NoScan:
+    """A check has no result to find in its output: only its exit code counts."""
+
+    def feed(self, lines: bytes) -> None:
+        pass
 
 
 def attempt(repo: Path, item: dict, checks: Sequence[Sequence[str]], check_timeout: float,

@@ -4,19 +4,26 @@ for reviews and keeps worktrees on the target. git runs as it does in production
 tests start processes (slow)."""
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from coffee_team.llm.workspace import Workspace
+from coffee_team.merge.attempt import Checks
 from coffee_team.merge.merger import Merger
 from coffee_team.merge.worktree import AgentMerging
 from coffee_team.queue import MessageQueue
 from coffee_team.team import load_team
+from tests.harness import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -186,6 +193,45 @@ def test_a_check_past_its_time_fails_the_merge(repo):
     row = repo.queue.merge_item(item)
     assert row["state"] == "failed" and "timed out after 1 s" in row["reason"]
     assert repo.roadmap() == before
+
+
+@pytest.mark.parametrize("leave", ["sleep 600 &", "setsid sleep 600 &"])
+@pytest.mark.parametrize("code", [0, 3])
+def test_a_check_ends_at_its_exit_though_what_it_started_holds_its_output(tmp_path, leave,
+                                                                          code):
+    """The merge waited for the end of the check's output, not for its exit: a check that left
+    something running with its stdout (in its group, or gone to its own session) held the
+    merge until check_timeout, or for good once it had left the group. Now: its exit +
+    EXIT_GRACE, its output kept, the rest killed."""
+    pidfile = tmp_path / "left.pid"
+    argv = ["sh", "-c", f"{leave} echo $! > {pidfile}; echo checked; exit {code}"]
+    ended: list = []
+    started = time.monotonic()
+    run = threading.Thread(target=lambda: ended.append(Checks().run(argv, tmp_path, 20)),
+                           daemon=True)
+    run.start()
+    run.join(30)
+    took = time.monotonic() - started
+    pid = int(pidfile.read_text())
+    try:
+        assert ended, f"the check still runs after {took:.0f} s"
+        [(failure, out)] = ended
+        assert took < 8, f"the check took {took:.1f} s"  # 2 s of grace; was: 20 s, or forever
+        assert out == "checked\n" if code == 0 else out.startswith("checked\n")
+        assert failure == (None if code == 0 else "exit code 3: checked")
+        wait_until(lambda: not _alive(pid), 5, message=f"PID {pid} ended")
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    print(f"check ended {took:.2f} s after it began")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_a_fast_forward_and_an_item_already_merged(repo):
