@@ -19,11 +19,17 @@ import threading
 import time
 from typing import Any
 
-from ..errors import CoffeeError, TeamError
+from ..errors import CoffeeError, DatabaseMissing, TeamError
 from ..parentwatch import die_with_parent
 from ..team import HttpSettings, Team, load_team
 
 HUP, TERM = "reload", "stop"
+# Seconds the dashboard waits for a database not made yet: on a boot by supervisord alone the
+# watchdog makes it (it only, docs/reliability.md row 1), often after this program started
+# (~1 s on a busy machine). Past that it exits as before, so a database that never comes
+# (a wrong team.database_path) shows in status instead of a dashboard waiting for good.
+DATABASE_WAIT = 20.0
+DATABASE_POLL = 0.2
 
 
 def say(message: str) -> None:
@@ -90,13 +96,14 @@ def rpc_server(team: Team, http: HttpSettings, password: str):
 
 
 def dashboard_server(team: Team, web: HttpSettings, password: str):
-    from ..queue import MessageQueue
     from ..dashboard.server import Dashboard, make_server
     from ..dashboard.snapshot import Snapshots
     try:
-        queue = MessageQueue.from_team(team, create=False)
+        queue = open_queue(team)
     except CoffeeError as exc:
-        raise CoffeeError(f"{team.database_url}: {exc}") from None
+        text = str(exc)
+        raise CoffeeError(text if text.startswith(team.database_url)
+                          else f"{team.database_url}: {text}") from None
     snapshots = Snapshots(team, queue)
     app = Dashboard(team, snapshots, web.username, password)
     try:
@@ -105,6 +112,30 @@ def dashboard_server(team: Team, web: HttpSettings, password: str):
         snapshots.close()
         raise
     return app, server, snapshots.close
+
+
+def open_queue(team: Team, wait: float = DATABASE_WAIT, clock=time.monotonic,
+               sleep=time.sleep) -> Any:
+    """The team's queue, never making the database: one still missing is waited for up to
+    ``wait`` seconds (said once in the log), then DatabaseMissing as before."""
+    from ..queue import MessageQueue
+    deadline = None
+    while True:
+        try:
+            queue = MessageQueue.from_team(team, create=False)
+        except DatabaseMissing as exc:
+            now = clock()
+            if deadline is None:
+                deadline = now + wait
+                say(f"waiting up to {wait:g} s for the database (the watchdog makes it as the "
+                    f"team starts): {exc}")
+            if now >= deadline:
+                raise
+            sleep(DATABASE_POLL)
+            continue
+        if deadline is not None:
+            say("database found: starting the dashboard")
+        return queue
 
 
 def _listen(make: Any, app: Any, where: HttpSettings):

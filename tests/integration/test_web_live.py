@@ -282,3 +282,27 @@ def test_the_dashboard_follows_apply_and_restart_web(dashboard, reliability):
                 "team file changed; web program restarted", 0, "0",
                 f"new agent on the dashboard {shown_after:.2f}s after apply, same web PID; "
                 "`restart web` exit 0")
+
+
+def test_a_boot_by_supervisord_alone_shows_no_web_exit(project):
+    """`supervisord -c` on a fresh project: only the watchdog makes the database (never the
+    web program), and it may make it after the web program started. The web program exited 2
+    ("database not found"): `exited: web (exit status 2; not expected)` in supervisord's log,
+    BACKOFF in status. It waits for the database instead, saying so in its log."""
+    port = free_port()
+    project.write_team(web={"port": port, "username": "ops",
+                            "password_env": "CT_WEB_PASSWORD"})
+    assert not Path(project.team.database_url).exists()
+    started = time.monotonic()
+    boot_supervisord(project, env={"CT_WEB_PASSWORD": PASSWORD})
+    project.wait_states("RUNNING", timeout=40)
+    wait_until(lambda: get(f"http://127.0.0.1:{port}/api/dashboard") is not None, 30, 0.1,
+               "the dashboard")
+    answered = time.monotonic() - started
+    log = (project.root / "data" / "logs" / "supervisord.log").read_text()
+    web_log = (project.root / "data" / "logs" / "web.log").read_text()
+    assert "exited: web" not in log and "web entered BACKOFF" not in log, web_log
+    assert project.infos()["web"]["statename"] == "RUNNING"
+    assert "database not found" not in web_log or "waiting up to" in web_log, web_log
+    waited = "waited" if "waiting up to" in web_log else "did not wait"
+    print(f"dashboard answered {answered:.2f} s after the boot began; the web program {waited}")

@@ -483,3 +483,34 @@ def test_the_page_and_metrics_share_one_status_per_ttl(tmp_path):
         assert fetched == [1000.0, 1000.6, 1000.6]
     finally:
         snapshots.close()
+
+
+def test_the_dashboard_waits_for_a_database_the_watchdog_has_yet_to_make(tmp_path, capsys):
+    """A boot by supervisord alone: the watchdog makes the database, maybe after the web
+    program started, which exited 2 ("database not found", an error exit in status). It
+    waits, never making the database itself, and exits as before if none comes."""
+    from coffee_team.errors import DatabaseMissing
+    from coffee_team.web import main
+    team = parse_team({"team": {"web": WEB}, "agents": {"a": {}}}, "t",
+                      tmp_path / "data" / "team.yaml")
+    (tmp_path / "data").mkdir()
+    now = [0.0]
+
+    def sleep(seconds):
+        assert not (tmp_path / "data" / "orchestrator.db").exists()  # never made here
+        now[0] += seconds
+        if now[0] >= 1.0:  # the watchdog makes it 1 s in
+            MessageQueue.from_team(team).close()
+    queue = main.open_queue(team, wait=20, clock=lambda: now[0], sleep=sleep)
+    queue.close()
+    log = capsys.readouterr().err
+    assert log.count("waiting up to 20 s for the database") == 1
+    assert "database not found" in log and "database found" in log and 1.0 <= now[0] < 1.5
+    other = parse_team({"team": {"web": WEB, "database_path": "sqlite:///data/none.db"},
+                        "agents": {"a": {}}}, "t", tmp_path / "data" / "team.yaml")
+    now[0] = 0.0
+    with pytest.raises(DatabaseMissing, match="none.db: database not found"):
+        main.open_queue(other, wait=2, clock=lambda: now[0],
+                        sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert now[0] >= 2 and not (tmp_path / "data" / "none.db").exists()
+    assert capsys.readouterr().err.count("waiting up to 2 s") == 1
