@@ -71,11 +71,11 @@ def main(argv: list[str]) -> int:
         die_with_parent()  # an orphan would keep the ports from the next supervisord's web
     servers, closers, dashboard = [], [], None
     try:
-        if http is not None:
-            servers.append(rpc_server(team, http, passwords["http"]))
+        if http is not None:  # served at once: it needs no database (the dashboard may wait)
+            servers.append(start_serving(rpc_server(team, http, passwords["http"])))
         if web is not None:
             dashboard, server, close = dashboard_server(team, web, passwords["web"])
-            servers.append(server)
+            servers.append(start_serving(server))
             closers.append(close)
     except (CoffeeError, OSError) as exc:
         for server in servers:
@@ -145,19 +145,20 @@ def _listen(make: Any, app: Any, where: HttpSettings):
         raise OSError(exc.errno, f"{where.host}:{where.port}: {exc.strerror or exc}") from None
 
 
+def start_serving(server: Any) -> Any:
+    # a long poll interval: idle, the program wakes only when someone connects
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 5},
+                     name=f"coffee-{server.name}", daemon=True).start()
+    host, port = server.server_address[:2]
+    say(f"serving {'XML-RPC at' if server.name == 'http' else 'the dashboard at'} "
+        f"http://{host}:{port}/{'RPC2' if server.name == 'http' else ''}")
+    return server
+
+
 def serve(servers: list, closers: list, dashboard: Any, team_path: str,
           signals: queues.Queue[str]) -> int:
+    """Until SIGTERM, the servers (serving already) follow SIGHUP; then they are closed."""
     signal.signal(signal.SIGTERM, lambda *_: signals.put(TERM))
-    threads = []
-    for server in servers:
-        # a long poll interval: idle, the program wakes only when someone connects
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 5},
-                                  name=f"coffee-{server.name}", daemon=True)
-        thread.start()
-        threads.append(thread)
-        host, port = server.server_address[:2]
-        say(f"serving {'XML-RPC at' if server.name == 'http' else 'the dashboard at'} "
-            f"http://{host}:{port}/{'RPC2' if server.name == 'http' else ''}")
     try:
         while (what := _next_signal(signals)) != TERM:
             if what == HUP:
