@@ -100,7 +100,7 @@ def probe_verdict(kind: str, row: dict[str, Any] | None, here: bool, now: float,
     beat = row.get("heartbeat")
     health = heartbeat_status(beat, now, stale_after) if beat is not None else MISSING
     age = "" if beat is None else f" ({max(0.0, now - beat):.0f}s ago)"
-    if kind == STARTED:
+    if kind == STARTED:  # started, ready or not: waiting for the database is no failure
         return beat is not None, f"heartbeat {'written' + age if beat else 'not written yet'}"
     if kind == READY:
         ready = bool(row.get("ready")) and health == FRESH

@@ -87,8 +87,9 @@ def row(**kw):
     ("live", row(heartbeat=None), True, 1e6, True),
     ("live", None, False, 0.0, True),
     ("live", row(), False, 1e6, True),
-    # startup: this process wrote its first heartbeat
+    # startup: this process wrote its first heartbeat, ready or not (docs/kubernetes.md)
     ("started", row(), True, 100.0, True),
+    ("started", row(ready=False, waiting_for="database"), True, 100.0, True),
     ("started", row(heartbeat=None), True, 100.0, False),
     ("started", row(), False, 100.0, False),
     ("started", None, False, 100.0, False),
