@@ -54,6 +54,39 @@ def last_beat(beat: dict[str, Any]) -> float | None:
         return None
 
 
+def beat_as_instance(beat: dict[str, Any], host: str) -> dict[str, Any] | None:
+    """A heartbeat file as an ``agent_instances`` row (queue/instances.py's columns), or None
+    for a file that names no process. A SQLite team runs on one host and its agents write no
+    rows (agent/instance.py): their files are what the rows would say, fresher."""
+    from .liveness import ready_to_claim
+    pid, state = beat.get("pid"), beat.get("state")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(state, str):
+        return None
+    task = beat.get("current_task") if isinstance(beat.get("current_task"), dict) else {}
+    started = beat.get("started_at")
+    waiting = beat.get("waiting_for")
+    return {"agent": beat.get("agent"), "host": host, "pid": pid, "proc_start": None,
+            "started_at": started if isinstance(started, (int, float))
+            and not isinstance(started, bool) else None,
+            "heartbeat": last_beat(beat), "ready": ready_to_claim(state, waiting),
+            "state": state, "task_id": task.get("id"), "task_type": task.get("type"),
+            "task_started_at": task.get("started_at"), "waiting_for": waiting, "restarts": 0}
+
+
+def instances_of(team: Any, queue: Any) -> dict[str, dict[str, Any]]:
+    """Every agent's instance row, by agent (none: never started): the database's where the
+    agents write them (PostgreSQL: pods and hosts that cannot read each other's files), else
+    the heartbeat files of this host, the one a SQLite team runs on."""
+    if team.is_postgres:
+        return queue.instances()
+    rows = {}
+    for name in team.names:
+        row = beat_as_instance(read_heartbeat(team.status_dir, name), team.host)
+        if row is not None:
+            rows[name] = {**row, "agent": name}
+    return rows
+
+
 class HeartbeatFiles:
     """The agents' heartbeats, each file parsed again only when a stat shows it was replaced
     (the writer renames a new file over it: another inode, size or mtime), so a reader that

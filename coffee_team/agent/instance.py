@@ -1,7 +1,9 @@
 """The agent's row in ``agent_instances`` (queue/instances.py): which process holds the agent,
 its heartbeat and whether it is ready to claim, kept beside the heartbeat file for whoever
 cannot read that file: ``agent wait-ready`` in another pod, ``status --k8s`` and the control
-plane. (The agent's own probes read the file: they run in its pod.)
+plane. (The agent's own probes read the file: they run in its pod.) Only an agent of a
+PostgreSQL team keeps one: a SQLite team runs on one host, whose readers take the heartbeat
+files instead (heartbeat.instances_of).
 
 The heartbeat never waits for the database (pulse.py): every heartbeat written (``write``)
 only hands its fields over, and a thread of this row's own, on its own connection, writes

@@ -25,11 +25,10 @@ from ..errors import (AgentAlreadyRunningError, DatabaseUnavailable, HandlerErro
                      describe_error)
 from .execution import TaskExecution
 from ..handlers import Interrupted
-from ..heartbeat import announce_ready
+from ..heartbeat import announce_ready, write_heartbeat
 from ..layout import ensure_data_dirs
 from ..liveness import IDLE, STOPPED, STOPPING, WORKING, database_wait
 from ..output import log
-from .instance import InstanceRow
 from .pulse import Activity, Pulse
 from ..parentwatch import ParentWatch, die_with_parent
 from .locks import AgentLock, PgAgentLock, take_patiently
@@ -82,7 +81,13 @@ class Agent(TaskExecution):
         self.in_database = False
         self.trouble: set[str] = set()  # what is failing now, so each episode is logged once
         self.file_checked_at = 0.0
-        self.row = InstanceRow(self)  # agent_instances: who holds the agent, for other pods
+        # agent_instances: who holds the agent, for other hosts and pods (PostgreSQL); a SQLite
+        # team runs on one host, where the heartbeat file says the same (heartbeat.instances_of):
+        # no row, so no thread and no second connection in every agent
+        self.row = None
+        if team.is_postgres:
+            from .instance import InstanceRow
+            self.row = InstanceRow(self)
 
     # --- signals -------------------------------------------------------------------------
     def _on_stop_signal(self, signum, frame) -> None:
@@ -137,7 +142,10 @@ class Agent(TaskExecution):
                   "waiting_since": self.activity.db_since_wall if waiting == "database" else None,
                   **self.counts}
         try:
-            self.row.write(self.team.status_dir, status)  # the file; the row on its own thread
+            if self.row is not None:
+                self.row.write(self.team.status_dir, status)  # the file; the row on its thread
+            else:
+                write_heartbeat(self.team.status_dir, self.name, status)
         except OSError as exc:  # an unwritable status dir must not stop the work
             if exc.errno in DISK_FULL:
                 self.problem("disk", f"waiting for disk: cannot write the heartbeat file in "

@@ -99,6 +99,7 @@ def ready_agents(rows: dict, now: float, stale_after: float) -> set[str]:
 def agent_wait_ready(ctx: Context, before: int, timeout: float | None) -> None:
     """Wait until every agent of an earlier priority group is ready, read from the database
     (a Kubernetes init container of the group PRIORITY)."""
+    from ..heartbeat import instances_of
     from ..restarts import waiting_before
     team = ctx.team
     priorities = {a.name: a.priority for a in team.agents}
@@ -109,7 +110,7 @@ def agent_wait_ready(ctx: Context, before: int, timeout: float | None) -> None:
         while True:
             try:
                 queue = queue or open_instances(ctx)
-                rows = queue.instances()
+                rows = instances_of(team, queue)
                 waiting = waiting_before(priorities, before, ready_agents(rows, time.time(),
                                                                           stale_after))
                 said = f"waiting for {', '.join(waiting)} (priority < {before})"

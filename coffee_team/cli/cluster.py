@@ -14,9 +14,10 @@ from .base import Context, main, pass_ctx
 def collect(ctx: Context, now: float | None = None) -> dict[str, Any]:
     """Every agent of the team with its instance row (None: never started), as JSON."""
     from .agentcmd import open_instances
+    from ..heartbeat import instances_of
     team = ctx.team
     with open_instances(ctx) as queue:
-        rows = queue.instances()
+        rows = instances_of(team, queue)
     now = time.time() if now is None else now
     stale_after = team.settings.heartbeat_stale_after
     agents = []

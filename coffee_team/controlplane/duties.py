@@ -4,8 +4,9 @@ hourly. The team's duties are coffee_team.duties' (the watchdog's too), the rule
 
 An agent is dead when nobody holds it: on PostgreSQL its advisory lock is free (its pod's
 process is gone, whatever its last heartbeat said: the session ended with it), which
-``requeue_agent(unless_running=True)`` checks in the requeue's own transaction. Elsewhere its
-instance row says so (liveness.instance_gone: stopped, or hung by the team's rule). A frozen
+``requeue_agent(unless_running=True)`` checks in the requeue's own transaction. On SQLite
+(one host) its heartbeat file says so, as its instance row would (heartbeat.instances_of;
+liveness.instance_gone: stopped, or hung by the team's rule). A frozen
 process still holds its lock: its liveness probe fails, the kubelet kills it, and then its
 work comes back. A long task is never taken away: its agent beats and holds the lock.
 """
@@ -17,6 +18,7 @@ from typing import Any, Callable
 from coffee_team import events as kinds
 from coffee_team import liveness
 from coffee_team.duties.work import TeamDuties
+from coffee_team.heartbeat import instances_of
 
 TICK = 1.0               # seconds between rounds: how late a dead agent's work comes back
 CLEANUP_EVERY = 3600.0   # seconds between removals of finished tasks past the retention
@@ -55,7 +57,7 @@ class ControlPlane(TeamDuties):
             if self.team.is_postgres:
                 count = self.queue.requeue_agent(name, unless_running=True)
             else:
-                rows = self.queue.instances() if rows is None else rows
+                rows = instances_of(self.team, self.queue) if rows is None else rows
                 if not liveness.instance_gone(rows.get(name), now, stale_after):
                     continue
                 count = self.queue.requeue_agent(name)

@@ -14,8 +14,11 @@ HEALTHY_WITHIN = 30.0  # seconds: a loop silent longer is unhealthy (the kubelet
 
 
 def cluster_status(team: Any, queue: Any) -> dict:
-    """What the dashboard and /metrics show of the agents, from the database alone."""
-    return status.from_instances(team, queue.instances(), status.queue_columns(queue, team),
+    """What the dashboard and /metrics show of the agents: from the database (on SQLite,
+    one host's team, from the heartbeat files its agents write instead of rows)."""
+    from coffee_team.heartbeat import instances_of
+    return status.from_instances(team, instances_of(team, queue),
+                                 status.queue_columns(queue, team),
                                  now=queue.clock())
 
 

@@ -2,7 +2,9 @@
 row (at start, and with its heartbeats: the last one, at a clean stop, says "stopped");
 ``coffee-team agent probe``, ``agent wait-ready``, ``status --k8s`` and the control plane
 read it. On Kubernetes this is the only
-heartbeat there is across pods: the heartbeat file stays in the pod.
+heartbeat there is across pods: the heartbeat file stays in the pod. Agents write rows on
+PostgreSQL only: a SQLite team runs on one host, where the readers take the heartbeat files
+(heartbeat.instances_of).
 
 A row is keyed by agent: one instance holds an agent at a time (its lock). Writes name the
 instance (host, PID) they come from, so a process that lost the agent never overwrites its

@@ -133,15 +133,7 @@ def test_status_from_instances(team_file):
     assert (b["state"], c["state"], data["agents_running"]) == ("STOPPED", "UNKNOWN", 1)
 
 
-# --- the CLI on a SQLite file -----------------------------------------------------------------
-
-def this_process(queue, name="a", beat=None):
-    team_host = socket.gethostname()
-    queue.instance_started(name, team_host, os.getpid(), started_of(os.getpid()))
-    if beat is not None:
-        queue.instance_beat(name, team_host, os.getpid(), heartbeat=beat, ready=True,
-                            state="idle")
-
+# --- the CLI on a SQLite file: one host's team, whose agents write heartbeat files, no rows ---
 
 def heartbeat(team, name="a", pid=None, started_at=None, beat=None, state="idle",
               waiting_for=None):
@@ -190,14 +182,17 @@ def test_an_unknown_agent_is_one_line(team_file):
 
 
 def test_wait_ready_says_what_it_waits_for_and_times_out(team_file):
-    import time
     team = load_team(team_file)
     with MessageQueue.from_team(team) as queue:
+        queue.instance_started("a", "elsewhere", os.getpid(), 1.0)  # no SQLite agent writes it
         result = cli(team_file, "agent", "wait-ready", "--before", "2", "--timeout", "0")
         assert result.exit_code == 1
         assert "waiting for a, b (priority < 2)" in result.output and "timed out" in result.output
+        heartbeat(team, "a", state="starting", started_at=False, waiting_for="database")
+        result = cli(team_file, "agent", "wait-ready", "--before", "2", "--timeout", "0")
+        assert result.exit_code == 1 and "waiting for a, b" in result.output
         for name in ("a", "b"):
-            this_process(queue, name, beat=time.time())
+            heartbeat(team, name)
         result = cli(team_file, "agent", "wait-ready", "--before", "2", "--timeout", "0")
         assert result.exit_code == 0 and "ready" in result.output
         assert cli(team_file, "agent", "wait-ready", "--before", "1").exit_code == 0
@@ -206,9 +201,9 @@ def test_wait_ready_says_what_it_waits_for_and_times_out(team_file):
 def test_status_k8s_marks_a_hung_heartbeat(team_file):
     import time
     team = load_team(team_file)
-    with MessageQueue.from_team(team) as queue:
-        this_process(queue, "a", beat=time.time() - 100)
-        this_process(queue, "b", beat=time.time())
+    MessageQueue.from_team(team).close()
+    heartbeat(team, "a", beat=time.time() - 100)
+    heartbeat(team, "b", state="working")
     result = cli(team_file, "status", "--k8s")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -216,6 +211,7 @@ def test_status_k8s_marks_a_hung_heartbeat(team_file):
                                 "RESTARTS"]
     assert "HUNG" in lines[1] and socket.gethostname() in lines[1]
     assert "HUNG" not in lines[2] and "never started" in lines[3]
+    assert lines[2].split()[3:5] == ["working", "yes"]
 
 
 # --- the control plane ------------------------------------------------------------------------
@@ -227,10 +223,13 @@ def test_the_control_plane_requeues_only_a_gone_agents_work(team_file):
     logged = []
     with MessageQueue.from_team(team, clock=clock) as queue:
         plane = ControlPlane(team, queue, logged.append, clock=clock, mono=clock.monotonic)
-        queue.send("cli", "a", "t")
-        queue.claim("a")
-        queue.instance_started("a", "pod-a", 7, 1.0)
-        queue.instance_beat("a", "pod-a", 7, heartbeat=clock.now, ready=True, state="working")
+        for name in ("a", "b", "c"):
+            queue.send("cli", name, "t")
+            queue.claim(name)
+        # on SQLite (one host) the agent's heartbeat file, as its row would on PostgreSQL
+        heartbeat(team, "a", pid=7, beat=clock.now, state="working")
+        heartbeat(team, "b", pid=8, beat=clock.now, state="stopped")  # a clean stop
+        assert plane.reap() == 2  # b stopped, c never wrote a heartbeat: nobody holds them
         clock.advance(60)  # stale, not hung: a long task is never taken away
         assert plane.reap() == 0
         clock.advance(0.5)
