@@ -63,6 +63,7 @@ class Interrupted(BaseException):
 
 @dataclass
 class HandlerContext:
+    """What a handler gets besides the task: its agent, options and the calls below."""
     agent: str
     options: dict[str, Any]
     auto_approve: bool = False

@@ -40,6 +40,7 @@ def ensure_data_dirs(team: Team) -> None:
 
 @dataclass(frozen=True)
 class ConfigDiff:
+    """What gen-config would change on disk."""
     changed: tuple[str, ...]   # files whose text differs or that are missing
     stale: tuple[str, ...]     # generated files on disk that the team no longer has
 

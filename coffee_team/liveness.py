@@ -162,6 +162,7 @@ def memory_exceeded(rss_mb: float, limit_mb: float) -> str | None:
 
 @dataclass(frozen=True)
 class Stall:
+    """stall_check's verdict on a running task's silence."""
     stalled: bool      # silent for longer than stall_after
     warn: bool         # first sight of this stall: one WARNING per stall
     silent_for: float  # seconds since the last output or progress

@@ -152,6 +152,7 @@ def backoff_delay(policy: RetryPolicy, failures: int, jitter: float = 0.0) -> fl
 
 @dataclass(frozen=True)
 class FailureOutcome:
+    """What a failed attempt leads to (after_failure)."""
     status: str                 # "pending" (retry later) or "failed"
     failures: int               # failed attempts so far, this one included
     run_after: Optional[float]  # when the next try may be claimed (pending only)
@@ -199,6 +200,7 @@ def dependency_error(parent_id: int, parent_status: str) -> str:
 
 @dataclass(frozen=True)
 class DependencyOutcome:
+    """A task sent after parents: its state from theirs (after_parents)."""
     status: str           # "waiting", "pending" or "failed"
     waiting_on: int       # parents not finished yet
     error: Optional[str]  # for "failed": dependency_error of the parent that failed

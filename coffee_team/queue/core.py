@@ -45,6 +45,7 @@ from coffee_team.taskstate import RetryPolicy
 
 @dataclass(frozen=True)
 class ClaimedTask:
+    """A task as claim returns it."""
     id: int
     sender: str
     recipient: str

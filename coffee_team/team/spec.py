@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # imported by the parser only for a team that has llm agents 
 
 @dataclass(frozen=True)
 class HttpSettings:
+    """``team.http`` (XML-RPC over HTTP) or ``team.web`` (the dashboard)."""
     port: int
     username: str
     password_env: str
@@ -78,6 +79,7 @@ class NotifyTarget:
 
 @dataclass(frozen=True)
 class AgentSpec:
+    """One agent of the team file (``agents.NAME``)."""
     name: str
     priority: int = 5
     check_interval: float = 300.0
@@ -114,6 +116,7 @@ class AgentSpec:
 
 @dataclass(frozen=True)
 class TeamSettings:
+    """The team file's ``team:`` section."""
     database_path: str = "data/orchestrator.db"
     health_check_interval: float = 30.0
     max_restart_attempts: int = 3
@@ -157,6 +160,7 @@ class HostSpec:
 
 @dataclass(frozen=True)
 class Team:
+    """The team file as the program sees it: its settings, agents and hosts."""
     settings: TeamSettings
     agents: tuple[AgentSpec, ...]
     path: Path = field(default=Path("data/team.yaml"))

@@ -23,14 +23,19 @@ pytestmark = pytest.mark.slow  # the tests here start processes
 REPO = Path(__file__).resolve().parents[2]
 
 # ``python -m coffee_team --team T agent run worker`` for real (lock, queue, requeue, the
-# handler loaded), up to the agent's loop, where it lists its modules instead of looping.
+# handler loaded, the first heartbeat written, its threads started), up to the agent's loop,
+# where it lists its modules (those loaded in full: agent/lean.py defers some, as __main__
+# does first) and its threads instead of looping.
 AGENT_ENTRY = """
-import json, runpy, sys
+import json, os, runpy, sys, threading
+from coffee_team.agent import lean
+lean.defer()
 import coffee_team.agent.runtime as agent
 def list_modules(self):
-    print(json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))
-    return 0
-agent.Agent.run = list_modules
+    print(json.dumps({"modules": sorted(k for k, v in sys.modules.items() if lean.loaded(k)),
+                      "threads": sorted(t.name for t in threading.enumerate())}), flush=True)
+    os._exit(0)
+agent.Agent.loop = list_modules
 sys.argv = ["coffee_team", "--team", sys.argv[1], "agent", "run", "worker"]
 runpy.run_module("coffee_team", run_name="__main__")
 """
@@ -52,7 +57,11 @@ NOT_FOR_AN_AGENT = ("click", "coffee_team.cli", "coffee_team.llm", "coffee_team.
                     "coffee_team.confgen", "peewee", "coffee_team.queue.models", "hashlib",
                     "uuid", "decimal", "logging", "cronsim", "zoneinfo", "coffee_team.rules",
                     "mcp", "coffee_team.mcpserver", "coffee_team.ops",
-                    "coffee_team.agent.memguard")  # the last: only with memory_limit_mb
+                    "coffee_team.agent.memguard",  # only with memory_limit_mb
+                    # the instance row and its thread: PostgreSQL's (agent/instance.py)
+                    "coffee_team.agent.instance", "coffee_team.proctable",
+                    # dataclasses' docstring maker (agent/lean.py)
+                    "inspect", "ast", "dis", "tokenize", "linecache")
 # What an agent starting from a fresh snapshot of its team file (team/snapshot.py) never
 # loads: the YAML parser and the team file's checkers; nor, for one running a command or a
 # Python handler, the process machinery before a task needs it.
@@ -66,12 +75,17 @@ NOT_FOR_STATUS = ("coffee_team.cli.data", "coffee_team.cli.tasks", "coffee_team.
                   "coffee_team.cli.hosts")
 
 
-def modules_of(entry: str, team_file: Path) -> list[str]:
+def run_entry(entry: str, team_file: Path, env: dict | None = None) -> dict | list:
     out = subprocess.run([sys.executable, "-c", entry, str(team_file)], capture_output=True,
                          text=True, cwd=REPO, timeout=60, stdin=subprocess.DEVNULL,
-                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **(env or {})})
     assert out.returncode in (0, 3), out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def modules_of(entry: str, team_file: Path) -> list[str]:
+    found = run_entry(entry, team_file)
+    return found["modules"] if isinstance(found, dict) else found
 
 
 def inside(modules: list[str], packages: tuple[str, ...]) -> list[str]:
@@ -98,6 +112,55 @@ def test_an_agent_starting_from_the_snapshot_reads_no_yaml():
     assert "coffee_team.team.snapshot" in modules and "coffee_team.queue.core" in modules
     assert inside(modules, NOT_FOR_AN_AGENT + NOT_FROM_A_SNAPSHOT + NOT_BEFORE_A_TASK) == []
     assert inside(helper, NOT_FOR_AN_AGENT + NOT_FROM_A_SNAPSHOT + NOT_BEFORE_A_TASK) == []
+
+
+def test_an_idle_agent_on_sqlite_runs_only_its_heartbeat_threads():
+    """No instance row on SQLite (agent/instance.py), so no thread of its own nor a second
+    connection; the pulse's two threads keep the heartbeat while the loop waits."""
+    with temp_root() as root:
+        team = write_team(root, {"worker": {"handler": "coffee_team.agent.demo:handle"}})
+        MessageQueue.from_team(team).close()
+        snapshot.write_snapshot(team.path)
+        found = run_entry(AGENT_ENTRY, team.path, {"SUPERVISOR_ENABLED": "1"})
+    assert found["threads"] == ["MainThread", "worker-beats", "worker-heartbeat"]
+    assert inside(found["modules"], NOT_FOR_AN_AGENT) == []
+
+
+def test_the_agents_command_line_defers_inspect_until_something_uses_it():
+    """``python -m coffee_team ... agent run`` itself (not the entry above) leaves inspect
+    unloaded through its start-up, and a deferred inspect still works when asked."""
+    import signal
+    import time
+    with temp_root() as root:
+        team = write_team(root, {"worker": {"handler": "coffee_team.agent.demo:handle"}})
+        MessageQueue.from_team(team).close()
+        beat = team.status_dir / "worker_status.json"
+        proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "coffee_team",
+                                 "--team", str(team.path), "agent", "run", "worker"],
+                                cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True,
+                                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+        try:
+            deadline = time.monotonic() + 30
+            while not beat.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert beat.exists()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+    imported = {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "coffee_team.queue.core" in imported and "dataclasses" in imported
+    assert imported & {"ast", "dis", "tokenize"} == set()
+    used = subprocess.run([sys.executable, "-c", (
+        "import sys\nfrom coffee_team.agent import lean\nlean.defer()\n"
+        "import dataclasses, inspect\nassert not lean.loaded('inspect')\n"
+        "from inspect import signature\nassert lean.loaded('inspect') and 'ast' in sys.modules\n"
+        "print(signature(lean.defer), inspect.isclass(int))")],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+    assert used.returncode == 0, used.stderr
+    assert used.stdout.split()[-1] == "True"
 
 
 def test_a_stale_snapshot_brings_the_yaml_parser_in():
