@@ -72,6 +72,11 @@ import time
 t_start = time.monotonic()
 import sys
 stamps = {"interpreter": t_start}
+try:  # what __main__ does first for an agent's command line
+    from coffee_team.agent.lean import defer
+    defer()
+except ImportError:  # a checkout from before it
+    pass
 import coffee_team.agent.runtime as rt
 try:
     import coffee_team.team.snapshot as loader

@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import select
-import socket
+import _socket  # not socket: see queue/wake.py
 import threading
 import time
 from pathlib import Path
@@ -137,9 +137,12 @@ def announce_ready(run_dir: Path, agent: str) -> None:
     if path is None:
         return
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+        try:
             sock.setblocking(False)
             sock.sendto(agent.encode(), str(path))
+        finally:
+            sock.close()
     except OSError:  # no watchdog launching right now, its buffer is full, no fds left
         pass
 
@@ -149,10 +152,10 @@ class ReadyInbox:
 
     def __init__(self, run_dir: Path):
         self.path = ready_socket_path(run_dir)
-        self.sock: socket.socket | None = None
+        self.sock: _socket.socket | None = None
         if self.path is None:
             return
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
         try:
             self.path.unlink(missing_ok=True)  # one watchdog per team: a leftover is ours
             sock.bind(str(self.path))

@@ -11,7 +11,9 @@ import errno
 import functools
 import os
 import select
-import socket
+# socket's C core: the socket module's enums, selectors and wrappers (~0.5 MB, ~2 ms of
+# every agent's start) add nothing to a datagram socket's bind, sendto and recv
+import _socket
 import threading
 from typing import Any, Iterable, Optional
 
@@ -23,7 +25,7 @@ _UNIX_PATH_MAX = 107
 
 def drain(sock) -> None:
     """Discard every queued poke (non-blocking socket, or a PgListener)."""
-    if not isinstance(sock, socket.socket):
+    if not isinstance(sock, _socket.socket):
         sock.drain()
         return
     try:
@@ -39,8 +41,8 @@ class WakeSockets:
     def __init__(self, wake_dir: str):
         self.wake_dir = os.path.abspath(wake_dir)
         os.makedirs(self.wake_dir, mode=0o700, exist_ok=True)
-        self._sender: Optional[socket.socket] = None
-        self._listeners: dict[str, Optional[socket.socket]] = {}
+        self._sender: Optional[_socket.socket] = None
+        self._listeners: dict[str, Optional[_socket.socket]] = {}
         self._owned: dict[str, int] = {}  # path -> inode we bound
         self._paths: dict[str, Optional[str]] = {}  # agent -> socket path (None: too long)
         self._lock = threading.Lock()
@@ -74,7 +76,7 @@ class WakeSockets:
         for _ in range(2):
             sender = self._sender
             if sender is None:
-                sender = self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                sender = self._sender = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
                 sender.setblocking(False)
             try:
                 sender.sendto(b"\x01", path)
@@ -86,18 +88,18 @@ class WakeSockets:
             except OSError:  # nobody listening
                 return
 
-    def listener(self, agent: str) -> Optional[socket.socket]:
+    def listener(self, agent: str) -> Optional[_socket.socket]:
         """Our bound socket for ``agent``, or None (caller polls instead)."""
         with self._lock:
             if agent not in self._listeners:
                 self._listeners[agent] = self._bind(agent)
             return self._listeners[agent]
 
-    def _bind(self, agent: str) -> Optional[socket.socket]:
+    def _bind(self, agent: str) -> Optional[_socket.socket]:
         path = self._path(agent)
         if path is None:
             return None
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
         sock.setblocking(False)
         try:
             try:
@@ -132,7 +134,7 @@ class WakeSockets:
 
 
 def _socket_is_live(path: str) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
     try:
         probe.connect(path)
         return True
@@ -241,7 +243,7 @@ class PgWake:
 class _EitherListener:
     """One fd (an epoll) that is readable when the unix socket or the LISTEN connection is."""
 
-    def __init__(self, pg: PgListener, sock: socket.socket):
+    def __init__(self, pg: PgListener, sock: _socket.socket):
         self.pg, self.sock = pg, sock
         self.poller = select.epoll()
         self.poller.register(pg.fileno(), select.EPOLLIN)

@@ -61,7 +61,9 @@ NOT_FOR_AN_AGENT = ("click", "coffee_team.cli", "coffee_team.llm", "coffee_team.
                     # the instance row and its thread: PostgreSQL's (agent/instance.py)
                     "coffee_team.agent.instance", "coffee_team.proctable",
                     # dataclasses' docstring maker (agent/lean.py)
-                    "inspect", "ast", "dis", "tokenize", "linecache")
+                    "inspect", "ast", "dis", "tokenize", "linecache",
+                    # its unix datagram sockets (wake-ups, the ready poke) are _socket's
+                    "socket", "selectors")
 # What an agent starting from a fresh snapshot of its team file (team/snapshot.py) never
 # loads: the YAML parser and the team file's checkers; nor, for one running a command or a
 # Python handler, the process machinery before a task needs it.
