@@ -107,6 +107,19 @@ def test_the_code_stamp_follows_the_parsing_modules(tmp_path, monkeypatch):
     assert snapshot.code_stamp() != before
 
 
+def test_a_dataclass_keeps_only_what_differs_from_its_defaults(tmp_path):
+    """Every agent decodes its whole team: fields at their default are not in the file (the
+    constructor sets them), so a big team of plain agents is little to read."""
+    path = project(tmp_path, RICH)
+    target = snapshot.write_snapshot(path)
+    _, _, _, body = marshal.loads(target.read_bytes())
+    builder = next(node for node in body["agents"][1] if dict(node[3])["name"] == "builder")
+    assert [name for name, _ in builder[3]] == ["name", "command", "handles", "retry"]
+    policy = dict(builder[3])["retry"]  # attempts: 2, the rest as RetryPolicy's defaults
+    assert [name for name, _ in policy[3]] == ["attempts"]
+    assert snapshot.read_snapshot(path) == load_team(path)
+
+
 def test_only_coffee_team_dataclasses_are_rebuilt(tmp_path):
     path = project(tmp_path, RICH)
     target = snapshot.write_snapshot(path)
