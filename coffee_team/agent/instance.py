@@ -46,10 +46,11 @@ class InstanceRow:
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def write(self, status_dir: Path, status: dict[str, Any]) -> None:
-        """The heartbeat file (OSError propagates), and its fields handed to the row."""
+    def write(self, status_dir: Path, name: str, status: dict[str, Any]) -> None:
+        """The heartbeat file (OSError propagates), and its fields handed to the row; as
+        write_heartbeat is called."""
         self.post(status)
-        write_heartbeat(status_dir, self.name, status)
+        write_heartbeat(status_dir, name, status)
 
     def post(self, status: dict[str, Any]) -> None:
         self.latest = status

@@ -81,13 +81,9 @@ class Agent(TaskExecution):
         self.in_database = False
         self.trouble: set[str] = set()  # what is failing now, so each episode is logged once
         self.file_checked_at = 0.0
-        # agent_instances: who holds the agent, for other hosts and pods (PostgreSQL); a SQLite
-        # team runs on one host, where the heartbeat file says the same (heartbeat.instances_of):
-        # no row, so no thread and no second connection in every agent
-        self.row = None
-        if team.is_postgres:
+        if team.is_postgres:  # agent_instances, for other hosts and pods (instance.py)
             from .instance import InstanceRow
-            self.row = InstanceRow(self)
+        self.row = InstanceRow(self) if team.is_postgres else None
 
     # --- signals -------------------------------------------------------------------------
     def _on_stop_signal(self, signum, frame) -> None:
@@ -141,11 +137,9 @@ class Agent(TaskExecution):
                   "trouble": sorted(self.trouble), "waiting_for": waiting,
                   "waiting_since": self.activity.db_since_wall if waiting == "database" else None,
                   **self.counts}
-        try:
-            if self.row is not None:
-                self.row.write(self.team.status_dir, status)  # the file; the row on its thread
-            else:
-                write_heartbeat(self.team.status_dir, self.name, status)
+        try:  # the file; on PostgreSQL also the row, on its own thread (instance.py)
+            (write_heartbeat if self.row is None else self.row.write)(
+                self.team.status_dir, self.name, status)
         except OSError as exc:  # an unwritable status dir must not stop the work
             if exc.errno in DISK_FULL:
                 self.problem("disk", f"waiting for disk: cannot write the heartbeat file in "
