@@ -27,6 +27,7 @@ class CompletionNeeds(Protocol):
 
     backend: SqlBackend  # the database, in its dialect (core.py sets it, and the rest)
     clock: Callable[[], float]
+    lease_seconds: float
     _sql: Any  # backend.prepared: sql.py's statements by name, translated once
     _folded: bool  # backend.folded: PostgreSQL's one-statement variants (sql.PG_*)
 
@@ -75,11 +76,22 @@ class CompletionMixin:
                             limit: int) -> tuple[bool, list]:
         now, backend, sent = self.clock(), self.backend, ()
         finish = ("completed", now, result_json, None, task_id, agent)
+        one_statement = not rows and (self._folded or (
+            limit == 1 and backend.complete_and_claim_one is not None))
+        dependents = 0
         if self._folded and not rows:
             fused = backend.run(self._sql.PG_COMPLETE_AND_CLAIM,
                                 finish + self._ready_params(agent, limit, now)).fetchall()
             completed = bool(fused[0][0])
             claimed = [row[1:] for row in fused if row[1] is not None]
+        elif one_statement:  # SQLite: both rows in one UPDATE (sql_sqlite.COMPLETE_AND_CLAIM)
+            completed, claimed = False, []
+            for row in backend.run(backend.complete_and_claim_one, (
+                    task_id, agent, now, result_json, now + self.lease_seconds)).fetchall():
+                if row[0] == "completed":
+                    completed, dependents = True, row[1]
+                else:
+                    claimed.append(row[2:])
         else:
             released: list[tuple] = []
             with backend.write_transaction():
@@ -92,7 +104,9 @@ class CompletionMixin:
         # whole call (it would find the task no longer held and report its result lost); the
         # caller's next claim() takes over, as after a claim that failed.
         try:
-            if self._folded and not rows and not claimed:
+            if dependents:  # tasks sent after it that its end released (the trigger's)
+                self._wake_recipients([(None, r) for r in self._released_by(task_id)])
+            if one_statement and not claimed:
                 # paused, a lease expired, or nothing due: claim()'s slow path
                 claimed = self._claim_rows(agent, limit, ready_tried=True)
             return completed, self._tasks_from(claimed, agent, limit)

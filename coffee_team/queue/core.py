@@ -193,7 +193,7 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
     def _claim_rows(self, agent: str, limit: int, *, ready_tried: bool = False) -> list[tuple]:
         now, backend = self.clock(), self.backend
         if self._folded and not ready_tried:  # row locks only: claim, no read first
-            rows = backend.run(self._sql.CLAIM_READY, self._ready_params(agent, limit, now)
+            rows = backend.run(self._claim_ready(limit), self._ready_params(agent, limit, now)
                                ).fetchall()
             if rows:
                 return rows
@@ -206,10 +206,18 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
             return []
         if not (expired or self._folded):
             # one statement, its own transaction: SQLite takes the write lock as it starts
-            return backend.run(self._sql.CLAIM, (
+            return backend.run(self._claim(limit), (
                 agent, now, now + self.lease_seconds, agent, now, limit)).fetchall()
         with backend.write_transaction():
             return self._release_and_claim(agent, limit, now, expired)
+
+    def _claim(self, limit: int) -> str:
+        """sql.CLAIM, in the backend's form for one task when that is all (sql_sqlite)."""
+        return self._sql.CLAIM_ONE if limit == 1 else self._sql.CLAIM
+
+    def _claim_ready(self, limit: int) -> str:
+        """sql.CLAIM_READY, likewise."""
+        return self._sql.CLAIM_READY_ONE if limit == 1 else self._sql.CLAIM_READY
 
     def _ready_params(self, agent: str, limit: int, now: float) -> tuple:
         """sql.CLAIM_READY's parameters."""
@@ -229,12 +237,12 @@ class MessageQueue(CompletionMixin, EnqueueMixin, JournalMixin, ReportingMixin, 
             back = sum(1 for row in released if row[0] == "pending")
             if back:
                 backend.run(self._sql.ADD_PENDING, (agent, back)).fetchone()
-        return backend.run(self._sql.CLAIM, (
+        return backend.run(self._claim(limit), (
             agent, now, now + self.lease_seconds, agent, now, limit)).fetchall()
 
     def _claim_locked(self, agent: str, limit: int, now: float) -> list[tuple]:
         """claim()'s rows inside the caller's write transaction (complete_and_claim)."""
-        rows = self.backend.run(self._sql.CLAIM_READY, self._ready_params(agent, limit, now)
+        rows = self.backend.run(self._claim_ready(limit), self._ready_params(agent, limit, now)
                                 ).fetchall()
         if rows:
             return rows

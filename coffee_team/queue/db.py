@@ -85,13 +85,16 @@ class SqlBackend:
     task_count_triggers: tuple[str, ...] = ()
     metrics_index_v8 = ""
     dependency_triggers: tuple[str, ...] = ()  # schema 10 (sql_schema)
-    v16_drop_triggers: tuple[str, ...] = ()  # schema 16: the two above made anew (SQLite)
+    retrigger_drops: tuple[str, ...] = ()  # schemas 16, 18: the two above made anew (SQLite)
     # A completion's metrics row is written by its statement's trigger (SQLite, schema 16):
     # sql.FINISH/FINISH_BY alone, so a completion is one statement, its own transaction.
     metric_by_trigger = False
     # Every task inserted raises its recipient's pending bound by trigger (SQLite, schema 16):
     # a send checks the bound instead of raising it (sql_sqlite).
     depth_by_trigger = False
+    # An agent's completion and next claim of one task as one statement of its own,
+    # (task id, agent, now, result, lease expiry): sql_sqlite.COMPLETE_AND_CLAIM (SQLite).
+    complete_and_claim_one: Optional[str] = None
 
     def __init__(self, db):
         self.db = db
@@ -99,6 +102,9 @@ class SqlBackend:
         self.prepared = SimpleNamespace(**{name: self.sql(text.replace("{lock}", self._claim_lock))
                                            for name, text in sql.named().items()})
         self._insert_sql: dict[tuple[int, bool], str] = {}  # (rows, returning_ids) -> insert
+        # Claims of one task: the general statements, unless the dialect has its own (SQLite).
+        self.prepared.CLAIM_ONE = self.prepared.CLAIM
+        self.prepared.CLAIM_READY_ONE = self.prepared.CLAIM_READY
 
     @staticmethod
     def sql(statement: str) -> str:

@@ -91,9 +91,9 @@ def _upgrade(backend: SqlBackend, host: str) -> int:
                 if version < 10 or rebuilt:
                     for statement in backend.dependency_triggers:
                         backend.execute(statement)
-                if version < 16:  # SQLite: schema 3's and 10's triggers fire on completed_at
-                    for statement in (backend.v16_drop_triggers + backend.task_count_triggers
-                                      + backend.dependency_triggers if backend.v16_drop_triggers
+                if version < 18:  # SQLite: triggers on completed_at (16), completions' own (18)
+                    for statement in (backend.retrigger_drops + backend.task_count_triggers
+                                      + backend.dependency_triggers if backend.retrigger_drops
                                       else ()):
                         backend.execute(statement)
                 if "agent_session" in tables:  # schema 12: sessions keyed by agent and key

@@ -13,7 +13,7 @@ import threading
 from typing import Any, Iterator, Optional, Sequence
 
 from coffee_team.errors import DatabaseUnavailable
-from coffee_team.queue import files, sql_schema
+from coffee_team.queue import files, sql_schema, sql_sqlite
 from coffee_team.queue.db import SqlBackend
 from coffee_team.queue.files import FileProblem
 from coffee_team.queue.identity import Opened
@@ -157,6 +157,13 @@ class SqliteBackend(SqlBackend):
     """Runs on a sqlite_db.SqliteDatabase, or on the peewee one migrate.py uses: both give
     this thread's sqlite3 connection and ``atomic()``; errors are sqlite3's own."""
 
+    complete_and_claim_one = sql_sqlite.COMPLETE_AND_CLAIM
+
+    def __init__(self, db):
+        super().__init__(db)
+        self.prepared.CLAIM_ONE = sql_sqlite.CLAIM_ONE
+        self.prepared.CLAIM_READY_ONE = sql_sqlite.CLAIM_READY_ONE
+
     def run(self, prepared: str, params: Sequence[Any] = ()):
         return self.db.connection().execute(prepared, params)
 
@@ -238,7 +245,7 @@ class SqliteBackend(SqlBackend):
     task_count_triggers = sql_schema.SQLITE_TASK_COUNT_TRIGGERS
     metrics_index_v8 = sql_schema.SQLITE_V8_DROP_METRICS_INDEX
     dependency_triggers = sql_schema.SQLITE_DEPENDENCY_TRIGGERS
-    v16_drop_triggers = sql_schema.SQLITE_V16_DROP_TRIGGERS
+    retrigger_drops = sql_schema.SQLITE_V18_DROP_TRIGGERS
     metric_by_trigger = True
     depth_by_trigger = True
 

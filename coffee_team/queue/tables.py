@@ -29,7 +29,9 @@ from coffee_team.taskstate import (APPROVAL_STATES, LIVE_STATES, MERGE_STATES, Q
 #     is one upsert and a completion's metrics row is written by the completion's statement.
 # 17: database_identity, the database's id (written at creation, or by the upgrade of an older
 #     one): a process tells the database it opened from another at the same path.
-SCHEMA_VERSION = 17
+# 18: SQLite's completions (in_progress -> completed) count and write their metrics row by a
+#     trigger of their own, the other ends by tasks_count_update (no change on PostgreSQL).
+SCHEMA_VERSION = 18
 
 STATUS_CHECK = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in STATES))
 # The states in which a task holds its dedupe_key (taskstate.LIVE_STATES), as SQL.
