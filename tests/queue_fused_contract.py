@@ -6,6 +6,9 @@ which the fused call must match exactly.
 """
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from coffee_team.errors import QueueFullError, UnstorableResult
@@ -56,6 +59,46 @@ class FusedContract:
         assert q.agent_performance() == []
         q.cancel_task(nxt)
         assert q.complete_and_claim(nxt, agent="alice") == (False, [])
+
+    def test_a_held_task_requeued_meanwhile_and_next_in_line_is_claimed_not_completed(self):
+        """SQLite completes and claims in one UPDATE of both rows, told apart by their status
+        before it: a task pending again (its agent restarted) is claimed, as claim() would."""
+        q = self.make_queue()
+        held = q.send("cli", "alice", "a")
+        q.claim("alice")
+        assert q.requeue_agent("alice") == 1
+        completed, [task] = q.complete_and_claim(held, {"x": 1}, agent="alice")
+        assert completed is False and (task.id, task.attempts) == (held, 2)
+        row = q.get_task(held)
+        assert (row["status"], row["result"], row["completed_at"]) == ("in_progress", None, None)
+        assert q.agent_performance() == [] and q.stats()["alice"]["completed"] == 0
+
+    def test_a_held_task_past_its_lease_is_completed_and_the_next_claimed(self):
+        """The claim's guard (no expired lease of the agent's) sees the held task itself in the
+        one-statement form: the completion stands and the next task is claimed all the same."""
+        q = self.make_queue(lease_seconds=10)
+        a, b = q.send("cli", "alice", "a"), q.send("cli", "alice", "b")
+        q.claim("alice")
+        self.clock.advance(11)  # a's own lease ran out; nothing released it yet
+        completed, [task] = q.complete_and_claim(a, {"ok": 1}, agent="alice")
+        assert completed is True and (task.id, task.attempts) == (b, 1)
+        assert (q.get_task(a)["status"], q.get_task(a)["result"]) == ("completed", {"ok": 1})
+        assert [p["count"] for p in q.agent_performance()] == [1]
+        assert q.stats()["alice"]["completed"] == 1
+
+    def test_a_completion_wakes_the_waiter_of_a_task_it_released(self):
+        consumer = self.make_queue(wake_dir=self.wake_dir, clock=time.time)
+        producer = self.make_queue(wake_dir=self.wake_dir, clock=time.time)
+        parent = producer.send("cli", "alice", "p")
+        producer.send("cli", "bob", "c", after=[parent])
+        producer.claim("alice")
+        assert consumer.wait("bob", timeout=0) is False  # binds; the child waits on its parent
+        timer = threading.Timer(0.05, producer.complete_and_claim, (parent,), {"agent": "alice"})
+        timer.start()
+        started = time.monotonic()
+        assert consumer.wait("bob", timeout=5) is True
+        timer.join()
+        assert time.monotonic() - started < 2  # woken, not timed out
 
     def test_follow_ups_are_written_with_the_completion_and_claimable_at_once(self):
         q = self.make_queue()
@@ -249,6 +292,38 @@ class FusedContract:
         with pytest.raises(QueueFullError):  # failed-then-retried + x + y: the bound holds
             up.send_many([{"sender": "cli", "recipient": "alice", "type": "y"}] * 2)
 
+    def test_a_version_17_database_gets_the_completion_trigger_of_schema_18(self):
+        """Schema 18 gives SQLite's completions a count-and-metrics trigger of their own: an
+        upgraded database counts each end once, by one trigger or the other."""
+        q = self.make_queue()
+        done = q.send("cli", "alice", "t")
+        q.claim("alice")
+        q.mark_completed(done)
+        pg = is_postgres(q.db)
+        with q.db.atomic():  # what version 17 had
+            if not pg:
+                q.db.execute_sql("DROP TRIGGER tasks_completed")
+                q.db.execute_sql("DROP TRIGGER tasks_count_update")
+                q.db.execute_sql(_V17_SQLITE_COUNT_TRIGGER)
+            q.db.execute_sql("UPDATE schema_version SET version = 17")
+        q.close()
+        up = self.make_queue()
+        assert up.backend.fetchall("SELECT MAX(version) FROM schema_version") == [
+            (SCHEMA_VERSION,)] and SCHEMA_VERSION >= 18
+        if not pg:
+            names = {n for (n,) in up.backend.fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+            assert {"tasks_completed", "tasks_count_update"} <= names
+        second, failed = up.send("cli", "alice", "a"), up.send("cli", "alice", "b")
+        up.claim("alice")
+        completed, [held] = up.complete_and_claim(second, agent="alice")
+        assert completed and held.id == failed
+        up.mark_failed(failed, "boom", permanent=True)
+        assert (up.stats()["alice"]["completed"], up.stats()["alice"]["failed"]) == (2, 1)
+        assert up.retry_task(failed)  # failed -> pending: counted out of failed again
+        assert (up.stats()["alice"]["completed"], up.stats()["alice"]["failed"]) == (2, 0)
+        assert [p["count"] for p in up.agent_performance()] == [3]  # 2 completions, 1 failure
+
     def test_an_error_after_the_commit_keeps_the_completion_and_claims_nothing(self,
                                                                               monkeypatch):
         """Once the completion is committed, a database error while reading the claimed rows
@@ -289,3 +364,16 @@ _V13_SQLITE_TRIGGERS = (
     " AND resolved = 0 AND NEW.status = 'completed');"
     " UPDATE task_deps SET resolved = 1 WHERE parent = NEW.id AND resolved = 0; END",
 )
+# Version 17's SQLite count trigger (sql_schema before schema 18): every end and retry.
+_V17_SQLITE_COUNT_TRIGGER = (
+    "CREATE TRIGGER tasks_count_update AFTER UPDATE OF completed_at ON tasks"
+    f" WHEN OLD.status <> NEW.status AND (OLD.status IN {_FINISHED}"
+    f" OR NEW.status IN {_FINISHED}) BEGIN"
+    " INSERT INTO task_counts (recipient, status, n) SELECT NEW.recipient, NEW.status, 1"
+    f" WHERE NEW.status IN {_FINISHED} ON CONFLICT (recipient, status) DO UPDATE SET n = n + 1;"
+    f" UPDATE task_counts SET n = n - 1 WHERE OLD.status IN {_FINISHED}"
+    " AND recipient = OLD.recipient AND status = OLD.status;"
+    " INSERT INTO metrics (agent, task_type, duration_ms, timestamp) SELECT NEW.claimed_by,"
+    " NEW.type, MAX(0.0, (NEW.completed_at - NEW.claimed_at) * 1000.0), NEW.completed_at"
+    " WHERE OLD.status = 'in_progress' AND NEW.status = 'completed';"
+    " END")
