@@ -123,11 +123,26 @@ def unreadable(text: str, what: str) -> str:
     return f"<{what} not shown: nested more than {MAX_CONTENT_DEPTH} levels deep, {len(text)} bytes>"
 
 
+# json.loads' own C scanner, called directly for the compact texts the queue stores: loads()
+# adds two Python calls and a regex match around it, most of reading a small value.
+_scan_once = json.decoder.JSONDecoder().scan_once
+
+
+def _loads(text: str) -> Any:
+    """json.loads(text); anything but one JSON value filling the whole text (surrounding
+    whitespace, invalid JSON) goes through json.loads itself, with its errors."""
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        end = -1
+    return value if end == len(text) else json.loads(text)
+
+
 def read_stored(text: str) -> tuple[Any, bool]:
     """(value, True) for a stored JSON text; (None, False) for one nested too deep (written
     before this check), which no reader could safely walk."""
     try:
-        value = json.loads(text)
+        value = _loads(text)
     except RecursionError:
         return None, False
     if _may_be_too_deep(text) and nesting_depth(value, MAX_CONTENT_DEPTH) > MAX_CONTENT_DEPTH:

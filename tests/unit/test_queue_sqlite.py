@@ -64,6 +64,31 @@ class TestSqliteQueue(QueueContract, ListingContract, ControlContract, FusedCont
             "EXPLAIN QUERY PLAN " + sql.LIVE_COUNTS))
         assert "INDEX tasks_recipient_status_priority_id_run_after" in live_plan, live_plan
 
+    def test_triggers_test_states_by_comparisons_not_in_lists(self):
+        """For an IN list of more than two constants SQLite builds a temporary index every
+        time a trigger fires (~3 µs, and every completion and claim fires three): the
+        triggers compare instead (schema 18)."""
+        import re
+        q = self.make_queue()
+        triggers = dict(q.backend.fetchall(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+        assert {"tasks_completed", "tasks_count_update", "tasks_count_delete",
+                "tasks_count_insert", "tasks_dependents"} <= set(triggers)
+        for name, text in triggers.items():
+            assert not re.search(r"\bIN \((?:'[^']*', ){2,}'", text), name
+
+    def test_an_agent_claims_one_task_without_a_temporary_table(self):
+        """id = (SELECT ...) for one task: SQLite reads the subquery once; id IN (SELECT ...)
+        fills a temporary table first."""
+        from coffee_team.queue import sql_sqlite
+        q = self.make_queue()
+        for statement, params in ((sql_sqlite.CLAIM_ONE, 6), (sql_sqlite.CLAIM_READY_ONE, 10),
+                                  (sql_sqlite.COMPLETE_AND_CLAIM, 5)):
+            plan = " ".join(str(r[-1]) for r in q.backend.fetchall(
+                "EXPLAIN QUERY PLAN " + statement, (None,) * params))
+            assert "LIST SUBQUERY" not in plan and "SCALAR SUBQUERY" in plan, plan
+            assert "SCAN tasks" not in plan, plan
+
 
 
 def test_busy_is_told_by_the_error_code_not_the_message(tmp_path):
