@@ -157,6 +157,8 @@ class SqliteBackend(SqlBackend):
     """Runs on a sqlite_db.SqliteDatabase, or on the peewee one migrate.py uses: both give
     this thread's sqlite3 connection and ``atomic()``; errors are sqlite3's own."""
 
+    # sql_sqlite's forms of the hot path: an agent's completion and next claim in one UPDATE,
+    # a claim of one task by a scalar subquery (schema 18's measurements: docs/performance.md)
     complete_and_claim_one = sql_sqlite.COMPLETE_AND_CLAIM
 
     def __init__(self, db):
