@@ -136,6 +136,8 @@ def time_limit(seconds: float | None):
 
 
 class CallableRunner:
+    in_process = True  # runs in the agent's process: memory_limit_mb caps it (agent/memguard)
+
     def __init__(self, func: Callable[..., Any]):
         self.func = func
 

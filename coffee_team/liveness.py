@@ -160,6 +160,34 @@ def memory_exceeded(rss_mb: float, limit_mb: float) -> str | None:
     return f"memory limit {limit_mb:g} MB exceeded: {math.ceil(rss_mb)} MB"
 
 
+# An in-process (Python) handler is held where it allocates: while it runs, the agent's
+# RLIMIT_DATA lets its writable memory (VmData) grow by this share of the limit less the
+# tree's RSS at the start. VmData grows at least as fast as the RSS a handler adds by
+# allocating, so the tree stays below it; the 0.1 × the limit left below MEMORY_OVERSHOOT is
+# for what VmData does not count (file pages read, freed memory touched again).
+MEMORY_CAP_SHARE = 1.4
+MEMORY_CAP_FLOOR_MB = 16.0  # a handler that starts just under the limit still gets to run
+ALLOCATION_RETRY = 0.1  # seconds: an agent thread refused memory under the cap tries again
+
+
+def memory_data_cap(data_mb: float, rss_mb: float, limit_mb: float) -> float | None:
+    """The soft RLIMIT_DATA (MB) while an in-process handler runs, from the agent's VmData
+    and its tree's RSS before it: None (no cap) when the tree is over the limit already, which
+    is not the task's doing (the watchdog's restart deals with it, as the sampler leaves it)."""
+    if rss_mb > limit_mb:
+        return None
+    return data_mb + max(MEMORY_CAP_FLOOR_MB, MEMORY_CAP_SHARE * limit_mb - rss_mb)
+
+
+def memory_refused(rss_mb: float, limit_mb: float) -> str:
+    """The failed task's reason when the cap refused an in-process handler's allocation: as
+    memory_exceeded when the tree is over the limit (the usual case), else what happened
+    (memory mapped but not yet used counts against the cap, not against the limit)."""
+    return memory_exceeded(rss_mb, limit_mb) or (
+        f"memory limit {limit_mb:g} MB: an allocation was refused with the tree at "
+        f"{math.ceil(rss_mb)} MB (a Python handler may map {MEMORY_CAP_SHARE:g} × the limit)")
+
+
 @dataclass(frozen=True)
 class Stall:
     """stall_check's verdict on a running task's silence."""

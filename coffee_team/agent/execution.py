@@ -29,6 +29,8 @@ def task_dict(task: Any) -> dict[str, Any]:
 class TaskExecution:
     """Mixed into Agent: uses its name, spec, queue, activity, counts, durable() and stopping."""
 
+    memory_guard: Any = None  # memguard.MemoryGuard of an agent with memory_limit_mb (run())
+
     def _context(self, task: dict) -> HandlerContext:
         tag = f"[#{task['id']}]" if task["id"] is not None else "[periodic]"
 
@@ -73,16 +75,21 @@ class TaskExecution:
 
     def _run_handler(self, task: dict) -> tuple[Any, list[dict], list[dict]]:
         """(result, the follow-ups to send, the undelivered ones: followups.py)."""
-        ctx = self._context(task)
+        ctx, guard = self._context(task), self.memory_guard
         try:
             self.pending_abort = None  # an abort meant for an earlier task is void
             self.activity.begin(task["id"], task["type"], self.spec.timeout_seconds)
             with handlers.time_limit(self.spec.timeout_seconds):
-                result = self.runner(task, ctx)
+                if guard is not None and getattr(self.runner, "in_process", False):
+                    result = guard.run_in_process(self.runner, task, ctx)  # held as it allocates
+                else:
+                    result = self.runner(task, ctx)
             result, sends, problems = handlers.split_follow_ups(result)
             messages = [{"priority": 5, **msg, "sender": self.name} for msg in ctx.outbox + sends]
             return (result, *followups.sort(messages, self.queue.undeliverable, problems))
         finally:
+            if guard is not None:  # its own finally lifts the cap; again, should a signal's
+                guard.release()    # exception have come between that finally and the lift
             self.activity.end(STOPPING if self.stopping else IDLE)
 
     def _send_follow_ups(self, messages: list[dict], undelivered: list[dict]) -> None:

@@ -42,15 +42,30 @@ def hog_memory(task: dict, ctx: HandlerContext) -> Any:
 
 
 def allocate(task: dict, ctx: HandlerContext) -> Any:
-    """A task of type "grow": allocate ``chunk_mb`` MB at a time, every page touched, until
-    stopped (memory_limit_mb), or fail at ``max_mb`` (so a guard that never fires fails a
-    test rather than exhaust the machine); any other task completes at once."""
+    """A task of type "grow": allocate ``chunk_mb`` MB at a time (a fraction: small objects),
+    every page touched, until stopped (memory_limit_mb), or fail at ``max_mb`` (so a guard that
+    never fires fails a test rather than exhaust the machine); any other task completes at
+    once. With ``keep_trying_s``, a refused allocation (MemoryError) is tried again for that
+    long: a handler that keeps the agent at its memory cap, where its other threads are
+    refused too."""
     if task["type"] != "grow":
         return {"ack": task["type"]}
-    chunk, most = int(ctx.options.get("chunk_mb", 8)), int(ctx.options.get("max_mb", 1000))
+    chunk, most = float(ctx.options.get("chunk_mb", 8)), int(ctx.options.get("max_mb", 1000))
+    keep_trying = float(ctx.options.get("keep_trying_s", 0))
     held: list[bytearray] = []
     while len(held) * chunk < most:
-        block = bytearray(chunk << 20)
+        try:
+            block = bytearray(int(chunk * 2**20))
+        except MemoryError:
+            if keep_trying <= 0:
+                raise
+            until = time.monotonic() + keep_trying
+            while time.monotonic() < until:
+                try:
+                    held.append(bytearray(int(chunk * 2**20)))
+                except MemoryError:
+                    pass
+            raise
         block[::4096] = b"\1" * len(block[::4096])
         held.append(block)
     raise HandlerError(f"never stopped: {most} MB allocated")

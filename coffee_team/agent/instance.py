@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..heartbeat import write_heartbeat
-from ..liveness import IDLE, STOPPED, WORKING, due, ready_to_claim
+from ..liveness import ALLOCATION_RETRY, IDLE, STOPPED, WORKING, due, ready_to_claim
 from ..proctable import started_of
 
 START_RETRY = 1.0  # seconds between tries of the row's first write while the database fails
@@ -70,11 +70,15 @@ class InstanceRow:
                 try:
                     queue.instance_started(self.name, self.where, self.pid, self.proc_start)
                     self.started = True
-                except self.host.db_errors:
+                except (MemoryError, *self.host.db_errors):  # MemoryError: memguard's cap
                     self._halt.wait(START_RETRY)
             while not self._halt.is_set():
                 if self.latest is not None:
-                    self.beat(self.latest)
+                    try:
+                        self.beat(self.latest)
+                    except MemoryError:  # under a Python handler's memory cap: again soon
+                        self._halt.wait(ALLOCATION_RETRY)
+                        continue
                 self._posted.wait(self.every)
                 self._posted.clear()
         finally:

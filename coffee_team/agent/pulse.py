@@ -33,8 +33,8 @@ import threading
 from typing import Any, Callable
 
 from ..clock import wall_step
-from ..liveness import (CHECK_EVERY, STARTING, WORKING, due, lease_renew_every, main_loop_alive,
-                       stall_check)
+from ..liveness import (ALLOCATION_RETRY, CHECK_EVERY, STARTING, WORKING, due,
+                        lease_renew_every, main_loop_alive, stall_check)
 
 
 class Activity:
@@ -164,7 +164,10 @@ class Pulse(threading.Thread):
                     activity.began.wait()
                     activity.began.clear()  # state is read again before sleeping on it
                 elif not self._halt.wait(min(CHECK_EVERY, self.heartbeat_interval)):
-                    self.work_check(self.host.mono())
+                    try:
+                        self.work_check(self.host.mono())
+                    except MemoryError:  # a Python handler's memory cap (memguard), lifted
+                        self._halt.wait(ALLOCATION_RETRY)  # when the handler hits it: again
         finally:
             self.host.queue.backend.close()  # this thread's own connection
 
@@ -180,11 +183,14 @@ class Pulse(threading.Thread):
             if self._halt.is_set():
                 return
             now = self.host.mono()
-            if activity.state == WORKING:
-                self.beat_check(now)
-                wait = min(CHECK_EVERY, self.heartbeat_interval)
-            else:
-                wait = self.idle_beat(now)
+            try:
+                if activity.state == WORKING:
+                    self.beat_check(now)
+                    wait = min(CHECK_EVERY, self.heartbeat_interval)
+                else:
+                    wait = self.idle_beat(now)
+            except MemoryError:  # refused under a Python handler's memory cap: beat again soon
+                wait = ALLOCATION_RETRY
 
     def idle_beat(self, now: float) -> float:
         """From the main loop before it waits idle (and the beats thread): beat if due, or to

@@ -114,8 +114,8 @@ class Agent(TaskExecution):
                 or self.pending_abort is not None:
             return
         self.pending_abort = (task_id, reason, message)
-        log(self.name, f"task {task_id}: {message}; stopping its handler")
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)  # before the log,
+        log(self.name, f"task {task_id}: {message}; stopping its handler")  # which may fail
 
     def _on_abort_signal(self, signum, frame) -> None:
         pending, task = self.pending_abort, self.activity.task
@@ -277,7 +277,8 @@ class Agent(TaskExecution):
         guard = None
         if spec.memory_limit_mb:  # imported only by an agent that has a limit
             from .memguard import MemoryGuard
-            (guard := MemoryGuard(self, spec.memory_limit_mb)).start()
+            guard = self.memory_guard = MemoryGuard(self, spec.memory_limit_mb)
+            guard.start()
         try:
             self.loop()
         except Interrupted as exc:

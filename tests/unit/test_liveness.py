@@ -372,3 +372,38 @@ def test_a_stuck_main_loop_is_found_on_the_monotonic_clock_only():
     host.wall_offset = -3600.0  # nor does a jump back hide a stuck one
     run(host, pulse, 5)
     assert host.problems == ["main loop"]
+
+
+def test_the_heartbeat_threads_take_a_refused_allocation_as_a_pause():
+    """While a Python handler runs under its memory cap (agent/memguard.py) any thread may get
+    a MemoryError: the heartbeat and lease threads try again instead of dying (the real cap:
+    tests/unit/test_memory_cap.py). Real threads at a 10 ms interval, for a few tenths."""
+    import threading
+    import time
+    host = FakeHost()
+    host.clock, host.mono = time.time, time.monotonic
+    host.queue.backend = SimpleNamespace(close=lambda: None)
+    refusals = {"beat": 1, "lease": 1}
+
+    def refuse(what, then):
+        def call(*args):
+            if refusals[what]:
+                refusals[what] -= 1
+                raise MemoryError()
+            return then(*args)
+        return call
+    host.write_status = refuse("beat", host.write_status)
+    host.queue.holds_task = refuse("lease", host.queue.holds_task)
+    pulse = Pulse(host, heartbeat_interval=0.01, lease_seconds=30, loop_limit=3,
+                  stall_after=None, on_stall="warn")
+    host.activity.begin(42, "build")
+    pulse.start()
+    try:
+        deadline = time.monotonic() + 5
+        while (len(host.beats) < 3 or len(host.queue.calls) < 3) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pulse.is_alive() and pulse.beats.is_alive()
+    finally:
+        pulse.stop()
+    assert refusals == {"beat": 0, "lease": 0}
+    assert len(host.beats) >= 3 and len(host.queue.calls) >= 3  # after the refusal: carried on

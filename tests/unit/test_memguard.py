@@ -1,17 +1,24 @@
 """memory_limit_mb in the agent (agent/memguard.py): the sampling rule and the guard, with a
-fake process tree and a fake clock; nothing allocates and nothing sleeps."""
+fake process tree and a fake clock; the cap of an in-process handler with fake rlimits
+(test_memory_cap.py holds the real one); nothing allocates and nothing sleeps."""
 from __future__ import annotations
 
+import errno
 import math
+import resource
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coffee_team.agent.memguard import MemoryGuard
+from coffee_team.agent.memguard import MemoryGuard, out_of_memory
 from coffee_team.agent.pulse import Activity
-from coffee_team.liveness import (ALLOC_BURST_MB_S, MEMORY_OVERSHOOT, MEMORY_SAMPLE_MAX,
-                                  MEMORY_SAMPLE_MIN, memory_exceeded, memory_next_sample)
+from coffee_team.errors import HandlerError
+from coffee_team.handlers import CallableRunner, Interrupted
+from coffee_team.liveness import (ALLOC_BURST_MB_S, MEMORY_CAP_FLOOR_MB, MEMORY_CAP_SHARE,
+                                  MEMORY_OVERSHOOT, MEMORY_SAMPLE_MAX, MEMORY_SAMPLE_MIN,
+                                  memory_data_cap, memory_exceeded, memory_next_sample,
+                                  memory_refused)
 from coffee_team.proctable import Proc, ProcessTable
 from tests.clock import FakeClock
 
@@ -132,3 +139,150 @@ def test_a_late_first_reading_still_stops_the_handler():
     host.activity.begin(7, "work")
     guard.watch(host.activity.task)
     assert host.aborts == [(7, "memory", "memory limit 200 MB exceeded: 250 MB")]
+
+
+# --- the cap of an in-process (Python) handler ---------------------------------------------
+def test_the_cap_lets_writable_memory_grow_to_1_4_times_the_limit_less_the_tree():
+    assert memory_data_cap(data_mb=300, rss_mb=60, limit_mb=200) == 300 + 280 - 60
+    assert memory_data_cap(300, 200, 200) == 300 + 80  # at the limit: 0.4 × it still
+    assert memory_data_cap(300, 200.5, 200) is None  # over it before the task: no cap
+    assert memory_data_cap(300, 29, 30) == 300 + MEMORY_CAP_FLOOR_MB  # 1.4 × 30 − 29 is less
+
+
+@settings(max_examples=500, deadline=None)
+@given(limit=st.integers(16, 100_000), rss=st.floats(0, 1), data=st.floats(0, 10))
+def test_the_cap_never_refuses_below_the_limit_nor_lets_the_tree_pass_the_bar(limit, rss, data):
+    """VmData grows at least as fast as the RSS a handler adds: with the cap reached, the tree
+    is over the limit (never refused under it) and under MEMORY_CAP_SHARE × the limit."""
+    rss_mb, data_mb = rss * limit, data * limit
+    cap = memory_data_cap(data_mb, rss_mb, limit)
+    room = cap - data_mb  # what the handler may add
+    assert rss_mb + room > limit
+    assert rss_mb + room <= max(MEMORY_CAP_SHARE * limit, rss_mb + MEMORY_CAP_FLOOR_MB) + 1e-6
+    assert MEMORY_CAP_SHARE * limit < MEMORY_OVERSHOOT * limit
+
+
+def test_a_refused_allocation_says_memory():
+    assert memory_refused(277.2, 200) == "memory limit 200 MB exceeded: 278 MB"
+    assert memory_refused(120, 200) == ("memory limit 200 MB: an allocation was refused with "
+                                        "the tree at 120 MB (a Python handler may map 1.4 × "
+                                        "the limit)")
+
+
+def test_out_of_memory_is_found_behind_the_handlers_own_errors():
+    assert out_of_memory(MemoryError())
+    assert out_of_memory(OSError(errno.ENOMEM, "Cannot allocate memory"))
+    assert not out_of_memory(OSError(errno.ENOENT, "gone")) and not out_of_memory(None)
+    try:
+        try:
+            raise MemoryError()
+        except MemoryError:
+            raise ValueError("could not parse") from None  # the context stays
+    except ValueError as exc:
+        assert out_of_memory(exc)
+    wrapped = HandlerError("MemoryError: ")
+    wrapped.__cause__ = MemoryError()
+    assert out_of_memory(wrapped)
+    loop = ValueError("a")
+    loop.__context__ = KeyError("b")
+    loop.__context__.__context__ = loop
+    assert not out_of_memory(loop)
+
+
+class Limits:
+    """RLIMIT_DATA and VmData, faked: what the guard sets, and a tree of ``rss_mb``."""
+
+    def __init__(self, soft=resource.RLIM_INFINITY, hard=resource.RLIM_INFINITY, rss_mb=60.0):
+        self.now = (soft, hard)
+        self.set: list[tuple[int, int]] = []
+        self.rss_mb = rss_mb
+
+    def guard(self, limit_mb=200):
+        host = Host(FakeClock())
+
+        def set_limit(soft, hard):
+            self.now = (soft, hard)
+            self.set.append((soft, hard))
+        return MemoryGuard(host, limit_mb, read_rss=lambda pids: int(self.rss_mb * MB),
+                           read_data=lambda: 300 * MB, get_limit=lambda: self.now,
+                           set_limit=set_limit)
+
+
+def test_the_cap_holds_while_the_handler_runs_and_is_lifted_after():
+    limits = Limits()
+    guard = limits.guard()
+    seen = []
+    assert guard.run_in_process(lambda task, ctx: seen.append(limits.now) or "ok", {}, None) \
+        == "ok"
+    assert seen == [((300 + 280 - 60) * MB, resource.RLIM_INFINITY)]
+    assert limits.now == (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+
+
+def test_a_refused_allocation_fails_the_task_for_memory_and_lifts_the_cap():
+    limits = Limits()
+    guard = limits.guard()
+
+    def grow(task, ctx):
+        limits.rss_mb = 277.2  # what it had taken when the kernel said no
+        raise MemoryError()
+    with pytest.raises(Interrupted) as caught:
+        guard.run_in_process(CallableRunner(grow), {}, None)  # its HandlerError around it
+    assert (caught.value.reason, str(caught.value)) == \
+        ("memory", "memory limit 200 MB exceeded: 278 MB")
+    assert caught.value.__context__ is None  # the handler's frames (its memory) not kept
+    assert limits.now == (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+
+
+@pytest.mark.parametrize("error", [HandlerError("bad input"), ValueError("bug"),
+                                   Interrupted("timeout", "timed out after 5s"),
+                                   Interrupted("memory", "memory limit 200 MB exceeded: 230 MB")])
+def test_other_failures_pass_through_with_the_cap_lifted(error):
+    limits = Limits()
+
+    def fail(task, ctx):
+        raise error
+    with pytest.raises(type(error)) as caught:
+        limits.guard().run_in_process(fail, {}, None)
+    assert caught.value is error
+    assert limits.now == (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+
+
+def test_no_cap_over_the_limit_already_nor_above_the_agents_own_ulimit():
+    over = Limits(rss_mb=250)  # a Python handler's leftovers: the watchdog's restart
+    assert over.guard().run_in_process(lambda task, ctx: "ok", {}, None) == "ok"
+    assert over.set == []
+
+    def refused(task, ctx):
+        raise MemoryError()
+    with pytest.raises(MemoryError):  # not the cap's doing: the handler's own error
+        over.guard().run_in_process(refused, {}, None)
+    own = Limits(soft=400 * MB, hard=400 * MB)  # ulimit -d lower than the cap
+    assert own.guard().run_in_process(lambda task, ctx: "ok", {}, None) == "ok"
+    assert own.set == []
+
+
+def test_a_release_again_after_the_lift_changes_nothing():
+    limits = Limits()
+    guard = limits.guard()
+    guard.run_in_process(lambda task, ctx: None, {}, None)
+    guard.release()  # _run_handler's finally, after run_in_process's own
+    assert len(limits.set) == 2  # the cap and its lift, once
+
+
+def test_the_sampler_refused_memory_under_the_cap_carries_on():
+    host, guard, clock, readings = rig(200, grow_mb_s=1000)
+    real, refusals = guard.read_rss, [1]
+
+    def read_rss(pids):
+        if refusals:
+            refusals.pop()
+            raise MemoryError()
+        return real(pids)
+    guard.read_rss = read_rss
+    abort = host.abort
+    host.abort = lambda *args: (abort(*args), guard._halt.set())  # then the loop ends
+    host.activity.begin(7, "work")
+    guard.began.set()
+    guard.run()  # the thread's loop, on this thread
+    assert refusals == [] and readings
+    assert [(task_id, reason) for task_id, reason, _ in host.aborts] == [(7, "memory")]
