@@ -57,7 +57,7 @@ def test_a_handler_allocating_past_its_limit_is_stopped_below_one_and_a_half_tim
     reached = int(match.group(1))
     log = (project.team.log_dir / f"{agent}.log").read_text()
     allocated = [int(n) for n in re.findall(r"allocated (\d+) MB", log)]
-    by = "the sampler" if "stopping its handler" in log else "the cap"
+    by = "the sampler" if f"{row['error']}; stopping its handler" in log else "the cap"
     print(f"{agent}: stopped at {reached} MB (limit {LIMIT}) by {by}; "
           f"the handler had allocated {allocated[-1] if allocated else '?'} MB")
     assert LIMIT < reached < 1.5 * LIMIT
