@@ -8,7 +8,7 @@ gives the same rows.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 
 class Proc(NamedTuple):
@@ -52,6 +52,46 @@ class ProcessTable:
         lifetime = max(now - tree[0].started, 1e-3)
         rss = sum(proc.rss for proc in tree)
         return round(100.0 * cpu_seconds / lifetime, 1), round(rss / 2**20, 1)
+
+
+class LiveTable:
+    """The parents of every process, kept between passes: each ``read()`` lists /proc and reads
+    only the processes new since the last one (a full pass reads them all: 44 ms with 800
+    processes, 120 ms with 1200 on a busy machine, time in which a memory sampler is blind).
+    A PID reused between two passes keeps its old parent: a process made and gone within one
+    pass is rare, and a wrong parent costs a reading of the wrong tree until the next reuse."""
+
+    def __init__(self, list_pids: Callable[[], list[int]] | None = None,
+                 parent_of: Callable[[int], int | None] | None = None):
+        self.list_pids = list_pids or _listed_pids
+        self.parent_of = parent_of or _parent_of
+        self.parents: dict[int, int] = {}
+
+    def read(self) -> "ProcessTable":
+        if not os.path.isfile("/proc/self/stat"):
+            return ProcessTable.read()
+        listed = set(self.list_pids())
+        for pid in self.parents.keys() - listed:
+            del self.parents[pid]
+        for pid in listed - self.parents.keys():
+            parent = self.parent_of(pid)
+            if parent is not None:
+                self.parents[pid] = parent
+        return ProcessTable({pid: Proc(parent, 0.0, 0, 0.0)
+                             for pid, parent in self.parents.items()})
+
+
+def _listed_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rfind(b")") + 2:].split()[1])
+    except (OSError, IndexError, ValueError):  # gone since the listing
+        return None
 
 
 def rss_of(pids) -> int:

@@ -51,7 +51,7 @@ from ..handlers import Interrupted
 from ..liveness import (ALLOCATION_RETRY, MEMORY_SAMPLE_MAX, WORKING, memory_data_cap,
                         memory_exceeded, memory_next_sample, memory_refused)
 from ..output import log
-from ..proctable import ProcessTable, rss_of
+from ..proctable import LiveTable, ProcessTable, rss_of
 
 REDISCOVER = 0.5  # seconds between passes over the process table for the tree's members
 
@@ -94,7 +94,7 @@ class MemoryGuard(threading.Thread):
     runs; sleeps while none does."""
 
     def __init__(self, host: Any, limit_mb: float, *,
-                 read_table: Callable[[], ProcessTable] = ProcessTable.read,
+                 read_table: Callable[[], ProcessTable] | None = None,
                  read_rss: Callable[[list[int]], int] = rss_of,
                  mono: Callable[[], float] = time.monotonic, pid: int | None = None,
                  wait: Callable[[float], Any] | None = None,
@@ -104,7 +104,7 @@ class MemoryGuard(threading.Thread):
         super().__init__(name=f"{host.name}-memory", daemon=True)
         self.host = host
         self.limit_mb = limit_mb
-        self.read_table = read_table
+        self.read_table = read_table or LiveTable().read  # only new processes read each pass
         self.read_rss = read_rss
         self.mono = mono
         self.pid = pid or os.getpid()
@@ -125,6 +125,7 @@ class MemoryGuard(threading.Thread):
 
     def run(self) -> None:
         activity = self.host.activity
+        self.read_table()  # the first, full pass before any task (later ones read new PIDs)
         while not self._halt.is_set():
             self.began.wait()
             self.began.clear()

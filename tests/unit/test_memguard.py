@@ -19,7 +19,7 @@ from coffee_team.liveness import (ALLOC_BURST_MB_S, MEMORY_CAP_FLOOR_MB, MEMORY_
                                   MEMORY_OVERSHOOT, MEMORY_SAMPLE_MAX, MEMORY_SAMPLE_MIN,
                                   memory_data_cap, memory_exceeded, memory_next_sample,
                                   memory_refused)
-from coffee_team.proctable import Proc, ProcessTable
+from coffee_team.proctable import LiveTable, Proc, ProcessTable
 from tests.clock import FakeClock
 
 MB = 2**20
@@ -286,3 +286,20 @@ def test_the_sampler_refused_memory_under_the_cap_carries_on():
     guard.run()  # the thread's loop, on this thread
     assert refusals == [] and readings
     assert [(task_id, reason) for task_id, reason, _ in host.aborts] == [(7, "memory")]
+
+
+def test_the_live_table_reads_only_the_processes_new_since_its_last_pass():
+    listed = [1, 10, 11, 12]
+    parents = {1: 0, 10: 1, 11: 10, 12: 1, 13: 11, 14: 13}
+    reads: list[int] = []
+
+    def parent_of(pid):
+        reads.append(pid)
+        return parents.get(pid)
+    table = LiveTable(list_pids=lambda: listed, parent_of=parent_of)
+    assert table.read().tree(10) == [10, 11] and sorted(reads) == [1, 10, 11, 12]
+    reads.clear()
+    listed[:] = [1, 10, 11, 13, 14, 99]  # 12 gone; 13 and 14 new under 11; 99 gone already
+    assert sorted(table.read().tree(10)) == [10, 11, 13, 14]
+    assert sorted(reads) == [13, 14, 99]  # not 1, 10, 11 again
+    assert 12 not in table.parents and 99 not in table.parents
