@@ -274,11 +274,10 @@ class Agent(TaskExecution):
         if pulse.last_beat is not None:  # the first heartbeat: the boot's next group may start
             announce_ready(self.team.run_dir, self.name)
         pulse.start()
-        guard = None
         if spec.memory_limit_mb:  # imported only by an agent that has a limit
             from .memguard import MemoryGuard
-            guard = self.memory_guard = MemoryGuard(self, spec.memory_limit_mb)
-            guard.start()
+            self.memory_guard = MemoryGuard(self, spec.memory_limit_mb)
+            self.memory_guard.start()
         try:
             self.loop()
         except Interrupted as exc:
@@ -289,8 +288,8 @@ class Agent(TaskExecution):
                 signal.signal(sig, signal.SIG_IGN)
             self.runner.kill()
             pulse.stop()
-            if guard is not None:
-                guard.stop()
+            if self.memory_guard is not None:
+                self.memory_guard.stop()
             self._shutdown()
         return 0
 
