@@ -56,15 +56,30 @@ from ..proctable import LiveTable, ProcessTable, rss_of
 REDISCOVER = 0.5  # seconds between passes over the process table for the tree's members
 
 
-def vm_data() -> int | None:
+def vm_data(field: bytes = b"VmData:") -> int | None:
     """This process's private writable memory mapped (VmData, bytes: what RLIMIT_DATA
-    counts), or None where /proc does not say."""
+    counts), or another field of /proc/self/status; None where /proc does not say."""
     try:
         with open("/proc/self/status", "rb") as f:
             for line in f:
-                if line.startswith(b"VmData:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+def peak_rss(reset: bool = False) -> int | None:
+    """This process's highest RSS (bytes) since the last reset, or None; ``reset``: from now
+    on. Read after a refusal, not the RSS then: Python may free the handler's frames (and
+    what they hold) before the agent sees the MemoryError, when the traceback itself could
+    not be allocated under the cap."""
+    if not reset:
+        return vm_data(b"VmHWM:")
+    try:
+        with open("/proc/self/clear_refs", "wb") as f:  # "5": the peak is the RSS now (4.0)
+            f.write(b"5")
+    except OSError:
         pass
     return None
 
@@ -99,6 +114,7 @@ class MemoryGuard(threading.Thread):
                  mono: Callable[[], float] = time.monotonic, pid: int | None = None,
                  wait: Callable[[float], Any] | None = None,
                  read_data: Callable[[], int | None] = vm_data,
+                 read_peak: Callable[[bool], int | None] = peak_rss,
                  get_limit: Callable[[], tuple[int, int]] = _get_data_limit,
                  set_limit: Callable[[int, int], None] = _set_data_limit):
         super().__init__(name=f"{host.name}-memory", daemon=True)
@@ -114,7 +130,8 @@ class MemoryGuard(threading.Thread):
         self.peak_mb = 0.0  # the highest reading of the last task (tests, logs)
         self.idle_mb: float | None = None  # the reading after the last task ended
         self.members = [self.pid]  # the tree at the last table pass
-        self.read_data, self.get_limit, self.set_limit = read_data, get_limit, set_limit
+        self.read_data, self.read_peak = read_data, read_peak
+        self.get_limit, self.set_limit = get_limit, set_limit
         self.saved: tuple[int, int] | None = None  # RLIMIT_DATA before the cap, while capped
 
     def stop(self) -> None:
@@ -181,7 +198,7 @@ class MemoryGuard(threading.Thread):
             self.release()  # first: everything after allocates, on every thread
             if not capped or isinstance(exc, Interrupted) or not out_of_memory(exc):
                 raise
-            reason = memory_refused(self.read_rss(self.members) / 2**20, self.limit_mb)
+            reason = memory_refused(self.tree_peak() / 2**20, self.limit_mb)
         finally:
             self.release()
         # raised here, not in the except clause: with no exception being handled, none is its
@@ -205,8 +222,15 @@ class MemoryGuard(threading.Thread):
                 hard != resource.RLIM_INFINITY and hard < cap:
             return False
         self.saved = (soft, hard)  # before the cap: a stop signal in between still restores
+        self.read_peak(True)
         self.set_limit(cap, hard)
         return True
+
+    def tree_peak(self) -> int:
+        """The tree's RSS at its highest since the cap (this process's peak, its children's
+        RSS now), in bytes."""
+        others = self.read_rss([pid for pid in self.members if pid != self.pid])
+        return max(self.read_rss(self.members), (self.read_peak(False) or 0) + others)
 
     def release(self) -> None:
         """Restore the limit from before the cap (again, harmlessly, if a signal came between

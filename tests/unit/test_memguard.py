@@ -203,9 +203,14 @@ class Limits:
         def set_limit(soft, hard):
             self.now = (soft, hard)
             self.set.append((soft, hard))
-        return MemoryGuard(host, limit_mb, read_rss=lambda pids: int(self.rss_mb * MB),
+        return MemoryGuard(host, limit_mb,
+                           read_rss=lambda pids: int(self.rss_mb * MB) if pids else 0,
                            read_data=lambda: 300 * MB, get_limit=lambda: self.now,
-                           set_limit=set_limit)
+                           set_limit=set_limit, read_peak=self.read_peak)
+
+    def read_peak(self, reset):
+        self.peak_mb = self.rss_mb if reset else max(self.peak_mb, self.rss_mb)
+        return None if reset else int(self.peak_mb * MB)
 
 
 def test_the_cap_holds_while_the_handler_runs_and_is_lifted_after():
@@ -231,6 +236,20 @@ def test_a_refused_allocation_fails_the_task_for_memory_and_lifts_the_cap():
         ("memory", "memory limit 200 MB exceeded: 278 MB")
     assert caught.value.__context__ is None  # the handler's frames (its memory) not kept
     assert limits.now == (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+
+
+def test_a_refusal_says_the_peak_when_the_memory_was_freed_before_the_agent_saw_it():
+    """Under the cap Python may fail to allocate the traceback itself: the handler's frames,
+    and all they held, are freed before its MemoryError reaches the agent."""
+    limits = Limits()
+
+    def grow(task, ctx):
+        limits.rss_mb = 281.0
+        limits.read_peak(False)  # the kernel's high-water mark follows the RSS
+        limits.rss_mb = 70.0  # freed on the way out
+        raise MemoryError()
+    with pytest.raises(Interrupted, match="^memory limit 200 MB exceeded: 281 MB$"):
+        limits.guard().run_in_process(grow, {}, None)
 
 
 @pytest.mark.parametrize("error", [HandlerError("bad input"), ValueError("bug"),

@@ -1,10 +1,13 @@
 """The memory cap of a Python handler for real (agent/memguard.py): RLIMIT_DATA lowered in
 this very process while a real Agent runs coffee_team.agent.faults:allocate, its heartbeat
 and lease threads (Pulse) running meanwhile. The handler keeps allocating small objects
-after its first refusal, so the process sits at the cap and the agent's own threads are
-refused too: they must carry on, and the agent must take its next task. No process is
-started; the sampler thread is not either (a reading over the limit would stop the handler
-first: test_memguard.py and the live test cover it)."""
+after its first refusal, so the process sits at the cap and the agent's own threads may be
+refused too (in about half the runs: the count is printed): they must carry on, and the
+agent must take its next task. The reason names the peak: under the cap, Python sometimes
+cannot allocate the traceback and frees the handler's memory before the agent sees the
+MemoryError (the RSS read then said 57 MB in 1 run of 5). No process is started; the
+sampler thread is not either (a reading over the limit would stop the handler first:
+test_memguard.py and the live test cover it)."""
 from __future__ import annotations
 
 import math
