@@ -17,17 +17,18 @@ process, so a command that forks escapes them).
 
 A Python handler runs in the agent's own process, on the main thread, where a loop that
 allocates holds the GIL the sampler needs for each reading, and allocates about 1 GB/s: the
-sampler, blind during each pass over the process table (44 ms with 800 processes, 109 ms
-while the main thread allocates), reads too late on a busy machine (444 MB under a limit of
-200, in CI and with 600 processes more here). So while an in-process handler runs
+sampler reads too late on a busy machine (444 MB under a limit of 200, in CI and with 600
+processes more here, when its pass over the process table still read every process: 44 ms
+with 800, 109 ms while the main thread allocates; proctable.LiveTable reads the new ones
+only, 4 ms). So while an in-process handler runs
 (``run_in_process``) the kernel holds it where the memory is allocated: the agent's soft
 RLIMIT_DATA becomes its VmData + 1.4 × the limit − the tree's RSS
 (``liveness.memory_data_cap``), restored right after. Since Linux 4.7 RLIMIT_DATA counts
 every private writable mapping (brk, mmap, mprotect to writable), reservations left PROT_NONE
 (glibc's arenas) only once made writable; a handler's allocation adds at least as much VmData
 as RSS, so the allocation refused is the one that would take the tree past 1.4 × the limit:
-the handler gets a MemoryError and the task fails with "memory limit 200 MB exceeded: 277 MB"
-(``liveness.memory_refused``). Memory mapped and not yet touched counts too: a handler that
+the handler gets a MemoryError and the task fails with "memory limit 200 MB exceeded: 274 MB"
+(``liveness.memory_refused``, with the tree's peak: ``peak_rss``). Memory mapped and not yet touched counts too: a handler that
 maps a large buffer it barely uses is refused below the limit in RSS, and the reason says so.
 The cap is the process's, not the handler's: any thread may be refused while it holds, so the
 agent's threads (heartbeat, lease, instance row, this sampler) take a MemoryError as a pause
