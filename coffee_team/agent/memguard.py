@@ -20,10 +20,9 @@ allocates holds the GIL the sampler needs for each reading, and allocates about 
 sampler reads too late on a busy machine (444 MB under a limit of 200, in CI and with 600
 processes more here, when its pass over the process table still read every process: 44 ms
 with 800, 109 ms while the main thread allocates; proctable.LiveTable reads the new ones
-only, 4 ms). So while an in-process handler runs
-(``run_in_process``) the kernel holds it where the memory is allocated: the agent's soft
-RLIMIT_DATA becomes its VmData + 1.4 × the limit − the tree's RSS
-(``liveness.memory_data_cap``), restored right after. Since Linux 4.7 RLIMIT_DATA counts
+only, 4 ms). So while an in-process handler runs (``run_in_process``) the kernel holds it
+where the memory is allocated: the agent's soft RLIMIT_DATA becomes its VmData + 1.4 × the
+limit − the tree's RSS (``liveness.memory_data_cap``), restored right after. Since Linux 4.7 RLIMIT_DATA counts
 every private writable mapping (brk, mmap, mprotect to writable), reservations left PROT_NONE
 (glibc's arenas) only once made writable; a handler's allocation adds at least as much VmData
 as RSS, so the allocation refused is the one that would take the tree past 1.4 × the limit:
