@@ -18,6 +18,7 @@ import repo_root  # noqa: F401  (first: the repository root on sys.path for test
 
 import re
 import statistics
+import subprocess
 import time
 
 import psutil
@@ -26,13 +27,15 @@ from lifecycle_common import (PY, RESTART_SETTINGS, agents_of, bench_project, ev
                               summary, tree_cpu)
 from lifecycle_common import write_plain_config
 from lifecycle_scale import scale_agents, write_plain_team
-from tests.harness import Project, WaitTimeout, boot_supervisord
+from boot_groups import CpuSampler, FirstWrites, group_report, median_report, supervisord_times, table
+from tests.harness import Project, WaitTimeout, boot_supervisord, clean_env
 from coffee_team.heartbeat import read_heartbeat
 from coffee_team.queue import MessageQueue
 from coffee_team.watchdog.policy import started_since
 
 BOOT_SIZES = (101, 500)
 BOOT_TARGET_RATIO = 1.5  # issue 29: all RUNNING within 1.5x of the sleepers, order kept
+KINDS = ("team", "sleepers", "plain")
 KEYS = ("boot_s", "boot_ready_s", "sleepers_boot_s", "baseline_boot_s", "baseline_ready_s",
         "watchdog_started_s", "first_spawn_s", "supervisord_fds", "groups_not_ready",
         "agent_rss_mb", "boot_cpu_s", "boot_cpu_agents_s", "boot_cpu_supervisord_s",
@@ -42,43 +45,56 @@ KEYS = ("boot_s", "boot_ready_s", "sleepers_boot_s", "baseline_boot_s", "baselin
 SLEEPER = f"{PY} -c 'import time; time.sleep(1e9)'"
 
 
-def bench_boot(repeat: int, quick: bool, sizes: tuple[int, ...] = BOOT_SIZES) -> dict:
+def bench_boot(repeat: int, quick: bool, sizes: tuple[int, ...] = BOOT_SIZES,
+               kinds: tuple[str, ...] = KINDS, before: str | None = None) -> dict:
+    """``kinds``: which boots each run makes, their order rotated run by run; ``before``
+    (with the kind ``before``): a checkout of the code before a change, booted the same way."""
     del quick  # a boot has no window to shorten; --quick only means fewer runs
     out = {}
     for n in sizes:
         res: dict[str, list] = {k: [] for k in KEYS}
-        timelines = []
+        res.update({"before_" + k.removeprefix("boot_"): [] for k in KEYS
+                    if k.startswith("boot_") or k in ("watchdog_started_s", "first_spawn_s",
+                                                      "supervisord_fds", "groups_not_ready",
+                                                      "agent_rss_mb")})
+        reports: dict[str, list] = {"team": [], "before": []}
         minfds = None
         for r in range(repeat):
             run = f"boot {n} run {r + 1}/{repeat}"
-            kinds = ["team", "sleepers", "plain"]
-            for kind in kinds[r % 3:] + kinds[:r % 3]:
-                if kind == "team":
-                    timeline, minfds = boot_team(res, n)
-                    timelines.append(timeline)
+            for kind in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
+                if kind in ("team", "before"):
+                    report, minfds = boot_team(res, n, before if kind == "before" else None,
+                                               prefix="before_" if kind == "before" else "")
+                    reports[kind].append(report)
+                    log(f"{run}: {kind}\n" + table(report))
                 elif kind == "sleepers":
                     boot_sleepers(res, n)
                 else:
                     boot_plain(res, n)
-            log(f"{run}: CPU team {res['boot_cpu_s'][-1]:.2f}s (agents "
-                f"{res['boot_cpu_agents_s'][-1]:.2f}s), sleepers {res['sleepers_cpu_s'][-1]:.2f}s "
-                f"(sleepers {res['sleepers_cpu_agents_s'][-1]:.2f}s), plain "
-                f"{res['baseline_cpu_s'][-1]:.2f}s")
-            log(f"{run}: RUNNING {res['boot_s'][-1]:.2f}s, ready {res['boot_ready_s'][-1]:.2f}s "
-                f"(watchdog started at {res['watchdog_started_s'][-1]:.2f}s, first group "
-                f"spawned at {res['first_spawn_s'][-1]:.2f}s); sleepers RUNNING "
-                f"{res['sleepers_boot_s'][-1]:.2f}s; plain RUNNING "
-                f"{res['baseline_boot_s'][-1]:.2f}s, ready {res['baseline_ready_s'][-1]:.2f}s")
-        median = statistics.median
-        out[str(n)] = {**{k: summary(v) for k, v in res.items()}, "agents": n,
+            log(f"{run}: " + "; ".join(f"{k} {v[-1]:.2f}" for k, v in res.items()
+                                       if v and (k.endswith("boot_s") or k.endswith("ready_s")
+                                                 or k.endswith("cpu_s"))))
+        out[str(n)] = {**{k: summary(v) for k, v in res.items() if v}, "agents": n,
                        "priority_groups": 10, "runs": repeat, "minfds": minfds,
-                       "target_ratio": BOOT_TARGET_RATIO,
-                       "sleepers_ratio": median(res["boot_s"]) / median(res["sleepers_boot_s"]),
-                       "boot_ratio": median(res["boot_s"]) / median(res["baseline_boot_s"]),
-                       "ready_ratio": median(res["boot_ready_s"])
-                       / median(res["baseline_ready_s"]),
-                       "groups": group_medians(timelines), "timelines": timelines}
+                       "target_ratio": BOOT_TARGET_RATIO, **ratios(res),
+                       **{("groups" if k == "team" else "before_groups"): median_report(v)
+                          for k, v in reports.items() if v},
+                       "reports": reports}
     return out
+
+
+def ratios(res: dict) -> dict:
+    """Ratios of medians, each where both sides were measured."""
+    def med(key):
+        return statistics.median(res[key]) if res.get(key) else None
+    pairs = {"sleepers_ratio": ("boot_s", "sleepers_boot_s"),
+             "boot_ratio": ("boot_s", "baseline_boot_s"),
+             "ready_ratio": ("boot_ready_s", "baseline_ready_s"),
+             "ready_sleepers_ratio": ("boot_ready_s", "sleepers_boot_s"),
+             "before_sleepers_ratio": ("before_s", "sleepers_boot_s"),
+             "cpu_sleepers_ratio": ("boot_cpu_s", "sleepers_cpu_s"),
+             "before_cpu_sleepers_ratio": ("before_cpu_s", "sleepers_cpu_s")}
+    return {k: med(a) / med(b) for k, (a, b) in pairs.items() if med(a) and med(b)}
 
 
 def create_database(proj: Project) -> None:
@@ -87,23 +103,48 @@ def create_database(proj: Project) -> None:
     MessageQueue.from_team(proj.team).close()
 
 
-def boot_team(res: dict, n: int) -> tuple[list[dict], int]:
+def boot_team(res: dict, n: int, code: str | None = None,
+              prefix: str = "") -> tuple[dict, int]:
+    """One boot of the team; its group-by-group report (boot_groups.py) and minfds. ``code``:
+    a checkout whose coffee_team supervisord and every program import instead (PYTHONPATH),
+    so code from before a change boots in the same session, on its own config and team
+    snapshot (an agent would parse the YAML on another checkout's snapshot)."""
     with bench_project(fast=True) as proj:
         proj.write_team(scale_agents(n), start_seconds=1, **RESTART_SETTINGS)
+        if code:
+            write_config_with(code, proj)
         create_database(proj)
+        beats = FirstWrites(proj.team.status_dir)
+        cpu = CpuSampler()
         wall0 = time.time()
-        running_s, ready_s = boot_and_wait(proj, list(proj.team.names))
-        add_cpu(res, "boot", proj)
-        res["boot_s"].append(running_s)
-        res["boot_ready_s"].append(ready_s)
-        res["supervisord_fds"].append(psutil.Process(proj.supervisord_pid()).num_fds())
-        res["groups_not_ready"].append(len(events(proj, "group_not_ready")))
-        timeline = group_timeline(proj, wall0)
-        res["first_spawn_s"].append(timeline[0]["spawned_s"] if timeline else float("nan"))
-        res["watchdog_started_s"].append(process_started(proj, "watchdog") - wall0)
-        res["agent_rss_mb"].append(agents_rss_median(proj))
+        try:
+            running_s, ready_s = boot_and_wait(proj, list(proj.team.names),
+                                               env={"PYTHONPATH": code} if code else None)
+        finally:
+            ready, samples = beats.close(), cpu.close()
+        add_cpu(res, prefix.rstrip("_") or "boot", proj)
+        res[f"{prefix or 'boot_'}s"].append(running_s)
+        res[f"{prefix or 'boot_'}ready_s"].append(ready_s)
+        res[prefix + "supervisord_fds"].append(
+            psutil.Process(proj.supervisord_pid()).num_fds())
+        res[prefix + "groups_not_ready"].append(len(events(proj, "group_not_ready")))
+        watchdog_started = process_started(proj, "watchdog")
+        spawned, running = supervisord_times(proj.team.log_dir / "supervisord.log")
+        report = group_report({a.name: a.priority for a in proj.team.agents}, events(proj),
+                              spawned, running, ready, samples, wall0, watchdog_started)
+        res[prefix + "first_spawn_s"].append(report["groups"][0]["first_spawn_s"])
+        res[prefix + "watchdog_started_s"].append(watchdog_started - wall0)
+        res[prefix + "agent_rss_mb"].append(agents_rss_median(proj))
         minfds = int(re.search(r"^minfds=(\d+)$", proj.conf.read_text(), re.M)[1])
-    return timeline, minfds
+    return report, minfds
+
+
+def write_config_with(code: str, proj: Project) -> None:
+    """Write the project's config and team snapshot again with the checkout ``code``."""
+    script = ("import sys; from coffee_team import layout; from coffee_team.team import "
+              "load_team; layout.write_config(load_team(sys.argv[1]))")
+    subprocess.run([PY, "-c", script, str(proj.team_file)], check=True, cwd=proj.root,
+                   env=clean_env({"PYTHONPATH": code}), timeout=120)
 
 
 def add_cpu(res: dict, kind: str, proj: Project) -> None:
@@ -163,11 +204,12 @@ def boot_plain(res: dict, n: int) -> None:
 
 
 def boot_and_wait(proj: Project, names: list[str], timeout: float = 300,
-                  interval: float = 0.2, ready: bool = True) -> tuple[float, float | None]:
+                  interval: float = 0.2, ready: bool = True,
+                  env: dict | None = None) -> tuple[float, float | None]:
     """Boot supervisord; seconds until every name was RUNNING and (``ready``) until every
     agent's heartbeat was written by an instance started after the boot, both polled every
     ``interval`` the same way for every kind of boot."""
-    t0 = boot_supervisord(proj, answer_within=timeout)
+    t0 = boot_supervisord(proj, env=env, answer_within=timeout)
     wall0 = time.time() - (time.perf_counter() - t0)
     status_dir = proj.team.status_dir if ready else None
     running_at = None
@@ -192,38 +234,3 @@ def boot_and_wait(proj: Project, names: list[str], timeout: float = 300,
         time.sleep(interval)
     proj.remember()  # the agents too, should they outlive supervisord
     return running_at - t0, (ready_at - t0) if ready else None
-
-
-def group_timeline(proj: Project, wall0: float) -> list[dict]:
-    """Per priority group, from the journal (seconds since supervisord was started): spawned
-    (its first ``launched`` event, written right after the group's one multicall) and ready
-    after (the watchdog's wait). (Its RUNNING events are journaled once the launch is over.)"""
-    priority = {spec.name: spec.priority for spec in proj.team.agents}
-    evs = events(proj)
-    groups: dict[int, dict] = {}
-    for e in evs:
-        name = e.get("agent")
-        if e["kind"] == "launched" and name in priority:
-            g = groups.setdefault(priority[name], {"priority": priority[name], "agents": 0})
-            g["agents"] += 1
-            g["spawned_s"] = min(g.get("spawned_s", 1e18), e["ts"] - wall0)
-        elif e["kind"] in ("group_ready", "group_not_ready"):
-            detail = e.get("detail") or {}
-            g = groups.setdefault(detail.get("priority"), {"priority": detail.get("priority"),
-                                                           "agents": 0})
-            g["ready_after_s"] = detail.get("waited")
-            g["timed_out"] = e["kind"] == "group_not_ready"
-    return [groups[p] for p in sorted(groups, key=lambda p: (p is None, p))]
-
-
-def group_medians(timelines: list[list[dict]]) -> list[dict]:
-    by: dict[int, dict[str, list]] = {}
-    for timeline in timelines:
-        for g in timeline:
-            row = by.setdefault(g["priority"], {})
-            for key in ("agents", "spawned_s", "ready_after_s"):
-                if g.get(key) is not None:
-                    row.setdefault(key, []).append(g[key])
-    return [{"priority": p, **{k: statistics.median(v) for k, v in row.items()},
-             **{f"{k}_max": max(v) for k, v in row.items() if k != "agents"}}
-            for p, row in sorted(by.items(), key=lambda kv: (kv[0] is None, kv[0]))]

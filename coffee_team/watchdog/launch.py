@@ -90,14 +90,17 @@ class Launch:
                 read_heartbeat(self.team.status_dir, name), launched_at)}
         priority = self.team.agent(group[0]).priority
         waited = round(self.mono() - launched_mono, 3)
+        # when it was asked for and found ready, on the wall clock: a boot taken apart group
+        # by group (bench/boot_groups.py) lines them up with supervisord's log and the agents'
+        when = {"asked_at": round(launched_at, 3), "seen_at": round(self.clock(), 3)}
         if wait.timed_out:
             self.log(f"launch: priority {priority} not ready after {waited:g}s: "
                      f"{', '.join(wait.not_ready)}; going on without them")
             self.event(None, kinds.GROUP_NOT_READY, priority=priority,
-                       not_ready=list(wait.not_ready), waited=waited)
+                       not_ready=list(wait.not_ready), waited=waited, **when)
         else:
             self.event(None, kinds.GROUP_READY, priority=priority, agents=sorted(ready),
-                       waited=waited)
+                       waited=waited, **when)
 
     def _spawn_group(self, group: list[str]) -> dict[str, Exception | None]:
         """startProcess(name, wait=False) for each, in one system.multicall: one trip through
