@@ -20,14 +20,17 @@ import re
 import statistics
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 
+from lifecycle_common import log as log_
 from lifecycle_common import (PY, RESTART_SETTINGS, agents_of, bench_project, events, log, role,
                               summary, tree_cpu)
 from lifecycle_common import write_plain_config
 from lifecycle_scale import scale_agents, write_plain_team
-from boot_groups import CpuSampler, FirstWrites, group_report, median_report, supervisord_times, table
+from boot_groups import (CpuSampler, FirstWrites, SupervisordLog, group_report, median_report,
+                         supervisord_times, table)
 from tests.harness import Project, WaitTimeout, boot_supervisord, clean_env
 from coffee_team.heartbeat import read_heartbeat
 from coffee_team.queue import MessageQueue
@@ -41,7 +44,8 @@ KEYS = ("boot_s", "boot_ready_s", "sleepers_boot_s", "baseline_boot_s", "baselin
         "agent_rss_mb", "boot_cpu_s", "boot_cpu_agents_s", "boot_cpu_supervisord_s",
         "boot_cpu_watchdog_s", "sleepers_cpu_s", "sleepers_cpu_agents_s",
         "sleepers_cpu_supervisord_s", "baseline_cpu_s", "baseline_cpu_agents_s",
-        "baseline_cpu_supervisord_s")
+        "baseline_cpu_supervisord_s", "sleepers_first_spawn_s", "sleepers_spread_s",
+        "sleepers_last_running_s")
 SLEEPER = f"{PY} -c 'import time; time.sleep(1e9)'"
 
 
@@ -114,14 +118,13 @@ def boot_team(res: dict, n: int, code: str | None = None,
         if code:
             write_config_with(code, proj)
         create_database(proj)
-        beats = FirstWrites(proj.team.status_dir)
         cpu = CpuSampler()
         wall0 = time.time()
         try:
-            running_s, ready_s = boot_and_wait(proj, list(proj.team.names),
-                                               env={"PYTHONPATH": code} if code else None)
+            running_s, ready_s, ready = boot_and_wait(
+                proj, list(proj.team.names), env={"PYTHONPATH": code} if code else None)
         finally:
-            ready, samples = beats.close(), cpu.close()
+            samples = cpu.close()
         add_cpu(res, prefix.rstrip("_") or "boot", proj)
         res[f"{prefix or 'boot_'}s"].append(running_s)
         res[f"{prefix or 'boot_'}ready_s"].append(ready_s)
@@ -188,49 +191,61 @@ def boot_sleepers(res: dict, n: int) -> None:
     with bench_project("cbs-", fast=True) as base:
         programs = {f"s{i:03d}": SLEEPER for i in range(n)}
         write_plain_config(base, programs, extra="stopwaitsecs=5\n")
-        running, _ = boot_and_wait(base, list(programs), ready=False)
+        wall0 = time.time()
+        log_path = base.root / "data" / "logs" / "supervisord.log"
+        running, _, _ = boot_and_wait(base, list(programs), ready=False, log_path=log_path)
         add_cpu(res, "sleepers", base)
         res["sleepers_boot_s"].append(running)
+        spawned, up = supervisord_times(log_path)
+        if spawned:  # supervisord's fork loop alone, and when the last sleeper was RUNNING
+            res["sleepers_first_spawn_s"].append(min(spawned.values()) - wall0)
+            res["sleepers_spread_s"].append(max(spawned.values()) - min(spawned.values()))
+            res["sleepers_last_running_s"].append(max(up.values(), default=wall0) - wall0)
 
 
 def boot_plain(res: dict, n: int) -> None:
     with bench_project("cbb-", fast=True) as base:
         programs = write_plain_team(base, n)
         create_database(base)
-        running, ready = boot_and_wait(base, list(programs))
+        running, ready, _ = boot_and_wait(base, list(programs),
+                                          log_path=base.root / "data" / "logs" / "supervisord.log")
         add_cpu(res, "baseline", base)
         res["baseline_boot_s"].append(running)
         res["baseline_ready_s"].append(ready)
 
 
 def boot_and_wait(proj: Project, names: list[str], timeout: float = 300,
-                  interval: float = 0.2, ready: bool = True,
-                  env: dict | None = None) -> tuple[float, float | None]:
+                  interval: float = 0.1, ready: bool = True, env: dict | None = None,
+                  log_path: Path | None = None) -> tuple[float, float | None, dict]:
     """Boot supervisord; seconds until every name was RUNNING and (``ready``) until every
-    agent's heartbeat was written by an instance started after the boot, both polled every
-    ``interval`` the same way for every kind of boot."""
-    t0 = boot_supervisord(proj, env=env, answer_within=timeout)
-    wall0 = time.time() - (time.perf_counter() - t0)
-    status_dir = proj.team.status_dir if ready else None
-    running_at = None
-    ready_at = None if ready else t0
-    pending = set(names)
-    while running_at is None or ready_at is None:
-        now = time.perf_counter()
-        if now > t0 + timeout:
-            raise WaitTimeout(f"boot of {len(names)}: not RUNNING/ready in {timeout}s")
-        if running_at is None:
-            try:
-                infos = proj.infos()
-            except OSError:  # supervisord too busy spawning to answer in time: poll again
-                infos = {}
-            if all(infos.get(n, {}).get("statename") == "RUNNING" for n in names):
-                running_at = now
-        if ready_at is None:
-            pending = {n for n in pending
-                       if not started_since(read_heartbeat(status_dir, n), wall0)}
-            if not pending:
-                ready_at = now
-        time.sleep(interval)
+    agent's first heartbeat was written, and each agent's first heartbeat (epoch). Both are
+    exact and cost supervisord nothing: RUNNING from its log (boot_groups.SupervisordLog),
+    the heartbeats by inotify (a fresh project: its first heartbeat file is its instance's
+    first heartbeat, written once it is ready); the same way for every kind of boot."""
+    log_path = log_path or proj.team.log_dir / "supervisord.log"
+    beats = FirstWrites(proj.team.status_dir) if ready else None
+    try:
+        t0 = boot_supervisord(proj, env=env, answer_within=timeout)
+        wall0 = time.time() - (time.perf_counter() - t0)
+        log = SupervisordLog(log_path)
+        polled_ready = None  # a cross-check of the inotify times: the files, read
+        while True:
+            log.poll()
+            up = all(n in log.running for n in names)
+            if beats is not None and polled_ready is None and all(
+                    started_since(read_heartbeat(proj.team.status_dir, n), wall0)
+                    for n in names):
+                polled_ready = time.time() - wall0
+            if up and (beats is None or all(n in beats.first for n in names)):
+                break
+            if time.perf_counter() > t0 + timeout:
+                raise WaitTimeout(f"boot of {len(names)}: not RUNNING/ready in {timeout}s")
+            time.sleep(interval)
+    finally:
+        first = beats.close() if beats is not None else {}
     proj.remember()  # the agents too, should they outlive supervisord
-    return running_at - t0, (ready_at - t0) if ready else None
+    running_s = max(log.running[n] for n in names) - wall0
+    if ready:
+        log_(f"all ready {max(first.values()) - wall0:.2f}s by inotify, "
+             f"{polled_ready}s by reading the files")
+    return running_s, (max(first[n] for n in names) - wall0) if ready else None, first

@@ -7,8 +7,9 @@ its predecessor's orphans. Each agent pokes the ready socket (heartbeat.ReadyInb
 heartbeat, so the next group starts within milliseconds; the heartbeat file stays the truth
 (a poke is a hint), and the files and supervisord's states are re-read every READY_RECHECK
 so a lost poke, or an agent that died while starting, costs at most that long. An agent that
-never gets ready holds its group back for ``start_seconds + READY_TIMEOUT`` at most: then
-one line on stderr, a ``group_not_ready`` event, and the next group starts.
+never gets ready holds its group back for ``start_seconds + READY_TIMEOUT`` at most, counted
+from when supervisord has forked the group: then one line on stderr, a ``group_not_ready``
+event, and the next group starts.
 
 Launch is mixed into Watchdog (listener.py), which provides ``team``, ``rpc``, ``clock``,
 ``mono``, ``launch_only``, ``states``, ``event``, ``log`` and ``_record_start``; the rules are
@@ -56,28 +57,31 @@ class Launch:
                 # the whole group spawns before the journal is written: the agents' start-up
                 # overlaps those writes instead of waiting behind them
                 failures = self._spawn_group(group)
+                spawned = self.mono()
                 for name, failure in failures.items():
                     self._record_start(name, failure, kinds.LAUNCHED)
                 not_started = {name for name, failure in failures.items() if failure}
-                self._wait_ready(group, launched, not_started, inbox)
+                self._wait_ready(group, launched, spawned, not_started, inbox)
         finally:
             inbox.close()
         self.launched = True
         return groups
 
-    def _wait_ready(self, group: list[str], launched: tuple[float, float],
+    def _wait_ready(self, group: list[str], launched: tuple[float, float], spawned: float,
                     not_started: set[str], inbox: Any) -> None:
-        """``launched``: when the group was started, (wall, monotonic): the wall time tells
-        heartbeats of this launch from older ones, the monotonic one times the wait."""
+        """``launched``: when the group was asked for, (wall, monotonic): the wall time tells
+        heartbeats of this launch from older ones, the monotonic one times the wait.
+        ``spawned``: when supervisord had forked the whole group (monotonic), where the
+        timeout starts: forking fifty programs on a loaded machine took up to 13 s, which
+        timed a group out before its agents had had any time of their own."""
         timeout = self.team.settings.start_seconds + READY_TIMEOUT
         launched_at, launched_mono = launched
         ready: set[str] = set()
         states: dict[str, str] = {}
-        recheck_at = launched_mono + READY_RECHECK
+        recheck_at = spawned + READY_RECHECK
         while True:
             now = self.mono()
-            wait = policy.group_wait(group, ready, states, not_started, launched_mono, now,
-                                     timeout)
+            wait = policy.group_wait(group, ready, states, not_started, spawned, now, timeout)
             if wait.done:
                 break
             if now >= recheck_at:

@@ -86,10 +86,41 @@ def test_launch_waits_a_bounded_time_for_an_agent_that_never_gets_ready(rig):
     assert rig.clock() - t0 == pytest.approx(window + 3 * FakeAgents.STEP)
     (timed_out,) = rig.events(kind="group_not_ready")
     assert timed_out["detail"] == {"priority": 3, "not_ready": ["assistant"],
-                                   "waited": pytest.approx(window)}
+                                   "waited": pytest.approx(window),
+                                   "asked_at": pytest.approx(t0 + 2 * FakeAgents.STEP),
+                                   "seen_at": pytest.approx(t0 + 2 * FakeAgents.STEP + window)}
     lines = [line for line in rig.stderr.getvalue().splitlines() if "not ready" in line]
     assert len(lines) == 1
     assert "priority 3 not ready after 16s: assistant" in lines[0]
+
+
+def test_launch_times_a_group_from_its_spawn_not_from_the_request(rig):
+    """supervisord forks a group's programs one after the other in its one thread: on a loaded
+    machine fifty of them took 13 s. The window is the agents' own, from the group's spawn:
+    a slow spawn alone never times a group out (its ready agents are not taken for stuck)."""
+    window = rig.team.settings.start_seconds + watchdog_launch.READY_TIMEOUT
+    multicall = rig.rpc.multicall
+
+    def slow_spawn(calls):
+        answers = multicall(calls)
+        if calls[0]["methodName"] == "supervisor.startProcess":
+            rig.clock.advance(window + 1)  # longer than the whole window
+        return answers
+
+    rig.rpc.multicall = slow_spawn
+    rig.wd.launch_team()
+    assert not rig.events(kind="group_not_ready")
+    assert "not ready" not in rig.stderr.getvalue()
+    ready = rig.events(kind="group_ready")
+    assert [e["detail"]["priority"] for e in ready] == [1, 2, 3, 4]
+    for e in ready:  # asked, then the spawn, then one agent start-up
+        assert e["detail"]["waited"] == pytest.approx(window + 1 + FakeAgents.STEP)
+        assert e["detail"]["seen_at"] - e["detail"]["asked_at"] == \
+            pytest.approx(e["detail"]["waited"])
+    order = ready_and_starts(rig)
+    for index, group in enumerate(LAUNCH_ORDER[1:], start=1):  # the order still holds
+        first_start = min(order.index(("start", n)) for n in group)
+        assert all(order.index(("ready", n)) < first_start for n in LAUNCH_ORDER[index - 1])
 
 
 def test_launch_waits_at_most_the_window_per_group_when_nothing_gets_ready(rig):
