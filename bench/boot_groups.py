@@ -50,6 +50,7 @@ class FirstWrites:
     def __init__(self, directory: Path):
         Path(directory).mkdir(parents=True, exist_ok=True)
         self.directory = Path(directory)
+        self.cpu: dict[str, float | None] = {}  # CPU seconds of the agent when it got ready
         self.first: dict[str, float] = {}
         self.fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if self.fd < 0 or _libc.inotify_add_watch(self.fd, os.fsencode(str(directory)),
@@ -78,9 +79,12 @@ class FirstWrites:
             _wd, _mask, _cookie, size = struct.unpack_from("iIII", data, i)
             m = STATUS_FILE.match(data[i + 16:i + 16 + size].rstrip(b"\0").decode())
             i += 16 + size
-            if m and m[1] not in self.first and \
-                    started_since(read_heartbeat(self.directory, m[1]), 0):
+            if not m or m[1] in self.first:
+                continue
+            beat = read_heartbeat(self.directory, m[1])
+            if started_since(beat, 0):
                 self.first[m[1]] = seen
+                self.cpu[m[1]] = process_cpu(beat.get("pid"))
 
     def close(self) -> dict[str, float]:
         os.write(self._stop_w, b"x")
@@ -88,6 +92,16 @@ class FirstWrites:
         for fd in (self.fd, self._stop_r, self._stop_w):
             os.close(fd)
         return dict(self.first)
+
+
+def process_cpu(pid) -> float | None:
+    """User + system CPU seconds of a live process (None if gone or no pid)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, TypeError, ValueError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuSampler:
@@ -167,7 +181,8 @@ def supervisord_times(log_path: Path) -> tuple[dict[str, float], dict[str, float
 
 def group_report(priorities: dict[str, int], journal: list[dict], spawned: dict[str, float],
                  running: dict[str, float], ready: dict[str, float], cpu, wall0: float,
-                 watchdog_started: float | None = None) -> dict:
+                 watchdog_started: float | None = None,
+                 ready_cpu: dict[str, float | None] | None = None) -> dict:
     """The boot group by group (seconds since ``wall0``, supervisord's start) and the total
     taken apart; ``journal``: the boot's events (dicts with kind, ts, detail)."""
     by_priority: dict[int, list[str]] = {}
@@ -196,6 +211,7 @@ def group_report(priorities: dict[str, int], journal: list[dict], spawned: dict[
         rd = [ready.get(n) for n in names]
         rn = [running.get(n) for n in names]
         per_agent = [r - s for s, r in zip(sp, rd) if s is not None and r is not None]
+        own_cpu = [c for c in ((ready_cpu or {}).get(n) for n in names) if c is not None]
         last_ready = span(rd, max)
         groups.append({
             "priority": p, "agents": len(names), "asked_s": rel(w.get("asked")),
@@ -206,6 +222,8 @@ def group_report(priorities: dict[str, int], journal: list[dict], spawned: dict[
             "agent_startup_median_s": round(statistics.median(per_agent), 3)
             if per_agent else None,
             "agent_startup_max_s": round(max(per_agent), 3) if per_agent else None,
+            "agent_cpu_median_s": round(statistics.median(own_cpu), 3) if own_cpu else None,
+            "agents_cpu_s": round(sum(own_cpu), 2) if own_cpu else None,
             "cpu_busy": None if w.get("asked") is None or last_ready is None
             else _round(CpuSampler.busy(cpu, w["asked"], last_ready), 2)})
     for g, nxt in zip(groups, groups[1:] + [None]):
@@ -229,7 +247,7 @@ def totals(groups: list[dict], watchdog_started_s: float | None) -> dict:
                     default=None)
     out = {"watchdog_started_s": watchdog_started_s, "first_asked_s": groups[0]["asked_s"],
            "all_ready_s": all_ready, "all_running_s": all_running}
-    for key in ("rpc_s", "spread_s", "startup_s", "react_s", "handover_s"):
+    for key in ("rpc_s", "spread_s", "startup_s", "react_s", "handover_s", "agents_cpu_s"):
         out[key] = round(sum(g[key] for g in groups if g[key] is not None), 3)
     out["tail_s"] = _diff(all_running, max(x for x in (last["seen_s"], all_ready)
                                            if x is not None)) if all_running else None
@@ -251,7 +269,7 @@ COLUMNS = (("prio", "priority", "{}"), ("n", "agents", "{}"), ("asked", "asked_s
            ("rpc", "rpc_s", "{:.3f}"), ("spread", "spread_s", "{:.3f}"),
            ("start-up", "startup_s", "{:.2f}"), ("agent med", "agent_startup_median_s",
                                                  "{:.2f}"),
-           ("react", "react_s", "{:.3f}"), ("handover", "handover_s", "{:.3f}"),
+           ("agent CPU", "agent_cpu_median_s", "{:.3f}"), ("react", "react_s", "{:.3f}"), ("handover", "handover_s", "{:.3f}"),
            ("CPU busy", "cpu_busy", "{:.0%}"))
 
 

@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     parser.add_argument("--agents", type=int, action="append", help="team size (repeatable)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--kinds", default=",".join(KINDS),
-                        help="comma-separated: team, before, sleepers, plain")
+                        help="comma-separated: team, before, start, before_start, sleepers, "
+                             "plain")
     parser.add_argument("--before", help="a checkout of the code before (for kind 'before')")
     parser.add_argument("--json", default=str(RESULTS / "boot_groups.json"))
     args = parser.parse_args(argv)
@@ -51,12 +52,14 @@ def main(argv=None) -> int:
         out["sizes"][str(n)] = res = bench_boot(args.repeat, False, (n,), kinds,
                                                 args.before)[str(n)]
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
-        for key, title in (("groups", "this checkout"), ("before_groups", "before")):
+        for key, title in (("groups", "this checkout"), ("before_groups", "before"),
+                           ("start_groups", "`coffee-team start`"),
+                           ("before_start_groups", "before, `coffee-team start`")):
             if key in res:
                 md.append(table(res[key], f"{n} agents, {title}: median of "
                                           f"{res[key]['runs']} boots (seconds)"))
         md.append(summary_line(n, res))
-        log("\n\n".join(md[-3:]))
+        log("\n\n".join(md))
     Path(args.json).with_suffix(".md").write_text("\n\n".join(md) + "\n")
     return 0
 
@@ -67,9 +70,16 @@ def summary_line(n: int, res: dict) -> str:
     parts = []
     for key, label in (("boot_s", "RUNNING"), ("boot_ready_s", "ready"),
                        ("before_s", "before RUNNING"), ("before_ready_s", "before ready"),
+                       ("start_s", "start: RUNNING"), ("start_returned_s", "start returned"),
+                       ("before_start_s", "before start: RUNNING"),
+                       ("before_start_returned_s", "before start returned"),
                        ("sleepers_boot_s", "sleepers RUNNING"),
                        ("baseline_boot_s", "plain RUNNING"), ("boot_cpu_s", "CPU"),
-                       ("before_cpu_s", "before CPU"), ("sleepers_cpu_s", "sleepers CPU")):
+                       ("before_cpu_s", "before CPU"), ("start_cpu_s", "start CPU"),
+                       ("before_start_cpu_s", "before start CPU"),
+                       ("start_cpu_supervisord_s", "start: supervisord CPU"),
+                       ("before_start_cpu_supervisord_s", "before start: supervisord CPU"),
+                       ("sleepers_cpu_s", "sleepers CPU")):
         if med(key) is not None:
             r = res[key]
             parts.append(f"{label} {r['median']:.2f} s ({r['min']:.2f}–{r['max']:.2f})")

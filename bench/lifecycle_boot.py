@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import repo_root  # noqa: F401  (first: the repository root on sys.path for tests.harness)
 
+import collections
 import re
 import statistics
 import subprocess
@@ -24,14 +25,13 @@ from pathlib import Path
 
 import psutil
 
-from lifecycle_common import log as log_
 from lifecycle_common import (PY, RESTART_SETTINGS, agents_of, bench_project, events, log, role,
                               summary, tree_cpu)
 from lifecycle_common import write_plain_config
 from lifecycle_scale import scale_agents, write_plain_team
 from boot_groups import (CpuSampler, FirstWrites, SupervisordLog, group_report, median_report,
                          supervisord_times, table)
-from tests.harness import Project, WaitTimeout, boot_supervisord, clean_env
+from tests.harness import BIN, Project, WaitTimeout, boot_supervisord, clean_env
 from coffee_team.heartbeat import read_heartbeat
 from coffee_team.queue import MessageQueue
 from coffee_team.watchdog.policy import started_since
@@ -39,13 +39,10 @@ from coffee_team.watchdog.policy import started_since
 BOOT_SIZES = (101, 500)
 BOOT_TARGET_RATIO = 1.5  # issue 29: all RUNNING within 1.5x of the sleepers, order kept
 KINDS = ("team", "sleepers", "plain")
-KEYS = ("boot_s", "boot_ready_s", "sleepers_boot_s", "baseline_boot_s", "baseline_ready_s",
-        "watchdog_started_s", "first_spawn_s", "supervisord_fds", "groups_not_ready",
-        "agent_rss_mb", "boot_cpu_s", "boot_cpu_agents_s", "boot_cpu_supervisord_s",
-        "boot_cpu_watchdog_s", "sleepers_cpu_s", "sleepers_cpu_agents_s",
-        "sleepers_cpu_supervisord_s", "baseline_cpu_s", "baseline_cpu_agents_s",
-        "baseline_cpu_supervisord_s", "sleepers_first_spawn_s", "sleepers_spread_s",
-        "sleepers_last_running_s")
+# a team's boot: supervisord booted directly, or by `coffee-team start` (which waits, polling,
+# until every agent runs); "before…": the same with the checkout given as ``before``
+TEAM_KINDS = {"team": "", "before": "before_", "start": "start_",
+              "before_start": "before_start_"}
 SLEEPER = f"{PY} -c 'import time; time.sleep(1e9)'"
 
 
@@ -56,19 +53,15 @@ def bench_boot(repeat: int, quick: bool, sizes: tuple[int, ...] = BOOT_SIZES,
     del quick  # a boot has no window to shorten; --quick only means fewer runs
     out = {}
     for n in sizes:
-        res: dict[str, list] = {k: [] for k in KEYS}
-        res.update({"before_" + k.removeprefix("boot_"): [] for k in KEYS
-                    if k.startswith("boot_") or k in ("watchdog_started_s", "first_spawn_s",
-                                                      "supervisord_fds", "groups_not_ready",
-                                                      "agent_rss_mb")})
-        reports: dict[str, list] = {"team": [], "before": []}
+        res: dict[str, list] = collections.defaultdict(list)
+        reports: dict[str, list] = {k: [] for k in TEAM_KINDS}
         minfds = None
         for r in range(repeat):
             run = f"boot {n} run {r + 1}/{repeat}"
             for kind in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
-                if kind in ("team", "before"):
-                    report, minfds = boot_team(res, n, before if kind == "before" else None,
-                                               prefix="before_" if kind == "before" else "")
+                if kind in TEAM_KINDS:
+                    report, minfds = boot_team(res, n, before if "before" in kind else None,
+                                               TEAM_KINDS[kind], via_start="start" in kind)
                     reports[kind].append(report)
                     log(f"{run}: {kind}\n" + table(report))
                 elif kind == "sleepers":
@@ -81,7 +74,7 @@ def bench_boot(repeat: int, quick: bool, sizes: tuple[int, ...] = BOOT_SIZES,
         out[str(n)] = {**{k: summary(v) for k, v in res.items() if v}, "agents": n,
                        "priority_groups": 10, "runs": repeat, "minfds": minfds,
                        "target_ratio": BOOT_TARGET_RATIO, **ratios(res),
-                       **{("groups" if k == "team" else "before_groups"): median_report(v)
+                       **{("groups" if k == "team" else f"{k}_groups"): median_report(v)
                           for k, v in reports.items() if v},
                        "reports": reports}
     return out
@@ -96,6 +89,8 @@ def ratios(res: dict) -> dict:
              "ready_ratio": ("boot_ready_s", "baseline_ready_s"),
              "ready_sleepers_ratio": ("boot_ready_s", "sleepers_boot_s"),
              "before_sleepers_ratio": ("before_s", "sleepers_boot_s"),
+             "start_sleepers_ratio": ("start_s", "sleepers_boot_s"),
+             "before_start_sleepers_ratio": ("before_start_s", "sleepers_boot_s"),
              "cpu_sleepers_ratio": ("boot_cpu_s", "sleepers_cpu_s"),
              "before_cpu_sleepers_ratio": ("before_cpu_s", "sleepers_cpu_s")}
     return {k: med(a) / med(b) for k, (a, b) in pairs.items() if med(a) and med(b)}
@@ -107,12 +102,13 @@ def create_database(proj: Project) -> None:
     MessageQueue.from_team(proj.team).close()
 
 
-def boot_team(res: dict, n: int, code: str | None = None,
-              prefix: str = "") -> tuple[dict, int]:
+def boot_team(res: dict, n: int, code: str | None = None, prefix: str = "",
+              via_start: bool = False) -> tuple[dict, int]:
     """One boot of the team; its group-by-group report (boot_groups.py) and minfds. ``code``:
     a checkout whose coffee_team supervisord and every program import instead (PYTHONPATH),
     so code from before a change boots in the same session, on its own config and team
-    snapshot (an agent would parse the YAML on another checkout's snapshot)."""
+    snapshot (an agent would parse the YAML on another checkout's snapshot). ``via_start``:
+    booted by `coffee-team start`, whose return is also timed (``…returned_s``)."""
     with bench_project(fast=True) as proj:
         proj.write_team(scale_agents(n), start_seconds=1, **RESTART_SETTINGS)
         if code:
@@ -121,8 +117,11 @@ def boot_team(res: dict, n: int, code: str | None = None,
         cpu = CpuSampler()
         wall0 = time.time()
         try:
-            running_s, ready_s, ready = boot_and_wait(
-                proj, list(proj.team.names), env={"PYTHONPATH": code} if code else None)
+            running_s, ready_s, beats, returned_s = boot_and_wait(
+                proj, list(proj.team.names), env={"PYTHONPATH": code} if code else None,
+                via_start=via_start)
+            if via_start:
+                res[prefix + "returned_s"].append(returned_s)
         finally:
             samples = cpu.close()
         add_cpu(res, prefix.rstrip("_") or "boot", proj)
@@ -134,7 +133,8 @@ def boot_team(res: dict, n: int, code: str | None = None,
         watchdog_started = process_started(proj, "watchdog")
         spawned, running = supervisord_times(proj.team.log_dir / "supervisord.log")
         report = group_report({a.name: a.priority for a in proj.team.agents}, events(proj),
-                              spawned, running, ready, samples, wall0, watchdog_started)
+                              spawned, running, beats.first, samples, wall0, watchdog_started,
+                              beats.cpu)
         res[prefix + "first_spawn_s"].append(report["groups"][0]["first_spawn_s"])
         res[prefix + "watchdog_started_s"].append(watchdog_started - wall0)
         res[prefix + "agent_rss_mb"].append(agents_rss_median(proj))
@@ -160,8 +160,8 @@ def add_cpu(res: dict, kind: str, proj: Project) -> None:
     res[f"{kind}_cpu_agents_s"].append(by_role.get("agent", 0.0) + by_role.get("other", 0.0)
                                        + by_role.get("sleep", 0.0))
     res[f"{kind}_cpu_supervisord_s"].append(by_role.get("supervisord", 0.0))
-    if f"{kind}_cpu_watchdog_s" in res:
-        res[f"{kind}_cpu_watchdog_s"].append(by_role.get("watchdog", 0.0))
+    if "watchdog" in by_role:
+        res[f"{kind}_cpu_watchdog_s"].append(by_role["watchdog"])
 
 
 def agents_rss_median(proj: Project) -> float:
@@ -193,7 +193,7 @@ def boot_sleepers(res: dict, n: int) -> None:
         write_plain_config(base, programs, extra="stopwaitsecs=5\n")
         wall0 = time.time()
         log_path = base.root / "data" / "logs" / "supervisord.log"
-        running, _, _ = boot_and_wait(base, list(programs), ready=False, log_path=log_path)
+        running, _, _, _ = boot_and_wait(base, list(programs), ready=False, log_path=log_path)
         add_cpu(res, "sleepers", base)
         res["sleepers_boot_s"].append(running)
         spawned, up = supervisord_times(log_path)
@@ -207,7 +207,7 @@ def boot_plain(res: dict, n: int) -> None:
     with bench_project("cbb-", fast=True) as base:
         programs = write_plain_team(base, n)
         create_database(base)
-        running, ready, _ = boot_and_wait(base, list(programs),
+        running, ready, _, _ = boot_and_wait(base, list(programs),
                                           log_path=base.root / "data" / "logs" / "supervisord.log")
         add_cpu(res, "baseline", base)
         res["baseline_boot_s"].append(running)
@@ -216,27 +216,38 @@ def boot_plain(res: dict, n: int) -> None:
 
 def boot_and_wait(proj: Project, names: list[str], timeout: float = 300,
                   interval: float = 0.1, ready: bool = True, env: dict | None = None,
-                  log_path: Path | None = None) -> tuple[float, float | None, dict]:
+                  log_path: Path | None = None, via_start: bool = False
+                  ) -> tuple[float, float | None, FirstWrites | None, float | None]:
     """Boot supervisord; seconds until every name was RUNNING and (``ready``) until every
-    agent's first heartbeat was written, and each agent's first heartbeat (epoch). Both are
-    exact and cost supervisord nothing: RUNNING from its log (boot_groups.SupervisordLog),
-    the heartbeats by inotify (a fresh project: its first heartbeat file is its instance's
-    first heartbeat, written once it is ready); the same way for every kind of boot."""
+    agent's first heartbeat was written, and the FirstWrites that saw them (each agent's
+    first heartbeat, epoch, and its CPU then). Both are exact and cost supervisord nothing:
+    RUNNING from its log (boot_groups.SupervisordLog), the heartbeats by inotify; the same
+    way for every kind of boot. (Polling getAllProcessInfo every 0.2 s, as this did, took
+    half of supervisord's CPU at 500 programs, and more the longer a boot took.)"""
     log_path = log_path or proj.team.log_dir / "supervisord.log"
     beats = FirstWrites(proj.team.status_dir) if ready else None
     try:
-        t0 = boot_supervisord(proj, env=env, answer_within=timeout)
+        if via_start:  # as a user boots it; it returns once every agent is RUNNING
+            t0 = time.perf_counter()
+            start = subprocess.Popen([str(BIN / "coffee-team"), "--team", str(proj.team_file),
+                                      "start"], env=clean_env(env), cwd=proj.root,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        else:
+            t0 = boot_supervisord(proj, env=env, answer_within=timeout)
         wall0 = time.time() - (time.perf_counter() - t0)
         log = SupervisordLog(log_path)
-        polled_ready = None  # a cross-check of the inotify times: the files, read
+        returned = None
         while True:
             log.poll()
             up = all(n in log.running for n in names)
-            if beats is not None and polled_ready is None and all(
-                    started_since(read_heartbeat(proj.team.status_dir, n), wall0)
-                    for n in names):
-                polled_ready = time.time() - wall0
-            if up and (beats is None or all(n in beats.first for n in names)):
+            if via_start and returned is None and start.poll() is not None:
+                returned = time.perf_counter() - t0
+                if start.returncode:
+                    raise RuntimeError(f"coffee-team start exited {start.returncode}: "
+                                       f"{start.stderr.read()[-500:]}")
+            if up and (beats is None or all(n in beats.first for n in names)) and \
+                    (returned is not None or not via_start):
                 break
             if time.perf_counter() > t0 + timeout:
                 raise WaitTimeout(f"boot of {len(names)}: not RUNNING/ready in {timeout}s")
@@ -245,7 +256,9 @@ def boot_and_wait(proj: Project, names: list[str], timeout: float = 300,
         first = beats.close() if beats is not None else {}
     proj.remember()  # the agents too, should they outlive supervisord
     running_s = max(log.running[n] for n in names) - wall0
-    if ready:
-        log_(f"all ready {max(first.values()) - wall0:.2f}s by inotify, "
-             f"{polled_ready}s by reading the files")
-    return running_s, (max(first[n] for n in names) - wall0) if ready else None, first
+    if beats is not None:  # the files agree: every heartbeat is from an instance of this boot
+        stale = [n for n in names if not started_since(read_heartbeat(proj.team.status_dir, n),
+                                                       wall0)]
+        if stale:
+            raise RuntimeError(f"heartbeats not from this boot: {', '.join(stale[:5])}")
+    return running_s, (max(first[n] for n in names) - wall0) if ready else None, beats, returned
