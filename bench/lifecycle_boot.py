@@ -7,10 +7,11 @@ interleaved with their order rotated run by run (the database created first, as
   programs at one priority (one pass of its loop): the bare-process limit of a boot;
 - ``plain``: supervisord starting the agents' own commands at once, unstaggered (no order).
 
-Each coffee boot is also taken apart group by group from the watchdog's journal: when each
-group was spawned (its ``launched`` events), how long it took to get ready (``group_ready``'s
-``waited``); and what came before the first group (supervisord, then the watchdog's own
-start). The last group is RUNNING ``startsecs`` (1 s) after its spawn. supervisord's fds after the boot vs minfds.
+Each coffee boot is also taken apart group by group (boot_groups.py: asked, forked, ready,
+seen, RUNNING, CPU), and can be made by `coffee-team start` (kind ``start``) or with the code
+before a change (``before``, ``before_start``: boot_report.py --before DIR). RUNNING comes from
+supervisord's log and ready by inotify: nothing polls supervisord while it boots.
+supervisord's fds after the boot vs minfds.
 """
 from __future__ import annotations
 
