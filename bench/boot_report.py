@@ -79,6 +79,8 @@ def summary_line(n: int, res: dict) -> str:
                        ("before_start_cpu_s", "before start CPU"),
                        ("start_cpu_supervisord_s", "start: supervisord CPU"),
                        ("before_start_cpu_supervisord_s", "before start: supervisord CPU"),
+                       ("start_cli_cpu_s", "start command CPU"),
+                       ("before_start_cli_cpu_s", "before start command CPU"),
                        ("sleepers_cpu_s", "sleepers CPU")):
         if med(key) is not None:
             r = res[key]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import repo_root  # noqa: F401  (first: the repository root on sys.path for tests.harness)
 
 import collections
+import os
 import re
 import statistics
 import subprocess
@@ -118,11 +119,11 @@ def boot_team(res: dict, n: int, code: str | None = None, prefix: str = "",
         cpu = CpuSampler()
         wall0 = time.time()
         try:
-            running_s, ready_s, beats, returned_s = boot_and_wait(
+            running_s, ready_s, beats, started = boot_and_wait(
                 proj, list(proj.team.names), env={"PYTHONPATH": code} if code else None,
                 via_start=via_start)
-            if via_start:
-                res[prefix + "returned_s"].append(returned_s)
+            for key, value in (started or {}).items():
+                res[prefix + key].append(value)
         finally:
             samples = cpu.close()
         add_cpu(res, prefix.rstrip("_") or "boot", proj)
@@ -215,10 +216,19 @@ def boot_plain(res: dict, n: int) -> None:
         res["baseline_ready_s"].append(ready)
 
 
+def reap(proc: subprocess.Popen) -> float | None:
+    """The CPU seconds (user + system) ``proc`` used, if it has ended (reaped here)."""
+    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    if not pid:
+        return None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
 def boot_and_wait(proj: Project, names: list[str], timeout: float = 300,
                   interval: float = 0.1, ready: bool = True, env: dict | None = None,
                   log_path: Path | None = None, via_start: bool = False
-                  ) -> tuple[float, float | None, FirstWrites | None, float | None]:
+                  ) -> tuple[float, float | None, FirstWrites | None, dict | None]:
     """Boot supervisord; seconds until every name was RUNNING and (``ready``) until every
     agent's first heartbeat was written, and the FirstWrites that saw them (each agent's
     first heartbeat, epoch, and its CPU then). Both are exact and cost supervisord nothing:
@@ -230,10 +240,11 @@ def boot_and_wait(proj: Project, names: list[str], timeout: float = 300,
     try:
         if via_start:  # as a user boots it; it returns once every agent is RUNNING
             t0 = time.perf_counter()
+            said = open(proj.root / "start.out", "w+")  # a file: a pipe could fill and block it
             start = subprocess.Popen([str(BIN / "coffee-team"), "--team", str(proj.team_file),
-                                      "start"], env=clean_env(env), cwd=proj.root,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+                                      "start", "--timeout", str(timeout)],
+                                     env=clean_env(env), cwd=proj.root, stdin=subprocess.DEVNULL,
+                                     stdout=said, stderr=subprocess.STDOUT)
         else:
             t0 = boot_supervisord(proj, env=env, answer_within=timeout)
         wall0 = time.time() - (time.perf_counter() - t0)
@@ -242,11 +253,13 @@ def boot_and_wait(proj: Project, names: list[str], timeout: float = 300,
         while True:
             log.poll()
             up = all(n in log.running for n in names)
-            if via_start and returned is None and start.poll() is not None:
-                returned = time.perf_counter() - t0
+            if via_start and returned is None and (cli_cpu := reap(start)) is not None:
+                returned = {"returned_s": time.perf_counter() - t0,
+                            "cli_cpu_s": cli_cpu}  # start's own CPU: it polls all the while
                 if start.returncode:
+                    said.seek(0)
                     raise RuntimeError(f"coffee-team start exited {start.returncode}: "
-                                       f"{start.stderr.read()[-500:]}")
+                                       f"{said.read()[-500:]}")
             if up and (beats is None or all(n in beats.first for n in names)) and \
                     (returned is not None or not via_start):
                 break
@@ -255,6 +268,8 @@ def boot_and_wait(proj: Project, names: list[str], timeout: float = 300,
             time.sleep(interval)
     finally:
         first = beats.close() if beats is not None else {}
+        if via_start:
+            said.close()
     proj.remember()  # the agents too, should they outlive supervisord
     running_s = max(log.running[n] for n in names) - wall0
     if beats is not None:  # the files agree: every heartbeat is from an instance of this boot
