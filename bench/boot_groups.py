@@ -298,7 +298,10 @@ def median_report(reports: list[dict]) -> dict:
         for key, value in rows[0].items():
             values = [r[key] for r in rows if isinstance(r.get(key), (int, float))
                       and not isinstance(r.get(key), bool)]
-            row[key] = round(statistics.median(values), 3) if values else value
+            if values and all(v == values[0] for v in values):
+                row[key] = values[0]  # the same in every boot (priority, agents): as it is
+            else:
+                row[key] = round(statistics.median(values), 3) if values else value
         groups.append(row)
     keys = reports[0]["totals"].keys()
     tot = {}

@@ -71,9 +71,11 @@ class StatePoll:
     """What a start polls (``client.wait_start``): supervisord's infos of the programs it
     waits for, asked about a few at a time.
 
-    getAllProcessInfo answers with every program, in supervisord's one thread: at 500 agents
-    one call took 0.2 s of its CPU (8 ms at 100), so asking it every 0.1 s through a boot
-    left supervisord little time to fork the agents waited for. Programs come up in launch
+    getAllProcessInfo answers with every program, in supervisord's one thread: at 500
+    programs one call costs it 0.14-0.2 s of CPU (8 ms at 100; its loop does O(programs)
+    work per pass and the answer takes many passes), and a start waiting for a boot asked
+    every 0.1 s, as fast as the answers came, while supervisord forked the agents in that
+    same thread. Programs come up in launch
     order, so after one whole read each poll asks (one system.multicall) about the first
     POLL_WINDOW of ``order`` not yet seen RUNNING; the others keep the state last read. Once
     every one was seen RUNNING, a whole read again says whether they all still run (one that
