@@ -178,11 +178,14 @@ def wait_start(process_infos: Callable[[], Iterable[dict]], names: Iterable[str]
                interval: float = 0.1) -> dict[str, dict]:
     """Poll ``process_infos`` (supervisor.getAllProcessInfo) until every one of ``names`` and
     ``helpers`` runs or failed (``start_failures``; with ``first_failure``, until the first
-    fails), or ``timeout`` passed; return the last info of each name (statename UNKNOWN: not
-    a program) and of each helper supervisord has. The caller decides what a failure or a
-    timeout means to it."""
+    fails), or ``timeout`` passed with none of them coming up; return the last info of each
+    name (statename UNKNOWN: not a program) and of each helper supervisord has. The caller
+    decides what a failure or a timeout means to it.
+
+    The timeout counts from the last program seen RUNNING, not from the call: a team of 500
+    takes minutes on a small machine, and only a start that stopped moving is stuck."""
     names, helpers = tuple(names), tuple(helpers)
-    deadline = clock() + timeout
+    deadline, running = clock() + timeout, 0
     while True:
         by_name = {info["name"]: info for info in process_infos()}
         infos = {name: by_name.get(name, {"name": name, "statename": "UNKNOWN"})
@@ -190,6 +193,9 @@ def wait_start(process_infos: Callable[[], Iterable[dict]], names: Iterable[str]
         infos.update((h, by_name[h]) for h in helpers if h in by_name)
         failed = start_failures(infos, names, helpers)
         settled = all(i["statename"] == "RUNNING" or n in failed for n, i in infos.items())
+        now_running = sum(i["statename"] == "RUNNING" for i in infos.values())
+        if now_running > running:
+            deadline, running = clock() + timeout, now_running
         if settled or (failed and first_failure) or clock() >= deadline:
             return infos
         sleep(interval)

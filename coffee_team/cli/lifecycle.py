@@ -52,7 +52,7 @@ def queue_opener(ctx: Context, create: bool = False):
 
 @main.command()
 @click.option("--agents", help="Comma-separated agents to start (default: the whole team).")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for RUNNING.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait with no agent coming up (RUNNING).")
 @pass_ctx
 def start(ctx: Context, agents: str | None, timeout: float) -> None:
     """Boot supervisord if needed, start agents in priority order, wait, print the status."""

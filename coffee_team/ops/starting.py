@@ -60,7 +60,7 @@ def wait_running(team: Team, rpc: Callable[..., Any], names: tuple[str, ...], ti
                     f"{why_not_started(rpc, info)}; see {log_of(team, failed[0])}")
     waiting = [f"{n} ({i['statename']})" for n, i in infos.items() if i["statename"] != "RUNNING"]
     if waiting:
-        raise ActionRefused(f"timed out after {timeout:g}s waiting for {', '.join(waiting)}; "
+        raise ActionRefused(f"none came up in {timeout:g}s: waiting for {', '.join(waiting)}; "
                             f"see {log_of(team, WATCHDOG)} (it launches the agents)")
 
 

@@ -51,6 +51,21 @@ def test_wait_start_ends_at_the_first_failure_not_at_the_timeout():
     assert infos["watchdog"]["statename"] == "BACKOFF" and now[0] < 1
 
 
+def test_wait_start_times_out_only_after_timeout_seconds_with_no_program_coming_up():
+    # a big team comes up one agent every 40 s, under a 60 s timeout: never timed out; then
+    # it stops moving: timed out 60 s after the last one came up, not 60 s after the call
+    names = [f"a{i}" for i in range(5)]
+    now = [0.0]
+
+    def poll():
+        up = min(len(names), 1 + int(now[0] // 40)) if now[0] < 120 else 3
+        return [info(n, "RUNNING" if i < up else "STARTING") for i, n in enumerate(names)]
+    infos = client.wait_start(poll, names, 60, clock=lambda: now[0],
+                              sleep=lambda s: now.__setitem__(0, now[0] + s), interval=1.0)
+    assert [i["statename"] for i in infos.values()].count("RUNNING") == 3
+    assert 140 <= now[0] <= 141  # the third came up at 80 s; nothing after it
+
+
 def test_wait_started_still_waits_for_every_agent_to_settle():
     polls = iter([[info("a", "FATAL"), info("b", "STARTING")],
                   [info("a", "FATAL"), info("b", "RUNNING")]])
