@@ -192,7 +192,7 @@ class Project:
         alive = []
         for (_, created), proc in self._seen.items():
             with contextlib.suppress(psutil.Error):
-                if proc.is_running() and proc.create_time() == created:
+                if exists(proc) and proc.create_time() == created:
                     alive.append(proc)
         return alive + [p for p in self.processes() if p not in alive]
 
@@ -234,8 +234,28 @@ def _stop_supervisord(project: Project, fast: bool, wait: float) -> None:
         project.rpc().supervisor.shutdown()
     if fast:
         terminate(project.tree()[1:])
-    with contextlib.suppress(psutil.Error):
-        supervisord.wait(wait)
+    wait_gone([supervisord], wait)
+
+
+def exists(proc: psutil.Process) -> bool:
+    """Running, and not a zombie: supervisord daemonizes, so once it exits only PID 1 may reap
+    it, and a PID 1 that reaps orphans every ~2 s (a container's init) would otherwise add
+    those seconds to every shutdown (psutil's wait() waits for the reaping)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def wait_gone(procs: Iterable[psutil.Process], timeout: float) -> bool:
+    """Whether every one of ``procs`` exited (see ``exists``) within ``timeout`` seconds."""
+    procs = list(procs)
+    deadline = time.monotonic() + timeout
+    while any(exists(p) for p in procs):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def terminate(procs: Iterable[psutil.Process]) -> None:
@@ -249,7 +269,7 @@ def kill_leftovers(project: Project) -> None:
     for proc in leftovers:
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs(leftovers, timeout=5)
+    wait_gone(leftovers, 5)
     if leftovers:
         log.warning("killed %d leftover process(es) of %s", len(leftovers), project.root)
 
