@@ -164,8 +164,10 @@ def serve(servers: list, closers: list, dashboard: Any, team_path: str,
             if what == HUP:
                 reload_team(dashboard, team_path)
     finally:
+        # No server.shutdown(): it waits for the serving loop's next poll, up to 5 s per
+        # server one after the other, and stops nothing more than closing does (the serving
+        # and handler threads are daemons, and the program exits next).
         for server in servers:
-            server.shutdown()
             server.server_close()
         for close in closers:
             close()
