@@ -26,7 +26,9 @@ from tests.tcpproxy import TcpProxy
 
 pytestmark = [needs_pg, pytest.mark.slow]
 
-PARTITION = 20.0  # seconds: more than 2 x heartbeat_stale_after (3 s: hung after 6 s)
+# seconds: over twice 2 x heartbeat_stale_after (3 s: hung after 6 s), and long enough that
+# the agent killed 2 s in is RUNNING again (~4 s later; at most 10) before the heal
+PARTITION = 14.0
 WORKER = "code_developer"
 KILLED = "architect"
 SLOW = 3.5  # seconds each answer of the server is held in the slow phase
@@ -85,6 +87,7 @@ def test_a_partition_restarts_no_healthy_agent_and_the_killed_one_at_once(proxie
         lambda: (lambda i: i["statename"] == "RUNNING" and i["pid"] != pids[KILLED])(
             project.infos()[KILLED]), 30, 0.05, "the killed agent to be restarted")
     restart_took = time.monotonic() - killed_at
+    assert time.monotonic() - cut_at < PARTITION - 1, "restarted too late: not during the partition"
     oldest, waiting = 0.0, set()
     while time.monotonic() - cut_at < PARTITION:
         now = time.time()
