@@ -60,7 +60,7 @@ def cluster(tmp_path, pg_db):
     handler.write_text(HANDLER)
     team = {
         "team": {"database_path": url, "heartbeat_interval": 1, "heartbeat_stale_after": 6,
-                 "lease_seconds": 60, "health_check_interval": 5, "stop_wait_seconds": 3},
+                 "lease_seconds": 60, "health_check_interval": 5, "stop_wait_seconds": 1},
         "agents": {
             "worker": {"priority": 1, "check_interval": 3600,
                        "command": [sys.executable, str(handler), str(runs)]},
