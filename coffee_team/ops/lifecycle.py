@@ -218,14 +218,16 @@ def shutdown(team: Team, rpc: Rpc, waiting: Waiting = no_waiting) -> int:
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
-    import psutil
-    try:
-        psutil.Process(pid).wait(timeout)
-        return True
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.TimeoutExpired:
-        return False
+    # Not psutil's wait(): supervisord daemonized, so only PID 1 reaps it, and a container's
+    # init may leave it a zombie for seconds (or for good): exited is gone (probe.NONE, as is
+    # a PID since taken by another program).
+    import time
+    deadline = time.monotonic() + timeout
+    while probe.process_kind(pid) not in (probe.NONE, probe.OTHER):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def restart_agent(team: Team, rpc: Rpc, open_queue: QueueOpener, name: str,
