@@ -20,12 +20,17 @@ from tests.integration.test_pg_scaleout import _admin, needs_pg, pg_db  # noqa: 
 pytestmark = [needs_pg, pytest.mark.slow]
 
 
+# seconds the tables stay locked: 3 x the watchdog's patience for a database answer
+# (dbworker.PATIENCE, 2 s) and 30 x the RPC's busy timeout (200 ms)
+HELD = 6
+
+
 def pg_team(project, url, tmp_path, **team):
     agents = demo_agents()
     agents["code_developer"].update(handler="coffee_team.agent.faults:record",
                                     options={"record_file": str(tmp_path / "done"),
                                              "work_seconds": 3})
-    # Agents blocked by the lock are not hung: keep staleness above the 10 s the lock is held.
+    # Agents blocked by the lock are not hung: keep staleness above the HELD s of the lock.
     project.write_team(agents, database_path=url, heartbeat_stale_after=30, **team)
 
 
@@ -64,7 +69,8 @@ def test_held_lock_never_freezes_supervisord(pg_project, tmp_path, reliability):
     wait_until(lambda: rpc.coffee.getTask(task_id)["status"] == "in_progress", 20, 0.1,
                "the task to be claimed")
     held = threading.Event()
-    locker = threading.Thread(target=hold_locks, args=(url, ("tasks", "restart_state"), 10, held))
+    locker = threading.Thread(target=hold_locks,
+                              args=(url, ("tasks", "restart_state"), HELD, held))
     locker.start()
     held.wait(10)
     os.kill(project.infos()["code_developer"]["pid"], signal.SIGKILL)
@@ -91,7 +97,7 @@ def test_held_lock_never_freezes_supervisord(pg_project, tmp_path, reliability):
     assert completions == 1
     reliability("PostgreSQL tables locked while an agent is killed",
                 "1 task of 3 s on the killed agent",
-                "LOCK tasks + restart_state ACCESS EXCLUSIVE 10 s; kill -9", 0, "0",
+                f"LOCK tasks + restart_state ACCESS EXCLUSIVE {HELD} s; kill -9", 0, "0",
                 f"supervisor.getPID max {max(pid_waits):.2f}s, getTeamStatus max "
                 f"{max(status_waits):.2f}s during the lock; task done {done_after:.1f}s after")
 
