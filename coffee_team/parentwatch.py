@@ -27,7 +27,7 @@ import signal
 import time
 from typing import Any, NamedTuple, Optional
 
-__all__ = ["die_with_parent", "ParentWatch", "become_subreaper", "is_subreaper", "children",
+__all__ = ["die_with_parent", "trim_heap", "ParentWatch", "become_subreaper", "is_subreaper", "children",
            "leftovers", "end_leftovers"]
 
 PR_SET_PDEATHSIG = 1
@@ -46,6 +46,16 @@ def _prctl(option: int, arg: Any = 0) -> bool:
     try:
         return _libc().prctl(option, arg, 0, 0, 0) == 0
     except (OSError, AttributeError):
+        return False
+
+
+def trim_heap() -> bool:
+    """Give the C heap's free pages back to the kernel (glibc ``malloc_trim``); True if any
+    were. An idle agent keeps ~0.2 MB of pages freed after start-up otherwise (agent_rss.py);
+    ~30 us a call."""
+    try:
+        return _libc().malloc_trim(0) == 1
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
         return False
 
 

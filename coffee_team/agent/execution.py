@@ -21,6 +21,16 @@ from ..merge import review
 from ..output import log
 
 
+def make_runner(team: Any, spec: Any):
+    if spec.llm is not None:
+        from ..llm.runner import LlmRunner
+        return LlmRunner(team, spec)
+    if spec.command:
+        return handlers.CommandRunner(spec.command, cwd=str(team.root))
+    ref = spec.handler or "coffee_team.agent.demo:handle"
+    return handlers.CallableRunner(handlers.load_callable(ref))
+
+
 def task_dict(task: Any) -> dict[str, Any]:
     fields = ("id", "sender", "recipient", "type", "content", "priority", "attempts")
     return {f: getattr(task, f, None) for f in fields}
