@@ -48,14 +48,15 @@ def mount_point(path: Path | str) -> Path:
     return path
 
 
-def full_line(path: Path | str) -> str | None:
-    """One line naming the full disk ``path`` is on, with its free space; None if it has room."""
+def full_line(path: Path | str, advice: str = "free some space there") -> str | None:
+    """One line naming the full disk ``path`` is on, with its free space and ``advice``; None
+    if it has room."""
     where = existing(path)
     free = free_bytes(where)
     if free is None or free >= LOW_BYTES:
         return None
     return (f"disk full: {where} (filesystem {mount_point(where)}) has {free // 1024} KiB free; "
-            f"free some space there")
+            f"{advice}")
 
 
 def watched_paths(team: Team) -> list[Path]:
@@ -81,8 +82,7 @@ def problems(team: Team, advice: str = WAITING) -> list[str]:
         if device in seen:
             continue
         seen.add(device)
-        free = free_bytes(path)
-        if free is not None and free < LOW_BYTES:
-            lines.append(f"disk full: {path} (filesystem {mount_point(path)}) has "
-                         f"{free // 1024} KiB free; {advice}")
+        line = full_line(path, advice)
+        if line is not None:
+            lines.append(line)
     return lines

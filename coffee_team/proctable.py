@@ -85,12 +85,22 @@ def _listed_pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
-def _parent_of(pid: int) -> int | None:
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """``/proc/PID/stat`` from its field 3 on (after the command name, which may hold spaces
+    and parentheses), or None: gone since the listing, or not ours to read."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
-        return int(data[data.rfind(b")") + 2:].split()[1])
-    except (OSError, IndexError, ValueError):  # gone since the listing
+    except OSError:
+        return None
+    return data[data.rfind(b")") + 2:].split()
+
+
+def _parent_of(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    try:
+        return None if fields is None else int(fields[1])
+    except (IndexError, ValueError):
         return None
 
 
@@ -121,11 +131,12 @@ def started_of(pid: int) -> float | None:
     the PID it names one process, never a later one that reused the PID. One small read on
     Linux (the agents' probes call it every few seconds)."""
     if os.path.isfile("/proc/self/stat"):
+        fields = _stat_fields(pid)
+        if fields is None:
+            return None
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                data = f.read()
-            ticks = int(data[data.rfind(b")") + 2:].split()[19])
-        except (OSError, IndexError, ValueError):
+            ticks = int(fields[19])
+        except (IndexError, ValueError):
             return None
         return round(_boot_time() + ticks / os.sysconf("SC_CLK_TCK"), 2)
     import psutil
@@ -139,17 +150,11 @@ def _linux_procs() -> dict[int, Proc]:
     ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
     boot = _boot_time()
     procs: dict[int, Proc] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
+    for pid in _listed_pids():
+        fields = _stat_fields(pid)
+        if fields is None:
             continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:  # gone since the listing, or not ours to read
-            continue
-        # after the command name (which may hold spaces and parentheses): field 3 onwards
-        fields = data[data.rfind(b")") + 2:].split()
-        procs[int(name)] = Proc(ppid=int(fields[1]),
+        procs[pid] = Proc(ppid=int(fields[1]),
                                 cpu_seconds=(int(fields[11]) + int(fields[12])) / ticks,
                                 rss=int(fields[21]) * page,
                                 started=boot + int(fields[19]) / ticks)

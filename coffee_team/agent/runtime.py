@@ -74,9 +74,10 @@ class Agent(TaskExecution):
         self.in_database = False
         self.trouble: set[str] = set()  # what is failing now, so each episode is logged once
         self.file_checked_at = 0.0
+        self.row = None
         if team.is_postgres:  # agent_instances, for other hosts and pods (instance.py)
             from .instance import InstanceRow
-        self.row = InstanceRow(self) if team.is_postgres else None
+            self.row = InstanceRow(self)
 
     # --- signals -------------------------------------------------------------------------
     def _on_stop_signal(self, signum, frame) -> None:
