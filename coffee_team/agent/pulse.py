@@ -138,7 +138,8 @@ class Pulse(threading.Thread):
         self.beat_clock_seen: tuple[float, float] | None = None  # the same, of the beats
         self.warned_for: float | None = None  # the last_output_at whose stall was reported
         self.withheld = False
-        self.shown: tuple[str, int | None] | None = None  # (state, task id) last written
+        # (state, task id, current step) last written
+        self.shown: tuple[str, int | None, str | None] | None = None
         self._beat_lock = threading.Lock()  # the beats thread and the main loop both beat
         self._began = host.activity.subscribe()  # wakes the beats thread when work begins
         self.beats = threading.Thread(target=self._run_beats, name=f"{host.name}-beats",
@@ -199,7 +200,7 @@ class Pulse(threading.Thread):
         loop may wait."""
         activity = self.host.activity
         with self._beat_lock:
-            shown = (activity.state, None)
+            shown = (activity.state, None, None)
             changed = shown != self.shown
             if due(self.last_beat, now, self.heartbeat_interval) or \
                     (changed and due(self.last_beat, now, CHECK_EVERY)):
@@ -225,9 +226,10 @@ class Pulse(threading.Thread):
             if wall_step(self.beat_clock_seen, wall, now):
                 self.last_beat = None  # beat now
             self.beat_clock_seen = (wall, now)
-            # A new task shows within a second, not at the next beat; tasks shorter than that
-            # cost no file write (a heartbeat write per task would slow a busy agent down).
-            shown = (state, task and task["id"])
+            # A new task or step (ctx.step, a CLI's tool call) shows within a second, not at
+            # the next beat: at most one file write a second however fast the steps come, and
+            # tasks shorter than that cost none (a write per task would slow a busy agent).
+            shown = (state, task and task["id"], activity.progress if task else None)
             if due(self.last_beat, now, self.heartbeat_interval) or shown != self.shown:
                 self._beat(state, activity.tick_at, now)
                 self.shown = shown

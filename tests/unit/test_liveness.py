@@ -334,6 +334,21 @@ def test_a_new_task_shows_at_the_next_check_not_the_next_beat():
     assert host.beats == [T0 + 1, T0 + 2, T0 + 4]
 
 
+def test_a_new_step_shows_at_the_next_check_and_steps_cost_at_most_a_write_a_second():
+    host, pulse = make()
+    pulse.heartbeat_interval = 30  # the default: beats far apart
+    host.activity.begin(5, "t")
+    run(host, pulse, 1)                     # the new task: written
+    host.activity.touch("Bash: pytest -q")  # a step: written at the next check
+    run(host, pulse, 1)
+    host.activity.touch()                   # output without a new step: nothing to show
+    run(host, pulse, 1)
+    for step in range(10):                  # ten steps within one second: one write
+        host.activity.touch(f"Edit: file{step}.py")
+    run(host, pulse, 1)
+    run(host, pulse, 1)                     # nothing changed and not due: no write
+    assert host.beats == [T0 + 1, T0 + 2, T0 + 4]
+
 # --- wall-clock steps: every cadence and silence is on the monotonic clock --------------------
 
 @pytest.mark.parametrize("jump", [-3600.0, 3600.0])
