@@ -6,12 +6,15 @@ each wrote its first heartbeat and 3 s passed (its first periodic run done), eac
 VmRSS, threads and CPU so far, next to a bare sleeping python started then.
 
     python bench/agent_rss.py [--agents 101] [--start 101] [--repeat 2]
-                              [--checkout DIR ...] [--json bench/results/agent_rss.json]
+                              [--checkout DIR ...] [--editable] [--json bench/results/agent_rss.json]
 
-Several ``--checkout`` directories (another copy of the repository, e.g. ``git worktree``
-of the code before a change) are measured in turn, run by run, each with its own
-coffee_team on ``PYTHONPATH`` and byte-compiled first (as a pip install would be): a before
-and after pair in one session. Quicker and quieter than the boot benchmark's RSS row
+What is measured is what users run: each checkout's wheel installed in a throwaway venv
+outside it (``wheel_env.py``, byte-compiled by pip), the bare python being that venv's.
+``--editable``: this interpreter with the checkout first on ``PYTHONPATH``, byte-compiled
+first (as measured before; an editable install's finder loads pathlib and more into every
+python of its venv, the bare one too). Several ``--checkout`` directories (another copy of
+the repository, e.g. ``git worktree`` of the code before a change) are measured in turn,
+run by run: a before and after pair in one session. Quicker and quieter than the boot benchmark's RSS row
 (``lifecycle_boot.py``: the median of 101 agents after a staggered boot under supervisord);
 the agents are the same processes once idle.
 """
@@ -33,6 +36,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import wheel_env
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,10 +65,8 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(checkout: Path, agents: int, start: int) -> dict:
+def measure(checkout: Path, python: str, env: dict, agents: int, start: int) -> dict:
     root = Path(tempfile.mkdtemp(prefix="cb-rss-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISOR_")}
-    env["PYTHONPATH"] = str(checkout)
     procs: list[tuple[str, subprocess.Popen]] = []
     bare = None
     try:
@@ -72,8 +75,8 @@ def measure(checkout: Path, agents: int, start: int) -> dict:
         team_file.write_text(team_text(agents))
         run = dict(cwd=root, env=env, check=True, stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL)
-        subprocess.run([PY, "-m", "coffee_team", "--team", str(team_file), "gen-config"], **run)
-        subprocess.run([PY, "-c", "import sys\nfrom coffee_team.queue import MessageQueue\n"
+        subprocess.run([python, "-m", "coffee_team", "--team", str(team_file), "gen-config"], **run)
+        subprocess.run([python, "-c", "import sys\nfrom coffee_team.queue import MessageQueue\n"
                         "from coffee_team.team import load_team\n"
                         "MessageQueue.from_team(load_team(sys.argv[1])).close()",
                         str(team_file)], **run)
@@ -95,7 +98,7 @@ def measure(checkout: Path, agents: int, start: int) -> dict:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{name}: no first heartbeat (exit {proc.poll()})")
                 time.sleep(0.02)
-        bare = subprocess.Popen([PY, "-c", "import time; time.sleep(1e9)"], env=env,
+        bare = subprocess.Popen([python, "-c", "import time; time.sleep(1e9)"], env=env,
                                 stdin=subprocess.DEVNULL)
         time.sleep(SETTLE)
         rss, threads, cpu = [], [], []
@@ -124,29 +127,49 @@ def measure(checkout: Path, agents: int, start: int) -> dict:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def measure_all(checkouts: list[Path], args, workdir: Path) -> dict[str, list[dict]]:
+    """Each checkout's interpreter and environment, then the runs, alternated run by run."""
+    how: dict[Path, tuple[str, dict]] = {}
+    for i, checkout in enumerate(checkouts):
+        if args.editable:
+            compileall.compile_dir(str(checkout / "coffee_team"), quiet=1,
+                                   rx=re.compile(r"/examples/"))
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVISOR_")}
+            how[checkout] = (PY, dict(env, PYTHONPATH=str(checkout)))
+        else:
+            how[checkout] = (str(wheel_env.install(checkout, workdir / str(i))),
+                             wheel_env.clean_env())
+    runs: dict[str, list[dict]] = {str(c): [] for c in checkouts}
+    for r in range(args.repeat):
+        for checkout in (checkouts if r % 2 == 0 else checkouts[::-1]):
+            found = measure(checkout, *how[checkout], args.agents, args.start or args.agents)
+            runs[str(checkout)].append(found)
+            print(json.dumps(found), flush=True)
+    return runs
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=101)
     parser.add_argument("--start", type=int, default=None, help="default: every agent")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--checkout", action="append", default=None)
+    parser.add_argument("--editable", action="store_true",
+                        help="each checkout on PYTHONPATH of this interpreter, not a wheel")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "agent_rss.json"))
     args = parser.parse_args(argv)
     checkouts = [Path(c).resolve() for c in (args.checkout or [str(ROOT)])]
-    for checkout in checkouts:
-        compileall.compile_dir(str(checkout / "coffee_team"), quiet=1,
-                               rx=re.compile(r"/examples/"))
-    runs: dict[str, list[dict]] = {str(c): [] for c in checkouts}
-    for r in range(args.repeat):
-        for checkout in (checkouts if r % 2 == 0 else checkouts[::-1]):
-            found = measure(checkout, args.agents, args.start or args.agents)
-            runs[str(checkout)].append(found)
-            print(json.dumps(found), flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix="cb-wheel-"))
+    try:
+        runs = measure_all(checkouts, args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     doc = {}
     for checkout, found in runs.items():
         rss = [f["rss_mb"] for f in found]
         bare = [f["bare_python_rss_mb"] for f in found]
-        doc[checkout] = {"rss_mb_median_of_runs": statistics.median(rss),
+        doc[checkout] = {"install": "editable (PYTHONPATH)" if args.editable
+                         else "wheel in a new venv", "rss_mb_median_of_runs": statistics.median(rss),
                          "bare_python_rss_mb": statistics.median(bare), "runs": found}
         print(f"{checkout}: idle agent RSS {statistics.median(rss):.2f} MB (runs "
               f"{', '.join(f'{x:.2f}' for x in rss)}), threads "

@@ -445,9 +445,14 @@ def startup_rows(st: dict) -> list:
                 f"bare python writing a file the same way: {fmt(st['bare_python_s'], ' ms', 1, 1000)}",
                 st["ratio_of_medians"], f"≤ {st['target_ratio']:g}×",
                 st["ratio_of_medians"] <= st["target_ratio"],
-                f"{st['runs']} runs each, interleaved; CPU to the first heartbeat "
-                f"{fmt(st.get('agent_cpu_s'), ' ms', 1, 1000)} vs bare python "
-                f"{fmt(st.get('bare_python_cpu_s'), ' ms', 1, 1000)}; phases (ms, medians): "
+                f"{st.get('install', 'editable')}, {st['runs']} runs each, interleaved; CPU to "
+                f"the first heartbeat {fmt(st.get('agent_cpu_s'), ' ms', 1, 1000)} vs bare "
+                f"python {fmt(st.get('bare_python_cpu_s'), ' ms', 1, 1000)}"
+                + (f"; the floor (a python importing {', '.join(st['floor_imports'])}): "
+                   f"{fmt(st['floor_python_s'], ' ms', 1, 1000)}, CPU "
+                   f"{fmt(st['floor_python_cpu_s'], ' ms', 1, 1000)}, agent "
+                   f"{st['ratio_to_floor']:.2f}× (CPU {st['cpu_ratio_to_floor']:.2f}×)"
+                   if "floor_python_s" in st else "") + "; phases (ms, medians): "
                 f"{phases}; "
                 f"{st['imports']['modules']} modules imported")]
 
