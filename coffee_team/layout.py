@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import TeamError
 from .team.spec import Team
@@ -38,8 +38,8 @@ def ensure_data_dirs(team: Team) -> None:
         raise failures[0]
 
 
-@dataclass(frozen=True)
-class ConfigDiff:
+# A NamedTuple, not a frozen dataclass: cheaper to create at import (see liveness.Stall).
+class ConfigDiff(NamedTuple):
     """What gen-config would change on disk."""
     changed: tuple[str, ...]   # files whose text differs or that are missing
     stale: tuple[str, ...]     # generated files on disk that the team no longer has

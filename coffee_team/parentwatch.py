@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import glob
 import os
 import signal
 import time
@@ -114,9 +113,14 @@ def leftovers(procs: dict[int, Seen], me: int, command: int, before: set[int],
 def children() -> set[int]:
     """Our children now (Linux: /proc/self/task/*/children; elsewhere none are adopted)."""
     found: set[int] = set()
-    for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+    tasks = f"/proc/{os.getpid()}/task"
+    try:  # os.listdir, not glob: glob's import is an agent's start-up, for this one line
+        threads = os.listdir(tasks)
+    except OSError:
+        return found
+    for tid in threads:
         with contextlib.suppress(OSError, ValueError):
-            with open(path, "rb") as f:
+            with open(f"{tasks}/{tid}/children", "rb") as f:
                 found.update(int(pid) for pid in f.read().split())
     return found
 

@@ -2,9 +2,11 @@
 
 ``dataclasses`` imports ``inspect`` (with ``ast``, ``dis``, ``tokenize``: ~1.2 MB and ~5 ms
 of an agent's start) only to write a docstring for a dataclass that has none; coffee_team's
-dataclasses each have one. ``defer()`` puts ``inspect`` in ``sys.modules`` unloaded, with a
-module ``__getattr__`` (PEP 562) that runs its code on the first attribute asked of it: an
-``import inspect`` gets the module (as ``importlib.util.LazyLoader``'s would, but that one
+dataclasses each have one. ``dataclasses`` also imports ``copy`` (with ``weakref``) only for
+``asdict``/``astuple``, and ``urllib.parse`` (imported by ``pathlib``) imports ``ipaddress``
+(~1.5 ms and ~0.2 MB; Python 3.11.4+) only to check a URL's ``[bracketed]`` host.
+``defer()`` puts each in ``sys.modules`` unloaded, with a module ``__getattr__`` (PEP 562)
+that runs its code on the first attribute asked of it: an ``import inspect`` gets the module (as ``importlib.util.LazyLoader``'s would, but that one
 loads as soon as an import statement looks at its ``__spec__``), and whatever uses it (a user's
 handler, a dataclass without a docstring) gets the real thing, only later.
 ``python -m coffee_team ... agent run NAME`` calls it before anything else is imported
@@ -15,7 +17,7 @@ from __future__ import annotations
 import sys
 import threading
 
-DEFERRED = ("inspect",)
+DEFERRED = ("inspect", "copy", "ipaddress")
 
 
 def defer(names: tuple[str, ...] = DEFERRED) -> None:
@@ -41,10 +43,11 @@ def _loader(module, spec):
                 spec.loader.exec_module(module)
         return getattr(module, attr)  # AttributeError for a name the module has not
 
+    __getattr__.deferred = True  # loaded() tells it from a module's own (urllib.parse has one)
     return __getattr__
 
 
 def loaded(name: str) -> bool:
     """Is module ``name`` imported in full (not absent, not only deferred)?"""
     module = sys.modules.get(name)
-    return module is not None and "__getattr__" not in vars(module)
+    return module is not None and not getattr(vars(module).get("__getattr__"), "deferred", False)

@@ -6,6 +6,7 @@ measures them); these tests keep modules a process does not need out of it.
 """
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from tests.fast_team import temp_root, write_team
 pytestmark = pytest.mark.slow  # the tests here start processes
 
 REPO = Path(__file__).resolve().parents[2]
+ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
 
 # ``python -m coffee_team --team T agent run worker`` for real (lock, queue, requeue, the
 # handler loaded, the first heartbeat written, its threads started), up to the agent's loop,
@@ -60,8 +62,12 @@ NOT_FOR_AN_AGENT = ("click", "coffee_team.cli", "coffee_team.llm", "coffee_team.
                     "coffee_team.agent.memguard",  # only with memory_limit_mb
                     # the instance row and its thread: PostgreSQL's (agent/instance.py)
                     "coffee_team.agent.instance", "coffee_team.proctable",
-                    # dataclasses' docstring maker (agent/lean.py)
-                    "inspect", "ast", "dis", "tokenize", "linecache",
+                    # dataclasses' docstring maker, its asdict's copy, urllib.parse's
+                    # check of a [bracketed] host (agent/lean.py)
+                    "inspect", "ast", "dis", "tokenize", "linecache", "copy", "weakref",
+                    "ipaddress",
+                    # parentwatch.children lists /proc with os.listdir
+                    "glob",
                     # its unix datagram sockets (wake-ups, the ready poke) are _socket's
                     "socket", "selectors")
 # What an agent starting from a fresh snapshot of its team file (team/snapshot.py) never
@@ -80,7 +86,7 @@ NOT_FOR_STATUS = ("coffee_team.cli.data", "coffee_team.cli.tasks", "coffee_team.
 def run_entry(entry: str, team_file: Path, env: dict | None = None) -> dict | list:
     out = subprocess.run([sys.executable, "-c", entry, str(team_file)], capture_output=True,
                          text=True, cwd=REPO, timeout=60, stdin=subprocess.DEVNULL,
-                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **(env or {})})
+                         env={**ENV, **(env or {})})
     assert out.returncode in (0, 3), out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -90,8 +96,21 @@ def modules_of(entry: str, team_file: Path) -> list[str]:
     return found["modules"] if isinstance(found, dict) else found
 
 
-def inside(modules: list[str], packages: tuple[str, ...]) -> list[str]:
-    return [m for m in modules if any(m == p or m.startswith(p + ".") for p in packages)]
+@functools.lru_cache(maxsize=None)
+def at_site() -> frozenset[str]:
+    """The modules this environment's python holds before any code of ours runs. An editable
+    install's finder (its .pth) imports pathlib, urllib.parse and with it ipaddress into every
+    python of its venv at ``site``: not the agent's doing, so not counted against it (a
+    wheel's venv, what users run, loads none of them)."""
+    out = subprocess.run([sys.executable, "-c", "import sys; print(' '.join(sys.modules))"],
+                         capture_output=True, text=True, cwd=REPO, timeout=60, check=True,
+                         stdin=subprocess.DEVNULL, env=ENV)
+    return frozenset(out.stdout.split())
+
+
+def inside(modules: list[str] | set[str], packages: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if m not in at_site()
+            and any(m == p or m.startswith(p + ".") for p in packages)]
 
 
 def test_a_plain_agent_on_sqlite_imports_only_what_it_uses():
@@ -129,8 +148,9 @@ def test_an_idle_agent_on_sqlite_runs_only_its_heartbeat_threads():
 
 
 def test_the_agents_command_line_defers_inspect_until_something_uses_it():
-    """``python -m coffee_team ... agent run`` itself (not the entry above) leaves inspect
-    unloaded through its start-up, and a deferred inspect still works when asked."""
+    """``python -m coffee_team ... agent run`` itself (not the entry above) leaves inspect,
+    copy and ipaddress unloaded through its start-up, and each deferred module still works
+    when asked."""
     import signal
     import time
     with temp_root() as root:
@@ -141,7 +161,7 @@ def test_the_agents_command_line_defers_inspect_until_something_uses_it():
                                  "--team", str(team.path), "agent", "run", "worker"],
                                 cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True,
-                                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+                                env=ENV)
         try:
             deadline = time.monotonic() + 30
             while not beat.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -153,14 +173,19 @@ def test_the_agents_command_line_defers_inspect_until_something_uses_it():
     imported = {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines()
                 if line.startswith("import time:")}
     assert "coffee_team.queue.core" in imported and "dataclasses" in imported
-    assert imported & {"ast", "dis", "tokenize"} == set()
+    assert inside(imported, ("ast", "dis", "tokenize", "copy", "ipaddress")) == []
     used = subprocess.run([sys.executable, "-c", (
-        "import sys\nfrom coffee_team.agent import lean\nlean.defer()\n"
-        "import dataclasses, inspect\nassert not lean.loaded('inspect')\n"
+        "import sys\nsite = set(sys.modules)\nfrom coffee_team.agent import lean\nlean.defer()\n"
+        "import dataclasses, inspect, pathlib, urllib.parse\n"
+        "assert not any(lean.loaded(m) for m in lean.DEFERRED if m not in site)\n"
         "from inspect import signature\nassert lean.loaded('inspect') and 'ast' in sys.modules\n"
+        "assert urllib.parse.urlsplit('http://[::1]:80/').hostname == '::1'\n"
+        "from coffee_team.taskstate import RetryPolicy\n"
+        "assert dataclasses.asdict(RetryPolicy(on=(2,)))['on'] == (2,)\n"
+        "assert lean.loaded('ipaddress') and lean.loaded('copy')\n"
         "print(signature(lean.defer), inspect.isclass(int))")],
         capture_output=True, text=True, cwd=REPO, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+        env=ENV)
     assert used.returncode == 0, used.stderr
     assert used.stdout.split()[-1] == "True"
 
