@@ -4,11 +4,12 @@
 of an agent's start) only to write a docstring for a dataclass that has none; coffee_team's
 dataclasses each have one. ``dataclasses`` also imports ``copy`` (with ``weakref``) only for
 ``asdict``/``astuple``, and ``urllib.parse`` (imported by ``pathlib``) imports ``ipaddress``
-(~1.5 ms and ~0.2 MB; Python 3.11.4+) only to check a URL's ``[bracketed]`` host.
-``defer()`` puts each in ``sys.modules`` unloaded, with a module ``__getattr__`` (PEP 562)
-that runs its code on the first attribute asked of it: an ``import inspect`` gets the module (as ``importlib.util.LazyLoader``'s would, but that one
-loads as soon as an import statement looks at its ``__spec__``), and whatever uses it (a user's
-handler, a dataclass without a docstring) gets the real thing, only later.
+(~1.5 ms; Python 3.11.4+) only to check a URL's ``[bracketed]`` host. ``defer()`` puts each
+in ``sys.modules`` unloaded, with a module ``__getattr__`` (PEP 562) that runs its code on
+the first attribute asked of it: an ``import inspect`` gets the module (as
+``importlib.util.LazyLoader``'s would, but that one loads as soon as an import statement
+looks at its ``__spec__``), and whatever uses it (a user's handler, a dataclass without a
+docstring, a URL with an IPv6 host) gets the real thing, only later.
 ``python -m coffee_team ... agent run NAME`` calls it before anything else is imported
 (``__main__``).
 """
