@@ -29,13 +29,12 @@ import psutil
 
 from lifecycle_common import (PY, RESTART_SETTINGS, agents_of, bench_project, events, log, role,
                               summary, tree_cpu)
-from lifecycle_common import write_plain_config
+from lifecycle_common import create_database, write_plain_config
 from lifecycle_scale import scale_agents, write_plain_team
 from boot_groups import (CpuSampler, FirstWrites, SupervisordLog, group_report, median_report,
                          supervisord_times, table)
 from tests.harness import BIN, Project, WaitTimeout, boot_supervisord, clean_env
 from coffee_team.heartbeat import read_heartbeat
-from coffee_team.queue import MessageQueue
 from coffee_team.watchdog.policy import started_since
 
 BOOT_SIZES = (101, 500)
@@ -96,12 +95,6 @@ def ratios(res: dict) -> dict:
              "cpu_sleepers_ratio": ("boot_cpu_s", "sleepers_cpu_s"),
              "before_cpu_sleepers_ratio": ("before_cpu_s", "sleepers_cpu_s")}
     return {k: med(a) / med(b) for k, (a, b) in pairs.items() if med(a) and med(b)}
-
-
-def create_database(proj: Project) -> None:
-    """As `coffee-team start` does before it boots supervisord (the agents then find the
-    schema made, in the team's boot and in the plain one alike)."""
-    MessageQueue.from_team(proj.team).close()
 
 
 def boot_team(res: dict, n: int, code: str | None = None, prefix: str = "",

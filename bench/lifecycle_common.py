@@ -38,6 +38,12 @@ def summary(values) -> dict:
             "max": max(values), "samples": [round(v, 6) for v in values]}
 
 
+def create_database(proj: Project) -> None:
+    """As `coffee-team start` does before it boots supervisord: agents never make a missing
+    database (they wait for it), so a plain supervisord's agents need it made first."""
+    MessageQueue.from_team(proj.team).close()
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 

@@ -21,8 +21,8 @@ from coffee_team.heartbeat import read_heartbeat
 from coffee_team.queue import MessageQueue
 from coffee_team.team.spec import TeamSettings
 from coffee_team.watchdog.policy import started_since
-from lifecycle_common import (IDLE, RESTART_SETTINGS, agents_of, bench_project, events,
-                              grep_count, idle_cpu, last_event_id, log, summary,
+from lifecycle_common import (IDLE, RESTART_SETTINGS, agents_of, bench_project, create_database,
+                              events, grep_count, idle_cpu, last_event_id, log, summary,
                               task_status_db, time_commands, wait_running, write_plain_config)
 from tests.harness import Project, WaitTimeout, boot_supervisord, wait_until
 
@@ -71,6 +71,7 @@ def measure_team(res: dict, n: int, quick: bool, r: int, repeat: int) -> list:
     findings = []
     with bench_project(fast=True) as proj:
         proj.write_team(scale_agents(n), start_seconds=1, **RESTART_SETTINGS)
+        create_database(proj)  # as `coffee-team start` does; the baseline's the same way
         names = list(proj.team.names)
         running_s, ready_s = boot_and_wait(proj, names)
         res["boot_s"].append(running_s)
@@ -98,6 +99,7 @@ def measure_plain_supervisord(res: dict, n: int, run: str) -> None:
     """The baseline: plain supervisord, the same commands, autostart=true, no stagger."""
     with bench_project("cbb-", fast=True) as base:
         programs = write_plain_team(base, n)
+        create_database(base)
         running_s, ready_s = boot_and_wait(base, list(programs))
         res["baseline_boot_s"].append(running_s)
         res["baseline_ready_s"].append(ready_s)
@@ -136,7 +138,9 @@ def boot_and_wait(proj: Project, names: list[str], timeout: float = 300,
     while running_at is None or ready_at is None:
         now = time.perf_counter()
         if now > deadline:
-            raise WaitTimeout(f"boot of {len(names)} agents: not RUNNING/ready in {timeout}s")
+            raise WaitTimeout(f"boot of {len(names)} agents: not RUNNING/ready in {timeout}s "
+                              f"({'all' if running_at else 'not all'} RUNNING; {len(pending)} "
+                              f"without a first heartbeat, e.g. {sorted(pending)[:3]})")
         if running_at is None:
             try:
                 infos = proj.infos()
