@@ -8,6 +8,7 @@ import pytest
 from coffee_team.errors import (ApprovalDecided, ApprovalNotFound, ContentError,
                                 DependencyError, QueueFullError, TaskStateError)
 from coffee_team.queue.tables import SCHEMA_VERSION
+from tests.queue_contract import fresh_database
 
 GATES = {"alice": ("deploy",)}
 
@@ -193,6 +194,7 @@ class ApprovalsContract:
         assert q.get_task(parent)["sent_from"] is None
 
     # -- schema ----------------------------------------------------------------------------
+    @fresh_database
     def test_a_version_10_tasks_table_gains_the_new_state_and_sent_from_in_place(self):
         from coffee_team.queue.factory import is_postgres
         q = self.make_queue()

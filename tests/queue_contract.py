@@ -1,10 +1,13 @@
 """Backend-independent MessageQueue tests (huey style).
 
 A backend test module subclasses ``QueueContract`` and provides
-``database_url()`` (a fresh, empty database per test) and optionally
-``cleanup_database()``.  Time never passes by sleeping: queues get a
-``FakeClock`` that tests advance by hand.  Listing, stats, cleanup and the journal are in
-queue_listing_contract.py (``ListingContract``), mixed in beside this one.
+``database_url()`` (per test, a database as the migration leaves it with nothing else in it:
+a new one, or a migrated one shared by the tests with its data reset) and optionally
+``cleanup_database()``; a test marked ``@fresh_database`` (one that migrates or changes the
+schema) gets an empty database of its own (``self.fresh_database`` tells the backend).  Time
+never passes by sleeping: queues get a ``FakeClock`` that tests advance by hand.  Listing,
+stats, cleanup and the journal are in queue_listing_contract.py (``ListingContract``), mixed in
+beside this one.
 """
 from __future__ import annotations
 
@@ -54,6 +57,13 @@ def deep_json(levels: int) -> str:
     return "[" * levels + "]" * levels
 
 
+def fresh_database(test):
+    """The test migrates or changes the schema itself: it needs an empty database of its own,
+    never one shared with other tests."""
+    test.fresh_database = True
+    return test
+
+
 class QueueContract:
     # -- harness ----------------------------------------------------------
     def database_url(self) -> str:
@@ -66,6 +76,7 @@ class QueueContract:
         self.clock = FakeClock()
         self._queues: list[MessageQueue] = []
         self.wake_dir = tempfile.mkdtemp(prefix="ctw")
+        self.fresh_database = getattr(method, "fresh_database", False)
         self.url = self.database_url()
 
     def teardown_method(self, method):
@@ -505,6 +516,7 @@ class QueueContract:
         assert not os.path.exists(os.path.join(self.wake_dir, "alice.sock"))
 
     # -- schema -----------------------------------------------------------
+    @fresh_database
     def test_migrate_is_idempotent(self):
         q1 = self.make_queue()
         q1.send("cli", "alice", "t")
@@ -513,6 +525,7 @@ class QueueContract:
         rows = q2.backend.fetchall("SELECT version FROM schema_version")
         assert rows == [(SCHEMA_VERSION,)]
 
+    @fresh_database
     def test_concurrent_migrate_in_threads(self):
         errors = []
 

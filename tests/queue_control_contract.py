@@ -11,6 +11,7 @@ from coffee_team.errors import ContentError, QueueFullError, TaskNotFound, TaskS
 from coffee_team.queue import MessageQueue
 from coffee_team.queue.tables import SCHEMA_VERSION
 from coffee_team.taskstate import RetryPolicy
+from tests.queue_contract import fresh_database
 
 # A version-1 tasks table as coffee-team wrote it before schema 2 ({pk}/{dbl} per dialect).
 V1_DDL = (
@@ -524,6 +525,7 @@ class ControlContract:
         assert len(q.notifications()) == 2
 
     # -- schema -------------------------------------------------------------------
+    @fresh_database
     def test_a_version_8_llm_usage_gains_estimated_in_place(self):
         q = self.make_queue()
         q.record_usage(1, "alice", "t", {"cost_usd": 0.5})
@@ -538,6 +540,7 @@ class ControlContract:
         upgraded.begin_usage(2, "alice", "t")
         assert upgraded.costs(0)["total"]["estimated_runs"] == 1
 
+    @fresh_database
     def test_a_version_1_database_is_upgraded_in_place(self):
         from coffee_team.queue.factory import is_postgres, open_database
         db = open_database(self.url)
@@ -562,6 +565,7 @@ class ControlContract:
         assert new > old_failed
         assert [t.id for t in q.claim("alice")] == [old_failed]
 
+    @fresh_database
     def test_a_version_6_tasks_table_gains_traceparent_in_place(self):
         q = self.make_queue()
         old = q.send("cli", "alice", "t", {"kept": True})
@@ -578,6 +582,7 @@ class ControlContract:
                                        "00-" + "1" * 32 + "-" + "2" * 16 + "-01"], 1)
         assert upgraded.claim("alice")[0].traceparent.startswith("00-111")
 
+    @fresh_database
     def test_a_version_11_session_becomes_the_session_of_key_empty(self):
         from coffee_team.queue.factory import is_postgres
         q = self.make_queue()
@@ -598,6 +603,7 @@ class ControlContract:
         assert (upgraded.agent_session("alice"), upgraded.agent_session("alice", "SPEC-1")) == \
             ("sess-1", "sess-3")
 
+    @fresh_database
     def test_a_restart_state_without_host_goes_to_the_upgrading_host(self):
         from coffee_team.queue.factory import is_postgres
         q = self.make_queue()

@@ -14,7 +14,7 @@ import pytest
 from coffee_team.errors import QueueFullError, UnstorableResult
 from coffee_team.queue.factory import is_postgres
 from coffee_team.queue.tables import SCHEMA_VERSION
-from tests.queue_contract import deep_json
+from tests.queue_contract import deep_json, fresh_database
 
 
 class FusedContract:
@@ -227,6 +227,7 @@ class FusedContract:
         assert q.stats()["alice"]["completed"] == 4
 
     # -- schema 8 -------------------------------------------------------------------------
+    @fresh_database
     def test_a_version_7_database_keeps_its_metrics_with_the_index_only_on_postgres(self):
         q = self.make_queue()
         work = q.send("cli", "alice", "t")
@@ -250,6 +251,7 @@ class FusedContract:
         assert [row[1:3] for row in upgraded.task_durations_after(0)] == [("alice", "t")]
 
     # -- schema 16 ------------------------------------------------------------------------
+    @fresh_database
     def test_a_version_13_database_gets_the_triggers_of_schema_16(self):
         """SQLite's count and dependency triggers of schemas 3 and 10 fired on status (every
         claim ran them); schema 16 makes them anew on completed_at, with the metrics row and
@@ -292,6 +294,7 @@ class FusedContract:
         with pytest.raises(QueueFullError):  # failed-then-retried + x + y: the bound holds
             up.send_many([{"sender": "cli", "recipient": "alice", "type": "y"}] * 2)
 
+    @fresh_database
     def test_a_version_17_database_gets_the_completion_trigger_of_schema_18(self):
         """Schema 18 gives SQLite's completions a count-and-metrics trigger of their own: an
         upgraded database counts each end once, by one trigger or the other."""

@@ -10,6 +10,7 @@ import pytest
 
 from coffee_team.errors import DependencyError, QueueFullError
 from coffee_team.queue import MessageQueue
+from tests.queue_contract import fresh_database
 
 
 class WorkContract:
@@ -243,6 +244,7 @@ class WorkContract:
         assert x_task.id == z
 
     # -- schema 10 ------------------------------------------------------------------------
+    @fresh_database
     def test_a_version_9_database_gains_dependencies_and_keeps_its_tasks(self):
         from coffee_team.queue.tables import SCHEMA_VERSION
         q = self.make_queue()

@@ -1,15 +1,16 @@
 """The shared queue contract against PostgreSQL.
 
 Runs only when COFFEE_TEST_PG_URL is set, e.g.
-postgresql://postgres@127.0.0.1:5432/test; each test gets its own schema.
+postgresql://postgres@127.0.0.1:5432/test; the tests share one migrated schema, its data reset
+before each (tests/pg_schema.py), and a test marked fresh_database gets a schema of its own.
 """
 import os
 import shutil
 import uuid
-from urllib.parse import quote
 
 import pytest
 
+from tests.pg_schema import SharedSchema, schema_url
 from tests.queue_approvals_contract import ApprovalsContract
 from tests.queue_contract import QueueContract
 from tests.queue_control_contract import ControlContract
@@ -35,17 +36,32 @@ def _admin(sql: str) -> None:
         conn.close()
 
 
+SHARED = SharedSchema(PG_URL or "")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_the_shared_schema():
+    yield
+    SHARED.drop()
+
+
 class TestPostgresQueue(QueueContract, ListingContract, ControlContract, FusedContract,
                         WorkContract, ApprovalsContract, MergesContract, InstancesContract):
     def database_url(self) -> str:
+        self._schema = None  # a schema of this test's own (fresh_database), dropped after it
+        if not self.fresh_database:
+            return SHARED.url()
         self._schema = "ct_" + uuid.uuid4().hex[:12]
         _admin(f"CREATE SCHEMA {self._schema}")
-        sep = "&" if "?" in PG_URL else "?"
-        return f"{PG_URL}{sep}options={quote('-csearch_path=' + self._schema)}"
+        return schema_url(PG_URL, self._schema)
 
     def cleanup_database(self) -> None:
         shutil.rmtree(self.wake_dir, ignore_errors=True)
-        _admin(f"DROP SCHEMA IF EXISTS {self._schema} CASCADE")
+        if self._schema is not None:
+            _admin(f"DROP SCHEMA IF EXISTS {self._schema} CASCADE")
+        elif SHARED.changed():
+            pytest.fail("the test changed the schema the tests share: mark it "
+                        "@fresh_database (tests/queue_contract.py)", pytrace=False)
 
 
 def test_a_database_made_anew_under_the_same_url_is_another_database():
@@ -55,8 +71,7 @@ def test_a_database_made_anew_under_the_same_url_is_another_database():
     from coffee_team.queue.identity import REPLACED
     schema = "ct_" + uuid.uuid4().hex[:12]
     _admin(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    url = f"{PG_URL}{sep}options={quote('-csearch_path=' + schema)}"
+    url = schema_url(PG_URL, schema)
     try:
         q = MessageQueue(url, agents=["a"])
         try:
