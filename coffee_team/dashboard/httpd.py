@@ -4,9 +4,9 @@
 likes: ~1,000 idle connections make it unreachable, and one byte every few seconds keeps a
 request open forever (slowloris). Here:
 
-- a connection has ``HEAD_TIMEOUT`` seconds, in total, to deliver a request's line and
-  headers, whether it is new or kept alive after a response; its body then gets
-  ``HEAD_TIMEOUT`` plus one second per ``BODY_RATE`` bytes. The deadline is checked before
+- a connection has ``HEAD_TIMEOUT`` seconds (the server's ``head_timeout``), in total, to
+  deliver a request's line and headers, whether it is new or kept alive after a response; its
+  body then gets that plus one second per ``BODY_RATE`` bytes. The deadline is checked before
   every read, so trickling bytes does not extend it;
 - at most ``MAX_CONNECTIONS`` connections are served at once. At the cap a new one evicts the
   connection that has waited longest without sending a complete request head (an idle flood
@@ -32,7 +32,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-HEAD_TIMEOUT = 10.0         # seconds for a request line and its headers, idle time included
+HEAD_TIMEOUT = 10.0         # default seconds for a request line and headers, idle time included
 BODY_RATE = 256 * 1024      # bytes per second a body must at least arrive at
 WRITE_TIMEOUT = 20.0        # seconds a client may take to read a response
 MAX_CONNECTIONS = 64        # served at once, per listening port
@@ -85,9 +85,11 @@ class GuardedServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[GuardedHandler],
-                 max_connections: int = MAX_CONNECTIONS, name: str = "web"):
+                 max_connections: int = MAX_CONNECTIONS, name: str = "web",
+                 head_timeout: float = HEAD_TIMEOUT):
         super().__init__(address, handler)
         self.max_connections = max_connections
+        self.head_timeout = head_timeout
         self.name = name
         self._lock = threading.Lock()
         self._open = 0
@@ -195,7 +197,6 @@ class GuardedHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: GuardedServer
     clock: Callable[[], float] = staticmethod(time.monotonic)
-    head_timeout = HEAD_TIMEOUT  # tests shorten it on a subclass
     deadline = 0.0
 
     def setup(self) -> None:
@@ -208,7 +209,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         now = self.clock()
-        self.deadline = now + self.head_timeout
+        self.deadline = now + self.server.head_timeout
         self.server.waiting(self.request, now)
         try:
             super().handle_one_request()
@@ -275,7 +276,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
         if length > limit:
             self.send_plain(413, f"request body over {limit} bytes\n", close=True)
             return None
-        self.deadline = self.clock() + self.head_timeout + length / BODY_RATE
+        self.deadline = self.clock() + self.server.head_timeout + length / BODY_RATE
         body = self.rfile.read(length)
         if len(body) < length:
             self.close_connection = True

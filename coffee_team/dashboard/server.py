@@ -24,7 +24,7 @@ from .. import client, promexport
 from ..errors import TaskNotFound
 from ..taskstate import STATES
 from . import actions
-from .httpd import GuardedHandler, GuardedServer, basic_auth_ok
+from .httpd import HEAD_TIMEOUT, GuardedHandler, GuardedServer, basic_auth_ok
 from .snapshot import Snapshots
 
 PAGE = Path(__file__).with_name("page.html")
@@ -234,6 +234,7 @@ def reason_of(body: bytes) -> str:
     return reason[:1000] if isinstance(reason, str) else ""
 
 
-def make_server(app: Dashboard, host: str, port: int) -> GuardedServer:
+def make_server(app: Dashboard, host: str, port: int,
+                head_timeout: float = HEAD_TIMEOUT) -> GuardedServer:
     handler = type("BoundHandler", (Handler,), {"app": app})
-    return GuardedServer((host, port), handler, name="web")
+    return GuardedServer((host, port), handler, name="web", head_timeout=head_timeout)

@@ -345,4 +345,5 @@ HTTP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "password_env": env_name,
     "host": http_host,
     "allow_remote": boolean,
+    "head_timeout": positive_number(3600),
 }

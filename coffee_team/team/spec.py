@@ -29,6 +29,7 @@ class HttpSettings:
     password_env: str
     host: str = "127.0.0.1"
     allow_remote: bool = False
+    head_timeout: float | None = None  # seconds to send a request's head; None: httpd's 10
 
 
 def check_http(http: HttpSettings, source: str, where: str = "team.http",

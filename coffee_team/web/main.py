@@ -139,8 +139,10 @@ def open_queue(team: Team, wait: float = DATABASE_WAIT, clock=time.monotonic,
 
 
 def _listen(make: Any, app: Any, where: HttpSettings):
+    # head_timeout unset: the server's own default (httpd.HEAD_TIMEOUT)
+    options = {} if where.head_timeout is None else {"head_timeout": where.head_timeout}
     try:
-        return make(app, where.host, where.port)
+        return make(app, where.host, where.port, **options)
     except OSError as exc:
         raise OSError(exc.errno, f"{where.host}:{where.port}: {exc.strerror or exc}") from None
 

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..client import UnixConnection
-from ..dashboard.httpd import GuardedHandler, GuardedServer
+from ..dashboard.httpd import HEAD_TIMEOUT, GuardedHandler, GuardedServer
 
 RPC_PATH = "/RPC2"
 MAX_BODY = 16 * 1024 * 1024   # bytes: a 1 MiB task content, XML-escaped, fits many times over
@@ -95,6 +95,7 @@ class RpcHandler(GuardedHandler):
             upstream.close()
 
 
-def make_rpc_server(gateway: Gateway, host: str, port: int) -> GuardedServer:
+def make_rpc_server(gateway: Gateway, host: str, port: int,
+                    head_timeout: float = HEAD_TIMEOUT) -> GuardedServer:
     handler = type("BoundRpcHandler", (RpcHandler,), {"gateway": gateway})
-    return GuardedServer((host, port), handler, name="http")
+    return GuardedServer((host, port), handler, name="http", head_timeout=head_timeout)

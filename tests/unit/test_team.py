@@ -124,6 +124,12 @@ def _raises(fn) -> TeamError:
     return info.value
 
 
+def test_a_servers_head_timeout_is_read_in_seconds():
+    team = parse_team({"team": {"web": {"port": 9002, "username": "ops", "password_env": "P",
+                                        "head_timeout": 2}}, "agents": {"a": None}}, SOURCE)
+    assert team.settings.web.head_timeout == 2.0
+
+
 def test_a_full_valid_document_is_parsed_into_every_field():
     team = parse_team({
         "team": {"http": {"port": 9001, "username": "admin", "password_env": "CT_PASS"},
@@ -135,6 +141,7 @@ def test_a_full_valid_document_is_parsed_into_every_field():
                    "b_2": None},
     }, SOURCE)
     assert team.settings.http == HttpSettings(port=9001, username="admin", password_env="CT_PASS")
+    assert team.settings.http.head_timeout is None  # the web program's default (10 s)
     assert team.settings.require_branch == "roadmap"
     assert team.settings.heartbeat_stale_after == 5.5
     a, b = team.agents
@@ -253,6 +260,8 @@ def test_unknown_team_key_lists_http_as_allowed():
     (doc(http={"port": 1, "username": 5, "password_env": "P"}), "team.http.username", "a user name"),
     (doc(http={"port": 1, "username": "u", "password_env": "NOT A NAME"}), "team.http.password_env",
      "the name of an environment variable"),
+    (doc(web={"port": 1, "username": "u", "password_env": "P", "head_timeout": 0}),
+     "team.web.head_timeout", "a positive number"),
     (agent_doc(retry=3), "agents.architect.retry", "a mapping"),
     (agent_doc(retry={"attempts": 0}), "agents.architect.retry.attempts", "an integer from 1"),
     (agent_doc(retry={"backoff": -1}), "agents.architect.retry.backoff", "a positive number"),

@@ -22,7 +22,6 @@ AUTH = "Basic " + base64.b64encode(b"ops:pw").decode()
 
 
 class Echo(httpd.GuardedHandler):
-    head_timeout = HEAD
     release = threading.Event()
 
     def log_message(self, format, *args):
@@ -46,7 +45,8 @@ class Echo(httpd.GuardedHandler):
 @pytest.fixture
 def server():
     Echo.release = threading.Event()
-    srv = httpd.GuardedServer(("127.0.0.1", 0), Echo, max_connections=CAP, name="test")
+    srv = httpd.GuardedServer(("127.0.0.1", 0), Echo, max_connections=CAP, name="test",
+                              head_timeout=HEAD)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
@@ -145,6 +145,19 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_head_timeout(server):
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         took = closed_by_server(sock, HEAD + 2)
     assert took is not None and took < HEAD + 0.5
+
+
+def test_the_web_program_gives_each_server_its_blocks_head_timeout():
+    from coffee_team.team import HttpSettings
+    from coffee_team.web import main
+    made = []
+
+    def make(app, host, port, **options):
+        made.append(options)
+    main._listen(make, None, HttpSettings(port=1, username="u", password_env="P",
+                                          head_timeout=2.5))
+    main._listen(make, None, HttpSettings(port=1, username="u", password_env="P"))
+    assert made == [{"head_timeout": 2.5}, {}]  # unset: the server's HEAD_TIMEOUT
 
 
 def test_without_credentials_it_is_401_and_the_connection_closes(server):
