@@ -58,7 +58,9 @@ def database(request):
 
 
 def test_fan_ins_under_kill_9_lose_nothing_run_nothing_early_and_nothing_twice(
-        project, tmp_path, database, reliability):
+        database, project, tmp_path, reliability):
+    # database before project: set up first, so dropped only once the team is shut down (the
+    # other way round, DROP DATABASE waited ~5 s a try for the running agents' sessions)
     names = (*PARTS, VERIFIER)
     agents = {name: {"priority": 1, "check_interval": 86400,
                      "handler": "coffee_team.agent.faults:fan_in",

@@ -104,7 +104,9 @@ def chain_trace(spans: list[dict]) -> list[dict] | None:
     return consumers if len(consumers) >= len(CHAIN) else None
 
 
-def test_a_design_request_is_one_trace_across_three_agents(project, receiver):
+def test_a_design_request_is_one_trace_across_three_agents(receiver, project):
+    # receiver first: it outlives the team, whose agents export their last spans as they stop
+    # (to a closed port they retried until stop_wait_seconds ran out)
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     project.write_team(demo_agents(work_seconds=0.05))
     boot_supervisord(project, env=env)
