@@ -207,7 +207,7 @@ def main_config(team: Team) -> str:
     sections += [
         "[supervisord]\n"
         "logfile=" + here_path(team, team.log_dir / "supervisord.log") + "\n"
-        "pidfile=" + here_path(team, team.run_dir / "supervisord.pid") + "\n"
+        "pidfile=" + here_path(team, team.supervisord_pidfile) + "\n"
         "childlogdir=" + here_path(team, team.log_dir) + "\n"
         "umask=077\n"
         f"minfds={min_fds(len(team.agents) + s.web_program)}\n"

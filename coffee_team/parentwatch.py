@@ -26,8 +26,8 @@ import signal
 import time
 from typing import Any, NamedTuple, Optional
 
-__all__ = ["die_with_parent", "trim_heap", "ParentWatch", "become_subreaper", "is_subreaper", "children",
-           "leftovers", "end_leftovers"]
+__all__ = ["die_with_parent", "starter_gone", "trim_heap", "ParentWatch", "become_subreaper",
+           "is_subreaper", "children", "leftovers", "end_leftovers"]
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -58,9 +58,48 @@ def trim_heap() -> bool:
         return False
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> bool:
-    """Ask the kernel to send ``sig`` when our parent dies (Linux); True if it will."""
-    return _prctl(PR_SET_PDEATHSIG, int(sig))
+def die_with_parent(sig: int = signal.SIGTERM, starter: Optional[Any] = None) -> bool:
+    """Ask the kernel to send ``sig`` when our parent dies (Linux); True if it will.
+
+    The kernel signals only a death that comes after the request. ``starter``: the pidfile of
+    the process that started us (supervisord's). If it died before we asked (our start-up
+    outlasted it, as on a loaded machine: we were re-parented meanwhile, and nothing would
+    ever signal us), ``sig`` is sent to us now, as the kernel would have."""
+    asked = _prctl(PR_SET_PDEATHSIG, int(sig))
+    if starter is not None and starter_gone(starter):
+        os.kill(os.getpid(), sig)
+    return asked
+
+
+def starter_gone(pidfile: Any) -> bool:
+    """Whether the process ``pidfile`` names started us and is gone: it is not our parent, and
+    it no longer runs (exited, or a zombie), or we were re-parented to init (its PID went to
+    a new supervisord meanwhile). No pidfile tells nothing (removed by a clean shutdown,
+    which first stops us): False."""
+    try:
+        with open(pidfile, encoding="ascii") as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return False
+    parent = os.getppid()
+    return pid != parent and (parent == 1 or not _running(pid))
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (macOS): a zombie counts as running there
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 def become_subreaper(on: bool = True) -> bool:

@@ -333,7 +333,8 @@ def run_agent(team: Team, name: str) -> int:
     from ..queue import MessageQueue
 
     spec = team.agent(name)
-    signalled = bool(os.environ.get("SUPERVISOR_ENABLED")) and die_with_parent(signal.SIGTERM)
+    signalled = bool(os.environ.get("SUPERVISOR_ENABLED")) and die_with_parent(  # or SIGTERM
+        signal.SIGTERM, starter=team.supervisord_pidfile)  # now: it died while we started
     try:
         ensure_data_dirs(team)
     except OSError as exc:  # e.g. the status dir replaced by a file: heartbeats say so, work goes on

@@ -188,6 +188,10 @@ class Team:
         return self.data_dir / "run"
 
     @property
+    def supervisord_pidfile(self) -> Path:
+        return self.run_dir / "supervisord.pid"
+
+    @property
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 

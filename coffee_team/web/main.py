@@ -68,7 +68,9 @@ def main(argv: list[str]) -> int:
     except TeamError as exc:
         return fail(str(exc))
     if os.environ.get("SUPERVISOR_ENABLED"):
-        die_with_parent()  # an orphan would keep the ports from the next supervisord's web
+        # an orphan would keep the ports from the next supervisord's web; supervisord may
+        # have died while we started (a slow start-up on a loaded machine): SIGTERM now
+        die_with_parent(starter=team.supervisord_pidfile)
     servers, closers, dashboard = [], [], None
     try:
         if http is not None:  # served at once: it needs no database (the dashboard may wait)

@@ -7,13 +7,14 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 
 from coffee_team.heartbeat import heartbeat_path, read_heartbeat
-from tests.harness import BIN, boot_supervisord, demo_agents, wait_until
+from tests.harness import BIN, boot_supervisord, demo_agents, exists, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -126,18 +127,44 @@ def test_stop_agents_then_whole_team_leaves_nothing(running_team):
 def test_kill_9_supervisord_leaves_no_orphans(running_team):
     pids = agent_pids(running_team)
     assert len(pids) == 6
+    # Process objects, not bare PIDs: an agent reaped by init between two looks at its PID
+    # is gone (exists() says so; psutil.Process(pid) raised NoSuchProcess), and a PID taken
+    # by a new process meanwhile is not the agent
+    agents = [psutil.Process(pid) for pid in pids.values()]
     os.kill(running_team.supervisord_pid(), signal.SIGKILL)
     t0 = time.monotonic()
-
-    def all_gone():
-        return not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
-                       for p in pids.values())
-    wait_until(all_gone, 5, message="every agent to exit after supervisord died")
+    wait_until(lambda: not any(exists(agent) for agent in agents), 5,
+               message="every agent to exit after supervisord died")
     elapsed = time.monotonic() - t0
     print(f"agents gone {elapsed:.2f}s after kill -9 of supervisord")
     for name in pids:
         with open(running_team.team.lock_path(name)) as f:  # the agent made it
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
+
+
+def test_an_agent_still_starting_when_supervisord_is_killed_exits_before_its_lock(project):
+    """PDEATHSIG signals only a death after the request: an agent whose start-up outlasted
+    supervisord (a loaded machine) asked too late, was re-parented meanwhile, and lived on
+    (until its first log line met the dead pipe: seconds under load, after taking its lock
+    and opening the database). Here its interpreter starts only once supervisord is dead."""
+    go = project.root / "go"
+    wrapper = project.root / "python"
+    wrapper.write_text(f"""#!/bin/sh
+case "$*" in *" agent run "*) while [ ! -e {go} ]; do sleep 0.05; done ;; esac
+exec {sys.executable} "$@"
+""")
+    wrapper.chmod(0o755)
+    project.write_team({"a": {"priority": 1, "check_interval": 3600,
+                              "handler": "coffee_team.agent.demo:handle"}}, python=str(wrapper))
+    boot_supervisord(project)
+    info = project.wait_states({"a": "RUNNING"}, timeout=40)["a"]  # the wrapper, waiting
+    starting = psutil.Process(info["pid"])
+    supervisord = project.supervisord()
+    os.kill(supervisord.pid, signal.SIGKILL)
+    wait_until(lambda: not exists(supervisord), 10, message="supervisord to die")
+    go.touch()  # now the agent's interpreter starts, under the wrapper's PID
+    wait_until(lambda: not exists(starting), 30, 0.1, "the agent to exit")
+    assert not project.team.lock_path("a").exists()  # it never took its lock
 
 
 def test_start_cli_boots_only_named_agents(project):
