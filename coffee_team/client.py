@@ -152,6 +152,7 @@ HELPER_FAILED = ("BACKOFF", "FATAL", "UNKNOWN")
 
 # supervisord's spawnerr after an exit within startsecs: the program ran, its log says why
 EXITED_TOO_QUICKLY = "Exited too quickly"
+BAD_EXIT_CODE = "Bad exit code"  # ... and after an unexpected exit past startsecs
 
 
 def spawn_error(info: dict) -> str:
@@ -162,25 +163,30 @@ def spawn_error(info: dict) -> str:
 
 
 def start_failures(infos: dict[str, dict], names: Iterable[str],
-                   helpers: Iterable[str] = ()) -> list[str]:
+                   helpers: Iterable[str] = (), booted: bool = False) -> list[str]:
     """The programs among ``names`` (agents) and ``helpers`` whose start failed or cannot
-    succeed: a failed state, or a spawn error (its retries are bound to fail the same way)."""
+    succeed: a failed state, or a spawn error (its retries are bound to fail the same way).
+    ``booted``: supervisord was started for this start, so a helper that exited at all (its
+    last stop time is set) failed, also after its first second: on a loaded machine its
+    start-up outlasts startsecs, and supervisord calls it RUNNING, then respawns it at once
+    each time it exits, never BACKOFF."""
     failed = [n for n in names if infos.get(n, {}).get("statename", "UNKNOWN") in START_FAILED
               or spawn_error(infos.get(n, {}))]
     return failed + [h for h in helpers if h in infos and (
-        infos[h]["statename"] in HELPER_FAILED or spawn_error(infos[h]))]
+        infos[h]["statename"] in HELPER_FAILED or spawn_error(infos[h])
+        or (booted and bool(infos[h].get("stop"))))]
 
 
 def wait_start(process_infos: Callable[[], Iterable[dict]], names: Iterable[str],
                timeout: float, *, helpers: Iterable[str] = (), first_failure: bool = True,
-               clock: Callable[[], float] = time.monotonic,
+               booted: bool = False, clock: Callable[[], float] = time.monotonic,
                sleep: Callable[[float], None] = time.sleep,
                interval: float = 0.1) -> dict[str, dict]:
     """Poll ``process_infos`` (supervisor.getAllProcessInfo) until every one of ``names`` and
-    ``helpers`` runs or failed (``start_failures``; with ``first_failure``, until the first
-    fails), or ``timeout`` passed with none of them coming up; return the last info of each
-    name (statename UNKNOWN: not a program) and of each helper supervisord has. The caller
-    decides what a failure or a timeout means to it.
+    ``helpers`` runs or failed (``start_failures``, ``booted`` as there; with
+    ``first_failure``, until the first fails), or ``timeout`` passed with none of them coming
+    up; return the last info of each name (statename UNKNOWN: not a program) and of each
+    helper supervisord has. The caller decides what a failure or a timeout means to it.
 
     The timeout counts from the last program seen RUNNING, not from the call: a team of 500
     takes minutes on a small machine, and only a start that stopped moving is stuck."""
@@ -191,7 +197,7 @@ def wait_start(process_infos: Callable[[], Iterable[dict]], names: Iterable[str]
         infos = {name: by_name.get(name, {"name": name, "statename": "UNKNOWN"})
                  for name in names}
         infos.update((h, by_name[h]) for h in helpers if h in by_name)
-        failed = start_failures(infos, names, helpers)
+        failed = start_failures(infos, names, helpers, booted)
         settled = all(i["statename"] == "RUNNING" or n in failed for n, i in infos.items())
         now_running = sum(i["statename"] == "RUNNING" for i in infos.values())
         if now_running > running:

@@ -171,7 +171,8 @@ def start(team: Team, endpoint: client.Endpoint, rpc: Rpc, open_queue: QueueOpen
             raise ActionRefused(str(exc)) from None
         helpers = (WATCHDOG,) + ((WEB_PROGRAM,) if team.settings.web is not None else ())
         try:
-            wait_running(team, rpc, names, timeout, helpers=helpers, waiting=waiting)
+            wait_running(team, rpc, names, timeout, helpers=helpers, waiting=waiting,
+                         booted=True)
         except HelperFailed as exc:
             shutdown(team, rpc, waiting)  # so the next `start` boots on the mended config
             raise ActionRefused(f"{exc}; supervisord stopped again") from None

@@ -28,13 +28,16 @@ class HelperFailed(ActionRefused):
 
 
 def wait_running(team: Team, rpc: Callable[..., Any], names: tuple[str, ...], timeout: float,
-                 helpers: tuple[str, ...] = (), waiting: Waiting = no_waiting) -> None:
+                 helpers: tuple[str, ...] = (), waiting: Waiting = no_waiting,
+                 booted: bool = False) -> None:
     """Wait for ``names`` (agents) and ``helpers`` (the watchdog, the web program) to run;
-    the first that fails, or cannot be spawned at all, is one line naming it and why."""
+    the first that fails, or cannot be spawned at all, is one line naming it and why.
+    ``booted``: supervisord was started for this wait (``client.start_failures``)."""
     seen: dict[str, str] = {}
     # launch order: the helpers, then the agents group by group (sorted is stable)
     priority = {a.name: a.priority for a in team.agents}
-    states = StatePoll(rpc, (*helpers, *sorted(names, key=lambda n: priority.get(n, 0))))
+    states = StatePoll(rpc, (*helpers, *sorted(names, key=lambda n: priority.get(n, 0))),
+                       always=helpers if booted else ())
 
     def poll() -> list[dict]:
         infos = states()
@@ -47,16 +50,19 @@ def wait_running(team: Team, rpc: Callable[..., Any], names: tuple[str, ...], ti
         return ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "") \
             + " to run"
     with waiting(pending):
-        infos = client.wait_start(poll, names, timeout, helpers=helpers)
-    failed = client.start_failures(infos, names, helpers)
+        infos = client.wait_start(poll, names, timeout, helpers=helpers, booted=booted)
+    failed = client.start_failures(infos, names, helpers, booted)
     if not failed and any(i["statename"] != "RUNNING" for i in infos.values()):
         # timed out: each one's state now, not the one a poll of its window last read
-        infos = client.wait_start(StatePoll(rpc, ()), names, 0, helpers=helpers)
-        failed = client.start_failures(infos, names, helpers)
+        infos = client.wait_start(StatePoll(rpc, ()), names, 0, helpers=helpers, booted=booted)
+        failed = client.start_failures(infos, names, helpers, booted)
     if failed:
         info = infos[failed[0]]
         error = HelperFailed if failed[0] in helpers else ActionRefused
-        raise error(f"{failed[0]} failed to start ({info['statename']}): "
+        state = info["statename"]
+        if failed[0] in helpers and state in ("RUNNING", "STARTING", "EXITED"):
+            state = "exited"  # past startsecs (booted): respawned at once, running again maybe
+        raise error(f"{failed[0]} failed to start ({state}): "
                     f"{why_not_started(rpc, info)}; see {log_of(team, failed[0])}")
     waiting = [f"{n} ({i['statename']})" for n, i in infos.items() if i["statename"] != "RUNNING"]
     if waiting:
@@ -79,18 +85,22 @@ class StatePoll:
     order, so after one whole read each poll asks (one system.multicall) about the first
     POLL_WINDOW of ``order`` not yet seen RUNNING; the others keep the state last read. Once
     every one was seen RUNNING, a whole read again says whether they all still run (one that
-    crashed meanwhile is reported as before)."""
+    crashed meanwhile is reported as before). ``always``: asked about on every poll, RUNNING
+    or not (the helpers of a boot, whose exit past startsecs is a failure at once)."""
 
     def __init__(self, rpc: Callable[..., Any], order: tuple[str, ...],
-                 window: int | None = None):
+                 window: int | None = None, always: tuple[str, ...] = ()):
         self.rpc = rpc
         self.order = order
         self.window = window or POLL_WINDOW
+        self.always = always
         self.infos: dict[str, dict] = {}  # by name: the last info read of each program
 
     def __call__(self) -> list[dict]:
         if self.infos:
-            self._ask(self._pending()[:self.window])
+            pending = self._pending()[:self.window]
+            self._ask([n for n in self.always if n in self.infos and n not in pending]
+                      + pending)
             if self._pending():
                 return list(self.infos.values())
         # the first look, or every one seen RUNNING: a whole read (a program not in it stays
@@ -121,8 +131,9 @@ def why_not_started(rpc: Callable[..., Any], info: dict) -> str:
     """supervisord's reason (a spawn error, e.g. "can't find command"), else the last line the
     program wrote (its traceback's last line, or its own one-line error)."""
     import xmlrpc.client
-    if client.spawn_error(info):
-        return client.spawn_error(info)
+    error = client.spawn_error(info)
+    if error and not error.startswith(client.BAD_EXIT_CODE):  # that one ran: its log says why
+        return error
     for tail in ("supervisor.tailProcessStdoutLog", "supervisor.tailProcessStderrLog"):
         try:
             text = rpc(tail, info["name"], 0, 4096)[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -186,13 +187,22 @@ exec {sys.executable} "$@"
     return path
 
 
-def stopped_within(project: Project, result, seconds: float, took: float) -> None:
-    assert took < seconds, f"took {took:.1f} s"
+def stopped_at_first_failure(project: Project, program: str, took: float, capsys) -> None:
+    """The start ended at the program's first failure, not at supervisord's give-up after its
+    retries (FATAL), nor at its own timeout (60 s from the last program up; the line would say
+    what it waited for): events, not a wall-clock bound, which the start's CPU work (five
+    interpreters: the CLI, supervisord, the helpers, an agent) stretches 20-fold on a loaded
+    machine (a bound of 10 s failed at 17-30 s under a load average of 40-100 on 2 cores)."""
     assert project.supervisord() is None  # stopped again: the next start reads a mended config
+    log = (project.root / "data" / "logs" / "supervisord.log").read_text()
+    assert f"gave up: {program} entered FATAL state" not in log
     wait_until(lambda: not project.leftovers(), 10, 0.1, "nothing left running")
+    with capsys.disabled():
+        print(f"\n  start failed on {program} after {took:.2f} s "
+              f"(load average {os.getloadavg()[0]:.1f})")
 
 
-def test_a_listener_that_cannot_start_fails_start_in_seconds_naming_it():
+def test_a_listener_that_cannot_start_fails_start_at_once_naming_it(capsys):
     with temporary_project(prefix="ct-nolistener-") as project:
         project.write_team(AGENTS, python=str(wrapper(project.root / "python",
                                                       "coffee_team.watchdog")))
@@ -203,7 +213,7 @@ def test_a_listener_that_cannot_start_fails_start_in_seconds_naming_it():
         assert line.startswith("Error: watchdog failed to start (BACKOFF): ")
         assert "No module named coffee_team.watchdog.__main__" in line
         assert line.endswith("; see data/logs/watchdog.log; supervisord stopped again")
-        stopped_within(project, result, 10, took)
+        stopped_at_first_failure(project, "watchdog", took, capsys)
 
 
 def test_a_missing_interpreter_is_one_line_before_and_after_boot():
@@ -261,20 +271,36 @@ def test_an_unset_password_variable_is_one_line(monkeypatch):
                "set" in status
 
 
-def test_a_web_program_that_cannot_listen_fails_start_naming_it():
+@pytest.mark.parametrize("web_startup", [0, 1.2])
+def test_a_web_program_that_cannot_listen_fails_start_naming_it(web_startup, capsys):
+    """``web_startup``: seconds the web program's interpreter takes to start, past its
+    startsecs (1) as on a loaded machine, where supervisord calls each attempt RUNNING and
+    respawns it at once when it exits, never BACKOFF: the start said the team ran, or named
+    supervisord's "Bad exit code 2" instead of the program's line. The agents' startsecs is
+    5 there, so the web program has exited before the agent runs."""
     with temporary_project(prefix="ct-busyport-") as project, socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        slow = {}
+        if web_startup:
+            python = project.root / "python"
+            python.write_text(f"""#!/bin/sh
+case "$*" in "-m coffee_team.web "*) sleep {web_startup} ;; esac
+exec {sys.executable} "$@"
+""")
+            python.chmod(0o755)
+            slow.update(python=str(python), start_seconds=5)
         project.write_team(AGENTS, web={"port": port, "username": "ops",
-                                        "password_env": "CT_WEB_PASSWORD"})
+                                        "password_env": "CT_WEB_PASSWORD"}, **slow)
         began = time.perf_counter()
         result = project.cli("start", env={"CT_WEB_PASSWORD": "secret"})
         took = time.perf_counter() - began
         line = one_line_error(result, 1)
-        assert line.startswith("Error: web failed to start (BACKOFF): ")
+        # its first exit: within its first second (BACKOFF), or past it ("exited")
+        assert re.match(r"Error: web failed to start \((BACKOFF|exited)\): ", line), line
         assert f"cannot listen on 127.0.0.1:{port}" in line
-        stopped_within(project, result, 10, took)
+        stopped_at_first_failure(project, "web", took, capsys)
 
 
 def free_port() -> int:

@@ -96,3 +96,46 @@ def test_a_timed_out_start_names_each_program_in_its_state_now(monkeypatch, tmp_
     with pytest.raises(ActionRefused) as refused:
         starting.wait_running(team, rpc, ("a", "b"), 0.25, helpers=("watchdog",))
     assert "waiting for a (STARTING);" in str(refused.value)
+
+
+def test_a_helper_that_exited_past_startsecs_fails_a_boot_at_once(tmp_path, monkeypatch):
+    """On a loaded machine the web program's start-up outlasts startsecs: supervisord calls it
+    RUNNING, then respawns it at once when it exits (never BACKOFF). In a boot, a helper that
+    exited at all (its stop time set) has failed: it is asked about on every poll, and the
+    line is its own last one, not supervisord's "Bad exit code 2"."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from coffee_team.ops import starting
+    from coffee_team.ops.starting import HelperFailed
+    sup = Supervisord({"watchdog": "RUNNING", "web": "RUNNING", "a": "STOPPED"})
+    stops = {"web": 0}
+    info = sup.info
+    sup.info = lambda name: {**info(name), "stop": stops.get(name, 0),
+                             "spawnerr": "Bad exit code 2" if sup.states[name] == "EXITED"
+                             else ""}
+    polls = []
+
+    def rpc(method, *args):
+        if method == "supervisor.tailProcessStdoutLog":
+            return ["coffee-team web: cannot listen on 127.0.0.1:8080: in use\n", 0, False]
+        polls.append(method)
+        if len(polls) == 3:  # web exits after its RUNNING, while the agent still starts
+            sup.states["web"], stops["web"] = "EXITED", 1796660000
+        return sup(method, *args)
+    now = [0.0]
+    real = client.wait_start
+    monkeypatch.setattr(client, "wait_start", lambda *args, **kwargs: real(
+        *args, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s), **kwargs))
+    team = SimpleNamespace(agents=[SimpleNamespace(name="a", priority=1)], log_dir=tmp_path)
+    with pytest.raises(HelperFailed) as failed:
+        starting.wait_running(team, rpc, ("a",), 60, helpers=("watchdog", "web"), booted=True)
+    assert str(failed.value).startswith("web failed to start (exited): coffee-team web: "
+                                        "cannot listen on 127.0.0.1:8080: in use; see ")
+    assert len(polls) == 3 and now[0] < 1  # at once, not once a runs (it never does here)
+    sup.states["web"] = "RUNNING"  # respawned meanwhile: still the one that exited
+    infos = {n: sup.info(n) for n in sup.states}
+    assert client.start_failures(infos, ["a"], ("watchdog", "web"), booted=True) == ["web"]
+    # not in a boot: a helper restarted some time ago that runs now is fine
+    assert client.start_failures(infos, ["a"], ("watchdog", "web")) == []
