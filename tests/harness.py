@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -57,6 +58,29 @@ def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.0
             return value
         time.sleep(interval)
     raise WaitTimeout(f"timed out after {timeout}s waiting for {message}")
+
+
+class Lines:
+    """A process's output read line by line on a thread, so that a test waits for what it
+    printed (``wait_until``), not for a fixed time that a loaded machine may outlast before
+    the process even printed its first line."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def rest(self, timeout: float = 10) -> str:
+        """Everything, once the stream ended (the process exited)."""
+        self._reader.join(timeout)
+        return self.text()
 
 
 def demo_agents(work_seconds: float = 0.01, check_interval: float | None = None) -> dict:

@@ -17,14 +17,18 @@ pytestmark = pytest.mark.slow  # the tests here start processes
 
 @pytest.fixture
 def child():
+    # its 20 MB allocated once it says so, not after a fixed 0.3 s: on a loaded machine the
+    # interpreter may not even have started by then (its RSS still growing)
     proc = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(20 << 20);"
-                             " time.sleep(60)"])
-    time.sleep(0.3)
+                             " print('ready', flush=True); time.sleep(60)"],
+                            stdout=subprocess.PIPE, text=True)
     try:
+        assert proc.stdout.readline() == "ready\n"  # ("" if it exited without)
         yield proc
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
 
 
 @pytest.mark.parametrize("source", ["proc", "psutil"])

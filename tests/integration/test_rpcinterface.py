@@ -19,8 +19,8 @@ import pytest
 from coffee_team.rpc import interface as rpcinterface, values as rpcvalues
 from coffee_team.queue import content
 from supervisor.xmlrpc import Faults, SupervisorTransport
-from tests.harness import (BIN, Project, boot_supervisord, demo_agents, temporary_project,
-                           wait_until)
+from tests.harness import (BIN, Lines, Project, boot_supervisord, demo_agents,
+                           temporary_project, wait_until)
 
 pytestmark = pytest.mark.slow
 
@@ -396,22 +396,29 @@ def test_latency_of_200_calls(team):
 
 # --- CLI on top --------------------------------------------------------------------------------
 
+def interrupted(proc: subprocess.Popen, out: Lines) -> str:
+    """Ctrl+C once it printed what the test waited for: exit 0, and all it printed."""
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=10)
+    assert proc.returncode == 0, proc.stderr.read()
+    return out.rest()
+
+
 def test_status_watch_redraws_until_ctrl_c(team):
+    # Ctrl+C once it redrew, not after a fixed 2 s: on a loaded machine the command may not
+    # have printed (nor set its Ctrl+C handling) by then
     proc = subprocess.Popen([str(BIN / "coffee-team"), "--team", str(team.team_file), "status",
                              "--watch", "--interval", "0.2"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
-    assert out.count("Agent Health:") >= 2  # (the screen is cleared only on a terminal)
+    out = Lines(proc.stdout)
+    wait_until(lambda: out.text().count("Agent Health:") >= 2, 30, 0.1, "two screens")
+    assert interrupted(proc, out).count("Agent Health:") >= 2  # (cleared only on a terminal)
     proc = subprocess.Popen([str(BIN / "coffee-team"), "--team", str(team.team_file), "status",
                              "--watch", "--json", "-n", "0.2"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=10)
-    lines = [json.loads(line) for line in out.splitlines()]
+    out = Lines(proc.stdout)
+    wait_until(lambda: len(out.lines) >= 2, 30, 0.1, "two JSON lines")
+    lines = [json.loads(line) for line in interrupted(proc, out).splitlines()]
     assert len(lines) >= 2 and all(line["agents_total"] == len(team.team.names) for line in lines)
 
 
@@ -425,13 +432,12 @@ def test_logs_and_follow(team):
     proc = subprocess.Popen([str(BIN / "coffee-team"), "--team", str(team.team_file), "logs",
                              "assistant", "-f", "--interval", "0.1", "--bytes", "10"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    out = Lines(proc.stdout)
+    # following once it printed the last 10 bytes (the end of a line): what comes is new
+    wait_until(lambda: out.lines, 30, 0.1, "the log's last 10 bytes")
     proxy(team).coffee.restartAgent("assistant")  # logs "stopping" and "started"
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
-    assert "started" in out  # the new lines arrived after the first 10 bytes
+    wait_until(lambda: "started" in out.text(), 30, 0.1, "the new lines")
+    assert "started" in interrupted(proc, out)  # they arrived after the first 10 bytes
     team.wait_states({"assistant": "RUNNING"}, 20)
 
 

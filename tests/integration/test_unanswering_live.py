@@ -118,6 +118,12 @@ def test_ctrl_c_in_start_is_one_line_and_exit_130(project, delay):
     start = subprocess.Popen([str(BIN / "coffee-team"), "--team", str(project.team_file),
                               "start"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=clean_env(), cwd=project.root)
+    # the delay counts from the start's own beginning (it holds the start lock), not from the
+    # spawn: on a loaded machine the interpreter may still be importing 2.5 s later, before
+    # the command line handles Ctrl+C at all
+    lock = project.team.run_dir / "start.lock"
+    wait_until(lambda: lock.exists() and lock.read_text().strip() == str(start.pid), 30, 0.02,
+               "the start to begin")
     time.sleep(delay)
     start.send_signal(signal.SIGINT)
     out, err = start.communicate(timeout=60)
