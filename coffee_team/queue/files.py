@@ -23,7 +23,8 @@ import os
 import sqlite3
 import stat
 import struct
-from typing import NamedTuple, Optional
+import time
+from typing import Callable, NamedTuple, Optional
 from urllib.parse import quote
 
 from coffee_team.dburl import is_postgres_url
@@ -208,9 +209,10 @@ def opened_now(path: str, db_id: Optional[str]) -> Opened:
 
 def problem(path: str, opened: Opened) -> Optional[FileProblem]:
     """Is ``path`` still the database this process opened? None when it is."""
-    at = file_at(path)
+    signature = _signature(path)
+    at = signature and signature[:2]
     links = now_at = None
-    seen_id = file_id(path) if at == opened.file and opened.db_id else None
+    seen_id = _id_of(path, signature) if at == opened.file and opened.db_id else None
     if at != opened.file and opened.file is not None:
         links, now_at = _held(opened.file, "self")
     verdict = identity.judge(opened, Seen(at, seen_id, links))
@@ -279,6 +281,36 @@ def _held(file: tuple[int, int], pid: str) -> tuple[Optional[int], Optional[str]
         except OSError:
             continue
     return None, None
+
+
+# path -> (its file's signature, the id read from it then). Reading the id opens a connection
+# (~0.3 ms of CPU), and the watchdog's threads and every busy agent look once a second; a
+# write, a copy over the file or a checkpoint changes its mtime and ctime, so the id is read
+# again only when the file changed. Not kept while the file changed within RACY_NS of the
+# read: a change in the same tick of the kernel's coarse file clock keeps the signature.
+_IDS_SEEN: dict[str, tuple[tuple[int, ...], Optional[str]]] = {}
+RACY_NS = 1_000_000_000
+
+
+def _signature(path: str) -> Optional[tuple[int, ...]]:
+    """(device, inode, size, mtime, ctime) of the file at ``path``; None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _id_of(path: str, signature: Optional[tuple[int, ...]],
+           clock: Callable[[], int] = time.time_ns) -> Optional[str]:
+    """file_id, read again only when the file's signature changed (``_IDS_SEEN``)."""
+    seen = _IDS_SEEN.get(path)
+    if seen is not None and signature is not None and seen[0] == signature:
+        return seen[1]
+    found = file_id(path)
+    if signature is not None and clock() - signature[4] > RACY_NS:
+        _IDS_SEEN[path] = (signature, found)
+    return found
 
 
 def file_at(path: str) -> Optional[tuple[int, int]]:

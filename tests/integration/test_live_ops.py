@@ -222,6 +222,26 @@ def test_deliveries_follow_levels_retry_with_backoff_and_never_repeat(books, tmp
     restarted.queue.close()
 
 
+def test_without_targets_a_round_looks_at_nothing_and_with_one_it_delivers(books):
+    queue, clock = books
+    looks = []
+    real_check = queue.check_file
+    queue.check_file = lambda: looks.append(1) or real_check()
+    targets = ()
+    sender = Sender()
+    deliverer = notify.Deliverer(queue, lambda: targets, lambda _: None, clock=clock,
+                                 sender=sender)
+    queue.notify("INFO", "a", "first", "-")
+    clock.advance(1)
+    deliverer.round()
+    assert looks == [] and sender.delivered == []  # no target: the file is not even looked at
+    targets = team_of(AGENTS, notify=[{"level": "INFO", "command": ["pager"]}]).settings.notify
+    deliverer.round()  # the first round of a new target plans from now: no history
+    queue.notify("INFO", "a", "second", "-")
+    deliverer.round()
+    assert looks == [1, 1] and sender.delivered == [("pager", "second")]
+
+
 def test_two_deliverers_never_send_one_row_twice(books, tmp_path):
     queue, clock = books
     team = team_of(AGENTS, notify=[{"level": "INFO", "command": ["pager"]}])

@@ -162,6 +162,31 @@ def test_a_file_overwritten_in_place_is_another_database(tmp_path):
     q.backend.close()
 
 
+def test_the_id_is_read_again_only_when_the_file_changed(tmp_path, monkeypatch):
+    path = str(tmp_path / "o.db")
+    q = make(path)
+    reads = []
+    real = files.file_id
+    monkeypatch.setattr(files, "file_id", lambda p: reads.append(p) or real(p))
+    sig = files._signature(path)
+    settled = lambda: sig[4] + files.RACY_NS + 1  # noqa: E731 (the last change 1 s ago)
+    assert files._id_of(path, sig, settled) == q.db.opened.db_id and len(reads) == 1
+    assert files._id_of(path, sig, settled) == q.db.opened.db_id and len(reads) == 1  # unchanged
+    racy = lambda: sig[4] + files.RACY_NS // 2  # noqa: E731 (changed within the clock's tick)
+    files._IDS_SEEN.clear()
+    files._id_of(path, sig, racy)
+    files._id_of(path, sig, racy)
+    assert len(reads) == 3  # not kept: a change in the same tick would keep the signature
+    files._id_of(path, sig, settled)  # kept
+    make(tmp_path / "other.db").close()
+    with open(tmp_path / "other.db", "rb") as src, open(path, "r+b") as dst:
+        dst.write(src.read())  # cp other.db o.db keeps the inode, not the mtime and ctime
+    assert files._signature(path) != sig
+    problem = q.check_file()
+    assert reads.count(path) == 5 and problem.verdict == REPLACED
+    q.backend.close()
+
+
 def test_a_wal_of_another_database_is_never_taken_up(tmp_path):
     """The finding: a WAL left at the path by the database that was there must never be
     read as another file's (nor deleted by it on close)."""
