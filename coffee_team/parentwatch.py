@@ -26,8 +26,8 @@ import signal
 import time
 from typing import Any, NamedTuple, Optional
 
-__all__ = ["die_with_parent", "starter_gone", "trim_heap", "ParentWatch", "become_subreaper",
-           "is_subreaper", "children", "leftovers", "end_leftovers"]
+__all__ = ["die_with_parent", "starter_gone", "pid_alive", "trim_heap", "ParentWatch",
+           "become_subreaper", "is_subreaper", "children", "leftovers", "end_leftovers"]
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -93,13 +93,18 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     except OSError:  # no /proc (macOS): a zombie counts as running there
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
+        return pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a zombie too; one of another user's too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
         return True
+    return True
 
 
 def become_subreaper(on: bool = True) -> bool:

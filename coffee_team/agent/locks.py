@@ -14,6 +14,7 @@ from typing import NamedTuple, Optional
 
 from .. import retry
 from ..errors import AgentAlreadyRunningError
+from ..parentwatch import pid_alive
 
 class AgentLock:
     def __init__(self, path: Path):
@@ -259,7 +260,7 @@ def take_patiently(lock: PgAgentLock, log) -> Optional[Holder]:
             time.sleep(delay)
             continue
         if holder is None or not lock.is_here(holder) or not holder.pid or \
-                (holder.pid != os.getpid() and _pid_alive(holder.pid)):
+                (holder.pid != os.getpid() and pid_alive(holder.pid)):
             return holder
         if not said:
             said = True
@@ -267,16 +268,6 @@ def take_patiently(lock: PgAgentLock, log) -> Optional[Holder]:
                 f"waiting for the server to end it")
         time.sleep(delay)
     return None  # not reached: retry.delays never ends
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _exit_taken(message: str) -> None:
