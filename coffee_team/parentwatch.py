@@ -86,14 +86,10 @@ def starter_gone(pidfile: Any) -> bool:
 
 
 def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return data[data.rfind(b")") + 2:][:1] not in (b"Z", b"X")
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc (macOS): a zombie counts as running there
-        return pid_alive(pid)
+    if os.path.isdir("/proc/self"):  # Linux: a zombie has exited
+        seen = _seen(pid, None)
+        return seen is not None and not seen.zombie
+    return pid_alive(pid)  # no /proc (macOS): a zombie counts as running there
 
 
 def pid_alive(pid: int) -> bool:

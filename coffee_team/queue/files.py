@@ -210,7 +210,7 @@ def opened_now(path: str, db_id: Optional[str]) -> Opened:
 def problem(path: str, opened: Opened) -> Optional[FileProblem]:
     """Is ``path`` still the database this process opened? None when it is."""
     signature = _signature(path)
-    at = signature and signature[:2]
+    at = signature and (signature[0], signature[1])  # file_at's, from the same stat
     links = now_at = None
     seen_id = _id_of(path, signature) if at == opened.file and opened.db_id else None
     if at != opened.file and opened.file is not None:
@@ -315,10 +315,5 @@ def _id_of(path: str, signature: Optional[tuple[int, ...]],
 
 def file_at(path: str) -> Optional[tuple[int, int]]:
     """(device, inode) of the file at ``path``; None if there is none."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
+    signature = _signature(path)
+    return signature and (signature[0], signature[1])
